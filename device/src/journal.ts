@@ -1,0 +1,168 @@
+/**
+ * The kiosk's journal: every decision the kiosk tells a user about is an
+ * entry here first, durable before the user sees it.
+ *
+ * - `seq` is per device and gap-free: it is assigned by the INSERT itself
+ *   from the `meta` row, and a trigger advances `meta` in the same statement,
+ *   so a crash can never leave a seq used twice or skipped.
+ * - `synchronous=FULL` in WAL mode makes each commit durable on return; it is
+ *   set and read back on every open, because a kiosk that silently runs with
+ *   NORMAL can lose acknowledged check-ins on a power cut.
+ * - Nothing is deleted before the cloud's ack covers it (compaction is later
+ *   work and will only ever touch `seq <= acked_up_to`).
+ */
+import { randomUUID } from "node:crypto";
+import type { Entry } from "@paylane/protocol";
+import { Sqlite } from "./sqlite.ts";
+
+export class JournalError extends Error {
+  override name = "JournalError";
+}
+
+interface EntryRow {
+  seq: number;
+  id: string;
+  kind: string;
+  at: string;
+  body: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  last_seq INTEGER NOT NULL,
+  acked_up_to INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (one, last_seq, acked_up_to) VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS journal (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  at TEXT NOT NULL,
+  body TEXT NOT NULL,
+  -- denormalised for the "already checked in today" lookup
+  member_id TEXT,
+  local_day TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_member_day ON journal (member_id, local_day) WHERE member_id IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS journal_seq_advance AFTER INSERT ON journal
+BEGIN
+  UPDATE meta SET last_seq = NEW.seq WHERE one = 1;
+END;
+`;
+
+/** Lets the journal answer "has this member done X today" without parsing bodies. */
+export interface MemberDay {
+  memberId: string;
+  /** Site-local calendar day, YYYY-MM-DD. */
+  day: string;
+}
+
+export interface JournalStats {
+  lastSeq: number;
+  ackedUpTo: number;
+  backlog: number;
+}
+
+export class Journal {
+  readonly #db: Sqlite;
+
+  private constructor(db: Sqlite) {
+    this.#db = db;
+  }
+
+  /** Opens (or creates) the journal, enforcing durability settings and checking integrity. */
+  static async open(path: string): Promise<Journal> {
+    const db = await Sqlite.open(path);
+    try {
+      await db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+      const mode = await db.get<{ journal_mode: string }>("PRAGMA journal_mode");
+      const sync = await db.get<{ synchronous: number }>("PRAGMA synchronous");
+      // path ':memory:' cannot use WAL; everything else must.
+      if (path !== ":memory:" && mode?.journal_mode !== "wal") {
+        throw new JournalError(`journal ${path}: journal_mode is ${mode?.journal_mode}, expected wal`);
+      }
+      if (sync?.synchronous !== 2) {
+        throw new JournalError(`journal ${path}: synchronous is ${sync?.synchronous}, expected 2 (FULL)`);
+      }
+      const check = await db.all<{ integrity_check: string }>("PRAGMA integrity_check");
+      if (check.length !== 1 || check[0]?.integrity_check !== "ok") {
+        throw new JournalError(
+          `journal ${path} failed integrity_check: ${check.map((r) => r.integrity_check).join("; ")}`,
+        );
+      }
+      await db.exec(SCHEMA);
+      return new Journal(db);
+    } catch (err) {
+      await db.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The database handle, shared with the member replica (one file, one fsync domain). */
+  get db(): Sqlite {
+    return this.#db;
+  }
+
+  /**
+   * Appends one entry and returns it with its seq. Resolves only once the
+   * entry is durable (synchronous=FULL commit).
+   */
+  async append(kind: string, body: Record<string, unknown>, at: Date, index?: MemberDay): Promise<Entry> {
+    const id = randomUUID();
+    const row = await this.#db.get<{ seq: number }>(
+      `INSERT INTO journal (seq, id, kind, at, body, member_id, local_day)
+       SELECT last_seq + 1, ?, ?, ?, ?, ?, ? FROM meta WHERE one = 1
+       RETURNING seq`,
+      [id, kind, at.toISOString(), JSON.stringify(body), index?.memberId ?? null, index?.day ?? null],
+    );
+    if (!row) throw new JournalError("journal meta row is missing");
+    return { seq: row.seq, id, kind, at: at.toISOString(), body };
+  }
+
+  /** Entries after `afterSeq`, oldest first. */
+  async entriesAfter(afterSeq: number, limit: number): Promise<Entry[]> {
+    const rows = await this.#db.all<EntryRow>(
+      "SELECT seq, id, kind, at, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+      [afterSeq, limit],
+    );
+    return rows.map((r) => ({ seq: r.seq, id: r.id, kind: r.kind, at: r.at, body: JSON.parse(r.body) }));
+  }
+
+  /**
+   * Records the cloud's ack. Acks only move forward, and never past what was
+   * journaled: an ack beyond lastSeq means the cloud is confused about this
+   * device (e.g. a restored journal) and is refused loudly.
+   */
+  async markAcked(upTo: number): Promise<number> {
+    const { lastSeq, ackedUpTo } = await this.stats();
+    if (upTo > lastSeq) {
+      throw new JournalError(`ack upTo ${upTo} is beyond the last journaled seq ${lastSeq}`);
+    }
+    if (upTo <= ackedUpTo) return ackedUpTo;
+    await this.#db.run("UPDATE meta SET acked_up_to = ? WHERE one = 1 AND acked_up_to < ?", [upTo, upTo]);
+    return upTo;
+  }
+
+  async stats(): Promise<JournalStats> {
+    const m = await this.#db.get<{ last_seq: number; acked_up_to: number }>(
+      "SELECT last_seq, acked_up_to FROM meta WHERE one = 1",
+    );
+    if (!m) throw new JournalError("journal meta row is missing");
+    return { lastSeq: m.last_seq, ackedUpTo: m.acked_up_to, backlog: m.last_seq - m.acked_up_to };
+  }
+
+  /** Whether the member has an entry of `kind` on the given site-local day. */
+  async hasEntryOn(kind: string, index: MemberDay): Promise<boolean> {
+    const row = await this.#db.get("SELECT 1 FROM journal WHERE member_id = ? AND local_day = ? AND kind = ? LIMIT 1", [
+      index.memberId,
+      index.day,
+      kind,
+    ]);
+    return row !== undefined;
+  }
+
+  close(): Promise<void> {
+    return this.#db.close();
+  }
+}

@@ -1,0 +1,17 @@
+import type { TapResult } from "@paylane/ui/kiosk-api";
+
+export type ReaderState = "ok" | "degraded" | "disconnected";
+
+/** What the daemon does with a card: decide and answer. */
+export type CardHandler = (uid: string) => Promise<TapResult>;
+
+/**
+ * A card reader as the daemon sees it. Drivers (simulated now, PN532 later)
+ * report card UIDs as upper-case hex; the daemon never sees the wire.
+ */
+export interface CardReader {
+  readonly kind: "simulated" | "pn532";
+  readonly state: ReaderState;
+  start(handler: CardHandler): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,121 @@
+/**
+ * The kiosk's replica of its site's members, kept in its own SQLite file.
+ * It is a cache of the cloud (rebuilt from a snapshot at any time), so it
+ * lives apart from the journal: its transactions never share a connection
+ * with journal appends.
+ */
+import type { MemberSnapshot, ReplicaMember } from "@paylane/protocol";
+import { Sqlite } from "./sqlite.ts";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS members (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  card_uid TEXT UNIQUE,
+  code TEXT UNIQUE,
+  status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replica_meta (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  version INTEGER NOT NULL,
+  timezone TEXT NOT NULL,
+  synced_at TEXT
+);
+INSERT OR IGNORE INTO replica_meta (one, version, timezone, synced_at) VALUES (1, 0, 'UTC', NULL);
+`;
+
+interface MemberRow {
+  id: string;
+  name: string;
+  card_uid: string | null;
+  code: string | null;
+  status: ReplicaMember["status"];
+}
+
+export interface ReplicaInfo {
+  version: number;
+  timezone: string;
+  syncedAt: string | null;
+  members: number;
+}
+
+export class Replica {
+  readonly #db: Sqlite;
+  /** Serialises snapshot replacement: two overlapping syncs must not interleave their transactions. */
+  #writing: Promise<unknown> = Promise.resolve();
+
+  private constructor(db: Sqlite) {
+    this.#db = db;
+  }
+
+  static async open(path: string): Promise<Replica> {
+    const db = await Sqlite.open(path);
+    await db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    await db.exec(SCHEMA);
+    return new Replica(db);
+  }
+
+  /** Replaces the replica with a snapshot, atomically; an older snapshot never replaces a newer one. */
+  replace(snapshot: MemberSnapshot, syncedAt: Date): Promise<boolean> {
+    const work = this.#writing.then(async () => {
+      const current = await this.info();
+      if (snapshot.version < current.version) return false;
+      await this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        await this.#db.run("DELETE FROM members");
+        for (const m of snapshot.members) {
+          await this.#db.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
+            m.id,
+            m.name,
+            m.cardUid,
+            m.code,
+            m.status,
+          ]);
+        }
+        await this.#db.run("UPDATE replica_meta SET version = ?, timezone = ?, synced_at = ? WHERE one = 1", [
+          snapshot.version,
+          snapshot.timezone,
+          syncedAt.toISOString(),
+        ]);
+        await this.#db.exec("COMMIT");
+        return true;
+      } catch (err) {
+        await this.#db.exec("ROLLBACK").catch(() => {});
+        throw err;
+      }
+    });
+    this.#writing = work.catch(() => {});
+    return work;
+  }
+
+  async byCard(uid: string): Promise<ReplicaMember | undefined> {
+    const row = await this.#db.get<MemberRow>("SELECT * FROM members WHERE card_uid = ?", [uid]);
+    return row && toMember(row);
+  }
+
+  async byCode(code: string): Promise<ReplicaMember | undefined> {
+    const row = await this.#db.get<MemberRow>("SELECT * FROM members WHERE code = ?", [code]);
+    return row && toMember(row);
+  }
+
+  async info(): Promise<ReplicaInfo> {
+    const meta = await this.#db.get<{ version: number; timezone: string; synced_at: string | null }>(
+      "SELECT version, timezone, synced_at FROM replica_meta WHERE one = 1",
+    );
+    const count = await this.#db.get<{ n: number }>("SELECT count(*) AS n FROM members");
+    return {
+      version: meta?.version ?? 0,
+      timezone: meta?.timezone ?? "UTC",
+      syncedAt: meta?.synced_at ?? null,
+      members: count?.n ?? 0,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#db.close();
+  }
+}
+
+function toMember(r: MemberRow): ReplicaMember {
+  return { id: r.id, name: r.name, cardUid: r.card_uid, code: r.code, status: r.status };
+}

@@ -1,0 +1,59 @@
+/**
+ * A small promise layer over the `sqlite3` package. One connection per file:
+ * sqlite3 queues statements on its own thread in order, and the journal's
+ * atomicity comes from single statements and explicit transactions below.
+ */
+import sqlite3 from "sqlite3";
+
+export type Row = Record<string, unknown>;
+export type Params = readonly unknown[];
+
+export class Sqlite {
+  readonly #db: sqlite3.Database;
+
+  private constructor(db: sqlite3.Database) {
+    this.#db = db;
+  }
+
+  static open(path: string): Promise<Sqlite> {
+    return new Promise((resolve, reject) => {
+      const db = new sqlite3.Database(path, (err) => {
+        if (err) reject(new Error(`cannot open SQLite database ${path}: ${err.message}`));
+        else resolve(new Sqlite(db));
+      });
+    });
+  }
+
+  run(sql: string, params: Params = []): Promise<{ changes: number; lastID: number }> {
+    return new Promise((resolve, reject) => {
+      this.#db.run(sql, params, function onRun(err) {
+        if (err) reject(err);
+        else resolve({ changes: this.changes, lastID: this.lastID });
+      });
+    });
+  }
+
+  get<T = Row>(sql: string, params: Params = []): Promise<T | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#db.get(sql, params, (err, row) => (err ? reject(err) : resolve(row as T | undefined)));
+    });
+  }
+
+  all<T = Row>(sql: string, params: Params = []): Promise<T[]> {
+    return new Promise((resolve, reject) => {
+      this.#db.all(sql, params, (err, rows) => (err ? reject(err) : resolve(rows as T[])));
+    });
+  }
+
+  exec(sql: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#db.exec(sql, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#db.close((err) => (err ? reject(err) : resolve()));
+    });
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * The kiosk's MQTT link: birth and Last Will on `status`, journal entries out
+ * on `events`, the cloud's `ack` back in.
+ *
+ * Delivery: a PUBACK only means the broker has the message, not that it is
+ * committed, so the journal frees nothing on PUBACK. Entries are published in
+ * order in batches with a bounded window of unacked entries; the cloud's
+ * cumulative `ack {upTo}` advances the journal. If no ack progress is seen for
+ * `ackTimeoutMs` while connected, everything after the last ack is resent
+ * (covers a broker that dropped queued messages, or a cloud restart). The
+ * cloud's inbox makes resends harmless.
+ */
+import {
+  AckSchema,
+  CloudStatusSchema,
+  type DeviceAddress,
+  decode,
+  deviceIdentity,
+  ErrorReportSchema,
+  EventBatchSchema,
+  encode,
+  StatusSchema,
+  type Telemetry,
+  TelemetrySchema,
+  topics,
+} from "@paylane/protocol";
+import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import mqtt, { type MqttClient } from "mqtt";
+import type { Logger } from "pino";
+import type { Journal } from "./journal.ts";
+import type { Timers } from "./timers.ts";
+
+export interface UplinkOptions {
+  address: DeviceAddress;
+  secret: string;
+  url: string;
+  journal: Journal;
+  version: string;
+  bootedAt: Date;
+  logger: Logger;
+  timers: Timers;
+  now: () => Date;
+  /** Entries per `events` message. */
+  batchSize?: number;
+  /** Unacked entries allowed on the wire at once. */
+  window?: number;
+  ackTimeoutMs?: number;
+  /** Reconnect backoff bounds; the delay is exponential with decorrelated jitter. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  onChange?: () => void;
+  /** Fires after the journal records an ack. */
+  onAcked?: (upTo: number) => void;
+}
+
+export class Uplink {
+  readonly #o: Required<Omit<UplinkOptions, "onChange" | "onAcked">> & Pick<UplinkOptions, "onChange" | "onAcked">;
+  #client: MqttClient | undefined;
+  #brokerConnected = false;
+  #cloudOnline = false;
+  /** Highest seq put on the wire since the last (re)connect or resend. */
+  #sentUpTo = 0;
+  #ackedUpTo = 0;
+  #pumping = false;
+  #pumpAgain = false;
+  #ackTimer: unknown;
+  #reconnectTimer: unknown;
+  #backoff: IBackoff<unknown> | undefined;
+  readonly #backoffFactory: ExponentialBackoff<unknown>;
+  #stopped = true;
+  lastError: string | undefined;
+
+  constructor(opts: UplinkOptions) {
+    this.#o = {
+      batchSize: 100,
+      window: 400,
+      ackTimeoutMs: 10_000,
+      reconnectMinMs: 500,
+      reconnectMaxMs: 30_000,
+      ...opts,
+    };
+    this.#backoffFactory = new ExponentialBackoff({
+      initialDelay: this.#o.reconnectMinMs,
+      maxDelay: this.#o.reconnectMaxMs,
+    });
+  }
+
+  get brokerConnected(): boolean {
+    return this.#brokerConnected;
+  }
+
+  /** The cloud is reachable end to end: broker up and the cloud's STATE is online. */
+  get online(): boolean {
+    return this.#brokerConnected && this.#cloudOnline;
+  }
+
+  get cloudOnline(): boolean {
+    return this.#cloudOnline;
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    this.#ackedUpTo = (await this.#o.journal.stats()).ackedUpTo;
+    const { address } = this.#o;
+    const client = mqtt.connect(this.#o.url, {
+      clientId: deviceIdentity.clientId(address),
+      username: deviceIdentity.username(address),
+      password: this.#o.secret,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+      connectTimeout: 10_000,
+      // Reconnects are ours: exponential backoff with jitter, so a fleet does not return in lockstep.
+      reconnectPeriod: 0,
+      resubscribe: false,
+      will: {
+        topic: topics.status(address),
+        payload: encode(StatusSchema, { state: "offline" }),
+        qos: 1,
+        retain: true,
+      },
+    });
+    this.#client = client;
+    client.on("connect", () => this.#onConnect(client));
+    client.on("close", () => this.#onClose());
+    client.on("error", (err) => {
+      this.lastError = err.message;
+      this.#o.logger.warn({ err: err.message }, "mqtt error");
+    });
+    client.on("message", (topic, payload) => this.#onMessage(topic, payload));
+    // Small messages on an interactive path: no Nagle (see design.md, latency note).
+    client.on("connect", () => {
+      const stream = client.stream as { setNoDelay?: (on: boolean) => void };
+      stream.setNoDelay?.(true);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#o.timers.clearTimeout(this.#ackTimer);
+    this.#o.timers.clearTimeout(this.#reconnectTimer);
+    this.#ackTimer = undefined;
+    this.#reconnectTimer = undefined;
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) {
+      // A clean stop says goodbye explicitly; the Will only fires on a crash.
+      if (client.connected) {
+        await client
+          .publishAsync(
+            topics.status(this.#o.address),
+            encode(StatusSchema, { state: "offline", at: this.#o.now().toISOString() }),
+            {
+              qos: 1,
+              retain: true,
+            },
+          )
+          .catch(() => {});
+      }
+      await client.endAsync(true);
+    }
+    this.#brokerConnected = false;
+    this.#cloudOnline = false;
+  }
+
+  /** Tells the uplink the journal grew. */
+  notifyAppended(): void {
+    void this.#pump();
+  }
+
+  publishTelemetry(t: Telemetry): void {
+    if (!this.#client?.connected) return;
+    this.#client.publish(topics.telemetry(this.#o.address), encode(TelemetrySchema, t), { qos: 0 });
+  }
+
+  #onConnect(client: MqttClient): void {
+    this.#backoff = undefined;
+    this.#brokerConnected = true;
+    this.lastError = undefined;
+    const { address } = this.#o;
+    this.#o.logger.info({ url: this.#o.url }, "connected to broker");
+    client.subscribe([topics.ack(address), topics.errors(address), topics.cloudStatus], { qos: 1 }, (err, granted) => {
+      const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
+      if (err || refused.length > 0) this.#o.logger.error({ err: err?.message, refused }, "subscription refused");
+    });
+    this.#announce();
+    this.#resendFromAck("connected");
+    this.#o.onChange?.();
+  }
+
+  #announce(): void {
+    this.#client?.publish(
+      topics.status(this.#o.address),
+      encode(StatusSchema, {
+        state: "online",
+        version: this.#o.version,
+        bootedAt: this.#o.bootedAt.toISOString(),
+        protocol: 1,
+      }),
+      { qos: 1, retain: true },
+    );
+  }
+
+  #onClose(): void {
+    const wasConnected = this.#brokerConnected;
+    this.#brokerConnected = false;
+    this.#o.timers.clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    if (wasConnected) {
+      this.#o.logger.warn("disconnected from broker");
+      this.#o.onChange?.();
+    }
+    if (this.#stopped || this.#reconnectTimer !== undefined) return;
+    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : this.#backoffFactory.next();
+    const delay = this.#backoff.duration;
+    this.#reconnectTimer = this.#o.timers.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (!this.#stopped) this.#client?.reconnect();
+    }, delay);
+  }
+
+  #onMessage(topic: string, payload: Buffer): void {
+    const { address } = this.#o;
+    if (topic === topics.ack(address)) {
+      const ack = decode(AckSchema, payload);
+      if (!ack.ok) {
+        this.#o.logger.error({ error: ack.error }, "malformed ack ignored");
+        return;
+      }
+      void this.#onAck(ack.value.upTo);
+    } else if (topic === topics.cloudStatus) {
+      const status = decode(CloudStatusSchema, payload);
+      if (!status.ok) return;
+      const wasOnline = this.#cloudOnline;
+      this.#cloudOnline = status.value.state === "online";
+      if (this.#cloudOnline !== wasOnline) {
+        this.#o.logger.info({ cloud: status.value.state }, "cloud status changed");
+        if (this.#cloudOnline) {
+          // The cloud came back: re-announce (it may have lost our birth) and resend what it has not acked.
+          this.#announce();
+          this.#resendFromAck("cloud online");
+        }
+        this.#o.onChange?.();
+      }
+    } else if (topic === topics.errors(address)) {
+      const report = decode(ErrorReportSchema, payload);
+      this.#o.logger.error(report.ok ? report.value : { error: report.error }, "cloud refused a message");
+    }
+  }
+
+  async #onAck(upTo: number): Promise<void> {
+    if (upTo <= this.#ackedUpTo) return;
+    try {
+      this.#ackedUpTo = await this.#o.journal.markAcked(upTo);
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message, upTo }, "ack refused by journal");
+      return;
+    }
+    this.#o.onAcked?.(this.#ackedUpTo);
+    this.#armAckTimer(true);
+    this.#o.onChange?.();
+    void this.#pump();
+  }
+
+  #resendFromAck(reason: string): void {
+    if (this.#sentUpTo > this.#ackedUpTo)
+      this.#o.logger.info({ from: this.#ackedUpTo + 1, reason }, "resending unacked");
+    this.#sentUpTo = this.#ackedUpTo;
+    void this.#pump();
+  }
+
+  /** (Re)arms the ack timer while entries are outstanding. `progress` restarts it. */
+  #armAckTimer(progress: boolean): void {
+    const { timers } = this.#o;
+    if (progress || this.#sentUpTo <= this.#ackedUpTo) {
+      timers.clearTimeout(this.#ackTimer);
+      this.#ackTimer = undefined;
+    }
+    if (this.#ackTimer !== undefined || this.#sentUpTo <= this.#ackedUpTo || !this.#brokerConnected) return;
+    this.#ackTimer = timers.setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (this.#brokerConnected && this.#sentUpTo > this.#ackedUpTo) this.#resendFromAck("ack timeout");
+    }, this.#o.ackTimeoutMs);
+  }
+
+  /** Publishes unsent entries while the window allows. One pump at a time; a request during a pump re-runs it. */
+  async #pump(): Promise<void> {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        await this.#pumpOnce();
+      } while (this.#pumpAgain);
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message }, "publishing from the journal failed");
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #pumpOnce(): Promise<void> {
+    const { journal, batchSize, window, address } = this.#o;
+    while (this.#client?.connected && this.#sentUpTo - this.#ackedUpTo < window) {
+      const room = Math.min(batchSize, window - (this.#sentUpTo - this.#ackedUpTo));
+      const entries = await journal.entriesAfter(this.#sentUpTo, room);
+      if (entries.length === 0) break;
+      const client = this.#client;
+      if (!client?.connected) break;
+      client.publish(topics.events(address), encode(EventBatchSchema, { device: address.device, entries }), { qos: 1 });
+      this.#sentUpTo = entries[entries.length - 1]!.seq;
+      this.#armAckTimer(false);
+    }
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Payload schemas for every v1 topic. Payloads are UTF-8 JSON.
+ * Types are inferred from the schemas, so the wire and the code cannot drift.
+ */
+import { z } from "zod";
+
+const isoTime = z.iso.datetime({ offset: true });
+const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+/** `status` (retained): birth on connect, Last Will on loss. */
+export const StatusSchema = z.discriminatedUnion("state", [
+  z.object({
+    state: z.literal("online"),
+    version: z.string().min(1),
+    bootedAt: isoTime,
+    protocol: z.literal(1),
+  }),
+  z.object({ state: z.literal("offline"), at: isoTime.optional() }),
+]);
+export type Status = z.infer<typeof StatusSchema>;
+
+/** `paylane/v1/cloud/status` (retained): Sparkplug-style STATE of the cloud bridge. */
+export const CloudStatusSchema = z.discriminatedUnion("state", [
+  z.object({ state: z.literal("online"), since: isoTime, instance: z.string().min(1) }),
+  z.object({ state: z.literal("offline") }),
+]);
+export type CloudStatus = z.infer<typeof CloudStatusSchema>;
+
+/**
+ * One journal entry as it travels. The envelope is validated first; the body
+ * is validated against the schema of its `kind`, so an unknown kind or a bad
+ * body is refused for that entry alone.
+ */
+export const EntrySchema = z.object({
+  seq,
+  id: z.uuid(),
+  kind: z.string().min(1).max(64),
+  at: isoTime,
+  body: z.record(z.string(), z.unknown()),
+});
+export type Entry = z.infer<typeof EntrySchema>;
+
+export const CredentialSchema = z.discriminatedUnion("type", [
+  /** NFC card UID, upper-case hex, 4, 7 or 10 bytes. */
+  z.object({ type: z.literal("card"), uid: z.string().regex(/^([0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$/) }),
+  z.object({ type: z.literal("code"), code: z.string().regex(/^[A-Z0-9]{4,16}$/) }),
+]);
+export type Credential = z.infer<typeof CredentialSchema>;
+
+/** Body of a `checkin` entry: the kiosk's local decision and what it rested on. */
+export const CheckinBodySchema = z.object({
+  memberId: z.string().min(1).max(128),
+  credential: CredentialSchema,
+  /** Version of the member replica the decision was made against. */
+  replicaVersion: z.number().int().min(0),
+  /** True when the kiosk could not see the cloud at decision time. */
+  offline: z.boolean(),
+});
+export type CheckinBody = z.infer<typeof CheckinBodySchema>;
+
+/** Every entry kind the v1 cloud applies, with its body schema. */
+export const ENTRY_KINDS = {
+  checkin: CheckinBodySchema,
+} as const;
+export type EntryKind = keyof typeof ENTRY_KINDS;
+
+/**
+ * `events`: a batch of journal entries, in seq order. `device` repeats the
+ * sender so a batch published on another device's topic (possible on a broker
+ * without ACLs) is recognised and refused instead of corrupting that stream.
+ */
+export const EventBatchSchema = z.object({
+  device: z.string().min(1),
+  entries: z.array(z.unknown()).min(1).max(1000),
+});
+export type EventBatch = { device: string; entries: Entry[] };
+
+/** `ack`: every entry up to and including `upTo` is committed in Postgres. */
+export const AckSchema = z.object({ upTo: z.number().int().min(0) });
+export type Ack = z.infer<typeof AckSchema>;
+
+export const ERROR_CODES = [
+  "malformed-json",
+  "invalid-batch",
+  "invalid-entry",
+  "unknown-kind",
+  "invalid-body",
+  "wrong-device",
+  "unknown-device",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** `errors`: why a message (or one entry of it) was refused. */
+export const ErrorReportSchema = z.object({
+  code: z.enum(ERROR_CODES),
+  reason: z.string(),
+  seq: seq.optional(),
+  id: z.string().optional(),
+  at: isoTime,
+});
+export type ErrorReport = z.infer<typeof ErrorReportSchema>;
+
+/** `telemetry` (QoS 0): periodic health. */
+export const TelemetrySchema = z.object({
+  at: isoTime,
+  backlog: z.number().int().min(0),
+  ackedUpTo: z.number().int().min(0),
+  lastSeq: z.number().int().min(0),
+  replicaVersion: z.number().int().min(0),
+  reader: z.enum(["ok", "degraded", "disconnected"]),
+  uptimeSeconds: z.number().min(0),
+});
+export type Telemetry = z.infer<typeof TelemetrySchema>;

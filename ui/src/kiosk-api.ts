@@ -1,0 +1,42 @@
+/**
+ * The contract between the kiosk daemon's local API (device/src/local-api.ts)
+ * and the touch UI. Types only: the UI bundle and the daemon both import it.
+ *
+ *   GET  /api/state       -> KioskState
+ *   WS   /api/live        <- LiveMessage (a `state` message first, then changes and results)
+ *   POST /api/sim/tap     {uid} -> TapResult   (only when the reader is simulated; 404 otherwise)
+ */
+
+export type TapOutcome = "welcome" | "unknown" | "already" | "refused";
+
+export interface TapResult {
+  outcome: TapOutcome;
+  /** Member's display name, for `welcome` and `already`. */
+  name?: string;
+  /** The sentence to show, e.g. "Welcome, Ada" or "Card not recognised". */
+  message: string;
+  /** Journal seq of the check-in, for `welcome`. */
+  seq?: number;
+  at: string;
+}
+
+export interface KioskState {
+  site: string;
+  device: string;
+  /** The kiosk can see the cloud (broker connected and the cloud's status is online). */
+  online: boolean;
+  broker: boolean;
+  cloud: boolean;
+  reader: { kind: "simulated" | "pn532"; state: "ok" | "degraded" | "disconnected" };
+  /** Journal entries not yet acknowledged by the cloud. */
+  backlog: number;
+}
+
+export type LiveMessage = { type: "state"; state: KioskState } | { type: "result"; result: TapResult };
+
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+}

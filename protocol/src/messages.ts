@@ -87,6 +87,7 @@ export const ERROR_CODES = [
   "invalid-body",
   "wrong-device",
   "unknown-device",
+  "invalid-status",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -1,0 +1,165 @@
+/**
+ * The cloud's HTTP API. Errors are `application/problem+json` naming what is
+ * wrong. Reads for operators (check-ins, devices); the member replica for
+ * devices, authenticated with the device's own credentials.
+ */
+import { type Identity, type MemberSnapshot, problemResponse, type Registry } from "@paylane/protocol";
+import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
+import { Hono } from "hono";
+import type { Registry as MetricsRegistry } from "prom-client";
+import { z } from "zod";
+import type { Database } from "../db/database.ts";
+import type { PresenceStore } from "../presence/presence-store.ts";
+
+export interface ApiOptions {
+  db: Database;
+  presence: PresenceStore;
+  registry: () => Registry;
+  metrics: MetricsRegistry;
+  health: () => Promise<HealthReport>;
+}
+
+const ListQuery = z.object({
+  site: z.string().optional(),
+  device: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  before: z.string().optional(),
+});
+
+function badRequest(detail: string): Response {
+  return problemResponse({ title: "Invalid request", status: 400, detail });
+}
+
+function queryError(error: z.ZodError): Response {
+  return badRequest(error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+}
+
+/** Cursor for keyset pagination over (at DESC, id DESC). */
+const cursor = {
+  encode: (at: string, id: string) => Buffer.from(JSON.stringify([at, id])).toString("base64url"),
+  decode(raw: string): [string, string] | null {
+    try {
+      const v = JSON.parse(Buffer.from(raw, "base64url").toString("utf8"));
+      return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string"
+        ? [v[0], v[1]]
+        : null;
+    } catch {
+      return null;
+    }
+  },
+};
+
+export function createApi(o: ApiOptions): Hono {
+  const app = new Hono();
+  app.onError((err) => problemResponse({ title: "Internal error", status: 500, detail: err.message }));
+  app.notFound((c) =>
+    problemResponse({ title: "Not found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),
+  );
+  app.route("/", opsRoutes(o.health, o.metrics));
+
+  app.get("/api/v1/checkins", async (c) => {
+    const q = ListQuery.safeParse(c.req.query());
+    if (!q.success) return queryError(q.error);
+    const { site, device, limit, before } = q.data;
+    const after = before ? cursor.decode(before) : null;
+    if (before && !after) return badRequest("before: not a cursor returned by this API");
+    const { rows } = await o.db.query<{
+      id: string;
+      site_id: string;
+      device_id: string;
+      seq: number;
+      member_id: string;
+      member_name: string | null;
+      credential_type: string;
+      at: Date;
+      received_at: Date;
+      offline: boolean;
+      replica_version: number;
+    }>(
+      `SELECT c.id, c.site_id, c.device_id, c.seq, c.member_id, m.name AS member_name, c.credential_type,
+              c.at, c.received_at, c.offline, c.replica_version
+       FROM checkins c LEFT JOIN members m ON m.site_id = c.site_id AND m.id = c.member_id
+       WHERE ($1::text IS NULL OR c.site_id = $1) AND ($2::text IS NULL OR c.device_id = $2)
+         AND ($3::timestamptz IS NULL OR (c.at, c.id) < ($3::timestamptz, $4::uuid))
+       ORDER BY c.at DESC, c.id DESC LIMIT $5`,
+      [site ?? null, device ?? null, after?.[0] ?? null, after?.[1] ?? null, limit],
+    );
+    const items = rows.map((r) => ({
+      id: r.id,
+      site: r.site_id,
+      device: r.device_id,
+      seq: r.seq,
+      memberId: r.member_id,
+      memberName: r.member_name,
+      credential: r.credential_type,
+      at: r.at.toISOString(),
+      receivedAt: r.received_at.toISOString(),
+      offline: r.offline,
+      replicaVersion: r.replica_version,
+    }));
+    const last = items[items.length - 1];
+    return c.json({ items, next: items.length === limit && last ? cursor.encode(last.at, last.id) : null });
+  });
+
+  app.get("/api/v1/devices", async (c) => {
+    const q = ListQuery.pick({ site: true }).safeParse(c.req.query());
+    if (!q.success) return queryError(q.error);
+    const { rows } = await o.db.query<{ site_id: string; id: string; acked_seq: number | null }>(
+      `SELECT d.site_id, d.id, s.acked_seq FROM devices d
+       LEFT JOIN device_streams s ON s.site_id = d.site_id AND s.device_id = d.id
+       WHERE $1::text IS NULL OR d.site_id = $1 ORDER BY d.site_id, d.id`,
+      [q.data.site ?? null],
+    );
+    const presence = await o.presence.get(rows.map((r) => ({ site: r.site_id, device: r.id })));
+    const items = rows.map((r, i) => ({ ...presence[i]!, ackedSeq: r.acked_seq ?? 0 }));
+    return c.json({ items });
+  });
+
+  app.get("/api/v1/sites/:site/members", async (c) => {
+    const identity = await authenticateBasic(c.req.header("authorization"), o.registry());
+    if (!identity) {
+      return problemResponse(
+        {
+          title: "Unauthorized",
+          status: 401,
+          detail: "device credentials required (HTTP Basic, {site}/{device}:secret)",
+        },
+        { "www-authenticate": 'Basic realm="paylane"' },
+      );
+    }
+    const site = c.req.param("site");
+    if (identity.kind !== "device" || identity.address.site !== site) {
+      return problemResponse({ title: "Forbidden", status: 403, detail: `this identity may not read site ${site}` });
+    }
+    const siteRow = await o.db.query<{ members_version: number; timezone: string }>(
+      "SELECT members_version, timezone FROM sites WHERE id = $1",
+      [site],
+    );
+    const s = siteRow.rows[0];
+    if (!s) return problemResponse({ title: "Not found", status: 404, detail: `no site ${site}` });
+    const { rows } = await o.db.query<{
+      id: string;
+      name: string;
+      card_uid: string | null;
+      code: string | null;
+      status: "active" | "revoked";
+    }>("SELECT id, name, card_uid, code, status FROM members WHERE site_id = $1 ORDER BY id", [site]);
+    const snapshot: MemberSnapshot = {
+      site,
+      version: s.members_version,
+      timezone: s.timezone,
+      members: rows.map((r) => ({ id: r.id, name: r.name, cardUid: r.card_uid, code: r.code, status: r.status })),
+    };
+    return c.json(snapshot);
+  });
+
+  return app;
+}
+
+async function authenticateBasic(header: string | undefined, registry: Registry): Promise<Identity | null> {
+  if (!header?.startsWith("Basic ")) return null;
+  const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  if (colon < 0) return null;
+  return registry.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1));
+}

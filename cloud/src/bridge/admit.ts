@@ -1,0 +1,110 @@
+/**
+ * Turns one `events` payload into entries to commit and refusals to report.
+ * Pure: no I/O, so every rule for bad input is tested without a broker.
+ *
+ * - not JSON / not a batch        -> the message is refused (no seq to ack)
+ * - batch names another device     -> the message is refused (`wrong-device`)
+ * - an entry with a usable seq but a bad envelope, unknown kind or bad body
+ *                                  -> quarantined in its place: stored, acked, reported
+ * - an entry without a usable seq  -> refused alone (it cannot hold a place)
+ * - valid entries around them      -> applied as usual
+ */
+import {
+  CheckinBodySchema,
+  type DeviceAddress,
+  decode,
+  ENTRY_KINDS,
+  EntrySchema,
+  EventBatchSchema,
+  validate,
+} from "@paylane/protocol";
+import type { MessageRefusal, PendingEntry } from "./ingest.ts";
+
+export interface Admission {
+  entries: PendingEntry[];
+  refusals: MessageRefusal[];
+}
+
+const MAX_STORED_PAYLOAD = 4096;
+
+/** Bounds what is stored of a refused payload. */
+export function clip(payload: string | Buffer): string {
+  payload = payload.toString();
+  return payload.length > MAX_STORED_PAYLOAD ? `${payload.slice(0, MAX_STORED_PAYLOAD)}…` : payload;
+}
+
+export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
+  const text = payload.toString("utf8");
+  const batch = decode(EventBatchSchema, text);
+  if (!batch.ok) {
+    const code = batch.error.startsWith("malformed JSON") ? "malformed-json" : "invalid-batch";
+    return { entries: [], refusals: [{ ...addr, code, reason: batch.error, payload: clip(text) }] };
+  }
+  if (batch.value.device !== addr.device) {
+    const reason = `batch from device ${JSON.stringify(batch.value.device)} was published on ${addr.site}/${addr.device}'s topic`;
+    return { entries: [], refusals: [{ ...addr, code: "wrong-device", reason, payload: clip(text) }] };
+  }
+
+  const entries: PendingEntry[] = [];
+  const refusals: MessageRefusal[] = [];
+  batch.value.entries.forEach((raw, index) => {
+    const rawText = clip(JSON.stringify(raw) ?? "null");
+    const envelope = validate(EntrySchema, raw);
+    if (!envelope.ok) {
+      const seq = usableSeq(raw);
+      const reason = `entries[${index}]: ${envelope.error}`;
+      if (seq === undefined) {
+        refusals.push({ ...addr, code: "invalid-entry", reason, payload: rawText });
+      } else {
+        const id = (raw as { id?: unknown }).id;
+        entries.push({
+          ...addr,
+          seq,
+          entryId: typeof id === "string" ? id.slice(0, 64) : null,
+          kind: "invalid",
+          refusal: { code: "invalid-entry", reason, payload: rawText },
+        });
+      }
+      return;
+    }
+    const e = envelope.value;
+    const base = { ...addr, seq: e.seq, entryId: e.id, kind: e.kind };
+    if (!(e.kind in ENTRY_KINDS)) {
+      const known = Object.keys(ENTRY_KINDS).join(", ");
+      entries.push({
+        ...base,
+        refusal: {
+          code: "unknown-kind",
+          reason: `entries[${index}]: unknown kind ${JSON.stringify(e.kind)} (known: ${known})`,
+          payload: rawText,
+        },
+      });
+      return;
+    }
+    const body = validate(CheckinBodySchema, e.body);
+    if (!body.ok) {
+      entries.push({
+        ...base,
+        refusal: { code: "invalid-body", reason: `entries[${index}].body: ${body.error}`, payload: rawText },
+      });
+      return;
+    }
+    entries.push({
+      ...base,
+      checkin: {
+        id: e.id,
+        memberId: body.value.memberId,
+        credentialType: body.value.credential.type,
+        at: e.at,
+        replicaVersion: body.value.replicaVersion,
+        offline: body.value.offline,
+      },
+    });
+  });
+  return { entries, refusals };
+}
+
+function usableSeq(raw: unknown): number | undefined {
+  const seq = typeof raw === "object" && raw !== null ? (raw as { seq?: unknown }).seq : undefined;
+  return typeof seq === "number" && Number.isSafeInteger(seq) && seq >= 1 ? seq : undefined;
+}

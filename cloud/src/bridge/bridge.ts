@@ -1,0 +1,264 @@
+/**
+ * The MQTT side of the cloud: subscribes to every device's `events`,
+ * `status` and `telemetry`, feeds events to the ingestor, publishes `ack`
+ * after commit and `errors` for what was refused, and keeps the cloud's own
+ * retained STATE (`paylane/v1/cloud/status`, with a Will of offline).
+ *
+ * Backpressure: mqtt.js handles incoming packets one at a time, and
+ * `handleMessage` decides when the PUBACK goes out. We PUBACK at once while
+ * the ingestor has room and hold it (stalling this connection) only when the
+ * database falls far behind — PUBACK is never used as a durability signal.
+ */
+import {
+  AckSchema,
+  CloudStatusSchema,
+  type DeviceAddress,
+  decode,
+  ErrorReportSchema,
+  encode,
+  parseTopic,
+  StatusSchema,
+  topics,
+} from "@paylane/protocol";
+import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
+import type { Logger } from "pino";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import type { Database } from "../db/database.ts";
+import type { PresenceStore } from "../presence/presence-store.ts";
+import { admitEvents, clip } from "./admit.ts";
+import { type FlushOutcome, Ingestor } from "./ingest.ts";
+
+export interface BridgeOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  db: Database;
+  presence: PresenceStore;
+  /** Whether a device is enrolled; events from others are refused. */
+  isKnownDevice: (d: DeviceAddress) => boolean;
+  logger: Logger;
+  metrics: MetricsRegistry;
+  now: () => Date;
+  /** Identifies this cloud instance in its STATE message. */
+  instance: string;
+  /** Only this site's topics (tests on a shared broker), or every site. */
+  site?: string;
+  /** Fires after each commit, after the acks were handed to the client. */
+  onCommitted?: (outcome: FlushOutcome) => void;
+}
+
+const LAST_SEEN_WRITE_MS = 1000;
+
+export class Bridge {
+  readonly #o: BridgeOptions;
+  #client: MqttClient | undefined;
+  #ingestor: Ingestor | undefined;
+  readonly #lastSeenWritten = new Map<string, number>();
+  readonly #entries: Counter<"outcome">;
+  readonly #refusals: Counter<"code">;
+  readonly #failures: Counter;
+  #since: Date | undefined;
+
+  constructor(o: BridgeOptions) {
+    this.#o = o;
+    this.#entries = new Counter({
+      name: "paylane_bridge_entries_total",
+      help: "Journal entries received, by outcome (applied, duplicate, quarantined)",
+      labelNames: ["outcome"],
+      registers: [o.metrics],
+    });
+    this.#refusals = new Counter({
+      name: "paylane_bridge_refusals_total",
+      help: "Messages or entries refused, by error code",
+      labelNames: ["code"],
+      registers: [o.metrics],
+    });
+    this.#failures = new Counter({
+      name: "paylane_bridge_commit_failures_total",
+      help: "Ingest transactions that failed (nothing acked; devices resend)",
+      registers: [o.metrics],
+    });
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected ?? false;
+  }
+
+  get ingestor(): Ingestor {
+    if (!this.#ingestor) throw new Error("bridge is not started");
+    return this.#ingestor;
+  }
+
+  async start(): Promise<void> {
+    const { logger } = this.#o;
+    this.#since = this.#o.now();
+    this.#ingestor = new Ingestor({
+      db: this.#o.db,
+      now: this.#o.now,
+      logger,
+      onCommitted: (outcome) => this.#afterCommit(outcome),
+      onFailed: () => this.#failures.inc(),
+    });
+    const client = mqtt.connect(this.#o.url, {
+      clientId: `paylane-cloud-${this.#o.instance}`,
+      username: this.#o.username,
+      password: this.#o.password,
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 1000,
+      will: {
+        topic: topics.cloudStatus,
+        payload: encode(CloudStatusSchema, { state: "offline" }),
+        qos: 1,
+        retain: true,
+      },
+    });
+    this.#client = client;
+    client.handleMessage = (packet, done) => {
+      this.#onPublish(packet).then(
+        () => done(),
+        (err: Error) => {
+          logger.error({ err: err.message, topic: packet.topic }, "message handling failed");
+          done();
+        },
+      );
+    };
+    client.on("connect", () => {
+      const stream = client.stream as { setNoDelay?: (on: boolean) => void };
+      stream.setNoDelay?.(true);
+      const site = this.#o.site ?? "+";
+      client.subscribe(
+        [topics.fleet("events", site), topics.fleet("status", site), topics.fleet("telemetry", site)],
+        { qos: 1 },
+        (err) => {
+          if (err) logger.error({ err: err.message }, "bridge subscription failed");
+          // Announce only once subscribed, so a device that resends on our birth is heard.
+          client.publish(
+            topics.cloudStatus,
+            encode(CloudStatusSchema, {
+              state: "online",
+              since: this.#since!.toISOString(),
+              instance: this.#o.instance,
+            }),
+            { qos: 1, retain: true },
+          );
+        },
+      );
+      logger.info({ url: this.#o.url }, "bridge connected to broker");
+    });
+    client.on("error", (err) => logger.warn({ err: err.message }, "bridge mqtt error"));
+    client.on("close", () => logger.debug("bridge disconnected"));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(new Error(`cannot connect to MQTT_URL ${this.#o.url}: ${err.message}`));
+      client.once("connect", () => {
+        client.off("error", onError);
+        resolve();
+      });
+      client.once("error", onError);
+    });
+  }
+
+  /**
+   * Stops taking messages, commits what was already received and acks it,
+   * then says goodbye on the cloud's STATE topic.
+   */
+  async stop(): Promise<void> {
+    const client = this.#client;
+    if (!client) return;
+    await this.#ingestor?.stop();
+    if (client.connected) {
+      await client
+        .publishAsync(topics.cloudStatus, encode(CloudStatusSchema, { state: "offline" }), { qos: 1, retain: true })
+        .catch(() => {});
+    }
+    await client.endAsync();
+    this.#client = undefined;
+  }
+
+  /** Simulates a crash for tests: the connection drops without goodbye, so the broker fires the Will. */
+  async kill(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    client?.stream.destroy();
+    await client?.endAsync(true);
+  }
+
+  async #onPublish(packet: IPublishPacket): Promise<void> {
+    const parsed = parseTopic(packet.topic);
+    if (!parsed) return;
+    const addr = { site: parsed.site, device: parsed.device };
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    const now = this.#o.now();
+    if (parsed.channel === "events") {
+      if (!this.#o.isKnownDevice(addr)) {
+        const reason = `device ${addr.site}/${addr.device} is not enrolled`;
+        this.ingestor.add([], [{ ...addr, code: "unknown-device", reason, payload: clip(payload) }]);
+        return;
+      }
+      const { entries, refusals } = admitEvents(addr, payload);
+      this.ingestor.add(entries, refusals);
+      void this.#touch(addr, now);
+      await this.ingestor.whenReady();
+    } else if (parsed.channel === "status") {
+      if (payload.length === 0) return; // a cleared retained message
+      const status = decode(StatusSchema, payload);
+      if (!status.ok) {
+        this.ingestor.add(
+          [],
+          [{ ...addr, code: "invalid-status", reason: `status: ${status.error}`, payload: clip(payload) }],
+        );
+        return;
+      }
+      const s = status.value;
+      await this.#o.presence.setStatus(
+        addr,
+        s.state === "online"
+          ? { state: "online", at: now, version: s.version, bootedAt: s.bootedAt }
+          : { state: "offline", at: now },
+      );
+    } else if (parsed.channel === "telemetry") {
+      void this.#touch(addr, now);
+    }
+  }
+
+  async #touch(addr: DeviceAddress, at: Date): Promise<void> {
+    const key = `${addr.site}/${addr.device}`;
+    const last = this.#lastSeenWritten.get(key) ?? 0;
+    if (at.getTime() - last < LAST_SEEN_WRITE_MS) return;
+    this.#lastSeenWritten.set(key, at.getTime());
+    await this.#o.presence
+      .touch(addr, at)
+      .catch((err: Error) => this.#o.logger.warn({ err: err.message }, "presence write failed"));
+  }
+
+  #afterCommit(outcome: FlushOutcome): void {
+    const client = this.#client;
+    this.#entries.inc({ outcome: "applied" }, outcome.applied);
+    this.#entries.inc({ outcome: "duplicate" }, outcome.duplicates);
+    for (const ack of outcome.acks) {
+      if (ack.upTo > 0) client?.publish(topics.ack(ack), encode(AckSchema, { upTo: ack.upTo }), { qos: 1 });
+    }
+    for (const r of outcome.refusals) {
+      if (r.seq !== undefined) this.#entries.inc({ outcome: "quarantined" });
+    }
+    this.#report(outcome.refusals);
+    this.#o.onCommitted?.(outcome);
+  }
+
+  /** Reports refusals (already stored in quarantine) on each device's `errors` topic. */
+  #report(refusals: FlushOutcome["refusals"]): void {
+    const at = this.#o.now().toISOString();
+    for (const r of refusals) {
+      this.#refusals.inc({ code: r.code });
+      this.#o.logger.warn({ site: r.site, device: r.device, code: r.code, seq: r.seq, reason: r.reason }, "refused");
+      const report = {
+        code: r.code,
+        reason: r.reason,
+        at,
+        ...(r.seq !== undefined ? { seq: r.seq } : {}),
+        ...(r.id ? { id: r.id } : {}),
+      };
+      this.#client?.publish(topics.errors(r), encode(ErrorReportSchema, report), { qos: 1 });
+    }
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * The exactly-once ingest path: entries from many devices are gathered while
+ * the previous transaction commits, then written in one transaction:
+ *
+ *   1. INSERT into the inbox keyed (site, device, seq) ON CONFLICT DO NOTHING;
+ *   2. apply only the rows that step 1 really inserted (check-ins);
+ *   3. advance each device's contiguous high-water mark.
+ *
+ * Only after COMMIT does the bridge publish `ack {upTo}`. A duplicate
+ * delivery inserts nothing in step 1 and so applies nothing in step 2, but is
+ * acked again, which is what a device that lost an ack needs.
+ */
+import type { DeviceAddress, ErrorCode } from "@paylane/protocol";
+import type { Logger } from "pino";
+import type { Database, Queryable } from "../db/database.ts";
+
+export interface CheckinRow {
+  id: string;
+  memberId: string;
+  credentialType: string;
+  at: string;
+  replicaVersion: number;
+  offline: boolean;
+}
+
+export interface Refusal {
+  code: ErrorCode;
+  reason: string;
+  /** The refused message or entry, as received (stored for ops). */
+  payload: string;
+}
+
+/** One journal entry on its way in; `seq` present means it occupies its place in the stream. */
+export interface PendingEntry extends DeviceAddress {
+  seq: number;
+  entryId: string | null;
+  kind: string;
+  checkin?: CheckinRow;
+  /** Set when the entry is quarantined instead of applied. */
+  refusal?: Refusal;
+}
+
+/** A refusal of a whole message, with no seq to hold a place in the stream. */
+export interface MessageRefusal extends DeviceAddress, Refusal {}
+
+export interface FlushOutcome {
+  /** Highest contiguous committed seq per device that had entries in the batch. */
+  acks: Array<DeviceAddress & { upTo: number }>;
+  inserted: number;
+  duplicates: number;
+  applied: number;
+  refusals: Array<DeviceAddress & Refusal & { seq?: number; id?: string | null }>;
+}
+
+export interface IngestorOptions {
+  db: Database;
+  now: () => Date;
+  logger: Logger;
+  onCommitted: (outcome: FlushOutcome) => void;
+  onFailed?: (err: Error, entries: number) => void;
+  maxBatch?: number;
+  /** Above this many pending entries, `whenReady()` holds back new deliveries. */
+  highWater?: number;
+}
+
+export class Ingestor {
+  readonly #o: Required<Omit<IngestorOptions, "onFailed">> & Pick<IngestorOptions, "onFailed">;
+  #pending: PendingEntry[] = [];
+  #messageRefusals: MessageRefusal[] = [];
+  #flushing: Promise<void> | undefined;
+  #scheduled = false;
+  #waiters: Array<() => void> = [];
+  #stopped = false;
+
+  constructor(o: IngestorOptions) {
+    this.#o = { maxBatch: 2000, highWater: 20_000, ...o };
+  }
+
+  get pending(): number {
+    return this.#pending.length;
+  }
+
+  add(entries: readonly PendingEntry[], refusals: readonly MessageRefusal[] = []): void {
+    if (this.#stopped) return;
+    this.#pending.push(...entries);
+    this.#messageRefusals.push(...refusals);
+    this.#schedule();
+  }
+
+  /** Resolves when there is room for more: the MQTT side waits on it before PUBACKing. */
+  whenReady(): Promise<void> {
+    if (this.#pending.length < this.#o.highWater) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Waits for everything already added to be committed (or to fail). */
+  async drain(): Promise<void> {
+    while (this.#flushing || this.#pending.length > 0 || this.#messageRefusals.length > 0) {
+      if (!this.#flushing) this.#startFlush();
+      await this.#flushing;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.drain();
+    this.#stopped = true;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    // Let the rest of this tick's deliveries join the batch.
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (!this.#flushing) this.#startFlush();
+    });
+  }
+
+  #startFlush(): void {
+    const batch = this.#pending.splice(0, this.#o.maxBatch);
+    const refusals = this.#messageRefusals.splice(0);
+    this.#flushing = this.#flush(batch, refusals).finally(() => {
+      this.#flushing = undefined;
+      if (this.#pending.length < this.#o.highWater) {
+        for (const w of this.#waiters.splice(0)) w();
+      }
+      if (this.#pending.length > 0 || this.#messageRefusals.length > 0) this.#schedule();
+    });
+  }
+
+  async #flush(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<void> {
+    if (batch.length === 0 && refusals.length === 0) return;
+    const receivedAt = this.#o.now();
+    try {
+      const outcome = await this.#o.db.transaction((tx) => commitBatch(tx, batch, refusals, receivedAt));
+      this.#o.onCommitted(outcome);
+    } catch (err) {
+      // Nothing was committed, so nothing is acked: the devices resend after their ack timeout.
+      this.#o.logger.error({ err: (err as Error).message, entries: batch.length }, "ingest transaction failed");
+      this.#o.onFailed?.(err as Error, batch.length);
+    }
+  }
+}
+
+async function commitBatch(
+  tx: Queryable,
+  batch: PendingEntry[],
+  messageRefusals: MessageRefusal[],
+  receivedAt: Date,
+): Promise<FlushOutcome> {
+  // The same (device, seq) twice in one batch: keep the first, like the inbox would.
+  const seen = new Set<string>();
+  const unique = batch.filter((e) => {
+    const k = `${e.site}\u0000${e.device}\u0000${e.seq}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+
+  let inserted = 0;
+  let applied = 0;
+  if (unique.length > 0) {
+    const checkins = unique.filter((e) => e.checkin && !e.refusal);
+    const { rows } = await tx.query<{ inserted: number; applied: number }>(
+      `WITH incoming AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+           AS t(site_id, device_id, seq, entry_id, kind, outcome)
+       ), ins AS (
+         INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, received_at)
+         SELECT site_id, device_id, seq, entry_id, kind, outcome, $7 FROM incoming
+         ON CONFLICT DO NOTHING
+         RETURNING site_id, device_id, seq
+       ), applied AS (
+         INSERT INTO checkins (id, site_id, device_id, seq, member_id, credential_type, at, received_at, replica_version, offline)
+         SELECT c.id, c.site_id, c.device_id, c.seq, c.member_id, c.credential_type, c.at, $7, c.replica_version, c.offline
+         FROM unnest($8::uuid[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[], $15::bigint[], $16::boolean[])
+           AS c(id, site_id, device_id, seq, member_id, credential_type, at, replica_version, offline)
+         JOIN ins USING (site_id, device_id, seq)
+         ON CONFLICT DO NOTHING
+         RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM applied)::int AS applied`,
+      [
+        unique.map((e) => e.site),
+        unique.map((e) => e.device),
+        unique.map((e) => e.seq),
+        unique.map((e) => e.entryId),
+        unique.map((e) => e.kind),
+        unique.map((e) => (e.refusal ? "quarantined" : "applied")),
+        receivedAt,
+        checkins.map((e) => e.checkin!.id),
+        checkins.map((e) => e.site),
+        checkins.map((e) => e.device),
+        checkins.map((e) => e.seq),
+        checkins.map((e) => e.checkin!.memberId),
+        checkins.map((e) => e.checkin!.credentialType),
+        checkins.map((e) => e.checkin!.at),
+        checkins.map((e) => e.checkin!.replicaVersion),
+        checkins.map((e) => e.checkin!.offline),
+      ],
+    );
+    inserted = rows[0]?.inserted ?? 0;
+    applied = rows[0]?.applied ?? 0;
+  }
+
+  const quarantined = [
+    ...unique
+      .filter((e) => e.refusal)
+      .map((e) => ({ ...e.refusal!, site: e.site, device: e.device, seq: e.seq as number | null, id: e.entryId })),
+    ...messageRefusals.map((r) => ({ ...r, seq: null, id: null })),
+  ];
+  if (quarantined.length > 0) {
+    await tx.query(
+      `INSERT INTO quarantine (site_id, device_id, seq, code, reason, payload, received_at)
+       SELECT * , $7::timestamptz FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+       ON CONFLICT DO NOTHING`,
+      [
+        quarantined.map((q) => q.site),
+        quarantined.map((q) => q.device),
+        quarantined.map((q) => q.seq),
+        quarantined.map((q) => q.code),
+        quarantined.map((q) => q.reason),
+        quarantined.map((q) => q.payload),
+        receivedAt,
+      ],
+    );
+  }
+
+  const acks = unique.length > 0 ? await advanceHighWater(tx, unique) : [];
+  return {
+    acks,
+    inserted,
+    duplicates: batch.length - inserted,
+    applied,
+    refusals: quarantined.map(({ seq, ...r }) => (seq === null ? r : { ...r, seq })),
+  };
+}
+
+/** Moves each device's high-water mark to the end of its contiguous run and returns it. */
+async function advanceHighWater(tx: Queryable, entries: PendingEntry[]): Promise<FlushOutcome["acks"]> {
+  const devices = new Map<string, DeviceAddress>();
+  for (const e of entries) devices.set(`${e.site}/${e.device}`, { site: e.site, device: e.device });
+  const sites = [...devices.values()].map((d) => d.site);
+  const ids = [...devices.values()].map((d) => d.device);
+  await tx.query(
+    `INSERT INTO device_streams (site_id, device_id)
+     SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`,
+    [sites, ids],
+  );
+  await tx.query(
+    `UPDATE device_streams s
+     SET acked_seq = (
+       SELECT min(i.seq) FROM inbox i
+       WHERE i.site_id = s.site_id AND i.device_id = s.device_id AND i.seq > s.acked_seq
+         AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.site_id = i.site_id AND j.device_id = i.device_id AND j.seq = i.seq + 1))
+     FROM unnest($1::text[], $2::text[]) AS d(site_id, device_id)
+     WHERE s.site_id = d.site_id AND s.device_id = d.device_id
+       AND EXISTS (SELECT 1 FROM inbox k WHERE k.site_id = s.site_id AND k.device_id = s.device_id AND k.seq = s.acked_seq + 1)`,
+    [sites, ids],
+  );
+  const { rows } = await tx.query<{ site_id: string; device_id: string; acked_seq: number }>(
+    `SELECT s.site_id, s.device_id, s.acked_seq FROM device_streams s
+     JOIN unnest($1::text[], $2::text[]) AS d(site_id, device_id) USING (site_id, device_id)`,
+    [sites, ids],
+  );
+  return rows.map((r) => ({ site: r.site_id, device: r.device_id, upTo: r.acked_seq }));
+}

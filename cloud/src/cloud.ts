@@ -1,0 +1,172 @@
+/**
+ * The cloud service: database (pg or PGlite), presence (Redis or in-process),
+ * the MQTT bridge and the HTTP API. The constructor stores options only;
+ * `start()` and `stop()` mirror each other.
+ */
+import { Registry, serviceUsername } from "@paylane/protocol";
+import { type Listening, listen } from "@paylane/protocol/service";
+import pino, { type Logger } from "pino";
+import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { createApi } from "./api/app.ts";
+import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
+import type { CloudConfig } from "./config.ts";
+import type { Database } from "./db/database.ts";
+import { migrate } from "./db/migrate.ts";
+import { openPg } from "./db/pg.ts";
+import { openPglite } from "./db/pglite.ts";
+import { MemoryPresence } from "./presence/memory-presence.ts";
+import type { PresenceStore } from "./presence/presence-store.ts";
+import { RedisPresence } from "./presence/redis-presence.ts";
+import { seedSite } from "./seed.ts";
+
+export interface CloudOptions {
+  config: CloudConfig;
+  logger?: Logger;
+  now?: () => Date;
+  /** An already-open database (tests share one across cloud restarts); the cloud then does not close it. */
+  db?: Database;
+  /** Only this site's MQTT topics (tests on a shared broker). */
+  site?: string;
+  onCommitted?: BridgeOptions["onCommitted"];
+  defaultMetrics?: boolean;
+}
+
+export async function openDatabase(config: CloudConfig): Promise<Database> {
+  return config.DATABASE_URL
+    ? openPg({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA })
+    : openPglite(config.PGLITE_DIR);
+}
+
+export async function openPresence(config: CloudConfig): Promise<PresenceStore> {
+  if (!config.REDIS_URL) return new MemoryPresence();
+  const redis = new RedisPresence(config.REDIS_URL, config.REDIS_PREFIX);
+  await redis.connect();
+  return redis;
+}
+
+export class CloudService {
+  readonly #o: CloudOptions;
+  readonly #log: Logger;
+  readonly #now: () => Date;
+  readonly metrics = new MetricsRegistry();
+  #db: Database | undefined;
+  #ownsDb = false;
+  #presence: PresenceStore | undefined;
+  #registry: Registry | undefined;
+  #bridge: Bridge | undefined;
+  #http: Listening | undefined;
+
+  constructor(o: CloudOptions) {
+    this.#o = o;
+    this.#log = o.logger ?? pino({ name: "paylane-cloud" });
+    this.#now = o.now ?? (() => new Date());
+  }
+
+  get port(): number {
+    if (!this.#http) throw new Error("cloud is not started");
+    return this.#http.port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get db(): Database {
+    if (!this.#db) throw new Error("cloud is not started");
+    return this.#db;
+  }
+
+  get bridge(): Bridge {
+    if (!this.#bridge) throw new Error("cloud is not started");
+    return this.#bridge;
+  }
+
+  async start(): Promise<void> {
+    const c = this.#o.config;
+    if (this.#o.defaultMetrics) collectDefaultMetrics({ register: this.metrics });
+    this.#registry = await Registry.load(c.REGISTRY_PATH);
+    this.#ownsDb = !this.#o.db;
+    const db = this.#o.db ?? (await openDatabase(c));
+    this.#db = db;
+    const applied = await migrate(db);
+    if (applied.length > 0) this.#log.info({ applied, database: db.kind }, "migrations applied");
+    if (c.SEED_DEMO_SITE) {
+      await seedSite(db, { id: c.SEED_DEMO_SITE, name: "PayLane Demo Venue", timezone: c.SITE_TIMEZONE });
+    }
+    await this.#enrolRegistryDevices();
+    this.#presence = await openPresence(c);
+
+    const registry = this.#registry;
+    this.#bridge = new Bridge({
+      url: c.MQTT_URL,
+      username: c.CLOUD_MQTT_SECRET ? serviceUsername("cloud") : undefined,
+      password: c.CLOUD_MQTT_SECRET,
+      db,
+      presence: this.#presence,
+      isKnownDevice: (d) => registry.hasDevice(d),
+      logger: this.#log,
+      metrics: this.metrics,
+      now: this.#now,
+      instance: c.CLOUD_INSTANCE,
+      site: this.#o.site,
+      onCommitted: this.#o.onCommitted,
+    });
+    await this.#bridge.start();
+
+    const presence = this.#presence;
+    const bridge = this.#bridge;
+    const api = createApi({
+      db,
+      presence,
+      registry: () => registry,
+      metrics: this.metrics,
+      health: async () => {
+        const dbOk = await db.query("SELECT 1").then(
+          () => true,
+          () => false,
+        );
+        const presenceOk = await presence.ping();
+        const mqttOk = bridge.connected;
+        return {
+          status: dbOk && presenceOk && mqttOk ? "ok" : dbOk ? "degraded" : "down",
+          database: { kind: db.kind, ok: dbOk },
+          presence: { kind: presence.kind, ok: presenceOk },
+          mqtt: { ok: mqttOk },
+        };
+      },
+    });
+    this.#http = await listen(api, { port: c.CLOUD_PORT, host: c.CLOUD_HOST, setting: "CLOUD_PORT" });
+    this.#log.info({ port: this.#http.port, database: db.kind, presence: presence.kind }, "cloud started");
+  }
+
+  async stop(): Promise<void> {
+    await this.#http?.close();
+    await this.#bridge?.stop();
+    await this.#presence?.close();
+    if (this.#ownsDb) await this.#db?.close();
+    this.#http = this.#bridge = this.#presence = this.#db = undefined;
+  }
+
+  /** Crash-like stop for tests: no goodbye on MQTT (the broker publishes the Will), no drain. */
+  async kill(): Promise<void> {
+    await this.#bridge?.kill();
+    await this.#http?.close();
+    await this.#presence?.close();
+    if (this.#ownsDb) await this.#db?.close();
+    this.#http = this.#bridge = this.#presence = this.#db = undefined;
+  }
+
+  /** Every registry device has a row (and its site one), so streams and listings know it. */
+  async #enrolRegistryDevices(): Promise<void> {
+    const devices = this.#registry!.devices;
+    if (devices.length === 0) return;
+    await this.#db!.query(
+      `INSERT INTO sites (id, name) SELECT DISTINCT s, s FROM unnest($1::text[]) AS s ON CONFLICT DO NOTHING`,
+      [devices.map((d) => d.site)],
+    );
+    await this.#db!.query(
+      `INSERT INTO devices (site_id, id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`,
+      [devices.map((d) => d.site), devices.map((d) => d.device)],
+    );
+  }
+}

@@ -1,0 +1,45 @@
+/** The cloud's configuration, from the environment, with errors that name the variable. */
+import { z } from "zod";
+
+const port = (def: number) => z.coerce.number().int().min(0).max(65535).default(def);
+
+export const CloudEnvSchema = z.object({
+  CLOUD_PORT: port(8080),
+  CLOUD_HOST: z.string().default("127.0.0.1"),
+  MQTT_URL: z.url({ protocol: /^mqtts?$|^wss?$/ }).default("mqtt://127.0.0.1:1883"),
+  /** The cloud bridge's service identity on the broker (username `svc:cloud`). */
+  CLOUD_MQTT_SECRET: z.string().optional(),
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  DATABASE_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+    .default("paylane"),
+  /** Where PGlite keeps its files when DATABASE_URL is unset; in memory if unset too. */
+  PGLITE_DIR: z.string().optional(),
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
+  REDIS_PREFIX: z.string().default("paylane:"),
+  REGISTRY_PATH: z.string().min(1, "path to the device registry JSON"),
+  /** Seeds a demo venue with members on start (used by `npm start`): `site-id` or unset. */
+  SEED_DEMO_SITE: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/)
+    .optional(),
+  SITE_TIMEZONE: z.string().default("UTC"),
+  CLOUD_INSTANCE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("cloud-1"),
+});
+export type CloudConfig = z.infer<typeof CloudEnvSchema>;
+
+export function parseCloudEnv(env: Record<string, string | undefined>): CloudConfig {
+  const picked = Object.fromEntries(
+    Object.keys(CloudEnvSchema.shape).map((k) => [k, env[k] === "" ? undefined : env[k]]),
+  );
+  const result = CloudEnvSchema.safeParse(picked);
+  if (!result.success) {
+    const detail = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`invalid cloud configuration: ${detail}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,17 @@
+/**
+ * The cloud's one small database interface. `pg` (a real Postgres) and PGlite
+ * (Postgres in WASM, for `npm start`) both implement it and both pass the same
+ * integration suite.
+ */
+export interface Queryable {
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: R[] }>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: "pg" | "pglite";
+  /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Runs a script of several statements (migrations). */
+  exec(sql: string): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,59 @@
+import pg from "pg";
+import type { Database, Queryable } from "./database.ts";
+
+const INT8 = 20;
+
+export interface PgOptions {
+  url: string;
+  /** Schema holding PayLane's tables; created if missing. Tests use one per run. */
+  schema: string;
+  max?: number;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function openPg(o: PgOptions): Promise<Database> {
+  if (!SCHEMA_NAME.test(o.schema))
+    throw new Error(`DATABASE_SCHEMA ${JSON.stringify(o.schema)}: expected ${SCHEMA_NAME}`);
+  const pool = new pg.Pool({
+    connectionString: o.url,
+    max: o.max ?? 10,
+    options: `-c search_path=${o.schema}`,
+    // seqs and versions are bigint in SQL and safe integers in JS
+    types: {
+      getTypeParser: ((oid: number, format?: "text" | "binary") =>
+        oid === INT8 ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection (a Postgres restart) must not crash the process.
+  pool.on("error", () => {});
+  try {
+    await pool.query(`CREATE SCHEMA IF NOT EXISTS ${o.schema}`);
+  } catch (err) {
+    await pool.end();
+    throw new Error(`cannot connect to DATABASE_URL: ${(err as Error).message}`);
+  }
+  return {
+    kind: "pg",
+    query: async (sql, params) => pool.query(sql, params as unknown[]) as never,
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query("BEGIN");
+        const tx: Queryable = { query: async (sql, params) => client.query(sql, params as unknown[]) as never };
+        const result = await fn(tx);
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async exec(sql) {
+      await pool.query(sql);
+    },
+    close: () => pool.end(),
+  };
+}

@@ -1,0 +1,43 @@
+import type { DeviceAddress } from "@paylane/protocol";
+import { type DevicePresence, type PresenceStore, type StatusUpdate, unknownPresence } from "./presence-store.ts";
+
+const key = (d: DeviceAddress) => `${d.site}/${d.device}`;
+
+/** The in-process stand-in for Redis used by `npm start`. */
+export class MemoryPresence implements PresenceStore {
+  readonly kind = "memory" as const;
+  readonly #devices = new Map<string, DevicePresence>();
+
+  #entry(d: DeviceAddress): DevicePresence {
+    let p = this.#devices.get(key(d));
+    if (!p) {
+      p = unknownPresence(d);
+      this.#devices.set(key(d), p);
+    }
+    return p;
+  }
+
+  async setStatus(d: DeviceAddress, u: StatusUpdate): Promise<void> {
+    const p = this.#entry(d);
+    p.state = u.state;
+    p.statusAt = u.at.toISOString();
+    p.lastSeen = u.at.toISOString();
+    if (u.version !== undefined) p.version = u.version;
+    if (u.bootedAt !== undefined) p.bootedAt = u.bootedAt;
+  }
+
+  async touch(d: DeviceAddress, at: Date): Promise<void> {
+    const p = this.#entry(d);
+    if (!p.lastSeen || p.lastSeen < at.toISOString()) p.lastSeen = at.toISOString();
+  }
+
+  async get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]> {
+    return devices.map((d) => ({ ...(this.#devices.get(key(d)) ?? unknownPresence(d)) }));
+  }
+
+  async ping(): Promise<boolean> {
+    return true;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,36 @@
+import type { DeviceAddress } from "@paylane/protocol";
+
+export interface DevicePresence extends DeviceAddress {
+  state: "online" | "offline" | "unknown";
+  /** When the device last said anything (status, events, telemetry). */
+  lastSeen: string | null;
+  /** When `state` last changed. */
+  statusAt: string | null;
+  version: string | null;
+  bootedAt: string | null;
+}
+
+export interface StatusUpdate {
+  state: "online" | "offline";
+  at: Date;
+  version?: string;
+  bootedAt?: string;
+}
+
+/**
+ * Live presence of devices: Redis when REDIS_URL is set (shared by every API
+ * instance), an in-process map otherwise. Both pass the same contract suite.
+ */
+export interface PresenceStore {
+  readonly kind: "redis" | "memory";
+  setStatus(device: DeviceAddress, update: StatusUpdate): Promise<void>;
+  touch(device: DeviceAddress, at: Date): Promise<void>;
+  /** Presence of the given devices, in the same order; unknown devices come back as `unknown`. */
+  get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]>;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function unknownPresence(d: DeviceAddress): DevicePresence {
+  return { ...d, state: "unknown", lastSeen: null, statusAt: null, version: null, bootedAt: null };
+}

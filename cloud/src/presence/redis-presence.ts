@@ -1,0 +1,88 @@
+import type { DeviceAddress } from "@paylane/protocol";
+import { Redis, type Result } from "ioredis";
+import { type DevicePresence, type PresenceStore, type StatusUpdate, unknownPresence } from "./presence-store.ts";
+
+/**
+ * Presence in Redis: one hash per device under `{prefix}presence:{site}/{device}`.
+ * `touch` only ever moves lastSeen forward (a Lua max), so out-of-order writes
+ * from several bridge instances cannot move it back.
+ */
+export class RedisPresence implements PresenceStore {
+  readonly kind = "redis" as const;
+  readonly #redis: Redis;
+  readonly #prefix: string;
+
+  constructor(url: string, prefix: string) {
+    this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+    this.#redis.on("error", () => {}); // reconnects by itself; health reports it
+    this.#prefix = prefix;
+    this.#redis.defineCommand("touchmax", {
+      numberOfKeys: 1,
+      lua: `local cur = redis.call('HGET', KEYS[1], 'lastSeen')
+            if (not cur) or cur < ARGV[1] then redis.call('HSET', KEYS[1], 'lastSeen', ARGV[1]) end
+            return 1`,
+    });
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.#redis.connect();
+    } catch (err) {
+      this.#redis.disconnect();
+      throw new Error(`cannot connect to REDIS_URL: ${(err as Error).message}`);
+    }
+  }
+
+  #key(d: DeviceAddress): string {
+    return `${this.#prefix}presence:${d.site}/${d.device}`;
+  }
+
+  async setStatus(d: DeviceAddress, u: StatusUpdate): Promise<void> {
+    const at = u.at.toISOString();
+    const fields: Record<string, string> = { state: u.state, statusAt: at };
+    if (u.version !== undefined) fields.version = u.version;
+    if (u.bootedAt !== undefined) fields.bootedAt = u.bootedAt;
+    await this.#redis.multi().hset(this.#key(d), fields).touchmax(this.#key(d), at).exec();
+  }
+
+  async touch(d: DeviceAddress, at: Date): Promise<void> {
+    await this.#redis.touchmax(this.#key(d), at.toISOString());
+  }
+
+  async get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]> {
+    const pipeline = this.#redis.pipeline();
+    for (const d of devices) pipeline.hgetall(this.#key(d));
+    const results = (await pipeline.exec()) ?? [];
+    return devices.map((d, i) => {
+      const [err, h] = results[i] ?? [null, {}];
+      const hash = (err ? {} : h) as Record<string, string>;
+      if (!hash.state && !hash.lastSeen) return unknownPresence(d);
+      return {
+        ...d,
+        state: hash.state === "online" || hash.state === "offline" ? hash.state : "unknown",
+        lastSeen: hash.lastSeen ?? null,
+        statusAt: hash.statusAt ?? null,
+        version: hash.version ?? null,
+        bootedAt: hash.bootedAt ?? null,
+      };
+    });
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      return (await this.#redis.ping()) === "PONG";
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+}
+
+declare module "ioredis" {
+  interface RedisCommander<Context> {
+    touchmax(key: string, at: string): Result<number, Context>;
+  }
+}

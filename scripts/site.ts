@@ -1,0 +1,208 @@
+/**
+ * `npm start`: a whole PayLane site on one machine with embedded defaults —
+ * the aedes gateway, the cloud (PGlite + in-process presence) and two kiosks
+ * with simulated readers, each its own process, as they would be in the field.
+ *
+ * MQTT_URL, DATABASE_URL and REDIS_URL swap in external services.
+ * State (registry, kiosk journals, cloud database) lives in PAYLANE_DATA (.paylane/).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
+import { join, resolve } from "node:path";
+import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import { DEMO_MEMBERS } from "../cloud/src/seed.ts";
+import type { DeviceConfigInput } from "../device/src/config.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const env = process.env;
+const dataDir = resolve(env.PAYLANE_DATA ?? join(root, ".paylane"));
+const SITE = env.SITE_ID ?? "demo";
+const KIOSKS = ["k1", "k2"];
+
+function portVar(name: string, def: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${name}=${raw}: expected a port number 1-65535`);
+  return n;
+}
+
+interface SiteSecrets {
+  cloud: string;
+  devices: Record<string, string>;
+}
+
+/** First run: make secrets and the registry; later runs reuse them, so journals stay valid. */
+async function ensureIdentities(): Promise<SiteSecrets> {
+  const secretsPath = join(dataDir, "secrets.json");
+  const registryPath = join(dataDir, "registry.json");
+  if (existsSync(secretsPath) && existsSync(registryPath)) {
+    const secrets = JSON.parse(await readFile(secretsPath, "utf8")) as SiteSecrets;
+    if (KIOSKS.every((k) => secrets.devices[k])) return secrets;
+  }
+  const secrets: SiteSecrets = {
+    cloud: randomBytes(24).toString("base64url"),
+    devices: Object.fromEntries(KIOSKS.map((k) => [k, randomBytes(24).toString("base64url")])),
+  };
+  const file: RegistryFile = {
+    version: 1,
+    devices: await Promise.all(
+      KIOSKS.map(async (device) => ({ site: SITE, device, secretHash: await hashSecret(secrets.devices[device]!) })),
+    ),
+    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(secrets.cloud) }],
+  };
+  await writeFile(secretsPath, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  await Registry.save(registryPath, file);
+  return secrets;
+}
+
+const children: Array<{ name: string; child: ChildProcess }> = [];
+let stopping = false;
+
+function run(name: string, script: string, args: string[], extraEnv: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", join(root, script), ...args], {
+    cwd: root,
+    env: { ...env, LOG_LEVEL: env.LOG_LEVEL ?? "warn", ...extraEnv },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  children.push({ name, child });
+  child.on("exit", (code, signal) => {
+    if (stopping) return;
+    console.error(`\n${name} exited (${signal ?? `code ${code}`}); stopping the site.`);
+    void shutdown(1);
+  });
+  return child;
+}
+
+async function waitForHttp(name: string, url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (stopping) return;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status < 500 || res.status === 503) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${name} did not answer on ${url} within ${timeoutMs / 1000} s`);
+}
+
+/** Fails early, before spawning anything, when a port is taken. */
+function assertPortFree(port: number, setting: string, hint?: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const socket = createConnection({ port, host: "127.0.0.1" });
+    socket.once("connect", () => {
+      socket.destroy();
+      reject(new Error(`port ${port} is already in use; set ${setting} to another port${hint ? ` (${hint})` : ""}`));
+    });
+    socket.once("error", () => resolvePromise());
+  });
+}
+
+async function shutdown(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  // Kiosks first, so their goodbye reaches the broker; the gateway last.
+  for (const { child } of [...children].reverse()) {
+    if (child.exitCode === null) child.kill("SIGTERM");
+    await new Promise((r) => (child.exitCode === null ? child.once("exit", r) : r(null)));
+  }
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  const mqttPort = portVar("MQTT_PORT", 1883);
+  const gatewayHttpPort = portVar("GATEWAY_HTTP_PORT", 8070);
+  const cloudPort = portVar("CLOUD_PORT", 8080);
+  const kioskBase = portVar("KIOSK_PORT_BASE", 8081);
+  const embeddedBroker = !env.MQTT_URL;
+  const mqttUrl = env.MQTT_URL ?? `mqtt://127.0.0.1:${mqttPort}`;
+
+  if (embeddedBroker) {
+    await assertPortFree(
+      mqttPort,
+      "MQTT_PORT",
+      "an MQTT broker such as Mosquitto may already be running there: set MQTT_URL=mqtt://127.0.0.1:1883 to use it instead of the embedded gateway",
+    );
+    await assertPortFree(gatewayHttpPort, "GATEWAY_HTTP_PORT");
+  }
+  await assertPortFree(cloudPort, "CLOUD_PORT");
+  for (const [i, k] of KIOSKS.entries()) await assertPortFree(kioskBase + i, "KIOSK_PORT_BASE", `kiosk ${k}`);
+
+  await mkdir(dataDir, { recursive: true });
+  const secrets = await ensureIdentities();
+  const registryPath = join(dataDir, "registry.json");
+
+  if (embeddedBroker) {
+    run("gateway", "gateway/src/main.ts", [], {
+      MQTT_PORT: String(mqttPort),
+      MQTT_HOST: "127.0.0.1",
+      GATEWAY_HTTP_PORT: String(gatewayHttpPort),
+      REGISTRY_PATH: registryPath,
+    });
+    await waitForHttp("gateway", `http://127.0.0.1:${gatewayHttpPort}/healthz`);
+  }
+
+  const cloudEnv: Record<string, string> = {
+    CLOUD_PORT: String(cloudPort),
+    MQTT_URL: mqttUrl,
+    CLOUD_MQTT_SECRET: secrets.cloud,
+    REGISTRY_PATH: registryPath,
+    SEED_DEMO_SITE: SITE,
+  };
+  if (!env.DATABASE_URL) cloudEnv.PGLITE_DIR = join(dataDir, "cloud-db");
+  run("cloud", "cloud/src/main.ts", [], cloudEnv);
+  const cloudUrl = `http://127.0.0.1:${cloudPort}`;
+  await waitForHttp("cloud", `${cloudUrl}/healthz`, 60_000);
+
+  const kioskUrls: string[] = [];
+  for (const [i, device] of KIOSKS.entries()) {
+    const port = kioskBase + i;
+    const config: DeviceConfigInput = {
+      site: SITE,
+      device,
+      secret: secrets.devices[device]!,
+      mqttUrl,
+      cloudUrl,
+      dataDir: join(dataDir, "kiosks", device),
+      http: { host: "127.0.0.1", port },
+    };
+    const configPath = join(dataDir, `${device}.json`);
+    await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
+    run(`kiosk ${device}`, "device/src/main.ts", ["--config", configPath], {});
+    kioskUrls.push(`http://127.0.0.1:${port}/`);
+  }
+  for (const [i, url] of kioskUrls.entries()) await waitForHttp(`kiosk ${KIOSKS[i]}`, `${url}healthz`);
+
+  const lines = [
+    "",
+    "PayLane site is running",
+    `  MQTT broker      ${mqttUrl}${embeddedBroker ? " (embedded aedes gateway)" : ""}`,
+    `  Cloud API        ${cloudUrl}  (/api/v1/checkins, /api/v1/devices, /healthz, /metrics)`,
+    `  Cloud database   ${env.DATABASE_URL ? "Postgres (DATABASE_URL)" : `PGlite in ${join(dataDir, "cloud-db")}`}`,
+    `  Presence         ${env.REDIS_URL ? "Redis (REDIS_URL)" : "in-process store"}`,
+    ...KIOSKS.map((k, i) => `  Kiosk ${k}         ${kioskUrls[i]}`),
+    "",
+    "Demo members (tap with the page's simulated reader, or `npm run tap -- --kiosk k1 --uid UID`):",
+    ...DEMO_MEMBERS.map((m) => `  ${m.cardUid.padEnd(16)} ${m.name}${m.status === "revoked" ? " (blocked)" : ""}`),
+    "",
+    "Ctrl-C stops the site.",
+  ];
+  console.log(lines.join("\n"));
+  await writeFile(
+    join(dataDir, "site.json"),
+    JSON.stringify({ cloudUrl, kiosks: Object.fromEntries(KIOSKS.map((k, i) => [k, kioskUrls[i]])) }, null, 2),
+  );
+}
+
+process.once("SIGINT", () => void shutdown(0));
+process.once("SIGTERM", () => void shutdown(0));
+main().catch((err: unknown) => {
+  console.error(`npm start: ${(err as Error).message}`);
+  void shutdown(1);
+});

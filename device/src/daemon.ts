@@ -3,6 +3,8 @@
  * MQTT uplink, replica sync and local API. The constructor only stores its
  * options; `start()` opens everything and `stop()` undoes it in reverse.
  */
+
+import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { type Listening, listen } from "@paylane/protocol/service";
@@ -21,6 +23,13 @@ import { Uplink } from "./uplink.ts";
 
 export const DEVICE_VERSION = "0.1.0";
 
+/** What the daemon tells its owner (the UI socket, tests): typed, so listeners cannot drift. */
+export interface DaemonEvents {
+  state: [KioskState];
+  result: [TapResult];
+  acked: [number];
+}
+
 export interface DaemonOptions {
   config: DeviceConfig;
   logger?: Logger;
@@ -34,6 +43,7 @@ export class KioskDaemon {
   readonly #now: () => Date;
   readonly #timers: Timers;
   readonly metrics = new MetricsRegistry();
+  readonly events = new EventEmitter<DaemonEvents>();
   #journal: Journal | undefined;
   #replica: Replica | undefined;
   #uplink: Uplink | undefined;
@@ -124,6 +134,7 @@ export class KioskDaemon {
       now: this.#now,
       batchSize: c.batchSize,
       ackTimeoutMs: c.ackTimeoutMs,
+      onAcked: (upTo) => this.events.emit("acked", upTo),
       onChange: () => {
         // Pull the replica again whenever the cloud comes (back) online.
         if (uplink.online && !wasOnline) void sync.syncNow();
@@ -159,6 +170,7 @@ export class KioskDaemon {
       // The UID identifies a card, not a payment instrument, but it still stays out of info logs.
       this.#log.info({ outcome: result.outcome, seq: result.seq }, "card tapped");
       api.broadcast({ type: "result", result });
+      this.events.emit("result", result);
       return result;
     });
 
@@ -208,7 +220,9 @@ export class KioskDaemon {
 
   async #pushState(): Promise<void> {
     if (!this.#api) return;
-    this.#api.broadcast({ type: "state", state: await this.state() });
+    const state = await this.state();
+    this.#api?.broadcast({ type: "state", state });
+    this.events.emit("state", state);
   }
 
   #scheduleTelemetry(): void {

@@ -2,22 +2,25 @@ import type { z } from "zod";
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
-/** Formats zod issues as `path: message` so an error names what is wrong. */
-export function describeIssues(error: z.ZodError): string {
+/**
+ * Formats zod issues as `path: message` so an error names what is wrong.
+ * `at` is where the validated value sits in a larger payload, e.g. `entries[1]`.
+ */
+export function describeIssues(error: z.ZodError, at = ""): string {
   return error.issues
     .map((issue) => {
       const path = issue.path.reduce<string>(
         (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)),
-        "",
+        at,
       );
       return path ? `${path}: ${issue.message}` : issue.message;
     })
     .join("; ");
 }
 
-export function validate<S extends z.ZodType>(schema: S, value: unknown): Decoded<z.infer<S>> {
+export function validate<S extends z.ZodType>(schema: S, value: unknown, at = ""): Decoded<z.infer<S>> {
   const result = schema.safeParse(value);
-  return result.success ? { ok: true, value: result.data } : { ok: false, error: describeIssues(result.error) };
+  return result.success ? { ok: true, value: result.data } : { ok: false, error: describeIssues(result.error, at) };
 }
 
 /** Parses a JSON payload and validates it. Never throws. */

@@ -49,10 +49,10 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
   const refusals: MessageRefusal[] = [];
   batch.value.entries.forEach((raw, index) => {
     const rawText = clip(JSON.stringify(raw) ?? "null");
-    const envelope = validate(EntrySchema, raw);
+    const envelope = validate(EntrySchema, raw, `entries[${index}]`);
     if (!envelope.ok) {
       const seq = usableSeq(raw);
-      const reason = `entries[${index}]: ${envelope.error}`;
+      const reason = envelope.error;
       if (seq === undefined) {
         refusals.push({ ...addr, code: "invalid-entry", reason, payload: rawText });
       } else {
@@ -81,11 +81,11 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
       });
       return;
     }
-    const body = validate(CheckinBodySchema, e.body);
+    const body = validate(CheckinBodySchema, e.body, `entries[${index}].body`);
     if (!body.ok) {
       entries.push({
         ...base,
-        refusal: { code: "invalid-body", reason: `entries[${index}].body: ${body.error}`, payload: rawText },
+        refusal: { code: "invalid-body", reason: body.error, payload: rawText },
       });
       return;
     }

@@ -1,0 +1,186 @@
+/**
+ * The `paylane-gateway` CLI: configuration errors name the variable, a busy
+ * port is one clear line and a non-zero exit, and SIGTERM stops it cleanly.
+ * The CLI runs as a real child process; the test waits on its output and
+ * exit, never on the clock.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { deviceIdentity, hashSecret, Registry } from "@paylane/protocol";
+import { connectAsync } from "mqtt";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { ConfigError, listenErrorMessage, parseEnv } from "../src/config.ts";
+
+const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+/** Only a watchdog against a hung child; no test waits for it. */
+const WATCHDOG_MS = 20_000;
+
+const kiosk = { site: "s1", device: "k1" };
+const SECRET = "secret-of-k1";
+let dir: string;
+let registryPath: string;
+
+test.before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "paylane-gateway-"));
+  registryPath = join(dir, "registry.json");
+  await Registry.save(registryPath, {
+    version: 1,
+    devices: [{ ...kiosk, secretHash: await hashSecret(SECRET) }],
+    services: [],
+  });
+});
+
+test.after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  child: ChildProcess;
+  /** Resolves with the first JSON log line whose `msg` is `msg`. */
+  logLine(msg: string): Promise<Record<string, unknown>>;
+  exit: Promise<{ code: number | null; stderr: string }>;
+}
+
+function run(env: Record<string, string>): Run {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN], {
+    cwd: REPO,
+    env: { PATH: process.env.PATH, LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const watchdog = setTimeout(() => child.kill("SIGKILL"), WATCHDOG_MS);
+  watchdog.unref();
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  const lines: Record<string, unknown>[] = [];
+  const waiting: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
+  createInterface({ input: child.stdout! }).on("line", (text) => {
+    const line = JSON.parse(text) as Record<string, unknown>;
+    lines.push(line);
+    for (const w of waiting.filter((w) => w.msg === line.msg)) {
+      waiting.splice(waiting.indexOf(w), 1);
+      w.resolve(line);
+    }
+  });
+  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    child.once("close", (code) => {
+      clearTimeout(watchdog);
+      resolve({ code, stderr });
+    });
+  });
+  return {
+    child,
+    exit,
+    logLine(msg) {
+      const seen = lines.find((line) => line.msg === msg);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiting.push({ msg, resolve });
+        exit.then(({ code, stderr }) => reject(new Error(`exited ${code} before "${msg}": ${stderr}`)));
+      });
+    },
+  };
+}
+
+test("parseEnv applies the defaults", () => {
+  assert.equal(parseEnv({ REGISTRY_PATH: "/etc/paylane/registry.json" }), {
+    mqttPort: 1883,
+    mqttHost: "0.0.0.0",
+    httpPort: 8070,
+    registryPath: "/etc/paylane/registry.json",
+    logLevel: "info",
+  });
+});
+
+test("parseEnv names every bad variable", () => {
+  const bad = { MQTT_PORT: "70000", GATEWAY_HTTP_PORT: "http", LOG_LEVEL: "loud" };
+  try {
+    parseEnv(bad);
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    const message = (err as Error).message;
+    for (const name of ["MQTT_PORT", "GATEWAY_HTTP_PORT", "LOG_LEVEL", "REGISTRY_PATH"]) assert.match(message, name);
+    assert.not.match(message, "\n");
+  }
+  assert.throws(() => parseEnv({ REGISTRY_PATH: "r.json", MQTT_PORT: "-1" }), /MQTT_PORT/);
+  assert.throws(() => parseEnv({ REGISTRY_PATH: "r.json", MQTT_PORT: "18 83" }), /MQTT_PORT/);
+  assert.is(parseEnv({ REGISTRY_PATH: "r.json", MQTT_PORT: "0" }).mqttPort, 0);
+});
+
+test("a busy 1883 points at an MQTT broker already running and at MQTT_URL", () => {
+  const inUse = Object.assign(new Error("listen EADDRINUSE"), { code: "EADDRINUSE" });
+  const mqtt = { what: "MQTT", host: "0.0.0.0", portVariable: "MQTT_PORT", hostVariable: "MQTT_HOST" };
+  const message = listenErrorMessage(inUse, { ...mqtt, port: 1883 });
+  assert.match(message, "1883");
+  assert.match(message, "MQTT_PORT");
+  assert.match(message, "Mosquitto");
+  assert.match(message, "MQTT_URL=mqtt://127.0.0.1:1883");
+  assert.not.match(message, "\n");
+  assert.not.match(listenErrorMessage(inUse, { ...mqtt, port: 11883 }), "Mosquitto");
+});
+
+test("the CLI exits non-zero with one line naming the busy port and MQTT_PORT", async () => {
+  const blocker: Server = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", () => resolve()));
+  const address = blocker.address();
+  assert.ok(address !== null && typeof address === "object");
+  const port = address.port;
+  try {
+    const { code, stderr } = await run({
+      REGISTRY_PATH: registryPath,
+      MQTT_PORT: String(port),
+      MQTT_HOST: "127.0.0.1",
+      GATEWAY_HTTP_PORT: "0",
+    }).exit;
+    assert.is(code, 1);
+    const lines = stderr.trim().split("\n");
+    assert.is(lines.length, 1, stderr);
+    assert.match(lines[0] ?? "", `port ${port}`);
+    assert.match(lines[0] ?? "", "MQTT_PORT");
+  } finally {
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+  }
+});
+
+test("the CLI refuses a missing REGISTRY_PATH with exit code 2", async () => {
+  const { code, stderr } = await run({}).exit;
+  assert.is(code, 2);
+  assert.match(stderr, "REGISTRY_PATH");
+});
+
+test("the CLI serves MQTT and /healthz, and SIGTERM stops it with exit 0", async () => {
+  const cli = run({ REGISTRY_PATH: registryPath, MQTT_PORT: "0", MQTT_HOST: "127.0.0.1", GATEWAY_HTTP_PORT: "0" });
+  const mqttPort = (await cli.logLine("MQTT gateway listening")).port as number;
+  const httpPort = (await cli.logLine("health and metrics listening")).port as number;
+
+  const client = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+    clientId: deviceIdentity.clientId(kiosk),
+    username: deviceIdentity.username(kiosk),
+    password: SECRET,
+    reconnectPeriod: 0,
+  });
+  const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+  assert.is(health.status, 200);
+  assert.equal(await health.json(), { status: "ok", clients: 1 });
+  const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  assert.match(metrics, "paylane_gateway_connections_total 1");
+  assert.match(metrics, "process_cpu_seconds_total");
+
+  const clientClosed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+  cli.child.kill("SIGTERM");
+  const { code, stderr } = await cli.exit;
+  assert.is(code, 0, stderr);
+  await clientClosed;
+  await client.endAsync(true);
+});
+
+test.run();

@@ -1,0 +1,72 @@
+/**
+ * A private Mosquitto (the machine's real binary) on a free port, for tests
+ * that restart the broker: the machine's shared Mosquitto is never touched.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export class PrivateMosquitto {
+  #child: ChildProcess | undefined;
+  readonly #dir: string;
+  port = 0;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    if (!this.port) this.port = await freePort();
+    const conf = join(this.#dir, "mosquitto.conf");
+    await writeFile(conf, `listener ${this.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n`);
+    const child = spawn("mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+    this.#child = child;
+    let stderr = "";
+    child.stderr?.on("data", (d) => {
+      stderr += d;
+    });
+    // Ready when the port accepts connections; Mosquitto has no readiness signal of its own.
+    const { createConnection } = await import("node:net");
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`);
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = createConnection({ port: this.port, host: "127.0.0.1" });
+        s.once("connect", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once("error", () => resolve(false));
+      });
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${this.port}: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** kill -9: no clean shutdown, as in a crash. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+}

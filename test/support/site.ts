@@ -1,0 +1,266 @@
+/**
+ * A whole PayLane site for integration tests, on real parts: the aedes
+ * gateway or a real Mosquitto, the cloud on real Postgres (own schema) or
+ * PGlite, presence in real Redis (own prefix) or in process, and kiosk
+ * daemons with simulated readers. Everything binds port 0 and uses its own
+ * site id, so runs on shared services never see each other.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  CloudService,
+  type Database,
+  type DemoMember,
+  openPg,
+  openPglite,
+  parseCloudEnv,
+  seedSite,
+} from "@paylane/cloud";
+import { KioskDaemon, parseDeviceConfig } from "@paylane/device";
+import { Gateway } from "@paylane/gateway";
+import { type DeviceAddress, deviceIdentity, hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import { Redis } from "ioredis";
+import mqtt, { type MqttClient } from "mqtt";
+import pino from "pino";
+import { Registry as MetricsRegistry } from "prom-client";
+import { PrivateMosquitto } from "./private-mosquitto.ts";
+import { Signal } from "./signal.ts";
+
+export type DbKind = "pg" | "pglite";
+export type PresenceKind = "redis" | "memory";
+/** `mosquitto` is the machine's shared broker; `mosquitto-private` one the test may kill. */
+export type BrokerKind = "aedes" | "mosquitto" | "mosquitto-private";
+
+export interface Backends {
+  db: DbKind;
+  presence: PresenceKind;
+  broker: BrokerKind;
+}
+
+/** Each value of each axis meets both values of the others. */
+export const BACKEND_MATRIX: Backends[] = [
+  { db: "pg", presence: "redis", broker: "aedes" },
+  { db: "pglite", presence: "memory", broker: "aedes" },
+  { db: "pg", presence: "memory", broker: "mosquitto" },
+  { db: "pglite", presence: "redis", broker: "mosquitto" },
+];
+
+export const describe = (b: Backends) => `${b.db}+${b.presence}+${b.broker}`;
+
+export const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
+
+export interface TestSiteOptions extends Backends {
+  kiosks?: string[];
+  /** Extra enrolled devices with no daemon, for raw MQTT clients. */
+  probes?: string[];
+  members?: readonly DemoMember[];
+  ackTimeoutMs?: number;
+  timezone?: string;
+  now?: () => Date;
+}
+
+const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+export class TestSite {
+  readonly o: Required<Omit<TestSiteOptions, "members" | "now">> & Pick<TestSiteOptions, "members" | "now">;
+  readonly site = `t${randomBytes(4).toString("hex")}`;
+  readonly signal = new Signal();
+  readonly secrets = new Map<string, string>();
+  readonly kiosks = new Map<string, KioskDaemon>();
+  dir = "";
+  db!: Database;
+  cloud: CloudService | undefined;
+  gateway: Gateway | undefined;
+  mosquitto: PrivateMosquitto | undefined;
+  #schema = `t_${randomBytes(6).toString("hex")}`;
+  #redisPrefix = `test:${randomBytes(6).toString("hex")}:`;
+  #cloudSecret = randomBytes(18).toString("base64url");
+  #registryPath = "";
+  #clients: MqttClient[] = [];
+
+  constructor(o: TestSiteOptions) {
+    this.o = { kiosks: ["k1", "k2"], probes: ["probe"], ackTimeoutMs: 2000, timezone: "UTC", ...o };
+  }
+
+  get mqttUrl(): string {
+    if (this.o.broker === "aedes") return `mqtt://127.0.0.1:${this.gateway!.port}`;
+    if (this.o.broker === "mosquitto-private") return this.mosquitto!.url;
+    return MOSQUITTO_URL;
+  }
+
+  address(device: string): DeviceAddress {
+    return { site: this.site, device };
+  }
+
+  async start(): Promise<void> {
+    this.dir = await mkdtemp(join(tmpdir(), "paylane-test-"));
+    const devices = [...this.o.kiosks, ...this.o.probes];
+    for (const d of devices) this.secrets.set(d, randomBytes(18).toString("base64url"));
+    const file: RegistryFile = {
+      version: 1,
+      devices: await Promise.all(
+        devices.map(async (device) => ({
+          site: this.site,
+          device,
+          secretHash: await hashSecret(this.secrets.get(device)!),
+        })),
+      ),
+      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(this.#cloudSecret) }],
+    };
+    this.#registryPath = join(this.dir, "registry.json");
+    await Registry.save(this.#registryPath, file);
+
+    if (this.o.broker === "aedes") {
+      this.gateway = new Gateway({
+        registry: new Registry(file),
+        port: 0,
+        logger: quiet,
+        metrics: new MetricsRegistry(),
+      });
+      await this.gateway.start();
+    } else if (this.o.broker === "mosquitto-private") {
+      this.mosquitto = new PrivateMosquitto(this.dir);
+      await this.mosquitto.start();
+    }
+
+    this.db = this.o.db === "pg" ? await openPg({ url: PG_URL, schema: this.#schema }) : await openPglite();
+    await this.startCloud();
+    await seedSite(this.db, { id: this.site, name: "Test venue", timezone: this.o.timezone }, this.o.members);
+    for (const k of this.o.kiosks) await this.startKiosk(k);
+  }
+
+  async startCloud(): Promise<CloudService> {
+    const config = parseCloudEnv({
+      CLOUD_PORT: "0",
+      MQTT_URL: this.mqttUrl,
+      CLOUD_MQTT_SECRET: this.#cloudSecret,
+      REGISTRY_PATH: this.#registryPath,
+      REDIS_URL: this.o.presence === "redis" ? REDIS_URL : undefined,
+      REDIS_PREFIX: this.#redisPrefix,
+      CLOUD_INSTANCE: `test-${this.site}`,
+    });
+    const cloud = new CloudService({
+      config,
+      logger: quiet,
+      db: this.db,
+      site: this.site,
+      onCommitted: this.signal.notify,
+      now: this.o.now,
+    });
+    await cloud.start();
+    this.cloud = cloud;
+    this.signal.notify();
+    return cloud;
+  }
+
+  async stopCloud(how: "stop" | "kill" = "stop"): Promise<void> {
+    const cloud = this.cloud;
+    this.cloud = undefined;
+    await (how === "kill" ? cloud?.kill() : cloud?.stop());
+  }
+
+  async startKiosk(device: string): Promise<KioskDaemon> {
+    const config = parseDeviceConfig({
+      site: this.site,
+      device,
+      secret: this.secrets.get(device),
+      mqttUrl: this.mqttUrl,
+      cloudUrl: this.cloud ? this.cloud.url : "http://127.0.0.1:9",
+      dataDir: join(this.dir, device),
+      http: { host: "127.0.0.1", port: 0 },
+      ackTimeoutMs: this.o.ackTimeoutMs,
+    });
+    const daemon = new KioskDaemon({ config, logger: quiet.child({ device }), now: this.o.now });
+    for (const e of ["state", "result", "acked"] as const) daemon.events.on(e, this.signal.notify);
+    await daemon.start();
+    this.kiosks.set(device, daemon);
+    // The first replica pull happens at start; wait for it so taps see the members.
+    await this.signal.until(
+      async () => (await daemon.state()).online && daemon.replicaSync.lastError === undefined,
+      `${device} online`,
+    );
+    await daemon.replicaSync.syncNow();
+    return daemon;
+  }
+
+  kiosk(device: string): KioskDaemon {
+    const k = this.kiosks.get(device);
+    if (!k) throw new Error(`no kiosk ${device}`);
+    return k;
+  }
+
+  /** Restarts the broker in place (same port); kiosks and cloud reconnect by themselves. */
+  async restartBroker(): Promise<void> {
+    if (this.gateway) {
+      await this.gateway.stop();
+      await this.gateway.start();
+    } else if (this.mosquitto) {
+      await this.mosquitto.kill();
+      await this.mosquitto.start();
+    } else {
+      throw new Error("the machine's shared Mosquitto is never restarted by tests");
+    }
+  }
+
+  /** An MQTT client with a probe device's own credentials. */
+  async rawDevice(device = "probe"): Promise<MqttClient> {
+    const a = this.address(device);
+    const client = await mqtt.connectAsync(this.mqttUrl, {
+      clientId: deviceIdentity.clientId(a),
+      username: deviceIdentity.username(a),
+      password: this.secrets.get(device),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    this.#clients.push(client);
+    return client;
+  }
+
+  async count(sql: string, params: unknown[] = []): Promise<number> {
+    const { rows } = await this.db.query<{ n: number }>(sql, params);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.#clients) await c.endAsync(true).catch(() => {});
+    for (const k of this.kiosks.values()) await k.stop().catch(() => {});
+    this.kiosks.clear();
+    await this.cloud?.stop().catch(() => {});
+    await this.gateway?.stop().catch(() => {});
+    await this.mosquitto?.kill();
+    if (this.o.db === "pg") await this.db.query(`DROP SCHEMA IF EXISTS ${this.#schema} CASCADE`).catch(() => {});
+    await this.db?.close().catch(() => {});
+    if (this.o.presence === "redis") await dropRedisPrefix(this.#redisPrefix);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function dropRedisPrefix(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** `n` members with distinct 4-byte UIDs, for volume tests. */
+export function manyMembers(n: number, prefix = "m"): DemoMember[] {
+  return Array.from({ length: n }, (_, i) => ({
+    id: `${prefix}-${i}`,
+    name: `Member ${i}`,
+    cardUid: (0x10000000 + i).toString(16).toUpperCase(),
+    code: `C${String(i).padStart(6, "0")}`,
+    status: "active" as const,
+  }));
+}

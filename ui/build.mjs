@@ -1,0 +1,31 @@
+// Builds the kiosk UI into dist/kiosk (app.js + index.html), which the device daemon serves.
+// Paths are relative to this file, so `node ui/build.mjs` and `npm run build -w ui` agree.
+import { copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+
+const started = performance.now();
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const outdir = here("./dist/kiosk/");
+
+// A clean folder, so a renamed or removed file never lingers in what the daemon serves.
+await rm(outdir, { recursive: true, force: true });
+await mkdir(outdir, { recursive: true });
+
+await esbuild.build({
+  entryPoints: [here("./src/kiosk/main.ts")],
+  outfile: `${outdir}app.js`,
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  target: "es2022",
+  minify: true,
+  sourcemap: true,
+  tsconfig: here("./tsconfig.json"),
+  logLevel: "warning",
+});
+await copyFile(here("./src/kiosk/index.html"), `${outdir}index.html`);
+
+const kb = (n) => `${(n / 1024).toFixed(1)} kB`;
+const { size } = await stat(`${outdir}app.js`);
+console.log(`ui/dist/kiosk/app.js ${kb(size)} (+ index.html) in ${Math.round(performance.now() - started)} ms`);

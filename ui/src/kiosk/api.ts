@@ -1,0 +1,106 @@
+/**
+ * The UI's side of the kiosk daemon's local API (see ../kiosk-api.ts): URLs,
+ * runtime checks of what arrives, and the simulated-reader tap.
+ *
+ * Everything from the daemon is checked before use: a daemon and a UI of
+ * different versions can meet after a partial update, and a message the UI
+ * does not understand is ignored rather than rendered half-way.
+ */
+import type { KioskState, LiveMessage, ProblemDetails, TapOutcome, TapResult } from "../kiosk-api.ts";
+
+const OUTCOMES: ReadonlySet<string> = new Set<TapOutcome>(["welcome", "unknown", "already", "refused"]);
+
+/** How long a simulated tap may take before the UI gives up and says so. */
+const TAP_TIMEOUT_MS = 5000;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+export function isTapResult(value: unknown): value is TapResult {
+  return (
+    isRecord(value) &&
+    typeof value.outcome === "string" &&
+    OUTCOMES.has(value.outcome) &&
+    typeof value.message === "string" &&
+    typeof value.at === "string" &&
+    (value.name === undefined || typeof value.name === "string") &&
+    (value.seq === undefined || typeof value.seq === "number")
+  );
+}
+
+export function isKioskState(value: unknown): value is KioskState {
+  if (!isRecord(value) || !isRecord(value.reader)) return false;
+  return (
+    typeof value.site === "string" &&
+    typeof value.device === "string" &&
+    typeof value.online === "boolean" &&
+    typeof value.backlog === "number" &&
+    (value.reader.kind === "simulated" || value.reader.kind === "pn532") &&
+    typeof value.reader.state === "string"
+  );
+}
+
+export function parseLiveMessage(data: unknown): LiveMessage | undefined {
+  if (typeof data !== "string") return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(value)) return undefined;
+  if (value.type === "state" && isKioskState(value.state)) return { type: "state", state: value.state };
+  if (value.type === "result" && isTapResult(value.result)) return { type: "result", result: value.result };
+  return undefined;
+}
+
+/** Identity of a result, so the same tap seen over HTTP and over the WebSocket is shown once. */
+export function resultKey(result: TapResult): string {
+  return `${result.at}|${result.seq ?? ""}|${result.message}`;
+}
+
+/** `ws(s)://<this host>/api/live`: the daemon serves the UI and the API from one origin. */
+export function liveUrl(base: string = location.href): string {
+  const url = new URL("/api/live", base);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+export type TapResponse = { ok: true; result: TapResult } | { ok: false; error: string };
+
+function isProblem(value: unknown): value is ProblemDetails {
+  return isRecord(value) && typeof value.title === "string" && typeof value.status === "number";
+}
+
+/** POST /api/sim/tap. Never throws: every failure becomes a sentence for the operator. */
+export async function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
+  let res: Response;
+  try {
+    res = await fetchImpl("/api/sim/tap", {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, application/problem+json" },
+      body: JSON.stringify({ uid }),
+      signal: AbortSignal.timeout(TAP_TIMEOUT_MS),
+    });
+  } catch (err) {
+    const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+    return {
+      ok: false,
+      error: timedOut ? "The kiosk daemon did not answer in time." : "Cannot reach the kiosk daemon.",
+    };
+  }
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    body = undefined;
+  }
+  if (res.ok) {
+    return isTapResult(body)
+      ? { ok: true, result: body }
+      : { ok: false, error: "The daemon sent an unreadable result." };
+  }
+  if (isProblem(body)) return { ok: false, error: body.detail ?? body.title };
+  return { ok: false, error: `Tap failed (HTTP ${res.status}).` };
+}

@@ -1,0 +1,69 @@
+import { css, html, LitElement, svg } from "lit";
+import { customElement, property } from "lit/decorators.js";
+import type { KioskState } from "../kiosk-api.ts";
+
+/** Contactless symbol, inline so the kiosk needs no fonts or files beyond its bundle. */
+const contactless = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="5" stroke-linecap="round">
+  <g transform="translate(-3 0)">
+    <path d="M20 22a14 14 0 0 1 0 20" />
+    <path d="M30 14a26 26 0 0 1 0 36" />
+    <path d="M40 6a38 38 0 0 1 0 52" />
+  </g>
+</svg>`;
+
+/** The idle screen: one instruction, readable at arm's length. */
+@customElement("paylane-attract-screen")
+export class AttractScreen extends LitElement {
+  static override styles = css`
+    :host {
+      display: flex;
+      flex-direction: column;
+      align-items: center;
+      justify-content: center;
+      gap: clamp(0.5rem, 3vh, 2rem);
+      height: 100%;
+      text-align: center;
+      color: #fff;
+      background: #000;
+    }
+    svg {
+      width: clamp(4rem, 22vh, 12rem);
+      height: auto;
+      color: #4cc2ff;
+    }
+    h1 {
+      margin: 0;
+      font-size: clamp(2.75rem, 10vw, 8rem);
+      line-height: 1.05;
+      font-weight: 800;
+      letter-spacing: -0.01em;
+    }
+    p {
+      margin: 0;
+      font-size: clamp(1.25rem, 3.5vw, 2.5rem);
+      color: #e6e6e6;
+    }
+    p.warn {
+      color: #ffd54f;
+    }
+  `;
+
+  /** State of the card reader; a missing reader changes the hint, not the screen. */
+  @property({ attribute: false }) reader: KioskState["reader"]["state"] = "ok";
+
+  override render() {
+    const hint =
+      this.reader === "disconnected"
+        ? html`<p class="warn" data-testid="hint">Card reader unavailable. Please ask at the desk.</p>`
+        : html`<p data-testid="hint">Hold it flat against the reader</p>`;
+    return html`${contactless}
+      <h1 data-testid="message">Tap your card</h1>
+      ${hint}`;
+  }
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "paylane-attract-screen": AttractScreen;
+  }
+}

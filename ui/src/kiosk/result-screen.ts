@@ -1,0 +1,130 @@
+import { css, html, LitElement, nothing, type SVGTemplateResult, svg } from "lit";
+import { customElement, property } from "lit/decorators.js";
+import type { TapOutcome, TapResult } from "../kiosk-api.ts";
+
+interface View {
+  icon: SVGTemplateResult;
+  message: string;
+  hint?: string;
+}
+
+const icon = (path: SVGTemplateResult) =>
+  svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="6" stroke-linecap="round" stroke-linejoin="round">
+    <circle cx="32" cy="32" r="28" stroke-width="4" />${path}</svg>`;
+
+const tick = icon(svg`<path d="M19 33l9 9 17-19" />`);
+const cross = icon(svg`<path d="M22 22l20 20M42 22L22 42" />`);
+const question = icon(svg`<path d="M24 25a8 8 0 1 1 11 7.5c-2 1-3 2.5-3 4.5v1" /><path d="M32 46v.5" />`);
+
+/**
+ * What to say for each outcome. Fixed sentences are the UI's to word (and one
+ * day translate); a refusal's reason only the daemon knows, so it shows the
+ * daemon's message.
+ */
+function view(result: TapResult): View {
+  switch (result.outcome) {
+    case "welcome":
+      return { icon: tick, message: result.name ? `Welcome, ${result.name}` : result.message };
+    case "already":
+      return { icon: tick, message: "Already checked in today", ...(result.name ? { hint: result.name } : {}) };
+    case "unknown":
+      return { icon: question, message: "Card not recognised", hint: "Please ask at the desk" };
+    case "refused":
+      return { icon: cross, message: result.message, hint: "Please ask at the desk" };
+  }
+}
+
+/** The answer to one tap, coloured by outcome so it reads before the words do. */
+@customElement("paylane-result-screen")
+export class ResultScreen extends LitElement {
+  static override styles = css`
+    :host {
+      display: flex;
+      flex-direction: column;
+      align-items: center;
+      /* safe: an overlong message pushes down, never off the top. */
+      justify-content: safe center;
+      gap: clamp(0.5rem, 3vh, 2rem);
+      height: 100%;
+      padding: 0 5vw;
+      box-sizing: border-box;
+      text-align: center;
+    }
+    /* Colours keep at least 7:1 contrast with their text (WCAG AAA). */
+    :host([outcome="welcome"]) {
+      background: #0a5c2b;
+      color: #fff;
+    }
+    :host([outcome="already"]) {
+      background: #0b3f73;
+      color: #fff;
+    }
+    :host([outcome="unknown"]) {
+      background: #ffc107;
+      color: #000;
+    }
+    :host([outcome="refused"]) {
+      background: #8e0015;
+      color: #fff;
+    }
+    svg {
+      width: clamp(4rem, 24vh, 11rem);
+      height: auto;
+      flex: none;
+    }
+    h1 {
+      margin: 0;
+      font-size: clamp(2.5rem, 8.5vw, 7rem);
+      line-height: 1.05;
+      font-weight: 800;
+      overflow-wrap: anywhere;
+      text-wrap: balance;
+    }
+    /* Longer names and reasons step down so they still fit a 7" screen in two or three lines. */
+    :host([size="m"]) h1 {
+      font-size: clamp(2rem, 6vw, 5rem);
+    }
+    :host([size="s"]) h1 {
+      font-size: clamp(1.5rem, 4.5vw, 3.75rem);
+    }
+    :host([size="s"]) svg {
+      width: clamp(3rem, 15vh, 7rem);
+    }
+    p {
+      margin: 0;
+      font-size: clamp(1.25rem, 4vw, 3rem);
+      font-weight: 600;
+    }
+  `;
+
+  @property({ attribute: false }) result: TapResult | undefined;
+
+  /** Reflected so the stylesheet can colour the whole screen. */
+  @property({ reflect: true }) outcome: TapOutcome | undefined;
+
+  /** Reflected: the message's length class, so long text gets a smaller size. */
+  @property({ reflect: true }) size: "l" | "m" | "s" = "l";
+
+  private view: View | undefined;
+
+  override willUpdate(): void {
+    this.outcome = this.result?.outcome;
+    this.view = this.result && view(this.result);
+    const length = this.view?.message.length ?? 0;
+    this.size = length <= 22 ? "l" : length <= 40 ? "m" : "s";
+  }
+
+  override render() {
+    const v = this.view;
+    if (!v) return nothing;
+    return html`${v.icon}
+      <h1 data-testid="message">${v.message}</h1>
+      ${v.hint ? html`<p data-testid="hint">${v.hint}</p>` : nothing}`;
+  }
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "paylane-result-screen": ResultScreen;
+  }
+}

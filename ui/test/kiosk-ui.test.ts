@@ -1,0 +1,266 @@
+/**
+ * Browser test of the kiosk UI: the built bundle (ui/dist/kiosk) in Chromium,
+ * against a fake daemon that implements the local API contract.
+ *
+ *   node --import tsx ui/test/kiosk-ui.test.ts
+ *
+ * Needs Chromium at /usr/bin/chromium (Debian's `chromium` package), or CHROMIUM=path.
+ * Waits on the DOM with Playwright's waiting; never sleeps.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import type { TapResult } from "../src/kiosk-api.ts";
+import { FakeDaemon } from "./fake-daemon.ts";
+
+const DIST = fileURLToPath(new URL("../dist/kiosk/", import.meta.url));
+const BUILD = fileURLToPath(new URL("../build.mjs", import.meta.url));
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** Raspberry Pi 7" touch display. */
+const VIEWPORT = { width: 800, height: 480 };
+
+type Screen = "starting" | "attract" | TapResult["outcome"];
+
+interface Ctx {
+  browser: Browser;
+  daemon: FakeDaemon;
+  base: string;
+  page: Page;
+  /** Uncaught page errors and console errors (CSP violations among them). */
+  errors: string[];
+}
+
+const test = suite<Ctx>("kiosk UI");
+
+test.before(async (ctx) => {
+  await setUp(ctx).catch((err: unknown) => {
+    // uvu swallows errors thrown by hooks; say why nothing ran.
+    console.error("\nkiosk UI test setup failed:", err);
+    process.exitCode = 1;
+    throw err;
+  });
+});
+
+async function setUp(ctx: Ctx): Promise<void> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium, or set CHROMIUM`);
+  }
+  // Always test the current source, not whatever dist was left behind.
+  execFileSync(process.execPath, [BUILD], { stdio: "inherit" });
+  ctx.daemon = new FakeDaemon(DIST);
+  ctx.base = await ctx.daemon.start();
+  ctx.browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+    ],
+  });
+}
+
+test.after(async (ctx) => {
+  await ctx.browser?.close();
+  await ctx.daemon?.stop();
+});
+
+test.before.each(async (ctx) => {
+  ctx.daemon.reset();
+  ctx.errors = [];
+  ctx.page = await ctx.browser.newPage({ viewport: VIEWPORT });
+  ctx.page.setDefaultTimeout(5000);
+  ctx.page.on("pageerror", (err) => ctx.errors.push(err.message));
+  ctx.page.on("console", (msg) => {
+    // Chromium logs each refused WebSocket connection (expected while the daemon is "down")
+    // and each 400 answer (expected from the problem+json test).
+    if (msg.type() === "error" && !/^WebSocket connection|status of 400/.test(msg.text())) ctx.errors.push(msg.text());
+  });
+});
+
+test.after.each(async (ctx) => {
+  await ctx.page.close();
+});
+
+/**
+ * A test that also fails on page errors. (Checked here, not in an after.each
+ * hook: uvu swallows errors thrown by hooks.)
+ */
+function it(name: string, fn: (ctx: Ctx) => Promise<void>): void {
+  test(name, async (ctx) => {
+    const started = Date.now();
+    await fn(ctx);
+    if (process.env.TIMINGS) console.log(`  ${Date.now() - started} ms  ${name}`);
+    assert.equal(ctx.errors, [], "no page errors");
+  });
+}
+
+/** Load the UI, count shown results in `window.results`, optionally set result-ms. */
+async function open(ctx: Ctx, resultMs?: number): Promise<void> {
+  await ctx.page.goto(ctx.base);
+  await ctx.page.evaluate((ms) => {
+    const w = window as unknown as { results: TapResult[] };
+    w.results = [];
+    document.addEventListener("paylane-result", (e) => w.results.push((e as CustomEvent<TapResult>).detail));
+    if (ms !== undefined) document.querySelector("paylane-kiosk")?.setAttribute("result-ms", String(ms));
+  }, resultMs);
+}
+
+async function shownResults(page: Page): Promise<number> {
+  return page.evaluate(() => (window as unknown as { results: TapResult[] }).results.length);
+}
+
+/** Wait for a screen showing exactly this message (one wait, so a short-lived screen is not missed). */
+async function seeScreen(page: Page, screen: Screen, message?: string): Promise<void> {
+  const el = page.locator(`[data-testid="screen"][data-screen="${screen}"]`);
+  if (message === undefined) return el.waitFor();
+  await el.filter({ has: page.getByTestId("message").filter({ hasText: exactly(message) }) }).waitFor();
+}
+
+function exactly(text: string): RegExp {
+  return new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`);
+}
+
+/** A WS round trip: once the UI shows this backlog, every earlier message on the socket was handled. */
+async function syncLive(ctx: Ctx, backlog: number): Promise<void> {
+  ctx.daemon.setState({ backlog });
+  await ctx.page
+    .getByTestId("backlog")
+    .filter({ hasText: `Backlog ${backlog}` })
+    .waitFor();
+}
+
+function result(outcome: TapResult["outcome"], extra: Partial<TapResult> = {}): TapResult {
+  return { outcome, message: `${outcome} message`, at: new Date().toISOString(), ...extra };
+}
+
+it("attract screen says Tap your card, with kiosk id and backlog in the footer", async (ctx) => {
+  ctx.daemon.state.backlog = 3;
+  await open(ctx);
+  await seeScreen(ctx.page, "attract", "Tap your card");
+  assert.is(await ctx.page.title(), "PayLane kiosk");
+  assert.is(await ctx.page.getByTestId("kiosk-id").textContent(), "site-1 / kiosk-7");
+  assert.is(await ctx.page.getByTestId("backlog").textContent(), "Backlog 3");
+  assert.is(await ctx.page.getByTestId("offline-badge").count(), 0);
+});
+
+it("simulated reader: typed UID is posted and the daemon's result shown once", async (ctx) => {
+  ctx.daemon.onTap = (uid) => ({
+    status: 200,
+    push: true, // the real daemon also pushes it over the WebSocket
+    body: result("welcome", { name: "Ada Lovelace", message: "Welcome, Ada Lovelace", seq: 12, at: `t-${uid}` }),
+  });
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  await ctx.page.getByLabel("Card UID", { exact: true }).fill("04A1B2C3");
+  await ctx.page.getByTestId("sim-tap").click();
+  await seeScreen(ctx.page, "welcome", "Welcome, Ada Lovelace");
+  assert.equal(ctx.daemon.taps, ["04A1B2C3"]);
+  await syncLive(ctx, 1);
+  assert.is(await shownResults(ctx.page), 1, "HTTP answer and WS push are one result");
+});
+
+it("simulated reader: touch targets are at least 64px", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  for (const id of ["sim-uid", "sim-tap"]) {
+    const box = await ctx.page.getByTestId(id).boundingBox();
+    assert.ok(box && box.height >= 64, `${id} is ${box?.height}px high`);
+  }
+});
+
+it("a result pushed over the WebSocket shows the welcome screen with the name", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  ctx.daemon.pushResult(result("welcome", { name: "Grace Hopper", message: "Welcome, Grace Hopper", seq: 7 }));
+  await seeScreen(ctx.page, "welcome", "Welcome, Grace Hopper");
+  await ctx.page.screenshot({ path: "/tmp/kiosk-welcome.png" });
+});
+
+it("each outcome has its screen and words", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  ctx.daemon.pushResult(result("unknown", { message: "Card not recognised" }));
+  await seeScreen(ctx.page, "unknown", "Card not recognised");
+  assert.is(await ctx.page.getByTestId("hint").textContent(), "Please ask at the desk");
+  ctx.daemon.pushResult(result("already", { name: "Ada", message: "Already checked in today", at: "t-2" }));
+  await seeScreen(ctx.page, "already", "Already checked in today");
+  ctx.daemon.pushResult(result("refused", { message: "Membership expired", at: "t-3" }));
+  await seeScreen(ctx.page, "refused", "Membership expired");
+  await syncLive(ctx, 1);
+  assert.is(await shownResults(ctx.page), 3);
+});
+
+it("the attract screen returns result-ms after a result", async (ctx) => {
+  await open(ctx, 200);
+  await seeScreen(ctx.page, "attract");
+  const pushed = Date.now();
+  ctx.daemon.pushResult(result("welcome", { name: "Ada", message: "Welcome, Ada" }));
+  await seeScreen(ctx.page, "welcome", "Welcome, Ada");
+  await seeScreen(ctx.page, "attract", "Tap your card");
+  assert.ok(Date.now() - pushed >= 200, "the result stayed up for result-ms");
+});
+
+it("offline badge appears while offline and clears when online", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  ctx.daemon.setState({ online: false, cloud: false });
+  const badge = ctx.page.getByTestId("offline-badge");
+  await badge.waitFor();
+  assert.is((await badge.textContent())?.trim(), "Offline");
+  assert.match((await badge.getAttribute("aria-label")) ?? "", /^Offline/);
+  await ctx.page.getByRole("status", { name: /Offline/ }).waitFor();
+  await seeScreen(ctx.page, "attract", "Tap your card"); // check-ins still work offline
+  ctx.daemon.setState({ online: true, cloud: true });
+  await badge.waitFor({ state: "detached" });
+});
+
+it("a problem+json answer to a tap shows its detail", async (ctx) => {
+  const detail = 'uid must be 4, 7 or 10 bytes of hex, got "zz"';
+  ctx.daemon.onTap = () => ({
+    status: 400,
+    body: { type: "https://paylane.dev/problems/invalid-uid", title: "Invalid card UID", status: 400, detail },
+  });
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  await ctx.page.getByTestId("sim-uid").fill("zz");
+  await ctx.page.getByTestId("sim-tap").click();
+  const error = ctx.page.getByTestId("sim-error");
+  await error.filter({ hasText: detail }).waitFor();
+  assert.is(await error.textContent(), detail);
+  await seeScreen(ctx.page, "attract");
+  // Typing again clears the stale error.
+  await ctx.page.getByTestId("sim-uid").fill("04");
+  await error.waitFor({ state: "detached" });
+});
+
+it("no simulated reader control with a real reader; a missing reader changes the hint", async (ctx) => {
+  ctx.daemon.state.reader = { kind: "pn532", state: "disconnected" };
+  await open(ctx);
+  await seeScreen(ctx.page, "attract", "Tap your card");
+  assert.is(await ctx.page.getByTestId("sim-tap").count(), 0);
+  assert.match((await ctx.page.getByTestId("hint").textContent()) ?? "", /reader unavailable/);
+});
+
+it("shows Kiosk starting… without the daemon, and reconnects after a restart", async (ctx) => {
+  ctx.daemon.accepting = false;
+  await open(ctx);
+  await seeScreen(ctx.page, "starting", "Kiosk starting…");
+  ctx.daemon.accepting = true;
+  await seeScreen(ctx.page, "attract", "Tap your card");
+
+  // Restart: the socket drops and the daemon stays away for a moment.
+  ctx.daemon.accepting = false;
+  ctx.daemon.dropClients();
+  await seeScreen(ctx.page, "starting", "Kiosk starting…");
+  assert.is(await ctx.page.getByTestId("sim-tap").count(), 0, "no tapping a daemon that is not there");
+  ctx.daemon.accepting = true;
+  await seeScreen(ctx.page, "attract", "Tap your card");
+  assert.is(ctx.daemon.clients, 1, "one socket, not one per retry");
+});
+
+test.run();

@@ -95,7 +95,9 @@ export class Journal {
       return new Journal(db);
     } catch (err) {
       await db.close().catch(() => {});
-      throw err;
+      // SQLite opens lazily: a damaged file fails on the first statement, without saying which file.
+      if (err instanceof JournalError) throw err;
+      throw new JournalError(`journal ${path}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -135,13 +137,16 @@ export class Journal {
    * device (e.g. a restored journal) and is refused loudly.
    */
   async markAcked(upTo: number): Promise<number> {
-    const { lastSeq, ackedUpTo } = await this.stats();
-    if (upTo > lastSeq) {
+    // One statement, so overlapping acks cannot interleave a read and a write.
+    const row = await this.#db.get<{ acked_up_to: number }>(
+      "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",
+      [upTo, upTo],
+    );
+    if (!row) {
+      const { lastSeq } = await this.stats();
       throw new JournalError(`ack upTo ${upTo} is beyond the last journaled seq ${lastSeq}`);
     }
-    if (upTo <= ackedUpTo) return ackedUpTo;
-    await this.#db.run("UPDATE meta SET acked_up_to = ? WHERE one = 1 AND acked_up_to < ?", [upTo, upTo]);
-    return upTo;
+    return row.acked_up_to;
   }
 
   async stats(): Promise<JournalStats> {

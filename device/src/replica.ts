@@ -40,19 +40,25 @@ export interface ReplicaInfo {
 }
 
 export class Replica {
+  /** Lookups. In WAL mode it sees the last committed snapshot while a new one is written. */
   readonly #db: Sqlite;
+  /** Snapshot replacement, on its own connection so lookups never see a half-written replica. */
+  readonly #writer: Sqlite;
   /** Serialises snapshot replacement: two overlapping syncs must not interleave their transactions. */
   #writing: Promise<unknown> = Promise.resolve();
 
-  private constructor(db: Sqlite) {
+  private constructor(db: Sqlite, writer: Sqlite) {
     this.#db = db;
+    this.#writer = writer;
   }
 
   static async open(path: string): Promise<Replica> {
+    const writer = await Sqlite.open(path);
+    await writer.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    await writer.exec(SCHEMA);
     const db = await Sqlite.open(path);
-    await db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
-    await db.exec(SCHEMA);
-    return new Replica(db);
+    await db.exec("PRAGMA busy_timeout = 5000;");
+    return new Replica(db, writer);
   }
 
   /** Replaces the replica with a snapshot, atomically; an older snapshot never replaces a newer one. */
@@ -60,11 +66,12 @@ export class Replica {
     const work = this.#writing.then(async () => {
       const current = await this.info();
       if (snapshot.version < current.version) return false;
-      await this.#db.exec("BEGIN IMMEDIATE");
+      const w = this.#writer;
+      await w.exec("BEGIN IMMEDIATE");
       try {
-        await this.#db.run("DELETE FROM members");
+        await w.run("DELETE FROM members");
         for (const m of snapshot.members) {
-          await this.#db.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
+          await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
             m.id,
             m.name,
             m.cardUid,
@@ -72,15 +79,15 @@ export class Replica {
             m.status,
           ]);
         }
-        await this.#db.run("UPDATE replica_meta SET version = ?, timezone = ?, synced_at = ? WHERE one = 1", [
+        await w.run("UPDATE replica_meta SET version = ?, timezone = ?, synced_at = ? WHERE one = 1", [
           snapshot.version,
           snapshot.timezone,
           syncedAt.toISOString(),
         ]);
-        await this.#db.exec("COMMIT");
+        await w.exec("COMMIT");
         return true;
       } catch (err) {
-        await this.#db.exec("ROLLBACK").catch(() => {});
+        await w.exec("ROLLBACK").catch(() => {});
         throw err;
       }
     });
@@ -111,8 +118,10 @@ export class Replica {
     };
   }
 
-  close(): Promise<void> {
-    return this.#db.close();
+  async close(): Promise<void> {
+    await this.#writing;
+    await this.#db.close();
+    await this.#writer.close();
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * A small promise layer over the `sqlite3` package. One connection per file:
- * sqlite3 queues statements on its own thread in order, and the journal's
- * atomicity comes from single statements and explicit transactions below.
+ * A small promise layer over the `sqlite3` package. Statements from
+ * overlapping calls on one connection interleave, and a connection sees its
+ * own uncommitted writes: atomicity comes from single statements (the
+ * journal) or from a separate writer connection (the replica).
  */
 import sqlite3 from "sqlite3";
 

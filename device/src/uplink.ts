@@ -63,6 +63,8 @@ export class Uplink {
   #ackedUpTo = 0;
   #pumping = false;
   #pumpAgain = false;
+  /** Bumped by every resend, so a pump that was reading the journal meanwhile does not skip ahead. */
+  #generation = 0;
   #ackTimer: unknown;
   #reconnectTimer: unknown;
   #backoff: IBackoff<unknown> | undefined;
@@ -251,7 +253,7 @@ export class Uplink {
   async #onAck(upTo: number): Promise<void> {
     if (upTo <= this.#ackedUpTo) return;
     try {
-      this.#ackedUpTo = await this.#o.journal.markAcked(upTo);
+      this.#ackedUpTo = Math.max(this.#ackedUpTo, await this.#o.journal.markAcked(upTo));
     } catch (err) {
       this.#o.logger.error({ err: (err as Error).message, upTo }, "ack refused by journal");
       return;
@@ -266,6 +268,7 @@ export class Uplink {
     if (this.#sentUpTo > this.#ackedUpTo)
       this.#o.logger.info({ from: this.#ackedUpTo + 1, reason }, "resending unacked");
     this.#sentUpTo = this.#ackedUpTo;
+    this.#generation++;
     void this.#pump();
   }
 
@@ -306,7 +309,9 @@ export class Uplink {
     const { journal, batchSize, window, address } = this.#o;
     while (this.#client?.connected && this.#sentUpTo - this.#ackedUpTo < window) {
       const room = Math.min(batchSize, window - (this.#sentUpTo - this.#ackedUpTo));
+      const generation = this.#generation;
       const entries = await journal.entriesAfter(this.#sentUpTo, room);
+      if (generation !== this.#generation) continue; // a resend moved the start while we read
       if (entries.length === 0) break;
       const client = this.#client;
       if (!client?.connected) break;

@@ -80,6 +80,7 @@ export class TestSite {
   #redisPrefix = `test:${randomBytes(6).toString("hex")}:`;
   #cloudSecret = randomBytes(18).toString("base64url");
   #registryPath = "";
+  #registry: Registry | undefined;
   #clients: MqttClient[] = [];
 
   constructor(o: TestSiteOptions) {
@@ -115,8 +116,9 @@ export class TestSite {
     await Registry.save(this.#registryPath, file);
 
     if (this.o.broker === "aedes") {
+      this.#registry = new Registry(file);
       this.gateway = new Gateway({
-        registry: new Registry(file),
+        registry: this.#registry,
         port: 0,
         logger: quiet,
         metrics: new MetricsRegistry(),
@@ -196,7 +198,9 @@ export class TestSite {
   /** Restarts the broker in place (same port); kiosks and cloud reconnect by themselves. */
   async restartBroker(): Promise<void> {
     if (this.gateway) {
+      const port = this.gateway.port;
       await this.gateway.stop();
+      this.gateway = new Gateway({ registry: this.#registry!, port, logger: quiet, metrics: new MetricsRegistry() });
       await this.gateway.start();
     } else if (this.mosquitto) {
       await this.mosquitto.kill();

@@ -10,9 +10,13 @@ const MIGRATIONS = fileURLToPath(new URL("../../migrations/", import.meta.url));
  * instances apply each migration once.
  */
 export async function migrate(db: Database): Promise<string[]> {
-  await db.exec(
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-  );
+  // Under the same lock as the migrations: concurrent CREATE TABLE IF NOT EXISTS races in Postgres' catalog.
+  await db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(7411)");
+    await tx.query(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    );
+  });
   const files = (await readdir(MIGRATIONS)).filter((f) => /^\d{3}_.+\.sql$/.test(f)).sort();
   const applied: string[] = [];
   for (const file of files) {

@@ -28,7 +28,16 @@ export async function openPg(o: PgOptions): Promise<Database> {
   // An idle client losing its connection (a Postgres restart) must not crash the process.
   pool.on("error", () => {});
   try {
-    await pool.query(`CREATE SCHEMA IF NOT EXISTS ${o.schema}`);
+    const client = await pool.connect();
+    try {
+      // Under a lock, because concurrent CREATE SCHEMA IF NOT EXISTS can still collide in the catalog.
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock(7410)");
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${o.schema}`);
+      await client.query("COMMIT");
+    } finally {
+      client.release();
+    }
   } catch (err) {
     await pool.end();
     throw new Error(`cannot connect to DATABASE_URL: ${(err as Error).message}`);

@@ -21,7 +21,7 @@ export class MemoryPresence implements PresenceStore {
     const p = this.#entry(d);
     p.state = u.state;
     p.statusAt = u.at.toISOString();
-    p.lastSeen = u.at.toISOString();
+    if (!p.lastSeen || p.lastSeen < p.statusAt) p.lastSeen = p.statusAt;
     if (u.version !== undefined) p.version = u.version;
     if (u.bootedAt !== undefined) p.bootedAt = u.bootedAt;
   }

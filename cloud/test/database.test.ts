@@ -1,0 +1,220 @@
+/**
+ * One contract suite for both database backends: a real Postgres (at
+ * TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test, in a schema of
+ * its own that is dropped at the end) and PGlite in this process.
+ */
+import { randomBytes } from "node:crypto";
+import { readdir } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import type { Database } from "../src/db/database.ts";
+import { migrate } from "../src/db/migrate.ts";
+import { openPg } from "../src/db/pg.ts";
+import { openPglite } from "../src/db/pglite.ts";
+
+const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const MIGRATIONS = fileURLToPath(new URL("../migrations/", import.meta.url));
+
+interface Opened {
+  db: Database;
+  /** Closes the database and removes whatever the test created. */
+  dispose(): Promise<void>;
+}
+
+interface Backend {
+  name: string;
+  open(): Promise<Opened>;
+}
+
+const backends: Backend[] = [
+  {
+    name: "pg",
+    async open() {
+      const schema = `t_${randomBytes(6).toString("hex")}`;
+      const db = await openPg({ url: PG_URL, schema });
+      return {
+        db,
+        async dispose() {
+          try {
+            await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+            const { rows } = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema]);
+            assert.is(rows.length, 0, `schema ${schema} was dropped`);
+          } finally {
+            await db.close();
+          }
+        },
+      };
+    },
+  },
+  {
+    name: "pglite",
+    async open() {
+      const db = await openPglite();
+      return { db, dispose: () => db.close() };
+    },
+  },
+];
+
+async function migrationFiles(): Promise<string[]> {
+  return (await readdir(MIGRATIONS)).filter((f) => /^\d{3}_.+\.sql$/.test(f)).sort();
+}
+
+function databaseContract(backend: Backend): void {
+  const test = suite<{ opened: Opened; db: Database }>(`database contract: ${backend.name}`, {} as never);
+  test.before(async (ctx) => {
+    ctx.opened = await backend.open();
+    ctx.db = ctx.opened.db;
+  });
+  test.after(async (ctx) => {
+    await ctx.opened.dispose();
+  });
+
+  test("kind names the backend", ({ db }) => {
+    assert.is(db.kind, backend.name);
+  });
+
+  test("migrate applies every migration once, in order, and records each", async ({ db }) => {
+    const files = await migrationFiles();
+    assert.ok(files.length > 0, "there are migrations to apply");
+    assert.equal(await migrate(db), files);
+    const { rows } = await db.query<{ version: string; applied_at: Date }>(
+      "SELECT version, applied_at FROM schema_migrations ORDER BY version",
+    );
+    assert.equal(
+      rows.map((r) => r.version),
+      files,
+    );
+    for (const r of rows) assert.instance(r.applied_at, Date);
+    // The tables exist and are empty.
+    for (const table of ["sites", "members", "devices", "device_streams", "inbox", "checkins", "quarantine"]) {
+      const { rows: count } = await db.query<{ n: number }>(`SELECT count(*) AS n FROM ${table}`);
+      assert.is(count[0]!.n, 0, table);
+    }
+  });
+
+  test("a second migrate applies nothing and records nothing new", async ({ db }) => {
+    assert.equal(await migrate(db), []);
+    const { rows } = await db.query<{ n: number }>("SELECT count(*) AS n FROM schema_migrations");
+    assert.is(rows[0]!.n, (await migrationFiles()).length);
+  });
+
+  test("transaction commits when the function resolves, and returns its value", async ({ db }) => {
+    await db.exec("CREATE TABLE tx_commit (id int8 PRIMARY KEY, note text NOT NULL)");
+    const result = await db.transaction(async (tx) => {
+      await tx.query("INSERT INTO tx_commit (id, note) VALUES ($1, $2)", [1, "one"]);
+      await tx.query("INSERT INTO tx_commit (id, note) VALUES ($1, $2)", [2, "two"]);
+      const { rows } = await tx.query<{ n: number }>("SELECT count(*) AS n FROM tx_commit");
+      return rows[0]!.n;
+    });
+    assert.is(result, 2, "the transaction sees its own writes");
+    const { rows } = await db.query<{ id: number; note: string }>("SELECT id, note FROM tx_commit ORDER BY id");
+    assert.equal(rows, [
+      { id: 1, note: "one" },
+      { id: 2, note: "two" },
+    ]);
+  });
+
+  test("transaction rolls back everything when the function throws, and rethrows", async ({ db }) => {
+    await db.exec("CREATE TABLE tx_rollback (id int8 PRIMARY KEY)");
+    await db.query("INSERT INTO tx_rollback (id) VALUES (1)");
+    const boom = new Error("refused half-way");
+    let caught: unknown;
+    try {
+      await db.transaction(async (tx) => {
+        await tx.query("INSERT INTO tx_rollback (id) VALUES (2)");
+        await tx.query("DELETE FROM tx_rollback WHERE id = 1");
+        throw boom;
+      });
+    } catch (err) {
+      caught = err;
+    }
+    assert.is(caught, boom, "the function's own error comes back");
+    const { rows } = await db.query<{ id: number }>("SELECT id FROM tx_rollback ORDER BY id");
+    assert.equal(rows, [{ id: 1 }]);
+  });
+
+  test("transaction rolls back when a statement fails, and the database stays usable", async ({ db }) => {
+    await db.exec("CREATE TABLE tx_failed (id int8 PRIMARY KEY)");
+    let caught: unknown;
+    try {
+      await db.transaction(async (tx) => {
+        await tx.query("INSERT INTO tx_failed (id) VALUES (1)");
+        await tx.query("INSERT INTO tx_failed (id) VALUES (1)");
+      });
+    } catch (err) {
+      caught = err;
+    }
+    assert.instance(caught, Error);
+    assert.match((caught as Error).message, /duplicate key/);
+    const { rows } = await db.query<{ n: number }>("SELECT count(*) AS n FROM tx_failed");
+    assert.is(rows[0]!.n, 0);
+    await db.transaction((tx) => tx.query("INSERT INTO tx_failed (id) VALUES (1)"));
+    const after = await db.query<{ n: number }>("SELECT count(*) AS n FROM tx_failed");
+    assert.is(after.rows[0]!.n, 1);
+  });
+
+  test("int8 columns come back as JS numbers", async ({ db }) => {
+    await db.query("INSERT INTO sites (id, name, members_version) VALUES ($1, $2, $3)", ["s1", "Site", 41]);
+    const { rows } = await db.query<{ members_version: unknown }>("SELECT members_version FROM sites WHERE id = 's1'");
+    assert.is(rows[0]!.members_version, 41);
+    const big = await db.query<{ n: unknown; c: unknown; s: unknown }>(
+      "SELECT $1::int8 AS n, count(*) AS c, max(members_version) AS s FROM sites",
+      [Number.MAX_SAFE_INTEGER],
+    );
+    assert.equal(big.rows[0], { n: Number.MAX_SAFE_INTEGER, c: 1, s: 41 });
+    assert.is(typeof big.rows[0]!.c, "number");
+    const inTx = await db.transaction((tx) => tx.query<{ n: unknown }>("SELECT 7::int8 AS n"));
+    assert.is(inTx.rows[0]!.n, 7, "inside a transaction too");
+  });
+
+  // Regression: schema_migrations was created outside the advisory lock, and concurrent
+  // cloud starts on a fresh Postgres collided in the catalog (pg_type_typname_nsp_index).
+  test("concurrent migrate calls on a fresh database apply each migration exactly once", async () => {
+    const files = await migrationFiles();
+    // The race is timing-dependent (about 4 runs in 5 fail): three fresh databases make a miss unlikely.
+    for (let round = 0; round < 3; round++) {
+      const fresh = await backend.open();
+      try {
+        const results = await Promise.allSettled([migrate(fresh.db), migrate(fresh.db), migrate(fresh.db)]);
+        const errors = results.flatMap((r) => (r.status === "rejected" ? [(r.reason as Error).message] : []));
+        assert.equal(errors, [], `round ${round}`);
+        const applied = results.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
+        assert.equal(applied.sort(), files, "each migration applied by exactly one caller");
+        const { rows } = await fresh.db.query<{ n: number }>("SELECT count(*) AS n FROM schema_migrations");
+        assert.is(rows[0]!.n, files.length);
+      } finally {
+        await fresh.dispose();
+      }
+    }
+  });
+
+  test.run();
+}
+
+for (const backend of backends) databaseContract(backend);
+
+const pgOnly = suite("openPg");
+
+pgOnly("refuses a schema name that is not a plain identifier, naming it", async () => {
+  for (const schema of ["public; DROP TABLE x", "Upper", "1abc", ""]) {
+    try {
+      await openPg({ url: PG_URL, schema });
+      assert.unreachable(`schema ${schema} should be refused`);
+    } catch (err) {
+      assert.match((err as Error).message, `DATABASE_SCHEMA ${JSON.stringify(schema)}`);
+    }
+  }
+});
+
+pgOnly("an unreachable server gives a clear error", async () => {
+  try {
+    const db = await openPg({ url: "postgres://postgres@127.0.0.1:1/test", schema: "t_unreachable" });
+    await db.close();
+    assert.unreachable("connecting to port 1 should fail");
+  } catch (err) {
+    assert.match((err as Error).message, /^cannot connect to DATABASE_URL: /);
+  }
+});
+
+pgOnly.run();

@@ -17,7 +17,8 @@ import { DEMO_MEMBERS } from "../cloud/src/seed.ts";
 import type { DeviceConfigInput } from "../device/src/config.ts";
 
 const root = resolve(import.meta.dirname, "..");
-const env = process.env;
+// An empty variable (`MQTT_URL= npm start`) means unset, as in a shell script.
+const env = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== "")) as NodeJS.ProcessEnv;
 const dataDir = resolve(env.PAYLANE_DATA ?? join(root, ".paylane"));
 const SITE = env.SITE_ID ?? "demo";
 const KIOSKS = ["k1", "k2"];
@@ -80,7 +81,7 @@ function run(name: string, script: string, args: string[], extraEnv: Record<stri
 async function waitForHttp(name: string, url: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (stopping) return;
+    if (stopping) throw new Error(`stopped while waiting for ${name}`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       if (res.status < 500 || res.status === 503) return;

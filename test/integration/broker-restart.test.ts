@@ -7,6 +7,7 @@
  */
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { loud } from "../support/hooks.ts";
 import { type Backends, describe, manyMembers, TestSite } from "../support/site.ts";
 
 const PER_KIOSK = 500;
@@ -21,10 +22,12 @@ for (const backends of CONFIGS) {
   const it = suite(`broker restart, ${describe(backends)}`);
   let site: TestSite;
 
-  it.before(async () => {
-    site = new TestSite({ ...backends, members: manyMembers(PER_KIOSK * 2), ackTimeoutMs: 1000, probes: [] });
-    await site.start();
-  });
+  it.before(
+    loud(`${describe(backends)} site setup`, async () => {
+      site = new TestSite({ ...backends, members: manyMembers(PER_KIOSK * 2), ackTimeoutMs: 1000, probes: [] });
+      await site.start();
+    }),
+  );
   it.after(async () => {
     await site?.stop();
   });

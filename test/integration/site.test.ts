@@ -5,6 +5,7 @@
 import { topics } from "@paylane/protocol";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { loud } from "../support/hooks.ts";
 import { batch, checkinEntry, record } from "../support/probe.ts";
 import { BACKEND_MATRIX, describe, TestSite } from "../support/site.ts";
 
@@ -12,10 +13,12 @@ for (const backends of BACKEND_MATRIX) {
   const it = suite<{ site: TestSite }>(describe(backends));
   let site: TestSite;
 
-  it.before(async () => {
-    site = new TestSite({ ...backends, probes: ["probe1", "probe2", "probe3"] });
-    await site.start();
-  });
+  it.before(
+    loud(`${describe(backends)} site setup`, async () => {
+      site = new TestSite({ ...backends, probes: ["probe1", "probe2", "probe3"] });
+      await site.start();
+    }),
+  );
   it.after(async () => {
     await site?.stop();
   });

@@ -1,0 +1,80 @@
+/**
+ * A person at the kiosk, in real Chromium, against the real daemon, gateway
+ * and cloud on real Postgres: taps the page's simulated reader, sees
+ * "Welcome", and the check-in is in Postgres. Then the cloud goes away: the
+ * page shows "Offline", still welcomes the next member, and the badge clears
+ * and the row arrives when the cloud returns.
+ */
+import type { Browser, Page } from "playwright-core";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { launchChromium } from "../support/browser.ts";
+import { loud } from "../support/hooks.ts";
+import { TestSite } from "../support/site.ts";
+
+const it = suite("kiosk in Chromium");
+let site: TestSite;
+let browser: Browser;
+let page: Page;
+
+it.before(
+  loud("kiosk browser test setup", async () => {
+    site = new TestSite({ db: "pg", presence: "memory", broker: "aedes", kiosks: ["k1"], probes: [] });
+    await site.start();
+    browser = await launchChromium();
+    page = await browser.newPage({ viewport: { width: 800, height: 480 } });
+    await page.goto(`http://127.0.0.1:${site.kiosk("k1").port}/`);
+  }),
+);
+it.after(async () => {
+  await browser?.close();
+  await site?.stop();
+});
+
+async function tapInPage(uid: string): Promise<void> {
+  await page.getByTestId("sim-uid").fill(uid);
+  await page.getByTestId("sim-tap").click();
+}
+
+it("tapping a card in the page shows Welcome, and the check-in is committed in Postgres", async () => {
+  await page
+    .locator('[data-screen="attract"]')
+    .getByText(/Tap your card/i)
+    .waitFor();
+  await tapInPage("04A2B3C4");
+  await page.locator('[data-screen="welcome"]').waitFor();
+  assert.match((await page.getByTestId("message").textContent()) ?? "", /Welcome, Ada Lovelace/);
+  await site.signal.until(
+    async () =>
+      (await site.count("SELECT count(*) AS n FROM checkins WHERE site_id = $1 AND member_id = 'm-ada'", [
+        site.site,
+      ])) === 1,
+    "Ada's check-in in Postgres",
+  );
+});
+
+it("an unknown card says so in words", async () => {
+  await tapInPage("04FFFFFF");
+  await page.locator('[data-screen="unknown"]').waitFor();
+  assert.match((await page.getByTestId("message").textContent()) ?? "", /Card not recognised/);
+});
+
+it("with the cloud gone the page shows Offline and still welcomes; the badge clears when it returns", async () => {
+  await site.stopCloud("kill");
+  await page.getByTestId("offline-badge").waitFor({ state: "visible" });
+  await tapInPage("04B1C2D3");
+  await page.locator('[data-screen="welcome"]').waitFor();
+  assert.match((await page.getByTestId("message").textContent()) ?? "", /Welcome, Grace Hopper/);
+  await site.startCloud();
+  await page.getByTestId("offline-badge").waitFor({ state: "hidden" });
+  await site.signal.until(
+    async () =>
+      (await site.count("SELECT count(*) AS n FROM checkins WHERE site_id = $1 AND member_id = 'm-grace'", [
+        site.site,
+      ])) === 1,
+    "Grace's offline check-in in Postgres",
+  );
+  await page.screenshot({ path: `${site.dir}/../paylane-kiosk-e2e.png` });
+});
+
+it.run();

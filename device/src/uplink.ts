@@ -24,6 +24,7 @@ import {
   TelemetrySchema,
   topics,
 } from "@paylane/protocol";
+import { redactUrl } from "@paylane/protocol/service";
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
@@ -180,7 +181,7 @@ export class Uplink {
     this.#brokerConnected = true;
     this.lastError = undefined;
     const { address } = this.#o;
-    this.#o.logger.info({ url: this.#o.url }, "connected to broker");
+    this.#o.logger.info({ url: redactUrl(this.#o.url) }, "connected to broker");
     client.subscribe([topics.ack(address), topics.errors(address), topics.cloudStatus], { qos: 1 }, (err, granted) => {
       const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
       if (err || refused.length > 0) this.#o.logger.error({ err: err?.message, refused }, "subscription refused");

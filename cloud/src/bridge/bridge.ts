@@ -20,6 +20,7 @@ import {
   StatusSchema,
   topics,
 } from "@paylane/protocol";
+import { redactUrl } from "@paylane/protocol/service";
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
@@ -144,12 +145,13 @@ export class Bridge {
           );
         },
       );
-      logger.info({ url: this.#o.url }, "bridge connected to broker");
+      logger.info({ url: redactUrl(this.#o.url) }, "bridge connected to broker");
     });
     client.on("error", (err) => logger.warn({ err: err.message }, "bridge mqtt error"));
     client.on("close", () => logger.debug("bridge disconnected"));
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new Error(`cannot connect to MQTT_URL ${this.#o.url}: ${err.message}`));
+      const onError = (err: Error) =>
+        reject(new Error(`cannot connect to MQTT_URL ${redactUrl(this.#o.url)}: ${err.message}`));
       client.once("connect", () => {
         client.off("error", onError);
         resolve();

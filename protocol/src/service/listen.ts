@@ -57,3 +57,14 @@ export function listen(app: Hono<any, any, any>, o: ListenOptions): Promise<List
     });
   });
 }
+
+/** A URL fit for logs and error messages: any password in it is replaced. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
+}

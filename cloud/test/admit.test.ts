@@ -229,4 +229,18 @@ test("stored payloads are bounded", () => {
   assert.is(r.refusals[0]!.payload.length, 4097);
 });
 
+test("an entry with a NUL character is quarantined in its place (Postgres text cannot hold it)", () => {
+  const r = admitEvents(K1, batch([checkin(1), checkin(2, {}, { memberId: "m\u0000x" }), checkin(3)]));
+  assert.equal(
+    r.entries.map((e) => [e.seq, e.refusal?.code ?? "ok"]),
+    [
+      [1, "ok"],
+      [2, "invalid-entry"],
+      [3, "ok"],
+    ],
+  );
+  assert.match(r.entries[1]!.refusal!.reason, /entries\[1\]: contains a NUL character/);
+  assert.not.ok(clip("a\u0000b").includes("\u0000"), "stored payloads never carry NUL");
+});
+
 test.run();

@@ -8,6 +8,7 @@ import type { DeviceAddress } from "@paylane/protocol";
 import { Redis } from "ioredis";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { dropRedisPrefix } from "../../test/support/site.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
 import type { PresenceStore } from "../src/presence/presence-store.ts";
 import { RedisPresence } from "../src/presence/redis-presence.ts";
@@ -134,15 +135,10 @@ function presenceContract(backend: Backend): void {
 }
 
 async function dropPrefix(): Promise<void> {
+  await dropRedisPrefix(PREFIX);
   const redis = new Redis(REDIS_URL, { lazyConnect: true });
   try {
     await redis.connect();
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${PREFIX}*`, "COUNT", 500);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== "0");
     const [, left] = await redis.scan("0", "MATCH", `${PREFIX}*`, "COUNT", 500);
     if (left.length > 0) throw new Error(`presence test left keys behind: ${left.join(", ")}`);
   } finally {

@@ -243,7 +243,8 @@ export class TestSite {
   }
 }
 
-async function dropRedisPrefix(prefix: string): Promise<void> {
+/** Deletes every key under `prefix`: tests share one Redis and leave nothing behind. */
+export async function dropRedisPrefix(prefix: string): Promise<void> {
   const redis = new Redis(REDIS_URL, { lazyConnect: true });
   try {
     await redis.connect();

@@ -8,17 +8,16 @@
  * Waits on the DOM with Playwright's waiting; never sleeps.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { launchChromium } from "../../test/support/browser.ts";
 import type { TapResult } from "../src/kiosk-api.ts";
 import { FakeDaemon } from "./fake-daemon.ts";
 
 const DIST = fileURLToPath(new URL("../dist/kiosk/", import.meta.url));
 const BUILD = fileURLToPath(new URL("../build.mjs", import.meta.url));
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 /** Raspberry Pi 7" touch display. */
 const VIEWPORT = { width: 800, height: 480 };
 
@@ -45,23 +44,11 @@ test.before(async (ctx) => {
 });
 
 async function setUp(ctx: Ctx): Promise<void> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium, or set CHROMIUM`);
-  }
   // Always test the current source, not whatever dist was left behind.
   execFileSync(process.execPath, [BUILD], { stdio: "inherit" });
   ctx.daemon = new FakeDaemon(DIST);
   ctx.base = await ctx.daemon.start();
-  ctx.browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-    ],
-  });
+  ctx.browser = await launchChromium();
 }
 
 test.after(async (ctx) => {

@@ -29,8 +29,9 @@ const MAX_STORED_PAYLOAD = 4096;
 
 /** Bounds what is stored of a refused payload. */
 export function clip(payload: string | Buffer): string {
-  payload = payload.toString();
-  return payload.length > MAX_STORED_PAYLOAD ? `${payload.slice(0, MAX_STORED_PAYLOAD)}…` : payload;
+  // Postgres text cannot hold NUL; a refused payload must still be storable.
+  const text = payload.toString().replaceAll("\u0000", "\uFFFD");
+  return text.length > MAX_STORED_PAYLOAD ? `${text.slice(0, MAX_STORED_PAYLOAD)}…` : text;
 }
 
 export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
@@ -69,6 +70,15 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
     }
     const e = envelope.value;
     const base = { ...addr, seq: e.seq, entryId: e.id, kind: e.kind };
+    if (hasNul(raw)) {
+      // Postgres text and jsonb cannot hold NUL: such an entry would fail every transaction it joins.
+      entries.push({
+        ...base,
+        kind: "invalid",
+        refusal: { code: "invalid-entry", reason: `entries[${index}]: contains a NUL character`, payload: rawText },
+      });
+      return;
+    }
     if (!(e.kind in ENTRY_KINDS)) {
       const known = Object.keys(ENTRY_KINDS).join(", ");
       entries.push({
@@ -102,6 +112,16 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
     });
   });
   return { entries, refusals };
+}
+
+/** Whether any string (or key) in a parsed JSON value contains U+0000. */
+function hasNul(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("\u0000");
+  if (Array.isArray(value)) return value.some(hasNul);
+  if (value && typeof value === "object") {
+    return Object.entries(value).some(([k, v]) => k.includes("\u0000") || hasNul(v));
+  }
+  return false;
 }
 
 function usableSeq(raw: unknown): number | undefined {

@@ -130,16 +130,47 @@ export class Ingestor {
 
   async #flush(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<void> {
     if (batch.length === 0 && refusals.length === 0) return;
+    if (await this.#commit(batch, refusals)) return;
+    // One device's bad entry must not hold back the others that shared its transaction:
+    // retry each device alone, so only a stream that really cannot commit waits.
+    const groups = groupByDevice(batch, refusals);
+    if (groups.length > 1) {
+      for (const g of groups) await this.#commit(g.entries, g.refusals);
+    }
+  }
+
+  /** One transaction; true if it committed. Nothing committed means nothing acked: devices resend. */
+  async #commit(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<boolean> {
     const receivedAt = this.#o.now();
     try {
       const outcome = await this.#o.db.transaction((tx) => commitBatch(tx, batch, refusals, receivedAt));
       this.#o.onCommitted(outcome);
+      return true;
     } catch (err) {
-      // Nothing was committed, so nothing is acked: the devices resend after their ack timeout.
       this.#o.logger.error({ err: (err as Error).message, entries: batch.length }, "ingest transaction failed");
       this.#o.onFailed?.(err as Error, batch.length);
+      return false;
     }
   }
+}
+
+function groupByDevice(
+  batch: PendingEntry[],
+  refusals: MessageRefusal[],
+): Array<{ entries: PendingEntry[]; refusals: MessageRefusal[] }> {
+  const groups = new Map<string, { entries: PendingEntry[]; refusals: MessageRefusal[] }>();
+  const group = (d: DeviceAddress) => {
+    const key = `${d.site}/${d.device}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { entries: [], refusals: [] };
+      groups.set(key, g);
+    }
+    return g;
+  };
+  for (const e of batch) group(e).entries.push(e);
+  for (const r of refusals) group(r).refusals.push(r);
+  return [...groups.values()];
 }
 
 async function commitBatch(

@@ -49,8 +49,9 @@ CREATE TABLE inbox (
   PRIMARY KEY (site_id, device_id, seq)
 );
 
+-- Keyed like the inbox it is applied from; the entry id is kept for tracing, not indexed.
 CREATE TABLE checkins (
-  id uuid PRIMARY KEY,
+  id uuid NOT NULL,
   site_id text NOT NULL,
   device_id text NOT NULL,
   seq bigint NOT NULL,
@@ -60,7 +61,7 @@ CREATE TABLE checkins (
   received_at timestamptz NOT NULL,
   replica_version bigint NOT NULL,
   offline boolean NOT NULL,
-  UNIQUE (site_id, device_id, seq)
+  PRIMARY KEY (site_id, device_id, seq)
 );
 CREATE INDEX checkins_site_at ON checkins (site_id, at DESC, id);
 

@@ -1,0 +1,482 @@
+/**
+ * Ingest benchmark: events/s through the real exactly-once bridge path
+ * versus the raw limit of batched inserts into the same `inbox` table.
+ *
+ *   npm run bench
+ *
+ * Bridge: N simulated kiosks (raw mqtt.js clients with their own registered
+ * credentials) publish `events` batches of valid check-ins, QoS 1, with a
+ * bounded window of unacked entries -> embedded aedes `Gateway` (port 0) ->
+ * `CloudService` (port 0) on real Postgres -> `ack {upTo}` back. Timed from
+ * the first publish until every device holds `ack {upTo: last}`; then inbox,
+ * checkins, quarantine and the devices' high-water marks are checked for
+ * exactly-once (exit 1 if not).
+ *
+ * Raw: `INSERT INTO inbox ... SELECT ... FROM unnest(...) ON CONFLICT DO
+ * NOTHING`, 500-row statements, one connection, sequential; and the same
+ * with a multi-row VALUES list, for reference.
+ *
+ * Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test),
+ * BENCH_EVENTS (50000), BENCH_DEVICES (20), BENCH_BATCH (100),
+ * BENCH_WINDOW (400), BENCH_RAW_BATCH (500), BENCH_ACK_TIMEOUT_MS (10000);
+ * BENCH_HISTORY (0): entries per device already committed and acked before
+ * the run (a long-lived device), BENCH_ANALYZE (1): ANALYZE the tables
+ * before the bridge phase, as autovacuum would have on a live database;
+ * BENCH_CPU_PROFILE=file.cpuprofile writes a V8 CPU profile of the bridge
+ * phase (this process: devices, aedes and cloud) for Chrome DevTools.
+ * Everything lives in its own schema `bench_<random>`, dropped at the end.
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import {
+  CloudService,
+  type Database,
+  type FlushOutcome,
+  migrate,
+  openPg,
+  parseCloudEnv,
+  seedSite,
+} from "@paylane/cloud";
+import { Gateway } from "@paylane/gateway";
+import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import type pg from "pg";
+import pino from "pino";
+import { Registry as MetricsRegistry } from "prom-client";
+import { Fleet } from "./lib/fleet.ts";
+import { connectRaw, type RawMode, rawInsert, rawRows } from "./lib/raw.ts";
+import { fmtInt, fmtMs, percentile, progress, rate, table } from "./lib/stats.ts";
+import { TimedDatabase } from "./lib/timed-db.ts";
+
+const TARGET_RATIO = 0.8;
+
+function intEnv(name: string, def: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return def;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new Error(`${name}=${JSON.stringify(raw)}: expected an integer >= ${min}`);
+  return n;
+}
+
+const cfg = {
+  url: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test",
+  events: intEnv("BENCH_EVENTS", 50_000),
+  devices: intEnv("BENCH_DEVICES", 20),
+  batch: intEnv("BENCH_BATCH", 100),
+  window: intEnv("BENCH_WINDOW", 400),
+  rawBatch: intEnv("BENCH_RAW_BATCH", 500),
+  ackTimeoutMs: intEnv("BENCH_ACK_TIMEOUT_MS", 10_000),
+  history: intEnv("BENCH_HISTORY", 0, 0),
+  analyze: intEnv("BENCH_ANALYZE", 1, 0) !== 0,
+  cpuProfile: process.env.BENCH_CPU_PROFILE || undefined,
+};
+if (cfg.batch > 1000) throw new Error("BENCH_BATCH: an events message carries at most 1000 entries");
+if (cfg.window < cfg.batch) throw new Error("BENCH_WINDOW must be >= BENCH_BATCH");
+const perDevice = Math.ceil(cfg.events / cfg.devices);
+const totalEvents = perDevice * cfg.devices;
+
+const quiet = pino({ level: "silent" });
+const site = `b${randomBytes(4).toString("hex")}`;
+const schema = `bench_${randomBytes(6).toString("hex")}`;
+const cloudSecret = randomBytes(18).toString("base64url");
+const secrets = new Map<string, string>();
+for (let i = 1; i <= cfg.devices; i++)
+  secrets.set(`d${String(i).padStart(2, "0")}`, randomBytes(18).toString("base64url"));
+
+/** Whole-machine CPU busy fraction between two /proc/stat samples (Linux only). */
+function cpuSample(): { busy: number; total: number } | undefined {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+
+interface RawResult {
+  mode: RawMode;
+  inserted: number;
+  ms: number;
+}
+
+interface BridgeResult {
+  ms: number;
+  latencies: number[];
+  published: number;
+  resends: number;
+  acksReceived: number;
+  commits: number;
+  applied: number;
+  duplicates: number;
+  elu: number;
+  nodeCpu: number;
+  machineCpu: number | undefined;
+}
+
+async function runRaw(client: pg.Client, mode: RawMode, round = 1): Promise<RawResult> {
+  // A short warm-up (its own site) so the timed run measures steady state, not JIT and plan caching.
+  await rawInsert(client, rawRows(`${site}-w${mode}${round}`, cfg.devices, cfg.rawBatch * 4), mode, cfg.rawBatch);
+  const rows = rawRows(`${site}-${mode}${round}`, cfg.devices, totalEvents);
+  let last = performance.now();
+  const r = await rawInsert(client, rows, mode, cfg.rawBatch, (done) => {
+    const now = performance.now();
+    if (now - last >= 1000) {
+      last = now;
+      progress(`raw ${mode}: ${fmtInt(done)}/${fmtInt(totalEvents)} rows`);
+    }
+  });
+  if (r.inserted !== totalEvents) throw new Error(`raw ${mode}: inserted ${r.inserted} of ${totalEvents} rows`);
+  return { mode, ...r };
+}
+
+/** What must be stopped at the end, filled in as soon as each part exists. */
+interface Running {
+  cloud?: CloudService;
+  fleet?: Fleet;
+}
+
+async function runBridge(
+  gateway: Gateway,
+  db: TimedDatabase,
+  registryPath: string,
+  running: Running,
+): Promise<BridgeResult> {
+  let commits = 0;
+  let applied = 0;
+  let duplicates = 0;
+  const config = parseCloudEnv({
+    CLOUD_PORT: "0",
+    MQTT_URL: `mqtt://127.0.0.1:${gateway.port}`,
+    CLOUD_MQTT_SECRET: cloudSecret,
+    REGISTRY_PATH: registryPath,
+    CLOUD_INSTANCE: `bench-${site}`,
+  });
+  const cloud = new CloudService({
+    config,
+    logger: quiet,
+    db,
+    site,
+    onCommitted: (o: FlushOutcome) => {
+      commits++;
+      applied += o.applied;
+      duplicates += o.duplicates;
+    },
+  });
+  running.cloud = cloud;
+  await cloud.start();
+  const fleet = new Fleet({
+    url: `mqtt://127.0.0.1:${gateway.port}`,
+    site,
+    secrets,
+    eventsPerDevice: perDevice,
+    history: cfg.history,
+    batchSize: cfg.batch,
+    window: cfg.window,
+    ackTimeoutMs: cfg.ackTimeoutMs,
+    stallMs: Math.max(60_000, cfg.ackTimeoutMs * 3),
+  });
+  running.fleet = fleet;
+  await fleet.connect();
+
+  const profiler = cfg.cpuProfile ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post("Profiler.enable");
+    await profiler.post("Profiler.start");
+  }
+  db.recording = true;
+  const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
+  const machine0 = cpuSample();
+  const t0 = performance.now();
+  let prev = 0;
+  const r = await fleet.run((acked) => {
+    const s = (performance.now() - t0) / 1000;
+    progress(
+      `bridge ${s.toFixed(0)}s: acked ${fmtInt(acked)}/${fmtInt(totalEvents)} (${fmtInt(acked - prev)}/s, ${commits} commits)`,
+    );
+    prev = acked;
+  });
+  const wallMs = performance.now() - t0;
+  const machine1 = cpuSample();
+  const cpu = process.cpuUsage(cpu0);
+  const elu = performance.eventLoopUtilization(elu0);
+  db.recording = false;
+  if (profiler) {
+    const { profile } = await profiler.post("Profiler.stop");
+    await writeFile(cfg.cpuProfile!, JSON.stringify(profile));
+    profiler.disconnect();
+    progress(`CPU profile of the bridge phase written to ${cfg.cpuProfile}`);
+  }
+  return {
+    ms: r.elapsedMs,
+    latencies: r.latencies,
+    published: r.published,
+    resends: r.resends,
+    acksReceived: r.acksReceived,
+    commits,
+    applied,
+    duplicates,
+    elu: elu.utilization,
+    nodeCpu: (cpu.user + cpu.system) / 1000 / wallMs,
+    machineCpu: machine0 && machine1 ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : undefined,
+  };
+}
+
+/** Gives every bench device `history` entries already in inbox and checkins, acked. */
+async function prefillHistory(db: TimedDatabase): Promise<void> {
+  const devices = [...secrets.keys()];
+  await db.query(`INSERT INTO devices (site_id, id) SELECT $1, d FROM unnest($2::text[]) AS d ON CONFLICT DO NOTHING`, [
+    site,
+    devices,
+  ]);
+  await db.query(
+    `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, received_at)
+     SELECT $1, d, g, (md5(d || g)::uuid)::text, 'checkin', 'applied', now()
+     FROM unnest($2::text[]) AS d, generate_series(1, $3::bigint) AS g`,
+    [site, devices, cfg.history],
+  );
+  await db.query(
+    `INSERT INTO checkins (id, site_id, device_id, seq, member_id, credential_type, at, received_at, replica_version, offline)
+     SELECT md5(d || g)::uuid, $1, d, g, 'm-' || (g % 1000), 'card', now(), now(), 1, false
+     FROM unnest($2::text[]) AS d, generate_series(1, $3::bigint) AS g`,
+    [site, devices, cfg.history],
+  );
+  await db.query(
+    `INSERT INTO device_streams (site_id, device_id, acked_seq) SELECT $1, d, $3 FROM unnest($2::text[]) AS d
+     ON CONFLICT (site_id, device_id) DO UPDATE SET acked_seq = $3`,
+    [site, devices, cfg.history],
+  );
+}
+
+/**
+ * Exactly-once: every entry once in the inbox and applied once, nothing
+ * quarantined, streams acked to the end. The checks scan the whole site, so
+ * nested loops are switched off: with statistics from before the run the
+ * planner expects ~1 row per site and picks an O(n^2) nested-loop anti join.
+ */
+async function verify(db: Database): Promise<string[]> {
+  return db.transaction(async (tx) => {
+    await tx.query("SET LOCAL enable_nestloop = off");
+    await tx.query("SET LOCAL statement_timeout = '120s'");
+    const problems: string[] = [];
+    const expectTotal = totalEvents + cfg.history * cfg.devices;
+    const expectPer = cfg.history + perDevice;
+    const one = async (sql: string) => Number((await tx.query<{ n: number }>(sql, [site])).rows[0]?.n ?? 0);
+    const inbox = await one("SELECT count(*)::int AS n FROM inbox WHERE site_id = $1");
+    const checkins = await one("SELECT count(*)::int AS n FROM checkins WHERE site_id = $1");
+    const quarantine = await one("SELECT count(*)::int AS n FROM quarantine WHERE site_id = $1");
+    const applied = await one("SELECT count(*)::int AS n FROM inbox WHERE site_id = $1 AND outcome = 'applied'");
+    if (inbox !== expectTotal) problems.push(`inbox holds ${inbox} rows, expected ${expectTotal}`);
+    if (checkins !== expectTotal) problems.push(`checkins holds ${checkins} rows, expected ${expectTotal}`);
+    if (applied !== expectTotal) problems.push(`inbox has ${applied} 'applied' rows, expected ${expectTotal}`);
+    if (quarantine !== 0) problems.push(`quarantine holds ${quarantine} rows, expected 0`);
+    const { rows } = await tx.query<{ device_id: string; n: number; lo: number; hi: number; acked: number | null }>(
+      `SELECT i.device_id, count(*)::int AS n, min(i.seq) AS lo, max(i.seq) AS hi, s.acked_seq AS acked
+       FROM inbox i LEFT JOIN device_streams s USING (site_id, device_id)
+       WHERE i.site_id = $1 GROUP BY i.device_id, s.acked_seq`,
+      [site],
+    );
+    if (rows.length !== cfg.devices)
+      problems.push(`inbox has entries of ${rows.length} devices, expected ${cfg.devices}`);
+    for (const r of rows) {
+      if (r.n !== expectPer || r.lo !== 1 || r.hi !== expectPer || r.acked !== expectPer) {
+        problems.push(
+          `${r.device_id}: ${r.n} entries, seq ${r.lo}..${r.hi}, acked_seq ${r.acked}; expected ${expectPer}`,
+        );
+      }
+    }
+    // Each check-in matches its inbox row (same device, seq and entry id), so none was applied for another entry.
+    const matched = await one(
+      `SELECT count(*)::int AS n FROM checkins c
+       JOIN inbox i ON i.site_id = c.site_id AND i.device_id = c.device_id AND i.seq = c.seq AND i.entry_id = c.id::text
+       WHERE c.site_id = $1`,
+    );
+    if (matched !== checkins) problems.push(`${checkins - matched} check-ins do not match their inbox entry`);
+    return problems;
+  });
+}
+
+async function main(): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-bench-"));
+  const registryPath = join(dir, "registry.json");
+  let gateway: Gateway | undefined;
+  let db: TimedDatabase | undefined;
+  let raw: pg.Client | undefined;
+  const running: Running = {};
+  try {
+    const file: RegistryFile = {
+      version: 1,
+      devices: await Promise.all(
+        [...secrets].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
+      ),
+      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
+    };
+    await Registry.save(registryPath, file);
+
+    db = new TimedDatabase(await openPg({ url: cfg.url, schema }));
+    await migrate(db);
+    await seedSite(db, { id: site, name: "Bench venue", timezone: "UTC" }, []);
+    const pgVersion =
+      (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? "?";
+    const syncCommit =
+      (await db.query<{ v: string }>("SELECT current_setting('synchronous_commit') AS v")).rows[0]?.v ?? "?";
+
+    process.stderr.write(
+      `PayLane ingest benchmark: ${fmtInt(totalEvents)} events = ${cfg.devices} devices x ${fmtInt(perDevice)}, ` +
+        `batch ${cfg.batch}, window ${cfg.window}; Postgres ${pgVersion} (synchronous_commit=${syncCommit}), ` +
+        `schema ${schema}, site ${site}, ${cpus().length} cores\n`,
+    );
+
+    // 1. Raw baselines.
+    raw = await connectRaw(cfg.url, schema);
+    progress("raw baseline: unnest");
+    const unnest1 = await runRaw(raw, "unnest", 1);
+    progress("raw baseline: VALUES");
+    const values = await runRaw(raw, "values");
+    progress("raw reference: the bridge's own statement (inbox + checkins)");
+    const sameWork = await runRaw(raw, "same-work");
+
+    // 2. The bridge.
+    if (cfg.history > 0) {
+      progress(`history: ${fmtInt(cfg.history)} committed, acked entries per device`);
+      await prefillHistory(db);
+    }
+    if (cfg.analyze) await db.exec("ANALYZE inbox, checkins, device_streams, devices, sites");
+    gateway = new Gateway({ registry: new Registry(file), port: 0, logger: quiet, metrics: new MetricsRegistry() });
+    await gateway.start();
+    progress(`bridge: ${cfg.devices} devices -> aedes :${gateway.port} -> cloud -> Postgres -> ack`);
+    const b = await runBridge(gateway, db, registryPath, running);
+
+    // The raw limit again, so a busy neighbour during one of the runs is visible; the faster one counts.
+    progress("raw baseline: unnest, second round");
+    const unnest2 = await runRaw(raw, "unnest", 2);
+    await raw.end();
+    raw = undefined;
+    const unnest = rate(unnest1.inserted, unnest1.ms) >= rate(unnest2.inserted, unnest2.ms) ? unnest1 : unnest2;
+
+    // 3. Exactly-once.
+    const problems = await verify(db);
+    if (b.applied !== totalEvents)
+      problems.push(`the bridge reported ${b.applied} applied entries, expected ${totalEvents}`);
+
+    // 4. Report.
+    const bridgeRate = rate(totalEvents, b.ms);
+    const rawRate = rate(unnest.inserted, unnest.ms);
+    const valuesRate = rate(values.inserted, values.ms);
+    const rows = (label: string, n: number, ms: number) => [
+      label,
+      fmtInt(n),
+      `${(ms / 1000).toFixed(2)} s`,
+      fmtInt(rate(n, ms)),
+    ];
+    const out: string[] = [];
+    out.push("");
+    out.push(
+      `PayLane ingest benchmark: ${fmtInt(totalEvents)} events, ${cfg.devices} devices, batch ${cfg.batch}, ` +
+        `window ${cfg.window}, history ${fmtInt(cfg.history)}/device, ANALYZE ${cfg.analyze ? "on" : "off"}; ` +
+        `Postgres ${pgVersion}, ${cpus().length} cores`,
+    );
+    out.push("");
+    out.push(
+      table(
+        [`path (raw: ${cfg.rawBatch} rows/stmt, 1 conn, autocommit)`, "rows", "time", "rows/s"],
+        [
+          rows(`raw inbox INSERT..SELECT unnest, before bridge`, unnest1.inserted, unnest1.ms),
+          rows(`raw inbox INSERT..SELECT unnest, after bridge`, unnest2.inserted, unnest2.ms),
+          rows(`raw inbox INSERT..VALUES`, values.inserted, values.ms),
+          rows(`raw same work: bridge SQL, inbox+checkins`, sameWork.inserted, sameWork.ms),
+          rows("bridge: devices->aedes->cloud->pg->ack", totalEvents, b.ms),
+        ],
+      ),
+    );
+    out.push("");
+    out.push(
+      `publish->ack per batch: p50 ${fmtMs(percentile(b.latencies, 50))}, p99 ${fmtMs(percentile(b.latencies, 99))}, ` +
+        `max ${fmtMs(b.latencies.at(-1) ?? Number.NaN)} (${fmtInt(b.latencies.length)} batches, ` +
+        `${fmtInt(b.published)} publishes, ${b.resends} ack-timeout resends, ${fmtInt(b.acksReceived)} acks received)`,
+    );
+    const txMs = db.transactionMs;
+    out.push(
+      `bridge: ${fmtInt(b.commits)} commits, avg ${fmtInt(totalEvents / Math.max(1, b.commits))} entries/commit, ` +
+        `DB transaction time ${((100 * txMs) / b.ms).toFixed(0)}% of wall (avg ${fmtMs(txMs / Math.max(1, db.transactions))}/tx); ` +
+        `node main thread ELU ${(100 * b.elu).toFixed(0)}%, node CPU ${(100 * b.nodeCpu).toFixed(0)}% of a core` +
+        (b.machineCpu !== undefined
+          ? `, machine CPU ${(100 * b.machineCpu).toFixed(0)}% of ${cpus().length} cores`
+          : ""),
+    );
+    const stmts = db.statements;
+    const stmtMs = stmts.reduce((a, s) => a + s.ms, 0);
+    out.push("");
+    out.push(
+      table(
+        ["statement (inside ingest transactions)", "count", "total", "avg", "% of wall"],
+        [
+          ...stmts.map((s) => [
+            s.label,
+            fmtInt(s.count),
+            fmtMs(s.ms),
+            fmtMs(s.ms / s.count),
+            `${((100 * s.ms) / b.ms).toFixed(1)}%`,
+          ]),
+          [
+            "BEGIN/COMMIT/checkout (tx - statements)",
+            fmtInt(db.transactions),
+            fmtMs(txMs - stmtMs),
+            fmtMs((txMs - stmtMs) / Math.max(1, db.transactions)),
+            `${((100 * (txMs - stmtMs)) / b.ms).toFixed(1)}%`,
+          ],
+        ],
+      ),
+    );
+    out.push("");
+    const expected = totalEvents + cfg.history * cfg.devices;
+    if (problems.length === 0) {
+      out.push(
+        `exactly-once: OK (inbox ${fmtInt(expected)}, checkins ${fmtInt(expected)}, quarantine 0, ` +
+          `every device acked to ${fmtInt(cfg.history + perDevice)}, ${fmtInt(b.duplicates)} duplicate deliveries absorbed)`,
+      );
+    } else {
+      out.push("exactly-once: FAILED");
+      for (const p of problems) out.push(`  - ${p}`);
+    }
+    const sameRate = rate(sameWork.inserted, sameWork.ms);
+    out.push(
+      `raw VALUES/unnest = ${(valuesRate / rawRate).toFixed(2)}; bridge/raw-same-work = ${(bridgeRate / sameRate).toFixed(2)}`,
+    );
+    out.push(
+      `ratio bridge/raw = ${(bridgeRate / rawRate).toFixed(2)} (target >= ${TARGET_RATIO.toFixed(2)}; raw = faster unnest round)`,
+    );
+    process.stdout.write(`${out.join("\n")}\n`);
+    return problems.length === 0 ? 0 : 1;
+  } finally {
+    await running.fleet?.close().catch(() => {});
+    await running.cloud?.stop().catch(() => {});
+    await gateway?.stop().catch(() => {});
+    await raw?.end().catch(() => {});
+    if (db) {
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch((err: Error) => {
+        process.stderr.write(`could not drop schema ${schema}: ${err.message}\n`);
+      });
+      await db.close().catch(() => {});
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -62,21 +62,27 @@ for (const backends of BACKEND_MATRIX) {
     assert.is((await k1.journal.stats()).lastSeq, before, "nothing journaled for refusals");
   });
 
-  it("the same batch delivered twice, then again with DUP, and an overlapping replay: one row each", async () => {
-    const probe = await site.rawDevice("probe1");
+  it("the same batch twice, a DUP redelivery after a dropped connection, and an overlapping replay: one row each", async () => {
     const a = site.address("probe1");
-    const acks = await record<{ upTo: number }>(probe, topics.ack(a), site.signal);
     const entries = [checkinEntry(1, "m-ada"), checkinEntry(2, "m-grace"), checkinEntry(3, "m-alan")];
     const payload = batch("probe1", entries);
-    await probe.publishAsync(topics.events(a), payload, { qos: 1 });
-    await probe.publishAsync(topics.events(a), payload, { qos: 1 });
+    // First connection: publish, then drop the TCP connection without waiting for the PUBACK.
+    const first = await site.rawDevice("probe1");
+    first.publish(topics.events(a), payload, { qos: 1 });
+    first.stream.destroy();
+    // Reconnect with the same client id and redeliver with DUP, as a client does for an unacknowledged QoS 1 publish.
+    const probe = await site.rawDevice("probe1");
+    const acks = await record<{ upTo: number }>(probe, topics.ack(a), site.signal);
     await probe.publishAsync(topics.events(a), payload, { qos: 1, dup: true });
-    await site.signal.until(() => acks.filter((x) => x.upTo === 3).length >= 1, "ack upTo 3");
+    await probe.publishAsync(topics.events(a), payload, { qos: 1 });
+    await site.signal.until(() => acks.some((x) => x.upTo === 3), "ack upTo 3");
     // A replay overlapping committed entries plus one new one.
     await probe.publishAsync(
       topics.events(a),
       batch("probe1", [entries[1], entries[2], checkinEntry(4, "m-katherine")]),
-      { qos: 1 },
+      {
+        qos: 1,
+      },
     );
     await site.signal.until(() => acks.some((x) => x.upTo === 4), "ack upTo 4");
     const q = "SELECT count(*) AS n FROM %s WHERE site_id = $1 AND device_id = 'probe1'";

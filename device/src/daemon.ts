@@ -157,6 +157,8 @@ export class KioskDaemon {
         status: uplink.online ? "ok" : "degraded",
         broker: uplink.brokerConnected,
         cloud: uplink.cloudOnline,
+        mqttError: uplink.lastError ?? null,
+        replicaError: sync.lastError ?? null,
         ...(await journal.stats()),
       }),
       metrics: this.metrics,

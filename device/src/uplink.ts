@@ -19,6 +19,7 @@ import {
   ErrorReportSchema,
   EventBatchSchema,
   encode,
+  PROTOCOL_VERSION,
   StatusSchema,
   type Telemetry,
   TelemetrySchema,
@@ -198,7 +199,7 @@ export class Uplink {
         state: "online",
         version: this.#o.version,
         bootedAt: this.#o.bootedAt.toISOString(),
-        protocol: 1,
+        protocol: PROTOCOL_VERSION,
       }),
       { qos: 1, retain: true },
     );

@@ -3,6 +3,7 @@
  * Types are inferred from the schemas, so the wire and the code cannot drift.
  */
 import { z } from "zod";
+import { PROTOCOL_VERSION } from "./topics.ts";
 
 const isoTime = z.iso.datetime({ offset: true });
 const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -13,7 +14,7 @@ export const StatusSchema = z.discriminatedUnion("state", [
     state: z.literal("online"),
     version: z.string().min(1),
     bootedAt: isoTime,
-    protocol: z.literal(1),
+    protocol: z.literal(PROTOCOL_VERSION),
   }),
   z.object({ state: z.literal("offline"), at: isoTime.optional() }),
 ]);

@@ -169,6 +169,8 @@ for (const backends of BACKEND_MATRIX) {
     const k1 = site.kiosk("k1");
     await site.stopCloud("kill");
     await site.signal.until(async () => !(await k1.state()).online, "k1 sees the cloud offline");
+    const health = (await (await fetch(`http://127.0.0.1:${k1.port}/healthz`)).json()) as Record<string, unknown>;
+    assert.equal([health.status, health.broker, health.cloud], ["degraded", true, false], "kiosk health says why");
     const r = await k1.tap("04B1C2D3");
     assert.is(r.outcome, "welcome");
     assert.is(r.message, "Welcome, Grace Hopper");

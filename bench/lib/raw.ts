@@ -19,18 +19,36 @@ export interface RawRows {
   seqs: number[];
   entryIds: string[];
   memberIds: string[];
+  /** Validated check-in bodies as the bridge stores them (JSON). */
+  bodies: string[];
   at: string;
 }
 
 /** `count` rows spread over `devices` devices with gap-free seqs per device. */
 export function rawRows(site: string, devices: number, count: number): RawRows {
-  const rows: RawRows = { site, devices: [], seqs: [], entryIds: [], memberIds: [], at: new Date().toISOString() };
+  const rows: RawRows = {
+    site,
+    devices: [],
+    seqs: [],
+    entryIds: [],
+    memberIds: [],
+    bodies: [],
+    at: new Date().toISOString(),
+  };
   const perDevice = Math.ceil(count / devices);
   for (let i = 0; i < count; i++) {
     rows.devices.push(`d${String(Math.floor(i / perDevice) + 1).padStart(2, "0")}`);
     rows.seqs.push((i % perDevice) + 1);
     rows.entryIds.push(randomUUID());
     rows.memberIds.push(`m-${i % 1000}`);
+    rows.bodies.push(
+      JSON.stringify({
+        memberId: `m-${i % 1000}`,
+        credential: { type: "card", uid: "04A2B3C4" },
+        replicaVersion: 1,
+        offline: false,
+      }),
+    );
   }
   return rows;
 }
@@ -44,10 +62,10 @@ export async function connectRaw(url: string, schema: string): Promise<pg.Client
 export type RawMode = "unnest" | "values" | "same-work";
 
 /** The same columns, as arrays, that the bridge sends for the inbox. */
-const UNNEST_SQL = `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, received_at)
-  SELECT site_id, device_id, seq, entry_id, kind, outcome, $7
-  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-    AS t(site_id, device_id, seq, entry_id, kind, outcome)
+const UNNEST_SQL = `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
+  SELECT site_id, device_id, seq, entry_id, kind, outcome, at, body::jsonb, $9
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+    AS t(site_id, device_id, seq, entry_id, kind, outcome, at, body)
   ON CONFLICT DO NOTHING`;
 
 /** The bridge's own ingest statement, run raw. */
@@ -56,12 +74,12 @@ const SAME_WORK_SQL = INGEST_SQL;
 function valuesSql(n: number): string {
   const tuples: string[] = [];
   for (let i = 0; i < n; i++) {
-    const b = i * 6;
+    const b = i * 8;
     tuples.push(
-      `($${b + 1}, $${b + 2}, $${b + 3}::bigint, $${b + 4}, $${b + 5}, $${b + 6}, $${n * 6 + 1}::timestamptz)`,
+      `($${b + 1}, $${b + 2}, $${b + 3}::bigint, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}::timestamptz, $${b + 8}::jsonb, $${n * 8 + 1}::timestamptz)`,
     );
   }
-  return `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, received_at) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`;
+  return `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`;
 }
 
 /** Inserts every row in `batch`-row statements; returns rows actually inserted and the elapsed ms. */
@@ -92,16 +110,9 @@ export async function rawInsert(
         ids,
         new Array(k).fill("checkin"),
         new Array(k).fill("applied"),
-        receivedAt,
-        ids,
-        sites,
-        devices,
-        seqs,
-        rows.memberIds.slice(from, to),
-        new Array(k).fill("card"),
         new Array(k).fill(rows.at),
-        new Array(k).fill(1),
-        new Array(k).fill(false),
+        rows.bodies.slice(from, to),
+        receivedAt,
       ]);
       inserted += Math.min(r.rows[0]?.inserted ?? 0, r.rows[0]?.applied ?? 0);
       onBatch?.(to);
@@ -115,12 +126,23 @@ export async function rawInsert(
         rows.entryIds.slice(from, to),
         new Array(to - from).fill("checkin"),
         new Array(to - from).fill("applied"),
+        new Array(to - from).fill(rows.at),
+        rows.bodies.slice(from, to),
         receivedAt,
       ]);
     } else {
       const params: unknown[] = [];
       for (let i = from; i < to; i++)
-        params.push(rows.site, rows.devices[i], rows.seqs[i], rows.entryIds[i], "checkin", "applied");
+        params.push(
+          rows.site,
+          rows.devices[i],
+          rows.seqs[i],
+          rows.entryIds[i],
+          "checkin",
+          "applied",
+          rows.at,
+          rows.bodies[i],
+        );
       params.push(receivedAt);
       result = await client.query(valuesSql(to - from), params);
     }

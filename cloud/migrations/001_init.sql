@@ -37,7 +37,10 @@ CREATE TABLE device_streams (
   FOREIGN KEY (site_id, device_id) REFERENCES devices (site_id, id)
 );
 
--- The idempotency gate: (site, device, seq) is committed at most once, whatever arrives twice.
+-- The event log and the idempotency gate: every entry a device journaled is
+-- committed here at most once, whatever arrives twice. An entry is applied by
+-- committing its row with outcome 'applied'; what the cloud derives from it
+-- (views below, reconciliation later) reads this table.
 CREATE TABLE inbox (
   site_id text NOT NULL,
   device_id text NOT NULL,
@@ -45,25 +48,25 @@ CREATE TABLE inbox (
   entry_id text,
   kind text NOT NULL,
   outcome text NOT NULL CHECK (outcome IN ('applied', 'quarantined')),
+  -- device time and validated body of an applied entry; null when quarantined
+  at timestamptz,
+  body jsonb,
   received_at timestamptz NOT NULL,
-  PRIMARY KEY (site_id, device_id, seq)
+  PRIMARY KEY (site_id, device_id, seq),
+  CHECK (outcome = 'quarantined' OR (at IS NOT NULL AND body IS NOT NULL))
 );
+CREATE INDEX inbox_checkins_at ON inbox (site_id, at DESC) WHERE kind = 'checkin' AND outcome = 'applied';
 
--- Keyed like the inbox it is applied from; the entry id is kept for tracing, not indexed.
-CREATE TABLE checkins (
-  id uuid NOT NULL,
-  site_id text NOT NULL,
-  device_id text NOT NULL,
-  seq bigint NOT NULL,
-  member_id text NOT NULL,
-  credential_type text NOT NULL,
-  at timestamptz NOT NULL,
-  received_at timestamptz NOT NULL,
-  replica_version bigint NOT NULL,
-  offline boolean NOT NULL,
-  PRIMARY KEY (site_id, device_id, seq)
-);
-CREATE INDEX checkins_site_at ON checkins (site_id, at DESC, id);
+-- Check-ins are the applied `checkin` entries of the log.
+CREATE VIEW checkins AS
+SELECT entry_id::uuid AS id, site_id, device_id, seq,
+       body ->> 'memberId' AS member_id,
+       body -> 'credential' ->> 'type' AS credential_type,
+       at, received_at,
+       (body ->> 'replicaVersion')::bigint AS replica_version,
+       (body ->> 'offline')::boolean AS offline
+FROM inbox
+WHERE kind = 'checkin' AND outcome = 'applied';
 
 -- What was refused and why, kept for ops. Entries with a seq are also in the
 -- inbox (as 'quarantined'), so the stream stays contiguous and is acked.

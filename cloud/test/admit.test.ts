@@ -82,7 +82,15 @@ test("a valid batch admits every entry as a check-in, in order", () => {
       seq: 1,
       entryId: e1.id,
       kind: "checkin",
-      checkin: { id: e1.id, memberId: "m-1", credentialType: "card", at: AT, replicaVersion: 3, offline: false },
+      applied: {
+        at: AT,
+        body: JSON.stringify({
+          memberId: "m-1",
+          credential: { type: "card", uid: "04A1B2C3" },
+          replicaVersion: 3,
+          offline: false,
+        }),
+      },
     },
     {
       site: "s1",
@@ -90,7 +98,15 @@ test("a valid batch admits every entry as a check-in, in order", () => {
       seq: 2,
       entryId: e2.id,
       kind: "checkin",
-      checkin: { id: e2.id, memberId: "m-2", credentialType: "code", at: AT, replicaVersion: 9, offline: true },
+      applied: {
+        at: AT,
+        body: JSON.stringify({
+          memberId: "m-2",
+          credential: { type: "code", code: "ABCD12" },
+          replicaVersion: 9,
+          offline: true,
+        }),
+      },
     },
   ]);
 });
@@ -106,7 +122,7 @@ test("an invalid envelope with a usable seq is quarantined in its place, naming 
   const q = r.entries[1]!;
   assert.is(q.kind, "invalid");
   assert.is(q.entryId, "not-a-uuid");
-  assert.is(q.checkin, undefined, "a quarantined entry applies nothing");
+  assert.is(q.applied, undefined, "a quarantined entry applies nothing");
   assert.is(q.refusal!.code, "invalid-entry");
   assert.match(q.refusal!.reason, /entries\[1\]\.id: /);
   assert.match(q.refusal!.reason, /entries\[1\]\.at: /);
@@ -161,7 +177,7 @@ test("an unknown kind is quarantined in its place, naming the kind and the known
   assert.is(q.seq, 2);
   assert.is(q.kind, "payment");
   assert.is(q.entryId, payment.id);
-  assert.is(q.checkin, undefined);
+  assert.is(q.applied, undefined);
   assert.equal(q.refusal, {
     code: "unknown-kind",
     reason: 'entries[1]: unknown kind "payment" (known: checkin)',
@@ -179,7 +195,7 @@ test("a bad body is quarantined in its place, naming the path inside the body", 
   assert.equal(r.refusals, []);
   const q = r.entries[2]!;
   assert.is(q.kind, "checkin");
-  assert.is(q.checkin, undefined);
+  assert.is(q.applied, undefined);
   assert.is(q.refusal!.code, "invalid-body");
   assert.match(q.refusal!.reason, /entries\[2\]\.body\.memberId: /);
   assert.match(q.refusal!.reason, /entries\[2\]\.body\.credential\.uid: /);
@@ -215,7 +231,7 @@ test("valid entries around every kind of bad one are still admitted, in order", 
     ["invalid-entry"],
   );
   assert.equal(
-    r.entries.filter((e) => e.checkin).map((e) => e.checkin!.memberId),
+    r.entries.filter((e) => e.applied).map((e) => JSON.parse(e.applied!.body).memberId),
     ["m-1", "m-3", "m-6"],
   );
 });

@@ -22,13 +22,14 @@ function entry(device: string, seq: number): PendingEntry {
     seq,
     entryId: id,
     kind: "checkin",
-    checkin: {
-      id,
-      memberId: `m-${device}-${seq}`,
-      credentialType: "card",
+    applied: {
       at: new Date(0).toISOString(),
-      replicaVersion: 1,
-      offline: false,
+      body: JSON.stringify({
+        memberId: `m-${device}-${seq}`,
+        credential: { type: "card", uid: "04A2B3C4" },
+        replicaVersion: 1,
+        offline: false,
+      }),
     },
   };
 }

@@ -99,17 +99,7 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
       });
       return;
     }
-    entries.push({
-      ...base,
-      checkin: {
-        id: e.id,
-        memberId: body.value.memberId,
-        credentialType: body.value.credential.type,
-        at: e.at,
-        replicaVersion: body.value.replicaVersion,
-        offline: body.value.offline,
-      },
-    });
+    entries.push({ ...base, applied: { at: e.at, body: JSON.stringify(body.value) } });
   });
   return { entries, refusals };
 }

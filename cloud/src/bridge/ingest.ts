@@ -2,26 +2,19 @@
  * The exactly-once ingest path: entries from many devices are gathered while
  * the previous transaction commits, then written in one transaction:
  *
- *   1. INSERT into the inbox keyed (site, device, seq) ON CONFLICT DO NOTHING;
- *   2. apply only the rows that step 1 really inserted (check-ins);
- *   3. advance each device's contiguous high-water mark.
+ *   1. INSERT into the inbox (the event log) keyed (site, device, seq)
+ *      ON CONFLICT DO NOTHING: a valid entry is applied by this very row
+ *      (outcome 'applied', with its validated body), a refused one holds its
+ *      place as 'quarantined';
+ *   2. advance each device's contiguous high-water mark.
  *
  * Only after COMMIT does the bridge publish `ack {upTo}`. A duplicate
- * delivery inserts nothing in step 1 and so applies nothing in step 2, but is
- * acked again, which is what a device that lost an ack needs.
+ * delivery inserts nothing, so it applies nothing, but is acked again, which
+ * is what a device that lost an ack needs.
  */
 import type { DeviceAddress, ErrorCode } from "@paylane/protocol";
 import type { Logger } from "pino";
 import type { Database, Queryable } from "../db/database.ts";
-
-export interface CheckinRow {
-  id: string;
-  memberId: string;
-  credentialType: string;
-  at: string;
-  replicaVersion: number;
-  offline: boolean;
-}
 
 export interface Refusal {
   code: ErrorCode;
@@ -35,7 +28,8 @@ export interface PendingEntry extends DeviceAddress {
   seq: number;
   entryId: string | null;
   kind: string;
-  checkin?: CheckinRow;
+  /** Device time and validated body (JSON) of an entry to apply; absent when quarantined. */
+  applied?: { at: string; body: string };
   /** Set when the entry is quarantined instead of applied. */
   refusal?: Refusal;
 }
@@ -159,24 +153,15 @@ export class Ingestor {
  * of exactly the rows it inserted. Exported so the benchmark's raw baseline
  * runs the very same SQL.
  */
-export const INGEST_SQL = `WITH incoming AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-           AS t(site_id, device_id, seq, entry_id, kind, outcome)
-       ), ins AS (
-         INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, received_at)
-         SELECT site_id, device_id, seq, entry_id, kind, outcome, $7 FROM incoming
-         ON CONFLICT DO NOTHING
-         RETURNING site_id, device_id, seq
-       ), applied AS (
-         INSERT INTO checkins (id, site_id, device_id, seq, member_id, credential_type, at, received_at, replica_version, offline)
-         SELECT c.id, c.site_id, c.device_id, c.seq, c.member_id, c.credential_type, c.at, $7, c.replica_version, c.offline
-         FROM unnest($8::uuid[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[], $14::timestamptz[], $15::bigint[], $16::boolean[])
-           AS c(id, site_id, device_id, seq, member_id, credential_type, at, replica_version, offline)
-         JOIN ins USING (site_id, device_id, seq)
-         ON CONFLICT DO NOTHING
-         RETURNING 1
-       )
-       SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM applied)::int AS applied`;
+export const INGEST_SQL = `WITH ins AS (
+    INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
+    SELECT site_id, device_id, seq, entry_id, kind, outcome, at, body::jsonb, $9
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+      AS t(site_id, device_id, seq, entry_id, kind, outcome, at, body)
+    ON CONFLICT DO NOTHING
+    RETURNING outcome
+  )
+  SELECT count(*)::int AS inserted, (count(*) FILTER (WHERE outcome = 'applied'))::int AS applied FROM ins`;
 
 function groupByDevice(
   batch: PendingEntry[],
@@ -215,24 +200,16 @@ async function commitBatch(
   let inserted = 0;
   let applied = 0;
   if (unique.length > 0) {
-    const checkins = unique.filter((e) => e.checkin && !e.refusal);
     const { rows } = await tx.query<{ inserted: number; applied: number }>(INGEST_SQL, [
       unique.map((e) => e.site),
       unique.map((e) => e.device),
       unique.map((e) => e.seq),
       unique.map((e) => e.entryId),
       unique.map((e) => e.kind),
-      unique.map((e) => (e.refusal ? "quarantined" : "applied")),
+      unique.map((e) => (e.applied ? "applied" : "quarantined")),
+      unique.map((e) => e.applied?.at ?? null),
+      unique.map((e) => e.applied?.body ?? null),
       receivedAt,
-      checkins.map((e) => e.checkin!.id),
-      checkins.map((e) => e.site),
-      checkins.map((e) => e.device),
-      checkins.map((e) => e.seq),
-      checkins.map((e) => e.checkin!.memberId),
-      checkins.map((e) => e.checkin!.credentialType),
-      checkins.map((e) => e.checkin!.at),
-      checkins.map((e) => e.checkin!.replicaVersion),
-      checkins.map((e) => e.checkin!.offline),
     ]);
     inserted = rows[0]?.inserted ?? 0;
     applied = rows[0]?.applied ?? 0;

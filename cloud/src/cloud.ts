@@ -139,18 +139,19 @@ export class CloudService {
     this.#log.info({ port: this.#http.port, database: db.kind, presence: presence.kind }, "cloud started");
   }
 
-  async stop(): Promise<void> {
-    await this.#http?.close();
-    await this.#bridge?.stop();
-    await this.#presence?.close();
-    if (this.#ownsDb) await this.#db?.close();
-    this.#http = this.#bridge = this.#presence = this.#db = undefined;
+  /** Drains the bridge (commits and acks what it received), says goodbye on MQTT, then closes. */
+  stop(): Promise<void> {
+    return this.#shutdown((bridge) => bridge.stop());
   }
 
   /** Crash-like stop for tests: no goodbye on MQTT (the broker publishes the Will), no drain. */
-  async kill(): Promise<void> {
-    await this.#bridge?.kill();
+  kill(): Promise<void> {
+    return this.#shutdown((bridge) => bridge.kill());
+  }
+
+  async #shutdown(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {
     await this.#http?.close();
+    if (this.#bridge) await endBridge(this.#bridge);
     await this.#presence?.close();
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;

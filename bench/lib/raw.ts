@@ -59,6 +59,15 @@ export async function connectRaw(url: string, schema: string): Promise<pg.Client
   return client;
 }
 
+/** The bridge's statement advances device_streams, which only enrolled devices have: enrol the rows' devices. */
+export async function enrolRaw(client: pg.Client, rows: RawRows): Promise<void> {
+  await client.query("INSERT INTO sites (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING", [rows.site]);
+  await client.query(
+    "INSERT INTO devices (site_id, id) SELECT $1, d FROM unnest($2::text[]) AS d ON CONFLICT DO NOTHING",
+    [rows.site, [...new Set(rows.devices)]],
+  );
+}
+
 export type RawMode = "unnest" | "values" | "same-work";
 
 /** The same columns, as arrays, that the bridge sends for the inbox. */
@@ -68,7 +77,8 @@ const UNNEST_SQL = `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, 
     AS t(site_id, device_id, seq, entry_id, kind, outcome, at, body)
   ON CONFLICT DO NOTHING`;
 
-/** The bridge's own ingest statement, run raw. */
+/** The bridge's own ingest statement, run raw (nothing to quarantine). */
+const NO_QUARANTINE = [[], [], [], [], [], []];
 const SAME_WORK_SQL = INGEST_SQL;
 
 function valuesSql(n: number): string {
@@ -113,6 +123,7 @@ export async function rawInsert(
         new Array(k).fill(rows.at),
         rows.bodies.slice(from, to),
         receivedAt,
+        ...NO_QUARANTINE,
       ]);
       inserted += Math.min(r.rows[0]?.inserted ?? 0, r.rows[0]?.applied ?? 0);
       onBatch?.(to);

@@ -34,19 +34,14 @@ function entry(device: string, seq: number): PendingEntry {
   };
 }
 
-/** Fails any transaction that touches `device`, like an entry Postgres refuses. */
+/** Fails any statement that carries `device`'s entries, like an entry Postgres refuses. */
 function poisoned(db: Database, device: string): Database {
   return {
     ...db,
-    transaction: (fn) =>
-      db.transaction((tx) =>
-        fn({
-          query: (sql, params) => {
-            if (params?.some((p) => Array.isArray(p) && p.includes(device))) throw new Error(`refused: ${device}`);
-            return tx.query(sql, params);
-          },
-        }),
-      ),
+    query: (sql, params) => {
+      if (params?.some((p) => Array.isArray(p) && p.includes(device))) throw new Error(`refused: ${device}`);
+      return db.query(sql, params);
+    },
   };
 }
 

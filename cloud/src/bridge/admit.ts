@@ -48,14 +48,18 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
 
   const entries: PendingEntry[] = [];
   const refusals: MessageRefusal[] = [];
+  // JSON.parse refuses a raw control character inside a string, so a NUL can only arrive
+  // escaped: without that escape in the text, no entry needs to be searched for one.
+  const mayHoldNul = text.includes("\\u0000");
   batch.value.entries.forEach((raw, index) => {
-    const rawText = clip(JSON.stringify(raw) ?? "null");
+    // Only refused entries are stored as received; valid ones never pay for the copy.
+    const rawText = () => clip(JSON.stringify(raw) ?? "null");
     const envelope = validate(EntrySchema, raw, `entries[${index}]`);
     if (!envelope.ok) {
       const seq = usableSeq(raw);
       const reason = envelope.error;
       if (seq === undefined) {
-        refusals.push({ ...addr, code: "invalid-entry", reason, payload: rawText });
+        refusals.push({ ...addr, code: "invalid-entry", reason, payload: rawText() });
       } else {
         const id = (raw as { id?: unknown }).id;
         entries.push({
@@ -63,19 +67,19 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
           seq,
           entryId: typeof id === "string" ? id.slice(0, 64) : null,
           kind: "invalid",
-          refusal: { code: "invalid-entry", reason, payload: rawText },
+          refusal: { code: "invalid-entry", reason, payload: rawText() },
         });
       }
       return;
     }
     const e = envelope.value;
     const base = { ...addr, seq: e.seq, entryId: e.id, kind: e.kind };
-    if (hasNul(raw)) {
+    if (mayHoldNul && hasNul(raw)) {
       // Postgres text and jsonb cannot hold NUL: such an entry would fail every transaction it joins.
       entries.push({
         ...base,
         kind: "invalid",
-        refusal: { code: "invalid-entry", reason: `entries[${index}]: contains a NUL character`, payload: rawText },
+        refusal: { code: "invalid-entry", reason: `entries[${index}]: contains a NUL character`, payload: rawText() },
       });
       return;
     }
@@ -86,7 +90,7 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
         refusal: {
           code: "unknown-kind",
           reason: `entries[${index}]: unknown kind ${JSON.stringify(e.kind)} (known: ${known})`,
-          payload: rawText,
+          payload: rawText(),
         },
       });
       return;
@@ -95,7 +99,7 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
     if (!body.ok) {
       entries.push({
         ...base,
-        refusal: { code: "invalid-body", reason: body.error, payload: rawText },
+        refusal: { code: "invalid-body", reason: body.error, payload: rawText() },
       });
       return;
     }

@@ -1,16 +1,22 @@
 /**
- * The exactly-once ingest path: entries from many devices are gathered while
- * the previous transaction commits, then written in one transaction:
+ * The exactly-once ingest path. Entries from many devices are gathered while
+ * earlier batches commit, and each batch is written by ONE statement, its
+ * own transaction (autocommit), that:
  *
- *   1. INSERT into the inbox (the event log) keyed (site, device, seq)
+ *   1. inserts into the inbox (the event log) keyed (site, device, seq)
  *      ON CONFLICT DO NOTHING: a valid entry is applied by this very row
  *      (outcome 'applied', with its validated body), a refused one holds its
- *      place as 'quarantined';
- *   2. advance each device's contiguous high-water mark.
+ *      place as 'quarantined' and its reason goes to `quarantine`;
+ *   2. advances each device's contiguous high-water mark and returns it.
  *
- * Only after COMMIT does the bridge publish `ack {upTo}`. A duplicate
- * delivery inserts nothing, so it applies nothing, but is acked again, which
- * is what a device that lost an ack needs.
+ * Only after that statement commits does the bridge publish `ack {upTo}`. A
+ * duplicate delivery inserts nothing, so it applies nothing, but is acked
+ * again, which is what a device that lost an ack needs.
+ *
+ * Up to `concurrency` batches are in flight at once (on separate
+ * connections), but a device's stream is never in two of them: the
+ * high-water mark is computed from the statement's snapshot, which would not
+ * see a concurrent batch's rows of the same device.
  */
 import type { DeviceAddress, ErrorCode } from "@paylane/protocol";
 import type { Logger } from "pino";
@@ -53,6 +59,8 @@ export interface IngestorOptions {
   onCommitted: (outcome: FlushOutcome) => void;
   onFailed?: (err: Error, entries: number) => void;
   maxBatch?: number;
+  /** Batches committing at once (each needs its own connection; PGlite runs them one by one). */
+  concurrency?: number;
   /** Above this many pending entries, `whenReady()` holds back new deliveries. */
   highWater?: number;
 }
@@ -61,13 +69,15 @@ export class Ingestor {
   readonly #o: Required<Omit<IngestorOptions, "onFailed">> & Pick<IngestorOptions, "onFailed">;
   #pending: PendingEntry[] = [];
   #messageRefusals: MessageRefusal[] = [];
-  #flushing: Promise<void> | undefined;
+  /** Devices (`site/device`) with a batch in flight: their next entries wait for it. */
+  readonly #busy = new Set<string>();
+  readonly #flushes = new Set<Promise<void>>();
   #scheduled = false;
   #waiters: Array<() => void> = [];
   #stopped = false;
 
   constructor(o: IngestorOptions) {
-    this.#o = { maxBatch: 2000, highWater: 20_000, ...o };
+    this.#o = { maxBatch: 2000, concurrency: 2, highWater: 20_000, ...o };
   }
 
   get pending(): number {
@@ -89,9 +99,9 @@ export class Ingestor {
 
   /** Waits for everything already added to be committed (or to fail). */
   async drain(): Promise<void> {
-    while (this.#flushing || this.#pending.length > 0 || this.#messageRefusals.length > 0) {
-      if (!this.#flushing) this.#startFlush();
-      await this.#flushing;
+    while (this.#flushes.size > 0 || this.#pending.length > 0 || this.#messageRefusals.length > 0) {
+      this.#fill();
+      if (this.#flushes.size > 0) await Promise.race(this.#flushes);
     }
   }
 
@@ -101,31 +111,55 @@ export class Ingestor {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#flushing) return;
+    if (this.#scheduled) return;
     this.#scheduled = true;
     // Let the rest of this tick's deliveries join the batch.
     setImmediate(() => {
       this.#scheduled = false;
-      if (!this.#flushing) this.#startFlush();
+      this.#fill();
     });
   }
 
-  #startFlush(): void {
-    const batch = this.#pending.splice(0, this.#o.maxBatch);
-    const refusals = this.#messageRefusals.splice(0);
-    this.#flushing = this.#flush(batch, refusals).finally(() => {
-      this.#flushing = undefined;
-      if (this.#pending.length < this.#o.highWater) {
-        for (const w of this.#waiters.splice(0)) w();
-      }
-      if (this.#pending.length > 0 || this.#messageRefusals.length > 0) this.#schedule();
-    });
+  /** Starts batches while there is a free slot and something whose device is not already in flight. */
+  #fill(): void {
+    while (this.#flushes.size < this.#o.concurrency) {
+      const batch = this.#take();
+      const refusals = this.#messageRefusals.splice(0);
+      if (batch.length === 0 && refusals.length === 0) return;
+      const devices = new Set(batch.map(deviceKey));
+      for (const d of devices) this.#busy.add(d);
+      const flush: Promise<void> = this.#flush(batch, refusals).finally(() => {
+        this.#flushes.delete(flush);
+        for (const d of devices) this.#busy.delete(d);
+        if (this.#pending.length < this.#o.highWater) {
+          for (const w of this.#waiters.splice(0)) w();
+        }
+        if (this.#pending.length > 0 || this.#messageRefusals.length > 0) this.#schedule();
+      });
+      this.#flushes.add(flush);
+    }
+  }
+
+  /** Up to maxBatch pending entries of devices not in flight, in arrival order; the rest stay queued. */
+  #take(): PendingEntry[] {
+    const batch: PendingEntry[] = [];
+    if (this.#busy.size === 0 && this.#pending.length <= this.#o.maxBatch) {
+      batch.push(...this.#pending);
+      this.#pending = [];
+      return batch;
+    }
+    const rest: PendingEntry[] = [];
+    for (const e of this.#pending) {
+      if (batch.length < this.#o.maxBatch && !this.#busy.has(deviceKey(e))) batch.push(e);
+      else rest.push(e);
+    }
+    this.#pending = rest;
+    return batch;
   }
 
   async #flush(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<void> {
-    if (batch.length === 0 && refusals.length === 0) return;
     if (await this.#commit(batch, refusals)) return;
-    // One device's bad entry must not hold back the others that shared its transaction:
+    // One device's bad entry must not hold back the others that shared its statement:
     // retry each device alone, so only a stream that really cannot commit waits.
     const groups = groupByDevice(batch, refusals);
     if (groups.length > 1) {
@@ -133,35 +167,74 @@ export class Ingestor {
     }
   }
 
-  /** One transaction; true if it committed. Nothing committed means nothing acked: devices resend. */
+  /** One statement, its own transaction; true if it committed. Nothing committed means nothing acked: devices resend. */
   async #commit(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<boolean> {
-    const receivedAt = this.#o.now();
     try {
-      const outcome = await this.#o.db.transaction((tx) => commitBatch(tx, batch, refusals, receivedAt));
+      const outcome = await commitBatch(this.#o.db, batch, refusals, this.#o.now());
       this.#o.onCommitted(outcome);
       return true;
     } catch (err) {
-      this.#o.logger.error({ err: (err as Error).message, entries: batch.length }, "ingest transaction failed");
+      this.#o.logger.error({ err: (err as Error).message, entries: batch.length }, "ingest statement failed");
       this.#o.onFailed?.(err as Error, batch.length);
       return false;
     }
   }
 }
 
+const deviceKey = (d: DeviceAddress) => `${d.site}/${d.device}`;
+
 /**
- * The one statement of the exactly-once path: inbox insert, then the check-ins
- * of exactly the rows it inserted. Exported so the benchmark's raw baseline
- * runs the very same SQL.
+ * The one statement of the exactly-once path. Its parts see the snapshot
+ * taken when it started, so the high-water step reads the inbox rows
+ * committed before (`seen`) together with the batch itself (`incoming`: each
+ * of its seqs is in the inbox once the statement commits, inserted now or
+ * already there). Exported so the benchmark's raw reference runs the very
+ * same SQL.
  */
-export const INGEST_SQL = `WITH ins AS (
-    INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
-    SELECT site_id, device_id, seq, entry_id, kind, outcome, at, body::jsonb, $9
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
+export const INGEST_SQL = `WITH incoming AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[])
       AS t(site_id, device_id, seq, entry_id, kind, outcome, at, body)
+  ),
+  ins AS (
+    INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
+    SELECT site_id, device_id, seq, entry_id, kind, outcome, at, body::jsonb, $9 FROM incoming
     ON CONFLICT DO NOTHING
     RETURNING outcome
+  ),
+  refused AS (
+    INSERT INTO quarantine (site_id, device_id, seq, code, reason, payload, received_at)
+    SELECT *, $9 FROM unnest($10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[])
+    ON CONFLICT DO NOTHING
+  ),
+  marks AS (
+    SELECT d.site_id, d.device_id, coalesce(s.acked_seq, 0) AS acked
+    FROM (SELECT DISTINCT site_id, device_id FROM incoming) d
+    LEFT JOIN device_streams s USING (site_id, device_id)
+  ),
+  runs AS (
+    -- the contiguous run from acked+1 is where seq - row_number() stays equal to acked;
+    -- only rows above the mark are read, so the cost is bounded by the unacked rows
+    SELECT m.site_id, m.device_id, coalesce(max(r.seq), m.acked) AS up_to
+    FROM marks m
+    LEFT JOIN LATERAL (
+      SELECT u.seq, u.seq - row_number() OVER (ORDER BY u.seq) AS base
+      FROM (
+        SELECT i.seq FROM inbox i WHERE i.site_id = m.site_id AND i.device_id = m.device_id AND i.seq > m.acked
+        UNION
+        SELECT x.seq FROM incoming x WHERE x.site_id = m.site_id AND x.device_id = m.device_id AND x.seq > m.acked
+      ) u
+    ) r ON r.base = m.acked
+    GROUP BY m.site_id, m.device_id, m.acked
+  ),
+  streams AS (
+    INSERT INTO device_streams AS s (site_id, device_id, acked_seq)
+    SELECT site_id, device_id, up_to FROM runs
+    ON CONFLICT (site_id, device_id) DO UPDATE SET acked_seq = greatest(s.acked_seq, excluded.acked_seq)
+    RETURNING site_id, device_id, acked_seq
   )
-  SELECT count(*)::int AS inserted, (count(*) FILTER (WHERE outcome = 'applied'))::int AS applied FROM ins`;
+  SELECT (SELECT count(*) FROM ins)::int AS inserted,
+         (SELECT count(*) FILTER (WHERE outcome = 'applied') FROM ins)::int AS applied,
+         coalesce((SELECT json_agg(json_build_array(site_id, device_id, acked_seq)) FROM streams), '[]') AS marks`;
 
 function groupByDevice(
   batch: PendingEntry[],
@@ -169,7 +242,7 @@ function groupByDevice(
 ): Array<{ entries: PendingEntry[]; refusals: MessageRefusal[] }> {
   const groups = new Map<string, { entries: PendingEntry[]; refusals: MessageRefusal[] }>();
   const group = (d: DeviceAddress) => {
-    const key = `${d.site}/${d.device}`;
+    const key = deviceKey(d);
     let g = groups.get(key);
     if (!g) {
       g = { entries: [], refusals: [] };
@@ -183,7 +256,7 @@ function groupByDevice(
 }
 
 async function commitBatch(
-  tx: Queryable,
+  db: Queryable,
   batch: PendingEntry[],
   messageRefusals: MessageRefusal[],
   receivedAt: Date,
@@ -196,11 +269,16 @@ async function commitBatch(
     seen.add(k);
     return true;
   });
+  const quarantined = [
+    ...unique
+      .filter((e) => e.refusal)
+      .map((e) => ({ ...e.refusal!, site: e.site, device: e.device, seq: e.seq as number | null, id: e.entryId })),
+    ...messageRefusals.map((r) => ({ ...r, seq: null, id: null })),
+  ];
 
-  let inserted = 0;
-  let applied = 0;
-  if (unique.length > 0) {
-    const { rows } = await tx.query<{ inserted: number; applied: number }>(INGEST_SQL, [
+  const { rows } = await db.query<{ inserted: number; applied: number; marks: Array<[string, string, number]> }>(
+    INGEST_SQL,
+    [
       unique.map((e) => e.site),
       unique.map((e) => e.device),
       unique.map((e) => e.seq),
@@ -210,79 +288,21 @@ async function commitBatch(
       unique.map((e) => e.applied?.at ?? null),
       unique.map((e) => e.applied?.body ?? null),
       receivedAt,
-    ]);
-    inserted = rows[0]?.inserted ?? 0;
-    applied = rows[0]?.applied ?? 0;
-  }
-
-  const quarantined = [
-    ...unique
-      .filter((e) => e.refusal)
-      .map((e) => ({ ...e.refusal!, site: e.site, device: e.device, seq: e.seq as number | null, id: e.entryId })),
-    ...messageRefusals.map((r) => ({ ...r, seq: null, id: null })),
-  ];
-  if (quarantined.length > 0) {
-    await tx.query(
-      `INSERT INTO quarantine (site_id, device_id, seq, code, reason, payload, received_at)
-       SELECT * , $7::timestamptz FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-       ON CONFLICT DO NOTHING`,
-      [
-        quarantined.map((q) => q.site),
-        quarantined.map((q) => q.device),
-        quarantined.map((q) => q.seq),
-        quarantined.map((q) => q.code),
-        quarantined.map((q) => q.reason),
-        quarantined.map((q) => q.payload),
-        receivedAt,
-      ],
-    );
-  }
-
-  const acks = unique.length > 0 ? await advanceHighWater(tx, unique) : [];
+      quarantined.map((q) => q.site),
+      quarantined.map((q) => q.device),
+      quarantined.map((q) => q.seq),
+      quarantined.map((q) => q.code),
+      quarantined.map((q) => q.reason),
+      quarantined.map((q) => q.payload),
+    ],
+  );
+  const row = rows[0] ?? { inserted: 0, applied: 0, marks: [] };
+  const marks = typeof row.marks === "string" ? (JSON.parse(row.marks) as typeof row.marks) : row.marks;
   return {
-    acks,
-    inserted,
-    duplicates: batch.length - inserted,
-    applied,
+    acks: marks.map(([site, device, upTo]) => ({ site, device, upTo: Number(upTo) })),
+    inserted: row.inserted,
+    duplicates: batch.length - row.inserted,
+    applied: row.applied,
     refusals: quarantined.map(({ seq, ...r }) => (seq === null ? r : { ...r, seq })),
   };
-}
-
-/** Moves each device's high-water mark to the end of its contiguous run and returns it. */
-async function advanceHighWater(tx: Queryable, entries: PendingEntry[]): Promise<FlushOutcome["acks"]> {
-  const devices = new Map<string, DeviceAddress>();
-  for (const e of entries) devices.set(`${e.site}/${e.device}`, { site: e.site, device: e.device });
-  const sites = [...devices.values()].map((d) => d.site);
-  const ids = [...devices.values()].map((d) => d.device);
-  await tx.query(
-    `INSERT INTO device_streams (site_id, device_id)
-     SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`,
-    [sites, ids],
-  );
-  // Only rows above the current mark are read: the contiguous run from acked_seq+1 is where
-  // seq - row_number() stays equal to acked_seq. Cost is bounded by the unacked rows, not the stream.
-  await tx.query(
-    `UPDATE device_streams s SET acked_seq = r.up_to
-     FROM (
-       SELECT cur.site_id, cur.device_id, max(t.seq) AS up_to
-       FROM unnest($1::text[], $2::text[]) AS d(site_id, device_id)
-       JOIN device_streams cur USING (site_id, device_id)
-       CROSS JOIN LATERAL (
-         SELECT i.seq, i.seq - row_number() OVER (ORDER BY i.seq) AS base
-         FROM inbox i
-         WHERE i.site_id = cur.site_id AND i.device_id = cur.device_id AND i.seq > cur.acked_seq
-         ORDER BY i.seq
-       ) t
-       WHERE t.base = cur.acked_seq
-       GROUP BY cur.site_id, cur.device_id
-     ) r
-     WHERE s.site_id = r.site_id AND s.device_id = r.device_id`,
-    [sites, ids],
-  );
-  const { rows } = await tx.query<{ site_id: string; device_id: string; acked_seq: number }>(
-    `SELECT s.site_id, s.device_id, s.acked_seq FROM device_streams s
-     JOIN unnest($1::text[], $2::text[]) AS d(site_id, device_id) USING (site_id, device_id)`,
-    [sites, ids],
-  );
-  return rows.map((r) => ({ site: r.site_id, device: r.device_id, upTo: r.acked_seq }));
 }

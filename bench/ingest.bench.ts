@@ -17,7 +17,7 @@
  * with a multi-row VALUES list, for reference.
  *
  * Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test),
- * BENCH_EVENTS (50000), BENCH_DEVICES (20), BENCH_BATCH (100),
+ * BENCH_EVENTS (200000), BENCH_DEVICES (20), BENCH_BATCH (100),
  * BENCH_WINDOW (400), BENCH_RAW_BATCH (500), BENCH_ACK_TIMEOUT_MS (10000);
  * BENCH_HISTORY (0): entries per device already committed and acked before
  * the run (a long-lived device), BENCH_ANALYZE (1): ANALYZE the tables
@@ -46,6 +46,7 @@ import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import type pg from "pg";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
+import { cpuSeconds, cpuSnapshot } from "./lib/cpu.ts";
 import type { FleetIn, FleetOut } from "./lib/fleet-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import { connectRaw, enrolRaw, type RawMode, rawInsert, rawRows } from "./lib/raw.ts";
@@ -65,7 +66,7 @@ function intEnv(name: string, def: number, min = 1): number {
 
 const cfg = {
   url: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test",
-  events: intEnv("BENCH_EVENTS", 50_000),
+  events: intEnv("BENCH_EVENTS", 200_000),
   devices: intEnv("BENCH_DEVICES", 20),
   batch: intEnv("BENCH_BATCH", 100),
   window: intEnv("BENCH_WINDOW", 400),
@@ -118,6 +119,8 @@ interface BridgeResult {
   elu: number;
   nodeCpu: number;
   machineCpu: number | undefined;
+  /** CPU seconds by process during the bridge phase. */
+  cpuByProcess: Map<string, number>;
 }
 
 async function runRaw(client: pg.Client, mode: RawMode, round = 1): Promise<RawResult> {
@@ -202,6 +205,8 @@ async function runBridge(
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const machine0 = cpuSample();
+  const pids = { cloud: process.pid, gateway: running.gateway?.pid, kiosks: fleet.pid };
+  const procs0 = cpuSnapshot(pids);
   const t0 = performance.now();
   let prev = 0;
   const offTick = fleet.on((m) => {
@@ -216,6 +221,7 @@ async function runBridge(
   const { result: r } = await fleet.next("result").finally(offTick);
   const wallMs = performance.now() - t0;
   const machine1 = cpuSample();
+  const cpuByProcess = cpuSeconds(procs0, cpuSnapshot(pids));
   const cpu = process.cpuUsage(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
   db.recording = false;
@@ -237,6 +243,7 @@ async function runBridge(
     elu: elu.utilization,
     nodeCpu: (cpu.user + cpu.system) / 1000 / wallMs,
     machineCpu: machine0 && machine1 ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : undefined,
+    cpuByProcess,
   };
 }
 
@@ -437,6 +444,14 @@ async function main(): Promise<number> {
         ]),
       ),
     );
+    if (b.cpuByProcess.size > 0) {
+      out.push(
+        `CPU during the bridge phase, µs per event: ${[...b.cpuByProcess]
+          .sort((x, y) => y[1] - x[1])
+          .map(([group, sec]) => `${group} ${((sec * 1e6) / totalEvents).toFixed(1)}`)
+          .join(", ")} (raw unnest: Postgres alone, ${(1e6 / rawRate).toFixed(1)} µs wall per row)`,
+      );
+    }
     out.push("");
     const expected = totalEvents + cfg.history * cfg.devices;
     if (problems.length === 0) {

@@ -30,6 +30,10 @@ export class Child<In, Out extends { type: string }> {
     });
   }
 
+  get pid(): number | undefined {
+    return this.#proc.pid;
+  }
+
   send(message: In): void {
     this.#proc.send(message as object);
   }

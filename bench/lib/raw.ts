@@ -113,15 +113,16 @@ export async function rawInsert(
       const devices = rows.devices.slice(from, to);
       const seqs = rows.seqs.slice(from, to);
       const ids = rows.entryIds.slice(from, to);
+      // The bridge's own encoding of the columns (see `lines` in cloud/src/bridge/ingest.ts).
       const r = await client.query<{ inserted: number; applied: number }>(SAME_WORK_SQL, [
-        sites,
-        devices,
-        seqs,
+        sites.join("\n"),
+        devices.join("\n"),
+        seqs.join("\n"),
         ids,
         new Array(k).fill("checkin"),
-        new Array(k).fill("applied"),
-        new Array(k).fill(rows.at),
-        rows.bodies.slice(from, to),
+        new Array(k).fill("applied").join("\n"),
+        new Array(k).fill(rows.at).join("\n"),
+        rows.bodies.slice(from, to).join("\n"),
         receivedAt,
         ...NO_QUARANTINE,
       ]);

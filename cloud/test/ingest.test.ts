@@ -34,12 +34,18 @@ function entry(device: string, seq: number): PendingEntry {
   };
 }
 
+/** The devices whose entries an ingest statement carries (its newline-joined device column). */
+function devicesOf(params: readonly unknown[] | undefined): string[] {
+  const column = params?.[1];
+  return typeof column === "string" && column !== "" ? column.split("\n") : [];
+}
+
 /** Fails any statement that carries `device`'s entries, like an entry Postgres refuses. */
 function poisoned(db: Database, device: string): Database {
   return {
     ...db,
     query: (sql, params) => {
-      if (params?.some((p) => Array.isArray(p) && p.includes(device))) throw new Error(`refused: ${device}`);
+      if (devicesOf(params).includes(device)) throw new Error(`refused: ${device}`);
       return db.query(sql, params);
     },
   };
@@ -99,6 +105,91 @@ test("a device whose entries cannot commit does not hold back the others in the 
   assert.equal(failures, [3, 1], "the shared transaction failed, then the bad device alone");
   const { rows } = await db.query<{ device_id: string }>("SELECT DISTINCT device_id FROM inbox");
   assert.equal(rows, [{ device_id: "good" }], "nothing of the bad device was committed, nothing acked");
+  await db.close();
+});
+
+test("every column lands as sent: quarantined entries with free text, nulls, and a lone empty value", async () => {
+  const db = await setUp(["k1", "k2"]);
+  const ing = ingestor(db, [], []);
+  const refused = (device: string, seq: number, kind: string): PendingEntry => ({
+    site: SITE,
+    device,
+    seq,
+    entryId: null,
+    kind,
+    refusal: { code: "unknown-kind", reason: `unknown kind ${JSON.stringify(kind)}`, payload: "{}" },
+  });
+  const ok = entry("k1", 1);
+  ing.add([ok, refused("k1", 2, 'two\nlines, "quoted" {braces}')]);
+  ing.add([refused("k2", 1, "x")]); // a batch whose at/body columns are a single empty value
+  await ing.drain();
+  const { rows } = await db.query<Record<string, unknown>>(
+    "SELECT device_id, seq, entry_id, kind, outcome, at, body FROM inbox ORDER BY device_id, seq",
+  );
+  assert.equal(rows, [
+    {
+      device_id: "k1",
+      seq: 1,
+      entry_id: ok.entryId,
+      kind: "checkin",
+      outcome: "applied",
+      at: new Date(ok.applied!.at),
+      body: JSON.parse(ok.applied!.body),
+    },
+    {
+      device_id: "k1",
+      seq: 2,
+      entry_id: null,
+      kind: 'two\nlines, "quoted" {braces}',
+      outcome: "quarantined",
+      at: null,
+      body: null,
+    },
+    { device_id: "k2", seq: 1, entry_id: null, kind: "x", outcome: "quarantined", at: null, body: null },
+  ]);
+  const q = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM quarantine");
+  assert.is(q.rows[0]!.n, 2);
+  await db.close();
+});
+
+/** Holds every statement until the test releases it, recording which devices each one carried. */
+function gated(db: Database) {
+  const held: Array<{ devices: string[]; release: () => void }> = [];
+  const wrapped: Database = {
+    ...db,
+    query: async (sql, params) => {
+      const devices = [...new Set(devicesOf(params))].sort();
+      await new Promise<void>((release) => held.push({ devices, release }));
+      return db.query(sql, params);
+    },
+  };
+  return { db: wrapped, held };
+}
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+test("two batches commit at once, but a device is never in both: its next entries wait", async () => {
+  const db = await setUp(["k1", "k2"]);
+  const g = gated(db);
+  const outcomes: FlushOutcome[] = [];
+  const ing = ingestor(g.db, outcomes, []);
+  ing.add([entry("k1", 1)]);
+  await settle();
+  ing.add([entry("k1", 2), entry("k2", 1)]);
+  await settle();
+  assert.equal(
+    g.held.map((h) => h.devices),
+    [["k1"], ["k2"]],
+    "k2 went ahead in a second statement, k1's second entry waited for its first",
+  );
+  g.held[0]!.release();
+  await settle();
+  await settle();
+  assert.equal(g.held.at(-1)!.devices, ["k1"], "k1's next entry went once its first batch committed");
+  for (const h of g.held) h.release();
+  await ing.drain();
+  const acks = Object.fromEntries(outcomes.flatMap((o) => o.acks.map((a) => [a.device, a.upTo])));
+  assert.equal(acks, { k1: 2, k2: 1 });
   await db.close();
 });
 

@@ -10,13 +10,13 @@
  * - valid entries around them      -> applied as usual
  */
 import {
-  CheckinBodySchema,
   type DeviceAddress,
   decode,
+  describeIssues,
   ENTRY_KINDS,
+  type EntryKind,
   EntrySchema,
   EventBatchSchema,
-  validate,
 } from "@paylane/protocol";
 import type { MessageRefusal, PendingEntry } from "./ingest.ts";
 
@@ -46,66 +46,73 @@ export function admitEvents(addr: DeviceAddress, payload: Buffer): Admission {
     return { entries: [], refusals: [{ ...addr, code: "wrong-device", reason, payload: clip(text) }] };
   }
 
-  const entries: PendingEntry[] = [];
-  const refusals: MessageRefusal[] = [];
+  const admission: Admission = { entries: [], refusals: [] };
   // JSON.parse refuses a raw control character inside a string, so a NUL can only arrive
   // escaped: without that escape in the text, no entry needs to be searched for one.
   const mayHoldNul = text.includes("\\u0000");
-  batch.value.entries.forEach((raw, index) => {
-    // Only refused entries are stored as received; valid ones never pay for the copy.
-    const rawText = () => clip(JSON.stringify(raw) ?? "null");
-    const envelope = validate(EntrySchema, raw, `entries[${index}]`);
-    if (!envelope.ok) {
-      const seq = usableSeq(raw);
-      const reason = envelope.error;
-      if (seq === undefined) {
-        refusals.push({ ...addr, code: "invalid-entry", reason, payload: rawText() });
-      } else {
-        const id = (raw as { id?: unknown }).id;
-        entries.push({
-          ...addr,
-          seq,
-          entryId: typeof id === "string" ? id.slice(0, 64) : null,
-          kind: "invalid",
-          refusal: { code: "invalid-entry", reason, payload: rawText() },
-        });
-      }
+  const raws = batch.value.entries;
+  for (let index = 0; index < raws.length; index++) admitEntry(addr, raws[index], index, mayHoldNul, admission);
+  return admission;
+}
+
+/**
+ * One entry's rule, appended to `out`. The hot path (a valid entry) builds no
+ * strings but the body it stores; only a refused entry pays for its path
+ * label and for the stored copy of what was received.
+ */
+function admitEntry(addr: DeviceAddress, raw: unknown, index: number, mayHoldNul: boolean, out: Admission): void {
+  const envelope = EntrySchema.safeParse(raw);
+  if (!envelope.success) {
+    const reason = describeIssues(envelope.error, `entries[${index}]`);
+    const seq = usableSeq(raw);
+    if (seq === undefined) {
+      out.refusals.push({ ...addr, code: "invalid-entry", reason, payload: stored(raw) });
       return;
     }
-    const e = envelope.value;
-    const base = { ...addr, seq: e.seq, entryId: e.id, kind: e.kind };
-    if (mayHoldNul && hasNul(raw)) {
-      // Postgres text and jsonb cannot hold NUL: such an entry would fail every transaction it joins.
-      entries.push({
-        ...base,
-        kind: "invalid",
-        refusal: { code: "invalid-entry", reason: `entries[${index}]: contains a NUL character`, payload: rawText() },
-      });
-      return;
-    }
-    if (!(e.kind in ENTRY_KINDS)) {
-      const known = Object.keys(ENTRY_KINDS).join(", ");
-      entries.push({
-        ...base,
-        refusal: {
-          code: "unknown-kind",
-          reason: `entries[${index}]: unknown kind ${JSON.stringify(e.kind)} (known: ${known})`,
-          payload: rawText(),
-        },
-      });
-      return;
-    }
-    const body = validate(CheckinBodySchema, e.body, `entries[${index}].body`);
-    if (!body.ok) {
-      entries.push({
-        ...base,
-        refusal: { code: "invalid-body", reason: body.error, payload: rawText() },
-      });
-      return;
-    }
-    entries.push({ ...base, applied: { at: e.at, body: JSON.stringify(body.value) } });
+    const id = (raw as { id?: unknown }).id;
+    out.entries.push({
+      site: addr.site,
+      device: addr.device,
+      seq,
+      entryId: typeof id === "string" ? id.slice(0, 64) : null,
+      kind: "invalid",
+      refusal: { code: "invalid-entry", reason, payload: stored(raw) },
+    });
+    return;
+  }
+  const e = envelope.data;
+  const base = { site: addr.site, device: addr.device, seq: e.seq, entryId: e.id };
+  if (mayHoldNul && hasNul(raw)) {
+    // Postgres text and jsonb cannot hold NUL: such an entry would fail every statement it joins.
+    const reason = `entries[${index}]: contains a NUL character`;
+    out.entries.push({ ...base, kind: "invalid", refusal: { code: "invalid-entry", reason, payload: stored(raw) } });
+    return;
+  }
+  if (!Object.hasOwn(ENTRY_KINDS, e.kind)) {
+    const known = Object.keys(ENTRY_KINDS).join(", ");
+    const reason = `entries[${index}]: unknown kind ${JSON.stringify(e.kind)} (known: ${known})`;
+    out.entries.push({ ...base, kind: e.kind, refusal: { code: "unknown-kind", reason, payload: stored(raw) } });
+    return;
+  }
+  const body = ENTRY_KINDS[e.kind as EntryKind].safeParse(e.body);
+  if (!body.success) {
+    const reason = describeIssues(body.error, `entries[${index}].body`);
+    out.entries.push({ ...base, kind: e.kind, refusal: { code: "invalid-body", reason, payload: stored(raw) } });
+    return;
+  }
+  out.entries.push({
+    site: addr.site,
+    device: addr.device,
+    seq: e.seq,
+    entryId: e.id,
+    kind: e.kind,
+    applied: { at: e.at, body: JSON.stringify(body.data) },
   });
-  return { entries, refusals };
+}
+
+/** A refused entry as received, bounded, for ops. */
+function stored(raw: unknown): string {
+  return clip(JSON.stringify(raw) ?? "null");
 }
 
 /** Whether any string (or key) in a parsed JSON value contains U+0000. */

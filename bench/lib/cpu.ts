@@ -1,0 +1,52 @@
+/**
+ * Where the machine's CPU went during a phase: user+system time of chosen
+ * processes and of every Postgres backend, read from /proc (Linux only).
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+const TICKS_PER_S = 100; // USER_HZ, 100 on every Linux this runs on
+
+function ticksOf(pid: number): { comm: string; ticks: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // comm may contain spaces or parentheses: split after the last ')'
+    const close = stat.lastIndexOf(")");
+    const comm = stat.slice(stat.indexOf("(") + 1, close);
+    const fields = stat.slice(close + 2).split(" ");
+    // utime and stime are fields 14 and 15 of the full line, 11 and 12 after comm
+    return { comm, ticks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return undefined;
+  }
+}
+
+export type CpuSnapshot = Map<string, number>;
+
+/** CPU ticks per group: the named pids, and `postgres` for all processes named so. */
+export function cpuSnapshot(named: Record<string, number | undefined>): CpuSnapshot {
+  const out: CpuSnapshot = new Map();
+  const namedPids = new Map<number, string>();
+  for (const [name, pid] of Object.entries(named)) if (pid !== undefined) namedPids.set(pid, name);
+  let pids: number[] = [];
+  try {
+    pids = readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number);
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    const s = ticksOf(pid);
+    if (!s) continue;
+    const group = namedPids.get(pid) ?? (s.comm === "postgres" ? "postgres" : undefined);
+    if (group) out.set(group, (out.get(group) ?? 0) + s.ticks);
+  }
+  return out;
+}
+
+/** Seconds of CPU per group between two snapshots (Postgres backends that exited in between are missed). */
+export function cpuSeconds(before: CpuSnapshot, after: CpuSnapshot): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [group, ticks] of after) out.set(group, (ticks - (before.get(group) ?? 0)) / TICKS_PER_S);
+  return out;
+}

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS replica_meta (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   version INTEGER NOT NULL,
   timezone TEXT NOT NULL,
-  synced_at TEXT
+  synced_at TEXT,
+  site_name TEXT NOT NULL DEFAULT ''
 );
 INSERT OR IGNORE INTO replica_meta (one, version, timezone, synced_at) VALUES (1, 0, 'UTC', NULL);
 `;
@@ -35,6 +36,8 @@ interface MemberRow {
 export interface ReplicaInfo {
   version: number;
   timezone: string;
+  /** The venue's name; "" until the first sync. */
+  siteName: string;
   syncedAt: string | null;
   members: number;
 }
@@ -56,6 +59,10 @@ export class Replica {
     const writer = await Sqlite.open(path);
     await writer.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
     await writer.exec(SCHEMA);
+    // Replicas written before the venue name travelled with the snapshot: add the column.
+    const columns = await writer.all<{ name: string }>("PRAGMA table_info(replica_meta)");
+    if (!columns.some((c) => c.name === "site_name"))
+      await writer.exec("ALTER TABLE replica_meta ADD COLUMN site_name TEXT NOT NULL DEFAULT ''");
     const db = await Sqlite.open(path);
     await db.exec("PRAGMA busy_timeout = 5000;");
     return new Replica(db, writer);
@@ -79,9 +86,10 @@ export class Replica {
             m.status,
           ]);
         }
-        await w.run("UPDATE replica_meta SET version = ?, timezone = ?, synced_at = ? WHERE one = 1", [
+        await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
           snapshot.version,
           snapshot.timezone,
+          snapshot.siteName,
           syncedAt.toISOString(),
         ]);
         await w.exec("COMMIT");
@@ -106,13 +114,14 @@ export class Replica {
   }
 
   async info(): Promise<ReplicaInfo> {
-    const meta = await this.#db.get<{ version: number; timezone: string; synced_at: string | null }>(
-      "SELECT version, timezone, synced_at FROM replica_meta WHERE one = 1",
+    const meta = await this.#db.get<{ version: number; timezone: string; site_name: string; synced_at: string | null }>(
+      "SELECT version, timezone, site_name, synced_at FROM replica_meta WHERE one = 1",
     );
     const count = await this.#db.get<{ n: number }>("SELECT count(*) AS n FROM members");
     return {
       version: meta?.version ?? 0,
       timezone: meta?.timezone ?? "UTC",
+      siteName: meta?.site_name ?? "",
       syncedAt: meta?.synced_at ?? null,
       members: count?.n ?? 0,
     };

@@ -21,6 +21,7 @@ const snapshot = (over: Partial<MemberSnapshot> = {}): MemberSnapshot => ({
   site: "s1",
   version: 7,
   timezone: "UTC",
+  siteName: "Test venue",
   members: [ADA, BOB],
   ...over,
 });

@@ -20,6 +20,8 @@ export const MemberSnapshotSchema = z.object({
   /** Monotonic version of the site's member list; travels with each decision. */
   version: z.number().int().min(0),
   timezone: z.string().min(1),
+  /** The venue's display name (receipts, the attract screen). */
+  siteName: z.string().min(1),
   members: z.array(ReplicaMemberSchema),
 });
 export type MemberSnapshot = z.infer<typeof MemberSnapshotSchema>;

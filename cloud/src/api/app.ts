@@ -131,8 +131,8 @@ export function createApi(o: ApiOptions): Hono {
     if (identity.kind !== "device" || identity.address.site !== site) {
       return problemResponse({ title: "Forbidden", status: 403, detail: `this identity may not read site ${site}` });
     }
-    const siteRow = await o.db.query<{ members_version: number; timezone: string }>(
-      "SELECT members_version, timezone FROM sites WHERE id = $1",
+    const siteRow = await o.db.query<{ members_version: number; timezone: string; name: string }>(
+      "SELECT members_version, timezone, name FROM sites WHERE id = $1",
       [site],
     );
     const s = siteRow.rows[0];
@@ -148,6 +148,7 @@ export function createApi(o: ApiOptions): Hono {
       site,
       version: s.members_version,
       timezone: s.timezone,
+      siteName: s.name,
       members: rows.map((r) => ({ id: r.id, name: r.name, cardUid: r.card_uid, code: r.code, status: r.status })),
     };
     return c.json(snapshot);

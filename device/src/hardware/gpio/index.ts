@@ -1,0 +1,15 @@
+/** GPIO for the kiosk: backends (onoff, sysfs, simulated, johnny-five) and the roles built on them. */
+export * from "./backend.ts";
+export * from "./button.ts";
+export * from "./buzzer.ts";
+export * from "./config.ts";
+export * from "./factory.ts";
+export * from "./gpio-roles.ts";
+export * from "./johnny-five.ts";
+export * from "./onoff.ts";
+export * from "./pins.ts";
+export * from "./relay.ts";
+export type { RoleHealth, RoleName, RoleState, Step } from "./role.ts";
+export * from "./simulated.ts";
+export * from "./status-led.ts";
+export * from "./sysfs.ts";

@@ -1,0 +1,160 @@
+/**
+ * GPIO with no hardware: in-memory lines that the kiosk drives and that a test
+ * or the `npm start` site drives back (press the call-staff button), with a
+ * history of every level change stamped by the injected clock.
+ */
+import {
+  type BackendState,
+  describePin,
+  type Edge,
+  edgeMatches,
+  type GpioBackend,
+  GpioConfigError,
+  type InputLine,
+  type InputOptions,
+  type Level,
+  type OutputLine,
+  type OutputOptions,
+  type PinSpec,
+} from "./backend.ts";
+
+export interface LevelChange {
+  at: Date;
+  line: number;
+  level: Level;
+  /** "kiosk" when the daemon wrote an output, "outside" when drive() moved an input. */
+  by: "kiosk" | "outside";
+}
+
+export interface SimulatedGpioOptions {
+  now?: () => Date;
+  /** Where `{ bcm: n }` lands: 512 + n by default, as on Raspberry Pi OS kernels 6.6+. */
+  bcmBase?: number;
+  /** Why the simulated backend is in use, shown by describe() (e.g. "no GPIO on this machine"). */
+  reason?: string;
+  /** The history keeps this many latest changes, so a long-running site does not grow without bound. */
+  historyLimit?: number;
+}
+
+interface SimLine {
+  level: Level;
+  direction: "in" | "out";
+  inUse: boolean;
+  edge?: Edge;
+  watcher?: (level: Level) => void;
+}
+
+export class SimulatedGpio implements GpioBackend {
+  readonly kind = "simulated" as const;
+  readonly state: BackendState = "ok";
+  readonly lastError = undefined;
+  readonly #now: () => Date;
+  readonly #bcmBase: number;
+  readonly #reason: string | undefined;
+  readonly #lines = new Map<number, SimLine>();
+  readonly #history: LevelChange[] = [];
+  readonly #historyLimit: number;
+  readonly #recorded = new Set<number>();
+
+  constructor(o: SimulatedGpioOptions = {}) {
+    this.#now = o.now ?? (() => new Date());
+    this.#bcmBase = o.bcmBase ?? 512;
+    this.#reason = o.reason;
+    this.#historyLimit = o.historyLimit ?? 1000;
+  }
+
+  describe(): string {
+    return this.#reason ? `simulated (${this.#reason})` : "simulated";
+  }
+
+  async start(): Promise<void> {}
+
+  async stop(): Promise<void> {
+    for (const l of this.#lines.values()) {
+      l.watcher = undefined;
+      l.inUse = false;
+    }
+  }
+
+  async resolve(spec: PinSpec, field: string): Promise<number> {
+    if ("bcm" in spec) return this.#bcmBase + spec.bcm;
+    if ("global" in spec) return spec.global;
+    if (spec.firmata < 0) throw new GpioConfigError(`${field}: ${describePin(spec)} is not a pin`);
+    return spec.firmata;
+  }
+
+  async output(line: number, { initial }: OutputOptions): Promise<OutputLine> {
+    const l = this.#claim(line, "out", initial);
+    this.#set(line, l, initial, "kiosk");
+    return {
+      write: (level) => {
+        if (!l.inUse) throw new Error(`simulated line ${line} was released`);
+        this.#set(line, l, level, "kiosk");
+      },
+      read: () => l.level,
+      release: () => {
+        l.inUse = false;
+      },
+    };
+  }
+
+  async input(line: number, edge: Edge, options: InputOptions = {}): Promise<InputLine> {
+    const known = this.#lines.has(line);
+    const l = this.#claim(line, "in", options.pull === "up" ? 1 : 0);
+    // An input nobody has driven yet idles at its pull, like a button that is not pressed.
+    if (!known && options.pull === "up") l.level = 1;
+    l.edge = edge;
+    return {
+      read: () => l.level,
+      watch: (cb) => {
+        l.watcher = cb;
+      },
+      release: () => {
+        l.watcher = undefined;
+        l.inUse = false;
+      },
+    };
+  }
+
+  /** The outside world sets an input line (a button to ground reads 0 while pressed). */
+  drive(line: number, level: Level): void {
+    let l = this.#lines.get(line);
+    if (l?.direction === "out") throw new Error(`simulated line ${line} is an output; drive() moves inputs`);
+    if (!l) {
+      l = { level, direction: "in", inUse: false };
+      this.#lines.set(line, l);
+    }
+    if (!this.#set(line, l, level, "outside")) return;
+    if (l.watcher && l.edge && edgeMatches(l.edge, level)) l.watcher(level);
+  }
+
+  /** The line's current level; undefined for a line never touched. */
+  level(line: number): Level | undefined {
+    return this.#lines.get(line)?.level;
+  }
+
+  /** Level changes, oldest first, of one line or all of them. */
+  history(line?: number): LevelChange[] {
+    return this.#history.filter((c) => line === undefined || c.line === line).map((c) => ({ ...c }));
+  }
+
+  #claim(line: number, direction: "in" | "out", level: Level): SimLine {
+    const existing = this.#lines.get(line);
+    if (existing?.inUse) throw new Error(`simulated line ${line} is already in use`);
+    const l = existing ?? { level, direction, inUse: true };
+    l.direction = direction;
+    l.inUse = true;
+    this.#lines.set(line, l);
+    return l;
+  }
+
+  /** Returns whether the level changed; only changes go to the history. */
+  #set(line: number, l: SimLine, level: Level, by: LevelChange["by"]): boolean {
+    if (l.level === level && this.#recorded.has(line)) return false;
+    l.level = level;
+    this.#recorded.add(line);
+    this.#history.push({ at: this.#now(), line, level, by });
+    if (this.#history.length > this.#historyLimit) this.#history.shift();
+    return true;
+  }
+}

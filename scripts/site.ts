@@ -1,7 +1,8 @@
 /**
  * `npm start`: a whole PayLane site on one machine with embedded defaults —
  * the aedes gateway, the cloud (PGlite + in-process presence) and two kiosks
- * with simulated readers, each its own process, as they would be in the field.
+ * with simulated hardware (a PN532 simulator on a pty, a printer simulator,
+ * simulated GPIO), each its own process, as they would be in the field.
  *
  * MQTT_URL, DATABASE_URL and REDIS_URL swap in external services.
  * State (registry, kiosk journals, cloud database) lives in PAYLANE_DATA (.paylane/).
@@ -172,6 +173,17 @@ async function main(): Promise<void> {
       cloudUrl,
       dataDir: join(dataDir, "kiosks", device),
       http: { host: "127.0.0.1", port },
+      // The hardware a kiosk carries, simulated: the real PN532 and ESC/POS drivers talk to
+      // simulated peers (the PN532 over a pty pair), and the GPIO roles drive simulated lines.
+      reader: { type: "pn532-simulator" },
+      printer: { type: "simulator" },
+      gpio: {
+        backend: "simulated",
+        button: { line: { bcm: 27 } },
+        led: { line: { bcm: 18 } },
+        buzzer: { line: { bcm: 22 } },
+        relay: { line: { bcm: 17 }, pulseMs: 3000 },
+      },
     };
     const configPath = join(dataDir, `${device}.json`);
     await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });

@@ -180,7 +180,7 @@ test("an unknown kind is quarantined in its place, naming the kind and the known
   assert.is(q.applied, undefined);
   assert.equal(q.refusal, {
     code: "unknown-kind",
-    reason: 'entries[1]: unknown kind "payment" (known: checkin)',
+    reason: 'entries[1]: unknown kind "payment" (known: checkin, staff-call)',
     payload: JSON.stringify(payment),
   });
 });

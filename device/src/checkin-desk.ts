@@ -70,6 +70,7 @@ export class CheckinDesk {
       name: member.name,
       message: `Welcome, ${member.name}`,
       seq: entry.seq,
+      id: entry.id,
       at: at.toISOString(),
     };
   }

@@ -2,8 +2,74 @@
 import { readFile } from "node:fs/promises";
 import { ID_PATTERN, validate } from "@paylane/protocol";
 import { z } from "zod";
+import { GpioConfigSchema } from "./hardware/gpio/config.ts";
+import { COLUMNS_58MM, COLUMNS_80MM } from "./hardware/printer/receipt.ts";
 
 const port = z.number().int().min(0).max(65535);
+const devicePath = (example: string) =>
+  z
+    .string({ error: `expected a device path like ${example}` })
+    .min(1, { error: `expected a device path like ${example}` });
+const baudRate = z
+  .number({ error: "expected a baud rate such as 9600, 19200, 38400 or 115200" })
+  .int({ error: "expected an integer baud rate" })
+  .positive({ error: "expected a positive baud rate" });
+const columns = z
+  .number({ error: `expected ${COLUMNS_80MM} (80 mm paper) or ${COLUMNS_58MM} (58 mm)` })
+  .int()
+  .min(24, { error: "expected at least 24 columns" })
+  .max(64, { error: "expected at most 64 columns" })
+  .default(COLUMNS_80MM);
+const checkinReceipts = z.boolean({ error: "expected true or false" }).default(true);
+
+/**
+ * The NFC reader. `pn532`: a PN532 on a UART (HSU), e.g. /dev/ttyS0 or
+ * /dev/serial0 on a Pi. `pn532-simulator`: the daemon runs a PN532
+ * simulator on a pty pair and drives it with the same driver (demos,
+ * `npm start`); cards are placed through the local API.
+ */
+export const ReaderConfigSchema = z.discriminatedUnion(
+  "type",
+  [
+    z.strictObject({
+      type: z.literal("pn532"),
+      path: devicePath("/dev/ttyS0"),
+      baudRate: baudRate.default(115_200),
+      pollIntervalMs: z.number().int().min(5).max(1000).default(20),
+    }),
+    z.strictObject({
+      type: z.literal("pn532-simulator"),
+      pollIntervalMs: z.number().int().min(5).max(1000).default(20),
+    }),
+  ],
+  { error: 'expected reader.type "pn532" (with a path) or "pn532-simulator"' },
+);
+
+/**
+ * The receipt printer. Printing never holds up a check-in: on paper-out or a
+ * missing printer the kiosk offers the receipt as an on-screen QR code.
+ */
+export const PrinterConfigSchema = z.discriminatedUnion(
+  "type",
+  [
+    z.strictObject({ type: z.literal("none") }),
+    z.strictObject({
+      type: z.literal("serial"),
+      path: devicePath("/dev/ttyUSB0"),
+      baudRate: baudRate.default(38_400),
+      columns,
+      checkinReceipts,
+    }),
+    z.strictObject({
+      type: z.literal("device-file"),
+      path: devicePath("/dev/usb/lp0").default("/dev/usb/lp0"),
+      columns,
+      checkinReceipts,
+    }),
+    z.strictObject({ type: z.literal("simulator"), columns, checkinReceipts }),
+  ],
+  { error: 'expected printer.type "none", "serial", "device-file" or "simulator"' },
+);
 
 export const DeviceConfigSchema = z.object({
   site: z.string().regex(ID_PATTERN),
@@ -15,7 +81,10 @@ export const DeviceConfigSchema = z.object({
   /** Folder holding journal.db and replica.db. */
   dataDir: z.string().min(1),
   http: z.object({ host: z.string().default("127.0.0.1"), port }).default({ host: "127.0.0.1", port: 8081 }),
-  reader: z.object({ type: z.literal("simulated") }).default({ type: "simulated" }),
+  reader: ReaderConfigSchema.default({ type: "pn532-simulator", pollIntervalMs: 20 }),
+  printer: PrinterConfigSchema.default({ type: "none" }),
+  /** GPIO roles (call-staff button, status LED, buzzer, relay); absent: none. */
+  gpio: GpioConfigSchema.optional(),
   ackTimeoutMs: z.number().int().min(100).default(10_000),
   batchSize: z.number().int().min(1).max(1000).default(100),
   replicaRefreshMs: z.number().int().min(1000).default(60_000),
@@ -23,6 +92,8 @@ export const DeviceConfigSchema = z.object({
 });
 export type DeviceConfig = z.infer<typeof DeviceConfigSchema>;
 export type DeviceConfigInput = z.input<typeof DeviceConfigSchema>;
+export type ReaderConfig = z.infer<typeof ReaderConfigSchema>;
+export type PrinterConfig = z.infer<typeof PrinterConfigSchema>;
 
 export function parseDeviceConfig(json: unknown, source = "config"): DeviceConfig {
   const result = validate(DeviceConfigSchema, json);

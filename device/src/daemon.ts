@@ -1,21 +1,27 @@
 /**
- * The kiosk daemon: composes the journal, replica, reader, check-in desk,
- * MQTT uplink, replica sync and local API. The constructor only stores its
- * options; `start()` opens everything and `stop()` undoes it in reverse.
+ * The kiosk daemon: composes the journal, replica, peripherals (reader,
+ * printer, GPIO), check-in desk, MQTT uplink, replica sync and local API.
+ * The constructor only stores its options; `start()` opens everything and
+ * `stop()` undoes it in reverse.
  */
 
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { Credential, StaffCallBody, Telemetry } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
-import type { KioskState, TapResult } from "@paylane/ui/kiosk-api";
+import type { KioskState, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
 import pino, { type Logger } from "pino";
 import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";
 import type { DeviceConfig } from "./config.ts";
+import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
+import type { LedPattern } from "./hardware/gpio/status-led.ts";
+import type { PrinterHealth } from "./hardware/printer/printer.ts";
 import { Journal } from "./journal.ts";
 import { createLocalApi } from "./local-api.ts";
-import { SimulatedReader } from "./reader/simulated-reader.ts";
+import { Peripherals, type SelfTestReport } from "./peripherals.ts";
+import { receiptQrDataUrl } from "./receipt-qr.ts";
 import { Replica } from "./replica.ts";
 import { ReplicaSync } from "./replica-sync.ts";
 import { realTimers, type Timers } from "./timers.ts";
@@ -27,7 +33,10 @@ export const DEVICE_VERSION = "0.1.0";
 export interface DaemonEvents {
   state: [KioskState];
   result: [TapResult];
+  receipt: [ReceiptNotice];
   acked: [number];
+  /** A staff call was journaled (button or screen). */
+  "staff-call": [StaffCallBody];
 }
 
 export interface DaemonOptions {
@@ -35,7 +44,12 @@ export interface DaemonOptions {
   logger?: Logger;
   now?: () => Date;
   timers?: Timers;
+  /** For gpio.backend "johnny-five": the Firmata io (tests pass mock-firmata). */
+  firmataIo?: FirmataIo;
 }
+
+/** How long `tap()` waits for the reader to see a simulated card. */
+const SIMULATED_TAP_TIMEOUT_MS = 5000;
 
 export class KioskDaemon {
   readonly #config: DeviceConfig;
@@ -52,13 +66,25 @@ export class KioskDaemon {
   #api: ReturnType<typeof createLocalApi> | undefined;
   #telemetryTimer: unknown;
   #bootedAt: Date | undefined;
-  readonly reader = new SimulatedReader();
+  #hw: Peripherals | undefined;
+  #desk: CheckinDesk | undefined;
+  /** Decisions in progress, for the status LED's "busy". */
+  #deciding = 0;
+  /** Simulated taps run one at a time: a card must leave the field before the next is placed. */
+  #tapQueue: Promise<unknown> = Promise.resolve();
+  readonly #firmataIo: FirmataIo | undefined;
 
   constructor(o: DaemonOptions) {
     this.#config = o.config;
     this.#log = (o.logger ?? pino({ name: "paylane-device" })).child({ site: o.config.site, device: o.config.device });
     this.#now = o.now ?? (() => new Date());
     this.#timers = o.timers ?? realTimers;
+    this.#firmataIo = o.firmataIo;
+  }
+
+  get peripherals(): Peripherals {
+    if (!this.#hw) throw new Error("daemon is not started");
+    return this.#hw;
   }
 
   get address() {
@@ -150,6 +176,15 @@ export class KioskDaemon {
       isOnline: () => uplink.online,
       onJournaled: () => uplink.notifyAppended(),
     });
+    this.#desk = desk;
+    const hw = new Peripherals({
+      config: c,
+      logger: this.#log,
+      timers: this.#timers,
+      now: this.#now,
+      firmataIo: this.#firmataIo,
+    });
+    this.#hw = hw;
 
     const api = createLocalApi({
       state: () => this.state(),
@@ -159,21 +194,24 @@ export class KioskDaemon {
         cloud: uplink.cloudOnline,
         mqttError: uplink.lastError ?? null,
         replicaError: sync.lastError ?? null,
+        peripherals: hw.health(),
         ...(await journal.stats()),
       }),
       metrics: this.metrics,
-      simulatedTap: (uid) => this.reader.tap(uid),
+      simulatedTap: c.reader.type === "pn532-simulator" ? (uid) => this.tap(uid) : undefined,
+      enterCode: (code) => this.#decide({ type: "code", code }, taps),
+      callStaff: () => this.callStaff("screen"),
+      selfTest: () => this.selfTest(),
     });
     this.#api = api;
 
-    await this.reader.start(async (uid) => {
-      const result = await desk.decide({ type: "card", uid });
-      taps.inc({ outcome: result.outcome });
-      // The UID identifies a card, not a payment instrument, but it still stays out of info logs.
-      this.#log.info({ outcome: result.outcome, seq: result.seq }, "card tapped");
-      api.broadcast({ type: "result", result });
-      this.events.emit("result", result);
-      return result;
+    await hw.start({
+      onCard: (uid) => this.#decide({ type: "card", uid }, taps),
+      onCallStaff: () => void this.callStaff("button"),
+      onChange: () => {
+        void this.#pushState();
+        this.#showStatus();
+      },
     });
 
     this.#http = await listen(api.app, {
@@ -184,6 +222,7 @@ export class KioskDaemon {
     api.injectWebSocket(this.#http.server as Parameters<typeof api.injectWebSocket>[0]);
     await uplink.start();
     sync.start();
+    this.#showStatus();
     this.#scheduleTelemetry();
     this.#log.info({ port: this.#http.port }, "kiosk daemon started");
   }
@@ -192,13 +231,14 @@ export class KioskDaemon {
     this.#timers.clearTimeout(this.#telemetryTimer);
     this.#telemetryTimer = undefined;
     this.#sync?.stop();
-    await this.reader.stop();
+    await this.#hw?.stop();
     await this.#uplink?.stop();
     this.#api?.closeSockets();
     await this.#http?.close();
     await this.#replica?.close();
     await this.#journal?.close();
     this.#sync = this.#uplink = this.#http = this.#api = this.#replica = this.#journal = undefined;
+    this.#hw = this.#desk = undefined;
   }
 
   async state(): Promise<KioskState> {
@@ -210,14 +250,131 @@ export class KioskDaemon {
       online: uplink?.online ?? false,
       broker: uplink?.brokerConnected ?? false,
       cloud: uplink?.cloudOnline ?? false,
-      reader: { kind: this.reader.kind, state: this.reader.state },
+      reader: {
+        kind: "pn532",
+        simulated: this.#config.reader.type === "pn532-simulator",
+        state: this.#hw?.readerState ?? "disconnected",
+      },
       backlog: stats.backlog,
     };
   }
 
-  /** Places a card on the simulated reader. */
+  /**
+   * Places a card on the simulated PN532, waits for the kiosk's answer, and
+   * takes the card away again (and waits until the reader has seen the empty
+   * field, so the same card can be tapped next).
+   */
   tap(uid: string): Promise<TapResult> {
-    return this.reader.tap(uid);
+    const sim = this.#hw?.simulators.reader;
+    if (!sim) return Promise.reject(new Error("this kiosk's reader is not simulated"));
+    const run = this.#tapQueue.then(async () => {
+      const answered = new Promise<TapResult>((resolve, reject) => {
+        const timer = this.#timers.setTimeout(() => {
+          this.events.off("result", onResult);
+          reject(new Error(`the reader did not report the card within ${SIMULATED_TAP_TIMEOUT_MS} ms`));
+        }, SIMULATED_TAP_TIMEOUT_MS);
+        const onResult = (r: TapResult) => {
+          this.#timers.clearTimeout(timer);
+          resolve(r);
+        };
+        this.events.once("result", onResult);
+      });
+      sim.placeCard(uid);
+      try {
+        return await answered;
+      } finally {
+        sim.removeCard();
+        await this.#within(sim.nextPoll(), SIMULATED_TAP_TIMEOUT_MS);
+      }
+    });
+    this.#tapQueue = run.catch(() => {});
+    return run;
+  }
+
+  /** `p`, or nothing once `ms` passed (a reader that stopped polling must not wedge the next tap). */
+  async #within(p: Promise<void>, ms: number): Promise<void> {
+    let timer: unknown;
+    await Promise.race([p, new Promise<void>((resolve) => (timer = this.#timers.setTimeout(resolve, ms)))]);
+    this.#timers.clearTimeout(timer);
+  }
+
+  /** Journals a staff call (an alert for ops, delivered exactly once like any entry). */
+  async callStaff(source: StaffCallBody["source"]): Promise<void> {
+    const journal = this.#journal;
+    if (!journal) return;
+    const body: StaffCallBody = { source };
+    await journal.append("staff-call", body, this.#now());
+    this.#uplink?.notifyAppended();
+    this.#log.warn({ source }, "staff called");
+    this.events.emit("staff-call", body);
+  }
+
+  /** Exercises every peripheral (the relay is checked, never pulsed). */
+  selfTest(): Promise<SelfTestReport> {
+    if (!this.#hw) return Promise.reject(new Error("daemon is not started"));
+    return this.#hw.selfTest();
+  }
+
+  /** One decision from any credential source, with everything a user notices around it. */
+  async #decide(credential: Credential, taps: Counter<"outcome">): Promise<TapResult> {
+    const desk = this.#desk;
+    if (!desk) throw new Error("daemon is not started");
+    this.#deciding++;
+    this.#showStatus();
+    let result: TapResult;
+    try {
+      result = await desk.decide(credential);
+    } finally {
+      this.#deciding--;
+      this.#showStatus();
+    }
+    taps.inc({ outcome: result.outcome });
+    // The UID identifies a card, not a payment instrument, but it still stays out of info logs.
+    this.#log.info({ outcome: result.outcome, seq: result.seq, via: credential.type }, "credential presented");
+    const gpio = this.#hw?.gpio;
+    if (result.outcome === "welcome" || result.outcome === "already") gpio?.beep();
+    else gpio?.refuse();
+    if (result.outcome === "welcome") gpio?.unlock();
+    this.#api?.broadcast({ type: "result", result });
+    this.events.emit("result", result);
+    if (result.outcome === "welcome") void this.#printCheckinReceipt(result, credential);
+    return result;
+  }
+
+  /** Never holds up the answer; when nothing was printed the UI offers the receipt as a QR code. */
+  async #printCheckinReceipt(result: TapResult, credential: Credential): Promise<void> {
+    const printer = this.#hw?.printer;
+    const printerConfig = this.#config.printer;
+    if (!printer || printerConfig.type === "none" || !printerConfig.checkinReceipts) return;
+    if (!result.id || !this.#replica) return;
+    const info = await this.#replica.info();
+    const outcome = await printer.print({
+      kind: "checkin",
+      venue: info.siteName || this.#config.site,
+      kiosk: this.#config.device,
+      at: new Date(result.at),
+      timeZone: info.timezone,
+      memberName: result.name ?? "",
+      transactionId: result.id,
+      ...(credential.type === "card" ? { cardUid: credential.uid } : {}),
+    });
+    const notice: ReceiptNotice = outcome.printed
+      ? { id: result.id, printed: true }
+      : { id: result.id, printed: false, reason: outcome.reason, qr: await receiptQrDataUrl(result.id) };
+    if (!outcome.printed) this.#log.warn({ reason: outcome.reason }, "receipt not printed; offered on screen");
+    this.#api?.broadcast({ type: "receipt", receipt: notice });
+    this.events.emit("receipt", notice);
+  }
+
+  /** The status LED: fault beats offline beats busy beats idle. */
+  #showStatus(): void {
+    const gpio = this.#hw?.gpio;
+    if (!gpio) return;
+    let pattern: LedPattern = "idle";
+    if (this.#hw?.readerState === "disconnected") pattern = "fault";
+    else if (!this.#uplink?.online) pattern = "offline";
+    else if (this.#deciding > 0) pattern = "busy";
+    gpio.status(pattern);
   }
 
   async #pushState(): Promise<void> {
@@ -236,7 +393,8 @@ export class KioskDaemon {
   }
 
   async #sendTelemetry(): Promise<void> {
-    if (!this.#journal || !this.#uplink || !this.#replica || !this.#bootedAt) return;
+    const hw = this.#hw;
+    if (!this.#journal || !this.#uplink || !this.#replica || !this.#bootedAt || !hw) return;
     const stats = await this.#journal.stats();
     const replica = await this.#replica.info();
     const now = this.#now();
@@ -246,9 +404,17 @@ export class KioskDaemon {
       ackedUpTo: stats.ackedUpTo,
       lastSeq: stats.lastSeq,
       replicaVersion: replica.version,
-      reader: this.reader.state,
+      reader: hw.readerState,
       uptimeSeconds: (now.getTime() - this.#bootedAt.getTime()) / 1000,
+      printer: hw.printer ? printerTelemetry(hw.printer.health) : null,
+      gpio: hw.gpio
+        ? { backend: hw.gpio.backend.kind, state: hw.gpio.backend.state, lastError: hw.gpio.backend.lastError }
+        : null,
     };
     this.#uplink.publishTelemetry(telemetry);
   }
+}
+
+function printerTelemetry(h: PrinterHealth): NonNullable<Telemetry["printer"]> {
+  return { state: h.state, paper: h.paper, ...(h.lastError ? { lastError: h.lastError } : {}) };
 }

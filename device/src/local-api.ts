@@ -19,9 +19,27 @@ export interface LocalApiOptions {
   metrics: MetricsRegistry;
   /** Present when the reader is simulated: places a card on it. */
   simulatedTap?: (uid: string) => Promise<TapResult>;
+  /** A booking code typed on screen (offered while the reader is unavailable). */
+  enterCode: (code: string) => Promise<TapResult>;
+  /** The on-screen "call staff" button. */
+  callStaff: () => Promise<void>;
+  /** Exercises each peripheral. */
+  selfTest: () => Promise<unknown>;
 }
 
+const CODE = /^[A-Z0-9]{4,16}$/;
+
 const UID = /^([0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$/;
+
+/** One field of a JSON object body; undefined when the body is not such an object. */
+async function jsonField(req: Request, field: string): Promise<unknown> {
+  try {
+    const body: unknown = await req.json();
+    return typeof body === "object" && body !== null ? (body as Record<string, unknown>)[field] : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export function createLocalApi(o: LocalApiOptions) {
   const app = new Hono();
@@ -69,6 +87,23 @@ export function createLocalApi(o: LocalApiOptions) {
     }
     return c.json(await o.simulatedTap(uid));
   });
+  app.post("/api/code", async (c) => {
+    const raw = await jsonField(c.req.raw, "code");
+    const code = typeof raw === "string" ? raw.replace(/[\s-]/g, "").toUpperCase() : "";
+    if (!CODE.test(code)) {
+      return problemResponse({
+        title: "Invalid booking code",
+        status: 400,
+        detail: "code: expected 4 to 16 letters or digits, e.g. ADA1",
+      });
+    }
+    return c.json(await o.enterCode(code));
+  });
+  app.post("/api/call-staff", async (c) => {
+    await o.callStaff();
+    return c.json({ called: true });
+  });
+  app.post("/api/self-test", async (c) => c.json(await o.selfTest()));
   app.use("/*", serveStatic({ root: relative(process.cwd(), kioskDist) || "." }));
 
   return {

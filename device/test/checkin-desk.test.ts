@@ -75,11 +75,18 @@ test.after(async () => {
 
 test("a known card is welcomed and journaled with the replica version, online", async (ctx) => {
   const r = await ctx.desk.decide(card(ADA.cardUid));
-  assert.equal(r, { outcome: "welcome", name: "Ada", message: "Welcome, Ada", seq: 1, at: "2024-05-01T10:00:00.000Z" });
   assert.is(ctx.journaled, 1, "onJournaled fires once the entry is durable");
   const entries = await ctx.journal.entriesAfter(0, 10);
   assert.is(entries.length, 1);
   const e = entries[0]!;
+  assert.equal(r, {
+    outcome: "welcome",
+    name: "Ada",
+    message: "Welcome, Ada",
+    seq: 1,
+    id: e.id,
+    at: "2024-05-01T10:00:00.000Z",
+  });
   assert.is(e.seq, 1);
   assert.is(e.kind, "checkin");
   assert.is(e.at, "2024-05-01T10:00:00.000Z");

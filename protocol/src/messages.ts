@@ -59,9 +59,16 @@ export const CheckinBodySchema = z.object({
 });
 export type CheckinBody = z.infer<typeof CheckinBodySchema>;
 
+/** Someone pressed the kiosk's "call staff" button: an alert for ops, delivered like any entry (exactly once). */
+export const StaffCallBodySchema = z.object({
+  source: z.enum(["button", "screen"]),
+});
+export type StaffCallBody = z.infer<typeof StaffCallBodySchema>;
+
 /** Every entry kind the v1 cloud applies, with its body schema. */
 export const ENTRY_KINDS = {
   checkin: CheckinBodySchema,
+  "staff-call": StaffCallBodySchema,
 } as const;
 export type EntryKind = keyof typeof ENTRY_KINDS;
 
@@ -111,5 +118,23 @@ export const TelemetrySchema = z.object({
   replicaVersion: z.number().int().min(0),
   reader: z.enum(["ok", "degraded", "disconnected"]),
   uptimeSeconds: z.number().min(0),
+  /** Absent or null: the kiosk has no printer. Paper near-end / out reach ops here. */
+  printer: z
+    .object({
+      state: z.enum(["ok", "degraded", "disconnected"]),
+      paper: z.enum(["ok", "near-end", "out", "unknown"]),
+      lastError: z.string().optional(),
+    })
+    .nullable()
+    .optional(),
+  /** Absent or null: no GPIO roles configured. */
+  gpio: z
+    .object({
+      backend: z.string(),
+      state: z.enum(["ok", "degraded", "disconnected"]),
+      lastError: z.string().optional(),
+    })
+    .nullable()
+    .optional(),
 });
 export type Telemetry = z.infer<typeof TelemetrySchema>;

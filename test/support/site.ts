@@ -18,7 +18,7 @@ import {
   parseCloudEnv,
   seedSite,
 } from "@paylane/cloud";
-import { KioskDaemon, parseDeviceConfig } from "@paylane/device";
+import { type DeviceConfigInput, KioskDaemon, parseDeviceConfig } from "@paylane/device";
 import { Gateway } from "@paylane/gateway";
 import { type DeviceAddress, deviceIdentity, hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import { Redis } from "ioredis";
@@ -53,6 +53,8 @@ export const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
 
+export type HardwareConfig = Partial<Pick<DeviceConfigInput, "reader" | "printer" | "gpio">>;
+
 export interface TestSiteOptions extends Backends {
   kiosks?: string[];
   /** Extra enrolled devices with no daemon, for raw MQTT clients. */
@@ -61,12 +63,15 @@ export interface TestSiteOptions extends Backends {
   ackTimeoutMs?: number;
   timezone?: string;
   now?: () => Date;
+  /** Per kiosk: its reader, printer and gpio sections (default: a PN532 simulator, no printer). */
+  hardware?: Record<string, HardwareConfig>;
 }
 
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 export class TestSite {
-  readonly o: Required<Omit<TestSiteOptions, "members" | "now">> & Pick<TestSiteOptions, "members" | "now">;
+  readonly o: Required<Omit<TestSiteOptions, "members" | "now" | "hardware">> &
+    Pick<TestSiteOptions, "members" | "now" | "hardware">;
   readonly site = `t${randomBytes(4).toString("hex")}`;
   readonly signal = new Signal();
   readonly secrets = new Map<string, string>();
@@ -132,7 +137,7 @@ export class TestSite {
     this.db = this.o.db === "pg" ? await openPg({ url: PG_URL, schema: this.#schema }) : await openPglite();
     await this.startCloud();
     await seedSite(this.db, { id: this.site, name: "Test venue", timezone: this.o.timezone }, this.o.members);
-    for (const k of this.o.kiosks) await this.startKiosk(k);
+    for (const k of this.o.kiosks) await this.startKiosk(k, this.o.hardware?.[k]);
   }
 
   async startCloud(): Promise<CloudService> {
@@ -165,8 +170,12 @@ export class TestSite {
     await (how === "kill" ? cloud?.kill() : cloud?.stop());
   }
 
-  async startKiosk(device: string): Promise<KioskDaemon> {
+  /** `hardware`: reader, printer and gpio sections for this kiosk (default: a PN532 simulator, no printer). */
+  async startKiosk(device: string, hardware: HardwareConfig = {}): Promise<KioskDaemon> {
     const config = parseDeviceConfig({
+      // a quick poll: integration tests tap hundreds of cards through the PN532 simulator
+      reader: { type: "pn532-simulator", pollIntervalMs: 5 },
+      ...hardware,
       site: this.site,
       device,
       secret: this.secrets.get(device),
@@ -177,7 +186,7 @@ export class TestSite {
       ackTimeoutMs: this.o.ackTimeoutMs,
     });
     const daemon = new KioskDaemon({ config, logger: quiet.child({ device }), now: this.o.now });
-    for (const e of ["state", "result", "acked"] as const) daemon.events.on(e, this.signal.notify);
+    for (const e of ["state", "result", "receipt", "acked"] as const) daemon.events.on(e, this.signal.notify);
     await daemon.start();
     this.kiosks.set(device, daemon);
     // The first replica pull happens at start; wait for it so taps see the members.

@@ -17,8 +17,25 @@ export interface TapResult {
   message: string;
   /** Journal seq of the check-in, for `welcome`. */
   seq?: number;
+  /** Journal entry id of the check-in (the transaction id on its receipt), for `welcome`. */
+  id?: string;
   at: string;
 }
+
+/**
+ * What became of a result's receipt, sent after the result (printing never
+ * holds up the answer). When nothing was printed the UI shows `qr` instead.
+ */
+export type ReceiptNotice =
+  | { id: string; printed: true }
+  | {
+      id: string;
+      printed: false;
+      /** paper-out, disconnected, not-responding, timeout, busy, stopped, error */
+      reason: string;
+      /** The transaction id as a QR code: an SVG data URL. */
+      qr: string;
+    };
 
 export interface KioskState {
   site: string;
@@ -27,12 +44,16 @@ export interface KioskState {
   online: boolean;
   broker: boolean;
   cloud: boolean;
-  reader: { kind: "simulated" | "pn532"; state: "ok" | "degraded" | "disconnected" };
+  /** `simulated`: a PN532 simulator the page can place cards on. While `disconnected` the UI offers code entry. */
+  reader: { kind: "pn532"; simulated: boolean; state: "ok" | "degraded" | "disconnected" };
   /** Journal entries not yet acknowledged by the cloud. */
   backlog: number;
 }
 
-export type LiveMessage = { type: "state"; state: KioskState } | { type: "result"; result: TapResult };
+export type LiveMessage =
+  | { type: "state"; state: KioskState }
+  | { type: "result"; result: TapResult }
+  | { type: "receipt"; receipt: ReceiptNotice };
 
 export interface ProblemDetails {
   type: string;

@@ -17,7 +17,7 @@ const state = {
   online: true,
   broker: true,
   cloud: true,
-  reader: { kind: "simulated", state: "ok" },
+  reader: { kind: "pn532", simulated: true, state: "ok" },
   backlog: 0,
 };
 
@@ -96,7 +96,7 @@ tap("a problem's detail, else its title", async () => {
 tap("a non-problem error names the status", async () => {
   assert.equal(await postSimTap("04", answer(502, "<html>Bad gateway</html>", "text/html")), {
     ok: false,
-    error: "Tap failed (HTTP 502).",
+    error: "The kiosk refused the request (HTTP 502).",
   });
 });
 

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
-import type { KioskState, LiveMessage, ProblemDetails, TapResult } from "../src/kiosk-api.ts";
+import type { KioskState, LiveMessage, ProblemDetails, ReceiptNotice, TapResult } from "../src/kiosk-api.ts";
 
 export interface TapAnswer {
   status: number;
@@ -29,14 +29,14 @@ export function defaultState(): KioskState {
     online: true,
     broker: true,
     cloud: true,
-    reader: { kind: "simulated", state: "ok" },
+    reader: { kind: "pn532", simulated: true, state: "ok" },
     backlog: 0,
   };
 }
 
 export class FakeDaemon {
   state: KioskState = defaultState();
-  /** UIDs posted to /api/sim/tap, in order. */
+  /** UIDs posted to /api/sim/tap and booking codes posted to /api/code, in order. */
   readonly taps: string[] = [];
   /** Answer to the next taps; the default refuses, so a test must say what it expects. */
   onTap: (uid: string) => TapAnswer = () => ({
@@ -91,6 +91,10 @@ export class FakeDaemon {
     this.broadcast({ type: "result", result });
   }
 
+  pushReceipt(receipt: ReceiptNotice): void {
+    this.broadcast({ type: "receipt", receipt });
+  }
+
   /** Kill every live connection, like a daemon restart. */
   dropClients(): void {
     for (const ws of this.wss.clients) ws.terminate();
@@ -113,11 +117,13 @@ export class FakeDaemon {
     if (url.pathname === "/api/state" && req.method === "GET") {
       return json(res, 200, this.state);
     }
-    if (url.pathname === "/api/sim/tap" && req.method === "POST") {
+    const field = { "/api/sim/tap": "uid", "/api/code": "code" }[url.pathname];
+    if (field && req.method === "POST") {
       const body: unknown = JSON.parse(await readBody(req));
-      const uid = typeof body === "object" && body !== null && "uid" in body ? String(body.uid) : "";
-      this.taps.push(uid);
-      const answer = this.onTap(uid);
+      const value =
+        typeof body === "object" && body !== null && field in body ? String(body[field as keyof typeof body]) : "";
+      this.taps.push(value);
+      const answer = this.onTap(value);
       if (answer.push && "outcome" in answer.body) this.pushResult(answer.body);
       return json(res, answer.status, answer.body);
     }

@@ -225,12 +225,40 @@ it("a problem+json answer to a tap shows its detail", async (ctx) => {
   await error.waitFor({ state: "detached" });
 });
 
-it("no simulated reader control with a real reader; a missing reader changes the hint", async (ctx) => {
-  ctx.daemon.state.reader = { kind: "pn532", state: "disconnected" };
+it("no simulated reader control with a real reader; a missing reader offers booking-code entry", async (ctx) => {
+  ctx.daemon.state.reader = { kind: "pn532", simulated: false, state: "ok" };
   await open(ctx);
   await seeScreen(ctx.page, "attract", "Tap your card");
   assert.is(await ctx.page.getByTestId("sim-tap").count(), 0);
-  assert.match((await ctx.page.getByTestId("hint").textContent()) ?? "", /reader unavailable/);
+  assert.is(await ctx.page.getByTestId("code-input").count(), 0, "no code entry while the reader works");
+
+  ctx.daemon.setState({ reader: { kind: "pn532", simulated: false, state: "disconnected" } });
+  await ctx.page.getByTestId("code-input").waitFor();
+  assert.match((await ctx.page.getByTestId("hint").textContent()) ?? "", /reader unavailable/i);
+  ctx.daemon.onTap = (code) => ({
+    status: 200,
+    push: true,
+    body: result("welcome", { name: "Ada Lovelace", message: "Welcome, Ada Lovelace", seq: 3, at: `t-${code}` }),
+  });
+  await ctx.page.getByLabel("Booking code", { exact: true }).fill("ada1");
+  await ctx.page.getByTestId("code-submit").click();
+  await seeScreen(ctx.page, "welcome", "Welcome, Ada Lovelace");
+  assert.equal(ctx.daemon.taps, ["ada1"], "the daemon normalises and validates the code");
+});
+
+it("a receipt the printer could not print is offered as a QR code on the result screen", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  const id = "6f1c2f4e-5d7a-4c1b-9a3e-2b8d7c6e5f40";
+  ctx.daemon.pushResult(result("welcome", { name: "Ada", message: "Welcome, Ada", seq: 9, id, at: "t-qr" }));
+  await seeScreen(ctx.page, "welcome", "Welcome, Ada");
+  assert.is(await ctx.page.getByTestId("receipt").count(), 0, "nothing about a receipt before the printer answers");
+  const qr = `data:image/svg+xml;base64,${Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"/>').toString("base64")}`;
+  ctx.daemon.pushReceipt({ id, printed: false, reason: "paper-out", qr });
+  const img = ctx.page.getByTestId("receipt-qr");
+  await img.waitFor();
+  assert.is(await img.getAttribute("src"), qr);
+  assert.match((await ctx.page.getByTestId("receipt").textContent()) ?? "", /out of paper/);
 });
 
 it("shows Kiosk starting… without the daemon, and reconnects after a restart", async (ctx) => {

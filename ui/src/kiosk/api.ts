@@ -6,7 +6,7 @@
  * different versions can meet after a partial update, and a message the UI
  * does not understand is ignored rather than rendered half-way.
  */
-import type { KioskState, LiveMessage, ProblemDetails, TapOutcome, TapResult } from "../kiosk-api.ts";
+import type { KioskState, LiveMessage, ProblemDetails, ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
 
 const OUTCOMES: ReadonlySet<string> = new Set<TapOutcome>(["welcome", "unknown", "already", "refused"]);
 
@@ -36,8 +36,21 @@ export function isKioskState(value: unknown): value is KioskState {
     typeof value.device === "string" &&
     typeof value.online === "boolean" &&
     typeof value.backlog === "number" &&
-    (value.reader.kind === "simulated" || value.reader.kind === "pn532") &&
+    value.reader.kind === "pn532" &&
+    typeof value.reader.simulated === "boolean" &&
     typeof value.reader.state === "string"
+  );
+}
+
+export function isReceiptNotice(value: unknown): value is ReceiptNotice {
+  if (!isRecord(value) || typeof value.id !== "string") return false;
+  if (value.printed === true) return true;
+  return (
+    value.printed === false &&
+    typeof value.reason === "string" &&
+    typeof value.qr === "string" &&
+    // only our own SVG data URLs become an <img> source
+    value.qr.startsWith("data:image/svg+xml;base64,")
   );
 }
 
@@ -52,6 +65,7 @@ export function parseLiveMessage(data: unknown): LiveMessage | undefined {
   if (!isRecord(value)) return undefined;
   if (value.type === "state" && isKioskState(value.state)) return { type: "state", state: value.state };
   if (value.type === "result" && isTapResult(value.result)) return { type: "result", result: value.result };
+  if (value.type === "receipt" && isReceiptNotice(value.receipt)) return { type: "receipt", receipt: value.receipt };
   return undefined;
 }
 
@@ -74,13 +88,22 @@ function isProblem(value: unknown): value is ProblemDetails {
 }
 
 /** POST /api/sim/tap. Never throws: every failure becomes a sentence for the operator. */
-export async function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
+export function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
+  return postForResult("/api/sim/tap", { uid }, fetchImpl);
+}
+
+/** POST /api/code: a booking code typed on screen. Never throws. */
+export function postCode(code: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
+  return postForResult("/api/code", { code }, fetchImpl);
+}
+
+async function postForResult(path: string, payload: object, fetchImpl: typeof fetch): Promise<TapResponse> {
   let res: Response;
   try {
-    res = await fetchImpl("/api/sim/tap", {
+    res = await fetchImpl(path, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "application/json, application/problem+json" },
-      body: JSON.stringify({ uid }),
+      body: JSON.stringify(payload),
       signal: AbortSignal.timeout(TAP_TIMEOUT_MS),
     });
   } catch (err) {
@@ -102,5 +125,5 @@ export async function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): 
       : { ok: false, error: "The daemon sent an unreadable result." };
   }
   if (isProblem(body)) return { ok: false, error: body.detail ?? body.title };
-  return { ok: false, error: `Tap failed (HTTP ${res.status}).` };
+  return { ok: false, error: `The kiosk refused the request (HTTP ${res.status}).` };
 }

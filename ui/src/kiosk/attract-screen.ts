@@ -54,7 +54,7 @@ export class AttractScreen extends LitElement {
   override render() {
     const hint =
       this.reader === "disconnected"
-        ? html`<p class="warn" data-testid="hint">Card reader unavailable. Please ask at the desk.</p>`
+        ? html`<p class="warn" data-testid="hint">Card reader unavailable. Enter your booking code below.</p>`
         : html`<p data-testid="hint">Hold it flat against the reader</p>`;
     return html`${contactless}
       <h1 data-testid="message">Tap your card</h1>

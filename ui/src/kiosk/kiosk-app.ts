@@ -1,6 +1,6 @@
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
-import type { TapResult } from "../kiosk-api.ts";
+import type { ReceiptNotice, TapResult } from "../kiosk-api.ts";
 import { LiveController } from "./live-controller.ts";
 import "./attract-screen.ts";
 import "./offline-badge.ts";
@@ -70,7 +70,15 @@ export class KioskApp extends LitElement {
   /** The result on screen, if any; cleared by the timer. */
   @state() private shown: TapResult | undefined;
 
-  private readonly live = new LiveController(this, { onResult: (r) => this.show(r) });
+  /** The latest receipt notice; shown with the result it belongs to. */
+  @state() private receipt: ReceiptNotice | undefined;
+
+  private readonly live = new LiveController(this, {
+    onResult: (r) => this.show(r),
+    onReceipt: (r) => {
+      this.receipt = r;
+    },
+  });
   private returnTimer: ReturnType<typeof setTimeout> | undefined;
 
   override disconnectedCallback(): void {
@@ -110,7 +118,13 @@ export class KioskApp extends LitElement {
     const state = this.live.state;
     const screen = this.screen;
     return html`<main data-testid="screen" data-screen=${screen} aria-live="polite">${this.renderScreen(screen)}</main>
-      ${state?.reader.kind === "simulated" ? html`<paylane-sim-reader @tap-result=${this.onTapResult}></paylane-sim-reader>` : nothing}
+      ${
+        state?.reader.state === "disconnected"
+          ? html`<paylane-sim-reader mode="code" @tap-result=${this.onTapResult}></paylane-sim-reader>`
+          : state?.reader.simulated
+            ? html`<paylane-sim-reader @tap-result=${this.onTapResult}></paylane-sim-reader>`
+            : nothing
+      }
       <footer>
         <span data-testid="kiosk-id">${state ? `${state.site} / ${state.device}` : "PayLane kiosk"}</span>
         ${state ? html`<span data-testid="backlog">Backlog ${state.backlog}</span>` : nothing}
@@ -125,7 +139,7 @@ export class KioskApp extends LitElement {
     if (screen === "attract" || !this.shown) {
       return html`<paylane-attract-screen .reader=${this.live.state?.reader.state ?? "ok"}></paylane-attract-screen>`;
     }
-    return html`<paylane-result-screen .result=${this.shown}></paylane-result-screen>`;
+    return html`<paylane-result-screen .result=${this.shown} .receipt=${this.receipt}></paylane-result-screen>`;
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ReactiveController, ReactiveControllerHost } from "lit";
-import type { KioskState, TapResult } from "../kiosk-api.ts";
+import type { KioskState, ReceiptNotice, TapResult } from "../kiosk-api.ts";
 import { liveUrl, parseLiveMessage, resultKey } from "./api.ts";
 
 export interface LiveOptions {
@@ -10,6 +10,8 @@ export interface LiveOptions {
   maxBackoffMs?: number;
   /** Called once per distinct result, whichever way (WebSocket or HTTP) it came first. */
   onResult?: (result: TapResult) => void;
+  /** What became of a result's receipt (printed, or offered as a QR code). */
+  onReceipt?: (receipt: ReceiptNotice) => void;
 }
 
 /** Results remembered for de-duplication; a tap arrives at most twice, close together. */
@@ -98,8 +100,11 @@ export class LiveController implements ReactiveController {
         this.attempt = 0;
         this.state = msg.state;
         this.host.requestUpdate();
-      } else {
+      } else if (msg.type === "result") {
         this.acceptResult(msg.result);
+      } else {
+        this.options.onReceipt?.(msg.receipt);
+        this.host.requestUpdate();
       }
     });
     // An `error` event is always followed by `close`, so `close` alone drives reconnection.

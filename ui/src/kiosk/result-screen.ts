@@ -1,6 +1,6 @@
 import { css, html, LitElement, nothing, type SVGTemplateResult, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { TapOutcome, TapResult } from "../kiosk-api.ts";
+import type { ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
 
 interface View {
   icon: SVGTemplateResult;
@@ -95,9 +95,30 @@ export class ResultScreen extends LitElement {
       font-size: clamp(1.25rem, 4vw, 3rem);
       font-weight: 600;
     }
-  `;
+      .receipt {
+      margin: 0;
+      display: flex;
+      align-items: center;
+      gap: 1rem;
+      font-size: clamp(1rem, 2.5vw, 1.5rem);
+    }
+    .receipt img {
+      width: clamp(6rem, 22vh, 12rem);
+      height: auto;
+      background: #fff;
+      padding: 0.5rem;
+      border-radius: 8px;
+    }
+    figcaption {
+      max-width: 24ch;
+      text-align: left;
+    }
+`;
 
   @property({ attribute: false }) result: TapResult | undefined;
+
+  /** This result's receipt, once the printer has answered; a QR code is shown when nothing was printed. */
+  @property({ attribute: false }) receipt: ReceiptNotice | undefined;
 
   /** Reflected so the stylesheet can colour the whole screen. */
   @property({ reflect: true }) outcome: TapOutcome | undefined;
@@ -119,7 +140,19 @@ export class ResultScreen extends LitElement {
     if (!v) return nothing;
     return html`${v.icon}
       <h1 data-testid="message">${v.message}</h1>
-      ${v.hint ? html`<p data-testid="hint">${v.hint}</p>` : nothing}`;
+      ${v.hint ? html`<p data-testid="hint">${v.hint}</p>` : nothing}
+      ${this.renderReceipt()}`;
+  }
+
+  private renderReceipt() {
+    const r = this.receipt;
+    if (!r || r.id !== this.result?.id) return nothing;
+    if (r.printed) return html`<p class="receipt" data-testid="receipt">Please take your receipt</p>`;
+    const why = r.reason === "paper-out" ? "The printer is out of paper." : "The receipt could not be printed.";
+    return html`<figure class="receipt" data-testid="receipt">
+      <img data-testid="receipt-qr" src=${r.qr} alt="QR code of your receipt" />
+      <figcaption>${why} Scan the code for your receipt.</figcaption>
+    </figure>`;
   }
 }
 

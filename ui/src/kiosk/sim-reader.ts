@@ -1,14 +1,36 @@
 import { css, html, LitElement, nothing } from "lit";
-import { customElement, state } from "lit/decorators.js";
+import { customElement, property, state } from "lit/decorators.js";
 import type { TapResult } from "../kiosk-api.ts";
-import { postSimTap } from "./api.ts";
+import { postCode, postSimTap, type TapResponse } from "./api.ts";
+
+/** The two ways to present a credential by typing it: same form, different words and endpoint. */
+const MODES = {
+  /** Stand-in for the NFC reader when the daemon runs a PN532 simulator: places a card on it. */
+  card: {
+    tag: "Simulated reader",
+    label: "Card UID",
+    placeholder: "04A1B2C3",
+    button: "Tap card",
+    ids: { input: "sim-uid", submit: "sim-tap", error: "sim-error" },
+    send: (value: string) => postSimTap(value),
+  },
+  /** Offered while the card reader is unavailable: check in with a booking code. */
+  code: {
+    tag: "Card reader unavailable",
+    label: "Booking code",
+    placeholder: "ADA1",
+    button: "Check in",
+    ids: { input: "code-input", submit: "code-submit", error: "code-error" },
+    send: (value: string) => postCode(value),
+  },
+} satisfies Record<string, { send: (value: string) => Promise<TapResponse> } & Record<string, unknown>>;
 
 /**
- * Stand-in for the NFC reader when the daemon runs a simulated one: type a
- * card UID and tap. The daemon validates the UID; its problem+json `detail`
- * is shown as is.
+ * Type a credential and present it: a card UID on the simulated reader, or a
+ * booking code while the reader is unavailable. The daemon validates the
+ * value; its problem+json `detail` is shown as is.
  *
- * @fires tap-result - CustomEvent<TapResult> with the daemon's answer to the tap.
+ * @fires tap-result - CustomEvent<TapResult> with the daemon's answer.
  */
 @customElement("paylane-sim-reader")
 export class SimReader extends LitElement {
@@ -80,30 +102,33 @@ export class SimReader extends LitElement {
     }
   `;
 
+  @property() mode: keyof typeof MODES = "card";
   @state() private uid = "";
   @state() private busy = false;
   @state() private error: string | undefined;
 
   override render() {
+    const m = MODES[this.mode] ?? MODES.card;
     return html`<form @submit=${this.onSubmit}>
         <div class="name">
-          <span class="tag">Simulated reader</span>
-          <label for="uid">Card UID</label>
+          <span class="tag">${m.tag}</span>
+          <label for="uid">${m.label}</label>
         </div>
         <input
           id="uid"
-          data-testid="sim-uid"
+          data-testid=${m.ids.input}
           autocomplete="off"
+          autocapitalize="characters"
           spellcheck="false"
-          placeholder="04A1B2C3"
+          placeholder=${m.placeholder}
           .value=${this.uid}
           @input=${this.onInput}
           aria-invalid=${this.error ? "true" : "false"}
           aria-describedby="error"
         />
-        <button type="submit" data-testid="sim-tap" ?disabled=${this.busy}>Tap card</button>
+        <button type="submit" data-testid=${m.ids.submit} ?disabled=${this.busy}>${m.button}</button>
       </form>
-      ${this.error ? html`<p id="error" class="error" role="alert" data-testid="sim-error">${this.error}</p>` : nothing}`;
+      ${this.error ? html`<p id="error" class="error" role="alert" data-testid=${m.ids.error}>${this.error}</p>` : nothing}`;
   }
 
   private onInput(event: Event): void {
@@ -119,8 +144,8 @@ export class SimReader extends LitElement {
   private async tap(): Promise<void> {
     this.busy = true;
     this.error = undefined;
-    // The daemon owns UID validation, so even an empty UID is sent and its answer shown.
-    const res = await postSimTap(this.uid.trim());
+    // The daemon owns validation, so even an empty value is sent and its answer shown.
+    const res = await (MODES[this.mode] ?? MODES.card).send(this.uid.trim());
     this.busy = false;
     if (!res.ok) {
       this.error = res.error;

@@ -1,0 +1,135 @@
+/**
+ * The kiosk's hardware through real ttys: the daemon opens a PN532 and a
+ * receipt printer on pty device paths exactly as on a Pi, while the test
+ * drives the simulated peers on the other ends. A card placed by the test is
+ * checked in, journaled, committed in Postgres and printed; the reader's
+ * port is pulled and put back mid-run and the next card still works.
+ */
+import {
+  openPtyPair,
+  openSerialPort,
+  Pn532Simulator,
+  PrinterSimulator,
+  type PtyPair,
+  type SerialLink,
+} from "@paylane/device/hardware";
+import type { ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
+import { SerialPort } from "serialport";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { loud } from "../support/hooks.ts";
+import { TestSite } from "../support/site.ts";
+
+const it = suite("hardware through ptys");
+let site: TestSite;
+let readerPty: PtyPair;
+let printerPty: PtyPair;
+let reader: Pn532Simulator;
+let readerLink: SerialLink;
+let printer: PrinterSimulator;
+let printerPort: SerialPort;
+
+it.before(
+  loud("hardware site setup", async () => {
+    readerPty = await openPtyPair();
+    printerPty = await openPtyPair();
+    reader = new Pn532Simulator();
+    readerLink = await openSerialPort(readerPty.peerPath);
+    reader.start(readerLink);
+    printer = new PrinterSimulator();
+    printerPort = new SerialPort({ path: printerPty.peerPath, baudRate: 38_400 });
+    await new Promise<void>((resolve, reject) => printerPort.once("open", resolve).once("error", reject));
+    printer.attach(printerPort);
+
+    site = new TestSite({
+      db: "pglite",
+      presence: "memory",
+      broker: "aedes",
+      kiosks: ["k1"],
+      hardware: {
+        k1: {
+          reader: { type: "pn532", path: readerPty.devicePath, pollIntervalMs: 10 },
+          printer: { type: "serial", path: printerPty.devicePath, baudRate: 38_400 },
+        },
+      },
+    });
+    await site.start();
+  }),
+);
+
+it.after(async () => {
+  await site?.stop();
+  await readerLink?.close();
+  if (printerPort?.isOpen) await new Promise((resolve) => printerPort.close(resolve));
+  await readerPty?.close();
+  await printerPty?.close();
+});
+
+/** Holds `uid` on the reader until the kiosk answers, then takes it away. */
+async function present(uid: string): Promise<TapResult> {
+  const k1 = site.kiosk("k1");
+  const answered = new Promise<TapResult>((resolve) => k1.events.once("result", resolve));
+  reader.placeCard(uid);
+  try {
+    return await answered;
+  } finally {
+    reader.removeCard();
+    await reader.nextPoll();
+  }
+}
+
+it("a card on the reader's tty is checked in, committed once, and its receipt printed", async () => {
+  const k1 = site.kiosk("k1");
+  await site.signal.until(async () => (await k1.state()).reader.state === "ok", "reader ok");
+  const printed = printer.nextReceipt();
+  const result = await present("04A2B3C4");
+  assert.is(result.outcome, "welcome");
+  assert.is(result.message, "Welcome, Ada Lovelace");
+
+  const [entry] = await k1.journal.entriesAfter(0, 10);
+  assert.is(entry?.kind, "checkin", "journaled before the answer");
+  assert.is(entry?.id, result.id);
+
+  const receipt = await printed;
+  const text = receipt.lines.map((l) => l.text).join("\n");
+  assert.ok(
+    receipt.lines.some((l) => l.text.includes("Test venue") && l.align === "center" && l.bold),
+    text,
+  );
+  assert.match(text, /Ada Lovelace/);
+  assert.match(text, /k1/);
+  assert.equal(receipt.qr, [result.id], "the QR code carries the transaction id");
+  assert.ok(receipt.cut, "the receipt is cut");
+  assert.not.match(text, /04A2B3C4/, "a card UID is never printed in full");
+
+  await site.signal.until(async () => (await k1.journal.stats()).backlog === 0, "acked");
+  assert.is(await site.count("SELECT count(*) AS n FROM checkins WHERE site_id = $1", [site.site]), 1);
+});
+
+it("the reader's port is pulled and put back mid-run: the next card still works", async () => {
+  const k1 = site.kiosk("k1");
+  await readerLink.close();
+  await site.signal.until(async () => (await k1.state()).reader.state !== "ok", "reader notices the loss", 10_000);
+  readerLink = await openSerialPort(readerPty.peerPath);
+  reader.start(readerLink);
+  await site.signal.until(async () => (await k1.state()).reader.state === "ok", "reader back", 10_000);
+  const result = await present("04B1C2D3");
+  assert.is(result.outcome, "welcome");
+  assert.match(result.message, /^Welcome, /);
+});
+
+it("out of paper: the check-in is not held up and the receipt is offered on screen", async () => {
+  const k1 = site.kiosk("k1");
+  printer.setPaper("out");
+  const notices: ReceiptNotice[] = [];
+  k1.events.on("receipt", (n) => notices.push(n));
+  const result = await present("04C0FFEE");
+  assert.is(result.outcome, "welcome", "the answer comes whatever the printer does");
+  await site.signal.until(async () => notices.some((n) => n.id === result.id), "receipt notice");
+  const receipt = notices.find((n) => n.id === result.id)!;
+  assert.ok(!receipt.printed && receipt.reason === "paper-out", JSON.stringify(receipt));
+  assert.match(receipt.printed ? "" : receipt.qr, /^data:image\/svg\+xml;base64,/);
+  printer.setPaper("ok");
+});
+
+it.run();

@@ -45,11 +45,23 @@ it.before(
       db: "pglite",
       presence: "memory",
       broker: "aedes",
-      kiosks: ["k1"],
+      kiosks: ["k1", "k2"],
       hardware: {
         k1: {
           reader: { type: "pn532", path: readerPty.devicePath, pollIntervalMs: 10 },
           printer: { type: "serial", path: printerPty.devicePath, baudRate: 38_400 },
+        },
+        // k2: the npm start kiosk: PN532 simulator hosted by the daemon, printer simulator, simulated GPIO
+        k2: {
+          reader: { type: "pn532-simulator", pollIntervalMs: 5 },
+          printer: { type: "simulator" },
+          gpio: {
+            backend: "simulated",
+            button: { line: { bcm: 27 }, debounceMs: 20 },
+            led: { line: { bcm: 18 } },
+            buzzer: { line: { bcm: 22 } },
+            relay: { line: { bcm: 17 }, pulseMs: 500 },
+          },
         },
       },
     });
@@ -130,6 +142,61 @@ it("out of paper: the check-in is not held up and the receipt is offered on scre
   assert.ok(!receipt.printed && receipt.reason === "paper-out", JSON.stringify(receipt));
   assert.match(receipt.printed ? "" : receipt.qr, /^data:image\/svg\+xml;base64,/);
   printer.setPaper("ok");
+});
+
+it("GPIO: a welcome beeps and pulses the relay, a refusal sounds the refusal tone", async () => {
+  const k2 = site.kiosk("k2");
+  const panel = k2.peripherals.simulators.gpio!;
+  const off = panel.onChange(site.signal.notify);
+  assert.not.ok(panel.relayEnergised(), "the relay starts de-energised");
+  const welcome = await k2.tap("04A1B2C3D4E5F6");
+  assert.is(welcome.outcome, "welcome");
+  assert.ok(panel.relayEnergised(), "a welcome unlocks the door");
+  const beep = panel.history("buzzer").filter((c) => c.on).length;
+  assert.ok(beep >= 1, "a read beeps");
+  await site.signal.until(async () => !panel.relayEnergised(), "the relay drops after its pulse", 5000);
+
+  const refused = await k2.tap("04DEAD00");
+  assert.is(refused.outcome, "refused");
+  assert.not.ok(panel.relayEnergised(), "a refusal does not unlock");
+  const tones = () => panel.history("buzzer").filter((c) => c.on).length - beep;
+  await site.signal.until(async () => tones() >= 2 && !panel.buzzerSounding(), "the refusal tone: two long beeps");
+  off();
+});
+
+it("GPIO: the call-staff button raises one alert for ops, delivered to the cloud once", async () => {
+  const k2 = site.kiosk("k2");
+  const panel = k2.peripherals.simulators.gpio!;
+  const calls: unknown[] = [];
+  k2.events.on("staff-call", (c) => {
+    calls.push(c);
+    site.signal.notify();
+  });
+  panel.pressButton();
+  await site.signal.until(async () => calls.length === 1, "staff call journaled");
+  panel.releaseButton();
+  const alerts = async () =>
+    (
+      (await (await fetch(`${site.cloud!.url}/api/v1/alerts?site=${site.site}`)).json()) as {
+        items: Array<{ device: string; source: string }>;
+      }
+    ).items;
+  await site.signal.until(async () => (await alerts()).length === 1, "alert in the cloud", 10_000);
+  assert.equal(
+    (await alerts()).map((a) => [a.device, a.source]),
+    [["k2", "button"]],
+  );
+});
+
+it("self-test exercises every peripheral and says how each did", async () => {
+  const k2 = site.kiosk("k2");
+  const res = await fetch(`http://127.0.0.1:${k2.port}/api/self-test`, { method: "POST" });
+  const report = (await res.json()) as { ok: boolean; peripherals: Record<string, { ok: boolean; detail: string }> };
+  assert.ok(report.ok, JSON.stringify(report));
+  for (const p of ["reader", "printer", "gpio.relay", "gpio.led", "gpio.buzzer", "gpio.button"]) {
+    assert.ok(report.peripherals[p]?.ok, `${p}: ${JSON.stringify(report.peripherals[p])}`);
+  }
+  assert.not.ok(k2.peripherals.simulators.gpio!.relayEnergised(), "the self-test never opens the door");
 });
 
 it.run();

@@ -101,6 +101,38 @@ export function createApi(o: ApiOptions): Hono {
     return c.json({ items, next: items.length === limit && last ? cursor.encode(last.at, last.id) : null });
   });
 
+  /** Open alerts for ops: the newest staff calls (call-staff button or screen). */
+  app.get("/api/v1/alerts", async (c) => {
+    const q = ListQuery.omit({ before: true }).safeParse(c.req.query());
+    if (!q.success) return queryError(q.error);
+    const { site, device, limit } = q.data;
+    const { rows } = await o.db.query<{
+      id: string;
+      site_id: string;
+      device_id: string;
+      seq: number;
+      source: string;
+      at: Date;
+      received_at: Date;
+    }>(
+      `SELECT id, site_id, device_id, seq, source, at, received_at FROM staff_calls
+       WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR device_id = $2)
+       ORDER BY at DESC, id DESC LIMIT $3`,
+      [site ?? null, device ?? null, limit],
+    );
+    const items = rows.map((r) => ({
+      id: r.id,
+      kind: "staff-call",
+      site: r.site_id,
+      device: r.device_id,
+      seq: r.seq,
+      source: r.source,
+      at: r.at.toISOString(),
+      receivedAt: r.received_at.toISOString(),
+    }));
+    return c.json({ items });
+  });
+
   app.get("/api/v1/devices", async (c) => {
     const q = ListQuery.pick({ site: true }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);

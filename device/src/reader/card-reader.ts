@@ -6,11 +6,11 @@ export type ReaderState = "ok" | "degraded" | "disconnected";
 export type CardHandler = (uid: string) => Promise<TapResult>;
 
 /**
- * A card reader as the daemon sees it. Drivers (simulated now, PN532 later)
+ * A card reader as the daemon sees it. Drivers (the PN532 today)
  * report card UIDs as upper-case hex; the daemon never sees the wire.
  */
 export interface CardReader {
-  readonly kind: "simulated" | "pn532";
+  readonly kind: "pn532";
   readonly state: ReaderState;
   start(handler: CardHandler): Promise<void>;
   stop(): Promise<void>;

@@ -349,6 +349,11 @@ export class SimulatedPanel {
     this.sim.drive(this.#line("button"), physical(false, this.config.button?.activeLow ?? true));
   }
 
+  /** Calls `fn` whenever any line changes level; returns the unsubscribe. */
+  onChange(fn: () => void): () => void {
+    return this.sim.onChange(() => fn());
+  }
+
   relayEnergised(): boolean {
     return this.#on("relay", this.config.relay?.activeLow);
   }

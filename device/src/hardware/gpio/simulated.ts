@@ -55,6 +55,7 @@ export class SimulatedGpio implements GpioBackend {
   readonly #history: LevelChange[] = [];
   readonly #historyLimit: number;
   readonly #recorded = new Set<number>();
+  readonly #listeners = new Set<(change: LevelChange) => void>();
 
   constructor(o: SimulatedGpioOptions = {}) {
     this.#now = o.now ?? (() => new Date());
@@ -148,13 +149,21 @@ export class SimulatedGpio implements GpioBackend {
     return l;
   }
 
+  /** Calls `fn` on every level change (after it is recorded); returns the unsubscribe. */
+  onChange(fn: (change: LevelChange) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
   /** Returns whether the level changed; only changes go to the history. */
   #set(line: number, l: SimLine, level: Level, by: LevelChange["by"]): boolean {
     if (l.level === level && this.#recorded.has(line)) return false;
     l.level = level;
     this.#recorded.add(line);
-    this.#history.push({ at: this.#now(), line, level, by });
+    const change: LevelChange = { at: this.#now(), line, level, by };
+    this.#history.push(change);
     if (this.#history.length > this.#historyLimit) this.#history.shift();
+    for (const fn of [...this.#listeners]) fn(change);
     return true;
   }
 }

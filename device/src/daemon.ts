@@ -212,6 +212,7 @@ export class KioskDaemon {
         void this.#pushState();
         this.#showStatus();
       },
+      onPaper: () => void this.#sendTelemetry(),
     });
 
     this.#http = await listen(api.app, {

@@ -34,6 +34,8 @@ export interface PeripheralHandlers {
   onCallStaff: () => void;
   /** Any peripheral's health changed (reader state, printer state or paper). */
   onChange: () => void;
+  /** The printer's paper sensor changed (near-end, out, back to ok): ops hear it at once, not at the next telemetry tick. */
+  onPaper: () => void;
 }
 
 export interface PeripheralsHealth {
@@ -125,7 +127,10 @@ export class Peripherals {
         timers,
         render: { columns: config.printer.columns },
         onChange: () => h.onChange(),
-        onPaperStatus: (paper, previous) => this.#log.info({ paper, previous }, "printer paper status"),
+        onPaperStatus: (paper, previous) => {
+          this.#log.info({ paper, previous }, "printer paper status");
+          h.onPaper();
+        },
       });
       await this.#printer.start();
     }

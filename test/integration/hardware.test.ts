@@ -13,11 +13,13 @@ import {
   type PtyPair,
   type SerialLink,
 } from "@paylane/device/hardware";
+import { type Telemetry, topics } from "@paylane/protocol";
 import type { ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
 import { SerialPort } from "serialport";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
+import { record } from "../support/probe.ts";
 import { TestSite } from "../support/site.ts";
 
 const it = suite("hardware through ptys");
@@ -132,6 +134,8 @@ it("the reader's port is pulled and put back mid-run: the next card still works"
 
 it("out of paper: the check-in is not held up and the receipt is offered on screen", async () => {
   const k1 = site.kiosk("k1");
+  const ops = await site.opsClient();
+  const telemetry = await record<Telemetry>(ops, topics.telemetry(site.address("k1")), site.signal);
   printer.setPaper("out");
   const notices: ReceiptNotice[] = [];
   k1.events.on("receipt", (n) => notices.push(n));
@@ -141,6 +145,7 @@ it("out of paper: the check-in is not held up and the receipt is offered on scre
   const receipt = notices.find((n) => n.id === result.id)!;
   assert.ok(!receipt.printed && receipt.reason === "paper-out", JSON.stringify(receipt));
   assert.match(receipt.printed ? "" : receipt.qr, /^data:image\/svg\+xml;base64,/);
+  await site.signal.until(async () => telemetry.some((t) => t.printer?.paper === "out"), "ops told: paper out");
   printer.setPaper("ok");
 });
 

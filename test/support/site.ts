@@ -20,7 +20,14 @@ import {
 } from "@paylane/cloud";
 import { type DeviceConfigInput, KioskDaemon, parseDeviceConfig } from "@paylane/device";
 import { Gateway } from "@paylane/gateway";
-import { type DeviceAddress, deviceIdentity, hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import {
+  type DeviceAddress,
+  deviceIdentity,
+  hashSecret,
+  Registry,
+  type RegistryFile,
+  serviceUsername,
+} from "@paylane/protocol";
 import { Redis } from "ioredis";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
@@ -226,6 +233,19 @@ export class TestSite {
       clientId: deviceIdentity.clientId(a),
       username: deviceIdentity.username(a),
       password: this.secrets.get(device),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    this.#clients.push(client);
+    return client;
+  }
+
+  /** An ops watcher on the fleet's topics, with the cloud's service identity and a client id of its own. */
+  async opsClient(): Promise<MqttClient> {
+    const client = await mqtt.connectAsync(this.mqttUrl, {
+      clientId: `ops-${randomBytes(4).toString("hex")}`,
+      username: serviceUsername("cloud"),
+      password: this.#cloudSecret,
       protocolVersion: 4,
       reconnectPeriod: 0,
     });

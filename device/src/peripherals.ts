@@ -10,6 +10,7 @@
 import type { Logger } from "pino";
 import type { DeviceConfig, PrinterConfig, ReaderConfig } from "./config.ts";
 import { createGpioBackend } from "./hardware/gpio/factory.ts";
+import { openFirmata } from "./hardware/gpio/firmata-port.ts";
 import { type GpioHealth, GpioRoles, SimulatedPanel } from "./hardware/gpio/gpio-roles.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import { SimulatedGpio } from "./hardware/gpio/simulated.ts";
@@ -114,7 +115,12 @@ export class Peripherals {
   async start(h: PeripheralHandlers): Promise<void> {
     const { config, logger, timers, now } = this.#o;
     if (config.gpio) {
-      const backend = await createGpioBackend(config.gpio, { timers, logger, now, io: this.#o.firmataIo });
+      const io =
+        this.#o.firmataIo ??
+        (config.gpio.backend === "johnny-five" && config.gpio.johnnyFive
+          ? openFirmata(config.gpio.johnnyFive.path)
+          : undefined);
+      const backend = await createGpioBackend(config.gpio, { timers, logger, now, io });
       this.#gpio = new GpioRoles({ config: config.gpio, backend, timers, logger, now, onCallStaff: h.onCallStaff });
       await this.#gpio.start();
       if (backend instanceof SimulatedGpio) this.#panel = new SimulatedPanel(backend, config.gpio, this.#gpio.lines);

@@ -1,0 +1,29 @@
+/**
+ * Opens the Firmata board of gpio.backend "johnny-five": firmata-io (the
+ * Firmata protocol without a bundled transport) over our serialport, so
+ * johnny-five never loads its own serialport@8 native binding.
+ */
+import { createRequire } from "node:module";
+import { SerialPort } from "serialport";
+import type { FirmataIo } from "./johnny-five.ts";
+
+const require = createRequire(import.meta.url);
+
+/** StandardFirmata's default baud rate. */
+export const FIRMATA_BAUD = 57_600;
+
+type FirmataClass = new (transport: SerialPort) => FirmataIo;
+
+/**
+ * The board's io. A port that cannot be opened (board unplugged, wrong path)
+ * surfaces as the io's "error" event, which the johnny-five backend reports
+ * as disconnected; it never crashes the daemon.
+ */
+export function openFirmata(path: string, baudRate = FIRMATA_BAUD): FirmataIo {
+  // firmata-io ships CommonJS without types; `.Firmata` is the class, given an opened transport.
+  const { Firmata } = require("firmata-io") as { Firmata: FirmataClass };
+  const port = new SerialPort({ path, baudRate });
+  const io = new Firmata(port);
+  port.on("error", (err: Error) => io.emit("error", err));
+  return io;
+}

@@ -22,8 +22,10 @@ type FirmataClass = new (transport: SerialPort) => FirmataIo;
 export function openFirmata(path: string, baudRate = FIRMATA_BAUD): FirmataIo {
   // firmata-io ships CommonJS without types; `.Firmata` is the class, given an opened transport.
   const { Firmata } = require("firmata-io") as { Firmata: FirmataClass };
-  const port = new SerialPort({ path, baudRate });
-  const io = new Firmata(port);
-  port.on("error", (err: Error) => io.emit("error", err));
+  const io = new Firmata(new SerialPort({ path, baudRate }));
+  // firmata-io re-emits the port's errors on the io; one may come before the backend starts
+  // listening, and an "error" with no listener would throw. The backend, once started, hears
+  // the rest (and a board that never got ready times out as disconnected).
+  io.on("error", () => {});
   return io;
 }

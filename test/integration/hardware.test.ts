@@ -193,6 +193,22 @@ it("GPIO: the call-staff button raises one alert for ops, delivered to the cloud
   );
 });
 
+it("a booking code typed on screen checks in like a card; a malformed one is refused naming the field", async () => {
+  const k2 = site.kiosk("k2");
+  const post = (code: unknown) =>
+    fetch(`http://127.0.0.1:${k2.port}/api/code`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ code }),
+    });
+  const ok = await post("grace-1906");
+  assert.is(ok.status, 200);
+  assert.is(((await ok.json()) as TapResult).message, "Welcome, Grace Hopper");
+  const bad = await post("no!");
+  assert.is(bad.status, 400);
+  assert.match(((await bad.json()) as { detail: string }).detail, /^code: expected 4 to 16 letters or digits/);
+});
+
 it("self-test exercises every peripheral and says how each did", async () => {
   const k2 = site.kiosk("k2");
   const res = await fetch(`http://127.0.0.1:${k2.port}/api/self-test`, { method: "POST" });

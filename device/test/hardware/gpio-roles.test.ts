@@ -128,6 +128,20 @@ test("self-test blinks the LED, chirps the buzzer, reads the button, and does no
   await roles.stop();
 });
 
+test("self-test during a check-in's unlock: the relay reads energised as it should, and is not pulsed again", async () => {
+  const { roles, timers, panel } = await rig();
+  roles.unlock();
+  const running = roles.selfTest();
+  timers.advance(1000);
+  assert.equal((await running).relay, { ok: true, detail: "unlocking (a check-in's pulse); reads energised" });
+  assert.equal(
+    panel.history("relay").map((c) => c.on),
+    [false, true],
+    "one pulse: the check-in's",
+  );
+  await roles.stop();
+});
+
 test("self-test with pulseRelay pulses the relay for its pulseMs; the LED resumes its pattern", async () => {
   const { roles, timers, panel } = await rig();
   roles.status("idle");

@@ -313,6 +313,12 @@ export class GpioRoles {
       return { ok: false, detail: this.health().roles.relay?.lastError ?? "not started" };
     if (!pulse) {
       const on = relay.readEnergised();
+      // A check-in's unlock may be in progress: then the line must read energised, else de-energised.
+      if (relay.energised) {
+        return on === false
+          ? { ok: false, detail: "unlocking, but reads de-energised" }
+          : { ok: true, detail: "unlocking (a check-in's pulse); reads energised" };
+      }
       if (on === true) return { ok: false, detail: "not pulsed, but reads energised" };
       return {
         ok: true,

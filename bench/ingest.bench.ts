@@ -50,19 +50,10 @@ import { cpuSeconds, cpuSnapshot } from "./lib/cpu.ts";
 import type { FleetIn, FleetOut } from "./lib/fleet-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import { connectRaw, enrolRaw, type RawMode, rawInsert, rawRows } from "./lib/raw.ts";
-import { fmtInt, fmtMs, percentile, progress, rate, table } from "./lib/stats.ts";
+import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { TimedDatabase } from "./lib/timed-db.ts";
 
 const TARGET_RATIO = 0.8;
-
-function intEnv(name: string, def: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return def;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min)
-    throw new Error(`${name}=${JSON.stringify(raw)}: expected an integer >= ${min}`);
-  return n;
-}
 
 const cfg = {
   url: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test",
@@ -487,12 +478,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runBench(main);

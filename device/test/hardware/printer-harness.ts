@@ -4,11 +4,11 @@
  * that survives the pair being torn down and rebuilt, and bounded waits on
  * real I/O events (the wall-clock limit only ever fails a test).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { SerialPort } from "serialport";
 import type { ByteStream } from "../../src/hardware/printer/transport.ts";
+import { type PtyPair as OpenPtyPair, openPtyPair } from "../../src/hardware/serial/pty-pair.ts";
 
 /** Rejects with `what` if `p` has not settled within `ms` of real time. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -35,11 +35,15 @@ export function received(peer: ByteStream, n: number, ms = 3000): Promise<Uint8A
   });
 }
 
-/** `socat -d -d pty,raw,echo=0,link=A pty,raw,echo=0,link=B`: bytes written to A come out of B and back. */
+/**
+ * A socat pty pair at fixed paths (../../src/hardware/serial/pty-pair.ts)
+ * that can be torn down and rebuilt at the same paths, like a USB printer
+ * unplugged and plugged back in.
+ */
 export class PtyPair {
   readonly a: string;
   readonly b: string;
-  #proc: ChildProcess | undefined;
+  #pair: OpenPtyPair | undefined;
 
   constructor(dir: string, name: string) {
     this.a = join(dir, `${name}-host`);
@@ -47,37 +51,18 @@ export class PtyPair {
   }
 
   get running(): boolean {
-    return this.#proc !== undefined;
+    return this.#pair !== undefined;
   }
 
   async start(): Promise<void> {
-    const proc = spawn("socat", ["-d", "-d", `pty,raw,echo=0,link=${this.a}`, `pty,raw,echo=0,link=${this.b}`], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    this.#proc = proc;
-    let log = "";
-    await within(
-      new Promise<void>((resolve, reject) => {
-        proc.stderr?.on("data", (d: Buffer) => {
-          log += d.toString();
-          if (log.includes("starting data transfer loop")) resolve();
-        });
-        proc.once("exit", (code) => reject(new Error(`socat exited (${code}) before the ptys were ready: ${log}`)));
-        proc.once("error", reject);
-      }),
-      5000,
-      "socat to create the pty pair",
-    );
+    this.#pair = await openPtyPair({ devicePath: this.a, peerPath: this.b });
   }
 
   /** Tears the pair down: both device paths vanish, open ends see a hang-up. */
   async stop(): Promise<void> {
-    const proc = this.#proc;
-    this.#proc = undefined;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill("SIGTERM");
-    await within(exited, 5000, "socat to exit");
+    const pair = this.#pair;
+    this.#pair = undefined;
+    await pair?.close();
   }
 }
 

@@ -196,7 +196,7 @@ async function main(): Promise<void> {
     "",
     "PayLane site is running",
     `  MQTT broker      ${mqttUrl}${embeddedBroker ? " (embedded aedes gateway)" : ""}`,
-    `  Cloud API        ${cloudUrl}  (/api/v1/checkins, /api/v1/devices, /healthz, /metrics)`,
+    `  Cloud API        ${cloudUrl}  (/api/v1/checkins, /api/v1/devices, /api/v1/alerts, /healthz, /metrics)`,
     `  Cloud database   ${env.DATABASE_URL ? "Postgres (DATABASE_URL)" : `PGlite in ${join(dataDir, "cloud-db")}`}`,
     `  Presence         ${env.REDIS_URL ? "Redis (REDIS_URL)" : "in-process store"}`,
     ...KIOSKS.map((k, i) => `  Kiosk ${k}         ${kioskUrls[i]}`),

@@ -43,6 +43,8 @@ export class FakeDaemon {
     status: 500,
     body: { type: "about:blank", title: "No tap handler", status: 500 },
   });
+  /** POSTs to /api/call-staff. */
+  staffCalls = 0;
   /** While false the daemon is "down": WebSocket upgrades are dropped. */
   accepting = true;
 
@@ -103,6 +105,7 @@ export class FakeDaemon {
   reset(): void {
     this.state = defaultState();
     this.taps.length = 0;
+    this.staffCalls = 0;
     this.accepting = true;
     this.dropClients();
   }
@@ -116,6 +119,10 @@ export class FakeDaemon {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (url.pathname === "/api/state" && req.method === "GET") {
       return json(res, 200, this.state);
+    }
+    if (url.pathname === "/api/call-staff" && req.method === "POST") {
+      this.staffCalls++;
+      return json(res, 200, { called: true });
     }
     const field = { "/api/sim/tap": "uid", "/api/code": "code" }[url.pathname];
     if (field && req.method === "POST") {

@@ -246,6 +246,15 @@ it("no simulated reader control with a real reader; a missing reader offers book
   assert.equal(ctx.daemon.taps, ["ada1"], "the daemon normalises and validates the code");
 });
 
+it("the on-screen call-staff button calls staff once per press and says so", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract");
+  const button = ctx.page.getByTestId("call-staff");
+  await button.click();
+  await button.filter({ hasText: "Staff is on the way" }).waitFor();
+  assert.is(ctx.daemon.staffCalls, 1);
+});
+
 it("a receipt the printer could not print is offered as a QR code on the result screen", async (ctx) => {
   await open(ctx);
   await seeScreen(ctx.page, "attract");

@@ -92,6 +92,16 @@ export function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): Promis
   return postForResult("/api/sim/tap", { uid }, fetchImpl);
 }
 
+/** POST /api/call-staff. Never throws: false when the daemon did not take the call. */
+export async function postCallStaff(fetchImpl: typeof fetch = fetch): Promise<boolean> {
+  try {
+    const res = await fetchImpl("/api/call-staff", { method: "POST", signal: AbortSignal.timeout(TAP_TIMEOUT_MS) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
 /** POST /api/code: a booking code typed on screen. Never throws. */
 export function postCode(code: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
   return postForResult("/api/code", { code }, fetchImpl);

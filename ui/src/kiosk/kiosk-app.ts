@@ -1,6 +1,7 @@
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
 import type { ReceiptNotice, TapResult } from "../kiosk-api.ts";
+import { postCallStaff } from "./api.ts";
 import { LiveController } from "./live-controller.ts";
 import "./attract-screen.ts";
 import "./offline-badge.ts";
@@ -53,7 +54,19 @@ export class KioskApp extends LitElement {
       top: clamp(0.5rem, 2vh, 1rem);
       right: clamp(0.5rem, 2vw, 1rem);
     }
+    .call-staff {
+      min-height: 48px;
+      padding: 0 1rem;
+      font: inherit;
+      font-weight: 700;
+      border: 2px solid #ffd54f;
+      border-radius: 8px;
+      background: #000;
+      color: #ffd54f;
+      touch-action: manipulation;
+    }
     footer {
+      align-items: center;
       display: flex;
       justify-content: space-between;
       gap: 1rem;
@@ -69,6 +82,9 @@ export class KioskApp extends LitElement {
 
   /** The result on screen, if any; cleared by the timer. */
   @state() private shown: TapResult | undefined;
+
+  /** The call-staff button's last outcome, shown in the footer. */
+  @state() private staffCall: "idle" | "calling" | "called" | "failed" = "idle";
 
   /** The latest receipt notice; shown with the result it belongs to. */
   @state() private receipt: ReceiptNotice | undefined;
@@ -109,6 +125,11 @@ export class KioskApp extends LitElement {
     return Number.isFinite(this.resultMs) && this.resultMs > 0 ? this.resultMs : 5000;
   }
 
+  private async onCallStaff(): Promise<void> {
+    this.staffCall = "calling";
+    this.staffCall = (await postCallStaff()) ? "called" : "failed";
+  }
+
   private onTapResult(event: CustomEvent<TapResult>): void {
     // The same result also arrives over the WebSocket; the controller shows it once.
     this.live.acceptResult(event.detail);
@@ -128,6 +149,24 @@ export class KioskApp extends LitElement {
       <footer>
         <span data-testid="kiosk-id">${state ? `${state.site} / ${state.device}` : "PayLane kiosk"}</span>
         ${state ? html`<span data-testid="backlog">Backlog ${state.backlog}</span>` : nothing}
+        ${
+          state
+            ? html`<button
+                class="call-staff"
+                data-testid="call-staff"
+                ?disabled=${this.staffCall === "calling"}
+                @click=${this.onCallStaff}
+              >
+                ${
+                  this.staffCall === "called"
+                    ? "Staff is on the way"
+                    : this.staffCall === "failed"
+                      ? "Could not call staff. Try again"
+                      : "Call staff"
+                }
+              </button>`
+            : nothing
+        }
       </footer>
       <paylane-offline-badge class="badge" ?offline=${state?.online === false}></paylane-offline-badge>`;
   }

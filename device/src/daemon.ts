@@ -17,6 +17,7 @@ import { CheckinDesk } from "./checkin-desk.ts";
 import type { DeviceConfig } from "./config.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import type { LedPattern } from "./hardware/gpio/status-led.ts";
+import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
 import type { PrinterHealth } from "./hardware/printer/printer.ts";
 import { Journal } from "./journal.ts";
 import { createLocalApi } from "./local-api.ts";
@@ -406,6 +407,7 @@ export class KioskDaemon {
       lastSeq: stats.lastSeq,
       replicaVersion: replica.version,
       reader: hw.readerState,
+      readerStats: readerStats(hw.health().reader.counters),
       uptimeSeconds: (now.getTime() - this.#bootedAt.getTime()) / 1000,
       printer: hw.printer ? printerTelemetry(hw.printer.health) : null,
       gpio: hw.gpio
@@ -418,4 +420,16 @@ export class KioskDaemon {
 
 function printerTelemetry(h: PrinterHealth): NonNullable<Telemetry["printer"]> {
   return { state: h.state, paper: h.paper, ...(h.lastError ? { lastError: h.lastError } : {}) };
+}
+
+function readerStats(c: Pn532Counters): NonNullable<Telemetry["readerStats"]> {
+  const discarded = Object.values(c.discarded).reduce((a, b) => a + b, 0);
+  return {
+    reads: c.reads,
+    timeouts: c.timeouts,
+    nacksSent: c.nacksSent,
+    reinits: c.reinits,
+    reconnects: c.reconnects,
+    discarded,
+  };
 }

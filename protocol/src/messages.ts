@@ -117,6 +117,18 @@ export const TelemetrySchema = z.object({
   lastSeq: z.number().int().min(0),
   replicaVersion: z.number().int().min(0),
   reader: z.enum(["ok", "degraded", "disconnected"]),
+  /** The reader's wire health since the daemon started: what a flaky cable or a dying chip looks like. */
+  readerStats: z
+    .object({
+      reads: z.number().int().min(0),
+      timeouts: z.number().int().min(0),
+      nacksSent: z.number().int().min(0),
+      reinits: z.number().int().min(0),
+      reconnects: z.number().int().min(0),
+      /** Bytes of garbage plus frames with a bad checksum, length or ending. */
+      discarded: z.number().int().min(0),
+    })
+    .optional(),
   uptimeSeconds: z.number().min(0),
   /** Absent or null: the kiosk has no printer. Paper near-end / out reach ops here. */
   printer: z

@@ -146,6 +146,16 @@ it("out of paper: the check-in is not held up and the receipt is offered on scre
   assert.ok(!receipt.printed && receipt.reason === "paper-out", JSON.stringify(receipt));
   assert.match(receipt.printed ? "" : receipt.qr, /^data:image\/svg\+xml;base64,/);
   await site.signal.until(async () => telemetry.some((t) => t.printer?.paper === "out"), "ops told: paper out");
+  const last = telemetry.at(-1)!;
+  assert.ok(
+    (last.readerStats?.reads ?? 0) >= 3,
+    `the reader's wire health travels too: ${JSON.stringify(last.readerStats)}`,
+  );
+  const s = last.readerStats!;
+  assert.ok(
+    s.timeouts + s.reinits + s.reconnects >= 1,
+    `the pulled port shows in the wire stats: ${JSON.stringify(s)}`,
+  );
   printer.setPaper("ok");
 });
 

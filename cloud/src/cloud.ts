@@ -3,7 +3,7 @@
  * the MQTT bridge and the HTTP API. The constructor stores options only;
  * `start()` and `stop()` mirror each other.
  */
-import { Registry, serviceUsername } from "@paylane/protocol";
+import { Registry, serviceUsername, type Timers } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
 import pino, { type Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
@@ -23,6 +23,8 @@ export interface CloudOptions {
   config: CloudConfig;
   logger?: Logger;
   now?: () => Date;
+  /** Timers for the bridge's gap detection (tests drive them). */
+  timers?: Timers;
   /** An already-open database (tests share one across cloud restarts); the cloud then does not close it. */
   db?: Database;
   /** Only this site's MQTT topics (tests on a shared broker). */
@@ -107,6 +109,8 @@ export class CloudService {
       logger: this.#log,
       metrics: this.metrics,
       now: this.#now,
+      timers: this.#o.timers,
+      gapWaitMs: c.GAP_WAIT_MS,
       instance: c.CLOUD_INSTANCE,
       site: this.#o.site,
       onCommitted: this.#o.onCommitted,

@@ -29,6 +29,8 @@ export const CloudEnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
     .default("cloud-1"),
+  /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
+  GAP_WAIT_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
 });
 export type CloudConfig = z.infer<typeof CloudEnvSchema>;
 

@@ -13,6 +13,9 @@
 import {
   AckSchema,
   CloudStatusSchema,
+  type CommandResult,
+  CommandResultSchema,
+  CommandSchema,
   type DeviceAddress,
   decode,
   deviceIdentity,
@@ -20,10 +23,13 @@ import {
   EventBatchSchema,
   encode,
   PROTOCOL_VERSION,
+  REPLAY_FROM,
+  ReplayFromArgsSchema,
   StatusSchema,
   type Telemetry,
   TelemetrySchema,
   topics,
+  validate,
 } from "@paylane/protocol";
 import { redactUrl } from "@paylane/protocol/service";
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
@@ -183,7 +189,13 @@ export class Uplink {
     this.lastError = undefined;
     const { address } = this.#o;
     this.#o.logger.info({ url: redactUrl(this.#o.url) }, "connected to broker");
-    client.subscribe([topics.ack(address), topics.errors(address), topics.cloudStatus], { qos: 1 }, (err, granted) => {
+    const subscriptions = [
+      topics.ack(address),
+      topics.errors(address),
+      topics.cmd(address, REPLAY_FROM),
+      topics.cloudStatus,
+    ];
+    client.subscribe(subscriptions, { qos: 1 }, (err, granted) => {
       const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
       if (err || refused.length > 0) this.#o.logger.error({ err: err?.message, refused }, "subscription refused");
     });
@@ -246,10 +258,36 @@ export class Uplink {
         }
         this.#o.onChange?.();
       }
+    } else if (topic === topics.cmd(address, REPLAY_FROM)) {
+      this.#onReplayFrom(payload);
     } else if (topic === topics.errors(address)) {
       const report = decode(ErrorReportSchema, payload);
       this.#o.logger.error(report.ok ? report.value : { error: report.error }, "cloud refused a message");
     }
+  }
+
+  /**
+   * The cloud saw a gap and asks for everything from `from`. Acks stop at a
+   * gap, so the journal's unacked entries start there: a resend from the last
+   * ack covers it (and a stale request only causes harmless duplicates).
+   */
+  #onReplayFrom(payload: Buffer): void {
+    const command = decode(CommandSchema, payload);
+    if (!command.ok) {
+      this.#o.logger.error({ error: command.error }, "malformed replay-from command ignored");
+      return;
+    }
+    const { id } = command.value;
+    const args = validate(ReplayFromArgsSchema, command.value.args, "args");
+    let result: CommandResult;
+    if (!args.ok) {
+      result = { id, ok: false, error: args.error };
+    } else {
+      this.#o.logger.info({ from: args.value.from, ackedUpTo: this.#ackedUpTo }, "cloud asked for a replay");
+      this.#resendFromAck("replay-from");
+      result = { id, ok: true, result: { resendingFrom: this.#ackedUpTo + 1 } };
+    }
+    this.#client?.publish(topics.cmdResult(this.#o.address), encode(CommandResultSchema, result), { qos: 1 });
   }
 
   async #onAck(upTo: number): Promise<void> {

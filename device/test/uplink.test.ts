@@ -16,6 +16,7 @@ import {
   hashSecret,
   Registry,
   type RegistryFile,
+  REPLAY_FROM,
   type Status,
   serviceUsername,
   topics,
@@ -386,6 +387,26 @@ test("the cloud going offline then online again makes the kiosk re-announce and 
   });
   assert.equal(await nextBatch(ctx), [2, 3]);
   assert.is(ctx.uplink.online, true);
+});
+
+test("cmd/replay-from: the kiosk resends from its last ack at once and answers on cmd-result", async (ctx) => {
+  await ctx.cloud.subscribeAsync(topics.cmdResult(K1), { qos: 1 });
+  await appendEntries(ctx, 5);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 5);
+  await ack(ctx, 2);
+  await until(ctx, () => ctx.acked.includes(2), "ack 2 recorded");
+
+  const replay = (id: string, args: unknown) =>
+    ctx.cloud.publishAsync(topics.cmd(K1, REPLAY_FROM), JSON.stringify({ id, args }), { qos: 1 });
+  await replay("r1", { from: 3 });
+  assert.equal(await nextBatch(ctx), [3, 4, 5], "resent from the gap, with no ack timeout elapsed");
+  assert.equal(await next(ctx, topics.cmdResult(K1)), { id: "r1", ok: true, result: { resendingFrom: 3 } });
+
+  await replay("r2", { from: 0 });
+  const refused = await next<{ id: string; ok: boolean; error: string }>(ctx, topics.cmdResult(K1));
+  assert.equal([refused.id, refused.ok], ["r2", false]);
+  assert.match(refused.error, /^args\.from: /, "the error names the bad argument");
 });
 
 test("an ack beyond the last journaled seq is refused and does not move the journal", async (ctx) => {

@@ -150,3 +150,28 @@ export const TelemetrySchema = z.object({
     .optional(),
 });
 export type Telemetry = z.infer<typeof TelemetrySchema>;
+
+/**
+ * `cmd/{name}` (cloud → device): a command, answered on `cmd-result` with the same id.
+ * `args` are checked per command (e.g. ReplayFromArgsSchema).
+ */
+export const CommandSchema = z.object({
+  id: z.string().min(1).max(64),
+  args: z.record(z.string(), z.unknown()).default({}),
+});
+export type Command = z.infer<typeof CommandSchema>;
+
+/** `cmd-result` (device → cloud). */
+export const CommandResultSchema = z.union([
+  z.object({ id: z.string(), ok: z.literal(true), result: z.unknown() }),
+  z.object({ id: z.string(), ok: z.literal(false), error: z.string() }),
+]);
+export type CommandResult = z.infer<typeof CommandResultSchema>;
+
+/**
+ * `cmd/replay-from`: the cloud saw seq N+2 before N+1 and waited long enough;
+ * the device resends its journal from `from` (harmless if it already had).
+ */
+export const REPLAY_FROM = "replay-from";
+export const ReplayFromArgsSchema = z.object({ from: seq });
+export type ReplayFromArgs = z.infer<typeof ReplayFromArgsSchema>;

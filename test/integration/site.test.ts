@@ -2,7 +2,7 @@
  * The walking skeleton end to end, on every backend combination:
  * Postgres and PGlite, Redis and the in-process store, aedes and Mosquitto.
  */
-import { topics } from "@paylane/protocol";
+import { REPLAY_FROM, topics } from "@paylane/protocol";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
@@ -15,7 +15,7 @@ for (const backends of BACKEND_MATRIX) {
 
   it.before(
     loud(`${describe(backends)} site setup`, async () => {
-      site = new TestSite({ ...backends, probes: ["probe1", "probe2", "probe3"] });
+      site = new TestSite({ ...backends, probes: ["probe1", "probe2", "probe3", "probe4"] });
       await site.start();
     }),
   );
@@ -91,6 +91,51 @@ for (const backends of BACKEND_MATRIX) {
     assert.ok(
       acks.every((x, i) => i === 0 || x.upTo >= acks[i - 1]!.upTo),
       "acks never go backwards",
+    );
+  });
+
+  it("a gap (seq 3 missing) is asked for with cmd/replay-from after a bounded wait, then filled and acked", async () => {
+    const probe = await site.rawDevice("probe4");
+    const a = site.address("probe4");
+    const acks = await record<{ upTo: number }>(probe, topics.ack(a), site.signal);
+    const replays = await record<{ id: string; args: { from: number } }>(
+      probe,
+      topics.cmd(a, REPLAY_FROM),
+      site.signal,
+    );
+    const send = (...seqs: number[]) =>
+      probe.publishAsync(
+        topics.events(a),
+        batch(
+          "probe4",
+          seqs.map((s) => checkinEntry(s, `m-gap-${s}`)),
+        ),
+        { qos: 1 },
+      );
+
+    await send(1, 2);
+    await send(4, 5);
+    await site.signal.until(() => acks.some((x) => x.upTo === 2), "the ack stops before the gap");
+    await site.signal.until(() => replays.length >= 1, "the cloud asks for a replay");
+    assert.is(replays[0]!.args.from, 3, "from the first missing seq");
+    assert.not.ok(
+      acks.some((x) => x.upTo > 2),
+      "nothing past the gap is acked",
+    );
+
+    await send(3, 4, 5);
+    await site.signal.until(() => acks.some((x) => x.upTo === 5), "the replay fills the gap: ack 5");
+    assert.is(
+      await site.count("SELECT count(*) AS n FROM inbox WHERE site_id = $1 AND device_id = 'probe4'", [site.site]),
+      5,
+    );
+    const metrics = await (await fetch(`${site.cloud!.url}/metrics`)).text();
+    assert.match(metrics, /paylane_bridge_gaps_detected_total [1-9]/);
+    assert.match(metrics, /paylane_bridge_replays_requested_total [1-9]/);
+    assert.match(
+      metrics,
+      /paylane_bridge_entries_total\{outcome="duplicate"\} [1-9]/,
+      "the resent 4 and 5 were absorbed",
     );
   });
 

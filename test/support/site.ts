@@ -156,6 +156,8 @@ export class TestSite {
       REDIS_URL: this.o.presence === "redis" ? REDIS_URL : undefined,
       REDIS_PREFIX: this.#redisPrefix,
       CLOUD_INSTANCE: `test-${this.site}`,
+      // a short wait, so a gap test sees the replay request quickly
+      GAP_WAIT_MS: "300",
     });
     const cloud = new CloudService({
       config,

@@ -9,15 +9,21 @@
  * the ingestor has room and hold it (stalling this connection) only when the
  * database falls far behind — PUBACK is never used as a durability signal.
  */
+
+import { randomUUID } from "node:crypto";
 import {
   AckSchema,
   CloudStatusSchema,
+  CommandSchema,
   type DeviceAddress,
   decode,
   ErrorReportSchema,
   encode,
   parseTopic,
+  REPLAY_FROM,
+  realTimers,
   StatusSchema,
+  type Timers,
   topics,
 } from "@paylane/protocol";
 import { redactUrl } from "@paylane/protocol/service";
@@ -27,6 +33,7 @@ import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { admitEvents, clip } from "./admit.ts";
+import { GapTracker } from "./gaps.ts";
 import { type FlushOutcome, Ingestor } from "./ingest.ts";
 
 export interface BridgeOptions {
@@ -46,6 +53,9 @@ export interface BridgeOptions {
   site?: string;
   /** Fires after each commit, after the acks were handed to the client. */
   onCommitted?: (outcome: FlushOutcome) => void;
+  timers?: Timers;
+  /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
+  gapWaitMs?: number;
 }
 
 const LAST_SEEN_WRITE_MS = 1000;
@@ -58,6 +68,9 @@ export class Bridge {
   readonly #entries: Counter<"outcome">;
   readonly #refusals: Counter<"code">;
   readonly #failures: Counter;
+  readonly #gapsDetected: Counter;
+  readonly #replaysAsked: Counter;
+  #gaps: GapTracker | undefined;
   #since: Date | undefined;
 
   constructor(o: BridgeOptions) {
@@ -79,6 +92,16 @@ export class Bridge {
       help: "Ingest transactions that failed (nothing acked; devices resend)",
       registers: [o.metrics],
     });
+    this.#gapsDetected = new Counter({
+      name: "paylane_bridge_gaps_detected_total",
+      help: "Gaps seen in a device's seqs (N+2 committed before N+1)",
+      registers: [o.metrics],
+    });
+    this.#replaysAsked = new Counter({
+      name: "paylane_bridge_replays_requested_total",
+      help: "cmd/replay-from requests sent to devices for a gap that stayed open",
+      registers: [o.metrics],
+    });
   }
 
   get connected(): boolean {
@@ -93,6 +116,15 @@ export class Bridge {
   async start(): Promise<void> {
     const { logger } = this.#o;
     this.#since = this.#o.now();
+    this.#gaps = new GapTracker({
+      waitMs: this.#o.gapWaitMs ?? 2000,
+      timers: this.#o.timers ?? realTimers,
+      onGap: (device, from) => {
+        this.#gapsDetected.inc();
+        logger.info({ site: device.site, device: device.device, from }, "gap in a device's seqs");
+      },
+      requestReplay: (device, from) => this.#requestReplay(device, from),
+    });
     this.#ingestor = new Ingestor({
       db: this.#o.db,
       now: this.#o.now,
@@ -168,6 +200,7 @@ export class Bridge {
     const client = this.#client;
     if (!client) return;
     await this.#ingestor?.stop();
+    this.#gaps?.stop();
     if (client.connected) {
       await client
         .publishAsync(topics.cloudStatus, encode(CloudStatusSchema, { state: "offline" }), { qos: 1, retain: true })
@@ -181,6 +214,7 @@ export class Bridge {
   async kill(): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
+    this.#gaps?.stop();
     client?.stream.destroy();
     await client?.endAsync(true);
   }
@@ -239,12 +273,21 @@ export class Bridge {
     this.#entries.inc({ outcome: "duplicate" }, outcome.duplicates);
     for (const ack of outcome.acks) {
       if (ack.upTo > 0) client?.publish(topics.ack(ack), encode(AckSchema, { upTo: ack.upTo }), { qos: 1 });
+      this.#gaps?.observe(ack, ack.upTo, ack.maxSeq);
     }
     for (const r of outcome.refusals) {
       if (r.seq !== undefined) this.#entries.inc({ outcome: "quarantined" });
     }
     this.#report(outcome.refusals);
     this.#o.onCommitted?.(outcome);
+  }
+
+  /** Asks a device to resend its journal from `from` (the first missing seq). */
+  #requestReplay(device: DeviceAddress, from: number): void {
+    this.#replaysAsked.inc();
+    this.#o.logger.warn({ site: device.site, device: device.device, from }, "gap still open: asking for a replay");
+    const command = { id: randomUUID(), args: { from } };
+    this.#client?.publish(topics.cmd(device, REPLAY_FROM), encode(CommandSchema, command), { qos: 1 });
   }
 
   /** Reports refusals (already stored in quarantine) on each device's `errors` topic. */

@@ -44,8 +44,11 @@ export interface PendingEntry extends DeviceAddress {
 export interface MessageRefusal extends DeviceAddress, Refusal {}
 
 export interface FlushOutcome {
-  /** Highest contiguous committed seq per device that had entries in the batch. */
-  acks: Array<DeviceAddress & { upTo: number }>;
+  /**
+   * Per device that had entries in the batch: the highest contiguous committed
+   * seq, and the highest seq in the batch (above `upTo`: a gap before it).
+   */
+  acks: Array<DeviceAddress & { upTo: number; maxSeq: number }>;
   inserted: number;
   duplicates: number;
   applied: number;
@@ -317,8 +320,15 @@ async function commitBatch(
   );
   const row = rows[0] ?? { inserted: 0, applied: 0, marks: [] };
   const marks = typeof row.marks === "string" ? (JSON.parse(row.marks) as typeof row.marks) : row.marks;
+  const maxSeq = new Map<string, number>();
+  for (const e of unique) maxSeq.set(deviceKey(e), Math.max(maxSeq.get(deviceKey(e)) ?? 0, e.seq));
   return {
-    acks: marks.map(([site, device, upTo]) => ({ site, device, upTo: Number(upTo) })),
+    acks: marks.map(([site, device, upTo]) => ({
+      site,
+      device,
+      upTo: Number(upTo),
+      maxSeq: maxSeq.get(deviceKey({ site, device })) ?? Number(upTo),
+    })),
     inserted: row.inserted,
     duplicates: batch.length - row.inserted,
     applied: row.applied,

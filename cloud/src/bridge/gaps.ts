@@ -1,0 +1,87 @@
+/**
+ * Gap detection. After each commit the bridge knows, per device, the
+ * contiguous high-water mark (`upTo`) and the highest seq it has seen. When
+ * it has seen N+2 but the mark stops at N, entry N+1 is missing: a message
+ * lost between device and cloud (a broker restart, the bridge's connection
+ * dropping while the device went on publishing). Messages on one MQTT
+ * connection arrive in order, so N+1 is not simply late: the tracker waits a
+ * bounded time for it (it may be in a batch still committing, or in a resend
+ * already on its way) and then asks the device to replay from N+1 on
+ * `cmd/replay-from`. It asks again, backing off, while the gap stays open,
+ * and forgets the device once the mark passes everything it has seen.
+ */
+import type { DeviceAddress, Timers } from "@paylane/protocol";
+
+export interface GapTrackerOptions {
+  /** How long a gap may stay open before the device is asked to replay. */
+  waitMs: number;
+  /** Longest pause between repeated requests for one gap. */
+  maxWaitMs?: number;
+  timers: Timers;
+  requestReplay: (device: DeviceAddress, from: number) => void;
+  /** A new gap was seen (for metrics). */
+  onGap?: (device: DeviceAddress, from: number) => void;
+}
+
+interface OpenGap {
+  device: DeviceAddress;
+  /** The first missing seq. */
+  from: number;
+  timer: unknown;
+  asked: number;
+}
+
+export class GapTracker {
+  readonly #o: Required<Omit<GapTrackerOptions, "onGap">> & Pick<GapTrackerOptions, "onGap">;
+  /** Highest seq seen per device since it last had no gap. */
+  readonly #seen = new Map<string, number>();
+  readonly #open = new Map<string, OpenGap>();
+
+  constructor(o: GapTrackerOptions) {
+    this.#o = { maxWaitMs: 30_000, ...o };
+  }
+
+  /** Devices with a gap open now. */
+  get open(): Array<{ device: DeviceAddress; from: number }> {
+    return [...this.#open.values()].map(({ device, from }) => ({ device, from }));
+  }
+
+  /** After a commit: the device's contiguous mark and the highest seq of its entries in that batch. */
+  observe(device: DeviceAddress, upTo: number, maxSeq: number): void {
+    const key = `${device.site}/${device.device}`;
+    const seen = Math.max(this.#seen.get(key) ?? 0, maxSeq);
+    const open = this.#open.get(key);
+    if (seen <= upTo) {
+      // Everything seen is contiguous: no gap (any more).
+      this.#seen.delete(key);
+      if (open) this.#close(key, open);
+      return;
+    }
+    this.#seen.set(key, seen);
+    const from = upTo + 1;
+    if (open?.from === from) return; // already waiting on this very gap
+    if (open) this.#close(key, open); // the mark moved up to a later gap: start over for it
+    this.#o.onGap?.(device, from);
+    this.#arm(key, { device, from, timer: undefined, asked: 0 }, this.#o.waitMs);
+  }
+
+  stop(): void {
+    for (const [key, gap] of this.#open) this.#close(key, gap);
+    this.#seen.clear();
+  }
+
+  #arm(key: string, gap: OpenGap, ms: number): void {
+    gap.timer = this.#o.timers.setTimeout(() => {
+      if (this.#open.get(key) !== gap) return;
+      gap.asked++;
+      this.#o.requestReplay(gap.device, gap.from);
+      this.#arm(key, gap, Math.min(this.#o.maxWaitMs, this.#o.waitMs * 2 ** gap.asked));
+    }, ms);
+    this.#open.set(key, gap);
+  }
+
+  #close(key: string, gap: OpenGap): void {
+    this.#o.timers.clearTimeout(gap.timer);
+    this.#open.delete(key);
+  }
+}

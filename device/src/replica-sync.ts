@@ -4,7 +4,16 @@
  * as it was: the kiosk keeps deciding from what it has.
  */
 import { type DeviceAddress, MemberSnapshotSchema, validate } from "@paylane/protocol";
-import { ExponentialBackoff, handleAll, retry } from "cockatiel";
+import {
+  BrokenCircuitError,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  ExponentialBackoff,
+  fullJitterGenerator,
+  handleAll,
+  retry,
+  wrap,
+} from "cockatiel";
 import type { Logger } from "pino";
 import type { Replica } from "./replica.ts";
 import type { Timers } from "./timers.ts";
@@ -27,10 +36,18 @@ export class ReplicaSync {
   #timer: unknown;
   #running: Promise<void> | undefined;
   #stopped = true;
-  readonly #policy = retry(handleAll, {
-    maxAttempts: 2,
-    backoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000 }),
-  });
+  /**
+   * A short retry inside a circuit breaker: after 5 failed pulls in a row the
+   * cloud is left alone for 30 s (calls fail at once, the replica stays as it
+   * is), then one trial pull decides whether to close the circuit again.
+   */
+  readonly #policy = wrap(
+    circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) }),
+    retry(handleAll, {
+      maxAttempts: 2,
+      backoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000, generator: fullJitterGenerator }),
+    }),
+  );
   lastError: string | undefined;
 
   constructor(opts: ReplicaSyncOptions) {
@@ -85,7 +102,10 @@ export class ReplicaSync {
         this.#o.onSynced?.(snapshot.version);
       }
     } catch (err) {
-      this.lastError = (err as Error).message;
+      this.lastError =
+        err instanceof BrokenCircuitError
+          ? "cloud unreachable (circuit open after repeated failures; retrying in 30 s)"
+          : (err as Error).message;
       logger.warn({ err: this.lastError }, "member replica sync failed; keeping the current replica");
     }
   }

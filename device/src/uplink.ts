@@ -32,7 +32,7 @@ import {
   validate,
 } from "@paylane/protocol";
 import { redactUrl } from "@paylane/protocol/service";
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from "cockatiel";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import type { Journal } from "./journal.ts";
@@ -52,8 +52,14 @@ export interface UplinkOptions {
   batchSize?: number;
   /** Unacked entries allowed on the wire at once. */
   window?: number;
+  /**
+   * Unacked `events` messages allowed at once, whatever `window` says: below
+   * the broker's receive maximum (Mosquitto's max_inflight_messages is 20),
+   * so QoS 1 publishes never queue behind the broker's flow control.
+   */
+  maxInflightBatches?: number;
   ackTimeoutMs?: number;
-  /** Reconnect backoff bounds; the delay is exponential with decorrelated jitter. */
+  /** Reconnect backoff bounds; the delay is exponential with full jitter, so a fleet does not return in lockstep. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   onChange?: () => void;
@@ -84,14 +90,18 @@ export class Uplink {
     this.#o = {
       batchSize: 100,
       window: 400,
+      maxInflightBatches: 10,
       ackTimeoutMs: 10_000,
       reconnectMinMs: 500,
       reconnectMaxMs: 30_000,
       ...opts,
     };
+    // At most maxInflightBatches full batches unacked: a small batchSize must not mean hundreds of messages in flight.
+    this.#o.window = Math.min(this.#o.window, this.#o.batchSize * this.#o.maxInflightBatches);
     this.#backoffFactory = new ExponentialBackoff({
       initialDelay: this.#o.reconnectMinMs,
       maxDelay: this.#o.reconnectMaxMs,
+      generator: fullJitterGenerator,
     });
   }
 

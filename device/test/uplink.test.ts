@@ -14,9 +14,9 @@ import {
   type DeviceAddress,
   type Entry,
   hashSecret,
+  REPLAY_FROM,
   Registry,
   type RegistryFile,
-  REPLAY_FROM,
   type Status,
   serviceUsername,
   topics,
@@ -387,6 +387,30 @@ test("the cloud going offline then online again makes the kiosk re-announce and 
   });
   assert.equal(await nextBatch(ctx), [2, 3]);
   assert.is(ctx.uplink.online, true);
+});
+
+test("small batches: never more than maxInflightBatches messages unacked, whatever the window", async (ctx) => {
+  await tearDown(ctx);
+  await setUp(ctx, { batchSize: 1, window: 100, maxInflightBatches: 4 });
+  await ctx.cloud.subscribeAsync(topics.telemetry(K1), { qos: 1 });
+  await appendEntries(ctx, 10);
+  ctx.uplink.notifyAppended();
+  for (const seq of [1, 2, 3, 4]) assert.equal(await nextBatch(ctx), [seq]);
+  // Telemetry travels the same connection after the batches: when it arrives, a fifth batch would have too.
+  ctx.uplink.publishTelemetry({
+    at: ctx.timers.now().toISOString(),
+    backlog: 10,
+    ackedUpTo: 0,
+    lastSeq: 10,
+    replicaVersion: 0,
+    reader: "ok",
+    uptimeSeconds: 1,
+  });
+  await nextMessage(ctx, topics.telemetry(K1));
+  assert.is(ctx.received.filter((m) => m.topic === topics.events(K1)).length, 4, "four in flight, not ten");
+  await ack(ctx, 2);
+  assert.equal(await nextBatch(ctx), [5]);
+  assert.equal(await nextBatch(ctx), [6], "each ack frees room for as many batches as it acked");
 });
 
 test("cmd/replay-from: the kiosk resends from its last ack at once and answers on cmd-result", async (ctx) => {

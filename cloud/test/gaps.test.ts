@@ -43,7 +43,14 @@ test("N+2 before N+1: nothing before the wait, then replay-from N+1, then again 
   timers.advance(1999);
   assert.equal(asked.length, 1);
   timers.advance(1);
-  assert.equal(asked, [["k1", 11], ["k1", 11]], "asked again after twice the wait");
+  assert.equal(
+    asked,
+    [
+      ["k1", 11],
+      ["k1", 11],
+    ],
+    "asked again after twice the wait",
+  );
   timers.advance(4000);
   timers.advance(4000);
   assert.is(asked.length, 4, "backoff is capped at maxWaitMs");
@@ -68,7 +75,10 @@ test("a mark that moves up to a later gap starts a new wait for it; devices are 
   tracker.observe(K2, 5, 5);
   timers.advance(500);
   tracker.observe(K1, 14, 20); // 11..14 arrived, 15 still missing
-  assert.equal(gaps, [["k1", 11], ["k1", 15]]);
+  assert.equal(gaps, [
+    ["k1", 11],
+    ["k1", 15],
+  ]);
   timers.advance(500);
   assert.equal(asked, [], "the new gap waits its own full interval");
   timers.advance(500);

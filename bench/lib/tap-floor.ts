@@ -55,6 +55,7 @@ export class FloorKiosk {
       cloud: true,
       reader: { kind: "pn532", simulated: false, state: "ok" },
       backlog: 0,
+      storage: "ok",
     };
     const server = createServer((req, res) => {
       const path = (req.url ?? "/").split("?")[0];

@@ -23,7 +23,15 @@ export interface CheckinDeskOptions {
   isOnline: () => boolean;
   /** Called after a check-in is durable in the journal. */
   onJournaled: () => void;
+  /**
+   * The journal could not make an entry durable (disk full, I/O error). The
+   * user is told it did not happen; the daemon shows degraded mode.
+   */
+  onStorageFailure?: (err: Error) => void;
 }
+
+/** What the kiosk says when it cannot record anything: never "done" for what is not durable. */
+export const STORAGE_FAILURE_MESSAGE = "This kiosk cannot record check-ins right now. Please ask at the desk.";
 
 export class CheckinDesk {
   readonly #opts: CheckinDeskOptions;
@@ -63,7 +71,13 @@ export class CheckinDesk {
       replicaVersion: info.version,
       offline: !isOnline(),
     };
-    const entry = await journal.append("checkin", body, at, index);
+    let entry: Awaited<ReturnType<Journal["append"]>>;
+    try {
+      entry = await journal.append("checkin", body, at, index);
+    } catch (err) {
+      this.#opts.onStorageFailure?.(err as Error);
+      return { outcome: "refused", name: member.name, message: STORAGE_FAILURE_MESSAGE, at: at.toISOString() };
+    }
     this.#opts.onJournaled();
     return {
       outcome: "welcome",

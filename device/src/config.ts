@@ -89,6 +89,11 @@ export const DeviceConfigSchema = z.object({
   batchSize: z.number().int().min(1).max(1000).default(100),
   replicaRefreshMs: z.number().int().min(1000).default(60_000),
   telemetryMs: z.number().int().min(1000).default(30_000),
+  /** Acked journal entries older than this are compacted away (at least 2 days: "already checked in today"). */
+  journalRetentionDays: z.number().int().min(2, { error: "expected at least 2 days" }).max(3650).default(7),
+  compactEveryMs: z.number().int().min(60_000).default(3_600_000),
+  /** While the journal cannot write (disk full, I/O error), how often it is tried again. */
+  storageProbeMs: z.number().int().min(100).default(5000),
 });
 export type DeviceConfig = z.infer<typeof DeviceConfigSchema>;
 export type DeviceConfigInput = z.input<typeof DeviceConfigSchema>;

@@ -47,6 +47,8 @@ export interface DaemonOptions {
   timers?: Timers;
   /** For gpio.backend "johnny-five": the Firmata io (tests pass mock-firmata). */
   firmataIo?: FirmataIo;
+  /** Opens the journal; tests wrap it to inject write errors (disk full). */
+  openJournal?: (path: string) => Promise<Journal>;
 }
 
 /** How long `tap()` waits for the reader to see a simulated card. */
@@ -66,6 +68,10 @@ export class KioskDaemon {
   #http: Listening | undefined;
   #api: ReturnType<typeof createLocalApi> | undefined;
   #telemetryTimer: unknown;
+  #compactTimer: unknown;
+  #storageProbeTimer: unknown;
+  /** "failing" while the journal cannot make writes durable; check-ins are refused, the UI says why. */
+  #storage: { state: "ok" | "failing"; lastError?: string } = { state: "ok" };
   #bootedAt: Date | undefined;
   #hw: Peripherals | undefined;
   #desk: CheckinDesk | undefined;
@@ -74,6 +80,7 @@ export class KioskDaemon {
   /** Simulated taps run one at a time: a card must leave the field before the next is placed. */
   #tapQueue: Promise<unknown> = Promise.resolve();
   readonly #firmataIo: FirmataIo | undefined;
+  readonly #openJournal: (path: string) => Promise<Journal>;
 
   constructor(o: DaemonOptions) {
     this.#config = o.config;
@@ -81,6 +88,7 @@ export class KioskDaemon {
     this.#now = o.now ?? (() => new Date());
     this.#timers = o.timers ?? realTimers;
     this.#firmataIo = o.firmataIo;
+    this.#openJournal = o.openJournal ?? ((path) => Journal.open(path));
   }
 
   get peripherals(): Peripherals {
@@ -117,7 +125,7 @@ export class KioskDaemon {
     const address = this.address;
     this.#bootedAt = this.#now();
     await mkdir(c.dataDir, { recursive: true });
-    const journal = await Journal.open(join(c.dataDir, "journal.db"));
+    const journal = await this.#openJournal(join(c.dataDir, "journal.db"));
     this.#journal = journal;
     const replica = await Replica.open(join(c.dataDir, "replica.db"));
     this.#replica = replica;
@@ -176,6 +184,7 @@ export class KioskDaemon {
       now: this.#now,
       isOnline: () => uplink.online,
       onJournaled: () => uplink.notifyAppended(),
+      onStorageFailure: (err) => this.#storageFailed(err),
     });
     this.#desk = desk;
     const hw = new Peripherals({
@@ -196,6 +205,7 @@ export class KioskDaemon {
         mqttError: uplink.lastError ?? null,
         replicaError: sync.lastError ?? null,
         peripherals: hw.health(),
+        storage: this.#storage,
         ...(await journal.stats()),
       }),
       metrics: this.metrics,
@@ -226,12 +236,13 @@ export class KioskDaemon {
     sync.start();
     this.#showStatus();
     this.#scheduleTelemetry();
+    this.#scheduleCompaction();
     this.#log.info({ port: this.#http.port }, "kiosk daemon started");
   }
 
   async stop(): Promise<void> {
-    this.#timers.clearTimeout(this.#telemetryTimer);
-    this.#telemetryTimer = undefined;
+    for (const t of [this.#telemetryTimer, this.#compactTimer, this.#storageProbeTimer]) this.#timers.clearTimeout(t);
+    this.#telemetryTimer = this.#compactTimer = this.#storageProbeTimer = undefined;
     this.#sync?.stop();
     await this.#hw?.stop();
     await this.#uplink?.stop();
@@ -258,6 +269,7 @@ export class KioskDaemon {
         state: this.#hw?.readerState ?? "disconnected",
       },
       backlog: stats.backlog,
+      storage: this.#storage.state,
     };
   }
 
@@ -305,7 +317,12 @@ export class KioskDaemon {
     const journal = this.#journal;
     if (!journal) return;
     const body: StaffCallBody = { source };
-    await journal.append("staff-call", body, this.#now());
+    try {
+      await journal.append("staff-call", body, this.#now());
+    } catch (err) {
+      this.#storageFailed(err as Error);
+      throw err;
+    }
     this.#uplink?.notifyAppended();
     this.#log.warn({ source }, "staff called");
     this.events.emit("staff-call", body);
@@ -368,12 +385,61 @@ export class KioskDaemon {
     this.events.emit("receipt", notice);
   }
 
+  /**
+   * The journal could not make a write durable: refuse what needs one (the
+   * desk already answered "cannot record"), show it, and try again on a
+   * timer until a probe write succeeds.
+   */
+  #storageFailed(err: Error): void {
+    const wasOk = this.#storage.state === "ok";
+    this.#storage = { state: "failing", lastError: err.message };
+    if (!wasOk) return;
+    this.#log.error({ err: err.message }, "journal cannot write: refusing check-ins until storage recovers");
+    void this.#pushState();
+    this.#showStatus();
+    this.#scheduleStorageProbe();
+  }
+
+  #scheduleStorageProbe(): void {
+    this.#storageProbeTimer = this.#timers.setTimeout(() => {
+      this.#storageProbeTimer = undefined;
+      const journal = this.#journal;
+      if (!journal) return;
+      void journal.probeWritable().then((ok) => {
+        if (!this.#journal) return;
+        if (!ok) return this.#scheduleStorageProbe();
+        this.#storage = { state: "ok" };
+        this.#log.info("journal writes again: check-ins resume");
+        void this.#pushState();
+        this.#showStatus();
+      });
+    }, this.#config.storageProbeMs);
+  }
+
+  #scheduleCompaction(): void {
+    this.#compactTimer = this.#timers.setTimeout(() => {
+      const journal = this.#journal;
+      if (!journal) return;
+      const before = new Date(this.#now().getTime() - this.#config.journalRetentionDays * 86_400_000);
+      void journal
+        .compact(before)
+        .then(
+          (n) =>
+            n > 0 && this.#log.info({ removed: n, before: before.toISOString() }, "acked journal entries compacted"),
+          (err: Error) => this.#log.warn({ err: err.message }, "journal compaction failed"),
+        )
+        .finally(() => {
+          if (this.#journal) this.#scheduleCompaction();
+        });
+    }, this.#config.compactEveryMs);
+  }
+
   /** The status LED: fault beats offline beats busy beats idle. */
   #showStatus(): void {
     const gpio = this.#hw?.gpio;
     if (!gpio) return;
     let pattern: LedPattern = "idle";
-    if (this.#hw?.readerState === "disconnected") pattern = "fault";
+    if (this.#hw?.readerState === "disconnected" || this.#storage.state === "failing") pattern = "fault";
     else if (!this.#uplink?.online) pattern = "offline";
     else if (this.#deciding > 0) pattern = "busy";
     gpio.status(pattern);
@@ -409,6 +475,11 @@ export class KioskDaemon {
       reader: hw.readerState,
       readerStats: readerStats(hw.health().reader.counters),
       uptimeSeconds: (now.getTime() - this.#bootedAt.getTime()) / 1000,
+      oldestUnackedAgeSeconds: stats.oldestUnackedAt
+        ? Math.max(0, (now.getTime() - Date.parse(stats.oldestUnackedAt)) / 1000)
+        : 0,
+      replicaAgeSeconds: replica.syncedAt ? Math.max(0, (now.getTime() - Date.parse(replica.syncedAt)) / 1000) : null,
+      storage: this.#storage.state,
       printer: hw.printer ? printerTelemetry(hw.printer.health) : null,
       gpio: hw.gpio
         ? { backend: hw.gpio.backend.kind, state: hw.gpio.backend.state, lastError: hw.gpio.backend.lastError }

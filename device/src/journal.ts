@@ -8,8 +8,9 @@
  * - `synchronous=FULL` in WAL mode makes each commit durable on return; it is
  *   set and read back on every open, because a kiosk that silently runs with
  *   NORMAL can lose acknowledged check-ins on a power cut.
- * - Nothing is deleted before the cloud's ack covers it (compaction is later
- *   work and will only ever touch `seq <= acked_up_to`).
+ * - Nothing is deleted before the cloud's ack covers it: compaction only
+ *   ever touches `seq <= acked_up_to`, and only entries older than the
+ *   retention window (which keeps "already checked in today" answerable).
  */
 import { randomUUID } from "node:crypto";
 import type { Entry } from "@paylane/protocol";
@@ -62,6 +63,8 @@ export interface JournalStats {
   lastSeq: number;
   ackedUpTo: number;
   backlog: number;
+  /** Device time of the oldest entry the cloud has not acked; null when nothing is waiting. */
+  oldestUnackedAt: string | null;
 }
 
 export class Journal {
@@ -112,7 +115,10 @@ export class Journal {
    */
   async append(kind: string, body: Record<string, unknown>, at: Date, index?: MemberDay): Promise<Entry> {
     const id = randomUUID();
-    const row = await this.#db.get<{ seq: number }>(
+    // Runs to completion before resolving (see Sqlite.get): with two appends or an ack in flight,
+    // a statement left active kept the row uncommitted, and a kill -9 lost an entry the user
+    // had been told was done.
+    const [row] = await this.#db.all<{ seq: number }>(
       `INSERT INTO journal (seq, id, kind, at, body, member_id, local_day)
        SELECT last_seq + 1, ?, ?, ?, ?, ?, ? FROM meta WHERE one = 1
        RETURNING seq`,
@@ -138,7 +144,7 @@ export class Journal {
    */
   async markAcked(upTo: number): Promise<number> {
     // One statement, so overlapping acks cannot interleave a read and a write.
-    const row = await this.#db.get<{ acked_up_to: number }>(
+    const [row] = await this.#db.all<{ acked_up_to: number }>(
       "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",
       [upTo, upTo],
     );
@@ -150,11 +156,45 @@ export class Journal {
   }
 
   async stats(): Promise<JournalStats> {
-    const m = await this.#db.get<{ last_seq: number; acked_up_to: number }>(
-      "SELECT last_seq, acked_up_to FROM meta WHERE one = 1",
+    const m = await this.#db.get<{ last_seq: number; acked_up_to: number; oldest: string | null }>(
+      `SELECT last_seq, acked_up_to, (SELECT at FROM journal WHERE seq = meta.acked_up_to + 1) AS oldest
+       FROM meta WHERE one = 1`,
     );
     if (!m) throw new JournalError("journal meta row is missing");
-    return { lastSeq: m.last_seq, ackedUpTo: m.acked_up_to, backlog: m.last_seq - m.acked_up_to };
+    return {
+      lastSeq: m.last_seq,
+      ackedUpTo: m.acked_up_to,
+      backlog: m.last_seq - m.acked_up_to,
+      oldestUnackedAt: m.last_seq > m.acked_up_to ? m.oldest : null,
+    };
+  }
+
+  /**
+   * Deletes acked entries older than `before` (device time); returns how many.
+   * Unacked entries are never touched, whatever their age.
+   */
+  async compact(before: Date): Promise<number> {
+    const rows = await this.#db.all<{ seq: number }>(
+      "DELETE FROM journal WHERE seq <= (SELECT acked_up_to FROM meta WHERE one = 1) AND at < ? RETURNING seq",
+      [before.toISOString()],
+    );
+    return rows.length;
+  }
+
+  /**
+   * Whether a durable write can be made right now (after a failed append:
+   * disk full, I/O error). Writes and removes one row in one transaction.
+   */
+  async probeWritable(): Promise<boolean> {
+    try {
+      await this.#db.exec(
+        "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS write_probe (x BLOB); INSERT INTO write_probe VALUES (zeroblob(4096)); DELETE FROM write_probe; COMMIT;",
+      );
+      return true;
+    } catch {
+      await this.#db.exec("ROLLBACK").catch(() => {});
+      return false;
+    }
   }
 
   /** Whether the member has an entry of `kind` on the given site-local day. */

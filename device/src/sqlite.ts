@@ -34,10 +34,16 @@ export class Sqlite {
     });
   }
 
-  get<T = Row>(sql: string, params: Params = []): Promise<T | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#db.get(sql, params, (err, row) => (err ? reject(err) : resolve(row as T | undefined)));
-    });
+  /**
+   * The first row. Runs the statement to completion (`all`): sqlite3's own
+   * get() steps once and finalizes later, and while a statement is still
+   * active SQLite does not commit the connection's autocommit writes, so an
+   * append could resolve before its row was durable (found by the kill -9
+   * test, test/integration/crash-appends.test.ts).
+   */
+  async get<T = Row>(sql: string, params: Params = []): Promise<T | undefined> {
+    const rows = await this.all<T>(sql, params);
+    return rows[0];
   }
 
   all<T = Row>(sql: string, params: Params = []): Promise<T[]> {

@@ -29,6 +29,13 @@ async function closeAll(): Promise<void> {
 
 const at = new Date("2024-05-01T10:00:00.000Z");
 
+/** The seq counters of stats(), without the oldest entry's time. */
+const counts = ({ lastSeq, ackedUpTo, backlog }: Awaited<ReturnType<Journal["stats"]>>) => ({
+  lastSeq,
+  ackedUpTo,
+  backlog,
+});
+
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), "paylane-journal-"));
 });
@@ -39,7 +46,7 @@ test.after(async () => {
 
 test("an empty journal has nothing to send", async () => {
   const { journal } = await fresh();
-  assert.equal(await journal.stats(), { lastSeq: 0, ackedUpTo: 0, backlog: 0 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 0, ackedUpTo: 0, backlog: 0 });
   assert.equal(await journal.entriesAfter(0, 100), []);
 });
 
@@ -54,7 +61,7 @@ test("seq starts at 1 and is gap-free; entries come back as appended", async () 
   assert.is(new Set(appended.map((e) => e.id)).size, 5, "ids are distinct");
   for (const e of appended) assert.match(e.id, /^[0-9a-f-]{36}$/);
   assert.equal(await journal.entriesAfter(0, 100), appended);
-  assert.equal(await journal.stats(), { lastSeq: 5, ackedUpTo: 0, backlog: 5 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 5, ackedUpTo: 0, backlog: 5 });
 });
 
 test("seq, entries and acks persist across close and reopen", async () => {
@@ -68,7 +75,7 @@ test("seq, entries and acks persist across close and reopen", async () => {
 
   const again = await Journal.open(path);
   open_.push(again);
-  assert.equal(await again.stats(), { lastSeq: 3, ackedUpTo: 2, backlog: 1 });
+  assert.equal(counts(await again.stats()), { lastSeq: 3, ackedUpTo: 2, backlog: 1 });
   const next = await again.append("checkin", { a: 4 }, at);
   assert.is(next.seq, 4, "numbering continues after a reopen");
   assert.equal(
@@ -165,16 +172,16 @@ test("markAcked moves forward only and returns the effective ack", async () => {
   assert.is(await journal.markAcked(1), 3, "an older ack does not move it back");
   assert.is(await journal.markAcked(3), 3);
   assert.is(await journal.markAcked(0), 3);
-  assert.equal(await journal.stats(), { lastSeq: 5, ackedUpTo: 3, backlog: 2 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 5, ackedUpTo: 3, backlog: 2 });
   assert.is(await journal.markAcked(5), 5);
-  assert.equal(await journal.stats(), { lastSeq: 5, ackedUpTo: 5, backlog: 0 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 5, ackedUpTo: 5, backlog: 0 });
 });
 
 test("concurrent acks leave the journal at the highest one", async () => {
   const { journal } = await fresh();
   for (let i = 0; i < 6; i++) await journal.append("checkin", { i }, at);
   await Promise.all([journal.markAcked(5), journal.markAcked(2), journal.markAcked(4)]);
-  assert.equal(await journal.stats(), { lastSeq: 6, ackedUpTo: 5, backlog: 1 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 6, ackedUpTo: 5, backlog: 1 });
 });
 
 // Regression: markAcked once read stats() and UPDATEd in two statements; overlapping acks
@@ -182,7 +189,12 @@ test("concurrent acks leave the journal at the highest one", async () => {
 test("markAcked returns the effective ack even when a higher ack is in flight", async () => {
   const { journal } = await fresh();
   for (let i = 0; i < 6; i++) await journal.append("checkin", { i }, at);
-  assert.equal(await Promise.all([journal.markAcked(5), journal.markAcked(2)]), [5, 5]);
+  const [five, two] = await Promise.all([journal.markAcked(5), journal.markAcked(2)]);
+  // Each answer is the mark right after its own statement: never below its own upTo, never past 5,
+  // and the higher ack always wins, whichever statement SQLite ran first.
+  assert.is(five, 5);
+  assert.ok(two === 2 || two === 5, `the lower ack returned ${two}`);
+  assert.is((await journal.stats()).ackedUpTo, 5);
 });
 
 test("markAcked beyond lastSeq throws a JournalError and changes nothing", async () => {
@@ -196,7 +208,7 @@ test("markAcked beyond lastSeq throws a JournalError and changes nothing", async
     assert.instance(err, JournalError);
     assert.match((err as Error).message, "ack upTo 4 is beyond the last journaled seq 3");
   }
-  assert.equal(await journal.stats(), { lastSeq: 3, ackedUpTo: 1, backlog: 2 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 3, ackedUpTo: 1, backlog: 2 });
 });
 
 test("markAcked on an empty journal refuses any positive ack", async () => {
@@ -238,6 +250,46 @@ test("hasEntryOn matches kind, member and day exactly", async () => {
   assert.ok(await journal.hasEntryOn("payment", { memberId: "m2", day: "2024-05-01" }));
 });
 
+test("stats give the device time of the oldest unacked entry, and null once everything is acked", async () => {
+  const { journal } = await fresh();
+  assert.is((await journal.stats()).oldestUnackedAt, null);
+  await journal.append("checkin", { n: 1 }, new Date("2024-05-01T10:00:00.000Z"));
+  await journal.append("checkin", { n: 2 }, new Date("2024-05-01T10:05:00.000Z"));
+  assert.is((await journal.stats()).oldestUnackedAt, "2024-05-01T10:00:00.000Z");
+  await journal.markAcked(1);
+  assert.is((await journal.stats()).oldestUnackedAt, "2024-05-01T10:05:00.000Z");
+  await journal.markAcked(2);
+  assert.is((await journal.stats()).oldestUnackedAt, null);
+});
+
+test("compact removes only acked entries older than the cut-off; unacked ones stay whatever their age", async () => {
+  const { journal } = await fresh();
+  const day = (d: number) => new Date(Date.UTC(2024, 4, d, 12));
+  for (const d of [1, 2, 3, 9, 10]) await journal.append("checkin", { d }, day(d));
+  await journal.markAcked(4); // entries of days 1, 2, 3 and 9 are acked; day 10 is not
+  assert.is(await journal.compact(day(5)), 3, "days 1..3: acked and old");
+  assert.equal(
+    (await journal.entriesAfter(0, 10)).map((e) => e.seq),
+    [4, 5],
+    "the acked recent entry and the unacked one stay",
+  );
+  await journal.markAcked(4);
+  assert.is(await journal.compact(day(30)), 1, "only the acked one, even a month later");
+  assert.equal(
+    (await journal.entriesAfter(0, 10)).map((e) => e.seq),
+    [5],
+  );
+  const s = await journal.stats();
+  assert.equal([s.lastSeq, s.ackedUpTo, s.backlog], [5, 4, 1], "seq and acks are not touched by compaction");
+  assert.is((await journal.append("checkin", {}, day(30))).seq, 6, "seq continues after compaction");
+});
+
+test("probeWritable reports a journal that can write", async () => {
+  const { journal } = await fresh();
+  assert.is(await journal.probeWritable(), true);
+  assert.is((await journal.stats()).lastSeq, 0, "the probe leaves no entry");
+});
+
 test("200 concurrent appends get 200 distinct, contiguous seqs", async () => {
   const { journal } = await fresh();
   await journal.append("checkin", { first: true }, at);
@@ -248,7 +300,7 @@ test("200 concurrent appends get 200 distinct, contiguous seqs", async () => {
     seqs,
     Array.from({ length: 200 }, (_, i) => i + 2),
   );
-  assert.equal(await journal.stats(), { lastSeq: 201, ackedUpTo: 0, backlog: 201 });
+  assert.equal(counts(await journal.stats()), { lastSeq: 201, ackedUpTo: 0, backlog: 201 });
   const stored = await journal.entriesAfter(1, 1000);
   assert.equal(
     stored.map((e) => e.seq),

@@ -37,6 +37,13 @@ const BOOTED_AT = new Date("2024-05-01T08:59:00.000Z");
 const ACK_TIMEOUT = 1000;
 const WAIT_MS = 10_000;
 
+/** The seq counters of the journal's stats, without the oldest entry's time. */
+const counts = ({ lastSeq, ackedUpTo, backlog }: Awaited<ReturnType<Journal["stats"]>>) => ({
+  lastSeq,
+  ackedUpTo,
+  backlog,
+});
+
 interface Received {
   topic: string;
   retain: boolean;
@@ -278,7 +285,7 @@ test("entries go out in batches of batchSize, never more than window unacked on 
   assert.equal(await nextBatch(ctx), [10, 11, 12]);
   await ack(ctx, 12);
   await until(ctx, () => ctx.acked.includes(12), "ack 12 recorded");
-  assert.equal(await ctx.journal.stats(), { lastSeq: 12, ackedUpTo: 12, backlog: 0 });
+  assert.equal(counts(await ctx.journal.stats()), { lastSeq: 12, ackedUpTo: 12, backlog: 0 });
   // Nothing else was sent: the next entry is the next message on the topic.
   await appendEntries(ctx, 1);
   ctx.uplink.notifyAppended();
@@ -324,13 +331,13 @@ test("an ack advances the journal and an older ack never moves it back", async (
   await collectUntil(ctx, 5);
   await ack(ctx, 2);
   await until(ctx, () => ctx.acked.includes(2), "ack 2 recorded");
-  assert.equal(await ctx.journal.stats(), { lastSeq: 5, ackedUpTo: 2, backlog: 3 });
+  assert.equal(counts(await ctx.journal.stats()), { lastSeq: 5, ackedUpTo: 2, backlog: 3 });
   await ack(ctx, 1);
   await ack(ctx, 0);
   await ack(ctx, 4);
   await until(ctx, () => ctx.acked.includes(4), "ack 4 recorded");
   assert.equal(ctx.acked, [2, 4], "acks 1 and 0 were ignored");
-  assert.equal(await ctx.journal.stats(), { lastSeq: 5, ackedUpTo: 4, backlog: 1 });
+  assert.equal(counts(await ctx.journal.stats()), { lastSeq: 5, ackedUpTo: 4, backlog: 1 });
 });
 
 test("after ackTimeoutMs without an ack, the unacked entries are republished from the last ack", async (ctx) => {
@@ -446,7 +453,7 @@ test("an ack beyond the last journaled seq is refused and does not move the jour
   assert.is(refusal.upTo, 10);
   assert.match(String(refusal.err), "beyond the last journaled seq 3");
   assert.equal(ctx.acked, []);
-  assert.equal(await ctx.journal.stats(), { lastSeq: 3, ackedUpTo: 0, backlog: 3 });
+  assert.equal(counts(await ctx.journal.stats()), { lastSeq: 3, ackedUpTo: 0, backlog: 3 });
   // A sane ack afterwards still works.
   await ack(ctx, 3);
   await until(ctx, () => ctx.acked.includes(3), "ack 3 recorded");
@@ -474,7 +481,7 @@ test("stop says goodbye with a retained offline status and leaves no timer behin
   assert.is(ctx.timers.pending, 0);
   assert.is(ctx.uplink.online, false);
   // Unacked entries stay in the journal for the next start.
-  assert.equal(await ctx.journal.stats(), { lastSeq: 2, ackedUpTo: 0, backlog: 2 });
+  assert.equal(counts(await ctx.journal.stats()), { lastSeq: 2, ackedUpTo: 0, backlog: 2 });
 });
 
 test.run();

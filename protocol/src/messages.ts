@@ -130,6 +130,12 @@ export const TelemetrySchema = z.object({
     })
     .optional(),
   uptimeSeconds: z.number().min(0),
+  /** How long the oldest unacked journal entry has waited (0: nothing waiting). */
+  oldestUnackedAgeSeconds: z.number().min(0).optional(),
+  /** Since the member replica was last pulled; null: never. */
+  replicaAgeSeconds: z.number().min(0).nullable().optional(),
+  /** "failing": the journal cannot make writes durable (disk full, I/O error) and check-ins are refused. */
+  storage: z.enum(["ok", "failing"]).optional(),
   /** Absent or null: the kiosk has no printer. Paper near-end / out reach ops here. */
   printer: z
     .object({

@@ -48,6 +48,8 @@ export interface KioskState {
   reader: { kind: "pn532"; simulated: boolean; state: "ok" | "degraded" | "disconnected" };
   /** Journal entries not yet acknowledged by the cloud. */
   backlog: number;
+  /** "failing": the journal cannot write (disk full, I/O error); check-ins are refused until it recovers. */
+  storage: "ok" | "failing";
 }
 
 export type LiveMessage =

@@ -31,6 +31,7 @@ export function defaultState(): KioskState {
     cloud: true,
     reader: { kind: "pn532", simulated: true, state: "ok" },
     backlog: 0,
+    storage: "ok",
   };
 }
 

@@ -246,6 +246,16 @@ it("no simulated reader control with a real reader; a missing reader offers book
   assert.equal(ctx.daemon.taps, ["ada1"], "the daemon normalises and validates the code");
 });
 
+it("degraded storage: the attract screen says the kiosk cannot record check-ins, and clears when it recovers", async (ctx) => {
+  await open(ctx);
+  await seeScreen(ctx.page, "attract", "Tap your card");
+  const hint = ctx.page.getByTestId("hint");
+  ctx.daemon.setState({ storage: "failing" });
+  await hint.filter({ hasText: "cannot record check-ins" }).waitFor();
+  ctx.daemon.setState({ storage: "ok" });
+  await hint.filter({ hasText: "Hold it flat against the reader" }).waitFor();
+});
+
 it("the on-screen call-staff button calls staff once per press and says so", async (ctx) => {
   await open(ctx);
   await seeScreen(ctx.page, "attract");

@@ -51,11 +51,16 @@ export class AttractScreen extends LitElement {
   /** State of the card reader; a missing reader changes the hint, not the screen. */
   @property({ attribute: false }) reader: KioskState["reader"]["state"] = "ok";
 
+  /** "failing": the kiosk cannot record anything right now; it says so before anyone taps. */
+  @property({ attribute: false }) storage: KioskState["storage"] = "ok";
+
   override render() {
     const hint =
-      this.reader === "disconnected"
-        ? html`<p class="warn" data-testid="hint">Card reader unavailable. Enter your booking code below.</p>`
-        : html`<p data-testid="hint">Hold it flat against the reader</p>`;
+      this.storage === "failing"
+        ? html`<p class="warn" data-testid="hint">This kiosk cannot record check-ins right now. Please ask at the desk.</p>`
+        : this.reader === "disconnected"
+          ? html`<p class="warn" data-testid="hint">Card reader unavailable. Enter your booking code below.</p>`
+          : html`<p data-testid="hint">Hold it flat against the reader</p>`;
     return html`${contactless}
       <h1 data-testid="message">Tap your card</h1>
       ${hint}`;

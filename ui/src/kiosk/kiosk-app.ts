@@ -176,7 +176,10 @@ export class KioskApp extends LitElement {
       return html`<div class="starting"><h1 data-testid="message">Kiosk starting…</h1></div>`;
     }
     if (screen === "attract" || !this.shown) {
-      return html`<paylane-attract-screen .reader=${this.live.state?.reader.state ?? "ok"}></paylane-attract-screen>`;
+      return html`<paylane-attract-screen
+        .reader=${this.live.state?.reader.state ?? "ok"}
+        .storage=${this.live.state?.storage ?? "ok"}
+      ></paylane-attract-screen>`;
     }
     return html`<paylane-result-screen .result=${this.shown} .receipt=${this.receipt}></paylane-result-screen>`;
   }

@@ -1,0 +1,106 @@
+/**
+ * Disk full: an append that cannot be made durable is never reported as done.
+ * The real kiosk daemon runs offline with its journal wrapped so that, while
+ * "the disk is full", every write fails with SQLite's SQLITE_FULL (an
+ * injected I/O error: the append and the daemon's probe write both fail, as
+ * on a full file system). The kiosk refuses and explains, stays up, shows
+ * degraded mode, and resumes by itself once a probe write succeeds.
+ */
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Journal, KioskDaemon, parseDeviceConfig, Replica } from "@paylane/device";
+import type { KioskState } from "@paylane/ui/kiosk-api";
+import { pino } from "pino";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { Signal } from "../support/signal.ts";
+
+const MEMBERS = [
+  { id: "m-ada", name: "Ada Lovelace", cardUid: "04A2B3C4", code: null, status: "active" as const },
+  { id: "m-grace", name: "Grace Hopper", cardUid: "04B1C2D3", code: null, status: "active" as const },
+];
+
+/** A journal whose writes fail with SQLITE_FULL while `full.on` is set. */
+function fillable(journal: Journal, full: { on: boolean; appends: number }): Journal {
+  const diskFull = () => Object.assign(new Error("SQLITE_FULL: database or disk is full"), { code: "SQLITE_FULL" });
+  return new Proxy(journal, {
+    get(target, prop) {
+      if (prop === "append" && full.on) {
+        return async () => {
+          full.appends++;
+          throw diskFull();
+        };
+      }
+      if (prop === "probeWritable" && full.on) return async () => false;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+test("disk full: nothing is reported done, the kiosk explains and stays up, then recovers by itself", async () => {
+  const root = await mkdtemp(join(tmpdir(), "paylane-disk-full-"));
+  const dataDir = join(root, "k1");
+  await mkdir(dataDir, { recursive: true });
+  const replica = await Replica.open(join(dataDir, "replica.db"));
+  await replica.replace({ site: "s1", version: 2, timezone: "UTC", siteName: "Venue", members: MEMBERS }, new Date());
+  await replica.close();
+
+  const full = { on: false, appends: 0 };
+  const signal = new Signal();
+  const daemon = new KioskDaemon({
+    config: parseDeviceConfig({
+      site: "s1",
+      device: "k1",
+      secret: "disk-full-secret-0123456",
+      // nobody listens on port 9: an offline kiosk, deciding on its own
+      mqttUrl: "mqtt://127.0.0.1:9",
+      cloudUrl: "http://127.0.0.1:9",
+      dataDir,
+      http: { host: "127.0.0.1", port: 0 },
+      reader: { type: "pn532-simulator", pollIntervalMs: 5 },
+      storageProbeMs: 100,
+    }),
+    logger: pino({ level: "silent" }),
+    openJournal: async (path) => fillable(await Journal.open(path), full),
+  });
+  const states: KioskState[] = [];
+  daemon.events.on("state", (s) => {
+    states.push(s);
+    signal.notify();
+  });
+  await daemon.start();
+  try {
+    full.on = true;
+    const refused = await daemon.tap("04A2B3C4");
+    assert.is(refused.outcome, "refused", "never 'Welcome' for what is not durable");
+    assert.is(refused.message, "This kiosk cannot record check-ins right now. Please ask at the desk.");
+    assert.is(refused.seq, undefined);
+    assert.is(full.appends, 1, "the append was tried");
+    assert.is((await daemon.journal.stats()).lastSeq, 0, "nothing journaled");
+    await signal.until(() => states.some((s) => s.storage === "failing"), "degraded mode shown", 10_000);
+    const health = (await (await fetch(`http://127.0.0.1:${daemon.port}/healthz`)).json()) as {
+      storage: { state: string; lastError?: string };
+    };
+    assert.equal(health.storage.state, "failing");
+    assert.match(health.storage.lastError ?? "", /SQLITE_FULL/);
+
+    const again = await daemon.tap("04B1C2D3");
+    assert.is(again.outcome, "refused", "still refusing while the disk is full, and still answering");
+
+    full.on = false;
+    await signal.until(async () => (await daemon.state()).storage === "ok", "recovered by itself", 10_000);
+    const welcome = await daemon.tap("04A2B3C4");
+    assert.is(welcome.outcome, "welcome", "the member refused during the outage is welcome now");
+    assert.is(welcome.seq, 1, "the first durable entry is seq 1: nothing half-written before it");
+    console.log(
+      `disk full: ${full.appends} appends refused and never reported done; recovered by a probe write; next seq ${welcome.seq}`,
+    );
+  } finally {
+    await daemon.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test.run();

@@ -38,6 +38,10 @@ import type { Logger } from "pino";
 import type { Journal } from "./journal.ts";
 import type { Timers } from "./timers.ts";
 
+/** Drain progress is logged at most this often, and only above this backlog. */
+const DRAIN_LOG_MS = 5000;
+const DRAIN_LOG_MIN_BACKLOG = 1000;
+
 export interface UplinkOptions {
   address: DeviceAddress;
   secret: string;
@@ -84,6 +88,8 @@ export class Uplink {
   #backoff: IBackoff<unknown> | undefined;
   readonly #backoffFactory: ExponentialBackoff<unknown>;
   #stopped = true;
+  /** The last drain progress line: when, and the ack then. */
+  #drainLog: { at: number; ackedUpTo: number; draining: boolean } | undefined;
   lastError: string | undefined;
 
   constructor(opts: UplinkOptions) {
@@ -312,6 +318,36 @@ export class Uplink {
     this.#armAckTimer(true);
     this.#o.onChange?.();
     void this.#pump();
+    void this.#reportDrain();
+  }
+
+  /**
+   * While a backlog of DRAIN_LOG_MIN_BACKLOG or more drains (after a
+   * partition), logs what is left and how fast every DRAIN_LOG_MS, and once
+   * when it is empty: long work shows progress.
+   */
+  async #reportDrain(): Promise<void> {
+    const now = this.#o.now().getTime();
+    const last = this.#drainLog;
+    // Outside a drain, look at most every DRAIN_LOG_MS; inside one, on every ack (to see the end).
+    if (!last?.draining && last && now - last.at < DRAIN_LOG_MS) return;
+    const { backlog } = await this.#o.journal.stats();
+    if (last?.draining && backlog === 0) {
+      this.#o.logger.info({ ackedUpTo: this.#ackedUpTo }, "backlog drained");
+      this.#drainLog = { at: now, ackedUpTo: this.#ackedUpTo, draining: false };
+      return;
+    }
+    if (!last?.draining && backlog < DRAIN_LOG_MIN_BACKLOG) {
+      this.#drainLog = { at: now, ackedUpTo: this.#ackedUpTo, draining: false };
+      return;
+    }
+    if (last?.draining && now - last.at < DRAIN_LOG_MS) return;
+    const rate = last?.draining ? ((this.#ackedUpTo - last.ackedUpTo) * 1000) / Math.max(1, now - last.at) : undefined;
+    this.#drainLog = { at: now, ackedUpTo: this.#ackedUpTo, draining: true };
+    this.#o.logger.info(
+      { backlog, ackedUpTo: this.#ackedUpTo, perSecond: rate && Math.round(rate) },
+      "draining backlog",
+    );
   }
 
   #resendFromAck(reason: string): void {

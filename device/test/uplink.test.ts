@@ -420,6 +420,30 @@ test("small batches: never more than maxInflightBatches messages unacked, whatev
   assert.equal(await nextBatch(ctx), [6], "each ack frees room for as many batches as it acked");
 });
 
+test("a draining backlog shows progress in the log every 5 s: what is left and how fast", async (ctx) => {
+  await ctx.journal.db.exec("BEGIN");
+  await appendEntries(ctx, 1500);
+  await ctx.journal.db.exec("COMMIT");
+  ctx.uplink.notifyAppended();
+  await nextBatch(ctx);
+  await ack(ctx, 100);
+  const drainLines = () => ctx.logs.filter((l) => l.msg === "draining backlog" || l.msg === "backlog drained");
+  await until(ctx, () => drainLines().length === 1, "first progress line");
+  assert.equal(drainLines()[0]!.backlog, 1400);
+  ctx.timers.advance(5000);
+  await ack(ctx, 600);
+  await until(ctx, () => drainLines().length === 2, "second progress line");
+  assert.equal([drainLines()[1]!.backlog, drainLines()[1]!.perSecond], [900, 100], "900 left, 500 acked in 5 s");
+  await ack(ctx, 700);
+  await ack(ctx, 1500);
+  await until(ctx, () => drainLines().length === 3, "drained line");
+  assert.equal(
+    drainLines().map((l) => l.msg),
+    ["draining backlog", "draining backlog", "backlog drained"],
+    "no progress line within 5 s of the last, and one line when empty",
+  );
+});
+
 test("cmd/replay-from: the kiosk resends from its last ack at once and answers on cmd-result", async (ctx) => {
   await ctx.cloud.subscribeAsync(topics.cmdResult(K1), { qos: 1 });
   await appendEntries(ctx, 5);

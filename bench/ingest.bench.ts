@@ -324,7 +324,7 @@ async function main(): Promise<number> {
     };
     await Registry.save(registryPath, file);
 
-    db = new TimedDatabase(await openPg({ url: cfg.url, schema }));
+    db = new TimedDatabase(await openPg({ url: cfg.url, schema, queryTimeoutMs: 600_000 }));
     await migrate(db);
     await seedSite(db, { id: site, name: "Bench venue", timezone: "UTC" }, []);
     const pgVersion =

@@ -35,7 +35,11 @@ export interface CloudOptions {
 
 export async function openDatabase(config: CloudConfig): Promise<Database> {
   return config.DATABASE_URL
-    ? openPg({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA })
+    ? openPg({
+        url: config.DATABASE_URL,
+        schema: config.DATABASE_SCHEMA,
+        queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
+      })
     : openPglite(config.PGLITE_DIR);
 }
 

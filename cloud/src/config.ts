@@ -29,6 +29,8 @@ export const CloudEnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
     .default("cloud-1"),
+  /** A database statement with no answer by then fails (and is retried): a lost reply never wedges ingest. */
+  DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
   GAP_WAIT_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
 });

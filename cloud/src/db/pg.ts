@@ -8,6 +8,13 @@ export interface PgOptions {
   /** Schema holding PayLane's tables; created if missing. Tests use one per run. */
   schema: string;
   max?: number;
+  /**
+   * A statement with no answer by then fails on the client and its connection
+   * is dropped (default 30 s). Without it, a reply lost with the connection
+   * still open (a Postgres host dying mid-statement, no RST, no FIN) left the
+   * ingest statement pending forever and its devices never acked again.
+   */
+  queryTimeoutMs?: number;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -18,6 +25,9 @@ export async function openPg(o: PgOptions): Promise<Database> {
   const pool = new pg.Pool({
     connectionString: o.url,
     max: o.max ?? 10,
+    query_timeout: o.queryTimeoutMs ?? 30_000,
+    keepAlive: true,
+    connectionTimeoutMillis: 10_000,
     // jit=off: every cloud statement is short OLTP work. The ingest statement's high-water step
     // is estimated from whole-table statistics (~1M cost) although it reads a handful of rows,
     // which crosses jit_above_cost and spends ~300 ms compiling a 25 ms statement.

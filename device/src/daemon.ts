@@ -7,8 +7,8 @@
 
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import type { Credential, StaffCallBody, Telemetry } from "@paylane/protocol";
+import { basename, join } from "node:path";
+import type { Credential, JournalRecoveredBody, StaffCallBody, Telemetry } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
 import type { KioskState, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
 import pino, { type Logger } from "pino";
@@ -20,6 +20,7 @@ import type { LedPattern } from "./hardware/gpio/status-led.ts";
 import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
 import type { PrinterHealth } from "./hardware/printer/printer.ts";
 import { Journal } from "./journal.ts";
+import { openOrRecoverJournal } from "./journal-recovery.ts";
 import { createLocalApi } from "./local-api.ts";
 import { Peripherals, type SelfTestReport } from "./peripherals.ts";
 import { receiptQrDataUrl } from "./receipt-qr.ts";
@@ -125,7 +126,13 @@ export class KioskDaemon {
     const address = this.address;
     this.#bootedAt = this.#now();
     await mkdir(c.dataDir, { recursive: true });
-    const journal = await this.#openJournal(join(c.dataDir, "journal.db"));
+    const { journal, recovered } = await openOrRecoverJournal(join(c.dataDir, "journal.db"), {
+      fetchAckedSeq: () => this.#fetchAckedSeq(),
+      logger: this.#log,
+      now: this.#now,
+      open: (path, startAfterSeq) =>
+        startAfterSeq === undefined ? this.#openJournal(path) : Journal.open(path, { startAfterSeq }),
+    });
     this.#journal = journal;
     const replica = await Replica.open(join(c.dataDir, "replica.db"));
     this.#replica = replica;
@@ -237,6 +244,15 @@ export class KioskDaemon {
     this.#showStatus();
     this.#scheduleTelemetry();
     this.#scheduleCompaction();
+    if (recovered) {
+      const body: JournalRecoveredBody = {
+        damagedFile: basename(recovered.damagedFile),
+        continuedAfter: recovered.continuedAfter,
+        reason: recovered.reason.slice(0, 1000),
+      };
+      await journal.append("journal-recovered", body, this.#now());
+      uplink.notifyAppended();
+    }
     this.#log.info({ port: this.#http.port }, "kiosk daemon started");
   }
 
@@ -303,6 +319,24 @@ export class KioskDaemon {
     });
     this.#tapQueue = run.catch(() => {});
     return run;
+  }
+
+  /** The cloud's contiguous acked seq for this kiosk (journal recovery). */
+  async #fetchAckedSeq(): Promise<number> {
+    const c = this.#config;
+    const url = new URL(
+      `/api/v1/sites/${encodeURIComponent(c.site)}/devices/${encodeURIComponent(c.device)}/stream`,
+      c.cloudUrl,
+    );
+    const res = await fetch(url, {
+      headers: { authorization: `Basic ${Buffer.from(`${c.site}/${c.device}:${c.secret}`).toString("base64")}` },
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
+    const body = (await res.json()) as { ackedSeq?: unknown };
+    if (typeof body.ackedSeq !== "number" || !Number.isSafeInteger(body.ackedSeq) || body.ackedSeq < 0)
+      throw new Error(`GET ${url.pathname}: no ackedSeq in the answer`);
+    return body.ackedSeq;
   }
 
   /** `p`, or nothing once `ms` passed (a reader that stopped polling must not wedge the next tap). */

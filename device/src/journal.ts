@@ -18,6 +18,22 @@ import { Sqlite } from "./sqlite.ts";
 
 export class JournalError extends Error {
   override name = "JournalError";
+  /** The file itself is damaged (integrity_check failed, or not a database): recovery starts a new journal. */
+  readonly damaged: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { damaged?: boolean }) {
+    super(message, options);
+    this.damaged = options?.damaged ?? false;
+  }
+}
+
+export interface JournalOpenOptions {
+  /**
+   * For a NEW journal only: its first entry gets seq `startAfterSeq + 1`, and
+   * everything up to it counts as acked. A journal recovered after damage
+   * continues from the cloud's acked high-water mark, so no seq is reused.
+   */
+  startAfterSeq?: number;
 }
 
 interface EntryRow {
@@ -75,7 +91,7 @@ export class Journal {
   }
 
   /** Opens (or creates) the journal, enforcing durability settings and checking integrity. */
-  static async open(path: string): Promise<Journal> {
+  static async open(path: string, options: JournalOpenOptions = {}): Promise<Journal> {
     const db = await Sqlite.open(path);
     try {
       await db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
@@ -92,15 +108,28 @@ export class Journal {
       if (check.length !== 1 || check[0]?.integrity_check !== "ok") {
         throw new JournalError(
           `journal ${path} failed integrity_check: ${check.map((r) => r.integrity_check).join("; ")}`,
+          { damaged: true },
         );
       }
       await db.exec(SCHEMA);
+      const start = options.startAfterSeq ?? 0;
+      if (start > 0) {
+        // Only a journal that has never held an entry may be given a starting point.
+        await db.run(
+          "UPDATE meta SET last_seq = ?, acked_up_to = ? WHERE one = 1 AND last_seq = 0 AND NOT EXISTS (SELECT 1 FROM journal)",
+          [start, start],
+        );
+      }
       return new Journal(db);
     } catch (err) {
       await db.close().catch(() => {});
       // SQLite opens lazily: a damaged file fails on the first statement, without saying which file.
       if (err instanceof JournalError) throw err;
-      throw new JournalError(`journal ${path}: ${(err as Error).message}`, { cause: err });
+      const code = (err as { code?: string }).code;
+      throw new JournalError(`journal ${path}: ${(err as Error).message}`, {
+        cause: err,
+        damaged: code === "SQLITE_CORRUPT" || code === "SQLITE_NOTADB",
+      });
     }
   }
 

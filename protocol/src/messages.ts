@@ -65,10 +65,20 @@ export const StaffCallBodySchema = z.object({
 });
 export type StaffCallBody = z.infer<typeof StaffCallBodySchema>;
 
+/** The kiosk's journal was damaged and replaced: an alert for ops (the damaged file is kept on the kiosk). */
+export const JournalRecoveredBodySchema = z.object({
+  damagedFile: z.string().min(1).max(256),
+  /** The cloud's acked seq the new journal continues after. */
+  continuedAfter: z.number().int().min(0),
+  reason: z.string().max(1000),
+});
+export type JournalRecoveredBody = z.infer<typeof JournalRecoveredBodySchema>;
+
 /** Every entry kind the v1 cloud applies, with its body schema. */
 export const ENTRY_KINDS = {
   checkin: CheckinBodySchema,
   "staff-call": StaffCallBodySchema,
+  "journal-recovered": JournalRecoveredBodySchema,
 } as const;
 export type EntryKind = keyof typeof ENTRY_KINDS;
 

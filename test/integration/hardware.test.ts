@@ -193,13 +193,13 @@ it("GPIO: the call-staff button raises one alert for ops, delivered to the cloud
   const alerts = async () =>
     (
       (await (await fetch(`${site.cloud!.url}/api/v1/alerts?site=${site.site}`)).json()) as {
-        items: Array<{ device: string; source: string }>;
+        items: Array<{ device: string; kind: string; detail: { source: string } }>;
       }
     ).items;
   await site.signal.until(async () => (await alerts()).length === 1, "alert in the cloud", 10_000);
   assert.equal(
-    (await alerts()).map((a) => [a.device, a.source]),
-    [["k2", "button"]],
+    (await alerts()).map((a) => [a.kind, a.device, a.detail.source]),
+    [["staff-call", "k2", "button"]],
   );
 });
 

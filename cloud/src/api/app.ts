@@ -101,7 +101,7 @@ export function createApi(o: ApiOptions): Hono {
     return c.json({ items, next: items.length === limit && last ? cursor.encode(last.at, last.id) : null });
   });
 
-  /** Open alerts for ops: the newest staff calls (call-staff button or screen). */
+  /** Alerts for ops, newest first: staff calls (button or screen) and journal recoveries. */
   app.get("/api/v1/alerts", async (c) => {
     const q = ListQuery.omit({ before: true }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
@@ -111,22 +111,23 @@ export function createApi(o: ApiOptions): Hono {
       site_id: string;
       device_id: string;
       seq: number;
-      source: string;
+      kind: string;
+      detail: Record<string, unknown>;
       at: Date;
       received_at: Date;
     }>(
-      `SELECT id, site_id, device_id, seq, source, at, received_at FROM staff_calls
+      `SELECT id, site_id, device_id, seq, kind, detail, at, received_at FROM alerts
        WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR device_id = $2)
        ORDER BY at DESC, id DESC LIMIT $3`,
       [site ?? null, device ?? null, limit],
     );
     const items = rows.map((r) => ({
       id: r.id,
-      kind: "staff-call",
+      kind: r.kind,
       site: r.site_id,
       device: r.device_id,
       seq: r.seq,
-      source: r.source,
+      detail: r.detail,
       at: r.at.toISOString(),
       receivedAt: r.received_at.toISOString(),
     }));
@@ -147,22 +148,26 @@ export function createApi(o: ApiOptions): Hono {
     return c.json({ items });
   });
 
-  app.get("/api/v1/sites/:site/members", async (c) => {
-    const identity = await authenticateBasic(c.req.header("authorization"), o.registry());
-    if (!identity) {
-      return problemResponse(
-        {
-          title: "Unauthorized",
-          status: 401,
-          detail: "device credentials required (HTTP Basic, {site}/{device}:secret)",
-        },
-        { "www-authenticate": 'Basic realm="paylane"' },
-      );
-    }
+  /**
+   * A device's own stream as the cloud has it: the contiguous acked seq. A
+   * kiosk whose journal was damaged starts a new one that continues from here.
+   */
+  app.get("/api/v1/sites/:site/devices/:device/stream", async (c) => {
     const site = c.req.param("site");
-    if (identity.kind !== "device" || identity.address.site !== site) {
-      return problemResponse({ title: "Forbidden", status: 403, detail: `this identity may not read site ${site}` });
-    }
+    const device = c.req.param("device");
+    const denied = await deviceOnly(c.req.header("authorization"), site, device);
+    if (denied) return denied;
+    const { rows } = await o.db.query<{ acked_seq: number }>(
+      "SELECT acked_seq FROM device_streams WHERE site_id = $1 AND device_id = $2",
+      [site, device],
+    );
+    return c.json({ site, device, ackedSeq: rows[0]?.acked_seq ?? 0 });
+  });
+
+  app.get("/api/v1/sites/:site/members", async (c) => {
+    const site = c.req.param("site");
+    const denied = await deviceOnly(c.req.header("authorization"), site);
+    if (denied) return denied;
     const siteRow = await o.db.query<{ members_version: number; timezone: string; name: string }>(
       "SELECT members_version, timezone, name FROM sites WHERE id = $1",
       [site],
@@ -185,6 +190,30 @@ export function createApi(o: ApiOptions): Hono {
     };
     return c.json(snapshot);
   });
+
+  /** Device credentials of `site` (and of `device`, when given) or a problem response saying why not. */
+  async function deviceOnly(header: string | undefined, site: string, device?: string): Promise<Response | null> {
+    const identity = await authenticateBasic(header, o.registry());
+    if (!identity) {
+      return problemResponse(
+        {
+          title: "Unauthorized",
+          status: 401,
+          detail: "device credentials required (HTTP Basic, {site}/{device}:secret)",
+        },
+        { "www-authenticate": 'Basic realm="paylane"' },
+      );
+    }
+    const ok =
+      identity.kind === "device" &&
+      identity.address.site === site &&
+      (device === undefined || identity.address.device === device);
+    if (!ok) {
+      const what = device === undefined ? `site ${site}` : `device ${site}/${device}`;
+      return problemResponse({ title: "Forbidden", status: 403, detail: `this identity may not read ${what}` });
+    }
+    return null;
+  }
 
   return app;
 }

@@ -60,7 +60,8 @@ export const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
 
-export type HardwareConfig = Partial<Pick<DeviceConfigInput, "reader" | "printer" | "gpio">>;
+/** Per-kiosk config on top of the site's: its hardware, or its own broker URL (e.g. through a FaultProxy). */
+export type HardwareConfig = Partial<Pick<DeviceConfigInput, "reader" | "printer" | "gpio" | "mqttUrl">>;
 
 export interface TestSiteOptions extends Backends {
   kiosks?: string[];
@@ -179,16 +180,16 @@ export class TestSite {
     await (how === "kill" ? cloud?.kill() : cloud?.stop());
   }
 
-  /** `hardware`: reader, printer and gpio sections for this kiosk (default: a PN532 simulator, no printer). */
-  async startKiosk(device: string, hardware: HardwareConfig = {}): Promise<KioskDaemon> {
+  /** `overrides`: reader, printer, gpio and broker URL for this kiosk (default: a PN532 simulator, no printer). */
+  async startKiosk(device: string, overrides: HardwareConfig = {}): Promise<KioskDaemon> {
     const config = parseDeviceConfig({
       // a quick poll: integration tests tap hundreds of cards through the PN532 simulator
       reader: { type: "pn532-simulator", pollIntervalMs: 5 },
-      ...hardware,
+      mqttUrl: this.mqttUrl,
+      ...overrides,
       site: this.site,
       device,
       secret: this.secrets.get(device),
-      mqttUrl: this.mqttUrl,
       cloudUrl: this.cloud ? this.cloud.url : "http://127.0.0.1:9",
       dataDir: join(this.dir, device),
       http: { host: "127.0.0.1", port: 0 },

@@ -126,6 +126,8 @@ export class CloudService {
     const api = createApi({
       db,
       presence,
+      now: this.#now,
+      skewBoundSeconds: c.CLOCK_SKEW_BOUND_S,
       registry: () => registry,
       metrics: this.metrics,
       health: async () => {

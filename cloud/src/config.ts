@@ -31,6 +31,8 @@ export const CloudEnvSchema = z.object({
     .default("cloud-1"),
   /** A database statement with no answer by then fails (and is retried): a lost reply never wedges ingest. */
   DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  /** Device time further than this from the cloud's receive time is flagged as clock skew (seconds). */
+  CLOCK_SKEW_BOUND_S: z.coerce.number().int().min(1).max(86_400).default(300),
   /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
   GAP_WAIT_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
 });

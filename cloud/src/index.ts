@@ -3,6 +3,7 @@ export * from "./bridge/bridge.ts";
 export * from "./bridge/ingest.ts";
 export * from "./cloud.ts";
 export * from "./config.ts";
+export * from "./conflicts.ts";
 export * from "./db/database.ts";
 export * from "./db/migrate.ts";
 export * from "./db/pg.ts";

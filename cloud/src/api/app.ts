@@ -8,6 +8,7 @@ import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
 import { Hono } from "hono";
 import type { Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
+import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 
@@ -17,7 +18,18 @@ export interface ApiOptions {
   registry: () => Registry;
   metrics: MetricsRegistry;
   health: () => Promise<HealthReport>;
+  now?: () => Date;
+  /** Device time further than this from the cloud's is a clock-skew conflict (seconds). */
+  skewBoundSeconds?: number;
 }
+
+const ConflictQuerySchema = z.object({
+  site: z.string().optional(),
+  kind: z.enum(CONFLICT_KINDS).optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  until: z.iso.datetime({ offset: true }).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 
 const ListQuery = z.object({
   site: z.string().optional(),
@@ -99,6 +111,24 @@ export function createApi(o: ApiOptions): Hono {
     }));
     const last = items[items.length - 1];
     return c.json({ items, next: items.length === limit && last ? cursor.encode(last.at, last.id) : null });
+  });
+
+  /** Conflicts found across kiosks (see cloud/src/conflicts.ts and docs/conflicts.md), newest first. */
+  app.get("/api/v1/conflicts", async (c) => {
+    const q = ConflictQuerySchema.safeParse(c.req.query());
+    if (!q.success) return queryError(q.error);
+    const until = q.data.until ? new Date(q.data.until) : (o.now?.() ?? new Date());
+    const since = q.data.since ? new Date(q.data.since) : new Date(until.getTime() - 7 * 86_400_000);
+    if (since >= until) return badRequest("since: must be before until");
+    const items = await listConflicts(o.db, {
+      site: q.data.site,
+      kind: q.data.kind,
+      since,
+      until,
+      limit: q.data.limit,
+      skewBoundSeconds: o.skewBoundSeconds ?? 300,
+    });
+    return c.json({ items, since: since.toISOString(), until: until.toISOString() });
   });
 
   /** Alerts for ops, newest first: staff calls (button or screen) and journal recoveries. */

@@ -3,8 +3,10 @@
  * refusals to report. Every refusal says what was wrong, and a bad entry never
  * keeps the valid entries around it out.
  */
+
 import { randomUUID } from "node:crypto";
 import type { CheckinBody, DeviceAddress, Entry } from "@paylane/protocol";
+import { ENTRY_KINDS } from "@paylane/protocol";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { admitEvents, clip } from "../src/bridge/admit.ts";
@@ -180,7 +182,7 @@ test("an unknown kind is quarantined in its place, naming the kind and the known
   assert.is(q.applied, undefined);
   assert.equal(q.refusal, {
     code: "unknown-kind",
-    reason: 'entries[1]: unknown kind "payment" (known: checkin, staff-call)',
+    reason: `entries[1]: unknown kind "payment" (known: ${Object.keys(ENTRY_KINDS).join(", ")})`,
     payload: JSON.stringify(payment),
   });
 });

@@ -220,6 +220,32 @@ export class KioskDaemon {
       enterCode: (code) => this.#decide({ type: "code", code }, taps),
       callStaff: () => this.callStaff("screen"),
       selfTest: () => this.selfTest(),
+      status: async () => {
+        const stats = await journal.stats();
+        const info = await replica.info();
+        const now = this.#now().getTime();
+        const age = (iso: string | null) => (iso ? `${Math.round((now - Date.parse(iso)) / 1000)} s` : null);
+        const peripherals = hw.health();
+        return {
+          site: c.site,
+          device: c.device,
+          rows: [
+            ["Cloud", uplink.online ? "online" : uplink.brokerConnected ? "broker up, cloud away" : "offline"],
+            ["Journal backlog", `${stats.backlog} entries (last seq ${stats.lastSeq}, acked ${stats.ackedUpTo})`],
+            ["Oldest unacked entry", age(stats.oldestUnackedAt) ?? "none waiting"],
+            ["Storage", this.#storage.state === "ok" ? "ok" : `failing: ${this.#storage.lastError ?? ""}`],
+            [
+              "Member replica",
+              `version ${info.version}, ${info.members} members, synced ${age(info.syncedAt) ?? "never"} ago`,
+            ],
+            ["Card reader", peripherals.reader],
+            ["Printer", peripherals.printer ?? "none"],
+            ["GPIO", peripherals.gpio ?? "none"],
+            ["Last MQTT error", uplink.lastError ?? null],
+            ["Last replica error", sync.lastError ?? null],
+          ],
+        };
+      },
     });
     this.#api = api;
 

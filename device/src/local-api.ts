@@ -12,6 +12,7 @@ import type { KioskState, LiveMessage, TapResult } from "@paylane/ui/kiosk-api";
 import { Hono } from "hono";
 import type { WSContext } from "hono/ws";
 import type { Registry as MetricsRegistry } from "prom-client";
+import { type StatusFacts, statusPage } from "./status-page.ts";
 
 export interface LocalApiOptions {
   state: () => Promise<KioskState>;
@@ -25,6 +26,8 @@ export interface LocalApiOptions {
   callStaff: () => Promise<void>;
   /** Exercises each peripheral. */
   selfTest: () => Promise<unknown>;
+  /** What GET /status shows a technician. */
+  status: () => Promise<StatusFacts>;
 }
 
 const CODE = /^[A-Z0-9]{4,16}$/;
@@ -104,6 +107,7 @@ export function createLocalApi(o: LocalApiOptions) {
     return c.json({ called: true });
   });
   app.post("/api/self-test", async (c) => c.json(await o.selfTest()));
+  app.get("/status", async (c) => c.html(statusPage(await o.status())));
   app.use("/*", serveStatic({ root: relative(process.cwd(), kioskDist) || "." }));
 
   return {

@@ -85,6 +85,8 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
     };
     assert.equal(health.storage.state, "failing");
     assert.match(health.storage.lastError ?? "", /SQLITE_FULL/);
+    const page = await (await fetch(`http://127.0.0.1:${daemon.port}/status`)).text();
+    assert.match(page, /<th>Storage<\/th><td>failing: SQLITE_FULL/, "the local status page says why");
 
     const again = await daemon.tap("04B1C2D3");
     assert.is(again.outcome, "refused", "still refusing while the disk is full, and still answering");

@@ -52,6 +52,9 @@ it(`cut from the broker while ${ENTRIES.toLocaleString("en")} entries are journa
   await k1.journal.db.exec("COMMIT");
   k1.uplink.notifyAppended();
   assert.is((await k1.journal.stats()).backlog, ENTRIES, "everything waits in the journal");
+  const page = await (await fetch(`http://127.0.0.1:${k1.port}/status`)).text();
+  assert.match(page, new RegExp(`<th>Journal backlog</th><td>${ENTRIES} entries`), "the status page shows the backlog");
+  assert.match(page, /<th>Oldest unacked entry<\/th><td>\d+ s<\/td>/, "and how old its oldest entry is");
 
   const healed = performance.now();
   proxy.heal();

@@ -3,7 +3,7 @@
  * credentials and stores it in the replica. A failed pull leaves the replica
  * as it was: the kiosk keeps deciding from what it has.
  */
-import { type DeviceAddress, MemberSnapshotSchema, validate } from "@paylane/protocol";
+import { type DeviceAddress, MemberSyncSchema, validate } from "@paylane/protocol";
 import {
   BrokenCircuitError,
   ConsecutiveBreaker,
@@ -49,6 +49,8 @@ export class ReplicaSync {
     }),
   );
   lastError: string | undefined;
+  /** The last pull that answered: a full snapshot or a delta, how many members it carried, and whether it applied. */
+  lastSync: { full: boolean; members: number; version: number; applied: boolean } | undefined;
 
   constructor(opts: ReplicaSyncOptions) {
     this.#o = opts;
@@ -83,6 +85,9 @@ export class ReplicaSync {
   async #pull(): Promise<void> {
     const { address, secret, cloudUrl, replica, logger, now } = this.#o;
     const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/members`, cloudUrl);
+    // A delta from the version we hold (the cloud answers with a full snapshot when it cannot).
+    const held = (await replica.info()).version;
+    if (held > 0) url.searchParams.set("since", String(held));
     const auth = `Basic ${Buffer.from(`${address.site}/${address.device}:${secret}`).toString("base64")}`;
     try {
       const snapshot = await this.#policy.execute(async () => {
@@ -91,14 +96,29 @@ export class ReplicaSync {
           signal: AbortSignal.timeout(this.#o.requestTimeoutMs ?? 5000),
         });
         if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
-        const parsed = validate(MemberSnapshotSchema, await res.json());
-        if (!parsed.ok) throw new Error(`member snapshot refused: ${parsed.error}`);
+        const parsed = validate(MemberSyncSchema, await res.json());
+        if (!parsed.ok) throw new Error(`member sync refused: ${parsed.error}`);
         return parsed.value;
       });
-      const replaced = await replica.replace(snapshot, now());
+      if (snapshot.full !== false && snapshot.version < held) {
+        logger.warn(
+          { held, cloud: snapshot.version },
+          "the cloud's member versions went back: following its full snapshot",
+        );
+      }
+      const applied =
+        snapshot.full === false
+          ? await replica.applyDelta(snapshot, now())
+          : await replica.replace(snapshot, now(), { followCloudBack: snapshot.version < held });
       this.lastError = undefined;
-      if (replaced) {
-        logger.info({ version: snapshot.version, members: snapshot.members.length }, "member replica synced");
+      this.lastSync = {
+        full: snapshot.full !== false,
+        members: snapshot.full === false ? snapshot.changes.length : snapshot.members.length,
+        version: snapshot.version,
+        applied,
+      };
+      if (applied) {
+        logger.info(this.lastSync, "member replica synced");
         this.#o.onSynced?.(snapshot.version);
       }
     } catch (err) {

@@ -4,7 +4,7 @@
  * lives apart from the journal: its transactions never share a connection
  * with journal appends.
  */
-import type { MemberSnapshot, ReplicaMember } from "@paylane/protocol";
+import type { MemberDelta, MemberSnapshot, ReplicaMember } from "@paylane/protocol";
 import { Sqlite } from "./sqlite.ts";
 
 const SCHEMA = `
@@ -68,11 +68,15 @@ export class Replica {
     return new Replica(db, writer);
   }
 
-  /** Replaces the replica with a snapshot, atomically; an older snapshot never replaces a newer one. */
-  replace(snapshot: MemberSnapshot, syncedAt: Date): Promise<boolean> {
+  /**
+   * Replaces the replica with a snapshot, atomically. An older snapshot never
+   * replaces a newer one, unless `followCloudBack`: the cloud's versions went
+   * back (restored from a backup), and the cloud is the source of truth.
+   */
+  replace(snapshot: MemberSnapshot, syncedAt: Date, o: { followCloudBack?: boolean } = {}): Promise<boolean> {
     const work = this.#writing.then(async () => {
       const current = await this.info();
-      if (snapshot.version < current.version) return false;
+      if (snapshot.version < current.version && !o.followCloudBack) return false;
       const w = this.#writer;
       await w.exec("BEGIN IMMEDIATE");
       try {
@@ -90,6 +94,47 @@ export class Replica {
           snapshot.version,
           snapshot.timezone,
           snapshot.siteName,
+          syncedAt.toISOString(),
+        ]);
+        await w.exec("COMMIT");
+        return true;
+      } catch (err) {
+        await w.exec("ROLLBACK").catch(() => {});
+        throw err;
+      }
+    });
+    this.#writing = work.catch(() => {});
+    return work;
+  }
+
+  /**
+   * Applies a delta atomically, only on top of the version it was computed
+   * from; returns false (nothing changed) when the replica moved meanwhile,
+   * and the next pull asks again. Changed members are removed and written
+   * back, so a card or code moving between two changed members cannot trip
+   * the unique constraints half-way.
+   */
+  applyDelta(delta: MemberDelta, syncedAt: Date): Promise<boolean> {
+    const work = this.#writing.then(async () => {
+      const current = await this.info();
+      if (current.version !== delta.since || delta.version < delta.since) return false;
+      const w = this.#writer;
+      await w.exec("BEGIN IMMEDIATE");
+      try {
+        for (const m of delta.changes) await w.run("DELETE FROM members WHERE id = ?", [m.id]);
+        for (const m of delta.changes) {
+          await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
+            m.id,
+            m.name,
+            m.cardUid,
+            m.code,
+            m.status,
+          ]);
+        }
+        await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
+          delta.version,
+          delta.timezone,
+          delta.siteName,
           syncedAt.toISOString(),
         ]);
         await w.exec("COMMIT");

@@ -16,6 +16,8 @@ export const ReplicaMemberSchema = z.object({
 export type ReplicaMember = z.infer<typeof ReplicaMemberSchema>;
 
 export const MemberSnapshotSchema = z.object({
+  /** Absent or true: the whole member list (replaces the replica). */
+  full: z.literal(true).optional(),
   site: z.string(),
   /** Monotonic version of the site's member list; travels with each decision. */
   version: z.number().int().min(0),
@@ -25,3 +27,27 @@ export const MemberSnapshotSchema = z.object({
   members: z.array(ReplicaMemberSchema),
 });
 export type MemberSnapshot = z.infer<typeof MemberSnapshotSchema>;
+
+/**
+ * `GET .../members?since=V` when the cloud can answer with a delta: the
+ * members changed after version V (members are never deleted, only revoked).
+ * The kiosk applies it only on top of version V; anything else gets a full
+ * snapshot instead (no cursor, a cursor from another timeline, or too old).
+ */
+export const MemberDeltaSchema = z.object({
+  full: z.literal(false),
+  site: z.string(),
+  /** The version this delta applies on top of. */
+  since: z.number().int().min(0),
+  version: z.number().int().min(0),
+  timezone: z.string().min(1),
+  siteName: z.string().min(1),
+  changes: z.array(ReplicaMemberSchema),
+});
+export type MemberDelta = z.infer<typeof MemberDeltaSchema>;
+
+export const MemberSyncSchema = z.union([MemberDeltaSchema, MemberSnapshotSchema]);
+export type MemberSync = z.infer<typeof MemberSyncSchema>;
+
+/** Deltas span at most this many versions; an older cursor gets a full snapshot. */
+export const MEMBER_DELTA_MAX_VERSIONS = 1000;

@@ -3,7 +3,14 @@
  * wrong. Reads for operators (check-ins, devices); the member replica for
  * devices, authenticated with the device's own credentials.
  */
-import { type Identity, type MemberSnapshot, problemResponse, type Registry } from "@paylane/protocol";
+import {
+  type Identity,
+  MEMBER_DELTA_MAX_VERSIONS,
+  type MemberDelta,
+  type MemberSnapshot,
+  problemResponse,
+  type Registry,
+} from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
 import { Hono } from "hono";
 import type { Registry as MetricsRegistry } from "prom-client";
@@ -204,22 +211,33 @@ export function createApi(o: ApiOptions): Hono {
     );
     const s = siteRow.rows[0];
     if (!s) return problemResponse({ title: "Not found", status: 404, detail: `no site ${site}` });
+    const since = parseSince(c.req.query("since"));
+    if (since === "invalid") return badRequest("since: expected the replica version the kiosk holds (an integer >= 0)");
+    // A delta only on top of a version this cloud has issued and not too long ago; anything else is a full resync.
+    const delta =
+      since !== undefined && since <= s.members_version && s.members_version - since <= MEMBER_DELTA_MAX_VERSIONS;
     const { rows } = await o.db.query<{
       id: string;
       name: string;
       card_uid: string | null;
       code: string | null;
       status: "active" | "revoked";
-    }>("SELECT id, name, card_uid, code, status FROM members WHERE site_id = $1 ORDER BY id", [site]);
-    const snapshot: MemberSnapshot = {
-      site,
-      version: s.members_version,
-      timezone: s.timezone,
-      siteName: s.name,
-      members: rows.map((r) => ({ id: r.id, name: r.name, cardUid: r.card_uid, code: r.code, status: r.status })),
-    };
-    return c.json(snapshot);
+    }>(
+      `SELECT id, name, card_uid, code, status FROM members
+       WHERE site_id = $1 AND ($2::bigint IS NULL OR version > $2) ORDER BY id`,
+      [site, delta ? since : null],
+    );
+    const members = rows.map((r) => ({ id: r.id, name: r.name, cardUid: r.card_uid, code: r.code, status: r.status }));
+    const common = { site, version: s.members_version, timezone: s.timezone, siteName: s.name };
+    if (delta) return c.json({ ...common, full: false, since, changes: members } satisfies MemberDelta);
+    return c.json({ ...common, full: true, members } satisfies MemberSnapshot);
   });
+
+  function parseSince(raw: string | undefined): number | undefined | "invalid" {
+    if (raw === undefined || raw === "") return undefined;
+    const n = Number(raw);
+    return Number.isSafeInteger(n) && n >= 0 ? n : "invalid";
+  }
 
   /** Device credentials of `site` (and of `device`, when given) or a problem response saying why not. */
   async function deviceOnly(header: string | undefined, site: string, device?: string): Promise<Response | null> {

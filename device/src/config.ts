@@ -86,7 +86,12 @@ export const DeviceConfigSchema = z.object({
   /** GPIO roles (call-staff button, status LED, buzzer, relay); absent: none. */
   gpio: GpioConfigSchema.optional(),
   ackTimeoutMs: z.number().int().min(100).default(10_000),
-  batchSize: z.number().int().min(1).max(1000).default(100),
+  /**
+   * Entries per `events` message, at most. A tap sends one; a backlog after a
+   * partition drains in full batches, ten unacked at a time (the uplink's
+   * in-flight cap), so bigger batches drain faster.
+   */
+  batchSize: z.number().int().min(1).max(1000).default(500),
   replicaRefreshMs: z.number().int().min(1000).default(60_000),
   telemetryMs: z.number().int().min(1000).default(30_000),
   /** Acked journal entries older than this are compacted away (at least 2 days: "already checked in today"). */

@@ -95,7 +95,8 @@ export class Uplink {
   constructor(opts: UplinkOptions) {
     this.#o = {
       batchSize: 100,
-      window: 400,
+      // unset: as many entries as the in-flight cap allows (maxInflightBatches full batches)
+      window: Number.POSITIVE_INFINITY,
       maxInflightBatches: 10,
       ackTimeoutMs: 10_000,
       reconnectMinMs: 500,
@@ -153,7 +154,7 @@ export class Uplink {
       this.lastError = err.message;
       this.#o.logger.warn({ err: err.message }, "mqtt error");
     });
-    client.on("message", (topic, payload) => this.#onMessage(topic, payload));
+    client.on("message", (topic, payload, packet) => this.#onMessage(topic, payload, packet.retain));
     // Small messages on an interactive path: no Nagle (see design.md, latency note).
     client.on("connect", () => {
       const stream = client.stream as { setNoDelay?: (on: boolean) => void };
@@ -236,6 +237,8 @@ export class Uplink {
   #onClose(): void {
     const wasConnected = this.#brokerConnected;
     this.#brokerConnected = false;
+    // Without the broker the kiosk cannot see the cloud; its STATE will say again after reconnecting.
+    this.#cloudOnline = false;
     this.#o.timers.clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     if (wasConnected) {
@@ -251,7 +254,8 @@ export class Uplink {
     }, delay);
   }
 
-  #onMessage(topic: string, payload: Buffer): void {
+  /** `retained`: delivered because we subscribed (a stored message), not published live. */
+  #onMessage(topic: string, payload: Buffer, retained = false): void {
     const { address } = this.#o;
     if (topic === topics.ack(address)) {
       const ack = decode(AckSchema, payload);
@@ -268,9 +272,12 @@ export class Uplink {
       if (this.#cloudOnline !== wasOnline) {
         this.#o.logger.info({ cloud: status.value.state }, "cloud status changed");
         if (this.#cloudOnline) {
-          // The cloud came back: re-announce (it may have lost our birth) and resend what it has not acked.
+          // The cloud came back: re-announce (it may have lost our birth) and resend what it has not
+          // acked. Not for the retained STATE delivered on our own (re)subscribe: the connect already
+          // resent from the last ack and the cloud was listening, so again would double every batch.
+          // A live "online" means the cloud has just (re)subscribed and may have missed everything.
           this.#announce();
-          this.#resendFromAck("cloud online");
+          if (!retained) this.#resendFromAck("cloud online");
         }
         this.#o.onChange?.();
       }

@@ -37,6 +37,10 @@ export class PrivateMosquitto {
     await writeFile(conf, `listener ${this.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n`);
     const child = spawn("mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
     this.#child = child;
+    // A test process that dies must not leave its broker behind.
+    const reap = () => child.kill("SIGKILL");
+    process.once("exit", reap);
+    child.once("exit", () => process.off("exit", reap));
     let stderr = "";
     child.stderr?.on("data", (d) => {
       stderr += d;

@@ -267,10 +267,10 @@ export class TestSite {
     this.kiosks.clear();
     await this.cloud?.stop().catch(() => {});
     await this.gateway?.stop().catch(() => {});
-    await this.mosquitto?.kill();
+    await this.mosquitto?.kill().catch(() => {});
     if (this.o.db === "pg") await this.db.query(`DROP SCHEMA IF EXISTS ${this.#schema} CASCADE`).catch(() => {});
     await this.db?.close().catch(() => {});
-    if (this.o.presence === "redis") await dropRedisPrefix(this.#redisPrefix);
+    if (this.o.presence === "redis") await dropRedisPrefix(this.#redisPrefix).catch(() => {});
     await rm(this.dir, { recursive: true, force: true });
   }
 }

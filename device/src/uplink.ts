@@ -315,6 +315,14 @@ export class Uplink {
 
   async #onAck(upTo: number): Promise<void> {
     if (upTo <= this.#ackedUpTo) return;
+    if (upTo <= this.#sentUpTo) {
+      // An ack of what we sent this session is within the journal: open the window at once and
+      // record it meanwhile (a backlog drains a round trip of fsync faster; losing the mark in a
+      // crash only means entries the cloud already holds are sent again and absorbed).
+      this.#ackedUpTo = upTo;
+      this.#armAckTimer(true);
+      void this.#pump();
+    }
     try {
       this.#ackedUpTo = Math.max(this.#ackedUpTo, await this.#o.journal.markAcked(upTo));
     } catch (err) {

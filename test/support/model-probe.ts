@@ -9,10 +9,20 @@
  *
  * Its connections have no automatic reconnect: after a broker restart it
  * connects again on its next publish (or resend), like a device that only
- * dials out when it has something to say.
+ * dials out when it has something to say. It does not use
+ * `TestSite.rawDevice()`: that connection attempt never settles when the
+ * broker closes the socket before CONNACK (a restart racing the connect).
  */
-import { AckSchema, CloudStatusSchema, decode, type Entry, REPLAY_FROM, topics } from "@paylane/protocol";
-import type { MqttClient } from "mqtt";
+import {
+  AckSchema,
+  CloudStatusSchema,
+  decode,
+  deviceIdentity,
+  type Entry,
+  REPLAY_FROM,
+  topics,
+} from "@paylane/protocol";
+import mqtt, { type MqttClient } from "mqtt";
 import { batch, checkinEntry } from "./probe.ts";
 import type { TestSite } from "./site.ts";
 
@@ -29,7 +39,7 @@ export interface ModelProbeOptions {
 }
 
 export interface ModelProbeStats {
-  /** `events` messages handed to the broker. */
+  /** `events` messages the broker took (PUBACKed); not that the cloud has them. */
   messages: number;
   /** Resends after the last ack, by reason. */
   resends: Record<"replay-from" | "cloud online" | "ack timeout" | "asked", number>;
@@ -57,7 +67,8 @@ export class ModelProbe {
   };
   #client: MqttClient | undefined;
   #connecting: Promise<MqttClient> | undefined;
-  #cloudOnline = false;
+  /** Every connection not yet closed, so `stop()` ends them all. */
+  readonly #clients = new Set<MqttClient>();
   #ackTimer: NodeJS.Timeout | undefined;
   #stopped = true;
 
@@ -78,9 +89,9 @@ export class ModelProbe {
     this.#stopped = true;
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
-    const client = this.#client;
     this.#client = undefined;
-    await client?.endAsync(true).catch(() => {});
+    await Promise.all([...this.#clients].map((c) => c.endAsync(true).catch(() => {})));
+    this.#clients.clear();
   }
 
   /** Journals `n` new check-ins and publishes them as one batch. */
@@ -98,26 +109,35 @@ export class ModelProbe {
     return range;
   }
 
-  /** Publishes the journaled entries `from..to` (again), in messages of at most EVENT_BATCH_MAX. */
-  async publish({ from, to }: SeqRange, dup = false): Promise<void> {
+  /**
+   * Publishes the journaled entries `from..to` (again), in messages of at most
+   * EVENT_BATCH_MAX. When no connection can be made (the broker is
+   * restarting) the entries stay in the journal for a later resend, as on a
+   * device; the result says whether they went out.
+   */
+  async publish({ from, to }: SeqRange, dup = false): Promise<boolean> {
     if (from < 1 || to > this.lastSeq || from > to) {
       throw new Error(`publish: range ${from}..${to} is outside the journal 1..${this.lastSeq}`);
     }
-    const client = await this.#connected();
+    const client = await this.#connected().catch(() => undefined);
+    if (!client) {
+      this.#armAckTimer(false);
+      return false;
+    }
     const a = this.#o.site.address(this.#o.device);
     for (let start = from; start <= to; start += EVENT_BATCH_MAX) {
       const entries = this.entries.slice(start - 1, Math.min(to, start + EVENT_BATCH_MAX - 1));
-      await deliver(client, topics.events(a), batch(this.#o.device, entries), dup);
-      this.stats.messages++;
+      if (await deliver(client, topics.events(a), batch(this.#o.device, entries), dup)) this.stats.messages++;
     }
     this.#armAckTimer(false);
+    return true;
   }
 
-  /** Resends everything after the last ack, as a device does; errors (broker away) are left to the ack timer. */
+  /** Resends everything after the last ack, as a device does. */
   async resendUnacked(reason: keyof ModelProbeStats["resends"] = "asked"): Promise<void> {
     if (this.#stopped || this.ackedUpTo >= this.lastSeq) return;
     this.stats.resends[reason]++;
-    await this.publish({ from: this.ackedUpTo + 1, to: this.lastSeq }).catch(() => this.#armAckTimer(false));
+    await this.publish({ from: this.ackedUpTo + 1, to: this.lastSeq });
   }
 
   /** The live connection, or a new one subscribed to the device's ack, replay-from and the cloud's STATE. */
@@ -132,18 +152,38 @@ export class ModelProbe {
   async #connect(): Promise<MqttClient> {
     const { site, device } = this.#o;
     const a = site.address(device);
-    const client = await site.rawDevice(device);
+    const client = await mqtt.connectAsync(
+      site.mqttUrl,
+      {
+        clientId: deviceIdentity.clientId(a),
+        username: deviceIdentity.username(a),
+        password: site.secrets.get(device),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      },
+      // a close before CONNACK rejects instead of waiting for a retry that never comes
+      false,
+    );
+    this.#clients.add(client);
+    client.on("close", () => this.#clients.delete(client));
+    // socket errors end in `close`, which is what the probe acts on
+    client.on("error", () => {});
+    if (this.#stopped) {
+      await client.endAsync(true);
+      throw new Error(`probe ${device} stopped while connecting`);
+    }
     this.stats.connections++;
-    // a new connection learns the cloud's STATE afresh from the retained message
-    this.#cloudOnline = false;
-    client.on("message", (topic, payload) => this.#onMessage(client, topic, payload));
+    // each connection learns the cloud's STATE afresh from the retained message
+    const state = { cloudOnline: false };
+    client.on("message", (topic, payload) => this.#onMessage(state, topic, payload));
     await client.subscribeAsync([topics.ack(a), topics.cmd(a, REPLAY_FROM), topics.cloudStatus], { qos: 1 });
     this.#client = client;
     return client;
   }
 
-  #onMessage(client: MqttClient, topic: string, payload: Buffer): void {
-    if (client !== this.#client || this.#stopped) return;
+  #onMessage(state: { cloudOnline: boolean }, topic: string, payload: Buffer): void {
+    if (this.#stopped) return;
     const a = this.#o.site.address(this.#o.device);
     if (topic === topics.ack(a)) {
       const ack = decode(AckSchema, payload);
@@ -156,9 +196,9 @@ export class ModelProbe {
     } else if (topic === topics.cloudStatus) {
       const status = decode(CloudStatusSchema, payload);
       if (!status.ok) return;
-      const wasOnline = this.#cloudOnline;
-      this.#cloudOnline = status.value.state === "online";
-      if (this.#cloudOnline && !wasOnline) void this.resendUnacked("cloud online");
+      const wasOnline = state.cloudOnline;
+      state.cloudOnline = status.value.state === "online";
+      if (state.cloudOnline && !wasOnline) void this.resendUnacked("cloud online");
     }
   }
 
@@ -177,18 +217,18 @@ export class ModelProbe {
 }
 
 /**
- * One QoS 1 publish, done at its PUBACK or when the connection closes first
- * (the message is then lost, as on any dead link). Never waits on a client
- * that is already down: it has no automatic reconnect.
+ * One QoS 1 publish: true at its PUBACK, false when the connection closes
+ * first (the message is then lost, as on any dead link). Never waits on a
+ * client that is already down: it has no automatic reconnect.
  */
-function deliver(client: MqttClient, topic: string, payload: string, dup: boolean): Promise<void> {
-  if (!client.connected) return Promise.resolve();
+function deliver(client: MqttClient, topic: string, payload: string, dup: boolean): Promise<boolean> {
+  if (!client.connected) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const finish = () => {
-      client.off("close", finish);
-      resolve();
-    };
-    client.once("close", finish);
-    client.publish(topic, payload, { qos: 1, dup }, finish);
+    const onClose = () => resolve(false);
+    client.once("close", onClose);
+    client.publish(topic, payload, { qos: 1, dup }, (err) => {
+      client.off("close", onClose);
+      resolve(!err);
+    });
   });
 }

@@ -59,6 +59,21 @@ export interface BridgeOptions {
 }
 
 const LAST_SEEN_WRITE_MS = 1000;
+/** How long stop() waits for the broker's goodbye PUBACK and a graceful end. */
+const STOP_GRACE_MS = 2000;
+
+/** `p`'s value, or undefined once `ms` passed (the timer never outlives the wait). */
+async function withinMs<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export class Bridge {
   readonly #o: BridgeOptions;
@@ -202,11 +217,23 @@ export class Bridge {
     await this.#ingestor?.stop();
     this.#gaps?.stop();
     if (client.connected) {
-      await client
+      const goodbye = client
         .publishAsync(topics.cloudStatus, encode(CloudStatusSchema, { state: "offline" }), { qos: 1, retain: true })
         .catch(() => {});
+      // A broker going away may never PUBACK: the Will says offline for us then.
+      await withinMs(goodbye, STOP_GRACE_MS);
     }
-    await client.endAsync();
+    // mqtt.js's graceful end waits for in-flight messages and, while reconnecting (broker
+    // restarting), for a connection that may never come: that hung the cloud's stop. Force it then.
+    if (
+      !client.connected ||
+      !(await withinMs(
+        client.endAsync().then(() => true),
+        STOP_GRACE_MS,
+      ))
+    ) {
+      await client.endAsync(true);
+    }
     this.#client = undefined;
   }
 

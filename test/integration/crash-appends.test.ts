@@ -3,13 +3,15 @@
  * appends, 50 cycles: every entry the UI was told is done is, in the end, in
  * Postgres exactly once; integrity_check passes every cycle."
  *
- * The appender is test/support/append-child.ts on the kiosk's real Journal:
- * it prints `done <seq> <id>` only after an append resolves, which is when
- * the UI would be told. Each cycle SIGKILLs it at a random point (during
- * open and WAL recovery, or after a random number of answers, with 1-4
- * appends in flight), then reopens the file and checks integrity, gap-free
- * seqs and every answer given. Then a real KioskDaemon opens that same file
- * and drains it through aedes into the cloud on Postgres.
+ * The victim is the real kiosk daemon (test/support/crash-daemon-child.ts),
+ * offline, checking members in through its own local API (`POST /api/code`,
+ * the touch UI's path): it prints `done <seq> <id>` when the daemon answers
+ * "Welcome", which is what the user sees. Each cycle SIGKILLs it at a random
+ * point (during start, journal open and WAL recovery, or after a random
+ * number of answers, with 1-4 check-ins in flight), then reopens the journal
+ * and checks integrity, gap-free seqs and every answer given. Then a real
+ * KioskDaemon, online, opens that same journal and drains it through aedes
+ * into the cloud on Postgres.
  *
  * SIGKILL ends the process, not the machine: the page cache survives, so
  * this proves atomicity and recovery (seq from the INSERT, WAL replay), not
@@ -22,10 +24,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import { Journal } from "@paylane/device";
+import { dirname, join } from "node:path";
+import { Journal, Replica } from "@paylane/device";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { crashMembers } from "../support/crash-members.ts";
 import { loud } from "../support/hooks.ts";
 import { TestSite } from "../support/site.ts";
 
@@ -33,7 +36,7 @@ const APPENDS = envCount("CRASH_APPENDS", 10_000);
 const CYCLES = envCount("CRASH_CYCLES", 50);
 const SEED = envCount("CRASH_SEED", randomInt(1, 2 ** 31));
 const repo = join(import.meta.dirname, "../..");
-const CHILD = join(repo, "test/support/append-child.ts");
+const CHILD = join(repo, "test/support/crash-daemon-child.ts");
 const CYCLE_TIMEOUT_MS = 30_000; // only ever fails the test
 const DRAIN_TIMEOUT_MS = 60_000; // only ever fails the test
 
@@ -53,6 +56,13 @@ test.before(
     await site.start();
     await mkdir(join(site.dir, "k1"), { recursive: true });
     journalPath = join(site.dir, "k1", "journal.db");
+    // The offline daemon decides from this replica: members the victim checks in by booking code.
+    const replica = await Replica.open(join(site.dir, "k1", "replica.db"));
+    await replica.replace(
+      { site: site.site, version: 1, timezone: "UTC", siteName: "Crash", members: crashMembers() },
+      new Date(),
+    );
+    await replica.close();
   }),
 );
 test.after(async () => {
@@ -209,6 +219,7 @@ function killPlan(rand: () => number, remaining: number, cyclesLeft: number): Ki
 }
 
 type Done = [seq: number, id: string];
+let childDays = 0;
 
 /**
  * Runs the appender until `plan` says to kill it, SIGKILLs it, and returns
@@ -216,7 +227,9 @@ type Done = [seq: number, id: string];
  * each was written after its append resolved, so each was a promise made.
  */
 function runChild(tag: string, inflight: number, plan: KillPlan): Promise<Done[]> {
-  const proc = spawn(process.execPath, ["--import", "tsx", CHILD, journalPath, tag, String(inflight)], {
+  // Each cycle is a new day on the daemon's clock, so the same members check in again.
+  const day = String(++childDays);
+  const proc = spawn(process.execPath, ["--import", "tsx", CHILD, dirname(journalPath), tag, String(inflight), day], {
     cwd: repo,
     stdio: ["ignore", "pipe", "pipe"],
   });

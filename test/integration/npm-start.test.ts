@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { freePort } from "../support/private-mosquitto.ts";
+import { freePortRun } from "../support/private-mosquitto.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
@@ -80,8 +80,10 @@ it("a taken MQTT port is named, with the variable that moves it and the MQTT_URL
 
 it("runs a whole site on embedded defaults; a tap from the terminal reaches the cloud; Ctrl-C stops it", async () => {
   const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
-  const ports = { MQTT_PORT: await freePort(), GATEWAY_HTTP_PORT: await freePort(), CLOUD_PORT: await freePort() };
-  const kioskBase = await freePort();
+  // One run of five ports below the ephemeral range: MQTT, gateway HTTP, cloud, kiosks k1 and k2.
+  const base = await freePortRun(5);
+  const ports = { MQTT_PORT: base, GATEWAY_HTTP_PORT: base + 1, CLOUD_PORT: base + 2 };
+  const kioskBase = base + 3;
   const env = Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)]));
   // Drop any external services from the environment: this is the embedded site.
   const site = startSite({

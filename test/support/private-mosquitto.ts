@@ -18,6 +18,31 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * `n` consecutive free ports below the ephemeral range (Linux: 32768+), for a
+ * server that takes a base port and the ones after it (KIOSK_PORT_BASE): a
+ * port from listen(0) is ephemeral, and the one after it can be taken at any
+ * moment by some client's outgoing connection.
+ */
+export async function freePortRun(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 10_000);
+    const held: Array<ReturnType<typeof createServer>> = [];
+    let ok = true;
+    for (let i = 0; i < n && ok; i++) {
+      const srv = createServer();
+      ok = await new Promise<boolean>((resolve) => {
+        srv.once("error", () => resolve(false));
+        srv.listen(base + i, "127.0.0.1", () => resolve(true));
+      });
+      if (ok) held.push(srv);
+    }
+    await Promise.all(held.map((s) => new Promise((resolve) => s.close(resolve))));
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${n} free ports found`);
+}
+
 export class PrivateMosquitto {
   #child: ChildProcess | undefined;
   readonly #dir: string;

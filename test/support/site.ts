@@ -232,26 +232,35 @@ export class TestSite {
   /** An MQTT client with a probe device's own credentials. */
   async rawDevice(device = "probe"): Promise<MqttClient> {
     const a = this.address(device);
-    const client = await mqtt.connectAsync(this.mqttUrl, {
-      clientId: deviceIdentity.clientId(a),
-      username: deviceIdentity.username(a),
-      password: this.secrets.get(device),
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
+    const client = await mqtt.connectAsync(
+      this.mqttUrl,
+      {
+        clientId: deviceIdentity.clientId(a),
+        username: deviceIdentity.username(a),
+        password: this.secrets.get(device),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      },
+      // no retry loop: a broker closing the socket mid-CONNECT must fail the call, not hang it
+      false,
+    );
     this.#clients.push(client);
     return client;
   }
 
   /** An ops watcher on the fleet's topics, with the cloud's service identity and a client id of its own. */
   async opsClient(): Promise<MqttClient> {
-    const client = await mqtt.connectAsync(this.mqttUrl, {
-      clientId: `ops-${randomBytes(4).toString("hex")}`,
-      username: serviceUsername("cloud"),
-      password: this.#cloudSecret,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
+    const client = await mqtt.connectAsync(
+      this.mqttUrl,
+      {
+        clientId: `ops-${randomBytes(4).toString("hex")}`,
+        username: serviceUsername("cloud"),
+        password: this.#cloudSecret,
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      },
+      false,
+    );
     this.#clients.push(client);
     return client;
   }

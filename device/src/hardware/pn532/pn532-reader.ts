@@ -130,8 +130,8 @@ export class Pn532Reader implements CardReader {
     this.#o = {
       timers: realTimers,
       pollIntervalMs: 50,
-      ackTimeoutMs: 30,
-      responseTimeoutMs: 100,
+      ackTimeoutMs: 100,
+      responseTimeoutMs: 300,
       retries: 1,
       maxNacks: 2,
       reinitAfterTimeouts: 3,

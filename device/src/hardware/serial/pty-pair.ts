@@ -50,9 +50,16 @@ export async function openPtyPair(opts: PtyPairOptions = {}): Promise<PtyPair> {
   const peerPath = opts.peerPath ?? join(tempDir ?? "", "peer");
   const socat = opts.socatPath ?? "socat";
 
-  const child = spawn(socat, ["-d", "-d", `pty,raw,echo=0,link=${devicePath}`, `pty,raw,echo=0,link=${peerPath}`], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  // socat runs under a small sh guard that holds a pipe from us: when this process ends in any
+  // way (kill -9 included), the pipe closes, `read` returns and the guard stops socat, so a
+  // crashed kiosk never leaves a socat behind. 127: socat is not installed.
+  const guard =
+    'command -v "$0" >/dev/null || exit 127; "$0" "$@" & pid=$!; read -r _; kill $pid 2>/dev/null; wait $pid';
+  const child = spawn(
+    "sh",
+    ["-c", guard, socat, "-d", "-d", `pty,raw,echo=0,link=${devicePath}`, `pty,raw,echo=0,link=${peerPath}`],
+    { stdio: ["pipe", "ignore", "pipe"] },
+  );
   // Keep the last lines for error messages; keep draining so socat never blocks on stderr.
   const log: string[] = [];
   child.stderr?.setEncoding("utf8");
@@ -118,7 +125,13 @@ function waitReady(
     };
     const onExit = (code: number | null, signal: string | null) => {
       done(
-        new PtyPairError(`socat exited (${signal ?? `code ${code}`}) before the ptys were ready: ${log.join(" | ")}`),
+        code === 127
+          ? new PtyPairError(
+              `socat not found ("${socat}"): install socat (Debian package socat: apt-get install socat) to create virtual serial ports`,
+            )
+          : new PtyPairError(
+              `socat exited (${signal ?? `code ${code}`}) before the ptys were ready: ${log.join(" | ")}`,
+            ),
       );
     };
     const timer = timers.setTimeout(
@@ -131,7 +144,7 @@ function waitReady(
   });
 }
 
-/** SIGTERM, then SIGKILL if socat has not exited within a second. */
+/** Closes the guard's pipe (it stops socat and exits); SIGKILL if it has not exited within a second. */
 function stop(child: ChildProcess, timers: Timers): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => {
@@ -140,6 +153,6 @@ function stop(child: ChildProcess, timers: Timers): Promise<void> {
       timers.clearTimeout(timer);
       resolve();
     });
-    child.kill("SIGTERM");
+    child.stdin?.end();
   });
 }

@@ -49,7 +49,7 @@ import { type DeviceConfigInput, parseDeviceConfig } from "@paylane/device";
 import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
-import { meterCpu } from "./lib/drain-cpu.ts";
+import { meterCpu } from "./lib/cpu.ts";
 import { type IngestBaseline, measureIngest } from "./lib/drain-ingest.ts";
 import type { FillResult } from "./lib/drain-journal.ts";
 import type { DrainKioskIn, DrainKioskOut, DrainResult } from "./lib/drain-kiosk-process.ts";

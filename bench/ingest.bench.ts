@@ -46,7 +46,7 @@ import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import type pg from "pg";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
-import { cpuSeconds, cpuSnapshot } from "./lib/cpu.ts";
+import { meterCpu } from "./lib/cpu.ts";
 import type { FleetIn, FleetOut } from "./lib/fleet-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import { connectRaw, enrolRaw, type RawMode, rawInsert, rawRows } from "./lib/raw.ts";
@@ -197,7 +197,7 @@ async function runBridge(
   const cpu0 = process.cpuUsage();
   const machine0 = cpuSample();
   const pids = { cloud: process.pid, gateway: running.gateway?.pid, kiosks: fleet.pid };
-  const procs0 = cpuSnapshot(pids);
+  const meter = await meterCpu(db, pids);
   const t0 = performance.now();
   let prev = 0;
   const offTick = fleet.on((m) => {
@@ -212,7 +212,7 @@ async function runBridge(
   const { result: r } = await fleet.next("result").finally(offTick);
   const wallMs = performance.now() - t0;
   const machine1 = cpuSample();
-  const cpuByProcess = cpuSeconds(procs0, cpuSnapshot(pids));
+  const cpuByProcess = meter();
   const cpu = process.cpuUsage(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
   db.recording = false;

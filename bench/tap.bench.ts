@@ -44,11 +44,12 @@ import { kioskDist } from "@paylane/ui/dist";
 import type { Browser } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { manyMembers, TestSite } from "../test/support/site.ts";
+import { within } from "../test/support/within.ts";
 import { Child } from "./lib/child.ts";
 import { fmtMs, intEnv, percentile, progress, runBench, table } from "./lib/stats.ts";
 import type { TapKioskIn, TapKioskOut } from "./lib/tap-kiosk-process.ts";
 import { KioskPage, type Screen } from "./lib/tap-page.ts";
-import { clock, TapReader, within } from "./lib/tap-reader.ts";
+import { clock, TapReader } from "./lib/tap-reader.ts";
 
 const TARGET_P99_MS = 50;
 /** The reader's poll interval; a card waits up to one interval (plus one exchange) to be seen. */

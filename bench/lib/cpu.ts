@@ -3,6 +3,7 @@
  * processes and of every Postgres backend, read from /proc (Linux only).
  */
 import { readdirSync, readFileSync } from "node:fs";
+import type { Queryable } from "@paylane/cloud";
 
 const TICKS_PER_S = 100; // USER_HZ, 100 on every Linux this runs on
 
@@ -49,4 +50,33 @@ export function cpuSeconds(before: CpuSnapshot, after: CpuSnapshot): Map<string,
   const out = new Map<string, number>();
   for (const [group, ticks] of after) out.set(group, (ticks - (before.get(group) ?? 0)) / TICKS_PER_S);
   return out;
+}
+
+/**
+ * CPU per process over a phase, with Postgres followed backend by backend:
+ * summing every `postgres` process into one group goes negative when the
+ * pool closes a connection mid-phase (its whole lifetime's ticks leave the
+ * sum). Each backend alive at the start is named by pid, so one that exits
+ * only misses its last ticks.
+ */
+const PG_PREFIX = "pg:";
+
+/** Starts metering `named` processes and Postgres; the returned function ends the phase. */
+export async function meterCpu(
+  db: Queryable,
+  named: Record<string, number | undefined>,
+): Promise<() => Map<string, number>> {
+  const { rows } = await db.query<{ pid: number }>("SELECT pid FROM pg_stat_activity");
+  const pids: Record<string, number | undefined> = { ...named };
+  for (const { pid } of rows) pids[`${PG_PREFIX}${pid}`] = pid;
+  const before: CpuSnapshot = cpuSnapshot(pids);
+  return () => {
+    const out = new Map<string, number>();
+    for (const [group, sec] of cpuSeconds(before, cpuSnapshot(pids))) {
+      // Backends started during the phase are in `postgres` with all their ticks, which all fall in the phase.
+      const key = group.startsWith(PG_PREFIX) ? "postgres" : group;
+      out.set(key, (out.get(key) ?? 0) + sec);
+    }
+    return out;
+  };
 }

@@ -6,24 +6,15 @@
  */
 import { performance } from "node:perf_hooks";
 import { Child } from "./child.ts";
-import type { FleetResult } from "./fleet.ts";
+import type { FleetOptions, FleetResult } from "./fleet.ts";
 import type { FleetIn, FleetOut } from "./fleet-process.ts";
 import { fmtInt, progress } from "./stats.ts";
 
-export interface IngestBaselineOptions {
-  url: string;
-  site: string;
-  /** device id -> secret, all enrolled in the gateway's registry. */
-  secrets: ReadonlyMap<string, string>;
-  eventsPerDevice: number;
-  /** Entries 1..history of each device are already committed and acked (an earlier round). */
-  history: number;
-  batchSize: number;
-  window: number;
-  ackTimeoutMs: number;
+/** The Fleet's own options (stallMs is derived from ackTimeoutMs), and a CPU meter. */
+export type IngestBaselineOptions = Omit<FleetOptions, "stallMs"> & {
   /** Starts counting CPU of the given processes (the Fleet's is passed as `kiosks`); the result ends it. */
   meter?: (pids: Record<string, number | undefined>) => Promise<() => Map<string, number>>;
-}
+};
 
 export interface IngestBaseline extends FleetResult {
   events: number;

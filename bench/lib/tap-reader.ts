@@ -15,19 +15,6 @@ export function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** `p`, or an error naming `what` once `ms` passed (a benchmark must not hang on a lost tap). */
-export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * The UID (upper-case hex) carried by an InListPassiveTarget response frame
  * that lists a target; undefined for any other bytes (ACKs, empty polls,

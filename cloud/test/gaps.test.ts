@@ -85,6 +85,8 @@ test("a mark that moves up to a later gap starts a new wait for it; devices are 
   assert.equal(asked, [["k1", 15]]);
   tracker.stop();
   assert.is(timers.pending, 0, "stop leaves no timer");
+  tracker.observe(K2, 5, 9); // a batch that was still committing when the bridge stopped
+  assert.is(timers.pending, 0, "nothing is armed after stop");
 });
 
 test.run();

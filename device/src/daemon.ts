@@ -416,7 +416,11 @@ export class KioskDaemon {
     if (result.outcome === "welcome") gpio?.unlock();
     this.#api?.broadcast({ type: "result", result });
     this.events.emit("result", result);
-    if (result.outcome === "welcome") void this.#printCheckinReceipt(result, credential);
+    if (result.outcome === "welcome") {
+      this.#printCheckinReceipt(result, credential).catch((err: Error) =>
+        this.#log.warn({ err: err.message }, "receipt could not be handled"),
+      );
+    }
     return result;
   }
 
@@ -526,6 +530,7 @@ export class KioskDaemon {
     const stats = await this.#journal.stats();
     const replica = await this.#replica.info();
     const now = this.#now();
+    const peripherals = hw.health();
     const telemetry = {
       at: now.toISOString(),
       backlog: stats.backlog,
@@ -533,16 +538,20 @@ export class KioskDaemon {
       lastSeq: stats.lastSeq,
       replicaVersion: replica.version,
       reader: hw.readerState,
-      readerStats: readerStats(hw.health().reader.counters),
+      readerStats: readerStats(peripherals.reader.counters),
       uptimeSeconds: (now.getTime() - this.#bootedAt.getTime()) / 1000,
       oldestUnackedAgeSeconds: stats.oldestUnackedAt
         ? Math.max(0, (now.getTime() - Date.parse(stats.oldestUnackedAt)) / 1000)
         : 0,
       replicaAgeSeconds: replica.syncedAt ? Math.max(0, (now.getTime() - Date.parse(replica.syncedAt)) / 1000) : null,
       storage: this.#storage.state,
-      printer: hw.printer ? printerTelemetry(hw.printer.health) : null,
-      gpio: hw.gpio
-        ? { backend: hw.gpio.backend.kind, state: hw.gpio.backend.state, lastError: hw.gpio.backend.lastError }
+      printer: peripherals.printer ? printerTelemetry(peripherals.printer) : null,
+      gpio: peripherals.gpio
+        ? {
+            backend: peripherals.gpio.backend,
+            state: peripherals.gpio.state,
+            ...(peripherals.gpio.lastError ? { lastError: peripherals.gpio.lastError } : {}),
+          }
         : null,
     };
     this.#uplink.publishTelemetry(telemetry);

@@ -73,13 +73,7 @@ export function createLocalApi(o: LocalApiOptions) {
         detail: "this kiosk has a real card reader",
       });
     }
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      return problemResponse({ title: "Invalid request body", status: 400, detail: "expected a JSON object {uid}" });
-    }
-    const raw = typeof body === "object" && body !== null ? (body as { uid?: unknown }).uid : undefined;
+    const raw = await jsonField(c.req.raw, "uid");
     const uid = typeof raw === "string" ? raw.replace(/[\s:]/g, "").toUpperCase() : "";
     if (!UID.test(uid)) {
       return problemResponse({

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { DeviceConfig, PrinterConfig, ReaderConfig } from "./config.ts";
 import { createGpioBackend } from "./hardware/gpio/factory.ts";
 import { openFirmata } from "./hardware/gpio/firmata-port.ts";
-import { type GpioHealth, GpioRoles, SimulatedPanel } from "./hardware/gpio/gpio-roles.ts";
+import { type GpioHealth, GpioRoles, type SimulatedPanel } from "./hardware/gpio/gpio-roles.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import { SimulatedGpio } from "./hardware/gpio/simulated.ts";
 import { DISCARD_REASONS } from "./hardware/pn532/frame.ts";
@@ -71,7 +71,6 @@ export class Peripherals {
   readonly #log: Logger;
   #reader: Pn532Reader | undefined;
   #readerSim: Pn532Simulator | undefined;
-  #readerSimulated = false;
   #pty: PtyPair | undefined;
   #simLink: SerialLink | undefined;
   #printer: ReceiptPrinter | undefined;
@@ -82,11 +81,6 @@ export class Peripherals {
   constructor(o: PeripheralsOptions) {
     this.#o = o;
     this.#log = o.logger.child({ component: "peripherals" });
-  }
-
-  get reader(): Pn532Reader {
-    if (!this.#reader) throw new Error("peripherals are not started");
-    return this.#reader;
   }
 
   /** The reader's state; "disconnected" before start and after stop. */
@@ -123,7 +117,7 @@ export class Peripherals {
       const backend = await createGpioBackend(config.gpio, { timers, logger, now, io });
       this.#gpio = new GpioRoles({ config: config.gpio, backend, timers, logger, now, onCallStaff: h.onCallStaff });
       await this.#gpio.start();
-      if (backend instanceof SimulatedGpio) this.#panel = new SimulatedPanel(backend, config.gpio, this.#gpio.lines);
+      if (backend instanceof SimulatedGpio) this.#panel = this.#gpio.panel();
     }
     if (config.printer.type !== "none") {
       const transport = this.#printerTransport(config.printer);
@@ -176,7 +170,7 @@ export class Peripherals {
     return {
       reader: {
         driver: "pn532",
-        simulated: this.#readerSimulated,
+        simulated: this.#o.config.reader.type === "pn532-simulator",
         state: reader?.state ?? "disconnected",
         ...(fw ? { firmware: `${fw.ver}.${fw.rev}` } : {}),
         counters: reader?.counters ?? emptyCounters(),
@@ -206,7 +200,6 @@ export class Peripherals {
     if (reader.type === "pn532") {
       return () => openSerialPort(reader.path, { baudRate: reader.baudRate });
     }
-    this.#readerSimulated = true;
     const sim = new Pn532Simulator({ logger: this.#log });
     this.#readerSim = sim;
     try {

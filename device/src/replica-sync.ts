@@ -11,6 +11,8 @@ import {
   ExponentialBackoff,
   fullJitterGenerator,
   handleAll,
+  type IBackoffFactory,
+  type IRetryBackoffContext,
   retry,
   wrap,
 } from "cockatiel";
@@ -29,6 +31,8 @@ export interface ReplicaSyncOptions {
   refreshMs: number;
   requestTimeoutMs?: number;
   onSynced?: (version: number) => void;
+  /** Pause between the retries of one pull (default: full-jitter exponential, 200 ms..2 s). Tests pass none. */
+  retryBackoff?: IBackoffFactory<IRetryBackoffContext<unknown>>;
 }
 
 export class ReplicaSync {
@@ -41,19 +45,22 @@ export class ReplicaSync {
    * cloud is left alone for 30 s (calls fail at once, the replica stays as it
    * is), then one trial pull decides whether to close the circuit again.
    */
-  readonly #policy = wrap(
-    circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) }),
-    retry(handleAll, {
-      maxAttempts: 2,
-      backoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000, generator: fullJitterGenerator }),
-    }),
-  );
+  readonly #policy;
   lastError: string | undefined;
   /** The last pull that answered: a full snapshot or a delta, how many members it carried, and whether it applied. */
   lastSync: { full: boolean; members: number; version: number; applied: boolean } | undefined;
 
   constructor(opts: ReplicaSyncOptions) {
     this.#o = opts;
+    this.#policy = wrap(
+      circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) }),
+      retry(handleAll, {
+        maxAttempts: 2,
+        backoff:
+          opts.retryBackoff ??
+          new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000, generator: fullJitterGenerator }),
+      }),
+    );
   }
 
   start(): void {

@@ -74,37 +74,10 @@ export class Replica {
    * back (restored from a backup), and the cloud is the source of truth.
    */
   replace(snapshot: MemberSnapshot, syncedAt: Date, o: { followCloudBack?: boolean } = {}): Promise<boolean> {
-    const work = this.#writing.then(async () => {
-      const current = await this.info();
-      if (snapshot.version < current.version && !o.followCloudBack) return false;
-      const w = this.#writer;
-      await w.exec("BEGIN IMMEDIATE");
-      try {
-        await w.run("DELETE FROM members");
-        for (const m of snapshot.members) {
-          await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
-            m.id,
-            m.name,
-            m.cardUid,
-            m.code,
-            m.status,
-          ]);
-        }
-        await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
-          snapshot.version,
-          snapshot.timezone,
-          snapshot.siteName,
-          syncedAt.toISOString(),
-        ]);
-        await w.exec("COMMIT");
-        return true;
-      } catch (err) {
-        await w.exec("ROLLBACK").catch(() => {});
-        throw err;
-      }
+    return this.#write(snapshot, syncedAt, snapshot.members, {
+      applies: (current) => snapshot.version >= current || o.followCloudBack === true,
+      clear: "DELETE FROM members",
     });
-    this.#writing = work.catch(() => {});
-    return work;
   }
 
   /**
@@ -115,14 +88,30 @@ export class Replica {
    * the unique constraints half-way.
    */
   applyDelta(delta: MemberDelta, syncedAt: Date): Promise<boolean> {
+    return this.#write(delta, syncedAt, delta.changes, {
+      applies: (current) => current === delta.since && delta.version >= delta.since,
+    });
+  }
+
+  /**
+   * One replica write: serialised with the others, in one transaction on the
+   * writer connection. Removes `clear` (or each written member), writes
+   * `members` and the new version, or nothing when `applies` says no.
+   */
+  #write(
+    meta: { version: number; timezone: string; siteName: string },
+    syncedAt: Date,
+    members: readonly ReplicaMember[],
+    o: { applies: (currentVersion: number) => boolean; clear?: string },
+  ): Promise<boolean> {
     const work = this.#writing.then(async () => {
-      const current = await this.info();
-      if (current.version !== delta.since || delta.version < delta.since) return false;
+      if (!o.applies((await this.info()).version)) return false;
       const w = this.#writer;
       await w.exec("BEGIN IMMEDIATE");
       try {
-        for (const m of delta.changes) await w.run("DELETE FROM members WHERE id = ?", [m.id]);
-        for (const m of delta.changes) {
+        if (o.clear) await w.run(o.clear);
+        else for (const m of members) await w.run("DELETE FROM members WHERE id = ?", [m.id]);
+        for (const m of members) {
           await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
             m.id,
             m.name,
@@ -132,9 +121,9 @@ export class Replica {
           ]);
         }
         await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
-          delta.version,
-          delta.timezone,
-          delta.siteName,
+          meta.version,
+          meta.timezone,
+          meta.siteName,
           syncedAt.toISOString(),
         ]);
         await w.exec("COMMIT");

@@ -315,7 +315,8 @@ export class Uplink {
 
   async #onAck(upTo: number): Promise<void> {
     if (upTo <= this.#ackedUpTo) return;
-    if (upTo <= this.#sentUpTo) {
+    const early = upTo <= this.#sentUpTo;
+    if (early) {
       // An ack of what we sent this session is within the journal: open the window at once and
       // record it meanwhile (a backlog drains a round trip of fsync faster; losing the mark in a
       // crash only means entries the cloud already holds are sent again and absorbed).
@@ -330,9 +331,12 @@ export class Uplink {
       return;
     }
     this.#o.onAcked?.(this.#ackedUpTo);
-    this.#armAckTimer(true);
+    if (!early) {
+      // an ack of what an earlier session sent: the window opens only now that the journal took it
+      this.#armAckTimer(true);
+      void this.#pump();
+    }
     this.#o.onChange?.();
-    void this.#pump();
     void this.#reportDrain();
   }
 

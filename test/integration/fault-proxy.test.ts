@@ -10,21 +10,11 @@ import { performance } from "node:perf_hooks";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { FaultProxy } from "../support/fault-proxy.ts";
+import { within } from "../support/within.ts";
 
 const BOUND_MS = 5000;
 
-/** Rejects if `p` has not settled in `ms`; the timer is cleared either way. */
-async function within<T>(p: Promise<T>, what: string, ms = BOUND_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const bounded = <T>(p: Promise<T>, what: string, ms = BOUND_MS) => within(p, ms, what);
 
 /** One accepted connection as the server saw it. */
 interface Seen {
@@ -112,7 +102,7 @@ class Client {
   static async connect(port: number): Promise<Client> {
     const socket = tcpConnect({ port, host: "127.0.0.1", noDelay: true });
     const client = new Client(socket);
-    await within(once(socket, "connect"), "client connect");
+    await bounded(once(socket, "connect"), "client connect");
     return client;
   }
 
@@ -126,7 +116,7 @@ class Client {
 
   /** Resolves once `n` bytes have been read (rejects if the socket closes first). */
   async read(n: number, what = `${n} bytes`): Promise<string> {
-    await within(
+    await bounded(
       (async () => {
         while (this.bytes < n) {
           if (this.socket.destroyed) throw new Error(`socket closed after ${this.bytes} of ${n} bytes`);
@@ -236,8 +226,8 @@ test("reset sends an RST: ECONNRESET at the client and at the server", async () 
   await a.read(1);
   const server = await echo.connection(0);
   assert.is(proxy.reset(), 1);
-  await within(a.closed, "client closed");
-  await within(server.closed, "server side closed");
+  await bounded(a.closed, "client closed");
+  await bounded(server.closed, "server side closed");
   assert.is(a.error?.code, "ECONNRESET");
   assert.is(server.error?.code, "ECONNRESET");
   assert.is(proxy.stats.resets, 1);
@@ -250,7 +240,7 @@ test("an RST from the client is passed on as an RST to the server", async () => 
   await a.read(1);
   const server = await echo.connection(0);
   a.socket.resetAndDestroy();
-  await within(server.closed, "server side closed");
+  await bounded(server.closed, "server side closed");
   assert.is(server.error?.code, "ECONNRESET");
 });
 
@@ -260,8 +250,8 @@ test("refuse resets new connections on arrival and leaves open ones alone", asyn
   const refused = once(proxy.events, "refused");
   const r = new Client(tcpConnect({ port: proxy.port, host: "127.0.0.1" }));
   clients.push(r);
-  await within(refused, "refused event");
-  await within(r.closed, "refused client closed");
+  await bounded(refused, "refused event");
+  await bounded(r.closed, "refused client closed");
   assert.is(r.error?.code, "ECONNRESET");
   open.socket.write("still here");
   assert.is(await open.read(10), "still here");
@@ -280,10 +270,10 @@ for (const how of ["reset", "close"] as const) {
     proxy.cutAfter(1000, "up", how);
     a.socket.write(Buffer.alloc(700, "a"));
     a.socket.write(Buffer.alloc(5000, "b"));
-    const [info] = await within(cut, "cut event");
+    const [info] = await bounded(cut, "cut event");
     const server = await echo.connection(0);
-    await within(server.closed, "server side closed");
-    await within(a.closed, "client closed");
+    await bounded(server.closed, "server side closed");
+    await bounded(a.closed, "client closed");
     const got = received(server).toString();
     assert.is(got.length, 1000, "the server got exactly 1000 bytes");
     assert.is(got, "a".repeat(700) + "b".repeat(300));
@@ -314,7 +304,7 @@ test('cutAfter(777, "down") cuts the reply mid-stream at exactly 777 bytes, acro
   await a.read(700);
   const b = await client();
   b.socket.write("c".repeat(2000)); // the cut lands on b, 577 bytes in
-  await within(b.closed, "b cut");
+  await bounded(b.closed, "b cut");
   assert.is(b.bytes, 577);
   // (no check of b's error: Linux may report an RST that follows unread data as a plain EOF)
   assert.is(proxy.stats.cuts, 1);
@@ -330,12 +320,12 @@ test("blackhole drops every byte and buffers nothing; heal resumes new data only
   proxy.blackhole();
   const dropped = once(proxy.events, "dropped");
   a.socket.write("lost");
-  assert.equal(await within(dropped, "bytes dropped"), [4]);
+  assert.equal(await bounded(dropped, "bytes dropped"), [4]);
   // a connection opened during the blackhole is accepted but carries nothing either
   const during = await client();
   const droppedToo = once(proxy.events, "dropped");
   during.socket.write("void");
-  await within(droppedToo, "bytes of the new connection dropped");
+  await bounded(droppedToo, "bytes of the new connection dropped");
   assert.is(received(server).toString(), "before", "the server got nothing in the blackhole");
   assert.is(proxy.stats.dropped, 8);
 
@@ -350,7 +340,7 @@ test("blackhole drops every byte and buffers nothing; heal resumes new data only
 
 /** Resolves once the proxy holds at least `n` bytes (it says so on every chunk it receives). */
 async function heldAtLeast(n: number): Promise<void> {
-  await within(
+  await bounded(
     (async () => {
       while (proxy.stats.held < n) await once(proxy.events, "data");
     })(),
@@ -393,7 +383,7 @@ test("a one-way blackhole: the server hears the client, the client hears nothing
   proxy.blackhole("down");
   const dropped = once(proxy.events, "dropped");
   a.socket.write("ping");
-  await within(dropped, "the echo dropped");
+  await bounded(dropped, "the echo dropped");
   const server = await echo.connection(0);
   assert.is(received(server).toString(), "ping");
   assert.is(a.bytes, 0);
@@ -416,7 +406,7 @@ test("stop closes every connection and leaves no socket, server or timer behind"
   await a.read(1);
   proxy.latency(60_000); // a held chunk keeps a timer pending
   b.socket.write("held");
-  await within(
+  await bounded(
     (async () => {
       // within's own timer is one; the proxy's latency timer is the other
       while (count("Timeout") < before.timers + 2) await new Promise((r) => setImmediate(r));
@@ -425,8 +415,8 @@ test("stop closes every connection and leaves no socket, server or timer behind"
   );
   assert.ok(count("TCPSocketWrap") >= 6, "2 clients, 2 proxied pairs... are open");
   await proxy.stop();
-  await within(Promise.all([a.closed, b.closed]), "clients closed");
-  await within(Promise.all(echo.seen.map((s) => s.closed)), "server sides closed");
+  await bounded(Promise.all([a.closed, b.closed]), "clients closed");
+  await bounded(Promise.all(echo.seen.map((s) => s.closed)), "server sides closed");
   await loopTurn();
   assert.is(count("TCPServerWrap"), before.servers - 1, "the proxy's listener is closed");
   assert.is(resources(), before.all.replace(/TCPServerWrap,?/, ""), "no socket or timer of the proxy is left");
@@ -443,7 +433,7 @@ test("a target that is down: the client's connection is reset, like the refusal 
   try {
     const c = new Client(tcpConnect({ port: toNowhere.port, host: "127.0.0.1" }));
     clients.push(c);
-    await within(c.closed, "client closed");
+    await bounded(c.closed, "client closed");
     assert.is(c.error?.code, "ECONNRESET");
   } finally {
     await toNowhere.stop();

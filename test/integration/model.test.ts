@@ -36,6 +36,7 @@ import * as assert from "uvu/assert";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { ModelProbe } from "../support/model-probe.ts";
 import { TestSite } from "../support/site.ts";
+import { within } from "../support/within.ts";
 
 /** A whole number from the environment, or `fallback`; anything else is refused by name. */
 function envInt(name: string, fallback: number): number {
@@ -243,18 +244,7 @@ const COMMANDS: fc.Arbitrary<Cmd>[] = [
   fc.constant(new CloudUp()),
 ];
 
-/** Fails with `what` if `step` has not finished within `ms`; the timer is a safety net, cleared at once. */
-async function bounded<T>(what: string, step: Promise<T>, ms = STEP_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([step, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const bounded = <T>(what: string, step: Promise<T>, ms = STEP_MS) => within(step, ms, what);
 
 interface InboxRow {
   device_id: string;

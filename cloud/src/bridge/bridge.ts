@@ -215,7 +215,9 @@ export class Bridge {
     const client = this.#client;
     if (!client) return;
     await this.#ingestor?.stop();
+    // A batch still committing must not arm a new gap timer after this.
     this.#gaps?.stop();
+    this.#gaps = undefined;
     if (client.connected) {
       const goodbye = client
         .publishAsync(topics.cloudStatus, encode(CloudStatusSchema, { state: "offline" }), { qos: 1, retain: true })
@@ -241,7 +243,9 @@ export class Bridge {
   async kill(): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
+    // A batch still committing must not arm a new gap timer after this.
     this.#gaps?.stop();
+    this.#gaps = undefined;
     client?.stream.destroy();
     await client?.endAsync(true);
   }

@@ -36,6 +36,7 @@ export class GapTracker {
   /** Highest seq seen per device since it last had no gap. */
   readonly #seen = new Map<string, number>();
   readonly #open = new Map<string, OpenGap>();
+  #stopped = false;
 
   constructor(o: GapTrackerOptions) {
     this.#o = { maxWaitMs: 30_000, ...o };
@@ -48,6 +49,7 @@ export class GapTracker {
 
   /** After a commit: the device's contiguous mark and the highest seq of its entries in that batch. */
   observe(device: DeviceAddress, upTo: number, maxSeq: number): void {
+    if (this.#stopped) return;
     const key = `${device.site}/${device.device}`;
     const seen = Math.max(this.#seen.get(key) ?? 0, maxSeq);
     const open = this.#open.get(key);
@@ -65,7 +67,9 @@ export class GapTracker {
     this.#arm(key, { device, from, timer: undefined, asked: 0 }, this.#o.waitMs);
   }
 
+  /** Clears every timer; later observations are ignored (a batch may still commit after a stop). */
   stop(): void {
+    this.#stopped = true;
     for (const [key, gap] of this.#open) this.#close(key, gap);
     this.#seen.clear();
   }

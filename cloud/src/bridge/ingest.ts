@@ -188,8 +188,8 @@ const deviceKey = (d: DeviceAddress) => `${d.site}/${d.device}`;
 
 /**
  * The one statement of the exactly-once path. Its parts see the snapshot
- * taken when it started, so the high-water step reads the inbox rows
- * committed before (`seen`) together with the batch itself (`incoming`: each
+ * taken when it started, so the high-water step (`runs`) reads the inbox rows
+ * committed before together with the batch itself (`incoming`: each
  * of its seqs is in the inbox once the statement commits, inserted now or
  * already there). Exported so the benchmark's raw reference runs the very
  * same SQL.

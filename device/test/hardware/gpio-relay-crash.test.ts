@@ -17,7 +17,7 @@ import { SysfsGpio } from "../../src/hardware/gpio/sysfs.ts";
 import { FakeTimers } from "../fake-timers.ts";
 
 const repo = join(import.meta.dirname, "../../..");
-const script = join(repo, "device/src/hardware/gpio/relay-crash-child.ts");
+const script = join(repo, "device/test/hardware/relay-crash-child.ts");
 /** The child's relay, { bcm: 17 }, on its Pi 4 / kernel 6.6 tree: 512 + 17. */
 const CRASH_CHILD_LINE = 529;
 const WAIT_MS = 30_000; // only ever fails the test; the child answers in well under a second

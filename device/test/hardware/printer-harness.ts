@@ -7,17 +7,9 @@
 import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { SerialPort } from "serialport";
+import { within } from "../../../test/support/within.ts";
 import type { ByteStream } from "../../src/hardware/printer/transport.ts";
 import { type PtyPair as OpenPtyPair, openPtyPair } from "../../src/hardware/serial/pty-pair.ts";
-
-/** Rejects with `what` if `p` has not settled within `ms` of real time. */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
-}
 
 /** The next `n` bytes `peer` receives. */
 export function received(peer: ByteStream, n: number, ms = 3000): Promise<Uint8Array> {

@@ -19,13 +19,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { within } from "../../../test/support/within.ts";
 import { DeviceFileTransport } from "../../src/hardware/printer/device-file-transport.ts";
 import { MemoryTransport } from "../../src/hardware/printer/memory-transport.ts";
 import { SerialTransport } from "../../src/hardware/printer/serial-transport.ts";
 import { type ByteStream, type PrinterTransport, TransportError } from "../../src/hardware/printer/transport.ts";
 import { realTimers } from "../../src/timers.ts";
 import { FakeTimers } from "../fake-timers.ts";
-import { PtyPair, PtyPeer, received, within } from "./printer-harness.ts";
+import { PtyPair, PtyPeer, received } from "./printer-harness.ts";
 
 interface Harness {
   transport: PrinterTransport;

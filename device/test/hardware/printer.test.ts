@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { within } from "../../../test/support/within.ts";
 import type { PaperStatus } from "../../src/hardware/printer/escpos.ts";
 import { MemoryTransport } from "../../src/hardware/printer/memory-transport.ts";
 import {
@@ -24,7 +25,7 @@ import { SerialTransport } from "../../src/hardware/printer/serial-transport.ts"
 import { PrinterSimulator } from "../../src/hardware/printer/simulator.ts";
 import { TransportError } from "../../src/hardware/printer/transport.ts";
 import { FakeTimers } from "../fake-timers.ts";
-import { PtyPair, PtyPeer, within } from "./printer-harness.ts";
+import { PtyPair, PtyPeer } from "./printer-harness.ts";
 
 const test = suite("receipt-printer");
 

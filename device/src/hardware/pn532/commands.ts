@@ -216,7 +216,8 @@ export function inReleaseResponse(status = 0x00): Uint8Array {
 
 // ---- UIDs ------------------------------------------------------------------
 
-function hex(byte: number): string {
+/** One byte as two upper-case hex digits. */
+export function hex(byte: number): string {
   return byte.toString(16).toUpperCase().padStart(2, "0");
 }
 

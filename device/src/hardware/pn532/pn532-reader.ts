@@ -22,6 +22,7 @@ import {
   type FirmwareVersion,
   getFirmwareVersion,
   HSU_WAKEUP,
+  hex,
   inListPassiveTarget,
   inRelease,
   Pn532ProtocolError,
@@ -485,10 +486,6 @@ export class Pn532Reader implements CardReader {
     const ex = this.#pending;
     if (ex) this.#settle(ex, err);
   }
-}
-
-function hex(byte: number): string {
-  return byte.toString(16).toUpperCase().padStart(2, "0");
 }
 
 function describe(fw: FirmwareVersion): string {

@@ -3,7 +3,7 @@
  * the MQTT bridge and the HTTP API. The constructor stores options only;
  * `start()` and `stop()` mirror each other.
  */
-import { Registry, serviceUsername, type Timers } from "@paylane/protocol";
+import { Registry, realTimers, serviceUsername, type Timers } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
 import pino, { type Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
@@ -14,6 +14,7 @@ import type { Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
 import { openPg } from "./db/pg.ts";
 import { openPglite } from "./db/pglite.ts";
+import { purgeIdempotencyKeys } from "./ledger/idempotency.ts";
 import { MemoryPresence } from "./presence/memory-presence.ts";
 import type { PresenceStore } from "./presence/presence-store.ts";
 import { RedisPresence } from "./presence/redis-presence.ts";
@@ -61,6 +62,7 @@ export class CloudService {
   #registry: Registry | undefined;
   #bridge: Bridge | undefined;
   #http: Listening | undefined;
+  #purgeTimer: unknown;
 
   constructor(o: CloudOptions) {
     this.#o = o;
@@ -128,6 +130,7 @@ export class CloudService {
       presence,
       now: this.#now,
       skewBoundSeconds: c.CLOCK_SKEW_BOUND_S,
+      jwtSecret: c.CLOUD_JWT_SECRET,
       registry: () => registry,
       metrics: this.metrics,
       health: async () => {
@@ -145,6 +148,7 @@ export class CloudService {
         };
       },
     });
+    this.#schedulePurge();
     this.#http = await listen(api, { port: c.CLOUD_PORT, host: c.CLOUD_HOST, setting: "CLOUD_PORT" });
     this.#log.info({ port: this.#http.port, database: db.kind, presence: presence.kind }, "cloud started");
   }
@@ -160,11 +164,31 @@ export class CloudService {
   }
 
   async #shutdown(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {
+    (this.#o.timers ?? realTimers).clearTimeout(this.#purgeTimer);
+    this.#purgeTimer = undefined;
     await this.#http?.close();
     if (this.#bridge) await endBridge(this.#bridge);
     await this.#presence?.close();
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;
+  }
+
+  /** Forgets idempotency answers past their retention, hourly (the ledger's key index keeps refusing doubles). */
+  #schedulePurge(): void {
+    const timers = this.#o.timers ?? realTimers;
+    this.#purgeTimer = timers.setTimeout(() => {
+      const db = this.#db;
+      if (!db) return;
+      const before = new Date(this.#now().getTime() - this.#o.config.IDEMPOTENCY_RETENTION_DAYS * 86_400_000);
+      void purgeIdempotencyKeys(db, before)
+        .then(
+          (n) => n > 0 && this.#log.info({ purged: n, before: before.toISOString() }, "idempotency keys purged"),
+          (err: Error) => this.#log.warn({ err: err.message }, "idempotency key purge failed"),
+        )
+        .finally(() => {
+          if (this.#db) this.#schedulePurge();
+        });
+    }, 3_600_000);
   }
 
   /** Every registry device has a row (and its site one), so streams and listings know it. */

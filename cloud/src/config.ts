@@ -33,6 +33,10 @@ export const CloudEnvSchema = z.object({
   DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   /** Device time further than this from the cloud's receive time is flagged as clock skew (seconds). */
   CLOCK_SKEW_BOUND_S: z.coerce.number().int().min(1).max(86_400).default(300),
+  /** Verifies operator JWTs (HS256) for the money routes; at least 32 characters. Unset: those routes answer 503. */
+  CLOUD_JWT_SECRET: z.string().min(32, "expected at least 32 characters").optional(),
+  /** How long the first answer for an idempotency key is kept (days; at least 7). */
+  IDEMPOTENCY_RETENTION_DAYS: z.coerce.number().int().min(7, "expected at least 7 days").max(3650).default(7),
   /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
   GAP_WAIT_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
 });

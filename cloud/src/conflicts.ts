@@ -15,6 +15,13 @@
  *   time by more than the bound, or an online decision received more than the
  *   bound after its device time.
  *
+ * - wallet-overdraft: a payment (offline, from kiosks that could not see
+ *   each other's spending) drove a wallet below zero. Recorded by the ledger
+ *   when it happens (one per wallet until a credit settles it); the wallet is
+ *   blocked for offline spending meanwhile. `detail.settled` says whether it is.
+ * - payment-unapplied: a journaled payment or top-up the ledger could not
+ *   post (unknown member, wrong currency, a key reused for another amount).
+ *
  * Ordering ("earliest"): by device time, except that an entry whose device
  * time is ahead of the cloud's receive time by more than the bound is placed
  * at its receive time (a clock running fast must not win); ties go to the
@@ -22,7 +29,13 @@
  */
 import type { Queryable } from "./db/database.ts";
 
-export const CONFLICT_KINDS = ["duplicate-checkin", "revoked-member", "clock-skew"] as const;
+export const CONFLICT_KINDS = [
+  "duplicate-checkin",
+  "revoked-member",
+  "clock-skew",
+  "wallet-overdraft",
+  "payment-unapplied",
+] as const;
 export type ConflictKind = (typeof CONFLICT_KINDS)[number];
 
 export interface Conflict {
@@ -85,6 +98,18 @@ const SQL = `WITH c AS (
            jsonb_build_object('skewSeconds', round(extract(epoch FROM c.at - c.received_at)),
                               'boundSeconds', $5, 'ahead', c.ahead)
     FROM c WHERE c.ahead OR c.late
+    UNION ALL
+    SELECT 'wallet-overdraft', l.id, o.site_id, coalesce(l.origin_device, 'operator:' || l.operator), coalesce(l.origin_seq, 0),
+           o.member_id, l.at, l.recorded_at,
+           jsonb_build_object('balanceAtOpen', o.balance_at_open, 'currency', l.currency, 'settled', o.settled_at IS NOT NULL,
+                              'settledAt', o.settled_at, 'settledBy', o.settled_by, 'authorization', l."authorization")
+    FROM wallet_overdrafts o JOIN ledger_entries l ON l.id = o.opened_by
+    WHERE ($1::text IS NULL OR o.site_id = $1)
+    UNION ALL
+    SELECT 'payment-unapplied', x.entry_id::uuid, x.site_id, x.device_id, x.seq, coalesce(i.body ->> 'memberId', ''), x.at,
+           x.recorded_at, jsonb_build_object('reason', x.reason, 'kind', i.kind)
+    FROM ledger_exceptions x JOIN inbox i ON i.site_id = x.site_id AND i.device_id = x.device_id AND i.seq = x.seq
+    WHERE ($1::text IS NULL OR x.site_id = $1)
   )
   SELECT * FROM found
   WHERE at >= $2 AND at < $3 AND ($4::text IS NULL OR kind = $4)

@@ -1,3 +1,4 @@
+export * from "./api/auth.ts";
 export * from "./bridge/admit.ts";
 export * from "./bridge/bridge.ts";
 export * from "./bridge/ingest.ts";
@@ -8,6 +9,10 @@ export * from "./db/database.ts";
 export * from "./db/migrate.ts";
 export * from "./db/pg.ts";
 export * from "./db/pglite.ts";
+export * from "./ledger/authorize.ts";
+export * from "./ledger/idempotency.ts";
+export * from "./ledger/ledger.ts";
+export * from "./ledger/wallet-sync.ts";
 export * from "./presence/memory-presence.ts";
 export * from "./presence/presence-store.ts";
 export * from "./presence/redis-presence.ts";

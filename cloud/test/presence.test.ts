@@ -42,7 +42,7 @@ function presenceContract(backend: Backend): void {
   test("an unknown device is state unknown with nothing recorded", async ({ store }) => {
     const d = freshDevice();
     assert.equal(await store.get([d]), [
-      { ...d, state: "unknown", lastSeen: null, statusAt: null, version: null, bootedAt: null },
+      { ...d, state: "unknown", lastSeen: null, statusAt: null, version: null, bootedAt: null, payments: null },
     ]);
     assert.equal(await store.get([]), []);
   });
@@ -51,7 +51,7 @@ function presenceContract(backend: Backend): void {
     const d = freshDevice();
     await store.setStatus(d, { state: "online", at: t(1), version: "1.2.3", bootedAt: iso(0) });
     assert.equal(await store.get([d]), [
-      { ...d, state: "online", lastSeen: iso(1), statusAt: iso(1), version: "1.2.3", bootedAt: iso(0) },
+      { ...d, state: "online", lastSeen: iso(1), statusAt: iso(1), version: "1.2.3", bootedAt: iso(0), payments: null },
     ]);
   });
 
@@ -60,7 +60,15 @@ function presenceContract(backend: Backend): void {
     await store.setStatus(d, { state: "online", at: t(1), version: "1.2.3", bootedAt: iso(0) });
     await store.setStatus(d, { state: "offline", at: t(5) });
     assert.equal(await store.get([d]), [
-      { ...d, state: "offline", lastSeen: iso(5), statusAt: iso(5), version: "1.2.3", bootedAt: iso(0) },
+      {
+        ...d,
+        state: "offline",
+        lastSeen: iso(5),
+        statusAt: iso(5),
+        version: "1.2.3",
+        bootedAt: iso(0),
+        payments: null,
+      },
     ]);
   });
 
@@ -125,6 +133,16 @@ function presenceContract(backend: Backend): void {
     const [p] = await store.get([d]);
     p!.state = "offline";
     assert.is((await store.get([d]))[0]!.state, "online");
+  });
+
+  test("exposure reports: the newest one is kept, whatever order they arrive in", async ({ store }) => {
+    const d = freshDevice();
+    const report = (offlineExposure: number) => ({ currency: "EUR", offlineExposure, offlinePayments: 1, cap: 20_000 });
+    await store.setExposure(d, report(500), t(5));
+    await store.setExposure(d, report(100), t(3));
+    assert.equal((await store.get([d]))[0]!.payments, { ...report(500), at: iso(5) });
+    await store.setExposure(d, report(0), t(6));
+    assert.equal((await store.get([d]))[0]!.payments, { ...report(0), at: iso(6) });
   });
 
   test("ping answers true while the store is reachable", async ({ store }) => {

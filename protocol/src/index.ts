@@ -1,5 +1,7 @@
 export * from "./codec.ts";
 export * from "./messages.ts";
+export * from "./money.ts";
+export * from "./payments.ts";
 export * from "./problem.ts";
 export * from "./registry.ts";
 export * from "./replica.ts";

@@ -3,6 +3,7 @@
  * Types are inferred from the schemas, so the wire and the code cannot drift.
  */
 import { z } from "zod";
+import { ExposureSchema, PaymentBodySchema, TopupBodySchema } from "./payments.ts";
 import { PROTOCOL_VERSION } from "./topics.ts";
 
 const isoTime = z.iso.datetime({ offset: true });
@@ -79,6 +80,8 @@ export const ENTRY_KINDS = {
   checkin: CheckinBodySchema,
   "staff-call": StaffCallBodySchema,
   "journal-recovered": JournalRecoveredBodySchema,
+  payment: PaymentBodySchema,
+  topup: TopupBodySchema,
 } as const;
 export type EntryKind = keyof typeof ENTRY_KINDS;
 
@@ -146,6 +149,8 @@ export const TelemetrySchema = z.object({
   replicaAgeSeconds: z.number().min(0).nullable().optional(),
   /** "failing": the journal cannot make writes durable (disk full, I/O error) and check-ins are refused. */
   storage: z.enum(["ok", "failing"]).optional(),
+  /** Offline payment exposure; absent on kiosks that take no payments. */
+  payments: ExposureSchema.optional(),
   /** Absent or null: the kiosk has no printer. Paper near-end / out reach ops here. */
   printer: z
     .object({

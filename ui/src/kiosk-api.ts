@@ -4,7 +4,15 @@
  *
  *   GET  /api/state       -> KioskState
  *   WS   /api/live        <- LiveMessage (a `state` message first, then changes and results)
- *   POST /api/sim/tap     {uid} -> TapResult   (only when the reader is simulated; 404 otherwise)
+ *   POST /api/sim/tap     {uid} -> TapResult | PaymentResult   (only when the reader is simulated; 404 otherwise)
+ *
+ * Payments (see docs/payments.md):
+ *   GET  /api/catalog                 -> Catalog
+ *   POST /api/payments  {itemId} | {amount}  -> PaymentSession  (the next card tapped pays)
+ *   POST /api/topups    {amount}      -> PaymentSession  (the next card tapped is topped up, paid at the terminal)
+ *   POST /api/payments/cancel         -> {cancelled: boolean}  (409 once the card is being authorized)
+ * A session ends with a `payment-result` (approved / declined) or a
+ * `payment-ended` (cancelled, or idle past `expiresAt`) on /api/live.
  */
 
 export type TapOutcome = "welcome" | "unknown" | "already" | "refused";
@@ -52,10 +60,63 @@ export interface KioskState {
   storage: "ok" | "failing";
 }
 
+/** The site's price list and what the kiosk can sell, amounts in minor units of `currency`. */
+export interface Catalog {
+  /** False until the kiosk has its site's wallets and prices (first sync); payments are refused until then. */
+  ready: boolean;
+  currency: string;
+  items: Array<{ id: string; name: string; price: number }>;
+  /** A payment terminal is attached: members can top up their wallet with a bank card. */
+  topups: boolean;
+  /** Suggested top-up amounts, minor units. */
+  topupAmounts: number[];
+  /** Amounts a member may enter freely are between 1 and this (the per-payment limit online). */
+  maxAmount: number;
+}
+
+export type PaymentKind = "purchase" | "topup";
+
+/** A payment in progress at the kiosk: one at a time. */
+export interface PaymentSession {
+  id: string;
+  kind: PaymentKind;
+  amount: number;
+  currency: string;
+  itemName?: string;
+  /** awaiting-card: tap a member card; authorizing: asking the cloud (or deciding offline); awaiting-terminal: pay at the terminal. */
+  state: "awaiting-card" | "authorizing" | "awaiting-terminal";
+  /** Left alone until then, the session ends by itself (nothing charged). */
+  expiresAt: string;
+}
+
+export interface PaymentResult {
+  sessionId: string;
+  kind: PaymentKind;
+  outcome: "approved" | "declined";
+  /** The sentence to show: "Paid €2.50 — new balance €7.50", "Insufficient funds: balance €1.00". */
+  message: string;
+  /** Member's display name, when the card was recognised. */
+  name?: string;
+  amount: number;
+  currency: string;
+  itemName?: string;
+  /** The wallet balance after an approved payment or top-up (offline: the kiosk's own estimate). */
+  balance?: number;
+  authorization?: "online" | "offline";
+  /** The payment's key: the transaction id on its receipt. Present when approved. */
+  id?: string;
+  /** Why it was declined: insufficient-funds, offline-limit, wallet-blocked, unknown-card, terminal-declined, … */
+  reason?: string;
+  at: string;
+}
+
 export type LiveMessage =
   | { type: "state"; state: KioskState }
   | { type: "result"; result: TapResult }
-  | { type: "receipt"; receipt: ReceiptNotice };
+  | { type: "receipt"; receipt: ReceiptNotice }
+  | { type: "payment"; session: PaymentSession }
+  | { type: "payment-result"; result: PaymentResult }
+  | { type: "payment-ended"; sessionId: string; reason: "cancelled" | "timeout" };
 
 export interface ProblemDetails {
   type: string;

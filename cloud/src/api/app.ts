@@ -4,7 +4,6 @@
  * devices, authenticated with the device's own credentials.
  */
 import {
-  type Identity,
   MEMBER_DELTA_MAX_VERSIONS,
   type MemberDelta,
   type MemberSnapshot,
@@ -18,6 +17,9 @@ import { z } from "zod";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
+import { deviceOnly } from "./auth.ts";
+import { badRequest, cursor, queryError } from "./http.ts";
+import { paymentRoutes } from "./payments.ts";
 
 export interface ApiOptions {
   db: Database;
@@ -28,6 +30,8 @@ export interface ApiOptions {
   now?: () => Date;
   /** Device time further than this from the cloud's is a clock-skew conflict (seconds). */
   skewBoundSeconds?: number;
+  /** Verifies operator tokens (money routes); unset: those routes answer 503. */
+  jwtSecret?: string;
 }
 
 const ConflictQuerySchema = z.object({
@@ -45,29 +49,6 @@ const ListQuery = z.object({
   before: z.string().optional(),
 });
 
-function badRequest(detail: string): Response {
-  return problemResponse({ title: "Invalid request", status: 400, detail });
-}
-
-function queryError(error: z.ZodError): Response {
-  return badRequest(error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
-}
-
-/** Cursor for keyset pagination over (at DESC, id DESC). */
-const cursor = {
-  encode: (at: string, id: string) => Buffer.from(JSON.stringify([at, id])).toString("base64url"),
-  decode(raw: string): [string, string] | null {
-    try {
-      const v = JSON.parse(Buffer.from(raw, "base64url").toString("utf8"));
-      return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string"
-        ? [v[0], v[1]]
-        : null;
-    } catch {
-      return null;
-    }
-  },
-};
-
 export function createApi(o: ApiOptions): Hono {
   const app = new Hono();
   app.onError((err) => problemResponse({ title: "Internal error", status: 500, detail: err.message }));
@@ -75,12 +56,22 @@ export function createApi(o: ApiOptions): Hono {
     problemResponse({ title: "Not found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),
   );
   app.route("/", opsRoutes(o.health, o.metrics));
+  app.route(
+    "/",
+    paymentRoutes({
+      db: o.db,
+      presence: o.presence,
+      registry: o.registry,
+      now: o.now ?? (() => new Date()),
+      jwtSecret: o.jwtSecret,
+    }),
+  );
 
   app.get("/api/v1/checkins", async (c) => {
     const q = ListQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const { site, device, limit, before } = q.data;
-    const after = before ? cursor.decode(before) : null;
+    const after = before ? (cursor.decode(before, ["string", "string"]) as [string, string] | null) : null;
     if (before && !after) return badRequest("before: not a cursor returned by this API");
     const { rows } = await o.db.query<{
       id: string;
@@ -192,8 +183,8 @@ export function createApi(o: ApiOptions): Hono {
   app.get("/api/v1/sites/:site/devices/:device/stream", async (c) => {
     const site = c.req.param("site");
     const device = c.req.param("device");
-    const denied = await deviceOnly(c.req.header("authorization"), site, device);
-    if (denied) return denied;
+    const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site, device);
+    if (caller instanceof Response) return caller;
     const { rows } = await o.db.query<{ acked_seq: number }>(
       "SELECT acked_seq FROM device_streams WHERE site_id = $1 AND device_id = $2",
       [site, device],
@@ -203,8 +194,8 @@ export function createApi(o: ApiOptions): Hono {
 
   app.get("/api/v1/sites/:site/members", async (c) => {
     const site = c.req.param("site");
-    const denied = await deviceOnly(c.req.header("authorization"), site);
-    if (denied) return denied;
+    const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site);
+    if (caller instanceof Response) return caller;
     const siteRow = await o.db.query<{ members_version: number; timezone: string; name: string }>(
       "SELECT members_version, timezone, name FROM sites WHERE id = $1",
       [site],
@@ -239,37 +230,5 @@ export function createApi(o: ApiOptions): Hono {
     return Number.isSafeInteger(n) && n >= 0 ? n : "invalid";
   }
 
-  /** Device credentials of `site` (and of `device`, when given) or a problem response saying why not. */
-  async function deviceOnly(header: string | undefined, site: string, device?: string): Promise<Response | null> {
-    const identity = await authenticateBasic(header, o.registry());
-    if (!identity) {
-      return problemResponse(
-        {
-          title: "Unauthorized",
-          status: 401,
-          detail: "device credentials required (HTTP Basic, {site}/{device}:secret)",
-        },
-        { "www-authenticate": 'Basic realm="paylane"' },
-      );
-    }
-    const ok =
-      identity.kind === "device" &&
-      identity.address.site === site &&
-      (device === undefined || identity.address.device === device);
-    if (!ok) {
-      const what = device === undefined ? `site ${site}` : `device ${site}/${device}`;
-      return problemResponse({ title: "Forbidden", status: 403, detail: `this identity may not read ${what}` });
-    }
-    return null;
-  }
-
   return app;
-}
-
-async function authenticateBasic(header: string | undefined, registry: Registry): Promise<Identity | null> {
-  if (!header?.startsWith("Basic ")) return null;
-  const decoded = Buffer.from(header.slice(6), "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  if (colon < 0) return null;
-  return registry.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1));
 }

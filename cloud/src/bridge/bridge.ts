@@ -23,6 +23,7 @@ import {
   REPLAY_FROM,
   realTimers,
   StatusSchema,
+  TelemetrySchema,
   type Timers,
   topics,
 } from "@paylane/protocol";
@@ -285,6 +286,13 @@ export class Bridge {
       );
     } else if (parsed.channel === "telemetry") {
       void this.#touch(addr, now);
+      // Only the payments part is kept (ops watch exposure live); the rest is for whoever subscribes.
+      const telemetry = decode(TelemetrySchema, payload);
+      if (telemetry.ok && telemetry.value.payments) {
+        await this.#o.presence
+          .setExposure(addr, telemetry.value.payments, new Date(telemetry.value.at))
+          .catch((err: Error) => this.#o.logger.warn({ err: err.message }, "exposure write failed"));
+      }
     }
   }
 

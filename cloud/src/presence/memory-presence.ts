@@ -1,4 +1,4 @@
-import type { DeviceAddress } from "@paylane/protocol";
+import type { DeviceAddress, Exposure } from "@paylane/protocol";
 import { type DevicePresence, type PresenceStore, type StatusUpdate, unknownPresence } from "./presence-store.ts";
 
 const key = (d: DeviceAddress) => `${d.site}/${d.device}`;
@@ -29,6 +29,11 @@ export class MemoryPresence implements PresenceStore {
   async touch(d: DeviceAddress, at: Date): Promise<void> {
     const p = this.#entry(d);
     if (!p.lastSeen || p.lastSeen < at.toISOString()) p.lastSeen = at.toISOString();
+  }
+
+  async setExposure(d: DeviceAddress, exposure: Exposure, at: Date): Promise<void> {
+    const p = this.#entry(d);
+    if (!p.payments || p.payments.at < at.toISOString()) p.payments = { ...exposure, at: at.toISOString() };
   }
 
   async get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]> {

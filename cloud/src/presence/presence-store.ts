@@ -1,4 +1,4 @@
-import type { DeviceAddress } from "@paylane/protocol";
+import type { DeviceAddress, Exposure } from "@paylane/protocol";
 
 export interface DevicePresence extends DeviceAddress {
   state: "online" | "offline" | "unknown";
@@ -8,6 +8,8 @@ export interface DevicePresence extends DeviceAddress {
   statusAt: string | null;
   version: string | null;
   bootedAt: string | null;
+  /** The kiosk's offline payment exposure from its latest telemetry, with when it said so; null: never reported. */
+  payments: (Exposure & { at: string }) | null;
 }
 
 export interface StatusUpdate {
@@ -25,6 +27,8 @@ export interface PresenceStore {
   readonly kind: "redis" | "memory";
   setStatus(device: DeviceAddress, update: StatusUpdate): Promise<void>;
   touch(device: DeviceAddress, at: Date): Promise<void>;
+  /** Records the exposure a kiosk reported; an older report never replaces a newer one. */
+  setExposure(device: DeviceAddress, exposure: Exposure, at: Date): Promise<void>;
   /** Presence of the given devices, in the same order; unknown devices come back as `unknown`. */
   get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]>;
   ping(): Promise<boolean>;
@@ -32,5 +36,5 @@ export interface PresenceStore {
 }
 
 export function unknownPresence(d: DeviceAddress): DevicePresence {
-  return { ...d, state: "unknown", lastSeen: null, statusAt: null, version: null, bootedAt: null };
+  return { ...d, state: "unknown", lastSeen: null, statusAt: null, version: null, bootedAt: null, payments: null };
 }

@@ -1,4 +1,4 @@
-import type { DeviceAddress } from "@paylane/protocol";
+import type { DeviceAddress, Exposure } from "@paylane/protocol";
 import { Redis, type Result } from "ioredis";
 import { type DevicePresence, type PresenceStore, type StatusUpdate, unknownPresence } from "./presence-store.ts";
 
@@ -20,6 +20,13 @@ export class RedisPresence implements PresenceStore {
       numberOfKeys: 1,
       lua: `local cur = redis.call('HGET', KEYS[1], 'lastSeen')
             if (not cur) or cur < ARGV[1] then redis.call('HSET', KEYS[1], 'lastSeen', ARGV[1]) end
+            return 1`,
+    });
+    // The report and its time in one field, replaced only by a newer one (several bridges, reordered writes).
+    this.#redis.defineCommand("exposuremax", {
+      numberOfKeys: 1,
+      lua: `local cur = redis.call('HGET', KEYS[1], 'paymentsAt')
+            if (not cur) or cur < ARGV[1] then redis.call('HSET', KEYS[1], 'paymentsAt', ARGV[1], 'payments', ARGV[2]) end
             return 1`,
     });
   }
@@ -49,6 +56,10 @@ export class RedisPresence implements PresenceStore {
     await this.#redis.touchmax(this.#key(d), at.toISOString());
   }
 
+  async setExposure(d: DeviceAddress, exposure: Exposure, at: Date): Promise<void> {
+    await this.#redis.exposuremax(this.#key(d), at.toISOString(), JSON.stringify(exposure));
+  }
+
   async get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]> {
     const pipeline = this.#redis.pipeline();
     for (const d of devices) pipeline.hgetall(this.#key(d));
@@ -56,7 +67,7 @@ export class RedisPresence implements PresenceStore {
     return devices.map((d, i) => {
       const [err, h] = results[i] ?? [null, {}];
       const hash = (err ? {} : h) as Record<string, string>;
-      if (!hash.state && !hash.lastSeen) return unknownPresence(d);
+      if (!hash.state && !hash.lastSeen && !hash.payments) return unknownPresence(d);
       return {
         ...d,
         state: hash.state === "online" || hash.state === "offline" ? hash.state : "unknown",
@@ -64,6 +75,8 @@ export class RedisPresence implements PresenceStore {
         statusAt: hash.statusAt ?? null,
         version: hash.version ?? null,
         bootedAt: hash.bootedAt ?? null,
+        payments:
+          hash.payments && hash.paymentsAt ? { ...(JSON.parse(hash.payments) as Exposure), at: hash.paymentsAt } : null,
       };
     });
   }
@@ -84,5 +97,6 @@ export class RedisPresence implements PresenceStore {
 declare module "ioredis" {
   interface RedisCommander<Context> {
     touchmax(key: string, at: string): Result<number, Context>;
+    exposuremax(key: string, at: string, exposure: string): Result<number, Context>;
   }
 }

@@ -1,12 +1,15 @@
 // Builds the kiosk UI into dist/kiosk (app.js + index.html), which the device daemon serves.
 // Paths are relative to this file, so `node ui/build.mjs` and `npm run build -w ui` agree.
+// `node ui/build.mjs <dir>` builds into <dir> instead (browser tests, which run side by side,
+// each build their own copy rather than replace the one other tests are serving).
 import { copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const started = performance.now();
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
-const outdir = here("./dist/kiosk/");
+const outdir = process.argv[2] ? join(resolve(process.argv[2]), "/") : here("./dist/kiosk/");
 
 // A clean folder, so a renamed or removed file never lingers in what the daemon serves.
 await rm(outdir, { recursive: true, force: true });
@@ -28,4 +31,6 @@ await copyFile(here("./src/kiosk/index.html"), `${outdir}index.html`);
 
 const kb = (n) => `${(n / 1024).toFixed(1)} kB`;
 const { size } = await stat(`${outdir}app.js`);
-console.log(`ui/dist/kiosk/app.js ${kb(size)} (+ index.html) in ${Math.round(performance.now() - started)} ms`);
+console.log(
+  `${process.argv[2] ? `${outdir}app.js` : "ui/dist/kiosk/app.js"} ${kb(size)} (+ index.html) in ${Math.round(performance.now() - started)} ms`,
+);

@@ -1,8 +1,20 @@
 /** Unit tests of the UI's API helpers: runtime checks and the simulated tap, with fetch injected. */
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { liveUrl, parseLiveMessage, postSimTap, resultKey } from "../src/kiosk/api.ts";
-import type { TapResult } from "../src/kiosk-api.ts";
+import {
+  getCatalog,
+  isCatalog,
+  isPaymentResult,
+  isPaymentSession,
+  liveUrl,
+  parseLiveMessage,
+  postCancelPayment,
+  postPayment,
+  postSimTap,
+  postTopup,
+  resultKey,
+} from "../src/kiosk/api.ts";
+import type { Catalog, PaymentResult, PaymentSession, TapResult } from "../src/kiosk-api.ts";
 
 const welcome: TapResult = {
   outcome: "welcome",
@@ -85,11 +97,13 @@ tap("a problem's detail, else its title", async () => {
   assert.equal(await postSimTap("zz", answer(400, JSON.stringify(problem), "application/problem+json")), {
     ok: false,
     error: "uid must be hex",
+    status: 400,
   });
   const { detail: _, ...noDetail } = problem;
   assert.equal(await postSimTap("zz", answer(400, JSON.stringify(noDetail), "application/problem+json")), {
     ok: false,
     error: "Bad Request",
+    status: 400,
   });
 });
 
@@ -97,12 +111,13 @@ tap("a non-problem error names the status", async () => {
   assert.equal(await postSimTap("04", answer(502, "<html>Bad gateway</html>", "text/html")), {
     ok: false,
     error: "The kiosk refused the request (HTTP 502).",
+    status: 502,
   });
 });
 
 tap("an unreadable 200 is an error, not a result", async () => {
   const res = await postSimTap("04", answer(200, JSON.stringify({ ok: true }), "application/json"));
-  assert.equal(res, { ok: false, error: "The daemon sent an unreadable result." });
+  assert.equal(res, { ok: false, error: "The daemon sent an unreadable result.", status: 200 });
 });
 
 tap("a network failure becomes a sentence", async () => {
@@ -113,3 +128,116 @@ tap("a network failure becomes a sentence", async () => {
 });
 
 tap.run();
+
+const payments = suite("payment messages and calls");
+
+const session: PaymentSession = {
+  id: "s-1",
+  kind: "purchase",
+  amount: 250,
+  currency: "EUR",
+  itemName: "Coffee",
+  state: "awaiting-card",
+  expiresAt: "2025-01-01T10:01:00Z",
+};
+const approved: PaymentResult = {
+  sessionId: "s-1",
+  kind: "purchase",
+  outcome: "approved",
+  message: "Paid €2.50 — new balance €7.50",
+  amount: 250,
+  currency: "EUR",
+  itemName: "Coffee",
+  balance: 750,
+  authorization: "offline",
+  id: "p-1",
+  at: "2025-01-01T10:00:30Z",
+};
+const catalog: Catalog = {
+  ready: true,
+  currency: "EUR",
+  items: [{ id: "coffee", name: "Coffee", price: 250 }],
+  topups: true,
+  topupAmounts: [1000, 2000],
+  maxAmount: 5000,
+};
+
+payments("accepts the contract's shapes", () => {
+  assert.ok(isCatalog(catalog));
+  assert.ok(isPaymentSession(session));
+  assert.ok(isPaymentResult(approved));
+  assert.ok(isPaymentResult({ ...approved, outcome: "declined", reason: "insufficient-funds", balance: -100 }));
+  assert.equal(parseLiveMessage(JSON.stringify({ type: "payment", session })), { type: "payment", session });
+  assert.equal(parseLiveMessage(JSON.stringify({ type: "payment-result", result: approved })), {
+    type: "payment-result",
+    result: approved,
+  });
+  assert.equal(parseLiveMessage(JSON.stringify({ type: "payment-ended", sessionId: "s-1", reason: "timeout" })), {
+    type: "payment-ended",
+    sessionId: "s-1",
+    reason: "timeout",
+  });
+});
+
+payments("refuses amounts that are not integers of minor units, and unknown states", () => {
+  assert.not.ok(isCatalog({ ...catalog, items: [{ id: "coffee", name: "Coffee", price: 2.5 }] }));
+  assert.not.ok(isCatalog({ ...catalog, maxAmount: "5000" }));
+  assert.not.ok(isCatalog({ ...catalog, currency: "euro" }));
+  assert.not.ok(isCatalog({ ...catalog, topupAmounts: [10.5] }));
+  assert.not.ok(isPaymentSession({ ...session, amount: 2.5 }));
+  assert.not.ok(isPaymentSession({ ...session, state: "paid" }));
+  assert.not.ok(isPaymentSession({ ...session, kind: "refund" }));
+  assert.not.ok(isPaymentResult({ ...approved, outcome: "maybe" }));
+  assert.not.ok(isPaymentResult({ ...approved, balance: 7.5 }));
+  assert.not.ok(isPaymentResult({ ...approved, authorization: "guessed" }));
+  for (const data of [
+    JSON.stringify({ type: "payment", session: { ...session, amount: "250" } }),
+    JSON.stringify({ type: "payment-result", result: { ...approved, sessionId: 1 } }),
+    JSON.stringify({ type: "payment-ended", sessionId: "s-1", reason: "bored" }),
+  ]) {
+    assert.is(parseLiveMessage(data), undefined, data);
+  }
+});
+
+payments("a simulated tap may answer with a payment result", async () => {
+  const res = await postSimTap("04A1", answer(200, JSON.stringify(approved), "application/json"));
+  assert.equal(res, { ok: true, result: approved });
+  assert.ok(res.ok && isPaymentResult(res.result));
+});
+
+payments("posts an item or an amount, and shows a refusal's detail", async () => {
+  const sent: Array<{ url: string; body: unknown }> = [];
+  const fetchImpl: typeof fetch = async (url, init) => {
+    sent.push({ url: String(url), body: JSON.parse(String(init?.body)) });
+    return new Response(JSON.stringify(session), { status: 201, headers: { "content-type": "application/json" } });
+  };
+  assert.equal(await postPayment({ itemId: "coffee" }, fetchImpl), { ok: true, result: session });
+  assert.equal(await postPayment({ amount: 250 }, fetchImpl), { ok: true, result: session });
+  assert.equal(await postTopup(2000, fetchImpl), { ok: true, result: session });
+  assert.equal(sent, [
+    { url: "/api/payments", body: { itemId: "coffee" } },
+    { url: "/api/payments", body: { amount: 250 } },
+    { url: "/api/topups", body: { amount: 2000 } },
+  ]);
+  const busy = { type: "about:blank", title: "Conflict", status: 409, detail: "The card is being authorized." };
+  assert.equal(await postCancelPayment(answer(409, JSON.stringify(busy), "application/problem+json")), {
+    ok: false,
+    error: "The card is being authorized.",
+    status: 409,
+  });
+  assert.equal(await postCancelPayment(answer(200, JSON.stringify({ cancelled: true }), "application/json")), {
+    ok: true,
+    result: { cancelled: true },
+  });
+});
+
+payments("GET /api/catalog is checked like everything else", async () => {
+  assert.equal(await getCatalog(answer(200, JSON.stringify(catalog), "application/json")), {
+    ok: true,
+    result: catalog,
+  });
+  const bad = await getCatalog(answer(200, JSON.stringify({ ...catalog, ready: "yes" }), "application/json"));
+  assert.is(bad.ok, false);
+});
+
+payments.run();

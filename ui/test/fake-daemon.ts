@@ -1,19 +1,45 @@
 /**
  * A fake kiosk daemon for UI tests: serves the built UI and implements the
  * local API contract (../src/kiosk-api.ts) with behaviour the test controls.
+ *
+ * Payments: by default it sells `catalog`, opens a session for each POST
+ * (answering it and pushing it, as the real daemon may do both), and cancels
+ * the session in progress unless it is being authorized (409). The test
+ * decides what a tap does (`onTap`, answering a PaymentResult) and pushes
+ * state changes and results itself (`pushPayment`, `pushPaymentResult`).
  */
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
-import type { KioskState, LiveMessage, ProblemDetails, ReceiptNotice, TapResult } from "../src/kiosk-api.ts";
+import type {
+  Catalog,
+  KioskState,
+  LiveMessage,
+  PaymentResult,
+  PaymentSession,
+  ProblemDetails,
+  ReceiptNotice,
+  TapResult,
+} from "../src/kiosk-api.ts";
 
 export interface TapAnswer {
   status: number;
-  body: TapResult | ProblemDetails;
+  body: TapResult | PaymentResult | ProblemDetails;
   /** Also push the result over the WebSocket, as the real daemon does. */
   push?: boolean;
+}
+
+export interface Answer {
+  status: number;
+  body: unknown;
+}
+
+/** A body POSTed to /api/payments or /api/topups, as the UI sent it. */
+export interface PaymentRequest {
+  path: "/api/payments" | "/api/topups";
+  body: unknown;
 }
 
 const TYPES: Record<string, string> = {
@@ -35,6 +61,25 @@ export function defaultState(): KioskState {
   };
 }
 
+export function defaultCatalog(): Catalog {
+  return {
+    ready: true,
+    currency: "EUR",
+    items: [
+      { id: "coffee", name: "Coffee", price: 250 },
+      { id: "day-pass", name: "Day pass", price: 1200 },
+      { id: "towel", name: "Towel", price: 300 },
+    ],
+    topups: true,
+    topupAmounts: [1000, 2000, 5000],
+    maxAmount: 5000,
+  };
+}
+
+function problem(status: number, title: string, detail?: string): ProblemDetails {
+  return { type: "about:blank", title, status, ...(detail === undefined ? {} : { detail }) };
+}
+
 export class FakeDaemon {
   state: KioskState = defaultState();
   /** UIDs posted to /api/sim/tap and booking codes posted to /api/code, in order. */
@@ -48,6 +93,20 @@ export class FakeDaemon {
   staffCalls = 0;
   /** While false the daemon is "down": WebSocket upgrades are dropped. */
   accepting = true;
+
+  /** What GET /api/catalog answers. */
+  catalog: Catalog = defaultCatalog();
+  /** The payment session in progress, as this daemon sees it. */
+  session: PaymentSession | undefined;
+  /** Bodies POSTed to /api/payments and /api/topups, in order. */
+  readonly paymentRequests: PaymentRequest[] = [];
+  /** POSTs to /api/payments/cancel. */
+  cancels = 0;
+  /** Answer to POST /api/payments and /api/topups; the default opens a session (see `openSession`). */
+  onPayment: (req: PaymentRequest) => Answer = (req) => this.openSession(req);
+  /** Answer to POST /api/payments/cancel; the default is the contract's (see `cancelSession`). */
+  onCancel: () => Answer = () => this.cancelSession();
+  private sessions = 0;
 
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly server = createServer((req, res) => {
@@ -98,6 +157,69 @@ export class FakeDaemon {
     this.broadcast({ type: "receipt", receipt });
   }
 
+  /** The session changed (e.g. to `authorizing` or `awaiting-terminal`): remember it and tell every UI. */
+  pushPayment(session: PaymentSession): void {
+    this.session = session;
+    this.broadcast({ type: "payment", session });
+  }
+
+  /** The session ended with a result. */
+  pushPaymentResult(result: PaymentResult): void {
+    if (this.session?.id === result.sessionId) this.session = undefined;
+    this.broadcast({ type: "payment-result", result });
+  }
+
+  /** The session ended without one (cancelled, or idle past `expiresAt`). */
+  pushPaymentEnded(sessionId: string, reason: "cancelled" | "timeout"): void {
+    if (this.session?.id === sessionId) this.session = undefined;
+    this.broadcast({ type: "payment-ended", sessionId, reason });
+  }
+
+  /**
+   * The default answer to a payment or top-up: a session for the item's price
+   * or the amount, answered and pushed. Unknown items, bad amounts and a
+   * second session are refused with problem+json, as the contract says.
+   */
+  openSession(req: PaymentRequest): Answer {
+    if (!this.catalog.ready) return { status: 503, body: problem(503, "Not ready", "Payments are not available yet.") };
+    if (this.session) return { status: 409, body: problem(409, "Busy", "A payment is already in progress.") };
+    const body = typeof req.body === "object" && req.body !== null ? (req.body as Record<string, unknown>) : {};
+    const item =
+      req.path === "/api/payments" && typeof body.itemId === "string"
+        ? this.catalog.items.find((i) => i.id === body.itemId)
+        : undefined;
+    if (req.path === "/api/payments" && typeof body.itemId === "string" && !item) {
+      return { status: 404, body: problem(404, "Unknown item", `No item "${body.itemId}" on the price list.`) };
+    }
+    const amount = item?.price ?? body.amount;
+    if (typeof amount !== "number" || !Number.isInteger(amount) || amount < 1 || amount > this.catalog.maxAmount) {
+      return { status: 400, body: problem(400, "Invalid amount", "amount must be an integer of minor units.") };
+    }
+    this.sessions += 1;
+    const session: PaymentSession = {
+      id: `session-${this.sessions}`,
+      kind: req.path === "/api/topups" ? "topup" : "purchase",
+      amount,
+      currency: this.catalog.currency,
+      ...(item ? { itemName: item.name } : {}),
+      state: "awaiting-card",
+      expiresAt: new Date(Date.now() + 60_000).toISOString(),
+    };
+    this.pushPayment(session);
+    return { status: 201, body: session };
+  }
+
+  /** The default answer to a cancel: 409 while authorizing, else the session ends (pushed) and `cancelled`. */
+  cancelSession(): Answer {
+    const session = this.session;
+    if (!session) return { status: 200, body: { cancelled: false } };
+    if (session.state === "authorizing") {
+      return { status: 409, body: problem(409, "Authorizing", "The card is being authorized.") };
+    }
+    this.pushPaymentEnded(session.id, "cancelled");
+    return { status: 200, body: { cancelled: true } };
+  }
+
   /** Kill every live connection, like a daemon restart. */
   dropClients(): void {
     for (const ws of this.wss.clients) ws.terminate();
@@ -108,6 +230,12 @@ export class FakeDaemon {
     this.taps.length = 0;
     this.staffCalls = 0;
     this.accepting = true;
+    this.catalog = defaultCatalog();
+    this.session = undefined;
+    this.paymentRequests.length = 0;
+    this.cancels = 0;
+    this.onPayment = (req) => this.openSession(req);
+    this.onCancel = () => this.cancelSession();
     this.dropClients();
   }
 
@@ -121,6 +249,20 @@ export class FakeDaemon {
     if (url.pathname === "/api/state" && req.method === "GET") {
       return json(res, 200, this.state);
     }
+    if (url.pathname === "/api/catalog" && req.method === "GET") {
+      return json(res, 200, this.catalog);
+    }
+    if ((url.pathname === "/api/payments" || url.pathname === "/api/topups") && req.method === "POST") {
+      const request: PaymentRequest = { path: url.pathname, body: JSON.parse(await readBody(req)) as unknown };
+      this.paymentRequests.push(request);
+      const answer = this.onPayment(request);
+      return json(res, answer.status, answer.body);
+    }
+    if (url.pathname === "/api/payments/cancel" && req.method === "POST") {
+      this.cancels++;
+      const answer = this.onCancel();
+      return json(res, answer.status, answer.body);
+    }
     if (url.pathname === "/api/call-staff" && req.method === "POST") {
       this.staffCalls++;
       return json(res, 200, { called: true });
@@ -132,7 +274,11 @@ export class FakeDaemon {
         typeof body === "object" && body !== null && field in body ? String(body[field as keyof typeof body]) : "";
       this.taps.push(value);
       const answer = this.onTap(value);
-      if (answer.push && "outcome" in answer.body) this.pushResult(answer.body);
+      const reply = answer.body;
+      if (answer.push) {
+        if ("sessionId" in reply) this.pushPaymentResult(reply);
+        else if ("outcome" in reply) this.pushResult(reply);
+      }
       return json(res, answer.status, answer.body);
     }
     if (req.method !== "GET") return json(res, 405, { type: "about:blank", title: "Method Not Allowed", status: 405 });

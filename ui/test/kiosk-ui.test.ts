@@ -7,19 +7,13 @@
  * Needs Chromium at /usr/bin/chromium (Debian's `chromium` package), or CHROMIUM=path.
  * Waits on the DOM with Playwright's waiting; never sleeps.
  */
-import { execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { launchChromium } from "../../test/support/browser.ts";
 import type { TapResult } from "../src/kiosk-api.ts";
 import { FakeDaemon } from "./fake-daemon.ts";
-
-const DIST = fileURLToPath(new URL("../dist/kiosk/", import.meta.url));
-const BUILD = fileURLToPath(new URL("../build.mjs", import.meta.url));
-/** Raspberry Pi 7" touch display. */
-const VIEWPORT = { width: 800, height: 480 };
+import { buildKiosk, VIEWPORT, seeScreen as waitForScreen } from "./kiosk-harness.ts";
 
 type Screen = "starting" | "attract" | TapResult["outcome"];
 
@@ -28,6 +22,7 @@ interface Ctx {
   daemon: FakeDaemon;
   base: string;
   page: Page;
+  removeBuild: () => Promise<void>;
   /** Uncaught page errors and console errors (CSP violations among them). */
   errors: string[];
 }
@@ -45,8 +40,9 @@ test.before(async (ctx) => {
 
 async function setUp(ctx: Ctx): Promise<void> {
   // Always test the current source, not whatever dist was left behind.
-  execFileSync(process.execPath, [BUILD], { stdio: "inherit" });
-  ctx.daemon = new FakeDaemon(DIST);
+  const build = await buildKiosk();
+  ctx.removeBuild = build.remove;
+  ctx.daemon = new FakeDaemon(build.dir);
   ctx.base = await ctx.daemon.start();
   ctx.browser = await launchChromium();
 }
@@ -54,6 +50,7 @@ async function setUp(ctx: Ctx): Promise<void> {
 test.after(async (ctx) => {
   await ctx.browser?.close();
   await ctx.daemon?.stop();
+  await ctx.removeBuild?.();
 });
 
 test.before.each(async (ctx) => {
@@ -101,15 +98,9 @@ async function shownResults(page: Page): Promise<number> {
   return page.evaluate(() => (window as unknown as { results: TapResult[] }).results.length);
 }
 
-/** Wait for a screen showing exactly this message (one wait, so a short-lived screen is not missed). */
-async function seeScreen(page: Page, screen: Screen, message?: string): Promise<void> {
-  const el = page.locator(`[data-testid="screen"][data-screen="${screen}"]`);
-  if (message === undefined) return el.waitFor();
-  await el.filter({ has: page.getByTestId("message").filter({ hasText: exactly(message) }) }).waitFor();
-}
-
-function exactly(text: string): RegExp {
-  return new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`);
+/** Wait for a screen showing exactly this message. */
+function seeScreen(page: Page, screen: Screen, message?: string): Promise<void> {
+  return waitForScreen(page, screen, message);
 }
 
 /** A WS round trip: once the UI shows this backlog, every earlier message on the socket was handled. */

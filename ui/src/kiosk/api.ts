@@ -1,14 +1,33 @@
 /**
  * The UI's side of the kiosk daemon's local API (see ../kiosk-api.ts): URLs,
- * runtime checks of what arrives, and the simulated-reader tap.
+ * runtime checks of what arrives, the simulated-reader tap and the payment
+ * calls.
  *
  * Everything from the daemon is checked before use: a daemon and a UI of
  * different versions can meet after a partial update, and a message the UI
  * does not understand is ignored rather than rendered half-way.
  */
-import type { KioskState, LiveMessage, ProblemDetails, ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
+import type {
+  Catalog,
+  KioskState,
+  LiveMessage,
+  PaymentKind,
+  PaymentResult,
+  PaymentSession,
+  ProblemDetails,
+  ReceiptNotice,
+  TapOutcome,
+  TapResult,
+} from "../kiosk-api.ts";
 
 const OUTCOMES: ReadonlySet<string> = new Set<TapOutcome>(["welcome", "unknown", "already", "refused"]);
+const PAYMENT_KINDS: ReadonlySet<string> = new Set<PaymentKind>(["purchase", "topup"]);
+const SESSION_STATES: ReadonlySet<string> = new Set<PaymentSession["state"]>([
+  "awaiting-card",
+  "authorizing",
+  "awaiting-terminal",
+]);
+const CURRENCY = /^[A-Z]{3}$/;
 
 /** How long a simulated tap may take before the UI gives up and says so. */
 const TAP_TIMEOUT_MS = 5000;
@@ -26,6 +45,72 @@ export function isTapResult(value: unknown): value is TapResult {
     typeof value.at === "string" &&
     (value.name === undefined || typeof value.name === "string") &&
     (value.seq === undefined || typeof value.seq === "number")
+  );
+}
+
+/** An amount of money: an integer of minor units, never a float. */
+function isMinorUnits(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value);
+}
+
+function isOptional<T>(value: unknown, check: (v: unknown) => v is T): boolean {
+  return value === undefined || check(value);
+}
+
+const isString = (v: unknown): v is string => typeof v === "string";
+
+export function isCatalog(value: unknown): value is Catalog {
+  return (
+    isRecord(value) &&
+    typeof value.ready === "boolean" &&
+    typeof value.currency === "string" &&
+    CURRENCY.test(value.currency) &&
+    Array.isArray(value.items) &&
+    value.items.every(
+      (item: unknown) =>
+        isRecord(item) && typeof item.id === "string" && typeof item.name === "string" && isMinorUnits(item.price),
+    ) &&
+    typeof value.topups === "boolean" &&
+    Array.isArray(value.topupAmounts) &&
+    value.topupAmounts.every(isMinorUnits) &&
+    isMinorUnits(value.maxAmount)
+  );
+}
+
+export function isPaymentSession(value: unknown): value is PaymentSession {
+  return (
+    isRecord(value) &&
+    typeof value.id === "string" &&
+    typeof value.kind === "string" &&
+    PAYMENT_KINDS.has(value.kind) &&
+    isMinorUnits(value.amount) &&
+    typeof value.currency === "string" &&
+    CURRENCY.test(value.currency) &&
+    isOptional(value.itemName, isString) &&
+    typeof value.state === "string" &&
+    SESSION_STATES.has(value.state) &&
+    typeof value.expiresAt === "string"
+  );
+}
+
+export function isPaymentResult(value: unknown): value is PaymentResult {
+  return (
+    isRecord(value) &&
+    typeof value.sessionId === "string" &&
+    typeof value.kind === "string" &&
+    PAYMENT_KINDS.has(value.kind) &&
+    (value.outcome === "approved" || value.outcome === "declined") &&
+    typeof value.message === "string" &&
+    isMinorUnits(value.amount) &&
+    typeof value.currency === "string" &&
+    CURRENCY.test(value.currency) &&
+    typeof value.at === "string" &&
+    isOptional(value.name, isString) &&
+    isOptional(value.itemName, isString) &&
+    isOptional(value.balance, isMinorUnits) &&
+    (value.authorization === undefined || value.authorization === "online" || value.authorization === "offline") &&
+    isOptional(value.id, isString) &&
+    isOptional(value.reason, isString)
   );
 }
 
@@ -66,6 +151,17 @@ export function parseLiveMessage(data: unknown): LiveMessage | undefined {
   if (value.type === "state" && isKioskState(value.state)) return { type: "state", state: value.state };
   if (value.type === "result" && isTapResult(value.result)) return { type: "result", result: value.result };
   if (value.type === "receipt" && isReceiptNotice(value.receipt)) return { type: "receipt", receipt: value.receipt };
+  if (value.type === "payment" && isPaymentSession(value.session)) return { type: "payment", session: value.session };
+  if (value.type === "payment-result" && isPaymentResult(value.result)) {
+    return { type: "payment-result", result: value.result };
+  }
+  if (
+    value.type === "payment-ended" &&
+    typeof value.sessionId === "string" &&
+    (value.reason === "cancelled" || value.reason === "timeout")
+  ) {
+    return { type: "payment-ended", sessionId: value.sessionId, reason: value.reason };
+  }
   return undefined;
 }
 
@@ -81,15 +177,21 @@ export function liveUrl(base: string = location.href): string {
   return url.href;
 }
 
-export type TapResponse = { ok: true; result: TapResult } | { ok: false; error: string };
+/** The daemon's answer, or a sentence saying why there is none. */
+export type Answer<T> = { ok: true; result: T } | { ok: false; error: string; status?: number };
+
+/** A simulated tap is a check-in, or pays for the payment session in progress. */
+export type TapResponse = Answer<TapResult | PaymentResult>;
 
 function isProblem(value: unknown): value is ProblemDetails {
   return isRecord(value) && typeof value.title === "string" && typeof value.status === "number";
 }
 
+const isTapOrPayment = (v: unknown): v is TapResult | PaymentResult => isTapResult(v) || isPaymentResult(v);
+
 /** POST /api/sim/tap. Never throws: every failure becomes a sentence for the operator. */
 export function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
-  return postForResult("/api/sim/tap", { uid }, fetchImpl);
+  return request("/api/sim/tap", { uid }, isTapOrPayment, fetchImpl);
 }
 
 /** POST /api/call-staff. Never throws: false when the daemon did not take the call. */
@@ -103,17 +205,51 @@ export async function postCallStaff(fetchImpl: typeof fetch = fetch): Promise<bo
 }
 
 /** POST /api/code: a booking code typed on screen. Never throws. */
-export function postCode(code: string, fetchImpl: typeof fetch = fetch): Promise<TapResponse> {
-  return postForResult("/api/code", { code }, fetchImpl);
+export function postCode(code: string, fetchImpl: typeof fetch = fetch): Promise<Answer<TapResult>> {
+  return request("/api/code", { code }, isTapResult, fetchImpl);
 }
 
-async function postForResult(path: string, payload: object, fetchImpl: typeof fetch): Promise<TapResponse> {
+/** GET /api/catalog: the price list and what the kiosk can sell. Never throws. */
+export function getCatalog(fetchImpl: typeof fetch = fetch): Promise<Answer<Catalog>> {
+  return request("/api/catalog", undefined, isCatalog, fetchImpl);
+}
+
+/** POST /api/payments: a price-list item, or an amount in minor units. The next card tapped pays. */
+export function postPayment(
+  choice: { itemId: string } | { amount: number },
+  fetchImpl: typeof fetch = fetch,
+): Promise<Answer<PaymentSession>> {
+  return request("/api/payments", choice, isPaymentSession, fetchImpl);
+}
+
+/** POST /api/topups: the next member card tapped is topped up by `amount`, paid at the terminal. */
+export function postTopup(amount: number, fetchImpl: typeof fetch = fetch): Promise<Answer<PaymentSession>> {
+  return request("/api/topups", { amount }, isPaymentSession, fetchImpl);
+}
+
+const isCancelAnswer = (v: unknown): v is { cancelled: boolean } => isRecord(v) && typeof v.cancelled === "boolean";
+
+/** POST /api/payments/cancel. A 409 (the card is being authorized) comes back as `status: 409`. */
+export function postCancelPayment(fetchImpl: typeof fetch = fetch): Promise<Answer<{ cancelled: boolean }>> {
+  return request("/api/payments/cancel", {}, isCancelAnswer, fetchImpl);
+}
+
+/** GET (no payload) or POST JSON, and check the answer. Never throws. */
+async function request<T>(
+  path: string,
+  payload: object | undefined,
+  check: (value: unknown) => value is T,
+  fetchImpl: typeof fetch,
+): Promise<Answer<T>> {
   let res: Response;
   try {
     res = await fetchImpl(path, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, application/problem+json" },
-      body: JSON.stringify(payload),
+      method: payload === undefined ? "GET" : "POST",
+      headers: {
+        accept: "application/json, application/problem+json",
+        ...(payload === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(payload === undefined ? {} : { body: JSON.stringify(payload) }),
       signal: AbortSignal.timeout(TAP_TIMEOUT_MS),
     });
   } catch (err) {
@@ -130,10 +266,10 @@ async function postForResult(path: string, payload: object, fetchImpl: typeof fe
     body = undefined;
   }
   if (res.ok) {
-    return isTapResult(body)
+    return check(body)
       ? { ok: true, result: body }
-      : { ok: false, error: "The daemon sent an unreadable result." };
+      : { ok: false, error: "The daemon sent an unreadable result.", status: res.status };
   }
-  if (isProblem(body)) return { ok: false, error: body.detail ?? body.title };
-  return { ok: false, error: `The kiosk refused the request (HTTP ${res.status}).` };
+  if (isProblem(body)) return { ok: false, error: body.detail ?? body.title, status: res.status };
+  return { ok: false, error: `The kiosk refused the request (HTTP ${res.status}).`, status: res.status };
 }

@@ -1,6 +1,7 @@
-import { css, html, LitElement, svg } from "lit";
+import { css, html, LitElement, nothing, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { KioskState } from "../kiosk-api.ts";
+import type { KioskState, PaymentKind } from "../kiosk-api.ts";
+import { touchStyles } from "./touch-styles.ts";
 
 /** Contactless symbol, inline so the kiosk needs no fonts or files beyond its bundle. */
 const contactless = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="5" stroke-linecap="round">
@@ -11,10 +12,16 @@ const contactless = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" 
   </g>
 </svg>`;
 
-/** The idle screen: one instruction, readable at arm's length. */
+/**
+ * The idle screen: one instruction, readable at arm's length. Tapping a card
+ * checks in; Pay and Top up, when the kiosk takes payments, start a payment.
+ *
+ * @fires payment-start - CustomEvent<PaymentKind>: Pay (`purchase`) or Top up (`topup`) was pressed.
+ */
 @customElement("paylane-attract-screen")
 export class AttractScreen extends LitElement {
   static override styles = css`
+    ${touchStyles}
     :host {
       display: flex;
       flex-direction: column;
@@ -46,6 +53,18 @@ export class AttractScreen extends LitElement {
     p.warn {
       color: #ffd54f;
     }
+    .actions {
+      display: flex;
+      gap: 1rem;
+      margin-top: clamp(0rem, 2vh, 1rem);
+    }
+    .actions button {
+      min-width: 10rem;
+    }
+    /* Room for the buttons on a 7" screen: the symbol gives way first. */
+    :host([payments]) svg {
+      width: clamp(3rem, 15vh, 9rem);
+    }
   `;
 
   /** State of the card reader; a missing reader changes the hint, not the screen. */
@@ -54,21 +73,49 @@ export class AttractScreen extends LitElement {
   /** "failing": the kiosk cannot record anything right now; it says so before anyone taps. */
   @property({ attribute: false }) storage: KioskState["storage"] = "ok";
 
+  /** The Pay button is offered (the catalog is ready). */
+  @property({ type: Boolean }) pay = false;
+
+  /** The Top up button is offered (a payment terminal is attached). */
+  @property({ type: Boolean }) topup = false;
+
+  /** Reflected while either button shows, so the layout makes room. */
+  @property({ type: Boolean, reflect: true }) payments = false;
+
+  override willUpdate(): void {
+    this.payments = this.pay || this.topup;
+  }
+
   override render() {
     const hint =
       this.storage === "failing"
         ? html`<p class="warn" data-testid="hint">This kiosk cannot record check-ins right now. Please ask at the desk.</p>`
         : this.reader === "disconnected"
           ? html`<p class="warn" data-testid="hint">Card reader unavailable. Enter your booking code below.</p>`
-          : html`<p data-testid="hint">Hold it flat against the reader</p>`;
+          : html`<p data-testid="hint">Hold it flat against the reader to check in</p>`;
     return html`${contactless}
       <h1 data-testid="message">Tap your card</h1>
-      ${hint}`;
+      ${hint}
+      ${
+        this.payments
+          ? html`<div class="actions">
+              ${this.pay ? html`<button class="primary" data-testid="pay" @click=${() => this.start("purchase")}>Pay</button>` : nothing}
+              ${this.topup ? html`<button data-testid="topup" @click=${() => this.start("topup")}>Top up</button>` : nothing}
+            </div>`
+          : nothing
+      }`;
+  }
+
+  private start(kind: PaymentKind): void {
+    this.dispatchEvent(new CustomEvent<PaymentKind>("payment-start", { detail: kind, bubbles: true, composed: true }));
   }
 }
 
 declare global {
   interface HTMLElementTagNameMap {
     "paylane-attract-screen": AttractScreen;
+  }
+  interface HTMLElementEventMap {
+    "payment-start": CustomEvent<PaymentKind>;
   }
 }

@@ -1,19 +1,32 @@
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
-import type { ReceiptNotice, TapResult } from "../kiosk-api.ts";
-import { postCallStaff } from "./api.ts";
+import type { PaymentKind, PaymentResult, ReceiptNotice, TapResult } from "../kiosk-api.ts";
+import { isPaymentResult, postCallStaff } from "./api.ts";
 import { LiveController } from "./live-controller.ts";
+import { type PaymentChoice, PaymentFlow, type PaymentStep } from "./payment-flow.ts";
+import "./amount-keypad.ts";
 import "./attract-screen.ts";
 import "./offline-badge.ts";
+import "./pay-menu.ts";
+import "./payment-result-screen.ts";
+import "./payment-screen.ts";
 import "./result-screen.ts";
 import "./sim-reader.ts";
 
-export type ScreenName = "starting" | "attract" | TapResult["outcome"];
+export type ScreenName =
+  | "starting"
+  | "attract"
+  | TapResult["outcome"]
+  | Exclude<PaymentStep["name"], "result">
+  | PaymentResult["outcome"];
 
 /**
  * The kiosk's touch UI: a live view of the local daemon, one screen at a time.
+ * Tapping a card checks in; Pay and Top up lead through a payment (see
+ * PaymentFlow), which the daemon runs and this follows.
  *
  * @fires paylane-result - CustomEvent<TapResult>, once per distinct result shown.
+ * @fires paylane-payment-result - CustomEvent<PaymentResult>, once per payment result shown.
  */
 @customElement("paylane-kiosk")
 export class KioskApp extends LitElement {
@@ -80,6 +93,13 @@ export class KioskApp extends LitElement {
   /** How long a result stays up before the attract screen returns. */
   @property({ type: Number, attribute: "result-ms" }) resultMs = 5000;
 
+  /**
+   * A payment screen left untouched this long is given up: a session is
+   * cancelled at the daemon and the attract screen returns, so no half-done
+   * payment waits for the next card.
+   */
+  @property({ type: Number, attribute: "idle-ms" }) idleMs = 60_000;
+
   /** The result on screen, if any; cleared by the timer. */
   @state() private shown: TapResult | undefined;
 
@@ -94,6 +114,16 @@ export class KioskApp extends LitElement {
     onReceipt: (r) => {
       this.receipt = r;
     },
+    // Prices and readiness change when the kiosk syncs; a state change is a cheap moment to look.
+    onState: () => void this.payments.refreshCatalog(),
+    onPayment: (msg) => {
+      if (msg.type === "payment-result") this.showPayment(msg.result);
+      else this.payments.onLive(msg);
+    },
+  });
+  private readonly payments = new PaymentFlow(this, {
+    idleMs: () => this.idleMs,
+    resultMs: () => this.holdMs(),
   });
   private returnTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -107,10 +137,15 @@ export class KioskApp extends LitElement {
   /** Which screen is up; exposed as `data-screen` for tests and kiosk monitoring. */
   get screen(): ScreenName {
     if (!this.live.connected) return "starting";
-    return this.shown?.outcome ?? "attract";
+    if (this.shown) return this.shown.outcome;
+    const step = this.payments.step;
+    if (step?.name === "result") return step.result.outcome;
+    return step?.name ?? "attract";
   }
 
   private show(result: TapResult): void {
+    // A check-in ends a payment that had not started at the daemon (a menu, the keypad, a result).
+    if (this.payments.step && !this.payments.session) this.payments.exit();
     this.shown = result;
     clearTimeout(this.returnTimer);
     this.returnTimer = setTimeout(() => {
@@ -118,6 +153,17 @@ export class KioskApp extends LitElement {
       this.shown = undefined;
     }, this.holdMs());
     this.dispatchEvent(new CustomEvent<TapResult>("paylane-result", { detail: result, bubbles: true, composed: true }));
+  }
+
+  /** A payment result, from the live socket or the simulated tap's answer: shown once, over any check-in. */
+  private showPayment(result: PaymentResult): void {
+    if (!this.payments.acceptResult(result)) return;
+    clearTimeout(this.returnTimer);
+    this.returnTimer = undefined;
+    this.shown = undefined;
+    this.dispatchEvent(
+      new CustomEvent<PaymentResult>("paylane-payment-result", { detail: result, bubbles: true, composed: true }),
+    );
   }
 
   /** A bad `result-ms` (typo, negative) must not make results flash by unseen. */
@@ -130,15 +176,55 @@ export class KioskApp extends LitElement {
     this.staffCall = (await postCallStaff()) ? "called" : "failed";
   }
 
-  private onTapResult(event: CustomEvent<TapResult>): void {
-    // The same result also arrives over the WebSocket; the controller shows it once.
-    this.live.acceptResult(event.detail);
+  private onTapResult(event: CustomEvent<TapResult | PaymentResult>): void {
+    // The same result also arrives over the WebSocket; each is shown once.
+    const result = event.detail;
+    if (isPaymentResult(result)) this.showPayment(result);
+    else this.live.acceptResult(result);
+  }
+
+  /** Any touch or key while paying restarts the idle countdown. */
+  private onActivity(): void {
+    this.payments.touch();
+  }
+
+  private onPaymentStart(event: CustomEvent<PaymentKind>): void {
+    this.payments.start(event.detail);
+  }
+
+  private onPaymentChoose(event: CustomEvent<PaymentChoice>): void {
+    void this.payments.choose(event.detail);
+  }
+
+  /** Pay and Top up are offered once the catalog is ready and a card can be tapped and recorded. */
+  private canPay(): { pay: boolean; topup: boolean } {
+    const state = this.live.state;
+    const catalog = this.payments.catalog;
+    const usable = this.payments.ready && state?.storage !== "failing" && state?.reader.state !== "disconnected";
+    return {
+      pay: usable,
+      topup: usable && catalog?.topups === true && catalog.topupAmounts.length > 0,
+    };
   }
 
   override render() {
     const state = this.live.state;
     const screen = this.screen;
-    return html`<main data-testid="screen" data-screen=${screen} aria-live="polite">${this.renderScreen(screen)}</main>
+    return html`<main
+        data-testid="screen"
+        data-screen=${screen}
+        data-payment=${this.payments.session?.state ?? nothing}
+        aria-live="polite"
+        @pointerdown=${this.onActivity}
+        @keydown=${this.onActivity}
+        @payment-start=${this.onPaymentStart}
+        @payment-choose=${this.onPaymentChoose}
+        @payment-keypad=${() => this.payments.openKeypad()}
+        @payment-back=${() => this.payments.back()}
+        @payment-cancel=${() => void this.payments.cancel()}
+      >
+        ${this.renderScreen(screen)}
+      </main>
       ${
         state?.reader.state === "disconnected"
           ? html`<paylane-sim-reader mode="code" @tap-result=${this.onTapResult}></paylane-sim-reader>`
@@ -175,13 +261,48 @@ export class KioskApp extends LitElement {
     if (screen === "starting") {
       return html`<div class="starting"><h1 data-testid="message">Kiosk starting…</h1></div>`;
     }
-    if (screen === "attract" || !this.shown) {
-      return html`<paylane-attract-screen
-        .reader=${this.live.state?.reader.state ?? "ok"}
-        .storage=${this.live.state?.storage ?? "ok"}
-      ></paylane-attract-screen>`;
+    if (this.shown) {
+      return html`<paylane-result-screen .result=${this.shown} .receipt=${this.receipt}></paylane-result-screen>`;
     }
-    return html`<paylane-result-screen .result=${this.shown} .receipt=${this.receipt}></paylane-result-screen>`;
+    const flow = this.payments;
+    const step = flow.step;
+    switch (step?.name) {
+      case "pay":
+      case "topup":
+        return html`<paylane-pay-menu
+          .catalog=${flow.catalog}
+          kind=${step.name === "topup" ? "topup" : "purchase"}
+          ?busy=${flow.busy}
+          .error=${flow.error}
+        ></paylane-pay-menu>`;
+      case "amount":
+        return html`<paylane-amount-keypad
+          currency=${flow.catalog?.currency ?? "EUR"}
+          .max=${flow.catalog?.maxAmount ?? 0}
+          ?busy=${flow.busy}
+          .error=${flow.error}
+        ></paylane-amount-keypad>`;
+      case "payment":
+        return html`<paylane-payment-screen
+          .session=${step.session}
+          ?busy=${flow.busy}
+          .error=${flow.error}
+        ></paylane-payment-screen>`;
+      case "result":
+        return html`<paylane-payment-result-screen
+          .result=${step.result}
+          .receipt=${this.receipt}
+        ></paylane-payment-result-screen>`;
+      default: {
+        const can = this.canPay();
+        return html`<paylane-attract-screen
+          .reader=${this.live.state?.reader.state ?? "ok"}
+          .storage=${this.live.state?.storage ?? "ok"}
+          ?pay=${can.pay}
+          ?topup=${can.topup}
+        ></paylane-attract-screen>`;
+      }
+    }
   }
 }
 
@@ -191,5 +312,6 @@ declare global {
   }
   interface HTMLElementEventMap {
     "paylane-result": CustomEvent<TapResult>;
+    "paylane-payment-result": CustomEvent<PaymentResult>;
   }
 }

@@ -1,5 +1,5 @@
 import type { ReactiveController, ReactiveControllerHost } from "lit";
-import type { KioskState, ReceiptNotice, TapResult } from "../kiosk-api.ts";
+import type { KioskState, LiveMessage, ReceiptNotice, TapResult } from "../kiosk-api.ts";
 import { liveUrl, parseLiveMessage, resultKey } from "./api.ts";
 
 export interface LiveOptions {
@@ -12,7 +12,13 @@ export interface LiveOptions {
   onResult?: (result: TapResult) => void;
   /** What became of a result's receipt (printed, or offered as a QR code). */
   onReceipt?: (receipt: ReceiptNotice) => void;
+  /** Every `state` message, the first on each connection included. */
+  onState?: (state: KioskState) => void;
+  /** `payment`, `payment-result` and `payment-ended` messages, as they come. */
+  onPayment?: (msg: PaymentMessage) => void;
 }
+
+export type PaymentMessage = Extract<LiveMessage, { type: "payment" | "payment-result" | "payment-ended" }>;
 
 /** Results remembered for de-duplication; a tap arrives at most twice, close together. */
 const SEEN_LIMIT = 64;
@@ -99,11 +105,15 @@ export class LiveController implements ReactiveController {
         // A state proves the daemon is up and serving, so the next outage starts from a short delay again.
         this.attempt = 0;
         this.state = msg.state;
+        this.options.onState?.(msg.state);
         this.host.requestUpdate();
       } else if (msg.type === "result") {
         this.acceptResult(msg.result);
-      } else {
+      } else if (msg.type === "receipt") {
         this.options.onReceipt?.(msg.receipt);
+        this.host.requestUpdate();
+      } else {
+        this.options.onPayment?.(msg);
         this.host.requestUpdate();
       }
     });

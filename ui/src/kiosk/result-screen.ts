@@ -1,6 +1,7 @@
 import { css, html, LitElement, nothing, type SVGTemplateResult, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
 import type { ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
+import { receiptStyles, renderReceipt } from "./receipt.ts";
 
 interface View {
   icon: SVGTemplateResult;
@@ -95,25 +96,8 @@ export class ResultScreen extends LitElement {
       font-size: clamp(1.25rem, 4vw, 3rem);
       font-weight: 600;
     }
-      .receipt {
-      margin: 0;
-      display: flex;
-      align-items: center;
-      gap: 1rem;
-      font-size: clamp(1rem, 2.5vw, 1.5rem);
-    }
-    .receipt img {
-      width: clamp(6rem, 22vh, 12rem);
-      height: auto;
-      background: #fff;
-      padding: 0.5rem;
-      border-radius: 8px;
-    }
-    figcaption {
-      max-width: 24ch;
-      text-align: left;
-    }
-`;
+    ${receiptStyles}
+  `;
 
   @property({ attribute: false }) result: TapResult | undefined;
 
@@ -141,18 +125,7 @@ export class ResultScreen extends LitElement {
     return html`${v.icon}
       <h1 data-testid="message">${v.message}</h1>
       ${v.hint ? html`<p data-testid="hint">${v.hint}</p>` : nothing}
-      ${this.renderReceipt()}`;
-  }
-
-  private renderReceipt() {
-    const r = this.receipt;
-    if (!r || r.id !== this.result?.id) return nothing;
-    if (r.printed) return html`<p class="receipt" data-testid="receipt">Please take your receipt</p>`;
-    const why = r.reason === "paper-out" ? "The printer is out of paper." : "The receipt could not be printed.";
-    return html`<figure class="receipt" data-testid="receipt">
-      <img data-testid="receipt-qr" src=${r.qr} alt="QR code of your receipt" />
-      <figcaption>${why} Scan the code for your receipt.</figcaption>
-    </figure>`;
+      ${renderReceipt(this.receipt, this.result?.id)}`;
   }
 }
 

@@ -1,6 +1,6 @@
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
-import type { TapResult } from "../kiosk-api.ts";
+import type { PaymentResult, TapResult } from "../kiosk-api.ts";
 import { postCode, postSimTap, type TapResponse } from "./api.ts";
 
 /** The two ways to present a credential by typing it: same form, different words and endpoint. */
@@ -30,7 +30,8 @@ const MODES = {
  * booking code while the reader is unavailable. The daemon validates the
  * value; its problem+json `detail` is shown as is.
  *
- * @fires tap-result - CustomEvent<TapResult> with the daemon's answer.
+ * @fires tap-result - CustomEvent<TapResult | PaymentResult> with the daemon's answer: a
+ * check-in, or the result of the payment session the card was tapped for.
  */
 @customElement("paylane-sim-reader")
 export class SimReader extends LitElement {
@@ -151,7 +152,9 @@ export class SimReader extends LitElement {
       this.error = res.error;
       return;
     }
-    this.dispatchEvent(new CustomEvent<TapResult>("tap-result", { detail: res.result, bubbles: true, composed: true }));
+    this.dispatchEvent(
+      new CustomEvent<TapResult | PaymentResult>("tap-result", { detail: res.result, bubbles: true, composed: true }),
+    );
   }
 }
 
@@ -160,6 +163,6 @@ declare global {
     "paylane-sim-reader": SimReader;
   }
   interface HTMLElementEventMap {
-    "tap-result": CustomEvent<TapResult>;
+    "tap-result": CustomEvent<TapResult | PaymentResult>;
   }
 }

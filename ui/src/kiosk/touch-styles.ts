@@ -1,0 +1,45 @@
+import { css } from "lit";
+
+/**
+ * Buttons for a finger at arm's length: at least 64 px high, pressed look,
+ * visible focus. `primary` is the one thing the screen wants done.
+ */
+export const touchStyles = css`
+  button {
+    min-height: 64px;
+    min-width: 64px;
+    padding: 0 1.25rem;
+    box-sizing: border-box;
+    font: inherit;
+    font-size: clamp(1.25rem, 3vw, 1.75rem);
+    font-weight: 700;
+    border: 2px solid #888;
+    border-radius: 8px;
+    background: #1c1c1c;
+    color: #fff;
+    cursor: pointer;
+    touch-action: manipulation;
+  }
+  button.primary {
+    border-color: #4cc2ff;
+    background: #4cc2ff;
+    color: #000;
+  }
+  button:active:not(:disabled) {
+    transform: scale(0.98);
+  }
+  button:disabled {
+    opacity: 0.6;
+    cursor: default;
+  }
+  button:focus-visible {
+    outline: 4px solid #4cc2ff;
+    outline-offset: 2px;
+  }
+  .error {
+    margin: 0;
+    color: #ff8a80;
+    font-size: clamp(1rem, 2.5vw, 1.5rem);
+    font-weight: 600;
+  }
+`;

@@ -13,7 +13,8 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { join, resolve } from "node:path";
-import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import { formatMoney, hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import { mintOperatorToken } from "../cloud/src/api/auth.ts";
 import { DEMO_MEMBERS } from "../cloud/src/seed.ts";
 import type { DeviceConfigInput } from "../device/src/config.ts";
 
@@ -34,6 +35,8 @@ function portVar(name: string, def: number): number {
 
 interface SiteSecrets {
   cloud: string;
+  /** Signs operator tokens (CLOUD_JWT_SECRET); older data folders get one on the next start. */
+  jwt?: string;
   devices: Record<string, string>;
 }
 
@@ -43,10 +46,17 @@ async function ensureIdentities(): Promise<SiteSecrets> {
   const registryPath = join(dataDir, "registry.json");
   if (existsSync(secretsPath) && existsSync(registryPath)) {
     const secrets = JSON.parse(await readFile(secretsPath, "utf8")) as SiteSecrets;
-    if (KIOSKS.every((k) => secrets.devices[k])) return secrets;
+    if (KIOSKS.every((k) => secrets.devices[k])) {
+      if (!secrets.jwt) {
+        secrets.jwt = randomBytes(32).toString("base64url");
+        await writeFile(secretsPath, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+      }
+      return secrets;
+    }
   }
   const secrets: SiteSecrets = {
     cloud: randomBytes(24).toString("base64url"),
+    jwt: randomBytes(32).toString("base64url"),
     devices: Object.fromEntries(KIOSKS.map((k) => [k, randomBytes(24).toString("base64url")])),
   };
   const file: RegistryFile = {
@@ -156,6 +166,7 @@ async function main(): Promise<void> {
     CLOUD_MQTT_SECRET: secrets.cloud,
     REGISTRY_PATH: registryPath,
     SEED_DEMO_SITE: SITE,
+    CLOUD_JWT_SECRET: secrets.jwt!,
   };
   if (!env.DATABASE_URL) cloudEnv.PGLITE_DIR = join(dataDir, "cloud-db");
   run("cloud", "cloud/src/main.ts", [], cloudEnv);
@@ -177,6 +188,8 @@ async function main(): Promise<void> {
       // simulated peers (the PN532 over a pty pair), and the GPIO roles drive simulated lines.
       reader: { type: "pn532-simulator" },
       printer: { type: "simulator" },
+      // a simulated ZVT card terminal (on TCP, in the kiosk's process) for wallet top-ups
+      terminal: { type: "zvt-simulator" },
       gpio: {
         backend: "simulated",
         button: { line: { bcm: 27 } },
@@ -191,25 +204,40 @@ async function main(): Promise<void> {
     kioskUrls.push(`http://127.0.0.1:${port}/`);
   }
   for (const [i, url] of kioskUrls.entries()) await waitForHttp(`kiosk ${KIOSKS[i]}`, `${url}healthz`);
+  // An operator token for the money routes (wallets, ledger, refunds, top-ups), valid 8 hours.
+  // Written to a file only the user can read, never printed: a token is a credential.
+  const token = await mintOperatorToken(secrets.jwt!, { sub: "demo-operator", role: "admin" });
+  const tokenPath = join(dataDir, "operator-token");
+  await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
 
   const lines = [
     "",
     "PayLane site is running",
     `  MQTT broker      ${mqttUrl}${embeddedBroker ? " (embedded aedes gateway)" : ""}`,
     `  Cloud API        ${cloudUrl}  (/api/v1/checkins, /api/v1/devices, /api/v1/alerts, /healthz, /metrics)`,
+    `  Money API        ${cloudUrl}/api/v1/wallets?site=${SITE}, /api/v1/ledger?site=${SITE}, /api/v1/exposure?site=${SITE}`,
+    `                   Authorization: Bearer $(cat ${tokenPath})   (an admin token, valid 8 hours)`,
     `  Cloud database   ${env.DATABASE_URL ? "Postgres (DATABASE_URL)" : `PGlite in ${join(dataDir, "cloud-db")}`}`,
     `  Presence         ${env.REDIS_URL ? "Redis (REDIS_URL)" : "in-process store"}`,
     ...KIOSKS.map((k, i) => `  Kiosk ${k}         ${kioskUrls[i]}`),
     "",
     "Demo members (tap with the page's simulated reader, or `npm run tap -- --kiosk k1 --uid UID`):",
-    ...DEMO_MEMBERS.map((m) => `  ${m.cardUid.padEnd(16)} ${m.name}${m.status === "revoked" ? " (blocked)" : ""}`),
+    ...DEMO_MEMBERS.map(
+      (m) =>
+        `  ${m.cardUid.padEnd(16)} ${m.name.padEnd(18)} ${m.status === "revoked" ? "(blocked)" : `wallet ${formatMoney(m.openingBalance ?? 0, "EUR")}`}`,
+    ),
+    "Pay or top up from a kiosk page: choose Pay or Top up, then tap a card.",
     "",
     "Ctrl-C stops the site.",
   ];
   console.log(lines.join("\n"));
   await writeFile(
     join(dataDir, "site.json"),
-    JSON.stringify({ cloudUrl, kiosks: Object.fromEntries(KIOSKS.map((k, i) => [k, kioskUrls[i]])) }, null, 2),
+    JSON.stringify(
+      { cloudUrl, operatorToken: token, kiosks: Object.fromEntries(KIOSKS.map((k, i) => [k, kioskUrls[i]])) },
+      null,
+      2,
+    ),
   );
 }
 

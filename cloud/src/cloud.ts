@@ -66,7 +66,7 @@ export class CloudService {
 
   constructor(o: CloudOptions) {
     this.#o = o;
-    this.#log = o.logger ?? pino({ name: "paylane-cloud" });
+    this.#log = o.logger ?? pino({ name: "paylane-cloud", timestamp: pino.stdTimeFunctions.isoTime });
     this.#now = o.now ?? (() => new Date());
   }
 

@@ -172,18 +172,18 @@ test("an invalid entry without a usable seq is refused alone, and the rest is ad
 });
 
 test("an unknown kind is quarantined in its place, naming the kind and the known ones", () => {
-  const payment = checkin(2, { kind: "payment" });
-  const r = admitEvents(K1, batch([checkin(1), payment]));
+  const voucher = checkin(2, { kind: "voucher" });
+  const r = admitEvents(K1, batch([checkin(1), voucher]));
   assert.equal(r.refusals, []);
   const q = r.entries[1]!;
   assert.is(q.seq, 2);
-  assert.is(q.kind, "payment");
-  assert.is(q.entryId, payment.id);
+  assert.is(q.kind, "voucher");
+  assert.is(q.entryId, voucher.id);
   assert.is(q.applied, undefined);
   assert.equal(q.refusal, {
     code: "unknown-kind",
-    reason: `entries[1]: unknown kind "payment" (known: ${Object.keys(ENTRY_KINDS).join(", ")})`,
-    payload: JSON.stringify(payment),
+    reason: `entries[1]: unknown kind "voucher" (known: ${Object.keys(ENTRY_KINDS).join(", ")})`,
+    payload: JSON.stringify(voucher),
   });
 });
 

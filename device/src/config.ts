@@ -4,6 +4,7 @@ import { ID_PATTERN, validate } from "@paylane/protocol";
 import { z } from "zod";
 import { GpioConfigSchema } from "./hardware/gpio/config.ts";
 import { COLUMNS_58MM, COLUMNS_80MM } from "./hardware/printer/receipt.ts";
+import { TerminalConfigSchema } from "./hardware/terminal/factory.ts";
 
 const port = z.number().int().min(0).max(65535);
 const devicePath = (example: string) =>
@@ -83,6 +84,19 @@ export const DeviceConfigSchema = z.object({
   http: z.object({ host: z.string().default("127.0.0.1"), port }).default({ host: "127.0.0.1", port: 8081 }),
   reader: ReaderConfigSchema.default({ type: "pn532-simulator", pollIntervalMs: 20 }),
   printer: PrinterConfigSchema.default({ type: "none" }),
+  /** The card-payment terminal for wallet top-ups; default none. */
+  terminal: TerminalConfigSchema,
+  /** Payments at this kiosk (closed-loop wallets; limits and prices come from the cloud). */
+  payments: z
+    .strictObject({
+      /** Per attempt of online authorization; past it (twice) the kiosk decides offline. */
+      onlineTimeoutMs: z.number().int().min(100).max(30_000).default(2500),
+      /** A payment waiting for a card this long ends by itself, nothing charged. */
+      idleMs: z.number().int().min(5000).max(600_000).default(60_000),
+      /** Top-up amounts offered on screen, minor units. */
+      topupAmounts: z.array(z.number().int().min(1)).min(1).max(6).default([1000, 2000, 5000]),
+    })
+    .default({ onlineTimeoutMs: 2500, idleMs: 60_000, topupAmounts: [1000, 2000, 5000] }),
   /** GPIO roles (call-staff button, status LED, buzzer, relay); absent: none. */
   gpio: GpioConfigSchema.optional(),
   ackTimeoutMs: z.number().int().min(100).default(10_000),

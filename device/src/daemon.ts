@@ -10,7 +10,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Credential, JournalRecoveredBody, StaffCallBody, Telemetry } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
-import type { KioskState, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
+import type { KioskState, PaymentResult, PaymentSession, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
 import pino, { type Logger } from "pino";
 import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";
@@ -19,9 +19,14 @@ import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import type { LedPattern } from "./hardware/gpio/status-led.ts";
 import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
 import type { PrinterHealth } from "./hardware/printer/printer.ts";
+import type { Receipt } from "./hardware/printer/receipt.ts";
+import { createTerminal, type TerminalSetup } from "./hardware/terminal/factory.ts";
 import { Journal } from "./journal.ts";
 import { openOrRecoverJournal } from "./journal-recovery.ts";
 import { createLocalApi } from "./local-api.ts";
+import { OnlineAuthorizer } from "./payments/online-authorizer.ts";
+import { PaymentDesk, type ReceiptFacts } from "./payments/payment-desk.ts";
+import { WalletReplica } from "./payments/wallet-replica.ts";
 import { Peripherals, type SelfTestReport } from "./peripherals.ts";
 import { receiptQrDataUrl } from "./receipt-qr.ts";
 import { Replica } from "./replica.ts";
@@ -39,6 +44,9 @@ export interface DaemonEvents {
   acked: [number];
   /** A staff call was journaled (button or screen). */
   "staff-call": [StaffCallBody];
+  "payment-session": [PaymentSession];
+  "payment-result": [PaymentResult];
+  "payment-ended": [string, "cancelled" | "timeout"];
 }
 
 export interface DaemonOptions {
@@ -48,6 +56,8 @@ export interface DaemonOptions {
   timers?: Timers;
   /** For gpio.backend "johnny-five": the Firmata io (tests pass mock-firmata). */
   firmataIo?: FirmataIo;
+  /** Called before each online authorization attempt with the payment's key (tests: every retry reuses it). */
+  onPaymentAttempt?: (key: string, attempt: number) => void;
   /** Opens the journal; tests wrap it to inject write errors (disk full). */
   openJournal?: (path: string) => Promise<Journal>;
 }
@@ -64,6 +74,9 @@ export class KioskDaemon {
   readonly events = new EventEmitter<DaemonEvents>();
   #journal: Journal | undefined;
   #replica: Replica | undefined;
+  #wallets: WalletReplica | undefined;
+  #payments: PaymentDesk | undefined;
+  #terminal: TerminalSetup | undefined;
   #uplink: Uplink | undefined;
   #sync: ReplicaSync | undefined;
   #http: Listening | undefined;
@@ -82,14 +95,19 @@ export class KioskDaemon {
   #tapQueue: Promise<unknown> = Promise.resolve();
   readonly #firmataIo: FirmataIo | undefined;
   readonly #openJournal: (path: string) => Promise<Journal>;
+  readonly #onPaymentAttempt: DaemonOptions["onPaymentAttempt"];
 
   constructor(o: DaemonOptions) {
     this.#config = o.config;
-    this.#log = (o.logger ?? pino({ name: "paylane-device" })).child({ site: o.config.site, device: o.config.device });
+    this.#log = (o.logger ?? pino({ name: "paylane-device", timestamp: pino.stdTimeFunctions.isoTime })).child({
+      site: o.config.site,
+      device: o.config.device,
+    });
     this.#now = o.now ?? (() => new Date());
     this.#timers = o.timers ?? realTimers;
     this.#firmataIo = o.firmataIo;
     this.#openJournal = o.openJournal ?? ((path) => Journal.open(path));
+    this.#onPaymentAttempt = o.onPaymentAttempt;
   }
 
   get peripherals(): Peripherals {
@@ -116,6 +134,16 @@ export class KioskDaemon {
     return this.#uplink;
   }
 
+  get payments(): PaymentDesk {
+    if (!this.#payments) throw new Error("daemon is not started");
+    return this.#payments;
+  }
+
+  /** The in-process simulated card terminal (terminal.type "zvt-simulator"), for tests and demos. */
+  get terminalSimulator() {
+    return this.#terminal?.simulator;
+  }
+
   get replicaSync(): ReplicaSync {
     if (!this.#sync) throw new Error("daemon is not started");
     return this.#sync;
@@ -136,6 +164,10 @@ export class KioskDaemon {
     this.#journal = journal;
     const replica = await Replica.open(join(c.dataDir, "replica.db"));
     this.#replica = replica;
+    const wallets = await WalletReplica.open(join(c.dataDir, "wallets.db"));
+    this.#wallets = wallets;
+    const terminal = await createTerminal(c.terminal, { timers: this.#timers, logger: this.#log });
+    this.#terminal = terminal;
 
     const taps = new Counter({
       name: "paylane_device_taps_total",
@@ -157,6 +189,7 @@ export class KioskDaemon {
       secret: c.secret,
       cloudUrl: c.cloudUrl,
       replica,
+      wallets,
       logger: this.#log,
       timers: this.#timers,
       now: this.#now,
@@ -178,8 +211,15 @@ export class KioskDaemon {
       ackTimeoutMs: c.ackTimeoutMs,
       onAcked: (upTo) => this.events.emit("acked", upTo),
       onChange: () => {
-        // Pull the replica again whenever the cloud comes (back) online.
-        if (uplink.online && !wasOnline) void sync.syncNow();
+        // Pull the replicas again whenever the cloud comes (back) online, and settle interrupted payments.
+        if (uplink.online && !wasOnline) {
+          void sync.syncNow();
+          void this.#payments
+            ?.resolvePending()
+            .catch((err: Error) =>
+              this.#log.warn({ err: err.message }, "interrupted payments could not be resolved yet"),
+            );
+        }
         wasOnline = uplink.online;
         void this.#pushState();
       },
@@ -194,6 +234,37 @@ export class KioskDaemon {
       onStorageFailure: (err) => this.#storageFailed(err),
     });
     this.#desk = desk;
+    this.#payments = new PaymentDesk({
+      journal,
+      members: replica,
+      wallets,
+      online: new OnlineAuthorizer({
+        address,
+        secret: c.secret,
+        cloudUrl: c.cloudUrl,
+        timers: this.#timers,
+        timeoutMs: c.payments.onlineTimeoutMs,
+        onAttempt: this.#onPaymentAttempt,
+      }),
+      isOnline: () => uplink.online,
+      terminal: terminal.terminal,
+      now: this.#now,
+      timers: this.#timers,
+      logger: this.#log,
+      idleMs: c.payments.idleMs,
+      topupAmounts: c.payments.topupAmounts,
+      onJournaled: () => uplink.notifyAppended(),
+      onStorageFailure: (err) => this.#storageFailed(err),
+      onSession: (session) => {
+        this.#api?.broadcast({ type: "payment", session });
+        this.events.emit("payment-session", session);
+      },
+      onResult: (result, receipt) => this.#paymentAnswered(result, receipt),
+      onEnded: (sessionId, reason) => {
+        this.#api?.broadcast({ type: "payment-ended", sessionId, reason });
+        this.events.emit("payment-ended", sessionId, reason);
+      },
+    });
     const hw = new Peripherals({
       config: c,
       logger: this.#log,
@@ -216,7 +287,10 @@ export class KioskDaemon {
         ...(await journal.stats()),
       }),
       metrics: this.metrics,
-      simulatedTap: c.reader.type === "pn532-simulator" ? (uid) => this.tap(uid) : undefined,
+      simulatedTap: c.reader.type === "pn532-simulator" ? (uid) => this.present(uid) : undefined,
+      catalog: () => this.payments.catalog(),
+      startPayment: (req) => this.payments.start(req),
+      cancelPayment: () => this.payments.cancel(),
       enterCode: (code) => this.#decide({ type: "code", code }, taps),
       callStaff: () => this.callStaff("screen"),
       selfTest: () => this.selfTest(),
@@ -250,7 +324,8 @@ export class KioskDaemon {
     this.#api = api;
 
     await hw.start({
-      onCard: (uid) => this.#decide({ type: "card", uid }, taps),
+      // While a payment waits for a card, the card pays; otherwise it checks in.
+      onCard: (uid) => (this.#payments?.awaitingCard ? this.#pay(uid) : this.#decide({ type: "card", uid }, taps)),
       onCallStaff: () => void this.callStaff("button"),
       onChange: () => {
         void this.#pushState();
@@ -286,14 +361,17 @@ export class KioskDaemon {
     for (const t of [this.#telemetryTimer, this.#compactTimer, this.#storageProbeTimer]) this.#timers.clearTimeout(t);
     this.#telemetryTimer = this.#compactTimer = this.#storageProbeTimer = undefined;
     this.#sync?.stop();
+    await this.#sync?.idle();
     await this.#hw?.stop();
     await this.#uplink?.stop();
     this.#api?.closeSockets();
     await this.#http?.close();
+    await this.#terminal?.close();
+    await this.#wallets?.close();
     await this.#replica?.close();
     await this.#journal?.close();
     this.#sync = this.#uplink = this.#http = this.#api = this.#replica = this.#journal = undefined;
-    this.#hw = this.#desk = undefined;
+    this.#hw = this.#desk = this.#payments = this.#wallets = this.#terminal = undefined;
   }
 
   async state(): Promise<KioskState> {
@@ -320,20 +398,40 @@ export class KioskDaemon {
    * takes the card away again (and waits until the reader has seen the empty
    * field, so the same card can be tapped next).
    */
-  tap(uid: string): Promise<TapResult> {
+  async tap(uid: string): Promise<TapResult> {
+    const answer = await this.present(uid);
+    if ("sessionId" in answer) throw new Error("the card paid for the payment in progress instead of checking in");
+    return answer;
+  }
+
+  /** Taps a card for the payment waiting for one (see `payments.start`). */
+  async tapToPay(uid: string): Promise<PaymentResult> {
+    const answer = await this.present(uid);
+    if (!("sessionId" in answer)) throw new Error("no payment was waiting for the card: it checked in instead");
+    return answer;
+  }
+
+  /** Places a card on the simulated reader and waits for whatever the kiosk answers (check-in or payment). */
+  present(uid: string): Promise<TapResult | PaymentResult> {
     const sim = this.#hw?.simulators.reader;
     if (!sim) return Promise.reject(new Error("this kiosk's reader is not simulated"));
     const run = this.#tapQueue.then(async () => {
-      const answered = new Promise<TapResult>((resolve, reject) => {
-        const timer = this.#timers.setTimeout(() => {
+      const answered = new Promise<TapResult | PaymentResult>((resolve, reject) => {
+        const done = () => {
+          this.#timers.clearTimeout(timer);
           this.events.off("result", onResult);
+          this.events.off("payment-result", onResult);
+        };
+        const timer = this.#timers.setTimeout(() => {
+          done();
           reject(new Error(`the reader did not report the card within ${SIMULATED_TAP_TIMEOUT_MS} ms`));
         }, SIMULATED_TAP_TIMEOUT_MS);
-        const onResult = (r: TapResult) => {
-          this.#timers.clearTimeout(timer);
+        const onResult = (r: TapResult | PaymentResult) => {
+          done();
           resolve(r);
         };
-        this.events.once("result", onResult);
+        this.events.on("result", onResult);
+        this.events.on("payment-result", onResult);
       });
       sim.placeCard(uid);
       try {
@@ -424,26 +522,82 @@ export class KioskDaemon {
     return result;
   }
 
-  /** Never holds up the answer; when nothing was printed the UI offers the receipt as a QR code. */
-  async #printCheckinReceipt(result: TapResult, credential: Credential): Promise<void> {
-    const printer = this.#hw?.printer;
-    const printerConfig = this.#config.printer;
-    if (!printer || printerConfig.type === "none" || !printerConfig.checkinReceipts) return;
-    if (!result.id || !this.#replica) return;
-    const info = await this.#replica.info();
-    const outcome = await printer.print({
-      kind: "checkin",
-      venue: info.siteName || this.#config.site,
+  /** A card tapped for the payment in progress. */
+  async #pay(uid: string): Promise<PaymentResult> {
+    this.#deciding++;
+    this.#showStatus();
+    try {
+      return await this.payments.onCard(uid);
+    } finally {
+      this.#deciding--;
+      this.#showStatus();
+    }
+  }
+
+  #paymentAnswered(result: PaymentResult, receipt: ReceiptFacts | undefined): void {
+    const gpio = this.#hw?.gpio;
+    if (result.outcome === "approved") gpio?.beep();
+    else gpio?.refuse();
+    this.#log.info(
+      {
+        outcome: result.outcome,
+        kind: result.kind,
+        reason: result.reason,
+        authorization: result.authorization,
+        key: result.id,
+      },
+      "payment answered",
+    );
+    this.#api?.broadcast({ type: "payment-result", result });
+    this.events.emit("payment-result", result);
+    if (result.outcome !== "approved" || !receipt || !result.id) return;
+    const id = result.id;
+    this.#printReceipt(id, (venue, timeZone) => ({
+      kind: "payment",
+      venue,
       kiosk: this.#config.device,
       at: new Date(result.at),
-      timeZone: info.timezone,
+      timeZone,
+      memberName: receipt.memberName,
+      transactionId: id,
+      cardUid: receipt.cardUid,
+      item: receipt.item,
+      amount: { minor: result.amount, currency: result.currency },
+      newBalance: { minor: result.balance ?? 0, currency: result.currency },
+    })).catch((err: Error) => this.#log.warn({ err: err.message }, "receipt could not be handled"));
+  }
+
+  async #printCheckinReceipt(result: TapResult, credential: Credential): Promise<void> {
+    const printerConfig = this.#config.printer;
+    if (printerConfig.type === "none" || !printerConfig.checkinReceipts || !result.id) return;
+    const id = result.id;
+    await this.#printReceipt(id, (venue, timeZone) => ({
+      kind: "checkin",
+      venue,
+      kiosk: this.#config.device,
+      at: new Date(result.at),
+      timeZone,
       memberName: result.name ?? "",
-      transactionId: result.id,
+      transactionId: id,
       ...(credential.type === "card" ? { cardUid: credential.uid } : {}),
-    });
+    }));
+  }
+
+  /**
+   * Never holds up the answer. When nothing was printed (no printer, paper
+   * out) the UI offers the receipt as a QR code of the transaction id.
+   */
+  async #printReceipt(id: string, receipt: (venue: string, timeZone: string) => Receipt): Promise<void> {
+    if (!this.#replica) return;
+    const printer = this.#hw?.printer;
+    const info = await this.#replica.info();
+    const outcome =
+      printer && this.#config.printer.type !== "none"
+        ? await printer.print(receipt(info.siteName || this.#config.site, info.timezone))
+        : ({ printed: false, reason: "no-printer" } as const);
     const notice: ReceiptNotice = outcome.printed
-      ? { id: result.id, printed: true }
-      : { id: result.id, printed: false, reason: outcome.reason, qr: await receiptQrDataUrl(result.id) };
+      ? { id, printed: true }
+      : { id, printed: false, reason: outcome.reason, qr: await receiptQrDataUrl(id) };
     if (!outcome.printed) this.#log.warn({ reason: outcome.reason }, "receipt not printed; offered on screen");
     this.#api?.broadcast({ type: "receipt", receipt: notice });
     this.events.emit("receipt", notice);
@@ -524,6 +678,11 @@ export class KioskDaemon {
     }, this.#config.telemetryMs);
   }
 
+  /** Publishes telemetry now instead of at the next tick (tests, and after a change ops should see at once). */
+  sendTelemetryNow(): Promise<void> {
+    return this.#sendTelemetry();
+  }
+
   async #sendTelemetry(): Promise<void> {
     const hw = this.#hw;
     if (!this.#journal || !this.#uplink || !this.#replica || !this.#bootedAt || !hw) return;
@@ -531,6 +690,7 @@ export class KioskDaemon {
     const replica = await this.#replica.info();
     const now = this.#now();
     const peripherals = hw.health();
+    const payments = await this.#payments?.exposure();
     const telemetry = {
       at: now.toISOString(),
       backlog: stats.backlog,
@@ -545,6 +705,7 @@ export class KioskDaemon {
         : 0,
       replicaAgeSeconds: replica.syncedAt ? Math.max(0, (now.getTime() - Date.parse(replica.syncedAt)) / 1000) : null,
       storage: this.#storage.state,
+      ...(payments ? { payments } : {}),
       printer: peripherals.printer ? printerTelemetry(peripherals.printer) : null,
       gpio: peripherals.gpio
         ? {

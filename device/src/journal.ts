@@ -66,6 +66,28 @@ CREATE TRIGGER IF NOT EXISTS journal_seq_advance AFTER INSERT ON journal
 BEGIN
   UPDATE meta SET last_seq = NEW.seq WHERE one = 1;
 END;
+-- Offline exposure and unsynced spend read payment entries past a seq.
+CREATE INDEX IF NOT EXISTS journal_kind_seq ON journal (kind, seq);
+-- A payment's key and request, written before the first attempt to authorize it (online
+-- or offline), so every retry and a restart after a crash reuse the same key.
+CREATE TABLE IF NOT EXISTS payment_intents (
+  key TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  member_id TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  currency TEXT NOT NULL,
+  request TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  -- pending: the outcome is not known yet; journaled: its entry is in the journal; declined; abandoned
+  state TEXT NOT NULL DEFAULT 'pending',
+  seq INTEGER
+);
+-- The entry that records an approved payment settles its intent in the same statement.
+CREATE TRIGGER IF NOT EXISTS journal_settles_intent AFTER INSERT ON journal
+WHEN NEW.kind IN ('payment', 'topup')
+BEGIN
+  UPDATE payment_intents SET state = 'journaled', seq = NEW.seq WHERE key = json_extract(NEW.body, '$.key');
+END;
 `;
 
 /** Lets the journal answer "has this member done X today" without parsing bodies. */
@@ -236,7 +258,99 @@ export class Journal {
     return row !== undefined;
   }
 
+  /** Writes a payment's key and request before its first authorization attempt. */
+  async recordIntent(i: PaymentIntent): Promise<void> {
+    await this.#db.run(
+      "INSERT INTO payment_intents (key, kind, member_id, amount, currency, request, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      [i.key, i.kind, i.memberId, i.amount, i.currency, JSON.stringify(i.request), i.createdAt],
+    );
+  }
+
+  /** Ends an intent that was not approved (declined, or abandoned after a terminal timeout). */
+  async closeIntent(key: string, state: "declined" | "abandoned"): Promise<void> {
+    await this.#db.run("UPDATE payment_intents SET state = ? WHERE key = ? AND state = 'pending'", [state, key]);
+  }
+
+  /** Intents whose outcome is unknown (a crash between asking and journaling), oldest first. */
+  async pendingIntents(): Promise<PaymentIntent[]> {
+    const rows = await this.#db.all<{
+      key: string;
+      kind: PaymentIntent["kind"];
+      member_id: string;
+      amount: number;
+      currency: string;
+      request: string;
+      created_at: string;
+    }>("SELECT * FROM payment_intents WHERE state = 'pending' ORDER BY created_at");
+    return rows.map((r) => ({
+      key: r.key,
+      kind: r.kind,
+      memberId: r.member_id,
+      amount: r.amount,
+      currency: r.currency,
+      request: JSON.parse(r.request) as Record<string, unknown>,
+      createdAt: r.created_at,
+    }));
+  }
+
+  /**
+   * What this kiosk knows about a member's money that the wallet replica may
+   * not: spending and top-ups journaled after `afterSeq` (the replica's
+   * applied seq), purchases still pending (counted as spent, to be safe),
+   * and the member's offline spending on `day`.
+   */
+  async memberMoney(memberId: string, afterSeq: number, day: string, exceptKey = ""): Promise<MemberMoney> {
+    const row = await this.#db.get<{ spent: number; topped: number; pending: number; offline_today: number }>(
+      `SELECT
+         coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
+                   WHERE member_id = ?1 AND kind = 'payment' AND seq > ?2), 0) AS spent,
+         coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
+                   WHERE member_id = ?1 AND kind = 'topup' AND seq > ?2), 0) AS topped,
+         coalesce((SELECT sum(amount) FROM payment_intents
+                   WHERE member_id = ?1 AND kind = 'purchase' AND state = 'pending' AND key <> ?4), 0) AS pending,
+         coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
+                   WHERE member_id = ?1 AND local_day = ?3 AND kind = 'payment'
+                     AND json_extract(body, '$.authorization') = 'offline'), 0) AS offline_today`,
+      [memberId, afterSeq, day, exceptKey],
+    );
+    return {
+      unsyncedSpend: (row?.spent ?? 0) - (row?.topped ?? 0),
+      pendingSpend: row?.pending ?? 0,
+      offlineSpentToday: row?.offline_today ?? 0,
+    };
+  }
+
+  /** Offline payments the cloud has not acked yet: what this kiosk is exposed to. */
+  async offlineExposure(): Promise<{ amount: number; payments: number }> {
+    const row = await this.#db.get<{ amount: number; payments: number }>(
+      `SELECT coalesce(sum(json_extract(body, '$.amount')), 0) AS amount, count(*) AS payments FROM journal
+       WHERE kind = 'payment' AND json_extract(body, '$.authorization') = 'offline'
+         AND seq > (SELECT acked_up_to FROM meta WHERE one = 1)`,
+    );
+    return { amount: row?.amount ?? 0, payments: row?.payments ?? 0 };
+  }
+
   close(): Promise<void> {
     return this.#db.close();
   }
+}
+
+export interface PaymentIntent {
+  key: string;
+  kind: "purchase" | "topup";
+  memberId: string;
+  amount: number;
+  currency: string;
+  /** What is asked of the cloud (or the terminal), reused as is on every retry. */
+  request: Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface MemberMoney {
+  /** Payments minus top-ups journaled after the replica's applied seq. */
+  unsyncedSpend: number;
+  /** Purchases whose outcome is not known yet. */
+  pendingSpend: number;
+  /** Offline payments of this member at this kiosk on the given day. */
+  offlineSpentToday: number;
 }

@@ -8,10 +8,11 @@ import { createNodeWebSocket } from "@hono/node-ws";
 import { problemResponse } from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
 import { kioskDist } from "@paylane/ui/dist";
-import type { KioskState, LiveMessage, TapResult } from "@paylane/ui/kiosk-api";
+import type { Catalog, KioskState, LiveMessage, PaymentResult, PaymentSession, TapResult } from "@paylane/ui/kiosk-api";
 import { Hono } from "hono";
 import type { WSContext } from "hono/ws";
 import type { Registry as MetricsRegistry } from "prom-client";
+import { PaymentBusyError, PaymentInputError, type StartRequest } from "./payments/payment-desk.ts";
 import { type StatusFacts, statusPage } from "./status-page.ts";
 
 export interface LocalApiOptions {
@@ -19,7 +20,13 @@ export interface LocalApiOptions {
   health: () => Promise<HealthReport>;
   metrics: MetricsRegistry;
   /** Present when the reader is simulated: places a card on it. */
-  simulatedTap?: (uid: string) => Promise<TapResult>;
+  simulatedTap?: (uid: string) => Promise<TapResult | PaymentResult>;
+  /** The price list and what the kiosk can sell. */
+  catalog: () => Promise<Catalog>;
+  /** Starts a payment session; throws PaymentInputError (400) or PaymentBusyError (409). */
+  startPayment: (req: StartRequest) => Promise<PaymentSession>;
+  /** Cancels the session in progress; throws PaymentBusyError (409) while it is being authorized. */
+  cancelPayment: () => boolean;
   /** A booking code typed on screen (offered while the reader is unavailable). */
   enterCode: (code: string) => Promise<TapResult>;
   /** The on-screen "call staff" button. */
@@ -34,14 +41,28 @@ const CODE = /^[A-Z0-9]{4,16}$/;
 
 const UID = /^([0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$/;
 
-/** One field of a JSON object body; undefined when the body is not such an object. */
-async function jsonField(req: Request, field: string): Promise<unknown> {
+/** A JSON object body; an empty object when the body is not one. */
+async function jsonObject(req: Request): Promise<Record<string, unknown>> {
   try {
     const body: unknown = await req.json();
-    return typeof body === "object" && body !== null ? (body as Record<string, unknown>)[field] : undefined;
+    return typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
   } catch {
-    return undefined;
+    return {};
   }
+}
+
+/** One field of a JSON object body; undefined when the body is not such an object. */
+async function jsonField(req: Request, field: string): Promise<unknown> {
+  return (await jsonObject(req))[field];
+}
+
+/** A payment error as problem+json: bad input 400, a session in the way 409. */
+function paymentProblem(err: unknown): Response {
+  if (err instanceof PaymentInputError)
+    return problemResponse({ title: "Invalid payment", status: 400, detail: err.message });
+  if (err instanceof PaymentBusyError)
+    return problemResponse({ title: "Payment in progress", status: 409, detail: err.message });
+  throw err;
 }
 
 export function createLocalApi(o: LocalApiOptions) {
@@ -95,6 +116,44 @@ export function createLocalApi(o: LocalApiOptions) {
       });
     }
     return c.json(await o.enterCode(code));
+  });
+  app.get("/api/catalog", async (c) => c.json(await o.catalog()));
+  app.post("/api/payments", async (c) => {
+    const body = await jsonObject(c.req.raw);
+    if ((body.itemId === undefined) === (body.amount === undefined)) {
+      return problemResponse({
+        title: "Invalid payment",
+        status: 400,
+        detail: "expected either itemId (an item of the price list) or amount (minor units), not both",
+      });
+    }
+    if (body.itemId !== undefined && typeof body.itemId !== "string") {
+      return problemResponse({ title: "Invalid payment", status: 400, detail: "itemId: expected a string" });
+    }
+    const req: StartRequest =
+      body.itemId !== undefined
+        ? { kind: "purchase", itemId: body.itemId as string }
+        : { kind: "purchase", amount: body.amount as number };
+    try {
+      return c.json(await o.startPayment(req), 201);
+    } catch (err) {
+      return paymentProblem(err);
+    }
+  });
+  app.post("/api/topups", async (c) => {
+    const body = await jsonObject(c.req.raw);
+    try {
+      return c.json(await o.startPayment({ kind: "topup", amount: body.amount as number }), 201);
+    } catch (err) {
+      return paymentProblem(err);
+    }
+  });
+  app.post("/api/payments/cancel", (c) => {
+    try {
+      return c.json({ cancelled: o.cancelPayment() });
+    } catch (err) {
+      return paymentProblem(err);
+    }
   });
   app.post("/api/call-staff", async (c) => {
     await o.callStaff();

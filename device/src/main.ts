@@ -6,7 +6,11 @@ import pino from "pino";
 import { loadDeviceConfig } from "./config.ts";
 import { KioskDaemon } from "./daemon.ts";
 
-const log = pino({ name: "paylane-device", level: process.env.LOG_LEVEL ?? "info" });
+const log = pino({
+  name: "paylane-device",
+  level: process.env.LOG_LEVEL ?? "info",
+  timestamp: pino.stdTimeFunctions.isoTime,
+});
 
 runService(log, async () => {
   const { values } = parseArgs({ options: { config: { type: "string", short: "c" } }, strict: true });

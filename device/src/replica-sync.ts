@@ -1,9 +1,10 @@
 /**
- * Pulls the site's member list from the cloud with the device's own
- * credentials and stores it in the replica. A failed pull leaves the replica
- * as it was: the kiosk keeps deciding from what it has.
+ * Pulls the site's member list (and, on kiosks that take payments, its
+ * wallets, prices and offline limits) from the cloud with the device's own
+ * credentials and stores them in the replicas. A failed pull leaves a
+ * replica as it was: the kiosk keeps deciding from what it has.
  */
-import { type DeviceAddress, MemberSyncSchema, validate } from "@paylane/protocol";
+import { type DeviceAddress, MemberSyncSchema, validate, WalletSyncSchema } from "@paylane/protocol";
 import {
   BrokenCircuitError,
   ConsecutiveBreaker,
@@ -17,6 +18,7 @@ import {
   wrap,
 } from "cockatiel";
 import type { Logger } from "pino";
+import type { WalletReplica } from "./payments/wallet-replica.ts";
 import type { Replica } from "./replica.ts";
 import type { Timers } from "./timers.ts";
 
@@ -25,6 +27,8 @@ export interface ReplicaSyncOptions {
   secret: string;
   cloudUrl: string;
   replica: Replica;
+  /** Pulled after the members, when present. */
+  wallets?: WalletReplica;
   logger: Logger;
   timers: Timers;
   now: () => Date;
@@ -49,6 +53,8 @@ export class ReplicaSync {
   lastError: string | undefined;
   /** The last pull that answered: a full snapshot or a delta, how many members it carried, and whether it applied. */
   lastSync: { full: boolean; members: number; version: number; applied: boolean } | undefined;
+  /** The last wallet pull that answered. */
+  lastWalletSync: { full: boolean; wallets: number; version: number; applied: boolean } | undefined;
 
   constructor(opts: ReplicaSyncOptions) {
     this.#o = opts;
@@ -74,6 +80,11 @@ export class ReplicaSync {
     this.#timer = undefined;
   }
 
+  /** Resolves once no pull is running (the daemon waits for it before closing the replicas). */
+  async idle(): Promise<void> {
+    await this.#running?.catch(() => {});
+  }
+
   /** Pulls now (coalescing with a pull already running) and reschedules the next one. */
   syncNow(): Promise<void> {
     this.#running ??= this.#pull().finally(() => {
@@ -90,12 +101,55 @@ export class ReplicaSync {
   }
 
   async #pull(): Promise<void> {
-    const { address, secret, cloudUrl, replica, logger, now } = this.#o;
+    await this.#pullMembers();
+    if (this.#o.wallets && !this.#stopped) await this.#pullWallets(this.#o.wallets);
+  }
+
+  #authHeader(): string {
+    const { address, secret } = this.#o;
+    return `Basic ${Buffer.from(`${address.site}/${address.device}:${secret}`).toString("base64")}`;
+  }
+
+  #failed(err: unknown, what: string): void {
+    this.lastError =
+      err instanceof BrokenCircuitError
+        ? "cloud unreachable (circuit open after repeated failures; retrying in 30 s)"
+        : (err as Error).message;
+    this.#o.logger.warn({ err: this.lastError }, `${what} sync failed; keeping the current replica`);
+  }
+
+  async #pullWallets(wallets: WalletReplica): Promise<void> {
+    const { address, cloudUrl, logger, now } = this.#o;
+    const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/wallets`, cloudUrl);
+    try {
+      const held = (await wallets.info()).version;
+      if (held !== null) url.searchParams.set("since", String(held));
+      const sync = await this.#policy.execute(async () => {
+        const res = await fetch(url, {
+          headers: { authorization: this.#authHeader(), accept: "application/json" },
+          signal: AbortSignal.timeout(this.#o.requestTimeoutMs ?? 5000),
+        });
+        if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
+        const parsed = validate(WalletSyncSchema, await res.json());
+        if (!parsed.ok) throw new Error(`wallet sync refused: ${parsed.error}`);
+        return parsed.value;
+      });
+      const applied = await wallets.apply(sync, held, now());
+      this.lastError = undefined;
+      this.lastWalletSync = { full: sync.full, wallets: sync.wallets.length, version: sync.version, applied };
+      if (applied && sync.wallets.length > 0) logger.info(this.lastWalletSync, "wallet replica synced");
+    } catch (err) {
+      this.#failed(err, "wallet replica");
+    }
+  }
+
+  async #pullMembers(): Promise<void> {
+    const { address, cloudUrl, replica, logger, now } = this.#o;
     const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/members`, cloudUrl);
     // A delta from the version we hold (the cloud answers with a full snapshot when it cannot).
     const held = (await replica.info()).version;
     if (held > 0) url.searchParams.set("since", String(held));
-    const auth = `Basic ${Buffer.from(`${address.site}/${address.device}:${secret}`).toString("base64")}`;
+    const auth = this.#authHeader();
     try {
       const snapshot = await this.#policy.execute(async () => {
         const res = await fetch(url, {
@@ -129,11 +183,7 @@ export class ReplicaSync {
         this.#o.onSynced?.(snapshot.version);
       }
     } catch (err) {
-      this.lastError =
-        err instanceof BrokenCircuitError
-          ? "cloud unreachable (circuit open after repeated failures; retrying in 30 s)"
-          : (err as Error).message;
-      logger.warn({ err: this.lastError }, "member replica sync failed; keeping the current replica");
+      this.#failed(err, "member replica");
     }
   }
 }

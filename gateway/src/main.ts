@@ -59,7 +59,7 @@ async function loadRegistry(path: string): Promise<Registry> {
 }
 
 async function run(config: GatewayConfig): Promise<void> {
-  const logger = pino({ name: NAME, level: config.logLevel });
+  const logger = pino({ name: NAME, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
   const registry = await loadRegistry(config.registryPath);
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics });

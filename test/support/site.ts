@@ -13,9 +13,12 @@ import {
   CloudService,
   type Database,
   type DemoMember,
+  mintOperatorToken,
   openPg,
   openPglite,
   parseCloudEnv,
+  type Role,
+  type SeedSite,
   seedSite,
 } from "@paylane/cloud";
 import { type DeviceConfigInput, KioskDaemon, parseDeviceConfig } from "@paylane/device";
@@ -61,7 +64,9 @@ export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
 
 /** Per-kiosk config on top of the site's: its hardware, or its own broker URL (e.g. through a FaultProxy). */
-export type HardwareConfig = Partial<Pick<DeviceConfigInput, "reader" | "printer" | "gpio" | "mqttUrl">>;
+export type HardwareConfig = Partial<
+  Pick<DeviceConfigInput, "reader" | "printer" | "gpio" | "mqttUrl" | "cloudUrl" | "terminal" | "payments">
+>;
 
 export interface TestSiteOptions extends Backends {
   kiosks?: string[];
@@ -73,13 +78,21 @@ export interface TestSiteOptions extends Backends {
   now?: () => Date;
   /** Per kiosk: its reader, printer and gpio sections (default: a PN532 simulator, no printer). */
   hardware?: Record<string, HardwareConfig>;
+  /** The site's offline payment limits (default: the migration's). */
+  limits?: SeedSite["limits"];
+  /** Every online payment attempt of every kiosk, with its key. */
+  onPaymentAttempt?: (device: string, key: string, attempt: number) => void;
+  /** Where every part logs (default: nowhere). */
+  logger?: pino.Logger;
 }
 
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 export class TestSite {
-  readonly o: Required<Omit<TestSiteOptions, "members" | "now" | "hardware">> &
-    Pick<TestSiteOptions, "members" | "now" | "hardware">;
+  readonly o: Required<
+    Omit<TestSiteOptions, "members" | "now" | "hardware" | "limits" | "logger" | "onPaymentAttempt">
+  > &
+    Pick<TestSiteOptions, "members" | "now" | "hardware" | "limits" | "logger" | "onPaymentAttempt">;
   readonly site = `t${randomBytes(4).toString("hex")}`;
   readonly signal = new Signal();
   readonly secrets = new Map<string, string>();
@@ -92,12 +105,19 @@ export class TestSite {
   #schema = `t_${randomBytes(6).toString("hex")}`;
   #redisPrefix = `test:${randomBytes(6).toString("hex")}:`;
   #cloudSecret = randomBytes(18).toString("base64url");
+  readonly jwtSecret = randomBytes(32).toString("base64url");
   #registryPath = "";
   #registry: Registry | undefined;
   #clients: MqttClient[] = [];
+  #cloudPort = 0;
 
   constructor(o: TestSiteOptions) {
     this.o = { kiosks: ["k1", "k2"], probes: ["probe"], ackTimeoutMs: 2000, timezone: "UTC", ...o };
+  }
+
+  /** The Postgres schema this site's tables live in (pg only). */
+  get schema(): string {
+    return this.#schema;
   }
 
   get mqttUrl(): string {
@@ -144,13 +164,18 @@ export class TestSite {
 
     this.db = this.o.db === "pg" ? await openPg({ url: PG_URL, schema: this.#schema }) : await openPglite();
     await this.startCloud();
-    await seedSite(this.db, { id: this.site, name: "Test venue", timezone: this.o.timezone }, this.o.members);
+    await seedSite(
+      this.db,
+      { id: this.site, name: "Test venue", timezone: this.o.timezone, limits: this.o.limits },
+      this.o.members,
+    );
     for (const k of this.o.kiosks) await this.startKiosk(k, this.o.hardware?.[k]);
   }
 
+  /** Starts the cloud; a restarted cloud listens on the port the first one had, where kiosks look for it. */
   async startCloud(): Promise<CloudService> {
     const config = parseCloudEnv({
-      CLOUD_PORT: "0",
+      CLOUD_PORT: String(this.#cloudPort),
       MQTT_URL: this.mqttUrl,
       CLOUD_MQTT_SECRET: this.#cloudSecret,
       REGISTRY_PATH: this.#registryPath,
@@ -159,10 +184,11 @@ export class TestSite {
       CLOUD_INSTANCE: `test-${this.site}`,
       // a short wait, so a gap test sees the replay request quickly
       GAP_WAIT_MS: "300",
+      CLOUD_JWT_SECRET: this.jwtSecret,
     });
     const cloud = new CloudService({
       config,
-      logger: quiet,
+      logger: this.o.logger ?? quiet,
       db: this.db,
       site: this.site,
       onCommitted: this.signal.notify,
@@ -170,6 +196,7 @@ export class TestSite {
     });
     await cloud.start();
     this.cloud = cloud;
+    this.#cloudPort = cloud.port;
     this.signal.notify();
     return cloud;
   }
@@ -190,13 +217,19 @@ export class TestSite {
       site: this.site,
       device,
       secret: this.secrets.get(device),
-      cloudUrl: this.cloud ? this.cloud.url : "http://127.0.0.1:9",
+      cloudUrl: overrides.cloudUrl ?? (this.cloud ? this.cloud.url : "http://127.0.0.1:9"),
       dataDir: join(this.dir, device),
       http: { host: "127.0.0.1", port: 0 },
       ackTimeoutMs: this.o.ackTimeoutMs,
     });
-    const daemon = new KioskDaemon({ config, logger: quiet.child({ device }), now: this.o.now });
-    for (const e of ["state", "result", "receipt", "acked"] as const) daemon.events.on(e, this.signal.notify);
+    const daemon = new KioskDaemon({
+      config,
+      logger: (this.o.logger ?? quiet).child({ device }),
+      now: this.o.now,
+      onPaymentAttempt: (key, attempt) => this.o.onPaymentAttempt?.(device, key, attempt),
+    });
+    for (const e of ["state", "result", "receipt", "acked", "payment-result", "payment-ended"] as const)
+      daemon.events.on(e, this.signal.notify);
     await daemon.start();
     this.kiosks.set(device, daemon);
     // The first replica pull happens at start; wait for it so taps see the members.
@@ -206,6 +239,25 @@ export class TestSite {
     );
     await daemon.replicaSync.syncNow();
     return daemon;
+  }
+
+  /** A bearer token for the cloud's operator API. */
+  operatorToken(role: Role = "operator", sub = "ops-test"): Promise<string> {
+    return mintOperatorToken(this.jwtSecret, { sub, role });
+  }
+
+  /** Calls the cloud's API as an operator; JSON in and out. */
+  async operator(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+    const res = await fetch(new URL(path, this.cloud!.url), {
+      method,
+      headers: {
+        authorization: `Bearer ${await this.operatorToken()}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
   }
 
   kiosk(device: string): KioskDaemon {

@@ -8,3 +8,4 @@ export { ReceiptPrinter } from "./printer/printer.ts";
 export { type PrintedLine, type PrintedReceipt, PrinterSimulator } from "./printer/simulator.ts";
 export { openPtyPair, type PtyPair } from "./serial/pty-pair.ts";
 export { openSerialPort, type SerialLink } from "./serial/serial-link.ts";
+export * from "./terminal/index.ts";

@@ -1,9 +1,9 @@
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { PaymentResult, TapResult } from "@paylane/ui/kiosk-api";
 
 export type ReaderState = "ok" | "degraded" | "disconnected";
 
-/** What the daemon does with a card: decide and answer. */
-export type CardHandler = (uid: string) => Promise<TapResult>;
+/** What the daemon does with a card: decide (a check-in, or the payment in progress) and answer. */
+export type CardHandler = (uid: string) => Promise<TapResult | PaymentResult>;
 
 /**
  * A card reader as the daemon sees it. Drivers (the PN532 today)

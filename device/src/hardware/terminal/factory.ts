@@ -1,0 +1,118 @@
+/**
+ * The `terminal` section of the kiosk config and the terminal it asks for.
+ * Errors name the field (`terminal.password: expected 6 digits, like "000000"`);
+ * neither errors nor logs ever show the password.
+ */
+import { validate } from "@paylane/protocol";
+import type { Logger } from "pino";
+import { z } from "zod";
+import type { Timers } from "../../timers.ts";
+import type { PaymentTerminal } from "./terminal.ts";
+import { ZVT_PORT, ZvtTerminal } from "./zvt.ts";
+import { ZvtSimulator } from "./zvt-simulator.ts";
+
+const timeoutMs = z
+  .number({ error: "expected a number of milliseconds" })
+  .int({ error: "expected a whole number of milliseconds" })
+  .min(5000, { error: "expected at least 5000 ms: card, PIN and the issuer's answer take time" })
+  .max(600_000, { error: "expected at most 600000 ms (10 minutes)" })
+  .default(60_000);
+
+/**
+ * `none`: no card payments (the default). `zvt`: a terminal speaking ZVT on
+ * TCP (`host`, port 20007). `zvt-simulator`: the daemon runs a simulated ZVT
+ * terminal in-process and drives it with the same driver (demos, `npm start`).
+ */
+export const TerminalConfigSchema = z
+  .discriminatedUnion(
+    "type",
+    [
+      z.strictObject({ type: z.literal("none") }),
+      z.strictObject({
+        type: z.literal("zvt"),
+        host: z
+          .string({ error: "expected the terminal's host name or IP address" })
+          .min(1, { error: "expected the terminal's host name or IP address" }),
+        port: z
+          .number({ error: "expected a TCP port 1..65535" })
+          .int({ error: "expected a TCP port 1..65535" })
+          .min(1, { error: "expected a TCP port 1..65535" })
+          .max(65_535, { error: "expected a TCP port 1..65535" })
+          .default(ZVT_PORT),
+        /** The terminal's ECR password; never logged. */
+        password: z
+          .string({ error: 'expected 6 digits in quotes, like "000000"' })
+          .regex(/^\d{6}$/, { error: 'expected 6 digits, like "000000"' })
+          .default("000000"),
+        timeoutMs,
+      }),
+      z.strictObject({ type: z.literal("zvt-simulator"), timeoutMs }),
+    ],
+    { error: 'expected terminal.type "none", "zvt" (with a host) or "zvt-simulator"' },
+  )
+  .default({ type: "none" });
+
+export type TerminalConfig = z.infer<typeof TerminalConfigSchema>;
+export type TerminalConfigInput = z.input<typeof TerminalConfigSchema>;
+
+export class TerminalConfigError extends Error {
+  override name = "TerminalConfigError";
+}
+
+/** Validates a `terminal` config section; `at` is where it sits in the config file. */
+export function parseTerminalConfig(json: unknown, at = "terminal"): TerminalConfig {
+  const result = validate(TerminalConfigSchema, json, at);
+  if (!result.ok) throw new TerminalConfigError(result.error);
+  return result.value;
+}
+
+export interface TerminalDeps {
+  timers: Timers;
+  logger: Logger;
+}
+
+export interface TerminalSetup {
+  /** Undefined for type "none": the kiosk offers no card payment. */
+  terminal: PaymentTerminal | undefined;
+  /** The in-process terminal for type "zvt-simulator", for the daemon (and local API) to drive. */
+  simulator: ZvtSimulator | undefined;
+  /** Closes the driver, then the simulator. */
+  close(): Promise<void>;
+}
+
+/** Builds the terminal `config` asks for (validated here too, so errors name the field). */
+export async function createTerminal(config: TerminalConfigInput, deps: TerminalDeps): Promise<TerminalSetup> {
+  const c = parseTerminalConfig(config);
+  const logger = deps.logger.child({ component: "terminal" });
+  switch (c.type) {
+    case "none":
+      logger.info("no payment terminal configured: card payments are off");
+      return { terminal: undefined, simulator: undefined, close: async () => {} };
+    case "zvt": {
+      logger.info({ host: c.host, port: c.port, timeoutMs: c.timeoutMs }, "payment terminal: ZVT over TCP");
+      const terminal = new ZvtTerminal({
+        host: c.host,
+        port: c.port,
+        password: c.password,
+        timeoutMs: c.timeoutMs,
+        timers: deps.timers,
+        logger,
+      });
+      return { terminal, simulator: undefined, close: () => terminal.close() };
+    }
+    case "zvt-simulator": {
+      const simulator = new ZvtSimulator({ logger: logger.child({ peer: "zvt-simulator" }) });
+      const { host, port } = await simulator.start();
+      logger.info({ host, port }, "payment terminal: simulated ZVT terminal in-process");
+      const terminal = new ZvtTerminal({ host, port, timeoutMs: c.timeoutMs, timers: deps.timers, logger });
+      return {
+        terminal,
+        simulator,
+        close: async () => {
+          await terminal.close();
+          await simulator.stop();
+        },
+      };
+    }
+  }
+}

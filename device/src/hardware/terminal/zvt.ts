@@ -1,0 +1,527 @@
+/**
+ * A payment terminal driven over ZVT (PA00P015) on TCP, the ECR interface of
+ * German and Austrian terminals (they listen on port 20007).
+ *
+ * One charge is one exchange: connect and register if there is no link
+ * (lazily, so a terminal that was off is picked up on the next charge), send
+ * Authorization, acknowledge every message the terminal sends, and settle on
+ * the first final answer: Completion after a Status information with result
+ * 00 is approved, Abort (06 1E) is declined. The terminal's Status
+ * information is the commit point: once it says 00 and we have acknowledged
+ * it, the money has moved, whatever happens to the link afterwards.
+ *
+ * Nothing unacknowledged is confirmed: after a timeout the driver sends Abort
+ * (06 B0) and drops the link, so a late approval is never acknowledged and the
+ * terminal reverses it itself; messages outside a charge are not
+ * acknowledged either. The PAN never leaves zvt-messages.ts, and neither the
+ * password nor raw frames are logged.
+ */
+import { connect, type Socket } from "node:net";
+import type { Logger } from "pino";
+import { realTimers, type Timers } from "../../timers.ts";
+import {
+  cardLabel,
+  type PaymentTerminal,
+  type TerminalCharge,
+  type TerminalOutcome,
+  type TerminalState,
+} from "./terminal.ts";
+import { ACK, type Apdu, ApduDecoder, apduName, isAck, isNegativeAck } from "./zvt-frame.ts";
+import {
+  authorization,
+  CARD_TYPES,
+  Cmd,
+  currencyAlpha,
+  currencyNumber,
+  ECR_ABORT,
+  isCmd,
+  MAX_AMOUNT,
+  parseStatusInformation,
+  REGISTRATION_CONFIG,
+  registration,
+  resultText,
+  type StatusInformation,
+} from "./zvt-messages.ts";
+
+export const ZVT_PORT = 20007;
+
+export interface ZvtTerminalOptions {
+  host: string;
+  port?: number;
+  /** The terminal's 6-digit ECR password; sent in Registration only, never logged. */
+  password?: string;
+  /** The kiosk's currency (ISO 4217), announced in Registration; each charge still names its own. */
+  currency?: string;
+  /** From Authorization to the final answer (card, PIN and the issuer's answer included). */
+  timeoutMs?: number;
+  /** For the TCP connection and Registration together. */
+  connectTimeoutMs?: number;
+  /** After we ask the terminal to abort, how long its answer is waited for. */
+  abortGraceMs?: number;
+  timers?: Timers;
+  logger: Logger;
+  /** Told of every state change (for the kiosk's "pay by card" button). */
+  onStateChange?: (state: TerminalState) => void;
+}
+
+export interface ZvtCounters {
+  charges: number;
+  approved: number;
+  declined: number;
+  timeout: number;
+  disconnected: number;
+  cancelled: number;
+  /** TCP connections opened after the first. */
+  reconnects: number;
+  /** Bytes from the terminal that were not ZVT APDUs. */
+  garbageBytes: number;
+  /** Terminal messages that arrived outside a charge (not acknowledged). */
+  unsolicited: number;
+}
+
+/** What a step towards a charge ended with, when it did not end well. */
+type Step = { ok: true } | { ok: false; outcome: TerminalOutcome };
+
+/** The conversation in progress: incoming APDUs and a lost link go to it. */
+interface Exchange {
+  onApdu(a: Apdu): void;
+  onClose(reason: string): void;
+}
+
+type Options = Required<Omit<ZvtTerminalOptions, "onStateChange">> & Pick<ZvtTerminalOptions, "onStateChange">;
+
+export class ZvtTerminal implements PaymentTerminal {
+  readonly #o: Options;
+  readonly #decoder = new ApduDecoder();
+  #socket: Socket | undefined;
+  #registered = false;
+  #everConnected = false;
+  #exchange: Exchange | undefined;
+  /** The connect-and-register attempt in progress, shared by whoever needs the link. */
+  #linking: Promise<Step> | undefined;
+  #busy = false;
+  #closed = false;
+  #state: TerminalState = "disconnected";
+  readonly #counters: ZvtCounters = {
+    charges: 0,
+    approved: 0,
+    declined: 0,
+    timeout: 0,
+    disconnected: 0,
+    cancelled: 0,
+    reconnects: 0,
+    garbageBytes: 0,
+    unsolicited: 0,
+  };
+
+  constructor(opts: ZvtTerminalOptions) {
+    this.#o = {
+      port: ZVT_PORT,
+      password: "000000",
+      currency: "EUR",
+      timeoutMs: 60_000,
+      connectTimeoutMs: 10_000,
+      abortGraceMs: 5000,
+      timers: realTimers,
+      ...opts,
+    };
+    const port = this.#o.port;
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+      throw new RangeError(`ZvtTerminal option port must be a TCP port 1..65535, got ${port}`);
+    }
+    if (!/^\d{6}$/.test(this.#o.password)) throw new RangeError("ZvtTerminal option password must be 6 digits");
+    if (currencyNumber(this.#o.currency) === undefined) {
+      throw new RangeError(`ZvtTerminal option currency: unknown ISO 4217 code ${JSON.stringify(this.#o.currency)}`);
+    }
+    for (const key of ["timeoutMs", "connectTimeoutMs", "abortGraceMs"] as const) {
+      const v = this.#o[key];
+      if (!Number.isFinite(v) || v <= 0)
+        throw new RangeError(`ZvtTerminal option ${key} must be a positive number of ms, got ${v}`);
+    }
+  }
+
+  /** "disconnected" until a link is up; charge() connects from any state. */
+  get state(): TerminalState {
+    return this.#state;
+  }
+
+  get counters(): ZvtCounters {
+    return { ...this.#counters, garbageBytes: this.#decoder.discarded };
+  }
+
+  get #where(): string {
+    return `${this.#o.host}:${this.#o.port}`;
+  }
+
+  /** Connects and registers now rather than at the first charge (so `state` shows "ready"). */
+  async connect(): Promise<void> {
+    if (this.#closed) throw new Error("the ZVT terminal driver is closed");
+    if (this.#busy) return;
+    const step = await this.#ensureLink(undefined);
+    if (!step.ok) throw new Error(step.outcome.status === "disconnected" ? step.outcome.reason : step.outcome.status);
+  }
+
+  async charge(req: TerminalCharge, opts: { signal?: AbortSignal } = {}): Promise<TerminalOutcome> {
+    if (this.#closed) throw new Error("the ZVT terminal driver is closed");
+    if (this.#busy) throw new Error("the payment terminal is busy with another charge; charges run one at a time");
+    const currency = checkCharge(req);
+    this.#busy = true;
+    this.#counters.charges++;
+    this.#setState("busy");
+    const log = this.#o.logger.child({ reference: req.reference });
+    log.info({ amount: req.amount, currency: req.currency, terminal: this.#where }, "card payment started");
+    try {
+      const outcome = await this.#charge(req, currency, opts.signal, log);
+      this.#counters[outcome.status]++;
+      // An outcome carries no card data beyond a label, so it is logged whole.
+      log.info({ outcome }, `card payment ${outcome.status}`);
+      return outcome;
+    } finally {
+      this.#busy = false;
+      this.#setState(this.#linkUp ? "ready" : "disconnected");
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const socket = this.#socket;
+    if (socket) {
+      if (this.#busy) this.#write(ECR_ABORT);
+      const closed = new Promise<void>((resolve) => {
+        if (socket.closed) resolve();
+        else socket.once("close", () => resolve());
+      });
+      socket.destroy();
+      await closed;
+    }
+    this.#setState("disconnected");
+  }
+
+  get #linkUp(): boolean {
+    return this.#socket !== undefined && this.#registered;
+  }
+
+  async #charge(
+    req: TerminalCharge,
+    currency: number,
+    signal: AbortSignal | undefined,
+    log: Logger,
+  ): Promise<TerminalOutcome> {
+    if (signal?.aborted) return { status: "cancelled" };
+    const link = await this.#ensureLink(signal);
+    if (!link.ok) return link.outcome;
+    if (signal?.aborted) return { status: "cancelled" };
+    return this.#authorise(req, currency, signal, log);
+  }
+
+  // ---- the link -----------------------------------------------------------------
+
+  /**
+   * Connects and registers unless the link is up; callers share an attempt in
+   * progress. An abort only stops the caller's wait: the attempt runs on, and a
+   * link it sets up serves the next charge.
+   */
+  async #ensureLink(signal: AbortSignal | undefined): Promise<Step> {
+    if (this.#linkUp) return { ok: true };
+    if (!this.#linking) {
+      this.#linking = this.#openLink().finally(() => {
+        this.#linking = undefined;
+      });
+    }
+    if (!signal) return this.#linking;
+    let onAbort = () => {};
+    const aborted = new Promise<Step>((resolve) => {
+      onAbort = () => resolve({ ok: false, outcome: { status: "cancelled" } });
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.#linking, aborted]);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** One attempt: TCP connection, Registration, the terminal's Completion. */
+  #openLink(): Promise<Step> {
+    this.#dropLink(false);
+    const { timers, connectTimeoutMs, password } = this.#o;
+    return new Promise<Step>((resolve) => {
+      let phase: "connect" | "register" = "connect";
+      let settled = false;
+      const socket = connect({ host: this.#o.host, port: this.#o.port });
+      const finish = (step: Step) => {
+        if (settled) return;
+        settled = true;
+        timers.clearTimeout(timer);
+        if (this.#exchange === exchange) this.#exchange = undefined;
+        if (step.ok) {
+          this.#registered = true;
+          if (!this.#busy) this.#setState("ready");
+        } else if (this.#socket === socket) {
+          this.#dropLink(false);
+        }
+        resolve(step);
+      };
+      const unreachable = (why: string): Step => ({
+        ok: false,
+        outcome: { status: "disconnected", reason: `${why} (no payment was started)` },
+      });
+      const timer = timers.setTimeout(() => {
+        const what = phase === "connect" ? "accept the connection" : "answer Registration";
+        finish(unreachable(`terminal at ${this.#where} did not ${what} within ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+      const exchange: Exchange = {
+        onApdu: (a) => {
+          if (isNegativeAck(a)) finish(unreachable(`terminal refused Registration: ${resultText(a.ins)}`));
+          else if (isCmd(a, Cmd.abort)) finish(unreachable(`terminal refused Registration: ${resultText(a.data[0])}`));
+          else if (isCmd(a, Cmd.completion)) finish({ ok: true });
+        },
+        onClose: (reason) => finish(unreachable(`cannot reach the terminal at ${this.#where}: ${reason}`)),
+      };
+      this.#attach(socket);
+      this.#exchange = exchange;
+      socket.once("connect", () => {
+        if (settled) return;
+        phase = "register";
+        socket.setNoDelay(true);
+        this.#o.logger.info({ terminal: this.#where }, "connected to the payment terminal; registering");
+        this.#write(registration(password, REGISTRATION_CONFIG, currencyNumber(this.#o.currency) ?? 978));
+      });
+    });
+  }
+
+  #attach(socket: Socket): void {
+    if (this.#everConnected) this.#counters.reconnects++;
+    this.#everConnected = true;
+    this.#socket = socket;
+    this.#registered = false;
+    this.#decoder.reset();
+    let lastError: Error | undefined;
+    socket.on("data", (chunk: Buffer) => this.#onData(socket, chunk));
+    socket.on("error", (err) => {
+      lastError = err;
+    });
+    socket.on("close", () => this.#onClose(socket, lastError?.message ?? "the terminal closed the connection"));
+  }
+
+  /**
+   * Lets go of the link on purpose: whatever the terminal still says is not
+   * acknowledged. `flush` lets bytes just written (an Abort) go out first.
+   */
+  #dropLink(flush: boolean): void {
+    const socket = this.#socket;
+    this.#socket = undefined;
+    this.#registered = false;
+    this.#decoder.reset();
+    if (!socket || socket.destroyed) return;
+    if (flush && !socket.connecting) socket.end(() => socket.destroy());
+    else socket.destroy();
+  }
+
+  #onClose(socket: Socket, reason: string): void {
+    if (socket !== this.#socket) return;
+    this.#socket = undefined;
+    this.#registered = false;
+    this.#decoder.reset();
+    const exchange = this.#exchange;
+    this.#exchange = undefined;
+    if (exchange) exchange.onClose(this.#closed ? "the terminal driver was closed" : reason);
+    else if (!this.#closed) this.#o.logger.warn({ terminal: this.#where, reason }, "payment terminal link lost");
+    if (!this.#busy) this.#setState("disconnected");
+  }
+
+  #onData(socket: Socket, chunk: Uint8Array): void {
+    if (socket !== this.#socket) return;
+    for (const e of this.#decoder.push(chunk)) {
+      if (e.type === "discard") {
+        this.#o.logger.warn({ bytes: e.bytes }, "ignored bytes from the payment terminal that are not ZVT");
+        continue;
+      }
+      const a = e.apdu;
+      const exchange = this.#exchange;
+      if (!exchange) {
+        this.#counters.unsolicited++;
+        this.#o.logger.warn({ apdu: apduName(a) }, "payment terminal message outside a charge; not acknowledged");
+        continue;
+      }
+      if (a.cls === 0x04 || a.cls === 0x06) this.#write(ACK);
+      try {
+        exchange.onApdu(a);
+      } catch (err) {
+        // The handlers do not throw; if one ever did, a socket event must not take the daemon down.
+        this.#o.logger.error({ err: (err as Error).message, apdu: apduName(a) }, "ZVT message handling failed");
+      }
+      if (socket !== this.#socket) return;
+    }
+  }
+
+  #write(bytes: Uint8Array): void {
+    const socket = this.#socket;
+    if (socket && !socket.destroyed && socket.writable) socket.write(bytes);
+  }
+
+  #setState(state: TerminalState): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    try {
+      this.#o.onStateChange?.(state);
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message }, "payment terminal state listener failed");
+    }
+  }
+
+  // ---- one authorisation --------------------------------------------------------
+
+  #authorise(
+    req: TerminalCharge,
+    currency: number,
+    signal: AbortSignal | undefined,
+    log: Logger,
+  ): Promise<TerminalOutcome> {
+    const { timers, timeoutMs, abortGraceMs } = this.#o;
+    return new Promise<TerminalOutcome>((resolve) => {
+      /** What we sent that the terminal has yet to ACK or refuse, oldest first. */
+      const unacked: ("authorization" | "abort")[] = [];
+      let status: StatusInformation | undefined;
+      let aborting = false;
+      let settled = false;
+      let timer: unknown;
+      const committed = () => status?.resultCode === 0;
+      const finish = (o: TerminalOutcome) => {
+        if (settled) return;
+        settled = true;
+        timers.clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (this.#exchange === exchange) this.#exchange = undefined;
+        resolve(o);
+      };
+      const sendAbort = () => {
+        unacked.push("abort");
+        this.#write(ECR_ABORT);
+      };
+      /** No final answer: past the commit point it is an approval, before it the terminal reverses. */
+      const giveUp = (why: string) => {
+        if (status && committed()) {
+          log.warn({ terminalRef: reference(status) }, `${why}, after the terminal approved: treated as approved`);
+          finish(approved(status, req, log));
+          return;
+        }
+        log.warn(why);
+        if (this.#socket) {
+          sendAbort();
+          this.#dropLink(true);
+        }
+        finish({ status: "timeout" });
+      };
+      const onAbort = () => {
+        if (settled || aborting) return;
+        aborting = true;
+        log.info("charge cancelled by the kiosk; asking the terminal to abort");
+        sendAbort();
+        timers.clearTimeout(timer);
+        timer = timers.setTimeout(
+          () => giveUp(`the terminal did not confirm the abort within ${abortGraceMs} ms`),
+          abortGraceMs,
+        );
+      };
+      const exchange: Exchange = {
+        onApdu: (a) => {
+          if (isAck(a) || isNegativeAck(a)) {
+            const what = unacked.shift();
+            if (what === "authorization" && isNegativeAck(a)) {
+              finish(
+                aborting
+                  ? { status: "cancelled" }
+                  : { status: "declined", reason: `terminal refused the payment: ${resultText(a.ins)}` },
+              );
+            } else if (what === "abort" && isNegativeAck(a)) {
+              log.info({ result: resultText(a.ins) }, "the terminal cannot abort now; waiting for its answer");
+            }
+            return;
+          }
+          if (isCmd(a, Cmd.intermediateStatus)) {
+            log.debug({ intermediate: a.data[0] }, "payment terminal intermediate status");
+          } else if (isCmd(a, Cmd.statusInformation)) {
+            status = parseStatusInformation(a.data);
+            if (!status.complete)
+              log.warn("payment terminal status information had fields this driver does not know; read up to them");
+            checkEcho(status, req, currency, log);
+          } else if (isCmd(a, Cmd.completion)) {
+            if (status && committed()) {
+              if (aborting) log.warn("the abort came too late: the terminal had approved the payment");
+              finish(approved(status, req, log));
+            } else if (aborting) {
+              finish({ status: "cancelled" });
+            } else {
+              const reason = status ? resultText(status.resultCode) : "the terminal finished without a payment result";
+              finish({ status: "declined", reason });
+            }
+          } else if (isCmd(a, Cmd.abort)) {
+            finish(
+              aborting
+                ? { status: "cancelled" }
+                : { status: "declined", reason: resultText(a.data[0] ?? status?.resultCode) },
+            );
+          } else {
+            log.debug({ apdu: apduName(a) }, "payment terminal message acknowledged and ignored");
+          }
+        },
+        onClose: (reason) => {
+          if (status && committed()) {
+            log.warn({ reason }, "link lost after the terminal approved: treated as approved");
+            finish(approved(status, req, log));
+          } else {
+            finish({ status: "disconnected", reason: `link to the terminal lost during the payment: ${reason}` });
+          }
+        },
+      };
+      this.#exchange = exchange;
+      signal?.addEventListener("abort", onAbort, { once: true });
+      timer = timers.setTimeout(() => giveUp(`no final answer from the terminal within ${timeoutMs} ms`), timeoutMs);
+      unacked.push("authorization");
+      this.#write(authorization(req.amount, currency));
+    });
+  }
+}
+
+function checkCharge(req: TerminalCharge): number {
+  if (!Number.isInteger(req.amount) || req.amount <= 0 || req.amount > MAX_AMOUNT) {
+    throw new RangeError(`charge amount must be an integer number of minor units 1..${MAX_AMOUNT}, got ${req.amount}`);
+  }
+  const currency = currencyNumber(req.currency);
+  if (currency === undefined)
+    throw new RangeError(`the ZVT driver does not know currency ${JSON.stringify(req.currency)}`);
+  if (typeof req.reference !== "string" || req.reference.length === 0)
+    throw new TypeError("charge reference must be a non-empty string");
+  return currency;
+}
+
+/** A terminal answering for another amount or currency is a fault worth an error log (the money moved as it says). */
+function checkEcho(s: StatusInformation, req: TerminalCharge, currency: number, log: Logger): void {
+  if (s.amount !== undefined && s.amount !== req.amount) {
+    log.error({ asked: req.amount, answered: s.amount }, "payment terminal reports a different amount");
+  }
+  if (s.currency !== undefined && s.currency !== currency) {
+    log.error(
+      { asked: req.currency, answered: currencyAlpha(s.currency) ?? s.currency },
+      "payment terminal reports a different currency",
+    );
+  }
+}
+
+function reference(s: StatusInformation): string {
+  const parts = [s.traceNumber, s.receiptNumber].filter((p): p is string => p !== undefined);
+  return parts.length > 0 ? parts.join("-") : "none";
+}
+
+function approved(s: StatusInformation, req: TerminalCharge, log: Logger): TerminalOutcome {
+  if (!s.traceNumber) log.error({ reference: req.reference }, "payment terminal approved without a trace number");
+  const brand = s.cardName ?? (s.cardType !== undefined ? CARD_TYPES.get(s.cardType) : undefined) ?? s.panBrand;
+  return {
+    status: "approved",
+    reference: reference(s),
+    approvalCode: s.approvalCode ?? "",
+    cardLabel: cardLabel(brand, s.panLast4),
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * Online authorization: `POST /api/v1/payments` with the payment's key.
+ *
+ * A short timeout per attempt and one quick retry (the same key, so a retry
+ * can never charge twice), inside a circuit breaker: after 3 failed calls in
+ * a row the cloud is left alone for 15 s and payments go straight to offline
+ * authorization instead of making each customer wait for a timeout.
+ */
+import {
+  type DeviceAddress,
+  type PaymentRequest,
+  type PaymentResponse,
+  PaymentResponseSchema,
+  validate,
+} from "@paylane/protocol";
+import {
+  BrokenCircuitError,
+  ConsecutiveBreaker,
+  ConstantBackoff,
+  circuitBreaker,
+  handleWhen,
+  retry,
+  wrap,
+} from "cockatiel";
+import type { Timers } from "../timers.ts";
+
+export type OnlineOutcome =
+  /** The cloud decided: approved or declined. */
+  | { kind: "answered"; response: PaymentResponse; attempts: number }
+  /** The cloud refused the request itself (4xx): nothing was charged, and offline would not be right either. */
+  | { kind: "refused"; status: number; detail: string }
+  /** No answer (network, timeout, 5xx, circuit open): the caller may authorize offline with the same key. */
+  | { kind: "unreachable"; reason: string };
+
+export interface OnlineAuthorizerOptions {
+  address: DeviceAddress;
+  secret: string;
+  cloudUrl: string;
+  timers: Timers;
+  /** Per attempt (default 2500 ms). */
+  timeoutMs?: number;
+  /** Between the two attempts (default 150 ms). */
+  retryDelayMs?: number;
+  /** Called before each attempt with its key: tests check every retry carries the same one. */
+  onAttempt?: (key: string, attempt: number) => void;
+}
+
+class Unreachable extends Error {}
+
+export class OnlineAuthorizer {
+  readonly #o: OnlineAuthorizerOptions;
+  readonly #auth: string;
+  readonly #policy;
+
+  constructor(o: OnlineAuthorizerOptions) {
+    this.#o = o;
+    this.#auth = `Basic ${Buffer.from(`${o.address.site}/${o.address.device}:${o.secret}`).toString("base64")}`;
+    const unreachable = handleWhen((err) => err instanceof Unreachable);
+    this.#policy = wrap(
+      circuitBreaker(unreachable, { halfOpenAfter: 15_000, breaker: new ConsecutiveBreaker(3) }),
+      retry(unreachable, { maxAttempts: 1, backoff: new ConstantBackoff(o.retryDelayMs ?? 150) }),
+    );
+  }
+
+  async authorize(request: PaymentRequest): Promise<OnlineOutcome> {
+    let attempts = 0;
+    try {
+      return await this.#policy.execute(async () => {
+        attempts++;
+        this.#o.onAttempt?.(request.key, attempts);
+        return this.#attempt(request, attempts);
+      });
+    } catch (err) {
+      if (err instanceof BrokenCircuitError)
+        return { kind: "unreachable", reason: "circuit open after repeated failures" };
+      if (err instanceof Unreachable) return { kind: "unreachable", reason: err.message };
+      throw err;
+    }
+  }
+
+  async #attempt(request: PaymentRequest, attempts: number): Promise<OnlineOutcome> {
+    const url = new URL("/api/v1/payments", this.#o.cloudUrl);
+    const abort = new AbortController();
+    const ms = this.#o.timeoutMs ?? 2500;
+    const timer = this.#o.timers.setTimeout(() => abort.abort(new Error(`no answer within ${ms} ms`)), ms);
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: this.#auth, "content-type": "application/json" },
+        body: JSON.stringify(request),
+        signal: abort.signal,
+      });
+      text = await res.text();
+    } catch (err) {
+      const reason = abort.signal.aborted ? (abort.signal.reason as Error).message : (err as Error).message;
+      throw new Unreachable(reason);
+    } finally {
+      this.#o.timers.clearTimeout(timer);
+    }
+    if (res.status >= 500 || res.status === 408 || res.status === 429 || res.status === 401) {
+      throw new Unreachable(`the cloud answered ${res.status}`);
+    }
+    if (!res.ok) {
+      return { kind: "refused", status: res.status, detail: problemDetail(text) ?? `answered ${res.status}` };
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new Unreachable("the cloud's answer was not JSON");
+    }
+    const parsed = validate(PaymentResponseSchema, json);
+    if (!parsed.ok) throw new Unreachable(`the cloud's answer was not a payment response: ${parsed.error}`);
+    if (parsed.value.key !== request.key) throw new Unreachable("the cloud answered for another payment key");
+    return { kind: "answered", response: parsed.value, attempts };
+  }
+}
+
+function problemDetail(text: string): string | undefined {
+  try {
+    const p = JSON.parse(text) as { detail?: unknown };
+    return typeof p.detail === "string" ? p.detail : undefined;
+  } catch {
+    return undefined;
+  }
+}

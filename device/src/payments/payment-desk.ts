@@ -1,0 +1,506 @@
+/**
+ * The kiosk's till: one payment session at a time, started from the screen
+ * (an item or an amount, or a top-up), paid by the next member card tapped.
+ *
+ *   start ──▶ awaiting-card ──tap──▶ authorizing ──▶ approved / declined
+ *                 │   (top-up) └──tap──▶ awaiting-terminal ──▶ approved / declined
+ *                 └── cancel / idle timeout: ended, nothing charged
+ *
+ * A purchase's key is written to the journal (an intent) before the first
+ * attempt to authorize it, and every attempt reuses it: online retries, the
+ * offline fallback, the journal entry that records it, and a restart that
+ * finds it unresolved. The cloud's ledger takes each key once, so no path
+ * can charge twice. A purchase is told "approved" only once it is durable:
+ * in the cloud's ledger (online) or in the journal (offline).
+ */
+import { randomUUID } from "node:crypto";
+import {
+  type Exposure,
+  formatMoney,
+  type PaymentBody,
+  type PaymentRequest,
+  type ReplicaMember,
+  type TopupBody,
+} from "@paylane/protocol";
+import type { Catalog, PaymentResult, PaymentSession } from "@paylane/ui/kiosk-api";
+import type { Logger } from "pino";
+import { localDay } from "../checkin-desk.ts";
+import type { PaymentTerminal, TerminalOutcome } from "../hardware/terminal/terminal.ts";
+import type { Journal } from "../journal.ts";
+import type { Replica } from "../replica.ts";
+import type { Timers } from "../timers.ts";
+import { decideOffline } from "./offline-policy.ts";
+import type { OnlineAuthorizer } from "./online-authorizer.ts";
+import type { WalletReplica } from "./wallet-replica.ts";
+
+export interface PaymentDeskOptions {
+  journal: Journal;
+  members: Replica;
+  wallets: WalletReplica;
+  online: OnlineAuthorizer;
+  /** Whether the kiosk sees the cloud right now (MQTT and the cloud's STATE); when not, no online attempt is made. */
+  isOnline: () => boolean;
+  terminal?: PaymentTerminal;
+  now: () => Date;
+  timers: Timers;
+  logger: Logger;
+  /** A session left waiting for a card this long ends by itself. */
+  idleMs: number;
+  topupAmounts: number[];
+  /** Called after an entry is durable in the journal (the uplink sends it). */
+  onJournaled: () => void;
+  onStorageFailure: (err: Error) => void;
+  onSession: (session: PaymentSession) => void;
+  onResult: (result: PaymentResult, receipt: ReceiptFacts | undefined) => void;
+  onEnded: (sessionId: string, reason: "cancelled" | "timeout") => void;
+}
+
+/** What a receipt needs beyond the result. */
+export interface ReceiptFacts {
+  memberName: string;
+  cardUid: string;
+  item: string;
+}
+
+/** A request the kiosk cannot start (HTTP 400 at the local API). */
+export class PaymentInputError extends Error {
+  override name = "PaymentInputError";
+}
+
+/** A session that cannot be started or cancelled right now (HTTP 409 at the local API). */
+export class PaymentBusyError extends Error {
+  override name = "PaymentBusyError";
+}
+
+export type StartRequest = { kind: "purchase"; itemId?: string; amount?: number } | { kind: "topup"; amount: number };
+
+const STORAGE_MESSAGE = "This kiosk cannot record payments right now. You have not been charged.";
+
+interface Session extends PaymentSession {
+  itemId: string | null;
+  timer: unknown;
+  abort?: AbortController;
+}
+
+export class PaymentDesk {
+  readonly #o: PaymentDeskOptions;
+  #session: Session | undefined;
+  /** Keys being authorized right now: a resolvePending pass must not journal them a second time. */
+  readonly #inFlight = new Set<string>();
+  #resolving: Promise<void> | undefined;
+
+  constructor(o: PaymentDeskOptions) {
+    this.#o = o;
+  }
+
+  get session(): PaymentSession | undefined {
+    return this.#session && publicSession(this.#session);
+  }
+
+  /** True while a session waits for a card: the next tap pays instead of checking in. */
+  get awaitingCard(): boolean {
+    return this.#session?.state === "awaiting-card";
+  }
+
+  async catalog(): Promise<Catalog> {
+    const info = await this.#o.wallets.info();
+    return {
+      ready: info.version !== null && info.currency !== null,
+      currency: info.currency ?? "EUR",
+      items: await this.#o.wallets.items(),
+      topups: this.#o.terminal !== undefined,
+      topupAmounts: this.#o.topupAmounts,
+      maxAmount: maxFreeAmount,
+    };
+  }
+
+  async start(req: StartRequest): Promise<PaymentSession> {
+    if (this.#session) throw new PaymentBusyError("a payment is already in progress at this kiosk");
+    const info = await this.#o.wallets.info();
+    if (info.version === null || !info.currency) {
+      throw new PaymentBusyError("this kiosk has not loaded its prices yet; payments start once it has");
+    }
+    let amount: number;
+    let itemName: string | undefined;
+    let itemId: string | null = null;
+    if (req.kind === "topup") {
+      if (!this.#o.terminal) throw new PaymentInputError("this kiosk has no card terminal for top-ups");
+      amount = checkedAmount(req.amount);
+    } else if (req.itemId !== undefined) {
+      const item = await this.#o.wallets.item(req.itemId);
+      if (!item) throw new PaymentInputError(`itemId: no item ${JSON.stringify(req.itemId)} on this site's price list`);
+      ({ price: amount, name: itemName, id: itemId } = item);
+    } else {
+      amount = checkedAmount(req.amount);
+    }
+    // re-checked after the awaits: two quick starts must not both win
+    if (this.#session) throw new PaymentBusyError("a payment is already in progress at this kiosk");
+    const now = this.#o.now();
+    const session: Session = {
+      id: randomUUID(),
+      kind: req.kind,
+      amount,
+      currency: info.currency,
+      ...(itemName ? { itemName } : {}),
+      itemId,
+      state: "awaiting-card",
+      expiresAt: new Date(now.getTime() + this.#o.idleMs).toISOString(),
+      timer: undefined,
+    };
+    session.timer = this.#o.timers.setTimeout(() => this.#end(session, "timeout"), this.#o.idleMs);
+    this.#session = session;
+    this.#o.onSession(publicSession(session));
+    return publicSession(session);
+  }
+
+  /** Cancels the session; a purchase being authorized cannot be (its outcome is about to be known). */
+  cancel(): boolean {
+    const s = this.#session;
+    if (!s) return false;
+    if (s.state === "authorizing")
+      throw new PaymentBusyError("the payment is being authorized and cannot be cancelled");
+    if (s.state === "awaiting-terminal") {
+      // the terminal answers `cancelled`, and the top-up flow ends the session
+      s.abort?.abort();
+      return true;
+    }
+    this.#end(s, "cancelled");
+    return true;
+  }
+
+  /** A member card tapped while a session waits for one: pays or tops up. */
+  async onCard(uid: string): Promise<PaymentResult> {
+    const s = this.#session;
+    if (s?.state !== "awaiting-card") throw new PaymentBusyError("no payment is waiting for a card");
+    this.#o.timers.clearTimeout(s.timer);
+    s.state = s.kind === "topup" ? "awaiting-terminal" : "authorizing";
+    this.#o.onSession(publicSession(s));
+    let result: PaymentResult;
+    let receipt: ReceiptFacts | undefined;
+    try {
+      const member = await this.#o.members.byCard(uid);
+      if (member?.status !== "active") {
+        result = this.#declined(
+          s,
+          member ? "member-revoked" : "unknown-card",
+          member ? "This card is blocked" : "Card not recognised",
+          member,
+        );
+      } else {
+        receipt = {
+          memberName: member.name,
+          cardUid: uid,
+          item: s.itemName ?? (s.kind === "topup" ? "Wallet top-up" : "Payment"),
+        };
+        result = s.kind === "topup" ? await this.#topup(s, member, receipt) : await this.#purchase(s, member);
+      }
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message, session: s.id }, "payment failed unexpectedly");
+      result = this.#declined(s, "error", "This payment could not be completed. You have not been charged.");
+    }
+    this.#session = undefined;
+    this.#o.onResult(result, result.outcome === "approved" ? receipt : undefined);
+    return result;
+  }
+
+  /**
+   * Purchases whose outcome a crash left unknown: asked again online with
+   * their key (the cloud answers what it decided, or decides now), and
+   * journaled when approved. Top-ups caught mid-charge are left to the
+   * terminal's own reversal and marked abandoned.
+   */
+  resolvePending(): Promise<void> {
+    this.#resolving ??= this.#resolvePending().finally(() => {
+      this.#resolving = undefined;
+    });
+    return this.#resolving;
+  }
+
+  async #resolvePending(): Promise<void> {
+    if (!this.#o.isOnline()) return;
+    for (const intent of await this.#o.journal.pendingIntents()) {
+      if (this.#inFlight.has(intent.key)) continue;
+      if (intent.kind === "topup") {
+        this.#o.logger.warn({ key: intent.key }, "a top-up was interrupted mid-charge; the terminal reverses it");
+        await this.#o.journal.closeIntent(intent.key, "abandoned");
+        continue;
+      }
+      const request = intent.request as PaymentRequest;
+      const outcome = await this.#o.online.authorize(request);
+      if (outcome.kind === "unreachable") return;
+      if (outcome.kind === "answered" && outcome.response.status === "approved") {
+        await this.#journalPurchase(request, "online", null);
+        this.#o.logger.warn({ key: intent.key }, "an interrupted payment was approved by the cloud; journaled now");
+      } else {
+        await this.#o.journal.closeIntent(intent.key, "declined");
+      }
+    }
+  }
+
+  /** What this kiosk approved offline and the cloud has not reconciled yet (telemetry). */
+  async exposure(): Promise<Exposure | undefined> {
+    const info = await this.#o.wallets.info();
+    if (!info.limits || !info.currency) return undefined;
+    const e = await this.#o.journal.offlineExposure();
+    return {
+      currency: info.currency,
+      offlineExposure: e.amount,
+      offlinePayments: e.payments,
+      cap: info.limits.kioskExposure,
+    };
+  }
+
+  async #purchase(s: Session, member: ReplicaMember): Promise<PaymentResult> {
+    const at = this.#o.now();
+    const request: PaymentRequest = {
+      key: randomUUID(),
+      memberId: member.id,
+      amount: s.amount,
+      currency: s.currency,
+      itemId: s.itemId,
+      at: at.toISOString(),
+    };
+    this.#inFlight.add(request.key);
+    try {
+      return await this.#authorize(s, member, request, at);
+    } finally {
+      this.#inFlight.delete(request.key);
+    }
+  }
+
+  async #authorize(s: Session, member: ReplicaMember, request: PaymentRequest, at: Date): Promise<PaymentResult> {
+    try {
+      await this.#o.journal.recordIntent({
+        key: request.key,
+        kind: "purchase",
+        memberId: member.id,
+        amount: s.amount,
+        currency: s.currency,
+        request,
+        createdAt: at.toISOString(),
+      });
+    } catch (err) {
+      this.#o.onStorageFailure(err as Error);
+      return this.#declined(s, "storage", STORAGE_MESSAGE, member);
+    }
+    if (this.#o.isOnline()) {
+      const outcome = await this.#o.online.authorize(request);
+      if (outcome.kind === "answered") {
+        const r = outcome.response;
+        if (r.status === "declined") {
+          await this.#o.journal.closeIntent(request.key, "declined");
+          return this.#declined(s, r.reason, r.message, member, r.balance ?? undefined);
+        }
+        // The ledger has it: approved, whatever happens to the journal now (a pending intent is journaled later).
+        await this.#journalPurchase(request, "online", null).catch((err: Error) => {
+          this.#o.onStorageFailure(err);
+          this.#o.logger.error({ err: err.message, key: request.key }, "approved online but not journaled yet");
+        });
+        return this.#approved(s, member, request.key, r.balance, "online");
+      }
+      if (outcome.kind === "refused") {
+        await this.#o.journal.closeIntent(request.key, "declined");
+        this.#o.logger.warn({ status: outcome.status, detail: outcome.detail }, "the cloud refused a payment request");
+        return this.#declined(s, "refused", "This payment could not be processed. You have not been charged.", member);
+      }
+      this.#o.logger.warn({ reason: outcome.reason }, "online authorization unavailable: deciding offline");
+    }
+    return this.#offline(s, member, request);
+  }
+
+  async #offline(s: Session, member: ReplicaMember, request: PaymentRequest): Promise<PaymentResult> {
+    const info = await this.#o.wallets.info();
+    const wallet = await this.#o.wallets.wallet(member.id);
+    const day = localDay(new Date(request.at), (await this.#o.members.info()).timezone);
+    const money = await this.#o.journal.memberMoney(member.id, info.appliedUpTo, day, request.key);
+    const available = wallet.balance - money.unsyncedSpend - money.pendingSpend;
+    const decision = decideOffline({
+      amount: s.amount,
+      currency: s.currency,
+      limits: info.limits,
+      available,
+      offlineBlocked: wallet.offlineBlocked,
+      offlineSpentToday: money.offlineSpentToday,
+      kioskExposure: (await this.#o.journal.offlineExposure()).amount,
+    });
+    if (!decision.approved) {
+      await this.#o.journal.closeIntent(request.key, "declined");
+      return this.#declined(s, decision.reason, decision.message, member, available);
+    }
+    try {
+      await this.#journalPurchase(request, "offline", info.version ?? 0);
+    } catch (err) {
+      this.#o.onStorageFailure(err as Error);
+      await this.#o.journal.closeIntent(request.key, "declined").catch(() => {});
+      return this.#declined(s, "storage", STORAGE_MESSAGE, member);
+    }
+    return this.#approved(s, member, request.key, available - s.amount, "offline");
+  }
+
+  async #journalPurchase(r: PaymentRequest, authorization: "online" | "offline", walletVersion: number | null) {
+    const body: PaymentBody = {
+      key: r.key,
+      memberId: r.memberId,
+      amount: r.amount,
+      currency: r.currency,
+      itemId: r.itemId,
+      authorization,
+      walletVersion: walletVersion ?? (await this.#o.wallets.info()).version ?? 0,
+    };
+    const at = new Date(r.at);
+    await this.#o.journal.append("payment", body, at, {
+      memberId: r.memberId,
+      day: localDay(at, (await this.#o.members.info()).timezone),
+    });
+    this.#o.onJournaled();
+  }
+
+  async #topup(s: Session, member: ReplicaMember, receipt: ReceiptFacts): Promise<PaymentResult> {
+    const terminal = this.#o.terminal!;
+    const key = randomUUID();
+    const at = this.#o.now();
+    try {
+      await this.#o.journal.recordIntent({
+        key,
+        kind: "topup",
+        memberId: member.id,
+        amount: s.amount,
+        currency: s.currency,
+        request: { amount: s.amount, currency: s.currency },
+        createdAt: at.toISOString(),
+      });
+    } catch (err) {
+      this.#o.onStorageFailure(err as Error);
+      return this.#declined(s, "storage", STORAGE_MESSAGE, member);
+    }
+    s.abort = new AbortController();
+    const outcome = await terminal.charge(
+      { amount: s.amount, currency: s.currency, reference: key },
+      { signal: s.abort.signal },
+    );
+    if (outcome.status !== "approved") {
+      await this.#o.journal.closeIntent(
+        key,
+        outcome.status === "declined" || outcome.status === "cancelled" ? "declined" : "abandoned",
+      );
+      const { reason, message } = terminalDecline(outcome);
+      return this.#declined(s, reason, message, member);
+    }
+    receipt.item = `Wallet top-up (${outcome.cardLabel})`;
+    const body: TopupBody = {
+      key,
+      memberId: member.id,
+      amount: s.amount,
+      currency: s.currency,
+      terminal: { reference: outcome.reference, approvalCode: outcome.approvalCode, cardLabel: outcome.cardLabel },
+    };
+    try {
+      await this.#o.journal.append("topup", body, at, {
+        memberId: member.id,
+        day: localDay(at, (await this.#o.members.info()).timezone),
+      });
+      this.#o.onJournaled();
+    } catch (err) {
+      // The card was charged and this kiosk cannot record it: staff must, with the terminal's reference.
+      this.#o.onStorageFailure(err as Error);
+      this.#o.logger.error({ key, terminalReference: outcome.reference }, "top-up charged but not journaled");
+      return this.#declined(
+        s,
+        "storage",
+        `Your card was charged but this kiosk cannot record the top-up. Please ask at the desk (reference ${outcome.reference}).`,
+        member,
+      );
+    }
+    const info = await this.#o.wallets.info();
+    const wallet = await this.#o.wallets.wallet(member.id);
+    const money = await this.#o.journal.memberMoney(member.id, info.appliedUpTo, "");
+    return this.#approved(s, member, key, wallet.balance - money.unsyncedSpend - money.pendingSpend, undefined);
+  }
+
+  #approved(
+    s: Session,
+    member: ReplicaMember,
+    id: string,
+    balance: number,
+    authorization: "online" | "offline" | undefined,
+  ): PaymentResult {
+    const money = (n: number) => formatMoney(n, s.currency);
+    const what = s.kind === "topup" ? `Topped up ${money(s.amount)}` : `Paid ${money(s.amount)}`;
+    return {
+      sessionId: s.id,
+      kind: s.kind,
+      outcome: "approved",
+      message: `${what}. New balance ${money(balance)}`,
+      name: member.name,
+      amount: s.amount,
+      currency: s.currency,
+      ...(s.itemName ? { itemName: s.itemName } : {}),
+      balance,
+      ...(authorization ? { authorization } : {}),
+      id,
+      at: this.#o.now().toISOString(),
+    };
+  }
+
+  #declined(s: Session, reason: string, message: string, member?: ReplicaMember, balance?: number): PaymentResult {
+    return {
+      sessionId: s.id,
+      kind: s.kind,
+      outcome: "declined",
+      message,
+      ...(member ? { name: member.name } : {}),
+      amount: s.amount,
+      currency: s.currency,
+      ...(s.itemName ? { itemName: s.itemName } : {}),
+      ...(balance !== undefined ? { balance } : {}),
+      reason,
+      at: this.#o.now().toISOString(),
+    };
+  }
+
+  #end(s: Session, reason: "cancelled" | "timeout"): void {
+    if (this.#session !== s) return;
+    this.#o.timers.clearTimeout(s.timer);
+    this.#session = undefined;
+    this.#o.onEnded(s.id, reason);
+  }
+}
+
+/** The largest amount a member may type in (minor units); item prices come from the price list. */
+const maxFreeAmount = 100_000;
+
+function checkedAmount(amount: unknown): number {
+  if (typeof amount !== "number" || !Number.isSafeInteger(amount) || amount < 1 || amount > maxFreeAmount) {
+    throw new PaymentInputError(`amount: expected an integer number of minor units from 1 to ${maxFreeAmount}`);
+  }
+  return amount;
+}
+
+function publicSession(s: Session): PaymentSession {
+  const { itemId: _itemId, timer: _timer, abort: _abort, ...rest } = s;
+  return { ...rest };
+}
+
+function terminalDecline(o: Exclude<TerminalOutcome, { status: "approved" }>): { reason: string; message: string } {
+  switch (o.status) {
+    case "declined":
+      return {
+        reason: "terminal-declined",
+        message: `The card was declined (${o.reason}). Nothing was added to your wallet.`,
+      };
+    case "timeout":
+      return {
+        reason: "terminal-timeout",
+        message:
+          "The card terminal did not confirm the payment. Nothing was added to your wallet; any hold on your card is released.",
+      };
+    case "disconnected":
+      return {
+        reason: "terminal-disconnected",
+        message:
+          "The card terminal stopped responding. Nothing was added to your wallet; any hold on your card is released.",
+      };
+    case "cancelled":
+      return { reason: "cancelled", message: "Top-up cancelled. Nothing was charged." };
+  }
+}

@@ -3,7 +3,9 @@
  * and cloud on real Postgres: taps the page's simulated reader, sees
  * "Welcome", and the check-in is in Postgres. Then the cloud goes away: the
  * page shows "Offline", still welcomes the next member, and the badge clears
- * and the row arrives when the cloud returns.
+ * and the row arrives when the cloud returns. And a member checks in, buys a
+ * coffee from her wallet, sees the new balance and the receipt, and the
+ * payment is a ledger row in Postgres.
  */
 import type { Browser, Page } from "playwright-core";
 import { suite } from "uvu";
@@ -19,7 +21,14 @@ let page: Page;
 
 it.before(
   loud("kiosk browser test setup", async () => {
-    site = new TestSite({ db: "pg", presence: "memory", broker: "aedes", kiosks: ["k1"], probes: [] });
+    site = new TestSite({
+      db: "pg",
+      presence: "memory",
+      broker: "aedes",
+      kiosks: ["k1"],
+      probes: [],
+      hardware: { k1: { printer: { type: "simulator" } } },
+    });
     await site.start();
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 800, height: 480 } });
@@ -75,6 +84,43 @@ it("with the cloud gone the page shows Offline and still welcomes; the badge cle
     "Grace's offline check-in in Postgres",
   );
   await page.screenshot({ path: `${site.dir}/../paylane-kiosk-e2e.png` });
+});
+
+it("a member checks in, buys a coffee, sees her new balance and the receipt; the payment is in the ledger", async () => {
+  await page.locator('[data-screen="attract"]').waitFor();
+  await tapInPage("04C0FFEE"); // Alan Turing, 1.50 in his wallet
+  await page.locator('[data-screen="welcome"]').waitFor();
+  await page.locator('[data-screen="attract"]').waitFor({ timeout: 15_000 });
+
+  await page.getByTestId("pay").click();
+  await page.getByTestId("item-water").click();
+  await page.getByText(/Tap your card to pay €1\.50/).waitFor();
+  await tapInPage("04C0FFEE");
+  await page.locator('[data-screen="approved"]').waitFor();
+  assert.is(((await page.getByTestId("balance").textContent()) ?? "").trim(), "New balance €0.00");
+  assert.match((await page.getByTestId("message").textContent()) ?? "", /Thank you, Alan Turing/);
+  assert.match((await page.getByTestId("amount").textContent()) ?? "", /€1\.50/);
+  // the kiosk's printer simulator took the receipt: the page says so
+  await page.getByTestId("receipt").waitFor();
+  assert.match((await page.getByTestId("receipt").textContent()) ?? "", /receipt/i);
+  const printed = site.kiosk("k1").peripherals.simulators.printer!.receipts.at(-1);
+  assert.match(JSON.stringify(printed), /PAYMENT/);
+  assert.match(JSON.stringify(printed), /Water/);
+  await page.screenshot({ path: `${site.dir}/../paylane-kiosk-payment-e2e.png` });
+
+  const { rows } = await site.db.query<{ kind: string; amount: number; balance_after: number; item_id: string }>(
+    "SELECT kind, amount, balance_after, item_id FROM ledger_entries WHERE site_id = $1 AND member_id = 'm-alan' ORDER BY n",
+    [site.site],
+  );
+  assert.equal(rows.at(-1), { kind: "purchase", amount: -150, balance_after: 0, item_id: "water" });
+
+  // and now the wallet is empty: the next coffee is declined, and the page says why
+  await page.locator('[data-screen="attract"]').waitFor({ timeout: 15_000 });
+  await page.getByTestId("pay").click();
+  await page.getByTestId("item-coffee").click();
+  await tapInPage("04C0FFEE");
+  await page.locator('[data-screen="declined"]').waitFor();
+  assert.match((await page.getByTestId("message").textContent()) ?? "", /Insufficient funds/);
 });
 
 it.run();

@@ -80,7 +80,7 @@ it("online: an item bought with a card is approved by the cloud with the new bal
   assert.is(r.outcome, "approved", r.message);
   assert.is(r.authorization, "online");
   assert.is(r.balance, 2250);
-  assert.match(r.message, /New balance €22\.50/);
+  assert.is(r.message, "Thank you, Ada Lovelace");
   await drained("k1");
   const rows = await ledger("m-ada");
   assert.equal(

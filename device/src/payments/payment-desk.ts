@@ -424,13 +424,12 @@ export class PaymentDesk {
     balance: number,
     authorization: "online" | "offline" | undefined,
   ): PaymentResult {
-    const money = (n: number) => formatMoney(n, s.currency);
-    const what = s.kind === "topup" ? `Topped up ${money(s.amount)}` : `Paid ${money(s.amount)}`;
     return {
       sessionId: s.id,
       kind: s.kind,
       outcome: "approved",
-      message: `${what}. New balance ${money(balance)}`,
+      // the screen shows amount, item and balance beside it; the sentence is for the person
+      message: s.kind === "topup" ? `Wallet topped up, ${member.name}` : `Thank you, ${member.name}`,
       name: member.name,
       amount: s.amount,
       currency: s.currency,

@@ -315,6 +315,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
           const known = await tx.query("SELECT 1 FROM members WHERE site_id = $1 AND id = $2", [site, params.member]);
           if (known.rows.length === 0) return problem(404, "Not found", `no member ${params.member} at site ${site}`);
         }
+        // A refusal aborts what the function did; the savepoint keeps the transaction usable to store the answer.
+        await tx.query("SAVEPOINT ledger_write");
         try {
           const posted = await write(tx);
           const { rows: entry } = await tx.query<LedgerRow>(
@@ -324,6 +326,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
           return { status: 201, body: toEntry(entry[0]!) };
         } catch (err) {
           if (!(err instanceof LedgerRefusal)) throw err;
+          await tx.query("ROLLBACK TO SAVEPOINT ledger_write");
           const status = err.code === "no-site" ? 404 : err.code === "not-refundable" ? 409 : 422;
           return problem(status, "Refused by the ledger", err.message);
         }

@@ -77,6 +77,7 @@ export class KioskDaemon {
   #wallets: WalletReplica | undefined;
   #payments: PaymentDesk | undefined;
   #terminal: TerminalSetup | undefined;
+  #paymentsCounter: Counter<"kind" | "outcome" | "authorization"> | undefined;
   #uplink: Uplink | undefined;
   #sync: ReplicaSync | undefined;
   #http: Listening | undefined;
@@ -174,6 +175,22 @@ export class KioskDaemon {
       help: "Card taps by outcome",
       labelNames: ["outcome"],
       registers: [this.metrics],
+    });
+    const payments = new Counter({
+      name: "paylane_device_payments_total",
+      help: "Payments and top-ups answered at this kiosk, by kind, outcome and authorization",
+      labelNames: ["kind", "outcome", "authorization"],
+      registers: [this.metrics],
+    });
+    this.#paymentsCounter = payments;
+    const daemon = this;
+    new Gauge({
+      name: "paylane_device_offline_exposure_minor",
+      help: "Offline payments approved here and not yet reconciled by the cloud, minor units of the site currency",
+      registers: [this.metrics],
+      collect: async function collect() {
+        this.set((await daemon.#payments?.exposure())?.offlineExposure ?? 0);
+      },
     });
     new Gauge({
       name: "paylane_device_journal_backlog",
@@ -535,6 +552,11 @@ export class KioskDaemon {
   }
 
   #paymentAnswered(result: PaymentResult, receipt: ReceiptFacts | undefined): void {
+    this.#paymentsCounter?.inc({
+      kind: result.kind,
+      outcome: result.outcome,
+      authorization: result.authorization ?? "none",
+    });
     const gpio = this.#hw?.gpio;
     if (result.outcome === "approved") gpio?.beep();
     else gpio?.refuse();

@@ -64,6 +64,7 @@ export function createApi(o: ApiOptions): Hono {
       registry: o.registry,
       now: o.now ?? (() => new Date()),
       jwtSecret: o.jwtSecret,
+      metrics: o.metrics,
     }),
   );
 

@@ -16,6 +16,7 @@ import {
   type Registry,
 } from "@paylane/protocol";
 import { Hono } from "hono";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
 import { authorizePayment } from "../ledger/authorize.ts";
@@ -43,6 +44,7 @@ export interface PaymentRoutesOptions {
   now: () => Date;
   /** Verifies operator tokens; unset: the operator routes answer 503. */
   jwtSecret?: string;
+  metrics: MetricsRegistry;
 }
 
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]{8,128}$/;
@@ -76,6 +78,12 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
   const viewer = operatorAuth(o.jwtSecret, "viewer");
   const operator = operatorAuth(o.jwtSecret, "operator");
   const admin = operatorAuth(o.jwtSecret, "admin");
+  const authorizations = new Counter({
+    name: "paylane_cloud_payment_authorizations_total",
+    help: "Online authorizations by answer: approved, declined (with reason), replayed, key-mismatch",
+    labelNames: ["answer", "reason"],
+    registers: [o.metrics],
+  });
 
   // ---- kiosks --------------------------------------------------------------
 
@@ -85,6 +93,13 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     const request = await jsonBody(c.req.raw, PaymentRequestSchema);
     if (request instanceof Response) return request;
     const outcome = await authorizePayment(o.db, { ...caller, request, now: o.now() });
+    if (outcome.kind === "mismatch") authorizations.inc({ answer: "key-mismatch", reason: "" });
+    else if (outcome.kind === "replayed") authorizations.inc({ answer: "replayed", reason: "" });
+    else
+      authorizations.inc({
+        answer: outcome.body.status,
+        reason: outcome.body.status === "declined" ? outcome.body.reason : "",
+      });
     return answer(outcome, request.key);
   });
 

@@ -14,14 +14,7 @@
  * in the cloud's ledger (online) or in the journal (offline).
  */
 import { randomUUID } from "node:crypto";
-import {
-  type Exposure,
-  formatMoney,
-  type PaymentBody,
-  type PaymentRequest,
-  type ReplicaMember,
-  type TopupBody,
-} from "@paylane/protocol";
+import type { Exposure, PaymentBody, PaymentRequest, ReplicaMember, TopupBody } from "@paylane/protocol";
 import type { Catalog, PaymentResult, PaymentSession } from "@paylane/ui/kiosk-api";
 import type { Logger } from "pino";
 import { localDay } from "../checkin-desk.ts";

@@ -245,10 +245,11 @@ Ledger("the wallet sync: whole, then only what changed, with the kiosk's applied
   await authorizePayment(ctx.db, { site: SITE, device: "k2", request: payment("m-b", 100), now: NOW });
   const delta = await walletSync(ctx.db, SITE, "k1", full!.version);
   assert.is(delta!.full, false);
-  assert.equal(
-    delta!.wallets.map((w) => [w.memberId, w.balance]),
-    [["m-b", 400]],
-  );
+  // A delta may repeat a wallet (a transaction elsewhere in the database, still open when the
+  // first sync read, holds the version back) but never misses one, and what it says is current.
+  const changed = new Map(delta!.wallets.map((w) => [w.memberId, w.balance]));
+  assert.is(changed.get("m-b"), 400);
+  if (changed.has("m-a")) assert.is(changed.get("m-a"), 1000);
   const future = await walletSync(ctx.db, SITE, "k1", full!.version + 1_000_000);
   assert.ok(future!.full, "a cursor from the future gets everything");
 });

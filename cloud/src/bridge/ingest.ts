@@ -207,6 +207,9 @@ export const INGEST_SQL = `WITH incoming AS (
   ins AS (
     INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
     SELECT site_id, device_id, seq, entry_id, kind, outcome, at, body::jsonb, $9 FROM incoming
+    -- payments lock their wallets (the ledger trigger) in member order, so two batches in flight
+    -- take the same wallets in the same order and cannot deadlock
+    ORDER BY CASE WHEN kind IN ('payment', 'topup') THEN body::jsonb ->> 'memberId' END NULLS FIRST, site_id, device_id, seq
     ON CONFLICT DO NOTHING
     RETURNING outcome
   ),

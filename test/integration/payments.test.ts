@@ -94,7 +94,10 @@ it("online: an item bought with a card is approved by the cloud with the new bal
   assert.is((await wallet("m-ada")).balance, 2250);
   // ops count them: the kiosk by outcome and authorization, the cloud by answer
   const kioskMetrics = await (await fetch(`http://127.0.0.1:${k1.port}/metrics`)).text();
-  assert.match(kioskMetrics, /paylane_device_payments_total\{kind="purchase",outcome="approved",authorization="online"\} 1/);
+  assert.match(
+    kioskMetrics,
+    /paylane_device_payments_total\{kind="purchase",outcome="approved",authorization="online"\} 1/,
+  );
   assert.match(kioskMetrics, /paylane_device_offline_exposure_minor 0/);
   const cloudMetrics = await (await fetch(`${site.cloud!.url}/metrics`)).text();
   assert.match(cloudMetrics, /paylane_cloud_payment_authorizations_total\{answer="approved",reason=""\} 1/);

@@ -39,8 +39,9 @@
  * (60000: no ack progress for this long fails the run). Everything lives in
  * its own schema `bench_<random>`, dropped at the end.
  */
+
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -49,6 +50,7 @@ import { type DeviceConfigInput, parseDeviceConfig } from "@paylane/device";
 import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
+import { dropBenchState } from "./lib/cleanup.ts";
 import { meterCpu } from "./lib/cpu.ts";
 import { type IngestBaseline, measureIngest } from "./lib/drain-ingest.ts";
 import type { FillResult } from "./lib/drain-journal.ts";
@@ -532,13 +534,7 @@ async function main(): Promise<number> {
     for (const k of running.kiosks.values()) await k.stop({ type: "stop" }).catch(() => {});
     await running.cloud?.stop().catch(() => {});
     await running.gateway?.stop({ type: "stop" }).catch(() => {});
-    if (db) {
-      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch((err: Error) => {
-        process.stderr.write(`could not drop schema ${schema}: ${err.message}\n`);
-      });
-      await db.close().catch(() => {});
-    }
-    await rm(dir, { recursive: true, force: true });
+    await dropBenchState(db, schema, dir);
   }
 }
 

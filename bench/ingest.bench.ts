@@ -26,9 +26,10 @@
  * phase (this process: devices, aedes and cloud) for Chrome DevTools.
  * Everything lives in its own schema `bench_<random>`, dropped at the end.
  */
+
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,6 +47,7 @@ import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import type pg from "pg";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
+import { dropBenchState } from "./lib/cleanup.ts";
 import { meterCpu } from "./lib/cpu.ts";
 import type { FleetIn, FleetOut } from "./lib/fleet-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
@@ -468,13 +470,7 @@ async function main(): Promise<number> {
     await running.cloud?.stop().catch(() => {});
     await running.gateway?.stop({ type: "stop" }).catch(() => {});
     await raw?.end().catch(() => {});
-    if (db) {
-      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch((err: Error) => {
-        process.stderr.write(`could not drop schema ${schema}: ${err.message}\n`);
-      });
-      await db.close().catch(() => {});
-    }
-    await rm(dir, { recursive: true, force: true });
+    await dropBenchState(db, schema, dir);
   }
 }
 

@@ -46,9 +46,10 @@
  * API phase (this process: the cloud) for Chrome DevTools. Everything
  * lives in its own schema `bench_pay_<random>`, dropped at the end.
  */
+
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,6 +68,7 @@ import {
 import { hashSecret, type PaymentRequest, Registry, type RegistryFile } from "@paylane/protocol";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
+import { dropBenchState } from "./lib/cleanup.ts";
 import { meterCpu } from "./lib/cpu.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import type { KiosksIn, KiosksOut, ReplayResult, RunResult } from "./lib/payments-kiosks-process.ts";
@@ -695,13 +697,7 @@ async function main(): Promise<number> {
     await running.gateway?.stop({ type: "stop" }).catch(() => {});
     await running.rawDb?.db.close().catch(() => {});
     const db = running.cloudDb?.db;
-    if (db) {
-      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch((err: Error) => {
-        process.stderr.write(`could not drop schema ${schema}: ${err.message}\n`);
-      });
-      await db.close().catch(() => {});
-    }
-    await rm(dir, { recursive: true, force: true });
+    await dropBenchState(db, schema, dir);
   }
 }
 

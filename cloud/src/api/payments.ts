@@ -15,7 +15,7 @@ import {
   problemResponse,
   type Registry,
 } from "@paylane/protocol";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
@@ -223,57 +223,36 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
 
   // ---- operators: writes ---------------------------------------------------
 
-  app.post("/api/v1/wallets/:site/:member/topups", operator, async (c) => {
-    const { site, member } = c.req.param();
-    const denied = siteDenied(c, site);
-    if (denied) return denied;
-    const key = idempotencyKey(c.req.header("idempotency-key"));
-    if (key instanceof Response) return key;
-    const body = await jsonBody(c.req.raw, TopupSchema);
-    if (body instanceof Response) return body;
-    const sub = c.var.operator.sub;
-    const outcome = await operatorWrite(site, sub, key, { op: "topup", member, ...body }, (tx) =>
-      post(tx, {
-        site,
-        memberId: member,
-        kind: "topup",
-        amount: body.amount,
-        currency: body.currency,
-        requestKey: operatorRequestKey(sub, key),
-        origin: { operator: sub },
-        note: body.note,
-        at: o.now(),
-        recordedAt: o.now(),
-      }),
-    );
-    return answer(outcome, key);
-  });
-
-  app.post("/api/v1/wallets/:site/:member/adjustments", admin, async (c) => {
-    const { site, member } = c.req.param();
-    const denied = siteDenied(c, site);
-    if (denied) return denied;
-    const key = idempotencyKey(c.req.header("idempotency-key"));
-    if (key instanceof Response) return key;
-    const body = await jsonBody(c.req.raw, AdjustmentSchema);
-    if (body instanceof Response) return body;
-    const sub = c.var.operator.sub;
-    const outcome = await operatorWrite(site, sub, key, { op: "adjustment", member, ...body }, (tx) =>
-      post(tx, {
-        site,
-        memberId: member,
-        kind: "adjustment",
-        amount: body.amount,
-        currency: body.currency,
-        requestKey: operatorRequestKey(sub, key),
-        origin: { operator: sub },
-        note: body.note,
-        at: o.now(),
-        recordedAt: o.now(),
-      }),
-    );
-    return answer(outcome, key);
-  });
+  /** An operator's credit or correction to one wallet: a top-up (operator) or an adjustment (admin). */
+  const walletWrite =
+    (kind: "topup" | "adjustment", schema: typeof TopupSchema | typeof AdjustmentSchema) =>
+    async (c: Context<OperatorEnv>) => {
+      const { site, member } = c.req.param() as { site: string; member: string };
+      const denied = siteDenied(c, site);
+      if (denied) return denied;
+      const key = idempotencyKey(c.req.header("idempotency-key"));
+      if (key instanceof Response) return key;
+      const body = await jsonBody(c.req.raw, schema);
+      if (body instanceof Response) return body;
+      const sub = c.var.operator.sub;
+      const outcome = await operatorWrite(site, sub, key, { op: kind, member, ...body }, (tx) =>
+        post(tx, {
+          site,
+          memberId: member,
+          kind,
+          amount: body.amount,
+          currency: body.currency,
+          requestKey: operatorRequestKey(sub, key),
+          origin: { operator: sub },
+          note: body.note,
+          at: o.now(),
+          recordedAt: o.now(),
+        }),
+      );
+      return answer(outcome, key);
+    };
+  app.post("/api/v1/wallets/:site/:member/topups", operator, walletWrite("topup", TopupSchema));
+  app.post("/api/v1/wallets/:site/:member/adjustments", admin, walletWrite("adjustment", AdjustmentSchema));
 
   app.post("/api/v1/payments/:id/refunds", operator, async (c) => {
     const id = c.req.param("id");

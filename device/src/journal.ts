@@ -229,6 +229,10 @@ export class Journal {
       "DELETE FROM journal WHERE seq <= (SELECT acked_up_to FROM meta WHERE one = 1) AND at < ? RETURNING seq",
       [before.toISOString()],
     );
+    // Settled payment intents go with them; a pending one stays until its outcome is known.
+    await this.#db.run("DELETE FROM payment_intents WHERE state <> 'pending' AND created_at < ?", [
+      before.toISOString(),
+    ]);
     return rows.length;
   }
 

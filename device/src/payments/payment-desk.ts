@@ -167,6 +167,8 @@ export class PaymentDesk {
     if (s?.state !== "awaiting-card") throw new PaymentBusyError("no payment is waiting for a card");
     this.#o.timers.clearTimeout(s.timer);
     s.state = s.kind === "topup" ? "awaiting-terminal" : "authorizing";
+    // a top-up can be cancelled until the terminal answers: from now, not only once the charge started
+    if (s.kind === "topup") s.abort = new AbortController();
     this.#o.onSession(publicSession(s));
     let result: PaymentResult;
     let receipt: ReceiptFacts | undefined;
@@ -366,11 +368,10 @@ export class PaymentDesk {
       this.#o.onStorageFailure(err as Error);
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
-    s.abort = new AbortController();
-    const outcome = await terminal.charge(
-      { amount: s.amount, currency: s.currency, reference: key },
-      { signal: s.abort.signal },
-    );
+    const signal = s.abort?.signal;
+    const outcome: TerminalOutcome = signal?.aborted
+      ? { status: "cancelled" }
+      : await terminal.charge({ amount: s.amount, currency: s.currency, reference: key }, { signal });
     if (outcome.status !== "approved") {
       await this.#o.journal.closeIntent(
         key,

@@ -6,6 +6,7 @@
  */
 import { DEMO_MEMBERS } from "@paylane/cloud";
 import { type Telemetry, topics } from "@paylane/protocol";
+import type { ReceiptNotice } from "@paylane/ui/kiosk-api";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
@@ -74,9 +75,14 @@ async function cloudBack(): Promise<void> {
 
 it("online: an item bought with a card is approved by the cloud with the new balance, and posted once", async () => {
   const k1 = site.kiosk("k1");
+  const receipts: ReceiptNotice[] = [];
+  k1.events.on("receipt", (n) => receipts.push(n));
   const session = await k1.payments.start({ kind: "purchase", itemId: "coffee" });
   assert.is(session.amount, 250);
   const r = await k1.tapToPay(card("m-ada"));
+  // this kiosk has no printer: the receipt is offered on screen as a QR code of the payment key
+  const notice = await site.signal.until(() => receipts.find((n) => n.id === r.id), "the receipt notice");
+  assert.ok(!notice.printed && notice.qr.startsWith("data:image/svg+xml;base64,"));
   assert.is(r.outcome, "approved", r.message);
   assert.is(r.authorization, "online");
   assert.is(r.balance, 2250);

@@ -9,7 +9,7 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Journal, KioskDaemon, parseDeviceConfig, Replica } from "@paylane/device";
+import { Journal, KioskDaemon, parseDeviceConfig, Replica, WalletReplica } from "@paylane/device";
 import type { KioskState } from "@paylane/ui/kiosk-api";
 import { pino } from "pino";
 import { test } from "uvu";
@@ -26,7 +26,7 @@ function fillable(journal: Journal, full: { on: boolean; appends: number }): Jou
   const diskFull = () => Object.assign(new Error("SQLITE_FULL: database or disk is full"), { code: "SQLITE_FULL" });
   return new Proxy(journal, {
     get(target, prop) {
-      if (prop === "append" && full.on) {
+      if ((prop === "append" || prop === "recordIntent") && full.on) {
         return async () => {
           full.appends++;
           throw diskFull();
@@ -99,6 +99,74 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
     console.log(
       `disk full: ${full.appends} appends refused and never reported done; recovered by a probe write; next seq ${welcome.seq}`,
     );
+  } finally {
+    await daemon.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("disk full at the till: a payment is declined before anything is asked or charged, then works again", async () => {
+  const root = await mkdtemp(join(tmpdir(), "paylane-disk-full-pay-"));
+  const dataDir = join(root, "k1");
+  await mkdir(dataDir, { recursive: true });
+  const replica = await Replica.open(join(dataDir, "replica.db"));
+  await replica.replace({ site: "s1", version: 2, timezone: "UTC", siteName: "Venue", members: MEMBERS }, new Date());
+  await replica.close();
+  const wallets = await WalletReplica.open(join(dataDir, "wallets.db"));
+  await wallets.apply(
+    {
+      site: "s1",
+      full: true,
+      version: 10,
+      currency: "EUR",
+      limits: { perPayment: 2000, perCardDaily: 5000, kioskExposure: 20_000 },
+      items: [{ id: "coffee", name: "Coffee", price: 250 }],
+      wallets: [{ memberId: "m-ada", balance: 1000, offlineBlocked: false }],
+      appliedUpTo: 0,
+    },
+    null,
+    new Date(),
+  );
+  await wallets.close();
+
+  const full = { on: false, appends: 0 };
+  const daemon = new KioskDaemon({
+    config: parseDeviceConfig({
+      site: "s1",
+      device: "k1",
+      secret: "disk-full-secret-0123456",
+      mqttUrl: "mqtt://127.0.0.1:9",
+      cloudUrl: "http://127.0.0.1:9",
+      dataDir,
+      http: { host: "127.0.0.1", port: 0 },
+      reader: { type: "pn532-simulator", pollIntervalMs: 5 },
+      storageProbeMs: 100,
+    }),
+    logger: pino({ level: "silent" }),
+    openJournal: async (path) => fillable(await Journal.open(path), full),
+  });
+  await daemon.start();
+  try {
+    full.on = true;
+    await daemon.payments.start({ kind: "purchase", itemId: "coffee" });
+    const refused = await daemon.tapToPay("04A2B3C4");
+    assert.is(refused.outcome, "declined");
+    assert.is(refused.reason, "storage");
+    assert.is(refused.message, "This kiosk cannot record payments right now. You have not been charged.");
+    assert.is(full.appends, 1, "the intent write was tried, and nothing went further");
+    assert.equal(await daemon.payments.exposure(), {
+      currency: "EUR",
+      offlineExposure: 0,
+      offlinePayments: 0,
+      cap: 20_000,
+    });
+
+    full.on = false;
+    await daemon.payments.start({ kind: "purchase", itemId: "coffee" });
+    const paid = await daemon.tapToPay("04A2B3C4");
+    assert.is(paid.outcome, "approved", paid.message);
+    assert.is(paid.authorization, "offline");
+    assert.is(paid.balance, 750);
   } finally {
     await daemon.stop();
     await rm(root, { recursive: true, force: true });

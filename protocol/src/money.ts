@@ -19,31 +19,5 @@ export const SignedAmountSchema = z.number().int().safe();
 export const MoneySchema = z.object({ amount: SignedAmountSchema, currency: CurrencySchema });
 export type Money = z.infer<typeof MoneySchema>;
 
-const formats = new Map<string, Intl.NumberFormat>();
-
-function format(currency: string, locale: string): Intl.NumberFormat {
-  const key = `${locale}\u0000${currency}`;
-  let f = formats.get(key);
-  if (!f) {
-    f = new Intl.NumberFormat(locale, { style: "currency", currency });
-    formats.set(key, f);
-  }
-  return f;
-}
-
-/** Digits after the decimal point of `currency` (2 for EUR, 0 for JPY, 3 for KWD). */
-export function minorDigits(currency: string): number {
-  return format(currency, "en").resolvedOptions().maximumFractionDigits ?? 2;
-}
-
-/** "€2.50" for (250, "EUR"): the only place minor units become a decimal, and only for display. */
-export function formatMoney(amount: number, currency: string, locale = "en"): string {
-  const digits = minorDigits(currency);
-  // Exact: the integer is split, not divided as a float.
-  const negative = amount < 0;
-  const abs = Math.abs(amount);
-  const major = Math.trunc(abs / 10 ** digits);
-  const minor = abs - major * 10 ** digits;
-  const text = digits === 0 ? `${major}` : `${major}.${String(minor).padStart(digits, "0")}`;
-  return format(currency, locale).format(Number(`${negative ? "-" : ""}${text}`));
-}
+// Formatting lives apart, free of zod, so the kiosk UI can bundle it too.
+export { formatMoney, minorDigits } from "./money-format.ts";

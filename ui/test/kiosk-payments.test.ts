@@ -9,74 +9,13 @@
  * Waits on the DOM with Playwright's waiting; the 60 s idle timeout runs on
  * Playwright's fake clock. Never sleeps.
  */
-import type { Browser, Page } from "playwright-core";
-import { suite } from "uvu";
+import type { Page } from "playwright-core";
 import * as assert from "uvu/assert";
-import { launchChromium } from "../../test/support/browser.ts";
 import type { PaymentResult, PaymentSession } from "../src/kiosk-api.ts";
-import { FakeDaemon } from "./fake-daemon.ts";
-import { buildKiosk, exactly, seeScreen, VIEWPORT } from "./kiosk-harness.ts";
+import { type KioskCtx as Ctx, exactly, kioskSuite, seeScreen, syncLive } from "./kiosk-harness.ts";
 
-interface Ctx {
-  browser: Browser;
-  daemon: FakeDaemon;
-  base: string;
-  page: Page;
-  removeBuild: () => Promise<void>;
-  /** Uncaught page errors and console errors (CSP violations among them). */
-  errors: string[];
-}
-
-const test = suite<Ctx>("kiosk payments");
-
-test.before(async (ctx) => {
-  await setUp(ctx).catch((err: unknown) => {
-    // uvu swallows errors thrown by hooks; say why nothing ran.
-    console.error("\nkiosk payments test setup failed:", err);
-    process.exitCode = 1;
-    throw err;
-  });
-});
-
-async function setUp(ctx: Ctx): Promise<void> {
-  const build = await buildKiosk();
-  ctx.removeBuild = build.remove;
-  ctx.daemon = new FakeDaemon(build.dir);
-  ctx.base = await ctx.daemon.start();
-  ctx.browser = await launchChromium();
-}
-
-test.after(async (ctx) => {
-  await ctx.browser?.close();
-  await ctx.daemon?.stop();
-  await ctx.removeBuild?.();
-});
-
-test.before.each(async (ctx) => {
-  ctx.daemon.reset();
-  ctx.errors = [];
-  ctx.page = await ctx.browser.newPage({ viewport: VIEWPORT });
-  ctx.page.setDefaultTimeout(5000);
-  ctx.page.on("pageerror", (err) => ctx.errors.push(err.message));
-  ctx.page.on("console", (msg) => {
-    // Chromium logs every 4xx answer; the refusals these tests provoke are expected.
-    if (msg.type() === "error" && !/status of (400|409|503)/.test(msg.text())) ctx.errors.push(msg.text());
-  });
-});
-
-test.after.each(async (ctx) => {
-  await ctx.page.close();
-});
-
-/** A test that also fails on page errors (checked here: uvu swallows errors thrown by hooks). */
-function it(name: string, fn: (ctx: Ctx) => Promise<void>): void {
-  test(name, async (ctx) => {
-    const started = Date.now();
-    await fn(ctx);
-    if (process.env.TIMINGS) console.log(`  ${Date.now() - started} ms  ${name}`);
-    assert.equal(ctx.errors, [], "no page errors");
-  });
-}
+// Chromium logs every 4xx answer; the refusals these tests provoke are expected.
+const { test, it } = kioskSuite("kiosk payments", /status of (400|409|503)/);
 
 /** Load the UI, count shown payment results in `window.paymentResults`, set result-ms / idle-ms. */
 async function open(ctx: Ctx, attrs: { resultMs?: number; idleMs?: number } = {}): Promise<void> {
@@ -94,15 +33,6 @@ async function open(ctx: Ctx, attrs: { resultMs?: number; idleMs?: number } = {}
 
 async function shownPaymentResults(page: Page): Promise<number> {
   return page.evaluate(() => (window as unknown as { paymentResults: unknown[] }).paymentResults.length);
-}
-
-/** A WS round trip: once the UI shows this backlog, every earlier message on the socket was handled. */
-async function syncLive(ctx: Ctx, backlog: number): Promise<void> {
-  ctx.daemon.setState({ backlog });
-  await ctx.page
-    .getByTestId("backlog")
-    .filter({ hasText: `Backlog ${backlog}` })
-    .waitFor();
 }
 
 /** The text of a test id, trimmed. */

@@ -7,81 +7,16 @@
  * Needs Chromium at /usr/bin/chromium (Debian's `chromium` package), or CHROMIUM=path.
  * Waits on the DOM with Playwright's waiting; never sleeps.
  */
-import type { Browser, Page } from "playwright-core";
-import { suite } from "uvu";
+import type { Page } from "playwright-core";
 import * as assert from "uvu/assert";
-import { launchChromium } from "../../test/support/browser.ts";
 import type { TapResult } from "../src/kiosk-api.ts";
-import { FakeDaemon } from "./fake-daemon.ts";
-import { buildKiosk, VIEWPORT, seeScreen as waitForScreen } from "./kiosk-harness.ts";
+import { type KioskCtx as Ctx, kioskSuite, syncLive, seeScreen as waitForScreen } from "./kiosk-harness.ts";
 
 type Screen = "starting" | "attract" | TapResult["outcome"];
 
-interface Ctx {
-  browser: Browser;
-  daemon: FakeDaemon;
-  base: string;
-  page: Page;
-  removeBuild: () => Promise<void>;
-  /** Uncaught page errors and console errors (CSP violations among them). */
-  errors: string[];
-}
-
-const test = suite<Ctx>("kiosk UI");
-
-test.before(async (ctx) => {
-  await setUp(ctx).catch((err: unknown) => {
-    // uvu swallows errors thrown by hooks; say why nothing ran.
-    console.error("\nkiosk UI test setup failed:", err);
-    process.exitCode = 1;
-    throw err;
-  });
-});
-
-async function setUp(ctx: Ctx): Promise<void> {
-  // Always test the current source, not whatever dist was left behind.
-  const build = await buildKiosk();
-  ctx.removeBuild = build.remove;
-  ctx.daemon = new FakeDaemon(build.dir);
-  ctx.base = await ctx.daemon.start();
-  ctx.browser = await launchChromium();
-}
-
-test.after(async (ctx) => {
-  await ctx.browser?.close();
-  await ctx.daemon?.stop();
-  await ctx.removeBuild?.();
-});
-
-test.before.each(async (ctx) => {
-  ctx.daemon.reset();
-  ctx.errors = [];
-  ctx.page = await ctx.browser.newPage({ viewport: VIEWPORT });
-  ctx.page.setDefaultTimeout(5000);
-  ctx.page.on("pageerror", (err) => ctx.errors.push(err.message));
-  ctx.page.on("console", (msg) => {
-    // Chromium logs each refused WebSocket connection (expected while the daemon is "down")
-    // and each 400 answer (expected from the problem+json test).
-    if (msg.type() === "error" && !/^WebSocket connection|status of 400/.test(msg.text())) ctx.errors.push(msg.text());
-  });
-});
-
-test.after.each(async (ctx) => {
-  await ctx.page.close();
-});
-
-/**
- * A test that also fails on page errors. (Checked here, not in an after.each
- * hook: uvu swallows errors thrown by hooks.)
- */
-function it(name: string, fn: (ctx: Ctx) => Promise<void>): void {
-  test(name, async (ctx) => {
-    const started = Date.now();
-    await fn(ctx);
-    if (process.env.TIMINGS) console.log(`  ${Date.now() - started} ms  ${name}`);
-    assert.equal(ctx.errors, [], "no page errors");
-  });
-}
+// Chromium logs each refused WebSocket connection (expected while the daemon is "down")
+// and each 400 answer (expected from the problem+json test).
+const { test, it } = kioskSuite("kiosk UI", /^WebSocket connection|status of 400/);
 
 /** Load the UI, count shown results in `window.results`, optionally set result-ms. */
 async function open(ctx: Ctx, resultMs?: number): Promise<void> {
@@ -101,15 +36,6 @@ async function shownResults(page: Page): Promise<number> {
 /** Wait for a screen showing exactly this message. */
 function seeScreen(page: Page, screen: Screen, message?: string): Promise<void> {
   return waitForScreen(page, screen, message);
-}
-
-/** A WS round trip: once the UI shows this backlog, every earlier message on the socket was handled. */
-async function syncLive(ctx: Ctx, backlog: number): Promise<void> {
-  ctx.daemon.setState({ backlog });
-  await ctx.page
-    .getByTestId("backlog")
-    .filter({ hasText: `Backlog ${backlog}` })
-    .waitFor();
 }
 
 function result(outcome: TapResult["outcome"], extra: Partial<TapResult> = {}): TapResult {

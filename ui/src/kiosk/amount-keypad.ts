@@ -2,7 +2,7 @@ import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
 import { deleteDigit, formatMoney, typeDigit } from "./money.ts";
 import type { PaymentChoice } from "./payment-flow.ts";
-import { touchStyles } from "./touch-styles.ts";
+import { choicePageStyles, touchStyles } from "./touch-styles.ts";
 
 const DIGITS = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
 
@@ -18,22 +18,13 @@ const DIGITS = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
 export class AmountKeypad extends LitElement {
   static override styles = css`
     ${touchStyles}
+    ${choicePageStyles}
     :host {
-      display: flex;
-      flex-direction: column;
       gap: clamp(0.4rem, 2vh, 1rem);
-      height: 100%;
-      box-sizing: border-box;
-      padding: clamp(0.5rem, 2vh, 1rem) clamp(0.75rem, 3vw, 2rem);
-      background: #000;
-      color: #fff;
     }
     h1 {
-      margin: 0;
       /* the offline badge sits in the top right corner */
       padding-right: 7rem;
-      font-size: clamp(1.5rem, 4.5vw, 2.75rem);
-      font-weight: 800;
     }
     .body {
       flex: 1;

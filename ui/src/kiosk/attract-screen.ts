@@ -1,16 +1,8 @@
-import { css, html, LitElement, nothing, svg } from "lit";
+import { css, html, LitElement, nothing } from "lit";
 import { customElement, property } from "lit/decorators.js";
 import type { KioskState, PaymentKind } from "../kiosk-api.ts";
+import { contactless } from "./icons.ts";
 import { touchStyles } from "./touch-styles.ts";
-
-/** Contactless symbol, inline so the kiosk needs no fonts or files beyond its bundle. */
-const contactless = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="5" stroke-linecap="round">
-  <g transform="translate(-3 0)">
-    <path d="M20 22a14 14 0 0 1 0 20" />
-    <path d="M30 14a26 26 0 0 1 0 36" />
-    <path d="M40 6a38 38 0 0 1 0 52" />
-  </g>
-</svg>`;
 
 /**
  * The idle screen: one instruction, readable at arm's length. Tapping a card

@@ -1,49 +1,9 @@
 /**
  * Money on screen: amounts arrive as integer minor units (cents) with an ISO
- * 4217 currency and stay integers. The only decimal ever made is the string
- * handed to Intl.NumberFormat, built by splitting the integer's digits, so no
- * float arithmetic touches an amount.
+ * 4217 currency and stay integers. Formatting is protocol's (zod-free, so
+ * the bundle stays small); the keypad's arithmetic is the kiosk's own.
  */
-
-/** The kiosk speaks English today; prices read "€2.50". */
-const LOCALE = "en";
-
-const formats = new Map<string, Intl.NumberFormat>();
-
-function formatter(currency: string, locale: string): Intl.NumberFormat {
-  const key = `${locale}|${currency}`;
-  let f = formats.get(key);
-  if (!f) {
-    f = new Intl.NumberFormat(locale, { style: "currency", currency });
-    formats.set(key, f);
-  }
-  return f;
-}
-
-/** Digits after the decimal point of `currency`: 2 for EUR, 0 for JPY, 3 for KWD. */
-export function minorDigits(currency: string): number {
-  return formatter(currency, LOCALE).resolvedOptions().maximumFractionDigits ?? 2;
-}
-
-/**
- * "€2.50" for (250, "EUR"), "¥250" for (250, "JPY"). A currency code the
- * browser does not know, or an amount that is not a safe integer, is shown
- * plainly ("250 XXX minor units" would mislead less than a wrong price).
- */
-export function formatMoney(amount: number, currency: string, locale: string = LOCALE): string {
-  if (!Number.isSafeInteger(amount)) return `${amount} ${currency}`;
-  let f: Intl.NumberFormat;
-  try {
-    f = formatter(currency, locale);
-  } catch {
-    return `${amount} ${currency} (minor units)`;
-  }
-  const digits = f.resolvedOptions().maximumFractionDigits ?? 2;
-  const sign = amount < 0 ? "-" : "";
-  const text = String(Math.abs(amount)).padStart(digits + 1, "0");
-  const decimal = digits === 0 ? text : `${text.slice(0, -digits)}.${text.slice(-digits)}`;
-  return f.format(`${sign}${decimal}` as Intl.StringNumericLiteral);
-}
+export { formatMoney, minorDigits } from "@paylane/protocol/money-format";
 
 /**
  * The amount keypad, cash-register style: each digit typed shifts the amount

@@ -3,7 +3,7 @@ import { customElement, property } from "lit/decorators.js";
 import type { Catalog, PaymentKind } from "../kiosk-api.ts";
 import { formatMoney } from "./money.ts";
 import type { PaymentChoice } from "./payment-flow.ts";
-import { touchStyles } from "./touch-styles.ts";
+import { choicePageStyles, touchStyles } from "./touch-styles.ts";
 
 /**
  * What to pay: the price list and "Other amount" (`purchase`), or the
@@ -19,15 +19,9 @@ import { touchStyles } from "./touch-styles.ts";
 export class PayMenu extends LitElement {
   static override styles = css`
     ${touchStyles}
+    ${choicePageStyles}
     :host {
-      display: flex;
-      flex-direction: column;
       gap: clamp(0.5rem, 2vh, 1rem);
-      height: 100%;
-      box-sizing: border-box;
-      padding: clamp(0.5rem, 2vh, 1rem) clamp(0.75rem, 3vw, 2rem);
-      background: #000;
-      color: #fff;
     }
     header {
       display: flex;
@@ -35,11 +29,6 @@ export class PayMenu extends LitElement {
       gap: 1rem;
       /* the offline badge sits in the top right corner */
       padding-right: 7rem;
-    }
-    h1 {
-      margin: 0;
-      font-size: clamp(1.5rem, 4.5vw, 2.75rem);
-      font-weight: 800;
     }
     .choices {
       flex: 1;

@@ -1,15 +1,10 @@
-import { css, html, LitElement, nothing, type SVGTemplateResult, svg } from "lit";
+import { css, html, LitElement, nothing } from "lit";
 import { customElement, property } from "lit/decorators.js";
 import type { PaymentResult, ReceiptNotice } from "../kiosk-api.ts";
+import { cross, tick } from "./icons.ts";
 import { formatMoney } from "./money.ts";
 import { receiptStyles, renderReceipt } from "./receipt.ts";
-
-const icon = (path: SVGTemplateResult) =>
-  svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="6" stroke-linecap="round" stroke-linejoin="round">
-    <circle cx="32" cy="32" r="28" stroke-width="4" />${path}</svg>`;
-
-const tick = icon(svg`<path d="M19 33l9 9 17-19" />`);
-const cross = icon(svg`<path d="M22 22l20 20M42 22L22 42" />`);
+import { type MessageSize, messageSize, messageStyles, tones } from "./result-styles.ts";
 
 /**
  * What a decline means for the member, in the UI's words. The daemon's
@@ -46,15 +41,15 @@ export class PaymentResultScreen extends LitElement {
     :host {
       display: block;
       height: 100%;
+      --message-l: clamp(2.25rem, 7vw, 5.5rem);
+      --message-m: clamp(1.75rem, 5vw, 4rem);
+      --message-s: clamp(1.4rem, 4vw, 3rem);
     }
-    /* The check-in screens' colours: at least 7:1 contrast with white (WCAG AAA). */
     :host([outcome="approved"]) {
-      background: #0a5c2b;
-      color: #fff;
+      ${tones.done}
     }
     :host([outcome="declined"]) {
-      background: #8e0015;
-      color: #fff;
+      ${tones.refused}
     }
     .body {
       display: flex;
@@ -73,20 +68,7 @@ export class PaymentResultScreen extends LitElement {
       height: auto;
       flex: none;
     }
-    h1 {
-      margin: 0;
-      font-size: clamp(2.25rem, 7vw, 5.5rem);
-      line-height: 1.05;
-      font-weight: 800;
-      overflow-wrap: anywhere;
-      text-wrap: balance;
-    }
-    :host([size="m"]) h1 {
-      font-size: clamp(1.75rem, 5vw, 4rem);
-    }
-    :host([size="s"]) h1 {
-      font-size: clamp(1.4rem, 4vw, 3rem);
-    }
+    ${messageStyles}
     p {
       margin: 0;
       font-size: clamp(1.1rem, 3.2vw, 2.25rem);
@@ -119,12 +101,11 @@ export class PaymentResultScreen extends LitElement {
   /** This result's receipt, once the printer has answered. */
   @property({ attribute: false }) receipt: ReceiptNotice | undefined;
   @property({ reflect: true }) outcome: PaymentResult["outcome"] | undefined;
-  @property({ reflect: true }) size: "l" | "m" | "s" = "l";
+  @property({ reflect: true }) size: MessageSize = "l";
 
   override willUpdate(): void {
     this.outcome = this.result?.outcome;
-    const length = this.result?.message.length ?? 0;
-    this.size = length <= 22 ? "l" : length <= 40 ? "m" : "s";
+    this.size = messageSize(this.result?.message ?? "");
   }
 
   override render() {

@@ -1,16 +1,9 @@
 import { css, html, LitElement, nothing, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
 import type { PaymentSession } from "../kiosk-api.ts";
+import { contactless } from "./icons.ts";
 import { formatMoney } from "./money.ts";
 import { touchStyles } from "./touch-styles.ts";
-
-const contactless = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="5" stroke-linecap="round">
-  <g transform="translate(-3 0)">
-    <path d="M20 22a14 14 0 0 1 0 20" />
-    <path d="M30 14a26 26 0 0 1 0 36" />
-    <path d="M40 6a38 38 0 0 1 0 52" />
-  </g>
-</svg>`;
 
 const terminal = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="4" stroke-linejoin="round">
   <rect x="16" y="4" width="32" height="56" rx="5" />

@@ -1,7 +1,9 @@
 import { css, html, LitElement, nothing, type SVGTemplateResult, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
 import type { ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
+import { cross, resultIcon, tick } from "./icons.ts";
 import { receiptStyles, renderReceipt } from "./receipt.ts";
+import { type MessageSize, messageSize, messageStyles, tones } from "./result-styles.ts";
 
 interface View {
   icon: SVGTemplateResult;
@@ -9,13 +11,7 @@ interface View {
   hint?: string;
 }
 
-const icon = (path: SVGTemplateResult) =>
-  svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="6" stroke-linecap="round" stroke-linejoin="round">
-    <circle cx="32" cy="32" r="28" stroke-width="4" />${path}</svg>`;
-
-const tick = icon(svg`<path d="M19 33l9 9 17-19" />`);
-const cross = icon(svg`<path d="M22 22l20 20M42 22L22 42" />`);
-const question = icon(svg`<path d="M24 25a8 8 0 1 1 11 7.5c-2 1-3 2.5-3 4.5v1" /><path d="M32 46v.5" />`);
+const question = resultIcon(svg`<path d="M24 25a8 8 0 1 1 11 7.5c-2 1-3 2.5-3 4.5v1" /><path d="M32 46v.5" />`);
 
 /**
  * What to say for each outcome. Fixed sentences are the UI's to word (and one
@@ -50,44 +46,29 @@ export class ResultScreen extends LitElement {
       padding: 0 5vw;
       box-sizing: border-box;
       text-align: center;
+      /* Longer names and reasons step down so they still fit a 7" screen in two or three lines. */
+      --message-l: clamp(2.5rem, 8.5vw, 7rem);
+      --message-m: clamp(2rem, 6vw, 5rem);
+      --message-s: clamp(1.5rem, 4.5vw, 3.75rem);
     }
-    /* Colours keep at least 7:1 contrast with their text (WCAG AAA). */
     :host([outcome="welcome"]) {
-      background: #0a5c2b;
-      color: #fff;
+      ${tones.done}
     }
     :host([outcome="already"]) {
-      background: #0b3f73;
-      color: #fff;
+      ${tones.noted}
     }
     :host([outcome="unknown"]) {
-      background: #ffc107;
-      color: #000;
+      ${tones.unknown}
     }
     :host([outcome="refused"]) {
-      background: #8e0015;
-      color: #fff;
+      ${tones.refused}
     }
     svg {
       width: clamp(4rem, 24vh, 11rem);
       height: auto;
       flex: none;
     }
-    h1 {
-      margin: 0;
-      font-size: clamp(2.5rem, 8.5vw, 7rem);
-      line-height: 1.05;
-      font-weight: 800;
-      overflow-wrap: anywhere;
-      text-wrap: balance;
-    }
-    /* Longer names and reasons step down so they still fit a 7" screen in two or three lines. */
-    :host([size="m"]) h1 {
-      font-size: clamp(2rem, 6vw, 5rem);
-    }
-    :host([size="s"]) h1 {
-      font-size: clamp(1.5rem, 4.5vw, 3.75rem);
-    }
+    ${messageStyles}
     :host([size="s"]) svg {
       width: clamp(3rem, 15vh, 7rem);
     }
@@ -108,15 +89,14 @@ export class ResultScreen extends LitElement {
   @property({ reflect: true }) outcome: TapOutcome | undefined;
 
   /** Reflected: the message's length class, so long text gets a smaller size. */
-  @property({ reflect: true }) size: "l" | "m" | "s" = "l";
+  @property({ reflect: true }) size: MessageSize = "l";
 
   private view: View | undefined;
 
   override willUpdate(): void {
     this.outcome = this.result?.outcome;
     this.view = this.result && view(this.result);
-    const length = this.view?.message.length ?? 0;
-    this.size = length <= 22 ? "l" : length <= 40 ? "m" : "s";
+    this.size = messageSize(this.view?.message ?? "");
   }
 
   override render() {

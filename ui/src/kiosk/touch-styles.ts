@@ -43,3 +43,25 @@ export const touchStyles = css`
     font-weight: 600;
   }
 `;
+
+/**
+ * A page of payment choices (the price list, the amount keypad): black, a
+ * column under a title, padded clear of the screen's edges. Each page sets
+ * its own `gap`.
+ */
+export const choicePageStyles = css`
+  :host {
+    display: flex;
+    flex-direction: column;
+    height: 100%;
+    box-sizing: border-box;
+    padding: clamp(0.5rem, 2vh, 1rem) clamp(0.75rem, 3vw, 2rem);
+    background: #000;
+    color: #fff;
+  }
+  h1 {
+    margin: 0;
+    font-size: clamp(1.5rem, 4.5vw, 2.75rem);
+    font-weight: 800;
+  }
+`;

@@ -47,7 +47,6 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { CloudService, type FlushOutcome, migrate, openPg, parseCloudEnv, seedSite } from "@paylane/cloud";
 import { type DeviceConfigInput, parseDeviceConfig } from "@paylane/device";
-import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
 import { dropBenchState } from "./lib/cleanup.ts";
@@ -56,6 +55,7 @@ import { type IngestBaseline, measureIngest } from "./lib/drain-ingest.ts";
 import type { FillResult } from "./lib/drain-journal.ts";
 import type { DrainKioskIn, DrainKioskOut, DrainResult } from "./lib/drain-kiosk-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
+import { saveBenchRegistry } from "./lib/registry-file.ts";
 import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { type StatementStats, TimedDatabase } from "./lib/timed-db.ts";
 
@@ -399,18 +399,7 @@ async function main(): Promise<number> {
   let db: TimedDatabase | undefined;
   const running: Running = { kiosks: new Map() };
   try {
-    const file: RegistryFile = {
-      version: 1,
-      devices: await Promise.all(
-        [...fleetSecrets, ...kioskSecrets].map(async ([device, secret]) => ({
-          site,
-          device,
-          secretHash: await hashSecret(secret),
-        })),
-      ),
-      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-    };
-    await Registry.save(registryPath, file);
+    const file = await saveBenchRegistry(registryPath, site, [...fleetSecrets, ...kioskSecrets], cloudSecret);
 
     const pg = new TimedDatabase(await openPg({ url: cfg.url, schema }));
     db = pg;

@@ -43,7 +43,6 @@ import {
   parseCloudEnv,
   seedSite,
 } from "@paylane/cloud";
-import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import type pg from "pg";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
@@ -52,6 +51,7 @@ import { meterCpu } from "./lib/cpu.ts";
 import type { FleetIn, FleetOut } from "./lib/fleet-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import { connectRaw, enrolRaw, type RawMode, rawInsert, rawRows } from "./lib/raw.ts";
+import { saveBenchRegistry } from "./lib/registry-file.ts";
 import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { TimedDatabase } from "./lib/timed-db.ts";
 
@@ -317,14 +317,7 @@ async function main(): Promise<number> {
   let raw: pg.Client | undefined;
   const running: Running = {};
   try {
-    const file: RegistryFile = {
-      version: 1,
-      devices: await Promise.all(
-        [...secrets].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
-      ),
-      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-    };
-    await Registry.save(registryPath, file);
+    const file = await saveBenchRegistry(registryPath, site, secrets, cloudSecret);
 
     db = new TimedDatabase(await openPg({ url: cfg.url, schema, queryTimeoutMs: 600_000 }));
     await migrate(db);

@@ -65,13 +65,14 @@ import {
   type Queryable,
   seedSite,
 } from "@paylane/cloud";
-import { hashSecret, type PaymentRequest, Registry, type RegistryFile } from "@paylane/protocol";
+import type { PaymentRequest } from "@paylane/protocol";
 import pino from "pino";
 import { Child } from "./lib/child.ts";
 import { dropBenchState } from "./lib/cleanup.ts";
 import { meterCpu } from "./lib/cpu.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import type { KiosksIn, KiosksOut, ReplayResult, RunResult } from "./lib/payments-kiosks-process.ts";
+import { saveBenchRegistry } from "./lib/registry-file.ts";
 import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { type StatementStats, TimedDatabase } from "./lib/timed-db.ts";
 
@@ -584,14 +585,7 @@ async function main(): Promise<number> {
   const registryPath = join(dir, "registry.json");
   const running: Running = {};
   try {
-    const file: RegistryFile = {
-      version: 1,
-      devices: await Promise.all(
-        [...secrets].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
-      ),
-      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-    };
-    await Registry.save(registryPath, file);
+    const file = await saveBenchRegistry(registryPath, site, secrets, cloudSecret);
 
     // The cloud's pool, as it opens its own (openPg's default size) but timed; and the raw workers' pool.
     const cloudDb = await openTimed(cfg.cloudPool);

@@ -39,22 +39,19 @@ function fillable(journal: Journal, full: { on: boolean; appends: number }): Jou
   });
 }
 
-test("disk full: nothing is reported done, the kiosk explains and stays up, then recovers by itself", async () => {
+/** An offline kiosk (nobody listens on port 9) in a fresh folder, its replica holding MEMBERS, its journal fillable. */
+async function offlineKiosk(full: { on: boolean; appends: number }) {
   const root = await mkdtemp(join(tmpdir(), "paylane-disk-full-"));
   const dataDir = join(root, "k1");
   await mkdir(dataDir, { recursive: true });
   const replica = await Replica.open(join(dataDir, "replica.db"));
   await replica.replace({ site: "s1", version: 2, timezone: "UTC", siteName: "Venue", members: MEMBERS }, new Date());
   await replica.close();
-
-  const full = { on: false, appends: 0 };
-  const signal = new Signal();
   const daemon = new KioskDaemon({
     config: parseDeviceConfig({
       site: "s1",
       device: "k1",
       secret: "disk-full-secret-0123456",
-      // nobody listens on port 9: an offline kiosk, deciding on its own
       mqttUrl: "mqtt://127.0.0.1:9",
       cloudUrl: "http://127.0.0.1:9",
       dataDir,
@@ -65,6 +62,13 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
     logger: pino({ level: "silent" }),
     openJournal: async (path) => fillable(await Journal.open(path), full),
   });
+  return { root, dataDir, daemon };
+}
+
+test("disk full: nothing is reported done, the kiosk explains and stays up, then recovers by itself", async () => {
+  const full = { on: false, appends: 0 };
+  const signal = new Signal();
+  const { root, daemon } = await offlineKiosk(full);
   const states: KioskState[] = [];
   daemon.events.on("state", (s) => {
     states.push(s);
@@ -106,12 +110,8 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
 });
 
 test("disk full at the till: a payment is declined before anything is asked or charged, then works again", async () => {
-  const root = await mkdtemp(join(tmpdir(), "paylane-disk-full-pay-"));
-  const dataDir = join(root, "k1");
-  await mkdir(dataDir, { recursive: true });
-  const replica = await Replica.open(join(dataDir, "replica.db"));
-  await replica.replace({ site: "s1", version: 2, timezone: "UTC", siteName: "Venue", members: MEMBERS }, new Date());
-  await replica.close();
+  const full = { on: false, appends: 0 };
+  const { root, dataDir, daemon } = await offlineKiosk(full);
   const wallets = await WalletReplica.open(join(dataDir, "wallets.db"));
   await wallets.apply(
     {
@@ -129,22 +129,6 @@ test("disk full at the till: a payment is declined before anything is asked or c
   );
   await wallets.close();
 
-  const full = { on: false, appends: 0 };
-  const daemon = new KioskDaemon({
-    config: parseDeviceConfig({
-      site: "s1",
-      device: "k1",
-      secret: "disk-full-secret-0123456",
-      mqttUrl: "mqtt://127.0.0.1:9",
-      cloudUrl: "http://127.0.0.1:9",
-      dataDir,
-      http: { host: "127.0.0.1", port: 0 },
-      reader: { type: "pn532-simulator", pollIntervalMs: 5 },
-      storageProbeMs: 100,
-    }),
-    logger: pino({ level: "silent" }),
-    openJournal: async (path) => fillable(await Journal.open(path), full),
-  });
   await daemon.start();
   try {
     full.on = true;

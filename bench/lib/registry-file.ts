@@ -1,0 +1,19 @@
+/** The device registry a bench's site runs on: its devices' secrets and the cloud's, hashed as in production. */
+import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+
+export async function saveBenchRegistry(
+  path: string,
+  site: string,
+  devices: Iterable<[string, string]>,
+  cloudSecret: string,
+): Promise<RegistryFile> {
+  const file: RegistryFile = {
+    version: 1,
+    devices: await Promise.all(
+      [...devices].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
+    ),
+    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
+  };
+  await Registry.save(path, file);
+  return file;
+}

@@ -281,7 +281,7 @@ Ledger("invariant: every balance is the sum of its entries, and no origin posts 
   await fc.assert(
     fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 40 }), async (ops) => {
       await ctx.db.query(
-        "TRUNCATE wallet_overdrafts, ledger_exceptions, idempotency_keys, ledger_entries, wallets, inbox, device_streams CASCADE",
+        "TRUNCATE wallet_overdrafts, ledger_exceptions, ledger_journal_links, idempotency_keys, ledger_entries, wallets, inbox, device_streams CASCADE",
       );
       const ingestor = new Ingestor({
         db: ctx.db,
@@ -377,8 +377,10 @@ Ledger("invariant: every balance is the sum of its entries, and no origin posts 
       // no origin twice: one entry per request key and per journal (device, seq)
       const { rows: twice } = await ctx.db.query(
         `SELECT request_key FROM ledger_entries GROUP BY request_key HAVING count(*) > 1
-         UNION ALL SELECT origin_device || '/' || origin_seq FROM ledger_entries
-         WHERE origin_seq IS NOT NULL GROUP BY origin_device, origin_seq HAVING count(*) > 1`,
+         UNION ALL SELECT device || '/' || seq FROM (
+           SELECT origin_device AS device, origin_seq AS seq FROM ledger_entries WHERE origin_seq IS NOT NULL
+           UNION ALL SELECT device_id, seq FROM ledger_journal_links
+         ) o GROUP BY device, seq HAVING count(*) > 1`,
       );
       assert.equal(twice, [], "an origin was posted twice");
       // every journaled payment is in the ledger, or raised as an exception (never silently dropped)

@@ -98,6 +98,11 @@ it("online: an item bought with a card is approved by the cloud with the new bal
     "the journal entry that followed the online approval posted nothing more",
   );
   assert.is((await wallet("m-ada")).balance, 2250);
+  // authorized before it was journaled, the purchase still names its kiosk seq: the journal entry linked it
+  const journaled = (await k1.journal.entriesAfter(0, 100)).find((e) => e.kind === "payment" && e.body.key === r.id);
+  const entries = await site.operator("GET", `/api/v1/wallets/${site.site}/m-ada/entries`);
+  const purchase = (entries.body.items as Array<{ kind: string; origin: unknown }>).find((e) => e.kind === "purchase");
+  assert.equal(purchase?.origin, { device: "k1", seq: journaled?.seq });
   // ops count them: the kiosk by outcome and authorization, the cloud by answer
   const kioskMetrics = await (await fetch(`http://127.0.0.1:${k1.port}/metrics`)).text();
   assert.match(

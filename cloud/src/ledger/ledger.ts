@@ -137,7 +137,9 @@ export interface LedgerRow {
   recorded_at: Date;
 }
 
-export const LEDGER_COLUMNS = `id, site_id, member_id, n, kind, amount, currency, balance_after, origin_device, origin_seq,
+/** The columns of a LedgerRow; an online payment's kiosk seq comes from the journal entry that followed it. */
+export const LEDGER_COLUMNS = `id, site_id, member_id, n, kind, amount, currency, balance_after, origin_device,
+  coalesce(origin_seq, (SELECT k.seq FROM ledger_journal_links k WHERE k.entry_id = ledger_entries.id)) AS origin_seq,
   operator, "authorization", item_id, refund_of, note, at, recorded_at`;
 
 export function toEntry(r: LedgerRow): LedgerEntry {

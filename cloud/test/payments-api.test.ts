@@ -270,6 +270,9 @@ test("a wallet's entries page by cursor, newest first, every entry once", async 
   assert.equal(seen, [7, 6, 5, 4, 3, 2, 1]);
   const junk = await call("GET", "/api/v1/wallets/s1/m-katherine/entries?before=garbage", { auth });
   assert.is(junk.status, 400);
+  const payments = await call("GET", "/api/v1/payments?site=s1", { auth });
+  const kinds = new Set((payments.body.items as Array<{ kind: string }>).map((e) => e.kind));
+  assert.equal([...kinds], ["purchase"], "the payments list holds purchases only");
   const ledger = await call("GET", "/api/v1/ledger?site=s1&kind=topup&limit=2", { auth });
   assert.is((ledger.body.items as unknown[]).length, 2);
   assert.type(ledger.body.next, "string");

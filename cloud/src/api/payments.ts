@@ -163,7 +163,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
   });
 
   /** The site's ledger, newest first; `kind=purchase` lists payments. */
-  app.get("/api/v1/ledger", viewer, async (c) => {
+  /** A site's ledger entries, newest first (all kinds, or `kind`), by an opaque cursor. */
+  const ledgerPage = (fixedKind?: "purchase") => async (c: Context<OperatorEnv>) => {
     const q = PageQuery.extend({
       site: z.string(),
       kind: z.enum(["topup", "purchase", "refund", "adjustment"]).optional(),
@@ -178,7 +179,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
        WHERE site_id = $1 AND ($2::text IS NULL OR kind = $2)
          AND ($3::timestamptz IS NULL OR (recorded_at, id) < ($3::timestamptz, $4::uuid))
        ORDER BY recorded_at DESC, id DESC LIMIT $5`,
-      [q.data.site, q.data.kind ?? null, after?.[0] ?? null, after?.[1] ?? null, q.data.limit],
+      [q.data.site, fixedKind ?? q.data.kind ?? null, after?.[0] ?? null, after?.[1] ?? null, q.data.limit],
     );
     const items = rows.map(toEntry);
     const last = items.at(-1);
@@ -186,7 +187,10 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
       items,
       next: items.length === q.data.limit && last ? cursor.encode(last.recordedAt, last.id) : null,
     });
-  });
+  };
+  app.get("/api/v1/ledger", viewer, ledgerPage());
+  /** Payments (purchases) of a site, newest first; `GET /api/v1/payments/{id}` shows one with its refunds. */
+  app.get("/api/v1/payments", viewer, ledgerPage("purchase"));
 
   /** One payment with its refunds. */
   app.get("/api/v1/payments/:id", viewer, async (c) => {

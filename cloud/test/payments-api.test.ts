@@ -278,4 +278,39 @@ test("a wallet's entries page by cursor, newest first, every entry once", async 
   assert.type(ledger.body.next, "string");
 });
 
+test("a venue admin sets a price and the offline limits; kiosks get them with their next sync", async () => {
+  const admin = await bearer("admin");
+  const tea = await call("PUT", "/api/v1/sites/s1/items/tea", { auth: admin, body: { name: "Tea", price: 220 } });
+  assert.equal(tea.body, { id: "tea", name: "Tea", price: 220, active: true });
+  const decimal = await call("PUT", "/api/v1/sites/s1/items/tea", { auth: admin, body: { name: "Tea", price: 2.2 } });
+  assert.is(decimal.status, 400);
+  assert.match(String(decimal.body.detail), /body\.price/);
+  const notAdmin = await call("PUT", "/api/v1/sites/s1/items/tea", {
+    auth: await bearer("operator"),
+    body: { name: "Tea", price: 1 },
+  });
+  assert.is(notAdmin.status, 403);
+  const limits = { perPayment: 1500, perCardDaily: 3000, kioskExposure: 10_000 };
+  const set = await call("PUT", "/api/v1/sites/s1/offline-limits", { auth: admin, body: limits });
+  assert.is(set.status, 200);
+  const negative = await call("PUT", "/api/v1/sites/s1/offline-limits", {
+    auth: admin,
+    body: { ...limits, perPayment: -1 },
+  });
+  assert.is(negative.status, 400);
+  const sync = await call("GET", "/api/v1/sites/s1/wallets", { auth: device() });
+  assert.equal(sync.body.limits, limits);
+  assert.ok((sync.body.items as Array<{ id: string }>).some((i) => i.id === "tea"));
+  const retired = await call("PUT", "/api/v1/sites/s1/items/tea", {
+    auth: admin,
+    body: { name: "Tea", price: 220, active: false },
+  });
+  assert.is(retired.body.active, false);
+  const after = await call("GET", "/api/v1/sites/s1/wallets", { auth: device() });
+  assert.not.ok(
+    (after.body.items as Array<{ id: string }>).some((i) => i.id === "tea"),
+    "a retired item is not sold",
+  );
+});
+
 test.run();

@@ -11,7 +11,9 @@ import {
   AmountSchema,
   CurrencySchema,
   type Exposure,
+  OfflineLimitsSchema,
   PaymentRequestSchema,
+  PriceListItemSchema,
   problemResponse,
   type Registry,
 } from "@paylane/protocol";
@@ -66,6 +68,11 @@ const AdjustmentSchema = z.strictObject({
     .refine((n) => n !== 0 && Math.abs(n) <= 10_000_000_000, { error: "expected a non-zero amount up to 10^10" }),
   currency: CurrencySchema,
   note: z.string().min(3, { error: "say why (at least 3 characters)" }).max(500),
+});
+const ItemSchema = z.strictObject({
+  name: z.string().min(1).max(80),
+  price: AmountSchema,
+  active: z.boolean().default(true),
 });
 const RefundSchema = z.strictObject({
   /** Default: what is left to refund of the payment. */
@@ -226,6 +233,51 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
   });
 
   // ---- operators: writes ---------------------------------------------------
+
+  /** The price list (a venue admin's): kiosks get it with their next wallet sync. */
+  app.get("/api/v1/sites/:site/items", viewer, async (c) => {
+    const site = c.req.param("site");
+    const denied = siteDenied(c, site);
+    if (denied) return denied;
+    const { rows } = await o.db.query<{ id: string; name: string; price: number; active: boolean }>(
+      "SELECT id, name, price, active FROM items WHERE site_id = $1 ORDER BY id",
+      [site],
+    );
+    return c.json({ items: rows.map((r) => ({ ...r, price: Number(r.price) })) });
+  });
+
+  app.put("/api/v1/sites/:site/items/:item", admin, async (c) => {
+    const { site, item } = c.req.param();
+    const denied = siteDenied(c, site);
+    if (denied) return denied;
+    if (!PriceListItemSchema.shape.id.safeParse(item).success)
+      return badRequest("item: expected an item id like coffee or day-pass");
+    const body = await jsonBody(c.req.raw, ItemSchema);
+    if (body instanceof Response) return body;
+    const { rows } = await o.db.query<{ id: string; name: string; price: number; active: boolean }>(
+      `INSERT INTO items (site_id, id, name, price, active) SELECT s.id, $2, $3, $4, $5 FROM sites s WHERE s.id = $1
+       ON CONFLICT (site_id, id) DO UPDATE SET name = $3, price = $4, active = $5
+       RETURNING id, name, price, active`,
+      [site, item, body.name, body.price, body.active],
+    );
+    const r = rows[0];
+    return r ? c.json({ ...r, price: Number(r.price) }) : notFound(`no site ${site}`);
+  });
+
+  /** The site's offline limits (minor units of its currency); kiosks get them with their next wallet sync. */
+  app.put("/api/v1/sites/:site/offline-limits", admin, async (c) => {
+    const site = c.req.param("site");
+    const denied = siteDenied(c, site);
+    if (denied) return denied;
+    const body = await jsonBody(c.req.raw, OfflineLimitsSchema.strict());
+    if (body instanceof Response) return body;
+    const { rows } = await o.db.query(
+      `UPDATE sites SET offline_per_payment = $2, offline_per_card_daily = $3, offline_kiosk_exposure = $4
+       WHERE id = $1 RETURNING id`,
+      [site, body.perPayment, body.perCardDaily, body.kioskExposure],
+    );
+    return rows.length > 0 ? c.json(body) : notFound(`no site ${site}`);
+  });
 
   /** An operator's credit or correction to one wallet: a top-up (operator) or an adjustment (admin). */
   const walletWrite =

@@ -278,6 +278,33 @@ test("a wallet's entries page by cursor, newest first, every entry once", async 
   assert.type(ledger.body.next, "string");
 });
 
+test("a void settles a key once: unknown → voided (and the late request is voided too); approved → the approval", async () => {
+  const request = {
+    key: "8c1d2e3f-4a5b-4c6d-9e7f-0a1b2c3d4e5f",
+    memberId: "m-ada",
+    amount: 150,
+    currency: "EUR",
+    itemId: "water",
+    at: NOW.toISOString(),
+  };
+  const before = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("viewer") });
+  const voided = await call("POST", "/api/v1/payments/void", { auth: device(), body: request });
+  assert.is(voided.status, 200);
+  assert.equal([voided.body.status, voided.body.reason], ["declined", "voided"]);
+  const late = await call("POST", "/api/v1/payments", { auth: device(), body: request });
+  assert.ok(late.replayed, "the original request, arriving after the void, gets the void");
+  assert.is(late.body.reason, "voided");
+  const after = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("viewer") });
+  assert.is(after.body.balance, before.body.balance, "nothing charged");
+
+  const paid = { ...request, key: "9d2e3f4a-5b6c-4d7e-8f9a-1b2c3d4e5f60" };
+  const approved = await call("POST", "/api/v1/payments", { auth: device(), body: paid });
+  assert.is(approved.body.status, "approved");
+  const settled = await call("POST", "/api/v1/payments/void", { auth: device(), body: paid });
+  assert.ok(settled.replayed);
+  assert.equal(settled.body, approved.body, "a decided key keeps its answer");
+});
+
 test("a venue admin sets a price and the offline limits; kiosks get them with their next sync", async () => {
   const admin = await bearer("admin");
   const tea = await call("PUT", "/api/v1/sites/s1/items/tea", { auth: admin, body: { name: "Tea", price: 220 } });

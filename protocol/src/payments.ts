@@ -70,6 +70,8 @@ export const DECLINE_REASONS = [
   "currency-mismatch",
   "unknown-item",
   "price-mismatch",
+  /** The kiosk gave the payment up (it crashed before any answer) before the cloud decided it. */
+  "voided",
 ] as const;
 export type DeclineReason = (typeof DECLINE_REASONS)[number];
 

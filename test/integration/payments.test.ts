@@ -4,6 +4,7 @@
  * site's limits while the cloud is away, reconciliation exactly once when it
  * returns, and two offline kiosks overdrawing one card.
  */
+import { randomUUID } from "node:crypto";
 import { DEMO_MEMBERS } from "@paylane/cloud";
 import { type Telemetry, topics } from "@paylane/protocol";
 import type { ReceiptNotice } from "@paylane/ui/kiosk-api";
@@ -112,6 +113,39 @@ it("online: an item bought with a card is approved by the cloud with the new bal
   assert.match(kioskMetrics, /paylane_device_offline_exposure_minor 0/);
   const cloudMetrics = await (await fetch(`${site.cloud!.url}/metrics`)).text();
   assert.match(cloudMetrics, /paylane_cloud_payment_authorizations_total\{answer="approved",reason=""\} 1/);
+});
+
+it("a payment a crash left unanswered is voided, never charged later: the member left without an answer", async () => {
+  const k1 = site.kiosk("k1");
+  const key = randomUUID();
+  const request = {
+    key,
+    memberId: "m-ada",
+    amount: 250,
+    currency: "EUR",
+    itemId: "coffee",
+    at: new Date().toISOString(),
+  };
+  // what a kiosk that died right after writing its intent, before asking, leaves behind
+  await k1.journal.recordIntent({
+    key,
+    kind: "purchase",
+    memberId: "m-ada",
+    amount: 250,
+    currency: "EUR",
+    request,
+    createdAt: request.at,
+  });
+  const before = (await wallet("m-ada")).balance;
+  await k1.payments.resolvePending();
+  assert.equal(await k1.journal.pendingIntents(), []);
+  assert.is((await ledger("m-ada")).length, 2, "no new entry");
+  assert.is((await wallet("m-ada")).balance, before);
+  const { rows } = await site.db.query<{ response: { reason: string } }>(
+    "SELECT response FROM idempotency_keys WHERE site_id = $1 AND key = $2",
+    [site.site, key],
+  );
+  assert.is(rows[0]?.response.reason, "voided", "the key is settled as void in the cloud");
 });
 
 it("online: insufficient funds is a decline that says the balance, and nothing is posted", async () => {

@@ -21,7 +21,7 @@ import { type Context, Hono } from "hono";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
-import { authorizePayment } from "../ledger/authorize.ts";
+import { authorizePayment, voidPayment } from "../ledger/authorize.ts";
 import { type IdempotentOutcome, requestHash, type StoredAnswer, withIdempotency } from "../ledger/idempotency.ts";
 import {
   getWallet,
@@ -108,6 +108,15 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
         reason: outcome.body.status === "declined" ? outcome.body.reason : "",
       });
     return answer(outcome, request.key);
+  });
+
+  /** A kiosk that lost track of a payment (a crash before any answer): its answer, or a void that stands for it. */
+  app.post("/api/v1/payments/void", async (c) => {
+    const caller = await anyDevice(c.req.header("authorization"), o.registry());
+    if (caller instanceof Response) return caller;
+    const request = await jsonBody(c.req.raw, PaymentRequestSchema);
+    if (request instanceof Response) return request;
+    return answer(await voidPayment(o.db, { ...caller, request, now: o.now() }), request.key);
   });
 
   app.get("/api/v1/sites/:site/wallets", async (c) => {

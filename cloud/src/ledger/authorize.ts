@@ -21,19 +21,59 @@ export interface AuthorizeInput {
 }
 
 export function authorizePayment(db: Database, i: AuthorizeInput): Promise<IdempotentOutcome<PaymentResponse>> {
+  return withIdempotency(db, idempotencyKey(i), i.now, async (tx) => ({ status: 200, body: await decide(tx, i) }));
+}
+
+/**
+ * For a kiosk that lost track of a payment (it crashed after writing the
+ * intent, before any answer): the answer the key already has, or, when it has
+ * none, "voided" — stored under the key like any answer, so the original
+ * request, if it arrives after all, gets the void and charges nothing. The
+ * key decides once, whichever comes first.
+ */
+export function voidPayment(db: Database, i: AuthorizeInput): Promise<IdempotentOutcome<PaymentResponse>> {
   const r = i.request;
-  return withIdempotency(
-    db,
-    {
-      site: i.site,
-      scope: `device:${i.device}`,
-      key: r.key,
-      // `at` may differ between attempts; what is bought, by whom, for how much may not.
-      requestHash: requestHash({ memberId: r.memberId, amount: r.amount, currency: r.currency, itemId: r.itemId }),
-    },
-    i.now,
-    async (tx) => ({ status: 200, body: await decide(tx, i) }),
-  );
+  return withIdempotency(db, idempotencyKey(i), i.now, async (tx) => {
+    // Answered long ago (its stored answer purged), the ledger still knows it.
+    const { rows } = await tx.query<{ id: string; balance_after: number; recorded_at: Date }>(
+      "SELECT id, balance_after, recorded_at FROM ledger_entries WHERE site_id = $1 AND request_key = $2",
+      [i.site, kioskRequestKey(i.device, r.key)],
+    );
+    const posted = rows[0];
+    const body: PaymentResponse = posted
+      ? {
+          status: "approved",
+          key: r.key,
+          paymentId: posted.id,
+          memberId: r.memberId,
+          amount: r.amount,
+          currency: r.currency,
+          balance: Number(posted.balance_after),
+          at: new Date(posted.recorded_at).toISOString(),
+        }
+      : {
+          status: "declined",
+          key: r.key,
+          reason: "voided",
+          message: "The kiosk gave this payment up before it was decided; nothing was charged",
+          memberId: r.memberId,
+          amount: r.amount,
+          currency: r.currency,
+          balance: null,
+        };
+    return { status: 200, body };
+  });
+}
+
+function idempotencyKey(i: AuthorizeInput) {
+  const r = i.request;
+  return {
+    site: i.site,
+    scope: `device:${i.device}`,
+    key: r.key,
+    // `at` may differ between attempts; what is bought, by whom, for how much may not.
+    requestHash: requestHash({ memberId: r.memberId, amount: r.amount, currency: r.currency, itemId: r.itemId }),
+  };
 }
 
 async function decide(tx: Queryable, { site, device, request: r, now }: AuthorizeInput): Promise<PaymentResponse> {

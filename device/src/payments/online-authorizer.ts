@@ -62,13 +62,27 @@ export class OnlineAuthorizer {
     );
   }
 
-  async authorize(request: PaymentRequest): Promise<OnlineOutcome> {
+  /** Asks the cloud to authorize a purchase (again, with the same key, on a retry). */
+  authorize(request: PaymentRequest): Promise<OnlineOutcome> {
+    return this.#call("/api/v1/payments", request);
+  }
+
+  /**
+   * For a payment a crash left unresolved: the answer its key already has,
+   * or a void the cloud records under the key, so it is never charged later.
+   * Never asks for a new decision: the member is gone.
+   */
+  settle(request: PaymentRequest): Promise<OnlineOutcome> {
+    return this.#call("/api/v1/payments/void", request);
+  }
+
+  async #call(path: string, request: PaymentRequest): Promise<OnlineOutcome> {
     let attempts = 0;
     try {
       return await this.#policy.execute(async () => {
         attempts++;
         this.#o.onAttempt?.(request.key, attempts);
-        return this.#attempt(request, attempts);
+        return this.#attempt(path, request, attempts);
       });
     } catch (err) {
       if (err instanceof BrokenCircuitError)
@@ -78,8 +92,8 @@ export class OnlineAuthorizer {
     }
   }
 
-  async #attempt(request: PaymentRequest, attempts: number): Promise<OnlineOutcome> {
-    const url = new URL("/api/v1/payments", this.#o.cloudUrl);
+  async #attempt(path: string, request: PaymentRequest, attempts: number): Promise<OnlineOutcome> {
+    const url = new URL(path, this.#o.cloudUrl);
     const abort = new AbortController();
     const ms = this.#o.timeoutMs ?? 2500;
     const timer = this.#o.timers.setTimeout(() => abort.abort(new Error(`no answer within ${ms} ms`)), ms);

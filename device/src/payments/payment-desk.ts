@@ -199,9 +199,10 @@ export class PaymentDesk {
   }
 
   /**
-   * Purchases whose outcome a crash left unknown: asked again online with
-   * their key (the cloud answers what it decided, or decides now), and
-   * journaled when approved. Top-ups caught mid-charge are left to the
+   * Purchases whose outcome a crash left unknown: settled online with their
+   * key (the cloud answers what it decided, or voids the key so that it is
+   * never charged: the member left without an answer), and journaled when
+   * the cloud had approved. Top-ups caught mid-charge are left to the
    * terminal's own reversal and marked abandoned.
    */
   resolvePending(): Promise<void> {
@@ -221,7 +222,7 @@ export class PaymentDesk {
         continue;
       }
       const request = intent.request as PaymentRequest;
-      const outcome = await this.#o.online.authorize(request);
+      const outcome = await this.#o.online.settle(request);
       if (outcome.kind === "unreachable") return;
       if (outcome.kind === "answered" && outcome.response.status === "approved") {
         await this.#journalPurchase(request, "online", null);

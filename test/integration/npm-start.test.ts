@@ -5,7 +5,7 @@
  * when a port is taken (on this machine Mosquitto already holds 1883).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -133,6 +133,28 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     const health = await fetch(`${cloud}/healthz`);
     assert.is(health.status, 200);
     assert.match(await (await fetch(`${cloud}/metrics`)).text(), /paylane_bridge_entries_total\{outcome="applied"\} 1/);
+
+    // a coffee from Ada's wallet on the embedded site (PGlite), and the ledger row through the operator API
+    const kiosk = `http://127.0.0.1:${kioskBase}`;
+    const post = (path: string, body: unknown) =>
+      fetch(`${kiosk}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then((r) => r.json() as Promise<Record<string, unknown>>);
+    const session = await post("/api/payments", { itemId: "coffee" });
+    assert.is(session.state, "awaiting-card", JSON.stringify(session));
+    const paid = await post("/api/sim/tap", { uid: "04A2B3C4" });
+    assert.equal([paid.outcome, paid.authorization, paid.balance], ["approved", "online", 2250]);
+    const token = (await readFile(join(dir, "operator-token"), "utf8")).trim();
+    const ledger = (await (
+      await fetch(`${cloud}/api/v1/payments?site=demo`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as { items: Array<{ memberId: string; amount: number }> };
+    assert.equal(
+      ledger.items.map((e) => [e.memberId, e.amount]),
+      [["m-ada", -250]],
+    );
+    assert.not.ok(site.output().includes(token.split(".")[2]!), "the operator token is never printed");
   } finally {
     site.child.kill("SIGINT");
     const code = await site.exited;

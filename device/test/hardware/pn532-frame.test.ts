@@ -37,14 +37,7 @@ import {
   NACK_FRAME,
   Pn532FrameError,
 } from "../../src/hardware/pn532/frame.ts";
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (h) => Number.parseInt(h, 16));
-}
-
-function show(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).toUpperCase().padStart(2, "0")).join(" ");
-}
+import { hex, show } from "./bytes.ts";
 
 function frames(events: DecodeEvent[]) {
   return events.flatMap((e) => (e.type === "frame" ? [e.frame] : []));

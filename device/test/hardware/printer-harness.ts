@@ -71,6 +71,7 @@ export class PtyPeer implements ByteStream {
   async open(): Promise<void> {
     const port = new SerialPort({ path: this.path, baudRate: 115200, autoOpen: false });
     port.on("data", (c: Buffer) => this.#events.emit("data", new Uint8Array(c)));
+    // Tests tear the pair down under it on purpose (an unplug): the errors that follow are expected.
     port.on("error", () => {});
     await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
     this.#port = port;

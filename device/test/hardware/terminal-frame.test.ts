@@ -31,14 +31,7 @@ import {
   summarisePan,
   terminalAbort,
 } from "../../src/hardware/terminal/zvt-messages.ts";
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.trim().split(/\s+/), (h) => Number.parseInt(h, 16));
-}
-
-function show(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).toUpperCase().padStart(2, "0")).join(" ");
-}
+import { hex, show } from "./bytes.ts";
 
 function apdus(events: ApduDecodeEvent[]): string[] {
   return events.flatMap((e) =>

@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import type { Timers } from "../../timers.ts";
 import type { GpioBackend } from "./backend.ts";
-import { physical, type RoleHealth, RoleOutput, RoleStatus, type Step, StepPlayer } from "./role.ts";
+import { type RoleHealth, RoleOutput, RoleStatus, type Step, StepPlayer } from "./role.ts";
 
 export type BuzzerSound = "beep" | "refuse" | "chirp";
 
@@ -53,22 +53,13 @@ export class Buzzer {
   }
 
   async start(): Promise<void> {
-    if (this.#out.line) return;
-    try {
-      this.#out.line = await this.#o.backend.output(this.#o.line, { initial: physical(false, this.#out.activeLow) });
-    } catch (err) {
-      this.#status.failed(err, "disconnected");
-      throw err;
-    }
-    this.#status.ok();
+    if (!this.#out.line) await this.#out.open(this.#o.backend, this.#o.line);
   }
 
   async stop(): Promise<void> {
     this.#player.cancel();
     this.#out.set(false);
-    this.#out.line?.release();
-    this.#out.line = undefined;
-    this.#status.stopped();
+    this.#out.close();
   }
 
   /** A card was read. */

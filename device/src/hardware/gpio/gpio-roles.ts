@@ -196,15 +196,11 @@ export class GpioRoles {
    */
   async selfTest(o: SelfTestOptions = {}): Promise<GpioSelfTest> {
     const result: GpioSelfTest = {};
-    const notRunning = (role: RoleName): SelfTestResult => ({
-      ok: false,
-      detail: this.health().roles[role]?.lastError ?? "not started",
-    });
     const tests: Promise<void>[] = [];
     if (this.#o.config.led) {
       const led = this.#led;
       tests.push(
-        (led?.health.state === "ok" ? led.blinkTest() : Promise.resolve(notRunning("led"))).then((r) => {
+        (led?.health.state === "ok" ? led.blinkTest() : Promise.resolve(this.#notRunning("led"))).then((r) => {
           result.led = r;
         }),
       );
@@ -214,7 +210,7 @@ export class GpioRoles {
       tests.push(
         (buzzer?.health.state === "ok"
           ? buzzer.play("chirp").then((played) => ({ ok: played, detail: played ? "chirped" : "chirp cut short" }))
-          : Promise.resolve(notRunning("buzzer"))
+          : Promise.resolve(this.#notRunning("buzzer"))
         ).then((r) => {
           result.buzzer = r;
         }),
@@ -294,10 +290,13 @@ export class GpioRoles {
     return { relay: this.#relay, led: this.#led, buzzer: this.#buzzer, button: this.#button }[role];
   }
 
+  #notRunning(role: RoleName): SelfTestResult {
+    return { ok: false, detail: this.health().roles[role]?.lastError ?? "not started" };
+  }
+
   #testButton(): SelfTestResult {
     const button = this.#button;
-    if (button?.health.state !== "ok")
-      return { ok: false, detail: this.health().roles.button?.lastError ?? "not started" };
+    if (button?.health.state !== "ok") return this.#notRunning("button");
     try {
       return button.readPressed()
         ? { ok: false, detail: "reads pressed: held, stuck, or activeLow set wrong" }
@@ -309,8 +308,7 @@ export class GpioRoles {
 
   async #testRelay(pulse: boolean): Promise<SelfTestResult> {
     const relay = this.#relay;
-    if (relay?.health.state !== "ok")
-      return { ok: false, detail: this.health().roles.relay?.lastError ?? "not started" };
+    if (relay?.health.state !== "ok") return this.#notRunning("relay");
     if (!pulse) {
       const on = relay.readEnergised();
       // A check-in's unlock may be in progress: then the line must read energised, else de-energised.

@@ -84,26 +84,22 @@ export class Relay {
 
   async start(): Promise<void> {
     if (this.#out.line) return;
-    const inactive = physical(false, this.#out.activeLow);
     try {
-      this.#out.line = await this.#o.backend.output(this.#o.line, { initial: inactive });
+      const line = await this.#out.open(this.#o.backend, this.#o.line);
       // Again, explicitly: a backend that cannot export at a level (a Firmata board) gets it here.
-      this.#out.line.write(inactive);
+      line.write(physical(false, this.#out.activeLow));
     } catch (err) {
       this.#status.failed(err, "disconnected");
       this.#log.error({ err }, "relay line could not be driven to de-energised");
       throw err;
     }
     if (this.#o.deenergiseOnExit ?? true) process.on("exit", this.#onExit);
-    this.#status.ok();
   }
 
   async stop(): Promise<void> {
     process.off("exit", this.#onExit);
     this.#end();
-    this.#out.line?.release();
-    this.#out.line = undefined;
-    this.#status.stopped();
+    this.#out.close();
   }
 
   /**

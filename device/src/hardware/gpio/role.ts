@@ -5,7 +5,7 @@
  */
 import type { Logger } from "pino";
 import type { Timers } from "../../timers.ts";
-import type { Level, OutputLine } from "./backend.ts";
+import type { GpioBackend, Level, OutputLine } from "./backend.ts";
 
 export type RoleName = "button" | "led" | "buzzer" | "relay";
 export type RoleState = "ok" | "degraded" | "disconnected";
@@ -55,6 +55,25 @@ export class RoleOutput {
     private readonly status: RoleStatus,
     private readonly log: Logger,
   ) {}
+
+  /** Acquires `line` already off; a failure leaves the role disconnected and is rethrown. */
+  async open(backend: GpioBackend, line: number): Promise<OutputLine> {
+    try {
+      this.line = await backend.output(line, { initial: physical(false, this.activeLow) });
+    } catch (err) {
+      this.status.failed(err, "disconnected");
+      throw err;
+    }
+    this.status.ok();
+    return this.line;
+  }
+
+  /** Gives the line back at the level last written (callers drive it off first). */
+  close(): void {
+    this.line?.release();
+    this.line = undefined;
+    this.status.stopped();
+  }
 
   /** Returns false when the write did not happen (not started, or the backend failed). */
   set(on: boolean): boolean {

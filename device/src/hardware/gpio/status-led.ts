@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import type { Timers } from "../../timers.ts";
 import type { GpioBackend } from "./backend.ts";
-import { physical, type RoleHealth, RoleOutput, RoleStatus, type Step, StepPlayer } from "./role.ts";
+import { type RoleHealth, RoleOutput, RoleStatus, type Step, StepPlayer } from "./role.ts";
 
 export type LedPattern = "off" | "idle" | "busy" | "offline" | "fault";
 
@@ -98,13 +98,7 @@ export class StatusLed {
 
   async start(): Promise<void> {
     if (this.#out.line) return;
-    try {
-      this.#out.line = await this.#o.backend.output(this.#o.line, { initial: physical(false, this.#out.activeLow) });
-    } catch (err) {
-      this.#status.failed(err, "disconnected");
-      throw err;
-    }
-    this.#status.ok();
+    await this.#out.open(this.#o.backend, this.#o.line);
     this.#player.play(LED_PATTERNS[this.#pattern], true);
   }
 
@@ -112,9 +106,7 @@ export class StatusLed {
     this.#testPlayer?.cancel();
     this.#player.cancel();
     this.#out.set(false);
-    this.#out.line?.release();
-    this.#out.line = undefined;
-    this.#status.stopped();
+    this.#out.close();
   }
 
   /**

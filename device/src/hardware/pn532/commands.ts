@@ -36,24 +36,7 @@ export class Pn532ProtocolError extends Error {
  * powers up in low-VBat mode and leaves it on the SAMConfiguration that must
  * follow.
  */
-export const HSU_WAKEUP: Uint8Array = Uint8Array.of(
-  0x55,
-  0x55,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-  0x00,
-);
+export const HSU_WAKEUP: Uint8Array = Uint8Array.from([0x55, 0x55, ...new Array<number>(14).fill(0x00)]);
 
 // ---- host → PN532 ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ import {
   Command,
   type FirmwareVersion,
   firmwareVersionResponse,
+  hex,
   inListPassiveTargetResponse,
   inReleaseResponse,
   type PassiveTarget,
@@ -197,7 +198,7 @@ export class Pn532Simulator {
 
   #onCommand(tfi: number, pd: Uint8Array): void {
     const code = pd[0];
-    const name = code === undefined ? "none" : code.toString(16).toUpperCase().padStart(2, "0");
+    const name = code === undefined ? "none" : hex(code);
     this.#stats.commands[name] = (this.#stats.commands[name] ?? 0) + 1;
     this.#write(ACK_FRAME);
     this.#stats.acksSent++;

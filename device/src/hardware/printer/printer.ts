@@ -130,7 +130,7 @@ export class ReceiptPrinter {
     this.#reconnectTimer = undefined;
     // Closing first aborts a write stuck on flow control, so waiting for the queue is bounded.
     await this.#o.transport.close().catch(() => {});
-    await this.#tail.catch(() => {});
+    await this.#tail;
     for (const t of this.#printTimers) this.#o.timers.clearTimeout(t);
     this.#printTimers.clear();
     this.#update({ state: "disconnected", paper: "unknown" });

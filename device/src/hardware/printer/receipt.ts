@@ -3,6 +3,7 @@
  * rendered as ESC/POS. Layout is kept apart from the bytes (receiptLayout) so
  * the same lines can be shown on screen when the printer is out of paper.
  */
+import { minorDigits } from "@paylane/protocol";
 import { type Align, type CodePage, EscPosBuilder, printable } from "./escpos.ts";
 
 /** An amount in integer minor units of an ISO 4217 currency (1250 EUR = EUR 12.50). */
@@ -63,8 +64,7 @@ export function formatMoney(m: Money): string {
   if (!/^[A-Z]{3}$/.test(m.currency))
     throw new RangeError(`currency must be an ISO 4217 code like "EUR", got "${m.currency}"`);
   if (!Number.isSafeInteger(m.minor)) throw new RangeError(`amount must be an integer of minor units, got ${m.minor}`);
-  const digits = new Intl.NumberFormat("en", { style: "currency", currency: m.currency }).resolvedOptions()
-    .maximumFractionDigits as number;
+  const digits = minorDigits(m.currency);
   const abs = Math.abs(m.minor);
   const scale = 10 ** digits;
   const whole = Math.floor(abs / scale);

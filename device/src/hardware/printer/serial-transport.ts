@@ -1,27 +1,20 @@
-/**
- * A printer on a serial port (RS-232 or a USB-serial adapter), via serialport.
- * `binding` lets tests pass serialport's MockBinding; by default the native one.
- */
-import { SerialPortStream } from "@serialport/stream";
+/** A printer on a serial port (RS-232 or a USB-serial adapter), via serialport. */
 import { SerialPort } from "serialport";
 import type { Timers } from "../../timers.ts";
 import { type PrinterTransport, ReadBuffer, TransportError } from "./transport.ts";
-
-type Binding = ConstructorParameters<typeof SerialPortStream>[0]["binding"];
 
 export interface SerialTransportOptions {
   path: string;
   /** Epson TM printers ship at 38400 or 19200 (DIP switches); must match the printer. */
   baudRate: number;
   timers: Timers;
-  binding?: Binding;
 }
 
 export class SerialTransport implements PrinterTransport {
   readonly description: string;
   readonly #o: SerialTransportOptions;
   readonly #buf: ReadBuffer;
-  #port: SerialPortStream | undefined;
+  #port: SerialPort | undefined;
   #detach: (() => void) | undefined;
 
   constructor(opts: SerialTransportOptions) {
@@ -42,10 +35,8 @@ export class SerialTransport implements PrinterTransport {
     if (this.#port?.isOpen) return;
     // A port serialport is still closing after a failure: start afresh.
     if (this.#port) this.#teardown();
-    const { path, baudRate, binding } = this.#o;
-    const port: SerialPortStream = binding
-      ? new SerialPortStream({ binding, path, baudRate, autoOpen: false })
-      : new SerialPort({ path, baudRate, autoOpen: false });
+    const { path, baudRate } = this.#o;
+    const port = new SerialPort({ path, baudRate, autoOpen: false });
     const onData = (chunk: Buffer) => this.#buf.push(chunk);
     const onClose = (err: (Error & { disconnected?: boolean }) | null) => {
       // serialport closes the stream itself when the device goes away (DisconnectedError).

@@ -70,7 +70,7 @@ export class LinkListeners {
  * 'error' is treated as the end of the link: the port is closed and onClose
  * reports the error, so a driver has one place to handle a lost device.
  */
-export function serialPortLink(port: SerialPortStream, path: string): SerialLink {
+function serialPortLink(port: SerialPortStream, path: string): SerialLink {
   const listeners = new LinkListeners();
   let closing: Promise<void> | undefined;
   const onData = (chunk: Buffer) => listeners.emitData(chunk);

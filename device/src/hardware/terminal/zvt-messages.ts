@@ -17,7 +17,7 @@
  * ever derives the last four digits and a brand from it and keeps neither
  * the digits nor the bytes.
  */
-import { type Apdu, encodeApdu } from "./zvt-frame.ts";
+import { type Apdu, encodeApdu, hexByte } from "./zvt-frame.ts";
 
 type Code = { readonly cls: number; readonly ins: number };
 
@@ -182,7 +182,7 @@ const RESULT_TEXT = new Map<number, string>([
 export function resultText(code: number | undefined): string {
   if (code === undefined) return "no result code";
   const words = code >= 0x01 && code <= 0x63 ? "card declined by issuer" : (RESULT_TEXT.get(code) ?? "terminal error");
-  return `${words} (result code 0x${code.toString(16).toUpperCase().padStart(2, "0")})`;
+  return `${words} (result code 0x${hexByte(code)})`;
 }
 
 // ---- cards -------------------------------------------------------------------

@@ -16,6 +16,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
+import { cardLabel } from "./terminal.ts";
 import { ACK, type Apdu, ApduDecoder, apduName, isAck, isNegativeAck, negativeAck } from "./zvt-frame.ts";
 import {
   CARD_TYPES,
@@ -180,7 +181,7 @@ export class ZvtSimulator {
 
   /** The brand and last four of the simulated card: all a test may compare against. */
   get cardLabel(): string {
-    return `${this.#card.brand} •••• ${this.#card.pan.slice(-4)}`;
+    return cardLabel(this.#card.brand, this.#card.pan.slice(-4));
   }
 
   /** Writes raw bytes to every connection now, as line noise between messages. */
@@ -199,6 +200,7 @@ export class ZvtSimulator {
     this.#stats.connections++;
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#onData(session, chunk));
+    // A reset ECR connection is routine for a terminal; "close" follows and ends the session.
     socket.on("error", () => {});
     socket.on("close", () => {
       this.#sessions.delete(session);

@@ -10,7 +10,7 @@
  *
  * "Today" is the site's calendar day in the site's time zone.
  */
-import type { CheckinBody, Credential } from "@paylane/protocol";
+import type { CheckinBody, Credential, Entry } from "@paylane/protocol";
 import type { TapResult } from "@paylane/ui/kiosk-api";
 import type { Journal } from "./journal.ts";
 import type { Replica } from "./replica.ts";
@@ -71,7 +71,7 @@ export class CheckinDesk {
       replicaVersion: info.version,
       offline: !isOnline(),
     };
-    let entry: Awaited<ReturnType<Journal["append"]>>;
+    let entry: Entry;
     try {
       entry = await journal.append("checkin", body, at, index);
     } catch (err) {

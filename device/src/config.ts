@@ -21,6 +21,7 @@ const columns = z
   .min(24, { error: "expected at least 24 columns" })
   .max(64, { error: "expected at most 64 columns" })
   .default(COLUMNS_80MM);
+const pollIntervalMs = z.number().int().min(5).max(1000).default(20);
 const checkinReceipts = z.boolean({ error: "expected true or false" }).default(true);
 
 /**
@@ -36,11 +37,11 @@ export const ReaderConfigSchema = z.discriminatedUnion(
       type: z.literal("pn532"),
       path: devicePath("/dev/ttyS0"),
       baudRate: baudRate.default(115_200),
-      pollIntervalMs: z.number().int().min(5).max(1000).default(20),
+      pollIntervalMs,
     }),
     z.strictObject({
       type: z.literal("pn532-simulator"),
-      pollIntervalMs: z.number().int().min(5).max(1000).default(20),
+      pollIntervalMs,
     }),
   ],
   { error: 'expected reader.type "pn532" (with a path) or "pn532-simulator"' },
@@ -82,7 +83,7 @@ export const DeviceConfigSchema = z.object({
   /** Folder holding journal.db and replica.db. */
   dataDir: z.string().min(1),
   http: z.object({ host: z.string().default("127.0.0.1"), port }).default({ host: "127.0.0.1", port: 8081 }),
-  reader: ReaderConfigSchema.default({ type: "pn532-simulator", pollIntervalMs: 20 }),
+  reader: ReaderConfigSchema.prefault({ type: "pn532-simulator" }),
   printer: PrinterConfigSchema.default({ type: "none" }),
   /** The card-payment terminal for wallet top-ups; default none. */
   terminal: TerminalConfigSchema,
@@ -96,7 +97,7 @@ export const DeviceConfigSchema = z.object({
       /** Top-up amounts offered on screen, minor units. */
       topupAmounts: z.array(z.number().int().min(1)).min(1).max(6).default([1000, 2000, 5000]),
     })
-    .default({ onlineTimeoutMs: 2500, idleMs: 60_000, topupAmounts: [1000, 2000, 5000] }),
+    .prefault({}),
   /** GPIO roles (call-staff button, status LED, buzzer, relay); absent: none. */
   gpio: GpioConfigSchema.optional(),
   ackTimeoutMs: z.number().int().min(100).default(10_000),

@@ -8,17 +8,16 @@
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { Credential, JournalRecoveredBody, StaffCallBody, Telemetry } from "@paylane/protocol";
+import type { Credential, JournalRecoveredBody, StaffCallBody } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
 import type { KioskState, PaymentResult, PaymentSession, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
 import pino, { type Logger } from "pino";
 import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";
+import { deviceAuthorization } from "./cloud-auth.ts";
 import type { DeviceConfig } from "./config.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import type { LedPattern } from "./hardware/gpio/status-led.ts";
-import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
-import type { PrinterHealth } from "./hardware/printer/printer.ts";
 import type { Receipt } from "./hardware/printer/receipt.ts";
 import { createTerminal, type TerminalSetup } from "./hardware/terminal/factory.ts";
 import { Journal } from "./journal.ts";
@@ -31,6 +30,8 @@ import { Peripherals, type SelfTestReport } from "./peripherals.ts";
 import { receiptQrDataUrl } from "./receipt-qr.ts";
 import { Replica } from "./replica.ts";
 import { ReplicaSync } from "./replica-sync.ts";
+import { StorageMonitor, type StorageStatus } from "./storage-monitor.ts";
+import { kioskTelemetry } from "./telemetry.ts";
 import { realTimers, type Timers } from "./timers.ts";
 import { Uplink } from "./uplink.ts";
 
@@ -84,9 +85,8 @@ export class KioskDaemon {
   #api: ReturnType<typeof createLocalApi> | undefined;
   #telemetryTimer: unknown;
   #compactTimer: unknown;
-  #storageProbeTimer: unknown;
   /** "failing" while the journal cannot make writes durable; check-ins are refused, the UI says why. */
-  #storage: { state: "ok" | "failing"; lastError?: string } = { state: "ok" };
+  #storage: StorageMonitor | undefined;
   #bootedAt: Date | undefined;
   #hw: Peripherals | undefined;
   #desk: CheckinDesk | undefined;
@@ -159,10 +159,20 @@ export class KioskDaemon {
       fetchAckedSeq: () => this.#fetchAckedSeq(),
       logger: this.#log,
       now: this.#now,
-      open: (path, startAfterSeq) =>
-        startAfterSeq === undefined ? this.#openJournal(path) : Journal.open(path, { startAfterSeq }),
+      open: this.#openJournal,
     });
     this.#journal = journal;
+    const storage = new StorageMonitor({
+      journal,
+      timers: this.#timers,
+      logger: this.#log,
+      probeMs: c.storageProbeMs,
+      onChange: () => {
+        void this.#pushState();
+        this.#showStatus();
+      },
+    });
+    this.#storage = storage;
     const replica = await Replica.open(join(c.dataDir, "replica.db"));
     this.#replica = replica;
     const wallets = await WalletReplica.open(join(c.dataDir, "wallets.db"));
@@ -248,7 +258,7 @@ export class KioskDaemon {
       now: this.#now,
       isOnline: () => uplink.online,
       onJournaled: () => uplink.notifyAppended(),
-      onStorageFailure: (err) => this.#storageFailed(err),
+      onStorageFailure: (err) => storage.failed(err),
     });
     this.#desk = desk;
     this.#payments = new PaymentDesk({
@@ -271,7 +281,7 @@ export class KioskDaemon {
       idleMs: c.payments.idleMs,
       topupAmounts: c.payments.topupAmounts,
       onJournaled: () => uplink.notifyAppended(),
-      onStorageFailure: (err) => this.#storageFailed(err),
+      onStorageFailure: (err) => storage.failed(err),
       onSession: (session) => {
         this.#api?.broadcast({ type: "payment", session });
         this.events.emit("payment-session", session);
@@ -300,7 +310,7 @@ export class KioskDaemon {
         mqttError: uplink.lastError ?? null,
         replicaError: sync.lastError ?? null,
         peripherals: hw.health(),
-        storage: this.#storage,
+        storage: storage.status,
         ...(await journal.stats()),
       }),
       metrics: this.metrics,
@@ -324,7 +334,7 @@ export class KioskDaemon {
             ["Cloud", uplink.online ? "online" : uplink.brokerConnected ? "broker up, cloud away" : "offline"],
             ["Journal backlog", `${stats.backlog} entries (last seq ${stats.lastSeq}, acked ${stats.ackedUpTo})`],
             ["Oldest unacked entry", age(stats.oldestUnackedAt) ?? "none waiting"],
-            ["Storage", this.#storage.state === "ok" ? "ok" : `failing: ${this.#storage.lastError ?? ""}`],
+            ["Storage", storage.status.state === "ok" ? "ok" : `failing: ${storage.status.lastError ?? ""}`],
             [
               "Member replica",
               `version ${info.version}, ${info.members} members, synced ${age(info.syncedAt) ?? "never"} ago`,
@@ -375,8 +385,9 @@ export class KioskDaemon {
   }
 
   async stop(): Promise<void> {
-    for (const t of [this.#telemetryTimer, this.#compactTimer, this.#storageProbeTimer]) this.#timers.clearTimeout(t);
-    this.#telemetryTimer = this.#compactTimer = this.#storageProbeTimer = undefined;
+    for (const t of [this.#telemetryTimer, this.#compactTimer]) this.#timers.clearTimeout(t);
+    this.#telemetryTimer = this.#compactTimer = undefined;
+    this.#storage?.stop();
     this.#sync?.stop();
     await this.#sync?.idle();
     await this.#hw?.stop();
@@ -406,7 +417,7 @@ export class KioskDaemon {
         state: this.#hw?.readerState ?? "disconnected",
       },
       backlog: stats.backlog,
-      storage: this.#storage.state,
+      storage: this.#storageState(),
     };
   }
 
@@ -470,7 +481,7 @@ export class KioskDaemon {
       c.cloudUrl,
     );
     const res = await fetch(url, {
-      headers: { authorization: `Basic ${Buffer.from(`${c.site}/${c.device}:${c.secret}`).toString("base64")}` },
+      headers: { authorization: deviceAuthorization(this.address, c.secret) },
       signal: AbortSignal.timeout(5000),
     });
     if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
@@ -495,7 +506,7 @@ export class KioskDaemon {
     try {
       await journal.append("staff-call", body, this.#now());
     } catch (err) {
-      this.#storageFailed(err as Error);
+      this.#storage?.failed(err as Error);
       throw err;
     }
     this.#uplink?.notifyAppended();
@@ -513,15 +524,7 @@ export class KioskDaemon {
   async #decide(credential: Credential, taps: Counter<"outcome">): Promise<TapResult> {
     const desk = this.#desk;
     if (!desk) throw new Error("daemon is not started");
-    this.#deciding++;
-    this.#showStatus();
-    let result: TapResult;
-    try {
-      result = await desk.decide(credential);
-    } finally {
-      this.#deciding--;
-      this.#showStatus();
-    }
+    const result = await this.#busy(() => desk.decide(credential));
     taps.inc({ outcome: result.outcome });
     // The UID identifies a card, not a payment instrument, but it still stays out of info logs.
     this.#log.info({ outcome: result.outcome, seq: result.seq, via: credential.type }, "credential presented");
@@ -540,11 +543,16 @@ export class KioskDaemon {
   }
 
   /** A card tapped for the payment in progress. */
-  async #pay(uid: string): Promise<PaymentResult> {
+  #pay(uid: string): Promise<PaymentResult> {
+    return this.#busy(() => this.payments.onCard(uid));
+  }
+
+  /** Runs a decision with the status LED showing "busy" meanwhile. */
+  async #busy<T>(decide: () => Promise<T>): Promise<T> {
     this.#deciding++;
     this.#showStatus();
     try {
-      return await this.payments.onCard(uid);
+      return await decide();
     } finally {
       this.#deciding--;
       this.#showStatus();
@@ -625,35 +633,8 @@ export class KioskDaemon {
     this.events.emit("receipt", notice);
   }
 
-  /**
-   * The journal could not make a write durable: refuse what needs one (the
-   * desk already answered "cannot record"), show it, and try again on a
-   * timer until a probe write succeeds.
-   */
-  #storageFailed(err: Error): void {
-    const wasOk = this.#storage.state === "ok";
-    this.#storage = { state: "failing", lastError: err.message };
-    if (!wasOk) return;
-    this.#log.error({ err: err.message }, "journal cannot write: refusing check-ins until storage recovers");
-    void this.#pushState();
-    this.#showStatus();
-    this.#scheduleStorageProbe();
-  }
-
-  #scheduleStorageProbe(): void {
-    this.#storageProbeTimer = this.#timers.setTimeout(() => {
-      this.#storageProbeTimer = undefined;
-      const journal = this.#journal;
-      if (!journal) return;
-      void journal.probeWritable().then((ok) => {
-        if (!this.#journal) return;
-        if (!ok) return this.#scheduleStorageProbe();
-        this.#storage = { state: "ok" };
-        this.#log.info("journal writes again: check-ins resume");
-        void this.#pushState();
-        this.#showStatus();
-      });
-    }, this.#config.storageProbeMs);
+  #storageState(): StorageStatus["state"] {
+    return this.#storage?.status.state ?? "ok";
   }
 
   #scheduleCompaction(): void {
@@ -679,7 +660,7 @@ export class KioskDaemon {
     const gpio = this.#hw?.gpio;
     if (!gpio) return;
     let pattern: LedPattern = "idle";
-    if (this.#hw?.readerState === "disconnected" || this.#storage.state === "failing") pattern = "fault";
+    if (this.#hw?.readerState === "disconnected" || this.#storageState() === "failing") pattern = "fault";
     else if (!this.#uplink?.online) pattern = "offline";
     else if (this.#deciding > 0) pattern = "busy";
     gpio.status(pattern);
@@ -707,52 +688,23 @@ export class KioskDaemon {
 
   async #sendTelemetry(): Promise<void> {
     const hw = this.#hw;
-    if (!this.#journal || !this.#uplink || !this.#replica || !this.#bootedAt || !hw) return;
-    const stats = await this.#journal.stats();
+    const uplink = this.#uplink;
+    if (!this.#journal || !uplink || !this.#replica || !this.#bootedAt || !hw) return;
+    // Telemetry is QoS 0 and never queued: while the broker is away, nothing to read for.
+    if (!uplink.brokerConnected) return;
+    const journal = await this.#journal.stats();
     const replica = await this.#replica.info();
-    const now = this.#now();
-    const peripherals = hw.health();
     const payments = await this.#payments?.exposure();
-    const telemetry = {
-      at: now.toISOString(),
-      backlog: stats.backlog,
-      ackedUpTo: stats.ackedUpTo,
-      lastSeq: stats.lastSeq,
-      replicaVersion: replica.version,
-      reader: hw.readerState,
-      readerStats: readerStats(peripherals.reader.counters),
-      uptimeSeconds: (now.getTime() - this.#bootedAt.getTime()) / 1000,
-      oldestUnackedAgeSeconds: stats.oldestUnackedAt
-        ? Math.max(0, (now.getTime() - Date.parse(stats.oldestUnackedAt)) / 1000)
-        : 0,
-      replicaAgeSeconds: replica.syncedAt ? Math.max(0, (now.getTime() - Date.parse(replica.syncedAt)) / 1000) : null,
-      storage: this.#storage.state,
-      ...(payments ? { payments } : {}),
-      printer: peripherals.printer ? printerTelemetry(peripherals.printer) : null,
-      gpio: peripherals.gpio
-        ? {
-            backend: peripherals.gpio.backend,
-            state: peripherals.gpio.state,
-            ...(peripherals.gpio.lastError ? { lastError: peripherals.gpio.lastError } : {}),
-          }
-        : null,
-    };
-    this.#uplink.publishTelemetry(telemetry);
+    uplink.publishTelemetry(
+      kioskTelemetry({
+        now: this.#now(),
+        bootedAt: this.#bootedAt,
+        journal,
+        replica,
+        peripherals: hw.health(),
+        storage: this.#storageState(),
+        payments,
+      }),
+    );
   }
-}
-
-function printerTelemetry(h: PrinterHealth): NonNullable<Telemetry["printer"]> {
-  return { state: h.state, paper: h.paper, ...(h.lastError ? { lastError: h.lastError } : {}) };
-}
-
-function readerStats(c: Pn532Counters): NonNullable<Telemetry["readerStats"]> {
-  const discarded = Object.values(c.discarded).reduce((a, b) => a + b, 0);
-  return {
-    reads: c.reads,
-    timeouts: c.timeouts,
-    nacksSent: c.nacksSent,
-    reinits: c.reinits,
-    reconnects: c.reconnects,
-    discarded,
-  };
 }

@@ -30,16 +30,16 @@ export interface OpenOrRecoverOptions {
   fetchAckedSeq: () => Promise<number>;
   logger: Logger;
   now: () => Date;
-  open?: (path: string, startAfterSeq?: number) => Promise<Journal>;
+  /** Opens the existing journal (default Journal.open; tests wrap it). The new one after damage is always a plain Journal. */
+  open?: (path: string) => Promise<Journal>;
 }
 
 export async function openOrRecoverJournal(
   path: string,
   o: OpenOrRecoverOptions,
 ): Promise<{ journal: Journal; recovered?: JournalRecovery }> {
-  const open = o.open ?? ((p: string, startAfterSeq?: number) => Journal.open(p, { startAfterSeq }));
   try {
-    return { journal: await open(path) };
+    return { journal: await (o.open ?? Journal.open)(path) };
   } catch (err) {
     if (!(err instanceof JournalError) || !err.damaged) throw err;
     const reason = err.message;
@@ -62,7 +62,10 @@ export async function openOrRecoverJournal(
       { damagedFile: basename(damagedFile), continuedAfter, reason },
       "journal damaged: kept aside, a new journal continues after the cloud's acked seq",
     );
-    return { journal: await open(path, continuedAfter), recovered: { damagedFile, continuedAfter, reason } };
+    return {
+      journal: await Journal.open(path, { startAfterSeq: continuedAfter }),
+      recovered: { damagedFile, continuedAfter, reason },
+    };
   }
 }
 

@@ -166,10 +166,8 @@ export class Journal {
    */
   async append(kind: string, body: Record<string, unknown>, at: Date, index?: MemberDay): Promise<Entry> {
     const id = randomUUID();
-    // Runs to completion before resolving (see Sqlite.get): with two appends or an ack in flight,
-    // a statement left active kept the row uncommitted, and a kill -9 lost an entry the user
-    // had been told was done.
-    const [row] = await this.#db.all<{ seq: number }>(
+    // Sqlite.get runs the statement to completion, so the row is committed when this resolves.
+    const row = await this.#db.get<{ seq: number }>(
       `INSERT INTO journal (seq, id, kind, at, body, member_id, local_day)
        SELECT last_seq + 1, ?, ?, ?, ?, ?, ? FROM meta WHERE one = 1
        RETURNING seq`,
@@ -195,7 +193,7 @@ export class Journal {
    */
   async markAcked(upTo: number): Promise<number> {
     // One statement, so overlapping acks cannot interleave a read and a write.
-    const [row] = await this.#db.all<{ acked_up_to: number }>(
+    const row = await this.#db.get<{ acked_up_to: number }>(
       "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",
       [upTo, upTo],
     );

@@ -51,9 +51,10 @@ async function jsonObject(req: Request): Promise<Record<string, unknown>> {
   }
 }
 
-/** One field of a JSON object body; undefined when the body is not such an object. */
-async function jsonField(req: Request, field: string): Promise<unknown> {
-  return (await jsonObject(req))[field];
+/** A string field of a JSON object body, upper-cased with `strip` removed; "" when it is not a string. */
+async function normalizedField(req: Request, field: string, strip: RegExp): Promise<string> {
+  const raw = (await jsonObject(req))[field];
+  return typeof raw === "string" ? raw.replace(strip, "").toUpperCase() : "";
 }
 
 /** A payment error as problem+json: bad input 400, a session in the way 409. */
@@ -67,6 +68,8 @@ function paymentProblem(err: unknown): Response {
 
 export function createLocalApi(o: LocalApiOptions) {
   const app = new Hono();
+  // Every error the UI gets is problem+json, e.g. a staff call the journal could not write.
+  app.onError((err) => problemResponse({ title: "The kiosk could not do that", status: 500, detail: err.message }));
   const { upgradeWebSocket, injectWebSocket } = createNodeWebSocket({ app });
   const sockets = new Set<WSContext>();
 
@@ -94,8 +97,7 @@ export function createLocalApi(o: LocalApiOptions) {
         detail: "this kiosk has a real card reader",
       });
     }
-    const raw = await jsonField(c.req.raw, "uid");
-    const uid = typeof raw === "string" ? raw.replace(/[\s:]/g, "").toUpperCase() : "";
+    const uid = await normalizedField(c.req.raw, "uid", /[\s:]/g);
     if (!UID.test(uid)) {
       return problemResponse({
         title: "Invalid card UID",
@@ -106,8 +108,7 @@ export function createLocalApi(o: LocalApiOptions) {
     return c.json(await o.simulatedTap(uid));
   });
   app.post("/api/code", async (c) => {
-    const raw = await jsonField(c.req.raw, "code");
-    const code = typeof raw === "string" ? raw.replace(/[\s-]/g, "").toUpperCase() : "";
+    const code = await normalizedField(c.req.raw, "code", /[\s-]/g);
     if (!CODE.test(code)) {
       return problemResponse({
         title: "Invalid booking code",

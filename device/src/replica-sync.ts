@@ -18,6 +18,8 @@ import {
   wrap,
 } from "cockatiel";
 import type { Logger } from "pino";
+import type { z } from "zod";
+import { deviceAuthorization } from "./cloud-auth.ts";
 import type { WalletReplica } from "./payments/wallet-replica.ts";
 import type { Replica } from "./replica.ts";
 import type { Timers } from "./timers.ts";
@@ -53,8 +55,6 @@ export class ReplicaSync {
   lastError: string | undefined;
   /** The last pull that answered: a full snapshot or a delta, how many members it carried, and whether it applied. */
   lastSync: { full: boolean; members: number; version: number; applied: boolean } | undefined;
-  /** The last wallet pull that answered. */
-  lastWalletSync: { full: boolean; wallets: number; version: number; applied: boolean } | undefined;
 
   constructor(opts: ReplicaSyncOptions) {
     this.#o = opts;
@@ -105,11 +105,6 @@ export class ReplicaSync {
     if (this.#o.wallets && !this.#stopped) await this.#pullWallets(this.#o.wallets);
   }
 
-  #authHeader(): string {
-    const { address, secret } = this.#o;
-    return `Basic ${Buffer.from(`${address.site}/${address.device}:${secret}`).toString("base64")}`;
-  }
-
   #failed(err: unknown, what: string): void {
     this.lastError =
       err instanceof BrokenCircuitError
@@ -118,26 +113,36 @@ export class ReplicaSync {
     this.#o.logger.warn({ err: this.lastError }, `${what} sync failed; keeping the current replica`);
   }
 
+  /** One GET of a sync document, through the retries and the circuit breaker, validated. */
+  #fetch<S extends z.ZodType>(url: URL, schema: S, what: string): Promise<z.infer<S>> {
+    const { address, secret, requestTimeoutMs } = this.#o;
+    return this.#policy.execute(async () => {
+      const res = await fetch(url, {
+        headers: { authorization: deviceAuthorization(address, secret), accept: "application/json" },
+        signal: AbortSignal.timeout(requestTimeoutMs ?? 5000),
+      });
+      if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
+      const parsed = validate(schema, await res.json());
+      if (!parsed.ok) throw new Error(`${what} sync refused: ${parsed.error}`);
+      return parsed.value;
+    });
+  }
+
   async #pullWallets(wallets: WalletReplica): Promise<void> {
     const { address, cloudUrl, logger, now } = this.#o;
     const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/wallets`, cloudUrl);
     try {
       const held = (await wallets.info()).version;
       if (held !== null) url.searchParams.set("since", String(held));
-      const sync = await this.#policy.execute(async () => {
-        const res = await fetch(url, {
-          headers: { authorization: this.#authHeader(), accept: "application/json" },
-          signal: AbortSignal.timeout(this.#o.requestTimeoutMs ?? 5000),
-        });
-        if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
-        const parsed = validate(WalletSyncSchema, await res.json());
-        if (!parsed.ok) throw new Error(`wallet sync refused: ${parsed.error}`);
-        return parsed.value;
-      });
+      const sync = await this.#fetch(url, WalletSyncSchema, "wallet");
       const applied = await wallets.apply(sync, held, now());
       this.lastError = undefined;
-      this.lastWalletSync = { full: sync.full, wallets: sync.wallets.length, version: sync.version, applied };
-      if (applied && sync.wallets.length > 0) logger.info(this.lastWalletSync, "wallet replica synced");
+      if (applied && sync.wallets.length > 0) {
+        logger.info(
+          { full: sync.full, wallets: sync.wallets.length, version: sync.version, applied },
+          "wallet replica synced",
+        );
+      }
     } catch (err) {
       this.#failed(err, "wallet replica");
     }
@@ -146,21 +151,11 @@ export class ReplicaSync {
   async #pullMembers(): Promise<void> {
     const { address, cloudUrl, replica, logger, now } = this.#o;
     const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/members`, cloudUrl);
-    // A delta from the version we hold (the cloud answers with a full snapshot when it cannot).
-    const held = (await replica.info()).version;
-    if (held > 0) url.searchParams.set("since", String(held));
-    const auth = this.#authHeader();
     try {
-      const snapshot = await this.#policy.execute(async () => {
-        const res = await fetch(url, {
-          headers: { authorization: auth, accept: "application/json" },
-          signal: AbortSignal.timeout(this.#o.requestTimeoutMs ?? 5000),
-        });
-        if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
-        const parsed = validate(MemberSyncSchema, await res.json());
-        if (!parsed.ok) throw new Error(`member sync refused: ${parsed.error}`);
-        return parsed.value;
-      });
+      // A delta from the version we hold (the cloud answers with a full snapshot when it cannot).
+      const held = (await replica.info()).version;
+      if (held > 0) url.searchParams.set("since", String(held));
+      const snapshot = await this.#fetch(url, MemberSyncSchema, "member");
       if (snapshot.full !== false && snapshot.version < held) {
         logger.warn(
           { held, cloud: snapshot.version },

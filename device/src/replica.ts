@@ -5,7 +5,7 @@
  * with journal appends.
  */
 import type { MemberDelta, MemberSnapshot, ReplicaMember } from "@paylane/protocol";
-import { Sqlite } from "./sqlite.ts";
+import { openCache, type Sqlite } from "./sqlite.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS members (
@@ -47,8 +47,6 @@ export class Replica {
   readonly #db: Sqlite;
   /** Snapshot replacement, on its own connection so lookups never see a half-written replica. */
   readonly #writer: Sqlite;
-  /** Serialises snapshot replacement: two overlapping syncs must not interleave their transactions. */
-  #writing: Promise<unknown> = Promise.resolve();
 
   private constructor(db: Sqlite, writer: Sqlite) {
     this.#db = db;
@@ -56,16 +54,12 @@ export class Replica {
   }
 
   static async open(path: string): Promise<Replica> {
-    const writer = await Sqlite.open(path);
-    await writer.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
-    await writer.exec(SCHEMA);
+    const { reader, writer } = await openCache(path, SCHEMA);
     // Replicas written before the venue name travelled with the snapshot: add the column.
     const columns = await writer.all<{ name: string }>("PRAGMA table_info(replica_meta)");
     if (!columns.some((c) => c.name === "site_name"))
       await writer.exec("ALTER TABLE replica_meta ADD COLUMN site_name TEXT NOT NULL DEFAULT ''");
-    const db = await Sqlite.open(path);
-    await db.exec("PRAGMA busy_timeout = 5000;");
-    return new Replica(db, writer);
+    return new Replica(reader, writer);
   }
 
   /**
@@ -94,9 +88,9 @@ export class Replica {
   }
 
   /**
-   * One replica write: serialised with the others, in one transaction on the
-   * writer connection. Removes `clear` (or each written member), writes
-   * `members` and the new version, or nothing when `applies` says no.
+   * One replica write, in one transaction on the writer connection. Removes
+   * `clear` (or each written member), writes `members` and the new version,
+   * or nothing when `applies` says no.
    */
   #write(
     meta: { version: number; timezone: string; siteName: string },
@@ -104,37 +98,29 @@ export class Replica {
     members: readonly ReplicaMember[],
     o: { applies: (currentVersion: number) => boolean; clear?: string },
   ): Promise<boolean> {
-    const work = this.#writing.then(async () => {
-      if (!o.applies((await this.info()).version)) return false;
-      const w = this.#writer;
-      await w.exec("BEGIN IMMEDIATE");
-      try {
-        if (o.clear) await w.run(o.clear);
-        else for (const m of members) await w.run("DELETE FROM members WHERE id = ?", [m.id]);
-        for (const m of members) {
-          await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
-            m.id,
-            m.name,
-            m.cardUid,
-            m.code,
-            m.status,
-          ]);
-        }
-        await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
-          meta.version,
-          meta.timezone,
-          meta.siteName,
-          syncedAt.toISOString(),
+    const w = this.#writer;
+    return w.transaction(async () => {
+      const current = await w.get<{ version: number }>("SELECT version FROM replica_meta WHERE one = 1");
+      if (!o.applies(current?.version ?? 0)) return false;
+      if (o.clear) await w.run(o.clear);
+      else for (const m of members) await w.run("DELETE FROM members WHERE id = ?", [m.id]);
+      for (const m of members) {
+        await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
+          m.id,
+          m.name,
+          m.cardUid,
+          m.code,
+          m.status,
         ]);
-        await w.exec("COMMIT");
-        return true;
-      } catch (err) {
-        await w.exec("ROLLBACK").catch(() => {});
-        throw err;
       }
+      await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
+        meta.version,
+        meta.timezone,
+        meta.siteName,
+        syncedAt.toISOString(),
+      ]);
+      return true;
     });
-    this.#writing = work.catch(() => {});
-    return work;
   }
 
   async byCard(uid: string): Promise<ReplicaMember | undefined> {
@@ -162,9 +148,8 @@ export class Replica {
   }
 
   async close(): Promise<void> {
-    await this.#writing;
-    await this.#db.close();
     await this.#writer.close();
+    await this.#db.close();
   }
 }
 

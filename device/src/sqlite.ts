@@ -2,7 +2,7 @@
  * A small promise layer over the `sqlite3` package. Statements from
  * overlapping calls on one connection interleave, and a connection sees its
  * own uncommitted writes: atomicity comes from single statements (the
- * journal) or from a separate writer connection (the replica).
+ * journal) or from a separate writer connection (the replicas, `openCache`).
  */
 import sqlite3 from "sqlite3";
 
@@ -11,6 +11,8 @@ export type Params = readonly unknown[];
 
 export class Sqlite {
   readonly #db: sqlite3.Database;
+  /** The transactions of this connection, one after another (see `transaction`). */
+  #transactions: Promise<unknown> = Promise.resolve();
 
   private constructor(db: sqlite3.Database) {
     this.#db = db;
@@ -58,9 +60,47 @@ export class Sqlite {
     });
   }
 
-  close(): Promise<void> {
+  /**
+   * Runs `work` in one BEGIN IMMEDIATE transaction: committed when it
+   * resolves, rolled back when it throws. Transactions on one connection run
+   * one at a time, or the statements of one would land inside the other.
+   */
+  transaction<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#transactions.then(async () => {
+      await this.exec("BEGIN IMMEDIATE");
+      try {
+        const result = await work();
+        await this.exec("COMMIT");
+        return result;
+      } catch (err) {
+        // err is what went wrong; a failed COMMIT may already have ended the transaction
+        await this.exec("ROLLBACK").catch(() => {});
+        throw err;
+      }
+    });
+    this.#transactions = run.catch(() => {}); // the caller sees the failure; the next transaction still runs
+    return run;
+  }
+
+  /** Closes the connection once the transactions in progress have ended. */
+  async close(): Promise<void> {
+    await this.#transactions;
     return new Promise((resolve, reject) => {
       this.#db.close((err) => (err ? reject(err) : resolve()));
     });
   }
+}
+
+/**
+ * A cache the cloud can rebuild at any time (the replicas): its writes go
+ * through `writer`, and lookups on `reader` (WAL) see the last committed
+ * state, never a transaction half-way.
+ */
+export async function openCache(path: string, schema: string): Promise<{ reader: Sqlite; writer: Sqlite }> {
+  const writer = await Sqlite.open(path);
+  await writer.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+  await writer.exec(schema);
+  const reader = await Sqlite.open(path);
+  await reader.exec("PRAGMA busy_timeout = 5000;");
+  return { reader, writer };
 }

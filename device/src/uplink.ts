@@ -332,12 +332,19 @@ export class Uplink {
     }
     this.#o.onAcked?.(this.#ackedUpTo);
     if (!early) {
-      // an ack of what an earlier session sent: the window opens only now that the journal took it
+      // an ack of what an earlier session sent: the window opens only now that the journal took it,
+      // and the pump goes on after it rather than sending what the cloud just acked
+      if (this.#sentUpTo < this.#ackedUpTo) {
+        this.#sentUpTo = this.#ackedUpTo;
+        this.#generation++;
+      }
       this.#armAckTimer(true);
       void this.#pump();
     }
     this.#o.onChange?.();
-    void this.#reportDrain();
+    void this.#reportDrain().catch((err: Error) =>
+      this.#o.logger.warn({ err: err.message }, "backlog progress could not be read"),
+    );
   }
 
   /**
@@ -348,8 +355,8 @@ export class Uplink {
   async #reportDrain(): Promise<void> {
     const now = this.#o.now().getTime();
     const last = this.#drainLog;
-    // Outside a drain, look at most every DRAIN_LOG_MS; inside one, on every ack (to see the end).
-    if (!last?.draining && last && now - last.at < DRAIN_LOG_MS) return;
+    // Between progress lines, only an ack of everything sent can be the end: nothing else needs the journal.
+    if (last && now - last.at < DRAIN_LOG_MS && !(last.draining && this.#ackedUpTo >= this.#sentUpTo)) return;
     const { backlog } = await this.#o.journal.stats();
     if (last?.draining && backlog === 0) {
       this.#o.logger.info({ ackedUpTo: this.#ackedUpTo }, "backlog drained");

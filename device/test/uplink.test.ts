@@ -278,7 +278,6 @@ test("entries go out in batches of batchSize, never more than window unacked on 
   assert.ok(first.length >= 3, "7 entries need at least 3 batches of 3");
   // The window of 7 is full after seq 7: the next batch on the wire comes after the ack,
   // and only as far as the window allows.
-  // The next batch on the wire comes after the ack, and only as far as the window allows.
   await ack(ctx, 2);
   assert.equal(await nextBatch(ctx), [8, 9]);
   await ack(ctx, 9);
@@ -338,6 +337,16 @@ test("an ack advances the journal and an older ack never moves it back", async (
   await until(ctx, () => ctx.acked.includes(4), "ack 4 recorded");
   assert.equal(ctx.acked, [2, 4], "acks 1 and 0 were ignored");
   assert.equal(counts(await ctx.journal.stats()), { lastSeq: 5, ackedUpTo: 4, backlog: 1 });
+});
+
+test("an ack beyond what this session sent (an earlier one sent it) moves the pump past it: nothing acked is sent again", async (ctx) => {
+  await appendEntries(ctx, 12);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 7);
+  // The cloud holds up to 10 from before a restart: it acks past the window this session sent.
+  await ack(ctx, 10);
+  await until(ctx, () => ctx.acked.includes(10), "ack 10 recorded");
+  assert.equal(await nextBatch(ctx), [11, 12]);
 });
 
 test("after ackTimeoutMs without an ack, the unacked entries are republished from the last ack", async (ctx) => {

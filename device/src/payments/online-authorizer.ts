@@ -22,6 +22,7 @@ import {
   retry,
   wrap,
 } from "cockatiel";
+import { deviceAuthorization } from "../cloud-auth.ts";
 import type { Timers } from "../timers.ts";
 
 export type OnlineOutcome =
@@ -39,11 +40,12 @@ export interface OnlineAuthorizerOptions {
   timers: Timers;
   /** Per attempt (default 2500 ms). */
   timeoutMs?: number;
-  /** Between the two attempts (default 150 ms). */
-  retryDelayMs?: number;
   /** Called before each attempt with its key: tests check every retry carries the same one. */
   onAttempt?: (key: string, attempt: number) => void;
 }
+
+/** Between the two attempts. */
+const RETRY_DELAY_MS = 150;
 
 class Unreachable extends Error {}
 
@@ -54,11 +56,11 @@ export class OnlineAuthorizer {
 
   constructor(o: OnlineAuthorizerOptions) {
     this.#o = o;
-    this.#auth = `Basic ${Buffer.from(`${o.address.site}/${o.address.device}:${o.secret}`).toString("base64")}`;
+    this.#auth = deviceAuthorization(o.address, o.secret);
     const unreachable = handleWhen((err) => err instanceof Unreachable);
     this.#policy = wrap(
       circuitBreaker(unreachable, { halfOpenAfter: 15_000, breaker: new ConsecutiveBreaker(3) }),
-      retry(unreachable, { maxAttempts: 1, backoff: new ConstantBackoff(o.retryDelayMs ?? 150) }),
+      retry(unreachable, { maxAttempts: 1, backoff: new ConstantBackoff(RETRY_DELAY_MS) }),
     );
   }
 

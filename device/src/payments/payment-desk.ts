@@ -86,10 +86,6 @@ export class PaymentDesk {
     this.#o = o;
   }
 
-  get session(): PaymentSession | undefined {
-    return this.#session && publicSession(this.#session);
-  }
-
   /** True while a session waits for a card: the next tap pays instead of checking in. */
   get awaitingCard(): boolean {
     return this.#session?.state === "awaiting-card";
@@ -225,7 +221,7 @@ export class PaymentDesk {
       const outcome = await this.#o.online.settle(request);
       if (outcome.kind === "unreachable") return;
       if (outcome.kind === "answered" && outcome.response.status === "approved") {
-        await this.#journalPurchase(request, "online", null);
+        await this.#journalPurchase(request, "online");
         this.#o.logger.warn({ key: intent.key }, "an interrupted payment was approved by the cloud; journaled now");
       } else {
         await this.#o.journal.closeIntent(intent.key, "declined");
@@ -288,7 +284,7 @@ export class PaymentDesk {
           return this.#declined(s, r.reason, r.message, member, r.balance ?? undefined);
         }
         // The ledger has it: approved, whatever happens to the journal now (a pending intent is journaled later).
-        await this.#journalPurchase(request, "online", null).catch((err: Error) => {
+        await this.#journalPurchase(request, "online").catch((err: Error) => {
           this.#o.onStorageFailure(err);
           this.#o.logger.error({ err: err.message, key: request.key }, "approved online but not journaled yet");
         });
@@ -305,11 +301,8 @@ export class PaymentDesk {
   }
 
   async #offline(s: Session, member: ReplicaMember, request: PaymentRequest): Promise<PaymentResult> {
-    const info = await this.#o.wallets.info();
-    const wallet = await this.#o.wallets.wallet(member.id);
-    const day = localDay(new Date(request.at), (await this.#o.members.info()).timezone);
-    const money = await this.#o.journal.memberMoney(member.id, info.appliedUpTo, day, request.key);
-    const available = wallet.balance - money.unsyncedSpend - money.pendingSpend;
+    const day = await this.#day(new Date(request.at));
+    const { info, wallet, money, available } = await this.#balance(member.id, day, request.key);
     const decision = decideOffline({
       amount: s.amount,
       currency: s.currency,
@@ -324,16 +317,23 @@ export class PaymentDesk {
       return this.#declined(s, decision.reason, decision.message, member, available);
     }
     try {
-      await this.#journalPurchase(request, "offline", info.version ?? 0);
+      await this.#journalPurchase(request, "offline", { walletVersion: info.version ?? 0, day });
     } catch (err) {
       this.#o.onStorageFailure(err as Error);
+      // The journal cannot write: an intent left pending is voided with the cloud by resolvePending.
       await this.#o.journal.closeIntent(request.key, "declined").catch(() => {});
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
     return this.#approved(s, member, request.key, available - s.amount, "offline");
   }
 
-  async #journalPurchase(r: PaymentRequest, authorization: "online" | "offline", walletVersion: number | null) {
+  /** `known`: what the offline decision already read, so it is not read again. */
+  async #journalPurchase(
+    r: PaymentRequest,
+    authorization: "online" | "offline",
+    known?: { walletVersion: number; day: string },
+  ): Promise<void> {
+    const at = new Date(r.at);
     const body: PaymentBody = {
       key: r.key,
       memberId: r.memberId,
@@ -341,14 +341,31 @@ export class PaymentDesk {
       currency: r.currency,
       itemId: r.itemId,
       authorization,
-      walletVersion: walletVersion ?? (await this.#o.wallets.info()).version ?? 0,
+      walletVersion: known?.walletVersion ?? (await this.#o.wallets.info()).version ?? 0,
     };
-    const at = new Date(r.at);
     await this.#o.journal.append("payment", body, at, {
       memberId: r.memberId,
-      day: localDay(at, (await this.#o.members.info()).timezone),
+      day: known?.day ?? (await this.#day(at)),
     });
     this.#o.onJournaled();
+  }
+
+  /** The site-local day of `at`, for the journal's per-member-per-day index. */
+  async #day(at: Date): Promise<string> {
+    return localDay(at, (await this.#o.members.info()).timezone);
+  }
+
+  /**
+   * The member's balance as this kiosk knows it: the replica's, less what it
+   * journaled since the replica was read and what is still pending (`day`
+   * also sums the offline spending of that day). The replica meta is read
+   * before the wallet: a sync between the two can only count a payment twice.
+   */
+  async #balance(memberId: string, day: string, exceptKey?: string) {
+    const info = await this.#o.wallets.info();
+    const wallet = await this.#o.wallets.wallet(memberId);
+    const money = await this.#o.journal.memberMoney(memberId, info.appliedUpTo, day, exceptKey);
+    return { info, wallet, money, available: wallet.balance - money.unsyncedSpend - money.pendingSpend };
   }
 
   async #topup(s: Session, member: ReplicaMember, receipt: ReceiptFacts): Promise<PaymentResult> {
@@ -390,10 +407,7 @@ export class PaymentDesk {
       terminal: { reference: outcome.reference, approvalCode: outcome.approvalCode, cardLabel: outcome.cardLabel },
     };
     try {
-      await this.#o.journal.append("topup", body, at, {
-        memberId: member.id,
-        day: localDay(at, (await this.#o.members.info()).timezone),
-      });
+      await this.#o.journal.append("topup", body, at, { memberId: member.id, day: await this.#day(at) });
       this.#o.onJournaled();
     } catch (err) {
       // The card was charged and this kiosk cannot record it: staff must, with the terminal's reference.
@@ -406,10 +420,8 @@ export class PaymentDesk {
         member,
       );
     }
-    const info = await this.#o.wallets.info();
-    const wallet = await this.#o.wallets.wallet(member.id);
-    const money = await this.#o.journal.memberMoney(member.id, info.appliedUpTo, "");
-    return this.#approved(s, member, key, wallet.balance - money.unsyncedSpend - money.pendingSpend, undefined);
+    const { available } = await this.#balance(member.id, "");
+    return this.#approved(s, member, key, available, undefined);
   }
 
   #approved(
@@ -472,7 +484,7 @@ function checkedAmount(amount: unknown): number {
 
 function publicSession(s: Session): PaymentSession {
   const { itemId: _itemId, timer: _timer, abort: _abort, ...rest } = s;
-  return { ...rest };
+  return rest;
 }
 
 function terminalDecline(o: Exclude<TerminalOutcome, { status: "approved" }>): { reason: string; message: string } {

@@ -4,7 +4,7 @@
  * any time, never the record of anything (the journal is).
  */
 import type { OfflineLimits, PriceListItem, ReplicaWallet, WalletSync } from "@paylane/protocol";
-import { Sqlite } from "../sqlite.ts";
+import { openCache, type Sqlite } from "../sqlite.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS wallets (
@@ -39,18 +39,19 @@ export interface WalletReplicaInfo {
 }
 
 export class WalletReplica {
+  /** Lookups: the last committed sync, never one half-applied (a payment must not see balances or prices vanish). */
   readonly #db: Sqlite;
-  #writing: Promise<unknown> = Promise.resolve();
+  /** Syncs, on their own connection. */
+  readonly #writer: Sqlite;
 
-  private constructor(db: Sqlite) {
+  private constructor(db: Sqlite, writer: Sqlite) {
     this.#db = db;
+    this.#writer = writer;
   }
 
   static async open(path: string): Promise<WalletReplica> {
-    const db = await Sqlite.open(path);
-    await db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
-    await db.exec(SCHEMA);
-    return new WalletReplica(db);
+    const { reader, writer } = await openCache(path, SCHEMA);
+    return new WalletReplica(reader, writer);
   }
 
   /**
@@ -59,37 +60,28 @@ export class WalletReplica {
    * (false) and the next pull asks again.
    */
   apply(sync: WalletSync, since: number | null, syncedAt: Date): Promise<boolean> {
-    const work = this.#writing.then(async () => {
-      const held = (await this.info()).version;
-      if (!sync.full && held !== since) return false;
-      const db = this.#db;
-      await db.exec("BEGIN IMMEDIATE");
-      try {
-        if (sync.full) await db.run("DELETE FROM wallets");
-        for (const w of sync.wallets) {
-          await db.run("INSERT OR REPLACE INTO wallets (member_id, balance, offline_blocked) VALUES (?, ?, ?)", [
-            w.memberId,
-            w.balance,
-            w.offlineBlocked ? 1 : 0,
-          ]);
-        }
-        await db.run("DELETE FROM items");
-        for (const i of sync.items) {
-          await db.run("INSERT INTO items (id, name, price) VALUES (?, ?, ?)", [i.id, i.name, i.price]);
-        }
-        await db.run(
-          "UPDATE wallet_meta SET version = ?, currency = ?, limits = ?, applied_up_to = ?, synced_at = ? WHERE one = 1",
-          [sync.version, sync.currency, JSON.stringify(sync.limits), sync.appliedUpTo, syncedAt.toISOString()],
-        );
-        await db.exec("COMMIT");
-        return true;
-      } catch (err) {
-        await db.exec("ROLLBACK").catch(() => {});
-        throw err;
+    const w = this.#writer;
+    return w.transaction(async () => {
+      const held = (await w.get<{ version: number | null }>("SELECT version FROM wallet_meta WHERE one = 1"))?.version;
+      if (!sync.full && (held ?? null) !== since) return false;
+      if (sync.full) await w.run("DELETE FROM wallets");
+      for (const wallet of sync.wallets) {
+        await w.run("INSERT OR REPLACE INTO wallets (member_id, balance, offline_blocked) VALUES (?, ?, ?)", [
+          wallet.memberId,
+          wallet.balance,
+          wallet.offlineBlocked ? 1 : 0,
+        ]);
       }
+      await w.run("DELETE FROM items");
+      for (const i of sync.items) {
+        await w.run("INSERT INTO items (id, name, price) VALUES (?, ?, ?)", [i.id, i.name, i.price]);
+      }
+      await w.run(
+        "UPDATE wallet_meta SET version = ?, currency = ?, limits = ?, applied_up_to = ?, synced_at = ? WHERE one = 1",
+        [sync.version, sync.currency, JSON.stringify(sync.limits), sync.appliedUpTo, syncedAt.toISOString()],
+      );
+      return true;
     });
-    this.#writing = work.catch(() => {});
-    return work;
   }
 
   async info(): Promise<WalletReplicaInfo> {
@@ -127,7 +119,7 @@ export class WalletReplica {
   }
 
   async close(): Promise<void> {
-    await this.#writing;
+    await this.#writer.close();
     await this.#db.close();
   }
 }

@@ -1,0 +1,62 @@
+/** The kiosk's periodic `telemetry` message, built from what the daemon already knows. */
+import type { Exposure, Telemetry } from "@paylane/protocol";
+import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
+import type { PrinterHealth } from "./hardware/printer/printer.ts";
+import type { JournalStats } from "./journal.ts";
+import type { PeripheralsHealth } from "./peripherals.ts";
+import type { ReplicaInfo } from "./replica.ts";
+import type { StorageStatus } from "./storage-monitor.ts";
+
+export interface TelemetryFacts {
+  now: Date;
+  bootedAt: Date;
+  journal: JournalStats;
+  replica: ReplicaInfo;
+  peripherals: PeripheralsHealth;
+  storage: StorageStatus["state"];
+  /** Absent on a kiosk that has no offline limits yet. */
+  payments: Exposure | undefined;
+}
+
+export function kioskTelemetry(f: TelemetryFacts): Telemetry {
+  const { journal: stats, replica, peripherals } = f;
+  const secondsSince = (iso: string) => Math.max(0, (f.now.getTime() - Date.parse(iso)) / 1000);
+  return {
+    at: f.now.toISOString(),
+    backlog: stats.backlog,
+    ackedUpTo: stats.ackedUpTo,
+    lastSeq: stats.lastSeq,
+    replicaVersion: replica.version,
+    reader: peripherals.reader.state,
+    readerStats: readerStats(peripherals.reader.counters),
+    uptimeSeconds: (f.now.getTime() - f.bootedAt.getTime()) / 1000,
+    oldestUnackedAgeSeconds: stats.oldestUnackedAt ? secondsSince(stats.oldestUnackedAt) : 0,
+    replicaAgeSeconds: replica.syncedAt ? secondsSince(replica.syncedAt) : null,
+    storage: f.storage,
+    ...(f.payments ? { payments: f.payments } : {}),
+    printer: peripherals.printer ? printerTelemetry(peripherals.printer) : null,
+    gpio: peripherals.gpio
+      ? {
+          backend: peripherals.gpio.backend,
+          state: peripherals.gpio.state,
+          ...(peripherals.gpio.lastError ? { lastError: peripherals.gpio.lastError } : {}),
+        }
+      : null,
+  };
+}
+
+function printerTelemetry(h: PrinterHealth): NonNullable<Telemetry["printer"]> {
+  return { state: h.state, paper: h.paper, ...(h.lastError ? { lastError: h.lastError } : {}) };
+}
+
+function readerStats(c: Pn532Counters): NonNullable<Telemetry["readerStats"]> {
+  const discarded = Object.values(c.discarded).reduce((a, b) => a + b, 0);
+  return {
+    reads: c.reads,
+    timeouts: c.timeouts,
+    nacksSent: c.nacksSent,
+    reinits: c.reinits,
+    reconnects: c.reconnects,
+    discarded,
+  };
+}

@@ -9,6 +9,8 @@ CREATE TABLE ledger_journal_links (
   UNIQUE (site_id, device_id, seq)
 );
 
+-- 005's function again, whole (a function is only ever replaced whole); the one change is the
+-- link step. A separate link trigger would hang on trigger name order and lock the wallet again.
 CREATE OR REPLACE FUNCTION inbox_post_to_ledger() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE

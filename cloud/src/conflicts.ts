@@ -135,8 +135,8 @@ export async function listConflicts(db: Queryable, q: ConflictQuery): Promise<Co
     seq: r.seq,
     entryId: r.id,
     memberId: r.member_id,
-    at: new Date(r.at).toISOString(),
-    receivedAt: new Date(r.received_at).toISOString(),
+    at: r.at.toISOString(),
+    receivedAt: r.received_at.toISOString(),
     detail: r.detail,
   }));
 }

@@ -16,8 +16,5 @@ export const AmountSchema = z
 /** A balance or signed amount in minor units; may be negative (an offline overdraft). */
 export const SignedAmountSchema = z.number().int().safe();
 
-export const MoneySchema = z.object({ amount: SignedAmountSchema, currency: CurrencySchema });
-export type Money = z.infer<typeof MoneySchema>;
-
 // Formatting lives apart, free of zod, so the kiosk UI can bundle it too.
 export { formatMoney, minorDigits } from "./money-format.ts";

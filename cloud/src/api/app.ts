@@ -18,7 +18,7 @@ import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { deviceOnly } from "./auth.ts";
-import { badRequest, cursor, queryError } from "./http.ts";
+import { badRequest, cursor, pageAfter, queryError, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
 
 export interface ApiOptions {
@@ -50,6 +50,7 @@ const ListQuery = z.object({
 });
 
 export function createApi(o: ApiOptions): Hono {
+  const now = o.now ?? (() => new Date());
   const app = new Hono();
   app.onError((err) => problemResponse({ title: "Internal error", status: 500, detail: err.message }));
   app.notFound((c) =>
@@ -62,7 +63,7 @@ export function createApi(o: ApiOptions): Hono {
       db: o.db,
       presence: o.presence,
       registry: o.registry,
-      now: o.now ?? (() => new Date()),
+      now,
       jwtSecret: o.jwtSecret,
       metrics: o.metrics,
     }),
@@ -72,8 +73,8 @@ export function createApi(o: ApiOptions): Hono {
     const q = ListQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const { site, device, limit, before } = q.data;
-    const after = before ? (cursor.decode(before, ["string", "string"]) as [string, string] | null) : null;
-    if (before && !after) return badRequest("before: not a cursor returned by this API");
+    const after = pageAfter(before, ["string", "string"]);
+    if (after instanceof Response) return after;
     const { rows } = await o.db.query<{
       id: string;
       site_id: string;
@@ -116,7 +117,7 @@ export function createApi(o: ApiOptions): Hono {
   app.get("/api/v1/conflicts", async (c) => {
     const q = ConflictQuerySchema.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
-    const until = q.data.until ? new Date(q.data.until) : (o.now?.() ?? new Date());
+    const until = q.data.until ? new Date(q.data.until) : now();
     const since = q.data.since ? new Date(q.data.since) : new Date(until.getTime() - 7 * 86_400_000);
     if (since >= until) return badRequest("since: must be before until");
     const items = await listConflicts(o.db, {
@@ -203,8 +204,8 @@ export function createApi(o: ApiOptions): Hono {
     );
     const s = siteRow.rows[0];
     if (!s) return problemResponse({ title: "Not found", status: 404, detail: `no site ${site}` });
-    const since = parseSince(c.req.query("since"));
-    if (since === "invalid") return badRequest("since: expected the replica version the kiosk holds (an integer >= 0)");
+    const since = sinceParam(c.req.query("since"), "replica");
+    if (since instanceof Response) return since;
     // A delta only on top of a version this cloud has issued and not too long ago; anything else is a full resync.
     const delta =
       since !== undefined && since <= s.members_version && s.members_version - since <= MEMBER_DELTA_MAX_VERSIONS;
@@ -224,12 +225,6 @@ export function createApi(o: ApiOptions): Hono {
     if (delta) return c.json({ ...common, full: false, since, changes: members } satisfies MemberDelta);
     return c.json({ ...common, full: true, members } satisfies MemberSnapshot);
   });
-
-  function parseSince(raw: string | undefined): number | undefined | "invalid" {
-    if (raw === undefined || raw === "") return undefined;
-    const n = Number(raw);
-    return Number.isSafeInteger(n) && n >= 0 ? n : "invalid";
-  }
 
   return app;
 }

@@ -110,16 +110,7 @@ export async function deviceOnly(
   device?: string,
 ): Promise<{ device: string } | Response> {
   const identity = await authenticateBasic(header, registry);
-  if (!identity) {
-    return problemResponse(
-      {
-        title: "Unauthorized",
-        status: 401,
-        detail: "device credentials required (HTTP Basic, {site}/{device}:secret)",
-      },
-      { "www-authenticate": 'Basic realm="paylane"' },
-    );
-  }
+  if (!identity) return deviceCredentialsRequired();
   if (
     identity.kind !== "device" ||
     identity.address.site !== site ||
@@ -137,7 +128,10 @@ export async function anyDevice(
   registry: Registry,
 ): Promise<{ site: string; device: string } | Response> {
   const identity = await authenticateBasic(header, registry);
-  if (identity?.kind === "device") return identity.address;
+  return identity?.kind === "device" ? identity.address : deviceCredentialsRequired();
+}
+
+function deviceCredentialsRequired(): Response {
   return problemResponse(
     { title: "Unauthorized", status: 401, detail: "device credentials required (HTTP Basic, {site}/{device}:secret)" },
     { "www-authenticate": 'Basic realm="paylane"' },

@@ -47,3 +47,20 @@ export const cursor = {
     }
   },
 };
+
+/** Where a page starts: null without `before`, else the key a cursor of this API holds, or a 400. */
+export function pageAfter(
+  before: string | undefined,
+  shape: ReadonlyArray<"string" | "number">,
+): Array<string | number> | null | Response {
+  if (!before) return null;
+  return cursor.decode(before, shape) ?? badRequest("before: not a cursor returned by this API");
+}
+
+/** `?since=V`, the `what` version a kiosk holds: undefined when absent, else an integer >= 0 or a 400. */
+export function sinceParam(raw: string | undefined, what: string): number | undefined | Response {
+  if (raw === undefined || raw === "") return undefined;
+  const n = Number(raw);
+  if (Number.isSafeInteger(n) && n >= 0) return n;
+  return badRequest(`since: expected the ${what} version the kiosk holds (an integer >= 0)`);
+}

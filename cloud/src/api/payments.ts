@@ -10,7 +10,6 @@
 import {
   AmountSchema,
   CurrencySchema,
-  type Exposure,
   OfflineLimitsSchema,
   PaymentRequestSchema,
   PriceListItemSchema,
@@ -20,15 +19,17 @@ import {
 import { type Context, Hono } from "hono";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
-import type { Database } from "../db/database.ts";
+import type { Database, Queryable } from "../db/database.ts";
 import { authorizePayment, voidPayment } from "../ledger/authorize.ts";
 import { type IdempotentOutcome, requestHash, type StoredAnswer, withIdempotency } from "../ledger/idempotency.ts";
 import {
   getWallet,
   LEDGER_COLUMNS,
+  LEDGER_KINDS,
   LedgerRefusal,
   type LedgerRow,
   operatorRequestKey,
+  type Posted,
   post,
   toEntry,
   toWallet,
@@ -37,7 +38,7 @@ import {
 import { walletSync } from "../ledger/wallet-sync.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { anyDevice, deviceOnly, type OperatorEnv, operatorAuth, siteDenied } from "./auth.ts";
-import { badRequest, cursor, jsonBody, notFound, queryError } from "./http.ts";
+import { badRequest, cursor, jsonBody, notFound, pageAfter, queryError, sinceParam } from "./http.ts";
 
 export interface PaymentRoutesOptions {
   db: Database;
@@ -123,10 +124,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     const site = c.req.param("site");
     const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site);
     if (caller instanceof Response) return caller;
-    const raw = c.req.query("since");
-    const since = raw === undefined || raw === "" ? undefined : Number(raw);
-    if (since !== undefined && !(Number.isSafeInteger(since) && since >= 0))
-      return badRequest("since: expected the wallet version the kiosk holds (an integer >= 0)");
+    const since = sinceParam(c.req.query("since"), "wallet");
+    if (since instanceof Response) return since;
     const sync = await walletSync(o.db, site, caller.device, since);
     return sync ? c.json(sync) : notFound(`no site ${site}`);
   });
@@ -138,8 +137,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (!q.success) return queryError(q.error);
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
-    const after = q.data.before ? cursor.decode(q.data.before, ["string"]) : null;
-    if (q.data.before && !after) return badRequest("before: not a cursor returned by this API");
+    const after = pageAfter(q.data.before, ["string"]);
+    if (after instanceof Response) return after;
     const { rows } = await o.db.query<WalletRow>(
       `SELECT w.site_id, w.member_id, m.name AS member_name, w.currency, w.balance, w.entries, w.offline_blocked, w.updated_at
        FROM wallets w JOIN members m ON m.site_id = w.site_id AND m.id = w.member_id
@@ -166,8 +165,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (denied) return denied;
     const q = PageQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
-    const after = q.data.before ? cursor.decode(q.data.before, ["number"]) : null;
-    if (q.data.before && !after) return badRequest("before: not a cursor returned by this API");
+    const after = pageAfter(q.data.before, ["number"]);
+    if (after instanceof Response) return after;
     const { rows } = await o.db.query<LedgerRow>(
       `SELECT ${LEDGER_COLUMNS} FROM ledger_entries
        WHERE site_id = $1 AND member_id = $2 AND ($3::bigint IS NULL OR n < $3) ORDER BY n DESC LIMIT $4`,
@@ -178,18 +177,17 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     return c.json({ items, next: items.length === q.data.limit && last ? cursor.encode(last.n) : null });
   });
 
-  /** The site's ledger, newest first; `kind=purchase` lists payments. */
   /** A site's ledger entries, newest first (all kinds, or `kind`), by an opaque cursor. */
   const ledgerPage = (fixedKind?: "purchase") => async (c: Context<OperatorEnv>) => {
     const q = PageQuery.extend({
       site: z.string(),
-      kind: z.enum(["topup", "purchase", "refund", "adjustment"]).optional(),
+      kind: z.enum(LEDGER_KINDS).optional(),
     }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
-    const after = q.data.before ? cursor.decode(q.data.before, ["string", "string"]) : null;
-    if (q.data.before && !after) return badRequest("before: not a cursor returned by this API");
+    const after = pageAfter(q.data.before, ["string", "string"]);
+    if (after instanceof Response) return after;
     const { rows } = await o.db.query<LedgerRow>(
       `SELECT ${LEDGER_COLUMNS} FROM ledger_entries
        WHERE site_id = $1 AND ($2::text IS NULL OR kind = $2)
@@ -230,8 +228,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     const presence = await o.presence.get(rows.map((r) => ({ site: q.data.site, device: r.id })));
     const kiosks = presence.map((p) => ({ device: p.device, state: p.state, payments: p.payments }));
     const totals = new Map<string, { currency: string; offlineExposure: number; offlinePayments: number }>();
-    for (const k of kiosks) {
-      const e: (Exposure & { at: string }) | null = k.payments;
+    for (const { payments: e } of kiosks) {
       if (!e) continue;
       const t = totals.get(e.currency) ?? { currency: e.currency, offlineExposure: 0, offlinePayments: 0 };
       t.offlineExposure += e.offlineExposure;
@@ -252,7 +249,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
       "SELECT id, name, price, active FROM items WHERE site_id = $1 ORDER BY id",
       [site],
     );
-    return c.json({ items: rows.map((r) => ({ ...r, price: Number(r.price) })) });
+    return c.json({ items: rows });
   });
 
   app.put("/api/v1/sites/:site/items/:item", admin, async (c) => {
@@ -269,8 +266,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
        RETURNING id, name, price, active`,
       [site, item, body.name, body.price, body.active],
     );
-    const r = rows[0];
-    return r ? c.json({ ...r, price: Number(r.price) }) : notFound(`no site ${site}`);
+    return rows[0] ? c.json(rows[0]) : notFound(`no site ${site}`);
   });
 
   /** The site's offline limits (minor units of its currency); kiosks get them with their next wallet sync. */
@@ -300,7 +296,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
       const body = await jsonBody(c.req.raw, schema);
       if (body instanceof Response) return body;
       const sub = c.var.operator.sub;
-      const outcome = await operatorWrite(site, sub, key, { op: kind, member, ...body }, (tx) =>
+      const now = o.now();
+      const outcome = await operatorWrite(site, sub, key, now, { op: kind, member, ...body }, (tx) =>
         post(tx, {
           site,
           memberId: member,
@@ -310,8 +307,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
           requestKey: operatorRequestKey(sub, key),
           origin: { operator: sub },
           note: body.note,
-          at: o.now(),
-          recordedAt: o.now(),
+          at: now,
+          recordedAt: now,
         }),
       );
       return answer(outcome, key);
@@ -336,7 +333,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (amount <= 0) {
       return problemResponse({ title: "Nothing to refund", status: 409, detail: `payment ${id} is fully refunded` });
     }
-    const outcome = await operatorWrite(payment.site, sub, key, { op: "refund", id, amount }, (tx) =>
+    const now = o.now();
+    const outcome = await operatorWrite(payment.site, sub, key, now, { op: "refund", id, amount }, (tx) =>
       post(tx, {
         site: payment.site,
         memberId: payment.memberId,
@@ -347,8 +345,8 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
         origin: { operator: sub },
         refundOf: id,
         note: body.reason,
-        at: o.now(),
-        recordedAt: o.now(),
+        at: now,
+        recordedAt: now,
       }),
     );
     return answer(outcome, key);
@@ -362,13 +360,14 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     site: string,
     sub: string,
     key: string,
+    now: Date,
     params: Record<string, unknown>,
-    write: (tx: Parameters<Parameters<Database["transaction"]>[0]>[0]) => ReturnType<typeof post>,
+    write: (tx: Queryable) => Promise<Posted>,
   ): Promise<IdempotentOutcome<unknown>> {
     return withIdempotency(
       o.db,
       { site, scope: `operator:${sub}`, key, requestHash: requestHash(params) },
-      o.now(),
+      now,
       async (tx): Promise<StoredAnswer<unknown>> => {
         if (typeof params.member === "string") {
           const known = await tx.query("SELECT 1 FROM members WHERE site_id = $1 AND id = $2", [site, params.member]);
@@ -402,7 +401,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (!payment) return undefined;
     const refunds = rows.filter((r) => r.id !== id).map(toEntry);
     const refunded = refunds.reduce((sum, r) => sum + r.amount, 0);
-    return { payment: toEntry(payment), refunds, refunded, refundable: -Number(payment.amount) - refunded };
+    return { payment: toEntry(payment), refunds, refunded, refundable: -payment.amount - refunded };
   }
 
   return app;

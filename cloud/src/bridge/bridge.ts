@@ -289,7 +289,9 @@ export class Bridge {
       // Only the payments part is kept (ops watch exposure live); the rest is for whoever subscribes.
       const telemetry = decode(TelemetrySchema, payload);
       if (telemetry.ok && telemetry.value.payments) {
-        await this.#o.presence
+        // Not awaited, like #touch: events queued behind this message need not wait for the store,
+        // which keeps the newest report whatever order the writes land in.
+        void this.#o.presence
           .setExposure(addr, telemetry.value.payments, new Date(telemetry.value.at))
           .catch((err: Error) => this.#o.logger.warn({ err: err.message }, "exposure write failed"));
       }

@@ -254,10 +254,8 @@ export const INGEST_SQL = `WITH incoming AS (
  * match ID_PATTERN, seqs, validated ISO times, fixed words, and bodies from
  * JSON.stringify (which escapes every control character).
  */
-export function lines(entries: readonly PendingEntry[], column: (e: PendingEntry) => string): string {
-  let out = "";
-  for (let i = 0; i < entries.length; i++) out += i === 0 ? column(entries[i]!) : `\n${column(entries[i]!)}`;
-  return out;
+function lines(entries: readonly PendingEntry[], column: (e: PendingEntry) => string): string {
+  return entries.map(column).join("\n");
 }
 
 function groupByDevice(
@@ -321,16 +319,18 @@ async function commitBatch(
       quarantined.map((q) => q.payload),
     ],
   );
-  const row = rows[0] ?? { inserted: 0, applied: 0, marks: [] };
-  const marks = typeof row.marks === "string" ? (JSON.parse(row.marks) as typeof row.marks) : row.marks;
+  const row = rows[0]!;
   const maxSeq = new Map<string, number>();
-  for (const e of unique) maxSeq.set(deviceKey(e), Math.max(maxSeq.get(deviceKey(e)) ?? 0, e.seq));
+  for (const e of unique) {
+    const key = deviceKey(e);
+    maxSeq.set(key, Math.max(maxSeq.get(key) ?? 0, e.seq));
+  }
   return {
-    acks: marks.map(([site, device, upTo]) => ({
+    acks: row.marks.map(([site, device, upTo]) => ({
       site,
       device,
-      upTo: Number(upTo),
-      maxSeq: maxSeq.get(deviceKey({ site, device })) ?? Number(upTo),
+      upTo,
+      maxSeq: maxSeq.get(deviceKey({ site, device })) ?? upTo,
     })),
     inserted: row.inserted,
     duplicates: batch.length - row.inserted,

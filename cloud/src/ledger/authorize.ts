@@ -40,29 +40,26 @@ export function voidPayment(db: Database, i: AuthorizeInput): Promise<Idempotent
       [i.site, kioskRequestKey(i.device, r.key)],
     );
     const posted = rows[0];
-    const body: PaymentResponse = posted
-      ? {
-          status: "approved",
-          key: r.key,
-          paymentId: posted.id,
-          memberId: r.memberId,
-          amount: r.amount,
-          currency: r.currency,
-          balance: Number(posted.balance_after),
-          at: new Date(posted.recorded_at).toISOString(),
-        }
-      : {
-          status: "declined",
-          key: r.key,
-          reason: "voided",
-          message: "The kiosk gave this payment up before it was decided; nothing was charged",
-          memberId: r.memberId,
-          amount: r.amount,
-          currency: r.currency,
-          balance: null,
-        };
+    const body = posted
+      ? approved(r, posted.id, posted.balance_after, posted.recorded_at)
+      : declined(r, "voided", "The kiosk gave this payment up before it was decided; nothing was charged");
     return { status: 200, body };
   });
+}
+
+function approved(r: PaymentRequest, paymentId: string, balance: number, at: Date): PaymentResponse {
+  const { key, memberId, amount, currency } = r;
+  return { status: "approved", key, paymentId, memberId, amount, currency, balance, at: at.toISOString() };
+}
+
+function declined(
+  r: PaymentRequest,
+  reason: DeclineReason,
+  message: string,
+  balance: number | null = null,
+): PaymentResponse {
+  const { key, memberId, amount, currency } = r;
+  return { status: "declined", key, reason, message, memberId, amount, currency, balance };
 }
 
 function idempotencyKey(i: AuthorizeInput) {
@@ -84,76 +81,58 @@ async function decide(tx: Queryable, { site, device, request: r, now }: Authoriz
     [site, r.memberId, r.itemId],
   );
   const member = rows[0];
-  const decline = (reason: DeclineReason, message: string, balance: number | null = null): PaymentResponse => ({
-    status: "declined",
-    key: r.key,
-    reason,
-    message,
-    memberId: r.memberId,
-    amount: r.amount,
-    currency: r.currency,
-    balance,
-  });
-  if (!member) return decline("unknown-member", "This card is not registered here");
-  if (member.status !== "active") return decline("member-revoked", "This card is blocked");
+  if (!member) return declined(r, "unknown-member", "This card is not registered here");
+  if (member.status !== "active") return declined(r, "member-revoked", "This card is blocked");
   if (r.currency !== member.site_currency)
-    return decline("currency-mismatch", `This venue takes ${member.site_currency}, not ${r.currency}`);
+    return declined(r, "currency-mismatch", `This venue takes ${member.site_currency}, not ${r.currency}`);
   if (r.itemId !== null) {
-    if (member.price === null) return decline("unknown-item", "This item is no longer sold here");
-    if (Number(member.price) !== r.amount)
-      return decline(
+    if (member.price === null) return declined(r, "unknown-item", "This item is no longer sold here");
+    if (member.price !== r.amount)
+      return declined(
+        r,
         "price-mismatch",
-        `The price changed to ${formatMoney(Number(member.price), r.currency)}; please choose the item again`,
+        `The price changed to ${formatMoney(member.price, r.currency)}; please choose the item again`,
       );
   }
-  // Lock the wallet (created empty on first use) before reading the balance the decision rests on.
+  // Lock the wallet (created empty on first use) before reading the balance the decision rests on;
+  // ledger_post locks it again, a no-op in this transaction but its guard for every other caller.
   await tx.query("INSERT INTO wallets (site_id, member_id, currency) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", [
     site,
     r.memberId,
     member.site_currency,
   ]);
-  const wallet = await tx.query<{ balance: number }>(
-    "SELECT balance FROM wallets WHERE site_id = $1 AND member_id = $2 FOR UPDATE",
-    [site, r.memberId],
-  );
-  const balance = Number(wallet.rows[0]!.balance);
   const requestKey = kioskRequestKey(device, r.key);
-  const earlier = await tx.query<{ id: string; amount: number; balance_after: number }>(
-    "SELECT id, amount, balance_after FROM ledger_entries WHERE site_id = $1 AND request_key = $2",
-    [site, requestKey],
+  const wallet = await tx.query<{ balance: number; prior_id: string | null; prior_balance: number | null }>(
+    `SELECT w.balance, l.id AS prior_id, l.balance_after AS prior_balance
+     FROM wallets w LEFT JOIN ledger_entries l ON l.site_id = w.site_id AND l.request_key = $3
+     WHERE w.site_id = $1 AND w.member_id = $2 FOR UPDATE OF w`,
+    [site, r.memberId, requestKey],
   );
+  const { balance, prior_id, prior_balance } = wallet.rows[0]!;
   // Already in the ledger under this key (its stored answer was purged, or it came through the journal first).
-  const prior = earlier.rows[0];
+  const prior = prior_id === null ? undefined : { entryId: prior_id, balanceAfter: prior_balance! };
   if (!prior && balance < r.amount) {
-    return decline(
+    return declined(
+      r,
       "insufficient-funds",
       `Insufficient funds: the balance is ${formatMoney(balance, r.currency)}`,
       balance,
     );
   }
-  const posted = prior
-    ? { entryId: prior.id, balanceAfter: Number(prior.balance_after) }
-    : await post(tx, {
-        site,
-        memberId: r.memberId,
-        kind: "purchase",
-        amount: -r.amount,
-        currency: r.currency,
-        requestKey,
-        origin: { device },
-        authorization: "online",
-        itemId: r.itemId,
-        at: new Date(r.at),
-        recordedAt: now,
-      });
-  return {
-    status: "approved",
-    key: r.key,
-    paymentId: posted.entryId,
-    memberId: r.memberId,
-    amount: r.amount,
-    currency: r.currency,
-    balance: posted.balanceAfter,
-    at: now.toISOString(),
-  };
+  const posted =
+    prior ??
+    (await post(tx, {
+      site,
+      memberId: r.memberId,
+      kind: "purchase",
+      amount: -r.amount,
+      currency: r.currency,
+      requestKey,
+      origin: { device },
+      authorization: "online",
+      itemId: r.itemId,
+      at: new Date(r.at),
+      recordedAt: now,
+    }));
+  return approved(r, posted.entryId, posted.balanceAfter, now);
 }

@@ -5,8 +5,8 @@
  */
 import type { Queryable } from "../db/database.ts";
 
-export const ENTRY_KINDS = ["topup", "purchase", "refund", "adjustment"] as const;
-export type LedgerKind = (typeof ENTRY_KINDS)[number];
+export const LEDGER_KINDS = ["topup", "purchase", "refund", "adjustment"] as const;
+export type LedgerKind = (typeof LEDGER_KINDS)[number];
 
 export interface Posting {
   site: string;
@@ -86,8 +86,8 @@ export async function post(tx: Queryable, p: Posting): Promise<Posted> {
     const r = rows[0]!;
     return {
       entryId: r.entry_id,
-      balanceAfter: Number(r.balance_after),
-      amount: Number(r.amount),
+      balanceAfter: r.balance_after,
+      amount: r.amount,
       posted: r.posted,
       overdraftOpened: r.overdraft_opened,
     };
@@ -147,18 +147,18 @@ export function toEntry(r: LedgerRow): LedgerEntry {
     id: r.id,
     site: r.site_id,
     memberId: r.member_id,
-    n: Number(r.n),
+    n: r.n,
     kind: r.kind,
-    amount: Number(r.amount),
+    amount: r.amount,
     currency: r.currency,
-    balanceAfter: Number(r.balance_after),
+    balanceAfter: r.balance_after,
     origin: r.operator ? { operator: r.operator } : { device: r.origin_device!, seq: r.origin_seq },
     authorization: r.authorization,
     itemId: r.item_id,
     refundOf: r.refund_of,
     note: r.note,
-    at: new Date(r.at).toISOString(),
-    recordedAt: new Date(r.recorded_at).toISOString(),
+    at: r.at.toISOString(),
+    recordedAt: r.recorded_at.toISOString(),
   };
 }
 
@@ -190,10 +190,10 @@ export function toWallet(r: WalletRow): Wallet {
     memberId: r.member_id,
     memberName: r.member_name,
     currency: r.currency,
-    balance: Number(r.balance),
-    entries: Number(r.entries),
+    balance: r.balance,
+    entries: r.entries,
     offlineBlocked: r.offline_blocked,
-    updatedAt: new Date(r.updated_at).toISOString(),
+    updatedAt: r.updated_at.toISOString(),
   };
 }
 

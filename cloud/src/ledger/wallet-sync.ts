@@ -37,35 +37,30 @@ export async function walletSync(
       offline_per_card_daily: number;
       offline_kiosk_exposure: number;
       applied_up_to: number;
-      items: Array<[string, string, number]> | string;
-      wallets: Array<[string, number, boolean]> | string;
+      items: Array<[string, string, number]>;
+      wallets: Array<[string, number, boolean]>;
     }>(SQL, [site, device, from ?? null]);
   let { rows } = await read(since);
   let r = rows[0];
   if (!r) return undefined;
   // A cursor from the future (the database was restored, or it is another cloud's): start over.
-  if (since !== undefined && since > Number(r.version)) {
+  if (since !== undefined && since > r.version) {
     ({ rows } = await read(undefined));
     r = rows[0]!;
     since = undefined;
   }
-  const json = <T>(v: T | string): T => (typeof v === "string" ? (JSON.parse(v) as T) : v);
   return {
     site,
     full: since === undefined,
-    version: Number(r.version),
+    version: r.version,
     currency: r.currency,
     limits: {
-      perPayment: Number(r.offline_per_payment),
-      perCardDaily: Number(r.offline_per_card_daily),
-      kioskExposure: Number(r.offline_kiosk_exposure),
+      perPayment: r.offline_per_payment,
+      perCardDaily: r.offline_per_card_daily,
+      kioskExposure: r.offline_kiosk_exposure,
     },
-    items: json(r.items).map(([id, name, price]) => ({ id, name, price: Number(price) })),
-    wallets: json(r.wallets).map(([memberId, balance, offlineBlocked]) => ({
-      memberId,
-      balance: Number(balance),
-      offlineBlocked,
-    })),
-    appliedUpTo: Number(r.applied_up_to),
+    items: r.items.map(([id, name, price]) => ({ id, name, price })),
+    wallets: r.wallets.map(([memberId, balance, offlineBlocked]) => ({ memberId, balance, offlineBlocked })),
+    appliedUpTo: r.applied_up_to,
   };
 }

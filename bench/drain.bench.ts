@@ -48,6 +48,7 @@ import { performance } from "node:perf_hooks";
 import { CloudService, type FlushOutcome, migrate, openPg, parseCloudEnv, seedSite } from "@paylane/cloud";
 import { type DeviceConfigInput, parseDeviceConfig } from "@paylane/device";
 import pino from "pino";
+import { intEnv } from "../test/support/env.ts";
 import { Child } from "./lib/child.ts";
 import { dropBenchState } from "./lib/cleanup.ts";
 import { meterCpu } from "./lib/cpu.ts";
@@ -55,8 +56,8 @@ import { type IngestBaseline, measureIngest } from "./lib/drain-ingest.ts";
 import type { FillResult } from "./lib/drain-journal.ts";
 import type { DrainKioskIn, DrainKioskOut, DrainResult } from "./lib/drain-kiosk-process.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
-import { saveBenchRegistry } from "./lib/registry-file.ts";
-import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
+import { benchSecrets, saveBenchRegistry } from "./lib/registry-file.ts";
+import { fmtInt, fmtMs, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { type StatementStats, TimedDatabase } from "./lib/timed-db.ts";
 
 const TARGET_RATIO = 0.7;
@@ -89,9 +90,7 @@ const schema = `bench_${randomBytes(6).toString("hex")}`;
 const cloudSecret = randomBytes(18).toString("base64url");
 const kioskSecrets = new Map<string, string>([[KIOSK, randomBytes(18).toString("base64url")]]);
 if (cfg.whatIfWindow > 0) kioskSecrets.set(WHATIF_KIOSK, randomBytes(18).toString("base64url"));
-const fleetSecrets = new Map<string, string>();
-for (let i = 1; i <= cfg.ingestDevices; i++)
-  fleetSecrets.set(`d${String(i).padStart(2, "0")}`, randomBytes(18).toString("base64url"));
+const fleetSecrets = benchSecrets("d", cfg.ingestDevices);
 
 type Kiosk = Child<DrainKioskIn, DrainKioskOut>;
 

@@ -28,7 +28,6 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { cpus, tmpdir } from "node:os";
@@ -45,14 +44,15 @@ import {
 } from "@paylane/cloud";
 import type pg from "pg";
 import pino from "pino";
+import { intEnv } from "../test/support/env.ts";
 import { Child } from "./lib/child.ts";
 import { dropBenchState } from "./lib/cleanup.ts";
-import { meterCpu } from "./lib/cpu.ts";
-import type { FleetIn, FleetOut } from "./lib/fleet-process.ts";
+import { meterPhase } from "./lib/cpu.ts";
+import { type FleetChild, runFleet, startFleet } from "./lib/fleet-child.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import { connectRaw, enrolRaw, type RawMode, rawInsert, rawRows } from "./lib/raw.ts";
-import { saveBenchRegistry } from "./lib/registry-file.ts";
-import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
+import { benchSecrets, saveBenchRegistry } from "./lib/registry-file.ts";
+import { fmtInt, fmtMs, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { TimedDatabase } from "./lib/timed-db.ts";
 
 const TARGET_RATIO = 0.8;
@@ -78,21 +78,7 @@ const quiet = pino({ level: "silent" });
 const site = `b${randomBytes(4).toString("hex")}`;
 const schema = `bench_${randomBytes(6).toString("hex")}`;
 const cloudSecret = randomBytes(18).toString("base64url");
-const secrets = new Map<string, string>();
-for (let i = 1; i <= cfg.devices; i++)
-  secrets.set(`d${String(i).padStart(2, "0")}`, randomBytes(18).toString("base64url"));
-
-/** Whole-machine CPU busy fraction between two /proc/stat samples (Linux only). */
-function cpuSample(): { busy: number; total: number } | undefined {
-  try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.reduce((a, b) => a + b, 0);
-    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-    return { busy: total - idle, total };
-  } catch {
-    return undefined;
-  }
-}
+const secrets = benchSecrets("d", cfg.devices);
 
 interface RawResult {
   mode: RawMode;
@@ -137,7 +123,7 @@ async function runRaw(client: pg.Client, mode: RawMode, round = 1): Promise<RawR
 /** What must be stopped at the end, filled in as soon as each part exists. */
 interface Running {
   cloud?: CloudService;
-  fleet?: Child<FleetIn, FleetOut>;
+  fleet?: FleetChild;
   gateway?: Child<GatewayIn, GatewayOut>;
 }
 
@@ -170,23 +156,17 @@ async function runBridge(
   });
   running.cloud = cloud;
   await cloud.start();
-  const fleet = new Child<FleetIn, FleetOut>("kiosks", new URL("./lib/fleet-process.ts", import.meta.url));
-  running.fleet = fleet;
-  fleet.send({
-    type: "connect",
-    options: {
-      url: `mqtt://127.0.0.1:${gatewayPort}`,
-      site,
-      secrets: [...secrets],
-      eventsPerDevice: perDevice,
-      history: cfg.history,
-      batchSize: cfg.batch,
-      window: cfg.window,
-      ackTimeoutMs: cfg.ackTimeoutMs,
-      stallMs: Math.max(60_000, cfg.ackTimeoutMs * 3),
-    },
+  const fleet = await startFleet({
+    url: `mqtt://127.0.0.1:${gatewayPort}`,
+    site,
+    secrets,
+    eventsPerDevice: perDevice,
+    history: cfg.history,
+    batchSize: cfg.batch,
+    window: cfg.window,
+    ackTimeoutMs: cfg.ackTimeoutMs,
   });
-  await fleet.next("connected");
+  running.fleet = fleet;
 
   const profiler = cfg.cpuProfile ? new Session() : undefined;
   if (profiler) {
@@ -195,28 +175,15 @@ async function runBridge(
     await profiler.post("Profiler.start");
   }
   db.recording = true;
-  const elu0 = performance.eventLoopUtilization();
-  const cpu0 = process.cpuUsage();
-  const machine0 = cpuSample();
-  const pids = { cloud: process.pid, gateway: running.gateway?.pid, kiosks: fleet.pid };
-  const meter = await meterCpu(db, pids);
+  const meter = await meterPhase(db, { cloud: process.pid, gateway: running.gateway?.pid, kiosks: fleet.pid });
   const t0 = performance.now();
-  let prev = 0;
-  const offTick = fleet.on((m) => {
-    if (m.type !== "tick") return;
-    const s = (performance.now() - t0) / 1000;
+  const r = await runFleet(fleet, (acked, s, perSecond) =>
     progress(
-      `bridge ${s.toFixed(0)}s: acked ${fmtInt(m.acked)}/${fmtInt(totalEvents)} (${fmtInt(m.acked - prev)}/s, ${commits} commits)`,
-    );
-    prev = m.acked;
-  });
-  fleet.send({ type: "run" });
-  const { result: r } = await fleet.next("result").finally(offTick);
+      `bridge ${s.toFixed(0)}s: acked ${fmtInt(acked)}/${fmtInt(totalEvents)} (${fmtInt(perSecond)}/s, ${commits} commits)`,
+    ),
+  );
   const wallMs = performance.now() - t0;
-  const machine1 = cpuSample();
-  const cpuByProcess = meter();
-  const cpu = process.cpuUsage(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
+  const measured = meter();
   db.recording = false;
   if (profiler) {
     const { profile } = await profiler.post("Profiler.stop");
@@ -233,10 +200,10 @@ async function runBridge(
     commits,
     applied,
     duplicates,
-    elu: elu.utilization,
-    nodeCpu: (cpu.user + cpu.system) / 1000 / wallMs,
-    machineCpu: machine0 && machine1 ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : undefined,
-    cpuByProcess,
+    elu: measured.elu,
+    nodeCpu: (measured.self.user + measured.self.system) / 1000 / wallMs,
+    machineCpu: measured.machine,
+    cpuByProcess: measured.cpu,
   };
 }
 

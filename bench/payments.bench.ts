@@ -48,7 +48,6 @@
  */
 
 import { randomBytes, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -67,13 +66,14 @@ import {
 } from "@paylane/cloud";
 import type { PaymentRequest } from "@paylane/protocol";
 import pino from "pino";
+import { intEnv } from "../test/support/env.ts";
 import { Child } from "./lib/child.ts";
 import { dropBenchState } from "./lib/cleanup.ts";
-import { meterCpu } from "./lib/cpu.ts";
+import { meterPhase, type PhaseCpu } from "./lib/cpu.ts";
 import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import type { KiosksIn, KiosksOut, ReplayResult, RunResult } from "./lib/payments-kiosks-process.ts";
-import { saveBenchRegistry } from "./lib/registry-file.ts";
-import { fmtInt, fmtMs, intEnv, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
+import { benchSecrets, saveBenchRegistry } from "./lib/registry-file.ts";
+import { fmtInt, fmtMs, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 import { type StatementStats, TimedDatabase } from "./lib/timed-db.ts";
 
 const cfg = {
@@ -102,9 +102,7 @@ const quiet = pino({ level: "silent" });
 const site = `b${randomBytes(4).toString("hex")}`;
 const schema = `bench_pay_${randomBytes(6).toString("hex")}`;
 const cloudSecret = randomBytes(18).toString("base64url");
-const secrets = new Map<string, string>();
-for (let i = 1; i <= cfg.kiosks; i++)
-  secrets.set(`k${String(i).padStart(2, "0")}`, randomBytes(18).toString("base64url"));
+const secrets = benchSecrets("k", cfg.kiosks);
 
 const members: DemoMember[] = Array.from({ length: cfg.members }, (_, i) => ({
   id: `${MEMBER_PREFIX}${i}`,
@@ -188,8 +186,8 @@ async function openTimed(max: number): Promise<Timed> {
   return { db: new TimedDatabase(ends), ends };
 }
 
-/** One phase's figures, whichever path. */
-interface Phase {
+/** One phase's figures, whichever path; `self` and `elu` are this process's: the raw workers, or the cloud. */
+interface Phase extends PhaseCpu {
   label: string;
   count: number;
   approved: number;
@@ -203,44 +201,6 @@ interface Phase {
   /** Pool checkout + BEGIN, and COMMIT + release, summed, ms. */
   openMs: number;
   commitMs: number;
-  cpu: Map<string, number>;
-  /** The main thread's event loop utilisation (the cloud, for the API phase). */
-  elu: number;
-  /** This process's CPU (raw workers, or the cloud), µs of user and system time. */
-  self: NodeJS.CpuUsage;
-  /** The whole machine's busy fraction, everyone's processes included (Linux only). */
-  machine: number | undefined;
-}
-
-/** Whole-machine CPU ticks, busy and total, from /proc/stat (Linux only). */
-function machineTicks(): { busy: number; total: number } | undefined {
-  try {
-    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.reduce((a, b) => a + b, 0);
-    return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Starts measuring a phase's CPU: named processes and Postgres backends, this process, the machine. */
-async function meterPhase(
-  db: Database,
-  pids: Record<string, number | undefined>,
-): Promise<() => Pick<Phase, "cpu" | "elu" | "self" | "machine">> {
-  const cpu = await meterCpu(db, pids);
-  const elu0 = performance.eventLoopUtilization();
-  const self0 = process.cpuUsage();
-  const machine0 = machineTicks();
-  return () => {
-    const machine1 = machineTicks();
-    return {
-      cpu: cpu(),
-      elu: performance.eventLoopUtilization(elu0).utilization,
-      self: process.cpuUsage(self0),
-      machine: machine0 && machine1 ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : undefined,
-    };
-  };
 }
 
 function payment(): PaymentRequest {

@@ -233,11 +233,7 @@ async function main(): Promise<void> {
   console.log(lines.join("\n"));
   await writeFile(
     join(dataDir, "site.json"),
-    JSON.stringify(
-      { cloudUrl, operatorToken: token, kiosks: Object.fromEntries(KIOSKS.map((k, i) => [k, kioskUrls[i]])) },
-      null,
-      2,
-    ),
+    JSON.stringify({ cloudUrl, kiosks: Object.fromEntries(KIOSKS.map((k, i) => [k, kioskUrls[i]])) }, null, 2),
   );
 }
 

@@ -3,6 +3,7 @@
  * processes and of every Postgres backend, read from /proc (Linux only).
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
 import type { Queryable } from "@paylane/cloud";
 
 const TICKS_PER_S = 100; // USER_HZ, 100 on every Linux this runs on
@@ -78,5 +79,45 @@ export async function meterCpu(
       out.set(key, (out.get(key) ?? 0) + sec);
     }
     return out;
+  };
+}
+
+/** Whole-machine CPU ticks, busy and total, from /proc/stat (Linux only). */
+function machineTicks(): { busy: number; total: number } | undefined {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A phase's CPU, as `meterPhase` measures it. */
+export interface PhaseCpu {
+  /** CPU seconds per process group (see `meterCpu`). */
+  cpu: Map<string, number>;
+  /** This process's main thread event loop utilisation. */
+  elu: number;
+  /** This process's CPU, µs of user and system time. */
+  self: NodeJS.CpuUsage;
+  /** The whole machine's busy fraction, everyone's processes included (Linux only). */
+  machine: number | undefined;
+}
+
+/** Starts measuring a phase's CPU: named processes and Postgres backends, this process, the machine. */
+export async function meterPhase(db: Queryable, pids: Record<string, number | undefined>): Promise<() => PhaseCpu> {
+  const cpu = await meterCpu(db, pids);
+  const elu0 = performance.eventLoopUtilization();
+  const self0 = process.cpuUsage();
+  const machine0 = machineTicks();
+  return () => {
+    const machine1 = machineTicks();
+    return {
+      cpu: cpu(),
+      elu: performance.eventLoopUtilization(elu0).utilization,
+      self: process.cpuUsage(self0),
+      machine: machine0 && machine1 ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : undefined,
+    };
   };
 }

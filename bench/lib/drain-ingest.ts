@@ -4,10 +4,8 @@
  * QoS 1, bounded window, in their own process via fleet-process.ts) through
  * the same gateway and cloud the drain then uses.
  */
-import { performance } from "node:perf_hooks";
-import { Child } from "./child.ts";
 import type { FleetOptions, FleetResult } from "./fleet.ts";
-import type { FleetIn, FleetOut } from "./fleet-process.ts";
+import { runFleet, startFleet } from "./fleet-child.ts";
 import { fmtInt, progress } from "./stats.ts";
 
 /** The Fleet's own options (stallMs is derived from ackTimeoutMs), and a CPU meter. */
@@ -25,34 +23,12 @@ export interface IngestBaseline extends FleetResult {
 /** Runs the Fleet once, start to last ack, and takes its process down again whatever happens. */
 export async function measureIngest(o: IngestBaselineOptions): Promise<IngestBaseline> {
   const events = o.eventsPerDevice * o.secrets.size;
-  const fleet = new Child<FleetIn, FleetOut>("kiosks", new URL("./fleet-process.ts", import.meta.url));
+  const fleet = await startFleet(o);
   try {
-    fleet.send({
-      type: "connect",
-      options: {
-        url: o.url,
-        site: o.site,
-        secrets: [...o.secrets],
-        eventsPerDevice: o.eventsPerDevice,
-        history: o.history,
-        batchSize: o.batchSize,
-        window: o.window,
-        ackTimeoutMs: o.ackTimeoutMs,
-        stallMs: Math.max(60_000, o.ackTimeoutMs * 3),
-      },
-    });
-    await fleet.next("connected");
     const cpu = await o.meter?.({ kiosks: fleet.pid });
-    const t0 = performance.now();
-    let prev = 0;
-    const offTick = fleet.on((m) => {
-      if (m.type !== "tick") return;
-      const s = (performance.now() - t0) / 1000;
-      progress(`ingest ${s.toFixed(0)}s: acked ${fmtInt(m.acked)}/${fmtInt(events)} (${fmtInt(m.acked - prev)}/s)`);
-      prev = m.acked;
-    });
-    fleet.send({ type: "run" });
-    const { result } = await fleet.next("result").finally(offTick);
+    const result = await runFleet(fleet, (acked, s, perSecond) =>
+      progress(`ingest ${s.toFixed(0)}s: acked ${fmtInt(acked)}/${fmtInt(events)} (${fmtInt(perSecond)}/s)`),
+    );
     return { ...result, events, cpu: cpu?.() ?? new Map() };
   } finally {
     await fleet.stop({ type: "stop" }).catch(() => {});

@@ -40,16 +40,6 @@ export function progress(message: string): void {
   process.stderr.write(`  … ${message}\n`);
 }
 
-/** An integer setting from the environment; a bad value stops the bench naming the variable. */
-export function intEnv(name: string, def: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return def;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min)
-    throw new Error(`${name}=${JSON.stringify(raw)}: expected an integer >= ${min}`);
-  return n;
-}
-
 /** Runs a bench's main: its resolved number is the exit code; a throw is printed and exits 1. */
 export function runBench(main: () => Promise<number>): void {
   main().then(

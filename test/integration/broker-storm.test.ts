@@ -25,17 +25,18 @@ import { randomInt } from "node:crypto";
 import type { TapResult } from "@paylane/ui/kiosk-api";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { intEnv } from "../support/env.ts";
 import { loud } from "../support/hooks.ts";
 import { type Backends, describe, manyMembers, TestSite } from "../support/site.ts";
 
 const KIOSKS = Array.from({ length: 20 }, (_, i) => `k${i + 1}`);
-const MIN_PER_KIOSK = Number(process.env.STORM_MIN_PER_KIOSK ?? 50);
+const MIN_PER_KIOSK = intEnv("STORM_MIN_PER_KIOSK", 50);
 /** Each kiosk's share of the member pool: a check-in needs a member not yet in today. */
 const MAX_PER_KIOSK = Math.max(MIN_PER_KIOSK, 200);
 /** The fault schedule: a restart every 1-2 s, and at least this many while the kiosks tap. */
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 2000;
-const MIN_RESTARTS = Number(process.env.STORM_MIN_RESTARTS ?? 4);
+const MIN_RESTARTS = intEnv("STORM_MIN_RESTARTS", 4, 0);
 const DRAIN_TIMEOUT_MS = 60_000; // only ever fails the test
 
 const CONFIGS: Array<Backends & { label: string }> = [
@@ -70,7 +71,7 @@ for (const backends of CONFIGS) {
   );
 
   it(`${KIOSKS.length} kiosks check in members while the broker restarts every 1-2 s: each exactly once, none missing`, async () => {
-    const duplicatesBefore = await duplicateCount(site);
+    const duplicatesBefore = (await site.bridgeEntries()).duplicate;
     /** Per kiosk, seq -> entry id of every check-in the user was told is done. */
     const told = new Map<string, Map<number, string>>(KIOSKS.map((k) => [k, new Map()]));
     const refusals: string[] = [];
@@ -165,7 +166,7 @@ for (const backends of CONFIGS) {
       }
       checkins += n;
     }
-    const absorbed = (await duplicateCount(site)) - duplicatesBefore;
+    const absorbed = (await site.bridgeEntries()).duplicate - duplicatesBefore;
 
     console.log(
       `  broker storm (${backends.label}): ${KIOSKS.length} kiosks, ${fmt(checkins)} check-ins in ${((stormEnded - started) / 1000).toFixed(1)} s, ` +
@@ -181,13 +182,6 @@ for (const backends of CONFIGS) {
 /** A short list of seqs for a failure message. */
 function list(seqs: number[]): string {
   return seqs.length > 10 ? `${seqs.slice(0, 10).join(", ")} … (${seqs.length})` : seqs.join(", ");
-}
-
-/** The bridge's count of entries it received again and absorbed. */
-async function duplicateCount(site: TestSite): Promise<number> {
-  const text = await (await fetch(`${site.cloud!.url}/metrics`)).text();
-  const m = /^paylane_bridge_entries_total\{outcome="duplicate"\} (\d+)/m.exec(text);
-  return Number(m?.[1] ?? 0);
 }
 
 /** The restart schedule's wait (a fault schedule, not a wait for an outcome); ends early when aborted. */

@@ -8,7 +8,7 @@ import { topics } from "@paylane/protocol";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
-import { batch, checkinEntry } from "../support/probe.ts";
+import { batch, checkinEntry, record } from "../support/probe.ts";
 import { TestSite } from "../support/site.ts";
 
 const T0 = Date.UTC(2026, 10, 25, 9, 0, 0);
@@ -44,10 +44,7 @@ async function conflicts(kind: string): Promise<Conflict[]> {
 }
 
 async function drained(): Promise<void> {
-  for (const k of ["k1", "k2"]) {
-    const kiosk = site.kiosk(k);
-    await site.signal.until(async () => (await kiosk.journal.stats()).backlog === 0, `${k} drained`, 20_000);
-  }
+  for (const k of ["k1", "k2"]) await site.drained(k, 20_000);
 }
 
 it("the same member at two offline kiosks on one day: the earliest by device time wins, the other is a duplicate, never dropped", async () => {
@@ -96,17 +93,12 @@ it("a check-in decided offline against a replica older than the member's revocat
 it("a device clock running ahead is flagged, and its entry is ordered by the cloud's receive time", async () => {
   const probe = await site.rawDevice("probe");
   const a = site.address("probe");
-  const acks: number[] = [];
-  probe.on("message", (_t, payload) => {
-    acks.push((JSON.parse(payload.toString()) as { upTo: number }).upTo);
-    site.signal.notify();
-  });
-  await probe.subscribeAsync(topics.ack(a), { qos: 1 });
+  const acks = await record<{ upTo: number }>(probe, topics.ack(a), site.signal);
   // The probe's clock says an hour from now; the cloud receives it now.
   clock = T0 + 300_000;
   const fast = { ...checkinEntry(1, "m-katherine"), at: new Date(clock + 3_600_000).toISOString() };
   await probe.publishAsync(topics.events(a), batch("probe", [fast]), { qos: 1 });
-  await site.signal.until(() => acks.includes(1), "probe entry acked");
+  await site.signal.until(() => acks.some((x) => x.upTo === 1), "probe entry acked");
   // Ten minutes later, Katherine checks in at k2 with a correct clock.
   clock = T0 + 900_000;
   const k2 = await site.kiosk("k2").tap("04A1B2C3D4E5F6");

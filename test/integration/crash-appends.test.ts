@@ -29,12 +29,13 @@ import { Journal, Replica } from "@paylane/device";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { crashMembers } from "../support/crash-members.ts";
+import { intEnv } from "../support/env.ts";
 import { loud } from "../support/hooks.ts";
 import { TestSite } from "../support/site.ts";
 
-const APPENDS = envCount("CRASH_APPENDS", 10_000);
-const CYCLES = envCount("CRASH_CYCLES", 50);
-const SEED = envCount("CRASH_SEED", randomInt(1, 2 ** 31));
+const APPENDS = intEnv("CRASH_APPENDS", 10_000);
+const CYCLES = intEnv("CRASH_CYCLES", 50);
+const SEED = intEnv("CRASH_SEED", randomInt(1, 2 ** 31));
 const repo = join(import.meta.dirname, "../..");
 const CHILD = join(repo, "test/support/crash-daemon-child.ts");
 const CYCLE_TIMEOUT_MS = 30_000; // only ever fails the test
@@ -152,11 +153,7 @@ test("a real daemon on that journal delivers every done entry to Postgres exactl
   assert.ok(phase1.journaled > 0, "needs the journal left by the kill -9 cycles, which did not finish");
   const started = performance.now();
   const daemon = await site.startKiosk("k1");
-  await site.signal.until(
-    async () => (await daemon.journal.stats()).backlog === 0,
-    "k1's journal drained",
-    DRAIN_TIMEOUT_MS,
-  );
+  await site.drained("k1", DRAIN_TIMEOUT_MS);
   const drainMs = performance.now() - started;
   const { lastSeq } = await daemon.journal.stats();
   assert.is(lastSeq, phase1.journaled, "the daemon sees the journal the kill cycles left");
@@ -292,15 +289,6 @@ function runChild(tag: string, inflight: number, plan: KillPlan): Promise<Done[]
       }
     });
   });
-}
-
-function envCount(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
 }
 
 /** A small seeded PRNG, so CRASH_SEED replays the kill plan. */

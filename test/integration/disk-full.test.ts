@@ -92,6 +92,11 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
     const page = await (await fetch(`http://127.0.0.1:${daemon.port}/status`)).text();
     assert.match(page, /<th>Storage<\/th><td>failing: SQLITE_FULL/, "the local status page says why");
 
+    const staff = await fetch(`http://127.0.0.1:${daemon.port}/api/call-staff`, { method: "POST" });
+    assert.is(staff.status, 500, "a staff call that cannot be journaled is not reported done");
+    assert.is(staff.headers.get("content-type"), "application/problem+json");
+    assert.match(((await staff.json()) as { detail: string }).detail, /SQLITE_FULL/);
+
     const again = await daemon.tap("04B1C2D3");
     assert.is(again.outcome, "refused", "still refusing while the disk is full, and still answering");
 

@@ -66,7 +66,7 @@ for (const backends of CONFIGS) {
     // Acks watched from a connection of their own, so the probe's reconnects miss none.
     const watcher = await site.opsClient();
     const acks = await record<{ upTo: number }>(watcher, topics.ack(a), site.signal);
-    const before = await bridgeEntries(site);
+    const before = await site.bridgeEntries();
     let sent = 0;
 
     const deliver = async (client: MqttClient, seqs: number[], dup = false) => {
@@ -120,7 +120,7 @@ for (const backends of CONFIGS) {
       "the cloud's high-water mark covers every entry",
     );
 
-    const after = await bridgeEntries(site);
+    const after = await site.bridgeEntries();
     const applied = after.applied - before.applied;
     const duplicates = after.duplicate - before.duplicate;
     assert.is(applied, 20, "each entry applied once");
@@ -132,14 +132,4 @@ for (const backends of CONFIGS) {
   });
 
   it.run();
-}
-
-/** The bridge's entry counters, from the cloud's /metrics. */
-async function bridgeEntries(site: TestSite): Promise<{ applied: number; duplicate: number }> {
-  const text = await (await fetch(`${site.cloud!.url}/metrics`)).text();
-  const read = (outcome: string) => {
-    const m = new RegExp(`^paylane_bridge_entries_total\\{outcome="${outcome}"\\} (\\d+)`, "m").exec(text);
-    return Number(m?.[1] ?? 0);
-  };
-  return { applied: read("applied"), duplicate: read("duplicate") };
 }

@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { FaultProxy } from "../support/fault-proxy.ts";
+import { Signal } from "../support/signal.ts";
 import { within } from "../support/within.ts";
 
 const BOUND_MS = 5000;
@@ -29,7 +30,7 @@ interface Seen {
 class EchoServer {
   readonly seen: Seen[] = [];
   #server: Server | undefined;
-  #onConnection: Array<() => void> = [];
+  readonly #arrived = new Signal();
   port = 0;
 
   constructor(readonly echo = true) {}
@@ -53,7 +54,7 @@ class EchoServer {
         seen.error = err;
       });
       this.seen.push(seen);
-      for (const w of this.#onConnection.splice(0)) w();
+      this.#arrived.notify();
     });
     this.#server = server;
     server.listen(0, "127.0.0.1");
@@ -62,9 +63,8 @@ class EchoServer {
   }
 
   /** The `i`-th connection, once it has arrived. */
-  async connection(i: number): Promise<Seen> {
-    while (this.seen.length <= i) await new Promise<void>((resolve) => this.#onConnection.push(resolve));
-    return this.seen[i]!;
+  connection(i: number): Promise<Seen> {
+    return this.#arrived.until(() => this.seen[i], `connection ${i} at the server`, BOUND_MS);
   }
 
   async stop(): Promise<void> {
@@ -81,12 +81,12 @@ class Client {
   readonly chunks: Buffer[] = [];
   error: NodeJS.ErrnoException | undefined;
   readonly closed: Promise<void>;
-  #waiters: Array<() => void> = [];
+  readonly #changed = new Signal();
 
   constructor(readonly socket: Socket) {
     socket.on("data", (d: Buffer) => {
       this.chunks.push(d);
-      this.#wake();
+      this.#changed.notify();
     });
     socket.on("error", (err: NodeJS.ErrnoException) => {
       this.error = err;
@@ -94,7 +94,7 @@ class Client {
     this.closed = new Promise((resolve) =>
       socket.once("close", () => {
         resolve();
-        this.#wake();
+        this.#changed.notify();
       }),
     );
   }
@@ -116,20 +116,17 @@ class Client {
 
   /** Resolves once `n` bytes have been read (rejects if the socket closes first). */
   async read(n: number, what = `${n} bytes`): Promise<string> {
-    await bounded(
-      (async () => {
-        while (this.bytes < n) {
-          if (this.socket.destroyed) throw new Error(`socket closed after ${this.bytes} of ${n} bytes`);
-          await new Promise<void>((resolve) => this.#waiters.push(resolve));
-        }
-      })(),
+    await this.#changed.until(
+      // async, so a throw rejects the wait instead of escaping from the socket's event
+      async () => {
+        if (this.bytes >= n) return true;
+        if (this.socket.destroyed) throw new Error(`socket closed after ${this.bytes} of ${n} bytes`);
+        return false;
+      },
       what,
+      BOUND_MS,
     );
     return this.text;
-  }
-
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
   }
 }
 

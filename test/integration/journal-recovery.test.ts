@@ -42,7 +42,7 @@ async function stopKiosk(device: string): Promise<void> {
 it("a damaged journal is kept aside and a new one continues after the cloud's acked seq; ops are alerted", async () => {
   const k1 = site.kiosk("k1");
   for (const uid of ["04A2B3C4", "04B1C2D3", "04C0FFEE"]) assert.is((await k1.tap(uid)).outcome, "welcome");
-  await site.signal.until(async () => (await k1.journal.stats()).backlog === 0, "three check-ins acked");
+  await site.drained("k1");
   await stopKiosk("k1");
   const dir = join(site.dir, "k1");
   await damage(join(dir, "journal.db"));
@@ -57,7 +57,7 @@ it("a damaged journal is kept aside and a new one continues after the cloud's ac
   assert.is(stats.lastSeq, 4, "seq 4: the journal-recovered alert, right after the cloud's mark 3");
   const next = await again.tap("04A1B2C3D4E5F6");
   assert.is(next.seq, 5, "no seq is reused");
-  await site.signal.until(async () => (await again.journal.stats()).backlog === 0, "the new journal drains");
+  await site.drained("k1");
 
   const seqs = await site.db.query<{ seq: number; kind: string }>(
     "SELECT seq, kind FROM inbox WHERE site_id = $1 AND device_id = 'k1' ORDER BY seq",

@@ -33,26 +33,17 @@ import type { CheckinBody } from "@paylane/protocol";
 import fc from "fast-check";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { intEnv } from "../support/env.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { ModelProbe } from "../support/model-probe.ts";
 import { TestSite } from "../support/site.ts";
 import { within } from "../support/within.ts";
 
-/** A whole number from the environment, or `fallback`; anything else is refused by name. */
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0)
-    throw new Error(`${name}: expected a whole number >= 0, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const SEED = envInt("MODEL_SEED", Math.floor(Math.random() * 2 ** 31));
+const SEED = intEnv("MODEL_SEED", Math.floor(Math.random() * 2 ** 31), 0);
 /** fast-check's path to one run (printed with a failure): with the seed, replays just that run. */
 const PATH = process.env.MODEL_PATH || undefined;
-const RUNS = envInt("MODEL_RUNS", 20);
-const MAX_COMMANDS = envInt("MODEL_COMMANDS", 25);
+const RUNS = intEnv("MODEL_RUNS", 20, 0);
+const MAX_COMMANDS = intEnv("MODEL_COMMANDS", 25, 0);
 const SHRINK = process.env.MODEL_SHRINK === "1";
 const TRACE = process.env.MODEL_TRACE === "1";
 /** Both devices resend what is unacked after this long without ack progress. */

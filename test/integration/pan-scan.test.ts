@@ -8,36 +8,38 @@
  */
 import { execFile } from "node:child_process";
 import { readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { DEMO_MEMBERS } from "@paylane/cloud";
 import pino from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
 import { findPans, scanFilesForPans } from "../support/pan-scan.ts";
-import { PG_URL, TestSite } from "../support/site.ts";
+import { demoCard as card, PG_URL, TestSite } from "../support/site.ts";
 
 const it = suite("pan-scan");
-const card = (id: string) => DEMO_MEMBERS.find((m) => m.id === id)!.cardUid;
 const PAN = "4242424242424242";
 let site: TestSite;
 let logFile = "";
 
 it.before(
   loud("pan-scan site setup", async () => {
-    const dir = (await import("node:os")).tmpdir();
-    logFile = join(dir, `paylane-pan-scan-${process.pid}.log`);
+    logFile = join(tmpdir(), `paylane-pan-scan-${process.pid}.log`);
     const logger = pino(
       { level: "debug", timestamp: pino.stdTimeFunctions.isoTime },
       pino.destination({ dest: logFile, sync: true }),
     );
-    site = new TestSite({ db: "pg", presence: "memory", broker: "aedes", kiosks: [], probes: ["k1"], logger });
-    await site.start();
-    await site.startKiosk("k1", {
-      printer: { type: "simulator" },
-      terminal: { type: "zvt-simulator", timeoutMs: 5000 },
+    site = new TestSite({
+      db: "pg",
+      presence: "memory",
+      broker: "aedes",
+      kiosks: ["k1"],
+      probes: [],
+      hardware: { k1: { printer: { type: "simulator" }, terminal: { type: "zvt-simulator", timeoutMs: 5000 } } },
+      logger,
     });
+    await site.start();
   }),
 );
 it.after(async () => {
@@ -69,7 +71,7 @@ it("payments through every path leave no card number in journals, logs, the data
   await k1.payments.start({ kind: "purchase", amount: 300 });
   assert.is((await k1.tapToPay(card("m-ada"))).authorization, "offline");
   await site.startCloud();
-  await site.signal.until(async () => (await k1.journal.stats()).backlog === 0, "drained");
+  await site.drained("k1");
   // operator top-up and refund
   const op = await site.operator(
     "POST",

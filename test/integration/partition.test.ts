@@ -8,11 +8,12 @@
 import type { CheckinBody } from "@paylane/protocol";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { intEnv } from "../support/env.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { loud } from "../support/hooks.ts";
 import { TestSite } from "../support/site.ts";
 
-const ENTRIES = Number(process.env.PARTITION_ENTRIES ?? 10_000);
+const ENTRIES = intEnv("PARTITION_ENTRIES", 10_000);
 const it = suite("partition");
 let site: TestSite;
 let proxy: FaultProxy;
@@ -58,7 +59,7 @@ it(`cut from the broker while ${ENTRIES.toLocaleString("en")} entries are journa
 
   const healed = performance.now();
   proxy.heal();
-  await site.signal.until(async () => (await k1.journal.stats()).backlog === 0, "the journal drains", 120_000);
+  await site.drained("k1", 120_000);
   const drainMs = performance.now() - healed;
 
   const { rows } = await site.db.query<{ n: number; lo: number; hi: number }>(

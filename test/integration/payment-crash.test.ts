@@ -8,17 +8,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { DEMO_MEMBERS } from "@paylane/cloud";
 import { Journal } from "@paylane/device";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
-import { TestSite } from "../support/site.ts";
+import { demoCard, TestSite } from "../support/site.ts";
 import { within } from "../support/within.ts";
 
 const it = suite("payment-crash");
 const CHILD = join(import.meta.dirname, "../support/crash-payment-child.ts");
-const ADA = DEMO_MEMBERS.find((m) => m.id === "m-ada")!.cardUid;
+const ADA = demoCard("m-ada");
 let site: TestSite;
 let child: ChildProcess | undefined;
 

@@ -4,15 +4,14 @@
  * the kiosk believes it is online and tries). Whatever the cut, every retry
  * carries the payment's one key, and the ledger charges each payment once.
  */
-import { DEMO_MEMBERS } from "@paylane/cloud";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { loud } from "../support/hooks.ts";
-import { TestSite } from "../support/site.ts";
+import { demoCard, TestSite } from "../support/site.ts";
 
 const it = suite("payments-cut");
-const ADA = DEMO_MEMBERS.find((m) => m.id === "m-ada")!.cardUid;
+const ADA = demoCard("m-ada");
 let site: TestSite;
 let proxy: FaultProxy;
 const attempts: Array<{ key: string; attempt: number }> = [];
@@ -41,7 +40,6 @@ it.after(async () => {
 it.before.each(() => {
   attempts.length = 0;
   proxy.heal();
-  proxy.refuse(false);
 });
 
 /** Pays 1.00 with Ada's card; the result and the keys of every online attempt made for it. */
@@ -54,9 +52,7 @@ async function pay() {
 
 async function settled(): Promise<void> {
   proxy.heal();
-  proxy.refuse(false);
-  const k1 = site.kiosk("k1");
-  await site.signal.until(async () => (await k1.journal.stats()).backlog === 0, "k1 drained");
+  await site.drained("k1");
 }
 
 async function charges(key: string) {

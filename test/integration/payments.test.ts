@@ -5,18 +5,16 @@
  * returns, and two offline kiosks overdrawing one card.
  */
 import { randomUUID } from "node:crypto";
-import { DEMO_MEMBERS } from "@paylane/cloud";
 import { type Telemetry, topics } from "@paylane/protocol";
 import type { ReceiptNotice } from "@paylane/ui/kiosk-api";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
 import { record } from "../support/probe.ts";
-import { TestSite } from "../support/site.ts";
+import { demoCard as card, TestSite } from "../support/site.ts";
 
 const it = suite("payments");
 let site: TestSite;
-const card = (id: string) => DEMO_MEMBERS.find((m) => m.id === id)!.cardUid;
 
 it.before(
   loud("payments site setup", async () => {
@@ -33,11 +31,6 @@ it.before(
 it.after(async () => {
   await site?.stop();
 });
-
-async function drained(device: string): Promise<void> {
-  const k = site.kiosk(device);
-  await site.signal.until(async () => (await k.journal.stats()).backlog === 0, `${device} drained`);
-}
 
 async function ledger(member: string) {
   const { rows } = await site.db.query<{
@@ -88,7 +81,7 @@ it("online: an item bought with a card is approved by the cloud with the new bal
   assert.is(r.authorization, "online");
   assert.is(r.balance, 2250);
   assert.is(r.message, "Thank you, Ada Lovelace");
-  await drained("k1");
+  await site.drained("k1");
   const rows = await ledger("m-ada");
   assert.equal(
     rows.map((e) => [e.kind, e.amount, e.authorization]),
@@ -215,7 +208,7 @@ it("the cloud away: offline within the limits, each cap at its boundary, then re
   const exposure = await k2.payments.exposure();
   assert.equal(exposure, { currency: "EUR", offlineExposure: 1000, offlinePayments: 2, cap: 5000 });
   await cloudBack();
-  await drained("k2");
+  await site.drained("k2");
   const rows = (await ledger("m-katherine")).filter((e) => e.kind === "purchase");
   assert.equal(
     rows.map((e) => [e.amount, e.authorization, e.origin_device]),
@@ -239,8 +232,8 @@ it("two offline kiosks overdraw one card: both recorded, balance negative, one c
     assert.is(r.balance, 300, `${k} alone saw 10.00 - 7.00`);
   }
   await cloudBack();
-  await drained("k1");
-  await drained("k2");
+  await site.drained("k1");
+  await site.drained("k2");
   const purchases = (await ledger("m-grace")).filter((e) => e.kind === "purchase");
   assert.equal(
     purchases.map((e) => e.amount),
@@ -290,7 +283,7 @@ it("ops see each kiosk's offline exposure live on MQTT, and per kiosk and per si
   assert.equal(live.payments, { currency: "EUR", offlineExposure: 150, offlinePayments: 1, cap: 5000 });
 
   await cloudBack();
-  await drained("k1");
+  await site.drained("k1");
   // each report re-checks the API, so this waits on the bridge's copy of the telemetry, not on a clock
   const reported = await site.signal.until(async () => {
     const e = await site.operator("GET", `/api/v1/exposure?site=${site.site}`);

@@ -46,6 +46,7 @@ import { loud } from "../support/hooks.ts";
 import { batch, checkinEntry } from "../support/probe.ts";
 import { Signal } from "../support/signal.ts";
 import { PG_URL } from "../support/site.ts";
+import { within } from "../support/within.ts";
 
 const DEVICES = ["d1", "d2", "d3", "d4"];
 const PER_ROUND = 100; // entries per device per round, one `events` message each
@@ -481,7 +482,7 @@ test("a reply lost without RST or FIN: ingest recovers once Postgres answers new
   p.blackhole("down");
   const lost = new Promise<void>((resolve) => p.events.once("dropped", () => resolve()));
   mqttProxy!.heal();
-  await lost;
+  await within(lost, 30_000, "the proxy to drop the reply");
   // Postgres is reachable again for every new connection (the stuck one has a hole in its stream).
   p.heal();
   try {

@@ -5,21 +5,26 @@
  * member reads why. (A terminal that never answers is the driver's timeout,
  * tested with injected timers in device/test/hardware/terminal-zvt.test.ts.)
  */
-import { DEMO_MEMBERS } from "@paylane/cloud";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
-import { TestSite } from "../support/site.ts";
+import { demoCard, TestSite } from "../support/site.ts";
 
 const it = suite("topups");
-const GRACE = DEMO_MEMBERS.find((m) => m.id === "m-grace")!.cardUid;
+const GRACE = demoCard("m-grace");
 let site: TestSite;
 
 it.before(
   loud("topups site setup", async () => {
-    site = new TestSite({ db: "pg", presence: "memory", broker: "aedes", kiosks: [], probes: ["k1"] });
+    site = new TestSite({
+      db: "pg",
+      presence: "memory",
+      broker: "aedes",
+      kiosks: ["k1"],
+      probes: [],
+      hardware: { k1: { printer: { type: "simulator" }, terminal: { type: "zvt-simulator" } } },
+    });
     await site.start();
-    await site.startKiosk("k1", { printer: { type: "simulator" }, terminal: { type: "zvt-simulator" } });
   }),
 );
 it.after(async () => {
@@ -34,11 +39,6 @@ async function topups(): Promise<Array<{ amount: number; note: string }>> {
   return rows;
 }
 
-async function drained(): Promise<void> {
-  const k1 = site.kiosk("k1");
-  await site.signal.until(async () => (await k1.journal.stats()).backlog === 0, "k1 drained");
-}
-
 it("approved at the terminal: the wallet is credited once, the receipt names the card by brand and last four", async () => {
   const k1 = site.kiosk("k1");
   const session = await k1.payments.start({ kind: "topup", amount: 2000 });
@@ -48,7 +48,7 @@ it("approved at the terminal: the wallet is credited once, the receipt names the
   assert.is(r.kind, "topup");
   assert.is(r.balance, 3000, "10.00 + 20.00");
   assert.is(k1.terminalSimulator!.lastCharge?.amount, 2000);
-  await drained();
+  await site.drained("k1");
   const rows = await topups();
   assert.is(rows.length, 1);
   assert.is(rows[0]!.amount, 2000);
@@ -66,7 +66,7 @@ it("declined by the card's bank: nothing added, and the member reads that the ca
   assert.is(r.reason, "terminal-declined");
   assert.match(r.message, /card was declined/);
   assert.equal(await k1.journal.pendingIntents(), []);
-  await drained();
+  await site.drained("k1");
   assert.is((await topups()).length, 1, "still only the first top-up");
 });
 
@@ -81,7 +81,7 @@ it("the terminal drops the link mid-transaction: nothing added, and the member i
   // the next top-up reconnects and works
   await k1.payments.start({ kind: "topup", amount: 500 });
   assert.is((await k1.tapToPay(GRACE)).outcome, "approved");
-  await drained();
+  await site.drained("k1");
   assert.equal(
     (await topups()).map((t) => t.amount),
     [2000, 500],
@@ -106,7 +106,7 @@ it("cancelled while the terminal waits for the card: the terminal aborts, nothin
   const r = await answer;
   assert.is(r.outcome, "declined");
   assert.is(r.reason, "cancelled");
-  await drained();
+  await site.drained("k1");
   assert.is((await topups()).length, 2);
   assert.equal(await k1.journal.pendingIntents(), []);
 });

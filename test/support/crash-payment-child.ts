@@ -11,6 +11,7 @@
  */
 import { Journal, KioskDaemon, parseDeviceConfig } from "@paylane/device";
 import pino from "pino";
+import { Signal } from "./signal.ts";
 
 const [configJson, uid] = process.argv.slice(2);
 if (!configJson || !uid) {
@@ -34,8 +35,10 @@ const daemon = new KioskDaemon({
     return journal;
   },
 });
+const signal = new Signal();
+daemon.events.on("state", signal.notify);
 await daemon.start();
-while (!daemon.uplink.online) await new Promise((r) => setTimeout(r, 20));
+await signal.until(() => daemon.uplink.online, "the kiosk online");
 await daemon.replicaSync.syncNow();
 process.stdout.write("ready\n");
 await daemon.payments.start({ kind: "purchase", itemId: "coffee" });

@@ -7,22 +7,12 @@
  * no ack progress is seen for `ackTimeoutMs`. On top of that a test can
  * re-publish any earlier range on purpose, to deliver duplicates.
  *
- * Its connections have no automatic reconnect: after a broker restart it
- * connects again on its next publish (or resend), like a device that only
- * dials out when it has something to say. It does not use
- * `TestSite.rawDevice()`: that connection attempt never settles when the
- * broker closes the socket before CONNACK (a restart racing the connect).
+ * Its connections (`TestSite.rawDevice()`) have no automatic reconnect:
+ * after a broker restart it connects again on its next publish (or resend),
+ * like a device that only dials out when it has something to say.
  */
-import {
-  AckSchema,
-  CloudStatusSchema,
-  decode,
-  deviceIdentity,
-  type Entry,
-  REPLAY_FROM,
-  topics,
-} from "@paylane/protocol";
-import mqtt, { type MqttClient } from "mqtt";
+import { AckSchema, CloudStatusSchema, decode, type Entry, REPLAY_FROM, topics } from "@paylane/protocol";
+import type { MqttClient } from "mqtt";
 import { batch, checkinEntry } from "./probe.ts";
 import type { TestSite } from "./site.ts";
 
@@ -152,19 +142,7 @@ export class ModelProbe {
   async #connect(): Promise<MqttClient> {
     const { site, device } = this.#o;
     const a = site.address(device);
-    const client = await mqtt.connectAsync(
-      site.mqttUrl,
-      {
-        clientId: deviceIdentity.clientId(a),
-        username: deviceIdentity.username(a),
-        password: site.secrets.get(device),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-        connectTimeout: 5000,
-      },
-      // a close before CONNACK rejects instead of waiting for a retry that never comes
-      false,
-    );
+    const client = await site.rawDevice(device);
     this.#clients.add(client);
     client.on("close", () => this.#clients.delete(client));
     // socket errors end in `close`, which is what the probe acts on

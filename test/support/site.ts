@@ -12,6 +12,7 @@ import { join } from "node:path";
 import {
   CloudService,
   type Database,
+  DEMO_MEMBERS,
   type DemoMember,
   mintOperatorToken,
   openPg,
@@ -266,6 +267,22 @@ export class TestSite {
     return k;
   }
 
+  /** Resolves once every entry of `device`'s journal is acked. */
+  async drained(device: string, timeoutMs?: number): Promise<void> {
+    const k = this.kiosk(device);
+    await this.signal.until(async () => (await k.journal.stats()).backlog === 0, `${device} drained`, timeoutMs);
+  }
+
+  /** The bridge's entry counters, from the cloud's /metrics. */
+  async bridgeEntries(): Promise<{ applied: number; duplicate: number }> {
+    const text = await (await fetch(`${this.cloud!.url}/metrics`)).text();
+    const read = (outcome: string) => {
+      const m = new RegExp(`^paylane_bridge_entries_total\\{outcome="${outcome}"\\} (\\d+)`, "m").exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    return { applied: read("applied"), duplicate: read("duplicate") };
+  }
+
   /** Restarts the broker in place (same port); kiosks and cloud reconnect by themselves. */
   async restartBroker(): Promise<void> {
     if (this.gateway) {
@@ -292,6 +309,7 @@ export class TestSite {
         password: this.secrets.get(device),
         protocolVersion: 4,
         reconnectPeriod: 0,
+        connectTimeout: 5000,
       },
       // no retry loop: a broker closing the socket mid-CONNECT must fail the call, not hang it
       false,
@@ -322,17 +340,31 @@ export class TestSite {
     return Number(rows[0]?.n ?? 0);
   }
 
+  /** Stops every part, even after one fails to; the parts that failed are named in one error at the end. */
   async stop(): Promise<void> {
-    for (const c of this.#clients) await c.endAsync(true).catch(() => {});
-    for (const k of this.kiosks.values()) await k.stop().catch(() => {});
+    const failed: string[] = [];
+    const step = async (what: string, fn: () => Promise<unknown> | undefined) => {
+      try {
+        await fn();
+      } catch (err) {
+        failed.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    for (const c of this.#clients) await step(`MQTT client ${c.options.clientId}`, () => c.endAsync(true));
+    for (const [device, k] of this.kiosks) await step(`kiosk ${device}`, () => k.stop());
     this.kiosks.clear();
-    await this.cloud?.stop().catch(() => {});
-    await this.gateway?.stop().catch(() => {});
-    await this.mosquitto?.kill().catch(() => {});
-    if (this.o.db === "pg") await this.db.query(`DROP SCHEMA IF EXISTS ${this.#schema} CASCADE`).catch(() => {});
-    await this.db?.close().catch(() => {});
-    if (this.o.presence === "redis") await dropRedisPrefix(this.#redisPrefix).catch(() => {});
+    await step("the cloud", () => this.cloud?.stop());
+    await step("the gateway", () => this.gateway?.stop());
+    await step("Mosquitto", () => this.mosquitto?.kill());
+    if (this.o.db === "pg") {
+      await step(`dropping schema ${this.#schema}`, () =>
+        this.db?.query(`DROP SCHEMA IF EXISTS ${this.#schema} CASCADE`),
+      );
+    }
+    await step("the database", () => this.db?.close());
+    if (this.o.presence === "redis") await step("the Redis keys", () => dropRedisPrefix(this.#redisPrefix));
     await rm(this.dir, { recursive: true, force: true });
+    if (failed.length > 0) throw new Error(`site ${this.site} did not stop cleanly: ${failed.join("; ")}`);
   }
 }
 
@@ -350,6 +382,13 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
   } finally {
     redis.disconnect();
   }
+}
+
+/** The card UID of a demo member (DEMO_MEMBERS), by member id. */
+export function demoCard(memberId: string): string {
+  const m = DEMO_MEMBERS.find((x) => x.id === memberId);
+  if (!m?.cardUid) throw new Error(`no demo member ${memberId} with a card`);
+  return m.cardUid;
 }
 
 /** `n` members with distinct 4-byte UIDs, for volume tests. */

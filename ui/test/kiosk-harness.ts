@@ -11,6 +11,7 @@ import type { Browser, Page } from "playwright-core";
 import { suite, type Test } from "uvu";
 import * as assert from "uvu/assert";
 import { launchChromium } from "../../test/support/browser.ts";
+import { loud } from "../../test/support/hooks.ts";
 import { FakeDaemon } from "./fake-daemon.ts";
 
 const BUILD = fileURLToPath(new URL("../build.mjs", import.meta.url));
@@ -53,14 +54,7 @@ export function kioskSuite(
 ): { test: Test<KioskCtx>; it: (name: string, fn: (ctx: KioskCtx) => Promise<void>) => void } {
   const test = suite<KioskCtx>(name);
 
-  test.before(async (ctx) => {
-    await setUp(ctx).catch((err: unknown) => {
-      // uvu swallows errors thrown by hooks; say why nothing ran.
-      console.error(`\n${name} test setup failed:`, err);
-      process.exitCode = 1;
-      throw err;
-    });
-  });
+  test.before(loud(`${name} test setup`, setUp));
 
   test.after(async (ctx) => {
     await ctx.browser?.close();
@@ -103,6 +97,9 @@ async function setUp(ctx: KioskCtx): Promise<void> {
   ctx.base = await ctx.daemon.start();
   ctx.browser = await launchChromium();
 }
+
+/** A receipt's QR code as the daemon sends it when nothing was printed: an SVG data URL. */
+export const RECEIPT_QR = `data:image/svg+xml;base64,${Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"/>').toString("base64")}`;
 
 /** A WS round trip: once the UI shows this backlog, every earlier message on the socket was handled. */
 export async function syncLive(ctx: KioskCtx, backlog: number): Promise<void> {

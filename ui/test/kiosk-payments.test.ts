@@ -12,7 +12,7 @@
 import type { Page } from "playwright-core";
 import * as assert from "uvu/assert";
 import type { PaymentResult, PaymentSession } from "../src/kiosk-api.ts";
-import { type KioskCtx as Ctx, exactly, kioskSuite, seeScreen, syncLive } from "./kiosk-harness.ts";
+import { type KioskCtx as Ctx, exactly, kioskSuite, RECEIPT_QR, seeScreen, syncLive } from "./kiosk-harness.ts";
 
 // Chromium logs every 4xx answer; the refusals these tests provoke are expected.
 const { test, it } = kioskSuite("kiosk payments", /status of (400|409|503)/);
@@ -64,8 +64,6 @@ function resultFor(session: PaymentSession, extra: Partial<PaymentResult>): Paym
     ...extra,
   };
 }
-
-const QR = `data:image/svg+xml;base64,${Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"/>').toString("base64")}`;
 
 it("Pay and Top up are offered only once the catalog is ready; check-in stays the default", async (ctx) => {
   ctx.daemon.catalog.ready = false;
@@ -378,10 +376,10 @@ it("a payment's receipt the printer could not print is offered as a QR code", as
   const session = await payFor(ctx, "towel", "Tap your card to pay €3.00");
   ctx.daemon.pushPaymentResult(resultFor(session, { message: "Paid €3.00", balance: 200, id: "pay-2" }));
   await seeScreen(ctx.page, "approved", "Paid €3.00");
-  ctx.daemon.pushReceipt({ id: "pay-2", printed: false, reason: "paper-out", qr: QR });
+  ctx.daemon.pushReceipt({ id: "pay-2", printed: false, reason: "paper-out", qr: RECEIPT_QR });
   const img = ctx.page.getByTestId("receipt-qr");
   await img.waitFor();
-  assert.is(await img.getAttribute("src"), QR);
+  assert.is(await img.getAttribute("src"), RECEIPT_QR);
   assert.match(await text(ctx.page, "receipt"), /out of paper/);
   await ctx.page.screenshot({ path: "/tmp/kiosk-pay-receipt-qr.png" });
 });

@@ -58,13 +58,14 @@ function isOptional<T>(value: unknown, check: (v: unknown) => v is T): boolean {
 }
 
 const isString = (v: unknown): v is string => typeof v === "string";
+const isCurrency = (v: unknown): v is string => isString(v) && CURRENCY.test(v);
+const isPaymentKind = (v: unknown): v is PaymentKind => isString(v) && PAYMENT_KINDS.has(v);
 
 export function isCatalog(value: unknown): value is Catalog {
   return (
     isRecord(value) &&
     typeof value.ready === "boolean" &&
-    typeof value.currency === "string" &&
-    CURRENCY.test(value.currency) &&
+    isCurrency(value.currency) &&
     Array.isArray(value.items) &&
     value.items.every(
       (item: unknown) =>
@@ -81,11 +82,9 @@ export function isPaymentSession(value: unknown): value is PaymentSession {
   return (
     isRecord(value) &&
     typeof value.id === "string" &&
-    typeof value.kind === "string" &&
-    PAYMENT_KINDS.has(value.kind) &&
+    isPaymentKind(value.kind) &&
     isMinorUnits(value.amount) &&
-    typeof value.currency === "string" &&
-    CURRENCY.test(value.currency) &&
+    isCurrency(value.currency) &&
     isOptional(value.itemName, isString) &&
     typeof value.state === "string" &&
     SESSION_STATES.has(value.state) &&
@@ -97,13 +96,11 @@ export function isPaymentResult(value: unknown): value is PaymentResult {
   return (
     isRecord(value) &&
     typeof value.sessionId === "string" &&
-    typeof value.kind === "string" &&
-    PAYMENT_KINDS.has(value.kind) &&
+    isPaymentKind(value.kind) &&
     (value.outcome === "approved" || value.outcome === "declined") &&
     typeof value.message === "string" &&
     isMinorUnits(value.amount) &&
-    typeof value.currency === "string" &&
-    CURRENCY.test(value.currency) &&
+    isCurrency(value.currency) &&
     typeof value.at === "string" &&
     isOptional(value.name, isString) &&
     isOptional(value.itemName, isString) &&

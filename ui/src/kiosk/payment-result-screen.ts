@@ -5,6 +5,7 @@ import { cross, tick } from "./icons.ts";
 import { formatMoney } from "./money.ts";
 import { receiptStyles, renderReceipt } from "./receipt.ts";
 import { type MessageSize, messageSize, messageStyles, tones } from "./result-styles.ts";
+import { centredColumn } from "./touch-styles.ts";
 
 /**
  * What a decline means for the member, in the UI's words. The daemon's
@@ -52,16 +53,8 @@ export class PaymentResultScreen extends LitElement {
       ${tones.refused}
     }
     .body {
-      display: flex;
-      flex-direction: column;
-      align-items: center;
-      /* safe: an overlong message pushes down, never off the top. */
-      justify-content: safe center;
+      ${centredColumn}
       gap: clamp(0.4rem, 2.5vh, 1.5rem);
-      height: 100%;
-      padding: 0 5vw;
-      box-sizing: border-box;
-      text-align: center;
     }
     svg {
       width: clamp(3rem, 16vh, 8rem);

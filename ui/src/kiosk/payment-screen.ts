@@ -3,7 +3,7 @@ import { customElement, property } from "lit/decorators.js";
 import type { PaymentSession } from "../kiosk-api.ts";
 import { contactless } from "./icons.ts";
 import { formatMoney } from "./money.ts";
-import { touchStyles } from "./touch-styles.ts";
+import { centredColumn, touchStyles } from "./touch-styles.ts";
 
 const terminal = svg`<svg viewBox="0 0 64 64" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="4" stroke-linejoin="round">
   <rect x="16" y="4" width="32" height="56" rx="5" />
@@ -23,15 +23,8 @@ export class PaymentScreen extends LitElement {
   static override styles = css`
     ${touchStyles}
     :host {
-      display: flex;
-      flex-direction: column;
-      align-items: center;
-      justify-content: safe center;
+      ${centredColumn}
       gap: clamp(0.5rem, 3vh, 1.5rem);
-      height: 100%;
-      box-sizing: border-box;
-      padding: 0 5vw;
-      text-align: center;
       background: #000;
       color: #fff;
     }

@@ -4,6 +4,7 @@ import type { ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
 import { cross, resultIcon, tick } from "./icons.ts";
 import { receiptStyles, renderReceipt } from "./receipt.ts";
 import { type MessageSize, messageSize, messageStyles, tones } from "./result-styles.ts";
+import { centredColumn } from "./touch-styles.ts";
 
 interface View {
   icon: SVGTemplateResult;
@@ -36,16 +37,8 @@ function view(result: TapResult): View {
 export class ResultScreen extends LitElement {
   static override styles = css`
     :host {
-      display: flex;
-      flex-direction: column;
-      align-items: center;
-      /* safe: an overlong message pushes down, never off the top. */
-      justify-content: safe center;
+      ${centredColumn}
       gap: clamp(0.5rem, 3vh, 2rem);
-      height: 100%;
-      padding: 0 5vw;
-      box-sizing: border-box;
-      text-align: center;
       /* Longer names and reasons step down so they still fit a 7" screen in two or three lines. */
       --message-l: clamp(2.5rem, 8.5vw, 7rem);
       --message-m: clamp(2rem, 6vw, 5rem);

@@ -65,3 +65,19 @@ export const choicePageStyles = css`
     font-weight: 800;
   }
 `;
+
+/**
+ * The declarations of a message screen's one column (tap, pay, result),
+ * centred and clear of the screen's sides; `safe`: an overlong message pushes
+ * down, never off the top. Each screen sets its own `gap`.
+ */
+export const centredColumn = css`
+  display: flex;
+  flex-direction: column;
+  align-items: center;
+  justify-content: safe center;
+  height: 100%;
+  padding: 0 5vw;
+  box-sizing: border-box;
+  text-align: center;
+`;

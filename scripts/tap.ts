@@ -1,19 +1,31 @@
-/** `npm run tap -- --kiosk k1 --uid 04A2B3C4`: taps a card on a running kiosk's simulated reader. */
+/**
+ * `npm run tap -- --kiosk k1 --uid 04A2B3C4`: taps a card on a running kiosk's
+ * simulated reader. The kiosk's local API wants this boot's token, which the
+ * daemon writes to `<kiosk dataDir>/local-api-token` (readable by its user only).
+ */
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { readLocalApiToken } from "../device/src/local-api-token.ts";
 
-const usage = "usage: npm run tap -- --kiosk k1 --uid 04A2B3C4  [--url http://127.0.0.1:8081]";
+const usage =
+  "usage: npm run tap -- --kiosk k1 --uid 04A2B3C4  [--url http://127.0.0.1:8081 --data-dir <the kiosk's dataDir>]";
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { kiosk: { type: "string", default: "k1" }, uid: { type: "string" }, url: { type: "string" } },
+    options: {
+      kiosk: { type: "string", default: "k1" },
+      uid: { type: "string" },
+      url: { type: "string" },
+      "data-dir": { type: "string" },
+    },
     strict: true,
   });
   if (!values.uid) throw new Error(`missing --uid\n${usage}`);
+  const siteDir = resolve(process.env.PAYLANE_DATA ?? ".paylane");
   let base = values.url;
   if (!base) {
-    const sitePath = join(resolve(process.env.PAYLANE_DATA ?? ".paylane"), "site.json");
+    const sitePath = join(siteDir, "site.json");
     let site: { kiosks: Record<string, string> };
     try {
       site = JSON.parse(await readFile(sitePath, "utf8"));
@@ -23,11 +35,13 @@ async function main(): Promise<number> {
     base = site.kiosks[values.kiosk];
     if (!base) throw new Error(`no kiosk ${values.kiosk}; this site has ${Object.keys(site.kiosks).join(", ")}`);
   }
+  // npm start keeps each kiosk's data in <PAYLANE_DATA>/kiosks/<kiosk>.
+  const token = await readLocalApiToken(values["data-dir"] ?? join(siteDir, "kiosks", values.kiosk));
   let res: Response;
   try {
     res = await fetch(new URL("/api/sim/tap", base), {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify({ uid: values.uid }),
     });
   } catch (err) {

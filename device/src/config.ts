@@ -25,10 +25,11 @@ const pollIntervalMs = z.number().int().min(5).max(1000).default(20);
 const checkinReceipts = z.boolean({ error: "expected true or false" }).default(true);
 
 /**
- * The NFC reader. `pn532`: a PN532 on a UART (HSU), e.g. /dev/ttyS0 or
- * /dev/serial0 on a Pi. `pn532-simulator`: the daemon runs a PN532
- * simulator on a pty pair and drives it with the same driver (demos,
- * `npm start`); cards are placed through the local API.
+ * The NFC reader; required, with no default. `pn532`: a PN532 on a UART
+ * (HSU), e.g. /dev/ttyS0 or /dev/serial0 on a Pi. `pn532-simulator`: the
+ * daemon runs a PN532 simulator on a pty pair and drives it with the same
+ * driver (demos, `npm start`, tests); cards are placed through the local API
+ * (`POST /api/sim/tap`), so a kiosk has it only when its config says so.
  */
 export const ReaderConfigSchema = z.discriminatedUnion(
   "type",
@@ -44,7 +45,12 @@ export const ReaderConfigSchema = z.discriminatedUnion(
       pollIntervalMs,
     }),
   ],
-  { error: 'expected reader.type "pn532" (with a path) or "pn532-simulator"' },
+  {
+    error: (issue) =>
+      issue.input === undefined
+        ? 'missing: set reader.type to "pn532" (a PN532 on a serial port, with reader.path) or "pn532-simulator" (simulated cards, for demos and tests)'
+        : 'expected reader.type "pn532" (with a path) or "pn532-simulator"',
+  },
 );
 
 /**
@@ -83,7 +89,8 @@ export const DeviceConfigSchema = z.object({
   /** Folder holding journal.db and replica.db. */
   dataDir: z.string().min(1),
   http: z.object({ host: z.string().default("127.0.0.1"), port }).default({ host: "127.0.0.1", port: 8081 }),
-  reader: ReaderConfigSchema.prefault({ type: "pn532-simulator" }),
+  /** Required: a forgotten reader must never turn into a simulator that takes taps over HTTP. */
+  reader: ReaderConfigSchema,
   printer: PrinterConfigSchema.default({ type: "none" }),
   /** The card-payment terminal for wallet top-ups; default none. */
   terminal: TerminalConfigSchema,

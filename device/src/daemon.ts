@@ -22,7 +22,8 @@ import type { Receipt } from "./hardware/printer/receipt.ts";
 import { createTerminal, type TerminalSetup } from "./hardware/terminal/factory.ts";
 import { Journal } from "./journal.ts";
 import { openOrRecoverJournal } from "./journal-recovery.ts";
-import { createLocalApi } from "./local-api.ts";
+import { assertLoopbackHost, createLocalApi } from "./local-api.ts";
+import { issueLocalApiToken } from "./local-api-token.ts";
 import { OnlineAuthorizer } from "./payments/online-authorizer.ts";
 import { PaymentDesk, type ReceiptFacts } from "./payments/payment-desk.ts";
 import { WalletReplica } from "./payments/wallet-replica.ts";
@@ -176,6 +177,7 @@ export class KioskDaemon {
     const replica = await Replica.open(join(c.dataDir, "replica.db"));
     this.#replica = replica;
     const wallets = await WalletReplica.open(join(c.dataDir, "wallets.db"));
+    assertLoopbackHost(c.http.host);
     this.#wallets = wallets;
     const terminal = await createTerminal(c.terminal, { timers: this.#timers, logger: this.#log });
     this.#terminal = terminal;
@@ -323,7 +325,13 @@ export class KioskDaemon {
       selfTest: () => this.selfTest(),
       status: async () => {
         const stats = await journal.stats();
+    if (c.reader.type === "pn532-simulator") {
+      this.#log.warn(
+        "reader.type is pn532-simulator: cards are simulated, POST /api/sim/tap is on (never on a kiosk in service)",
+      );
+    }
         const info = await replica.info();
+      token: await issueLocalApiToken(c.dataDir),
         const now = this.#now().getTime();
         const age = (iso: string | null) => (iso ? `${Math.round((now - Date.parse(iso)) / 1000)} s` : null);
         const peripherals = hw.health();

@@ -14,18 +14,29 @@ const base = {
 
 function error(extra: Record<string, unknown>): string {
   try {
-    parseDeviceConfig({ ...base, ...extra }, "k1.json");
+    parseDeviceConfig({ ...base, reader: { type: "pn532-simulator" }, ...extra }, "k1.json");
   } catch (err) {
     return (err as Error).message;
   }
   throw new Error("expected the config to be refused");
 }
 
-test("defaults: a PN532 simulator, no printer, no GPIO", () => {
-  const c = parseDeviceConfig(base);
+test("defaults: no printer, no GPIO; the simulator only when asked for", () => {
+  const c = parseDeviceConfig({ ...base, reader: { type: "pn532-simulator" } });
   assert.equal(c.reader, { type: "pn532-simulator", pollIntervalMs: 20 });
   assert.equal(c.printer, { type: "none" });
   assert.is(c.gpio, undefined);
+});
+
+test("the reader has no default: without one the config is refused, naming reader.type and both choices", () => {
+  let message = "";
+  try {
+    parseDeviceConfig(base, "k1.json");
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  assert.match(message, /^k1\.json: reader: missing: set reader\.type to "pn532" .* or "pn532-simulator"/);
+  assert.not.match(message, /\n/);
 });
 
 test("a PN532 on a UART and a USB printer take their defaults", () => {

@@ -14,6 +14,7 @@ import type { KioskState } from "@paylane/ui/kiosk-api";
 import { pino } from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { kioskPost } from "../support/kiosk-api.ts";
 import { Signal } from "../support/signal.ts";
 
 const MEMBERS = [
@@ -68,7 +69,7 @@ async function offlineKiosk(full: { on: boolean; appends: number }) {
 test("disk full: nothing is reported done, the kiosk explains and stays up, then recovers by itself", async () => {
   const full = { on: false, appends: 0 };
   const signal = new Signal();
-  const { root, daemon } = await offlineKiosk(full);
+  const { root, dataDir, daemon } = await offlineKiosk(full);
   const states: KioskState[] = [];
   daemon.events.on("state", (s) => {
     states.push(s);
@@ -92,7 +93,7 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
     const page = await (await fetch(`http://127.0.0.1:${daemon.port}/status`)).text();
     assert.match(page, /<th>Storage<\/th><td>failing: SQLITE_FULL/, "the local status page says why");
 
-    const staff = await fetch(`http://127.0.0.1:${daemon.port}/api/call-staff`, { method: "POST" });
+    const staff = await kioskPost(daemon.port, dataDir, "/api/call-staff");
     assert.is(staff.status, 500, "a staff call that cannot be journaled is not reported done");
     assert.is(staff.headers.get("content-type"), "application/problem+json");
     assert.match(((await staff.json()) as { detail: string }).detail, /SQLITE_FULL/);

@@ -205,13 +205,7 @@ it("GPIO: the call-staff button raises one alert for ops, delivered to the cloud
 });
 
 it("a booking code typed on screen checks in like a card; a malformed one is refused naming the field", async () => {
-  const k2 = site.kiosk("k2");
-  const post = (code: unknown) =>
-    fetch(`http://127.0.0.1:${k2.port}/api/code`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ code }),
-    });
+  const post = (code: unknown) => site.kioskPost("k2", "/api/code", { code });
   const ok = await post("grace-1906");
   assert.is(ok.status, 200);
   assert.is(((await ok.json()) as TapResult).message, "Welcome, Grace Hopper");
@@ -222,7 +216,7 @@ it("a booking code typed on screen checks in like a card; a malformed one is ref
 
 it("self-test exercises every peripheral and says how each did", async () => {
   const k2 = site.kiosk("k2");
-  const res = await fetch(`http://127.0.0.1:${k2.port}/api/self-test`, { method: "POST" });
+  const res = await site.kioskPost("k2", "/api/self-test");
   const report = (await res.json()) as { ok: boolean; peripherals: Record<string, { ok: boolean; detail: string }> };
   assert.ok(report.ok, JSON.stringify(report));
   for (const p of ["reader", "printer", "gpio.relay", "gpio.led", "gpio.buzzer", "gpio.button"]) {

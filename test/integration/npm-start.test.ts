@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { kioskPost } from "../support/kiosk-api.ts";
 import { freePortRun } from "../support/private-mosquitto.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -135,13 +136,11 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     assert.match(await (await fetch(`${cloud}/metrics`)).text(), /paylane_bridge_entries_total\{outcome="applied"\} 1/);
 
     // a coffee from Ada's wallet on the embedded site (PGlite), and the ledger row through the operator API
-    const kiosk = `http://127.0.0.1:${kioskBase}`;
+    // as a tool on the kiosk: with the local API token k1 wrote to its data folder
     const post = (path: string, body: unknown) =>
-      fetch(`${kiosk}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      }).then((r) => r.json() as Promise<Record<string, unknown>>);
+      kioskPost(kioskBase, join(dir, "kiosks", "k1"), path, body).then(
+        (r) => r.json() as Promise<Record<string, unknown>>,
+      );
     const session = await post("/api/payments", { itemId: "coffee" });
     assert.is(session.state, "awaiting-card", JSON.stringify(session));
     const paid = await post("/api/sim/tap", { uid: "04A2B3C4" });

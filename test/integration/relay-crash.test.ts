@@ -14,6 +14,7 @@ import { createFakeSysfs, PI4_KERNEL_6_6 } from "@paylane/device/hardware";
 import type { TapResult } from "@paylane/ui/kiosk-api";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { kioskPost } from "../support/kiosk-api.ts";
 
 const repo = join(import.meta.dirname, "../..");
 const main = join(repo, "device/src/main.ts");
@@ -99,11 +100,7 @@ test("kill -9 mid-pulse: the relay is latched on until the daemon comes back, th
 
   const first = await startDaemon(configPath);
   assert.is(await relay(), "0", "de-energised at start");
-  const res = await fetch(`http://127.0.0.1:${first.port}/api/sim/tap`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ uid: ADA.cardUid }),
-  });
+  const res = await kioskPost(first.port, dataDir, "/api/sim/tap", { uid: ADA.cardUid });
   const result = (await res.json()) as TapResult;
   assert.is(result.outcome, "welcome", JSON.stringify(result));
   assert.is(await relay(), "1", "the door is unlocked for the 30 s pulse");

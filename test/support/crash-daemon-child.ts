@@ -18,6 +18,7 @@
 import { KioskDaemon, parseDeviceConfig } from "@paylane/device";
 import type { TapResult } from "@paylane/ui/kiosk-api";
 import pino from "pino";
+import { readLocalApiToken } from "../../device/src/local-api-token.ts";
 import { CRASH_MEMBERS, crashMemberCode } from "./crash-members.ts";
 
 const [dataDir, tag, inflightArg, dayArg] = process.argv.slice(2);
@@ -48,6 +49,8 @@ const daemon = new KioskDaemon({
   now: () => new Date(dayStart + (Date.now() - t0)),
 });
 await daemon.start();
+// the local API's per-boot token, as a tool on the kiosk reads it
+const token = await readLocalApiToken(dataDir);
 process.stdout.write(`ready ${(await daemon.journal.stats()).lastSeq}\n`);
 
 let next = 0;
@@ -57,7 +60,7 @@ async function worker(): Promise<void> {
     if (i >= CRASH_MEMBERS) return; // the parent kills long before; never reuse a member within a day
     const res = await fetch(`http://127.0.0.1:${daemon.port}/api/code`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify({ code: crashMemberCode(i) }),
     });
     const result = (await res.json()) as TapResult;

@@ -36,6 +36,7 @@ import { Redis } from "ioredis";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
+import { kioskPost } from "./kiosk-api.ts";
 import { PrivateMosquitto } from "./private-mosquitto.ts";
 import { Signal } from "./signal.ts";
 
@@ -270,6 +271,11 @@ export class TestSite {
   /** Resolves once every entry of `device`'s journal is acked. */
   async drained(device: string, timeoutMs?: number): Promise<void> {
     const k = this.kiosk(device);
+  /** POSTs JSON to a kiosk's local API with its token (from its data folder), as a tool on the kiosk does. */
+  kioskPost(device: string, path: string, body: unknown = {}): Promise<Response> {
+    return kioskPost(this.kiosk(device).port, join(this.dir, device), path, body);
+  }
+
     await this.signal.until(async () => (await k.journal.stats()).backlog === 0, `${device} drained`, timeoutMs);
   }
 

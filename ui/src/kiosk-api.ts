@@ -1,6 +1,11 @@
 /**
  * The contract between the kiosk daemon's local API (device/src/local-api.ts)
- * and the touch UI. Types only: the UI bundle and the daemon both import it.
+ * and the touch UI. Types (and one name): the UI bundle and the daemon both import it.
+ *
+ * Every POST is `Content-Type: application/json` with `Authorization: Bearer
+ * <token>`: the daemon puts this boot's token in the page it serves, as
+ * `<meta name="paylane-local-token" content="…">` (LOCAL_TOKEN_META); tools on
+ * the kiosk read it from `<dataDir>/local-api-token`. Other origins are refused.
  *
  *   GET  /api/state       -> KioskState
  *   WS   /api/live        <- LiveMessage (a `state` message first, then changes and results)
@@ -14,6 +19,9 @@
  * A session ends with a `payment-result` (approved / declined) or a
  * `payment-ended` (cancelled, or idle past `expiresAt`) on /api/live.
  */
+
+/** The `<meta name>` of the page the daemon serves that holds this boot's local API token. */
+export const LOCAL_TOKEN_META = "paylane-local-token";
 
 export type TapOutcome = "welcome" | "unknown" | "already" | "refused";
 

@@ -7,7 +7,9 @@ import {
   isPaymentResult,
   isPaymentSession,
   liveUrl,
+  localToken,
   parseLiveMessage,
+  postCallStaff,
   postCancelPayment,
   postPayment,
   postSimTap,
@@ -241,3 +243,45 @@ payments("GET /api/catalog is checked like everything else", async () => {
 });
 
 payments.run();
+
+const token = suite("the local API token");
+
+/** A page whose <meta name="paylane-local-token"> holds `value`, as the daemon serves it. */
+function pageWithToken(value: string): Pick<Document, "querySelector"> {
+  return {
+    querySelector: ((selector: string) =>
+      selector === 'meta[name="paylane-local-token"]' ? { content: value } : null) as Document["querySelector"],
+  };
+}
+
+token("the token comes from the page the daemon served; none without one", () => {
+  assert.is(localToken(pageWithToken("t0k3n")), "t0k3n");
+  assert.is(localToken(pageWithToken("")), undefined);
+  assert.is(localToken(undefined), undefined);
+});
+
+token("every POST is JSON with the page's token, the staff call (no payload) too", async () => {
+  const doc = globalThis as { document?: unknown };
+  doc.document = pageWithToken("t0k3n");
+  try {
+    const sent: Array<{ url: string; headers: Headers; body: unknown }> = [];
+    const fetchImpl: typeof fetch = async (url, init) => {
+      sent.push({ url: String(url), headers: new Headers(init?.headers), body: init?.body });
+      const body = String(url).endsWith("call-staff") ? { called: true } : welcome;
+      return new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } });
+    };
+    await postSimTap("04A1", fetchImpl);
+    assert.ok(await postCallStaff(fetchImpl));
+    await postCancelPayment(fetchImpl);
+    for (const s of sent) {
+      assert.is(s.headers.get("content-type"), "application/json", s.url);
+      assert.is(s.headers.get("authorization"), "Bearer t0k3n", s.url);
+      assert.type(s.body, "string", s.url);
+    }
+    assert.is(sent.length, 3);
+  } finally {
+    delete doc.document;
+  }
+});
+
+token.run();

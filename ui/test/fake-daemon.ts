@@ -7,21 +7,27 @@
  * the session in progress unless it is being authorized (409). The test
  * decides what a tap does (`onTap`, answering a PaymentResult) and pushes
  * state changes and results itself (`pushPayment`, `pushPaymentResult`).
+ *
+ * Like the real daemon it puts a token in the page it serves and refuses a
+ * POST without it or without a JSON content type, and a WebSocket from
+ * another origin, so a UI that forgets either fails here too (`refused`).
  */
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
-import type {
-  Catalog,
-  KioskState,
-  LiveMessage,
-  PaymentResult,
-  PaymentSession,
-  ProblemDetails,
-  ReceiptNotice,
-  TapResult,
+import {
+  type Catalog,
+  type KioskState,
+  type LiveMessage,
+  LOCAL_TOKEN_META,
+  type PaymentResult,
+  type PaymentSession,
+  type ProblemDetails,
+  type ReceiptNotice,
+  type TapResult,
 } from "../src/kiosk-api.ts";
 
 export interface TapAnswer {
@@ -106,7 +112,12 @@ export class FakeDaemon {
   onPayment: (req: PaymentRequest) => Answer = (req) => this.openSession(req);
   /** Answer to POST /api/payments/cancel; the default is the contract's (see `cancelSession`). */
   onCancel: () => Answer = () => this.cancelSession();
+  /** The token the served page carries; every POST must present it. */
+  readonly token = randomBytes(16).toString("base64url");
+  /** Requests refused for a missing token, a non-JSON body or a foreign Origin: "METHOD path: why". */
+  readonly refused: string[] = [];
   private sessions = 0;
+  private origin = "";
 
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly server = createServer((req, res) => {
@@ -123,13 +134,19 @@ export class FakeDaemon {
         socket.destroy();
         return;
       }
+      if (req.headers.origin !== this.origin) {
+        this.refused.push(`WS ${req.url}: origin ${req.headers.origin ?? "(none)"}`);
+        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         ws.send(JSON.stringify({ type: "state", state: this.state } satisfies LiveMessage));
       });
     });
     await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
     const { port } = this.server.address() as AddressInfo;
-    return `http://127.0.0.1:${port}/`;
+    this.origin = `http://127.0.0.1:${port}`;
+    return `${this.origin}/`;
   }
 
   async stop(): Promise<void> {
@@ -228,6 +245,7 @@ export class FakeDaemon {
   reset(): void {
     this.state = defaultState();
     this.taps.length = 0;
+    this.refused.length = 0;
     this.staffCalls = 0;
     this.accepting = true;
     this.catalog = defaultCatalog();
@@ -251,6 +269,13 @@ export class FakeDaemon {
     }
     if (url.pathname === "/api/catalog" && req.method === "GET") {
       return json(res, 200, this.catalog);
+    }
+    if (req.method === "POST") {
+      const why = refusalOf(req, this.token);
+      if (why) {
+        this.refused.push(`POST ${url.pathname}: ${why.detail}`);
+        return json(res, why.status, problem(why.status, why.title, why.detail));
+      }
     }
     if ((url.pathname === "/api/payments" || url.pathname === "/api/topups") && req.method === "POST") {
       const request: PaymentRequest = { path: url.pathname, body: JSON.parse(await readBody(req)) as unknown };
@@ -285,12 +310,26 @@ export class FakeDaemon {
     const file = url.pathname === "/" ? "index.html" : normalize(url.pathname).replace(/^[/\\]+/, "");
     if (file.startsWith("..")) return json(res, 404, { type: "about:blank", title: "Not Found", status: 404 });
     try {
-      const data = await readFile(join(this.root, file));
+      let data: Buffer | string = await readFile(join(this.root, file));
+      if (file === "index.html") {
+        data = data
+          .toString("utf8")
+          .replace("<head>", `<head><meta name="${LOCAL_TOKEN_META}" content="${this.token}">`);
+      }
       res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(data);
     } catch {
       json(res, 404, { type: "about:blank", title: "Not Found", status: 404 });
     }
   }
+}
+
+/** Why the real daemon would refuse this POST, if it would (the Origin check aside). */
+function refusalOf(req: IncomingMessage, token: string): { status: number; title: string; detail: string } | undefined {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") return { status: 415, title: "JSON only", detail: "no JSON content type" };
+  if (req.headers.authorization !== `Bearer ${token}`)
+    return { status: 401, title: "Token required", detail: "no token" };
+  return undefined;
 }
 
 /** Errors are problem+json, as the real daemon's are. */

@@ -84,6 +84,7 @@ export function kioskSuite(
       await fn(ctx);
       if (process.env.TIMINGS) console.log(`  ${Date.now() - started} ms  ${name}`);
       assert.equal(ctx.errors, [], "no page errors");
+      assert.equal(ctx.daemon.refused, [], "every call carried the token, JSON and the page's own Origin");
     });
   }
 

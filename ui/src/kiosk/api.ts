@@ -7,17 +7,18 @@
  * different versions can meet after a partial update, and a message the UI
  * does not understand is ignored rather than rendered half-way.
  */
-import type {
-  Catalog,
-  KioskState,
-  LiveMessage,
-  PaymentKind,
-  PaymentResult,
-  PaymentSession,
-  ProblemDetails,
-  ReceiptNotice,
-  TapOutcome,
-  TapResult,
+import {
+  type Catalog,
+  type KioskState,
+  type LiveMessage,
+  LOCAL_TOKEN_META,
+  type PaymentKind,
+  type PaymentResult,
+  type PaymentSession,
+  type ProblemDetails,
+  type ReceiptNotice,
+  type TapOutcome,
+  type TapResult,
 } from "../kiosk-api.ts";
 
 const OUTCOMES: ReadonlySet<string> = new Set<TapOutcome>(["welcome", "unknown", "already", "refused"]);
@@ -191,10 +192,29 @@ export function postSimTap(uid: string, fetchImpl: typeof fetch = fetch): Promis
   return request("/api/sim/tap", { uid }, isTapOrPayment, fetchImpl);
 }
 
+/**
+ * This boot's local API token, from the page the daemon served (absent when
+ * something else serves the UI). Read per call: the page never outlives the boot.
+ */
+export function localToken(doc: Pick<Document, "querySelector"> | undefined = globalThis.document): string | undefined {
+  const meta = doc?.querySelector<HTMLMetaElement>(`meta[name="${LOCAL_TOKEN_META}"]`);
+  return meta?.content || undefined;
+}
+
+/** What every state-changing call carries: JSON, and the token the daemon requires. */
+export function postHeaders(token: string | undefined = localToken()): Record<string, string> {
+  return { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) };
+}
+
 /** POST /api/call-staff. Never throws: false when the daemon did not take the call. */
 export async function postCallStaff(fetchImpl: typeof fetch = fetch): Promise<boolean> {
   try {
-    const res = await fetchImpl("/api/call-staff", { method: "POST", signal: AbortSignal.timeout(TAP_TIMEOUT_MS) });
+    const res = await fetchImpl("/api/call-staff", {
+      method: "POST",
+      headers: postHeaders(),
+      body: "{}",
+      signal: AbortSignal.timeout(TAP_TIMEOUT_MS),
+    });
     return res.ok;
   } catch {
     return false;
@@ -244,7 +264,7 @@ async function request<T>(
       method: payload === undefined ? "GET" : "POST",
       headers: {
         accept: "application/json, application/problem+json",
-        ...(payload === undefined ? {} : { "content-type": "application/json" }),
+        ...(payload === undefined ? {} : postHeaders()),
       },
       ...(payload === undefined ? {} : { body: JSON.stringify(payload) }),
       signal: AbortSignal.timeout(TAP_TIMEOUT_MS),

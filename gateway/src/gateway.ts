@@ -11,14 +11,32 @@
  * - PUBLISH: 3.1.1 has no negative PUBACK, so the connection is closed
  *   [MQTT-3.3.5-2]. A client publishing outside its ACL is misconfigured or
  *   hostile; a positive PUBACK for a dropped message would hide that from it.
+ *
+ * Hostile clients (limits.ts): every connection, on each listener (mqtt,
+ * mqtts, wss), first passes a per-address connect-rate limit (refused: the
+ * socket is closed, nothing else runs), then reaches aedes through a
+ * `PacketSizeGuard` that closes it when a packet announces more than the
+ * maximum size. aedes closes it if CONNECT does not come in time; password
+ * checks are rationed per address; a device publishing faster than its
+ * message rate is disconnected.
+ *
+ * Revocation: `replaceRegistry` disconnects every live client whose identity
+ * the new registry no longer has, or has with another secret.
  */
 import type { EventEmitter } from "node:events";
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import { deviceIdentity, type Identity, parseTopic, type Registry, topics } from "@paylane/protocol";
 import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type Subscription } from "aedes";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { createWebSocketStream, WebSocketServer } from "ws";
 import { checkPublish, checkSubscribe, checkWill, splitSharedFilter } from "./acl.ts";
+import { DEFAULT_LIMITS, type GatewayLimits, KeyedSemaphore } from "./limits.ts";
+import { PacketSizeGuard, type Violation } from "./packet-guard.ts";
 
 export interface GatewayOptions {
   /** Who may connect; see `replaceRegistry` to swap it at run time. */
@@ -30,16 +48,44 @@ export interface GatewayOptions {
   logger: Logger;
   /** prom-client registry the gateway's metrics are registered on. */
   metrics: MetricsRegistry;
+  /** Overrides of `DEFAULT_LIMITS`. */
+  limits?: Partial<GatewayLimits>;
+  /** PEM certificate (chain) and key for the mqtts and wss listeners. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Port for MQTT over TLS (mqtts); needs `tls`. 0 picks a free one. Unset: no mqtts listener. */
+  tlsPort?: number;
+  /** Port for MQTT over secure WebSocket (wss); needs `tls`. 0 picks a free one. Unset: no wss listener. */
+  wssPort?: number;
 }
+
+export type Transport = "mqtt" | "mqtts" | "wss";
 
 type Will = NonNullable<ConnectPacket["will"]>;
 
 interface Session {
   /** Set once CONNECT authenticated; absent means nothing is authorized. */
   identity?: Identity;
+  /** The username it authenticated with, and the secret hash it matched, to notice a revocation. */
+  username?: string;
+  secretHash?: string;
   /** The Will of the CONNECT, to recognise it when aedes asks to publish it. */
   will?: Will;
 }
+
+interface Listener {
+  transport: Transport;
+  server: Server;
+  port: number;
+}
+
+const LISTENING: Record<Transport, string> = {
+  mqtt: "MQTT gateway listening",
+  mqtts: "MQTT over TLS listening",
+  wss: "MQTT over secure WebSocket listening",
+};
+
+/** The message aedes' connect timer errors with (lib/client.js); nothing else tells a timeout apart. */
+const AEDES_CONNECT_TIMEOUT = "connect did not arrive in time";
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 (aedes' `AuthErrorCode` is an ambient const enum). */
 const CONNACK = { serverUnavailable: 3, badUsernameOrPassword: 4, notAuthorized: 5 } as const;
@@ -54,52 +100,122 @@ interface GatewayMetrics {
   subscriptionsRefused: Counter<"kind">;
   messagesPublished: Counter<"channel">;
   clients: Gauge;
+  rateLimited: Counter<"limit">;
+  oversizePackets: Counter<"reason">;
+  connectTimeouts: Counter;
+  revocations: Counter<"reason">;
+}
+
+/** What `start()` opened; one object, so `stop()` closes exactly what this start made. */
+interface Running {
+  broker: Aedes;
+  listeners: Listener[];
+  connectLimiter: RateLimiterMemory;
+  messageLimiter: RateLimiterMemory;
+  authChecks: KeyedSemaphore;
+  /** The wss listener's HTTP layer (not listening itself: it is fed decrypted sockets). */
+  wssHttp?: HttpServer;
+  wss?: WebSocketServer;
 }
 
 export class Gateway {
   readonly #options: GatewayOptions;
+  readonly #limits: GatewayLimits;
   #registry: Registry;
-  #broker: Aedes | undefined;
-  #server: Server | undefined;
-  #port: number | undefined;
+  #running: Running | undefined;
   readonly #sockets = new Set<Socket>();
+  /** Clients that completed CONNECT, for revocation. */
+  readonly #live = new Set<Client>();
   readonly #sessions = new WeakMap<Client, Session>();
+  /** wss connections still in TLS or HTTP, and the timer that closes them if they never upgrade. */
+  readonly #upgradeTimers = new WeakMap<Duplex, NodeJS.Timeout>();
   #metrics: GatewayMetrics | undefined;
 
   constructor(options: GatewayOptions) {
     this.#options = options;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#registry = options.registry;
   }
 
-  /** The TCP port the broker listens on. */
+  /** The TCP port of the plain MQTT listener. */
   get port(): number {
-    if (this.#port === undefined) throw new Error("the gateway is not started");
-    return this.#port;
+    return this.#listenerPort("mqtt");
+  }
+
+  /** The port of the mqtts listener. */
+  get tlsPort(): number {
+    return this.#listenerPort("mqtts");
+  }
+
+  /** The port of the wss listener. */
+  get wssPort(): number {
+    return this.#listenerPort("wss");
+  }
+
+  get limits(): Readonly<GatewayLimits> {
+    return this.#limits;
   }
 
   get running(): boolean {
-    return this.#server !== undefined;
+    return this.#running !== undefined;
   }
 
   /** Clients that completed CONNECT. */
   get clients(): number {
-    return this.#broker?.connectedClients ?? 0;
+    return this.#running?.broker.connectedClients ?? 0;
   }
 
-  /** Later CONNECTs authenticate against `registry`; connected clients keep their sessions. */
+  #listenerPort(transport: Transport): number {
+    const listener = this.#running?.listeners.find((l) => l.transport === transport);
+    if (!listener) throw new Error(`the gateway has no ${transport} listener running`);
+    return listener.port;
+  }
+
+  /**
+   * Later CONNECTs authenticate against `registry`, and every live client
+   * whose identity it no longer holds, or holds with another secret, is
+   * disconnected now. Its reconnect then fails with CONNACK 4.
+   */
   replaceRegistry(registry: Registry): void {
+    const previous = this.#registry;
+    if (registry === previous) return;
+    registry.adoptVerified(previous);
     this.#registry = registry;
+    const metrics = this.#metrics;
+    for (const client of this.#live) {
+      const session = this.#sessions.get(client);
+      if (!session?.username) continue;
+      const now = registry.secretHashOf(session.username);
+      if (now === session.secretHash) continue;
+      const reason = now === undefined ? "removed" : "secret-changed";
+      metrics?.revocations.inc({ reason });
+      this.#options.logger.warn(
+        { clientId: client.id, username: session.username, reason },
+        "identity revoked by the new registry; disconnecting its session",
+      );
+      // No DISCONNECT in 3.1.1 from the server: the connection is closed (its Will is published).
+      this.#live.delete(client);
+      client.close();
+    }
   }
 
-  async start(): Promise<{ port: number }> {
-    if (this.#server) throw new Error("the gateway is already started");
-    const log = this.#options.logger;
+  async start(): Promise<{ port: number; tlsPort?: number; wssPort?: number }> {
+    if (this.#running) throw new Error("the gateway is already started");
+    const o = this.#options;
+    const limits = this.#limits;
+    const log = o.logger;
+    if ((o.tlsPort !== undefined || o.wssPort !== undefined) && !o.tls) {
+      throw new Error("an mqtts or wss port needs a TLS certificate and key (the tls option)");
+    }
+    // Throws on a bad certificate or key before anything listens.
+    const secureContext = o.tls ? createSecureContext({ cert: o.tls.cert, key: o.tls.key }) : undefined;
     // Created once: a registry refuses a second metric of the same name on restart.
     this.#metrics ??= this.#createMetrics();
     const metrics = this.#metrics;
 
     const broker = await Aedes.createBroker({
       maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
+      connectTimeout: limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
         this.#sessions.set(client, { will: packet.will });
         done(null, true);
@@ -107,7 +223,11 @@ export class Gateway {
       authenticate: (client, username, password, done) => this.#authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => {
         const refusal = this.#refusePublish(client, packet);
-        done(refusal);
+        if (refusal || !client) {
+          done(refusal);
+          return;
+        }
+        this.#limitMessageRate(client, running.messageLimiter).then(done, done);
       },
       authorizeSubscribe: (client, subscription, done) => {
         done(null, this.#filterSubscription(client, subscription));
@@ -117,12 +237,23 @@ export class Gateway {
     // (aedes' typings list no "error" event; it is an EventEmitter all the same.)
     const emitter: EventEmitter = broker;
     emitter.on("error", (err: unknown) => log.error({ err }, "broker error"));
-    broker.on("clientReady", (client) => log.info({ clientId: client.id }, "client connected"));
-    broker.on("clientDisconnect", (client) => log.info({ clientId: client.id }, "client disconnected"));
+    broker.on("clientReady", (client) => {
+      this.#live.add(client);
+      log.info({ clientId: client.id }, "client connected");
+    });
+    broker.on("clientDisconnect", (client) => {
+      this.#live.delete(client);
+      log.info({ clientId: client.id }, "client disconnected");
+    });
     broker.on("clientError", (client, err) => log.info({ clientId: client.id, err: err.message }, "client error"));
-    broker.on("connectionError", (client, err) =>
-      log.info({ clientId: client.id, err: err.message }, "connection error before CONNECT completed"),
-    );
+    broker.on("connectionError", (client, err) => {
+      if (err.message === AEDES_CONNECT_TIMEOUT) {
+        metrics.connectTimeouts.inc();
+        log.info({ remote: remoteAddress(client), timeoutMs: limits.connectTimeoutMs }, "no CONNECT in time; closed");
+        return;
+      }
+      log.info({ clientId: client.id, err: err.message }, "connection error before CONNECT completed");
+    });
     broker.on("publish", (packet, client) => {
       // client is null for the broker's own $SYS messages.
       if (!client) return;
@@ -130,55 +261,185 @@ export class Gateway {
       metrics.messagesPublished.inc({ channel: channel ?? "other" });
     });
 
-    const server = createServer((socket) => {
-      // design.md latency note: Nagle plus delayed ACKs cost ~40 ms per small message.
-      socket.setNoDelay(true);
-      this.#sockets.add(socket);
-      socket.once("close", () => this.#sockets.delete(socket));
-      metrics.connections.inc();
-      broker.handle(socket);
-    });
+    const running: Running = {
+      broker,
+      listeners: [],
+      connectLimiter: new RateLimiterMemory({
+        keyPrefix: "connect",
+        points: limits.connectsPerAddress,
+        duration: limits.connectWindowSeconds,
+      }),
+      messageLimiter: new RateLimiterMemory({ keyPrefix: "messages", points: limits.messagesPerSecond, duration: 1 }),
+      authChecks: new KeyedSemaphore(limits.authChecksPerAddress),
+    };
+    if (o.wssPort !== undefined) this.#createWss(running);
 
-    const host = this.#options.host ?? "127.0.0.1";
+    const host = o.host ?? "127.0.0.1";
+    const wanted: [Transport, number | undefined][] = [
+      ["mqtt", o.port],
+      ["mqtts", o.tlsPort],
+      ["wss", o.wssPort],
+    ];
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(this.#options.port, host, () => {
-          server.off("error", reject);
-          resolve();
+      for (const [transport, port] of wanted) {
+        if (port === undefined) continue;
+        const server = createServer((socket) => this.#accept(socket, transport, running, secureContext));
+        await new Promise<void>((resolve, reject) => {
+          server.once("error", (err) => reject(Object.assign(err, { transport, port })));
+          server.listen(port, host, () => {
+            server.removeAllListeners("error");
+            resolve();
+          });
         });
-      });
+        server.on("error", (err) => log.error({ err, transport }, "MQTT server error"));
+        const address = server.address();
+        if (address === null || typeof address === "string") throw new Error("expected a TCP address");
+        running.listeners.push({ transport, server, port: address.port });
+        log.info({ transport, host, port: address.port }, LISTENING[transport]);
+      }
     } catch (err) {
-      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      // The error carries the failed listener's transport and port; close the ones already open.
+      await this.#close(running);
       throw err;
     }
-    server.on("error", (err) => log.error({ err }, "MQTT server error"));
-
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("expected a TCP address");
-    this.#broker = broker;
-    this.#server = server;
-    this.#port = address.port;
-    log.info({ host, port: address.port }, "MQTT gateway listening");
-    return { port: address.port };
+    this.#running = running;
+    log.info(
+      {
+        maxPacketBytes: limits.maxPacketBytes,
+        connectTimeoutMs: limits.connectTimeoutMs,
+        connectsPerAddress: `${limits.connectsPerAddress}/${limits.connectWindowSeconds}s`,
+        messagesPerSecond: limits.messagesPerSecond,
+      },
+      "client limits in force",
+    );
+    return {
+      port: this.port,
+      tlsPort: o.tlsPort === undefined ? undefined : this.tlsPort,
+      wssPort: o.wssPort === undefined ? undefined : this.wssPort,
+    };
   }
 
-  /** Closes the broker, the listener and every socket, so the port is free when this resolves. */
+  /** Closes the broker, the listeners and every socket, so the ports are free when this resolves. */
   async stop(): Promise<void> {
-    const server = this.#server;
-    const broker = this.#broker;
-    this.#server = undefined;
-    this.#broker = undefined;
-    this.#port = undefined;
-    if (!server || !broker) return;
-    // Stop accepting first; the callback fires once every connection is gone.
-    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-    await new Promise<void>((resolve) => broker.close(() => resolve()));
-    // Sockets that never completed CONNECT are not aedes clients: end them here.
+    const running = this.#running;
+    this.#running = undefined;
+    if (!running) return;
+    await this.#close(running);
+    this.#options.logger.info("MQTT gateway stopped");
+  }
+
+  async #close(running: Running): Promise<void> {
+    // Stop accepting first; each callback fires once its connections are gone.
+    const serversClosed = running.listeners.map(
+      ({ server }) => new Promise<void>((resolve) => server.close(() => resolve())),
+    );
+    await new Promise<void>((resolve) => running.broker.close(() => resolve()));
+    running.wss?.close();
+    // Sockets that never completed CONNECT (or were still in TLS or HTTP) are not aedes clients: end them here.
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
-    await serverClosed;
-    this.#options.logger.info("MQTT gateway stopped");
+    this.#live.clear();
+    await Promise.all(serversClosed);
+  }
+
+  /**
+   * A new TCP connection on any listener. The connect-rate limit is checked
+   * first, on the raw socket: a refused connection costs no TLS handshake,
+   * no HTTP parsing and no aedes client.
+   */
+  #accept(socket: Socket, transport: Transport, running: Running, secureContext: SecureContext | undefined): void {
+    const log = this.#options.logger;
+    const metrics = this.#metrics!;
+    // design.md latency note: Nagle plus delayed ACKs cost ~40 ms per small message.
+    socket.setNoDelay(true);
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
+    // A reset before the limiter answers must not be an unhandled error; later layers report their own.
+    socket.on("error", () => {});
+    const remote = socket.remoteAddress ?? "unknown";
+    running.connectLimiter.consume(remote).then(
+      () => {
+        if (socket.destroyed || this.#running !== running) return;
+        metrics.connections.inc();
+        if (transport === "mqtt") {
+          this.#handOver(socket, remote, running);
+          return;
+        }
+        const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext });
+        // Handshake failures (a client that does not trust the certificate, a scanner) close the connection.
+        tlsSocket.on("error", (err) => log.debug({ remote, transport, err: err.message }, "TLS error"));
+        if (transport === "mqtts") this.#handOver(tlsSocket, remote, running);
+        else this.#upgradeWss(socket, tlsSocket, running);
+      },
+      (refusal: unknown) => {
+        metrics.rateLimited.inc({ limit: "connect" });
+        // One line per address and window, not one per refused socket of a flood.
+        if (refusal instanceof RateLimiterRes && refusal.consumedPoints === this.#limits.connectsPerAddress + 1) {
+          log.warn(
+            {
+              remote,
+              transport,
+              limit: `${this.#limits.connectsPerAddress}/${this.#limits.connectWindowSeconds}s`,
+            },
+            "connect rate over the per-address limit; refusing connections from this address for the rest of the window",
+          );
+        }
+        socket.destroy();
+      },
+    );
+  }
+
+  /** Hands a connection's byte stream to aedes behind the packet size guard. */
+  #handOver(stream: Duplex, remote: string, running: Running, request?: IncomingMessage): void {
+    const guarded = new PacketSizeGuard(stream, {
+      maxPacketBytes: this.#limits.maxPacketBytes,
+      remoteAddress: remote,
+      onViolation: (violation) => this.#onViolation(violation, remote),
+    });
+    running.broker.handle(guarded, request);
+  }
+
+  #onViolation(violation: Violation, remote: string): void {
+    this.#metrics!.oversizePackets.inc({ reason: violation.kind });
+    if (violation.kind === "oversize") {
+      this.#options.logger.warn(
+        { remote, announced: violation.announced, maxPacketBytes: this.#limits.maxPacketBytes },
+        "packet larger than the maximum packet size announced; connection closed before its payload (MQTT_MAX_PACKET_BYTES)",
+      );
+    } else {
+      this.#options.logger.warn({ remote }, "malformed packet length (more than 4 bytes); connection closed");
+    }
+  }
+
+  /** The wss listener's HTTP layer: decrypted sockets come in through `emit("connection")`. */
+  #createWss(running: Running): void {
+    const http = createHttpServer((_request, response) => {
+      response.writeHead(426, { "content-type": "text/plain", connection: "close", upgrade: "websocket" });
+      response.end("MQTT over WebSocket: connect with a WebSocket client (subprotocol mqtt)\n");
+    });
+    // A client that never finishes its request is closed like one that never sends CONNECT.
+    http.headersTimeout = this.#limits.connectTimeoutMs;
+    http.requestTimeout = this.#limits.connectTimeoutMs;
+    // A WebSocket frame is read whole: cap it at one packet, so the frame layer cannot buffer more either.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.#limits.maxPacketBytes + 5 });
+    http.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      clearTimeout(this.#upgradeTimers.get(socket));
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        const remote = request.socket.remoteAddress ?? "unknown";
+        ws.on("error", (err) => this.#options.logger.debug({ remote, err: err.message }, "WebSocket error"));
+        this.#handOver(createWebSocketStream(ws), remote, running, request);
+      });
+    });
+    running.wssHttp = http;
+    running.wss = wss;
+  }
+
+  #upgradeWss(raw: Socket, tlsSocket: TLSSocket, running: Running): void {
+    // Until the upgrade, aedes' connect timeout does not run: this one does.
+    const timer = setTimeout(() => raw.destroy(), this.#limits.connectTimeoutMs);
+    raw.once("close", () => clearTimeout(timer));
+    this.#upgradeTimers.set(tlsSocket, timer);
+    running.wssHttp?.emit("connection", tlsSocket);
   }
 
   #authenticate(
@@ -202,10 +463,20 @@ export class Gateway {
       refuse(CONNACK.badUsernameOrPassword, "missing-credentials", "CONNECT without username and password");
       return;
     }
-    this.#registry.authenticate(username, password.toString("utf8")).then(
+    const registry = this.#registry;
+    const authChecks = this.#running?.authChecks;
+    const address = remoteAddress(client) ?? "unknown";
+    const slowCheck = authChecks ? <T>(work: () => Promise<T>) => authChecks.run(address, work) : undefined;
+    registry.authenticate(username, password.toString("utf8"), slowCheck).then(
       (identity) => {
         if (!identity) {
           refuse(CONNACK.badUsernameOrPassword, "bad-credentials", "unknown username or wrong secret");
+          return;
+        }
+        // The registry may have been replaced while the secret was checked: the newest one decides.
+        const secretHash = registry.secretHashOf(username);
+        if (this.#registry !== registry && this.#registry.secretHashOf(username) !== secretHash) {
+          refuse(CONNACK.badUsernameOrPassword, "revoked", "identity revoked while its CONNECT was checked");
           return;
         }
         const clientIdProblem = this.#clientIdProblem(identity, client.id);
@@ -220,7 +491,7 @@ export class Gateway {
             return;
           }
         }
-        this.#sessions.set(client, { ...session, identity });
+        this.#sessions.set(client, { ...session, identity, username, secretHash });
         done(null, true);
       },
       (err: unknown) => {
@@ -267,6 +538,28 @@ export class Gateway {
     return new Error(decision.reason);
   }
 
+  /**
+   * Resolves null while a device stays within its message rate, or an error
+   * that closes its connection: 3.1.1 has no negative PUBACK to send instead.
+   */
+  async #limitMessageRate(client: Client, limiter: RateLimiterMemory): Promise<Error | null> {
+    const session = this.#sessions.get(client);
+    if (session?.identity?.kind !== "device" || !session.username) return null;
+    try {
+      await limiter.consume(session.username);
+      return null;
+    } catch (refusal) {
+      if (!(refusal instanceof RateLimiterRes)) throw refusal;
+      this.#metrics!.rateLimited.inc({ limit: "messages" });
+      // The connection closes on this refusal, so this is one line per offence.
+      this.#options.logger.warn(
+        { clientId: client.id, username: session.username, limit: `${this.#limits.messagesPerSecond}/s` },
+        "message rate over the per-client limit; closing the connection",
+      );
+      return new Error("message rate limit exceeded");
+    }
+  }
+
   /** The subscription to grant, or null to answer 0x80 (failure) for this filter. */
   #filterSubscription(client: Client, subscription: Subscription): Subscription | null {
     const log = this.#options.logger;
@@ -297,7 +590,7 @@ export class Gateway {
     return {
       connections: new Counter({
         name: "paylane_gateway_connections_total",
-        help: "TCP connections accepted by the MQTT gateway",
+        help: "Connections accepted by the MQTT gateway on any listener (after the connect-rate limit)",
         registers,
       }),
       authFailures: new Counter({
@@ -322,6 +615,29 @@ export class Gateway {
         name: "paylane_gateway_messages_published_total",
         help: "Messages accepted from clients, by channel",
         labelNames: ["channel"],
+        registers,
+      }),
+      rateLimited: new Counter({
+        name: "paylane_gateway_rate_limited_total",
+        help: "Connections refused (connect: per source address) or closed (messages: per device client) by a rate limit",
+        labelNames: ["limit"],
+        registers,
+      }),
+      oversizePackets: new Counter({
+        name: "paylane_gateway_oversize_packets_total",
+        help: "Connections closed because a packet announced more than the maximum packet size, or a malformed length",
+        labelNames: ["reason"],
+        registers,
+      }),
+      connectTimeouts: new Counter({
+        name: "paylane_gateway_connect_timeouts_total",
+        help: "Connections closed because no CONNECT arrived within the connect timeout",
+        registers,
+      }),
+      revocations: new Counter({
+        name: "paylane_gateway_revocations_total",
+        help: "Live sessions closed because a new registry removed their identity or changed its secret",
+        labelNames: ["reason"],
         registers,
       }),
       clients: new Gauge({

@@ -16,6 +16,7 @@ import { connectAsync } from "mqtt";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { ConfigError, listenErrorMessage, parseEnv } from "../src/config.ts";
+import { DEFAULT_LIMITS } from "../src/limits.ts";
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -90,14 +91,59 @@ function run(env: Record<string, string>): Run {
   };
 }
 
-test("parseEnv applies the defaults", () => {
+test("parseEnv applies the defaults: loopback only, no TLS, the default limits", () => {
   assert.equal(parseEnv({ REGISTRY_PATH: "/etc/paylane/registry.json" }), {
     mqttPort: 1883,
-    mqttHost: "0.0.0.0",
+    mqttHost: "127.0.0.1",
     httpPort: 8070,
     registryPath: "/etc/paylane/registry.json",
     logLevel: "info",
+    limits: { ...DEFAULT_LIMITS },
+    tls: undefined,
   });
+  assert.is(DEFAULT_LIMITS.maxPacketBytes, 256 * 1024);
+});
+
+test("parseEnv reads the limits and refuses values out of range, naming each variable", () => {
+  const config = parseEnv({
+    REGISTRY_PATH: "r.json",
+    MQTT_MAX_PACKET_BYTES: "1024",
+    MQTT_CONNECT_TIMEOUT_MS: "2500",
+    MQTT_CONNECTS_PER_ADDRESS: "500",
+    MQTT_CONNECT_WINDOW_S: "60",
+    MQTT_AUTH_CHECKS_PER_ADDRESS: "4",
+    MQTT_MESSAGES_PER_SECOND: "50",
+  });
+  assert.equal(config.limits, {
+    maxPacketBytes: 1024,
+    connectTimeoutMs: 2500,
+    connectsPerAddress: 500,
+    connectWindowSeconds: 60,
+    authChecksPerAddress: 4,
+    messagesPerSecond: 50,
+  });
+  try {
+    parseEnv({ REGISTRY_PATH: "r.json", MQTT_MAX_PACKET_BYTES: "300000000", MQTT_MESSAGES_PER_SECOND: "lots" });
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    assert.match((err as Error).message, "MQTT_MAX_PACKET_BYTES");
+    assert.match((err as Error).message, "MQTT_MESSAGES_PER_SECOND");
+  }
+});
+
+test("parseEnv: a certificate and key turn on mqtts on 8883; a TLS port without them names what is missing", () => {
+  const both = { REGISTRY_PATH: "r.json", MQTT_TLS_CERT: "/etc/c.pem", MQTT_TLS_KEY: "/etc/k.pem" };
+  assert.equal(parseEnv(both).tls, { certPath: "/etc/c.pem", keyPath: "/etc/k.pem", port: 8883, wssPort: undefined });
+  assert.equal(parseEnv({ ...both, MQTT_WSS_PORT: "8884" }).tls, {
+    certPath: "/etc/c.pem",
+    keyPath: "/etc/k.pem",
+    port: undefined,
+    wssPort: 8884,
+  });
+  assert.equal(parseEnv({ ...both, MQTT_TLS_PORT: "0", MQTT_WSS_PORT: "0" }).tls?.port, 0);
+  assert.throws(() => parseEnv({ REGISTRY_PATH: "r.json", MQTT_TLS_PORT: "8883" }), /MQTT_TLS_CERT and MQTT_TLS_KEY/);
+  assert.throws(() => parseEnv({ REGISTRY_PATH: "r.json", MQTT_TLS_CERT: "/c.pem" }), /MQTT_TLS_KEY is required/);
 });
 
 test("parseEnv names every bad variable", () => {

@@ -7,7 +7,9 @@
  * device's own config.
  */
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from "node:crypto";
+import { type FSWatcher, watch } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
 import { z } from "zod";
 import { validate } from "./codec.ts";
@@ -64,6 +66,14 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
 /** Service usernames are `svc:{id}` so they can never collide with a `{site}/{device}` username. */
 export const serviceUsername = (serviceId: string) => `svc:${serviceId}`;
 
+/**
+ * Runs the slow part of an authentication (the scrypt check, ~50 ms of a
+ * thread-pool thread). The gateway passes one that limits how many checks a
+ * single source address may have running, so a flood of wrong passwords from
+ * one address cannot queue everyone else's behind it.
+ */
+export type SlowCheck = <T>(work: () => Promise<T>) => Promise<T>;
+
 export class Registry {
   readonly #file: RegistryFile;
   readonly #byUsername = new Map<string, { identity: Identity; secretHash: string }>();
@@ -100,6 +110,11 @@ export class Registry {
     } catch (err) {
       throw new Error(`cannot read device registry ${path}: ${(err as Error).message}`);
     }
+    return Registry.fromText(text, path);
+  }
+
+  /** The registry in `text` (the file's content), with errors naming `path`. */
+  static fromText(text: string, path: string): Registry {
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -124,14 +139,123 @@ export class Registry {
     return this.#byUsername.has(`${a.site}/${a.device}`);
   }
 
-  /** Resolves a username and secret to an identity, or null. Never says which part was wrong. */
-  async authenticate(username: string, secret: string): Promise<Identity | null> {
+  /**
+   * The stored secret hash of a username, or undefined if it is not in the
+   * registry. A holder of a session compares it across registry versions: a
+   * different hash means the secret was rotated, none means it was removed.
+   */
+  secretHashOf(username: string): string | undefined {
+    return this.#byUsername.get(username)?.secretHash;
+  }
+
+  /**
+   * Keeps the verified-secret cache of `previous` for every username whose
+   * stored hash is unchanged, so reloading the registry (a device enrolled,
+   * another removed) does not make every kiosk pay scrypt again on its next
+   * connect.
+   */
+  adoptVerified(previous: Registry): void {
+    for (const [username, digest] of previous.#verified) {
+      const entry = this.#byUsername.get(username);
+      if (entry && entry.secretHash === previous.secretHashOf(username)) this.#verified.set(username, digest);
+    }
+  }
+
+  /**
+   * Resolves a username and secret to an identity, or null. Never says which
+   * part was wrong. `slowCheck` runs the scrypt check when the secret is not
+   * one already verified.
+   */
+  async authenticate(username: string, secret: string, slowCheck?: SlowCheck): Promise<Identity | null> {
     const entry = this.#byUsername.get(username);
     if (!entry) return null;
     const digest = createHash("sha256").update(secret).digest("hex");
     if (this.#verified.get(username) === digest) return entry.identity;
-    if (!(await verifySecret(secret, entry.secretHash))) return null;
+    const check = () => verifySecret(secret, entry.secretHash);
+    if (!(await (slowCheck ? slowCheck(check) : check()))) return null;
     this.#verified.set(username, digest);
     return entry.identity;
   }
+}
+
+/** What `watchRegistry` logs with; a pino logger fits. */
+export interface RegistryWatchLogger {
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface RegistryWatchOptions {
+  /** Quiet time after the last change before the file is read (default 50 ms): editors write in steps. */
+  debounceMs?: number;
+}
+
+/**
+ * Watches a registry file and calls `onChange` with each new version, so a
+ * device or service removed or rotated in the file loses access without a
+ * restart. The directory is watched, not the file: `Registry.save` (and most
+ * editors) replace the file by renaming a new one over it, which a watch on
+ * the old inode would never see.
+ *
+ * A version that does not load (half written by a tool that does not write
+ * atomically, or broken by hand) is logged and skipped; the caller keeps the
+ * one it has, and the next change is read again. A write that leaves the
+ * content as it was calls nothing. Returns the function that stops watching.
+ */
+export function watchRegistry(
+  path: string,
+  onChange: (registry: Registry) => void,
+  logger: RegistryWatchLogger,
+  options: RegistryWatchOptions = {},
+): () => void {
+  const debounceMs = options.debounceMs ?? 50;
+  const name = basename(path);
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  /** sha256 of the content last handed to onChange. */
+  let lastDigest: string | undefined;
+  /** Reads are chained, so two changes in a row are applied in order. */
+  let reading: Promise<void> = Promise.resolve();
+
+  const reload = async () => {
+    // A missing file is an error too: it revokes nobody, the last version stays.
+    const bytes = await readFile(path);
+    const digest = createHash("sha256").update(bytes).digest("hex");
+    if (digest === lastDigest || stopped) return;
+    const registry = Registry.fromText(bytes.toString("utf8"), path);
+    lastDigest = digest;
+    onChange(registry);
+    logger.info({ path, devices: registry.devices.length }, "registry file changed; new version in force");
+  };
+
+  const schedule = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      reading = reading
+        .then(reload)
+        .catch((err: unknown) =>
+          logger.error(
+            { path, err: err instanceof Error ? err.message : String(err) },
+            "registry file changed but does not load; keeping the previous version",
+          ),
+        );
+    }, debounceMs);
+  };
+
+  let watcher: FSWatcher | undefined = watch(dirname(path), { persistent: false }, (_event, filename) => {
+    // Some platforms give no name: then any change in the folder counts.
+    if (filename === null || filename === name) schedule();
+  });
+  watcher.on("error", (err) => {
+    logger.error({ path, err: err.message }, "registry watch failed; changes need a SIGHUP or a restart");
+    watcher?.close();
+    watcher = undefined;
+  });
+
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    watcher?.close();
+    watcher = undefined;
+  };
 }

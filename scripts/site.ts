@@ -73,17 +73,29 @@ async function ensureIdentities(): Promise<SiteSecrets> {
 
 const children: Array<{ name: string; child: ChildProcess }> = [];
 let stopping = false;
+/** Set once the whole site answers: from then on a child that exits is news, not a failed start. */
+let siteUp = false;
+
+const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
 function run(name: string, script: string, args: string[], extraEnv: Record<string, string>): ChildProcess {
+  // a Ctrl-C during start must not leave a child spawned after the stop went past it
+  if (stopping) throw new Error(`stopped before starting ${name}`);
   const child = spawn(process.execPath, ["--import", "tsx", join(root, script), ...args], {
     cwd: root,
     env: { ...env, LOG_LEVEL: env.LOG_LEVEL ?? "warn", ...extraEnv },
     stdio: ["ignore", "inherit", "inherit"],
+    // Its own process group: a Ctrl-C in the terminal reaches this runner only, which stops the
+    // parts in order (kiosks, cloud, gateway) instead of all of them at once.
+    detached: true,
   });
   children.push({ name, child });
   child.on("exit", (code, signal) => {
     if (stopping) return;
-    console.error(`\n${name} exited (${signal ?? `code ${code}`}); stopping the site.`);
+    // A part that could not start has said why in one line of its own; anything else is said here.
+    if (siteUp || signal !== null || code === 0) {
+      console.error(`npm start: ${name} exited (${signal ?? `code ${code}`}); stopping the site.`);
+    }
     void shutdown(1);
   });
   return child;
@@ -121,10 +133,23 @@ async function shutdown(code: number): Promise<void> {
   stopping = true;
   // Kiosks first, so their goodbye reaches the broker; the gateway last.
   for (const { child } of [...children].reverse()) {
-    if (child.exitCode === null) child.kill("SIGTERM");
-    await new Promise((r) => (child.exitCode === null ? child.once("exit", r) : r(null)));
+    if (!running(child)) continue;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
   }
   process.exit(code);
+}
+
+/** A second Ctrl-C while stopping: whatever still runs is killed now. */
+function stopNow(): void {
+  for (const { child } of children) if (running(child)) child.kill("SIGKILL");
+  process.exit(1);
+}
+
+function onSignal(): void {
+  if (stopping) stopNow();
+  else void shutdown(0);
 }
 
 async function main(): Promise<void> {
@@ -237,9 +262,18 @@ async function main(): Promise<void> {
   );
 }
 
-process.once("SIGINT", () => void shutdown(0));
-process.once("SIGTERM", () => void shutdown(0));
-main().catch((err: unknown) => {
-  console.error(`npm start: ${(err as Error).message}`);
-  void shutdown(1);
-});
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+// the terminal went away: the parts are in their own process groups and would not hear of it
+process.on("SIGHUP", onSignal);
+main().then(
+  () => {
+    siteUp = true;
+  },
+  (err: unknown) => {
+    // while stopping (Ctrl-C during start, or a part that failed and said so), waits end quietly
+    if (stopping) return;
+    console.error(`npm start: ${(err as Error).message}`);
+    void shutdown(1);
+  },
+);

@@ -63,6 +63,7 @@ export class CloudService {
   #bridge: Bridge | undefined;
   #http: Listening | undefined;
   #purgeTimer: unknown;
+  #stopping: Promise<void> | undefined;
 
   constructor(o: CloudOptions) {
     this.#o = o;
@@ -89,7 +90,26 @@ export class CloudService {
     return this.#bridge;
   }
 
+  /**
+   * Opens everything in order. A start that fails stops what it had already
+   * started (the MQTT bridge, Redis, the database) before it rejects, so the
+   * process is not kept alive by half a cloud. A stopped cloud can be started again.
+   */
   async start(): Promise<void> {
+    await this.#stopping;
+    // Registered again at every start (the bridge's too): a second start must not register a metric twice.
+    this.metrics.clear();
+    try {
+      await this.#start();
+    } catch (err) {
+      await this.kill().catch((stopErr: Error) =>
+        this.#log.warn({ err: stopErr.message }, "stopping what had started failed too"),
+      );
+      throw err;
+    }
+  }
+
+  async #start(): Promise<void> {
     const c = this.#o.config;
     if (this.#o.defaultMetrics) collectDefaultMetrics({ register: this.metrics });
     this.#registry = await Registry.load(c.REGISTRY_PATH);
@@ -155,12 +175,20 @@ export class CloudService {
 
   /** Drains the bridge (commits and acks what it received), says goodbye on MQTT, then closes. */
   stop(): Promise<void> {
-    return this.#shutdown((bridge) => bridge.stop());
+    return this.#stopOnce((bridge) => bridge.stop());
   }
 
   /** Crash-like stop for tests: no goodbye on MQTT (the broker publishes the Will), no drain. */
   kill(): Promise<void> {
-    return this.#shutdown((bridge) => bridge.kill());
+    return this.#stopOnce((bridge) => bridge.kill());
+  }
+
+  /** One stop at a time: a second call while stopping (SIGINT, then SIGTERM) returns the same stop. */
+  #stopOnce(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {
+    this.#stopping ??= this.#shutdown(endBridge).finally(() => {
+      this.#stopping = undefined;
+    });
+    return this.#stopping;
   }
 
   async #shutdown(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {

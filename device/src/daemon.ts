@@ -95,6 +95,9 @@ export class KioskDaemon {
   #deciding = 0;
   /** Simulated taps run one at a time: a card must leave the field before the next is placed. */
   #tapQueue: Promise<unknown> = Promise.resolve();
+  /** Work in progress that uses the journal or the replicas: `stop()` waits for it before closing them. */
+  readonly #work = new Set<Promise<unknown>>();
+  #stopping: Promise<void> | undefined;
   readonly #firmataIo: FirmataIo | undefined;
   readonly #openJournal: (path: string) => Promise<Journal>;
   readonly #onPaymentAttempt: DaemonOptions["onPaymentAttempt"];
@@ -151,7 +154,26 @@ export class KioskDaemon {
     return this.#sync;
   }
 
+  /**
+   * Opens everything in order. A start that fails stops what it had already
+   * started before it rejects, so nothing is left holding a port, a serial
+   * device or the event loop. A stopped daemon can be started again.
+   */
   async start(): Promise<void> {
+    await this.#stopping;
+    // Registered again at every start: a second start in one process must not register a metric twice.
+    this.metrics.clear();
+    try {
+      await this.#start();
+    } catch (err) {
+      await this.stop().catch((stopErr: Error) =>
+        this.#log.warn({ err: stopErr.message }, "stopping what had started failed too"),
+      );
+      throw err;
+    }
+  }
+
+  async #start(): Promise<void> {
     const c = this.#config;
     const address = this.address;
     this.#bootedAt = this.#now();
@@ -243,9 +265,9 @@ export class KioskDaemon {
         // Pull the replicas again whenever the cloud comes (back) online, and settle interrupted payments.
         if (uplink.online && !wasOnline) {
           void sync.syncNow();
-          void this.#payments
-            ?.resolvePending()
-            .catch((err: Error) =>
+          const pending = this.#payments?.resolvePending();
+          if (pending)
+            void this.#track(pending).catch((err: Error) =>
               this.#log.warn({ err: err.message }, "interrupted payments could not be resolved yet"),
             );
         }
@@ -303,7 +325,13 @@ export class KioskDaemon {
     });
     this.#hw = hw;
 
+    if (c.reader.type === "pn532-simulator") {
+      this.#log.warn(
+        "reader.type is pn532-simulator: cards are simulated, POST /api/sim/tap is on (never on a kiosk in service)",
+      );
+    }
     const api = createLocalApi({
+      token: await issueLocalApiToken(c.dataDir),
       state: () => this.state(),
       health: async () => ({
         status: uplink.online ? "ok" : "degraded",
@@ -325,13 +353,7 @@ export class KioskDaemon {
       selfTest: () => this.selfTest(),
       status: async () => {
         const stats = await journal.stats();
-    if (c.reader.type === "pn532-simulator") {
-      this.#log.warn(
-        "reader.type is pn532-simulator: cards are simulated, POST /api/sim/tap is on (never on a kiosk in service)",
-      );
-    }
         const info = await replica.info();
-      token: await issueLocalApiToken(c.dataDir),
         const now = this.#now().getTime();
         const age = (iso: string | null) => (iso ? `${Math.round((now - Date.parse(iso)) / 1000)} s` : null);
         const peripherals = hw.health();
@@ -392,22 +414,51 @@ export class KioskDaemon {
     this.#log.info({ port: this.#http.port }, "kiosk daemon started");
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops users before what they use, in reverse start order: first what
+   * makes new work (timers, replica sync, the uplink, the local API, the
+   * peripherals, a payment waiting for a card), then the work in progress
+   * is awaited, and only then are the terminal and the databases closed.
+   * A second call while stopping returns the same stop (SIGINT and SIGTERM
+   * both arrive on a Ctrl-C under `npm start`).
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop().finally(() => {
+      this.#stopping = undefined;
+    });
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     for (const t of [this.#telemetryTimer, this.#compactTimer]) this.#timers.clearTimeout(t);
     this.#telemetryTimer = this.#compactTimer = undefined;
-    this.#storage?.stop();
     this.#sync?.stop();
     await this.#sync?.idle();
-    await this.#hw?.stop();
     await this.#uplink?.stop();
     this.#api?.closeSockets();
     await this.#http?.close();
-    await this.#terminal?.close();
-    await this.#wallets?.close();
-    await this.#replica?.close();
-    await this.#journal?.close();
+    await this.#hw?.stop();
+    try {
+      // A payment waiting for a card ends (its idle timer with it); one being authorized is awaited below.
+      this.#payments?.cancel();
+    } catch {}
+    while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
+    this.#storage?.stop();
+    const stores = [this.#terminal, this.#wallets, this.#replica, this.#journal];
+    // From here on the daemon reads as stopped: nothing starts on a store being closed.
     this.#sync = this.#uplink = this.#http = this.#api = this.#replica = this.#journal = undefined;
-    this.#hw = this.#desk = this.#payments = this.#wallets = this.#terminal = undefined;
+    this.#hw = this.#desk = this.#payments = this.#wallets = this.#terminal = this.#storage = undefined;
+    let failed: unknown;
+    for (const store of stores) await store?.close().catch((err: unknown) => (failed ??= err));
+    if (failed) throw failed;
+  }
+
+  /** Work that uses the stores: `stop()` waits for it before closing them. */
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#work.add(work);
+    const done = () => this.#work.delete(work);
+    work.then(done, done);
+    return work;
   }
 
   async state(): Promise<KioskState> {
@@ -507,7 +558,11 @@ export class KioskDaemon {
   }
 
   /** Journals a staff call (an alert for ops, delivered exactly once like any entry). */
-  async callStaff(source: StaffCallBody["source"]): Promise<void> {
+  callStaff(source: StaffCallBody["source"]): Promise<void> {
+    return this.#track(this.#callStaff(source));
+  }
+
+  async #callStaff(source: StaffCallBody["source"]): Promise<void> {
     const journal = this.#journal;
     if (!journal) return;
     const body: StaffCallBody = { source };
@@ -555,16 +610,19 @@ export class KioskDaemon {
     return this.#busy(() => this.payments.onCard(uid));
   }
 
-  /** Runs a decision with the status LED showing "busy" meanwhile. */
-  async #busy<T>(decide: () => Promise<T>): Promise<T> {
-    this.#deciding++;
-    this.#showStatus();
-    try {
-      return await decide();
-    } finally {
-      this.#deciding--;
+  /** Runs a decision with the status LED showing "busy" meanwhile; `stop()` waits for it. */
+  #busy<T>(decide: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      this.#deciding++;
       this.#showStatus();
-    }
+      try {
+        return await decide();
+      } finally {
+        this.#deciding--;
+        this.#showStatus();
+      }
+    };
+    return this.#track(run());
   }
 
   #paymentAnswered(result: PaymentResult, receipt: ReceiptFacts | undefined): void {
@@ -625,7 +683,11 @@ export class KioskDaemon {
    * Never holds up the answer. When nothing was printed (no printer, paper
    * out) the UI offers the receipt as a QR code of the transaction id.
    */
-  async #printReceipt(id: string, receipt: (venue: string, timeZone: string) => Receipt): Promise<void> {
+  #printReceipt(id: string, receipt: (venue: string, timeZone: string) => Receipt): Promise<void> {
+    return this.#track(this.#printReceiptNow(id, receipt));
+  }
+
+  async #printReceiptNow(id: string, receipt: (venue: string, timeZone: string) => Receipt): Promise<void> {
     if (!this.#replica) return;
     const printer = this.#hw?.printer;
     const info = await this.#replica.info();
@@ -650,8 +712,7 @@ export class KioskDaemon {
       const journal = this.#journal;
       if (!journal) return;
       const before = new Date(this.#now().getTime() - this.#config.journalRetentionDays * 86_400_000);
-      void journal
-        .compact(before)
+      void this.#track(journal.compact(before))
         .then(
           (n) =>
             n > 0 && this.#log.info({ removed: n, before: before.toISOString() }, "acked journal entries compacted"),
@@ -674,7 +735,11 @@ export class KioskDaemon {
     gpio.status(pattern);
   }
 
-  async #pushState(): Promise<void> {
+  #pushState(): Promise<void> {
+    return this.#track(this.#pushStateNow());
+  }
+
+  async #pushStateNow(): Promise<void> {
     if (!this.#api) return;
     const state = await this.state();
     this.#api?.broadcast({ type: "state", state });
@@ -694,7 +759,11 @@ export class KioskDaemon {
     return this.#sendTelemetry();
   }
 
-  async #sendTelemetry(): Promise<void> {
+  #sendTelemetry(): Promise<void> {
+    return this.#track(this.#sendTelemetryNow());
+  }
+
+  async #sendTelemetryNow(): Promise<void> {
     const hw = this.#hw;
     const uplink = this.#uplink;
     if (!this.#journal || !uplink || !this.#replica || !this.#bootedAt || !hw) return;

@@ -8,13 +8,12 @@
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { Credential, JournalRecoveredBody, StaffCallBody } from "@paylane/protocol";
+import type { Credential, Entry, JournalRecoveredBody, StaffCallBody } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
 import type { KioskState, PaymentResult, PaymentSession, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
 import pino, { type Logger } from "pino";
 import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";
-import { deviceAuthorization } from "./cloud-auth.ts";
 import type { DeviceConfig } from "./config.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import type { LedPattern } from "./hardware/gpio/status-led.ts";
@@ -22,6 +21,7 @@ import type { Receipt } from "./hardware/printer/receipt.ts";
 import { createTerminal, type TerminalSetup } from "./hardware/terminal/factory.ts";
 import { Journal } from "./journal.ts";
 import { openOrRecoverJournal } from "./journal-recovery.ts";
+import { CloudStream, RollbackGuard } from "./journal-rollback.ts";
 import { assertLoopbackHost, createLocalApi } from "./local-api.ts";
 import { issueLocalApiToken } from "./local-api-token.ts";
 import { OnlineAuthorizer } from "./payments/online-authorizer.ts";
@@ -49,6 +49,10 @@ export interface DaemonEvents {
   "payment-session": [PaymentSession];
   "payment-result": [PaymentResult];
   "payment-ended": [string, "cancelled" | "timeout"];
+  /** The journal was behind the cloud and moved past its seqs (journal-rollback.ts). */
+  "journal-rolled-back": [Entry];
+  /** The cloud holds other entries than this kiosk's at these seqs; ours are kept. */
+  "journal-conflicts": [number[]];
 }
 
 export interface DaemonOptions {
@@ -177,9 +181,11 @@ export class KioskDaemon {
     const c = this.#config;
     const address = this.address;
     this.#bootedAt = this.#now();
+    assertLoopbackHost(c.http.host);
     await mkdir(c.dataDir, { recursive: true });
+    const stream = new CloudStream({ address, secret: c.secret, cloudUrl: c.cloudUrl });
     const { journal, recovered } = await openOrRecoverJournal(join(c.dataDir, "journal.db"), {
-      fetchAckedSeq: () => this.#fetchAckedSeq(),
+      fetchAckedSeq: () => stream.ackedSeq(),
       logger: this.#log,
       now: this.#now,
       open: this.#openJournal,
@@ -199,7 +205,6 @@ export class KioskDaemon {
     const replica = await Replica.open(join(c.dataDir, "replica.db"));
     this.#replica = replica;
     const wallets = await WalletReplica.open(join(c.dataDir, "wallets.db"));
-    assertLoopbackHost(c.http.host);
     this.#wallets = wallets;
     const terminal = await createTerminal(c.terminal, { timers: this.#timers, logger: this.#log });
     this.#terminal = terminal;
@@ -247,6 +252,23 @@ export class KioskDaemon {
       refreshMs: c.replicaRefreshMs,
     });
     this.#sync = sync;
+    const rollback = new RollbackGuard({
+      journal,
+      stream,
+      logger: this.#log,
+      now: this.#now,
+      onMoved: (entry) => {
+        this.#uplink?.notifyAppended();
+        this.#uplink?.sendConflicts();
+        this.events.emit("journal-rolled-back", entry);
+      },
+    });
+    const checkRollback = () => {
+      const check = rollback.check();
+      void this.#track(check).catch((err: Error) =>
+        this.#log.warn({ err: err.message }, "could not compare the journal with the cloud's; again when it is back"),
+      );
+    };
     let wasOnline = false;
     const uplink = new Uplink({
       address,
@@ -261,9 +283,12 @@ export class KioskDaemon {
       batchSize: c.batchSize,
       ackTimeoutMs: c.ackTimeoutMs,
       onAcked: (upTo) => this.events.emit("acked", upTo),
+      onCloudAhead: (upTo) => rollback.catchUp(upTo, "ack"),
+      onConflicts: (seqs) => this.events.emit("journal-conflicts", seqs),
       onChange: () => {
         // Pull the replicas again whenever the cloud comes (back) online, and settle interrupted payments.
         if (uplink.online && !wasOnline) {
+          checkRollback();
           void sync.syncNow();
           const pending = this.#payments?.resolvePending();
           if (pending)
@@ -363,6 +388,14 @@ export class KioskDaemon {
           rows: [
             ["Cloud", uplink.online ? "online" : uplink.brokerConnected ? "broker up, cloud away" : "offline"],
             ["Journal backlog", `${stats.backlog} entries (last seq ${stats.lastSeq}, acked ${stats.ackedUpTo})`],
+            ...(stats.conflicts > 0
+              ? [
+                  ["Journal conflicts", `${stats.conflicts} entries held by the cloud under other ids: ask ops`] as [
+                    string,
+                    unknown,
+                  ],
+                ]
+              : []),
             ["Oldest unacked entry", age(stats.oldestUnackedAt) ?? "none waiting"],
             ["Storage", storage.status.state === "ok" ? "ok" : `failing: ${storage.status.lastError ?? ""}`],
             [
@@ -398,6 +431,8 @@ export class KioskDaemon {
     });
     api.injectWebSocket(this.#http.server as Parameters<typeof api.injectWebSocket>[0]);
     await uplink.start();
+    // Not awaited: offline at start the kiosk carries on, and the check runs when the cloud is back.
+    checkRollback();
     sync.start();
     this.#showStatus();
     this.#scheduleTelemetry();
@@ -530,24 +565,6 @@ export class KioskDaemon {
     });
     this.#tapQueue = run.catch(() => {});
     return run;
-  }
-
-  /** The cloud's contiguous acked seq for this kiosk (journal recovery). */
-  async #fetchAckedSeq(): Promise<number> {
-    const c = this.#config;
-    const url = new URL(
-      `/api/v1/sites/${encodeURIComponent(c.site)}/devices/${encodeURIComponent(c.device)}/stream`,
-      c.cloudUrl,
-    );
-    const res = await fetch(url, {
-      headers: { authorization: deviceAuthorization(this.address, c.secret) },
-      signal: AbortSignal.timeout(5000),
-    });
-    if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
-    const body = (await res.json()) as { ackedSeq?: unknown };
-    if (typeof body.ackedSeq !== "number" || !Number.isSafeInteger(body.ackedSeq) || body.ackedSeq < 0)
-      throw new Error(`GET ${url.pathname}: no ackedSeq in the answer`);
-    return body.ackedSeq;
   }
 
   /** `p`, or nothing once `ms` passed (a reader that stopped polling must not wedge the next tap). */

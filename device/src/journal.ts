@@ -27,6 +27,17 @@ export class JournalError extends Error {
   }
 }
 
+/** The cloud acked past this journal's last seq: it holds entries this journal does not (see `moveBeyond`). */
+export class AckBeyondJournalError extends JournalError {
+  override name = "AckBeyondJournalError";
+  constructor(
+    readonly upTo: number,
+    readonly lastSeq: number,
+  ) {
+    super(`ack upTo ${upTo} is beyond the last journaled seq ${lastSeq}`);
+  }
+}
+
 export interface JournalOpenOptions {
   /**
    * For a NEW journal only: its first entry gets seq `startAfterSeq + 1`, and
@@ -88,6 +99,27 @@ WHEN NEW.kind IN ('payment', 'topup')
 BEGIN
   UPDATE payment_intents SET state = 'journaled', seq = NEW.seq WHERE key = json_extract(NEW.body, '$.key');
 END;
+-- Seqs at which the cloud holds another entry than ours (ack.conflicts): kept, whatever the
+-- ack says, until ops resolve them. An entry here is never compacted.
+CREATE TABLE IF NOT EXISTS conflicted (
+  seq INTEGER PRIMARY KEY,
+  noted_at TEXT NOT NULL,
+  -- 1 once an ack listed it: the cloud keeps our entry beside its own (seq_collisions)
+  reported INTEGER NOT NULL DEFAULT 0
+);
+-- Journal epochs: each time the cloud turned out to hold seqs beyond this journal's last
+-- (a journal restored from an older copy), the journal moved past the cloud's mark with a
+-- \`journal-rolled-back\` entry; the entries from first_seq on belong to that epoch.
+CREATE TABLE IF NOT EXISTS epochs (
+  epoch INTEGER PRIMARY KEY,
+  first_seq INTEGER NOT NULL,
+  at TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_epoch_starts AFTER INSERT ON journal
+WHEN NEW.kind = 'journal-rolled-back'
+BEGIN
+  INSERT INTO epochs (epoch, first_seq, at) VALUES (json_extract(NEW.body, '$.epoch'), NEW.seq, NEW.at);
+END;
 `;
 
 /** Lets the journal answer "has this member done X today" without parsing bodies. */
@@ -101,12 +133,16 @@ export interface JournalStats {
   lastSeq: number;
   ackedUpTo: number;
   backlog: number;
+  /** Seqs at which the cloud holds another entry than this journal's: a fault for ops. */
+  conflicts: number;
   /** Device time of the oldest entry the cloud has not acked; null when nothing is waiting. */
   oldestUnackedAt: string | null;
 }
 
 export class Journal {
   readonly #db: Sqlite;
+  /** Resolved unless a rollback check holds acks (see `holdingAcks`). */
+  #ackGate: Promise<void> = Promise.resolve();
 
   private constructor(db: Sqlite) {
     this.#db = db;
@@ -183,7 +219,7 @@ export class Journal {
       "SELECT seq, id, kind, at, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
       [afterSeq, limit],
     );
-    return rows.map((r) => ({ seq: r.seq, id: r.id, kind: r.kind, at: r.at, body: JSON.parse(r.body) }));
+    return rows.map(entryFromRow);
   }
 
   /**
@@ -191,7 +227,17 @@ export class Journal {
    * journaled: an ack beyond lastSeq means the cloud is confused about this
    * device (e.g. a restored journal) and is refused loudly.
    */
-  async markAcked(upTo: number): Promise<number> {
+  async markAcked(upTo: number, conflicts: readonly number[] = []): Promise<number> {
+    // Conflicts first: a crash between the two statements then only leaves an ack to receive again,
+    // never an entry the ack made compactable without its conflict on record.
+    if (conflicts.length > 0) {
+      await this.#db.run(
+        `INSERT INTO conflicted (seq, noted_at, reported) SELECT value, ?, 1 FROM json_each(?)
+         WHERE true ON CONFLICT (seq) DO UPDATE SET reported = 1`,
+        [new Date().toISOString(), JSON.stringify(conflicts)],
+      );
+    }
+    await this.#ackGate;
     // One statement, so overlapping acks cannot interleave a read and a write.
     const row = await this.#db.get<{ acked_up_to: number }>(
       "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",
@@ -199,14 +245,92 @@ export class Journal {
     );
     if (!row) {
       const { lastSeq } = await this.stats();
-      throw new JournalError(`ack upTo ${upTo} is beyond the last journaled seq ${lastSeq}`);
+      throw new AckBeyondJournalError(upTo, lastSeq);
     }
     return row.acked_up_to;
   }
 
+  /**
+   * The cloud holds seqs up to `cloudAckedSeq`, beyond this journal's last:
+   * the journal was restored from an older copy (or someone published with
+   * this kiosk's credentials). Moves the journal past the cloud's mark with
+   * one `journal-rolled-back` entry at `cloudAckedSeq + 1` (the insert and
+   * the move are one statement), so no seq the cloud holds is ever reused.
+   * Nothing is deleted: entries not acked stay and are sent as before.
+   * Returns the entry, or null when the journal is not behind.
+   */
+  async moveBeyond(cloudAckedSeq: number, detectedBy: "stream" | "ack", at: Date): Promise<Entry | null> {
+    const id = randomUUID();
+    const row = await this.#db.get<{ seq: number; body: string }>(
+      `INSERT INTO journal (seq, id, kind, at, body)
+       SELECT ? + 1, ?, 'journal-rolled-back', ?,
+              json_object('epoch', (SELECT coalesce(max(epoch), 0) + 1 FROM epochs), 'localLastSeq', last_seq,
+                          'cloudAckedSeq', ?, 'detectedBy', ?)
+       FROM meta WHERE one = 1 AND last_seq < ?
+       RETURNING seq, body`,
+      [cloudAckedSeq, id, at.toISOString(), cloudAckedSeq, detectedBy, cloudAckedSeq],
+    );
+    if (!row) return null;
+    return { seq: row.seq, id, kind: "journal-rolled-back", at: at.toISOString(), body: JSON.parse(row.body) };
+  }
+
+  /** Seqs at which the cloud holds another entry than this journal's. */
+  async conflicts(): Promise<number[]> {
+    const rows = await this.#db.all<{ seq: number }>("SELECT seq FROM conflicted ORDER BY seq");
+    return rows.map((r) => r.seq);
+  }
+
+  /** Records seqs found to conflict without an ack saying so (the cloud has not kept ours yet). */
+  async noteConflicts(seqs: readonly number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.#db.run("INSERT OR IGNORE INTO conflicted (seq, noted_at) SELECT value, ? FROM json_each(?)", [
+      new Date().toISOString(),
+      JSON.stringify(seqs),
+    ]);
+  }
+
+  /** Conflicting entries no ack has listed yet: to send, so that the cloud keeps them beside its own. */
+  async unreportedConflicts(limit: number): Promise<Entry[]> {
+    const rows = await this.#db.all<EntryRow>(
+      `SELECT j.seq, j.id, j.kind, j.at, j.body FROM journal j JOIN conflicted c ON c.seq = j.seq
+       WHERE c.reported = 0 ORDER BY j.seq LIMIT ?`,
+      [limit],
+    );
+    return rows.map(entryFromRow);
+  }
+
+  /** The ids of this journal's entries in (after, upTo], by seq. */
+  async entryIds(after: number, upTo: number): Promise<Map<number, string>> {
+    const rows = await this.#db.all<{ seq: number; id: string }>(
+      "SELECT seq, id FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq",
+      [after, upTo],
+    );
+    return new Map(rows.map((r) => [r.seq, r.id]));
+  }
+
+  /**
+   * Runs `work` while acks wait: `markAcked` moves nothing until it is done.
+   * A rolled-back journal is checked against the cloud under it, so no ack
+   * can cover an entry before it is known whether the cloud holds that very entry.
+   */
+  async holdingAcks<T>(work: () => Promise<T>): Promise<T> {
+    const previous = this.#ackGate;
+    let release!: () => void;
+    this.#ackGate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    try {
+      return await work();
+    } finally {
+      release();
+    }
+  }
+
   async stats(): Promise<JournalStats> {
-    const m = await this.#db.get<{ last_seq: number; acked_up_to: number; oldest: string | null }>(
-      `SELECT last_seq, acked_up_to, (SELECT at FROM journal WHERE seq = meta.acked_up_to + 1) AS oldest
+    const m = await this.#db.get<{ last_seq: number; acked_up_to: number; oldest: string | null; conflicts: number }>(
+      `SELECT last_seq, acked_up_to, (SELECT at FROM journal WHERE seq > meta.acked_up_to ORDER BY seq LIMIT 1) AS oldest,
+              (SELECT count(*) FROM conflicted) AS conflicts
        FROM meta WHERE one = 1`,
     );
     if (!m) throw new JournalError("journal meta row is missing");
@@ -214,6 +338,7 @@ export class Journal {
       lastSeq: m.last_seq,
       ackedUpTo: m.acked_up_to,
       backlog: m.last_seq - m.acked_up_to,
+      conflicts: m.conflicts,
       oldestUnackedAt: m.last_seq > m.acked_up_to ? m.oldest : null,
     };
   }
@@ -224,7 +349,8 @@ export class Journal {
    */
   async compact(before: Date): Promise<number> {
     const rows = await this.#db.all<{ seq: number }>(
-      "DELETE FROM journal WHERE seq <= (SELECT acked_up_to FROM meta WHERE one = 1) AND at < ? RETURNING seq",
+      `DELETE FROM journal WHERE seq <= (SELECT acked_up_to FROM meta WHERE one = 1) AND at < ?
+         AND seq NOT IN (SELECT seq FROM conflicted) RETURNING seq`,
       [before.toISOString()],
     );
     // Settled payment intents go with them; a pending one stays until its outcome is known.
@@ -355,4 +481,8 @@ export interface MemberMoney {
   pendingSpend: number;
   /** Offline payments of this member at this kiosk on the given day. */
   offlineSpentToday: number;
+}
+
+function entryFromRow(r: EntryRow): Entry {
+  return { seq: r.seq, id: r.id, kind: r.kind, at: r.at, body: JSON.parse(r.body) };
 }

@@ -32,6 +32,7 @@ export function kioskTelemetry(f: TelemetryFacts): Telemetry {
     uptimeSeconds: (f.now.getTime() - f.bootedAt.getTime()) / 1000,
     oldestUnackedAgeSeconds: stats.oldestUnackedAt ? secondsSince(stats.oldestUnackedAt) : 0,
     replicaAgeSeconds: replica.syncedAt ? secondsSince(replica.syncedAt) : null,
+    ...(stats.conflicts > 0 ? { journalConflicts: stats.conflicts } : {}),
     storage: f.storage,
     ...(f.payments ? { payments: f.payments } : {}),
     printer: peripherals.printer ? printerTelemetry(peripherals.printer) : null,

@@ -35,7 +35,7 @@ import { redactUrl } from "@paylane/protocol/service";
 import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from "cockatiel";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import type { Journal } from "./journal.ts";
+import { AckBeyondJournalError, type Journal } from "./journal.ts";
 import type { Timers } from "./timers.ts";
 
 /** Drain progress is logged at most this often, and only above this backlog. */
@@ -69,10 +69,20 @@ export interface UplinkOptions {
   onChange?: () => void;
   /** Fires after the journal records an ack. */
   onAcked?: (upTo: number) => void;
+  /**
+   * The cloud acked past the journal's last seq: it holds entries this
+   * journal does not have (restored from an older copy, or forged). Resolves
+   * once the journal has moved beyond `upTo`; the ack is then recorded.
+   */
+  onCloudAhead?: (upTo: number) => Promise<void>;
+  /** The cloud holds other entries at these seqs than this kiosk's own (they are kept, not compacted). */
+  onConflicts?: (seqs: number[]) => void;
 }
 
+type Hooks = "onChange" | "onAcked" | "onCloudAhead" | "onConflicts";
+
 export class Uplink {
-  readonly #o: Required<Omit<UplinkOptions, "onChange" | "onAcked">> & Pick<UplinkOptions, "onChange" | "onAcked">;
+  readonly #o: Required<Omit<UplinkOptions, Hooks>> & Pick<UplinkOptions, Hooks>;
   #client: MqttClient | undefined;
   #brokerConnected = false;
   #cloudOnline = false;
@@ -195,6 +205,26 @@ export class Uplink {
     void this.#pump();
   }
 
+  /**
+   * Sends the entries found to conflict with what the cloud holds at their
+   * seqs (see journal-rollback.ts) and that no ack has listed yet, so that
+   * the cloud keeps them beside its own; their ack lists them and marks them
+   * reported. Outside the window: they are already acked.
+   */
+  sendConflicts(): void {
+    void this.#sendConflicts().catch((err: Error) =>
+      this.#o.logger.warn({ err: err.message }, "conflicting entries could not be sent"),
+    );
+  }
+
+  async #sendConflicts(): Promise<void> {
+    const entries = await this.#o.journal.unreportedConflicts(this.#o.batchSize);
+    const client = this.#client;
+    if (entries.length === 0 || !client?.connected) return;
+    const { address } = this.#o;
+    client.publish(topics.events(address), encode(EventBatchSchema, { device: address.device, entries }), { qos: 1 });
+  }
+
   publishTelemetry(t: Telemetry): void {
     if (!this.#client?.connected) return;
     this.#client.publish(topics.telemetry(this.#o.address), encode(TelemetrySchema, t), { qos: 0 });
@@ -218,6 +248,7 @@ export class Uplink {
     });
     this.#announce();
     this.#resendFromAck("connected");
+    this.sendConflicts();
     this.#o.onChange?.();
   }
 
@@ -263,7 +294,7 @@ export class Uplink {
         this.#o.logger.error({ error: ack.error }, "malformed ack ignored");
         return;
       }
-      void this.#onAck(ack.value.upTo);
+      void this.#onAck(ack.value.upTo, ack.value.conflicts ?? []);
     } else if (topic === topics.cloudStatus) {
       const status = decode(CloudStatusSchema, payload);
       if (!status.ok) return;
@@ -313,7 +344,24 @@ export class Uplink {
     this.#client?.publish(topics.cmdResult(this.#o.address), encode(CommandResultSchema, result), { qos: 1 });
   }
 
-  async #onAck(upTo: number): Promise<void> {
+  async #onAck(upTo: number, conflicts: number[]): Promise<void> {
+    if (conflicts.length > 0) {
+      // Before anything else: these entries must outlive the ack that covers them.
+      try {
+        await this.#o.journal.markAcked(this.#ackedUpTo, conflicts);
+      } catch (err) {
+        this.#o.logger.error(
+          { err: (err as Error).message, conflicts },
+          "conflicts could not be recorded; ack ignored",
+        );
+        return;
+      }
+      this.#o.logger.error(
+        { conflicts },
+        "the cloud holds other entries at these seqs than ours: ours are kept for ops to resolve",
+      );
+      this.#o.onConflicts?.(conflicts);
+    }
     if (upTo <= this.#ackedUpTo) return;
     const early = upTo <= this.#sentUpTo;
     if (early) {
@@ -325,7 +373,7 @@ export class Uplink {
       void this.#pump();
     }
     try {
-      this.#ackedUpTo = Math.max(this.#ackedUpTo, await this.#o.journal.markAcked(upTo));
+      this.#ackedUpTo = Math.max(this.#ackedUpTo, await this.#markAcked(upTo));
     } catch (err) {
       this.#o.logger.error({ err: (err as Error).message, upTo }, "ack refused by journal");
       return;
@@ -345,6 +393,17 @@ export class Uplink {
     void this.#reportDrain().catch((err: Error) =>
       this.#o.logger.warn({ err: err.message }, "backlog progress could not be read"),
     );
+  }
+
+  /** Records an ack; one beyond the journal first moves the journal past it (a rolled-back journal). */
+  async #markAcked(upTo: number): Promise<number> {
+    try {
+      return await this.#o.journal.markAcked(upTo);
+    } catch (err) {
+      if (!(err instanceof AckBeyondJournalError) || !this.#o.onCloudAhead) throw err;
+      await this.#o.onCloudAhead(upTo);
+      return this.#o.journal.markAcked(upTo);
+    }
   }
 
   /**

@@ -75,11 +75,28 @@ export const JournalRecoveredBodySchema = z.object({
 });
 export type JournalRecoveredBody = z.infer<typeof JournalRecoveredBodySchema>;
 
+/**
+ * The cloud holds seqs beyond the kiosk's journal (restored from an older
+ * copy, or entries published with the kiosk's credentials): the journal moved
+ * past the cloud's mark with this entry, the first of a new epoch. An alert for ops.
+ */
+export const JournalRolledBackBodySchema = z.object({
+  epoch: z.number().int().min(1),
+  /** The journal's last seq when the rollback was found. */
+  localLastSeq: z.number().int().min(0),
+  /** The cloud's contiguous acked seq then: this entry's seq is the next one. */
+  cloudAckedSeq: z.number().int().min(0),
+  /** How the kiosk learned the cloud's mark: the stream endpoint, or an ack beyond its journal. */
+  detectedBy: z.enum(["stream", "ack"]),
+});
+export type JournalRolledBackBody = z.infer<typeof JournalRolledBackBodySchema>;
+
 /** Every entry kind the v1 cloud applies, with its body schema. */
 export const ENTRY_KINDS = {
   checkin: CheckinBodySchema,
   "staff-call": StaffCallBodySchema,
   "journal-recovered": JournalRecoveredBodySchema,
+  "journal-rolled-back": JournalRolledBackBodySchema,
   payment: PaymentBodySchema,
   topup: TopupBodySchema,
 } as const;
@@ -96,8 +113,17 @@ export const EventBatchSchema = z.object({
 });
 export type EventBatch = { device: string; entries: Entry[] };
 
-/** `ack`: every entry up to and including `upTo` is committed in Postgres. */
-export const AckSchema = z.object({ upTo: z.number().int().min(0) });
+/**
+ * `ack`: every entry up to and including `upTo` is committed in Postgres.
+ * `conflicts` lists seqs at which the cloud already held ANOTHER entry than
+ * the one this device just sent (a forged publish with its credentials, or a
+ * journal restored from an older copy). Both entries are kept; the device
+ * must keep its own copy of each of these seqs until ops resolve them.
+ */
+export const AckSchema = z.object({
+  upTo: z.number().int().min(0),
+  conflicts: z.array(seq).max(1000).optional(),
+});
 export type Ack = z.infer<typeof AckSchema>;
 
 export const ERROR_CODES = [
@@ -109,6 +135,8 @@ export const ERROR_CODES = [
   "wrong-device",
   "unknown-device",
   "invalid-status",
+  /** Another entry is held at this seq: both are kept for ops (see AckSchema.conflicts). */
+  "seq-collision",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -147,6 +175,8 @@ export const TelemetrySchema = z.object({
   oldestUnackedAgeSeconds: z.number().min(0).optional(),
   /** Since the member replica was last pulled; null: never. */
   replicaAgeSeconds: z.number().min(0).nullable().optional(),
+  /** Seqs at which the cloud holds another entry than the kiosk's (ack.conflicts): a fault ops must resolve. */
+  journalConflicts: z.number().int().min(0).optional(),
   /** "failing": the journal cannot make writes durable (disk full, I/O error) and check-ins are refused. */
   storage: z.enum(["ok", "failing"]).optional(),
   /** Offline payment exposure; absent on kiosks that take no payments. */
@@ -196,3 +226,21 @@ export type CommandResult = z.infer<typeof CommandResultSchema>;
 export const REPLAY_FROM = "replay-from";
 export const ReplayFromArgsSchema = z.object({ from: seq });
 export type ReplayFromArgs = z.infer<typeof ReplayFromArgsSchema>;
+
+/** `GET …/devices/{device}/stream/entries`: a range of a device's seqs, at most 1000. */
+export const STREAM_ENTRIES_MAX = 1000;
+export const StreamEntriesQuerySchema = z
+  .object({
+    after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    upTo: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  })
+  .refine((q) => q.upTo > q.after && q.upTo - q.after <= STREAM_ENTRIES_MAX, {
+    error: `upTo: must be above after, by at most ${STREAM_ENTRIES_MAX}`,
+    path: ["upTo"],
+  });
+
+/** What the cloud holds at each seq of the range (`id` null: an entry it refused, kept in quarantine). */
+export const StreamEntriesSchema = z.object({
+  items: z.array(z.object({ seq, id: z.string().nullable() })),
+});
+export type StreamEntries = z.infer<typeof StreamEntriesSchema>;

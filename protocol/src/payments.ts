@@ -51,6 +51,33 @@ export const TopupBodySchema = z.object({
 });
 export type TopupBody = z.infer<typeof TopupBodySchema>;
 
+/**
+ * `POST /api/v1/topups/intents` (device credentials): before it charges a
+ * bank card for a top-up, the kiosk asks the cloud for an intent under the
+ * top-up's key. A journaled `topup` credits the wallet only against an open
+ * intent of the same kiosk, member, amount and currency, once; anything else
+ * (e.g. a top-up published with stolen kiosk credentials) credits nothing
+ * and is held as a ledger exception for ops.
+ */
+export const TopupIntentRequestSchema = z.strictObject({
+  key: z.uuid({ error: "key: expected the top-up's idempotency key, a UUID" }),
+  memberId,
+  amount: AmountSchema,
+  currency: CurrencySchema,
+});
+export type TopupIntentRequest = z.infer<typeof TopupIntentRequestSchema>;
+
+export const TopupIntentResponseSchema = z.discriminatedUnion("status", [
+  z.object({ status: z.literal("open"), key: z.uuid(), memberId, amount: AmountSchema, currency: CurrencySchema }),
+  z.object({
+    status: z.literal("refused"),
+    key: z.uuid(),
+    reason: z.enum(["unknown-member", "member-revoked", "currency-mismatch"]),
+    message: z.string(),
+  }),
+]);
+export type TopupIntentResponse = z.infer<typeof TopupIntentResponseSchema>;
+
 /** `POST /api/v1/payments` (device credentials): authorize a purchase online. */
 export const PaymentRequestSchema = z.strictObject({
   key: z.uuid({ error: "key: expected the payment's idempotency key, a UUID" }),

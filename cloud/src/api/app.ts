@@ -20,6 +20,8 @@ import type { PresenceStore } from "../presence/presence-store.ts";
 import { deviceOnly } from "./auth.ts";
 import { badRequest, cursor, pageAfter, queryError, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
+import { streamRoutes } from "./streams.ts";
+import { topupRoutes } from "./topups.ts";
 
 export interface ApiOptions {
   db: Database;
@@ -68,6 +70,9 @@ export function createApi(o: ApiOptions): Hono {
       metrics: o.metrics,
     }),
   );
+
+  app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics }));
+  app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
 
   app.get("/api/v1/checkins", async (c) => {
     const q = ListQuery.safeParse(c.req.query());

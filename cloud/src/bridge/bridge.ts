@@ -93,7 +93,7 @@ export class Bridge {
     this.#o = o;
     this.#entries = new Counter({
       name: "paylane_bridge_entries_total",
-      help: "Journal entries received, by outcome (applied, duplicate, quarantined)",
+      help: "Journal entries received, by outcome (applied, duplicate, quarantined, collision)",
       labelNames: ["outcome"],
       registers: [o.metrics],
     });
@@ -313,11 +313,28 @@ export class Bridge {
     this.#entries.inc({ outcome: "applied" }, outcome.applied);
     this.#entries.inc({ outcome: "duplicate" }, outcome.duplicates);
     for (const ack of outcome.acks) {
-      if (ack.upTo > 0) client?.publish(topics.ack(ack), encode(AckSchema, { upTo: ack.upTo }), { qos: 1 });
+      if (ack.upTo > 0) {
+        const conflicts = ack.conflicts.length > 0 ? { conflicts: ack.conflicts } : {};
+        client?.publish(topics.ack(ack), encode(AckSchema, { upTo: ack.upTo, ...conflicts }), { qos: 1 });
+      }
       this.#gaps?.observe(ack, ack.upTo, ack.maxSeq);
     }
     for (const r of outcome.refusals) {
       if (r.seq !== undefined) this.#entries.inc({ outcome: "quarantined" });
+    }
+    this.#entries.inc({ outcome: "collision" }, outcome.collisions.length);
+    const at = this.#o.now().toISOString();
+    for (const c of outcome.collisions) {
+      const reason = `the cloud holds another entry at seq ${c.seq}; both are kept for ops, keep yours`;
+      client?.publish(topics.errors(c), encode(ErrorReportSchema, { code: "seq-collision", reason, seq: c.seq, at }), {
+        qos: 1,
+      });
+    }
+    if (outcome.newCollisions > 0) {
+      this.#o.logger.error(
+        { collisions: outcome.collisions.map((c) => `${c.site}/${c.device}#${c.seq}`) },
+        "another entry arrived at a seq the inbox holds: both kept for ops (a forged publish, or a restored journal)",
+      );
     }
     this.#report(outcome.refusals);
     this.#o.onCommitted?.(outcome);

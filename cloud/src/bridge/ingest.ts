@@ -48,8 +48,12 @@ export interface FlushOutcome {
    * Per device that had entries in the batch: the highest contiguous committed
    * seq, and the highest seq in the batch (above `upTo`: a gap before it).
    */
-  acks: Array<DeviceAddress & { upTo: number; maxSeq: number }>;
+  acks: Array<DeviceAddress & { upTo: number; maxSeq: number; conflicts: number[] }>;
   inserted: number;
+  /** Entries that arrived at a seq the inbox held with another entry: kept in `seq_collisions`. */
+  collisions: Array<DeviceAddress & { seq: number }>;
+  /** Of those, how many were new (a redelivery of a kept collision is not). */
+  newCollisions: number;
   duplicates: number;
   applied: number;
   refusals: Array<DeviceAddress & Refusal & { seq?: number; id?: string | null }>;
@@ -173,7 +177,9 @@ export class Ingestor {
   /** One statement, its own transaction; true if it committed. Nothing committed means nothing acked: devices resend. */
   async #commit(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<boolean> {
     try {
-      const outcome = await commitBatch(this.#o.db, batch, refusals, this.#o.now());
+      const { outcome, deferred } = await commitBatch(this.#o.db, batch, refusals, this.#o.now());
+      // A second, different entry at a seq of this batch is compared with the first once that is committed.
+      if (deferred.length > 0) this.add(deferred);
       this.#o.onCommitted(outcome);
       return true;
     } catch (err) {
@@ -213,6 +219,22 @@ export const INGEST_SQL = `WITH incoming AS (
     ON CONFLICT DO NOTHING
     RETURNING outcome
   ),
+  -- a seq the inbox already held, arriving with another entry (id, kind, time or body): never a
+  -- duplicate. The held entry stays; the newcomer is kept whole, and the device hears of it on ack.
+  -- The join reads the statement's snapshot, so it sees only rows committed before, never \`ins\`.
+  collided AS (
+    SELECT x.site_id, x.device_id, x.seq, x.entry_id, x.kind, x.at, x.body::jsonb AS body,
+           i.entry_id AS held_entry_id, i.kind AS held_kind
+    FROM incoming x JOIN inbox i USING (site_id, device_id, seq)
+    WHERE x.entry_id IS DISTINCT FROM i.entry_id OR x.kind <> i.kind
+       OR (x.outcome = 'applied' AND i.outcome = 'applied' AND (x.at <> i.at OR x.body::jsonb <> i.body))
+  ),
+  kept AS (
+    INSERT INTO seq_collisions (site_id, device_id, seq, entry_id, kind, at, body, held_entry_id, held_kind, received_at)
+    SELECT site_id, device_id, seq, entry_id, kind, at, body, held_entry_id, held_kind, $9 FROM collided
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+  ),
   refused AS (
     INSERT INTO quarantine (site_id, device_id, seq, code, reason, payload, received_at)
     SELECT *, $9 FROM unnest($10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[])
@@ -246,6 +268,8 @@ export const INGEST_SQL = `WITH incoming AS (
   )
   SELECT (SELECT count(*) FROM ins)::int AS inserted,
          (SELECT count(*) FILTER (WHERE outcome = 'applied') FROM ins)::int AS applied,
+         (SELECT count(*) FROM kept)::int AS collisions_new,
+         coalesce((SELECT json_agg(json_build_array(site_id, device_id, seq)) FROM collided), '[]') AS collisions,
          coalesce((SELECT json_agg(json_build_array(site_id, device_id, acked_seq)) FROM streams), '[]') AS marks`;
 
 /**
@@ -282,14 +306,20 @@ async function commitBatch(
   batch: PendingEntry[],
   messageRefusals: MessageRefusal[],
   receivedAt: Date,
-): Promise<FlushOutcome> {
-  // The same (device, seq) twice in one batch: keep the first, like the inbox would.
-  const seen = new Set<string>();
+): Promise<{ outcome: FlushOutcome; deferred: PendingEntry[] }> {
+  // The same (device, seq) twice in one batch: the first goes in; a copy of it is a duplicate, and
+  // anything else waits for the next batch, where the inbox holds the first to compare it with.
+  const seen = new Map<string, PendingEntry>();
+  const deferred: PendingEntry[] = [];
   const unique = batch.filter((e) => {
     const k = `${e.site}\u0000${e.device}\u0000${e.seq}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
+    const first = seen.get(k);
+    if (first === undefined) {
+      seen.set(k, e);
+      return true;
+    }
+    if (!sameEntry(first, e)) deferred.push(e);
+    return false;
   });
   const quarantined = [
     ...unique
@@ -298,43 +328,67 @@ async function commitBatch(
     ...messageRefusals.map((r) => ({ ...r, seq: null, id: null })),
   ];
 
-  const { rows } = await db.query<{ inserted: number; applied: number; marks: Array<[string, string, number]> }>(
-    INGEST_SQL,
-    [
-      lines(unique, (e) => e.site),
-      lines(unique, (e) => e.device),
-      lines(unique, (e) => String(e.seq)),
-      // free text from a refused entry may hold a newline: these two stay arrays
-      unique.map((e) => e.entryId),
-      unique.map((e) => e.kind),
-      lines(unique, (e) => (e.applied ? "applied" : "quarantined")),
-      lines(unique, (e) => e.applied?.at ?? ""),
-      lines(unique, (e) => e.applied?.body ?? ""),
-      receivedAt,
-      quarantined.map((q) => q.site),
-      quarantined.map((q) => q.device),
-      quarantined.map((q) => q.seq),
-      quarantined.map((q) => q.code),
-      quarantined.map((q) => q.reason),
-      quarantined.map((q) => q.payload),
-    ],
-  );
+  const { rows } = await db.query<{
+    inserted: number;
+    applied: number;
+    collisions_new: number;
+    collisions: Array<[string, string, number]>;
+    marks: Array<[string, string, number]>;
+  }>(INGEST_SQL, [
+    lines(unique, (e) => e.site),
+    lines(unique, (e) => e.device),
+    lines(unique, (e) => String(e.seq)),
+    // free text from a refused entry may hold a newline: these two stay arrays
+    unique.map((e) => e.entryId),
+    unique.map((e) => e.kind),
+    lines(unique, (e) => (e.applied ? "applied" : "quarantined")),
+    lines(unique, (e) => e.applied?.at ?? ""),
+    lines(unique, (e) => e.applied?.body ?? ""),
+    receivedAt,
+    quarantined.map((q) => q.site),
+    quarantined.map((q) => q.device),
+    quarantined.map((q) => q.seq),
+    quarantined.map((q) => q.code),
+    quarantined.map((q) => q.reason),
+    quarantined.map((q) => q.payload),
+  ]);
   const row = rows[0]!;
   const maxSeq = new Map<string, number>();
   for (const e of unique) {
     const key = deviceKey(e);
     maxSeq.set(key, Math.max(maxSeq.get(key) ?? 0, e.seq));
   }
+  const conflicts = new Map<string, number[]>();
+  for (const [site, device, seq] of row.collisions) {
+    const key = deviceKey({ site, device });
+    conflicts.set(key, [...(conflicts.get(key) ?? []), seq]);
+  }
   return {
-    acks: row.marks.map(([site, device, upTo]) => ({
-      site,
-      device,
-      upTo,
-      maxSeq: maxSeq.get(deviceKey({ site, device })) ?? upTo,
-    })),
-    inserted: row.inserted,
-    duplicates: batch.length - row.inserted,
-    applied: row.applied,
-    refusals: quarantined.map(({ seq, ...r }) => (seq === null ? r : { ...r, seq })),
+    outcome: {
+      acks: row.marks.map(([site, device, upTo]) => ({
+        site,
+        device,
+        upTo,
+        maxSeq: maxSeq.get(deviceKey({ site, device })) ?? upTo,
+        conflicts: (conflicts.get(deviceKey({ site, device })) ?? []).sort((a, b) => a - b),
+      })),
+      inserted: row.inserted,
+      duplicates: batch.length - deferred.length - row.inserted - row.collisions.length,
+      applied: row.applied,
+      collisions: row.collisions.map(([site, device, seq]) => ({ site, device, seq })),
+      newCollisions: row.collisions_new,
+      refusals: quarantined.map(({ seq, ...r }) => (seq === null ? r : { ...r, seq })),
+    },
+    deferred,
   };
+}
+
+/** The same journal entry (a redelivery), as opposed to another entry at the same seq. */
+function sameEntry(a: PendingEntry, b: PendingEntry): boolean {
+  return (
+    a.entryId === b.entryId &&
+    a.kind === b.kind &&
+    a.applied?.at === b.applied?.at &&
+    a.applied?.body === b.applied?.body
+  );
 }

@@ -11,6 +11,9 @@ import {
   type PaymentRequest,
   type PaymentResponse,
   PaymentResponseSchema,
+  type TopupIntentRequest,
+  type TopupIntentResponse,
+  TopupIntentResponseSchema,
   validate,
 } from "@paylane/protocol";
 import {
@@ -22,12 +25,13 @@ import {
   retry,
   wrap,
 } from "cockatiel";
+import type { z } from "zod";
 import { deviceAuthorization } from "../cloud-auth.ts";
 import type { Timers } from "../timers.ts";
 
-export type OnlineOutcome =
+export type OnlineOutcome<R = PaymentResponse> =
   /** The cloud decided: approved or declined. */
-  | { kind: "answered"; response: PaymentResponse; attempts: number }
+  | { kind: "answered"; response: R; attempts: number }
   /** The cloud refused the request itself (4xx): nothing was charged, and offline would not be right either. */
   | { kind: "refused"; status: number; detail: string }
   /** No answer (network, timeout, 5xx, circuit open): the caller may authorize offline with the same key. */
@@ -66,7 +70,16 @@ export class OnlineAuthorizer {
 
   /** Asks the cloud to authorize a purchase (again, with the same key, on a retry). */
   authorize(request: PaymentRequest): Promise<OnlineOutcome> {
-    return this.#call("/api/v1/payments", request);
+    return this.#call("/api/v1/payments", request, PaymentResponseSchema);
+  }
+
+  /**
+   * Asks the cloud for the intent a top-up needs before any card is charged:
+   * a journaled top-up credits the wallet only against it. Retried with the
+   * same key like a payment; unreachable means no top-up right now.
+   */
+  topupIntent(request: TopupIntentRequest): Promise<OnlineOutcome<TopupIntentResponse>> {
+    return this.#call("/api/v1/topups/intents", request, TopupIntentResponseSchema);
   }
 
   /**
@@ -75,16 +88,20 @@ export class OnlineAuthorizer {
    * Never asks for a new decision: the member is gone.
    */
   settle(request: PaymentRequest): Promise<OnlineOutcome> {
-    return this.#call("/api/v1/payments/void", request);
+    return this.#call("/api/v1/payments/void", request, PaymentResponseSchema);
   }
 
-  async #call(path: string, request: PaymentRequest): Promise<OnlineOutcome> {
+  async #call<R extends { key: string }>(
+    path: string,
+    request: { key: string },
+    schema: z.ZodType<R>,
+  ): Promise<OnlineOutcome<R>> {
     let attempts = 0;
     try {
       return await this.#policy.execute(async () => {
         attempts++;
         this.#o.onAttempt?.(request.key, attempts);
-        return this.#attempt(path, request, attempts);
+        return this.#attempt(path, request, schema, attempts);
       });
     } catch (err) {
       if (err instanceof BrokenCircuitError)
@@ -94,7 +111,12 @@ export class OnlineAuthorizer {
     }
   }
 
-  async #attempt(path: string, request: PaymentRequest, attempts: number): Promise<OnlineOutcome> {
+  async #attempt<R extends { key: string }>(
+    path: string,
+    request: { key: string },
+    schema: z.ZodType<R>,
+    attempts: number,
+  ): Promise<OnlineOutcome<R>> {
     const url = new URL(path, this.#o.cloudUrl);
     const abort = new AbortController();
     const ms = this.#o.timeoutMs ?? 2500;
@@ -127,8 +149,8 @@ export class OnlineAuthorizer {
     } catch {
       throw new Unreachable("the cloud's answer was not JSON");
     }
-    const parsed = validate(PaymentResponseSchema, json);
-    if (!parsed.ok) throw new Unreachable(`the cloud's answer was not a payment response: ${parsed.error}`);
+    const parsed = validate(schema, json);
+    if (!parsed.ok) throw new Unreachable(`the cloud's answer to ${path} was not understood: ${parsed.error}`);
     if (parsed.value.key !== request.key) throw new Unreachable("the cloud answered for another payment key");
     return { kind: "answered", response: parsed.value, attempts };
   }

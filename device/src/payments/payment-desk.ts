@@ -386,6 +386,12 @@ export class PaymentDesk {
       this.#o.onStorageFailure(err as Error);
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
+    // No card is charged before the cloud has issued the intent this top-up will credit against.
+    const refusal = await this.#topupIntent(key, s, member);
+    if (refusal) {
+      await this.#o.journal.closeIntent(key, "declined");
+      return this.#declined(s, refusal.reason, refusal.message, member);
+    }
     const signal = s.abort?.signal;
     const outcome: TerminalOutcome = signal?.aborted
       ? { status: "cancelled" }
@@ -422,6 +428,38 @@ export class PaymentDesk {
     }
     const { available } = await this.#balance(member.id, "");
     return this.#approved(s, member, key, available, undefined);
+  }
+
+  /** Null when the cloud issued the top-up's intent; else why there is no top-up now. */
+  async #topupIntent(
+    key: string,
+    s: Session,
+    member: ReplicaMember,
+  ): Promise<{ reason: string; message: string } | null> {
+    const offline = {
+      reason: "offline",
+      message: "Top-ups need a connection to the venue right now. Your card has not been charged.",
+    };
+    if (!this.#o.isOnline()) return offline;
+    const outcome = await this.#o.online.topupIntent({
+      key,
+      memberId: member.id,
+      amount: s.amount,
+      currency: s.currency,
+    });
+    if (outcome.kind === "unreachable") {
+      this.#o.logger.warn({ key, reason: outcome.reason }, "no top-up intent: the cloud is unreachable");
+      return offline;
+    }
+    if (outcome.kind === "refused") {
+      this.#o.logger.error(
+        { key, status: outcome.status, detail: outcome.detail },
+        "the cloud refused a top-up intent",
+      );
+      return { reason: "error", message: "This top-up could not be started. Your card has not been charged." };
+    }
+    const r = outcome.response;
+    return r.status === "open" ? null : { reason: r.reason, message: r.message };
   }
 
   #approved(

@@ -1,0 +1,57 @@
+/**
+ * `POST /api/v1/topups/intents` (device credentials): the intent a kiosk
+ * must hold before it charges a bank card for a wallet top-up (see
+ * ledger/topup-intent.ts). Idempotent by key: the same request again gets the
+ * same answer; the key with another member, amount or currency is a 422.
+ */
+import { problemResponse, type Registry, TopupIntentRequestSchema } from "@paylane/protocol";
+import { Hono } from "hono";
+import type { Logger } from "pino";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import type { Database } from "../db/database.ts";
+import { issueTopupIntent } from "../ledger/topup-intent.ts";
+import { anyDevice } from "./auth.ts";
+import { jsonBody } from "./http.ts";
+
+export interface TopupRoutesOptions {
+  db: Database;
+  registry: () => Registry;
+  now: () => Date;
+  metrics: MetricsRegistry;
+  logger?: Logger;
+}
+
+export function topupRoutes(o: TopupRoutesOptions): Hono {
+  const app = new Hono();
+  const intents =
+    (o.metrics.getSingleMetric("paylane_cloud_topup_intents_total") as Counter<"answer"> | undefined) ??
+    new Counter({
+      name: "paylane_cloud_topup_intents_total",
+      help: "Top-up intents asked for by kiosks, by answer (open, refused, key-mismatch)",
+      labelNames: ["answer"],
+      registers: [o.metrics],
+    });
+
+  app.post("/api/v1/topups/intents", async (c) => {
+    const caller = await anyDevice(c.req.header("authorization"), o.registry());
+    if (caller instanceof Response) return caller;
+    const request = await jsonBody(c.req.raw, TopupIntentRequestSchema);
+    if (request instanceof Response) return request;
+    const outcome = await issueTopupIntent(o.db, { ...caller, request, now: o.now() });
+    if (outcome.kind === "mismatch") {
+      intents.inc({ answer: "key-mismatch" });
+      return problemResponse({
+        title: "Idempotency key reused",
+        status: 422,
+        detail: `key ${request.key} was first used for another member, amount or currency; a new top-up needs a new key`,
+      });
+    }
+    intents.inc({ answer: outcome.response.status });
+    if (outcome.velocityAlert) {
+      o.logger?.warn({ site: caller.site, device: caller.device }, "top-up velocity above the site's threshold");
+    }
+    return c.json(outcome.response, outcome.response.status === "open" ? 201 : 200);
+  });
+
+  return app;
+}

@@ -1,0 +1,134 @@
+/**
+ * A journal behind the cloud: restored from an older copy (an SD card swapped
+ * back, a backup put in place), or a stream someone else published into with
+ * this kiosk's credentials. Either way the cloud holds seqs this journal is
+ * about to use again, and entries journaled at those seqs would collide.
+ *
+ * The kiosk learns the cloud's mark at start, whenever the cloud comes
+ * (back) online, and from any ack beyond its journal. When its journal is
+ * behind, with acks held:
+ *
+ *   1. every entry the cloud has not acked yet is compared (by id) with what
+ *      the cloud holds at its seq; one it holds under another id is a
+ *      conflict: kept here for ops, never compacted, sent so the cloud keeps
+ *      it too (the cloud's `seq_collisions`);
+ *   2. the journal moves past the cloud's mark with a `journal-rolled-back`
+ *      entry (an alert for ops, the first of a new epoch), in one statement.
+ *
+ * Nothing is deleted. Offline at start the kiosk carries on, and the check
+ * runs when the cloud is back; anything journaled meanwhile at a held seq is
+ * caught the same way.
+ */
+import { type DeviceAddress, type Entry, STREAM_ENTRIES_MAX, StreamEntriesSchema, validate } from "@paylane/protocol";
+import type { Logger } from "pino";
+import { deviceAuthorization } from "./cloud-auth.ts";
+import type { Journal } from "./journal.ts";
+
+export interface CloudStreamOptions {
+  address: DeviceAddress;
+  secret: string;
+  cloudUrl: string;
+  /** Per request (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+/** The cloud's view of this kiosk's stream, over HTTP with the kiosk's own credentials. */
+export class CloudStream {
+  readonly #o: CloudStreamOptions;
+
+  constructor(o: CloudStreamOptions) {
+    this.#o = o;
+  }
+
+  /** The cloud's contiguous acked seq for this kiosk. */
+  async ackedSeq(): Promise<number> {
+    const body = (await this.#get("")) as { ackedSeq?: unknown };
+    if (typeof body.ackedSeq !== "number" || !Number.isSafeInteger(body.ackedSeq) || body.ackedSeq < 0) {
+      throw new Error("the cloud's stream answer has no valid ackedSeq");
+    }
+    return body.ackedSeq;
+  }
+
+  /** The entry ids the cloud holds at seqs (after, upTo], at most STREAM_ENTRIES_MAX of them. */
+  async heldIds(after: number, upTo: number): Promise<Map<number, string | null>> {
+    const parsed = validate(StreamEntriesSchema, await this.#get(`/entries?after=${after}&upTo=${upTo}`));
+    if (!parsed.ok) throw new Error(`the cloud's stream entries answer was not understood: ${parsed.error}`);
+    return new Map(parsed.value.items.map((i) => [i.seq, i.id]));
+  }
+
+  async #get(suffix: string): Promise<unknown> {
+    const { address, cloudUrl, secret } = this.#o;
+    const path = `/api/v1/sites/${encodeURIComponent(address.site)}/devices/${encodeURIComponent(address.device)}/stream`;
+    const url = new URL(path + suffix, cloudUrl);
+    const res = await fetch(url, {
+      headers: { authorization: deviceAuthorization(address, secret) },
+      signal: AbortSignal.timeout(this.#o.timeoutMs ?? 5000),
+    });
+    if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
+    return res.json();
+  }
+}
+
+export interface RollbackGuardOptions {
+  journal: Journal;
+  stream: Pick<CloudStream, "ackedSeq" | "heldIds">;
+  logger: Logger;
+  now: () => Date;
+  /** The journal moved past the cloud's mark: the uplink sends the new entry (and the conflicts). */
+  onMoved: (entry: Entry, conflicts: number[]) => void;
+}
+
+export class RollbackGuard {
+  readonly #o: RollbackGuardOptions;
+  #checking: Promise<void> | undefined;
+
+  constructor(o: RollbackGuardOptions) {
+    this.#o = o;
+  }
+
+  /** Asks the cloud for its mark and catches up with it; one check at a time. Rejects when the cloud cannot be asked. */
+  check(): Promise<void> {
+    this.#checking ??= this.#o.stream
+      .ackedSeq()
+      .then((mark) => this.catchUp(mark, "stream"))
+      .finally(() => {
+        this.#checking = undefined;
+      });
+    return this.#checking;
+  }
+
+  /** The cloud holds seqs up to `cloudAckedSeq`; a journal behind it moves past it (see the file comment). */
+  catchUp(cloudAckedSeq: number, detectedBy: "stream" | "ack"): Promise<void> {
+    const { journal } = this.#o;
+    return journal.holdingAcks(async () => {
+      const before = await journal.stats();
+      if (before.lastSeq >= cloudAckedSeq) return;
+      const conflicts = await this.#compare(before.ackedUpTo, before.lastSeq);
+      const entry = await journal.moveBeyond(cloudAckedSeq, detectedBy, this.#o.now());
+      if (!entry) return;
+      // Entries journaled while the comparison ran sit below the new entry, maybe at held seqs too.
+      const localLast = (entry.body as { localLastSeq: number }).localLastSeq;
+      if (localLast > before.lastSeq) conflicts.push(...(await this.#compare(before.lastSeq, localLast)));
+      this.#o.logger.error(
+        { localLastSeq: localLast, cloudAckedSeq, detectedBy, epoch: entry.body.epoch, conflicts: conflicts.length },
+        "journal is behind the cloud (restored from an older copy?): moved past the cloud's seqs, nothing deleted",
+      );
+      this.#o.onMoved(entry, conflicts);
+    });
+  }
+
+  /** Unacked entries in (after, upTo] that the cloud holds under another id: recorded as conflicts. */
+  async #compare(after: number, upTo: number): Promise<number[]> {
+    const { journal, stream } = this.#o;
+    const conflicts: number[] = [];
+    for (let from = after; from < upTo; from += STREAM_ENTRIES_MAX) {
+      const to = Math.min(upTo, from + STREAM_ENTRIES_MAX);
+      const [ours, held] = await Promise.all([journal.entryIds(from, to), stream.heldIds(from, to)]);
+      for (const [seq, id] of ours) {
+        if (held.has(seq) && held.get(seq) !== id) conflicts.push(seq);
+      }
+    }
+    await journal.noteConflicts(conflicts);
+    return conflicts;
+  }
+}

@@ -37,6 +37,8 @@ interface SiteSecrets {
   cloud: string;
   /** Signs operator tokens (CLOUD_JWT_SECRET); older data folders get one on the next start. */
   jwt?: string;
+  /** The cloud's METRICS_TOKEN (`/metrics` needs it); older data folders get one on the next start. */
+  metrics?: string;
   devices: Record<string, string>;
 }
 
@@ -47,8 +49,9 @@ async function ensureIdentities(): Promise<SiteSecrets> {
   if (existsSync(secretsPath) && existsSync(registryPath)) {
     const secrets = JSON.parse(await readFile(secretsPath, "utf8")) as SiteSecrets;
     if (KIOSKS.every((k) => secrets.devices[k])) {
-      if (!secrets.jwt) {
-        secrets.jwt = randomBytes(32).toString("base64url");
+      if (!secrets.jwt || !secrets.metrics) {
+        secrets.jwt ??= randomBytes(32).toString("base64url");
+        secrets.metrics ??= randomBytes(24).toString("base64url");
         await writeFile(secretsPath, JSON.stringify(secrets, null, 2), { mode: 0o600 });
       }
       return secrets;
@@ -57,6 +60,7 @@ async function ensureIdentities(): Promise<SiteSecrets> {
   const secrets: SiteSecrets = {
     cloud: randomBytes(24).toString("base64url"),
     jwt: randomBytes(32).toString("base64url"),
+    metrics: randomBytes(24).toString("base64url"),
     devices: Object.fromEntries(KIOSKS.map((k) => [k, randomBytes(24).toString("base64url")])),
   };
   const file: RegistryFile = {
@@ -192,6 +196,7 @@ async function main(): Promise<void> {
     REGISTRY_PATH: registryPath,
     SEED_DEMO_SITE: SITE,
     CLOUD_JWT_SECRET: secrets.jwt!,
+    METRICS_TOKEN: secrets.metrics!,
   };
   if (!env.DATABASE_URL) cloudEnv.PGLITE_DIR = join(dataDir, "cloud-db");
   run("cloud", "cloud/src/main.ts", [], cloudEnv);
@@ -234,14 +239,17 @@ async function main(): Promise<void> {
   const token = await mintOperatorToken(secrets.jwt!, { sub: "demo-operator", role: "admin" });
   const tokenPath = join(dataDir, "operator-token");
   await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
+  const metricsTokenPath = join(dataDir, "metrics-token");
+  await writeFile(metricsTokenPath, `${secrets.metrics!}\n`, { mode: 0o600 });
 
   const lines = [
     "",
     "PayLane site is running",
     `  MQTT broker      ${mqttUrl}${embeddedBroker ? " (embedded aedes gateway)" : ""}`,
-    `  Cloud API        ${cloudUrl}  (/api/v1/checkins, /api/v1/devices, /api/v1/alerts, /healthz, /metrics)`,
+    `  Cloud API        ${cloudUrl}  (/api/v1/checkins, /api/v1/devices, /api/v1/alerts, /api/v1/conflicts; /healthz)`,
     `  Money API        ${cloudUrl}/api/v1/wallets?site=${SITE}, /api/v1/ledger?site=${SITE}, /api/v1/exposure?site=${SITE}`,
     `                   Authorization: Bearer $(cat ${tokenPath})   (an admin token, valid 8 hours)`,
+    `  Metrics          ${cloudUrl}/metrics   Authorization: Bearer $(cat ${metricsTokenPath})`,
     `  Cloud database   ${env.DATABASE_URL ? "Postgres (DATABASE_URL)" : `PGlite in ${join(dataDir, "cloud-db")}`}`,
     `  Presence         ${env.REDIS_URL ? "Redis (REDIS_URL)" : "in-process store"}`,
     ...KIOSKS.map((k, i) => `  Kiosk ${k}         ${kioskUrls[i]}`),

@@ -4,7 +4,9 @@
  * `start()` and `stop()` mirror each other.
  */
 import { Registry, realTimers, serviceUsername, type Timers } from "@paylane/protocol";
-import { type Listening, listen } from "@paylane/protocol/service";
+import { type Listening, listen, opsRoutes, problemClientErrors } from "@paylane/protocol/service";
+import { Hono } from "hono";
+import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { createApi } from "./api/app.ts";
@@ -62,6 +64,9 @@ export class CloudService {
   #registry: Registry | undefined;
   #bridge: Bridge | undefined;
   #http: Listening | undefined;
+  #metricsHttp: Listening | undefined;
+  /** The rate limits' own Redis connection: no offline queue, so a Redis outage falls back to in-process counting at once. */
+  #limitsRedis: Redis | undefined;
   #purgeTimer: unknown;
   #stopping: Promise<void> | undefined;
 
@@ -78,6 +83,11 @@ export class CloudService {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The CLOUD_METRICS_PORT listener's port, when there is one. */
+  get metricsPort(): number | undefined {
+    return this.#metricsHttp?.port;
   }
 
   get db(): Database {
@@ -145,31 +155,83 @@ export class CloudService {
 
     const presence = this.#presence;
     const bridge = this.#bridge;
+    if (c.REDIS_URL) {
+      this.#limitsRedis = new Redis(c.REDIS_URL, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+      });
+      this.#limitsRedis.on("error", () => {}); // reconnects by itself; meanwhile the limits count in process
+      await this.#limitsRedis.connect().catch((err: Error) => {
+        throw new Error(`cannot connect to REDIS_URL for the rate limits: ${err.message}`);
+      });
+    }
+    for (const [name, value] of [
+      ["CLOUD_RATE_PER_CREDENTIAL", c.CLOUD_RATE_PER_CREDENTIAL],
+      ["CLOUD_RATE_PER_ADDRESS", c.CLOUD_RATE_PER_ADDRESS],
+      ["CLOUD_RATE_AUTH_FAILURES", c.CLOUD_RATE_AUTH_FAILURES],
+    ] as const) {
+      if (value === 0) this.#log.warn({ setting: name }, "rate limit turned off");
+    }
+    const health = async () => {
+      const dbOk = await db.query("SELECT 1").then(
+        () => true,
+        () => false,
+      );
+      const presenceOk = await presence.ping();
+      const mqttOk = bridge.connected;
+      return {
+        status: dbOk && presenceOk && mqttOk ? ("ok" as const) : dbOk ? ("degraded" as const) : ("down" as const),
+        database: { kind: db.kind, ok: dbOk },
+        presence: { kind: presence.kind, ok: presenceOk },
+        mqtt: { ok: mqttOk },
+      };
+    };
     const api = createApi({
       db,
       presence,
       now: this.#now,
       skewBoundSeconds: c.CLOCK_SKEW_BOUND_S,
       jwtSecret: c.CLOUD_JWT_SECRET,
+      jwtIssuer: c.CLOUD_JWT_ISSUER,
+      jwtAudience: c.CLOUD_JWT_AUDIENCE,
+      metricsToken: c.METRICS_TOKEN,
+      rateLimit: {
+        windowSeconds: c.CLOUD_RATE_WINDOW_S,
+        perCredential: c.CLOUD_RATE_PER_CREDENTIAL,
+        perAddress: c.CLOUD_RATE_PER_ADDRESS,
+        authFailures: c.CLOUD_RATE_AUTH_FAILURES,
+        trustProxy: c.CLOUD_TRUST_PROXY,
+        redis: this.#limitsRedis,
+        prefix: c.REDIS_PREFIX,
+      },
+      logger: this.#log,
       registry: () => registry,
       metrics: this.metrics,
-      health: async () => {
-        const dbOk = await db.query("SELECT 1").then(
-          () => true,
-          () => false,
-        );
-        const presenceOk = await presence.ping();
-        const mqttOk = bridge.connected;
-        return {
-          status: dbOk && presenceOk && mqttOk ? "ok" : dbOk ? "degraded" : "down",
-          database: { kind: db.kind, ok: dbOk },
-          presence: { kind: presence.kind, ok: presenceOk },
-          mqtt: { ok: mqttOk },
-        };
-      },
+      health,
     });
     this.#schedulePurge();
-    this.#http = await listen(api, { port: c.CLOUD_PORT, host: c.CLOUD_HOST, setting: "CLOUD_PORT" });
+    this.#http = await listen(api, {
+      port: c.CLOUD_PORT,
+      host: c.CLOUD_HOST,
+      setting: "CLOUD_PORT",
+      configure: (server) => {
+        problemClientErrors(server);
+        // A client that trickles its headers or body does not hold a connection for Node's default minutes.
+        const http = server as { headersTimeout?: number; requestTimeout?: number };
+        http.headersTimeout = 20_000;
+        http.requestTimeout = 60_000;
+      },
+    });
+    if (c.CLOUD_METRICS_PORT !== undefined) {
+      const ops = new Hono().route("/", opsRoutes(health, this.metrics));
+      this.#metricsHttp = await listen(ops, {
+        port: c.CLOUD_METRICS_PORT,
+        host: c.CLOUD_METRICS_HOST,
+        setting: "CLOUD_METRICS_PORT",
+        configure: problemClientErrors,
+      });
+    }
     this.#log.info({ port: this.#http.port, database: db.kind, presence: presence.kind }, "cloud started");
   }
 
@@ -195,8 +257,12 @@ export class CloudService {
     (this.#o.timers ?? realTimers).clearTimeout(this.#purgeTimer);
     this.#purgeTimer = undefined;
     await this.#http?.close();
+    await this.#metricsHttp?.close();
+    this.#metricsHttp = undefined;
     if (this.#bridge) await endBridge(this.#bridge);
     await this.#presence?.close();
+    this.#limitsRedis?.disconnect();
+    this.#limitsRedis = undefined;
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;
   }

@@ -38,9 +38,9 @@ it.after(async () => {
 
 async function conflicts(kind: string): Promise<Conflict[]> {
   clock += 1000; // 'until' is now: step past the last entry's device time
-  const res = await fetch(`${site.cloud!.url}/api/v1/conflicts?site=${site.site}&kind=${kind}`);
+  const res = await site.operator("GET", `/api/v1/conflicts?site=${site.site}&kind=${kind}`);
   assert.is(res.status, 200);
-  return ((await res.json()) as { items: Conflict[] }).items;
+  return (res.body as { items: Conflict[] }).items;
 }
 
 async function drained(): Promise<void> {
@@ -120,9 +120,9 @@ it("a device clock running ahead is flagged, and its entry is ordered by the clo
 });
 
 it("bad query parameters name what is wrong", async () => {
-  const res = await fetch(`${site.cloud!.url}/api/v1/conflicts?kind=teleport`);
+  const res = await site.operator("GET", "/api/v1/conflicts?kind=teleport");
   assert.is(res.status, 400);
-  assert.match(JSON.stringify(await res.json()), /kind/);
+  assert.match(JSON.stringify(res.body), /kind/);
 });
 
 it.run();

@@ -193,7 +193,7 @@ it("GPIO: the call-staff button raises one alert for ops, delivered to the cloud
   panel.releaseButton();
   const alerts = async () =>
     (
-      (await (await fetch(`${site.cloud!.url}/api/v1/alerts?site=${site.site}`)).json()) as {
+      (await site.operator("GET", `/api/v1/alerts?site=${site.site}`)).body as {
         items: Array<{ device: string; kind: string; detail: { source: string } }>;
       }
     ).items;

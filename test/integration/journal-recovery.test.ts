@@ -74,7 +74,7 @@ it("a damaged journal is kept aside and a new one continues after the cloud's ac
     ],
     "the cloud's stream stays contiguous across the recovery",
   );
-  const alerts = (await (await fetch(`${site.cloud!.url}/api/v1/alerts?site=${site.site}`)).json()) as {
+  const alerts = (await site.operator("GET", `/api/v1/alerts?site=${site.site}`)).body as {
     items: Array<{ kind: string; device: string; detail: { continuedAfter: number; damagedFile: string } }>;
   };
   const alert = alerts.items.find((a) => a.kind === "journal-recovered");

@@ -111,17 +111,21 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     assert.match(tap.stdout, /k1: Welcome, Ada Lovelace/);
 
     const cloud = `http://127.0.0.1:${ports.CLOUD_PORT}`;
+    // operator reads need the token npm start wrote (never printed), /metrics its own
+    const token = (await readFile(join(dir, "operator-token"), "utf8")).trim();
+    const asOperator = { headers: { authorization: `Bearer ${token}` } };
+    const metricsToken = (await readFile(join(dir, "metrics-token"), "utf8")).trim();
     // Across processes the only thing to watch is the API; poll it briefly.
     let items: Array<{ memberName: string; device: string }> = [];
     for (let i = 0; i < 100 && items.length === 0; i++) {
-      items = ((await (await fetch(`${cloud}/api/v1/checkins`)).json()) as { items: typeof items }).items;
+      items = ((await (await fetch(`${cloud}/api/v1/checkins`, asOperator)).json()) as { items: typeof items }).items;
       if (items.length === 0) await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(
       items.map((c) => [c.memberName, c.device]),
       [["Ada Lovelace", "k1"]],
     );
-    const devices = (await (await fetch(`${cloud}/api/v1/devices`)).json()) as {
+    const devices = (await (await fetch(`${cloud}/api/v1/devices`, asOperator)).json()) as {
       items: Array<{ device: string; state: string }>;
     };
     assert.equal(
@@ -133,7 +137,11 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     );
     const health = await fetch(`${cloud}/healthz`);
     assert.is(health.status, 200);
-    assert.match(await (await fetch(`${cloud}/metrics`)).text(), /paylane_bridge_entries_total\{outcome="applied"\} 1/);
+    assert.is((await fetch(`${cloud}/api/v1/checkins`)).status, 401, "no operator reads without a token");
+    assert.match(
+      await (await fetch(`${cloud}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })).text(),
+      /paylane_bridge_entries_total\{outcome="applied"\} 1/,
+    );
 
     // a coffee from Ada's wallet on the embedded site (PGlite), and the ledger row through the operator API
     // as a tool on the kiosk: with the local API token k1 wrote to its data folder
@@ -145,10 +153,9 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     assert.is(session.state, "awaiting-card", JSON.stringify(session));
     const paid = await post("/api/sim/tap", { uid: "04A2B3C4" });
     assert.equal([paid.outcome, paid.authorization, paid.balance], ["approved", "online", 2250]);
-    const token = (await readFile(join(dir, "operator-token"), "utf8")).trim();
-    const ledger = (await (
-      await fetch(`${cloud}/api/v1/payments?site=demo`, { headers: { authorization: `Bearer ${token}` } })
-    ).json()) as { items: Array<{ memberId: string; amount: number }> };
+    const ledger = (await (await fetch(`${cloud}/api/v1/payments?site=demo`, asOperator)).json()) as {
+      items: Array<{ memberId: string; amount: number }>;
+    };
     assert.equal(
       ledger.items.map((e) => [e.memberId, e.amount]),
       [["m-ada", -250]],

@@ -104,7 +104,7 @@ it("online: an item bought with a card is approved by the cloud with the new bal
     /paylane_device_payments_total\{kind="purchase",outcome="approved",authorization="online"\} 1/,
   );
   assert.match(kioskMetrics, /paylane_device_offline_exposure_minor 0/);
-  const cloudMetrics = await (await fetch(`${site.cloud!.url}/metrics`)).text();
+  const cloudMetrics = await site.cloudMetrics();
   assert.match(cloudMetrics, /paylane_cloud_payment_authorizations_total\{answer="approved",reason=""\} 1/);
 });
 

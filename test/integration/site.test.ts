@@ -34,8 +34,7 @@ for (const backends of BACKEND_MATRIX) {
       1,
     );
 
-    const cloud = site.cloud!.url;
-    const checkins = (await (await fetch(`${cloud}/api/v1/checkins?site=${site.site}`)).json()) as {
+    const checkins = (await site.operator("GET", `/api/v1/checkins?site=${site.site}`)).body as {
       items: Array<Record<string, unknown>>;
     };
     assert.is(checkins.items.length, 1);
@@ -43,7 +42,7 @@ for (const backends of BACKEND_MATRIX) {
     assert.is(checkins.items[0]!.device, "k1");
     assert.is(checkins.items[0]!.seq, result.seq);
 
-    const devices = (await (await fetch(`${cloud}/api/v1/devices?site=${site.site}`)).json()) as {
+    const devices = (await site.operator("GET", `/api/v1/devices?site=${site.site}`)).body as {
       items: Array<Record<string, unknown>>;
     };
     const k1Row = devices.items.find((d) => d.device === "k1")!;
@@ -129,7 +128,7 @@ for (const backends of BACKEND_MATRIX) {
       await site.count("SELECT count(*) AS n FROM inbox WHERE site_id = $1 AND device_id = 'probe4'", [site.site]),
       5,
     );
-    const metrics = await (await fetch(`${site.cloud!.url}/metrics`)).text();
+    const metrics = await site.cloudMetrics();
     assert.match(metrics, /paylane_bridge_gaps_detected_total [1-9]/);
     assert.match(metrics, /paylane_bridge_replays_requested_total [1-9]/);
     assert.match(

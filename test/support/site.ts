@@ -108,6 +108,8 @@ export class TestSite {
   #redisPrefix = `test:${randomBytes(6).toString("hex")}:`;
   #cloudSecret = randomBytes(18).toString("base64url");
   readonly jwtSecret = randomBytes(32).toString("base64url");
+  /** The cloud's METRICS_TOKEN: `/metrics` answers only with it. */
+  readonly metricsToken = randomBytes(24).toString("base64url");
   #registryPath = "";
   #registry: Registry | undefined;
   #clients: MqttClient[] = [];
@@ -187,6 +189,7 @@ export class TestSite {
       // a short wait, so a gap test sees the replay request quickly
       GAP_WAIT_MS: "300",
       CLOUD_JWT_SECRET: this.jwtSecret,
+      METRICS_TOKEN: this.metricsToken,
     });
     const cloud = new CloudService({
       config,
@@ -268,20 +271,29 @@ export class TestSite {
     return k;
   }
 
-  /** Resolves once every entry of `device`'s journal is acked. */
-  async drained(device: string, timeoutMs?: number): Promise<void> {
-    const k = this.kiosk(device);
   /** POSTs JSON to a kiosk's local API with its token (from its data folder), as a tool on the kiosk does. */
   kioskPost(device: string, path: string, body: unknown = {}): Promise<Response> {
     return kioskPost(this.kiosk(device).port, join(this.dir, device), path, body);
   }
 
+  /** Resolves once every entry of `device`'s journal is acked. */
+  async drained(device: string, timeoutMs?: number): Promise<void> {
+    const k = this.kiosk(device);
     await this.signal.until(async () => (await k.journal.stats()).backlog === 0, `${device} drained`, timeoutMs);
+  }
+
+  /** The cloud's /metrics (Prometheus text), scraped with its METRICS_TOKEN. */
+  async cloudMetrics(): Promise<string> {
+    const res = await fetch(`${this.cloud!.url}/metrics`, {
+      headers: { authorization: `Bearer ${this.metricsToken}` },
+    });
+    if (res.status !== 200) throw new Error(`cloud /metrics answered ${res.status}: ${await res.text()}`);
+    return res.text();
   }
 
   /** The bridge's entry counters, from the cloud's /metrics. */
   async bridgeEntries(): Promise<{ applied: number; duplicate: number }> {
-    const text = await (await fetch(`${this.cloud!.url}/metrics`)).text();
+    const text = await this.cloudMetrics();
     const read = (outcome: string) => {
       const m = new RegExp(`^paylane_bridge_entries_total\\{outcome="${outcome}"\\} (\\d+)`, "m").exec(text);
       return Number(m?.[1] ?? 0);

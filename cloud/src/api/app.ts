@@ -1,8 +1,13 @@
 /**
  * The cloud's HTTP API. Errors are `application/problem+json` naming what is
- * wrong. Reads for operators (check-ins, devices); the member replica for
- * devices, authenticated with the device's own credentials.
+ * wrong. Every route is authenticated except `/healthz` and `/readyz`: reads
+ * for operators (check-ins, devices, alerts, conflicts) need an operator
+ * token (viewer at least); the member replica and the stream mark need the
+ * device's own credentials; `/metrics` needs METRICS_TOKEN. Before any route:
+ * rate limits (429), a body limit (413) and no NUL characters (400).
  */
+
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import {
   MEMBER_DELTA_MAX_VERSIONS,
   type MemberDelta,
@@ -11,17 +16,30 @@ import {
   type Registry,
 } from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
-import { Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { Logger } from "pino";
 import type { Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
-import { deviceOnly } from "./auth.ts";
-import { badRequest, cursor, pageAfter, queryError, sinceParam } from "./http.ts";
+import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
+import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
-import { streamRoutes } from "./streams.ts";
-import { topupRoutes } from "./topups.ts";
+import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
+
+/** Request bodies above this are refused with 413 before they are parsed. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Generous: 20 kiosks behind one address paying 30/s each, and operators' dashboards, stay far below. */
+export const DEFAULT_RATE_LIMITS: Omit<RateLimitOptions, "redis" | "metrics"> = {
+  windowSeconds: 10,
+  perCredential: 5000,
+  perAddress: 50_000,
+  authFailures: 100,
+};
 
 export interface ApiOptions {
   db: Database;
@@ -32,15 +50,28 @@ export interface ApiOptions {
   now?: () => Date;
   /** Device time further than this from the cloud's is a clock-skew conflict (seconds). */
   skewBoundSeconds?: number;
-  /** Verifies operator tokens (money routes); unset: those routes answer 503. */
+  /** Verifies operator tokens; unset: the operator routes answer 503. */
   jwtSecret?: string;
+  /** The `iss` and `aud` operator tokens must carry (default paylane-cloud, paylane-api). */
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  /** `/metrics` answers `Authorization: Bearer <metricsToken>`; unset: refused here (see CLOUD_METRICS_PORT). */
+  metricsToken?: string;
+  /** Default: DEFAULT_RATE_LIMITS, counted in process. */
+  rateLimit?: RateLimitOptions;
+  /** Where unexpected errors are logged, with the id their 500 answer names. */
+  logger?: Logger;
 }
 
+const IsoTime = z.iso.datetime({
+  offset: true,
+  error: "expected an ISO 8601 time with an offset, e.g. 2026-12-04T10:00:00Z",
+});
 const ConflictQuerySchema = z.object({
   site: z.string().optional(),
   kind: z.enum(CONFLICT_KINDS).optional(),
-  since: z.iso.datetime({ offset: true }).optional(),
-  until: z.iso.datetime({ offset: true }).optional(),
+  since: IsoTime.optional(),
+  until: IsoTime.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
@@ -51,13 +82,37 @@ const ListQuery = z.object({
   before: z.string().optional(),
 });
 
-export function createApi(o: ApiOptions): Hono {
+export function createApi(o: ApiOptions): Hono<OperatorEnv> {
   const now = o.now ?? (() => new Date());
-  const app = new Hono();
-  app.onError((err) => problemResponse({ title: "Internal error", status: 500, detail: err.message }));
+  const app = new Hono<OperatorEnv>();
+  const tokens: OperatorTokenConfig = { secret: o.jwtSecret, issuer: o.jwtIssuer, audience: o.jwtAudience };
+  const viewer = operatorAuth(tokens, "viewer");
+  app.onError((err, c) => internalError(err, c, o.logger));
   app.notFound((c) =>
     problemResponse({ title: "Not found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),
   );
+  app.use(rateLimit({ ...DEFAULT_RATE_LIMITS, metrics: o.metrics, ...o.rateLimit }));
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      // The rest of the body is not read: the connection closes after the answer, so no later request reuses it.
+      onError: () =>
+        problemResponse(
+          {
+            title: "Content too large",
+            status: 413,
+            detail: `the request body is larger than ${MAX_BODY_BYTES} bytes (1 MiB), the most this API accepts`,
+          },
+          { connection: "close" },
+        ),
+    }),
+  );
+  app.use(rejectNulCharacters());
+  app.get("/readyz", async (c) => {
+    const report = await o.health();
+    return c.json(report, report.status === "ok" ? 200 : 503);
+  });
+  app.use("/metrics", metricsGuard(o.metricsToken));
   app.route("/", opsRoutes(o.health, o.metrics));
   app.route(
     "/",
@@ -66,19 +121,19 @@ export function createApi(o: ApiOptions): Hono {
       presence: o.presence,
       registry: o.registry,
       now,
-      jwtSecret: o.jwtSecret,
+      tokens,
       metrics: o.metrics,
     }),
   );
 
-  app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics }));
-  app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
 
-  app.get("/api/v1/checkins", async (c) => {
+  app.get("/api/v1/checkins", viewer, async (c) => {
     const q = ListQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
-    const { site, device, limit, before } = q.data;
-    const after = pageAfter(before, ["string", "string"]);
+    const { device, limit, before } = q.data;
+    const site = listingSite(c, q.data.site);
+    if (site instanceof Response) return site;
+    const after = pageAfter(before, ["timestamp", "uuid"]);
     if (after instanceof Response) return after;
     const { rows } = await o.db.query<{
       id: string;
@@ -119,14 +174,16 @@ export function createApi(o: ApiOptions): Hono {
   });
 
   /** Conflicts found across kiosks (see cloud/src/conflicts.ts and docs/conflicts.md), newest first. */
-  app.get("/api/v1/conflicts", async (c) => {
+  app.get("/api/v1/conflicts", viewer, async (c) => {
     const q = ConflictQuerySchema.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
+    const site = listingSite(c, q.data.site);
+    if (site instanceof Response) return site;
     const until = q.data.until ? new Date(q.data.until) : now();
     const since = q.data.since ? new Date(q.data.since) : new Date(until.getTime() - 7 * 86_400_000);
     if (since >= until) return badRequest("since: must be before until");
     const items = await listConflicts(o.db, {
-      site: q.data.site,
+      site,
       kind: q.data.kind,
       since,
       until,
@@ -137,10 +194,12 @@ export function createApi(o: ApiOptions): Hono {
   });
 
   /** Alerts for ops, newest first: staff calls (button or screen) and journal recoveries. */
-  app.get("/api/v1/alerts", async (c) => {
+  app.get("/api/v1/alerts", viewer, async (c) => {
     const q = ListQuery.omit({ before: true }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
-    const { site, device, limit } = q.data;
+    const { device, limit } = q.data;
+    const site = listingSite(c, q.data.site);
+    if (site instanceof Response) return site;
     const { rows } = await o.db.query<{
       id: string;
       site_id: string;
@@ -169,14 +228,16 @@ export function createApi(o: ApiOptions): Hono {
     return c.json({ items });
   });
 
-  app.get("/api/v1/devices", async (c) => {
+  app.get("/api/v1/devices", viewer, async (c) => {
     const q = ListQuery.pick({ site: true }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
+    const site = listingSite(c, q.data.site);
+    if (site instanceof Response) return site;
     const { rows } = await o.db.query<{ site_id: string; id: string; acked_seq: number | null }>(
       `SELECT d.site_id, d.id, s.acked_seq FROM devices d
        LEFT JOIN device_streams s ON s.site_id = d.site_id AND s.device_id = d.id
        WHERE $1::text IS NULL OR d.site_id = $1 ORDER BY d.site_id, d.id`,
-      [q.data.site ?? null],
+      [site ?? null],
     );
     const presence = await o.presence.get(rows.map((r) => ({ site: r.site_id, device: r.id })));
     const items = rows.map((r, i) => ({ ...presence[i]!, ackedSeq: r.acked_seq ?? 0 }));
@@ -232,4 +293,69 @@ export function createApi(o: ApiOptions): Hono {
   });
 
   return app;
+}
+
+/**
+ * `/metrics` for whoever holds METRICS_TOKEN (compared in constant time);
+ * without one configured, metrics are not served on the API's port.
+ */
+function metricsGuard(token: string | undefined): MiddlewareHandler {
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  const expected = token ? digest(token) : undefined;
+  return async function metricsGuard(c, next) {
+    if (!expected) {
+      return problemResponse({
+        title: "Forbidden",
+        status: 403,
+        detail:
+          "metrics are not served on this port: set METRICS_TOKEN (then send it as a bearer token) or CLOUD_METRICS_PORT",
+      });
+    }
+    const header = c.req.header("authorization");
+    if (!header?.startsWith("Bearer ") || !timingSafeEqual(digest(header.slice(7).trim()), expected)) {
+      return problemResponse(
+        {
+          title: "Unauthorized",
+          status: 401,
+          detail: "metrics need the metrics token (Authorization: Bearer <METRICS_TOKEN>)",
+        },
+        { "www-authenticate": 'Bearer realm="paylane-metrics"' },
+      );
+    }
+    await next();
+  };
+}
+
+/** Postgres' class 22 (data exception): a value the database could not take, i.e. the request's. */
+const DATA_EXCEPTION = /^22[0-9A-Z]{3}$/;
+
+/**
+ * The answer to an error no route turned into one: never the error's own
+ * text (it may hold SQL, values or Postgres' wording); it is logged with an
+ * id the answer names.
+ */
+function internalError(err: Error, c: Context, logger: Logger | undefined): Response {
+  if (err instanceof HTTPException) {
+    const res = err.getResponse();
+    return problemResponse({ title: res.statusText || "Error", status: err.status, detail: err.message || undefined });
+  }
+  const id = randomUUID();
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && DATA_EXCEPTION.test(code)) {
+    logger?.warn(
+      { errorId: id, code, method: c.req.method, path: c.req.path },
+      "request value refused by the database",
+    );
+    return problemResponse({
+      title: "Invalid request",
+      status: 400,
+      detail: `a value in the request does not fit the field it is for (error id ${id})`,
+    });
+  }
+  logger?.error({ errorId: id, err, method: c.req.method, path: c.req.path }, "request failed");
+  return problemResponse({
+    title: "Internal error",
+    status: 500,
+    detail: `the request failed on the server; it is logged with error id ${id}`,
+  });
 }

@@ -1,9 +1,10 @@
 /**
  * Who is calling. Devices use HTTP Basic with their registry credentials
  * (`{site}/{device}:secret`), the same identity as on MQTT. Operators use a
- * bearer JWT (HS256, verified with hono/jwt) carrying a role:
+ * bearer JWT (HS256 only, verified with jose: `exp`, `iss` and `aud` are
+ * required and checked) carrying a role:
  *
- *   viewer   reads wallets, ledger, payments and exposure
+ *   viewer   reads check-ins, devices, alerts, conflicts, wallets, ledger, payments and exposure
  *   operator also tops up wallets and refunds payments
  *   admin    also makes adjustments
  *
@@ -11,16 +12,29 @@
  */
 import { type Identity, problemResponse, type Registry } from "@paylane/protocol";
 import type { Context, MiddlewareHandler } from "hono";
-import { sign, verify } from "hono/jwt";
+import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 
 export const ROLES = ["viewer", "operator", "admin"] as const;
 export type Role = (typeof ROLES)[number];
 
+/** The `iss` and `aud` operator tokens carry unless configured otherwise (CLOUD_JWT_ISSUER, CLOUD_JWT_AUDIENCE). */
+export const DEFAULT_JWT_ISSUER = "paylane-cloud";
+export const DEFAULT_JWT_AUDIENCE = "paylane-api";
+/** Clock difference between the minting host and the cloud that `exp` and `nbf` forgive (seconds). */
+export const JWT_CLOCK_TOLERANCE_S = 30;
+
 export interface Operator {
   sub: string;
   role: Role;
   sites: string[] | null;
+}
+
+/** How operator tokens are verified; `secret` unset: the operator routes answer 503. */
+export interface OperatorTokenConfig {
+  secret?: string;
+  issuer?: string;
+  audience?: string;
 }
 
 const ClaimsSchema = z.object({
@@ -31,9 +45,58 @@ const ClaimsSchema = z.object({
 
 export type OperatorEnv = { Variables: { operator: Operator } };
 
+const encoder = new TextEncoder();
+
+/**
+ * Why a token was refused, in words that never repeat any part of the token
+ * (jose's messages do not either, but they are not ours to promise).
+ */
+function refusal(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return "the token has expired (exp)";
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    const claim = err.claim;
+    if (err.reason === "missing") return `the token has no "${claim}" claim; operator tokens need exp, iss and aud`;
+    if (claim === "iss" || claim === "aud") return `the token's "${claim}" claim is not the one this cloud accepts`;
+    if (claim === "nbf") return "the token is not valid yet (nbf)";
+    return `the token's "${claim}" claim is invalid`;
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed)
+    return "the token is not signed with HS256, the only algorithm accepted";
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
+  if (err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JWSInvalid) return "not a well-formed JWT";
+  if (err instanceof joseErrors.JOSENotSupported) return "the token uses an unsupported JOSE feature";
+  return "the token could not be verified";
+}
+
+/** The operator a bearer token stands for, or why it is refused (never echoing the token). */
+export async function verifyOperatorToken(
+  token: string,
+  cfg: OperatorTokenConfig & { secret: string },
+): Promise<Operator | { refused: string }> {
+  try {
+    const { payload } = await jwtVerify(token, encoder.encode(cfg.secret), {
+      algorithms: ["HS256"],
+      issuer: cfg.issuer ?? DEFAULT_JWT_ISSUER,
+      audience: cfg.audience ?? DEFAULT_JWT_AUDIENCE,
+      requiredClaims: ["exp", "iss", "aud", "sub"],
+      clockTolerance: JWT_CLOCK_TOLERANCE_S,
+    });
+    const parsed = ClaimsSchema.safeParse(payload);
+    if (!parsed.success) return { refused: "the token has no valid sub and role claims" };
+    return { sub: parsed.data.sub, role: parsed.data.role, sites: parsed.data.sites ?? null };
+  } catch (err) {
+    return { refused: refusal(err) };
+  }
+}
+
 /** Requires an operator token with at least `role`; the operator is on `c.var.operator`. */
-export function operatorAuth(secret: string | undefined, role: Role): MiddlewareHandler<OperatorEnv> {
-  return async (c, next) => {
+export function operatorAuth(
+  cfg: OperatorTokenConfig | string | undefined,
+  role: Role,
+): MiddlewareHandler<OperatorEnv> {
+  const config: OperatorTokenConfig = typeof cfg === "string" || cfg === undefined ? { secret: cfg } : cfg;
+  return async function operatorAuth(c, next) {
+    const secret = config.secret;
     if (!secret) {
       return problemResponse({
         title: "Operator API disabled",
@@ -48,25 +111,21 @@ export function operatorAuth(secret: string | undefined, role: Role): Middleware
         { "www-authenticate": 'Bearer realm="paylane"' },
       );
     }
-    let claims: z.infer<typeof ClaimsSchema>;
-    try {
-      const parsed = ClaimsSchema.safeParse(await verify(header.slice(7), secret, "HS256"));
-      if (!parsed.success) throw new Error("the token has no valid sub and role claims");
-      claims = parsed.data;
-    } catch (err) {
+    const operator = await verifyOperatorToken(header.slice(7).trim(), { ...config, secret });
+    if ("refused" in operator) {
       return problemResponse(
-        { title: "Unauthorized", status: 401, detail: `operator token refused: ${(err as Error).message}` },
+        { title: "Unauthorized", status: 401, detail: `operator token refused: ${operator.refused}` },
         { "www-authenticate": 'Bearer realm="paylane", error="invalid_token"' },
       );
     }
-    if (ROLES.indexOf(claims.role) < ROLES.indexOf(role)) {
+    if (ROLES.indexOf(operator.role) < ROLES.indexOf(role)) {
       return problemResponse({
         title: "Forbidden",
         status: 403,
-        detail: `this needs the ${role} role; the token has ${claims.role}`,
+        detail: `this needs the ${role} role; the token has ${operator.role}`,
       });
     }
-    c.set("operator", { sub: claims.sub, role: claims.role, sites: claims.sites ?? null });
+    c.set("operator", operator);
     await next();
   };
 }
@@ -78,17 +137,45 @@ export function siteDenied(c: Context<OperatorEnv>, site: string): Response | nu
   return problemResponse({ title: "Forbidden", status: 403, detail: `this token may not touch site ${site}` });
 }
 
-/** Mints an operator token (the `paylane-cloud token` command, `npm start`, tests). */
+/**
+ * The site a listing is limited to: `?site=` when given (and allowed), the
+ * token's only site, or every site (undefined) for an unscoped token. A
+ * token scoped to several sites must choose one.
+ */
+export function listingSite(c: Context<OperatorEnv>, site: string | undefined): string | undefined | Response {
+  if (site !== undefined) return siteDenied(c, site) ?? site;
+  const sites = c.var.operator.sites;
+  if (sites === null) return undefined;
+  if (sites.length === 1) return sites[0];
+  return problemResponse({
+    title: "Invalid request",
+    status: 400,
+    detail: `site: required, this token may read only sites ${sites.join(", ") || "(none)"}`,
+  });
+}
+
+/** Mints an operator token (the `paylane-cloud token` command, `npm start`, tests): HS256 with iss, aud, iat, exp. */
 export function mintOperatorToken(
   secret: string,
-  o: { sub: string; role: Role; sites?: string[]; ttlSeconds?: number; now?: Date },
+  o: {
+    sub: string;
+    role: Role;
+    sites?: string[];
+    ttlSeconds?: number;
+    now?: Date;
+    issuer?: string;
+    audience?: string;
+  },
 ): Promise<string> {
   const iat = Math.floor((o.now ?? new Date()).getTime() / 1000);
-  return sign(
-    { sub: o.sub, role: o.role, ...(o.sites ? { sites: o.sites } : {}), iat, exp: iat + (o.ttlSeconds ?? 8 * 3600) },
-    secret,
-    "HS256",
-  );
+  return new SignJWT({ role: o.role, ...(o.sites ? { sites: o.sites } : {}) })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(o.sub)
+    .setIssuer(o.issuer ?? DEFAULT_JWT_ISSUER)
+    .setAudience(o.audience ?? DEFAULT_JWT_AUDIENCE)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + (o.ttlSeconds ?? 8 * 3600))
+    .sign(encoder.encode(secret));
 }
 
 async function authenticateBasic(header: string | undefined, registry: Registry): Promise<Identity | null> {

@@ -1,6 +1,7 @@
 /** Small helpers every route module shares: problem answers, JSON bodies, opaque cursors. */
 import { describeIssues, problemResponse } from "@paylane/protocol";
-import type { z } from "zod";
+import type { MiddlewareHandler } from "hono";
+import { z } from "zod";
 
 export function badRequest(detail: string): Response {
   return problemResponse({ title: "Invalid request", status: 400, detail });
@@ -29,17 +30,81 @@ export async function jsonBody<S extends z.ZodType>(req: Request, schema: S): Pr
   } catch (err) {
     return badRequest(`body: malformed JSON: ${(err as Error).message}`);
   }
+  const nul = nulPath(json, "body");
+  if (nul) return badRequest(`${nul}: ${NUL_ADVICE}`);
   const parsed = schema.safeParse(json);
   return parsed.success ? parsed.data : badRequest(describeIssues(parsed.error, "body"));
+}
+
+const NUL_ADVICE = "contains a NUL character (\\u0000), which no text field accepts";
+
+/** The path of the first string (value or key) in `v` holding a NUL character, or null. */
+function nulPath(v: unknown, path: string): string | null {
+  if (typeof v === "string") return v.includes("\0") ? path : null;
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) {
+      const found = nulPath(x, `${path}[${i}]`);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (v !== null && typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      if (k.includes("\0")) return `${path} key ${JSON.stringify(k)}`;
+      const found = nulPath(x, `${path}.${k}`);
+      if (found) return found;
+    }
+  }
+  return null;
+}
+
+/**
+ * Refuses a NUL character anywhere in the path or the query string (Postgres
+ * keeps none in text): a 400 naming the parameter, before any route runs.
+ */
+export function rejectNulCharacters(): MiddlewareHandler {
+  return async function rejectNulCharacters(c, next) {
+    const url = c.req.url;
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    if (/%00|\0/i.test(path)) return badRequest(`path: ${NUL_ADVICE}`);
+    if (q >= 0 && /%00|\0/i.test(url.slice(q))) {
+      for (const [name, values] of Object.entries(c.req.queries())) {
+        if (name.includes("\0")) return badRequest(`query: a parameter name ${NUL_ADVICE}`);
+        if (values.some((v) => v.includes("\0"))) return badRequest(`${name}: ${NUL_ADVICE}`);
+      }
+    }
+    await next();
+  };
+}
+
+/** The kinds of value a cursor position may hold, each checked as the query will cast it. */
+export type CursorField = "timestamp" | "uuid" | "text" | "int";
+
+const Timestamp = z.iso.datetime({ offset: true });
+const Uuid = z.uuid();
+
+function cursorFieldOk(v: unknown, kind: CursorField): boolean {
+  switch (kind) {
+    case "timestamp":
+      return Timestamp.safeParse(v).success;
+    case "uuid":
+      return Uuid.safeParse(v).success;
+    case "text":
+      return typeof v === "string" && v.length <= 1024 && !v.includes("\0");
+    case "int":
+      return typeof v === "number" && Number.isSafeInteger(v);
+  }
 }
 
 /** An opaque keyset cursor: the sort key of the last item a page held. */
 export const cursor = {
   encode: (...key: Array<string | number>) => Buffer.from(JSON.stringify(key)).toString("base64url"),
-  decode(raw: string, shape: ReadonlyArray<"string" | "number">): Array<string | number> | null {
+  decode(raw: string, shape: ReadonlyArray<CursorField>): Array<string | number> | null {
+    if (raw.length > 4096 || !/^[A-Za-z0-9_-]+={0,2}$/.test(raw)) return null;
     try {
       const v: unknown = JSON.parse(Buffer.from(raw, "base64url").toString("utf8"));
-      return Array.isArray(v) && v.length === shape.length && v.every((x, i) => typeof x === shape[i])
+      return Array.isArray(v) && v.length === shape.length && v.every((x, i) => cursorFieldOk(x, shape[i]!))
         ? (v as Array<string | number>)
         : null;
     } catch {
@@ -51,10 +116,10 @@ export const cursor = {
 /** Where a page starts: null without `before`, else the key a cursor of this API holds, or a 400. */
 export function pageAfter(
   before: string | undefined,
-  shape: ReadonlyArray<"string" | "number">,
+  shape: ReadonlyArray<CursorField>,
 ): Array<string | number> | null | Response {
-  if (!before) return null;
-  return cursor.decode(before, shape) ?? badRequest("before: not a cursor returned by this API");
+  if (before === undefined || before === "") return null;
+  return cursor.decode(before, shape) ?? badRequest("before: not a cursor returned by this API (use a page's next)");
 }
 
 /** `?since=V`, the `what` version a kiosk holds: undefined when absent, else an integer >= 0 or a 400. */

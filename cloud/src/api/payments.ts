@@ -37,7 +37,7 @@ import {
 } from "../ledger/ledger.ts";
 import { walletSync } from "../ledger/wallet-sync.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
-import { anyDevice, deviceOnly, type OperatorEnv, operatorAuth, siteDenied } from "./auth.ts";
+import { anyDevice, deviceOnly, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
 import { badRequest, cursor, jsonBody, notFound, pageAfter, queryError, sinceParam } from "./http.ts";
 
 export interface PaymentRoutesOptions {
@@ -45,8 +45,8 @@ export interface PaymentRoutesOptions {
   presence: PresenceStore;
   registry: () => Registry;
   now: () => Date;
-  /** Verifies operator tokens; unset: the operator routes answer 503. */
-  jwtSecret?: string;
+  /** Verifies operator tokens; no secret: the operator routes answer 503. */
+  tokens: OperatorTokenConfig;
   metrics: MetricsRegistry;
 }
 
@@ -83,9 +83,9 @@ const RefundSchema = z.strictObject({
 
 export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
   const app = new Hono<OperatorEnv>();
-  const viewer = operatorAuth(o.jwtSecret, "viewer");
-  const operator = operatorAuth(o.jwtSecret, "operator");
-  const admin = operatorAuth(o.jwtSecret, "admin");
+  const viewer = operatorAuth(o.tokens, "viewer");
+  const operator = operatorAuth(o.tokens, "operator");
+  const admin = operatorAuth(o.tokens, "admin");
   const authorizations = new Counter({
     name: "paylane_cloud_payment_authorizations_total",
     help: "Online authorizations by answer: approved, declined (with reason), replayed, key-mismatch",
@@ -137,7 +137,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (!q.success) return queryError(q.error);
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
-    const after = pageAfter(q.data.before, ["string"]);
+    const after = pageAfter(q.data.before, ["text"]);
     if (after instanceof Response) return after;
     const { rows } = await o.db.query<WalletRow>(
       `SELECT w.site_id, w.member_id, m.name AS member_name, w.currency, w.balance, w.entries, w.offline_blocked, w.updated_at
@@ -165,7 +165,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (denied) return denied;
     const q = PageQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
-    const after = pageAfter(q.data.before, ["number"]);
+    const after = pageAfter(q.data.before, ["int"]);
     if (after instanceof Response) return after;
     const { rows } = await o.db.query<LedgerRow>(
       `SELECT ${LEDGER_COLUMNS} FROM ledger_entries
@@ -186,7 +186,7 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (!q.success) return queryError(q.error);
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
-    const after = pageAfter(q.data.before, ["string", "string"]);
+    const after = pageAfter(q.data.before, ["timestamp", "uuid"]);
     if (after instanceof Response) return after;
     const { rows } = await o.db.query<LedgerRow>(
       `SELECT ${LEDGER_COLUMNS} FROM ledger_entries

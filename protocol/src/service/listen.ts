@@ -4,6 +4,7 @@
  * `/healthz` + `/metrics` endpoints.
  */
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
 
@@ -18,6 +19,8 @@ export interface ListenOptions {
   setting: string;
   /** Extra advice when the port is taken, e.g. which service usually holds it. */
   hint?: string;
+  /** Called with the server before it accepts a connection (timeouts, `clientError` handlers). */
+  configure?: (server: ServerType) => void;
 }
 
 /** Explains EADDRINUSE in words a person can act on. */
@@ -41,6 +44,8 @@ export interface Listening {
 export function listen(app: Hono<any, any, any>, o: ListenOptions): Promise<Listening> {
   return new Promise((resolve, reject) => {
     const server = serve({ fetch: app.fetch, port: o.port, hostname: o.host });
+    // serve() has only asked to listen: nothing is accepted before this turn of the event loop ends.
+    o.configure?.(server);
     server.once("error", (err) => reject(describeListenError(err as NodeJS.ErrnoException, o)));
     server.once("listening", () => {
       const port = (server.address() as AddressInfo).port;
@@ -56,6 +61,38 @@ export function listen(app: Hono<any, any, any>, o: ListenOptions): Promise<List
       });
     });
   });
+}
+
+/**
+ * Errors Node's HTTP parser answers itself (headers too large, a malformed
+ * request, a request that took too long) as RFC 9457 problem+json instead of
+ * a bare status line. Use as `configure` of `listen`.
+ */
+export function problemClientErrors(server: ServerType): void {
+  server.on(
+    "clientError",
+    (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+      if (err.code === "ECONNRESET" || !socket.writable || socket._httpMessage?.headersSent) {
+        socket.destroy();
+        return;
+      }
+      const [status, title, detail] =
+        err.code === "HPE_HEADER_OVERFLOW"
+          ? [
+              431,
+              "Request header fields too large",
+              "the request's headers are larger than this server accepts; send fewer or smaller headers",
+            ]
+          : err.code === "ERR_HTTP_REQUEST_TIMEOUT" || err.code === "ERR_HTTP_HEADERS_TIMEOUT"
+            ? [408, "Request timeout", "the request did not arrive in time"]
+            : [400, "Bad request", "the request is not well-formed HTTP/1.1"];
+      const body = JSON.stringify({ type: "about:blank", title, status, detail });
+      socket.end(
+        `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
+  );
 }
 
 /** A URL fit for logs and error messages: any password in it is replaced. */

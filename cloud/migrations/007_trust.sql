@@ -91,6 +91,10 @@ BEGIN
   ELSIF prior_amount IS NOT NULL AND prior_amount <> v_amount THEN
     problem := 'payment key ' || (b ->> 'key') || ' was authorized for ' || prior_amount || ', the journal says ' || v_amount;
   END IF;
+  IF problem IS NULL AND prior_amount IS NOT NULL AND NEW.kind = 'topup' THEN
+    -- top-ups are never posted online: a second journaled top-up under a credited key is a replay
+    problem := 'top-up ' || (b ->> 'key') || ' was already credited: nothing credited again';
+  END IF;
   IF problem IS NULL AND prior_amount IS NOT NULL THEN
     -- authorized online before this entry existed: the entry links it to its kiosk seq, nothing is posted
     INSERT INTO ledger_journal_links (entry_id, site_id, device_id, seq)

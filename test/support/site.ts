@@ -213,7 +213,11 @@ export class TestSite {
   }
 
   /** `overrides`: reader, printer, gpio and broker URL for this kiosk (default: a PN532 simulator, no printer). */
-  async startKiosk(device: string, overrides: HardwareConfig = {}): Promise<KioskDaemon> {
+  async startKiosk(
+    device: string,
+    overrides: HardwareConfig = {},
+    { waitOnline = true }: { waitOnline?: boolean } = {},
+  ): Promise<KioskDaemon> {
     const config = parseDeviceConfig({
       // a quick poll: integration tests tap hundreds of cards through the PN532 simulator
       reader: { type: "pn532-simulator", pollIntervalMs: 5 },
@@ -233,10 +237,12 @@ export class TestSite {
       now: this.o.now,
       onPaymentAttempt: (key, attempt) => this.o.onPaymentAttempt?.(device, key, attempt),
     });
-    for (const e of ["state", "result", "receipt", "acked", "payment-result", "payment-ended"] as const)
+    const events = ["state", "result", "receipt", "acked", "payment-result", "payment-ended"] as const;
+    for (const e of [...events, "journal-rolled-back", "journal-conflicts"] as const)
       daemon.events.on(e, this.signal.notify);
     await daemon.start();
     this.kiosks.set(device, daemon);
+    if (!waitOnline) return daemon;
     // The first replica pull happens at start; wait for it so taps see the members.
     await this.signal.until(
       async () => (await daemon.state()).online && daemon.replicaSync.lastError === undefined,

@@ -287,7 +287,7 @@ export function createLocalApi(o: LocalApiOptions) {
     if (page === undefined) {
       try {
         const html = await readFile(join(kioskDist, "index.html"), "utf8");
-        page = html.replace(/<head>/i, `<head>\n    <meta name="${LOCAL_TOKEN_META}" content="${o.token}" />`);
+        page = html.replace(/<\/head>/i, `  <meta name="${LOCAL_TOKEN_META}" content="${o.token}" />\n  </head>`);
       } catch {
         return problemResponse({ title: "No kiosk UI", status: 404, detail: "the UI is not built: npm run build" });
       }

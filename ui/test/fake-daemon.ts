@@ -314,7 +314,7 @@ export class FakeDaemon {
       if (file === "index.html") {
         data = data
           .toString("utf8")
-          .replace("<head>", `<head><meta name="${LOCAL_TOKEN_META}" content="${this.token}">`);
+          .replace("</head>", `<meta name="${LOCAL_TOKEN_META}" content="${this.token}"></head>`);
       }
       res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(data);
     } catch {

@@ -389,7 +389,7 @@ for (const route of ROUTES) {
         contentType,
         async (path, q, payload, key, type) => check(route, path, q, payload, key, type),
       ),
-      { numRuns: RUNS, seed: SEED, endOnFailure: true },
+      { numRuns: RUNS, seed: SEED, endOnFailure: true, includeErrorInReport: true },
     );
   });
 }

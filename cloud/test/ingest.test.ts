@@ -193,4 +193,47 @@ test("two batches commit at once, but a device is never in both: its next entrie
   await db.close();
 });
 
+test("another entry at a held seq is a collision, not a duplicate: kept whole, the held one untouched, the ack lists it", async () => {
+  const db = await setUp(["k1"]);
+  const outcomes: FlushOutcome[] = [];
+  const ing = ingestor(db, outcomes, []);
+  const held = [1, 2].map((s) => entry("k1", s));
+  ing.add(held);
+  await ing.drain();
+  // the same entry again is a duplicate; another one at seq 2 is not, nor one at 3 that shares a batch with its rival
+  const rival = entry("k1", 2);
+  const third = entry("k1", 3);
+  const thirdRival = entry("k1", 3);
+  ing.add([held[0]!, rival, third, thirdRival]);
+  await ing.drain();
+  ing.add([rival]); // redelivered: kept once
+  await ing.drain();
+
+  const inbox = await db.query<{ seq: number; entry_id: string }>("SELECT seq, entry_id FROM inbox ORDER BY seq");
+  assert.equal(
+    inbox.rows.map((r) => [Number(r.seq), r.entry_id]),
+    [
+      [1, held[0]!.entryId],
+      [2, held[1]!.entryId],
+      [3, third.entryId],
+    ],
+  );
+  const kept = await db.query<{ seq: number; entry_id: string; held_entry_id: string; body: unknown }>(
+    "SELECT seq, entry_id, held_entry_id, body FROM seq_collisions ORDER BY seq",
+  );
+  assert.equal(
+    kept.rows.map((r) => [Number(r.seq), r.entry_id, r.held_entry_id]),
+    [
+      [2, rival.entryId, held[1]!.entryId],
+      [3, thirdRival.entryId, third.entryId],
+    ],
+  );
+  assert.equal(kept.rows[0]!.body, JSON.parse(rival.applied!.body), "the newcomer is kept whole");
+  const conflicts = outcomes.flatMap((o) => o.acks.flatMap((a) => a.conflicts));
+  assert.equal(conflicts, [2, 3, 2], "every delivery of a rival is answered as a conflict");
+  assert.equal(
+    outcomes.map((o) => o.newCollisions),
+    [0, 1, 1, 0],
+  );
+});
 test.run();

@@ -6,9 +6,12 @@
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Entry } from "@paylane/protocol";
+import pino from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { Journal, JournalError } from "../src/journal.ts";
+import { AckBeyondJournalError, Journal, JournalError } from "../src/journal.ts";
+import { RollbackGuard } from "../src/journal-rollback.ts";
 
 const test = suite("journal");
 let dir = "";
@@ -309,6 +312,92 @@ test("200 concurrent appends get 200 distinct, contiguous seqs", async () => {
   // Each returned seq is the one stored with that entry.
   const byId = new Map(stored.map((e) => [e.id, e.seq]));
   for (const e of entries) assert.is(byId.get(e.id), e.seq);
+});
+
+test("entries the cloud holds under other ids survive every ack and compaction", async () => {
+  const { journal } = await fresh();
+  for (let i = 0; i < 4; i++) await journal.append("checkin", { i }, at);
+  await journal.markAcked(4, [2, 3]);
+  assert.equal(await journal.conflicts(), [2, 3]);
+  assert.is((await journal.stats()).conflicts, 2);
+  await journal.compact(new Date("2100-01-01T00:00:00Z"));
+  assert.equal(
+    (await journal.entriesAfter(0, 10)).map((e) => e.seq),
+    [2, 3],
+  );
+  // reported by the ack: nothing left to send so that the cloud keeps them
+  assert.equal(await journal.unreportedConflicts(10), []);
+});
+
+test("an ack beyond the journal says so; moveBeyond takes the next seq after the cloud's, in a new epoch", async () => {
+  const { journal } = await fresh();
+  await journal.append("checkin", { i: 1 }, at);
+  const err = await journal.markAcked(5).catch((e: unknown) => e);
+  assert.instance(err, AckBeyondJournalError);
+  const moved = await journal.moveBeyond(5, "ack", at);
+  assert.equal(
+    [moved?.seq, moved?.kind, moved?.body],
+    [6, "journal-rolled-back", { epoch: 1, localLastSeq: 1, cloudAckedSeq: 5, detectedBy: "ack" }],
+  );
+  assert.is(await journal.moveBeyond(5, "ack", at), null, "a journal not behind stays where it is");
+  assert.is((await journal.append("checkin", { i: 2 }, at)).seq, 7);
+  assert.is((await journal.moveBeyond(9, "stream", at))?.body.epoch, 2);
+  assert.is(await journal.markAcked(9), 9);
+});
+
+test("a rollback check holds acks until the journal is compared and moved, and records what the cloud holds under other ids", async () => {
+  const { journal } = await fresh();
+  const ours: Entry[] = [];
+  for (let i = 0; i < 3; i++) ours.push(await journal.append("checkin", { i }, at));
+  await journal.markAcked(1);
+  let release!: () => void;
+  const compared = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let entered!: () => void;
+  const comparing = new Promise<void>((resolve) => {
+    entered = resolve;
+  });
+  const moved: number[][] = [];
+  const guard = new RollbackGuard({
+    journal,
+    logger: pino({ level: "silent" }),
+    now: () => at,
+    stream: {
+      ackedSeq: async () => 4,
+      // the cloud holds seq 2 as ours, seq 3 under another id
+      heldIds: async (after, upTo) => {
+        entered();
+        await compared;
+        const held = new Map<number, string | null>([
+          [2, ours[1]!.id],
+          [3, "someone-else"],
+        ]);
+        return new Map([...held].filter(([seq]) => seq > after && seq <= upTo));
+      },
+    },
+    onMoved: (_entry, conflicts) => moved.push(conflicts),
+  });
+  const check = guard.check();
+  await comparing;
+  // an ack arriving meanwhile waits: it must not cover seq 3 before the comparison
+  let acked = false;
+  const ack = journal.markAcked(4).then(() => {
+    acked = true;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.is(acked, false, "the ack waits for the check");
+  release();
+  await check;
+  await ack;
+  assert.equal(moved, [[3]]);
+  assert.equal(await journal.conflicts(), [3]);
+  assert.equal(
+    (await journal.unreportedConflicts(10)).map((e) => e.id),
+    [ours[2]!.id],
+    "sent again so the cloud keeps it",
+  );
+  assert.is((await journal.stats()).lastSeq, 5);
 });
 
 test.run();

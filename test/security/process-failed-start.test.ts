@@ -138,7 +138,9 @@ it("paylane-cloud: CLOUD_PORT is taken after the database and the MQTT bridge ar
     assert.match(ended.stdout, /bridge connected to broker/, "the failure came late: the bridge was already up");
     assertOneLine(
       ended,
-      new RegExp(`^paylane-cloud: failed to start: port ${held.port} on 127\\.0\\.0\\.1 is already in use; set CLOUD_PORT`),
+      new RegExp(
+        `^paylane-cloud: failed to start: port ${held.port} on 127\\.0\\.0\\.1 is already in use; set CLOUD_PORT`,
+      ),
     );
   } finally {
     held.server.close();

@@ -316,6 +316,17 @@ const ROUTES: Route[] = [
     params: [],
     auth: "device",
   },
+  {
+    method: "GET",
+    path: fc
+      .tuple(
+        site,
+        segment(() => "k1"),
+      )
+      .map(([s, d]) => `/api/v1/sites/${s}/devices/${d}/stream/entries`),
+    params: ["after", "upTo"],
+    auth: "device",
+  },
   ...(["/api/v1/payments", "/api/v1/payments/void"] as const).map(
     (p): Route => ({
       method: "POST",

@@ -29,6 +29,8 @@ import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, op
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
+import { streamRoutes } from "./streams.ts";
+import { topupRoutes } from "./topups.ts";
 
 /** Request bodies above this are refused with 413 before they are parsed. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -126,6 +128,8 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     }),
   );
 
+  app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics }));
+  app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
 
   app.get("/api/v1/checkins", viewer, async (c) => {
     const q = ListQuery.safeParse(c.req.query());

@@ -3,7 +3,7 @@
  * Types are inferred from the schemas, so the wire and the code cannot drift.
  */
 import { z } from "zod";
-import { ExposureSchema, PaymentBodySchema, TopupBodySchema } from "./payments.ts";
+import { ExposureSchema, PaymentBodySchema, TerminalSettlementBodySchema, TopupBodySchema } from "./payments.ts";
 import { PROTOCOL_VERSION } from "./topics.ts";
 
 const isoTime = z.iso.datetime({ offset: true });
@@ -99,6 +99,7 @@ export const ENTRY_KINDS = {
   "journal-rolled-back": JournalRolledBackBodySchema,
   payment: PaymentBodySchema,
   topup: TopupBodySchema,
+  "terminal-settlement": TerminalSettlementBodySchema,
 } as const;
 export type EntryKind = keyof typeof ENTRY_KINDS;
 

@@ -48,8 +48,45 @@ export const TopupBodySchema = z.object({
     /** e.g. "VISA •••• 4242": what a receipt may show of the card, never more. */
     cardLabel: z.string().max(32).optional(),
   }),
+  /**
+   * "online" (or absent): charged against an intent the cloud issued. "offline":
+   * charged while the kiosk could not get one, within the site's offline top-up
+   * cap; the cloud holds it pending and credits it only once the terminal's
+   * end-of-day settlement (`terminal-settlement`) accounts for it.
+   */
+  authorization: z.enum(AUTHORIZATIONS).optional(),
 });
 export type TopupBody = z.infer<typeof TopupBodySchema>;
+
+/**
+ * Journal entry `terminal-settlement`: the payment terminal's end-of-day
+ * (ZVT 06 50) totals, and the terminal references of the top-ups this kiosk
+ * journaled in the period it closes. The cloud credits the period's pending
+ * offline top-ups only when these totals equal what the kiosk's journaled
+ * top-ups add up to.
+ */
+export const TerminalSettlementBodySchema = z.object({
+  /** The site-local day the settlement was run on (YYYY-MM-DD). */
+  day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, { error: "expected a site-local day like 2026-12-04" }),
+  /** The journal seqs the period covers: top-ups journaled after `fromSeq` up to `toSeq`. */
+  period: z.object({ fromSeq: z.number().int().min(0), toSeq: z.number().int().min(0) }),
+  /** What the terminal reports it took in the period, minor units. */
+  total: z.number().int().min(0).max(10_000_000_000),
+  /** How many card payments the terminal reports in the period. */
+  count: z.number().int().min(0).max(100_000),
+  currency: CurrencySchema,
+  /** The terminal references of the top-ups this kiosk journaled in the period. */
+  references: z.array(z.string().min(1).max(64)).max(10_000),
+  /** The terminal's own identification of the batch, for ops comparing it with the acquirer's statement. */
+  terminal: z
+    .object({
+      traceNumber: z.string().max(16).optional(),
+      receiptFrom: z.string().max(8).optional(),
+      receiptTo: z.string().max(8).optional(),
+    })
+    .optional(),
+});
+export type TerminalSettlementBody = z.infer<typeof TerminalSettlementBodySchema>;
 
 /**
  * `POST /api/v1/topups/intents` (device credentials): before it charges a
@@ -137,6 +174,11 @@ export const OfflineLimitsSchema = z.object({
   perCardDaily: z.number().int().min(0),
   /** What one kiosk may have approved offline and not yet reconciled, in total. */
   kioskExposure: z.number().int().min(0),
+  /**
+   * What one kiosk may take in card top-ups while it cannot get an intent from
+   * the cloud, per site-local day; 0 (the default) turns offline top-ups off.
+   */
+  topupDaily: z.number().int().min(0).optional(),
 });
 export type OfflineLimits = z.infer<typeof OfflineLimitsSchema>;
 

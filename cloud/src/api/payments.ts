@@ -276,12 +276,14 @@ export function paymentRoutes(o: PaymentRoutesOptions): Hono<OperatorEnv> {
     if (denied) return denied;
     const body = await jsonBody(c.req.raw, OfflineLimitsSchema.strict());
     if (body instanceof Response) return body;
-    const { rows } = await o.db.query(
-      `UPDATE sites SET offline_per_payment = $2, offline_per_card_daily = $3, offline_kiosk_exposure = $4
-       WHERE id = $1 RETURNING id`,
-      [site, body.perPayment, body.perCardDaily, body.kioskExposure],
+    // topupDaily (the offline top-up cap, 0 = off) is left as it is when the body does not name it
+    const { rows } = await o.db.query<{ topup_daily: number }>(
+      `UPDATE sites SET offline_per_payment = $2, offline_per_card_daily = $3, offline_kiosk_exposure = $4,
+         offline_topup_daily_cap = coalesce($5, offline_topup_daily_cap)
+       WHERE id = $1 RETURNING offline_topup_daily_cap AS topup_daily`,
+      [site, body.perPayment, body.perCardDaily, body.kioskExposure, body.topupDaily ?? null],
     );
-    return rows.length > 0 ? c.json(body) : notFound(`no site ${site}`);
+    return rows[0] ? c.json({ ...body, topupDaily: Number(rows[0].topup_daily) }) : notFound(`no site ${site}`);
   });
 
   /** An operator's credit or correction to one wallet: a top-up (operator) or an adjustment (admin). */

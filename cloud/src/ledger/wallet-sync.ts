@@ -13,7 +13,7 @@ import type { WalletSync } from "@paylane/protocol";
 import type { Queryable } from "../db/database.ts";
 
 const SQL = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS version,
-    s.currency, s.offline_per_payment, s.offline_per_card_daily, s.offline_kiosk_exposure,
+    s.currency, s.offline_per_payment, s.offline_per_card_daily, s.offline_kiosk_exposure, s.offline_topup_daily_cap,
     coalesce((SELECT acked_seq FROM device_streams d WHERE d.site_id = s.id AND d.device_id = $2), 0) AS applied_up_to,
     (SELECT coalesce(json_agg(json_build_array(i.id, i.name, i.price) ORDER BY i.id), '[]')
      FROM items i WHERE i.site_id = s.id AND i.active) AS items,
@@ -36,6 +36,7 @@ export async function walletSync(
       offline_per_payment: number;
       offline_per_card_daily: number;
       offline_kiosk_exposure: number;
+      offline_topup_daily_cap: number;
       applied_up_to: number;
       items: Array<[string, string, number]>;
       wallets: Array<[string, number, boolean]>;
@@ -58,6 +59,7 @@ export async function walletSync(
       perPayment: r.offline_per_payment,
       perCardDaily: r.offline_per_card_daily,
       kioskExposure: r.offline_kiosk_exposure,
+      topupDaily: r.offline_topup_daily_cap,
     },
     items: r.items.map(([id, name, price]) => ({ id, name, price })),
     wallets: r.wallets.map(([memberId, balance, offlineBlocked]) => ({ memberId, balance, offlineBlocked })),

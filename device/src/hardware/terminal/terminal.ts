@@ -42,7 +42,30 @@ export interface PaymentTerminal {
    * TerminalOutcome values.
    */
   charge(req: TerminalCharge, opts?: { signal?: AbortSignal }): Promise<TerminalOutcome>;
+  /**
+   * End-of-day: the terminal closes its batch (the approved payments since
+   * the last end-of-day), sends it to the acquirer and reports its totals.
+   * Rejects with an Error naming why when the terminal refuses or cannot
+   * (busy, unreachable, no answer in time). Optional: not every terminal
+   * interface offers it.
+   */
+  endOfDay?(): Promise<TerminalSettlement>;
   close(): Promise<void>;
+}
+
+/** The totals of a closed terminal batch. */
+export interface TerminalSettlement {
+  /** Minor units the batch took in. */
+  total: number;
+  /** Card payments in the batch. */
+  count: number;
+  /** ISO 4217 alphabetic, when the terminal says. */
+  currency?: string;
+  /** The end-of-day's own trace number. */
+  traceNumber?: string;
+  /** The first and last receipt numbers of the batch. */
+  receiptFrom?: string;
+  receiptTo?: string;
 }
 
 /** "VISA •••• 4242"; the brand alone when the last four are unknown. */

@@ -5,8 +5,10 @@
  *   ECR → PT   06 00 Registration      password (3 BCD), config byte, currency (2 BCD)
  *              06 01 Authorization     BMP 04 amount (6 BCD), BMP 49 currency (2 BCD)
  *              06 B0 Abort             (no data)
+ *              06 50 End-of-Day        password (3 BCD)
  *   PT → ECR   04 FF Intermediate status   status byte
  *              04 0F Status information    BMPs: 27 result, 04 amount, 0B trace, 87 receipt, 22 PAN …
+ *                                          (after End-of-Day: 04 the batch total, 60 the single totals)
  *              06 0F Completion
  *              06 1E Abort                 result code
  *   both       80 00 00 ACK, 84 XX 00 refused with result code XX
@@ -27,6 +29,7 @@ export const Cmd = {
   completion: { cls: 0x06, ins: 0x0f },
   abort: { cls: 0x06, ins: 0x1e },
   ecrAbort: { cls: 0x06, ins: 0xb0 },
+  endOfDay: { cls: 0x06, ins: 0x50 },
   intermediateStatus: { cls: 0x04, ins: 0xff },
   statusInformation: { cls: 0x04, ins: 0x0f },
 } as const satisfies Record<string, Code>;
@@ -48,6 +51,7 @@ export const Bmp = {
   terminalId: 0x29,
   approvalCode: 0x3b,
   currency: 0x49,
+  singleTotals: 0x60,
   receipt: 0x87,
   turnover: 0x88,
   cardType: 0x8a,
@@ -364,6 +368,8 @@ export interface StatusInformation {
   panLast4?: string;
   /** From BMP 22's unmasked leading digits: a brand, never the digits. */
   panBrand?: string;
+  /** BMP 60, in the answer to End-of-Day: the batch's counts and turnovers per card group. */
+  totals?: SingleTotals;
   /** False when an unknown or truncated BMP ended parsing early. */
   complete: boolean;
 }
@@ -411,6 +417,9 @@ export function parseStatusInformation(data: Uint8Array): StatusInformation {
         s.panBrand = p.brand;
         break;
       }
+      case Bmp.singleTotals:
+        s.totals = parseSingleTotals(body);
+        break;
       // Track data (23, 24, 2D) and the TLV container are skipped unread.
     }
   });
@@ -482,6 +491,88 @@ export function terminalAbort(resultCode: number): Uint8Array {
   return encodeApdu(Cmd.abort.cls, Cmd.abort.ins, [resultCode]);
 }
 
+// ---- End-of-Day ------------------------------------------------------------------
+
+/**
+ * The card groups of BMP 60 ("single totals"), in their order on the wire:
+ * after the first and last receipt numbers (2 BCD each), each group is its
+ * count (1 byte, binary) and turnover (6 BCD).
+ */
+export const TOTALS_GROUPS = ["girocard", "jcb", "eurocard", "amex", "visa", "diners", "other"] as const;
+export type TotalsGroup = (typeof TOTALS_GROUPS)[number];
+
+export interface SingleTotals {
+  /** Four digits each: the first and last receipt numbers of the batch. */
+  receiptFrom: string;
+  receiptTo: string;
+  groups: Record<TotalsGroup, { count: number; amount: number }>;
+}
+
+const TOTALS_LENGTH = 4 + TOTALS_GROUPS.length * 7;
+
+/** The card group a ZVT card-type ID (BMP 8A) is totalled under. */
+export function totalsGroup(cardType: number | undefined): TotalsGroup {
+  switch (cardType) {
+    case 5:
+      return "girocard";
+    case 14:
+      return "jcb";
+    case 6:
+      return "eurocard";
+    case 8:
+      return "amex";
+    case 10:
+    case 11:
+    case 13:
+      return "visa";
+    case 12:
+      return "diners";
+    default:
+      return "other";
+  }
+}
+
+/** Undefined when the body is not the 53 bytes of BMP 60 or a field is not BCD. */
+export function parseSingleTotals(body: Uint8Array): SingleTotals | undefined {
+  if (body.length < TOTALS_LENGTH) return undefined;
+  const receiptFrom = decodeBcd(body.subarray(0, 2));
+  const receiptTo = decodeBcd(body.subarray(2, 4));
+  if (receiptFrom === undefined || receiptTo === undefined) return undefined;
+  const groups = {} as SingleTotals["groups"];
+  let at = 4;
+  for (const g of TOTALS_GROUPS) {
+    const amount = bcdNumber(body.subarray(at + 1, at + 7));
+    if (amount === undefined) return undefined;
+    groups[g] = { count: body[at] ?? 0, amount };
+    at += 7;
+  }
+  return { receiptFrom, receiptTo, groups };
+}
+
+export function encodeSingleTotals(t: SingleTotals): Uint8Array {
+  const out: number[] = [...encodeBcd(t.receiptFrom, 2), ...encodeBcd(t.receiptTo, 2)];
+  for (const g of TOTALS_GROUPS) {
+    const { count, amount } = t.groups[g];
+    if (!Number.isInteger(count) || count < 0 || count > 0xff)
+      throw new RangeError(`${g} count ${count} does not fit a byte`);
+    out.push(count, ...encodeBcd(amount, 6));
+  }
+  return Uint8Array.from(out);
+}
+
+/** 06 50: the terminal closes its batch and sends it to the acquirer; the password as in Registration. */
+export function endOfDay(password: string): Uint8Array {
+  if (!/^\d{6}$/.test(password)) throw new RangeError("the ZVT password is 6 digits");
+  return encodeApdu(Cmd.endOfDay.cls, Cmd.endOfDay.ins, [...encodeBcd(password, 3)]);
+}
+
+/** The password of an End-of-Day, or undefined when it is not 3 BCD bytes. */
+export function parseEndOfDay(data: Uint8Array): { password: string } | undefined {
+  if (data.length < 3) return undefined;
+  const password = decodeBcd(data.subarray(0, 3));
+  return password === undefined ? undefined : { password };
+}
+
 export interface StatusFields {
   resultCode: number;
   amount: number;
@@ -497,6 +588,8 @@ export interface StatusFields {
   approvalCode?: string;
   cardType?: number;
   cardName?: string;
+  /** BMP 60, in the answer to End-of-Day. */
+  totals?: SingleTotals;
 }
 
 export function statusInformation(f: StatusFields): Uint8Array {
@@ -517,6 +610,7 @@ export function statusInformation(f: StatusFields): Uint8Array {
     d.push(Bmp.approvalCode, ...code, ...new Array<number>(8 - code.length).fill(0));
   }
   if (f.cardType !== undefined) d.push(Bmp.cardType, f.cardType);
+  if (f.totals) d.push(Bmp.singleTotals, ...encodeVar(encodeSingleTotals(f.totals), 3));
   if (f.cardName)
     d.push(
       Bmp.cardName,

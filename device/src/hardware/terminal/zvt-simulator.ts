@@ -2,13 +2,18 @@
  * A payment terminal on a TCP port speaking ZVT the way a real one does, for
  * tests, demos and `npm start`: it ACKs each ECR command, sends its own
  * messages one at a time (each waits for the ECR's ACK), and answers
- * Registration, Authorization and Abort.
+ * Registration, Authorization, Abort and End-of-Day.
  *
  * An Authorization ends the way the next queued outcome says:
  *   approve     04 FF (insert card) → 04 0F result 00 → 06 0F
  *   decline     04 FF → 04 0F result code → 06 1E result code
  *   timeout     04 FF, then nothing (a card that never comes); an ECR Abort ends it with 06 1E 6C
  *   disconnect  04 FF, then the connection is closed: mid-transaction
+ *
+ * End-of-Day (06 50, with the Registration password) answers 04 FF (please
+ * wait) → 04 0F result 00 with the batch total (BMP 04) and the single totals
+ * per card group (BMP 60) of the charges approved since the last End-of-Day →
+ * 06 0F, and starts a new batch.
  *
  * The simulated card's full PAN stays in this object: on the wire it goes
  * masked ('E' for every digit but the last four), and it is never logged.
@@ -23,14 +28,19 @@ import {
   Cmd,
   completion,
   currencyAlpha,
+  currencyNumber,
   IntermediateStatus,
   intermediateStatus,
   isCmd,
   maskedPanBody,
   parseAuthorization,
+  parseEndOfDay,
   parseRegistration,
+  type SingleTotals,
   statusInformation,
+  TOTALS_GROUPS,
   terminalAbort,
+  totalsGroup,
 } from "./zvt-messages.ts";
 
 export type SimulatedOutcome = "approve" | "decline" | "timeout" | "disconnect";
@@ -73,6 +83,8 @@ export interface ZvtSimulatorStats {
   declined: number;
   /** Abort (06 B0) requests received. */
   aborts: number;
+  /** End-of-Day (06 50) batches closed. */
+  endOfDays: number;
   /** ACKs received from the ECR. */
   acks: number;
   /** Bytes from the ECR that were not APDUs. */
@@ -107,6 +119,8 @@ export class ZvtSimulator {
   #card: SimulatedCard;
   #last: SimulatedCharge | undefined;
   #trace = 0;
+  /** The charges approved since the last End-of-Day: what the next one totals. */
+  #batch: { amount: number; currency: number; cardType: number | undefined; receipt: number }[] = [];
   #address: { host: string; port: number } | undefined;
   readonly #stats: ZvtSimulatorStats = {
     connections: 0,
@@ -116,6 +130,7 @@ export class ZvtSimulator {
     approved: 0,
     declined: 0,
     aborts: 0,
+    endOfDays: 0,
     acks: 0,
     garbageBytes: 0,
   };
@@ -162,6 +177,11 @@ export class ZvtSimulator {
   /** The amount and currency of the last Authorization received. */
   get lastCharge(): SimulatedCharge | undefined {
     return this.#last ? { ...this.#last } : undefined;
+  }
+
+  /** The charges approved since the last End-of-Day, as the next one will total them. */
+  get batch(): { count: number; total: number } {
+    return { count: this.#batch.length, total: this.#batch.reduce((n, c) => n + c.amount, 0) };
   }
 
   /** ECR connections open now. */
@@ -231,6 +251,7 @@ export class ZvtSimulator {
     if (isCmd(a, Cmd.registration)) this.#register(s, a.data);
     else if (isCmd(a, Cmd.authorization)) this.#authorize(s, a.data);
     else if (isCmd(a, Cmd.ecrAbort)) this.#abort(s);
+    else if (isCmd(a, Cmd.endOfDay)) this.#endOfDay(s, a.data);
     else {
       this.#o.logger?.debug({ apdu: apduName(a) }, "ZVT simulator: command not supported");
       s.socket.write(negativeAck(0x83));
@@ -276,6 +297,7 @@ export class ZvtSimulator {
     switch (outcome) {
       case "approve":
         this.#stats.approved++;
+        this.#batch.push({ amount, currency, cardType: common.cardType, receipt: trace % 10_000 });
         this.#send(
           s,
           statusInformation({
@@ -314,6 +336,45 @@ export class ZvtSimulator {
     s.socket.write(ACK);
     s.txn.phase = "answering";
     this.#send(s, terminalAbort(0x6c), true);
+  }
+
+  #endOfDay(s: Session, data: Uint8Array): void {
+    const req = parseEndOfDay(data);
+    if (!req || req.password !== (this.#o.password ?? "000000")) {
+      s.socket.write(negativeAck(0x83));
+      return;
+    }
+    if (s.txn) {
+      s.socket.write(negativeAck(0x9c));
+      return;
+    }
+    s.socket.write(ACK);
+    s.txn = { phase: "answering", ignoreAbort: true };
+    const batch = this.#batch;
+    this.#batch = [];
+    this.#stats.endOfDays++;
+    const groups = Object.fromEntries(TOTALS_GROUPS.map((g) => [g, { count: 0, amount: 0 }])) as SingleTotals["groups"];
+    for (const c of batch) {
+      const g = groups[totalsGroup(c.cardType)];
+      g.count++;
+      g.amount += c.amount;
+    }
+    const receipt = (n: number | undefined) => String(n ?? 0).padStart(4, "0");
+    this.#send(s, intermediateStatus(IntermediateStatus.pleaseWait), false);
+    this.#send(
+      s,
+      statusInformation({
+        resultCode: 0x00,
+        amount: batch.reduce((n, c) => n + c.amount, 0),
+        currency: batch[0]?.currency ?? currencyNumber("EUR") ?? 978,
+        traceNumber: ++this.#trace,
+        terminalId: this.#terminalId,
+        at: (this.#o.now ?? (() => new Date()))(),
+        totals: { receiptFrom: receipt(batch[0]?.receipt), receiptTo: receipt(batch.at(-1)?.receipt), groups },
+      }),
+      false,
+    );
+    this.#send(s, completion(), true);
   }
 
   get #terminalId(): string {

@@ -15,6 +15,12 @@
  * terminal reverses it itself; messages outside a charge are not
  * acknowledged either. The PAN never leaves zvt-messages.ts, and neither the
  * password nor raw frames are logged.
+ *
+ * End-of-Day (06 50, with the password) closes the terminal's batch: the
+ * terminal answers with Status information carrying the batch total (BMP 04)
+ * and the single totals per card group (BMP 60), then Completion. Like a
+ * charge, its Status information with result 00 is the commit point: the batch
+ * is closed on the terminal once it says so.
  */
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
@@ -24,6 +30,7 @@ import {
   type PaymentTerminal,
   type TerminalCharge,
   type TerminalOutcome,
+  type TerminalSettlement,
   type TerminalState,
 } from "./terminal.ts";
 import { ACK, type Apdu, ApduDecoder, apduName, isAck, isNegativeAck } from "./zvt-frame.ts";
@@ -34,6 +41,7 @@ import {
   currencyAlpha,
   currencyNumber,
   ECR_ABORT,
+  endOfDay,
   isCmd,
   MAX_AMOUNT,
   parseStatusInformation,
@@ -176,6 +184,29 @@ export class ZvtTerminal implements PaymentTerminal {
       // An outcome carries no card data beyond a label, so it is logged whole.
       log.info({ outcome }, `card payment ${outcome.status}`);
       return outcome;
+    } finally {
+      this.#busy = false;
+      this.#setState(this.#linkUp ? "ready" : "disconnected");
+    }
+  }
+
+  /** ZVT End-of-Day: closes the terminal's batch and resolves with its totals (see the module comment). */
+  async endOfDay(): Promise<TerminalSettlement> {
+    if (this.#closed) throw new Error("the ZVT terminal driver is closed");
+    if (this.#busy) throw new Error("the payment terminal is busy; end-of-day runs between charges");
+    this.#busy = true;
+    this.#setState("busy");
+    const log = this.#o.logger;
+    log.info({ terminal: this.#where }, "terminal end-of-day started");
+    try {
+      const link = await this.#ensureLink(undefined);
+      if (!link.ok) {
+        const why = link.outcome.status === "disconnected" ? link.outcome.reason : link.outcome.status;
+        throw new Error(`terminal end-of-day not possible: ${why}`);
+      }
+      const totals = await this.#endOfDay();
+      log.info({ totals }, "terminal end-of-day done");
+      return totals;
     } finally {
       this.#busy = false;
       this.#setState(this.#linkUp ? "ready" : "disconnected");
@@ -371,6 +402,57 @@ export class ZvtTerminal implements PaymentTerminal {
     }
   }
 
+  // ---- end-of-day ---------------------------------------------------------------
+
+  #endOfDay(): Promise<TerminalSettlement> {
+    const { timers, timeoutMs } = this.#o;
+    return new Promise<TerminalSettlement>((resolve, reject) => {
+      let status: StatusInformation | undefined;
+      let settled = false;
+      let timer: unknown;
+      const finish = (result: TerminalSettlement | Error) => {
+        if (settled) return;
+        settled = true;
+        timers.clearTimeout(timer);
+        if (this.#exchange === exchange) this.#exchange = undefined;
+        if (result instanceof Error) reject(result);
+        else resolve(result);
+      };
+      /** Past a Status information with result 00 the batch is closed on the terminal, whatever follows. */
+      const committed = () => (status?.resultCode === 0 ? settlementOf(status) : undefined);
+      const exchange: Exchange = {
+        onApdu: (a) => {
+          if (isAck(a)) return;
+          if (isNegativeAck(a)) {
+            finish(new Error(`the terminal refused end-of-day: ${resultText(a.ins)}`));
+          } else if (isCmd(a, Cmd.statusInformation)) {
+            status = parseStatusInformation(a.data);
+          } else if (isCmd(a, Cmd.completion)) {
+            finish(
+              committed() ??
+                new Error(
+                  status
+                    ? `terminal end-of-day failed: ${resultText(status.resultCode)}`
+                    : "the terminal ended end-of-day without its totals",
+                ),
+            );
+          } else if (isCmd(a, Cmd.abort)) {
+            finish(new Error(`the terminal aborted end-of-day: ${resultText(a.data[0] ?? status?.resultCode)}`));
+          }
+          // intermediate status and print lines are acknowledged and ignored
+        },
+        onClose: (reason) => finish(committed() ?? new Error(`link to the terminal lost during end-of-day: ${reason}`)),
+      };
+      this.#exchange = exchange;
+      timer = timers.setTimeout(() => {
+        const done = committed();
+        if (!done) this.#dropLink(false);
+        finish(done ?? new Error(`no end-of-day answer from the terminal within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#write(endOfDay(this.#o.password));
+    });
+  }
+
   // ---- one authorisation --------------------------------------------------------
 
   #authorise(
@@ -483,6 +565,23 @@ export class ZvtTerminal implements PaymentTerminal {
       this.#write(authorization(req.amount, currency));
     });
   }
+}
+
+function settlementOf(s: StatusInformation): TerminalSettlement | Error {
+  if (!s.totals)
+    return new Error("the terminal's end-of-day answer has no single totals (BMP 60): the batch count is unknown");
+  const groups = Object.values(s.totals.groups);
+  const count = groups.reduce((n, g) => n + g.count, 0);
+  const total = s.amount ?? groups.reduce((n, g) => n + g.amount, 0);
+  const currency = s.currency !== undefined ? currencyAlpha(s.currency) : undefined;
+  return {
+    total,
+    count,
+    ...(currency ? { currency } : {}),
+    ...(s.traceNumber ? { traceNumber: s.traceNumber } : {}),
+    receiptFrom: s.totals.receiptFrom,
+    receiptTo: s.totals.receiptTo,
+  };
 }
 
 function checkCharge(req: TerminalCharge): number {

@@ -44,6 +44,7 @@ const LIMIT_VARIABLES: readonly { name: string; key: keyof GatewayLimits; min: n
   { name: "MQTT_CONNECTS_PER_ADDRESS", key: "connectsPerAddress", min: 1, max: 1_000_000 },
   { name: "MQTT_CONNECT_WINDOW_S", key: "connectWindowSeconds", min: 1, max: 3600 },
   { name: "MQTT_AUTH_CHECKS_PER_ADDRESS", key: "authChecksPerAddress", min: 1, max: 64 },
+  { name: "MQTT_AUTH_FAILURES_PER_ADDRESS", key: "authFailuresPerAddress", min: 1, max: 1_000_000 },
   { name: "MQTT_MESSAGES_PER_SECOND", key: "messagesPerSecond", min: 1, max: 1_000_000 },
 ];
 

@@ -113,6 +113,7 @@ interface Running {
   connectLimiter: RateLimiterMemory;
   messageLimiter: RateLimiterMemory;
   authChecks: KeyedSemaphore;
+  authFailures: RateLimiterMemory;
   /** The wss listener's HTTP layer (not listening itself: it is fed decrypted sockets). */
   wssHttp?: HttpServer;
   wss?: WebSocketServer;
@@ -271,6 +272,7 @@ export class Gateway {
       }),
       messageLimiter: new RateLimiterMemory({ keyPrefix: "messages", points: limits.messagesPerSecond, duration: 1 }),
       authChecks: new KeyedSemaphore(limits.authChecksPerAddress),
+      authFailures: new RateLimiterMemory({ keyPrefix: "auth", points: limits.authFailuresPerAddress, duration: 60 }),
     };
     if (o.wssPort !== undefined) this.#createWss(running);
 
@@ -464,11 +466,31 @@ export class Gateway {
       return;
     }
     const registry = this.#registry;
-    const authChecks = this.#running?.authChecks;
+    const running = this.#running;
     const address = remoteAddress(client) ?? "unknown";
-    const slowCheck = authChecks ? <T>(work: () => Promise<T>) => authChecks.run(address, work) : undefined;
+    let throttled = false;
+    const slowCheck = running
+      ? (verify: () => Promise<boolean>) =>
+          running.authChecks.run(address, async () => {
+            if (await this.#overAuthFailures(running, address)) {
+              throttled = true;
+              return false;
+            }
+            const ok = await verify();
+            if (!ok) await running.authFailures.penalty(address, 1);
+            return ok;
+          })
+      : undefined;
     registry.authenticate(username, password.toString("utf8"), slowCheck).then(
       (identity) => {
+        if (throttled) {
+          metrics.rateLimited.inc({ limit: "auth-failures" });
+          const error = Object.assign(new Error("too many failed password checks from this address"), {
+            returnCode: CONNACK.serverUnavailable,
+          });
+          done(error, null);
+          return;
+        }
         if (!identity) {
           refuse(CONNACK.badUsernameOrPassword, "bad-credentials", "unknown username or wrong secret");
           return;
@@ -499,6 +521,22 @@ export class Gateway {
         refuse(CONNACK.serverUnavailable, "registry-error", "cannot check credentials");
       },
     );
+  }
+
+  /** Whether `address` used up its failed password checks for this minute; says so once per minute. */
+  async #overAuthFailures(running: Running, address: string): Promise<boolean> {
+    const spent = await running.authFailures.get(address);
+    const limit = this.#limits.authFailuresPerAddress;
+    if (!spent || spent.consumedPoints < limit) return false;
+    if (spent.consumedPoints === limit) {
+      // Marks the minute as reported, so the line is written once.
+      await running.authFailures.penalty(address, 1);
+      this.#options.logger.warn(
+        { remote: address, limit: `${limit}/min` },
+        "too many failed password checks from this address; refusing its unverified CONNECTs for the rest of the minute",
+      );
+    }
+    return true;
   }
 
   /**

@@ -27,6 +27,13 @@ export interface GatewayLimits {
    */
   authChecksPerAddress: number;
   /**
+   * Failed password checks per source address per minute. Past that, CONNECTs
+   * from the address whose secret is not already verified are refused with
+   * CONNACK 3 (server unavailable) without a check, until the minute is over.
+   * Kiosks that connected before (their secret verified) still get in.
+   */
+  authFailuresPerAddress: number;
+  /**
    * PUBLISH packets per second per device client. Past that the connection is
    * closed (MQTT 3.1.1 has no negative PUBACK). Services (the cloud bridge,
    * which acks every device) are not limited.
@@ -40,6 +47,7 @@ export const DEFAULT_LIMITS: Readonly<GatewayLimits> = {
   connectsPerAddress: 100,
   connectWindowSeconds: 10,
   authChecksPerAddress: 2,
+  authFailuresPerAddress: 10,
   messagesPerSecond: 1000,
 };
 

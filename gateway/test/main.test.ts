@@ -112,6 +112,7 @@ test("parseEnv reads the limits and refuses values out of range, naming each var
     MQTT_CONNECTS_PER_ADDRESS: "500",
     MQTT_CONNECT_WINDOW_S: "60",
     MQTT_AUTH_CHECKS_PER_ADDRESS: "4",
+    MQTT_AUTH_FAILURES_PER_ADDRESS: "3",
     MQTT_MESSAGES_PER_SECOND: "50",
   });
   assert.equal(config.limits, {
@@ -120,6 +121,7 @@ test("parseEnv reads the limits and refuses values out of range, naming each var
     connectsPerAddress: 500,
     connectWindowSeconds: 60,
     authChecksPerAddress: 4,
+    authFailuresPerAddress: 3,
     messagesPerSecond: 50,
   });
   try {

@@ -67,12 +67,13 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
 export const serviceUsername = (serviceId: string) => `svc:${serviceId}`;
 
 /**
- * Runs the slow part of an authentication (the scrypt check, ~50 ms of a
- * thread-pool thread). The gateway passes one that limits how many checks a
- * single source address may have running, so a flood of wrong passwords from
- * one address cannot queue everyone else's behind it.
+ * Runs the slow part of an authentication, `verify` (the scrypt check, ~50 ms
+ * of a thread-pool thread), and resolves with its answer, or false without
+ * running it. The gateway passes one that rations checks per source address,
+ * so a flood of wrong passwords from one address cannot queue everyone
+ * else's behind it.
  */
-export type SlowCheck = <T>(work: () => Promise<T>) => Promise<T>;
+export type SlowCheck = (verify: () => Promise<boolean>) => Promise<boolean>;
 
 export class Registry {
   readonly #file: RegistryFile;
@@ -164,7 +165,7 @@ export class Registry {
   /**
    * Resolves a username and secret to an identity, or null. Never says which
    * part was wrong. `slowCheck` runs the scrypt check when the secret is not
-   * one already verified.
+   * one already verified (a verified one costs a sha256 only).
    */
   async authenticate(username: string, secret: string, slowCheck?: SlowCheck): Promise<Identity | null> {
     const entry = this.#byUsername.get(username);

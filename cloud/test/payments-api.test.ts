@@ -326,7 +326,8 @@ test("a venue admin sets a price and the offline limits; kiosks get them with th
   });
   assert.is(negative.status, 400);
   const sync = await call("GET", "/api/v1/sites/s1/wallets", { auth: device() });
-  assert.equal(sync.body.limits, limits);
+  // topupDaily (offline top-ups) is 0, off, unless an admin sets it
+  assert.equal(sync.body.limits, { ...limits, topupDaily: 0 });
   assert.ok((sync.body.items as Array<{ id: string }>).some((i) => i.id === "tea"));
   const retired = await call("PUT", "/api/v1/sites/s1/items/tea", {
     auth: admin,

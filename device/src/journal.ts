@@ -13,7 +13,7 @@
  *   retention window (which keeps "already checked in today" answerable).
  */
 import { randomUUID } from "node:crypto";
-import type { Entry } from "@paylane/protocol";
+import type { Entry, TopupBody } from "@paylane/protocol";
 import { Sqlite } from "./sqlite.ts";
 
 export class JournalError extends Error {
@@ -433,7 +433,8 @@ export class Journal {
          coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
                    WHERE member_id = ?1 AND kind = 'payment' AND seq > ?2), 0) AS spent,
          coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
-                   WHERE member_id = ?1 AND kind = 'topup' AND seq > ?2), 0) AS topped,
+                   WHERE member_id = ?1 AND kind = 'topup' AND seq > ?2
+                     AND coalesce(json_extract(body, '$.authorization'), 'online') <> 'offline'), 0) AS topped,
          coalesce((SELECT sum(amount) FROM payment_intents
                    WHERE member_id = ?1 AND kind = 'purchase' AND state = 'pending' AND key <> ?4), 0) AS pending,
          coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
@@ -446,6 +447,38 @@ export class Journal {
       pendingSpend: row?.pending ?? 0,
       offlineSpentToday: row?.offline_today ?? 0,
     };
+  }
+
+  /**
+   * What this kiosk took in offline top-ups on a site-local day (the site's
+   * per-kiosk cap counts against it). Entries are kept at least two days
+   * (journalRetentionDays), so today's are all here.
+   */
+  async offlineTopupsOn(day: string): Promise<number> {
+    const row = await this.#db.get<{ amount: number }>(
+      `SELECT coalesce(sum(json_extract(body, '$.amount')), 0) AS amount FROM journal
+       WHERE kind = 'topup' AND local_day = ? AND json_extract(body, '$.authorization') = 'offline'`,
+      [day],
+    );
+    return row?.amount ?? 0;
+  }
+
+  /**
+   * The top-ups journaled since the last `terminal-settlement` entry: what the
+   * terminal's next end-of-day should total. `fromSeq` is that entry's seq (0
+   * when there is none), `toSeq` the journal's last seq.
+   */
+  async topupsSinceSettlement(): Promise<{ fromSeq: number; toSeq: number; topups: TopupBody[] }> {
+    const from = await this.#db.get<{ seq: number | null; last: number }>(
+      `SELECT (SELECT max(seq) FROM journal WHERE kind = 'terminal-settlement') AS seq,
+              (SELECT last_seq FROM meta WHERE one = 1) AS last`,
+    );
+    const fromSeq = from?.seq ?? 0;
+    const rows = await this.#db.all<{ body: string }>(
+      "SELECT body FROM journal WHERE kind = 'topup' AND seq > ? ORDER BY seq",
+      [fromSeq],
+    );
+    return { fromSeq, toSeq: from?.last ?? fromSeq, topups: rows.map((r) => JSON.parse(r.body) as TopupBody) };
   }
 
   /** Offline payments the cloud has not acked yet: what this kiosk is exposed to. */

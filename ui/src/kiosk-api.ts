@@ -111,6 +111,11 @@ export interface PaymentResult {
   /** The wallet balance after an approved payment or top-up (offline: the kiosk's own estimate). */
   balance?: number;
   authorization?: "online" | "offline";
+  /**
+   * A top-up the terminal charged while the kiosk was offline: not in `balance`
+   * yet; the cloud credits it once the terminal's end-of-day settlement is reconciled.
+   */
+  pending?: boolean;
   /** The payment's key: the transaction id on its receipt. Present when approved. */
   id?: string;
   /** Why it was declined: insufficient-funds, offline-limit, wallet-blocked, unknown-card, terminal-declined, … */

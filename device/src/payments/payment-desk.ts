@@ -14,7 +14,15 @@
  * in the cloud's ledger (online) or in the journal (offline).
  */
 import { randomUUID } from "node:crypto";
-import type { Exposure, PaymentBody, PaymentRequest, ReplicaMember, TopupBody } from "@paylane/protocol";
+import {
+  type Exposure,
+  formatMoney,
+  type PaymentBody,
+  type PaymentRequest,
+  type ReplicaMember,
+  type TerminalSettlementBody,
+  type TopupBody,
+} from "@paylane/protocol";
 import type { Catalog, PaymentResult, PaymentSession } from "@paylane/ui/kiosk-api";
 import type { Logger } from "pino";
 import { localDay } from "../checkin-desk.ts";
@@ -81,6 +89,8 @@ export class PaymentDesk {
   /** Keys being authorized right now: a resolvePending pass must not journal them a second time. */
   readonly #inFlight = new Set<string>();
   #resolving: Promise<void> | undefined;
+  /** The terminal's end-of-day in progress: no session starts meanwhile. */
+  #settling: Promise<TerminalSettlementBody> | undefined;
 
   constructor(o: PaymentDeskOptions) {
     this.#o = o;
@@ -105,6 +115,7 @@ export class PaymentDesk {
 
   async start(req: StartRequest): Promise<PaymentSession> {
     if (this.#session) throw new PaymentBusyError("a payment is already in progress at this kiosk");
+    if (this.#settling) throw new PaymentBusyError("the card terminal is closing its day; payments start once it has");
     const info = await this.#o.wallets.info();
     if (info.version === null || !info.currency) {
       throw new PaymentBusyError("this kiosk has not loaded its prices yet; payments start once it has");
@@ -386,8 +397,16 @@ export class PaymentDesk {
       this.#o.onStorageFailure(err as Error);
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
-    // No card is charged before the cloud has issued the intent this top-up will credit against.
-    const refusal = await this.#topupIntent(key, s, member);
+    // No card is charged before the cloud has issued the intent this top-up will credit against,
+    // unless the cloud cannot be asked and the site's offline top-up cap leaves room for it.
+    const day = await this.#day(at);
+    let refusal = await this.#topupIntent(key, s, member);
+    let authorization: "online" | "offline" = "online";
+    if (refusal?.reason === "offline" && (await this.#offlineTopupAllowed(s.amount, day))) {
+      this.#o.logger.warn({ key, amount: s.amount }, "top-up taken offline: pending until the terminal's settlement");
+      refusal = null;
+      authorization = "offline";
+    }
     if (refusal) {
       await this.#o.journal.closeIntent(key, "declined");
       return this.#declined(s, refusal.reason, refusal.message, member);
@@ -411,9 +430,10 @@ export class PaymentDesk {
       amount: s.amount,
       currency: s.currency,
       terminal: { reference: outcome.reference, approvalCode: outcome.approvalCode, cardLabel: outcome.cardLabel },
+      ...(authorization === "offline" ? { authorization } : {}),
     };
     try {
-      await this.#o.journal.append("topup", body, at, { memberId: member.id, day: await this.#day(at) });
+      await this.#o.journal.append("topup", body, at, { memberId: member.id, day });
       this.#o.onJournaled();
     } catch (err) {
       // The card was charged and this kiosk cannot record it: staff must, with the terminal's reference.
@@ -426,8 +446,79 @@ export class PaymentDesk {
         member,
       );
     }
+    // An offline top-up is not in `available`: the cloud credits it only once the terminal's settlement matches.
     const { available } = await this.#balance(member.id, "");
+    if (authorization === "offline") {
+      receipt.item = `Wallet top-up (${outcome.cardLabel}), pending`;
+      return {
+        ...this.#approved(s, member, key, available, "offline"),
+        pending: true,
+        message: `Card charged ${formatMoney(s.amount, s.currency)}, ${member.name}. The top-up is pending: it will show in your balance once the card terminal's day is settled.`,
+      };
+    }
     return this.#approved(s, member, key, available, undefined);
+  }
+
+  /** Whether the site's offline top-up cap (0 or unset: off) leaves room for `amount` at this kiosk on `day`. */
+  async #offlineTopupAllowed(amount: number, day: string): Promise<boolean> {
+    const cap = (await this.#o.wallets.info()).limits?.topupDaily ?? 0;
+    if (cap <= 0) return false;
+    return (await this.#o.journal.offlineTopupsOn(day)) + amount <= cap;
+  }
+
+  /**
+   * The terminal's end-of-day: it closes its batch and reports the totals,
+   * which are journaled as a `terminal-settlement` with the references of
+   * the top-ups this kiosk journaled since its last one. The cloud credits
+   * the pending offline top-ups only when the two agree. Between payments
+   * only; rejects with an Error naming why when the terminal cannot.
+   */
+  settleTerminal(): Promise<TerminalSettlementBody> {
+    if (this.#settling) return this.#settling;
+    const terminal = this.#o.terminal;
+    if (!terminal?.endOfDay) {
+      return Promise.reject(new PaymentInputError("this kiosk's card terminal does not offer an end-of-day"));
+    }
+    if (this.#session) {
+      return Promise.reject(
+        new PaymentBusyError("a payment is in progress; the terminal's day closes between payments"),
+      );
+    }
+    this.#settling = this.#settle(terminal.endOfDay.bind(terminal)).finally(() => {
+      this.#settling = undefined;
+    });
+    return this.#settling;
+  }
+
+  async #settle(endOfDay: NonNullable<PaymentTerminal["endOfDay"]>): Promise<TerminalSettlementBody> {
+    const totals = await endOfDay();
+    const at = this.#o.now();
+    const { fromSeq, toSeq, topups } = await this.#o.journal.topupsSinceSettlement();
+    const currency = totals.currency ?? (await this.#o.wallets.info()).currency ?? "EUR";
+    const body: TerminalSettlementBody = {
+      day: await this.#day(at),
+      period: { fromSeq, toSeq },
+      total: totals.total,
+      count: totals.count,
+      currency,
+      references: topups.map((t) => t.terminal.reference),
+      terminal: {
+        ...(totals.traceNumber ? { traceNumber: totals.traceNumber } : {}),
+        ...(totals.receiptFrom ? { receiptFrom: totals.receiptFrom } : {}),
+        ...(totals.receiptTo ? { receiptTo: totals.receiptTo } : {}),
+      },
+    };
+    const journaled = topups.reduce((n, t) => n + t.amount, 0);
+    if (journaled !== totals.total || topups.length !== totals.count) {
+      this.#o.logger.error(
+        { terminal: { total: totals.total, count: totals.count }, journal: { total: journaled, count: topups.length } },
+        "the terminal's end-of-day totals differ from this kiosk's journaled top-ups; ops will see it",
+      );
+    }
+    await this.#o.journal.append("terminal-settlement", body, at);
+    this.#o.onJournaled();
+    this.#o.logger.info({ total: body.total, count: body.count, fromSeq, toSeq }, "terminal settlement journaled");
+    return body;
   }
 
   /** Null when the cloud issued the top-up's intent; else why there is no top-up now. */

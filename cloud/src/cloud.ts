@@ -3,7 +3,7 @@
  * the MQTT bridge and the HTTP API. The constructor stores options only;
  * `start()` and `stop()` mirror each other.
  */
-import { Registry, realTimers, serviceUsername, type Timers } from "@paylane/protocol";
+import { Registry, realTimers, serviceUsername, type Timers, watchRegistry } from "@paylane/protocol";
 import { type Listening, listen, opsRoutes, problemClientErrors } from "@paylane/protocol/service";
 import { Hono } from "hono";
 import { Redis } from "ioredis";
@@ -62,6 +62,8 @@ export class CloudService {
   #ownsDb = false;
   #presence: PresenceStore | undefined;
   #registry: Registry | undefined;
+  /** Stops the watch that keeps `#registry` the file's newest version (a revoked device is refused at once). */
+  #stopWatchingRegistry: (() => void) | undefined;
   #bridge: Bridge | undefined;
   #http: Listening | undefined;
   #metricsHttp: Listening | undefined;
@@ -123,6 +125,14 @@ export class CloudService {
     const c = this.#o.config;
     if (this.#o.defaultMetrics) collectDefaultMetrics({ register: this.metrics });
     this.#registry = await Registry.load(c.REGISTRY_PATH);
+    this.#stopWatchingRegistry = watchRegistry(
+      c.REGISTRY_PATH,
+      (next) => {
+        if (this.#registry) next.adoptVerified(this.#registry);
+        this.#registry = next;
+      },
+      this.#log,
+    );
     this.#ownsDb = !this.#o.db;
     const db = this.#o.db ?? (await openDatabase(c));
     this.#db = db;
@@ -134,14 +144,13 @@ export class CloudService {
     await this.#enrolRegistryDevices();
     this.#presence = await openPresence(c);
 
-    const registry = this.#registry;
     this.#bridge = new Bridge({
       url: c.MQTT_URL,
       username: c.CLOUD_MQTT_SECRET ? serviceUsername("cloud") : undefined,
       password: c.CLOUD_MQTT_SECRET,
       db,
       presence: this.#presence,
-      isKnownDevice: (d) => registry.hasDevice(d),
+      isKnownDevice: (d) => this.#registry!.hasDevice(d),
       logger: this.#log,
       metrics: this.metrics,
       now: this.#now,
@@ -206,7 +215,7 @@ export class CloudService {
         prefix: c.REDIS_PREFIX,
       },
       logger: this.#log,
-      registry: () => registry,
+      registry: () => this.#registry!,
       metrics: this.metrics,
       health,
     });
@@ -254,6 +263,8 @@ export class CloudService {
   }
 
   async #shutdown(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {
+    this.#stopWatchingRegistry?.();
+    this.#stopWatchingRegistry = undefined;
     (this.#o.timers ?? realTimers).clearTimeout(this.#purgeTimer);
     this.#purgeTimer = undefined;
     await this.#http?.close();

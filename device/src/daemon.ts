@@ -376,6 +376,7 @@ export class KioskDaemon {
       enterCode: (code) => this.#decide({ type: "code", code }, taps),
       callStaff: () => this.callStaff("screen"),
       selfTest: () => this.selfTest(),
+      settleTerminal: terminal.terminal?.endOfDay ? () => this.payments.settleTerminal() : undefined,
       status: async () => {
         const stats = await journal.stats();
         const info = await replica.info();

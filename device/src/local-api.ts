@@ -57,6 +57,11 @@ export interface LocalApiOptions {
   selfTest: () => Promise<unknown>;
   /** What GET /status shows a technician. */
   status: () => Promise<StatusFacts>;
+  /**
+   * The card terminal's end-of-day, journaled as a `terminal-settlement`
+   * (POST /api/terminal/end-of-day); absent without a terminal.
+   */
+  settleTerminal?: () => Promise<unknown>;
 }
 
 const CODE = /^[A-Z0-9]{4,16}$/;
@@ -280,6 +285,20 @@ export function createLocalApi(o: LocalApiOptions) {
     return c.json({ called: true });
   });
   app.post("/api/self-test", async (c) => c.json(await o.selfTest()));
+  app.post("/api/terminal/end-of-day", async (c) => {
+    if (!o.settleTerminal)
+      return problemResponse({ title: "No card terminal", status: 404, detail: "this kiosk has no card terminal" });
+    try {
+      return c.json(await o.settleTerminal());
+    } catch (err) {
+      if (err instanceof PaymentInputError || err instanceof PaymentBusyError) return paymentProblem(err);
+      return problemResponse({
+        title: "The card terminal could not close its day",
+        status: 502,
+        detail: (err as Error).message,
+      });
+    }
+  });
   app.get("/status", async (c) => c.html(statusPage(await o.status())));
   // The page carries this boot's token; it is never cached and never framed by another page.
   let page: string | undefined;

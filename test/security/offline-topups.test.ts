@@ -146,7 +146,8 @@ it("enabled with a cap: within the cap approved as pending (balance unchanged, i
   const charges = k1.terminalSimulator!.stats.charges;
   const over = await topup(1001);
   assert.is(over.outcome, "declined", "2000 + 1001 is one cent over the 3000 cap");
-  assert.is(over.reason, "offline");
+  assert.is(over.reason, "offline-limit");
+  assert.match(over.message, /top-ups above €10\.00 are not possible right now/);
   assert.is(k1.terminalSimulator!.stats.charges, charges, "and that card was not charged");
 
   const last = await topup(1000);

@@ -402,10 +402,21 @@ export class PaymentDesk {
     const day = await this.#day(at);
     let refusal = await this.#topupIntent(key, s, member);
     let authorization: "online" | "offline" = "online";
-    if (refusal?.reason === "offline" && (await this.#offlineTopupAllowed(s.amount, day))) {
-      this.#o.logger.warn({ key, amount: s.amount }, "top-up taken offline: pending until the terminal's settlement");
-      refusal = null;
-      authorization = "offline";
+    if (refusal?.reason === "offline") {
+      const room = await this.#offlineTopupRoom(day);
+      if (room !== null && s.amount <= room) {
+        this.#o.logger.warn({ key, amount: s.amount }, "top-up taken offline: pending until the terminal's settlement");
+        refusal = null;
+        authorization = "offline";
+      } else if (room !== null) {
+        refusal = {
+          reason: "offline-limit",
+          message:
+            room > 0
+              ? `This kiosk is offline; top-ups above ${formatMoney(room, s.currency)} are not possible right now. Your card has not been charged.`
+              : "This kiosk is offline and cannot take more top-ups today. Your card has not been charged.",
+        };
+      }
     }
     if (refusal) {
       await this.#o.journal.closeIntent(key, "declined");
@@ -459,11 +470,11 @@ export class PaymentDesk {
     return this.#approved(s, member, key, available, undefined);
   }
 
-  /** Whether the site's offline top-up cap (0 or unset: off) leaves room for `amount` at this kiosk on `day`. */
-  async #offlineTopupAllowed(amount: number, day: string): Promise<boolean> {
+  /** What the site's offline top-up cap leaves for this kiosk on `day`; null when offline top-ups are off (cap 0 or unset). */
+  async #offlineTopupRoom(day: string): Promise<number | null> {
     const cap = (await this.#o.wallets.info()).limits?.topupDaily ?? 0;
-    if (cap <= 0) return false;
-    return (await this.#o.journal.offlineTopupsOn(day)) + amount <= cap;
+    if (cap <= 0) return null;
+    return Math.max(0, cap - (await this.#o.journal.offlineTopupsOn(day)));
   }
 
   /**

@@ -70,6 +70,8 @@ interface Session {
   secretHash?: string;
   /** The Will of the CONNECT, to recognise it when aedes asks to publish it. */
   will?: Will;
+  /** Set once it went over its message rate: its connection is closing, later packets are refused quietly. */
+  overRate?: boolean;
 }
 
 interface Listener {
@@ -583,11 +585,15 @@ export class Gateway {
   async #limitMessageRate(client: Client, limiter: RateLimiterMemory): Promise<Error | null> {
     const session = this.#sessions.get(client);
     if (session?.identity?.kind !== "device" || !session.username) return null;
+    // aedes hands a whole socket read to the handlers at once: the packets after the first refused one land here.
+    if (session.overRate) return new Error("message rate limit exceeded");
     try {
       await limiter.consume(session.username);
       return null;
     } catch (refusal) {
       if (!(refusal instanceof RateLimiterRes)) throw refusal;
+      if (session.overRate) return new Error("message rate limit exceeded");
+      session.overRate = true;
       this.#metrics!.rateLimited.inc({ limit: "messages" });
       // The connection closes on this refusal, so this is one line per offence.
       this.#options.logger.warn(
@@ -657,7 +663,7 @@ export class Gateway {
       }),
       rateLimited: new Counter({
         name: "paylane_gateway_rate_limited_total",
-        help: "Connections refused (connect: per source address) or closed (messages: per device client) by a rate limit",
+        help: "Connections refused or closed by a rate limit: connect (per source address), auth-failures (failed password checks per address), messages (per device)",
         labelNames: ["limit"],
         registers,
       }),

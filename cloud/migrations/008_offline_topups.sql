@@ -140,8 +140,10 @@ BEGIN
     FROM sites s WHERE s.id = NEW.site_id;
     IF coalesce(v_cap, 0) = 0 THEN
       problem := 'offline top-up ' || (b ->> 'key') || ': this site does not allow offline top-ups: nothing credited';
-    ELSIF NEW.at > NEW.received_at + interval '1 day' THEN
-      problem := 'offline top-up ' || (b ->> 'key') || ' is dated ' || NEW.at || ', more than a day ahead: nothing credited';
+    ELSIF NEW.at > NEW.received_at + interval '1 day' OR NEW.at < NEW.received_at - interval '7 days' THEN
+      -- the cap is per day of the entry's device time: a window keeps forged dates from multiplying it
+      problem := 'offline top-up ' || (b ->> 'key') || ' is dated ' || NEW.at
+                 || ', outside the week before its arrival that offline top-ups are held for: nothing credited';
     ELSE
       SELECT coalesce(sum(o.amount), 0) INTO v_so_far FROM offline_topups o
       WHERE o.site_id = NEW.site_id AND o.device_id = NEW.device_id AND o.day = v_day;

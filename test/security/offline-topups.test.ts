@@ -94,6 +94,8 @@ async function setLimits(topupDaily: number | undefined): Promise<void> {
   const body = (await res.json()) as Record<string, unknown>;
   assert.is(res.status, 200, JSON.stringify(body));
   if (topupDaily !== undefined) assert.is(body.topupDaily, topupDaily);
+  // a pull already running (the kiosk pulls when the cloud comes back) may predate the PUT: a fresh one after it
+  await k1.replicaSync.idle();
   await k1.replicaSync.syncNow();
 }
 
@@ -241,6 +243,11 @@ it("with the kiosk's stolen secret: forged offline top-ups over the cap or with 
     });
   // 700 of today's 5000 is used: 4301 is one cent over.
   const overCap = forgedTopup(4301, "FORGED-OVER");
+  // Dated a month back, to get a fresh day's cap: not held either.
+  const backdated = {
+    ...forgedTopup(100, "FORGED-BACKDATED"),
+    at: new Date(Date.now() - 30 * 86_400_000).toISOString(),
+  };
   // A forged settlement with totals that do not match: it claims 500.00 for the genuine pending top-up.
   const forgedSettlement = entry("terminal-settlement", {
     day: new Date().toISOString().slice(0, 10),
@@ -250,7 +257,7 @@ it("with the kiosk's stolen secret: forged offline top-ups over the cap or with 
     currency: "EUR",
     references: [held.reference],
   });
-  await publishAsKiosk([overCap, forgedSettlement]);
+  await publishAsKiosk([overCap, backdated, forgedSettlement]);
 
   // Offline top-ups off again: a forged one within any cap is not even held.
   await setAdminLimitsOff();
@@ -269,6 +276,7 @@ it("with the kiosk's stolen secret: forged offline top-ups over the cap or with 
   );
   const reasons = new Map((await exceptions()).map((e) => [e.seq, e.reason]));
   assert.match(reasons.get(overCap.seq) ?? "", /above the site's cap of 5000/);
+  assert.match(reasons.get(backdated.seq) ?? "", /outside the week before its arrival/);
   assert.match(reasons.get(forgedSettlement.seq) ?? "", /terminal settlement does not match/);
   assert.match(reasons.get(forgedSettlement.seq) ?? "", /difference 49300/);
   assert.match(reasons.get(whileOff.seq) ?? "", /does not allow offline top-ups/);
@@ -277,7 +285,7 @@ it("with the kiosk's stolen secret: forged offline top-ups over the cap or with 
   assert.is(r.status, 200, JSON.stringify(r.body));
   const alerts = r.body.items as Array<{ kind: string; seq: number | null; detail: { reason?: string } }>;
   const raised = alerts.filter((a) => a.kind === "ledger-exception").map((a) => a.seq);
-  for (const s of [overCap.seq, forgedSettlement.seq, whileOff.seq])
+  for (const s of [overCap.seq, backdated.seq, forgedSettlement.seq, whileOff.seq])
     assert.ok(raised.includes(s), `alert for seq ${s}`);
   const { rows } = await site.db.query<{ matched: boolean; credited: number }>(
     "SELECT matched, credited FROM terminal_settlements WHERE site_id = $1 AND device_id = 'k1' AND seq = $2",

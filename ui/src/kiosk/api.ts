@@ -107,6 +107,7 @@ export function isPaymentResult(value: unknown): value is PaymentResult {
     isOptional(value.itemName, isString) &&
     isOptional(value.balance, isMinorUnits) &&
     (value.authorization === undefined || value.authorization === "online" || value.authorization === "offline") &&
+    (value.pending === undefined || typeof value.pending === "boolean") &&
     isOptional(value.id, isString) &&
     isOptional(value.reason, isString)
   );

@@ -110,6 +110,8 @@ export class PaymentResultScreen extends LitElement {
     }`;
     if (r.outcome === "approved") {
       const offline = r.authorization === "offline";
+      // a top-up charged offline is not in the balance until the terminal's day is settled
+      const pending = r.pending === true;
       return html`<div class="body" role="status">
         ${tick}
         <h1 data-testid="message">${r.message}</h1>
@@ -119,16 +121,23 @@ export class PaymentResultScreen extends LitElement {
             r.balance === undefined
               ? nothing
               : html`<span class="balance" data-testid="balance"
-                  >New balance ${money(r.balance)}${offline ? " (offline)" : ""}</span
+                  >${pending ? "Balance" : "New balance"} ${money(r.balance)}${
+                    pending ? " (top-up pending)" : offline ? " (offline)" : ""
+                  }</span
                 >`
           }
         </p>
         ${
-          offline
+          pending
             ? html`<p class="note" data-testid="offline-note">
-                Approved by this kiosk while offline: the new balance is its estimate.
+                Charged while this kiosk is offline: the top-up shows in the balance once the card terminal's day is
+                settled.
               </p>`
-            : nothing
+            : offline
+              ? html`<p class="note" data-testid="offline-note">
+                  Approved by this kiosk while offline: the new balance is its estimate.
+                </p>`
+              : nothing
         }
         ${renderReceipt(this.receipt, r.id)}
       </div>`;

@@ -128,7 +128,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     }),
   );
 
-  app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics }));
+  app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics, logger: o.logger }));
   app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
 
   app.get("/api/v1/checkins", viewer, async (c) => {

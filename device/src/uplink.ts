@@ -19,6 +19,7 @@ import {
   type DeviceAddress,
   decode,
   deviceIdentity,
+  type Entry,
   ErrorReportSchema,
   EventBatchSchema,
   encode,
@@ -63,6 +64,8 @@ export interface UplinkOptions {
    */
   maxInflightBatches?: number;
   ackTimeoutMs?: number;
+  /** An `events` message is cut to fewer entries above this size (default 192 KiB, under the gateway's 256 KiB packet limit). */
+  maxMessageBytes?: number;
   /** Reconnect backoff bounds; the delay is exponential with full jitter, so a fleet does not return in lockstep. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -109,6 +112,7 @@ export class Uplink {
       window: Number.POSITIVE_INFINITY,
       maxInflightBatches: 10,
       ackTimeoutMs: 10_000,
+      maxMessageBytes: 192 * 1024,
       reconnectMinMs: 500,
       reconnectMaxMs: 30_000,
       ...opts,
@@ -217,12 +221,27 @@ export class Uplink {
     );
   }
 
+  /**
+   * The batch as one `events` payload, shortened until it is under
+   * `maxMessageBytes`: the gateway closes a connection whose packet exceeds
+   * its limit (256 KiB by default), so an oversized batch would never land.
+   */
+  #batchPayload(entries: Entry[]): { payload: Buffer; sent: Entry[] } {
+    const { address, maxMessageBytes } = this.#o;
+    let sent = entries;
+    for (;;) {
+      const payload = encode(EventBatchSchema, { device: address.device, entries: sent });
+      if (sent.length === 1 || payload.length <= maxMessageBytes) return { payload, sent };
+      sent = sent.slice(0, Math.ceil(sent.length / 2));
+    }
+  }
+
   async #sendConflicts(): Promise<void> {
     const entries = await this.#o.journal.unreportedConflicts(this.#o.batchSize);
     const client = this.#client;
     if (entries.length === 0 || !client?.connected) return;
     const { address } = this.#o;
-    client.publish(topics.events(address), encode(EventBatchSchema, { device: address.device, entries }), { qos: 1 });
+    client.publish(topics.events(address), this.#batchPayload(entries).payload, { qos: 1 });
   }
 
   publishTelemetry(t: Telemetry): void {
@@ -486,8 +505,9 @@ export class Uplink {
       if (entries.length === 0) break;
       const client = this.#client;
       if (!client?.connected) break;
-      client.publish(topics.events(address), encode(EventBatchSchema, { device: address.device, entries }), { qos: 1 });
-      this.#sentUpTo = entries[entries.length - 1]!.seq;
+      const { payload, sent } = this.#batchPayload(entries);
+      client.publish(topics.events(address), payload, { qos: 1 });
+      this.#sentUpTo = sent[sent.length - 1]!.seq;
       this.#armAckTimer(false);
     }
   }

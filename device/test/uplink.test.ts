@@ -429,6 +429,22 @@ test("small batches: never more than maxInflightBatches messages unacked, whatev
   assert.equal(await nextBatch(ctx), [6], "each ack frees room for as many batches as it acked");
 });
 
+test("a batch too large for the gateway's packet limit goes out as smaller messages, every entry once, in order", async (ctx) => {
+  await tearDown(ctx);
+  await setUp(ctx, { batchSize: 8, window: 100, maxMessageBytes: 2048 });
+  const filler = "x".repeat(600); // three entries fit in 2 KiB, four do not
+  for (let i = 0; i < 8; i++) await ctx.journal.append("checkin", { i, filler }, ctx.timers.now());
+  ctx.uplink.notifyAppended();
+  const batches: number[][] = [];
+  while (batches.flat().length < 8) {
+    const m = await nextMessage(ctx, topics.events(K1));
+    assert.ok(JSON.stringify(m.json).length <= 2048, "each message is under maxMessageBytes");
+    batches.push((m.json as Batch).entries.map((e) => e.seq));
+  }
+  assert.equal(batches.flat(), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.ok(batches.length >= 3, `8 entries of ~650 bytes need at least 3 messages, got ${batches.length}`);
+});
+
 test("a draining backlog shows progress in the log every 5 s: what is left and how fast", async (ctx) => {
   await ctx.journal.db.exec("BEGIN");
   await appendEntries(ctx, 1500);

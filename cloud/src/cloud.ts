@@ -130,6 +130,11 @@ export class CloudService {
       (next) => {
         if (this.#registry) next.adoptVerified(this.#registry);
         this.#registry = next;
+        // A device enrolled since start gets its rows now, so its stream and listings know it.
+        if (this.#db)
+          void this.#enrolRegistryDevices().catch((err: Error) =>
+            this.#log.warn({ err: err.message }, "devices of the new registry could not be enrolled yet"),
+          );
       },
       this.#log,
     );

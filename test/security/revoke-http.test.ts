@@ -22,7 +22,12 @@ import * as assert from "uvu/assert";
 
 const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const SITE = `r${randomBytes(3).toString("hex")}`;
-const SECRET = { k1: "secret-of-k1-0123456789", k2: "secret-of-k2-0123456789", k2new: "rotated-k2-0123456789" };
+const SECRET = {
+  k1: "secret-of-k1-0123456789",
+  k2: "secret-of-k2-0123456789",
+  k2new: "rotated-k2-0123456789",
+  k3: "secret-of-k3-0123456789",
+};
 const BRIDGE_SECRET = randomBytes(18).toString("base64url");
 const REVOKE_BOUND_MS = 1000;
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
@@ -114,6 +119,22 @@ test("a rotated secret: the old one is refused within 1 s, the new one works", a
   console.log(`k2 rotated: the old secret answered 401 after ${ms} ms`);
   assert.ok(ms < REVOKE_BOUND_MS, `took ${ms} ms`);
   assert.is(await streamStatus("k2", SECRET.k2new), 200);
+});
+
+test("a device enrolled while the cloud runs: its credentials work and it has its device row, without a restart", async () => {
+  assert.is(await streamStatus("k3", SECRET.k3), 401);
+  file = { ...file, devices: [...file.devices, { site: SITE, device: "k3", secretHash: await hashSecret(SECRET.k3) }] };
+  await Registry.save(registryPath, file);
+  const since = performance.now();
+  await untilStatus("k3", SECRET.k3, 200, since);
+  for (;;) {
+    const { rows } = await db.query<{ n: string }>(
+      "SELECT count(*) AS n FROM devices WHERE site_id = $1 AND id = 'k3'",
+      [SITE],
+    );
+    if (Number(rows[0]!.n) === 1) break;
+    if (performance.now() - since > 3 * REVOKE_BOUND_MS) assert.unreachable("k3 has no device row");
+  }
 });
 
 test.run();

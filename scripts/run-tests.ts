@@ -12,7 +12,7 @@ import { join, relative } from "node:path";
 const root = join(import.meta.dirname, "..");
 const FOLDERS = ["protocol", "device", "gateway", "cloud", "ui", "test"];
 const CONCURRENCY = Number(process.env.TEST_CONCURRENCY ?? 2);
-const FILE_TIMEOUT_MS = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 300_000);
+const FILE_TIMEOUT_MS = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 480_000);
 
 async function findTests(dir: string): Promise<string[]> {
   const out: string[] = [];

@@ -217,7 +217,7 @@ export const INGEST_SQL = `WITH incoming AS (
     -- take the same wallets in the same order and cannot deadlock
     ORDER BY CASE WHEN kind IN ('payment', 'topup') THEN body::jsonb ->> 'memberId' END NULLS FIRST, site_id, device_id, seq
     ON CONFLICT DO NOTHING
-    RETURNING outcome
+    RETURNING site_id, device_id, seq, outcome
   ),
   -- a seq the inbox already held, arriving with another entry (id, kind, time or body): never a
   -- duplicate. The held entry stays; the newcomer is kept whole, and the device hears of it on ack.
@@ -226,8 +226,10 @@ export const INGEST_SQL = `WITH incoming AS (
     SELECT x.site_id, x.device_id, x.seq, x.entry_id, x.kind, x.at, x.body::jsonb AS body,
            i.entry_id AS held_entry_id, i.kind AS held_kind
     FROM incoming x JOIN inbox i USING (site_id, device_id, seq)
-    WHERE x.entry_id IS DISTINCT FROM i.entry_id OR x.kind <> i.kind
-       OR (x.outcome = 'applied' AND i.outcome = 'applied' AND (x.at <> i.at OR x.body::jsonb <> i.body))
+    -- only the rows that inserted nothing are looked up: a batch of new entries costs one hash anti-join
+    WHERE NOT EXISTS (SELECT 1 FROM ins n WHERE n.site_id = x.site_id AND n.device_id = x.device_id AND n.seq = x.seq)
+      AND (x.entry_id IS DISTINCT FROM i.entry_id OR x.kind <> i.kind
+           OR (x.outcome = 'applied' AND i.outcome = 'applied' AND (x.at <> i.at OR x.body::jsonb <> i.body)))
   ),
   kept AS (
     INSERT INTO seq_collisions (site_id, device_id, seq, entry_id, kind, at, body, held_entry_id, held_kind, received_at)

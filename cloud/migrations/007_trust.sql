@@ -21,7 +21,7 @@ CREATE TABLE seq_collisions (
   received_at timestamptz NOT NULL,
   -- set by ops when they have decided which entry was the kiosk's own
   resolved_at timestamptz,
-  resolution text
+  resolution jsonb
 );
 CREATE UNIQUE INDEX seq_collisions_entry ON seq_collisions (site_id, device_id, seq, coalesce(entry_id, ''));
 CREATE INDEX seq_collisions_received ON seq_collisions (site_id, received_at DESC);

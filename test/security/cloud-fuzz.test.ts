@@ -327,6 +327,26 @@ const ROUTES: Route[] = [
     params: ["after", "upTo"],
     auth: "device",
   },
+  {
+    method: "POST",
+    path: fc.constant("/api/v1/topups/intents"),
+    params: [],
+    auth: "device",
+    body: body({ key: uuid, memberId: fc.constantFrom("m-ada", "m-grace", "nobody"), amount, currency }),
+  },
+  { method: "GET", path: fc.constant("/api/v1/collisions"), params: ["site", "open", "limit"], auth: "operator" },
+  {
+    method: "POST",
+    path: fc
+      .oneof(
+        uuid,
+        segment(() => "not-a-collision"),
+      )
+      .map((id) => `/api/v1/collisions/${id}/resolve`),
+    params: [],
+    auth: "operator",
+    body: body({ kept: fc.constantFrom("held", "arrived", "both"), note: fc.string({ maxLength: 1200 }) }),
+  },
   ...(["/api/v1/payments", "/api/v1/payments/void"] as const).map(
     (p): Route => ({
       method: "POST",

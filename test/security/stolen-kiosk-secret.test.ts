@@ -179,6 +179,52 @@ it("forged entries at the kiosk's next seqs: the kiosk keeps its own, the cloud 
   );
 });
 
+it("ops see both entries of each collision side by side and record which was the kiosk's own; the log is not edited", async () => {
+  type Collision = {
+    id: string;
+    seq: number;
+    held: { entryId: string };
+    arrived: { entryId: string };
+    resolved: unknown;
+  };
+  const list = async (open?: boolean) => {
+    const r = await site.operator(
+      "GET",
+      `/api/v1/collisions?site=${site.site}${open === undefined ? "" : `&open=${open}`}`,
+    );
+    assert.is(r.status, 200, JSON.stringify(r.body));
+    return r.body.items as Collision[];
+  };
+  const open = await list(true);
+  assert.is(open.length, 2);
+  for (const c of open) assert.is.not(c.held.entryId, c.arrived.entryId);
+  const first = open.find((c) => c.seq === Math.min(...open.map((x) => x.seq)))!;
+
+  const viewer = await fetch(`${site.cloud!.url}/api/v1/collisions/${first.id}/resolve`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${await site.operatorToken("viewer")}`, "content-type": "application/json" },
+    body: JSON.stringify({ kept: "arrived", note: "k1's own check-in; the held one was forged" }),
+  });
+  assert.is(viewer.status, 403, "a viewer cannot resolve");
+  const body = { kept: "arrived", note: "k1's own check-in; the held one was forged" };
+  const resolved = await site.operator("POST", `/api/v1/collisions/${first.id}/resolve`, body);
+  assert.is(resolved.status, 200, JSON.stringify(resolved.body));
+  assert.is((await site.operator("POST", `/api/v1/collisions/${first.id}/resolve`, body)).status, 409);
+  assert.equal(
+    (await list(true)).map((c) => c.id),
+    open.filter((c) => c.id !== first.id).map((c) => c.id),
+  );
+  const done = (await list(false))[0]!;
+  assert.is(done.id, first.id);
+  assert.equal(done.resolved, { ...(done.resolved as object), kept: "arrived", by: "ops-test" });
+  // both entries are still where they were
+  const held = await site.db.query<{ entry_id: string }>(
+    "SELECT entry_id FROM inbox WHERE site_id = $1 AND device_id = 'k1' AND seq = $2",
+    [site.site, first.seq],
+  );
+  assert.is(held.rows[0]?.entry_id, first.held.entryId);
+});
+
 it("a journaled top-up with no intent the cloud issued credits nothing: a ledger exception and an alert", async () => {
   await site.kiosk("k1").stop();
   const before = await balance("m-grace");

@@ -26,6 +26,7 @@ import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
+import { collisionRoutes } from "./collisions.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
@@ -130,6 +131,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
 
   app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics, logger: o.logger }));
   app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
+  app.route("/", collisionRoutes({ db: o.db, tokens, now }));
 
   app.get("/api/v1/checkins", viewer, async (c) => {
     const q = ListQuery.safeParse(c.req.query());

@@ -1,0 +1,109 @@
+/**
+ * Seq collisions for ops (see docs/security.md): a device's stream held one
+ * entry at a seq and another arrived there. Both are kept, nothing is
+ * deleted; ops look at the two side by side and record which one was the
+ * kiosk's own.
+ *
+ *   GET  /api/v1/collisions?site=&open=true     (viewer)
+ *   POST /api/v1/collisions/{id}/resolve        (operator) {kept: "held" | "arrived", note}
+ *
+ * Resolving records the decision (who, when, which, why) and closes the
+ * alert; the event log itself is never edited. Resolving again is refused.
+ */
+import { problemResponse } from "@paylane/protocol";
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Database } from "../db/database.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
+import { badRequest, jsonBody, notFound, queryError } from "./http.ts";
+
+export interface CollisionRoutesOptions {
+  db: Database;
+  tokens: OperatorTokenConfig;
+  now: () => Date;
+}
+
+const ListQuery = z.object({
+  site: z.string().max(64).optional(),
+  open: z.enum(["true", "false"]).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+const ResolveBody = z.strictObject({
+  /** Which entry was the kiosk's own: the one the stream held, or the one that arrived at its seq. */
+  kept: z.enum(["held", "arrived"]),
+  note: z.string().min(1).max(1000),
+});
+
+export function collisionRoutes(o: CollisionRoutesOptions): Hono<OperatorEnv> {
+  const app = new Hono<OperatorEnv>();
+
+  app.get("/api/v1/collisions", operatorAuth(o.tokens, "viewer"), async (c) => {
+    const q = ListQuery.safeParse(c.req.query());
+    if (!q.success) return queryError(q.error);
+    const site = listingSite(c, q.data.site);
+    if (site instanceof Response) return site;
+    const { rows } = await o.db.query<{
+      id: string;
+      site_id: string;
+      device_id: string;
+      seq: string;
+      entry_id: string | null;
+      kind: string;
+      at: Date | null;
+      body: unknown;
+      received_at: Date;
+      resolved_at: Date | null;
+      resolution: unknown;
+      held_entry_id: string | null;
+      held_kind: string;
+      held_at: Date | null;
+      held_body: unknown;
+    }>(
+      `SELECT c.id, c.site_id, c.device_id, c.seq, c.entry_id, c.kind, c.at, c.body, c.received_at, c.resolved_at,
+              c.resolution, c.held_entry_id, c.held_kind, i.at AS held_at, i.body AS held_body
+       FROM seq_collisions c
+       LEFT JOIN inbox i ON i.site_id = c.site_id AND i.device_id = c.device_id AND i.seq = c.seq
+       WHERE ($1::text IS NULL OR c.site_id = $1) AND ($2::boolean IS NULL OR (c.resolved_at IS NULL) = $2)
+       ORDER BY c.received_at DESC, c.id LIMIT $3`,
+      [site ?? null, q.data.open === undefined ? null : q.data.open === "true", q.data.limit],
+    );
+    const iso = (d: Date | null) => d?.toISOString() ?? null;
+    const items = rows.map((r) => ({
+      id: r.id,
+      site: r.site_id,
+      device: r.device_id,
+      seq: Number(r.seq),
+      held: { entryId: r.held_entry_id, kind: r.held_kind, at: iso(r.held_at), body: r.held_body },
+      arrived: { entryId: r.entry_id, kind: r.kind, at: iso(r.at), body: r.body, receivedAt: iso(r.received_at) },
+      resolved: r.resolved_at ? { at: iso(r.resolved_at), ...(r.resolution as object) } : null,
+    }));
+    return c.json({ items });
+  });
+
+  app.post("/api/v1/collisions/:id/resolve", operatorAuth(o.tokens, "operator"), async (c) => {
+    const id = c.req.param("id");
+    if (!z.uuid().safeParse(id).success) return badRequest("id: expected a collision id (UUID)");
+    const body = await jsonBody(c.req.raw, ResolveBody);
+    if (body instanceof Response) return body;
+    const found = await o.db.query<{ site_id: string; resolved_at: Date | null }>(
+      "SELECT site_id, resolved_at FROM seq_collisions WHERE id = $1",
+      [id],
+    );
+    const row = found.rows[0];
+    if (!row) return notFound(`no collision ${id}`);
+    const denied = siteDenied(c, row.site_id);
+    if (denied) return denied;
+    const resolution = { kept: body.kept, note: body.note, by: c.var.operator.sub };
+    const { rows } = await o.db.query<{ id: string }>(
+      "UPDATE seq_collisions SET resolved_at = $2, resolution = $3 WHERE id = $1 AND resolved_at IS NULL RETURNING id",
+      [id, o.now(), JSON.stringify(resolution)],
+    );
+    if (rows.length === 0) {
+      return problemResponse({ title: "Already resolved", status: 409, detail: `collision ${id} is resolved already` });
+    }
+    return c.json({ id, resolved: { at: o.now().toISOString(), ...resolution } });
+  });
+
+  return app;
+}

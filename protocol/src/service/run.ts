@@ -23,13 +23,19 @@ export function oneLine(err: unknown): string {
  * service's `start()` stops what it had started before it rejects, and the
  * process exits whatever else still holds the event loop.
  *
+ * With `usage`, `--help` (or `-h`) prints it and exits 0 without starting.
+ *
  * A signal that arrives while the service is still starting stops it once
  * started. A second signal while stopping changes nothing (under `npm start`
  * a Ctrl-C reaches every process of the group, and the runner then sends
  * SIGTERM too): stop runs once.
  */
-export function runService(log: Logger, start: () => Promise<Service>): void {
+export function runService(log: Logger, start: () => Promise<Service>, usage?: string): void {
   const name = (log.bindings() as { name?: string }).name ?? "service";
+  if (usage !== undefined && process.argv.slice(2).some((a) => a === "--help" || a === "-h")) {
+    process.stdout.write(`${usage.trim()}\n`);
+    process.exit(0);
+  }
   let stopping = false;
   const started = start();
   const shutdown = (signal: NodeJS.Signals) => {

@@ -262,6 +262,10 @@ export class KioskDaemon {
         this.#uplink?.sendConflicts();
         this.events.emit("journal-rolled-back", entry);
       },
+      onConflicts: (seqs) => {
+        this.#uplink?.sendConflicts();
+        this.events.emit("journal-conflicts", seqs);
+      },
     });
     const checkRollback = () => {
       const check = rollback.check();
@@ -283,7 +287,8 @@ export class KioskDaemon {
       batchSize: c.batchSize,
       ackTimeoutMs: c.ackTimeoutMs,
       onAcked: (upTo) => this.events.emit("acked", upTo),
-      onCloudAhead: (upTo) => rollback.catchUp(upTo, "ack"),
+      onCloudAhead: (upTo) => this.#track(rollback.catchUp(upTo, "ack")),
+      verifyHeld: (after, upTo) => this.#track(rollback.verifyHeld(after, upTo)),
       onConflicts: (seqs) => this.events.emit("journal-conflicts", seqs),
       onChange: () => {
         // Pull the replicas again whenever the cloud comes (back) online, and settle interrupted payments.

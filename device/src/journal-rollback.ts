@@ -76,6 +76,8 @@ export interface RollbackGuardOptions {
   now: () => Date;
   /** The journal moved past the cloud's mark: the uplink sends the new entry (and the conflicts). */
   onMoved: (entry: Entry, conflicts: number[]) => void;
+  /** Conflicts found before an ack covered them: the uplink sends them so that the cloud keeps them. */
+  onConflicts: (seqs: number[]) => void;
 }
 
 export class RollbackGuard {
@@ -114,6 +116,23 @@ export class RollbackGuard {
         "journal is behind the cloud (restored from an older copy?): moved past the cloud's seqs, nothing deleted",
       );
       this.#o.onMoved(entry, conflicts);
+    });
+  }
+
+  /**
+   * Before an ack covers entries this session did not send: each of ours in
+   * (after, upTo] that the cloud holds under another id is recorded as a
+   * conflict (and sent, so the cloud keeps it beside its own). Acks wait meanwhile.
+   */
+  verifyHeld(after: number, upTo: number): Promise<void> {
+    return this.#o.journal.holdingAcks(async () => {
+      const conflicts = await this.#compare(after, upTo);
+      if (conflicts.length === 0) return;
+      this.#o.logger.error(
+        { conflicts: conflicts.length, from: conflicts[0], to: conflicts.at(-1) },
+        "the cloud holds other entries at seqs this kiosk had not sent yet: ours are kept for ops",
+      );
+      this.#o.onConflicts(conflicts);
     });
   }
 

@@ -237,7 +237,11 @@ export class Journal {
         [new Date().toISOString(), JSON.stringify(conflicts)],
       );
     }
-    await this.#ackGate;
+    // Wait until no rollback check holds acks, including one queued behind the one awaited.
+    for (let gate = this.#ackGate; ; gate = this.#ackGate) {
+      await gate;
+      if (gate === this.#ackGate) break;
+    }
     // One statement, so overlapping acks cannot interleave a read and a write.
     const row = await this.#db.get<{ acked_up_to: number }>(
       "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",

@@ -78,11 +78,19 @@ export interface UplinkOptions {
    * once the journal has moved beyond `upTo`; the ack is then recorded.
    */
   onCloudAhead?: (upTo: number) => Promise<void>;
+  /**
+   * An ack covers entries in (after, upTo] that this session has not sent:
+   * an earlier session sent them (and lost the ack), or someone else put
+   * other entries at those seqs. Resolves once each of ours that the cloud
+   * holds under another id is recorded as a conflict; only then is the ack
+   * recorded, so no ack makes an entry compactable that the cloud does not hold.
+   */
+  verifyHeld?: (after: number, upTo: number) => Promise<void>;
   /** The cloud holds other entries at these seqs than this kiosk's own (they are kept, not compacted). */
   onConflicts?: (seqs: number[]) => void;
 }
 
-type Hooks = "onChange" | "onAcked" | "onCloudAhead" | "onConflicts";
+type Hooks = "onChange" | "onAcked" | "onCloudAhead" | "onConflicts" | "verifyHeld";
 
 export class Uplink {
   readonly #o: Required<Omit<UplinkOptions, Hooks>> & Pick<UplinkOptions, Hooks>;
@@ -101,6 +109,7 @@ export class Uplink {
   #backoff: IBackoff<unknown> | undefined;
   readonly #backoffFactory: ExponentialBackoff<unknown>;
   #stopped = true;
+  readonly #work = new Set<Promise<void>>();
   /** The last drain progress line: when, and the ack then. */
   #drainLog: { at: number; ackedUpTo: number; draining: boolean } | undefined;
   lastError: string | undefined;
@@ -200,6 +209,8 @@ export class Uplink {
       }
       await client.endAsync(true);
     }
+    // acks being recorded, and a pump reading the journal, finish before the journal may close
+    while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
     this.#brokerConnected = false;
     this.#cloudOnline = false;
   }
@@ -216,9 +227,17 @@ export class Uplink {
    * reported. Outside the window: they are already acked.
    */
   sendConflicts(): void {
-    void this.#sendConflicts().catch((err: Error) =>
-      this.#o.logger.warn({ err: err.message }, "conflicting entries could not be sent"),
+    this.#inFlight(
+      this.#sendConflicts().catch((err: Error) =>
+        this.#o.logger.warn({ err: err.message }, "conflicting entries could not be sent"),
+      ),
     );
+  }
+
+  /** Work on the journal started by a message: `stop()` waits for it, so the journal outlives it. */
+  #inFlight(work: Promise<void>): void {
+    this.#work.add(work);
+    void work.finally(() => this.#work.delete(work));
   }
 
   /**
@@ -313,7 +332,7 @@ export class Uplink {
         this.#o.logger.error({ error: ack.error }, "malformed ack ignored");
         return;
       }
-      void this.#onAck(ack.value.upTo, ack.value.conflicts ?? []);
+      this.#inFlight(this.#onAck(ack.value.upTo, ack.value.conflicts ?? []));
     } else if (topic === topics.cloudStatus) {
       const status = decode(CloudStatusSchema, payload);
       if (!status.ok) return;
@@ -383,6 +402,7 @@ export class Uplink {
     }
     if (upTo <= this.#ackedUpTo) return;
     const early = upTo <= this.#sentUpTo;
+    const unsentFrom = early ? null : Math.max(this.#ackedUpTo, this.#sentUpTo);
     if (early) {
       // An ack of what we sent this session is within the journal: open the window at once and
       // record it meanwhile (a backlog drains a round trip of fsync faster; losing the mark in a
@@ -392,7 +412,7 @@ export class Uplink {
       void this.#pump();
     }
     try {
-      this.#ackedUpTo = Math.max(this.#ackedUpTo, await this.#markAcked(upTo));
+      this.#ackedUpTo = Math.max(this.#ackedUpTo, await this.#markAcked(upTo, unsentFrom));
     } catch (err) {
       this.#o.logger.error({ err: (err as Error).message, upTo }, "ack refused by journal");
       return;
@@ -415,7 +435,8 @@ export class Uplink {
   }
 
   /** Records an ack; one beyond the journal first moves the journal past it (a rolled-back journal). */
-  async #markAcked(upTo: number): Promise<number> {
+  async #markAcked(upTo: number, unsentFrom: number | null): Promise<number> {
+    if (unsentFrom !== null && this.#o.verifyHeld) await this.#o.verifyHeld(unsentFrom, upTo);
     try {
       return await this.#o.journal.markAcked(upTo);
     } catch (err) {
@@ -477,22 +498,26 @@ export class Uplink {
   }
 
   /** Publishes unsent entries while the window allows. One pump at a time; a request during a pump re-runs it. */
-  async #pump(): Promise<void> {
+  #pump(): Promise<void> {
     if (this.#pumping) {
       this.#pumpAgain = true;
-      return;
+      return Promise.resolve();
     }
     this.#pumping = true;
-    try {
-      do {
-        this.#pumpAgain = false;
-        await this.#pumpOnce();
-      } while (this.#pumpAgain);
-    } catch (err) {
-      this.#o.logger.error({ err: (err as Error).message }, "publishing from the journal failed");
-    } finally {
-      this.#pumping = false;
-    }
+    const run = (async () => {
+      try {
+        do {
+          this.#pumpAgain = false;
+          await this.#pumpOnce();
+        } while (this.#pumpAgain);
+      } catch (err) {
+        this.#o.logger.error({ err: (err as Error).message }, "publishing from the journal failed");
+      } finally {
+        this.#pumping = false;
+      }
+    })();
+    this.#inFlight(run);
+    return run;
   }
 
   async #pumpOnce(): Promise<void> {

@@ -384,6 +384,7 @@ test("a rollback check holds acks until the journal is compared and moved, and r
       },
     },
     onMoved: (_entry, conflicts) => moved.push(conflicts),
+    onConflicts: () => {},
   });
   const check = guard.check();
   await comparing;

@@ -349,6 +349,50 @@ test("an ack beyond what this session sent (an earlier one sent it) moves the pu
   assert.equal(await nextBatch(ctx), [11, 12]);
 });
 
+test("an ack past what this session sent is recorded only after the entries it covers unsent are checked against the cloud's (a thief's entries at our seqs)", async (ctx) => {
+  await tearDown(ctx);
+  const checked: Array<[number, number, number]> = [];
+  await setUp(ctx, {
+    verifyHeld: async (after, upTo) => {
+      // what the journal said was acked while the check ran: nothing past `after` yet
+      checked.push([after, upTo, (await ctx.journal.stats()).ackedUpTo]);
+    },
+  });
+  await appendEntries(ctx, 12);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 7);
+  await ack(ctx, 10);
+  await until(ctx, () => ctx.acked.includes(10), "ack 10 recorded");
+  assert.equal(checked, [[7, 10, 0]], "seqs 8-10 were never sent this session: checked before the ack");
+  // an ack of what was sent is not checked
+  await ack(ctx, 10);
+  assert.equal(await nextBatch(ctx), [11, 12]);
+  await ack(ctx, 12);
+  await until(ctx, () => ctx.acked.includes(12), "ack 12 recorded");
+  assert.is(checked.length, 1);
+});
+
+test("an ack past what was sent is not recorded while the check cannot be made (the cloud's HTTP is away)", async (ctx) => {
+  await tearDown(ctx);
+  await setUp(ctx, {
+    verifyHeld: async () => {
+      throw new Error("GET …/stream/entries: connect ECONNREFUSED");
+    },
+  });
+  await appendEntries(ctx, 12);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 7);
+  await ack(ctx, 10);
+  await until(ctx, () => ctx.logs.some((l) => l.msg === "ack refused by journal"), "the ack refused");
+  assert.is(
+    (await ctx.journal.stats()).ackedUpTo,
+    0,
+    "entries 8-10 stay unacked: they are sent and checked by the cloud",
+  );
+  await ack(ctx, 7);
+  await until(ctx, () => ctx.acked.includes(7), "ack 7 recorded");
+});
+
 test("after ackTimeoutMs without an ack, the unacked entries are republished from the last ack", async (ctx) => {
   await tearDown(ctx);
   await setUp(ctx, { batchSize: 10, window: 10 });

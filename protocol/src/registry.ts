@@ -247,6 +247,9 @@ export function watchRegistry(
     // Some platforms give no name: then any change in the folder counts.
     if (filename === null || filename === name) schedule();
   });
+  // SIGHUP asks for a reload too (where the watch failed, or out of habit): never the default, which exits.
+  const onHangup = () => schedule();
+  process.on("SIGHUP", onHangup);
   watcher.on("error", (err) => {
     logger.error({ path, err: err.message }, "registry watch failed; changes need a SIGHUP or a restart");
     watcher?.close();
@@ -255,6 +258,7 @@ export function watchRegistry(
 
   return () => {
     stopped = true;
+    process.off("SIGHUP", onHangup);
     clearTimeout(timer);
     watcher?.close();
     watcher = undefined;

@@ -136,4 +136,21 @@ test("adoptVerified keeps verified secrets only for identities whose hash is unc
   assert.is(after.secretHashOf("s1/nobody"), undefined);
 });
 
+test("SIGHUP reloads the file (and does not end the process, Node's default)", async () => {
+  const r = recorder();
+  const stop = watchRegistry(path, r.onChange, r.logger, { debounceMs: 20 });
+  try {
+    const changed = r.next("change");
+    // the signal arrives asynchronously and the watch holds no handle open: keep the loop alive until it does
+    const deadline = setTimeout(() => assert.unreachable("no reload within 5 s of SIGHUP"), 5000);
+    process.kill(process.pid, "SIGHUP");
+    const registry = (await changed) as Registry;
+    clearTimeout(deadline);
+    assert.equal(registry.devices, [{ site: "s1", device: "k1" }]);
+  } finally {
+    stop();
+  }
+  assert.is(process.listenerCount("SIGHUP"), 0, "stop() removes its SIGHUP listener");
+});
+
 test.run();

@@ -184,22 +184,29 @@ export class Gateway {
     if (registry === previous) return;
     registry.adoptVerified(previous);
     this.#registry = registry;
-    const metrics = this.#metrics;
-    for (const client of this.#live) {
-      const session = this.#sessions.get(client);
-      if (!session?.username) continue;
-      const now = registry.secretHashOf(session.username);
-      if (now === session.secretHash) continue;
-      const reason = now === undefined ? "removed" : "secret-changed";
-      metrics?.revocations.inc({ reason });
-      this.#options.logger.warn(
-        { clientId: client.id, username: session.username, reason },
-        "identity revoked by the new registry; disconnecting its session",
-      );
-      // No DISCONNECT in 3.1.1 from the server: the connection is closed (its Will is published).
-      this.#live.delete(client);
-      client.close();
-    }
+    for (const client of this.#live) this.#closeIfRevoked(client);
+  }
+
+  /**
+   * Closes a session whose identity the registry in force no longer has, or
+   * has with another secret. Also run when a client becomes ready: one
+   * authenticated just before a registry change is not live yet at the change.
+   */
+  #closeIfRevoked(client: Client): boolean {
+    const session = this.#sessions.get(client);
+    if (!session?.username) return false;
+    const now = this.#registry.secretHashOf(session.username);
+    if (now === session.secretHash) return false;
+    const reason = now === undefined ? "removed" : "secret-changed";
+    this.#metrics?.revocations.inc({ reason });
+    this.#options.logger.warn(
+      { clientId: client.id, username: session.username, reason },
+      "identity revoked by the new registry; disconnecting its session",
+    );
+    // No DISCONNECT in 3.1.1 from the server: the connection is closed (its Will is published).
+    this.#live.delete(client);
+    client.close();
+    return true;
   }
 
   async start(): Promise<{ port: number; tlsPort?: number; wssPort?: number }> {
@@ -241,6 +248,7 @@ export class Gateway {
     const emitter: EventEmitter = broker;
     emitter.on("error", (err: unknown) => log.error({ err }, "broker error"));
     broker.on("clientReady", (client) => {
+      if (this.#closeIfRevoked(client)) return;
       this.#live.add(client);
       log.info({ clientId: client.id }, "client connected");
     });

@@ -25,7 +25,7 @@ import { CloudStream, RollbackGuard } from "./journal-rollback.ts";
 import { assertLoopbackHost, createLocalApi } from "./local-api.ts";
 import { issueLocalApiToken } from "./local-api-token.ts";
 import { OnlineAuthorizer } from "./payments/online-authorizer.ts";
-import { PaymentDesk, type ReceiptFacts } from "./payments/payment-desk.ts";
+import { PaymentBusyError, PaymentDesk, type ReceiptFacts } from "./payments/payment-desk.ts";
 import { WalletReplica } from "./payments/wallet-replica.ts";
 import { Peripherals, type SelfTestReport } from "./peripherals.ts";
 import { receiptQrDataUrl } from "./receipt-qr.ts";
@@ -482,7 +482,9 @@ export class KioskDaemon {
     try {
       // A payment waiting for a card ends (its idle timer with it); one being authorized is awaited below.
       this.#payments?.cancel();
-    } catch {}
+    } catch (err) {
+      if (!(err instanceof PaymentBusyError)) this.#log.warn({ err: (err as Error).message }, "payment not cancelled");
+    }
     while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
     this.#storage?.stop();
     const stores = [this.#terminal, this.#wallets, this.#replica, this.#journal];

@@ -17,7 +17,7 @@ import { join, relative } from "node:path";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { createNodeWebSocket } from "@hono/node-ws";
 import { problemResponse } from "@paylane/protocol";
-import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
+import { type HealthReport, opsRoutes, registeredCounter } from "@paylane/protocol/service";
 import { kioskDist } from "@paylane/ui/dist";
 import {
   type Catalog,
@@ -30,7 +30,7 @@ import {
 } from "@paylane/ui/kiosk-api";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import type { WSContext } from "hono/ws";
-import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import type { Registry as MetricsRegistry } from "prom-client";
 import { sameToken } from "./local-api-token.ts";
 import { PaymentBusyError, PaymentInputError, type StartRequest } from "./payments/payment-desk.ts";
 import { type StatusFacts, statusPage } from "./status-page.ts";
@@ -185,14 +185,12 @@ export function createLocalApi(o: LocalApiOptions) {
   const app = new Hono();
   // Every error the UI gets is problem+json, e.g. a staff call the journal could not write.
   app.onError((err) => problemResponse({ title: "The kiosk could not do that", status: 500, detail: err.message }));
-  const refusals =
-    (o.metrics.getSingleMetric("paylane_device_local_api_refused_total") as Counter<"reason"> | undefined) ??
-    new Counter({
-      name: "paylane_device_local_api_refused_total",
-      help: "Local API requests refused: wrong Host, foreign Origin, not JSON, no token, WebSocket without Origin",
-      labelNames: ["reason"],
-      registers: [o.metrics],
-    });
+  const refusals = registeredCounter({
+    name: "paylane_device_local_api_refused_total",
+    help: "Local API requests refused: wrong Host, foreign Origin, not JSON, no token, WebSocket without Origin",
+    labelNames: ["reason"],
+    registers: [o.metrics],
+  });
   app.use("*", localOnly({ token: o.token, refused: (reason) => refusals.inc({ reason }) }));
   const { upgradeWebSocket, injectWebSocket } = createNodeWebSocket({ app });
   const sockets = new Set<WSContext>();

@@ -19,9 +19,10 @@
  */
 import { createHash } from "node:crypto";
 import { problemResponse } from "@paylane/protocol";
+import { registeredCounter } from "@paylane/protocol/service";
 import type { Context, MiddlewareHandler } from "hono";
 import type { Redis } from "ioredis";
-import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import type { Registry as MetricsRegistry } from "prom-client";
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 
 export interface RateLimitOptions {
@@ -62,13 +63,12 @@ export function rateLimit(o: RateLimitOptions): MiddlewareHandler {
   const failures = make("auth-failures", o.authFailures);
   // The same registry again (a cloud started a second time) keeps its counter.
   const limited = o.metrics
-    ? ((o.metrics.getSingleMetric("paylane_cloud_rate_limited_total") as Counter<"budget"> | undefined) ??
-      new Counter({
+    ? registeredCounter({
         name: "paylane_cloud_rate_limited_total",
         help: "HTTP requests answered 429, by the budget they exceeded",
         labelNames: ["budget"],
         registers: [o.metrics],
-      }))
+      })
     : undefined;
 
   const tooMany = (budget: Budget, res: RateLimiterRes, what: string): Response => {

@@ -5,9 +5,10 @@
  * same answer; the key with another member, amount or currency is a 422.
  */
 import { problemResponse, type Registry, TopupIntentRequestSchema } from "@paylane/protocol";
+import { registeredCounter } from "@paylane/protocol/service";
 import { Hono } from "hono";
 import type { Logger } from "pino";
-import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import type { Registry as MetricsRegistry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import { issueTopupIntent } from "../ledger/topup-intent.ts";
 import { anyDevice } from "./auth.ts";
@@ -23,14 +24,12 @@ export interface TopupRoutesOptions {
 
 export function topupRoutes(o: TopupRoutesOptions): Hono {
   const app = new Hono();
-  const intents =
-    (o.metrics.getSingleMetric("paylane_cloud_topup_intents_total") as Counter<"answer"> | undefined) ??
-    new Counter({
-      name: "paylane_cloud_topup_intents_total",
-      help: "Top-up intents asked for by kiosks, by answer (open, refused, key-mismatch)",
-      labelNames: ["answer"],
-      registers: [o.metrics],
-    });
+  const intents = registeredCounter({
+    name: "paylane_cloud_topup_intents_total",
+    help: "Top-up intents asked for by kiosks, by answer (open, refused, key-mismatch)",
+    labelNames: ["answer"],
+    registers: [o.metrics],
+  });
 
   app.post("/api/v1/topups/intents", async (c) => {
     const caller = await anyDevice(c.req.header("authorization"), o.registry());

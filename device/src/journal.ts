@@ -13,6 +13,7 @@
  *   retention window (which keeps "already checked in today" answerable).
  */
 import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
 import type { Entry, TopupBody } from "@paylane/protocol";
 import { Sqlite } from "./sqlite.ts";
 
@@ -139,8 +140,19 @@ export interface JournalStats {
   oldestUnackedAt: string | null;
 }
 
+/**
+ * What the journal tells whoever listens, so no writer has to remember to:
+ * every entry made durable (the uplink sends it), and every write the disk
+ * refused (storage is failing: the UI says so and a probe watches for recovery).
+ */
+export interface JournalEvents {
+  appended: [Entry];
+  "write-failed": [Error];
+}
+
 export class Journal {
   readonly #db: Sqlite;
+  readonly events = new EventEmitter<JournalEvents>();
   /** Resolved unless a rollback check holds acks (see `holdingAcks`). */
   #ackGate: Promise<void> = Promise.resolve();
 
@@ -203,14 +215,32 @@ export class Journal {
   async append(kind: string, body: Record<string, unknown>, at: Date, index?: MemberDay): Promise<Entry> {
     const id = randomUUID();
     // Sqlite.get runs the statement to completion, so the row is committed when this resolves.
-    const row = await this.#db.get<{ seq: number }>(
-      `INSERT INTO journal (seq, id, kind, at, body, member_id, local_day)
-       SELECT last_seq + 1, ?, ?, ?, ?, ?, ? FROM meta WHERE one = 1
-       RETURNING seq`,
-      [id, kind, at.toISOString(), JSON.stringify(body), index?.memberId ?? null, index?.day ?? null],
+    const row = await this.writing(
+      this.#db.get<{ seq: number }>(
+        `INSERT INTO journal (seq, id, kind, at, body, member_id, local_day)
+         SELECT last_seq + 1, ?, ?, ?, ?, ?, ? FROM meta WHERE one = 1
+         RETURNING seq`,
+        [id, kind, at.toISOString(), JSON.stringify(body), index?.memberId ?? null, index?.day ?? null],
+      ),
     );
     if (!row) throw new JournalError("journal meta row is missing");
-    return { seq: row.seq, id, kind, at: at.toISOString(), body };
+    const entry = { seq: row.seq, id, kind, at: at.toISOString(), body };
+    this.events.emit("appended", entry);
+    return entry;
+  }
+
+  /**
+   * A write on the journal's database file (the journal's own, or a store
+   * sharing its file such as payment intents): a failure is told to the
+   * listeners (`write-failed`) before the caller sees it.
+   */
+  async writing<T>(write: Promise<T>): Promise<T> {
+    try {
+      return await write;
+    } catch (err) {
+      this.events.emit("write-failed", err as Error);
+      throw err;
+    }
   }
 
   /** Entries after `afterSeq`, oldest first. */
@@ -275,7 +305,9 @@ export class Journal {
       [cloudAckedSeq, id, at.toISOString(), cloudAckedSeq, detectedBy, cloudAckedSeq],
     );
     if (!row) return null;
-    return { seq: row.seq, id, kind: "journal-rolled-back", at: at.toISOString(), body: JSON.parse(row.body) };
+    const entry = { seq: row.seq, id, kind: "journal-rolled-back", at: at.toISOString(), body: JSON.parse(row.body) };
+    this.events.emit("appended", entry);
+    return entry;
   }
 
   /** Seqs at which the cloud holds another entry than this journal's. */
@@ -392,15 +424,19 @@ export class Journal {
 
   /** Writes a payment's key and request before its first authorization attempt. */
   async recordIntent(i: PaymentIntent): Promise<void> {
-    await this.#db.run(
-      "INSERT INTO payment_intents (key, kind, member_id, amount, currency, request, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      [i.key, i.kind, i.memberId, i.amount, i.currency, JSON.stringify(i.request), i.createdAt],
+    await this.writing(
+      this.#db.run(
+        "INSERT INTO payment_intents (key, kind, member_id, amount, currency, request, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [i.key, i.kind, i.memberId, i.amount, i.currency, JSON.stringify(i.request), i.createdAt],
+      ),
     );
   }
 
   /** Ends an intent that was not approved (declined, or abandoned after a terminal timeout). */
   async closeIntent(key: string, state: "declined" | "abandoned"): Promise<void> {
-    await this.#db.run("UPDATE payment_intents SET state = ? WHERE key = ? AND state = 'pending'", [state, key]);
+    await this.writing(
+      this.#db.run("UPDATE payment_intents SET state = ? WHERE key = ? AND state = 'pending'", [state, key]),
+    );
   }
 
   /** Intents whose outcome is unknown (a crash between asking and journaling), oldest first. */

@@ -15,7 +15,7 @@ import { type GpioHealth, GpioRoles, type SimulatedPanel } from "./hardware/gpio
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import { SimulatedGpio } from "./hardware/gpio/simulated.ts";
 import { DISCARD_REASONS } from "./hardware/pn532/frame.ts";
-import { type Pn532Counters, Pn532Reader } from "./hardware/pn532/pn532-reader.ts";
+import { type CardHandler, type Pn532Counters, Pn532Reader, type ReaderState } from "./hardware/pn532/pn532-reader.ts";
 import { Pn532Simulator } from "./hardware/pn532/simulator.ts";
 import { DeviceFileTransport } from "./hardware/printer/device-file-transport.ts";
 import { MemoryTransport } from "./hardware/printer/memory-transport.ts";
@@ -26,7 +26,6 @@ import type { PrinterTransport } from "./hardware/printer/transport.ts";
 import { createLinkPair } from "./hardware/serial/link-pair.ts";
 import { openPtyPair, type PtyPair } from "./hardware/serial/pty-pair.ts";
 import { type OpenLink, openSerialPort, type SerialLink } from "./hardware/serial/serial-link.ts";
-import type { CardHandler, ReaderState } from "./reader/card-reader.ts";
 import type { Timers } from "./timers.ts";
 
 export interface PeripheralHandlers {

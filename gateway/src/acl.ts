@@ -3,10 +3,10 @@
  * decision. Deny by default: anything not matched by a rule below is refused,
  * unlike aedes' own defaults, which allow everything.
  *
- * design.md, MQTT contract: "A device may publish and subscribe only under its
- * own `{site}/{device}`." Topics are parsed with the protocol's `parseTopic`
- * and compared with what its `topics` builder makes; nothing here builds a
- * topic by concatenation.
+ * A device may publish and subscribe only under its own `{site}/{device}`
+ * (docs/architecture.md, "Identities and ACLs"). Topics are parsed with the
+ * protocol's `parseTopic` and compared with what its `topics` builder makes;
+ * nothing here builds a topic by concatenation.
  */
 import {
   type Channel,
@@ -24,11 +24,11 @@ export type Decision = { allowed: true } | { allowed: false; reason: string };
 const ALLOW: Decision = { allowed: true };
 const deny = (reason: string): Decision => ({ allowed: false, reason });
 
-/** What a device sends (design.md table, "dev→" rows). */
+/** What a device sends (the "device →" channels of protocol/src/topics.ts, DEVICE_OUT). */
 const DEVICE_PUBLISH = new Set<Channel>(["status", "events", "telemetry", "state", "cmd-result"]);
-/** Only the birth/Will and the reported configuration are retained (QoS / retain column). */
+/** Only the birth/Will and the reported configuration are retained (docs/architecture.md, MQTT contract). */
 const DEVICE_RETAIN = new Set<Channel>(["status", "state"]);
-/** What is addressed to a device ("→dev" rows): a device may read these, exactly. */
+/** What is addressed to a device ("→ device" channels): a device may read these, exactly. */
 const DEVICE_SUBSCRIBE = new Set<Channel>(["ack", "config", "errors", "cmd"]);
 
 /** What the cloud bridge sends to devices. */

@@ -50,6 +50,7 @@ export const topics = {
   events: (a: DeviceAddress) => deviceTopic(a, "events"),
   ack: (a: DeviceAddress) => deviceTopic(a, "ack"),
   telemetry: (a: DeviceAddress) => deviceTopic(a, "telemetry"),
+  // config (desired, retained) and state (what the device applied) are in the MQTT contract; issue 14 implements them.
   config: (a: DeviceAddress) => deviceTopic(a, "config"),
   state: (a: DeviceAddress) => deviceTopic(a, "state"),
   cmdResult: (a: DeviceAddress) => deviceTopic(a, "cmd-result"),

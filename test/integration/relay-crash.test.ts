@@ -10,10 +10,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DeviceConfigInput, Replica } from "@paylane/device";
-import { createFakeSysfs, PI4_KERNEL_6_6 } from "@paylane/device/hardware";
 import type { TapResult } from "@paylane/ui/kiosk-api";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { createFakeSysfs, PI4_KERNEL_6_6 } from "../../device/test/hardware/fake-sysfs.ts";
 import { kioskPost } from "../support/kiosk-api.ts";
 
 const repo = join(import.meta.dirname, "../..");

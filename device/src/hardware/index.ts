@@ -1,6 +1,5 @@
 /** The kiosk's hardware drivers and the simulated peers that speak their bytes (for tests, the site runner and benches). */
 
-export { createFakeSysfs, type FakeChip, PI4_KERNEL_6_1, PI4_KERNEL_6_6, PI5_KERNEL_6_6 } from "./gpio/fake-sysfs.ts";
 export * from "./gpio/index.ts";
 export { Pn532Reader, type Pn532ReaderOptions } from "./pn532/pn532-reader.ts";
 export { Pn532Simulator } from "./pn532/simulator.ts";

@@ -8,16 +8,10 @@ import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { GpioConfigError, type Level, type PinSpec } from "../../src/hardware/gpio/backend.ts";
-import {
-  createFakeSysfs,
-  type FakeChip,
-  PI4_KERNEL_6_1,
-  PI4_KERNEL_6_6,
-  PI5_KERNEL_6_6,
-} from "../../src/hardware/gpio/fake-sysfs.ts";
 import { readGpioChips, resolveSysfsLine } from "../../src/hardware/gpio/pins.ts";
 import { SysfsGpio } from "../../src/hardware/gpio/sysfs.ts";
 import { FakeTimers } from "../fake-timers.ts";
+import { createFakeSysfs, type FakeChip, PI4_KERNEL_6_1, PI4_KERNEL_6_6, PI5_KERNEL_6_6 } from "./fake-sysfs.ts";
 
 const PI3_KERNEL_6_6: FakeChip[] = [{ base: 512, ngpio: 54, label: "pinctrl-bcm2835" }];
 

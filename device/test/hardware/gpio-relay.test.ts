@@ -10,11 +10,11 @@ import pino from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { GpioBackend, Level, OutputLine } from "../../src/hardware/gpio/backend.ts";
-import { createFakeSysfs, PI4_KERNEL_6_6 } from "../../src/hardware/gpio/fake-sysfs.ts";
 import { Relay } from "../../src/hardware/gpio/relay.ts";
 import { SimulatedGpio } from "../../src/hardware/gpio/simulated.ts";
 import { SysfsGpio } from "../../src/hardware/gpio/sysfs.ts";
 import { FakeTimers } from "../fake-timers.ts";
+import { createFakeSysfs, PI4_KERNEL_6_6 } from "./fake-sysfs.ts";
 
 const LINE = 529;
 const logger = pino({ level: "silent" });

@@ -11,11 +11,10 @@ import type { TapResult } from "@paylane/ui/kiosk-api";
 import { pino } from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { Pn532Reader } from "../../src/hardware/pn532/pn532-reader.ts";
+import { Pn532Reader, type ReaderState } from "../../src/hardware/pn532/pn532-reader.ts";
 import { Pn532Simulator } from "../../src/hardware/pn532/simulator.ts";
 import { openPtyPair, type PtyPair } from "../../src/hardware/serial/pty-pair.ts";
 import { openSerialPort, type SerialLink } from "../../src/hardware/serial/serial-link.ts";
-import type { ReaderState } from "../../src/reader/card-reader.ts";
 
 const test = suite("pn532 through a pty");
 const WAIT_MS = 5000;

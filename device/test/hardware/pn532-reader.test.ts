@@ -7,10 +7,9 @@ import type { TapResult } from "@paylane/ui/kiosk-api";
 import { pino } from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { Pn532Reader, type Pn532ReaderOptions } from "../../src/hardware/pn532/pn532-reader.ts";
+import { Pn532Reader, type Pn532ReaderOptions, type ReaderState } from "../../src/hardware/pn532/pn532-reader.ts";
 import { Pn532Simulator } from "../../src/hardware/pn532/simulator.ts";
 import { createLinkPair, type LinkPair } from "../../src/hardware/serial/link-pair.ts";
-import type { ReaderState } from "../../src/reader/card-reader.ts";
 import { FakeTimers } from "../fake-timers.ts";
 
 const test = suite("pn532 reader");

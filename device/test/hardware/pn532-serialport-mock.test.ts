@@ -11,12 +11,11 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { getFirmwareVersion, HSU_WAKEUP, samConfiguration } from "../../src/hardware/pn532/commands.ts";
 import { encodeCommand, NACK_FRAME } from "../../src/hardware/pn532/frame.ts";
-import { Pn532Reader } from "../../src/hardware/pn532/pn532-reader.ts";
+import { Pn532Reader, type ReaderState } from "../../src/hardware/pn532/pn532-reader.ts";
 import { Pn532Simulator } from "../../src/hardware/pn532/simulator.ts";
-import { type MockPeerLink, mockPortPeer } from "../../src/hardware/serial/mock-peer.ts";
 import { openSerialLink } from "../../src/hardware/serial/serial-link.ts";
-import type { ReaderState } from "../../src/reader/card-reader.ts";
 import { FakeTimers } from "../fake-timers.ts";
+import { type MockPeerLink, mockPortPeer } from "./mock-peer.ts";
 
 const test = suite("pn532 over SerialPortMock");
 const PATH = "/dev/ttyS0";

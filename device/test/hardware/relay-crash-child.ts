@@ -15,10 +15,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { parseGpioConfig } from "../../src/hardware/gpio/config.ts";
-import { createFakeSysfs, PI4_KERNEL_6_6 } from "../../src/hardware/gpio/fake-sysfs.ts";
 import { GpioRoles } from "../../src/hardware/gpio/gpio-roles.ts";
 import { SysfsGpio } from "../../src/hardware/gpio/sysfs.ts";
 import { realTimers } from "../../src/timers.ts";
+import { createFakeSysfs, PI4_KERNEL_6_6 } from "./fake-sysfs.ts";
 
 /** BCM 17 on a Pi 4 with a 6.6+ kernel. */
 const CRASH_CHILD_LINE = 529;

@@ -6,8 +6,8 @@
  * waiting on epoll, which is all a call-staff button needs.
  *
  * The root is injectable, so the same code runs against a sysfs-shaped folder
- * of ordinary files (fake-sysfs.ts) whose values outlive the process, like a
- * real output latch does: that is what the kill -9 relay test runs on.
+ * of ordinary files (device/test/hardware/fake-sysfs.ts) whose values outlive the
+ * process, like a real output latch does: that is what the kill -9 relay test runs on.
  */
 
 import { closeSync, openSync, readSync, writeFileSync, writeSync } from "node:fs";

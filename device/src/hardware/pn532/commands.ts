@@ -18,8 +18,6 @@ export const Command = {
   InRelease: 0x52,
 } as const;
 
-export type CommandCode = (typeof Command)[keyof typeof Command];
-
 /** A response's PD0 is the command code + 1 (§6.2.1.1). */
 export function responseCode(command: number): number {
   return (command + 1) & 0xff;

@@ -14,7 +14,6 @@
  */
 import { ExponentialBackoff, type IBackoff, noJitterGenerator } from "cockatiel";
 import type { Logger } from "pino";
-import type { CardHandler, CardReader, ReaderState } from "../../reader/card-reader.ts";
 import { realTimers, type Timers } from "../../timers.ts";
 import type { OpenLink, SerialLink } from "../serial/serial-link.ts";
 import {
@@ -82,6 +81,14 @@ export interface Pn532Counters {
   reads: number;
 }
 
+export type ReaderState = "ok" | "degraded" | "disconnected";
+
+/**
+ * Told each card's UID (upper-case hex) once per tap; the reader waits for it
+ * before it triggers again and ignores what it resolves to (the daemon decides and answers).
+ */
+export type CardHandler = (uid: string) => Promise<unknown>;
+
 export class Pn532TimeoutError extends Error {
   override name = "Pn532TimeoutError";
 }
@@ -103,7 +110,7 @@ interface Exchange {
 
 type Options = Required<Omit<Pn532ReaderOptions, "onStateChange">> & Pick<Pn532ReaderOptions, "onStateChange">;
 
-export class Pn532Reader implements CardReader {
+export class Pn532Reader {
   readonly kind = "pn532" as const;
   readonly #o: Options;
   readonly #decoder = new FrameDecoder();

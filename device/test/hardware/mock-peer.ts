@@ -5,7 +5,7 @@
  */
 import { DisconnectedError } from "@serialport/stream";
 import type { SerialPortMock } from "serialport";
-import { LinkListeners, type SerialLink, SerialLinkError } from "./serial-link.ts";
+import { LinkListeners, type SerialLink, SerialLinkError } from "../../src/hardware/serial/serial-link.ts";
 
 export interface MockPeerLink extends SerialLink {
   /** The device vanishes: the host's port closes with a DisconnectedError, as on a pulled USB adapter. */

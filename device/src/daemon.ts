@@ -10,7 +10,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Credential, Entry, JournalRecoveredBody, StaffCallBody } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
-import type { KioskState, PaymentResult, PaymentSession, ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
+import type { KioskState, PaymentResult, PaymentSession, ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
 import pino, { type Logger } from "pino";
 import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";

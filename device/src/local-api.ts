@@ -17,17 +17,23 @@ import { join, relative } from "node:path";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { createNodeWebSocket } from "@hono/node-ws";
 import { problemResponse } from "@paylane/protocol";
-import { type HealthReport, opsRoutes, registeredCounter } from "@paylane/protocol/service";
-import { kioskDist } from "@paylane/ui/dist";
 import {
   type Catalog,
+  type KioskRoute,
   type KioskState,
+  kioskApi,
+  LIVE_PATH,
   type LiveMessage,
   LOCAL_TOKEN_META,
+  type ParsedRequestOf,
   type PaymentResult,
   type PaymentSession,
+  type ResponseOf,
+  refusalDetail,
   type TapResult,
-} from "@paylane/ui/kiosk-api";
+} from "@paylane/protocol/kiosk-api";
+import { type HealthReport, opsRoutes, registeredCounter } from "@paylane/protocol/service";
+import { kioskDist } from "@paylane/ui/dist";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import type { WSContext } from "hono/ws";
 import type { Registry as MetricsRegistry } from "prom-client";
@@ -54,34 +60,46 @@ export interface LocalApiOptions {
   /** The on-screen "call staff" button. */
   callStaff: () => Promise<void>;
   /** Exercises each peripheral. */
-  selfTest: () => Promise<unknown>;
+  selfTest: () => Promise<ResponseOf<typeof kioskApi.selfTest>>;
   /** What GET /status shows a technician. */
   status: () => Promise<StatusFacts>;
   /**
    * The card terminal's end-of-day, journaled as a `terminal-settlement`
    * (POST /api/terminal/end-of-day); absent without a terminal.
    */
-  settleTerminal?: () => Promise<unknown>;
+  settleTerminal?: () => Promise<ResponseOf<typeof kioskApi.endOfDay>>;
 }
 
-const CODE = /^[A-Z0-9]{4,16}$/;
+type BodyRoute = KioskRoute & { body: NonNullable<KioskRoute["body"]>; invalid: string };
 
-const UID = /^([0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$/;
-
-/** A JSON object body; an empty object when the body is not one. */
-async function jsonObject(req: Request): Promise<Record<string, unknown>> {
+/**
+ * A route's JSON body, checked against its schema (and normalised by it, e.g.
+ * a UID's colons dropped); otherwise the 400 problem to answer, in one line.
+ */
+async function readBody<R extends BodyRoute>(
+  req: Request,
+  route: R,
+): Promise<{ ok: true; body: ParsedRequestOf<R> } | { ok: false; problem: Response }> {
+  let json: unknown;
   try {
-    const body: unknown = await req.json();
-    return typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
-  } catch {
-    return {};
+    json = JSON.parse(await req.text());
+  } catch (err) {
+    const why = (err as Error).message.split("\n")[0];
+    return { ok: false, problem: problemResponse({ title: "Invalid JSON", status: 400, detail: `body: ${why}` }) };
   }
+  const parsed = route.body.safeParse(json);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problem: problemResponse({ title: route.invalid, status: 400, detail: refusalDetail(parsed.error) }),
+    };
+  }
+  return { ok: true, body: parsed.data as ParsedRequestOf<R> };
 }
 
-/** A string field of a JSON object body, upper-cased with `strip` removed; "" when it is not a string. */
-async function normalizedField(req: Request, field: string, strip: RegExp): Promise<string> {
-  const raw = (await jsonObject(req))[field];
-  return typeof raw === "string" ? raw.replace(strip, "").toUpperCase() : "";
+/** A route's success answer, typed by its response schema, with the route's status. */
+function answer<R extends KioskRoute>(c: Context, route: R, body: ResponseOf<R>): Response {
+  return c.json(body as object, route.status);
 }
 
 /** A payment error as problem+json: bad input 400, a session in the way 409. */
@@ -198,9 +216,10 @@ export function createLocalApi(o: LocalApiOptions) {
   const send = (ws: WSContext, msg: LiveMessage) => ws.send(JSON.stringify(msg));
 
   app.route("/", opsRoutes(o.health, o.metrics));
-  app.get("/api/state", async (c) => c.json(await o.state()));
+  const api = kioskApi;
+  app.get(api.state.path, async (c) => answer(c, api.state, await o.state()));
   app.get(
-    "/api/live",
+    LIVE_PATH,
     upgradeWebSocket(() => ({
       onOpen: async (_evt, ws) => {
         sockets.add(ws);
@@ -211,7 +230,7 @@ export function createLocalApi(o: LocalApiOptions) {
       },
     })),
   );
-  app.post("/api/sim/tap", async (c) => {
+  app.post(api.simTap.path, async (c) => {
     if (!o.simulatedTap) {
       return problemResponse({
         title: "No simulated reader",
@@ -219,75 +238,55 @@ export function createLocalApi(o: LocalApiOptions) {
         detail: "this kiosk has a real card reader",
       });
     }
-    const uid = await normalizedField(c.req.raw, "uid", /[\s:]/g);
-    if (!UID.test(uid)) {
-      return problemResponse({
-        title: "Invalid card UID",
-        status: 400,
-        detail: "uid: expected 4, 7 or 10 bytes as hex, e.g. 04A2B3C4",
-      });
-    }
-    return c.json(await o.simulatedTap(uid));
+    const req = await readBody(c.req.raw, api.simTap);
+    if (!req.ok) return req.problem;
+    return answer(c, api.simTap, await o.simulatedTap(req.body.uid));
   });
-  app.post("/api/code", async (c) => {
-    const code = await normalizedField(c.req.raw, "code", /[\s-]/g);
-    if (!CODE.test(code)) {
-      return problemResponse({
-        title: "Invalid booking code",
-        status: 400,
-        detail: "code: expected 4 to 16 letters or digits, e.g. ADA1",
-      });
-    }
-    return c.json(await o.enterCode(code));
+  app.post(api.code.path, async (c) => {
+    const req = await readBody(c.req.raw, api.code);
+    if (!req.ok) return req.problem;
+    return answer(c, api.code, await o.enterCode(req.body.code));
   });
-  app.get("/api/catalog", async (c) => c.json(await o.catalog()));
-  app.post("/api/payments", async (c) => {
-    const body = await jsonObject(c.req.raw);
-    if ((body.itemId === undefined) === (body.amount === undefined)) {
-      return problemResponse({
-        title: "Invalid payment",
-        status: 400,
-        detail: "expected either itemId (an item of the price list) or amount (minor units), not both",
-      });
-    }
-    if (body.itemId !== undefined && typeof body.itemId !== "string") {
-      return problemResponse({ title: "Invalid payment", status: 400, detail: "itemId: expected a string" });
-    }
-    const req: StartRequest =
-      body.itemId !== undefined
-        ? { kind: "purchase", itemId: body.itemId as string }
-        : { kind: "purchase", amount: body.amount as number };
+  app.get(api.catalog.path, async (c) => answer(c, api.catalog, await o.catalog()));
+  app.post(api.payment.path, async (c) => {
+    const req = await readBody(c.req.raw, api.payment);
+    if (!req.ok) return req.problem;
+    const start: StartRequest =
+      req.body.itemId !== undefined
+        ? { kind: "purchase", itemId: req.body.itemId }
+        : { kind: "purchase", amount: req.body.amount };
     try {
-      return c.json(await o.startPayment(req), 201);
+      return answer(c, api.payment, await o.startPayment(start));
     } catch (err) {
       return paymentProblem(err);
     }
   });
-  app.post("/api/topups", async (c) => {
-    const body = await jsonObject(c.req.raw);
+  app.post(api.topup.path, async (c) => {
+    const req = await readBody(c.req.raw, api.topup);
+    if (!req.ok) return req.problem;
     try {
-      return c.json(await o.startPayment({ kind: "topup", amount: body.amount as number }), 201);
+      return answer(c, api.topup, await o.startPayment({ kind: "topup", amount: req.body.amount }));
     } catch (err) {
       return paymentProblem(err);
     }
   });
-  app.post("/api/payments/cancel", (c) => {
+  app.post(api.cancelPayment.path, (c) => {
     try {
-      return c.json({ cancelled: o.cancelPayment() });
+      return answer(c, api.cancelPayment, { cancelled: o.cancelPayment() });
     } catch (err) {
       return paymentProblem(err);
     }
   });
-  app.post("/api/call-staff", async (c) => {
+  app.post(api.callStaff.path, async (c) => {
     await o.callStaff();
-    return c.json({ called: true });
+    return answer(c, api.callStaff, { called: true });
   });
-  app.post("/api/self-test", async (c) => c.json(await o.selfTest()));
-  app.post("/api/terminal/end-of-day", async (c) => {
+  app.post(api.selfTest.path, async (c) => answer(c, api.selfTest, await o.selfTest()));
+  app.post(api.endOfDay.path, async (c) => {
     if (!o.settleTerminal)
       return problemResponse({ title: "No card terminal", status: 404, detail: "this kiosk has no card terminal" });
     try {
-      return c.json(await o.settleTerminal());
+      return answer(c, api.endOfDay, await o.settleTerminal());
     } catch (err) {
       if (err instanceof PaymentInputError || err instanceof PaymentBusyError) return paymentProblem(err);
       return problemResponse({

@@ -31,4 +31,27 @@ test("a timer set by a firing timer fires in the same advance when due", () => {
   assert.equal(fired, [5, 10]);
 });
 
+test("set() moves forward only, firing what advance() would", () => {
+  const t = new FakeTimers(0);
+  const fired: number[] = [];
+  t.setTimeout(() => fired.push(t.now().getTime()), 30);
+  t.set(new Date(30));
+  assert.equal(fired, [30]);
+  assert.throws(() => t.set(new Date(29)), /only moves forward/);
+});
+
+test("a negative delay is due at once; advance() runs callbacks but settles no promise by itself", async () => {
+  const t = new FakeTimers(0);
+  const seen: string[] = [];
+  t.setTimeout(() => {
+    seen.push("timer");
+    void Promise.resolve().then(() => seen.push("then"));
+  }, -5);
+  assert.is(t.pending, 1);
+  t.advance(0);
+  assert.equal(seen, ["timer"]);
+  await Promise.resolve();
+  assert.equal(seen, ["timer", "then"]);
+});
+
 test.run();

@@ -1,61 +1,52 @@
 /**
- * A fake clock implementing protocol's `Timers`: tests advance time
- * by hand, so nothing sleeps on the wall clock. `now()` follows the same clock.
+ * A fake clock implementing protocol's `Timers`: tests advance time by hand,
+ * so nothing sleeps on the wall clock. `now()` follows the same clock.
+ *
+ * The clock is @sinonjs/fake-timers' own (`createClock`, installed on no
+ * global): only the code a test hands this object to sees fake time.
  */
 import type { Timers } from "@paylane/protocol";
-
-interface Pending {
-  id: number;
-  at: number;
-  fn: () => void;
-}
+import { type Clock, createClock, type TimerId } from "@sinonjs/fake-timers";
 
 export class FakeTimers implements Timers {
-  #now: number;
-  #nextId = 1;
-  readonly #pending = new Map<number, Pending>();
+  readonly #clock: Clock;
 
   constructor(start: Date | number = Date.UTC(2024, 4, 1, 9, 0, 0)) {
-    this.#now = typeof start === "number" ? start : start.getTime();
+    this.#clock = createClock(typeof start === "number" ? start : start.getTime());
   }
 
   /** The fake time; pass as the `now` option. */
-  now = (): Date => new Date(this.#now);
+  now = (): Date => new Date(this.#clock.now);
 
   setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#nextId++;
-    this.#pending.set(id, { id, at: this.#now + Math.max(0, ms), fn });
-    return id;
+    // A negative delay is due now, as with Node's timers.
+    return this.#clock.setTimeout(fn, Math.max(0, ms));
   }
 
   clearTimeout(handle: unknown): void {
-    if (typeof handle === "number") this.#pending.delete(handle);
+    // Only handles this clock gave out come here (Timers is one clock's pair).
+    this.#clock.clearTimeout(handle as TimerId | undefined);
   }
 
   /** Timers not yet fired or cleared. */
   get pending(): number {
-    return this.#pending.size;
+    return this.#clock.countTimers();
   }
 
-  /** Moves the clock forward by `ms`, firing due timers in time order (ties in the order they were set). */
+  /**
+   * Moves the clock forward by `ms`, firing due timers in time order (ties in
+   * the order they were set), each with `now()` at its due time; a timer set
+   * by a firing timer fires in the same advance when it is due by its end.
+   * Synchronous: callbacks run, the promises they start do not settle until
+   * the test awaits.
+   */
   advance(ms: number): void {
-    const until = this.#now + ms;
-    for (;;) {
-      let next: Pending | undefined;
-      for (const p of this.#pending.values()) {
-        if (p.at <= until && (!next || p.at < next.at || (p.at === next.at && p.id < next.id))) next = p;
-      }
-      if (!next) break;
-      this.#pending.delete(next.id);
-      this.#now = next.at;
-      next.fn();
-    }
-    this.#now = until;
+    this.#clock.tick(ms);
   }
 
   /** Sets the clock to `at` without firing anything earlier than advance() would. */
   set(at: Date): void {
-    const ms = at.getTime() - this.#now;
+    const ms = at.getTime() - this.#clock.now;
     if (ms < 0) throw new Error("the fake clock only moves forward");
     this.advance(ms);
   }

@@ -211,18 +211,50 @@ test("a device publishing under another device's subtree is refused and never de
   assert.ok(retained.retain);
 });
 
-test("a device may not publish to channels addressed to it, nor retain events", async () => {
-  for (const [topic, retain] of [
+test("a device may not publish to channels addressed to it, nor retain events: refused, never delivered, never retained", async () => {
+  const forged = [
     [topics.ack(k1), false],
     [topics.config(k1), true],
     [topics.events(k1), true],
     [topics.cloudStatus, true],
-  ] as const) {
+  ] as const;
+  const watched = forged.map(([topic]) => topic);
+  const cloud = await bridge();
+  await cloud.subscribeAsync(watched, { qos: 1 });
+  const cloudInbox = recorder(cloud);
+  const isForged = (m: Received) => m.payload.startsWith("forged");
+
+  const refusedBefore = await metricValue("paylane_gateway_publishes_refused_total", { kind: "device" });
+  for (const [topic, retain] of forged) {
     const client = await device(k1, SECRET.k1);
     const gone = closed(client);
-    client.publish(topic, "x", { qos: 1, retain });
+    client.publish(topic, `forged ${topic}`, { qos: 1, retain });
+    // [MQTT-3.3.5-2]: the broker closes the connection instead of acknowledging.
     await gone;
   }
+  assert.is(await metricValue("paylane_gateway_publishes_refused_total", { kind: "device" }), refusedBefore + 4);
+
+  // Positive control: the same subscriptions carry k1's real events and the bridge's real ack.
+  const kiosk = await device(k1, SECRET.k1);
+  await kiosk.publishAsync(topics.events(k1), "real events", { qos: 1 });
+  await cloud.publishAsync(topics.ack(k1), "real ack", { qos: 1 });
+  await cloudInbox.next((m) => m.payload === "real events");
+  await cloudInbox.next((m) => m.payload === "real ack");
+  assert.equal(cloudInbox.seen.filter(isForged), []);
+
+  // Nothing forged was retained: a late subscriber to those topics gets none of it,
+  // proven by k1's real retained status arriving after them on the same connection.
+  await kiosk.publishAsync(topics.status(k1), "k1 online (control)", { qos: 1, retain: true });
+  const late = await connect({
+    clientId: "paylane-bridge-2",
+    username: serviceUsername(BRIDGE_ID),
+    password: SECRET.bridge,
+  });
+  const lateInbox = recorder(late);
+  await late.subscribeAsync(watched, { qos: 1 });
+  await late.subscribeAsync(topics.status(k1), { qos: 1 });
+  await lateInbox.next((m) => m.payload === "k1 online (control)");
+  assert.equal(lateInbox.seen.filter(isForged), []);
 });
 
 test("subscribing to another device's ack is refused with 0x80, the rest of the SUBSCRIBE granted", async () => {

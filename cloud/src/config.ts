@@ -1,78 +1,96 @@
-/** The cloud's configuration, from the environment, with errors that name the variable. */
+/**
+ * The cloud's configuration, from the environment: one schema that validates
+ * each variable (errors name it) and, through `.describe()`, documents it in
+ * `paylane-cloud --help`.
+ */
+import { envBoolean, envInteger, envPort, LogLevelSchema, parseEnv, timeZone } from "@paylane/protocol/service";
 import { z } from "zod";
 
-const port = (def: number) => z.coerce.number().int().min(0).max(65535).default(def);
-
 export const CloudEnvSchema = z.object({
-  CLOUD_PORT: port(8080),
-  CLOUD_HOST: z.string().default("127.0.0.1"),
-  MQTT_URL: z.url({ protocol: /^mqtts?$|^wss?$/ }).default("mqtt://127.0.0.1:1883"),
+  REGISTRY_PATH: z
+    .string({ error: "required: the path of the device registry JSON" })
+    .min(1, "path to the device registry JSON")
+    .describe("device registry JSON (required; watched, SIGHUP reloads it)"),
+  CLOUD_PORT: envPort().default(8080).describe("HTTP API port"),
+  CLOUD_HOST: z.string().default("127.0.0.1").describe("HTTP API address"),
+  MQTT_URL: z
+    .url({ protocol: /^mqtts?$|^wss?$/ })
+    .default("mqtt://127.0.0.1:1883")
+    .describe("the broker"),
   /** The cloud bridge's service identity on the broker (username `svc:cloud`). */
-  CLOUD_MQTT_SECRET: z.string().optional(),
-  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  CLOUD_MQTT_SECRET: z.string().optional().describe("the bridge's secret on the broker (username svc:cloud)"),
+  DATABASE_URL: z
+    .url({ protocol: /^postgres(ql)?$/ })
+    .optional()
+    .describe("Postgres (unset: PGlite, in PGLITE_DIR or in memory)"),
   DATABASE_SCHEMA: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/)
-    .default("paylane"),
-  /** Where PGlite keeps its files when DATABASE_URL is unset; in memory if unset too. */
-  PGLITE_DIR: z.string().optional(),
-  REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
-  REDIS_PREFIX: z.string().default("paylane:"),
-  REGISTRY_PATH: z.string().min(1, "path to the device registry JSON"),
-  /** Seeds a demo venue with members on start (used by `npm start`): `site-id` or unset. */
+    .default("paylane")
+    .describe("Postgres schema"),
+  PGLITE_DIR: z.string().optional().describe("where PGlite keeps its files when DATABASE_URL is unset"),
+  REDIS_URL: z
+    .url({ protocol: /^rediss?$/ })
+    .optional()
+    .describe("presence and rate limits in Redis (unset: in process)"),
+  REDIS_PREFIX: z.string().default("paylane:").describe("prefix of every Redis key"),
   SEED_DEMO_SITE: z
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/)
-    .optional(),
-  SITE_TIMEZONE: z.string().default("UTC"),
+    .optional()
+    .describe("seeds a demo venue with members on start, with this site id (npm start)"),
+  SITE_TIMEZONE: timeZone().default("UTC").describe("the demo venue's IANA time zone"),
   CLOUD_INSTANCE: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
-    .default("cloud-1"),
-  /** A database statement with no answer by then fails (and is retried): a lost reply never wedges ingest. */
-  DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
-  /** Device time further than this from the cloud's receive time is flagged as clock skew (seconds). */
-  CLOCK_SKEW_BOUND_S: z.coerce.number().int().min(1).max(86_400).default(300),
-  /** Verifies operator JWTs (HS256) for the money routes; at least 32 characters. Unset: those routes answer 503. */
-  CLOUD_JWT_SECRET: z.string().min(32, "expected at least 32 characters").optional(),
-  /** The `iss` every operator JWT must carry (and `mintOperatorToken` sets). */
-  CLOUD_JWT_ISSUER: z.string().min(1).default("paylane-cloud"),
-  /** The `aud` every operator JWT must carry (and `mintOperatorToken` sets). */
-  CLOUD_JWT_AUDIENCE: z.string().min(1).default("paylane-api"),
-  /** `/metrics` on the API port answers `Authorization: Bearer <METRICS_TOKEN>` only; unset: refused there (403). */
-  METRICS_TOKEN: z.string().min(16, "expected at least 16 characters").optional(),
-  /** A second listener with `/metrics` and `/healthz` only, no auth, on CLOUD_METRICS_HOST; unset: none. */
-  CLOUD_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
-  /** Where CLOUD_METRICS_PORT listens: loopback unless a scraper elsewhere must reach it. */
-  CLOUD_METRICS_HOST: z.string().default("127.0.0.1"),
-  /** The window every rate limit counts over (seconds). */
-  CLOUD_RATE_WINDOW_S: z.coerce.number().int().min(1).max(3600).default(10),
-  /** Requests per window per presented credential (an operator token, a kiosk's Basic credentials); 0: no limit. */
-  CLOUD_RATE_PER_CREDENTIAL: z.coerce.number().int().min(0).default(5000),
-  /** Requests per window per client address (a venue's kiosks share one NAT address); 0: no limit. */
-  CLOUD_RATE_PER_ADDRESS: z.coerce.number().int().min(0).default(50_000),
-  /** Failed authentications (401) per window per client address before it gets 429; 0: no limit. */
-  CLOUD_RATE_AUTH_FAILURES: z.coerce.number().int().min(0).default(100),
-  /** The client address is the last X-Forwarded-For hop (set only behind one trusted reverse proxy). */
-  CLOUD_TRUST_PROXY: z
-    .enum(["true", "false", "1", "0"], { error: "expected true or false" })
-    .default("false")
-    .transform((v) => v === "true" || v === "1"),
-  /** How long the first answer for an idempotency key is kept (days; at least 7). */
-  IDEMPOTENCY_RETENTION_DAYS: z.coerce.number().int().min(7, "expected at least 7 days").max(3650).default(7),
-  /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
-  GAP_WAIT_MS: z.coerce.number().int().min(50).max(600_000).default(2000),
+    .default("cloud-1")
+    .describe("this instance's name, when several share a database"),
+  DATABASE_QUERY_TIMEOUT_MS: envInteger(100, 3_600_000)
+    .default(30_000)
+    .describe("a statement with no answer by then fails and is retried"),
+  CLOCK_SKEW_BOUND_S: envInteger(1, 86_400)
+    .default(300)
+    .describe("device time further than this from receive time is flagged as clock skew"),
+  CLOUD_JWT_SECRET: z
+    .string()
+    .min(32, "expected at least 32 characters")
+    .optional()
+    .describe("verifies operator JWTs (HS256) for the money routes; unset: they answer 503"),
+  CLOUD_JWT_ISSUER: z.string().min(1).default("paylane-cloud").describe("the iss every operator JWT must carry"),
+  CLOUD_JWT_AUDIENCE: z.string().min(1).default("paylane-api").describe("the aud every operator JWT must carry"),
+  METRICS_TOKEN: z
+    .string()
+    .min(16, "expected at least 16 characters")
+    .optional()
+    .describe("bearer token for /metrics on the API port; unset: refused there"),
+  CLOUD_METRICS_PORT: envPort()
+    .optional()
+    .describe("a second listener with /metrics and /healthz only, no auth; unset: none"),
+  CLOUD_METRICS_HOST: z.string().default("127.0.0.1").describe("where CLOUD_METRICS_PORT listens"),
+  CLOUD_RATE_WINDOW_S: envInteger(1, 3600).default(10).describe("the window every rate limit counts over, seconds"),
+  CLOUD_RATE_PER_CREDENTIAL: envInteger(0, Number.MAX_SAFE_INTEGER, "an integer, 0 or more")
+    .default(5000)
+    .describe("requests per window per credential; 0: no limit"),
+  CLOUD_RATE_PER_ADDRESS: envInteger(0, Number.MAX_SAFE_INTEGER, "an integer, 0 or more")
+    .default(50_000)
+    .describe("requests per window per client address; 0: no limit"),
+  CLOUD_RATE_AUTH_FAILURES: envInteger(0, Number.MAX_SAFE_INTEGER, "an integer, 0 or more")
+    .default(100)
+    .describe("failed authentications per window per address before 429; 0: no limit"),
+  CLOUD_TRUST_PROXY: envBoolean()
+    .default(false)
+    .describe("the client address is the last X-Forwarded-For hop (behind one trusted proxy only)"),
+  IDEMPOTENCY_RETENTION_DAYS: envInteger(7, 3650, "at least 7 days (an integer up to 3650)")
+    .default(7)
+    .describe("how long the first answer for an idempotency key is kept, days"),
+  GAP_WAIT_MS: envInteger(50, 600_000)
+    .default(2000)
+    .describe("how long a gap in a device's seqs may stay open before it is asked to replay"),
+  LOG_LEVEL: LogLevelSchema,
 });
 export type CloudConfig = z.infer<typeof CloudEnvSchema>;
 
+/** Throws a ConfigError naming every bad variable. */
 export function parseCloudEnv(env: Record<string, string | undefined>): CloudConfig {
-  const picked = Object.fromEntries(
-    Object.keys(CloudEnvSchema.shape).map((k) => [k, env[k] === "" ? undefined : env[k]]),
-  );
-  const result = CloudEnvSchema.safeParse(picked);
-  if (!result.success) {
-    const detail = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new Error(`invalid cloud configuration: ${detail}`);
-  }
-  return result.data;
+  return parseEnv(CloudEnvSchema, env);
 }

@@ -1,6 +1,7 @@
 /** The kiosk daemon's configuration file, validated with errors that name the field. */
 import { readFile } from "node:fs/promises";
 import { ID_PATTERN, validate } from "@paylane/protocol";
+import { ConfigError } from "@paylane/protocol/service";
 import { z } from "zod";
 import { GpioConfigSchema } from "./hardware/gpio/config.ts";
 import { COLUMNS_58MM, COLUMNS_80MM } from "./hardware/printer/receipt.ts";
@@ -79,7 +80,8 @@ export const PrinterConfigSchema = z.discriminatedUnion(
   { error: 'expected printer.type "none", "serial", "device-file" or "simulator"' },
 );
 
-export const DeviceConfigSchema = z.object({
+/** Strict at every level: a misspelled or unknown key is refused, never silently ignored. */
+export const DeviceConfigSchema = z.strictObject({
   site: z.string().regex(ID_PATTERN),
   device: z.string().regex(ID_PATTERN),
   /** The device's MQTT and HTTP secret; never logged. */
@@ -88,7 +90,7 @@ export const DeviceConfigSchema = z.object({
   cloudUrl: z.url({ protocol: /^https?$/ }),
   /** Folder holding journal.db and replica.db. */
   dataDir: z.string().min(1),
-  http: z.object({ host: z.string().default("127.0.0.1"), port }).default({ host: "127.0.0.1", port: 8081 }),
+  http: z.strictObject({ host: z.string().default("127.0.0.1"), port }).default({ host: "127.0.0.1", port: 8081 }),
   /** Required: a forgotten reader must never turn into a simulator that takes taps over HTTP. */
   reader: ReaderConfigSchema,
   printer: PrinterConfigSchema.default({ type: "none" }),
@@ -129,7 +131,7 @@ export type PrinterConfig = z.infer<typeof PrinterConfigSchema>;
 
 export function parseDeviceConfig(json: unknown, source = "config"): DeviceConfig {
   const result = validate(DeviceConfigSchema, json);
-  if (!result.ok) throw new Error(`${source}: ${result.error}`);
+  if (!result.ok) throw new ConfigError(`${source}: ${result.error}`);
   return result.value;
 }
 
@@ -138,13 +140,13 @@ export async function loadDeviceConfig(path: string): Promise<DeviceConfig> {
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new Error(`cannot read config file ${path}: ${(err as Error).message}`);
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new Error(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
   }
   return parseDeviceConfig(json, `config file ${path}`);
 }

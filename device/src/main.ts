@@ -1,39 +1,44 @@
 #!/usr/bin/env -S npx tsx
 /** `paylane-device --config kiosk.json`: runs one kiosk daemon until SIGINT/SIGTERM. */
-import { parseArgs } from "node:util";
-import { runService } from "@paylane/protocol/service";
-import pino from "pino";
+import {
+  ConfigError,
+  createCommand,
+  createLogger,
+  environmentHelp,
+  LogLevelSchema,
+  parseEnv,
+  runService,
+} from "@paylane/protocol/service";
+import { z } from "zod";
 import { loadDeviceConfig } from "./config.ts";
-import { KioskDaemon } from "./daemon.ts";
 
-const log = pino({
-  name: "paylane-device",
-  level: process.env.LOG_LEVEL ?? "info",
-  timestamp: pino.stdTimeFunctions.isoTime,
+const NAME = "paylane-device";
+
+/** Everything else is in the config file. */
+const DeviceEnvSchema = z.object({ LOG_LEVEL: LogLevelSchema });
+
+const program = createCommand({
+  name: NAME,
+  packageJson: new URL("../package.json", import.meta.url),
+  description:
+    "Runs one kiosk daemon (reader, printer, GPIO, journal, uplink, local API for the touch UI) until SIGINT or SIGTERM. " +
+    "The config file is described in docs/kiosk-config.md; reader.type is required, and an unknown key is refused. " +
+    "The local API's per-boot token is written to <dataDir>/local-api-token (0600).",
+  sections: [{ title: "Environment", body: environmentHelp(DeviceEnvSchema) }],
+  examples: [
+    { command: `${NAME} --config /etc/paylane/kiosk.json`, does: "run the kiosk this file describes" },
+    { command: `LOG_LEVEL=debug ${NAME} -c kiosk.json`, does: "the same, logging every step" },
+  ],
+}).option("-c, --config <file>", "the kiosk's JSON configuration (required; docs/kiosk-config.md)");
+
+runService<{ config?: string }>(program, async ({ config }) => {
+  // Not a commander requiredOption: that check comes first, and would hide a mistyped flag behind it.
+  if (!config) throw new ConfigError(`missing --config: the kiosk's JSON config file (see ${NAME} --help)`);
+  const env = parseEnv(DeviceEnvSchema, process.env);
+  const log = createLogger(NAME, env.LOG_LEVEL);
+  // Loaded only to run: `--help`, `--version` and a bad flag answer without the daemon's dependencies.
+  const { KioskDaemon } = await import("./daemon.ts");
+  const daemon = new KioskDaemon({ config: await loadDeviceConfig(config), logger: log });
+  await daemon.start();
+  return { service: daemon, log };
 });
-
-const USAGE = `
-paylane-device --config kiosk.json
-
-Runs one kiosk daemon (reader, printer, GPIO, journal, uplink, local API for the
-touch UI) until SIGINT or SIGTERM. The config file is described in
-docs/kiosk-config.md; \`reader.type\` is required.
-
-  -c, --config FILE   the kiosk's JSON configuration
-  -h, --help          this text
-
-Environment: LOG_LEVEL (pino level, default info).
-The local API's per-boot token is written to <dataDir>/local-api-token (0600).
-`;
-
-runService(
-  log,
-  async () => {
-    const { values } = parseArgs({ options: { config: { type: "string", short: "c" } }, strict: true });
-    if (!values.config) throw new Error("missing --config: path to the kiosk's JSON config file (see --help)");
-    const daemon = new KioskDaemon({ config: await loadDeviceConfig(values.config), logger: log });
-    await daemon.start();
-    return daemon;
-  },
-  USAGE,
-);

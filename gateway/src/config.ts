@@ -1,11 +1,14 @@
 /**
- * The CLI's configuration from the environment, and the words for the errors
- * a person starting it is most likely to meet. Every message names the
- * variable that fixes it.
+ * The gateway's configuration from the environment: one schema that
+ * validates each variable (every error names it) and documents it in
+ * `paylane-gateway --help`; the TLS files it names, checked before anything
+ * listens.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { ConfigError, type Env, envInteger, envPort, LogLevelSchema, parseEnv } from "@paylane/protocol/service";
 import type { LevelWithSilent } from "pino";
+import { z } from "zod";
 import { DEFAULT_LIMITS, type GatewayLimits } from "./limits.ts";
 import { MAX_REMAINING_LENGTH } from "./packet-guard.ts";
 
@@ -33,104 +36,115 @@ export const DEFAULTS = {
   MQTT_HOST: "127.0.0.1",
   MQTT_TLS_PORT: 8883,
   GATEWAY_HTTP_PORT: 8070,
-  LOG_LEVEL: "info",
 } as const;
 
-/** Each limit's variable, its bounds, and the field it sets. */
-const LIMIT_VARIABLES: readonly { name: string; key: keyof GatewayLimits; min: number; max: number }[] = [
-  // The fixed header alone is 2 to 5 bytes; a 4-byte Remaining Length carries at most 268,435,455.
-  { name: "MQTT_MAX_PACKET_BYTES", key: "maxPacketBytes", min: 64, max: MAX_REMAINING_LENGTH + 5 },
-  { name: "MQTT_CONNECT_TIMEOUT_MS", key: "connectTimeoutMs", min: 100, max: 600_000 },
-  { name: "MQTT_CONNECTS_PER_ADDRESS", key: "connectsPerAddress", min: 1, max: 1_000_000 },
-  { name: "MQTT_CONNECT_WINDOW_S", key: "connectWindowSeconds", min: 1, max: 3600 },
-  { name: "MQTT_AUTH_CHECKS_PER_ADDRESS", key: "authChecksPerAddress", min: 1, max: 64 },
-  { name: "MQTT_AUTH_FAILURES_PER_ADDRESS", key: "authFailuresPerAddress", min: 1, max: 1_000_000 },
-  { name: "MQTT_MESSAGES_PER_SECOND", key: "messagesPerSecond", min: 1, max: 1_000_000 },
-];
+const limit = (min: number, max: number, fallback: number, description: string) =>
+  envInteger(min, max).default(fallback).describe(description);
+const filePath = (description: string) => z.string().trim().optional().describe(description);
 
-const LOG_LEVELS: readonly LevelWithSilent[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-/** Reads the whole configuration; throws one ConfigError listing every bad variable. */
-export function parseEnv(env: Env): GatewayConfig {
-  const problems: string[] = [];
-
-  const optionalPort = (name: string): number | undefined => {
-    const raw = env[name]?.trim();
-    if (raw === undefined || raw === "") return undefined;
-    const value = /^\d{1,5}$/.test(raw) ? Number(raw) : Number.NaN;
-    if (!(value >= 0 && value <= 65535)) {
-      problems.push(`${name}=${JSON.stringify(raw)} is not a TCP port (an integer from 0 to 65535)`);
-    }
-    return value;
-  };
-  const port = (name: "MQTT_PORT" | "GATEWAY_HTTP_PORT"): number => optionalPort(name) ?? DEFAULTS[name];
-
-  const mqttPort = port("MQTT_PORT");
-  const httpPort = port("GATEWAY_HTTP_PORT");
-
-  const limits: GatewayLimits = { ...DEFAULT_LIMITS };
-  for (const { name, key, min, max } of LIMIT_VARIABLES) {
-    const raw = env[name]?.trim();
-    if (raw === undefined || raw === "") continue;
-    const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
-    if (!(value >= min && value <= max)) {
-      problems.push(`${name}=${JSON.stringify(raw)} is not an integer from ${min} to ${max}`);
-    }
-    limits[key] = value;
-  }
-
-  const tls = parseTls(env, optionalPort, problems);
-
-  const mqttHost = env.MQTT_HOST?.trim() || DEFAULTS.MQTT_HOST;
-
-  const registryPath = env.REGISTRY_PATH?.trim() ?? "";
-  if (registryPath === "") {
-    problems.push("REGISTRY_PATH is required: the path of the device registry JSON the gateway authenticates against");
-  }
-
-  const rawLevel = env.LOG_LEVEL?.trim() || DEFAULTS.LOG_LEVEL;
-  const logLevel = LOG_LEVELS.find((level) => level === rawLevel);
-  if (!logLevel) problems.push(`LOG_LEVEL=${JSON.stringify(rawLevel)} is not one of ${LOG_LEVELS.join(", ")}`);
-
-  if (problems.length > 0 || !logLevel) throw new ConfigError(problems.join("; "));
-  return { mqttPort, mqttHost, httpPort, registryPath, logLevel, limits, tls };
-}
-
-/**
- * MQTT_TLS_CERT and MQTT_TLS_KEY turn on mqtts (MQTT_TLS_PORT, default
- * 8883); MQTT_WSS_PORT adds MQTT over secure WebSocket with the same pair.
- */
-function parseTls(
-  env: Env,
-  optionalPort: (name: string) => number | undefined,
-  problems: string[],
-): TlsConfig | undefined {
-  const certPath = env.MQTT_TLS_CERT?.trim() || undefined;
-  const keyPath = env.MQTT_TLS_KEY?.trim() || undefined;
-  const tlsPort = optionalPort("MQTT_TLS_PORT");
-  const wssPort = optionalPort("MQTT_WSS_PORT");
-  if (!certPath || !keyPath) {
+export const GatewayEnvSchema = z
+  .object({
+    REGISTRY_PATH: z
+      .string({
+        error: "required: the path of the device registry JSON the gateway authenticates against",
+      })
+      .trim()
+      .min(1, "required: the path of the device registry JSON the gateway authenticates against")
+      .describe("device registry JSON (required); watched, and SIGHUP reloads it"),
+    MQTT_PORT: envPort().default(DEFAULTS.MQTT_PORT).describe("plain MQTT port"),
+    MQTT_HOST: z.string().trim().default(DEFAULTS.MQTT_HOST).describe("listen address for every listener and HTTP"),
+    MQTT_TLS_CERT: filePath("PEM certificate chain; with MQTT_TLS_KEY it turns on mqtts"),
+    MQTT_TLS_KEY: filePath("PEM private key of MQTT_TLS_CERT"),
+    MQTT_TLS_PORT: envPort().optional().describe("mqtts port (8883 when the certificate is set)"),
+    MQTT_WSS_PORT: envPort().optional().describe("MQTT over secure WebSocket port, same certificate (unset: off)"),
+    // The fixed header alone is 2 to 5 bytes; a 4-byte Remaining Length carries at most 268,435,455.
+    MQTT_MAX_PACKET_BYTES: limit(
+      64,
+      MAX_REMAINING_LENGTH + 5,
+      DEFAULT_LIMITS.maxPacketBytes,
+      "largest MQTT packet, header included",
+    ),
+    MQTT_CONNECT_TIMEOUT_MS: limit(
+      100,
+      600_000,
+      DEFAULT_LIMITS.connectTimeoutMs,
+      "close a connection with no CONNECT by then",
+    ),
+    MQTT_CONNECTS_PER_ADDRESS: limit(
+      1,
+      1_000_000,
+      DEFAULT_LIMITS.connectsPerAddress,
+      "new connections per source address per window",
+    ),
+    MQTT_CONNECT_WINDOW_S: limit(1, 3600, DEFAULT_LIMITS.connectWindowSeconds, "that window, seconds"),
+    MQTT_AUTH_CHECKS_PER_ADDRESS: limit(
+      1,
+      64,
+      DEFAULT_LIMITS.authChecksPerAddress,
+      "password checks running at once per source address",
+    ),
+    MQTT_AUTH_FAILURES_PER_ADDRESS: limit(
+      1,
+      1_000_000,
+      DEFAULT_LIMITS.authFailuresPerAddress,
+      "failed password checks per source address per minute",
+    ),
+    MQTT_MESSAGES_PER_SECOND: limit(
+      1,
+      1_000_000,
+      DEFAULT_LIMITS.messagesPerSecond,
+      "PUBLISH packets per second per device; more closes it",
+    ),
+    GATEWAY_HTTP_PORT: envPort().default(DEFAULTS.GATEWAY_HTTP_PORT).describe("/healthz and /metrics port"),
+    LOG_LEVEL: LogLevelSchema,
+  })
+  .superRefine((env, ctx) => {
+    // A TLS port or one half of the pair, without the other half: say what is missing.
+    if (env.MQTT_TLS_CERT && env.MQTT_TLS_KEY) return;
     const wants = [
-      tlsPort !== undefined && "MQTT_TLS_PORT",
-      wssPort !== undefined && "MQTT_WSS_PORT",
-      certPath && "MQTT_TLS_CERT",
-      keyPath && "MQTT_TLS_KEY",
+      env.MQTT_TLS_PORT !== undefined && "MQTT_TLS_PORT",
+      env.MQTT_WSS_PORT !== undefined && "MQTT_WSS_PORT",
+      env.MQTT_TLS_CERT && "MQTT_TLS_CERT",
+      env.MQTT_TLS_KEY && "MQTT_TLS_KEY",
     ].filter(Boolean);
-    if (wants.length > 0) {
-      const missing = [!certPath && "MQTT_TLS_CERT", !keyPath && "MQTT_TLS_KEY"].filter(Boolean).join(" and ");
-      problems.push(`${wants.join(" and ")} set, so ${missing} is required too (PEM files: certificate chain, key)`);
-    }
-    return undefined;
-  }
-  // A certificate alone means mqtts on its usual port; with only MQTT_WSS_PORT, only wss.
-  const port = tlsPort ?? (wssPort === undefined ? DEFAULTS.MQTT_TLS_PORT : undefined);
-  return { certPath, keyPath, port, wssPort };
+    if (wants.length === 0) return;
+    const missing = [!env.MQTT_TLS_CERT && "MQTT_TLS_CERT", !env.MQTT_TLS_KEY && "MQTT_TLS_KEY"].filter(Boolean);
+    ctx.addIssue({
+      code: "custom",
+      path: [missing[0] as string],
+      message: `${wants.join(" and ")} set, so ${missing.join(" and ")} is required too (PEM files: certificate chain, key)`,
+    });
+  });
+
+/** Reads the whole configuration; throws one ConfigError naming every bad variable. */
+export function parseGatewayEnv(env: Env): GatewayConfig {
+  const e = parseEnv(GatewayEnvSchema, env);
+  return {
+    mqttPort: e.MQTT_PORT,
+    mqttHost: e.MQTT_HOST || DEFAULTS.MQTT_HOST,
+    httpPort: e.GATEWAY_HTTP_PORT,
+    registryPath: e.REGISTRY_PATH,
+    logLevel: e.LOG_LEVEL,
+    limits: {
+      maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,
+      connectTimeoutMs: e.MQTT_CONNECT_TIMEOUT_MS,
+      connectsPerAddress: e.MQTT_CONNECTS_PER_ADDRESS,
+      connectWindowSeconds: e.MQTT_CONNECT_WINDOW_S,
+      authChecksPerAddress: e.MQTT_AUTH_CHECKS_PER_ADDRESS,
+      authFailuresPerAddress: e.MQTT_AUTH_FAILURES_PER_ADDRESS,
+      messagesPerSecond: e.MQTT_MESSAGES_PER_SECOND,
+    },
+    // A certificate alone means mqtts on its usual port; with only MQTT_WSS_PORT, only wss.
+    tls:
+      e.MQTT_TLS_CERT && e.MQTT_TLS_KEY
+        ? {
+            certPath: e.MQTT_TLS_CERT,
+            keyPath: e.MQTT_TLS_KEY,
+            port: e.MQTT_TLS_PORT ?? (e.MQTT_WSS_PORT === undefined ? DEFAULTS.MQTT_TLS_PORT : undefined),
+            wssPort: e.MQTT_WSS_PORT,
+          }
+        : undefined,
+  };
 }
 
 /**
@@ -171,33 +185,12 @@ export async function loadTlsFiles(tls: TlsConfig): Promise<{ cert: Buffer; key:
   return { cert, key };
 }
 
-export interface Listener {
-  /** What listens, for the message: "MQTT", "MQTT over TLS", "MQTT over secure WebSocket" or "HTTP". */
-  what: string;
-  host: string;
-  port: number;
-  portVariable: string;
-  hostVariable: string;
-}
-
-/** One line that says why a listen failed and which variable changes it. */
-export function listenErrorMessage(err: unknown, l: Listener): string {
-  const code = err instanceof Error && "code" in err ? err.code : undefined;
-  const where = `${l.host}:${l.port}`;
-  switch (code) {
-    case "EADDRINUSE": {
-      const base = `${l.what} port ${l.port} on ${l.host} is already in use; set ${l.portVariable} to another port.`;
-      if (l.what === "MQTT" && l.port === DEFAULTS.MQTT_PORT) {
-        return `${base} An MQTT broker such as Mosquitto may already be running there: to use it instead of this gateway, set MQTT_URL=mqtt://127.0.0.1:1883.`;
-      }
-      return base;
-    }
-    case "EACCES":
-      return `no permission to listen for ${l.what} on ${where} (ports below 1024 need privileges); set ${l.portVariable} to another port.`;
-    case "EADDRNOTAVAIL":
-    case "ENOTFOUND":
-      return `cannot listen for ${l.what} on ${where}: the address is not on this machine; set ${l.hostVariable}.`;
-    default:
-      return `cannot listen for ${l.what} on ${where}: ${err instanceof Error ? err.message : String(err)}`;
-  }
+/**
+ * Advice for a taken MQTT port: on 1883 it is most likely a broker such as
+ * Mosquitto, which the kiosks and the cloud can use instead of this gateway.
+ */
+export function mqttPortHint(port: number): string | undefined {
+  return port === DEFAULTS.MQTT_PORT
+    ? "an MQTT broker such as Mosquitto may already be running there: to use it instead of this gateway, set MQTT_URL=mqtt://127.0.0.1:1883"
+    : undefined;
 }

@@ -6,6 +6,7 @@ export {
   type SharedFilter,
   splitSharedFilter,
 } from "./acl.ts";
-export { ConfigError, type GatewayConfig, listenErrorMessage, parseEnv } from "./config.ts";
+export { type GatewayConfig, GatewayEnvSchema, mqttPortHint, parseGatewayEnv } from "./config.ts";
 export { Gateway, type GatewayOptions } from "./gateway.ts";
-export { createGatewayHttp, type GatewayHealth, type GatewayHttpOptions } from "./http.ts";
+export { type GatewayHealth, type GatewayOpsOptions, gatewayOpsApp } from "./ops.ts";
+export { GatewayService, type GatewayServiceOptions } from "./service.ts";

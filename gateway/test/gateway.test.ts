@@ -11,7 +11,7 @@ import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Gateway } from "../src/gateway.ts";
-import { createGatewayHttp } from "../src/http.ts";
+import { gatewayOpsApp } from "../src/ops.ts";
 
 const k1: DeviceAddress = { site: "s1", device: "k1" };
 const k2: DeviceAddress = { site: "s1", device: "k2" };
@@ -359,7 +359,7 @@ test("the bridge's cloud status is retained; $share is refused on aedes rather t
 test("healthz and metrics answer while the broker runs", async () => {
   const kiosk = await device(k1, SECRET.k1);
   assert.ok(kiosk.connected);
-  const app = createGatewayHttp({ gateway, metrics, logger });
+  const app = gatewayOpsApp({ gateway, metrics, logger });
 
   const health = await app.request("/healthz");
   assert.is(health.status, 200);
@@ -391,7 +391,7 @@ test("healthz and metrics answer while the broker runs", async () => {
 
 test("healthz is 503 problem+json when the broker is not running", async () => {
   const stopped = new Gateway({ registry, port: 0, logger, metrics: new MetricsRegistry() });
-  const response = await createGatewayHttp({ gateway: stopped, metrics }).request("/healthz");
+  const response = await gatewayOpsApp({ gateway: stopped, metrics }).request("/healthz");
   assert.is(response.status, 503);
   assert.is(response.headers.get("content-type"), "application/problem+json");
   const problem = (await response.json()) as { status: number; detail: string };

@@ -12,10 +12,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { deviceIdentity, hashSecret, Registry } from "@paylane/protocol";
+import { ConfigError, describeListenError } from "@paylane/protocol/service";
 import { connectAsync } from "mqtt";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { ConfigError, listenErrorMessage, parseEnv } from "../src/config.ts";
+import { mqttPortHint, parseGatewayEnv as parseEnv } from "../src/config.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
@@ -166,7 +167,9 @@ test("parseEnv names every bad variable", () => {
 
 test("a busy 1883 points at an MQTT broker already running and at MQTT_URL", () => {
   const inUse = Object.assign(new Error("listen EADDRINUSE"), { code: "EADDRINUSE" });
-  const mqtt = { what: "MQTT", host: "0.0.0.0", portVariable: "MQTT_PORT", hostVariable: "MQTT_HOST" };
+  const mqtt = { what: "MQTT", host: "0.0.0.0", setting: "MQTT_PORT", hostSetting: "MQTT_HOST" };
+  const listenErrorMessage = (err: Error, o: typeof mqtt & { port: number }) =>
+    describeListenError(err, { ...o, hint: mqttPortHint(o.port) }).message;
   const message = listenErrorMessage(inUse, { ...mqtt, port: 1883 });
   assert.match(message, "1883");
   assert.match(message, "MQTT_PORT");

@@ -17,20 +17,36 @@ export interface ListenOptions {
   host: string;
   /** The environment variable or config field that sets this port, for the error message. */
   setting: string;
+  /** The variable or field that sets the address, for an address not on this machine. */
+  hostSetting?: string;
+  /** What listens, when a process has several listeners, e.g. "MQTT over TLS". */
+  what?: string;
   /** Extra advice when the port is taken, e.g. which service usually holds it. */
   hint?: string;
   /** Called with the server before it accepts a connection (timeouts, `clientError` handlers). */
   configure?: (server: ServerType) => void;
 }
 
-/** Explains EADDRINUSE in words a person can act on. */
-export function describeListenError(err: NodeJS.ErrnoException, o: ListenOptions): Error {
+export type ListenTarget = Pick<ListenOptions, "port" | "host" | "setting" | "hostSetting" | "what" | "hint">;
+
+/** Explains a failed listen (port taken, not allowed, address not here) in words a person can act on. */
+export function describeListenError(err: NodeJS.ErrnoException, o: ListenTarget): Error {
+  const what = o.what ? `${o.what} ` : "";
   if (err.code === "EADDRINUSE") {
     return new PortInUseError(
-      `port ${o.port} on ${o.host} is already in use; set ${o.setting} to another port${o.hint ? ` (${o.hint})` : ""}`,
+      `${what}port ${o.port} on ${o.host} is already in use; set ${o.setting} to another port${o.hint ? ` (${o.hint})` : ""}`,
     );
   }
-  if (err.code === "EACCES") return new Error(`not allowed to listen on port ${o.port}; set ${o.setting} above 1023`);
+  if (err.code === "EACCES") {
+    return new Error(
+      `not allowed to listen ${what ? `for ${what}` : ""}on port ${o.port}; set ${o.setting} above 1023`,
+    );
+  }
+  if ((err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND") && o.hostSetting) {
+    return new Error(
+      `cannot listen ${what ? `for ${what}` : ""}on ${o.host}: the address is not on this machine; set ${o.hostSetting}`,
+    );
+  }
   return err;
 }
 

@@ -1,7 +1,16 @@
+import type { Command, OptionValues } from "commander";
 import type { Logger } from "pino";
+import { EXIT } from "./cli.ts";
+import { ConfigError } from "./env.ts";
 
 export interface Service {
   stop(): Promise<void>;
+}
+
+/** A started service and the logger it was given (made once its configuration was read). */
+export interface Started {
+  service: Service;
+  log: Logger;
 }
 
 /** An error as one line a person can act on: its message (or what a message-less error carries), never a stack. */
@@ -16,47 +25,45 @@ export function oneLine(err: unknown): string {
 }
 
 /**
- * Runs a service until SIGINT or SIGTERM, then stops it cleanly and exits 0.
+ * Parses the command line with `program` (see `createCommand`: `--help` and
+ * `--version` answer and exit 0 without starting anything), then runs the
+ * service `start` makes until SIGINT or SIGTERM, stops it cleanly and exits 0.
  *
- * A start that fails is one line on stderr (`<name>: failed to start: <why>`)
- * and exit code 1, never a stack trace and never a process left running: the
- * service's `start()` stops what it had started before it rejects, and the
- * process exits whatever else still holds the event loop.
- *
- * With `usage`, `--help` (or `-h`) prints it and exits 0 without starting.
+ * A start that fails is one line on stderr (`<name>: failed to start: <why>`),
+ * never a stack trace and never a process left running: the service's
+ * `start()` stops what it had started before it rejects, and the process
+ * exits whatever else still holds the event loop. The exit code is 2 for a
+ * ConfigError (a bad flag, variable or config file: nothing started), 1 otherwise.
  *
  * A signal that arrives while the service is still starting stops it once
  * started. A second signal while stopping changes nothing (under `npm start`
  * a Ctrl-C reaches every process of the group, and the runner then sends
  * SIGTERM too): stop runs once.
  */
-export function runService(log: Logger, start: () => Promise<Service>, usage?: string): void {
-  const name = (log.bindings() as { name?: string }).name ?? "service";
-  if (usage !== undefined && process.argv.slice(2).some((a) => a === "--help" || a === "-h")) {
-    process.stdout.write(`${usage.trim()}\n`);
-    process.exit(0);
-  }
+export function runService<O extends OptionValues>(program: Command, start: (options: O) => Promise<Started>): void {
+  program.parse();
+  const name = program.name();
   let stopping = false;
-  const started = start();
+  // `start` may throw before its first await (a bad variable): that is a failed start too.
+  const started = Promise.resolve().then(() => start(program.opts<O>()));
   const shutdown = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, "stopping");
     started
-      .then((service) => service.stop())
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
+      .then(({ service, log }) => {
+        log.info({ signal }, "stopping");
+        return service.stop().catch((err: unknown) => {
           log.error({ err: oneLine(err) }, "stop failed");
-          process.exit(1);
-        },
-      );
+          process.exit(EXIT.failed);
+        });
+      })
+      .then(() => process.exit(0));
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
   // Registered before any signal can chain a stop onto `started`, so a failed start is reported first.
   started.catch((err: unknown) => {
     process.stderr.write(`${name}: failed to start: ${oneLine(err)}\n`);
-    process.exit(1);
+    process.exit(err instanceof ConfigError ? EXIT.usage : EXIT.failed);
   });
 }

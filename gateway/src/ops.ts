@@ -1,0 +1,49 @@
+/**
+ * The gateway's operations endpoints, on protocol/src/service's `/healthz`
+ * and `/metrics`: liveness for the supervisor, Prometheus metrics. Errors are
+ * `application/problem+json` (RFC 9457), as everywhere in PayLane.
+ */
+import { problemResponse } from "@paylane/protocol";
+import { opsRoutes } from "@paylane/protocol/service";
+import { Hono } from "hono";
+import type { Logger } from "pino";
+import type { Registry as MetricsRegistry } from "prom-client";
+
+/** What health needs of the gateway; `Gateway` satisfies it. */
+export interface GatewayHealth {
+  readonly running: boolean;
+  readonly clients: number;
+}
+
+export interface GatewayOpsOptions {
+  gateway: GatewayHealth;
+  metrics: MetricsRegistry;
+  logger?: Logger;
+}
+
+export function gatewayOpsApp({ gateway, metrics, logger }: GatewayOpsOptions): Hono {
+  const app = new Hono();
+  app.notFound((c) =>
+    problemResponse({ title: "Not Found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),
+  );
+  app.onError((err, c) => {
+    logger?.error({ err, path: c.req.path }, "HTTP handler failed");
+    return problemResponse({
+      title: "Internal Server Error",
+      status: 500,
+      detail: "the gateway failed to answer; see its log",
+    });
+  });
+  // A broker that is not running is a problem answer, not a health report.
+  app.use("/healthz", async (_c, next) => {
+    if (!gateway.running) {
+      return problemResponse({ title: "Service Unavailable", status: 503, detail: "the MQTT broker is not running" });
+    }
+    await next();
+  });
+  app.route(
+    "/",
+    opsRoutes(() => ({ status: "ok", clients: gateway.clients }), metrics),
+  );
+  return app;
+}

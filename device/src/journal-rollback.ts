@@ -19,53 +19,28 @@
  * runs when the cloud is back; anything journaled meanwhile at a held seq is
  * caught the same way.
  */
-import { type DeviceAddress, type Entry, STREAM_ENTRIES_MAX, StreamEntriesSchema, validate } from "@paylane/protocol";
+import { type Entry, STREAM_ENTRIES_MAX } from "@paylane/protocol";
 import type { Logger } from "pino";
-import { deviceAuthorization } from "./cloud-auth.ts";
+import { answered, type CloudClient } from "./cloud/cloud-client.ts";
 import type { Journal } from "./journal.ts";
 
-export interface CloudStreamOptions {
-  address: DeviceAddress;
-  secret: string;
-  cloudUrl: string;
-  /** Per request (default 5000 ms). */
-  timeoutMs?: number;
-}
-
-/** The cloud's view of this kiosk's stream, over HTTP with the kiosk's own credentials. */
+/** The cloud's view of this kiosk's stream, asked through the kiosk's CloudClient. */
 export class CloudStream {
-  readonly #o: CloudStreamOptions;
+  readonly #cloud: CloudClient;
 
-  constructor(o: CloudStreamOptions) {
-    this.#o = o;
+  constructor(cloud: CloudClient) {
+    this.#cloud = cloud;
   }
 
-  /** The cloud's contiguous acked seq for this kiosk. */
+  /** The cloud's contiguous acked seq for this kiosk. Rejects when the cloud cannot be asked. */
   async ackedSeq(): Promise<number> {
-    const body = (await this.#get("")) as { ackedSeq?: unknown };
-    if (typeof body.ackedSeq !== "number" || !Number.isSafeInteger(body.ackedSeq) || body.ackedSeq < 0) {
-      throw new Error("the cloud's stream answer has no valid ackedSeq");
-    }
-    return body.ackedSeq;
+    return answered(await this.#cloud.call("streamMark", {})).ackedSeq;
   }
 
   /** The entry ids the cloud holds at seqs (after, upTo], at most STREAM_ENTRIES_MAX of them. */
   async heldIds(after: number, upTo: number): Promise<Map<number, string | null>> {
-    const parsed = validate(StreamEntriesSchema, await this.#get(`/entries?after=${after}&upTo=${upTo}`));
-    if (!parsed.ok) throw new Error(`the cloud's stream entries answer was not understood: ${parsed.error}`);
-    return new Map(parsed.value.items.map((i) => [i.seq, i.id]));
-  }
-
-  async #get(suffix: string): Promise<unknown> {
-    const { address, cloudUrl, secret } = this.#o;
-    const path = `/api/v1/sites/${encodeURIComponent(address.site)}/devices/${encodeURIComponent(address.device)}/stream`;
-    const url = new URL(path + suffix, cloudUrl);
-    const res = await fetch(url, {
-      headers: { authorization: deviceAuthorization(address, secret) },
-      signal: AbortSignal.timeout(this.#o.timeoutMs ?? 5000),
-    });
-    if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
-    return res.json();
+    const { items } = answered(await this.#cloud.call("streamEntries", { query: { after, upTo } }));
+    return new Map(items.map((i) => [i.seq, i.id]));
   }
 }
 

@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { Entry, TopupBody } from "@paylane/protocol";
+import type { Entry } from "@paylane/protocol";
 import { Sqlite } from "./sqlite.ts";
 
 export class JournalError extends Error {
@@ -78,28 +78,8 @@ CREATE TRIGGER IF NOT EXISTS journal_seq_advance AFTER INSERT ON journal
 BEGIN
   UPDATE meta SET last_seq = NEW.seq WHERE one = 1;
 END;
--- Offline exposure and unsynced spend read payment entries past a seq.
+-- Payment reads (payments/journal-money.ts) look up entries of a kind past a seq.
 CREATE INDEX IF NOT EXISTS journal_kind_seq ON journal (kind, seq);
--- A payment's key and request, written before the first attempt to authorize it (online
--- or offline), so every retry and a restart after a crash reuse the same key.
-CREATE TABLE IF NOT EXISTS payment_intents (
-  key TEXT PRIMARY KEY,
-  kind TEXT NOT NULL,
-  member_id TEXT NOT NULL,
-  amount INTEGER NOT NULL,
-  currency TEXT NOT NULL,
-  request TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  -- pending: the outcome is not known yet; journaled: its entry is in the journal; declined; abandoned
-  state TEXT NOT NULL DEFAULT 'pending',
-  seq INTEGER
-);
--- The entry that records an approved payment settles its intent in the same statement.
-CREATE TRIGGER IF NOT EXISTS journal_settles_intent AFTER INSERT ON journal
-WHEN NEW.kind IN ('payment', 'topup')
-BEGIN
-  UPDATE payment_intents SET state = 'journaled', seq = NEW.seq WHERE key = json_extract(NEW.body, '$.key');
-END;
 -- Seqs at which the cloud holds another entry than ours (ack.conflicts): kept, whatever the
 -- ack says, until ops resolve them. An entry here is never compacted.
 CREATE TABLE IF NOT EXISTS conflicted (
@@ -203,7 +183,7 @@ export class Journal {
     }
   }
 
-  /** The database handle, shared with the member replica (one file, one fsync domain). */
+  /** The database handle, shared with the stores kept in the journal's file (payment intents: one fsync domain). */
   get db(): Sqlite {
     return this.#db;
   }
@@ -389,10 +369,6 @@ export class Journal {
          AND seq NOT IN (SELECT seq FROM conflicted) RETURNING seq`,
       [before.toISOString()],
     );
-    // Settled payment intents go with them; a pending one stays until its outcome is known.
-    await this.#db.run("DELETE FROM payment_intents WHERE state <> 'pending' AND created_at < ?", [
-      before.toISOString(),
-    ]);
     return rows.length;
   }
 
@@ -422,138 +398,9 @@ export class Journal {
     return row !== undefined;
   }
 
-  /** Writes a payment's key and request before its first authorization attempt. */
-  async recordIntent(i: PaymentIntent): Promise<void> {
-    await this.writing(
-      this.#db.run(
-        "INSERT INTO payment_intents (key, kind, member_id, amount, currency, request, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [i.key, i.kind, i.memberId, i.amount, i.currency, JSON.stringify(i.request), i.createdAt],
-      ),
-    );
-  }
-
-  /** Ends an intent that was not approved (declined, or abandoned after a terminal timeout). */
-  async closeIntent(key: string, state: "declined" | "abandoned"): Promise<void> {
-    await this.writing(
-      this.#db.run("UPDATE payment_intents SET state = ? WHERE key = ? AND state = 'pending'", [state, key]),
-    );
-  }
-
-  /** Intents whose outcome is unknown (a crash between asking and journaling), oldest first. */
-  async pendingIntents(): Promise<PaymentIntent[]> {
-    const rows = await this.#db.all<{
-      key: string;
-      kind: PaymentIntent["kind"];
-      member_id: string;
-      amount: number;
-      currency: string;
-      request: string;
-      created_at: string;
-    }>("SELECT * FROM payment_intents WHERE state = 'pending' ORDER BY created_at");
-    return rows.map((r) => ({
-      key: r.key,
-      kind: r.kind,
-      memberId: r.member_id,
-      amount: r.amount,
-      currency: r.currency,
-      request: JSON.parse(r.request) as Record<string, unknown>,
-      createdAt: r.created_at,
-    }));
-  }
-
-  /**
-   * What this kiosk knows about a member's money that the wallet replica may
-   * not: spending and top-ups journaled after `afterSeq` (the replica's
-   * applied seq), purchases still pending (counted as spent, to be safe),
-   * and the member's offline spending on `day`.
-   */
-  async memberMoney(memberId: string, afterSeq: number, day: string, exceptKey = ""): Promise<MemberMoney> {
-    const row = await this.#db.get<{ spent: number; topped: number; pending: number; offline_today: number }>(
-      `SELECT
-         coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
-                   WHERE member_id = ?1 AND kind = 'payment' AND seq > ?2), 0) AS spent,
-         coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
-                   WHERE member_id = ?1 AND kind = 'topup' AND seq > ?2
-                     AND coalesce(json_extract(body, '$.authorization'), 'online') <> 'offline'), 0) AS topped,
-         coalesce((SELECT sum(amount) FROM payment_intents
-                   WHERE member_id = ?1 AND kind = 'purchase' AND state = 'pending' AND key <> ?4), 0) AS pending,
-         coalesce((SELECT sum(json_extract(body, '$.amount')) FROM journal
-                   WHERE member_id = ?1 AND local_day = ?3 AND kind = 'payment'
-                     AND json_extract(body, '$.authorization') = 'offline'), 0) AS offline_today`,
-      [memberId, afterSeq, day, exceptKey],
-    );
-    return {
-      unsyncedSpend: (row?.spent ?? 0) - (row?.topped ?? 0),
-      pendingSpend: row?.pending ?? 0,
-      offlineSpentToday: row?.offline_today ?? 0,
-    };
-  }
-
-  /**
-   * What this kiosk took in offline top-ups on a site-local day (the site's
-   * per-kiosk cap counts against it). Entries are kept at least two days
-   * (journalRetentionDays), so today's are all here.
-   */
-  async offlineTopupsOn(day: string): Promise<number> {
-    const row = await this.#db.get<{ amount: number }>(
-      `SELECT coalesce(sum(json_extract(body, '$.amount')), 0) AS amount FROM journal
-       WHERE kind = 'topup' AND local_day = ? AND json_extract(body, '$.authorization') = 'offline'`,
-      [day],
-    );
-    return row?.amount ?? 0;
-  }
-
-  /**
-   * The top-ups journaled since the last `terminal-settlement` entry: what the
-   * terminal's next end-of-day should total. `fromSeq` is that entry's seq (0
-   * when there is none), `toSeq` the journal's last seq.
-   */
-  async topupsSinceSettlement(): Promise<{ fromSeq: number; toSeq: number; topups: TopupBody[] }> {
-    const from = await this.#db.get<{ seq: number | null; last: number }>(
-      `SELECT (SELECT max(seq) FROM journal WHERE kind = 'terminal-settlement') AS seq,
-              (SELECT last_seq FROM meta WHERE one = 1) AS last`,
-    );
-    const fromSeq = from?.seq ?? 0;
-    const rows = await this.#db.all<{ body: string }>(
-      "SELECT body FROM journal WHERE kind = 'topup' AND seq > ? ORDER BY seq",
-      [fromSeq],
-    );
-    return { fromSeq, toSeq: from?.last ?? fromSeq, topups: rows.map((r) => JSON.parse(r.body) as TopupBody) };
-  }
-
-  /** Offline payments the cloud has not acked yet: what this kiosk is exposed to. */
-  async offlineExposure(): Promise<{ amount: number; payments: number }> {
-    const row = await this.#db.get<{ amount: number; payments: number }>(
-      `SELECT coalesce(sum(json_extract(body, '$.amount')), 0) AS amount, count(*) AS payments FROM journal
-       WHERE kind = 'payment' AND json_extract(body, '$.authorization') = 'offline'
-         AND seq > (SELECT acked_up_to FROM meta WHERE one = 1)`,
-    );
-    return { amount: row?.amount ?? 0, payments: row?.payments ?? 0 };
-  }
-
   close(): Promise<void> {
     return this.#db.close();
   }
-}
-
-export interface PaymentIntent {
-  key: string;
-  kind: "purchase" | "topup";
-  memberId: string;
-  amount: number;
-  currency: string;
-  /** What is asked of the cloud (or the terminal), reused as is on every retry. */
-  request: Record<string, unknown>;
-  createdAt: string;
-}
-
-export interface MemberMoney {
-  /** Payments minus top-ups journaled after the replica's applied seq. */
-  unsyncedSpend: number;
-  /** Purchases whose outcome is not known yet. */
-  pendingSpend: number;
-  /** Offline payments of this member at this kiosk on the given day. */
-  offlineSpentToday: number;
 }
 
 function entryFromRow(r: EntryRow): Entry {

@@ -4,30 +4,15 @@
  * credentials and stores them in the replicas. A failed pull leaves a
  * replica as it was: the kiosk keeps deciding from what it has.
  */
-import { type DeviceAddress, MemberSyncSchema, validate, WalletSyncSchema } from "@paylane/protocol";
-import {
-  BrokenCircuitError,
-  ConsecutiveBreaker,
-  circuitBreaker,
-  ExponentialBackoff,
-  fullJitterGenerator,
-  handleAll,
-  type IBackoffFactory,
-  type IRetryBackoffContext,
-  retry,
-  wrap,
-} from "cockatiel";
 import type { Logger } from "pino";
-import type { z } from "zod";
-import { deviceAuthorization } from "./cloud-auth.ts";
+import { answered, type CloudClient } from "./cloud/cloud-client.ts";
 import type { WalletReplica } from "./payments/wallet-replica.ts";
 import type { Replica } from "./replica.ts";
 import type { Timers } from "./timers.ts";
 
 export interface ReplicaSyncOptions {
-  address: DeviceAddress;
-  secret: string;
-  cloudUrl: string;
+  /** Pulls go through its `pull` lane: retries and a circuit breaker (after 5 failed pulls, 30 s of quiet). */
+  cloud: CloudClient;
   replica: Replica;
   /** Pulled after the members, when present. */
   wallets?: WalletReplica;
@@ -35,10 +20,7 @@ export interface ReplicaSyncOptions {
   timers: Timers;
   now: () => Date;
   refreshMs: number;
-  requestTimeoutMs?: number;
   onSynced?: (version: number) => void;
-  /** Pause between the retries of one pull (default: full-jitter exponential, 200 ms..2 s). Tests pass none. */
-  retryBackoff?: IBackoffFactory<IRetryBackoffContext<unknown>>;
 }
 
 export class ReplicaSync {
@@ -46,27 +28,12 @@ export class ReplicaSync {
   #timer: unknown;
   #running: Promise<void> | undefined;
   #stopped = true;
-  /**
-   * A short retry inside a circuit breaker: after 5 failed pulls in a row the
-   * cloud is left alone for 30 s (calls fail at once, the replica stays as it
-   * is), then one trial pull decides whether to close the circuit again.
-   */
-  readonly #policy;
   lastError: string | undefined;
   /** The last pull that answered: a full snapshot or a delta, how many members it carried, and whether it applied. */
   lastSync: { full: boolean; members: number; version: number; applied: boolean } | undefined;
 
   constructor(opts: ReplicaSyncOptions) {
     this.#o = opts;
-    this.#policy = wrap(
-      circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) }),
-      retry(handleAll, {
-        maxAttempts: 2,
-        backoff:
-          opts.retryBackoff ??
-          new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000, generator: fullJitterGenerator }),
-      }),
-    );
   }
 
   start(): void {
@@ -106,35 +73,15 @@ export class ReplicaSync {
   }
 
   #failed(err: unknown, what: string): void {
-    this.lastError =
-      err instanceof BrokenCircuitError
-        ? "cloud unreachable (circuit open after repeated failures; retrying in 30 s)"
-        : (err as Error).message;
+    this.lastError = (err as Error).message;
     this.#o.logger.warn({ err: this.lastError }, `${what} sync failed; keeping the current replica`);
   }
 
-  /** One GET of a sync document, through the retries and the circuit breaker, validated. */
-  #fetch<S extends z.ZodType>(url: URL, schema: S, what: string): Promise<z.infer<S>> {
-    const { address, secret, requestTimeoutMs } = this.#o;
-    return this.#policy.execute(async () => {
-      const res = await fetch(url, {
-        headers: { authorization: deviceAuthorization(address, secret), accept: "application/json" },
-        signal: AbortSignal.timeout(requestTimeoutMs ?? 5000),
-      });
-      if (!res.ok) throw new Error(`GET ${url.pathname} answered ${res.status}`);
-      const parsed = validate(schema, await res.json());
-      if (!parsed.ok) throw new Error(`${what} sync refused: ${parsed.error}`);
-      return parsed.value;
-    });
-  }
-
   async #pullWallets(wallets: WalletReplica): Promise<void> {
-    const { address, cloudUrl, logger, now } = this.#o;
-    const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/wallets`, cloudUrl);
+    const { cloud, logger, now } = this.#o;
     try {
       const held = (await wallets.info()).version;
-      if (held !== null) url.searchParams.set("since", String(held));
-      const sync = await this.#fetch(url, WalletSyncSchema, "wallet");
+      const sync = answered(await cloud.call("wallets", { query: { since: held ?? undefined } }));
       const applied = await wallets.apply(sync, held, now());
       this.lastError = undefined;
       if (applied && sync.wallets.length > 0) {
@@ -149,13 +96,11 @@ export class ReplicaSync {
   }
 
   async #pullMembers(): Promise<void> {
-    const { address, cloudUrl, replica, logger, now } = this.#o;
-    const url = new URL(`/api/v1/sites/${encodeURIComponent(address.site)}/members`, cloudUrl);
+    const { cloud, replica, logger, now } = this.#o;
     try {
       // A delta from the version we hold (the cloud answers with a full snapshot when it cannot).
       const held = (await replica.info()).version;
-      if (held > 0) url.searchParams.set("since", String(held));
-      const snapshot = await this.#fetch(url, MemberSyncSchema, "member");
+      const snapshot = answered(await cloud.call("members", { query: { since: held > 0 ? held : undefined } }));
       if (snapshot.full !== false && snapshot.version < held) {
         logger.warn(
           { held, cloud: snapshot.version },

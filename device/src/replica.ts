@@ -5,7 +5,8 @@
  * with journal appends.
  */
 import type { MemberDelta, MemberSnapshot, ReplicaMember } from "@paylane/protocol";
-import { openCache, type Sqlite } from "./sqlite.ts";
+import { ReplicaFile } from "./replica-file.ts";
+import type { Sqlite } from "./sqlite.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS members (
@@ -43,23 +44,24 @@ export interface ReplicaInfo {
 }
 
 export class Replica {
-  /** Lookups. In WAL mode it sees the last committed snapshot while a new one is written. */
+  readonly #file: ReplicaFile;
+  /** Lookups: the last committed snapshot, never one half-written. */
   readonly #db: Sqlite;
-  /** Snapshot replacement, on its own connection so lookups never see a half-written replica. */
-  readonly #writer: Sqlite;
 
-  private constructor(db: Sqlite, writer: Sqlite) {
-    this.#db = db;
-    this.#writer = writer;
+  private constructor(file: ReplicaFile) {
+    this.#file = file;
+    this.#db = file.reader;
   }
 
   static async open(path: string): Promise<Replica> {
-    const { reader, writer } = await openCache(path, SCHEMA);
+    const file = await ReplicaFile.open(path, SCHEMA, "replica_meta");
     // Replicas written before the venue name travelled with the snapshot: add the column.
-    const columns = await writer.all<{ name: string }>("PRAGMA table_info(replica_meta)");
-    if (!columns.some((c) => c.name === "site_name"))
-      await writer.exec("ALTER TABLE replica_meta ADD COLUMN site_name TEXT NOT NULL DEFAULT ''");
-    return new Replica(reader, writer);
+    await file.migrate(async (w) => {
+      const columns = await w.all<{ name: string }>("PRAGMA table_info(replica_meta)");
+      if (!columns.some((c) => c.name === "site_name"))
+        await w.exec("ALTER TABLE replica_meta ADD COLUMN site_name TEXT NOT NULL DEFAULT ''");
+    });
+    return new Replica(file);
   }
 
   /**
@@ -68,58 +70,53 @@ export class Replica {
    * back (restored from a backup), and the cloud is the source of truth.
    */
   replace(snapshot: MemberSnapshot, syncedAt: Date, o: { followCloudBack?: boolean } = {}): Promise<boolean> {
-    return this.#write(snapshot, syncedAt, snapshot.members, {
-      applies: (current) => snapshot.version >= current || o.followCloudBack === true,
-      clear: "DELETE FROM members",
-    });
+    return this.#write(
+      snapshot,
+      syncedAt,
+      snapshot.members,
+      true,
+      (held) => snapshot.version >= held || o.followCloudBack === true,
+    );
   }
 
   /**
    * Applies a delta atomically, only on top of the version it was computed
    * from; returns false (nothing changed) when the replica moved meanwhile,
-   * and the next pull asks again. Changed members are removed and written
-   * back, so a card or code moving between two changed members cannot trip
-   * the unique constraints half-way.
+   * and the next pull asks again.
    */
   applyDelta(delta: MemberDelta, syncedAt: Date): Promise<boolean> {
-    return this.#write(delta, syncedAt, delta.changes, {
-      applies: (current) => current === delta.since && delta.version >= delta.since,
-    });
+    return this.#write(
+      delta,
+      syncedAt,
+      delta.changes,
+      false,
+      (held) => held === delta.since && delta.version >= delta.since,
+    );
   }
 
-  /**
-   * One replica write, in one transaction on the writer connection. Removes
-   * `clear` (or each written member), writes `members` and the new version,
-   * or nothing when `applies` says no.
-   */
   #write(
     meta: { version: number; timezone: string; siteName: string },
     syncedAt: Date,
     members: readonly ReplicaMember[],
-    o: { applies: (currentVersion: number) => boolean; clear?: string },
+    full: boolean,
+    applies: (heldVersion: number) => boolean,
   ): Promise<boolean> {
-    const w = this.#writer;
-    return w.transaction(async () => {
-      const current = await w.get<{ version: number }>("SELECT version FROM replica_meta WHERE one = 1");
-      if (!o.applies(current?.version ?? 0)) return false;
-      if (o.clear) await w.run(o.clear);
-      else for (const m of members) await w.run("DELETE FROM members WHERE id = ?", [m.id]);
-      for (const m of members) {
-        await w.run("INSERT INTO members (id, name, card_uid, code, status) VALUES (?, ?, ?, ?, ?)", [
-          m.id,
-          m.name,
-          m.cardUid,
-          m.code,
-          m.status,
-        ]);
-      }
-      await w.run("UPDATE replica_meta SET version = ?, timezone = ?, site_name = ?, synced_at = ? WHERE one = 1", [
-        meta.version,
-        meta.timezone,
-        meta.siteName,
-        syncedAt.toISOString(),
-      ]);
-      return true;
+    return this.#file.apply({
+      applies: (held) => applies(held ?? 0),
+      tables: [
+        {
+          table: "members",
+          key: "id",
+          full,
+          rows: members.map((m) => ({ id: m.id, name: m.name, card_uid: m.cardUid, code: m.code, status: m.status })),
+        },
+      ],
+      meta: {
+        version: meta.version,
+        timezone: meta.timezone,
+        site_name: meta.siteName,
+        synced_at: syncedAt.toISOString(),
+      },
     });
   }
 
@@ -147,9 +144,8 @@ export class Replica {
     };
   }
 
-  async close(): Promise<void> {
-    await this.#writer.close();
-    await this.#db.close();
+  close(): Promise<void> {
+    return this.#file.close();
   }
 }
 

@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { FakeTimers } from "../../test/support/fake-timers.ts";
+import { CloudClient } from "../src/cloud/cloud-client.ts";
 import { Replica } from "../src/replica.ts";
 import { ReplicaSync } from "../src/replica-sync.ts";
 
@@ -24,16 +25,20 @@ test("after 5 failed pulls the circuit opens: no more requests, a clear error, t
   const member = { id: "m-ada", name: "Ada", cardUid: "04A2B3C4", code: null, status: "active" as const };
   await replica.replace({ site: "s1", version: 3, timezone: "UTC", siteName: "Venue", members: [member] }, new Date());
   const timers = new FakeTimers();
-  const sync = new ReplicaSync({
+  const cloud = new CloudClient({
     address: { site: "s1", device: "k1" },
     secret: "replica-sync-secret-0123",
     cloudUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    timers,
+    pullBackoff: new ConstantBackoff(0), // retries at once: the test never waits on the wall clock
+  });
+  const sync = new ReplicaSync({
+    cloud,
     replica,
     logger: pino({ level: "silent" }),
     timers,
     now: timers.now,
     refreshMs: 60_000,
-    retryBackoff: new ConstantBackoff(0), // retries at once: the test never waits on the wall clock
   });
   try {
     for (let i = 0; i < 5; i++) await sync.syncNow();

@@ -1,3 +1,4 @@
+export * from "./cloud-api.ts";
 export * from "./codec.ts";
 export * from "./messages.ts";
 export * from "./money.ts";

@@ -27,13 +27,31 @@ function fillable(journal: Journal, full: { on: boolean; appends: number }): Jou
   const diskFull = () => Object.assign(new Error("SQLITE_FULL: database or disk is full"), { code: "SQLITE_FULL" });
   return new Proxy(journal, {
     get(target, prop) {
-      if ((prop === "append" || prop === "recordIntent") && full.on) {
+      if (prop === "append" && full.on) {
         return async () => {
           full.appends++;
           throw diskFull();
         };
       }
       if (prop === "probeWritable" && full.on) return async () => false;
+      // The stores sharing the journal's file (payment intents) write through its handle.
+      if (prop === "db") return fillableDb(target.db, full, diskFull);
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The journal file's handle, whose writes (`run`) fail while `full.on` is set. */
+function fillableDb(db: Journal["db"], full: { on: boolean; appends: number }, diskFull: () => Error): Journal["db"] {
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === "run" && full.on) {
+        return async () => {
+          full.appends++;
+          throw diskFull();
+        };
+      }
       const value = Reflect.get(target, prop, target);
       return typeof value === "function" ? value.bind(target) : value;
     },

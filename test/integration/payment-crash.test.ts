@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { Journal } from "@paylane/device";
+import { Journal, PaymentIntents } from "@paylane/device";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
@@ -67,7 +67,7 @@ it("killed after the approval, before the journal: the restarted kiosk journals 
   assert.equal((await ledger()).rows, [{ amount: -250, authorization: "online" }], "the cloud charged it");
   const before = await Journal.open(join(site.dir, "k1", "journal.db"));
   assert.equal(
-    (await before.pendingIntents()).map((i) => i.key),
+    (await (await PaymentIntents.open(before)).pending()).map((i) => i.key),
     [key],
     "the intent written before the call survived the kill",
   );
@@ -76,8 +76,9 @@ it("killed after the approval, before the journal: the restarted kiosk journals 
 
   // the kiosk comes back: same data folder, the real daemon
   const k1 = await site.startKiosk("k1");
+  const intents = await PaymentIntents.open(k1.journal);
   await site.signal.until(
-    async () => (await k1.journal.pendingIntents()).length === 0 && (await k1.journal.stats()).backlog === 0,
+    async () => (await intents.pending()).length === 0 && (await k1.journal.stats()).backlog === 0,
     "the interrupted payment journaled and acked",
   );
   const payments = (await k1.journal.entriesAfter(0, 100)).filter((e) => e.kind === "payment");

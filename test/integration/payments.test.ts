@@ -5,6 +5,7 @@
  * returns, and two offline kiosks overdrawing one card.
  */
 import { randomUUID } from "node:crypto";
+import { PaymentIntents } from "@paylane/device";
 import { type Telemetry, topics } from "@paylane/protocol";
 import type { ReceiptNotice } from "@paylane/ui/kiosk-api";
 import { suite } from "uvu";
@@ -120,7 +121,8 @@ it("a payment a crash left unanswered is voided, never charged later: the member
     at: new Date().toISOString(),
   };
   // what a kiosk that died right after writing its intent, before asking, leaves behind
-  await k1.journal.recordIntent({
+  const intents = await PaymentIntents.open(k1.journal);
+  await intents.record({
     key,
     kind: "purchase",
     memberId: "m-ada",
@@ -131,7 +133,7 @@ it("a payment a crash left unanswered is voided, never charged later: the member
   });
   const before = (await wallet("m-ada")).balance;
   await k1.payments.resolvePending();
-  assert.equal(await k1.journal.pendingIntents(), []);
+  assert.equal(await intents.pending(), []);
   assert.is((await ledger("m-ada")).length, 2, "no new entry");
   assert.is((await wallet("m-ada")).balance, before);
   const { rows } = await site.db.query<{ response: { reason: string } }>(

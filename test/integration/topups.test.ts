@@ -5,6 +5,7 @@
  * member reads why. (A terminal that never answers is the driver's timeout,
  * tested with injected timers in device/test/hardware/terminal-zvt.test.ts.)
  */
+import { PaymentIntents } from "@paylane/device";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
@@ -65,7 +66,7 @@ it("declined by the card's bank: nothing added, and the member reads that the ca
   assert.is(r.outcome, "declined");
   assert.is(r.reason, "terminal-declined");
   assert.match(r.message, /card was declined/);
-  assert.equal(await k1.journal.pendingIntents(), []);
+  assert.equal(await (await PaymentIntents.open(k1.journal)).pending(), []);
   await site.drained("k1");
   assert.is((await topups()).length, 1, "still only the first top-up");
 });
@@ -108,7 +109,7 @@ it("cancelled while the terminal waits for the card: the terminal aborts, nothin
   assert.is(r.reason, "cancelled");
   await site.drained("k1");
   assert.is((await topups()).length, 2);
-  assert.equal(await k1.journal.pendingIntents(), []);
+  assert.equal(await (await PaymentIntents.open(k1.journal)).pending(), []);
 });
 
 it.run();

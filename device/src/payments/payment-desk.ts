@@ -30,15 +30,20 @@ import type { PaymentTerminal, TerminalOutcome } from "../hardware/terminal/term
 import type { Journal } from "../journal.ts";
 import type { Replica } from "../replica.ts";
 import type { Timers } from "../timers.ts";
+import type { PaymentIntents } from "./intents.ts";
+import { JournalMoney } from "./journal-money.ts";
 import { decideOffline } from "./offline-policy.ts";
 import type { OnlineAuthorizer } from "./online-authorizer.ts";
 import type { WalletReplica } from "./wallet-replica.ts";
 
 export interface PaymentDeskOptions {
+  /** Where payments are recorded; it tells its listeners of every entry and every failed write itself. */
   journal: Journal;
+  /** In the journal's file: each payment's key, written before anything is asked. */
+  intents: PaymentIntents;
   members: Replica;
   wallets: WalletReplica;
-  online: OnlineAuthorizer;
+  online: Pick<OnlineAuthorizer, "authorize" | "topupIntent" | "settle">;
   /** Whether the kiosk sees the cloud right now (MQTT and the cloud's STATE); when not, no online attempt is made. */
   isOnline: () => boolean;
   terminal?: PaymentTerminal;
@@ -48,9 +53,6 @@ export interface PaymentDeskOptions {
   /** A session left waiting for a card this long ends by itself. */
   idleMs: number;
   topupAmounts: number[];
-  /** Called after an entry is durable in the journal (the uplink sends it). */
-  onJournaled: () => void;
-  onStorageFailure: (err: Error) => void;
   onSession: (session: PaymentSession) => void;
   onResult: (result: PaymentResult, receipt: ReceiptFacts | undefined) => void;
   onEnded: (sessionId: string, reason: "cancelled" | "timeout") => void;
@@ -92,8 +94,11 @@ export class PaymentDesk {
   /** The terminal's end-of-day in progress: no session starts meanwhile. */
   #settling: Promise<TerminalSettlementBody> | undefined;
 
+  readonly #money: JournalMoney;
+
   constructor(o: PaymentDeskOptions) {
     this.#o = o;
+    this.#money = new JournalMoney(o.journal);
   }
 
   /** True while a session waits for a card: the next tap pays instead of checking in. */
@@ -221,11 +226,11 @@ export class PaymentDesk {
 
   async #resolvePending(): Promise<void> {
     if (!this.#o.isOnline()) return;
-    for (const intent of await this.#o.journal.pendingIntents()) {
+    for (const intent of await this.#o.intents.pending()) {
       if (this.#inFlight.has(intent.key)) continue;
       if (intent.kind === "topup") {
         this.#o.logger.warn({ key: intent.key }, "a top-up was interrupted mid-charge; the terminal reverses it");
-        await this.#o.journal.closeIntent(intent.key, "abandoned");
+        await this.#o.intents.close(intent.key, "abandoned");
         continue;
       }
       const request = intent.request as PaymentRequest;
@@ -235,7 +240,7 @@ export class PaymentDesk {
         await this.#journalPurchase(request, "online");
         this.#o.logger.warn({ key: intent.key }, "an interrupted payment was approved by the cloud; journaled now");
       } else {
-        await this.#o.journal.closeIntent(intent.key, "declined");
+        await this.#o.intents.close(intent.key, "declined");
       }
     }
   }
@@ -244,7 +249,7 @@ export class PaymentDesk {
   async exposure(): Promise<Exposure | undefined> {
     const info = await this.#o.wallets.info();
     if (!info.limits || !info.currency) return undefined;
-    const e = await this.#o.journal.offlineExposure();
+    const e = await this.#money.offlineExposure();
     return {
       currency: info.currency,
       offlineExposure: e.amount,
@@ -273,7 +278,7 @@ export class PaymentDesk {
 
   async #authorize(s: Session, member: ReplicaMember, request: PaymentRequest, at: Date): Promise<PaymentResult> {
     try {
-      await this.#o.journal.recordIntent({
+      await this.#o.intents.record({
         key: request.key,
         kind: "purchase",
         memberId: member.id,
@@ -282,8 +287,8 @@ export class PaymentDesk {
         request,
         createdAt: at.toISOString(),
       });
-    } catch (err) {
-      this.#o.onStorageFailure(err as Error);
+    } catch {
+      // the journal told its listeners (storage is failing); nothing was asked or charged
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
     if (this.#o.isOnline()) {
@@ -291,18 +296,17 @@ export class PaymentDesk {
       if (outcome.kind === "answered") {
         const r = outcome.response;
         if (r.status === "declined") {
-          await this.#o.journal.closeIntent(request.key, "declined");
+          await this.#o.intents.close(request.key, "declined");
           return this.#declined(s, r.reason, r.message, member, r.balance ?? undefined);
         }
         // The ledger has it: approved, whatever happens to the journal now (a pending intent is journaled later).
         await this.#journalPurchase(request, "online").catch((err: Error) => {
-          this.#o.onStorageFailure(err);
           this.#o.logger.error({ err: err.message, key: request.key }, "approved online but not journaled yet");
         });
         return this.#approved(s, member, request.key, r.balance, "online");
       }
       if (outcome.kind === "refused") {
-        await this.#o.journal.closeIntent(request.key, "declined");
+        await this.#o.intents.close(request.key, "declined");
         this.#o.logger.warn({ status: outcome.status, detail: outcome.detail }, "the cloud refused a payment request");
         return this.#declined(s, "refused", "This payment could not be processed. You have not been charged.", member);
       }
@@ -321,18 +325,17 @@ export class PaymentDesk {
       available,
       offlineBlocked: wallet.offlineBlocked,
       offlineSpentToday: money.offlineSpentToday,
-      kioskExposure: (await this.#o.journal.offlineExposure()).amount,
+      kioskExposure: (await this.#money.offlineExposure()).amount,
     });
     if (!decision.approved) {
-      await this.#o.journal.closeIntent(request.key, "declined");
+      await this.#o.intents.close(request.key, "declined");
       return this.#declined(s, decision.reason, decision.message, member, available);
     }
     try {
       await this.#journalPurchase(request, "offline", { walletVersion: info.version ?? 0, day });
-    } catch (err) {
-      this.#o.onStorageFailure(err as Error);
+    } catch {
       // The journal cannot write: an intent left pending is voided with the cloud by resolvePending.
-      await this.#o.journal.closeIntent(request.key, "declined").catch(() => {});
+      await this.#o.intents.close(request.key, "declined").catch(() => {});
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
     return this.#approved(s, member, request.key, available - s.amount, "offline");
@@ -358,7 +361,6 @@ export class PaymentDesk {
       memberId: r.memberId,
       day: known?.day ?? (await this.#day(at)),
     });
-    this.#o.onJournaled();
   }
 
   /** The site-local day of `at`, for the journal's per-member-per-day index. */
@@ -375,7 +377,7 @@ export class PaymentDesk {
   async #balance(memberId: string, day: string, exceptKey?: string) {
     const info = await this.#o.wallets.info();
     const wallet = await this.#o.wallets.wallet(memberId);
-    const money = await this.#o.journal.memberMoney(memberId, info.appliedUpTo, day, exceptKey);
+    const money = await this.#money.member(memberId, info.appliedUpTo, day, exceptKey);
     return { info, wallet, money, available: wallet.balance - money.unsyncedSpend - money.pendingSpend };
   }
 
@@ -384,7 +386,7 @@ export class PaymentDesk {
     const key = randomUUID();
     const at = this.#o.now();
     try {
-      await this.#o.journal.recordIntent({
+      await this.#o.intents.record({
         key,
         kind: "topup",
         memberId: member.id,
@@ -393,8 +395,8 @@ export class PaymentDesk {
         request: { amount: s.amount, currency: s.currency },
         createdAt: at.toISOString(),
       });
-    } catch (err) {
-      this.#o.onStorageFailure(err as Error);
+    } catch {
+      // the journal told its listeners (storage is failing); nothing was asked or charged
       return this.#declined(s, "storage", STORAGE_MESSAGE, member);
     }
     // No card is charged before the cloud has issued the intent this top-up will credit against,
@@ -419,7 +421,7 @@ export class PaymentDesk {
       }
     }
     if (refusal) {
-      await this.#o.journal.closeIntent(key, "declined");
+      await this.#o.intents.close(key, "declined");
       return this.#declined(s, refusal.reason, refusal.message, member);
     }
     const signal = s.abort?.signal;
@@ -427,7 +429,7 @@ export class PaymentDesk {
       ? { status: "cancelled" }
       : await terminal.charge({ amount: s.amount, currency: s.currency, reference: key }, { signal });
     if (outcome.status !== "approved") {
-      await this.#o.journal.closeIntent(
+      await this.#o.intents.close(
         key,
         outcome.status === "declined" || outcome.status === "cancelled" ? "declined" : "abandoned",
       );
@@ -445,10 +447,8 @@ export class PaymentDesk {
     };
     try {
       await this.#o.journal.append("topup", body, at, { memberId: member.id, day });
-      this.#o.onJournaled();
-    } catch (err) {
+    } catch {
       // The card was charged and this kiosk cannot record it: staff must, with the terminal's reference.
-      this.#o.onStorageFailure(err as Error);
       this.#o.logger.error({ key, terminalReference: outcome.reference }, "top-up charged but not journaled");
       return this.#declined(
         s,
@@ -474,7 +474,7 @@ export class PaymentDesk {
   async #offlineTopupRoom(day: string): Promise<number | null> {
     const cap = (await this.#o.wallets.info()).limits?.topupDaily ?? 0;
     if (cap <= 0) return null;
-    return Math.max(0, cap - (await this.#o.journal.offlineTopupsOn(day)));
+    return Math.max(0, cap - (await this.#money.offlineTopupsOn(day)));
   }
 
   /**
@@ -504,7 +504,7 @@ export class PaymentDesk {
   async #settle(endOfDay: NonNullable<PaymentTerminal["endOfDay"]>): Promise<TerminalSettlementBody> {
     const totals = await endOfDay();
     const at = this.#o.now();
-    const { fromSeq, toSeq, topups } = await this.#o.journal.topupsSinceSettlement();
+    const { fromSeq, toSeq, topups } = await this.#money.topupsSinceSettlement();
     const currency = totals.currency ?? (await this.#o.wallets.info()).currency ?? "EUR";
     const body: TerminalSettlementBody = {
       day: await this.#day(at),
@@ -527,7 +527,6 @@ export class PaymentDesk {
       );
     }
     await this.#o.journal.append("terminal-settlement", body, at);
-    this.#o.onJournaled();
     this.#o.logger.info({ total: body.total, count: body.count, fromSeq, toSeq }, "terminal settlement journaled");
     return body;
   }

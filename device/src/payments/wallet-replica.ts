@@ -4,7 +4,8 @@
  * any time, never the record of anything (the journal is).
  */
 import type { OfflineLimits, PriceListItem, ReplicaWallet, WalletSync } from "@paylane/protocol";
-import { openCache, type Sqlite } from "../sqlite.ts";
+import { ReplicaFile } from "../replica-file.ts";
+import type { Sqlite } from "../sqlite.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS wallets (
@@ -39,48 +40,52 @@ export interface WalletReplicaInfo {
 }
 
 export class WalletReplica {
+  readonly #file: ReplicaFile;
   /** Lookups: the last committed sync, never one half-applied (a payment must not see balances or prices vanish). */
   readonly #db: Sqlite;
-  /** Syncs, on their own connection. */
-  readonly #writer: Sqlite;
 
-  private constructor(db: Sqlite, writer: Sqlite) {
-    this.#db = db;
-    this.#writer = writer;
+  private constructor(file: ReplicaFile) {
+    this.#file = file;
+    this.#db = file.reader;
   }
 
   static async open(path: string): Promise<WalletReplica> {
-    const { reader, writer } = await openCache(path, SCHEMA);
-    return new WalletReplica(reader, writer);
+    return new WalletReplica(await ReplicaFile.open(path, SCHEMA, "wallet_meta"));
   }
 
   /**
    * Applies a sync atomically: a full one replaces everything; a delta only
    * on top of the version it was asked from (`since`), else nothing changes
-   * (false) and the next pull asks again.
+   * (false) and the next pull asks again. The price list always comes whole.
    */
   apply(sync: WalletSync, since: number | null, syncedAt: Date): Promise<boolean> {
-    const w = this.#writer;
-    return w.transaction(async () => {
-      const held = (await w.get<{ version: number | null }>("SELECT version FROM wallet_meta WHERE one = 1"))?.version;
-      if (!sync.full && (held ?? null) !== since) return false;
-      if (sync.full) await w.run("DELETE FROM wallets");
-      for (const wallet of sync.wallets) {
-        await w.run("INSERT OR REPLACE INTO wallets (member_id, balance, offline_blocked) VALUES (?, ?, ?)", [
-          wallet.memberId,
-          wallet.balance,
-          wallet.offlineBlocked ? 1 : 0,
-        ]);
-      }
-      await w.run("DELETE FROM items");
-      for (const i of sync.items) {
-        await w.run("INSERT INTO items (id, name, price) VALUES (?, ?, ?)", [i.id, i.name, i.price]);
-      }
-      await w.run(
-        "UPDATE wallet_meta SET version = ?, currency = ?, limits = ?, applied_up_to = ?, synced_at = ? WHERE one = 1",
-        [sync.version, sync.currency, JSON.stringify(sync.limits), sync.appliedUpTo, syncedAt.toISOString()],
-      );
-      return true;
+    return this.#file.apply({
+      applies: (held) => sync.full || held === since,
+      tables: [
+        {
+          table: "wallets",
+          key: "member_id",
+          full: sync.full,
+          rows: sync.wallets.map((w) => ({
+            member_id: w.memberId,
+            balance: w.balance,
+            offline_blocked: w.offlineBlocked ? 1 : 0,
+          })),
+        },
+        {
+          table: "items",
+          key: "id",
+          full: true,
+          rows: sync.items.map((i) => ({ id: i.id, name: i.name, price: i.price })),
+        },
+      ],
+      meta: {
+        version: sync.version,
+        currency: sync.currency,
+        limits: JSON.stringify(sync.limits),
+        applied_up_to: sync.appliedUpTo,
+        synced_at: syncedAt.toISOString(),
+      },
     });
   }
 
@@ -118,8 +123,7 @@ export class WalletReplica {
     return this.#db.get<PriceListItem>("SELECT id, name, price FROM items WHERE id = ?", [id]);
   }
 
-  async close(): Promise<void> {
-    await this.#writer.close();
-    await this.#db.close();
+  close(): Promise<void> {
+    return this.#file.close();
   }
 }

@@ -4,10 +4,10 @@
  * `start()` and `stop()` mirror each other.
  */
 import { Registry, realTimers, serviceUsername, type Timers, watchRegistry } from "@paylane/protocol";
-import { type Listening, listen, opsRoutes, problemClientErrors } from "@paylane/protocol/service";
+import { createLogger, type Listening, listen, opsRoutes, problemClientErrors } from "@paylane/protocol/service";
 import { Hono } from "hono";
 import { Redis } from "ioredis";
-import pino, { type Logger } from "pino";
+import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { createApi } from "./api/app.ts";
 import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
@@ -74,7 +74,7 @@ export class CloudService {
 
   constructor(o: CloudOptions) {
     this.#o = o;
-    this.#log = o.logger ?? pino({ name: "paylane-cloud", timestamp: pino.stdTimeFunctions.isoTime });
+    this.#log = o.logger ?? createLogger("paylane-cloud");
     this.#now = o.now ?? (() => new Date());
   }
 

@@ -92,10 +92,14 @@ export async function post(tx: Queryable, p: Posting): Promise<Posted> {
       overdraftOpened: r.overdraft_opened,
     };
   } catch (err) {
-    const code = REFUSALS[(err as { code?: string }).code ?? ""];
-    if (code) throw new LedgerRefusal(code, (err as Error).message);
-    throw err;
+    throw ledgerError(err);
   }
+}
+
+/** A database error raised by ledger_post as the LedgerRefusal it stands for; any other error as it is. */
+export function ledgerError(err: unknown): unknown {
+  const code = REFUSALS[(err as { code?: string }).code ?? ""];
+  return code ? new LedgerRefusal(code, (err as Error).message) : err;
 }
 
 export interface LedgerEntry {

@@ -166,6 +166,10 @@ class TransactionEnds implements Database {
     }
   }
 
+  session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
+    return this.#inner.session(fn);
+  }
+
   exec(sql: string): Promise<void> {
     return this.#inner.exec(sql);
   }

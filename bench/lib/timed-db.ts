@@ -78,6 +78,11 @@ export class TimedDatabase implements Database {
     }
   }
 
+  /** Untimed: only migrations hold a session. */
+  session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
+    return this.#inner.session(fn);
+  }
+
   exec(sql: string): Promise<void> {
     return this.#inner.exec(sql);
   }

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { Database } from "../src/db/database.ts";
-import { migrate } from "../src/db/migrate.ts";
+import { MIGRATIONS_TABLE, migrate } from "../src/db/migrate.ts";
 import { openPg } from "../src/db/pg.ts";
 import { openPglite } from "../src/db/pglite.ts";
 
@@ -78,14 +78,15 @@ function databaseContract(backend: Backend): void {
     const files = await migrationFiles();
     assert.ok(files.length > 0, "there are migrations to apply");
     assert.equal(await migrate(db), files);
-    const { rows } = await db.query<{ version: string; applied_at: Date }>(
-      "SELECT version, applied_at FROM schema_migrations ORDER BY version",
+    // node-pg-migrate's log: one row per file, by name without the extension, in the order applied
+    const { rows } = await db.query<{ name: string; run_on: Date }>(
+      `SELECT name, run_on FROM ${MIGRATIONS_TABLE} ORDER BY id`,
     );
     assert.equal(
-      rows.map((r) => r.version),
+      rows.map((r) => `${r.name}.sql`),
       files,
     );
-    for (const r of rows) assert.instance(r.applied_at, Date);
+    for (const r of rows) assert.instance(r.run_on, Date);
     // The tables exist and are empty.
     for (const table of ["sites", "members", "devices", "device_streams", "inbox", "checkins", "quarantine"]) {
       const { rows: count } = await db.query<{ n: number }>(`SELECT count(*) AS n FROM ${table}`);
@@ -95,8 +96,61 @@ function databaseContract(backend: Backend): void {
 
   test("a second migrate applies nothing and records nothing new", async ({ db }) => {
     assert.equal(await migrate(db), []);
-    const { rows } = await db.query<{ n: number }>("SELECT count(*) AS n FROM schema_migrations");
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*) AS n FROM ${MIGRATIONS_TABLE}`);
     assert.is(rows[0]!.n, (await migrationFiles()).length);
+  });
+
+  test("a database the hand-written runner migrated is adopted: only what it lacks is applied", async () => {
+    const files = await migrationFiles();
+    const last = files.at(-1)!;
+    const fresh = await backend.open();
+    try {
+      await migrate(fresh.db);
+      // As the old runner left a database one migration behind: its log in schema_migrations, without the last.
+      await fresh.db.exec(`
+        CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+        INSERT INTO schema_migrations (version) SELECT name || '.sql' FROM ${MIGRATIONS_TABLE} WHERE name || '.sql' <> '${last}';
+        DROP TABLE ${MIGRATIONS_TABLE};
+        DROP FUNCTION payment_authorize; DROP FUNCTION money_text;`);
+      assert.equal(await migrate(fresh.db), [last], "only the migration the old log lacks");
+      const { rows } = await fresh.db.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY id`);
+      assert.equal(
+        rows.map((r) => `${r.name}.sql`),
+        files,
+      );
+      const legacy = await fresh.db.query(
+        "SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_migrations' AND table_schema = current_schema()",
+      );
+      assert.is(legacy.rows.length, 0, "the old log is gone once carried over");
+      assert.equal(await migrate(fresh.db), []);
+    } finally {
+      await fresh.dispose();
+    }
+  });
+
+  test("a failed migration applies nothing of itself, is not recorded, and the database stays usable", async () => {
+    const fresh = await backend.open();
+    try {
+      // The first migration's tables exist already: its CREATE TABLE fails half-way through the file.
+      await fresh.db.exec("CREATE TABLE devices (x int)");
+      let caught: unknown;
+      try {
+        await migrate(fresh.db);
+      } catch (err) {
+        caught = err;
+      }
+      assert.instance(caught, Error);
+      const { rows } = await fresh.db.query<{ n: number }>(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'sites' AND table_schema = current_schema()",
+      );
+      assert.is(rows[0]!.n, 0, "the failed migration's earlier statements were rolled back");
+      const log = await fresh.db.query<{ n: number }>(`SELECT count(*) AS n FROM ${MIGRATIONS_TABLE}`);
+      assert.is(log.rows[0]!.n, 0);
+      await fresh.db.exec("DROP TABLE devices");
+      assert.equal(await migrate(fresh.db), await migrationFiles(), "a retry applies everything");
+    } finally {
+      await fresh.dispose();
+    }
   });
 
   test("transaction commits when the function resolves, and returns its value", async ({ db }) => {
@@ -168,7 +222,7 @@ function databaseContract(backend: Backend): void {
     assert.is(inTx.rows[0]!.n, 7, "inside a transaction too");
   });
 
-  // Regression: schema_migrations was created outside the advisory lock, and concurrent
+  // Regression: the migrations log was created outside the advisory lock, and concurrent
   // cloud starts on a fresh Postgres collided in the catalog (pg_type_typname_nsp_index).
   test("concurrent migrate calls on a fresh database apply each migration exactly once", async () => {
     const files = await migrationFiles();
@@ -181,7 +235,7 @@ function databaseContract(backend: Backend): void {
         assert.equal(errors, [], `round ${round}`);
         const applied = results.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
         assert.equal(applied.sort(), files, "each migration applied by exactly one caller");
-        const { rows } = await fresh.db.query<{ n: number }>("SELECT count(*) AS n FROM schema_migrations");
+        const { rows } = await fresh.db.query<{ n: number }>(`SELECT count(*) AS n FROM ${MIGRATIONS_TABLE}`);
         assert.is(rows[0]!.n, files.length);
       } finally {
         await fresh.dispose();

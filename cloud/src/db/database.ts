@@ -11,7 +11,14 @@ export interface Database extends Queryable {
   readonly kind: "pg" | "pglite";
   /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Runs a script of several statements (migrations). */
+  /**
+   * Runs `fn` on one connection held for it alone: what it sets on the
+   * session (an advisory lock, search_path, its own BEGIN/COMMIT) stays with
+   * it. A query without parameters may hold several statements (Postgres'
+   * simple query protocol, as on a `pg` client). Migrations run this way.
+   */
+  session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
+  /** Runs a script of several statements. */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,56 +1,77 @@
-import { readdir, readFile } from "node:fs/promises";
+/**
+ * Schema migrations, run by node-pg-migrate: `migrations/NNN_name.sql`, in
+ * order, each in its own transaction, recorded in `pgmigrations` of the
+ * cloud's schema. A migration already applied is never applied again, and one
+ * added before an applied one is refused (node-pg-migrate's order check).
+ *
+ * Both backends run it the same way, on one connection held for the whole run
+ * (`Database.session`): under a blocking advisory lock, so several cloud
+ * instances starting at once apply each migration once; the others wait, then
+ * find nothing left to do.
+ */
+import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Database } from "./database.ts";
+import { runner } from "node-pg-migrate";
+import type { ClientBase } from "pg";
+import type { Database, Queryable } from "./database.ts";
 
 const MIGRATIONS = fileURLToPath(new URL("../../migrations/", import.meta.url));
 
-/**
- * Applies `migrations/NNN_name.sql` in order, each in its own transaction,
- * and records it. An advisory lock makes concurrent starts of several cloud
- * instances apply each migration once.
- */
-export async function migrate(db: Database): Promise<string[]> {
-  // Under the same lock as the migrations: concurrent CREATE TABLE IF NOT EXISTS races in Postgres' catalog.
-  await db.transaction(async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock(7411)");
-    await tx.query(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    );
+/** Where node-pg-migrate records what it applied (its default name). */
+export const MIGRATIONS_TABLE = "pgmigrations";
+
+/** Held for the whole run; the same key the hand-written runner used, so an older instance waits too. */
+const LOCK = 7411;
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Applies what is not applied yet; returns the files it applied, in order ("005_ledger.sql"). */
+export function migrate(db: Database): Promise<string[]> {
+  return db.session(async (conn) => {
+    await conn.query(`SELECT pg_advisory_lock(${LOCK})`);
+    try {
+      const { rows } = await conn.query<{ schema: string }>("SELECT current_schema() AS schema");
+      const schema = rows[0]!.schema;
+      await adoptLegacyLog(conn, schema);
+      const applied = await runner({
+        // The session is all node-pg-migrate asks of a client: query(sql) on one connection.
+        dbClient: conn as unknown as ClientBase,
+        dir: MIGRATIONS,
+        migrationsTable: MIGRATIONS_TABLE,
+        schema,
+        direction: "up",
+        noLock: true,
+        checkOrder: true,
+        logger: quiet,
+      });
+      return applied.map((m) => basename(m.path));
+    } catch (err) {
+      // A failed migration leaves its transaction open on this connection.
+      await conn.query("ROLLBACK").catch(() => {});
+      throw err;
+    } finally {
+      await conn.query(`SELECT pg_advisory_unlock(${LOCK})`).catch(() => {});
+    }
   });
-  const files = (await readdir(MIGRATIONS)).filter((f) => /^\d{3}_.+\.sql$/.test(f)).sort();
-  const applied: string[] = [];
-  for (const file of files) {
-    const sql = await readFile(`${MIGRATIONS}${file}`, "utf8");
-    const done = await db.transaction(async (tx) => {
-      await tx.query("SELECT pg_advisory_xact_lock(7411)");
-      const seen = await tx.query("SELECT 1 FROM schema_migrations WHERE version = $1", [file]);
-      if (seen.rows.length > 0) return false;
-      for (const statement of splitStatements(sql)) await tx.query(statement);
-      await tx.query("INSERT INTO schema_migrations (version) VALUES ($1)", [file]);
-      return true;
-    });
-    if (done) applied.push(file);
-  }
-  return applied;
 }
 
 /**
- * Splits a migration on `;` at line ends, except inside a `$$ … $$` body
- * (PL/pgSQL functions hold statements of their own).
+ * A database migrated by the hand-written runner this one replaced holds its
+ * log in `schema_migrations` (version = file name, applied_at): carried over
+ * once, in one transaction, so nothing it applied is applied again.
  */
-export function splitStatements(sql: string): string[] {
-  const statements: string[] = [];
-  let current: string[] = [];
-  let inBody = false;
-  for (const raw of sql.split("\n")) {
-    const line = inBody ? raw : raw.replace(/--.*$/, "");
-    current.push(line);
-    if ((line.match(/\$\$/g)?.length ?? 0) % 2 === 1) inBody = !inBody;
-    if (!inBody && /;\s*$/.test(line)) {
-      statements.push(current.join("\n").replace(/;\s*$/, ""));
-      current = [];
-    }
-  }
-  statements.push(current.join("\n"));
-  return statements.map((s) => s.trim()).filter(Boolean);
+async function adoptLegacyLog(conn: Queryable, schema: string): Promise<void> {
+  const tables = await conn.query<{ name: string }>(
+    "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1 AND table_name IN ($2, $3)",
+    [schema, "schema_migrations", MIGRATIONS_TABLE],
+  );
+  const names = tables.rows.map((t) => t.name);
+  if (!names.includes("schema_migrations") || names.includes(MIGRATIONS_TABLE)) return;
+  const q = `"${schema}"`;
+  await conn.query(`BEGIN;
+    CREATE TABLE ${q}.${MIGRATIONS_TABLE} (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);
+    INSERT INTO ${q}.${MIGRATIONS_TABLE} (name, run_on)
+      SELECT regexp_replace(version, '\\.sql$', ''), applied_at FROM ${q}.schema_migrations ORDER BY version;
+    DROP TABLE ${q}.schema_migrations;
+    COMMIT;`);
 }

@@ -73,6 +73,19 @@ export async function openPg(o: PgOptions): Promise<Database> {
         client.release();
       }
     },
+    async session(fn) {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        return await fn({ query: async (sql, params) => client.query(sql, params as unknown[]) as never });
+      } catch (err) {
+        broken = err as Error;
+        throw err;
+      } finally {
+        // A session that failed may leave a transaction open: the pool gets a fresh connection instead.
+        client.release(broken);
+      }
+    },
     async exec(sql) {
       await pool.query(sql);
     },

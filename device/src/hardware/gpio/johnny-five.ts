@@ -16,16 +16,14 @@ import {
   type BackendState,
   describePin,
   type Edge,
-  edgeMatches,
-  type GpioBackend,
   GpioConfigError,
   type InputLine,
   type InputOptions,
-  type Level,
   type OutputLine,
   type OutputOptions,
   type PinSpec,
 } from "./backend.ts";
+import { EdgeWatch, PinBank } from "./pin-bank.ts";
 
 /** The Firmata IO-plugin surface used here (firmata.js / firmata-io, mock-firmata). */
 export interface FirmataIo extends EventEmitter {
@@ -58,7 +56,7 @@ export interface JohnnyFiveGpioOptions {
   readyTimeoutMs?: number;
 }
 
-export class JohnnyFiveGpio implements GpioBackend {
+export class JohnnyFiveGpio extends PinBank {
   readonly kind = "johnny-five" as const;
   readonly #io: FirmataIo;
   readonly #timers: Timers;
@@ -67,19 +65,19 @@ export class JohnnyFiveGpio implements GpioBackend {
   #lastError: string | undefined;
   #board: FiveBoard | undefined;
   readonly #ioListeners: Array<[string, (arg?: unknown) => void]> = [];
-  readonly #inputs = new Set<() => void>();
 
   constructor(o: JohnnyFiveGpioOptions) {
+    super();
     this.#io = o.io;
     this.#timers = o.timers;
     this.#readyTimeoutMs = o.readyTimeoutMs ?? 10_000;
   }
 
-  get state(): BackendState {
+  override get state(): BackendState {
     return this.#state;
   }
 
-  get lastError(): string | undefined {
+  override get lastError(): string | undefined {
     return this.#lastError;
   }
 
@@ -87,7 +85,7 @@ export class JohnnyFiveGpio implements GpioBackend {
     return `johnny-five (${this.#io.name ?? "Firmata"} board)`;
   }
 
-  async start(): Promise<void> {
+  override async start(): Promise<void> {
     if (this.#board) return;
     // Loaded on first use: it is large, and only kiosks with a board need it.
     const five = require("johnny-five") as FiveModule;
@@ -120,8 +118,8 @@ export class JohnnyFiveGpio implements GpioBackend {
     this.#state = "ok";
   }
 
-  async stop(): Promise<void> {
-    for (const release of [...this.#inputs]) release();
+  override async stop(): Promise<void> {
+    this.releaseAll();
     for (const [event, fn] of this.#ioListeners.splice(0)) this.#io.removeListener(event, fn);
     // The board object is dropped; the io (and its port) belongs to whoever passed it in.
     this.#board = undefined;
@@ -161,35 +159,24 @@ export class JohnnyFiveGpio implements GpioBackend {
     const pullUp = options.pull === "up" && this.#supports(pin, PULLUP);
     this.#io.pinMode(pin, pullUp ? PULLUP : INPUT);
     // Until the board's first report, assume the idle level the pull gives.
-    let level: Level = options.pull === "up" ? 1 : 0;
-    let watcher: ((level: Level) => void) | undefined;
+    const input = new EdgeWatch(edge, options.pull === "up" ? 1 : 0);
     // The IO-plugin spec (rwaldron/io-plugins, digitalRead) has every plugin emit
     // `digital-read-${pin}` on each change; listening to that event (instead of the
     // handler) is what can be removed again. firmata.js adds the handler as a listener
     // of the same event, so removing `ignore` too leaves nothing behind.
     const event = `digital-read-${pin}`;
     const ignore = () => {};
-    const onRead = (value: unknown) => {
-      const next: Level = value ? 1 : 0;
-      if (next === level) return;
-      level = next;
-      if (watcher && edgeMatches(edge, next)) watcher(next);
-    };
+    const onRead = (value: unknown) => input.see(value ? 1 : 0);
     this.#io.on(event, onRead);
     this.#io.digitalRead(pin, ignore);
-    const release = () => {
-      if (!this.#inputs.delete(release)) return;
-      watcher = undefined;
-      this.#io.removeListener(event, onRead);
-      this.#io.removeListener(event, ignore);
-    };
-    this.#inputs.add(release);
     return {
-      read: () => level,
-      watch: (cb) => {
-        watcher = cb;
-      },
-      release,
+      read: () => input.level,
+      watch: (cb) => input.watch(cb),
+      release: this.hold(() => {
+        input.unwatch();
+        this.#io.removeListener(event, onRead);
+        this.#io.removeListener(event, ignore);
+      }),
     };
   }
 

@@ -4,17 +4,8 @@
  * loads it; `loadOnoff()` is the real one.
  */
 import type { Direction, Edge as OnoffEdge, Options } from "onoff";
-import type {
-  BackendState,
-  Edge,
-  GpioBackend,
-  InputLine,
-  Level,
-  OutputLine,
-  OutputOptions,
-  PinSpec,
-} from "./backend.ts";
-import { resolveSysfsLine, SYSFS_GPIO_ROOT } from "./pins.ts";
+import type { Edge, InputLine, Level, OutputLine, OutputOptions } from "./backend.ts";
+import { SysfsPinBank } from "./pin-bank.ts";
 
 /** The part of an onoff `Gpio` this backend uses. */
 export interface OnoffLine {
@@ -44,31 +35,17 @@ export interface OnoffGpioOptions {
   sysfsRoot?: string;
 }
 
-export class OnoffGpio implements GpioBackend {
+export class OnoffGpio extends SysfsPinBank {
   readonly kind = "onoff" as const;
-  readonly state: BackendState = "ok";
-  readonly lastError = undefined;
   readonly #onoff: OnoffModule;
-  readonly #root: string;
-  readonly #inputs = new Set<OnoffLine>();
 
   constructor(o: OnoffGpioOptions) {
+    super(o.sysfsRoot);
     this.#onoff = o.onoff;
-    this.#root = o.sysfsRoot ?? SYSFS_GPIO_ROOT;
   }
 
   describe(): string {
     return "onoff (/sys/class/gpio)";
-  }
-
-  async start(): Promise<void> {}
-
-  async stop(): Promise<void> {
-    for (const gpio of [...this.#inputs]) this.#releaseInput(gpio);
-  }
-
-  resolve(spec: PinSpec, field: string): Promise<number> {
-    return resolveSysfsLine(spec, field, this.#root);
   }
 
   async output(line: number, { initial }: OutputOptions): Promise<OutputLine> {
@@ -85,9 +62,9 @@ export class OnoffGpio implements GpioBackend {
 
   async input(line: number, edge: Edge): Promise<InputLine> {
     const gpio = this.#open(line, "in", edge);
-    this.#inputs.add(gpio);
     return {
       read: () => gpio.readSync(),
+      // The kernel reports only `edge` transitions (epoll), so each value is passed on as is.
       watch: (cb, onError) => {
         gpio.unwatchAll();
         gpio.watch((err, value) => {
@@ -95,7 +72,7 @@ export class OnoffGpio implements GpioBackend {
           else cb(value);
         });
       },
-      release: () => this.#releaseInput(gpio),
+      release: this.hold(() => gpio.unexport()),
     };
   }
 
@@ -106,10 +83,5 @@ export class OnoffGpio implements GpioBackend {
     } catch (err) {
       throw new Error(`onoff cannot open GPIO ${line} as "${direction}": ${(err as Error).message}`);
     }
-  }
-
-  #releaseInput(gpio: OnoffLine): void {
-    if (!this.#inputs.delete(gpio)) return;
-    gpio.unexport();
   }
 }

@@ -4,11 +4,8 @@
  * history of every level change stamped by the injected clock.
  */
 import {
-  type BackendState,
   describePin,
   type Edge,
-  edgeMatches,
-  type GpioBackend,
   GpioConfigError,
   type InputLine,
   type InputOptions,
@@ -17,6 +14,7 @@ import {
   type OutputOptions,
   type PinSpec,
 } from "./backend.ts";
+import { EdgeWatch, PinBank } from "./pin-bank.ts";
 
 export interface LevelChange {
   at: Date;
@@ -40,14 +38,12 @@ interface SimLine {
   level: Level;
   direction: "in" | "out";
   inUse: boolean;
-  edge?: Edge;
-  watcher?: (level: Level) => void;
+  /** While held as an input: who hears its edges. */
+  input?: EdgeWatch;
 }
 
-export class SimulatedGpio implements GpioBackend {
+export class SimulatedGpio extends PinBank {
   readonly kind = "simulated" as const;
-  readonly state: BackendState = "ok";
-  readonly lastError = undefined;
   readonly #now: () => Date;
   readonly #bcmBase: number;
   readonly #reason: string | undefined;
@@ -58,6 +54,7 @@ export class SimulatedGpio implements GpioBackend {
   readonly #listeners = new Set<(change: LevelChange) => void>();
 
   constructor(o: SimulatedGpioOptions = {}) {
+    super();
     this.#now = o.now ?? (() => new Date());
     this.#bcmBase = o.bcmBase ?? 512;
     this.#reason = o.reason;
@@ -66,15 +63,6 @@ export class SimulatedGpio implements GpioBackend {
 
   describe(): string {
     return this.#reason ? `simulated (${this.#reason})` : "simulated";
-  }
-
-  async start(): Promise<void> {}
-
-  async stop(): Promise<void> {
-    for (const l of this.#lines.values()) {
-      l.watcher = undefined;
-      l.inUse = false;
-    }
   }
 
   async resolve(spec: PinSpec, field: string): Promise<number> {
@@ -93,9 +81,9 @@ export class SimulatedGpio implements GpioBackend {
         this.#set(line, l, level, "kiosk");
       },
       read: () => l.level,
-      release: () => {
+      release: this.hold(() => {
         l.inUse = false;
-      },
+      }),
     };
   }
 
@@ -104,16 +92,15 @@ export class SimulatedGpio implements GpioBackend {
     const l = this.#claim(line, "in", options.pull === "up" ? 1 : 0);
     // An input nobody has driven yet idles at its pull, like a button that is not pressed.
     if (!known && options.pull === "up") l.level = 1;
-    l.edge = edge;
+    const input = new EdgeWatch(edge, l.level);
+    l.input = input;
     return {
       read: () => l.level,
-      watch: (cb) => {
-        l.watcher = cb;
-      },
-      release: () => {
-        l.watcher = undefined;
+      watch: (cb) => input.watch(cb),
+      release: this.hold(() => {
+        l.input = undefined;
         l.inUse = false;
-      },
+      }),
     };
   }
 
@@ -125,8 +112,8 @@ export class SimulatedGpio implements GpioBackend {
       l = { level, direction: "in", inUse: false };
       this.#lines.set(line, l);
     }
-    if (!this.#set(line, l, level, "outside")) return;
-    if (l.watcher && l.edge && edgeMatches(l.edge, level)) l.watcher(level);
+    // The history decides what a change is (a line's first recorded level counts as one).
+    if (this.#set(line, l, level, "outside")) l.input?.tell(level);
   }
 
   /** The line's current level; undefined for a line never touched. */

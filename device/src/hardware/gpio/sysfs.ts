@@ -14,18 +14,8 @@ import { closeSync, openSync, readSync, writeFileSync, writeSync } from "node:fs
 import { access, constants, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Timers } from "../../timers.ts";
-import {
-  type BackendState,
-  type Edge,
-  edgeMatches,
-  type GpioBackend,
-  type InputLine,
-  type Level,
-  type OutputLine,
-  type OutputOptions,
-  type PinSpec,
-} from "./backend.ts";
-import { resolveSysfsLine, SYSFS_GPIO_ROOT } from "./pins.ts";
+import type { Edge, InputLine, Level, OutputLine, OutputOptions } from "./backend.ts";
+import { EdgeWatch, SysfsPinBank } from "./pin-bank.ts";
 
 export interface SysfsGpioOptions {
   root?: string;
@@ -38,35 +28,21 @@ export interface SysfsGpioOptions {
 
 const BYTE = { 0: Buffer.from("0"), 1: Buffer.from("1") } as const;
 
-export class SysfsGpio implements GpioBackend {
+export class SysfsGpio extends SysfsPinBank {
   readonly kind = "sysfs" as const;
-  readonly state: BackendState = "ok";
-  readonly lastError = undefined;
-  readonly #root: string;
   readonly #timers: Timers;
   readonly #pollMs: number;
   readonly #exportWaitMs: number;
-  readonly #held = new Set<{ release(): void }>();
 
   constructor(o: SysfsGpioOptions) {
-    this.#root = o.root ?? SYSFS_GPIO_ROOT;
+    super(o.root);
     this.#timers = o.timers;
     this.#pollMs = o.pollMs ?? 10;
     this.#exportWaitMs = o.exportWaitMs ?? 1000;
   }
 
   describe(): string {
-    return `sysfs (${this.#root})`;
-  }
-
-  async start(): Promise<void> {}
-
-  async stop(): Promise<void> {
-    for (const line of [...this.#held]) line.release();
-  }
-
-  resolve(spec: PinSpec, field: string): Promise<number> {
-    return resolveSysfsLine(spec, field, this.#root);
+    return `sysfs (${this.root})`;
   }
 
   async output(line: number, { initial }: OutputOptions): Promise<OutputLine> {
@@ -75,17 +51,15 @@ export class SysfsGpio implements GpioBackend {
     // "high"/"low" make it an output already at the initial level: the kernel never drives it the other way first.
     await writeFile(join(dir, "direction"), initial === 1 ? "high" : "low");
     const fd = openSync(join(dir, "value"), "r+");
-    const held = {
+    return {
       write: (level: Level) => {
         writeSync(fd, BYTE[level], 0, 1, 0);
       },
       read: () => readLevel(fd),
       // Stays exported and driven: unexport hands a Pi pin back to pinctrl as an input, and an
       // active-low relay on a pulled-down input would then energise.
-      release: () => this.#release(held, fd),
+      release: this.hold(() => closeSync(fd)),
     };
-    this.#held.add(held);
-    return held;
   }
 
   async input(line: number, edge: Edge): Promise<InputLine> {
@@ -94,11 +68,12 @@ export class SysfsGpio implements GpioBackend {
     await writeFile(join(dir, "direction"), "in");
     const fd = openSync(join(dir, "value"), "r+");
     let timer: unknown;
-    const held = {
+    return {
       read: () => readLevel(fd),
       watch: (cb: (level: Level) => void, onError?: (err: Error) => void) => {
         this.#timers.clearTimeout(timer);
-        let last = readLevel(fd);
+        const input = new EdgeWatch(edge, readLevel(fd));
+        input.watch(cb);
         let failing = false;
         const poll = () => {
           timer = this.#timers.setTimeout(poll, this.#pollMs);
@@ -112,31 +87,28 @@ export class SysfsGpio implements GpioBackend {
             failing = true;
             return;
           }
-          if (level === last) return;
-          last = level;
-          if (edgeMatches(edge, level)) cb(level);
+          input.see(level);
         };
         timer = this.#timers.setTimeout(poll, this.#pollMs);
       },
-      release: () => {
+      release: this.hold(() => {
         this.#timers.clearTimeout(timer);
-        if (this.#release(held, fd)) unexport(this.#root, line);
-      },
+        closeSync(fd);
+        unexport(this.root, line);
+      }),
     };
-    this.#held.add(held);
-    return held;
   }
 
   /** Exports the line unless it already is, and waits until its value file is writable. */
   async #export(line: number): Promise<string> {
-    const dir = join(this.#root, `gpio${line}`);
+    const dir = join(this.root, `gpio${line}`);
     const value = join(dir, "value");
     if (await writable(value)) return dir;
     try {
-      await writeFile(join(this.#root, "export"), String(line));
+      await writeFile(join(this.root, "export"), String(line));
     } catch (err) {
       // EBUSY: another driver (an overlay, a second daemon) holds the line
-      throw new Error(`cannot export GPIO ${line} via ${this.#root}/export: ${(err as Error).message}`);
+      throw new Error(`cannot export GPIO ${line} via ${this.root}/export: ${(err as Error).message}`);
     }
     const waitStep = 10;
     for (let waited = 0; !(await writable(value)); waited += waitStep) {
@@ -155,13 +127,6 @@ export class SysfsGpio implements GpioBackend {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
-  }
-
-  /** Returns false when the line was already released. */
-  #release(held: { release(): void }, fd: number): boolean {
-    if (!this.#held.delete(held)) return false;
-    closeSync(fd);
-    return true;
   }
 }
 

@@ -159,7 +159,8 @@ export type LiveMessage = z.infer<typeof LiveMessageSchema>;
 
 /** RFC 9457 problem details: every error the local API answers. */
 export const ProblemSchema = z.object({
-  type: z.string(),
+  /** Absent means "about:blank" (RFC 9457 §3.1.1). */
+  type: optionalString,
   title: z.string(),
   status: z.number(),
   detail: optionalString,

@@ -7,10 +7,11 @@
  * coffee from her wallet, sees the new balance and the receipt, and the
  * payment is a ledger row in Postgres.
  */
+import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { launchChromium } from "../support/browser.ts";
+import { launchChromium, screenshotDir } from "../support/browser.ts";
 import { loud } from "../support/hooks.ts";
 import { TestSite } from "../support/site.ts";
 
@@ -18,6 +19,7 @@ const it = suite("kiosk in Chromium");
 let site: TestSite;
 let browser: Browser;
 let page: Page;
+let shots: string;
 
 it.before(
   loud("kiosk browser test setup", async () => {
@@ -31,11 +33,13 @@ it.before(
     });
     await site.start();
     browser = await launchChromium();
+    shots = await screenshotDir("kiosk-e2e");
     page = await browser.newPage({ viewport: { width: 800, height: 480 } });
     await page.goto(`http://127.0.0.1:${site.kiosk("k1").port}/`);
   }),
 );
 it.after(async () => {
+  if (shots) console.log(`  screenshots: ${shots}`);
   await browser?.close();
   await site?.stop();
 });
@@ -83,7 +87,7 @@ it("with the cloud gone the page shows Offline and still welcomes; the badge cle
       ])) === 1,
     "Grace's offline check-in in Postgres",
   );
-  await page.screenshot({ path: `${site.dir}/../paylane-kiosk-e2e.png` });
+  await page.screenshot({ path: join(shots, "checkin-offline.png") });
 });
 
 it("a member checks in, buys a coffee, sees her new balance and the receipt; the payment is in the ledger", async () => {
@@ -106,7 +110,7 @@ it("a member checks in, buys a coffee, sees her new balance and the receipt; the
   const printed = site.kiosk("k1").peripherals.simulators.printer!.receipts.at(-1);
   assert.match(JSON.stringify(printed), /PAYMENT/);
   assert.match(JSON.stringify(printed), /Water/);
-  await page.screenshot({ path: `${site.dir}/../paylane-kiosk-payment-e2e.png` });
+  await page.screenshot({ path: join(shots, "payment.png") });
 
   const { rows } = await site.db.query<{ kind: string; amount: number; balance_after: number; item_id: string }>(
     "SELECT kind, amount, balance_after, item_id FROM ledger_entries WHERE site_id = $1 AND member_id = 'm-alan' ORDER BY n",

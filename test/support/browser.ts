@@ -1,4 +1,7 @@
 import { existsSync } from "node:fs";
+import { mkdir, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -22,4 +25,18 @@ export async function launchChromium(extraArgs: string[] = []): Promise<Browser>
       ...extraArgs,
     ],
   });
+}
+
+/**
+ * A folder for one run's screenshots, for a person to look at afterwards (so
+ * it is kept): `$SCREENSHOTS/<name>` when set, else a new temp folder, never a
+ * fixed path another run could overwrite.
+ */
+export async function screenshotDir(name: string): Promise<string> {
+  if (process.env.SCREENSHOTS) {
+    const dir = join(process.env.SCREENSHOTS, name);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+  return mkdtemp(join(tmpdir(), `paylane-${name}-screenshots-`));
 }

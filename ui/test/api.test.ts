@@ -1,4 +1,6 @@
 /** Unit tests of the UI's API helpers: runtime checks and the simulated tap, with fetch injected. */
+
+import type { Catalog, PaymentResult, PaymentSession, TapResult } from "@paylane/protocol/kiosk-api";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
@@ -16,7 +18,6 @@ import {
   postTopup,
   resultKey,
 } from "../src/kiosk/api.ts";
-import type { Catalog, PaymentResult, PaymentSession, TapResult } from "../src/kiosk-api.ts";
 
 const welcome: TapResult = {
   outcome: "welcome",
@@ -33,6 +34,7 @@ const state = {
   cloud: true,
   reader: { kind: "pn532", simulated: true, state: "ok" },
   backlog: 0,
+  storage: "ok",
 };
 
 const parse = suite("parseLiveMessage");

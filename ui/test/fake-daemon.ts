@@ -1,12 +1,18 @@
 /**
- * A fake kiosk daemon for UI tests: serves the built UI and implements the
- * local API contract (../src/kiosk-api.ts) with behaviour the test controls.
+ * A fake kiosk daemon for UI tests: serves the built UI and answers the local
+ * API routes of the contract (@paylane/protocol/kiosk-api) with behaviour the
+ * test controls. It cannot drift from the contract: it routes by `kioskApi`,
+ * checks each request body with the route's schema (refusing a bad one as the
+ * daemon does), and checks everything it sends, answers and pushes alike, with
+ * the route's response schema, ProblemSchema or LiveMessageSchema. A push the
+ * contract does not allow throws in the test; an answer it does not allow is
+ * noted in `offContract` and answered 500.
  *
  * Payments: by default it sells `catalog`, opens a session for each POST
  * (answering it and pushing it, as the real daemon may do both), and cancels
  * the session in progress unless it is being authorized (409). The test
- * decides what a tap does (`onTap`, answering a PaymentResult) and pushes
- * state changes and results itself (`pushPayment`, `pushPaymentResult`).
+ * decides what a tap does (`onTap`) and pushes state changes and results
+ * itself (`pushPayment`, `pushPaymentResult`).
  *
  * Like the real daemon it puts a token in the page it serves and refuses a
  * POST without it or without a JSON content type, and a WebSocket from
@@ -17,29 +23,34 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
-import { type WebSocket, WebSocketServer } from "ws";
 import {
   type Catalog,
+  type KioskRoute,
   type KioskState,
+  kioskApi,
+  LIVE_PATH,
   type LiveMessage,
+  LiveMessageSchema,
   LOCAL_TOKEN_META,
   type PaymentResult,
   type PaymentSession,
   type ProblemDetails,
+  ProblemSchema,
   type ReceiptNotice,
+  refusalDetail,
   type TapResult,
-} from "../src/kiosk-api.ts";
-
-export interface TapAnswer {
-  status: number;
-  body: TapResult | PaymentResult | ProblemDetails;
-  /** Also push the result over the WebSocket, as the real daemon does. */
-  push?: boolean;
-}
+} from "@paylane/protocol/kiosk-api";
+import { WebSocketServer } from "ws";
 
 export interface Answer {
   status: number;
   body: unknown;
+}
+
+export interface TapAnswer extends Answer {
+  body: TapResult | PaymentResult | ProblemDetails;
+  /** Also push the result over the WebSocket, as the real daemon does. */
+  push?: boolean;
 }
 
 /** A body POSTed to /api/payments or /api/topups, as the UI sent it. */
@@ -47,12 +58,6 @@ export interface PaymentRequest {
   path: "/api/payments" | "/api/topups";
   body: unknown;
 }
-
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".map": "application/json",
-};
 
 export function defaultState(): KioskState {
   return {
@@ -82,70 +87,84 @@ export function defaultCatalog(): Catalog {
   };
 }
 
-function problem(status: number, title: string, detail?: string): ProblemDetails {
-  return { type: "about:blank", title, status, ...(detail === undefined ? {} : { detail }) };
+type ProblemAnswer = { status: number; body: ProblemDetails };
+
+function problem(status: number, title: string, detail?: string): ProblemAnswer {
+  return { status, body: { type: "about:blank", title, status, ...(detail === undefined ? {} : { detail }) } };
 }
 
 export class FakeDaemon {
   state: KioskState = defaultState();
-  /** UIDs posted to /api/sim/tap and booking codes posted to /api/code, in order. */
-  readonly taps: string[] = [];
-  /** Answer to the next taps; the default refuses, so a test must say what it expects. */
-  onTap: (uid: string) => TapAnswer = () => ({
-    status: 500,
-    body: { type: "about:blank", title: "No tap handler", status: 500 },
-  });
-  /** POSTs to /api/call-staff. */
-  staffCalls = 0;
-  /** While false the daemon is "down": WebSocket upgrades are dropped. */
-  accepting = true;
-
   /** What GET /api/catalog answers. */
   catalog: Catalog = defaultCatalog();
   /** The payment session in progress, as this daemon sees it. */
   session: PaymentSession | undefined;
+  /** While false the daemon is "down": WebSocket upgrades are dropped. */
+  accepting = true;
+  /** UIDs posted to /api/sim/tap and booking codes posted to /api/code, in order, as the UI sent them. */
+  readonly taps: string[] = [];
   /** Bodies POSTed to /api/payments and /api/topups, in order. */
   readonly paymentRequests: PaymentRequest[] = [];
-  /** POSTs to /api/payments/cancel. */
+  /** POSTs to /api/call-staff and /api/payments/cancel. */
+  staffCalls = 0;
   cancels = 0;
+  /** Requests refused for a missing token, a non-JSON body or a foreign Origin: "METHOD path: why". */
+  readonly refused: string[] = [];
+  /** Answers the test made that the contract does not allow: "path: why". */
+  readonly offContract: string[] = [];
+  /** The token the served page carries; every POST must present it. */
+  readonly token = randomBytes(16).toString("base64url");
+
+  /** Answer to a valid tap or booking code (normalised); the default refuses, so a test must say what it expects. */
+  onTap: (uid: string) => TapAnswer = () => problem(500, "No tap handler");
   /** Answer to POST /api/payments and /api/topups; the default opens a session (see `openSession`). */
   onPayment: (req: PaymentRequest) => Answer = (req) => this.openSession(req);
   /** Answer to POST /api/payments/cancel; the default is the contract's (see `cancelSession`). */
   onCancel: () => Answer = () => this.cancelSession();
-  /** The token the served page carries; every POST must present it. */
-  readonly token = randomBytes(16).toString("base64url");
-  /** Requests refused for a missing token, a non-JSON body or a foreign Origin: "METHOD path: why". */
-  readonly refused: string[] = [];
+
+  /** What each route does with its body (raw as sent, and as the contract parsed it). */
+  private readonly handlers = new Map<KioskRoute, (raw: unknown, parsed: unknown) => Answer>([
+    [kioskApi.state, () => ({ status: 200, body: this.state })],
+    [kioskApi.catalog, () => ({ status: 200, body: this.catalog })],
+    [kioskApi.simTap, (raw, parsed) => this.tap((raw as { uid: string }).uid, (parsed as { uid: string }).uid)],
+    [kioskApi.code, (raw, parsed) => this.tap((raw as { code: string }).code, (parsed as { code: string }).code)],
+    [kioskApi.payment, (raw) => this.pay({ path: "/api/payments", body: raw })],
+    [kioskApi.topup, (raw) => this.pay({ path: "/api/topups", body: raw })],
+    [
+      kioskApi.cancelPayment,
+      () => {
+        this.cancels++;
+        return this.onCancel();
+      },
+    ],
+    [
+      kioskApi.callStaff,
+      () => {
+        this.staffCalls++;
+        return { status: 200, body: { called: true } };
+      },
+    ],
+  ]);
   private sessions = 0;
   private origin = "";
-
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly server = createServer((req, res) => {
-    this.handle(req, res).catch((err: unknown) => {
-      res.writeHead(500).end(String(err));
-    });
+    this.handle(req, res).catch((err: unknown) => res.writeHead(500).end(String(err)));
   });
 
   constructor(private readonly root: string) {}
 
   async start(): Promise<string> {
     this.server.on("upgrade", (req, socket, head) => {
-      if (!this.accepting || req.url !== "/api/live") {
-        socket.destroy();
-        return;
-      }
+      if (!this.accepting || req.url !== LIVE_PATH) return socket.destroy();
       if (req.headers.origin !== this.origin) {
         this.refused.push(`WS ${req.url}: origin ${req.headers.origin ?? "(none)"}`);
-        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-        return;
+        return socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => {
-        ws.send(JSON.stringify({ type: "state", state: this.state } satisfies LiveMessage));
-      });
+      this.wss.handleUpgrade(req, socket, head, (ws) => ws.send(live({ type: "state", state: this.state })));
     });
     await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    const { port } = this.server.address() as AddressInfo;
-    this.origin = `http://127.0.0.1:${port}`;
+    this.origin = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return `${this.origin}/`;
   }
 
@@ -195,25 +214,22 @@ export class FakeDaemon {
   /**
    * The default answer to a payment or top-up: a session for the item's price
    * or the amount, answered and pushed. Unknown items, bad amounts and a
-   * second session are refused with problem+json, as the contract says.
+   * second session are refused with problem+json, as the real daemon does.
    */
   openSession(req: PaymentRequest): Answer {
-    if (!this.catalog.ready) return { status: 503, body: problem(503, "Not ready", "Payments are not available yet.") };
-    if (this.session) return { status: 409, body: problem(409, "Busy", "A payment is already in progress.") };
-    const body = typeof req.body === "object" && req.body !== null ? (req.body as Record<string, unknown>) : {};
-    const item =
-      req.path === "/api/payments" && typeof body.itemId === "string"
-        ? this.catalog.items.find((i) => i.id === body.itemId)
-        : undefined;
-    if (req.path === "/api/payments" && typeof body.itemId === "string" && !item) {
-      return { status: 404, body: problem(404, "Unknown item", `No item "${body.itemId}" on the price list.`) };
+    if (!this.catalog.ready) return problem(503, "Not ready", "Payments are not available yet.");
+    if (this.session) return problem(409, "Busy", "A payment is already in progress.");
+    const body = req.body as { itemId?: string; amount?: number };
+    const item = body.itemId === undefined ? undefined : this.catalog.items.find((i) => i.id === body.itemId);
+    if (body.itemId !== undefined && !item) {
+      return problem(404, "Unknown item", `No item "${body.itemId}" on the price list.`);
     }
-    const amount = item?.price ?? body.amount;
-    if (typeof amount !== "number" || !Number.isInteger(amount) || amount < 1 || amount > this.catalog.maxAmount) {
-      return { status: 400, body: problem(400, "Invalid amount", "amount must be an integer of minor units.") };
+    const amount = item?.price ?? body.amount ?? 0;
+    if (!Number.isInteger(amount) || amount < 1 || amount > this.catalog.maxAmount) {
+      return problem(400, "Invalid amount", "amount must be an integer of minor units.");
     }
     this.sessions += 1;
-    const session: PaymentSession = {
+    this.pushPayment({
       id: `session-${this.sessions}`,
       kind: req.path === "/api/topups" ? "topup" : "purchase",
       amount,
@@ -221,18 +237,15 @@ export class FakeDaemon {
       ...(item ? { itemName: item.name } : {}),
       state: "awaiting-card",
       expiresAt: new Date(Date.now() + 60_000).toISOString(),
-    };
-    this.pushPayment(session);
-    return { status: 201, body: session };
+    });
+    return { status: 201, body: this.session };
   }
 
   /** The default answer to a cancel: 409 while authorizing, else the session ends (pushed) and `cancelled`. */
   cancelSession(): Answer {
     const session = this.session;
     if (!session) return { status: 200, body: { cancelled: false } };
-    if (session.state === "authorizing") {
-      return { status: 409, body: problem(409, "Authorizing", "The card is being authorized.") };
-    }
+    if (session.state === "authorizing") return problem(409, "Authorizing", "The card is being authorized.");
     this.pushPaymentEnded(session.id, "cancelled");
     return { status: 200, body: { cancelled: true } };
   }
@@ -244,96 +257,125 @@ export class FakeDaemon {
 
   reset(): void {
     this.state = defaultState();
-    this.taps.length = 0;
-    this.refused.length = 0;
-    this.staffCalls = 0;
-    this.accepting = true;
     this.catalog = defaultCatalog();
     this.session = undefined;
-    this.paymentRequests.length = 0;
+    this.accepting = true;
+    for (const list of [this.taps, this.paymentRequests, this.refused, this.offContract]) list.length = 0;
+    this.staffCalls = 0;
     this.cancels = 0;
     this.onPayment = (req) => this.openSession(req);
     this.onCancel = () => this.cancelSession();
     this.dropClients();
   }
 
+  private tap(sent: string, value: string): Answer {
+    this.taps.push(sent);
+    const answer = this.onTap(value);
+    if (answer.push) {
+      if ("sessionId" in answer.body) this.pushPaymentResult(answer.body);
+      else if ("outcome" in answer.body) this.pushResult(answer.body);
+    }
+    return answer;
+  }
+
+  private pay(req: PaymentRequest): Answer {
+    this.paymentRequests.push(req);
+    return this.onPayment(req);
+  }
+
   private broadcast(msg: LiveMessage): void {
-    const data = JSON.stringify(msg);
-    for (const ws of this.wss.clients as Set<WebSocket>) ws.send(data);
+    const data = live(msg);
+    for (const ws of this.wss.clients) ws.send(data);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname === "/api/state" && req.method === "GET") {
-      return json(res, 200, this.state);
-    }
-    if (url.pathname === "/api/catalog" && req.method === "GET") {
-      return json(res, 200, this.catalog);
-    }
-    if (req.method === "POST") {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    const route = Object.values(kioskApi).find((r) => r.path === path && r.method === req.method);
+    const handler = route && this.handlers.get(route);
+    if (!route || !handler) return this.serveFile(path, req.method, res);
+    if (route.method === "POST") {
       const why = refusalOf(req, this.token);
       if (why) {
-        this.refused.push(`POST ${url.pathname}: ${why.detail}`);
-        return json(res, why.status, problem(why.status, why.title, why.detail));
+        this.refused.push(`POST ${path}: ${why.body.detail}`);
+        return send(res, why);
       }
     }
-    if ((url.pathname === "/api/payments" || url.pathname === "/api/topups") && req.method === "POST") {
-      const request: PaymentRequest = { path: url.pathname, body: JSON.parse(await readBody(req)) as unknown };
-      this.paymentRequests.push(request);
-      const answer = this.onPayment(request);
-      return json(res, answer.status, answer.body);
+    let answer: Answer;
+    try {
+      answer = await this.answer(route, handler, await readBody(req));
+    } catch (err) {
+      this.offContract.push(`${path}: ${(err as Error).message}`);
+      answer = problem(500, "Off contract", (err as Error).message);
     }
-    if (url.pathname === "/api/payments/cancel" && req.method === "POST") {
-      this.cancels++;
-      const answer = this.onCancel();
-      return json(res, answer.status, answer.body);
-    }
-    if (url.pathname === "/api/call-staff" && req.method === "POST") {
-      this.staffCalls++;
-      return json(res, 200, { called: true });
-    }
-    const field = { "/api/sim/tap": "uid", "/api/code": "code" }[url.pathname];
-    if (field && req.method === "POST") {
-      const body: unknown = JSON.parse(await readBody(req));
-      const value =
-        typeof body === "object" && body !== null && field in body ? String(body[field as keyof typeof body]) : "";
-      this.taps.push(value);
-      const answer = this.onTap(value);
-      const reply = answer.body;
-      if (answer.push) {
-        if ("sessionId" in reply) this.pushPaymentResult(reply);
-        else if ("outcome" in reply) this.pushResult(reply);
+    send(res, answer);
+  }
+
+  /** The handler's answer to a body the route's schema accepts, checked against the contract. */
+  private async answer(
+    route: KioskRoute,
+    handler: (raw: unknown, parsed: unknown) => Answer,
+    text: string,
+  ): Promise<Answer> {
+    let raw: unknown;
+    let parsed: unknown;
+    if (route.body) {
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        return problem(400, "Invalid JSON", "body: not JSON");
       }
-      return json(res, answer.status, answer.body);
+      const checked = route.body.safeParse(raw);
+      if (!checked.success) return problem(400, route.invalid ?? "Invalid request", refusalDetail(checked.error));
+      parsed = checked.data;
     }
-    if (req.method !== "GET") return json(res, 405, { type: "about:blank", title: "Method Not Allowed", status: 405 });
-    const file = url.pathname === "/" ? "index.html" : normalize(url.pathname).replace(/^[/\\]+/, "");
-    if (file.startsWith("..")) return json(res, 404, { type: "about:blank", title: "Not Found", status: 404 });
+    const answer = handler(raw, parsed);
+    const schema = answer.status < 400 ? route.response : ProblemSchema;
+    const checked = schema.safeParse(answer.body);
+    if (!checked.success)
+      throw new Error(`${answer.status} ${JSON.stringify(answer.body)}: ${refusalDetail(checked.error)}`);
+    return answer;
+  }
+
+  /** The built UI; the page carries the token, as the real daemon's does. */
+  private async serveFile(path: string, method: string | undefined, res: ServerResponse): Promise<void> {
+    if (method !== "GET") return send(res, problem(405, "Method Not Allowed"));
+    const file = path === "/" ? "index.html" : normalize(path).replace(/^[/\\]+/, "");
+    if (file.startsWith("..")) return send(res, problem(404, "Not Found"));
     try {
       let data: Buffer | string = await readFile(join(this.root, file));
       if (file === "index.html") {
-        data = data
-          .toString("utf8")
-          .replace("</head>", `<meta name="${LOCAL_TOKEN_META}" content="${this.token}"></head>`);
+        data = String(data).replace("</head>", `<meta name="${LOCAL_TOKEN_META}" content="${this.token}"></head>`);
       }
       res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(data);
     } catch {
-      json(res, 404, { type: "about:blank", title: "Not Found", status: 404 });
+      send(res, problem(404, "Not Found"));
     }
   }
 }
 
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".map": "application/json",
+};
+
+/** A WebSocket message, only if the contract allows it: a test pushing anything else fails right there. */
+function live(msg: LiveMessage): string {
+  const checked = LiveMessageSchema.safeParse(msg);
+  if (!checked.success) throw new Error(`off-contract push ${JSON.stringify(msg)}: ${refusalDetail(checked.error)}`);
+  return JSON.stringify(msg);
+}
+
 /** Why the real daemon would refuse this POST, if it would (the Origin check aside). */
-function refusalOf(req: IncomingMessage, token: string): { status: number; title: string; detail: string } | undefined {
+function refusalOf(req: IncomingMessage, token: string): ProblemAnswer | undefined {
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/json") return { status: 415, title: "JSON only", detail: "no JSON content type" };
-  if (req.headers.authorization !== `Bearer ${token}`)
-    return { status: 401, title: "Token required", detail: "no token" };
+  if (type !== "application/json") return problem(415, "JSON only", "no JSON content type");
+  if (req.headers.authorization !== `Bearer ${token}`) return problem(401, "Token required", "no token");
   return undefined;
 }
 
 /** Errors are problem+json, as the real daemon's are. */
-function json(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, { status, body }: Answer): void {
   const type = status < 400 ? "application/json" : "application/problem+json";
   res.writeHead(status, { "content-type": type }).end(JSON.stringify(body));
 }

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { suite, type Test } from "uvu";
 import * as assert from "uvu/assert";
-import { launchChromium } from "../../test/support/browser.ts";
+import { launchChromium, screenshotDir } from "../../test/support/browser.ts";
 import { loud } from "../../test/support/hooks.ts";
 import { FakeDaemon } from "./fake-daemon.ts";
 
@@ -39,6 +39,8 @@ export interface KioskCtx {
   removeBuild: () => Promise<void>;
   /** Uncaught page errors and console errors (CSP violations among them). */
   errors: string[];
+  /** This run's screenshot folder (see `screenshot`). */
+  shots: string;
 }
 
 /**
@@ -57,6 +59,7 @@ export function kioskSuite(
   test.before(loud(`${name} test setup`, setUp));
 
   test.after(async (ctx) => {
+    if (ctx.shots) console.log(`  screenshots: ${ctx.shots}`);
     await ctx.browser?.close();
     await ctx.daemon?.stop();
     await ctx.removeBuild?.();
@@ -85,6 +88,7 @@ export function kioskSuite(
       if (process.env.TIMINGS) console.log(`  ${Date.now() - started} ms  ${name}`);
       assert.equal(ctx.errors, [], "no page errors");
       assert.equal(ctx.daemon.refused, [], "every call carried the token, JSON and the page's own Origin");
+      assert.equal(ctx.daemon.offContract, [], "every answer the test scripted is one the contract allows");
     });
   }
 
@@ -97,6 +101,12 @@ async function setUp(ctx: KioskCtx): Promise<void> {
   ctx.daemon = new FakeDaemon(build.dir);
   ctx.base = await ctx.daemon.start();
   ctx.browser = await launchChromium();
+  ctx.shots = await screenshotDir("kiosk-ui");
+}
+
+/** Save what the page shows as `<name>.png` in this run's screenshot folder. */
+export async function screenshot(ctx: KioskCtx, name: string): Promise<void> {
+  await ctx.page.screenshot({ path: join(ctx.shots, `${name}.png`) });
 }
 
 /** A receipt's QR code as the daemon sends it when nothing was printed: an SVG data URL. */

@@ -9,10 +9,19 @@
  * Waits on the DOM with Playwright's waiting; the 60 s idle timeout runs on
  * Playwright's fake clock. Never sleeps.
  */
+
+import type { PaymentResult, PaymentSession } from "@paylane/protocol/kiosk-api";
 import type { Page } from "playwright-core";
 import * as assert from "uvu/assert";
-import type { PaymentResult, PaymentSession } from "../src/kiosk-api.ts";
-import { type KioskCtx as Ctx, exactly, kioskSuite, RECEIPT_QR, seeScreen, syncLive } from "./kiosk-harness.ts";
+import {
+  type KioskCtx as Ctx,
+  exactly,
+  kioskSuite,
+  RECEIPT_QR,
+  screenshot,
+  seeScreen,
+  syncLive,
+} from "./kiosk-harness.ts";
 
 // Chromium logs every 4xx answer; the refusals these tests provoke are expected.
 const { test, it } = kioskSuite("kiosk payments", /status of (400|409|503)/);
@@ -80,7 +89,7 @@ it("Pay and Top up are offered only once the catalog is ready; check-in stays th
     const box = await ctx.page.getByTestId(id).boundingBox();
     assert.ok(box && box.height >= 64, `${id} is ${box?.height}px high`);
   }
-  await ctx.page.screenshot({ path: "/tmp/kiosk-attract-pay.png" });
+  await screenshot(ctx, "kiosk-attract-pay");
 
   // No payment terminal: no Top up.
   ctx.daemon.catalog.topups = false;
@@ -97,7 +106,7 @@ it("the price list shows each item with its price in the catalog's currency", as
   assert.is(await text(ctx.page, "item-coffee"), "Coffee €2.50");
   assert.is(await text(ctx.page, "item-day-pass"), "Day pass €12.00");
   assert.is(await text(ctx.page, "item-towel"), "Towel €3.00");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-menu.png" });
+  await screenshot(ctx, "kiosk-pay-menu");
   await ctx.page.getByTestId("back").click();
   await seeScreen(ctx.page, "attract", "Tap your card");
   assert.equal(ctx.daemon.paymentRequests, [], "looking at prices starts nothing");
@@ -109,7 +118,7 @@ it("pick an item, tap a card: approved, with the amount, the item and the new ba
   assert.equal(ctx.daemon.paymentRequests, [{ path: "/api/payments", body: { itemId: "coffee" } }]);
   assert.is(await text(ctx.page, "hint"), "Coffee");
   await ctx.page.getByRole("button", { name: "Cancel" }).waitFor();
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-tap.png" });
+  await screenshot(ctx, "kiosk-pay-tap");
 
   // The simulated reader answers a tap during a session with the payment's result (and pushes it too).
   ctx.daemon.onTap = () => ({
@@ -132,7 +141,7 @@ it("pick an item, tap a card: approved, with the amount, the item and the new ba
   assert.is(await text(ctx.page, "balance"), "New balance €7.50");
   assert.is(await ctx.page.getByTestId("offline-note").count(), 0);
   await ctx.page.getByRole("status").filter({ hasText: "New balance €7.50" }).waitFor();
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-approved.png" });
+  await screenshot(ctx, "kiosk-pay-approved");
   await syncLive(ctx, 1);
   assert.is(await shownPaymentResults(ctx.page), 1, "the HTTP answer and the push are one result");
 });
@@ -144,7 +153,7 @@ it("declined for insufficient funds: the daemon's message and what it means", as
   ctx.daemon.pushPayment({ ...session, state: "authorizing" });
   await seeScreen(ctx.page, "payment", "Authorizing…");
   assert.is(await ctx.page.getByTestId("cancel").count(), 0, "no cancelling while authorizing");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-authorizing.png" });
+  await screenshot(ctx, "kiosk-pay-authorizing");
 
   ctx.daemon.pushPaymentResult(
     resultFor(session, {
@@ -161,7 +170,7 @@ it("declined for insufficient funds: the daemon's message and what it means", as
   assert.match(await text(ctx.page, "reason"), /balance is too low/);
   assert.is(await text(ctx.page, "amount"), "€12.00");
   assert.is(await ctx.page.getByTestId("balance").count(), 0, "no 'new balance' for a decline");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-declined.png" });
+  await screenshot(ctx, "kiosk-pay-declined");
 });
 
 it("declined above the offline limit says the kiosk is offline", async (ctx) => {
@@ -173,7 +182,7 @@ it("declined above the offline limit says the kiosk is offline", async (ctx) => 
   ctx.daemon.pushPaymentResult(resultFor(session, { outcome: "declined", reason: "offline-limit", message }));
   await seeScreen(ctx.page, "declined", message);
   assert.match(await text(ctx.page, "reason"), /offline.*smaller amount/);
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-offline-limit.png" });
+  await screenshot(ctx, "kiosk-pay-offline-limit");
 });
 
 it("approved offline: the new balance is marked (offline)", async (ctx) => {
@@ -268,7 +277,7 @@ it("top-up: an amount, the member card, the terminal prompt, then the new balanc
   await open(ctx);
   await ctx.page.getByTestId("topup").click();
   await seeScreen(ctx.page, "topup", "Top up your wallet");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-topup-menu.png" });
+  await screenshot(ctx, "kiosk-topup-menu");
   assert.is(await text(ctx.page, "topup-1000"), "€10.00");
   assert.is(await text(ctx.page, "topup-5000"), "€50.00");
   await ctx.page.getByTestId("topup-2000").click();
@@ -280,7 +289,7 @@ it("top-up: an amount, the member card, the terminal prompt, then the new balanc
 
   ctx.daemon.pushPayment({ ...session, state: "awaiting-terminal" });
   await seeScreen(ctx.page, "payment", "Pay €20.00 at the card terminal");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-topup-terminal.png" });
+  await screenshot(ctx, "kiosk-topup-terminal");
   ctx.daemon.pushPaymentResult(
     resultFor(session, {
       message: "Topped up €20.00 — new balance €27.50",
@@ -304,7 +313,7 @@ it("other amount: 2, 5, 0 on the keypad is 250 minor units, €2.50", async (ctx
   for (const d of [2, 5, 0]) await ctx.page.getByTestId(`key-${d}`).click();
   assert.is(await text(ctx.page, "amount"), "€2.50");
   assert.is(await text(ctx.page, "amount-pay"), "Pay €2.50");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-keypad.png" });
+  await screenshot(ctx, "kiosk-pay-keypad");
   for (const id of ["key-1", "key-delete", "amount-pay"]) {
     const box = await ctx.page.getByTestId(id).boundingBox();
     assert.ok(box && box.height >= 64, `${id} is ${box?.height}px high`);
@@ -381,7 +390,7 @@ it("a payment's receipt the printer could not print is offered as a QR code", as
   await img.waitFor();
   assert.is(await img.getAttribute("src"), RECEIPT_QR);
   assert.match(await text(ctx.page, "receipt"), /out of paper/);
-  await ctx.page.screenshot({ path: "/tmp/kiosk-pay-receipt-qr.png" });
+  await screenshot(ctx, "kiosk-pay-receipt-qr");
 });
 
 it("a payment result goes back to the start after result-ms", async (ctx) => {

@@ -7,10 +7,18 @@
  * Needs Chromium at /usr/bin/chromium (Debian's `chromium` package), or CHROMIUM=path.
  * Waits on the DOM with Playwright's waiting; never sleeps.
  */
+
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import type { Page } from "playwright-core";
 import * as assert from "uvu/assert";
-import type { TapResult } from "../src/kiosk-api.ts";
-import { type KioskCtx as Ctx, kioskSuite, RECEIPT_QR, syncLive, seeScreen as waitForScreen } from "./kiosk-harness.ts";
+import {
+  type KioskCtx as Ctx,
+  kioskSuite,
+  RECEIPT_QR,
+  screenshot,
+  syncLive,
+  seeScreen as waitForScreen,
+} from "./kiosk-harness.ts";
 
 type Screen = "starting" | "attract" | TapResult["outcome"];
 
@@ -82,7 +90,7 @@ it("a result pushed over the WebSocket shows the welcome screen with the name", 
   await seeScreen(ctx.page, "attract");
   ctx.daemon.pushResult(result("welcome", { name: "Grace Hopper", message: "Welcome, Grace Hopper", seq: 7 }));
   await seeScreen(ctx.page, "welcome", "Welcome, Grace Hopper");
-  await ctx.page.screenshot({ path: "/tmp/kiosk-welcome.png" });
+  await screenshot(ctx, "kiosk-welcome");
 });
 
 it("each outcome has its screen and words", async (ctx) => {
@@ -124,11 +132,8 @@ it("offline badge appears while offline and clears when online", async (ctx) => 
 });
 
 it("a problem+json answer to a tap shows its detail", async (ctx) => {
-  const detail = 'uid must be 4, 7 or 10 bytes of hex, got "zz"';
-  ctx.daemon.onTap = () => ({
-    status: 400,
-    body: { type: "https://paylane.dev/problems/invalid-uid", title: "Invalid card UID", status: 400, detail },
-  });
+  // "zz" is no UID: the daemon refuses it by the contract's schema, before any tap
+  const detail = "uid: expected 4, 7 or 10 bytes as hex, e.g. 04A2B3C4";
   await open(ctx);
   await seeScreen(ctx.page, "attract");
   await ctx.page.getByTestId("sim-uid").fill("zz");
@@ -140,6 +145,7 @@ it("a problem+json answer to a tap shows its detail", async (ctx) => {
   // Typing again clears the stale error.
   await ctx.page.getByTestId("sim-uid").fill("04");
   await error.waitFor({ state: "detached" });
+  assert.equal(ctx.daemon.taps, [], "nothing reached the reader");
 });
 
 it("no simulated reader control with a real reader; a missing reader offers booking-code entry", async (ctx) => {

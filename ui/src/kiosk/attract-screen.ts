@@ -1,6 +1,6 @@
+import type { KioskState, PaymentKind } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { KioskState, PaymentKind } from "../kiosk-api.ts";
 import { contactless } from "./icons.ts";
 import { touchStyles } from "./touch-styles.ts";
 

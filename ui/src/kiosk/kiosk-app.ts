@@ -1,6 +1,6 @@
+import type { PaymentKind, PaymentResult, ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
-import type { PaymentKind, PaymentResult, ReceiptNotice, TapResult } from "../kiosk-api.ts";
 import { isPaymentResult, postCallStaff } from "./api.ts";
 import { LiveController } from "./live-controller.ts";
 import { type PaymentChoice, PaymentFlow, type PaymentStep } from "./payment-flow.ts";

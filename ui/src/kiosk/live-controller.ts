@@ -1,5 +1,5 @@
+import type { KioskState, LiveMessage, ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
 import type { ReactiveController, ReactiveControllerHost } from "lit";
-import type { KioskState, LiveMessage, ReceiptNotice, TapResult } from "../kiosk-api.ts";
 import { liveUrl, parseLiveMessage, resultKey } from "./api.ts";
 
 export interface LiveOptions {

@@ -1,6 +1,6 @@
+import type { Catalog, PaymentKind } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { Catalog, PaymentKind } from "../kiosk-api.ts";
 import { formatMoney } from "./money.ts";
 import type { PaymentChoice } from "./payment-flow.ts";
 import { choicePageStyles, touchStyles } from "./touch-styles.ts";

@@ -1,5 +1,5 @@
+import type { Catalog, PaymentKind, PaymentResult, PaymentSession } from "@paylane/protocol/kiosk-api";
 import type { ReactiveController, ReactiveControllerHost } from "lit";
-import type { Catalog, PaymentKind, PaymentResult, PaymentSession } from "../kiosk-api.ts";
 import { type Answer, getCatalog, postCancelPayment, postPayment, postTopup } from "./api.ts";
 import type { PaymentMessage } from "./live-controller.ts";
 

@@ -1,6 +1,6 @@
+import type { PaymentResult, ReceiptNotice } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { PaymentResult, ReceiptNotice } from "../kiosk-api.ts";
 import { cross, tick } from "./icons.ts";
 import { formatMoney } from "./money.ts";
 import { receiptStyles, renderReceipt } from "./receipt.ts";

@@ -1,6 +1,6 @@
+import type { PaymentSession } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { PaymentSession } from "../kiosk-api.ts";
 import { contactless } from "./icons.ts";
 import { formatMoney } from "./money.ts";
 import { centredColumn, touchStyles } from "./touch-styles.ts";

@@ -1,5 +1,5 @@
+import type { ReceiptNotice } from "@paylane/protocol/kiosk-api";
 import { css, html, nothing } from "lit";
-import type { ReceiptNotice } from "../kiosk-api.ts";
 
 /** Styles for `renderReceipt`, for every screen that shows a result's receipt. */
 export const receiptStyles = css`

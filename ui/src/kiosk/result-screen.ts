@@ -1,6 +1,6 @@
+import type { ReceiptNotice, TapOutcome, TapResult } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing, type SVGTemplateResult, svg } from "lit";
 import { customElement, property } from "lit/decorators.js";
-import type { ReceiptNotice, TapOutcome, TapResult } from "../kiosk-api.ts";
 import { cross, resultIcon, tick } from "./icons.ts";
 import { receiptStyles, renderReceipt } from "./receipt.ts";
 import { type MessageSize, messageSize, messageStyles, tones } from "./result-styles.ts";

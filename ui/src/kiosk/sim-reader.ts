@@ -1,6 +1,6 @@
+import type { PaymentResult, TapResult } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
-import type { PaymentResult, TapResult } from "../kiosk-api.ts";
 import { postCode, postSimTap, type TapResponse } from "./api.ts";
 
 /** The two ways to present a credential by typing it: same form, different words and endpoint. */

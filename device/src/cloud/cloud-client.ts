@@ -90,6 +90,8 @@ export interface CloudClientOptions {
   requestTimeoutMs?: number;
   /** Pause between the retries of one pull (default: full-jitter exponential, 200 ms..2 s). Tests pass none. */
   pullBackoff?: IBackoffFactory<IRetryBackoffContext<unknown>>;
+  /** Pause before the till's one retry (default 150 ms). Tests pass none. */
+  tillBackoff?: IBackoffFactory<IRetryBackoffContext<unknown>>;
   /** Called before each attempt of a keyed call (payments, top-up intents): tests check every retry carries the same key. */
   onAttempt?: (key: string, attempt: number) => void;
   /** Injected in unit tests; the global fetch otherwise. */
@@ -119,7 +121,10 @@ export class CloudClient {
     const requestMs = o.requestTimeoutMs ?? 5000;
     this.#lanes = {
       till: {
-        policy: wrap(breaker(3, 15_000), retry(transient, { maxAttempts: 1, backoff: new ConstantBackoff(150) })),
+        policy: wrap(
+          breaker(3, 15_000),
+          retry(transient, { maxAttempts: 1, backoff: o.tillBackoff ?? new ConstantBackoff(150) }),
+        ),
         timeoutMs: o.tillTimeoutMs ?? 2500,
         openReason: "circuit open after repeated failures",
       },

@@ -9,11 +9,13 @@
 
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import {
+  cloudApi,
   MEMBER_DELTA_MAX_VERSIONS,
   type MemberDelta,
   type MemberSnapshot,
   problemResponse,
   type Registry,
+  type StreamMark,
 } from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
@@ -254,7 +256,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
    * A device's own stream as the cloud has it: the contiguous acked seq. A
    * kiosk whose journal was damaged starts a new one that continues from here.
    */
-  app.get("/api/v1/sites/:site/devices/:device/stream", async (c) => {
+  app.get(cloudApi.streamMark.path, async (c) => {
     const site = c.req.param("site");
     const device = c.req.param("device");
     const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site, device);
@@ -263,10 +265,10 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
       "SELECT acked_seq FROM device_streams WHERE site_id = $1 AND device_id = $2",
       [site, device],
     );
-    return c.json({ site, device, ackedSeq: rows[0]?.acked_seq ?? 0 });
+    return c.json({ site, device, ackedSeq: rows[0]?.acked_seq ?? 0 } satisfies StreamMark);
   });
 
-  app.get("/api/v1/sites/:site/members", async (c) => {
+  app.get(cloudApi.members.path, async (c) => {
     const site = c.req.param("site");
     const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site);
     if (caller instanceof Response) return caller;

@@ -4,7 +4,7 @@
  * ledger/topup-intent.ts). Idempotent by key: the same request again gets the
  * same answer; the key with another member, amount or currency is a 422.
  */
-import { problemResponse, type Registry, TopupIntentRequestSchema } from "@paylane/protocol";
+import { cloudApi, problemResponse, type Registry } from "@paylane/protocol";
 import { registeredCounter } from "@paylane/protocol/service";
 import { Hono } from "hono";
 import type { Logger } from "pino";
@@ -31,10 +31,10 @@ export function topupRoutes(o: TopupRoutesOptions): Hono {
     registers: [o.metrics],
   });
 
-  app.post("/api/v1/topups/intents", async (c) => {
+  app.post(cloudApi.topupIntent.path, async (c) => {
     const caller = await anyDevice(c.req.header("authorization"), o.registry());
     if (caller instanceof Response) return caller;
-    const request = await jsonBody(c.req.raw, TopupIntentRequestSchema);
+    const request = await jsonBody(c.req.raw, cloudApi.topupIntent.body);
     if (request instanceof Response) return request;
     const outcome = await issueTopupIntent(o.db, { ...caller, request, now: o.now() });
     if (outcome.kind === "mismatch") {

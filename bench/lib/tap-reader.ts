@@ -82,7 +82,7 @@ export class TapReader {
           this.#armed = undefined;
           armed.resolve(at);
         }
-        link.write(bytes);
+        return link.write(bytes);
       },
       close: () => link.close(),
       onData: (listener) => link.onData(listener),

@@ -5,7 +5,7 @@
  */
 import { DisconnectedError } from "@serialport/stream";
 import type { SerialPortMock } from "serialport";
-import { LinkListeners, type SerialLink, SerialLinkError } from "../../src/hardware/serial/serial-link.ts";
+import { LinkListeners, notOpen, type SerialLink, SerialLinkError } from "../../src/hardware/serial/serial-link.ts";
 
 export interface MockPeerLink extends SerialLink {
   /** The device vanishes: the host's port closes with a DisconnectedError, as on a pulled USB adapter. */
@@ -37,8 +37,8 @@ export function mockPortPeer(port: SerialPortMock): MockPeerLink {
     get isOpen() {
       return binding.isOpen && !listeners.closed;
     },
-    write(bytes) {
-      if (!binding.isOpen || listeners.closed) return;
+    async write(bytes) {
+      if (!binding.isOpen || listeners.closed) return notOpen(path);
       binding.emitData(Buffer.from(bytes));
     },
     async close() {

@@ -15,7 +15,7 @@
 import { ExponentialBackoff, type IBackoff, noJitterGenerator } from "cockatiel";
 import type { Logger } from "pino";
 import { realTimers, type Timers } from "../../timers.ts";
-import type { OpenLink, SerialLink } from "../serial/serial-link.ts";
+import { type OpenLink, type SerialLink, send } from "../serial/serial-link.ts";
 import {
   abbreviateUid,
   type FirmwareVersion,
@@ -313,7 +313,7 @@ export class Pn532Reader {
   }
 
   async #initialise(): Promise<void> {
-    this.#link?.write(HSU_WAKEUP);
+    send(this.#link, HSU_WAKEUP);
     parseSamConfiguration(await this.#command(samConfiguration()));
     parseRfConfiguration(await this.#command(rfConfigurationMaxRetries()));
     const fw = parseFirmwareVersion(await this.#command(getFirmwareVersion()));
@@ -403,7 +403,7 @@ export class Pn532Reader {
 
   #send(ex: Exchange): void {
     ex.phase = "ack";
-    this.#link?.write(ex.frame);
+    send(this.#link, ex.frame);
     this.#arm(ex, this.#o.ackTimeoutMs);
   }
 
@@ -422,7 +422,7 @@ export class Pn532Reader {
     this.#counters.timeouts++;
     this.#consecutiveTimeouts++;
     // An ACK from the host aborts whatever the PN532 is still doing (§6.2.2).
-    this.#link?.write(ACK_FRAME);
+    send(this.#link, ACK_FRAME);
     if (ex.attempt < this.#o.retries) {
       ex.attempt++;
       ex.nacks = 0;
@@ -450,7 +450,7 @@ export class Pn532Reader {
         if (ex && damagedResponse && ex.nacks < this.#o.maxNacks) {
           ex.nacks++;
           this.#counters.nacksSent++;
-          this.#link?.write(NACK_FRAME);
+          send(this.#link, NACK_FRAME);
           this.#arm(ex, this.#o.responseTimeoutMs);
         }
         continue;

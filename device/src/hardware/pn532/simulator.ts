@@ -10,7 +10,7 @@
  * of a SerialPortMock, or the device end of an in-memory pair.
  */
 import type { Logger } from "pino";
-import type { SerialLink } from "../serial/serial-link.ts";
+import { type SerialLink, send } from "../serial/serial-link.ts";
 import {
   abbreviateUid,
   Command,
@@ -154,7 +154,7 @@ export class Pn532Simulator {
 
   /** Writes raw bytes now, as line noise between frames. */
   injectGarbage(bytes: Uint8Array): void {
-    this.#link?.write(bytes);
+    send(this.#link, bytes);
   }
 
   #detach(): void {
@@ -246,6 +246,6 @@ export class Pn532Simulator {
   }
 
   #write(bytes: Uint8Array): void {
-    this.#link?.write(bytes);
+    send(this.#link, bytes);
   }
 }

@@ -3,7 +3,7 @@
  * what one end writes the other receives. Delivery is asynchronous (a
  * microtask) as on a real port, so a driver never re-enters itself.
  */
-import { LinkListeners, type SerialLink } from "./serial-link.ts";
+import { LinkListeners, notOpen, type SerialLink } from "./serial-link.ts";
 
 export interface LinkPair {
   /** The end the driver opens. */
@@ -22,8 +22,8 @@ export function createLinkPair(path = "memory"): LinkPair {
     get isOpen() {
       return !mine.closed;
     },
-    write(bytes) {
-      if (mine.closed) return;
+    async write(bytes) {
+      if (mine.closed) return notOpen(path);
       const copy = Uint8Array.from(bytes);
       queueMicrotask(() => other.emitData(copy));
     },

@@ -1,8 +1,9 @@
 /**
- * The byte duplex a serial driver needs, and adapters onto `serialport`. A
- * driver is written against `SerialLink` and given an `OpenLink` factory, so
- * the same code runs on a real UART, a pty, serialport's mock binding or an
- * in-memory pair (./link-pair.ts).
+ * The byte pipe every driver speaks through (the PN532 reader, the receipt
+ * printer, the payment terminal), and its adapter onto `serialport`. A driver
+ * is written against `SerialLink` and given an `OpenLink` factory, so the same
+ * code runs on a real UART, a pty, serialport's mock binding, an in-memory
+ * pair (./link-pair.ts) or a TCP connection (./tcp-link.ts).
  */
 
 import type { SerialPortStream } from "@serialport/stream";
@@ -12,8 +13,13 @@ export interface SerialLink {
   /** Where the link goes, for logs ("/dev/ttyS0", "memory"). */
   readonly path: string;
   readonly isOpen: boolean;
-  /** Queues bytes; a failure surfaces through onClose. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Resolves once the bytes are handed to the OS (or the peer); rejects when
+   * the link is not open or the write fails, which also ends the link
+   * (onClose). A driver that learns of failures through onClose alone may
+   * ignore the promise's rejection: see `send`.
+   */
+  write(bytes: Uint8Array): Promise<void>;
   /** Closes the link; resolves once closed. Safe to call twice. */
   close(): Promise<void>;
   /** Bytes as they arrive; returns the unsubscribe function. */
@@ -27,6 +33,16 @@ export type OpenLink = () => Promise<SerialLink>;
 
 export class SerialLinkError extends Error {
   override name = "SerialLinkError";
+}
+
+/** Writes without waiting: for drivers that hear a failed write as the link closing (onClose). */
+export function send(link: SerialLink | undefined, bytes: Uint8Array): void {
+  link?.write(bytes).catch(() => {});
+}
+
+/** The rejection of a write on a link that is not open. */
+export function notOpen(path: string): Promise<never> {
+  return Promise.reject(new SerialLinkError(`${path} is not open`));
 }
 
 /** Listener bookkeeping shared by the adapters. */
@@ -91,14 +107,23 @@ function serialPortLink(port: SerialPortStream, path: string): SerialLink {
   port.on("data", onData);
   port.on("close", onClose);
   port.on("error", onError);
+  // Left on after the link is over: a late error on a dead port (a write that was in flight) must not crash the process.
+  port.on("error", () => {});
   return {
     path,
     get isOpen() {
       return port.isOpen && !listeners.closed;
     },
     write(bytes) {
-      if (!port.isOpen || listeners.closed) return;
-      port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      // A SerialPortStream that is not open queues writes until it opens: never let that happen.
+      if (!port.isOpen || listeners.closed) return notOpen(path);
+      return new Promise<void>((resolve, reject) => {
+        port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), (err) => {
+          // A failed write also reaches 'error', which ends the link.
+          if (err) reject(new SerialLinkError(`write to serial port ${path} failed: ${err.message}`, { cause: err }));
+          else resolve();
+        });
+      });
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -117,7 +117,7 @@ const daemonDrainer =
       logger,
       openJournal: async (path) => probe.instrument(await Journal.open(path)),
     });
-    daemon.events.on("acked", onAcked);
+    daemon.events.on("entries-acked", onAcked);
     return daemon;
   };
 

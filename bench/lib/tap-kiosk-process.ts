@@ -35,7 +35,9 @@ async function startDaemon(config: DeviceConfigInput): Promise<KioskDaemon> {
     send({ type: "state", online: s.online, reader: s.reader.state });
     if (s.online && s.reader.state === "ok") ready();
   };
-  daemon.events.on("state", onState);
+  const changed = () => void daemon.state().then(onState, () => {});
+  daemon.events.on("cloud-link-changed", changed);
+  daemon.events.on("peripheral-changed", changed);
   await daemon.start();
   onState(await daemon.state());
   await settled;

@@ -21,13 +21,6 @@ export interface CheckinDeskOptions {
   now: () => Date;
   /** Whether the kiosk currently sees the cloud; recorded with each decision. */
   isOnline: () => boolean;
-  /** Called after a check-in is durable in the journal. */
-  onJournaled: () => void;
-  /**
-   * The journal could not make an entry durable (disk full, I/O error). The
-   * user is told it did not happen; the daemon shows degraded mode.
-   */
-  onStorageFailure?: (err: Error) => void;
 }
 
 /** What the kiosk says when it cannot record anything: never "done" for what is not durable. */
@@ -74,11 +67,10 @@ export class CheckinDesk {
     let entry: Entry;
     try {
       entry = await journal.append("checkin", body, at, index);
-    } catch (err) {
-      this.#opts.onStorageFailure?.(err as Error);
+    } catch {
+      // The journal told its listeners (storage is failing); the user is told it did not happen.
       return { outcome: "refused", name: member.name, message: STORAGE_FAILURE_MESSAGE, at: at.toISOString() };
     }
-    this.#opts.onJournaled();
     return {
       outcome: "welcome",
       name: member.name,

@@ -3,6 +3,7 @@ export * from "./cloud/cloud-client.ts";
 export * from "./config.ts";
 export * from "./daemon.ts";
 export * from "./journal.ts";
+export * from "./kiosk/events.ts";
 export * from "./payments/intents.ts";
 export * from "./payments/journal-money.ts";
 export * from "./payments/offline-policy.ts";

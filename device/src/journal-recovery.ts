@@ -13,6 +13,7 @@
  */
 import { access, rename } from "node:fs/promises";
 import { basename } from "node:path";
+import type { JournalRecoveredBody } from "@paylane/protocol";
 import type { Logger } from "pino";
 import { Journal, JournalError } from "./journal.ts";
 
@@ -74,4 +75,14 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** Journals the `journal-recovered` alert for a recovery, so ops learn of it like any entry. */
+export async function journalRecoveryAlert(journal: Journal, recovered: JournalRecovery, at: Date): Promise<void> {
+  const body: JournalRecoveredBody = {
+    damagedFile: basename(recovered.damagedFile),
+    continuedAfter: recovered.continuedAfter,
+    reason: recovered.reason.slice(0, 1000),
+  };
+  await journal.append("journal-recovered", body, at);
 }

@@ -41,10 +41,12 @@ export class ReplicaSync {
     void this.syncNow();
   }
 
-  stop(): void {
+  /** No further pulls; resolves once a pull in progress has ended (before the replicas may close). */
+  async stop(): Promise<void> {
     this.#stopped = true;
     this.#o.timers.clearTimeout(this.#timer);
     this.#timer = undefined;
+    await this.idle();
   }
 
   /** Resolves once no pull is running (the daemon waits for it before closing the replicas). */

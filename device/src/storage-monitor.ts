@@ -1,10 +1,12 @@
 /**
  * Whether the journal can make writes durable. A failed write (disk full,
- * I/O error) marks storage "failing": what needs a write is refused and the
- * UI says why. A probe write on a timer finds out when writes work again.
+ * I/O error; the journal reports each one itself) marks storage "failing":
+ * what needs a write is refused and the UI says why. A probe write on a
+ * timer finds out when writes work again.
  */
 import type { Logger } from "pino";
 import type { Journal } from "./journal.ts";
+import type { KioskKit } from "./kiosk/kit.ts";
 import type { Timers } from "./timers.ts";
 
 export interface StorageStatus {
@@ -19,10 +21,11 @@ export interface StorageMonitorOptions {
   /** How often a probe write is tried while failing. */
   probeMs: number;
   /** Storage went from ok to failing, or back. */
-  onChange: () => void;
+  onChange: (status: StorageStatus) => void;
 }
 
 export class StorageMonitor {
+  readonly name = "storage monitor";
   readonly #o: StorageMonitorOptions;
   #status: StorageStatus = { state: "ok" };
   #probeTimer: unknown;
@@ -36,18 +39,26 @@ export class StorageMonitor {
     return this.#status;
   }
 
+  start(): void {
+    this.#stopped = false;
+    this.#o.journal.events.on("write-failed", this.#onWriteFailed);
+  }
+
+  readonly #onWriteFailed = (err: Error) => this.failed(err);
+
   /** A write failed: the caller already answered "cannot record"; probing starts unless it runs already. */
   failed(err: Error): void {
     const wasOk = this.#status.state === "ok";
     this.#status = { state: "failing", lastError: err.message };
     if (!wasOk || this.#stopped) return;
     this.#o.logger.error({ err: err.message }, "journal cannot write: refusing check-ins until storage recovers");
-    this.#o.onChange();
+    this.#o.onChange(this.#status);
     this.#scheduleProbe();
   }
 
   stop(): void {
     this.#stopped = true;
+    this.#o.journal.events.off("write-failed", this.#onWriteFailed);
     this.#o.timers.clearTimeout(this.#probeTimer);
     this.#probeTimer = undefined;
   }
@@ -60,8 +71,15 @@ export class StorageMonitor {
         if (!ok) return this.#scheduleProbe();
         this.#status = { state: "ok" };
         this.#o.logger.info("journal writes again: check-ins resume");
-        this.#o.onChange();
+        this.#o.onChange(this.#status);
       });
     }, this.#o.probeMs);
   }
+}
+
+/** The kiosk's storage monitor: probes at `storageProbeMs`, and says each change on the bus. */
+export function kioskStorageMonitor(kit: KioskKit, journal: Journal): StorageMonitor {
+  const { timers, log: logger, bus } = kit;
+  const onChange = (status: StorageStatus) => bus.emit("storage-changed", status);
+  return new StorageMonitor({ journal, timers, logger, probeMs: kit.config.storageProbeMs, onChange });
 }

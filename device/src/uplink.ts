@@ -150,6 +150,8 @@ export class Uplink {
 
   async start(): Promise<void> {
     this.#stopped = false;
+    // Every durable entry is sent without its writer having to say so.
+    this.#o.journal.events.on("appended", this.#onAppended);
     this.#ackedUpTo = (await this.#o.journal.stats()).ackedUpTo;
     const { address } = this.#o;
     const client = mqtt.connect(this.#o.url, {
@@ -187,6 +189,7 @@ export class Uplink {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#o.journal.events.off("appended", this.#onAppended);
     this.#o.timers.clearTimeout(this.#ackTimer);
     this.#o.timers.clearTimeout(this.#reconnectTimer);
     this.#ackTimer = undefined;
@@ -215,7 +218,9 @@ export class Uplink {
     this.#cloudOnline = false;
   }
 
-  /** Tells the uplink the journal grew. */
+  readonly #onAppended = () => this.notifyAppended();
+
+  /** Sends what the journal holds now (the uplink also does so by itself after each append). */
   notifyAppended(): void {
     void this.#pump();
   }

@@ -58,9 +58,9 @@ test.before.each(async (ctx) => {
     replica: ctx.replica,
     now: () => ctx.clock.at,
     isOnline: () => ctx.online.value,
-    onJournaled: () => {
-      ctx.journaled++;
-    },
+  });
+  ctx.journal.events.on("appended", () => {
+    ctx.journaled++;
   });
 });
 
@@ -75,7 +75,7 @@ test.after(async () => {
 
 test("a known card is welcomed and journaled with the replica version, online", async (ctx) => {
   const r = await ctx.desk.decide(card(ADA.cardUid));
-  assert.is(ctx.journaled, 1, "onJournaled fires once the entry is durable");
+  assert.is(ctx.journaled, 1, "the journal announces the entry once it is durable");
   const entries = await ctx.journal.entriesAfter(0, 10);
   assert.is(entries.length, 1);
   const e = entries[0]!;

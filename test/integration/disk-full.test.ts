@@ -10,7 +10,6 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Journal, KioskDaemon, parseDeviceConfig, Replica, WalletReplica } from "@paylane/device";
-import type { KioskState } from "@paylane/ui/kiosk-api";
 import { pino } from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -22,40 +21,27 @@ const MEMBERS = [
   { id: "m-grace", name: "Grace Hopper", cardUid: "04B1C2D3", code: null, status: "active" as const },
 ];
 
-/** A journal whose writes fail with SQLITE_FULL while `full.on` is set. */
+/**
+ * A journal whose database refuses every write with SQLITE_FULL while
+ * `full.on` is set, as a full disk does: underneath the journal, so the
+ * journal (and the intents in its file) meet the failure as on a real kiosk.
+ */
 function fillable(journal: Journal, full: { on: boolean; appends: number }): Journal {
   const diskFull = () => Object.assign(new Error("SQLITE_FULL: database or disk is full"), { code: "SQLITE_FULL" });
-  return new Proxy(journal, {
-    get(target, prop) {
-      if (prop === "append" && full.on) {
-        return async () => {
-          full.appends++;
-          throw diskFull();
-        };
+  const db = journal.db as unknown as Record<string, (sql: string, ...rest: unknown[]) => Promise<unknown>>;
+  const isWrite = (sql: string) => /^\s*(INSERT|UPDATE|DELETE|REPLACE|BEGIN)/i.test(sql);
+  for (const method of ["get", "all", "run", "exec"]) {
+    const original = db[method]!.bind(db);
+    db[method] = async (sql, ...rest) => {
+      if (full.on && isWrite(sql)) {
+        // an entry, or a payment's intent (written to the journal's file before anything is asked)
+        if (/^\s*INSERT INTO (journal|payment_intents)\b/i.test(sql)) full.appends++;
+        throw diskFull();
       }
-      if (prop === "probeWritable" && full.on) return async () => false;
-      // The stores sharing the journal's file (payment intents) write through its handle.
-      if (prop === "db") return fillableDb(target.db, full, diskFull);
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
-
-/** The journal file's handle, whose writes (`run`) fail while `full.on` is set. */
-function fillableDb(db: Journal["db"], full: { on: boolean; appends: number }, diskFull: () => Error): Journal["db"] {
-  return new Proxy(db, {
-    get(target, prop) {
-      if (prop === "run" && full.on) {
-        return async () => {
-          full.appends++;
-          throw diskFull();
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
+      return original(sql, ...rest);
+    };
+  }
+  return journal;
 }
 
 /** An offline kiosk (nobody listens on port 9) in a fresh folder, its replica holding MEMBERS, its journal fillable. */
@@ -88,9 +74,9 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
   const full = { on: false, appends: 0 };
   const signal = new Signal();
   const { root, dataDir, daemon } = await offlineKiosk(full);
-  const states: KioskState[] = [];
-  daemon.events.on("state", (s) => {
-    states.push(s);
+  const storage: string[] = [];
+  daemon.events.on("storage-changed", (s) => {
+    storage.push(s.state);
     signal.notify();
   });
   await daemon.start();
@@ -102,7 +88,8 @@ test("disk full: nothing is reported done, the kiosk explains and stays up, then
     assert.is(refused.seq, undefined);
     assert.is(full.appends, 1, "the append was tried");
     assert.is((await daemon.journal.stats()).lastSeq, 0, "nothing journaled");
-    await signal.until(() => states.some((s) => s.storage === "failing"), "degraded mode shown", 10_000);
+    await signal.until(() => storage.includes("failing"), "degraded mode shown", 10_000);
+    assert.is((await daemon.state()).storage, "failing", "the screen's state says why");
     const health = (await (await fetch(`http://127.0.0.1:${daemon.port}/healthz`)).json()) as {
       storage: { state: string; lastError?: string };
     };

@@ -82,7 +82,7 @@ it.after(async () => {
 /** Holds `uid` on the reader until the kiosk answers, then takes it away. */
 async function present(uid: string): Promise<TapResult> {
   const k1 = site.kiosk("k1");
-  const answered = new Promise<TapResult>((resolve) => k1.events.once("result", resolve));
+  const answered = new Promise<TapResult>((resolve) => k1.events.once("tap-decided", resolve));
   reader.placeCard(uid);
   try {
     return await answered;
@@ -138,7 +138,7 @@ it("out of paper: the check-in is not held up and the receipt is offered on scre
   const telemetry = await record<Telemetry>(ops, topics.telemetry(site.address("k1")), site.signal);
   printer.setPaper("out");
   const notices: ReceiptNotice[] = [];
-  k1.events.on("receipt", (n) => notices.push(n));
+  k1.events.on("receipt-issued", (n) => notices.push(n));
   const result = await present("04C0FFEE");
   assert.is(result.outcome, "welcome", "the answer comes whatever the printer does");
   await site.signal.until(async () => notices.some((n) => n.id === result.id), "receipt notice");
@@ -184,7 +184,7 @@ it("GPIO: the call-staff button raises one alert for ops, delivered to the cloud
   const k2 = site.kiosk("k2");
   const panel = k2.peripherals.simulators.gpio!;
   const calls: unknown[] = [];
-  k2.events.on("staff-call", (c) => {
+  k2.events.on("staff-called", (c) => {
     calls.push(c);
     site.signal.notify();
   });

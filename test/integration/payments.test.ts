@@ -71,7 +71,7 @@ async function cloudBack(): Promise<void> {
 it("online: an item bought with a card is approved by the cloud with the new balance, and posted once", async () => {
   const k1 = site.kiosk("k1");
   const receipts: ReceiptNotice[] = [];
-  k1.events.on("receipt", (n) => receipts.push(n));
+  k1.events.on("receipt-issued", (n) => receipts.push(n));
   const session = await k1.payments.start({ kind: "purchase", itemId: "coffee" });
   assert.is(session.amount, 250);
   const r = await k1.tapToPay(card("m-ada"));

@@ -5,7 +5,7 @@
  * member reads why. (A terminal that never answers is the driver's timeout,
  * tested with injected timers in device/test/hardware/terminal-zvt.test.ts.)
  */
-import { PaymentIntents } from "@paylane/device";
+import { PaymentIntents, type PaymentProgress } from "@paylane/device";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
@@ -94,12 +94,12 @@ it("cancelled while the terminal waits for the card: the terminal aborts, nothin
   k1.terminalSimulator!.nextOutcome("timeout"); // the terminal would wait for a card that never comes
   await k1.payments.start({ kind: "topup", amount: 1000 });
   const waiting = new Promise<void>((resolve) => {
-    const onSession = (s: { state: string }) => {
-      if (s.state !== "awaiting-terminal") return;
-      k1.events.off("payment-session", onSession);
+    const onSession = (p: PaymentProgress) => {
+      if (p.step !== "session" || p.session.state !== "awaiting-terminal") return;
+      k1.events.off("payment-progressed", onSession);
       resolve();
     };
-    k1.events.on("payment-session", onSession);
+    k1.events.on("payment-progressed", onSession);
   });
   const answer = k1.tapToPay(GRACE);
   await waiting;

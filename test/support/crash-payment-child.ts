@@ -36,7 +36,7 @@ const daemon = new KioskDaemon({
   },
 });
 const signal = new Signal();
-daemon.events.on("state", signal.notify);
+daemon.events.on("cloud-link-changed", signal.notify);
 await daemon.start();
 await signal.until(() => daemon.uplink.online, "the kiosk online");
 await daemon.replicaSync.syncNow();

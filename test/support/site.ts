@@ -237,8 +237,17 @@ export class TestSite {
       now: this.o.now,
       onPaymentAttempt: (key, attempt) => this.o.onPaymentAttempt?.(device, key, attempt),
     });
-    const events = ["state", "result", "receipt", "acked", "payment-result", "payment-ended"] as const;
-    for (const e of [...events, "journal-rolled-back", "journal-conflicts"] as const)
+    for (const e of [
+      "cloud-link-changed",
+      "storage-changed",
+      "peripheral-changed",
+      "tap-decided",
+      "receipt-issued",
+      "entries-acked",
+      "payment-progressed",
+      "journal-rolled-back",
+      "journal-conflicts",
+    ] as const)
       daemon.events.on(e, this.signal.notify);
     await daemon.start();
     this.kiosks.set(device, daemon);

@@ -1,0 +1,47 @@
+/**
+ * Work that runs every `everyMs` (telemetry, compaction) as a part: each run
+ * is tracked, so stopping waits for one in progress; the next is scheduled
+ * only after the previous one ended, so a slow run never piles up.
+ */
+import type { KioskKit } from "./kit.ts";
+import type { Part } from "./lifecycle.ts";
+
+export class Every implements Part {
+  readonly name: string;
+  readonly #k: Pick<KioskKit, "timers" | "work">;
+  readonly #everyMs: number;
+  readonly #run: () => Promise<void>;
+  #timer: unknown;
+  #running = false;
+
+  constructor(kit: Pick<KioskKit, "timers" | "work">, name: string, everyMs: number, run: () => Promise<void>) {
+    this.name = name;
+    this.#k = kit;
+    this.#everyMs = everyMs;
+    this.#run = run;
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#schedule();
+  }
+
+  stop(): void {
+    this.#running = false;
+    this.#k.timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Runs now instead of at the next tick; stopping waits for it. */
+  runNow(): Promise<void> {
+    return this.#k.work.track(this.#run());
+  }
+
+  #schedule(): void {
+    this.#timer = this.#k.timers.setTimeout(() => {
+      void this.runNow().finally(() => {
+        if (this.#running) this.#schedule();
+      });
+    }, this.#everyMs);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Where a walk-up user's action becomes a decision: a card or a code checks
+ * in (or pays, while a payment waits for a card), and a staff call is
+ * journaled. What happened goes on the bus; LEDs, screens and receipts follow.
+ */
+import type { Credential, StaffCallBody } from "@paylane/protocol";
+import type { PaymentResult, PaymentSession, TapResult } from "@paylane/protocol/kiosk-api";
+import type { CheckinDesk } from "../checkin-desk.ts";
+import type { Journal } from "../journal.ts";
+import { PaymentBusyError, type PaymentDesk, type ReceiptFacts } from "../payments/payment-desk.ts";
+import type { PeripheralHandlers } from "../peripherals.ts";
+import type { KioskBus } from "./events.ts";
+import type { KioskKit } from "./kit.ts";
+
+export interface FrontDeskDeps {
+  checkin: CheckinDesk;
+  payments: PaymentDesk;
+  journal: Journal;
+}
+
+export class FrontDesk {
+  readonly #k: KioskKit;
+  readonly #o: FrontDeskDeps;
+
+  constructor(kit: KioskKit, deps: FrontDeskDeps) {
+    this.#k = kit;
+    this.#o = deps;
+  }
+
+  /** A card on the reader: it pays while a payment waits for one, otherwise it checks in. */
+  onCard(uid: string): Promise<TapResult | PaymentResult> {
+    const { payments } = this.#o;
+    return payments.awaitingCard ? this.#busy(() => payments.onCard(uid)) : this.decide({ type: "card", uid });
+  }
+
+  /** One check-in decision from any credential source. */
+  async decide(credential: Credential): Promise<TapResult> {
+    const result = await this.#busy(() => this.#o.checkin.decide(credential));
+    // The UID identifies a card, not a payment instrument, but it still stays out of info logs.
+    this.#k.log.info({ outcome: result.outcome, seq: result.seq, via: credential.type }, "credential presented");
+    this.#k.bus.emit("tap-decided", result, credential);
+    return result;
+  }
+
+  /** Journals a staff call (an alert for ops, delivered exactly once like any entry). */
+  callStaff(source: StaffCallBody["source"]): Promise<void> {
+    return this.#k.work.track(this.#callStaff(source));
+  }
+
+  async #callStaff(source: StaffCallBody["source"]): Promise<void> {
+    const body: StaffCallBody = { source };
+    await this.#o.journal.append("staff-call", body, this.#k.now());
+    this.#k.log.warn({ source }, "staff called");
+    this.#k.bus.emit("staff-called", body);
+  }
+
+  /** Runs a decision with "busy" on the bus meanwhile; stopping the kiosk waits for it. */
+  #busy<T>(decide: () => Promise<T>): Promise<T> {
+    const { bus } = this.#k;
+    const run = async () => {
+      bus.emit("decision-busy", true);
+      try {
+        return await decide();
+      } finally {
+        bus.emit("decision-busy", false);
+      }
+    };
+    return this.#k.work.track(run());
+  }
+}
+
+/** The payment desk's hooks: each step of a payment goes on the bus (and its answer in the log). */
+export function paymentProgressHooks({ bus, log: logger }: KioskKit) {
+  return {
+    onSession: (session: PaymentSession) => bus.emit("payment-progressed", { step: "session", session }),
+    onResult: (result: PaymentResult, receipt: ReceiptFacts | undefined) => {
+      const { outcome, kind, reason, authorization, id: key } = result;
+      logger.info({ outcome, kind, reason, authorization, key }, "payment answered");
+      bus.emit("payment-progressed", { step: "answered", result, receipt });
+    },
+    onEnded: (sessionId: string, reason: "cancelled" | "timeout") =>
+      bus.emit("payment-progressed", { step: "ended", sessionId, reason }),
+  };
+}
+
+/** At stop: a payment waiting for a card ends (its idle timer with it); one being authorized is awaited with the work. */
+export function endWaitingPayment(payments: PaymentDesk): void {
+  try {
+    payments.cancel();
+  } catch (err) {
+    if (!(err instanceof PaymentBusyError)) throw err;
+  }
+}
+
+/** What the peripherals report: a card goes to the desk, the button calls staff, changes go on the bus. */
+export function peripheralHandlers(bus: KioskBus, desk: FrontDesk): PeripheralHandlers {
+  return {
+    onCard: (uid) => desk.onCard(uid),
+    onCallStaff: () => void desk.callStaff("button").catch(() => {}),
+    onChange: () => bus.emit("peripheral-changed", "state"),
+    onPaper: () => bus.emit("peripheral-changed", "paper"),
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * What the kiosk's panel shows a walk-up user without a screen: a beep for
+ * yes, the refusal tone for no, the door relay for a welcome, and the status
+ * LED (fault beats offline beats busy beats idle). It only listens to the bus.
+ */
+import type { LedPattern } from "../hardware/gpio/status-led.ts";
+import type { Peripherals } from "../peripherals.ts";
+import type { StorageMonitor } from "../storage-monitor.ts";
+import type { Uplink } from "../uplink.ts";
+import type { KioskBus, KioskEvents } from "./events.ts";
+import type { KioskKit } from "./kit.ts";
+import type { Part } from "./lifecycle.ts";
+
+export interface PanelSignalsDeps {
+  peripherals: Peripherals;
+  storage: StorageMonitor;
+  uplink: Uplink;
+}
+
+export class PanelSignals implements Part {
+  readonly name = "panel signals";
+  readonly #bus: KioskBus;
+  readonly #o: PanelSignalsDeps;
+  /** Decisions in progress, for the status LED's "busy". */
+  #deciding = 0;
+  readonly #show = () => this.#showStatus();
+
+  constructor(kit: KioskKit, deps: PanelSignalsDeps) {
+    this.#bus = kit.bus;
+    this.#o = deps;
+  }
+
+  start(): void {
+    const bus = this.#bus;
+    bus.on("tap-decided", this.#onTap);
+    bus.on("payment-progressed", this.#onPayment);
+    bus.on("decision-busy", this.#onBusy);
+    for (const change of ["peripheral-changed", "storage-changed", "cloud-link-changed"] as const)
+      bus.on(change, this.#show);
+    this.#showStatus();
+  }
+
+  stop(): void {
+    const bus = this.#bus;
+    bus.off("tap-decided", this.#onTap);
+    bus.off("payment-progressed", this.#onPayment);
+    bus.off("decision-busy", this.#onBusy);
+    for (const change of ["peripheral-changed", "storage-changed", "cloud-link-changed"] as const)
+      bus.off(change, this.#show);
+  }
+
+  readonly #onTap = (...[result]: KioskEvents["tap-decided"]) => {
+    const gpio = this.#o.peripherals.gpio;
+    if (result.outcome === "welcome" || result.outcome === "already") gpio?.beep();
+    else gpio?.refuse();
+    if (result.outcome === "welcome") gpio?.unlock();
+  };
+
+  readonly #onPayment = (...[progress]: KioskEvents["payment-progressed"]) => {
+    if (progress.step !== "answered") return;
+    const gpio = this.#o.peripherals.gpio;
+    if (progress.result.outcome === "approved") gpio?.beep();
+    else gpio?.refuse();
+  };
+
+  readonly #onBusy = (...[busy]: KioskEvents["decision-busy"]) => {
+    this.#deciding += busy ? 1 : -1;
+    this.#showStatus();
+  };
+
+  #showStatus(): void {
+    const gpio = this.#o.peripherals.gpio;
+    if (!gpio) return;
+    let pattern: LedPattern = "idle";
+    if (this.#o.peripherals.readerState === "disconnected" || this.#o.storage.status.state === "failing")
+      pattern = "fault";
+    else if (!this.#o.uplink.online) pattern = "offline";
+    else if (this.#deciding > 0) pattern = "busy";
+    gpio.status(pattern);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Publishes the kiosk's `telemetry` every `everyMs`, and at once when the
+ * printer's paper changes (ops should see "paper out" before a user does).
+ */
+import type { Journal } from "../journal.ts";
+import type { PaymentDesk } from "../payments/payment-desk.ts";
+import type { Peripherals } from "../peripherals.ts";
+import type { Replica } from "../replica.ts";
+import type { StorageMonitor } from "../storage-monitor.ts";
+import { kioskTelemetry } from "../telemetry.ts";
+import type { Uplink } from "../uplink.ts";
+import type { KioskEvents } from "./events.ts";
+import { Every } from "./every.ts";
+import type { KioskKit } from "./kit.ts";
+import type { Part } from "./lifecycle.ts";
+
+export interface TelemetrySources {
+  journal: Journal;
+  replica: Replica;
+  payments: PaymentDesk;
+  peripherals: Peripherals;
+  storage: StorageMonitor;
+  uplink: Uplink;
+}
+
+export class TelemetryPublisher implements Part {
+  readonly name = "telemetry";
+  readonly #k: KioskKit;
+  readonly #o: TelemetrySources;
+  readonly #every: Every;
+
+  constructor(kit: KioskKit, sources: TelemetrySources) {
+    this.#k = kit;
+    this.#o = sources;
+    this.#every = new Every(kit, this.name, kit.config.telemetryMs, () => this.#send());
+  }
+
+  start(): void {
+    this.#k.bus.on("peripheral-changed", this.#onPeripheral);
+    this.#every.start();
+  }
+
+  stop(): void {
+    this.#k.bus.off("peripheral-changed", this.#onPeripheral);
+    this.#every.stop();
+  }
+
+  /** Publishes now instead of at the next tick. */
+  sendNow(): Promise<void> {
+    return this.#every.runNow();
+  }
+
+  readonly #onPeripheral = (...[what]: KioskEvents["peripheral-changed"]) => {
+    if (what === "paper") void this.sendNow();
+  };
+
+  async #send(): Promise<void> {
+    const { uplink } = this.#o;
+    // Telemetry is QoS 0 and never queued: while the broker is away, nothing to read for.
+    if (!uplink.brokerConnected) return;
+    uplink.publishTelemetry(
+      kioskTelemetry({
+        now: this.#k.now(),
+        bootedAt: this.#k.bootedAt,
+        journal: await this.#o.journal.stats(),
+        replica: await this.#o.replica.info(),
+        peripherals: this.#o.peripherals.health(),
+        storage: this.#o.storage.status.state,
+        payments: await this.#o.payments.exposure(),
+      }),
+    );
+  }
+}

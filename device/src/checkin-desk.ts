@@ -11,7 +11,7 @@
  * "Today" is the site's calendar day in the site's time zone.
  */
 import type { CheckinBody, Credential, Entry } from "@paylane/protocol";
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import type { Journal } from "./journal.ts";
 import type { Replica } from "./replica.ts";
 

@@ -1,0 +1,140 @@
+/**
+ * The kiosk core's seams: parts start in order and stop in reverse (a failed
+ * start undoes what had started), and the journal itself tells its
+ * listeners of each durable entry and each write the disk refused.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Entry } from "@paylane/protocol";
+import pino from "pino";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { Journal } from "../src/journal.ts";
+import { Lifecycle, type Part } from "../src/kiosk/lifecycle.ts";
+
+const quiet = pino({ level: "silent" });
+
+/** Resolves once `work` rejected with a message matching `message`; fails the test if it resolved. */
+async function rejects(work: () => Promise<unknown>, message: RegExp): Promise<void> {
+  try {
+    await work();
+  } catch (err) {
+    assert.match((err as Error).message, message);
+    return;
+  }
+  assert.unreachable("expected a rejection");
+}
+
+const lifecycle = suite("kiosk lifecycle");
+
+/** A part that records its start and stop in `log`, and can be told to fail either. */
+function recorded(name: string, log: string[], fail?: "start" | "stop"): Part {
+  return {
+    name,
+    start: async () => {
+      if (fail === "start") throw new Error(`${name} cannot start`);
+      log.push(`start ${name}`);
+    },
+    stop: async () => {
+      log.push(`stop ${name}`);
+      if (fail === "stop") throw new Error(`${name} cannot stop`);
+    },
+  };
+}
+
+lifecycle("parts start in the order given and stop in reverse, stores closed last", async () => {
+  const log: string[] = [];
+  const life = new Lifecycle(quiet);
+  const store = await life.open(
+    "store",
+    async () => ({ closed: false }),
+    async (s) => {
+      s.closed = true;
+      log.push("close store");
+    },
+  );
+  await life.start([recorded("a", log), recorded("b", log), recorded("c", log)]);
+  await life.stop();
+  assert.equal(log, ["start a", "start b", "start c", "stop c", "stop b", "stop a", "close store"]);
+  assert.ok(store.closed);
+});
+
+lifecycle("a part that fails to start: what had started is stopped by the owner, the rest never starts", async () => {
+  const log: string[] = [];
+  const life = new Lifecycle(quiet);
+  await life.open(
+    "store",
+    async () => 1,
+    async () => void log.push("close store"),
+  );
+  await rejects(
+    () => life.start([recorded("a", log), recorded("b", log, "start"), recorded("c", log)]),
+    /b cannot start/,
+  );
+  await life.stop();
+  assert.equal(log, ["start a", "stop a", "close store"], "b never counted as started, c never started");
+});
+
+lifecycle("a part that fails to stop does not keep the others running; the first failure is reported", async () => {
+  const log: string[] = [];
+  const life = new Lifecycle(quiet);
+  await life.start([recorded("a", log), recorded("b", log, "stop"), recorded("c", log)]);
+  await rejects(() => life.stop(), /b cannot stop/);
+  assert.equal(log, ["start a", "start b", "start c", "stop c", "stop b", "stop a"]);
+  await life.stop(); // nothing left to stop
+  assert.is(log.length, 6);
+});
+
+const journalEvents = suite("journal events");
+let dir = "";
+journalEvents.before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "paylane-kiosk-core-"));
+});
+journalEvents.after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+journalEvents("every durable entry is announced once, with its seq, after it is durable", async () => {
+  const journal = await Journal.open(join(dir, "announce.db"));
+  const seen: Array<{ entry: Entry; durable: number }> = [];
+  journal.events.on("appended", (entry) => {
+    // The listener runs after the commit: the entry is already readable.
+    void journal.entriesAfter(entry.seq - 1, 1).then((rows) => seen.push({ entry, durable: rows.length }));
+  });
+  const first = await journal.append("checkin", { memberId: "m1" }, new Date("2024-05-01T10:00:00Z"));
+  const second = await journal.append("staff-call", { source: "button" }, new Date("2024-05-01T10:01:00Z"));
+  await journal.stats();
+  assert.equal(
+    seen.map((s) => [s.entry.seq, s.entry.kind, s.durable]),
+    [
+      [first.seq, "checkin", 1],
+      [second.seq, "staff-call", 1],
+    ],
+  );
+  await journal.close();
+});
+
+journalEvents(
+  "a write the disk refuses is announced as write-failed, and the writer still sees the error",
+  async () => {
+    const path = join(dir, "readonly.db");
+    const journal = await Journal.open(path);
+    const failures: Error[] = [];
+    const appended: Entry[] = [];
+    journal.events.on("write-failed", (err) => failures.push(err));
+    journal.events.on("appended", (e) => appended.push(e));
+    // A database the process can no longer write: SQLite refuses the INSERT (SQLITE_READONLY).
+    await journal.db.exec("PRAGMA query_only = ON");
+    await rejects(() => journal.append("checkin", { memberId: "m1" }, new Date()), /readonly|query_only/i);
+    assert.is(failures.length, 1, "one failed write, announced once");
+    assert.is(appended.length, 0, "nothing announced as journaled");
+    await journal.db.exec("PRAGMA query_only = OFF");
+    await journal.append("checkin", { memberId: "m1" }, new Date());
+    assert.is(appended.length, 1, "writes announced again once the disk takes them");
+    await journal.close();
+  },
+);
+
+lifecycle.run();
+journalEvents.run();

@@ -1,6 +1,7 @@
 /**
  * A payment terminal driven over ZVT (PA00P015) on TCP, the ECR interface of
- * German and Austrian terminals (they listen on port 20007).
+ * German and Austrian terminals (they listen on port 20007). The connection
+ * is the byte pipe every driver uses (SerialLink, ../serial/tcp-link.ts).
  *
  * One charge is one exchange: connect and register if there is no link
  * (lazily, so a terminal that was off is picked up on the next charge), send
@@ -22,9 +23,10 @@
  * charge, its Status information with result 00 is the commit point: the batch
  * is closed on the terminal once it says so.
  */
-import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { realTimers, type Timers } from "../../timers.ts";
+import { type SerialLink, send } from "../serial/serial-link.ts";
+import { openTcpLink } from "../serial/tcp-link.ts";
 import {
   cardLabel,
   type PaymentTerminal,
@@ -101,7 +103,9 @@ type Options = Required<Omit<ZvtTerminalOptions, "onStateChange">> & Pick<ZvtTer
 export class ZvtTerminal implements PaymentTerminal {
   readonly #o: Options;
   readonly #decoder = new ApduDecoder();
-  #socket: Socket | undefined;
+  #link: SerialLink | undefined;
+  /** Gives up the connection attempt in progress (its timeout, or close()). */
+  #connecting: AbortController | undefined;
   #registered = false;
   #everConnected = false;
   #exchange: Exchange | undefined;
@@ -216,21 +220,17 @@ export class ZvtTerminal implements PaymentTerminal {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const socket = this.#socket;
-    if (socket) {
+    this.#connecting?.abort();
+    const link = this.#link;
+    if (link) {
       if (this.#busy) this.#write(ECR_ABORT);
-      const closed = new Promise<void>((resolve) => {
-        if (socket.closed) resolve();
-        else socket.once("close", () => resolve());
-      });
-      socket.destroy();
-      await closed;
+      await link.close();
     }
     this.#setState("disconnected");
   }
 
   get #linkUp(): boolean {
-    return this.#socket !== undefined && this.#registered;
+    return this.#link !== undefined && this.#registered;
   }
 
   async #charge(
@@ -275,22 +275,28 @@ export class ZvtTerminal implements PaymentTerminal {
 
   /** One attempt: TCP connection, Registration, the terminal's Completion. */
   #openLink(): Promise<Step> {
-    this.#dropLink(false);
+    this.#dropLink();
     const { timers, connectTimeoutMs, password } = this.#o;
+    if (this.#everConnected) this.#counters.reconnects++;
+    this.#everConnected = true;
     return new Promise<Step>((resolve) => {
       let phase: "connect" | "register" = "connect";
       let settled = false;
-      const socket = connect({ host: this.#o.host, port: this.#o.port });
+      let link: SerialLink | undefined;
+      const connecting = new AbortController();
+      this.#connecting = connecting;
       const finish = (step: Step) => {
         if (settled) return;
         settled = true;
         timers.clearTimeout(timer);
+        connecting.abort();
+        if (this.#connecting === connecting) this.#connecting = undefined;
         if (this.#exchange === exchange) this.#exchange = undefined;
         if (step.ok) {
           this.#registered = true;
           if (!this.#busy) this.#setState("ready");
-        } else if (this.#socket === socket) {
-          this.#dropLink(false);
+        } else if (link && this.#link === link) {
+          this.#dropLink();
         }
         resolve(step);
       };
@@ -310,49 +316,46 @@ export class ZvtTerminal implements PaymentTerminal {
         },
         onClose: (reason) => finish(unreachable(`cannot reach the terminal at ${this.#where}: ${reason}`)),
       };
-      this.#attach(socket);
       this.#exchange = exchange;
-      socket.once("connect", () => {
-        if (settled) return;
-        phase = "register";
-        socket.setNoDelay(true);
-        this.#o.logger.info({ terminal: this.#where }, "connected to the payment terminal; registering");
-        this.#write(registration(password, REGISTRATION_CONFIG, currencyNumber(this.#o.currency) ?? 978));
-      });
+      openTcpLink({ host: this.#o.host, port: this.#o.port, signal: connecting.signal }).then(
+        (opened) => {
+          link = opened;
+          this.#attach(opened);
+          phase = "register";
+          this.#o.logger.info({ terminal: this.#where }, "connected to the payment terminal; registering");
+          this.#write(registration(password, REGISTRATION_CONFIG, currencyNumber(this.#o.currency) ?? 978));
+        },
+        (err: Error) => {
+          const why = this.#closed ? "the terminal driver was closed" : err.message;
+          finish(unreachable(`cannot reach the terminal at ${this.#where}: ${why}`));
+        },
+      );
     });
   }
 
-  #attach(socket: Socket): void {
-    if (this.#everConnected) this.#counters.reconnects++;
-    this.#everConnected = true;
-    this.#socket = socket;
+  #attach(link: SerialLink): void {
+    this.#link = link;
     this.#registered = false;
     this.#decoder.reset();
-    let lastError: Error | undefined;
-    socket.on("data", (chunk: Buffer) => this.#onData(socket, chunk));
-    socket.on("error", (err) => {
-      lastError = err;
-    });
-    socket.on("close", () => this.#onClose(socket, lastError?.message ?? "the terminal closed the connection"));
+    link.onData((chunk) => this.#onData(link, chunk));
+    link.onClose((err) => this.#onClose(link, err?.message ?? "the terminal closed the connection"));
   }
 
   /**
    * Lets go of the link on purpose: whatever the terminal still says is not
-   * acknowledged. `flush` lets bytes just written (an Abort) go out first.
+   * acknowledged. Bytes just written (an Abort) still go out first.
    */
-  #dropLink(flush: boolean): void {
-    const socket = this.#socket;
-    this.#socket = undefined;
+  #dropLink(): void {
+    const link = this.#link;
+    this.#link = undefined;
     this.#registered = false;
     this.#decoder.reset();
-    if (!socket || socket.destroyed) return;
-    if (flush && !socket.connecting) socket.end(() => socket.destroy());
-    else socket.destroy();
+    void link?.close();
   }
 
-  #onClose(socket: Socket, reason: string): void {
-    if (socket !== this.#socket) return;
-    this.#socket = undefined;
+  #onClose(link: SerialLink, reason: string): void {
+    if (link !== this.#link) return;
+    this.#link = undefined;
     this.#registered = false;
     this.#decoder.reset();
     const exchange = this.#exchange;
@@ -362,8 +365,8 @@ export class ZvtTerminal implements PaymentTerminal {
     if (!this.#busy) this.#setState("disconnected");
   }
 
-  #onData(socket: Socket, chunk: Uint8Array): void {
-    if (socket !== this.#socket) return;
+  #onData(link: SerialLink, chunk: Uint8Array): void {
+    if (link !== this.#link) return;
     for (const e of this.#decoder.push(chunk)) {
       if (e.type === "discard") {
         this.#o.logger.warn({ bytes: e.bytes }, "ignored bytes from the payment terminal that are not ZVT");
@@ -380,16 +383,15 @@ export class ZvtTerminal implements PaymentTerminal {
       try {
         exchange.onApdu(a);
       } catch (err) {
-        // The handlers do not throw; if one ever did, a socket event must not take the daemon down.
+        // The handlers do not throw; if one ever did, a link event must not take the daemon down.
         this.#o.logger.error({ err: (err as Error).message, apdu: apduName(a) }, "ZVT message handling failed");
       }
-      if (socket !== this.#socket) return;
+      if (link !== this.#link) return;
     }
   }
 
   #write(bytes: Uint8Array): void {
-    const socket = this.#socket;
-    if (socket && !socket.destroyed && socket.writable) socket.write(bytes);
+    send(this.#link, bytes);
   }
 
   #setState(state: TerminalState): void {
@@ -446,7 +448,7 @@ export class ZvtTerminal implements PaymentTerminal {
       this.#exchange = exchange;
       timer = timers.setTimeout(() => {
         const done = committed();
-        if (!done) this.#dropLink(false);
+        if (!done) this.#dropLink();
         finish(done ?? new Error(`no end-of-day answer from the terminal within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#write(endOfDay(this.#o.password));
@@ -490,9 +492,9 @@ export class ZvtTerminal implements PaymentTerminal {
           return;
         }
         log.warn(why);
-        if (this.#socket) {
+        if (this.#link) {
           sendAbort();
-          this.#dropLink(true);
+          this.#dropLink();
         }
         finish({ status: "timeout" });
       };

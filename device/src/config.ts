@@ -1,13 +1,16 @@
 /** The kiosk daemon's configuration file, validated with errors that name the field. */
 import { readFile } from "node:fs/promises";
-import { ID_PATTERN, validate } from "@paylane/protocol";
-import { ConfigError } from "@paylane/protocol/service";
+import { ID_PATTERN } from "@paylane/protocol";
+import { ConfigError, describeConfigIssues } from "@paylane/protocol/service";
 import { z } from "zod";
 import { GpioConfigSchema } from "./hardware/gpio/config.ts";
 import { COLUMNS_58MM, COLUMNS_80MM } from "./hardware/printer/receipt.ts";
 import { TerminalConfigSchema } from "./hardware/terminal/factory.ts";
 
-const port = z.number().int().min(0).max(65535);
+const portError = "expected a TCP port, an integer from 0 to 65535";
+const port = z.number({ error: portError }).int({ error: portError }).min(0, { error: portError }).max(65535, {
+  error: portError,
+});
 const devicePath = (example: string) =>
   z
     .string({ error: `expected a device path like ${example}` })
@@ -130,9 +133,9 @@ export type ReaderConfig = z.infer<typeof ReaderConfigSchema>;
 export type PrinterConfig = z.infer<typeof PrinterConfigSchema>;
 
 export function parseDeviceConfig(json: unknown, source = "config"): DeviceConfig {
-  const result = validate(DeviceConfigSchema, json);
-  if (!result.ok) throw new ConfigError(`${source}: ${result.error}`);
-  return result.value;
+  const result = DeviceConfigSchema.safeParse(json);
+  if (!result.success) throw new ConfigError(`${source}: ${describeConfigIssues(result.error)}`);
+  return result.data;
 }
 
 export async function loadDeviceConfig(path: string): Promise<DeviceConfig> {

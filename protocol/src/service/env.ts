@@ -30,8 +30,26 @@ export function parseEnv<S extends z.ZodObject>(schema: S, env: Env): z.output<S
     Object.keys(schema.shape).map((name) => [name, env[name]?.trim() === "" ? undefined : env[name]]),
   );
   const result = schema.safeParse(picked);
-  if (!result.success) throw new ConfigError(describeIssues(result.error));
+  if (!result.success) throw new ConfigError(describeConfigIssues(result.error));
   return result.data;
+}
+
+/**
+ * `describeIssues` for a configuration a person wrote: each unknown key is
+ * its own issue, in words (`http: unknown key "tls"`), so a typo reads as one.
+ */
+export function describeConfigIssues(error: z.ZodError): string {
+  const issues = error.issues.flatMap((issue): z.core.$ZodIssue[] =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({
+          code: "custom",
+          path: issue.path,
+          message: `unknown key "${key}"`,
+          input: undefined,
+        }))
+      : [issue],
+  );
+  return describeIssues(new z.ZodError(issues));
 }
 
 /** A whole number from `min` to `max`, from a variable's text ("12 3", "1e3" and "-" are refused). */

@@ -1,58 +1,59 @@
 /**
- * Payments benchmark: payments/s and latency of online authorization
- * (`POST /api/v1/payments`) with concurrent kiosks, against the raw rate of
- * the same transaction on the same Postgres in the same run.
+ * Payments benchmark: payments/s of online authorization through the HTTP
+ * API (`POST /api/v1/payments`), next to two floors measured in the same run
+ * on the same Postgres:
  *
  *   npm run bench:payments        (also the last part of npm run bench)
  *
- * Raw: PAYMENTS_BENCH_KIOSKS workers in this process, each one a kiosk's
- * device id, call `authorizePayment` (idempotency key row, member and price,
- * wallet lock, `ledger_post`, stored answer: one transaction) directly on an
- * `openPg` pool, one payment after the other. No HTTP, no JSON, no zod. It
- * runs before and after the API; the faster round counts.
+ * - floor: the one statement an authorization is (`payment_authorize`, the
+ *   SQL function of migrations/009) called straight over a `pg` pool by
+ *   PAYMENTS_BENCH_KIOSKS workers in this process, one payment after the
+ *   other each (through `authorizePayment`, which issues exactly that
+ *   statement). No HTTP, no JSON body, no zod, no auth. It runs before and
+ *   after the API; the faster round counts.
+ * - API: as many kiosks in their own process (bench/lib/payments-kiosks-process.ts),
+ *   each a keep-alive HTTP client with its own device credentials, POST
+ *   payments one after the other -> `CloudService` (this process, its pool of
+ *   PAYMENTS_BENCH_CLOUD_POOL connections) -> Postgres. The cloud's MQTT side
+ *   connects to an aedes gateway in its own process and stays idle.
+ * - pgbench: Postgres' own simple-update transaction (`pgbench -N`, the
+ *   built-in "simple-update": three statements and a commit) with the same
+ *   number of clients, for PAYMENTS_BENCH_PGBENCH_SECONDS, on a scratch
+ *   database this bench creates (`pgbench -i`) and drops.
  *
- * API: as many kiosks in their own process (bench/lib/payments-kiosks-process.ts),
- * each a keep-alive HTTP client with its own registered device credentials
- * (HTTP Basic), POST payments one after the other -> `CloudService` (this
- * process, port 0, its default pool of 10 connections) -> Postgres. The cloud's
- * MQTT side connects to an aedes `Gateway` in its own process and stays idle.
+ * Targets (issue 13): API >= 0.8 x floor, floor >= 0.5 x pgbench.
  *
  * Every payment: a random member of PAYMENTS_BENCH_MEMBERS (each with an
  * opening balance far beyond what the run spends, so all are approved), a
  * fresh UUID key, item `coffee` at its price (250). Each phase starts with
- * PAYMENTS_BENCH_WARMUP untimed payments (JIT, plan caches, connections).
- *
- * Then PAYMENTS_BENCH_REPLAYS of the API's payments are sent again with the
- * same key and body: each answer must carry `idempotent-replayed: true`, be
- * byte for byte the first answer, and the ledger must not change. Finally the
- * ledger is verified: one purchase per approved payment, no request key
- * twice, every wallet's balance and entry count equal to its entries', every
- * entry's balance_after the running sum (exit 1 if not).
- *
- * Where the time goes is printed beside it, per payment in both paths, timed
- * in the client (TimedDatabase and TransactionEnds): pool checkout + BEGIN,
- * each statement, COMMIT, what lies outside the transaction (the API's HTTP,
- * auth, JSON, zod, event-loop queueing); CPU by process (Postgres backends,
- * the cloud or the raw workers, the kiosks) and how busy the whole machine
- * was: on a small shared machine the load generator and neighbours compete
- * with the cloud and Postgres for the same cores.
+ * PAYMENTS_BENCH_WARMUP untimed payments. Then PAYMENTS_BENCH_REPLAYS of the
+ * API's payments are sent again with the same key and body: each answer must
+ * carry `idempotent-replayed: true`, be byte for byte the first answer, and
+ * the ledger must not change. Finally the ledger is verified: one purchase
+ * per approved payment, no request key twice, every wallet's balance and
+ * entry count equal to its entries', every entry's balance_after the running
+ * sum (exit 1 if not).
  *
  * Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test),
  * PAYMENTS_BENCH_N (20000 per timed phase), PAYMENTS_BENCH_KIOSKS (20),
  * PAYMENTS_BENCH_MEMBERS (2000), PAYMENTS_BENCH_WARMUP (1000 per phase),
- * PAYMENTS_BENCH_REPLAYS (1000), PAYMENTS_BENCH_RAW_POOL (20 connections),
- * PAYMENTS_BENCH_CLOUD_POOL (10, as the cloud opens its own);
+ * PAYMENTS_BENCH_REPLAYS (1000), PAYMENTS_BENCH_FLOOR_POOL (20 connections:
+ * one per worker), PAYMENTS_BENCH_CLOUD_POOL (10, as the cloud opens its own),
+ * PAYMENTS_BENCH_PGBENCH_SECONDS (10; 0 skips pgbench), PGBENCH (/usr/bin/pgbench);
  * PAYMENTS_BENCH_CPU_PROFILE=file.cpuprofile writes a V8 CPU profile of the
- * API phase (this process: the cloud) for Chrome DevTools. Everything
- * lives in its own schema `bench_pay_<random>`, dropped at the end.
+ * API phase (this process: the cloud). Everything lives in its own schema
+ * `bench_pay_<random>` and database `paylane_pgbench_<random>`, both dropped
+ * at the end.
  */
 
+import { execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { promisify } from "node:util";
 import {
   authorizePayment,
   CloudService,
@@ -61,7 +62,6 @@ import {
   migrate,
   openPg,
   parseCloudEnv,
-  type Queryable,
   seedSite,
 } from "@paylane/cloud";
 import type { PaymentRequest } from "@paylane/protocol";
@@ -74,7 +74,6 @@ import type { GatewayIn, GatewayOut } from "./lib/gateway-process.ts";
 import type { KiosksIn, KiosksOut, ReplayResult, RunResult } from "./lib/payments-kiosks-process.ts";
 import { benchSecrets, saveBenchRegistry } from "./lib/registry-file.ts";
 import { fmtInt, fmtMs, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
-import { type StatementStats, TimedDatabase } from "./lib/timed-db.ts";
 
 const cfg = {
   url: process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test",
@@ -83,14 +82,20 @@ const cfg = {
   members: intEnv("PAYMENTS_BENCH_MEMBERS", 2000),
   warmup: intEnv("PAYMENTS_BENCH_WARMUP", 1000, 0),
   replays: intEnv("PAYMENTS_BENCH_REPLAYS", 1000, 0),
-  rawPool: intEnv("PAYMENTS_BENCH_RAW_POOL", 20),
+  floorPool: intEnv("PAYMENTS_BENCH_FLOOR_POOL", 20),
   cloudPool: intEnv("PAYMENTS_BENCH_CLOUD_POOL", 10),
+  pgbenchSeconds: intEnv("PAYMENTS_BENCH_PGBENCH_SECONDS", 10, 0),
+  pgbench: process.env.PGBENCH || "/usr/bin/pgbench",
   cpuProfile: process.env.PAYMENTS_BENCH_CPU_PROFILE || undefined,
 };
 const perKiosk = Math.ceil(cfg.n / cfg.kiosks);
 const total = perKiosk * cfg.kiosks;
 const warmPerKiosk = Math.ceil(cfg.warmup / cfg.kiosks);
 if (cfg.replays > total) throw new Error(`PAYMENTS_BENCH_REPLAYS: at most the ${total} payments of the API phase`);
+
+/** The targets issue 13 sets. */
+const TARGET_API_FLOOR = 0.8;
+const TARGET_FLOOR_PGBENCH = 0.5;
 
 const ITEM = { id: "coffee", price: 250 };
 const CURRENCY = "EUR";
@@ -101,6 +106,7 @@ const OPENING_BALANCE = 100_000_000;
 const quiet = pino({ level: "silent" });
 const site = `b${randomBytes(4).toString("hex")}`;
 const schema = `bench_pay_${randomBytes(6).toString("hex")}`;
+const pgbenchDb = `paylane_pgbench_${randomBytes(6).toString("hex")}`;
 const cloudSecret = randomBytes(18).toString("base64url");
 const secrets = benchSecrets("k", cfg.kiosks);
 
@@ -113,84 +119,7 @@ const members: DemoMember[] = Array.from({ length: cfg.members }, (_, i) => ({
   openingBalance: OPENING_BALANCE,
 }));
 
-/** The authorization's statements, by the first words TimedDatabase labels them with. */
-const STATEMENTS: Array<[string, string]> = [
-  ["INSERT INTO idempotency_keys", "claim the key (INSERT idempotency_keys)"],
-  ["SELECT m.status", "member and price"],
-  ["INSERT INTO wallets", "wallet row (INSERT … ON CONFLICT)"],
-  ["SELECT balance FROM wallets", "lock wallet (SELECT … FOR UPDATE)"],
-  ["SELECT id, amount, balance_after", "earlier entry under the key"],
-  ["SELECT * FROM ledger_post", "ledger_post"],
-  ["UPDATE idempotency_keys", "store the answer (UPDATE idempotency_keys)"],
-];
-const statementName = (label: string) => STATEMENTS.find(([p]) => label.startsWith(p))?.[1] ?? label;
-
-/**
- * A transaction's own overhead, split around the work TimedDatabase times:
- * pool checkout and BEGIN before it, COMMIT and release after it.
- */
-class TransactionEnds implements Database {
-  readonly kind: Database["kind"];
-  readonly #inner: Database;
-  /** ms, summed over transactions since the last reset. */
-  openMs = 0;
-  commitMs = 0;
-
-  constructor(inner: Database) {
-    this.#inner = inner;
-    this.kind = inner.kind;
-  }
-
-  reset(): void {
-    this.openMs = this.commitMs = 0;
-  }
-
-  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: R[] }> {
-    return this.#inner.query<R>(sql, params);
-  }
-
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    const t0 = performance.now();
-    let done = Number.NaN;
-    try {
-      return await this.#inner.transaction(async (tx) => {
-        this.openMs += performance.now() - t0;
-        try {
-          return await fn(tx);
-        } finally {
-          done = performance.now();
-        }
-      });
-    } finally {
-      if (!Number.isNaN(done)) this.commitMs += performance.now() - done;
-    }
-  }
-
-  session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
-    return this.#inner.session(fn);
-  }
-
-  exec(sql: string): Promise<void> {
-    return this.#inner.exec(sql);
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-}
-
-/** The timed database of one path: statements and whole transactions, and the transactions' ends. */
-interface Timed {
-  db: TimedDatabase;
-  ends: TransactionEnds;
-}
-
-async function openTimed(max: number): Promise<Timed> {
-  const ends = new TransactionEnds(await openPg({ url: cfg.url, schema, max }));
-  return { db: new TimedDatabase(ends), ends };
-}
-
-/** One phase's figures, whichever path; `self` and `elu` are this process's: the raw workers, or the cloud. */
+/** One phase's figures; `self` and `elu` are this process's: the floor's workers, or the cloud. */
 interface Phase extends PhaseCpu {
   label: string;
   count: number;
@@ -199,12 +128,6 @@ interface Phase extends PhaseCpu {
   /** Per payment, ms, sorted. */
   latencies: number[];
   failures: string[];
-  statements: StatementStats[];
-  transactions: number;
-  transactionMs: number;
-  /** Pool checkout + BEGIN, and COMMIT + release, summed, ms. */
-  openMs: number;
-  commitMs: number;
 }
 
 function payment(): PaymentRequest {
@@ -218,73 +141,58 @@ function payment(): PaymentRequest {
   };
 }
 
-/** Each kiosk's worker authorizes `each` payments one after the other, straight on the database. */
-async function authorizeRaw(
+/** Each kiosk's worker authorizes `each` payments one after the other: one statement each, straight on the pool. */
+async function authorizeDirect(
   db: Database,
   each: number,
-  onProgress?: () => void,
+  onDone: () => void,
 ): Promise<Pick<Phase, "approved" | "ms" | "latencies" | "failures">> {
   const latencies: number[] = [];
   const failures: string[] = [];
   let approved = 0;
-  const ticker = onProgress ? setInterval(onProgress, 1000) : undefined;
-  try {
-    const t0 = performance.now();
-    await Promise.all(
-      [...secrets.keys()].map(async (device) => {
-        for (let i = 0; i < each; i++) {
-          const request = payment();
-          const t = performance.now();
-          const out = await authorizePayment(db, { site, device, request, now: new Date() });
-          latencies.push(performance.now() - t);
-          if (out.kind === "fresh" && out.status === 200 && out.body.status === "approved") approved++;
-          else if (failures.length < 20) failures.push(`${device} ${request.key}: ${JSON.stringify(out)}`);
-        }
-      }),
-    );
-    const ms = performance.now() - t0;
-    latencies.sort((a, b) => a - b);
-    return { approved, ms, latencies, failures };
-  } finally {
-    clearInterval(ticker);
-  }
+  const t0 = performance.now();
+  await Promise.all(
+    [...secrets.keys()].map(async (device) => {
+      for (let i = 0; i < each; i++) {
+        const request = payment();
+        const t = performance.now();
+        const out = await authorizePayment(db, { site, device, request, now: new Date() });
+        latencies.push(performance.now() - t);
+        onDone();
+        if (out.kind === "fresh" && out.status === 200 && out.body.status === "approved") approved++;
+        else if (failures.length < 20) failures.push(`${device} ${request.key}: ${JSON.stringify(out)}`);
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  latencies.sort((a, b) => a - b);
+  return { approved, ms, latencies, failures };
 }
 
-async function runRaw({ db, ends }: Timed, round: number): Promise<Phase> {
-  const label = `raw round ${round}`;
+async function runFloor(db: Database, round: number): Promise<Phase> {
+  const label = `floor round ${round}`;
   if (round === 1 && warmPerKiosk > 0) {
     progress(`${label}: warm-up, ${fmtInt(warmPerKiosk * cfg.kiosks)} payments`);
-    const w = await authorizeRaw(db, warmPerKiosk);
+    const w = await authorizeDirect(db, warmPerKiosk, () => {});
     if (w.failures.length > 0) throw new Error(`${label} warm-up: ${w.failures[0]}`);
   }
-  progress(`${label}: ${cfg.kiosks} workers x ${fmtInt(perKiosk)} authorizePayment, pool ${cfg.rawPool}`);
-  const meter = await meterPhase(db, { "node (raw workers)": process.pid });
-  db.reset();
-  ends.reset();
-  db.recording = true;
+  progress(`${label}: ${cfg.kiosks} workers x ${fmtInt(perKiosk)} payment_authorize, pool ${cfg.floorPool}`);
+  const meter = await meterPhase(db, { "node (floor workers)": process.pid });
   const t0 = performance.now();
+  let done = 0;
   let prev = 0;
-  const r = await authorizeRaw(db, perKiosk, () => {
-    const done = db.transactions;
+  const ticker = setInterval(() => {
     progress(
       `${label} ${((performance.now() - t0) / 1000).toFixed(0)}s: ${fmtInt(done)}/${fmtInt(total)} (${fmtInt(done - prev)}/s)`,
     );
     prev = done;
-  });
-  db.recording = false;
-  const phase: Phase = {
-    label,
-    count: total,
-    ...r,
-    statements: db.statements,
-    transactions: db.transactions,
-    transactionMs: db.transactionMs,
-    openMs: ends.openMs,
-    commitMs: ends.commitMs,
-    ...meter(),
-  };
-  db.reset();
-  return phase;
+  }, 1000);
+  try {
+    const r = await authorizeDirect(db, perKiosk, () => done++);
+    return { label, count: total, ...r, ...meter() };
+  } finally {
+    clearInterval(ticker);
+  }
 }
 
 /** The kiosks' `run`, with progress. */
@@ -303,7 +211,7 @@ async function kiosksRun(kiosks: Child<KiosksIn, KiosksOut>, label: string, each
 
 async function runApi(
   kiosks: Child<KiosksIn, KiosksOut>,
-  { db, ends }: Timed,
+  db: Database,
   pids: Record<string, number | undefined>,
 ): Promise<Phase> {
   const label = "API";
@@ -322,11 +230,7 @@ async function runApi(
     await profiler.post("Profiler.start");
   }
   const meter = await meterPhase(db, pids);
-  db.reset();
-  ends.reset();
-  db.recording = true;
   const r = await kiosksRun(kiosks, label, perKiosk);
-  db.recording = false;
   const measured = meter();
   if (profiler) {
     const { profile } = await profiler.post("Profiler.stop");
@@ -334,22 +238,64 @@ async function runApi(
     profiler.disconnect();
     progress(`CPU profile of the API phase (this process: the cloud) written to ${cfg.cpuProfile}`);
   }
-  const phase: Phase = {
+  return {
     label,
     count: total,
     approved: r.approved,
     ms: r.elapsedMs,
     latencies: r.latencies,
     failures: r.failures,
-    statements: db.statements,
-    transactions: db.transactions,
-    transactionMs: db.transactionMs,
-    openMs: ends.openMs,
-    commitMs: ends.commitMs,
     ...measured,
   };
-  db.reset();
-  return phase;
+}
+
+interface PgbenchResult {
+  tps: number;
+  /** pgbench's own latency average, ms. */
+  latencyMs: number;
+  transactions: number;
+}
+
+const run = promisify(execFile);
+
+/**
+ * Postgres' own simple-update (`pgbench -N`) with `clients` clients, on a
+ * scratch database created here and dropped after, whatever happens.
+ */
+async function runPgbench(db: Database, clients: number): Promise<PgbenchResult> {
+  const url = new URL(cfg.url);
+  const env = {
+    ...process.env,
+    PGHOST: url.hostname,
+    PGPORT: url.port || "5432",
+    PGUSER: decodeURIComponent(url.username) || "postgres",
+    ...(url.password ? { PGPASSWORD: decodeURIComponent(url.password) } : {}),
+  };
+  await db.query(`CREATE DATABASE ${pgbenchDb}`);
+  try {
+    progress(`pgbench: initialising ${pgbenchDb} (scale 1)`);
+    await run(cfg.pgbench, ["-i", "-q", pgbenchDb], { env });
+    progress(`pgbench: -N (simple-update), ${clients} clients, ${cfg.pgbenchSeconds} s`);
+    const jobs = Math.min(clients, cpus().length);
+    const { stdout } = await run(
+      cfg.pgbench,
+      ["-N", "-c", String(clients), "-j", String(jobs), "-T", String(cfg.pgbenchSeconds), pgbenchDb],
+      { env, maxBuffer: 1 << 20 },
+    );
+    const tps = /tps = ([\d.]+)/.exec(stdout);
+    const latency = /latency average = ([\d.]+) ms/.exec(stdout);
+    const processed = /number of transactions actually processed: (\d+)/.exec(stdout);
+    if (!tps) throw new Error(`pgbench printed no tps:\n${stdout}`);
+    return {
+      tps: Number(tps[1]),
+      latencyMs: Number(latency?.[1] ?? Number.NaN),
+      transactions: Number(processed?.[1] ?? 0),
+    };
+  } finally {
+    await db.query(`DROP DATABASE IF EXISTS ${pgbenchDb} WITH (FORCE)`).catch((err: Error) => {
+      process.stderr.write(`could not drop database ${pgbenchDb}: ${err.message}\n`);
+    });
+  }
 }
 
 async function purchases(db: Database): Promise<number> {
@@ -398,39 +344,6 @@ async function verify(db: Database, approved: number): Promise<string[]> {
   return problems;
 }
 
-/** Per payment, ms: the transaction's ends, each statement in the order it runs, and what lies outside. */
-function breakdown(raw: Phase, api: Phase): string {
-  const order = (label: string) => {
-    const i = STATEMENTS.findIndex(([prefix]) => label.startsWith(prefix));
-    return i < 0 ? STATEMENTS.length : i;
-  };
-  const labels = [...new Set([...raw.statements, ...api.statements].map((s) => s.label))].sort(
-    (a, b) => order(a) - order(b),
-  );
-  const per = (ms: number, p: Phase) => ms / Math.max(1, p.transactions);
-  const cell = (label: string, p: Phase) => {
-    const s = p.statements.find((x) => x.label === label);
-    if (!s) return "-";
-    return `${fmtMs(per(s.ms, p))}${s.count === p.transactions ? "" : ` (x${(s.count / p.transactions).toFixed(2)})`}`;
-  };
-  const both = (label: string, f: (p: Phase) => number) => [label, fmtMs(f(raw)), fmtMs(f(api))];
-  const stmtSum = (p: Phase) => p.statements.reduce((a, s) => a + s.ms, 0);
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  const rows = [
-    both("pool checkout + BEGIN", (p) => per(p.openMs, p)),
-    ...labels.map((label) => [statementName(label), cell(label, raw), cell(label, api)]),
-    both("COMMIT + release", (p) => per(p.commitMs, p)),
-    both("between statements (JS)", (p) => per(p.transactionMs - stmtSum(p) - p.openMs - p.commitMs, p)),
-    both("= whole transaction", (p) => per(p.transactionMs, p)),
-    both(
-      "outside it (API: HTTP, auth, JSON, zod, event-loop queueing)",
-      (p) => mean(p.latencies) - per(p.transactionMs, p),
-    ),
-    both("= mean latency", (p) => mean(p.latencies)),
-  ];
-  return table(["per payment, mean, timed in the client", raw.label, api.label], rows);
-}
-
 /** CPU per payment by process, this process's user/system split, and the machine's busy share. */
 function cpuLine(p: Phase, self: string): string {
   const all = [...p.cpu].reduce((a, [, s]) => a + s, 0);
@@ -448,8 +361,9 @@ function cpuLine(p: Phase, self: string): string {
 
 interface Report {
   header: string;
-  raws: Phase[];
+  floors: Phase[];
   api: Phase;
+  pgbench: PgbenchResult | undefined;
   replay: ReplayResult | undefined;
   ledgerBefore: number;
   ledgerAfter: number;
@@ -458,10 +372,9 @@ interface Report {
 }
 
 function report(r: Report): string {
-  const raw = r.raws.reduce((a, b) => (rate(b.count, b.ms) > rate(a.count, a.ms) ? b : a));
-  const rawRate = rate(raw.count, raw.ms);
+  const floor = r.floors.reduce((a, b) => (rate(b.count, b.ms) > rate(a.count, a.ms) ? b : a));
+  const floorRate = rate(floor.count, floor.ms);
   const apiRate = rate(r.api.count, r.api.ms);
-  const p = (x: Phase, q: number) => percentile(x.latencies, q);
   const row = (label: string, count: number, ms: number, latencies: number[]) => [
     label,
     fmtInt(count),
@@ -471,23 +384,34 @@ function report(r: Report): string {
     fmtMs(percentile(latencies, 99)),
     fmtMs(latencies.at(-1) ?? Number.NaN),
   ];
-  const out: string[] = ["", r.header, ""];
   const rows = [
-    ...r.raws.map((x) =>
-      row(
-        `${x.label}: authorizePayment, ${cfg.kiosks} workers, pool ${cfg.rawPool}${x === raw ? " *" : ""}`,
-        x.count,
-        x.ms,
-        x.latencies,
-      ),
-    ),
     row(
       `API: ${cfg.kiosks} kiosks -> HTTP keep-alive -> cloud (pool ${cfg.cloudPool})`,
       r.api.count,
       r.api.ms,
       r.api.latencies,
     ),
+    ...r.floors.map((x) =>
+      row(
+        `${x.label}: payment_authorize, ${cfg.kiosks} workers, pool ${cfg.floorPool}${x === floor ? " *" : ""}`,
+        x.count,
+        x.ms,
+        x.latencies,
+      ),
+    ),
   ];
+  if (r.pgbench) {
+    const p = r.pgbench;
+    rows.push([
+      `pgbench -N (simple-update), ${cfg.kiosks} clients`,
+      fmtInt(p.transactions),
+      `${cfg.pgbenchSeconds} s`,
+      fmtInt(p.tps),
+      `(mean ${fmtMs(p.latencyMs)})`,
+      "-",
+      "-",
+    ]);
+  }
   if (r.replay)
     rows.push(
       row(
@@ -497,19 +421,22 @@ function report(r: Report): string {
         r.replay.latencies,
       ),
     );
+  const verdict = (ratio: number, target: number) =>
+    `${ratio.toFixed(2)} (target >= ${target}: ${ratio >= target ? "met" : "NOT met"})`;
+  const out: string[] = ["", r.header, ""];
   out.push(table(["path", "payments", "time", "payments/s", "p50", "p99", "max"], rows));
   out.push("");
+  out.push(`API / floor     = ${verdict(apiRate / floorRate, TARGET_API_FLOOR)}   (floor = the faster round, *)`);
   out.push(
-    `ratio API/raw = ${(apiRate / rawRate).toFixed(2)} payments/s (no target set; raw = the faster round, *); ` +
-      `latency API/raw p50 ${(p(r.api, 50) / p(raw, 50)).toFixed(2)}x, p99 ${(p(r.api, 99) / p(raw, 99)).toFixed(2)}x`,
+    r.pgbench
+      ? `floor / pgbench = ${verdict(floorRate / r.pgbench.tps, TARGET_FLOOR_PGBENCH)}`
+      : "floor / pgbench = not measured (PAYMENTS_BENCH_PGBENCH_SECONDS=0)",
   );
   out.push("");
-  out.push(breakdown(raw, r.api));
-  out.push("");
   out.push("CPU per payment:");
-  for (const x of r.raws) out.push(`  ${x.label}: ${cpuLine(x, "raw workers")}`);
+  for (const x of r.floors) out.push(`  ${x.label}: ${cpuLine(x, "floor workers")}`);
   out.push(`  API: ${cpuLine(r.api, "cloud")}`);
-  // Everything shares the machine: other work running meanwhile skews the ratio either way.
+  // Everything shares the machine: other work running meanwhile skews the ratios either way.
   out.push(
     `machine load (1-min average): ${r.loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end`,
   );
@@ -539,8 +466,8 @@ interface Running {
   cloud?: CloudService;
   kiosks?: Child<KiosksIn, KiosksOut>;
   gateway?: Child<GatewayIn, GatewayOut>;
-  rawDb?: Timed;
-  cloudDb?: Timed;
+  floorDb?: Database;
+  cloudDb?: Database;
 }
 
 async function main(): Promise<number> {
@@ -551,18 +478,17 @@ async function main(): Promise<number> {
   try {
     const file = await saveBenchRegistry(registryPath, site, secrets, cloudSecret);
 
-    // The cloud's pool, as it opens its own (openPg's default size) but timed; and the raw workers' pool.
-    const cloudDb = await openTimed(cfg.cloudPool);
-    running.cloudDb = cloudDb;
-    const db = cloudDb.db;
+    // The cloud's pool, as it opens its own; and the floor workers' pool, a connection each.
+    const db = await openPg({ url: cfg.url, schema, max: cfg.cloudPool });
+    running.cloudDb = db;
     await migrate(db);
     progress(`seeding ${fmtInt(cfg.members)} members with opening balances`);
     await seedSite(db, { id: site, name: "Bench venue", timezone: "UTC", currency: CURRENCY }, members, [
       { ...ITEM, name: "Coffee" },
     ]);
     await db.exec("ANALYZE");
-    const rawDb = await openTimed(cfg.rawPool);
-    running.rawDb = rawDb;
+    const floorDb = await openPg({ url: cfg.url, schema, max: cfg.floorPool });
+    running.floorDb = floorDb;
     const setting = async (name: string) =>
       (await db.query<{ v: string }>("SELECT current_setting($1) AS v", [name])).rows[0]?.v ?? "?";
     const header =
@@ -612,18 +538,19 @@ async function main(): Promise<number> {
     });
     await kiosks.next("connected");
 
-    // 1. Raw, 2. the API, then raw again: a busy neighbour during one round shows.
-    const raws = [await runRaw(rawDb, 1)];
-    const api = await runApi(kiosks, cloudDb, { cloud: process.pid, kiosks: kiosks.pid, gateway: gateway.pid });
-    raws.push(await runRaw(rawDb, 2));
+    // 1. floor, 2. the API, 3. floor again (a busy neighbour during one round shows), 4. pgbench.
+    const floors = [await runFloor(floorDb, 1)];
+    const api = await runApi(kiosks, db, { cloud: process.pid, kiosks: kiosks.pid, gateway: gateway.pid });
+    floors.push(await runFloor(floorDb, 2));
+    const pgbench = cfg.pgbenchSeconds > 0 ? await runPgbench(db, cfg.kiosks) : undefined;
     const warmups = 2 * warmPerKiosk * cfg.kiosks;
     // The warm-ups stop the bench on any failure: all of theirs are approved.
-    const approved = warmups + api.approved + raws.reduce((a, x) => a + x.approved, 0);
-    const problems = [...raws, api].flatMap((x) =>
+    const approved = warmups + api.approved + floors.reduce((a, x) => a + x.approved, 0);
+    const problems = [...floors, api].flatMap((x) =>
       x.approved === x.count ? [] : [`${x.label}: ${x.count - x.approved} payments not approved: ${x.failures[0]}`],
     );
 
-    // 3. Retries of the API's payments change nothing.
+    // 5. Retries of the API's payments change nothing.
     const ledgerBefore = await purchases(db);
     let replay: ReplayResult | undefined;
     if (cfg.replays > 0) {
@@ -641,21 +568,20 @@ async function main(): Promise<number> {
     if (ledgerAfter !== ledgerBefore)
       problems.push(`the retries changed the ledger: ${ledgerBefore} purchases before, ${ledgerAfter} after`);
 
-    // 4. The ledger.
+    // 6. The ledger.
     progress("verifying the ledger");
     problems.push(...(await verify(db, approved)));
 
     process.stdout.write(
-      `${report({ header, raws, api, replay, ledgerBefore, ledgerAfter, problems, loadAtStart })}\n`,
+      `${report({ header, floors, api, pgbench, replay, ledgerBefore, ledgerAfter, problems, loadAtStart })}\n`,
     );
     return problems.length === 0 ? 0 : 1;
   } finally {
     await running.kiosks?.stop({ type: "stop" }).catch(() => {});
     await running.cloud?.stop().catch(() => {});
     await running.gateway?.stop({ type: "stop" }).catch(() => {});
-    await running.rawDb?.db.close().catch(() => {});
-    const db = running.cloudDb?.db;
-    await dropBenchState(db, schema, dir);
+    await running.floorDb?.close().catch(() => {});
+    await dropBenchState(running.cloudDb, schema, dir);
   }
 }
 

@@ -135,6 +135,8 @@ export class Journal {
   readonly events = new EventEmitter<JournalEvents>();
   /** Resolved unless a rollback check holds acks (see `holdingAcks`). */
   #ackGate: Promise<void> = Promise.resolve();
+  /** What the stores sharing this file remove when the journal compacts (see `compactsWith`). */
+  readonly #alsoCompact: Array<(before: Date) => Promise<unknown>> = [];
 
   private constructor(db: Sqlite) {
     this.#db = db;
@@ -369,7 +371,16 @@ export class Journal {
          AND seq NOT IN (SELECT seq FROM conflicted) RETURNING seq`,
       [before.toISOString()],
     );
+    for (const compact of this.#alsoCompact) await compact(before);
     return rows.length;
+  }
+
+  /**
+   * A store kept in the journal's file (payment intents) compacts with it:
+   * `compact` runs with the same cut-off, after the journal's own entries.
+   */
+  compactsWith(compact: (before: Date) => Promise<unknown>): void {
+    this.#alsoCompact.push(compact);
   }
 
   /**

@@ -63,7 +63,9 @@ export class PaymentIntents {
   /** The intents of an open journal (the table and its trigger are made on first use). */
   static async open(journal: Journal): Promise<PaymentIntents> {
     await journal.db.exec(SCHEMA);
-    return new PaymentIntents(journal);
+    const intents = new PaymentIntents(journal);
+    journal.compactsWith((before) => intents.compact(before));
+    return intents;
   }
 
   /** Writes a payment's key and request before its first authorization attempt. */
@@ -100,7 +102,7 @@ export class PaymentIntents {
     }));
   }
 
-  /** Removes settled intents older than `before` (with the journal's compaction); a pending one stays until its outcome is known. */
+  /** Removes settled intents older than `before` (the journal's compaction calls it); a pending one stays until its outcome is known. */
   async compact(before: Date): Promise<number> {
     const { changes } = await this.#db.run("DELETE FROM payment_intents WHERE state <> 'pending' AND created_at < ?", [
       before.toISOString(),

@@ -4,7 +4,14 @@
  * `start()` and `stop()` mirror each other.
  */
 import { Registry, realTimers, serviceUsername, type Timers, watchRegistry } from "@paylane/protocol";
-import { createLogger, type Listening, listen, opsRoutes, problemClientErrors } from "@paylane/protocol/service";
+import {
+  createLogger,
+  type Listening,
+  listen,
+  opsRoutes,
+  problemClientErrors,
+  redactUrl,
+} from "@paylane/protocol/service";
 import { Hono } from "hono";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -21,6 +28,9 @@ import { MemoryPresence } from "./presence/memory-presence.ts";
 import type { PresenceStore } from "./presence/presence-store.ts";
 import { RedisPresence } from "./presence/redis-presence.ts";
 import { seedSite } from "./seed.ts";
+
+/** How long the cloud's start waits for its first MQTT connection before it gives up. */
+const MQTT_CONNECT_DEADLINE_MS = 10_000;
 
 export interface CloudOptions {
   config: CloudConfig;
@@ -165,7 +175,7 @@ export class CloudService {
       site: this.#o.site,
       onCommitted: this.#o.onCommitted,
     });
-    await this.#bridge.start();
+    await this.#firstMqttConnect(this.#bridge, c.MQTT_URL);
 
     const presence = this.#presence;
     const bridge = this.#bridge;
@@ -247,6 +257,33 @@ export class CloudService {
       });
     }
     this.#log.info({ port: this.#http.port, database: db.kind, presence: presence.kind }, "cloud started");
+  }
+
+  /**
+   * The bridge's first connection, bounded: a broker that refuses fails the start at once (the
+   * bridge rejects on the first error), and one that never answers (a firewall, a wrong port that
+   * accepts and stays silent) fails it after MQTT_CONNECT_DEADLINE_MS, one line, instead of a cloud
+   * that keeps retrying without ever serving. Once started, the bridge reconnects on its own.
+   */
+  async #firstMqttConnect(bridge: Bridge, url: string): Promise<void> {
+    // Real time, not the injected timers: it bounds a wait on the network, as mqtt.js's own timeouts do.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `cannot connect to MQTT_URL ${redactUrl(url)}: no answer within ${MQTT_CONNECT_DEADLINE_MS / 1000} s`,
+            ),
+          ),
+        MQTT_CONNECT_DEADLINE_MS,
+      );
+    });
+    try {
+      await Promise.race([bridge.start(), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Drains the bridge (commits and acks what it received), says goodbye on MQTT, then closes. */

@@ -1,11 +1,9 @@
-import type { PaymentResult, ReceiptNotice } from "@paylane/protocol/kiosk-api";
-import { css, html, LitElement, nothing } from "lit";
-import { customElement, property } from "lit/decorators.js";
+import type { PaymentResult } from "@paylane/protocol/kiosk-api";
+import { css, html, nothing, type TemplateResult } from "lit";
+import { customElement } from "lit/decorators.js";
 import { cross, tick } from "./icons.ts";
 import { formatMoney } from "./money.ts";
-import { receiptStyles, renderReceipt } from "./receipt.ts";
-import { type MessageSize, messageSize, messageStyles, tones } from "./result-styles.ts";
-import { centredColumn } from "./touch-styles.ts";
+import { ResultScreenBase, type ResultView } from "./result-view.ts";
 
 /**
  * What a decline means for the member, in the UI's words. The daemon's
@@ -35,119 +33,86 @@ function declineHint(result: PaymentResult): string {
   }
 }
 
+/** Below an approval's heading: what was paid, the new balance, and whether that balance is final. */
+function approvedDetails(r: PaymentResult, what: TemplateResult): TemplateResult {
+  const money = (amount: number) => formatMoney(amount, r.currency);
+  const offline = r.authorization === "offline";
+  // a top-up charged offline is not in the balance until the terminal's day is settled
+  const pending = r.pending === true;
+  const balance =
+    r.balance === undefined
+      ? nothing
+      : html`<span class="balance" data-testid="balance"
+          >${pending ? "Balance" : "New balance"} ${money(r.balance)}${
+            pending ? " (top-up pending)" : offline ? " (offline)" : ""
+          }</span
+        >`;
+  const note = pending
+    ? html`<p class="note" data-testid="offline-note">
+        Charged while this kiosk is offline: the top-up shows in the balance once the card terminal's day is settled.
+      </p>`
+    : offline
+      ? html`<p class="note" data-testid="offline-note">
+          Approved by this kiosk while offline: the new balance is its estimate.
+        </p>`
+      : nothing;
+  return html`<p class="details"><span>${r.kind === "topup" ? "Top-up" : "Paid"} ${what}</span> ${balance}</p>
+    ${note}`;
+}
+
 /** Approved or declined: the outcome's colour, the daemon's sentence, the amount and the new balance. */
 @customElement("paylane-payment-result-screen")
-export class PaymentResultScreen extends LitElement {
-  static override styles = css`
-    :host {
-      display: block;
-      height: 100%;
-      --message-l: clamp(2.25rem, 7vw, 5.5rem);
-      --message-m: clamp(1.75rem, 5vw, 4rem);
-      --message-s: clamp(1.4rem, 4vw, 3rem);
-    }
-    :host([outcome="approved"]) {
-      ${tones.done}
-    }
-    :host([outcome="declined"]) {
-      ${tones.refused}
-    }
-    .body {
-      ${centredColumn}
-      gap: clamp(0.4rem, 2.5vh, 1.5rem);
-    }
-    svg {
-      width: clamp(3rem, 16vh, 8rem);
-      height: auto;
-      flex: none;
-    }
-    ${messageStyles}
-    p {
-      margin: 0;
-      font-size: clamp(1.1rem, 3.2vw, 2.25rem);
-      font-weight: 600;
-    }
-    .details {
-      display: flex;
-      flex-wrap: wrap;
-      justify-content: center;
-      gap: 0.25rem 1.5rem;
-    }
-    .reason {
-      font-size: clamp(1rem, 2.8vw, 2rem);
-      font-weight: 500;
-    }
-    .balance {
-      font-weight: 800;
-    }
-    .note {
-      font-size: clamp(1rem, 2.5vw, 1.5rem);
-      font-weight: 400;
-    }
-    ${receiptStyles}
-    .receipt img {
-      width: clamp(5rem, 20vh, 10rem);
-    }
-  `;
+export class PaymentResultScreen extends ResultScreenBase<PaymentResult> {
+  static override styles = [
+    ResultScreenBase.styles,
+    css`
+      :host {
+        --gap: clamp(0.4rem, 2.5vh, 1.5rem);
+        --icon: clamp(3rem, 16vh, 8rem);
+        --text: clamp(1.1rem, 3.2vw, 2.25rem);
+        --receipt-qr: clamp(5rem, 20vh, 10rem);
+        --message-l: clamp(2.25rem, 7vw, 5.5rem);
+        --message-m: clamp(1.75rem, 5vw, 4rem);
+        --message-s: clamp(1.4rem, 4vw, 3rem);
+      }
+      .details {
+        display: flex;
+        flex-wrap: wrap;
+        justify-content: center;
+        gap: 0.25rem 1.5rem;
+      }
+      .reason {
+        font-size: clamp(1rem, 2.8vw, 2rem);
+        font-weight: 500;
+      }
+      .balance {
+        font-weight: 800;
+      }
+      .note {
+        font-size: clamp(1rem, 2.5vw, 1.5rem);
+        font-weight: 400;
+      }
+    `,
+  ];
 
-  @property({ attribute: false }) result: PaymentResult | undefined;
-  /** This result's receipt, once the printer has answered. */
-  @property({ attribute: false }) receipt: ReceiptNotice | undefined;
-  @property({ reflect: true }) outcome: PaymentResult["outcome"] | undefined;
-  @property({ reflect: true }) size: MessageSize = "l";
-
-  override willUpdate(): void {
-    this.outcome = this.result?.outcome;
-    this.size = messageSize(this.result?.message ?? "");
-  }
-
-  override render() {
-    const r = this.result;
-    if (!r) return nothing;
-    const money = (amount: number) => formatMoney(amount, r.currency);
-    const what = html`<span data-testid="amount">${money(r.amount)}</span>${
+  protected view(r: PaymentResult): ResultView {
+    const what = html`<span data-testid="amount">${formatMoney(r.amount, r.currency)}</span>${
       r.itemName ? html` · <span data-testid="item">${r.itemName}</span>` : nothing
     }`;
     if (r.outcome === "approved") {
-      const offline = r.authorization === "offline";
-      // a top-up charged offline is not in the balance until the terminal's day is settled
-      const pending = r.pending === true;
-      return html`<div class="body" role="status">
-        ${tick}
-        <h1 data-testid="message">${r.message}</h1>
-        <p class="details">
-          <span>${r.kind === "topup" ? "Top-up" : "Paid"} ${what}</span>
-          ${
-            r.balance === undefined
-              ? nothing
-              : html`<span class="balance" data-testid="balance"
-                  >${pending ? "Balance" : "New balance"} ${money(r.balance)}${
-                    pending ? " (top-up pending)" : offline ? " (offline)" : ""
-                  }</span
-                >`
-          }
-        </p>
-        ${
-          pending
-            ? html`<p class="note" data-testid="offline-note">
-                Charged while this kiosk is offline: the top-up shows in the balance once the card terminal's day is
-                settled.
-              </p>`
-            : offline
-              ? html`<p class="note" data-testid="offline-note">
-                  Approved by this kiosk while offline: the new balance is its estimate.
-                </p>`
-              : nothing
-        }
-        ${renderReceipt(this.receipt, r.id)}
-      </div>`;
+      const details = approvedDetails(r, what);
+      return { tone: "done", icon: tick, message: r.message, role: "status", details, receiptId: r.id };
     }
-    return html`<div class="body" role="alert">
-      ${cross}
-      <h1 data-testid="message">${r.message}</h1>
-      <p class="reason" data-testid="reason">${declineHint(r)}</p>
-      <p class="details note"><span>${r.kind === "topup" ? "Top-up" : "Payment"} of ${what} declined</span></p>
-    </div>`;
+    const kind = r.kind === "topup" ? "Top-up" : "Payment";
+    // a decline has no receipt
+    return {
+      tone: "refused",
+      icon: cross,
+      message: r.message,
+      role: "alert",
+      details: html`<p class="reason" data-testid="reason">${declineHint(r)}</p>
+        <p class="details note"><span>${kind} of ${what} declined</span></p>`,
+    };
   }
 }
 

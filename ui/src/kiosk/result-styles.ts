@@ -28,6 +28,8 @@ export const tones = {
   `,
 };
 
+export type Tone = keyof typeof tones;
+
 export type MessageSize = "l" | "m" | "s";
 
 /** The length class of a result's message (reflected as `size`), so long text gets a smaller heading. */

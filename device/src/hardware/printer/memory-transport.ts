@@ -1,15 +1,21 @@
 /**
- * An in-process link: the printer unit holds the transport, a simulator (or a
- * test) holds `peer`. `unplug()` / `replug()` play a cable pulled and put back.
+ * An in-process printer cable: the printer unit holds the transport (an
+ * in-memory SerialLink pair, the same pipe the reader's simulator uses), a
+ * simulator (or a test) holds `peer`. `unplug()` / `replug()` play a cable
+ * pulled and put back.
  */
 import { EventEmitter } from "node:events";
 import type { Timers } from "../../timers.ts";
-import { type ByteStream, type PrinterTransport, ReadBuffer, TransportError } from "./transport.ts";
+import { createLinkPair, type LinkPair } from "../serial/link-pair.ts";
+import { type SerialLink, send } from "../serial/serial-link.ts";
+import { LinkTransport } from "./link-transport.ts";
+import type { ByteStream } from "./transport.ts";
 
-class MemoryPeer implements ByteStream {
+/** The cable: its printer end outlives each open(), so a simulator attaches once. */
+class MemoryCable implements ByteStream {
   readonly #events = new EventEmitter();
-
-  constructor(private readonly deliver: (chunk: Uint8Array) => void) {}
+  #pair: LinkPair | undefined;
+  unplugged = false;
 
   on(event: "data", listener: (chunk: Uint8Array) => void): this {
     this.#events.on(event, listener);
@@ -23,76 +29,46 @@ class MemoryPeer implements ByteStream {
 
   /** Bytes from the printer to the host; lost if the host side is not open (as on a wire). */
   write(chunk: Uint8Array): boolean {
-    this.deliver(Uint8Array.from(chunk));
+    send(this.#pair?.device, chunk);
     return true;
   }
 
-  /** @internal bytes from the host */
-  emitData(chunk: Uint8Array): void {
-    this.#events.emit("data", chunk);
+  /** A fresh pair for each open(): the host gets one end, what it writes comes out of this one. */
+  async open(): Promise<SerialLink> {
+    if (this.unplugged) throw new Error("cannot open memory link: unplugged");
+    const pair = createLinkPair("memory link");
+    pair.device.onData((chunk) => this.#events.emit("data", chunk));
+    this.#pair = pair;
+    return pair.host;
+  }
+
+  unplug(): void {
+    this.unplugged = true;
+    this.#pair?.unplug();
   }
 }
 
-export class MemoryTransport implements PrinterTransport {
-  readonly description = "memory";
+export class MemoryTransport extends LinkTransport {
   readonly peer: ByteStream;
-  readonly #peer: MemoryPeer;
-  readonly #buf: ReadBuffer;
-  #open = false;
-  #unplugged = false;
+  readonly #cable: MemoryCable;
 
   constructor(opts: { timers: Timers }) {
-    this.#buf = new ReadBuffer(opts.timers);
-    this.#peer = new MemoryPeer((chunk) => {
-      if (this.#open) this.#buf.push(chunk);
-    });
-    this.peer = this.#peer;
-  }
-
-  get isOpen(): boolean {
-    return this.#open;
+    const cable = new MemoryCable();
+    super({ name: "memory link", description: "memory", timers: opts.timers, openLink: () => cable.open() });
+    this.peer = cable;
+    this.#cable = cable;
   }
 
   get unplugged(): boolean {
-    return this.#unplugged;
-  }
-
-  async open(): Promise<void> {
-    if (this.#unplugged) throw new TransportError("open-failed", "cannot open memory link: unplugged");
-    this.#open = true;
-  }
-
-  async close(): Promise<void> {
-    this.#shut(new TransportError("closed", "memory link closed"));
-  }
-
-  async write(data: Uint8Array): Promise<void> {
-    if (!this.#open) throw new TransportError("not-open", "memory link is not open");
-    this.#peer.emitData(Uint8Array.from(data));
-  }
-
-  read(max: number, timeoutMs: number): Promise<Uint8Array> {
-    if (!this.#open) return Promise.reject(new TransportError("not-open", "memory link is not open"));
-    return this.#buf.read(max, timeoutMs);
-  }
-
-  async discardInput(): Promise<void> {
-    this.#buf.clear();
+    return this.#cable.unplugged;
   }
 
   /** The cable is pulled: the link drops and cannot be reopened until replug(). */
   unplug(): void {
-    this.#unplugged = true;
-    this.#shut(new TransportError("lost", "memory link unplugged"));
+    this.#cable.unplug();
   }
 
   replug(): void {
-    this.#unplugged = false;
-  }
-
-  #shut(reason: TransportError): void {
-    this.#open = false;
-    this.#buf.clear();
-    this.#buf.fail(reason);
+    this.#cable.unplugged = false;
   }
 }

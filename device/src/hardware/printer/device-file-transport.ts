@@ -7,7 +7,8 @@
  * thread (and FileHandle.close() waits for it). So a read polls: it tries at
  * once, then every `pollIntervalMs` until the answer or the timeout. Polling
  * happens only while a read is waiting. Writes that meet EAGAIN (printer busy)
- * are retried the same way.
+ * are retried the same way. That is why this one is not a SerialLink: a link
+ * pushes bytes as they come, and usblp has bytes only when read.
  */
 import { constants as fsConstants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";

@@ -1,6 +1,9 @@
 /**
- * The byte pipe to a printer. Every transport (serial port, USB printer device
- * file, in-memory) passes the same contract suite, so the printer unit never
+ * What the printer unit needs of its link: bytes out, and reads with a
+ * timeout for status answers. A serial printer and the simulator's cable are
+ * the drivers' one byte pipe (SerialLink) with reads on top (LinkTransport);
+ * a USB printer's device file is read only when asked (device-file-transport.ts).
+ * Every transport passes the same contract suite, so the printer unit never
  * knows which one it has.
  */
 import type { Timers } from "../../timers.ts";

@@ -6,17 +6,17 @@
  * origin is posted twice.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { PaymentRequest } from "@paylane/protocol";
+import { formatMoney, type PaymentRequest } from "@paylane/protocol";
 import fc from "fast-check";
 import pino from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../../test/support/hooks.ts";
 import { Ingestor, type PendingEntry } from "../src/bridge/ingest.ts";
-import type { Database } from "../src/db/database.ts";
+import type { Database, Queryable } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { openPg } from "../src/db/pg.ts";
-import { authorizePayment } from "../src/ledger/authorize.ts";
+import { AUTHORIZE_SQL, authorizePayment } from "../src/ledger/authorize.ts";
 import { requestHash, withIdempotency } from "../src/ledger/idempotency.ts";
 import { LedgerRefusal, operatorRequestKey, post } from "../src/ledger/ledger.ts";
 import { walletSync } from "../src/ledger/wallet-sync.ts";
@@ -170,6 +170,34 @@ Ledger("insufficient funds: declined with the balance, nothing posted, and the d
   const again = await authorizePayment(ctx.db, { site: SITE, device: "k1", request: req, now: NOW });
   assert.ok(again.kind === "replayed" && again.body.status === "declined");
   assert.is(await balance("m-a"), 1200);
+});
+
+Ledger("an authorization is one statement, one round trip: fresh, declined, replayed or refused alike", async () => {
+  await topup("m-a", 1000);
+  const statements: string[] = [];
+  const counted: Queryable = {
+    query: (sql, params) => {
+      statements.push(sql);
+      return ctx.db.query(sql, params);
+    },
+  };
+  const approved = payment("m-a", 250);
+  const outcomes = [
+    await authorizePayment(counted, { site: SITE, device: "k1", request: approved, now: NOW }),
+    await authorizePayment(counted, { site: SITE, device: "k1", request: payment("m-a", 5000), now: NOW }),
+    await authorizePayment(counted, { site: SITE, device: "k1", request: approved, now: NOW }),
+    await authorizePayment(counted, { site: SITE, device: "k1", request: { ...approved, amount: 1 }, now: NOW }),
+  ];
+  assert.equal(
+    outcomes.map((o) => (o.kind === "mismatch" ? o.kind : `${o.kind} ${o.body.status}`)),
+    ["fresh approved", "fresh declined", "replayed approved", "mismatch"],
+  );
+  assert.equal(statements, [AUTHORIZE_SQL, AUTHORIZE_SQL, AUTHORIZE_SQL, AUTHORIZE_SQL]);
+  const declined = outcomes[1]!;
+  assert.is(
+    declined.kind === "fresh" && declined.body.status === "declined" && declined.body.message,
+    `Insufficient funds: the balance is ${formatMoney(750, "EUR")}`,
+  );
 });
 
 Ledger("an item's price is the cloud's: a stale price is declined and says the new one", async () => {

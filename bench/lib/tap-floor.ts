@@ -11,7 +11,7 @@ import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { openSerialPort, Pn532Reader } from "@paylane/device/hardware";
 import { kioskDist } from "@paylane/ui/dist";
-import type { KioskState, LiveMessage, TapResult } from "@paylane/ui/kiosk-api";
+import type { KioskState, LiveMessage, TapResult } from "@paylane/protocol/kiosk-api";
 import pino from "pino";
 import { WebSocketServer } from "ws";
 

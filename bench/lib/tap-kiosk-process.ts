@@ -6,7 +6,7 @@
  * their work never shares this event loop.
  */
 import { type DeviceConfigInput, KioskDaemon, parseDeviceConfig } from "@paylane/device";
-import type { KioskState } from "@paylane/ui/kiosk-api";
+import type { KioskState } from "@paylane/protocol/kiosk-api";
 import pino from "pino";
 import { reportFailures } from "./child.ts";
 import { FloorKiosk, type FloorOptions } from "./tap-floor.ts";

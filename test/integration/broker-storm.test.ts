@@ -22,7 +22,7 @@
  *   STORM_MIN_RESTARTS  (4)    broker restarts while the kiosks tap, at least
  */
 import { randomInt } from "node:crypto";
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { intEnv } from "../support/env.ts";

@@ -14,7 +14,7 @@ import {
   type SerialLink,
 } from "@paylane/device/hardware";
 import { type Telemetry, topics } from "@paylane/protocol";
-import type { ReceiptNotice, TapResult } from "@paylane/ui/kiosk-api";
+import type { ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
 import { SerialPort } from "serialport";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { PaymentIntents } from "@paylane/device";
 import { type Telemetry, topics } from "@paylane/protocol";
-import type { ReceiptNotice } from "@paylane/ui/kiosk-api";
+import type { ReceiptNotice } from "@paylane/protocol/kiosk-api";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";

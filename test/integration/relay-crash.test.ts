@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DeviceConfigInput, Replica } from "@paylane/device";
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createFakeSysfs, PI4_KERNEL_6_6 } from "../../device/test/hardware/fake-sysfs.ts";

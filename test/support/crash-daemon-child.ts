@@ -16,7 +16,7 @@
  * again; "already checked in today" never hides an entry.
  */
 import { KioskDaemon, parseDeviceConfig } from "@paylane/device";
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import pino from "pino";
 import { readLocalApiToken } from "../../device/src/local-api-token.ts";
 import { CRASH_MEMBERS, crashMemberCode } from "./crash-members.ts";

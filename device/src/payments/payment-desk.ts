@@ -23,7 +23,7 @@ import {
   type TerminalSettlementBody,
   type TopupBody,
 } from "@paylane/protocol";
-import type { Catalog, PaymentResult, PaymentSession } from "@paylane/ui/kiosk-api";
+import type { Catalog, PaymentResult, PaymentSession } from "@paylane/protocol/kiosk-api";
 import type { Logger } from "pino";
 import { localDay } from "../checkin-desk.ts";
 import type { PaymentTerminal, TerminalOutcome } from "../hardware/terminal/terminal.ts";

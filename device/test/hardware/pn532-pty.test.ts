@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import { pino } from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";

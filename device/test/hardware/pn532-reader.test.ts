@@ -3,7 +3,7 @@
  * on fake timers: taps trigger once per presence, damaged frames are NACKed,
  * a mute chip is re-initialised, an unplugged port comes back with backoff.
  */
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import { pino } from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";

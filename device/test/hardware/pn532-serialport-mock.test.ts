@@ -4,7 +4,7 @@
  * the manual's frames, a damaged response is NACKed on the wire, and a port
  * that disappears (DisconnectedError) is reopened once it is back.
  */
-import type { TapResult } from "@paylane/ui/kiosk-api";
+import type { TapResult } from "@paylane/protocol/kiosk-api";
 import { pino } from "pino";
 import { SerialPortMock } from "serialport";
 import { suite } from "uvu";

@@ -10,8 +10,8 @@ import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { openSerialPort, Pn532Reader } from "@paylane/device/hardware";
-import { kioskDist } from "@paylane/ui/dist";
 import type { KioskState, LiveMessage, TapResult } from "@paylane/protocol/kiosk-api";
+import { kioskDist } from "@paylane/ui/dist";
 import pino from "pino";
 import { WebSocketServer } from "ws";
 

@@ -30,7 +30,7 @@ function fillable(journal: Journal, full: { on: boolean; appends: number }): Jou
   const diskFull = () => Object.assign(new Error("SQLITE_FULL: database or disk is full"), { code: "SQLITE_FULL" });
   const db = journal.db as unknown as Record<string, (sql: string, ...rest: unknown[]) => Promise<unknown>>;
   const isWrite = (sql: string) => /^\s*(INSERT|UPDATE|DELETE|REPLACE|BEGIN)/i.test(sql);
-  for (const method of ["get", "all", "run", "exec"]) {
+  for (const method of ["get", "getPrepared", "all", "run", "exec"]) {
     const original = db[method]!.bind(db);
     db[method] = async (sql, ...rest) => {
       if (full.on && isWrite(sql)) {

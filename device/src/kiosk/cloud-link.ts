@@ -11,7 +11,7 @@ import { CloudStream, RollbackGuard } from "../journal-rollback.ts";
 import type { ReplicaSync } from "../replica-sync.ts";
 import { Uplink } from "../uplink.ts";
 import { DEVICE_VERSION } from "../version.ts";
-import type { KioskEvents } from "./events.ts";
+import { type KioskEvents, listen } from "./events.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Part } from "./lifecycle.ts";
 
@@ -30,6 +30,7 @@ export class CloudLink implements Part {
   readonly #d: CloudLinkDeps;
   readonly #rollback: RollbackGuard;
   #wasOnline = false;
+  #unlisten = () => {};
 
   constructor(kit: KioskKit, deps: CloudLinkDeps) {
     this.#k = kit;
@@ -73,14 +74,14 @@ export class CloudLink implements Part {
 
   async start(): Promise<void> {
     this.#wasOnline = false;
-    this.#k.bus.on("cloud-link-changed", this.#onLink);
+    this.#unlisten = listen(this.#k.bus, { "cloud-link-changed": this.#onLink });
     await this.uplink.start();
     // Not awaited: offline at start the kiosk carries on, and the check runs when the cloud is back.
     this.#checkJournal();
   }
 
   async stop(): Promise<void> {
-    this.#k.bus.off("cloud-link-changed", this.#onLink);
+    this.#unlisten();
     await this.uplink.stop();
   }
 

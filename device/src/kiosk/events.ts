@@ -56,3 +56,14 @@ export function createKioskBus(): KioskBus {
   bus.setMaxListeners(100);
   return bus;
 }
+
+export type KioskListeners = { [E in keyof KioskEvents]?: (...args: KioskEvents[E]) => void };
+
+/** Subscribes each listener to its event; the function returned unsubscribes them all (a part's `stop`). */
+export function listen(bus: KioskBus, listeners: KioskListeners): () => void {
+  const entries = Object.entries(listeners) as Array<[keyof KioskEvents, (...args: unknown[]) => void]>;
+  for (const [event, listener] of entries) bus.on(event, listener as never);
+  return () => {
+    for (const [event, listener] of entries) bus.off(event, listener as never);
+  };
+}

@@ -2,7 +2,7 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { Journal } from "../journal.ts";
 import type { PaymentDesk } from "../payments/payment-desk.ts";
-import type { KioskBus, KioskEvents } from "./events.ts";
+import { type KioskBus, type KioskEvents, listen } from "./events.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Part } from "./lifecycle.ts";
 
@@ -14,6 +14,7 @@ export interface KioskMetricsDeps {
 export class KioskMetrics implements Part {
   readonly name = "metrics";
   readonly #bus: KioskBus;
+  #unlisten = () => {};
   readonly #taps: Counter<"outcome">;
   readonly #payments: Counter<"kind" | "outcome" | "authorization">;
 
@@ -51,13 +52,11 @@ export class KioskMetrics implements Part {
   }
 
   start(): void {
-    this.#bus.on("tap-decided", this.#onTap);
-    this.#bus.on("payment-progressed", this.#onPayment);
+    this.#unlisten = listen(this.#bus, { "tap-decided": this.#onTap, "payment-progressed": this.#onPayment });
   }
 
   stop(): void {
-    this.#bus.off("tap-decided", this.#onTap);
-    this.#bus.off("payment-progressed", this.#onPayment);
+    this.#unlisten();
   }
 
   readonly #onTap = (...[result]: KioskEvents["tap-decided"]) => this.#taps.inc({ outcome: result.outcome });

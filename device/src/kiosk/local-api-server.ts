@@ -7,16 +7,13 @@
 import { type Listening, listen } from "@paylane/protocol/service";
 import { assertLoopbackHost, createLocalApi, type LocalApiOptions } from "../local-api.ts";
 import { issueLocalApiToken } from "../local-api-token.ts";
-import type { KioskEvents } from "./events.ts";
+import { type KioskEvents, listen as listenTo } from "./events.ts";
 import type { KioskStatus } from "./kiosk-status.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Part } from "./lifecycle.ts";
 
 /** Everything the routes do, beyond what the status gives (see LocalApiOptions). */
 export type LocalApiRoutes = Omit<LocalApiOptions, "token" | "state" | "health" | "status">;
-
-/** Happenings after which the screen's state may differ. */
-const STATE_CHANGES = ["cloud-link-changed", "storage-changed", "peripheral-changed"] as const;
 
 export class LocalApiServer implements Part {
   readonly name = "local API";
@@ -25,6 +22,7 @@ export class LocalApiServer implements Part {
   readonly #routes: LocalApiRoutes;
   #api: ReturnType<typeof createLocalApi> | undefined;
   #http: Listening | undefined;
+  #unlisten = () => {};
 
   constructor(kit: KioskKit, status: KioskStatus, routes: LocalApiRoutes) {
     this.#k = kit;
@@ -60,18 +58,20 @@ export class LocalApiServer implements Part {
       setting: "http.port (KIOSK_PORT_BASE)",
     });
     api.injectWebSocket(this.#http.server as Parameters<typeof api.injectWebSocket>[0]);
-    bus.on("tap-decided", this.#onTap);
-    bus.on("payment-progressed", this.#onPayment);
-    bus.on("receipt-issued", this.#onReceipt);
-    for (const change of STATE_CHANGES) bus.on(change, this.#onStateChange);
+    const pushState = () => void this.#k.work.track(this.#pushState());
+    this.#unlisten = listenTo(bus, {
+      "tap-decided": this.#onTap,
+      "payment-progressed": this.#onPayment,
+      "receipt-issued": this.#onReceipt,
+      // After these the screen's state may differ.
+      "cloud-link-changed": pushState,
+      "storage-changed": pushState,
+      "peripheral-changed": pushState,
+    });
   }
 
   async stop(): Promise<void> {
-    const { bus } = this.#k;
-    bus.off("tap-decided", this.#onTap);
-    bus.off("payment-progressed", this.#onPayment);
-    bus.off("receipt-issued", this.#onReceipt);
-    for (const change of STATE_CHANGES) bus.off(change, this.#onStateChange);
+    this.#unlisten();
     this.#api?.closeSockets();
     await this.#http?.close();
     this.#api = this.#http = undefined;
@@ -86,10 +86,6 @@ export class LocalApiServer implements Part {
     if (p.step === "session") this.#api?.broadcast({ type: "payment", session: p.session });
     else if (p.step === "answered") this.#api?.broadcast({ type: "payment-result", result: p.result });
     else this.#api?.broadcast({ type: "payment-ended", sessionId: p.sessionId, reason: p.reason });
-  };
-
-  readonly #onStateChange = () => {
-    void this.#k.work.track(this.#pushState());
   };
 
   async #pushState(): Promise<void> {

@@ -7,7 +7,7 @@ import type { LedPattern } from "../hardware/gpio/status-led.ts";
 import type { Peripherals } from "../peripherals.ts";
 import type { StorageMonitor } from "../storage-monitor.ts";
 import type { Uplink } from "../uplink.ts";
-import type { KioskBus, KioskEvents } from "./events.ts";
+import { type KioskBus, type KioskEvents, listen } from "./events.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Part } from "./lifecycle.ts";
 
@@ -23,7 +23,7 @@ export class PanelSignals implements Part {
   readonly #o: PanelSignalsDeps;
   /** Decisions in progress, for the status LED's "busy". */
   #deciding = 0;
-  readonly #show = () => this.#showStatus();
+  #unlisten = () => {};
 
   constructor(kit: KioskKit, deps: PanelSignalsDeps) {
     this.#bus = kit.bus;
@@ -31,22 +31,20 @@ export class PanelSignals implements Part {
   }
 
   start(): void {
-    const bus = this.#bus;
-    bus.on("tap-decided", this.#onTap);
-    bus.on("payment-progressed", this.#onPayment);
-    bus.on("decision-busy", this.#onBusy);
-    for (const change of ["peripheral-changed", "storage-changed", "cloud-link-changed"] as const)
-      bus.on(change, this.#show);
+    const show = () => this.#showStatus();
+    this.#unlisten = listen(this.#bus, {
+      "tap-decided": this.#onTap,
+      "payment-progressed": this.#onPayment,
+      "decision-busy": this.#onBusy,
+      "peripheral-changed": show,
+      "storage-changed": show,
+      "cloud-link-changed": show,
+    });
     this.#showStatus();
   }
 
   stop(): void {
-    const bus = this.#bus;
-    bus.off("tap-decided", this.#onTap);
-    bus.off("payment-progressed", this.#onPayment);
-    bus.off("decision-busy", this.#onBusy);
-    for (const change of ["peripheral-changed", "storage-changed", "cloud-link-changed"] as const)
-      bus.off(change, this.#show);
+    this.#unlisten();
   }
 
   readonly #onTap = (...[result]: KioskEvents["tap-decided"]) => {

@@ -10,7 +10,7 @@ import type { Receipt } from "../hardware/printer/receipt.ts";
 import type { Peripherals } from "../peripherals.ts";
 import { receiptQrDataUrl } from "../receipt-qr.ts";
 import type { Replica } from "../replica.ts";
-import type { KioskEvents } from "./events.ts";
+import { type KioskEvents, listen } from "./events.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Part } from "./lifecycle.ts";
 
@@ -23,6 +23,7 @@ export class Receipts implements Part {
   readonly name = "receipts";
   readonly #k: KioskKit;
   readonly #d: ReceiptsDeps;
+  #unlisten = () => {};
 
   constructor(kit: KioskKit, deps: ReceiptsDeps) {
     this.#k = kit;
@@ -30,13 +31,11 @@ export class Receipts implements Part {
   }
 
   start(): void {
-    this.#k.bus.on("tap-decided", this.#onTap);
-    this.#k.bus.on("payment-progressed", this.#onPayment);
+    this.#unlisten = listen(this.#k.bus, { "tap-decided": this.#onTap, "payment-progressed": this.#onPayment });
   }
 
   stop(): void {
-    this.#k.bus.off("tap-decided", this.#onTap);
-    this.#k.bus.off("payment-progressed", this.#onPayment);
+    this.#unlisten();
   }
 
   readonly #onTap = (...[result, credential]: KioskEvents["tap-decided"]) => {

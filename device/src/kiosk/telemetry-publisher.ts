@@ -9,7 +9,7 @@ import type { Replica } from "../replica.ts";
 import type { StorageMonitor } from "../storage-monitor.ts";
 import { kioskTelemetry } from "../telemetry.ts";
 import type { Uplink } from "../uplink.ts";
-import type { KioskEvents } from "./events.ts";
+import { type KioskEvents, listen } from "./events.ts";
 import { Every } from "./every.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Part } from "./lifecycle.ts";
@@ -28,6 +28,7 @@ export class TelemetryPublisher implements Part {
   readonly #k: KioskKit;
   readonly #o: TelemetrySources;
   readonly #every: Every;
+  #unlisten = () => {};
 
   constructor(kit: KioskKit, sources: TelemetrySources) {
     this.#k = kit;
@@ -36,12 +37,12 @@ export class TelemetryPublisher implements Part {
   }
 
   start(): void {
-    this.#k.bus.on("peripheral-changed", this.#onPeripheral);
+    this.#unlisten = listen(this.#k.bus, { "peripheral-changed": this.#onPeripheral });
     this.#every.start();
   }
 
   stop(): void {
-    this.#k.bus.off("peripheral-changed", this.#onPeripheral);
+    this.#unlisten();
     this.#every.stop();
   }
 

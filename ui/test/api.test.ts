@@ -53,12 +53,19 @@ parse("ignores what it does not understand", () => {
     "null",
     JSON.stringify({ type: "hello" }),
     JSON.stringify({ type: "state", state: { ...state, reader: { kind: "nfc9000", state: "ok" } } }),
+    JSON.stringify({ type: "state", state: { ...state, reader: { ...state.reader, state: "melting" } } }),
+    JSON.stringify({ type: "state", state: { ...state, storage: undefined } }),
     JSON.stringify({ type: "result", result: { ...welcome, outcome: "maybe" } }),
     JSON.stringify({ type: "result", result: { ...welcome, seq: "4" } }),
     new ArrayBuffer(4),
   ]) {
     assert.is(parseLiveMessage(data), undefined, String(data));
   }
+});
+
+parse("keeps only what the contract names", () => {
+  const extra = { ...state, debug: "<script>" };
+  assert.equal(parseLiveMessage(JSON.stringify({ type: "state", state: extra })), { type: "state", state });
 });
 
 parse.run();

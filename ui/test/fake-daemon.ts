@@ -291,8 +291,7 @@ export class FakeDaemon {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const route = Object.values(kioskApi).find((r) => r.path === path && r.method === req.method);
-    const handler = route && this.handlers.get(route);
-    if (!route || !handler) return this.serveFile(path, req.method, res);
+    if (!route) return this.serveFile(path, req.method, res);
     if (route.method === "POST") {
       const why = refusalOf(req, this.token);
       if (why) {
@@ -300,22 +299,19 @@ export class FakeDaemon {
         return send(res, why);
       }
     }
-    let answer: Answer;
+    const text = await readBody(req);
     try {
-      answer = await this.answer(route, handler, await readBody(req));
+      send(res, this.answer(route, text));
     } catch (err) {
       this.offContract.push(`${path}: ${(err as Error).message}`);
-      answer = problem(500, "Off contract", (err as Error).message);
+      send(res, problem(500, "Off contract", (err as Error).message));
     }
-    send(res, answer);
   }
 
-  /** The handler's answer to a body the route's schema accepts, checked against the contract. */
-  private async answer(
-    route: KioskRoute,
-    handler: (raw: unknown, parsed: unknown) => Answer,
-    text: string,
-  ): Promise<Answer> {
+  /** The test's answer to a body the route's schema accepts, checked against the contract. */
+  private answer(route: KioskRoute, text: string): Answer {
+    const handler = this.handlers.get(route);
+    if (!handler) return problem(404, "Not Found", "the UI does not call this route");
     let raw: unknown;
     let parsed: unknown;
     if (route.body) {
@@ -329,11 +325,9 @@ export class FakeDaemon {
       parsed = checked.data;
     }
     const answer = handler(raw, parsed);
-    const schema = answer.status < 400 ? route.response : ProblemSchema;
-    const checked = schema.safeParse(answer.body);
-    if (!checked.success)
-      throw new Error(`${answer.status} ${JSON.stringify(answer.body)}: ${refusalDetail(checked.error)}`);
-    return answer;
+    const checked = (answer.status < 400 ? route.response : ProblemSchema).safeParse(answer.body);
+    if (checked.success) return answer;
+    throw new Error(`${answer.status} ${JSON.stringify(answer.body)}: ${refusalDetail(checked.error)}`);
   }
 
   /** The built UI; the page carries the token, as the real daemon's does. */

@@ -196,9 +196,10 @@ export class Journal {
    */
   async append(kind: string, body: Record<string, unknown>, at: Date, index?: MemberDay): Promise<Entry> {
     const id = randomUUID();
-    // Sqlite.get runs the statement to completion, so the row is committed when this resolves.
+    // getPrepared runs the statement to completion, so the row is committed when this resolves;
+    // compiled once (with its triggers), not on every append.
     const row = await this.writing(
-      this.#db.get<{ seq: number }>(
+      this.#db.getPrepared<{ seq: number }>(
         `INSERT INTO journal (seq, id, kind, at, body, member_id, local_day)
          SELECT last_seq + 1, ?, ?, ?, ?, ?, ? FROM meta WHERE one = 1
          RETURNING seq`,

@@ -13,6 +13,8 @@ export class Sqlite {
   readonly #db: sqlite3.Database;
   /** The transactions of this connection, one after another (see `transaction`). */
   #transactions: Promise<unknown> = Promise.resolve();
+  /** Statements compiled once and kept (see `getPrepared`), by SQL text; finalized by close(). */
+  readonly #prepared = new Map<string, Promise<sqlite3.Statement>>();
 
   private constructor(db: sqlite3.Database) {
     this.#db = db;
@@ -46,6 +48,33 @@ export class Sqlite {
   async get<T = Row>(sql: string, params: Params = []): Promise<T | undefined> {
     const rows = await this.all<T>(sql, params);
     return rows[0];
+  }
+
+  /**
+   * `get` on a statement compiled on first use and kept: SQLite compiles a
+   * statement's triggers with it, which cost the journal's append more CPU
+   * than the insert itself (bench/journal.bench.ts). For fixed, hot SQL only.
+   * Calls on one statement run in order, one at a time.
+   */
+  async getPrepared<T = Row>(sql: string, params: Params = []): Promise<T | undefined> {
+    const stmt = await this.#prepare(sql);
+    return new Promise((resolve, reject) => {
+      // all(), as in get(): run to completion, so an autocommit write is committed when this resolves.
+      stmt.all(params, (err, rows) => (err ? reject(err) : resolve((rows as T[])[0])));
+    });
+  }
+
+  #prepare(sql: string): Promise<sqlite3.Statement> {
+    let ready = this.#prepared.get(sql);
+    if (!ready) {
+      // With a callback, a failed prepare is reported to it (without one, sqlite3 emits 'error').
+      ready = new Promise((resolve, reject) => {
+        const stmt: sqlite3.Statement = this.#db.prepare(sql, (err) => (err ? reject(err) : resolve(stmt)));
+      });
+      this.#prepared.set(sql, ready);
+      ready.catch(() => this.#prepared.delete(sql)); // tried again on the next call
+    }
+    return ready;
   }
 
   all<T = Row>(sql: string, params: Params = []): Promise<T[]> {
@@ -85,6 +114,12 @@ export class Sqlite {
   /** Closes the connection once the transactions in progress have ended. */
   async close(): Promise<void> {
     await this.#transactions;
+    // A connection with unfinalized statements does not close; finalize waits for their queued calls.
+    for (const ready of this.#prepared.values()) {
+      const stmt = await ready.catch(() => undefined);
+      await new Promise<void>((resolve) => (stmt ? stmt.finalize(() => resolve()) : resolve()));
+    }
+    this.#prepared.clear();
     return new Promise((resolve, reject) => {
       this.#db.close((err) => (err ? reject(err) : resolve()));
     });

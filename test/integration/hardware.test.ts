@@ -15,7 +15,6 @@ import {
 } from "@paylane/device/hardware";
 import { type Telemetry, topics } from "@paylane/protocol";
 import type { ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
-import { SerialPort } from "serialport";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../support/hooks.ts";
@@ -29,7 +28,7 @@ let printerPty: PtyPair;
 let reader: Pn532Simulator;
 let readerLink: SerialLink;
 let printer: PrinterSimulator;
-let printerPort: SerialPort;
+let printerLink: SerialLink;
 
 it.before(
   loud("hardware site setup", async () => {
@@ -39,9 +38,8 @@ it.before(
     readerLink = await openSerialPort(readerPty.peerPath);
     reader.start(readerLink);
     printer = new PrinterSimulator();
-    printerPort = new SerialPort({ path: printerPty.peerPath, baudRate: 38_400 });
-    await new Promise<void>((resolve, reject) => printerPort.once("open", resolve).once("error", reject));
-    printer.attach(printerPort);
+    printerLink = await openSerialPort(printerPty.peerPath, { baudRate: 38_400 });
+    printer.attach(printerLink);
 
     site = new TestSite({
       db: "pglite",
@@ -74,7 +72,7 @@ it.before(
 it.after(async () => {
   await site?.stop();
   await readerLink?.close();
-  if (printerPort?.isOpen) await new Promise((resolve) => printerPort.close(resolve));
+  await printerLink?.close();
   await readerPty?.close();
   await printerPty?.close();
 });

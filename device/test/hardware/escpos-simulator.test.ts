@@ -148,16 +148,20 @@ test("unknown commands and unsupported GS ( functions are skipped whole and coun
   assert.is(sim.stats.skipped, 2 + 9 + 1 + 1);
 });
 
-test("attach(): decodes from a byte stream and answers on it", () => {
+test("attach(): decodes from the printer's end of a link and answers on it", () => {
   const listeners = new Set<(c: Uint8Array) => void>();
   const sent: number[] = [];
-  const stream = {
-    on: (_e: "data", l: (c: Uint8Array) => void) => listeners.add(l),
-    off: (_e: "data", l: (c: Uint8Array) => void) => listeners.delete(l),
-    write: (c: Uint8Array) => sent.push(...c),
+  const end = {
+    onData: (l: (c: Uint8Array) => void) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    write: async (c: Uint8Array) => {
+      sent.push(...c);
+    },
   };
   const sim = new PrinterSimulator();
-  const detach = sim.attach(stream);
+  const detach = sim.attach(end);
   for (const l of listeners) l(requestPaperStatus());
   assert.equal(sent, [0x12]);
   detach();

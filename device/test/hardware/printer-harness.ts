@@ -8,23 +8,20 @@ import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { SerialPort } from "serialport";
 import { within } from "../../../test/support/within.ts";
-import type { ByteStream } from "../../src/hardware/printer/transport.ts";
+import type { PrinterEnd } from "../../src/hardware/printer/transport.ts";
 import { type PtyPair as OpenPtyPair, openPtyPair } from "../../src/hardware/serial/pty-pair.ts";
 
 /** The next `n` bytes `peer` receives. */
-export function received(peer: ByteStream, n: number, ms = 3000): Promise<Uint8Array> {
+export function received(peer: PrinterEnd, n: number, ms = 3000): Promise<Uint8Array> {
   const got: number[] = [];
-  let listener: ((c: Uint8Array) => void) | undefined;
+  let off: (() => void) | undefined;
   const done = new Promise<Uint8Array>((resolve) => {
-    listener = (c: Uint8Array) => {
+    off = peer.onData((c) => {
       got.push(...c);
       if (got.length >= n) resolve(Uint8Array.from(got));
-    };
-    peer.on("data", listener);
+    });
   });
-  return within(done, ms, `${n} bytes at the printer end (got ${got.length})`).finally(() => {
-    if (listener) peer.off("data", listener);
-  });
+  return within(done, ms, `${n} bytes at the printer end (got ${got.length})`).finally(() => off?.());
 }
 
 /**
@@ -62,7 +59,7 @@ export class PtyPair {
  * The printer end of a pty pair, through serialport. Listeners stay attached
  * across reopen(), so a simulator attached once keeps working after a replug.
  */
-export class PtyPeer implements ByteStream {
+export class PtyPeer implements PrinterEnd {
   readonly #events = new EventEmitter();
   #port: SerialPort | undefined;
 
@@ -83,17 +80,13 @@ export class PtyPeer implements ByteStream {
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
   }
 
-  on(event: "data", listener: (chunk: Uint8Array) => void): this {
-    this.#events.on(event, listener);
-    return this;
+  onData(listener: (chunk: Uint8Array) => void): () => void {
+    this.#events.on("data", listener);
+    return () => this.#events.off("data", listener);
   }
 
-  off(event: "data", listener: (chunk: Uint8Array) => void): this {
-    this.#events.off(event, listener);
-    return this;
-  }
-
-  write(chunk: Uint8Array): boolean {
-    return this.#port?.write(Buffer.from(chunk)) ?? false;
+  /** Bytes to the host; lost while the pair is down (as on a wire), never an error. */
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#port?.write(Buffer.from(chunk));
   }
 }

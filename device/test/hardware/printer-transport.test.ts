@@ -23,7 +23,7 @@ import { within } from "../../../test/support/within.ts";
 import { DeviceFileTransport } from "../../src/hardware/printer/device-file-transport.ts";
 import { MemoryTransport } from "../../src/hardware/printer/memory-transport.ts";
 import { SerialTransport } from "../../src/hardware/printer/serial-transport.ts";
-import { type ByteStream, type PrinterTransport, TransportError } from "../../src/hardware/printer/transport.ts";
+import { type PrinterEnd, type PrinterTransport, TransportError } from "../../src/hardware/printer/transport.ts";
 import { realTimers } from "../../src/timers.ts";
 import { FakeTimers } from "../fake-timers.ts";
 import { PtyPair, PtyPeer, received } from "./printer-harness.ts";
@@ -32,7 +32,7 @@ interface Harness {
   transport: PrinterTransport;
   timers: FakeTimers;
   /** The printer end of the link. */
-  peer: ByteStream;
+  peer: PrinterEnd;
   /** Pulls the cable; resolves once it is out. */
   unplug(): Promise<void>;
   replug(): Promise<void>;

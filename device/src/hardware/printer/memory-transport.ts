@@ -4,40 +4,35 @@
  * simulator (or a test) holds `peer`. `unplug()` / `replug()` play a cable
  * pulled and put back.
  */
-import { EventEmitter } from "node:events";
 import type { Timers } from "../../timers.ts";
 import { createLinkPair, type LinkPair } from "../serial/link-pair.ts";
 import { type SerialLink, send } from "../serial/serial-link.ts";
 import { LinkTransport } from "./link-transport.ts";
-import type { ByteStream } from "./transport.ts";
+import type { PrinterEnd } from "./transport.ts";
 
 /** The cable: its printer end outlives each open(), so a simulator attaches once. */
-class MemoryCable implements ByteStream {
-  readonly #events = new EventEmitter();
+class MemoryCable implements PrinterEnd {
+  readonly #listeners = new Set<(chunk: Uint8Array) => void>();
   #pair: LinkPair | undefined;
   unplugged = false;
 
-  on(event: "data", listener: (chunk: Uint8Array) => void): this {
-    this.#events.on(event, listener);
-    return this;
+  onData(listener: (chunk: Uint8Array) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
-  off(event: "data", listener: (chunk: Uint8Array) => void): this {
-    this.#events.off(event, listener);
-    return this;
-  }
-
-  /** Bytes from the printer to the host; lost if the host side is not open (as on a wire). */
-  write(chunk: Uint8Array): boolean {
+  /** Bytes from the printer to the host; lost if the host side is not open (as on a wire), never an error. */
+  async write(chunk: Uint8Array): Promise<void> {
     send(this.#pair?.device, chunk);
-    return true;
   }
 
   /** A fresh pair for each open(): the host gets one end, what it writes comes out of this one. */
   async open(): Promise<SerialLink> {
     if (this.unplugged) throw new Error("cannot open memory link: unplugged");
     const pair = createLinkPair("memory link");
-    pair.device.onData((chunk) => this.#events.emit("data", chunk));
+    pair.device.onData((chunk) => {
+      for (const l of [...this.#listeners]) l(chunk);
+    });
     this.#pair = pair;
     return pair.host;
   }
@@ -49,7 +44,7 @@ class MemoryCable implements ByteStream {
 }
 
 export class MemoryTransport extends LinkTransport {
-  readonly peer: ByteStream;
+  readonly peer: PrinterEnd;
   readonly #cable: MemoryCable;
 
   constructor(opts: { timers: Timers }) {

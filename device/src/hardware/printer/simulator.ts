@@ -17,6 +17,8 @@
  * - while out of paper the printer is offline: nothing prints, GS r goes
  *   unanswered, only real-time DLE EOT is answered (data is dropped, not held).
  */
+
+import { send } from "../serial/serial-link.ts";
 import {
   type Align,
   type CodePage,
@@ -29,7 +31,7 @@ import {
   realtimePaperStatusByte,
   sensorPaperStatusByte,
 } from "./escpos.ts";
-import type { ByteStream } from "./transport.ts";
+import type { PrinterEnd } from "./transport.ts";
 
 export interface PrintedLine {
   text: string;
@@ -206,18 +208,15 @@ export class PrinterSimulator {
   }
 
   /**
-   * Listens on a byte stream (memory peer, serial port on a pty...): what comes
-   * in is decoded, status answers go back on it. Returns the detach function.
+   * Listens on the printer's end of a link (the memory cable, a serial port on
+   * a pty...): what comes in is decoded, status answers go back on it. Returns
+   * the detach function.
    */
-  attach(stream: ByteStream): () => void {
-    const onData = (chunk: Uint8Array) => {
+  attach(link: PrinterEnd): () => void {
+    return link.onData((chunk) => {
       const reply = this.write(chunk);
-      if (reply.length > 0) stream.write(reply);
-    };
-    stream.on("data", onData);
-    return () => {
-      stream.off("data", onData);
-    };
+      if (reply.length > 0) send(link, reply);
+    });
   }
 
   /** Consumes bytes from the host; returns the status bytes the printer sends back. */

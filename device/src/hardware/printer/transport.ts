@@ -7,6 +7,7 @@
  * knows which one it has.
  */
 import type { Timers } from "../../timers.ts";
+import type { SerialLink } from "../serial/serial-link.ts";
 
 export interface PrinterTransport {
   /** For logs, e.g. "serial /dev/ttyUSB0@19200". */
@@ -141,9 +142,5 @@ export class ReadBuffer {
   }
 }
 
-/** The printer end of a link, as a simulator or test peer sees it. */
-export interface ByteStream {
-  on(event: "data", listener: (chunk: Uint8Array) => void): unknown;
-  off(event: "data", listener: (chunk: Uint8Array) => void): unknown;
-  write(chunk: Uint8Array): unknown;
-}
+/** The printer's end of a link, as a simulator or a test holds it: any SerialLink will do. */
+export type PrinterEnd = Pick<SerialLink, "onData" | "write">;

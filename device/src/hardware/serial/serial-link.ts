@@ -36,7 +36,7 @@ export class SerialLinkError extends Error {
 }
 
 /** Writes without waiting: for drivers that hear a failed write as the link closing (onClose). */
-export function send(link: SerialLink | undefined, bytes: Uint8Array): void {
+export function send(link: Pick<SerialLink, "write"> | undefined, bytes: Uint8Array): void {
   link?.write(bytes).catch(() => {});
 }
 

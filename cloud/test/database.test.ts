@@ -208,6 +208,26 @@ function databaseContract(backend: Backend): void {
     assert.is(after.rows[0]!.n, 1);
   });
 
+  test("a session's transaction is its own: a query from outside never lands in it", async ({ db }) => {
+    await db.exec("CREATE TABLE session_apart (id int8 PRIMARY KEY)");
+    let outside: Promise<unknown> | undefined;
+    await db.session(async (conn) => {
+      await conn.query("BEGIN");
+      await conn.query("INSERT INTO session_apart (id) VALUES (1)");
+      outside = db.query("INSERT INTO session_apart (id) VALUES (2)");
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      await conn.query("ROLLBACK");
+    });
+    await outside;
+    const { rows } = await db.query<{ id: number }>("SELECT id FROM session_apart ORDER BY id");
+    assert.equal(rows, [{ id: 2 }], "the session's row rolled back, the outside one kept");
+  });
+
+  test("a session may send several statements at once, and gets the last one's rows", async ({ db }) => {
+    const { rows } = await db.session((conn) => conn.query<{ n: number }>("SELECT 1 AS n; SELECT 2 AS n"));
+    assert.equal(rows, [{ n: 2 }]);
+  });
+
   test("int8 columns come back as JS numbers", async ({ db }) => {
     await db.query("INSERT INTO sites (id, name, members_version) VALUES ($1, $2, $3)", ["s1", "Site", 41]);
     const { rows } = await db.query<{ members_version: unknown }>("SELECT members_version FROM sites WHERE id = 's1'");

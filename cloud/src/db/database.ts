@@ -15,7 +15,7 @@ export interface Database extends Queryable {
    * Runs `fn` on one connection held for it alone: what it sets on the
    * session (an advisory lock, search_path, its own BEGIN/COMMIT) stays with
    * it. A query without parameters may hold several statements (Postgres'
-   * simple query protocol, as on a `pg` client). Migrations run this way.
+   * simple query protocol), answered with the last one's rows. Migrations run this way.
    */
   session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
   /** Runs a script of several statements. */

@@ -77,7 +77,13 @@ export async function openPg(o: PgOptions): Promise<Database> {
       const client = await pool.connect();
       let broken: Error | undefined;
       try {
-        return await fn({ query: async (sql, params) => client.query(sql, params as unknown[]) as never });
+        return await fn({
+          async query(sql, params) {
+            const result: pg.QueryResult | pg.QueryResult[] = await client.query(sql, params as unknown[]);
+            // several statements (no parameters): pg answers each; the last one's rows, as PGlite gives them
+            return (Array.isArray(result) ? result.at(-1)! : result) as never;
+          },
+        });
       } catch (err) {
         broken = err as Error;
         throw err;

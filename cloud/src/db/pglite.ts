@@ -9,8 +9,14 @@ export async function openPglite(dataDir?: string): Promise<Database> {
   const wrap = (q: Pick<PGlite, "query">): Queryable => ({
     query: async (sql, params) => q.query(sql, params as unknown[]) as never,
   });
-  // PGlite is one connection: sessions take turns, or two would share one transaction state.
+  // PGlite is one connection. A session (migrations: its own BEGIN/COMMIT, a lock) has it to
+  // itself: sessions take turns, and every other call waits until none is running or queued.
+  const noop = () => {};
   let turn: Promise<unknown> = Promise.resolve();
+  let sessions = 0;
+  const outsideSessions = async () => {
+    while (sessions > 0) await turn.then(noop, noop);
+  };
   const simple: Queryable = {
     async query(sql, params) {
       if (params && params.length > 0) return db.query(sql, params as unknown[]) as never;
@@ -21,14 +27,26 @@ export async function openPglite(dataDir?: string): Promise<Database> {
   };
   return {
     kind: "pglite",
-    ...wrap(db),
-    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    async query(sql, params) {
+      if (sessions > 0) await outsideSessions();
+      return db.query(sql, params as unknown[]) as never;
+    },
+    async transaction(fn) {
+      if (sessions > 0) await outsideSessions();
+      return db.transaction((tx) => fn(wrap(tx)));
+    },
     session(fn) {
-      const run = turn.then(() => fn(simple));
-      turn = run.catch(() => {});
+      sessions++;
+      const run = turn.then(noop, noop).then(() => fn(simple));
+      turn = run
+        .finally(() => {
+          sessions--;
+        })
+        .catch(noop);
       return run;
     },
     async exec(sql) {
+      if (sessions > 0) await outsideSessions();
       await db.exec(sql);
     },
     close: () => db.close(),

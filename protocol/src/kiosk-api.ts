@@ -307,6 +307,11 @@ export type ParsedRequestOf<R extends KioskRoute> = R["body"] extends z.ZodMiniT
 /** What a route answers on success. */
 export type ResponseOf<R extends KioskRoute> = z.output<R["response"]>;
 
+/** A type guard from one of these schemas, for code that only asks "is this one?". */
+export function isA<S extends z.ZodMiniType>(schema: S): (value: unknown) => value is z.output<S> {
+  return (value: unknown): value is z.output<S> => schema.safeParse(value).success;
+}
+
 /**
  * A refused body's one line: the first problem, prefixed by its field, e.g.
  * "uid: expected 4, 7 or 10 bytes as hex, e.g. 04A2B3C4".

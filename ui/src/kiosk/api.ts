@@ -11,13 +11,13 @@
 import {
   type Catalog,
   CatalogSchema,
+  isA,
   type KioskRoute,
   kioskApi,
   LIVE_PATH,
   type LiveMessage,
   LiveMessageSchema,
   LOCAL_TOKEN_META,
-  type PaymentResult,
   PaymentResultSchema,
   type PaymentSession,
   PaymentSessionSchema,
@@ -32,15 +32,10 @@ import {
 /** How long a call may take before the UI gives up and says so. */
 const CALL_TIMEOUT_MS = 5000;
 
-/** A type guard from a schema of the contract. */
-function guard<T>(schema: { safeParse(v: unknown): { success: boolean } }) {
-  return (value: unknown): value is T => schema.safeParse(value).success;
-}
-
-export const isTapResult = guard<TapResult>(TapResultSchema);
-export const isCatalog = guard<Catalog>(CatalogSchema);
-export const isPaymentSession = guard<PaymentSession>(PaymentSessionSchema);
-export const isPaymentResult = guard<PaymentResult>(PaymentResultSchema);
+export const isTapResult = isA(TapResultSchema);
+export const isCatalog = isA(CatalogSchema);
+export const isPaymentSession = isA(PaymentSessionSchema);
+export const isPaymentResult = isA(PaymentResultSchema);
 
 /** A WebSocket message the contract knows, or undefined. */
 export function parseLiveMessage(data: unknown): LiveMessage | undefined {

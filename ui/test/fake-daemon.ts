@@ -1,21 +1,15 @@
 /**
- * A fake kiosk daemon for UI tests: serves the built UI and answers the local
- * API routes of the contract (@paylane/protocol/kiosk-api) with behaviour the
- * test controls. It cannot drift from the contract: it routes by `kioskApi`,
- * checks each request body with the route's schema (refusing a bad one as the
- * daemon does), and checks everything it sends, answers and pushes alike, with
- * the route's response schema, ProblemSchema or LiveMessageSchema. A push the
- * contract does not allow throws in the test; an answer it does not allow is
- * noted in `offContract` and answered 500.
+ * A fake kiosk daemon for UI tests: serves the built UI and answers the routes
+ * of the contract (@paylane/protocol/kiosk-api) the way the test scripts it.
+ * It cannot drift from the contract: it routes by `kioskApi`, refuses a body
+ * the route's schema refuses (as the daemon does), and checks all it sends:
+ * a push the contract does not allow throws in the test, an answer it does
+ * not allow is answered 500 and noted in `offContract`.
  *
- * Payments: by default it sells `catalog`, opens a session for each POST
- * (answering it and pushing it, as the real daemon may do both), and cancels
- * the session in progress unless it is being authorized (409). The test
- * decides what a tap does (`onTap`) and pushes state changes and results
- * itself (`pushPayment`, `pushPaymentResult`).
- *
- * Like the real daemon it puts a token in the page it serves and refuses a
- * POST without it or without a JSON content type, and a WebSocket from
+ * By default it sells `catalog` and opens a session for each payment or
+ * top-up (answered and pushed), and cancels it unless it is being authorized
+ * (409); a tap does what `onTap` says. Like the daemon it puts a token in the
+ * page and refuses a POST without it or without JSON, and a WebSocket from
  * another origin, so a UI that forgets either fails here too (`refused`).
  */
 import { randomBytes } from "node:crypto";
@@ -59,33 +53,29 @@ export interface PaymentRequest {
   body: unknown;
 }
 
-export function defaultState(): KioskState {
-  return {
-    site: "site-1",
-    device: "kiosk-7",
-    online: true,
-    broker: true,
-    cloud: true,
-    reader: { kind: "pn532", simulated: true, state: "ok" },
-    backlog: 0,
-    storage: "ok",
-  };
-}
+const defaultState = (): KioskState => ({
+  site: "site-1",
+  device: "kiosk-7",
+  online: true,
+  broker: true,
+  cloud: true,
+  reader: { kind: "pn532", simulated: true, state: "ok" },
+  backlog: 0,
+  storage: "ok",
+});
 
-export function defaultCatalog(): Catalog {
-  return {
-    ready: true,
-    currency: "EUR",
-    items: [
-      { id: "coffee", name: "Coffee", price: 250 },
-      { id: "day-pass", name: "Day pass", price: 1200 },
-      { id: "towel", name: "Towel", price: 300 },
-    ],
-    topups: true,
-    topupAmounts: [1000, 2000, 5000],
-    maxAmount: 5000,
-  };
-}
+const defaultCatalog = (): Catalog => ({
+  ready: true,
+  currency: "EUR",
+  items: [
+    { id: "coffee", name: "Coffee", price: 250 },
+    { id: "day-pass", name: "Day pass", price: 1200 },
+    { id: "towel", name: "Towel", price: 300 },
+  ],
+  topups: true,
+  topupAmounts: [1000, 2000, 5000],
+  maxAmount: 5000,
+});
 
 type ProblemAnswer = { status: number; body: ProblemDetails };
 

@@ -23,8 +23,11 @@ export interface LoggerOptions {
 
 export function createLogger(name: string, level: LogLevel | Level = "info", o: LoggerOptions = {}): Logger {
   const options = { name, level, timestamp: pino.stdTimeFunctions.isoTime };
-  if (!(o.pretty ?? process.stdout.isTTY === true)) return pino(options);
-  // In this thread, not a transport worker: a kiosk's memory is scarce, and a
-  // synchronous write means the last lines before an exit are not lost.
+  // Synchronous writes: the last lines before an exit are not lost, and nothing is
+  // left to flush at exit. (pino's default is asynchronous and flushes stdout in an
+  // exit hook, which sonic-boom 4 retries forever once the reader is gone:
+  // `paylane-gateway | head -4` never exited after SIGINT.)
+  if (!(o.pretty ?? process.stdout.isTTY === true)) return pino(options, pino.destination({ dest: 1, sync: true }));
+  // In this thread, not a transport worker: a kiosk's memory is scarce.
   return pino(options, pretty({ sync: true, colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" }));
 }

@@ -91,6 +91,10 @@ async function main(): Promise<void> {
   const embeddedBroker = !config.MQTT_URL;
   const mqttUrl = config.MQTT_URL ?? `mqtt://127.0.0.1:${mqttPort}`;
 
+  // The data folder next: an old bad registry is named before anything listens.
+  await mkdir(dataDir, { recursive: true });
+  const { secrets, registryPath } = await ensureIdentities(dataDir, SITE, KIOSKS);
+
   if (embeddedBroker) {
     await assertPortFree(
       mqttPort,
@@ -101,9 +105,6 @@ async function main(): Promise<void> {
   }
   await assertPortFree(cloudPort, "CLOUD_PORT");
   for (const [i, k] of KIOSKS.entries()) await assertPortFree(kioskBase + i, "KIOSK_PORT_BASE", `kiosk ${k}`);
-
-  await mkdir(dataDir, { recursive: true });
-  const { secrets, registryPath } = await ensureIdentities(dataDir, SITE, KIOSKS);
 
   // Crash policies: the broker is what every other part talks through, so its death stops the
   // site; the cloud and the kiosks are restarted (the kiosks work offline meanwhile).

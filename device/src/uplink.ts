@@ -42,6 +42,21 @@ import type { Timers } from "./timers.ts";
 /** Drain progress is logged at most this often, and only above this backlog. */
 const DRAIN_LOG_MS = 5000;
 const DRAIN_LOG_MIN_BACKLOG = 1000;
+/** How long stop() waits for the broker to take its DISCONNECT before it drops the socket. */
+const GRACEFUL_END_MS = 2000;
+
+/** Whether `client` ended gracefully (DISCONNECT sent, socket closed) within `ms` of real time. */
+async function endsWithin(client: MqttClient, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([client.endAsync(false).then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface UplinkOptions {
   address: DeviceAddress;
@@ -210,7 +225,12 @@ export class Uplink {
           )
           .catch(() => {});
       }
-      await client.endAsync(true);
+      // A graceful end sends DISCONNECT, on which the broker discards the Will [MQTT-3.14.4-3]; a
+      // forced one (socket destroyed) fires it, replacing the goodbye above with a bare offline.
+      // Bounded in real time: a broker gone silent must not hold the stop. (A second end() while
+      // one is under way returns at once without forcing anything, so the socket is destroyed here.)
+      if (!client.connected) await client.endAsync(true);
+      else if (!(await endsWithin(client, GRACEFUL_END_MS))) client.stream.destroy();
     }
     // acks being recorded, and a pump reading the journal, finish before the journal may close
     while (this.#work.size > 0) await Promise.allSettled([...this.#work]);

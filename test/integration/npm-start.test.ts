@@ -3,17 +3,27 @@
  * (aedes, PGlite, in-process presence, two kiosks) as separate processes,
  * driven with `npm run tap`, then stopped with Ctrl-C. And the clear error
  * when a port is taken (on this machine Mosquitto already holds 1883).
+ *
+ * Then the runner as a supervisor (issue 13): a kiosk killed with SIGKILL is
+ * reported and back within 5 s; the cloud stopped alone leaves the kiosks
+ * working offline until `kill -USR2` brings it back; Ctrl-C lets every kiosk
+ * say its clean goodbye before the broker stops; a bad SITE_ID or an old bad
+ * registry is one line naming it.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { serviceUsername, topics } from "@paylane/protocol";
+import mqtt from "mqtt";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { kioskPost } from "../support/kiosk-api.ts";
 import { freePortRun } from "../support/private-mosquitto.ts";
+import { within } from "../support/within.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
@@ -60,6 +70,52 @@ function waitForOutput(site: ReturnType<typeof startSite>, text: string, timeout
     });
     check();
   });
+}
+
+/**
+ * From a kiosk's SIGKILL to the same kiosk answering /healthz again: the 0.5 s
+ * backoff and a kiosk's cold start (≤ 1.5 s on an idle machine). The runner's
+ * decision (the "died … restarting" line) is held to 5 s always; the recovery
+ * bound can be widened on a machine shared by many test runs.
+ */
+const RECOVERY_MS = Number(process.env.TEST_SITE_RECOVERY_MS ?? 5000);
+
+/** Resolves with the first match of `pattern` in the output after `from`, or rejects when the site exits first. */
+async function outputMatch(
+  site: ReturnType<typeof startSite>,
+  pattern: RegExp,
+  from: number,
+  timeoutMs: number,
+): Promise<RegExpMatchArray> {
+  const seen = () => site.output().slice(from).match(pattern);
+  return within(
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = seen();
+        if (m) resolve(m);
+      };
+      site.child.stdout?.on("data", check);
+      site.child.stderr?.on("data", check);
+      site.exited.then(() => reject(new Error(`site exited before ${pattern}:\n${site.output()}`)));
+      check();
+    }),
+    timeoutMs,
+    `${pattern} in the output:\n${site.output().slice(from)}`,
+  );
+}
+
+/** `url` answering 200, polled until `deadline` (a wall-clock bound on a process starting). */
+async function answers(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 it("a taken MQTT port is named, with the variable that moves it and the MQTT_URL alternative", async () => {
@@ -166,6 +222,129 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     const code = await site.exited;
     await rm(dir, { recursive: true, force: true });
     assert.is(code, 0, `site exited cleanly on Ctrl-C:\n${site.output()}`);
+  }
+});
+
+it("supervises: a kiosk killed -9 is back within 5 s; the cloud stopped alone leaves the kiosks working offline; Ctrl-C sends every kiosk's clean offline status", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
+  const base = await freePortRun(5);
+  const kioskBase = base + 3;
+  const cloud = `http://127.0.0.1:${base + 2}`;
+  const site = startSite({
+    MQTT_PORT: String(base),
+    GATEWAY_HTTP_PORT: String(base + 1),
+    CLOUD_PORT: String(base + 2),
+    KIOSK_PORT_BASE: String(kioskBase),
+    PAYLANE_DATA: dir,
+    MQTT_URL: "",
+    DATABASE_URL: "",
+    REDIS_URL: "",
+  });
+  let watcher: mqtt.MqttClient | undefined;
+  try {
+    await waitForOutput(site, "PayLane site is running");
+    const pidOf = (pattern: RegExp) => Number(site.output().match(pattern)![1]);
+    const k2Pid = pidOf(/Kiosk k2\s+\S+\s+\(pid (\d+)\)/);
+    const cloudPid = pidOf(/Cloud API\s+\S+\s+\(pid (\d+)\)/);
+
+    // What the broker sees of the kiosks' statuses, as the cloud would (its credentials, another client id).
+    const secrets = JSON.parse(await readFile(join(dir, "secrets.json"), "utf8")) as { cloud: string };
+    const statuses: Array<{ device: string; status: { state: string; at?: string } }> = [];
+    watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${base}`, {
+      clientId: "npm-start-test-watcher",
+      username: serviceUsername("cloud"),
+      password: secrets.cloud,
+      reconnectPeriod: 0,
+    });
+    watcher.on("message", (topic, payload) => {
+      statuses.push({ device: topic.split("/")[3]!, status: JSON.parse(payload.toString()) });
+    });
+    await watcher.subscribeAsync(topics.fleet("status", "demo"), { qos: 1 });
+
+    // kill -9 a kiosk: one line naming it and its signal, and the kiosk back on its port within 5 s
+    let from = site.output().length;
+    process.kill(k2Pid, "SIGKILL");
+    const killedAt = Date.now();
+    await outputMatch(site, /npm start: kiosk k2 died \(signal SIGKILL\); restarting in 0\.5 s/, from, 5000);
+    await outputMatch(site, /npm start: kiosk k2 is back \(pid \d+\)/, from, RECOVERY_MS - (Date.now() - killedAt));
+    await answers(`http://127.0.0.1:${kioskBase + 1}/healthz`, RECOVERY_MS - (Date.now() - killedAt));
+    console.log(`  kiosk k2 back on /healthz ${Date.now() - killedAt} ms after its SIGKILL`);
+
+    // the README's "stop the cloud and keep tapping": the cloud alone stops, the kiosks answer offline
+    from = site.output().length;
+    process.kill(cloudPid, "SIGTERM");
+    await outputMatch(site, /npm start: cloud stopped \(exit code 0\); the site goes on without it/, from, 30_000);
+    const tap = await run(
+      process.execPath,
+      ["--import", "tsx", "scripts/tap.ts", "--kiosk", "k1", "--uid", "04A2B3C4"],
+      { cwd: root, env: { ...process.env, PAYLANE_DATA: dir } },
+    );
+    assert.match(tap.stdout, /k1: Welcome, Ada Lovelace/, "the kiosk decides offline");
+    assert.is((await fetch(`http://127.0.0.1:${kioskBase}/healthz`)).status, 200);
+    // and back: `kill -USR2 <runner>` starts it; k1's journal catches up
+    site.child.kill("SIGUSR2");
+    await outputMatch(site, /npm start: cloud is back \(pid \d+\)/, from, 90_000);
+    const token = (await readFile(join(dir, "operator-token"), "utf8")).trim();
+    let items: Array<{ memberName: string; device: string }> = [];
+    for (let i = 0; i < 300 && items.length === 0; i++) {
+      const res = await fetch(`${cloud}/api/v1/checkins`, { headers: { authorization: `Bearer ${token}` } });
+      items = ((await res.json()) as { items: typeof items }).items;
+      if (items.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(
+      items.map((c) => [c.memberName, c.device]),
+      [["Ada Lovelace", "k1"]],
+    );
+
+    // Ctrl-C: the kiosks stop before the broker, so the broker hears each one's clean goodbye
+    // (`{state:"offline", at}`; the Will it would publish for a vanished kiosk has no `at`).
+    statuses.length = 0;
+    site.child.kill("SIGINT");
+    assert.is(await site.exited, 0, site.output());
+    for (const device of ["k1", "k2"]) {
+      const last = statuses.filter((s) => s.device === device).at(-1);
+      assert.is(last?.status.state, "offline", `${device}: ${JSON.stringify(statuses)}`);
+      assert.type(last?.status.at, "string", `${device}'s goodbye is the clean one, not its Will`);
+    }
+  } finally {
+    watcher?.end(true);
+    // A failed assertion still stops the site cleanly: SIGKILL on the runner would orphan its parts.
+    if (site.child.exitCode === null && site.child.signalCode === null) site.child.kill("SIGINT");
+    await site.exited;
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it("a bad SITE_ID is one line naming it and its form; nothing is written", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
+  try {
+    const site = startSite({ SITE_ID: "Bad Site", PAYLANE_DATA: dir });
+    assert.is(await site.exited, 2);
+    assert.is(
+      site.output().trim(),
+      `npm start: SITE_ID: 'Bad Site' is not a site id: expected lower-case letters, digits, "-" or "_", starting with a letter or digit, at most 63 (e.g. demo, venue-12)`,
+    );
+    assert.not.ok(existsSync(join(dir, "registry.json")), "no registry.json written");
+    assert.not.ok(existsSync(join(dir, "secrets.json")), "no secrets.json written");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it("a bad registry.json left by an old version is one line naming the file and what to do", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
+  try {
+    await writeFile(join(dir, "secrets.json"), JSON.stringify({ cloud: "c", devices: { k1: "a", k2: "b" } }));
+    const registry = { version: 1, devices: [{ site: "Bad Site", device: "k1", secretHash: "x" }], services: [] };
+    await writeFile(join(dir, "registry.json"), JSON.stringify(registry));
+    const site = startSite({ PAYLANE_DATA: dir });
+    assert.is(await site.exited, 2);
+    const lines = site.output().trim().split("\n");
+    assert.is(lines.length, 1, site.output());
+    assert.ok(lines[0]!.startsWith(`npm start: ${join(dir, "registry.json")}: devices[0].site: `), lines[0]);
+    assert.match(lines[0]!, /delete it and secrets\.json beside it/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

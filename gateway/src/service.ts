@@ -52,6 +52,8 @@ export class GatewayService {
     const registry = await Registry.load(config.registryPath).catch((err: Error) => {
       throw new Error(`REGISTRY_PATH: ${err.message}`);
     });
+    // Registered again at every start (the gateway's own too): a second start must not register a metric twice.
+    this.metrics.clear();
     collectDefaultMetrics({ register: this.metrics });
     const gateway = new Gateway({
       registry,

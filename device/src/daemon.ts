@@ -4,7 +4,8 @@
  * `stop()` undoes it in reverse. What happens at the kiosk travels on one
  * typed bus (kiosk/events.ts); docs/architecture.md draws the parts.
  */
-import pino, { type Logger } from "pino";
+import { createLogger } from "@paylane/protocol/service";
+import type { Logger } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";
 import type { DeviceConfig } from "./config.ts";
@@ -59,7 +60,7 @@ export class KioskDaemon extends RunningKiosk {
   constructor(o: DaemonOptions) {
     super();
     this.#o = o;
-    const logger = o.logger ?? pino({ name: "paylane-device", timestamp: pino.stdTimeFunctions.isoTime });
+    const logger = o.logger ?? createLogger("paylane-device");
     this.#log = logger.child({ site: o.config.site, device: o.config.device });
     this.#lifecycle = new Lifecycle(this.#log);
   }

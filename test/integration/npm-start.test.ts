@@ -315,6 +315,32 @@ it("supervises: a kiosk killed -9 is back within 5 s; the cloud stopped alone le
   }
 });
 
+it("a cloud that cannot connect to MQTT at start is one line and a non-zero exit, not a site that waits", async () => {
+  // A "broker" that takes the connection and never answers: the cloud gives up after 10 s.
+  const silent: Server = createServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+  const mqttPort = (silent.address() as { port: number }).port;
+  const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
+  const base = await freePortRun(3);
+  try {
+    const site = startSite({
+      MQTT_URL: `mqtt://127.0.0.1:${mqttPort}`,
+      CLOUD_PORT: String(base),
+      KIOSK_PORT_BASE: String(base + 1),
+      PAYLANE_DATA: dir,
+      DATABASE_URL: "",
+      REDIS_URL: "",
+    });
+    assert.is(await within(site.exited, 120_000, "the site to stop"), 1);
+    assert.equal(site.output().trim().split("\n"), [
+      `paylane-cloud: failed to start: cannot connect to MQTT_URL mqtt://127.0.0.1:${mqttPort}: no answer within 10 s`,
+    ]);
+  } finally {
+    silent.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 it("a bad SITE_ID is one line naming it and its form; nothing is written", async () => {
   const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
   try {

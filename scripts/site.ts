@@ -11,11 +11,11 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { join, resolve } from "node:path";
 import { formatMoney } from "@paylane/protocol";
-import { ConfigError, EXIT } from "@paylane/protocol/service";
+import { ConfigError, createCommand, EXIT, environmentHelp } from "@paylane/protocol/service";
 import { mintOperatorToken } from "../cloud/src/api/auth.ts";
 import { DEMO_MEMBERS } from "../cloud/src/seed.ts";
 import type { DeviceConfigInput } from "../device/src/config.ts";
-import { parseSiteEnv } from "./site/env.ts";
+import { parseSiteEnv, SiteEnvSchema } from "./site/env.ts";
 import { httpReady } from "./site/http-ready.ts";
 import { ensureIdentities } from "./site/identities.ts";
 import { type ChildSpec, Supervisor } from "./site/supervisor.ts";
@@ -26,6 +26,32 @@ const env = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !
 const KIOSKS = ["k1", "k2"];
 
 const say = (line: string) => console.error(`npm start: ${line}`);
+
+createCommand({
+  name: "npm start",
+  // the root package has no version; the parts share one (device, cloud, gateway, protocol)
+  packageJson: new URL("../cloud/package.json", import.meta.url),
+  errorPrefix: "npm start:",
+  helpCommand: "npm start -- --help",
+  description:
+    "A whole PayLane site on this machine: the aedes gateway, the cloud (PGlite, in-process presence) and " +
+    "kiosks k1 and k2 with simulated hardware, each its own process, supervised: a part that crashes is " +
+    "restarted (the gateway's crash stops the site), a part stopped with `kill <pid>` stays stopped until " +
+    "`kill -USR2 <runner pid>`, Ctrl-C stops the kiosks, the cloud, then the gateway. State lives in PAYLANE_DATA.",
+  sections: [{ title: "Environment", body: environmentHelp(SiteEnvSchema) }],
+  examples: [
+    { command: "npm start", does: "the site on 1883 (MQTT), 8070, 8080 (cloud), 8081 and 8082 (kiosks)" },
+    {
+      command: "MQTT_URL=mqtt://127.0.0.1:1883 npm start",
+      does: "on a Mosquitto already running, no embedded gateway",
+    },
+    {
+      command:
+        "PAYLANE_DATA=/tmp/site2 MQTT_PORT=1884 GATEWAY_HTTP_PORT=9070 CLOUD_PORT=9080 KIOSK_PORT_BASE=9081 npm start",
+      does: "a second site beside the first",
+    },
+  ],
+}).parse();
 
 let stopping = false;
 const supervisor = new Supervisor({ report: say, onFatal: () => void shutdown(EXIT.failed) });

@@ -22,7 +22,7 @@ export const SiteEnvSchema = z.object({
     })
     .default("demo")
     .describe("the site's id"),
-  SITE_TIMEZONE: timeZone().optional().describe("the site's time zone"),
+  SITE_TIMEZONE: timeZone().optional().describe("the site's time zone, an IANA name (unset: UTC)"),
   MQTT_PORT: port(1883).describe("embedded gateway's MQTT port"),
   GATEWAY_HTTP_PORT: port(8070).describe("gateway's /healthz and /metrics"),
   CLOUD_PORT: port(8080).describe("cloud API"),
@@ -30,7 +30,7 @@ export const SiteEnvSchema = z.object({
   MQTT_URL: z.string().optional().describe("use this broker instead of the embedded gateway"),
   DATABASE_URL: z.string().optional().describe("use this Postgres instead of PGlite"),
   REDIS_URL: z.string().optional().describe("use this Redis for presence"),
-  PAYLANE_DATA: z.string().optional().describe("where the site keeps its state"),
+  PAYLANE_DATA: z.string().optional().describe("where the site keeps its state (unset: .paylane)"),
 });
 
 export type SiteEnv = z.output<typeof SiteEnvSchema>;

@@ -29,12 +29,15 @@ const root = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
 const it = suite("npm start");
 
-function startSite(env: Record<string, string>): {
+function startSite(
+  env: Record<string, string>,
+  args: string[] = [],
+): {
   child: ChildProcess;
   output: () => string;
   exited: Promise<number | null>;
 } {
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "scripts/site.ts")], {
+  const child = spawn(process.execPath, ["--import", "tsx", join(root, "scripts/site.ts"), ...args], {
     cwd: root,
     env: { ...process.env, ...env, LOG_LEVEL: "warn" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -337,6 +340,29 @@ it("a cloud that cannot connect to MQTT at start is one line and a non-zero exit
     ]);
   } finally {
     silent.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it("--help lists the environment and examples; an unknown flag or a bad time zone is one line, exit 2", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
+  try {
+    const help = startSite({ PAYLANE_DATA: dir }, ["--help"]);
+    assert.is(await help.exited, 0);
+    for (const text of ["Usage: npm start", "SITE_ID", "KIOSK_PORT_BASE", "kill -USR2", "Examples:"]) {
+      assert.ok(help.output().includes(text), `--help mentions ${text}:\n${help.output()}`);
+    }
+    const bogus = startSite({ PAYLANE_DATA: dir }, ["--bogus"]);
+    assert.is(await bogus.exited, 2);
+    assert.is(bogus.output().trim(), "npm start: unknown option '--bogus' (see npm start -- --help)");
+    const mars = startSite({ PAYLANE_DATA: dir, SITE_TIMEZONE: "Mars/Olympus" });
+    assert.is(await mars.exited, 2);
+    assert.is(
+      mars.output().trim(),
+      "npm start: SITE_TIMEZONE: unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Berlin)",
+    );
+    assert.not.ok(existsSync(join(dir, "registry.json")), "nothing written");
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

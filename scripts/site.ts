@@ -6,6 +6,10 @@
  *
  * MQTT_URL, DATABASE_URL and REDIS_URL swap in external services.
  * State (registry, kiosk journals, cloud database) lives in PAYLANE_DATA (.paylane/).
+ *
+ * This file is the composition: the environment (site/env.ts), the data
+ * folder's identities (site/identities.ts), and the parts started in order
+ * under a supervisor (site/supervisor.ts) that restarts or stops per part.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";

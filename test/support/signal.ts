@@ -11,13 +11,16 @@ export class Signal {
     for (const w of [...this.#waiters]) w();
   };
 
-  async until<T>(
+  /**
+   * Resolves with the first truthy `check()`. The waiter is registered before
+   * the first check runs, so a notify that arrives while an (async) check is
+   * still being evaluated is never lost: it makes the check run again.
+   */
+  until<T>(
     check: () => T | undefined | false | Promise<T | undefined | false>,
     what: string,
     timeoutMs = 30_000,
   ): Promise<T> {
-    const first = await check();
-    if (first) return first;
     return new Promise<T>((resolve, reject) => {
       let checking = false;
       let again = false;
@@ -27,7 +30,8 @@ export class Signal {
           return;
         }
         checking = true;
-        Promise.resolve(check())
+        Promise.resolve()
+          .then(check)
           .then((v) => {
             checking = false;
             if (v) {
@@ -52,6 +56,7 @@ export class Signal {
         this.#waiters.delete(waiter);
       };
       this.#waiters.add(waiter);
+      waiter();
     });
   }
 }

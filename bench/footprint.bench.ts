@@ -62,6 +62,7 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DeviceConfigInput } from "@paylane/device";
 import { kioskDist } from "@paylane/ui/dist";
+import { DEMO_HARDWARE } from "../scripts/site/demo-hardware.ts";
 import { intEnv } from "../test/support/env.ts";
 import { bundleDaemon } from "./lib/footprint-build.ts";
 import { descendants, type ProcMemory, procMemory } from "./lib/proc-memory.ts";
@@ -146,15 +147,7 @@ async function kioskConfig(dir: string, port: number, closedPort: number, secret
     cloudUrl: `http://127.0.0.1:${closedPort}`,
     dataDir: join(dir, "data"),
     http: { host: "127.0.0.1", port },
-    reader: { type: "pn532-simulator" },
-    printer: { type: "simulator" },
-    gpio: {
-      backend: "simulated",
-      button: { line: { bcm: 27 } },
-      led: { line: { bcm: 18 } },
-      buzzer: { line: { bcm: 22 } },
-      relay: { line: { bcm: 17 }, pulseMs: 3000 },
-    },
+    ...DEMO_HARDWARE,
   };
   const path = join(dir, `kiosk-${port}.json`);
   await writeFile(path, JSON.stringify(config, null, 2), { mode: 0o600 });

@@ -19,6 +19,7 @@ import { ConfigError, createCommand, EXIT, environmentHelp } from "@paylane/prot
 import { mintOperatorToken } from "../cloud/src/api/auth.ts";
 import { DEMO_MEMBERS } from "../cloud/src/seed.ts";
 import type { DeviceConfigInput } from "../device/src/config.ts";
+import { DEMO_HARDWARE } from "./site/demo-hardware.ts";
 import { parseSiteEnv, SiteEnvSchema } from "./site/env.ts";
 import { httpReady } from "./site/http-ready.ts";
 import { ensureIdentities } from "./site/identities.ts";
@@ -181,19 +182,7 @@ async function main(): Promise<void> {
       cloudUrl,
       dataDir: join(dataDir, "kiosks", device),
       http: { host: "127.0.0.1", port },
-      // The hardware a kiosk carries, simulated: the real PN532 and ESC/POS drivers talk to
-      // simulated peers (the PN532 over a pty pair), and the GPIO roles drive simulated lines.
-      reader: { type: "pn532-simulator" },
-      printer: { type: "simulator" },
-      // a simulated ZVT card terminal (on TCP, in the kiosk's process) for wallet top-ups
-      terminal: { type: "zvt-simulator" },
-      gpio: {
-        backend: "simulated",
-        button: { line: { bcm: 27 } },
-        led: { line: { bcm: 18 } },
-        buzzer: { line: { bcm: 22 } },
-        relay: { line: { bcm: 17 }, pulseMs: 3000 },
-      },
+      ...DEMO_HARDWARE,
     };
     const configPath = join(dataDir, `${device}.json`);
     await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });

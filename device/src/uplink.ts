@@ -336,7 +336,8 @@ export class Uplink {
     this.#o.timers.clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     if (wasConnected) {
-      this.#o.logger.warn("disconnected from broker");
+      // A stop's own disconnect is no news; a broker gone away is.
+      if (!this.#stopped) this.#o.logger.warn("disconnected from broker");
       this.#o.onChange?.();
     }
     if (this.#stopped || this.#reconnectTimer !== undefined) return;

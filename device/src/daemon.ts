@@ -55,45 +55,31 @@ export class KioskDaemon extends RunningKiosk {
   readonly #o: DaemonOptions;
   readonly #log: Logger;
   readonly #lifecycle: Lifecycle;
-  #stopping: Promise<void> | undefined;
 
   constructor(o: DaemonOptions) {
-    super();
+    super({ site: o.config.site, device: o.config.device });
     this.#o = o;
-    const logger = o.logger ?? createLogger("paylane-device");
-    this.#log = logger.child({ site: o.config.site, device: o.config.device });
+    this.#log = (o.logger ?? createLogger("paylane-device")).child(this.address);
     this.#lifecycle = new Lifecycle(this.#log);
   }
 
-  get address() {
-    return { site: this.#o.config.site, device: this.#o.config.device };
-  }
-
-  /** Starts everything; a start that fails stops what had started before it rejects. A stopped daemon starts again. */
+  /** Starts everything (once, however often called); a start that fails stops what it had started. */
   async start(): Promise<void> {
-    await this.#stopping;
-    this.metrics.clear(); // a second start registers its metrics again
-    try {
-      this.running = await this.#compose();
-      this.#log.info({ port: this.port }, "kiosk daemon started");
-    } catch (err) {
-      await this.stop().catch((e: Error) => this.#log.warn({ err: e.message }, "stopping what had started failed too"));
-      throw err;
-    }
+    if (this.running) return;
+    this.running = await this.#lifecycle.launch(() => this.#compose());
+    this.#log.info({ port: this.port }, "kiosk daemon started");
   }
 
-  /** Stops in reverse start order; a second call while stopping returns the same stop (Ctrl-C brings SIGINT and SIGTERM). */
+  /** Stops in reverse start order, after a start in progress; a second call returns the same stop. */
   stop(): Promise<void> {
-    this.running = undefined; // from here on the daemon reads as stopped: nothing starts on a store being closed
-    this.#stopping ??= this.#lifecycle.stop().finally(() => {
-      this.#stopping = undefined;
-    });
-    return this.#stopping;
+    // From the first moment of the stop the daemon reads as stopped: nothing starts on a store being closed.
+    return this.#lifecycle.shutdown(() => (this.running = undefined));
   }
 
   /** Builds the parts, each handed what it uses, and starts them: the order of `life.start` is the dependency order. */
   async #compose(): Promise<KioskParts> {
     const { config: c, timers = realTimers, now = () => new Date() } = this.#o;
+    this.metrics.clear(); // a second start registers its metrics again
     const [life, bus, log] = [this.#lifecycle, this.events, this.#log];
     const kit: KioskKit = { config: c, bus, work: new WorkInProgress(), timers, now, log, bootedAt: now() };
     const cloud = kioskCloudClient(kit, this.#o.onPaymentAttempt);
@@ -108,7 +94,7 @@ export class KioskDaemon extends RunningKiosk {
     const peripherals = new Peripherals({ config: c, logger: log, timers, now, firmataIo: this.#o.firmataIo });
     const checkin = new CheckinDesk({ journal, replica, now, isOnline });
     const desk = new FrontDesk(kit, { checkin, payments, journal });
-    const handlers = peripheralHandlers(bus, desk);
+    const handlers = peripheralHandlers(kit, desk);
     const status = new KioskStatus(kit, { journal, replica, sync, uplink, peripherals, storage });
     const telemetry = new TelemetryPublisher(kit, { journal, replica, payments, peripherals, storage, uplink });
     const taps = new SimulatedTaps(kit, () => peripherals.simulators.reader);
@@ -120,12 +106,13 @@ export class KioskDaemon extends RunningKiosk {
       cancelPayment: () => payments.cancel(),
       enterCode: (code) => desk.decide({ type: "code", code }),
       callStaff: () => desk.callStaff("screen"),
-      selfTest: () => peripherals.selfTest(),
-      settleTerminal: terminal.terminal?.endOfDay ? () => payments.settleTerminal() : undefined,
+      selfTest: () => kit.work.track(peripherals.selfTest()),
+      settleTerminal: terminal.terminal?.endOfDay ? () => kit.work.track(payments.settleTerminal()) : undefined,
     });
 
     await life.start([
       storage,
+      // No-op starts: placed here so that, at stop, work in progress ends after its sources stop, before the stores close.
       { name: "work in progress", start: noop, stop: () => kit.work.idle() },
       { name: "payment desk", start: noop, stop: () => endWaitingPayment(payments) },
       new KioskMetrics(kit, this.metrics, { journal, payments }),
@@ -133,8 +120,8 @@ export class KioskDaemon extends RunningKiosk {
       { name: "peripherals", start: () => peripherals.start(handlers), stop: () => peripherals.stop() },
       new PanelSignals(kit, { peripherals, storage, uplink }),
       api,
-      link,
       { name: "replica sync", start: () => sync.start(), stop: () => sync.stop() },
+      link,
       telemetry,
       journalCompaction(kit, journal),
     ]);

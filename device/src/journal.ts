@@ -244,10 +244,12 @@ export class Journal {
     // Conflicts first: a crash between the two statements then only leaves an ack to receive again,
     // never an entry the ack made compactable without its conflict on record.
     if (conflicts.length > 0) {
-      await this.#db.run(
-        `INSERT INTO conflicted (seq, noted_at, reported) SELECT value, ?, 1 FROM json_each(?)
-         WHERE true ON CONFLICT (seq) DO UPDATE SET reported = 1`,
-        [new Date().toISOString(), JSON.stringify(conflicts)],
+      await this.writing(
+        this.#db.run(
+          `INSERT INTO conflicted (seq, noted_at, reported) SELECT value, ?, 1 FROM json_each(?)
+           WHERE true ON CONFLICT (seq) DO UPDATE SET reported = 1`,
+          [new Date().toISOString(), JSON.stringify(conflicts)],
+        ),
       );
     }
     // Wait until no rollback check holds acks, including one queued behind the one awaited.
@@ -256,9 +258,11 @@ export class Journal {
       if (gate === this.#ackGate) break;
     }
     // One statement, so overlapping acks cannot interleave a read and a write.
-    const row = await this.#db.get<{ acked_up_to: number }>(
-      "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",
-      [upTo, upTo],
+    const row = await this.writing(
+      this.#db.get<{ acked_up_to: number }>(
+        "UPDATE meta SET acked_up_to = max(acked_up_to, ?) WHERE one = 1 AND ? <= last_seq RETURNING acked_up_to",
+        [upTo, upTo],
+      ),
     );
     if (!row) {
       const { lastSeq } = await this.stats();
@@ -278,14 +282,16 @@ export class Journal {
    */
   async moveBeyond(cloudAckedSeq: number, detectedBy: "stream" | "ack", at: Date): Promise<Entry | null> {
     const id = randomUUID();
-    const row = await this.#db.get<{ seq: number; body: string }>(
-      `INSERT INTO journal (seq, id, kind, at, body)
-       SELECT ? + 1, ?, 'journal-rolled-back', ?,
-              json_object('epoch', (SELECT coalesce(max(epoch), 0) + 1 FROM epochs), 'localLastSeq', last_seq,
-                          'cloudAckedSeq', ?, 'detectedBy', ?)
-       FROM meta WHERE one = 1 AND last_seq < ?
-       RETURNING seq, body`,
-      [cloudAckedSeq, id, at.toISOString(), cloudAckedSeq, detectedBy, cloudAckedSeq],
+    const row = await this.writing(
+      this.#db.get<{ seq: number; body: string }>(
+        `INSERT INTO journal (seq, id, kind, at, body)
+         SELECT ? + 1, ?, 'journal-rolled-back', ?,
+                json_object('epoch', (SELECT coalesce(max(epoch), 0) + 1 FROM epochs), 'localLastSeq', last_seq,
+                            'cloudAckedSeq', ?, 'detectedBy', ?)
+         FROM meta WHERE one = 1 AND last_seq < ?
+         RETURNING seq, body`,
+        [cloudAckedSeq, id, at.toISOString(), cloudAckedSeq, detectedBy, cloudAckedSeq],
+      ),
     );
     if (!row) return null;
     const entry = { seq: row.seq, id, kind: "journal-rolled-back", at: at.toISOString(), body: JSON.parse(row.body) };
@@ -302,10 +308,12 @@ export class Journal {
   /** Records seqs found to conflict without an ack saying so (the cloud has not kept ours yet). */
   async noteConflicts(seqs: readonly number[]): Promise<void> {
     if (seqs.length === 0) return;
-    await this.#db.run("INSERT OR IGNORE INTO conflicted (seq, noted_at) SELECT value, ? FROM json_each(?)", [
-      new Date().toISOString(),
-      JSON.stringify(seqs),
-    ]);
+    await this.writing(
+      this.#db.run("INSERT OR IGNORE INTO conflicted (seq, noted_at) SELECT value, ? FROM json_each(?)", [
+        new Date().toISOString(),
+        JSON.stringify(seqs),
+      ]),
+    );
   }
 
   /** Conflicting entries no ack has listed yet: to send, so that the cloud keeps them beside its own. */
@@ -367,10 +375,12 @@ export class Journal {
    * Unacked entries are never touched, whatever their age.
    */
   async compact(before: Date): Promise<number> {
-    const rows = await this.#db.all<{ seq: number }>(
-      `DELETE FROM journal WHERE seq <= (SELECT acked_up_to FROM meta WHERE one = 1) AND at < ?
-         AND seq NOT IN (SELECT seq FROM conflicted) RETURNING seq`,
-      [before.toISOString()],
+    const rows = await this.writing(
+      this.#db.all<{ seq: number }>(
+        `DELETE FROM journal WHERE seq <= (SELECT acked_up_to FROM meta WHERE one = 1) AND at < ?
+           AND seq NOT IN (SELECT seq FROM conflicted) RETURNING seq`,
+        [before.toISOString()],
+      ),
     );
     for (const compact of this.#alsoCompact) await compact(before);
     return rows.length;

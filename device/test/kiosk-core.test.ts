@@ -73,7 +73,11 @@ lifecycle("a part that fails to start: what had started is stopped by the owner,
     /b cannot start/,
   );
   await life.stop();
-  assert.equal(log, ["start a", "stop a", "close store"], "b never counted as started, c never started");
+  assert.equal(
+    log,
+    ["start a", "stop b", "stop a", "close store"],
+    "b failed half-way and is stopped too; c never started",
+  );
 });
 
 lifecycle("a part that fails to stop does not keep the others running; the first failure is reported", async () => {
@@ -84,6 +88,45 @@ lifecycle("a part that fails to stop does not keep the others running; the first
   assert.equal(log, ["start a", "start b", "start c", "stop c", "stop b", "stop a"]);
   await life.stop(); // nothing left to stop
   assert.is(log.length, 6);
+});
+
+lifecycle("a stop during a start waits for it, then stops everything it started", async () => {
+  const log: string[] = [];
+  const life = new Lifecycle(quiet);
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const starting = life.launch(async () => {
+    await life.start([recorded("a", log)]);
+    await gate; // still composing when the stop comes
+    await life.start([recorded("b", log)]);
+    return "started";
+  });
+  const stopping = life.shutdown(() => log.push("reads as stopped"));
+  assert.is(
+    life.launch(async () => "again"),
+    starting,
+    "a second start while starting is the same start",
+  );
+  release();
+  assert.is(await starting, "started");
+  await stopping;
+  assert.equal(log, ["start a", "start b", "reads as stopped", "stop b", "stop a"]);
+});
+
+lifecycle("a start that fails is undone before it rejects", async () => {
+  const log: string[] = [];
+  const life = new Lifecycle(quiet);
+  await rejects(
+    () =>
+      life.launch(async () => {
+        await life.start([recorded("a", log)]);
+        throw new Error("no config");
+      }),
+    /no config/,
+  );
+  assert.equal(log, ["start a", "stop a"]);
 });
 
 const journalEvents = suite("journal events");

@@ -2,6 +2,10 @@
  * The kiosk's event bus: every happening has one name and one payload type.
  * Parts publish what happened; the screen feed, telemetry, the LEDs and
  * the metrics subscribe. Nobody calls anybody "to let them know".
+ *
+ * Listeners run synchronously inside the publisher's call (an append, a
+ * payment's answer) and must not throw: whatever can fail (printing, a
+ * push to the screen) runs as tracked async work and catches its own errors.
  */
 import { EventEmitter } from "node:events";
 import type { Credential, Entry, StaffCallBody } from "@paylane/protocol";
@@ -10,7 +14,7 @@ import type { ReceiptFacts } from "../payments/payment-desk.ts";
 import type { StorageStatus } from "../storage-monitor.ts";
 
 /** How the kiosk reaches its cloud: the broker session, and the cloud's own status on it. */
-export interface CloudLink {
+export interface CloudLinkState {
   online: boolean;
   broker: boolean;
   cloud: boolean;
@@ -41,7 +45,7 @@ export interface KioskEvents {
   /** A receipt was printed, or offered on screen as a QR code when it could not be. */
   "receipt-issued": [ReceiptNotice];
   /** The broker session or the cloud's status changed. */
-  "cloud-link-changed": [CloudLink];
+  "cloud-link-changed": [CloudLinkState];
   /** A staff call was journaled (button or screen). */
   "staff-called": [StaffCallBody];
   /** A decision started (true) or ended (false): the status LED shows "busy" meanwhile. */

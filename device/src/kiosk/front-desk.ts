@@ -9,7 +9,6 @@ import type { CheckinDesk } from "../checkin-desk.ts";
 import type { Journal } from "../journal.ts";
 import { PaymentBusyError, type PaymentDesk, type ReceiptFacts } from "../payments/payment-desk.ts";
 import type { PeripheralHandlers } from "../peripherals.ts";
-import type { KioskBus } from "./events.ts";
 import type { KioskKit } from "./kit.ts";
 
 export interface FrontDeskDeps {
@@ -93,10 +92,11 @@ export function endWaitingPayment(payments: PaymentDesk): void {
 }
 
 /** What the peripherals report: a card goes to the desk, the button calls staff, changes go on the bus. */
-export function peripheralHandlers(bus: KioskBus, desk: FrontDesk): PeripheralHandlers {
+export function peripheralHandlers({ bus, log }: KioskKit, desk: FrontDesk): PeripheralHandlers {
   return {
     onCard: (uid) => desk.onCard(uid),
-    onCallStaff: () => void desk.callStaff("button").catch(() => {}),
+    onCallStaff: () =>
+      void desk.callStaff("button").catch((err: Error) => log.error({ err: err.message }, "staff call not journaled")),
     onChange: () => bus.emit("peripheral-changed", "state"),
     onPaper: () => bus.emit("peripheral-changed", "paper"),
   };

@@ -26,9 +26,50 @@ export function part(name: string, start: () => unknown, stop: () => unknown = (
 export class Lifecycle {
   readonly #log: Logger;
   #running: Part[] = [];
+  #starting: Promise<unknown> | undefined;
+  #stopping: Promise<void> | undefined;
 
   constructor(log: Logger) {
     this.#log = log;
+  }
+
+  /**
+   * Runs `compose` (which opens stores and starts parts on this lifecycle)
+   * as one start: calls while it runs share it, a stop in progress is
+   * awaited first, and a start that fails is undone before it rejects.
+   */
+  launch<T>(compose: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      await this.#stopping;
+      try {
+        return await compose();
+      } catch (err) {
+        await this.stop().catch((e: Error) =>
+          this.#log.warn({ err: e.message }, "stopping what had started failed too"),
+        );
+        throw err;
+      }
+    };
+    this.#starting ??= run().finally(() => {
+      this.#starting = undefined;
+    });
+    return this.#starting as Promise<T>;
+  }
+
+  /**
+   * Stops once a start in progress has ended; calls while stopping share the
+   * stop (Ctrl-C brings SIGINT and SIGTERM). `stopped` runs first, so the owner
+   * reads as stopped before any store closes.
+   */
+  shutdown(stopped: () => void = () => {}): Promise<void> {
+    this.#stopping ??= (this.#starting ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => {
+        stopped();
+        return this.stop();
+      })
+      .finally(() => (this.#stopping = undefined));
+    return this.#stopping;
   }
 
   /** Opens a store; it is closed when the lifecycle stops, after every part started later. */
@@ -44,10 +85,23 @@ export class Lifecycle {
     return store;
   }
 
-  /** Starts `parts` in order. */
+  /**
+   * Starts `parts` in order. A part whose start fails half-way (a listener
+   * added, a port opened, then a throw) is stopped too, before the failure
+   * is rethrown: `stop()` must therefore undo whatever part of a start ran.
+   */
   async start(parts: readonly Part[]): Promise<void> {
     for (const p of parts) {
-      await p.start();
+      try {
+        await p.start();
+      } catch (err) {
+        await Promise.resolve()
+          .then(() => p.stop())
+          .catch((e: Error) =>
+            this.#log.warn({ part: p.name, err: e.message }, "part did not stop after a failed start"),
+          );
+        throw err;
+      }
       this.#running.push(p);
     }
   }

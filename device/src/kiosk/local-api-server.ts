@@ -55,7 +55,7 @@ export class LocalApiServer implements Part {
     this.#http = await listen(api.app, {
       port: config.http.port,
       host: config.http.host,
-      setting: "http.port (KIOSK_PORT_BASE)",
+      setting: "http.port in the kiosk's config (KIOSK_PORT_BASE under npm start)",
     });
     api.injectWebSocket(this.#http.server as Parameters<typeof api.injectWebSocket>[0]);
     const pushState = () => void this.#k.work.track(this.#pushState());

@@ -34,6 +34,8 @@ export interface KioskParts {
 export abstract class RunningKiosk {
   protected running: KioskParts | undefined;
 
+  constructor(readonly address: { site: string; device: string }) {}
+
   #parts(): KioskParts {
     if (!this.running) throw new Error("daemon is not started");
     return this.running;

@@ -104,9 +104,9 @@ export class PaymentIntents {
 
   /** Removes settled intents older than `before` (the journal's compaction calls it); a pending one stays until its outcome is known. */
   async compact(before: Date): Promise<number> {
-    const { changes } = await this.#db.run("DELETE FROM payment_intents WHERE state <> 'pending' AND created_at < ?", [
-      before.toISOString(),
-    ]);
+    const { changes } = await this.#journal.writing(
+      this.#db.run("DELETE FROM payment_intents WHERE state <> 'pending' AND created_at < ?", [before.toISOString()]),
+    );
     return changes;
   }
 }

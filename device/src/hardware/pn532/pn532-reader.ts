@@ -364,7 +364,8 @@ export class Pn532Reader {
     if (state === this.#state) return;
     const from = this.#state;
     this.#state = state;
-    const log = state === "ok" ? this.#o.logger.info : this.#o.logger.warn;
+    // A reader lost is news; one found again, or closed by a stop, is not.
+    const log = state === "ok" || reason === "stopped" ? this.#o.logger.info : this.#o.logger.warn;
     log.call(this.#o.logger, { from, to: state, reason }, "PN532 reader state");
     try {
       this.#o.onStateChange?.(state, reason);

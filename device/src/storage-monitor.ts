@@ -6,7 +6,6 @@
  */
 import type { Logger } from "pino";
 import type { Journal } from "./journal.ts";
-import type { KioskKit } from "./kiosk/kit.ts";
 import type { Timers } from "./timers.ts";
 
 export interface StorageStatus {
@@ -75,11 +74,4 @@ export class StorageMonitor {
       });
     }, this.#o.probeMs);
   }
-}
-
-/** The kiosk's storage monitor: probes at `storageProbeMs`, and says each change on the bus. */
-export function kioskStorageMonitor(kit: KioskKit, journal: Journal): StorageMonitor {
-  const { timers, log: logger, bus } = kit;
-  const onChange = (status: StorageStatus) => bus.emit("storage-changed", status);
-  return new StorageMonitor({ journal, timers, logger, probeMs: kit.config.storageProbeMs, onChange });
 }

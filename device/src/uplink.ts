@@ -38,6 +38,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { AckBeyondJournalError, type Journal } from "./journal.ts";
 import type { Timers } from "./timers.ts";
+import { WorkInProgress } from "./work.ts";
 
 /** Drain progress is logged at most this often, and only above this backlog. */
 const DRAIN_LOG_MS = 5000;
@@ -124,7 +125,8 @@ export class Uplink {
   #backoff: IBackoff<unknown> | undefined;
   readonly #backoffFactory: ExponentialBackoff<unknown>;
   #stopped = true;
-  readonly #work = new Set<Promise<void>>();
+  /** Work on the journal started by a message: `stop()` waits for it, so the journal outlives it. */
+  readonly #work = new WorkInProgress();
   /** The last drain progress line: when, and the ack then. */
   #drainLog: { at: number; ackedUpTo: number; draining: boolean } | undefined;
   lastError: string | undefined;
@@ -233,7 +235,7 @@ export class Uplink {
       else if (!(await endsWithin(client, GRACEFUL_END_MS))) client.stream.destroy();
     }
     // acks being recorded, and a pump reading the journal, finish before the journal may close
-    while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
+    await this.#work.idle();
     this.#brokerConnected = false;
     this.#cloudOnline = false;
   }
@@ -252,17 +254,11 @@ export class Uplink {
    * reported. Outside the window: they are already acked.
    */
   sendConflicts(): void {
-    this.#inFlight(
+    void this.#work.track(
       this.#sendConflicts().catch((err: Error) =>
         this.#o.logger.warn({ err: err.message }, "conflicting entries could not be sent"),
       ),
     );
-  }
-
-  /** Work on the journal started by a message: `stop()` waits for it, so the journal outlives it. */
-  #inFlight(work: Promise<void>): void {
-    this.#work.add(work);
-    void work.finally(() => this.#work.delete(work));
   }
 
   /**
@@ -358,7 +354,7 @@ export class Uplink {
         this.#o.logger.error({ error: ack.error }, "malformed ack ignored");
         return;
       }
-      this.#inFlight(this.#onAck(ack.value.upTo, ack.value.conflicts ?? []));
+      void this.#work.track(this.#onAck(ack.value.upTo, ack.value.conflicts ?? []));
     } else if (topic === topics.cloudStatus) {
       const status = decode(CloudStatusSchema, payload);
       if (!status.ok) return;
@@ -542,7 +538,7 @@ export class Uplink {
         this.#pumping = false;
       }
     })();
-    this.#inFlight(run);
+    void this.#work.track(run);
     return run;
   }
 

@@ -10,8 +10,12 @@ import type { Entry } from "@paylane/protocol";
 import pino from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import type { Pn532Simulator } from "../src/hardware/pn532/simulator.ts";
 import { Journal } from "../src/journal.ts";
+import { createKioskBus } from "../src/kiosk/events.ts";
 import { Lifecycle, type Part } from "../src/kiosk/lifecycle.ts";
+import { SimulatedTaps } from "../src/kiosk/simulated-taps.ts";
+import { realTimers } from "../src/timers.ts";
 
 const quiet = pino({ level: "silent" });
 
@@ -129,6 +133,34 @@ lifecycle("a start that fails is undone before it rejects", async () => {
   assert.equal(log, ["start a", "stop a"]);
 });
 
+const taps = suite("simulated taps");
+
+taps("a card's answer is its own decision, not a code typed on screen meanwhile", async () => {
+  const bus = createKioskBus();
+  const placed: string[] = [];
+  const reader = {
+    placeCard: (uid: string) => {
+      placed.push(uid);
+      // Someone types a code while the card is on the reader; then the reader reports the card.
+      bus.emit(
+        "tap-decided",
+        { outcome: "welcome", message: "Welcome, Grace", at: "t" },
+        { type: "code", code: "ABCD" },
+      );
+      bus.emit(
+        "tap-decided",
+        { outcome: "welcome", message: "Welcome, Ada", at: "t" },
+        { type: "card", uid: "04A2B3C4" },
+      );
+    },
+    removeCard: () => {},
+    nextPoll: async () => {},
+  } as unknown as Pn532Simulator;
+  const answer = await new SimulatedTaps({ bus, timers: realTimers }, () => reader).present("04:a2:b3:c4");
+  assert.equal(placed, ["04:a2:b3:c4"]);
+  assert.is(answer.message, "Welcome, Ada");
+});
+
 const journalEvents = suite("journal events");
 let dir = "";
 journalEvents.before(async () => {
@@ -176,4 +208,5 @@ journalEvents(
 );
 
 lifecycle.run();
+taps.run();
 journalEvents.run();

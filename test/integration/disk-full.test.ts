@@ -31,8 +31,8 @@ function fillable(journal: Journal, full: { on: boolean; appends: number }): Jou
   const db = journal.db as unknown as Record<string, (sql: string, ...rest: unknown[]) => Promise<unknown>>;
   const isWrite = (sql: string) => /^\s*(INSERT|UPDATE|DELETE|REPLACE|BEGIN)/i.test(sql);
   for (const method of ["get", "getPrepared", "all", "run", "exec"]) {
-    if (typeof db[method] !== "function") continue;
-    const original = db[method].bind(db);
+    const original = db[method]?.bind(db);
+    if (!original) throw new Error(`Sqlite has no ${method}(): the fault injection must follow its write paths`);
     db[method] = async (sql, ...rest) => {
       if (full.on && isWrite(sql)) {
         // an entry, or a payment's intent (written to the journal's file before anything is asked)

@@ -4,10 +4,10 @@
  * journaled. What happened goes on the bus; LEDs, screens and receipts follow.
  */
 import type { Credential, StaffCallBody } from "@paylane/protocol";
-import type { PaymentResult, PaymentSession, TapResult } from "@paylane/protocol/kiosk-api";
+import type { PaymentResult, TapResult } from "@paylane/protocol/kiosk-api";
 import type { CheckinDesk } from "../checkin-desk.ts";
 import type { Journal } from "../journal.ts";
-import { PaymentBusyError, type PaymentDesk, type ReceiptFacts } from "../payments/payment-desk.ts";
+import type { PaymentDesk } from "../payments/payment-desk.ts";
 import type { PeripheralHandlers } from "../peripherals.ts";
 import type { KioskKit } from "./kit.ts";
 
@@ -65,29 +65,6 @@ export class FrontDesk {
       }
     };
     return this.#k.work.track(run());
-  }
-}
-
-/** The payment desk's hooks: each step of a payment goes on the bus (and its answer in the log). */
-export function paymentProgressHooks({ bus, log: logger }: KioskKit) {
-  return {
-    onSession: (session: PaymentSession) => bus.emit("payment-progressed", { step: "session", session }),
-    onResult: (result: PaymentResult, receipt: ReceiptFacts | undefined) => {
-      const { outcome, kind, reason, authorization, id: key } = result;
-      logger.info({ outcome, kind, reason, authorization, key }, "payment answered");
-      bus.emit("payment-progressed", { step: "answered", result, receipt });
-    },
-    onEnded: (sessionId: string, reason: "cancelled" | "timeout") =>
-      bus.emit("payment-progressed", { step: "ended", sessionId, reason }),
-  };
-}
-
-/** At stop: a payment waiting for a card ends (its idle timer with it); one being authorized is awaited with the work. */
-export function endWaitingPayment(payments: PaymentDesk): void {
-  try {
-    payments.cancel();
-  } catch (err) {
-    if (!(err instanceof PaymentBusyError)) throw err;
   }
 }
 

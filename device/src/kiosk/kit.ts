@@ -2,8 +2,8 @@
 import type { Logger } from "pino";
 import type { DeviceConfig } from "../config.ts";
 import type { Timers } from "../timers.ts";
+import type { WorkInProgress } from "../work.ts";
 import type { KioskBus } from "./events.ts";
-import type { WorkInProgress } from "./work.ts";
 
 export interface KioskKit {
   config: DeviceConfig;

@@ -13,11 +13,6 @@ export interface Part {
   stop(): Promise<void> | void;
 }
 
-/** A part made of two functions, for what needs no class of its own. */
-export function part(name: string, start: () => unknown, stop: () => unknown = () => {}): Part {
-  return { name, start: async () => void (await start()), stop: async () => void (await stop()) };
-}
-
 /**
  * What has been opened and started so far, in order. `stop()` undoes it in
  * reverse; a start that fails half-way is undone the same way by its owner,
@@ -75,13 +70,7 @@ export class Lifecycle {
   /** Opens a store; it is closed when the lifecycle stops, after every part started later. */
   async open<T>(name: string, open: () => Promise<T>, close: (store: T) => Promise<void>): Promise<T> {
     const store = await open();
-    this.#running.push(
-      part(
-        name,
-        () => {},
-        () => close(store),
-      ),
-    );
+    this.#running.push({ name, start: () => {}, stop: () => close(store) });
     return store;
   }
 

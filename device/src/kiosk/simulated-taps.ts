@@ -32,7 +32,7 @@ export class SimulatedTaps {
     const sim = this.#reader();
     if (!sim) return Promise.reject(new Error("this kiosk's reader is not simulated"));
     const run = this.#queue.then(async () => {
-      const answered = this.#nextAnswer();
+      const answered = this.#answerTo(uid);
       sim.placeCard(uid);
       try {
         return await answered;
@@ -45,7 +45,12 @@ export class SimulatedTaps {
     return run;
   }
 
-  #nextAnswer(): Promise<TapResult | PaymentResult> {
+  /**
+   * The kiosk's answer to this card: its check-in, or the payment it paid
+   * (a code typed on screen meanwhile is another credential's answer).
+   */
+  #answerTo(uid: string): Promise<TapResult | PaymentResult> {
+    const card = sameUid(uid);
     return new Promise((resolve, reject) => {
       const done = () => {
         this.#timers.clearTimeout(timer);
@@ -56,7 +61,8 @@ export class SimulatedTaps {
         done();
         reject(new Error(`the reader did not report the card within ${SIMULATED_TAP_TIMEOUT_MS} ms`));
       }, SIMULATED_TAP_TIMEOUT_MS);
-      const onTap = (...[result]: KioskEvents["tap-decided"]) => {
+      const onTap = (...[result, credential]: KioskEvents["tap-decided"]) => {
+        if (credential.type !== "card" || !card(credential.uid)) return;
         done();
         resolve(result);
       };
@@ -76,4 +82,11 @@ export class SimulatedTaps {
     await Promise.race([p, new Promise<void>((resolve) => (timer = this.#timers.setTimeout(resolve, ms)))]);
     this.#timers.clearTimeout(timer);
   }
+}
+
+/** Whether a UID is `uid`, whatever its case or separators ("04:a2:…" is "04A2…"). */
+function sameUid(uid: string): (other: string) => boolean {
+  const norm = (u: string) => u.replace(/[^0-9a-f]/gi, "").toUpperCase();
+  const want = norm(uid);
+  return (other) => norm(other) === want;
 }

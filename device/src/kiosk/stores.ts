@@ -1,7 +1,8 @@
 /**
  * The kiosk's stores, opened in order and closed last (after every part that
  * uses them): the journal (recovered from the cloud's mark if its file is
- * damaged), the member and wallet replicas, and the card terminal.
+ * damaged), the member and wallet replicas, and the card terminal; and the
+ * monitor that watches the journal's disk.
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import { openOrRecoverJournal } from "../journal-recovery.ts";
 import { CloudStream } from "../journal-rollback.ts";
 import { WalletReplica } from "../payments/wallet-replica.ts";
 import { Replica } from "../replica.ts";
+import { StorageMonitor, type StorageStatus } from "../storage-monitor.ts";
 import type { KioskKit } from "./kit.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 
@@ -53,4 +55,11 @@ export async function openStores(
     (t) => t.close(),
   );
   return { journal, recovered, replica, wallets, terminal };
+}
+
+/** The kiosk's storage monitor: probes at `storageProbeMs`, and says each change on the bus. */
+export function kioskStorageMonitor(kit: KioskKit, journal: Journal): StorageMonitor {
+  const { timers, log: logger, bus } = kit;
+  const onChange = (status: StorageStatus) => bus.emit("storage-changed", status);
+  return new StorageMonitor({ journal, timers, logger, probeMs: kit.config.storageProbeMs, onChange });
 }

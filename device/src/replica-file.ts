@@ -42,6 +42,15 @@ export class ReplicaFile {
     return new ReplicaFile(reader, writer, metaTable);
   }
 
+  /**
+   * Runs lookups on one snapshot: every statement `read` makes sees the same
+   * committed sync, even if another commits meanwhile (one lookup alone
+   * always does; several in a row need this).
+   */
+  snapshot<T>(read: () => Promise<T>): Promise<T> {
+    return this.reader.transaction(read, "DEFERRED");
+  }
+
   /** Runs a schema change on the writer (a column added since older files were made). */
   async migrate(work: (writer: Sqlite) => Promise<void>): Promise<void> {
     await work(this.#writer);

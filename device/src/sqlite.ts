@@ -90,13 +90,15 @@ export class Sqlite {
   }
 
   /**
-   * Runs `work` in one BEGIN IMMEDIATE transaction: committed when it
-   * resolves, rolled back when it throws. Transactions on one connection run
-   * one at a time, or the statements of one would land inside the other.
+   * Runs `work` in one transaction: committed when it resolves, rolled back
+   * when it throws. IMMEDIATE (the default) takes the write lock at once; a
+   * DEFERRED one that only reads sees one snapshot of the file for all its
+   * statements (WAL). Transactions on one connection run one at a time, or
+   * the statements of one would land inside the other.
    */
-  transaction<T>(work: () => Promise<T>): Promise<T> {
+  transaction<T>(work: () => Promise<T>, mode: "IMMEDIATE" | "DEFERRED" = "IMMEDIATE"): Promise<T> {
     const run = this.#transactions.then(async () => {
-      await this.exec("BEGIN IMMEDIATE");
+      await this.exec(`BEGIN ${mode}`);
       try {
         const result = await work();
         await this.exec("COMMIT");

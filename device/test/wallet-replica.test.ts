@@ -37,11 +37,10 @@ test("a payment looking up a wallet or the price list while a sync applies sees 
     const seen = new Set<string>();
     let lookups = 0;
     while (applying) {
-      const [info, items, last] = await Promise.all([
-        wallets.info(),
-        wallets.items(),
-        wallets.wallet(`m-${WALLETS - 1}`),
-      ]);
+      // The lookups of one payment decision, as the payment desk makes them: on one snapshot.
+      const [info, items, last] = await wallets.snapshot(() =>
+        Promise.all([wallets.info(), wallets.items(), wallets.wallet(`m-${WALLETS - 1}`)]),
+      );
       seen.add(`${info.version}:${items.length}:${last.balance}`);
       lookups++;
     }

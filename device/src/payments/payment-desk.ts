@@ -371,12 +371,13 @@ export class PaymentDesk {
   /**
    * The member's balance as this kiosk knows it: the replica's, less what it
    * journaled since the replica was read and what is still pending (`day`
-   * also sums the offline spending of that day). The replica meta is read
-   * before the wallet: a sync between the two can only count a payment twice.
+   * also sums the offline spending of that day). The replica's meta and the
+   * wallet come from one sync; the journal is read after them, so a sync
+   * landing meanwhile can only count a payment twice, never miss one.
    */
   async #balance(memberId: string, day: string, exceptKey?: string) {
-    const info = await this.#o.wallets.info();
-    const wallet = await this.#o.wallets.wallet(memberId);
+    const { wallets } = this.#o;
+    const [info, wallet] = await wallets.snapshot(() => Promise.all([wallets.info(), wallets.wallet(memberId)]));
     const money = await this.#money.member(memberId, info.appliedUpTo, day, exceptKey);
     return { info, wallet, money, available: wallet.balance - money.unsyncedSpend - money.pendingSpend };
   }

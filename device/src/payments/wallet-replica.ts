@@ -53,6 +53,11 @@ export class WalletReplica {
     return new WalletReplica(await ReplicaFile.open(path, SCHEMA, "wallet_meta"));
   }
 
+  /** Lookups that must agree (a balance with the limits and version it came with) see one sync: see ReplicaFile.snapshot. */
+  snapshot<T>(read: () => Promise<T>): Promise<T> {
+    return this.#file.snapshot(read);
+  }
+
   /**
    * Applies a sync atomically: a full one replaces everything; a delta only
    * on top of the version it was asked from (`since`), else nothing changes

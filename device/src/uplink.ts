@@ -26,6 +26,8 @@ import {
   PROTOCOL_VERSION,
   REPLAY_FROM,
   ReplayFromArgsSchema,
+  type ReportedState,
+  ReportedStateSchema,
   StatusSchema,
   type Telemetry,
   TelemetrySchema,
@@ -104,9 +106,17 @@ export interface UplinkOptions {
   verifyHeld?: (after: number, upTo: number) => Promise<void>;
   /** The cloud holds other entries at these seqs than this kiosk's own (they are kept, not compacted). */
   onConflicts?: (seqs: number[]) => void;
+  /**
+   * A `cmd/{name}` addressed to this kiosk. When set, every command goes here
+   * (replay-from too: the handler calls `resendFromAck`); unset, the uplink
+   * answers replay-from itself and ignores the rest.
+   */
+  onCommand?: (name: string, payload: Buffer) => void;
+  /** The retained desired configuration (an empty payload: it was cleared). */
+  onDesiredConfig?: (payload: Buffer) => void;
 }
 
-type Hooks = "onChange" | "onAcked" | "onCloudAhead" | "onConflicts" | "verifyHeld";
+type Hooks = "onChange" | "onAcked" | "onCloudAhead" | "onConflicts" | "verifyHeld" | "onCommand" | "onDesiredConfig";
 
 export class Uplink {
   readonly #o: Required<Omit<UplinkOptions, Hooks>> & Pick<UplinkOptions, Hooks>;
@@ -298,7 +308,8 @@ export class Uplink {
     const subscriptions = [
       topics.ack(address),
       topics.errors(address),
-      topics.cmd(address, REPLAY_FROM),
+      this.#o.onCommand ? topics.cmdAll(address) : topics.cmd(address, REPLAY_FROM),
+      ...(this.#o.onDesiredConfig ? [topics.config(address)] : []),
       topics.cloudStatus,
     ];
     client.subscribe(subscriptions, { qos: 1 }, (err, granted) => {
@@ -372,6 +383,10 @@ export class Uplink {
         }
         this.#o.onChange?.();
       }
+    } else if (topic === topics.config(address)) {
+      this.#o.onDesiredConfig?.(payload);
+    } else if (this.#o.onCommand && topic.startsWith(topics.cmdPrefix(address))) {
+      this.#o.onCommand(topic.slice(topics.cmdPrefix(address).length), payload);
     } else if (topic === topics.cmd(address, REPLAY_FROM)) {
       this.#onReplayFrom(payload);
     } else if (topic === topics.errors(address)) {
@@ -393,15 +408,33 @@ export class Uplink {
     }
     const { id } = command.value;
     const args = validate(ReplayFromArgsSchema, command.value.args, "args");
+    const at = this.#o.now().toISOString();
     let result: CommandResult;
     if (!args.ok) {
-      result = { id, ok: false, error: args.error };
+      result = { id, command: REPLAY_FROM, status: "failed", reason: args.error, at };
     } else {
       this.#o.logger.info({ from: args.value.from, ackedUpTo: this.#ackedUpTo }, "cloud asked for a replay");
-      this.#resendFromAck("replay-from");
-      result = { id, ok: true, result: { resendingFrom: this.#ackedUpTo + 1 } };
+      result = { id, command: REPLAY_FROM, status: "done", result: this.resendFromAck("replay-from"), at };
     }
+    this.publishCommandResult(result);
+  }
+
+  /** Resends everything after the last ack (what `cmd/replay-from` asks for); says from where. */
+  resendFromAck(reason: string): { resendingFrom: number } {
+    this.#resendFromAck(reason);
+    return { resendingFrom: this.#ackedUpTo + 1 };
+  }
+
+  publishCommandResult(result: CommandResult): void {
     this.#client?.publish(topics.cmdResult(this.#o.address), encode(CommandResultSchema, result), { qos: 1 });
+  }
+
+  /** The reported configuration, retained (what `config` asked for and what was applied). */
+  publishState(state: ReportedState): void {
+    this.#client?.publish(topics.state(this.#o.address), encode(ReportedStateSchema, state), {
+      qos: 1,
+      retain: true,
+    });
   }
 
   async #onAck(upTo: number, conflicts: number[]): Promise<void> {

@@ -525,12 +525,16 @@ test("cmd/replay-from: the kiosk resends from its last ack at once and answers o
     ctx.cloud.publishAsync(topics.cmd(K1, REPLAY_FROM), JSON.stringify({ id, args }), { qos: 1 });
   await replay("r1", { from: 3 });
   assert.equal(await nextBatch(ctx), [3, 4, 5], "resent from the gap, with no ack timeout elapsed");
-  assert.equal(await next(ctx, topics.cmdResult(K1)), { id: "r1", ok: true, result: { resendingFrom: 3 } });
+  const done = await next<Record<string, unknown>>(ctx, topics.cmdResult(K1));
+  assert.equal(
+    { id: done.id, status: done.status, result: done.result },
+    { id: "r1", status: "done", result: { resendingFrom: 3 } },
+  );
 
   await replay("r2", { from: 0 });
-  const refused = await next<{ id: string; ok: boolean; error: string }>(ctx, topics.cmdResult(K1));
-  assert.equal([refused.id, refused.ok], ["r2", false]);
-  assert.match(refused.error, /^args\.from: /, "the error names the bad argument");
+  const refused = await next<{ id: string; status: string; reason: string }>(ctx, topics.cmdResult(K1));
+  assert.equal([refused.id, refused.status], ["r2", "failed"]);
+  assert.match(refused.reason, /^args\.from: /, "the reason names the bad argument");
 });
 
 test("an ack beyond the last journaled seq is refused and does not move the journal", async (ctx) => {

@@ -13,11 +13,15 @@ import {
   type DeviceAddress,
   deviceIdentity,
   type Identity,
+  type OperatorRole,
+  parseAlertTopic,
   parseTopic,
   ROOT,
   type ServiceRole,
   topics,
 } from "@paylane/protocol";
+
+type OperatorIdentity = Extract<Identity, { kind: "operator" }>;
 
 export type Decision = { allowed: true } | { allowed: false; reason: string };
 
@@ -46,7 +50,29 @@ const label = (a: DeviceAddress) => deviceIdentity.username(a);
 /** A PUBLISH (or a Will, see `checkWill`) by `identity` to `topic`. */
 export function checkPublish(identity: Identity, topic: string, retain: boolean): Decision {
   if (identity.kind === "device") return checkDevicePublish(identity.address, topic, retain);
+  if (identity.kind === "operator") return checkOperatorPublish(identity, topic, retain);
   return checkServicePublish(identity.role, topic, retain);
+}
+
+/** Roles that may steer kiosks (commands, desired configuration). */
+const STEERING_ROLES = new Set<OperatorRole>(["operator", "admin"]);
+/** What operators read of each kiosk: never `events` (bodies hold member ids), never `ack`. */
+const OPERATOR_READ = new Set<string>(["status", "telemetry", "state", "cmd-result", "config"]);
+
+/** Whether the operator's grant covers `site` (admins: every site). */
+export function grantsSite(op: OperatorIdentity, site: string): boolean {
+  return op.role === "admin" || op.sites.includes(site);
+}
+
+function checkOperatorPublish(op: OperatorIdentity, topic: string, retain: boolean): Decision {
+  if (!STEERING_ROLES.has(op.role)) return deny(`operator ${op.id} is a viewer: viewers publish nothing`);
+  const parsed = parseTopic(topic);
+  if (!parsed || (parsed.channel !== "cmd" && parsed.channel !== "config")) {
+    return deny(`operator ${op.id} may publish only a kiosk's cmd/{name} or config, not ${topic}`);
+  }
+  if (!grantsSite(op, parsed.site)) return deny(`operator ${op.id} is not granted site ${parsed.site}`);
+  if (retain && parsed.channel !== "config") return deny("commands are never retained; only config is");
+  return ALLOW;
 }
 
 function checkDevicePublish(own: DeviceAddress, topic: string, retain: boolean): Decision {
@@ -67,6 +93,11 @@ function checkServicePublish(role: ServiceRole, topic: string, retain: boolean):
   if (role !== "bridge") return deny(`service role ${role} may not publish`);
   // The cloud's birth and Will (Sparkplug-style STATE), retained by design.
   if (topic === topics.cloudStatus) return ALLOW;
+  // Alerts are retained while they fire; the committed-events feed is live only.
+  if (parseAlertTopic(topic)) return ALLOW;
+  if (cloudEventsSite(topic) !== undefined) {
+    return retain ? deny("the committed-events feed is never retained") : ALLOW;
+  }
   const parsed = parseTopic(topic);
   if (!parsed || !BRIDGE_PUBLISH.has(parsed.channel)) {
     return deny(`the bridge may publish only a device's ack, config, errors or cmd/{name}, not ${topic}`);
@@ -91,6 +122,7 @@ export function checkWill(identity: Identity, topic: string, retain: boolean): D
     }
     return ALLOW;
   }
+  if (identity.kind === "operator") return deny(`operator ${identity.id} may not set a Will`);
   if (identity.role === "bridge" && topic === topics.cloudStatus) return checkPublish(identity, topic, retain);
   return deny(`the Will of service ${identity.id} must be ${topics.cloudStatus}, not ${topic}`);
 }
@@ -138,7 +170,60 @@ export function checkSubscribe(identity: Identity, filter: string): Decision {
     if (shared.group !== null) return deny("shared subscriptions are for services, not devices");
     return checkDeviceSubscribe(identity.address, shared.filter);
   }
+  if (identity.kind === "operator") {
+    if (shared.group !== null) return deny("shared subscriptions are for services, not operators");
+    return checkOperatorSubscribe(identity, shared.filter);
+  }
   return checkServiceSubscribe(identity.role, shared.filter);
+}
+
+/**
+ * Operators subscribe to a kiosk channel they may read, to the cloud's
+ * status, alerts and committed-events feed. A site level may be `+`: what is
+ * delivered is then filtered per message by `checkForward`, so a viewer of
+ * site A never receives site B's messages (Mosquitto's ACL does the same on
+ * delivery).
+ */
+function checkOperatorSubscribe(op: OperatorIdentity, filter: string): Decision {
+  const refuse = () =>
+    deny(
+      `operator ${op.id} may subscribe to ${ROOT}/{site}/{device}/{status|telemetry|state|cmd-result|config}, ${topics.cloudStatus}, ${ROOT}/cloud/alerts/{site}/+ and ${ROOT}/cloud/events/{site}/{device}, not ${filter}`,
+    );
+  if (filter === topics.cloudStatus) return ALLOW;
+  const levels = filter.split("/");
+  if (levels.length < 5 || levels[0] !== ROOT_LEVELS[0] || levels[1] !== ROOT_LEVELS[1]) return refuse();
+  const siteOk = (site: string) => site === "+" || grantsSite(op, site);
+  if (levels[2] === "cloud") {
+    const [, , , feed, site, last, ...extra] = levels as string[];
+    if ((feed !== "alerts" && feed !== "events") || !site || !last || extra.length > 0) return refuse();
+    if (last === "#") return refuse();
+    return siteOk(site) ? ALLOW : deny(`operator ${op.id} is not granted site ${site}`);
+  }
+  const [, , site, device, channel, ...extra] = levels as string[];
+  if (!site || !device || !channel || extra.length > 0 || device === "#") return refuse();
+  if (!OPERATOR_READ.has(channel)) return refuse();
+  return siteOk(site) ? ALLOW : deny(`operator ${op.id} is not granted site ${site}`);
+}
+
+/**
+ * A message about to be delivered to a subscriber: operators receive only
+ * their granted sites' messages (their filters may hold `+` for the site).
+ */
+export function checkForward(identity: Identity, topic: string): Decision {
+  if (identity.kind !== "operator") return ALLOW;
+  if (topic === topics.cloudStatus) return ALLOW;
+  const alert = parseAlertTopic(topic);
+  const site = alert?.site ?? parseTopic(topic)?.site ?? cloudEventsSite(topic);
+  if (site === undefined || !grantsSite(identity, site)) {
+    return deny(`operator ${identity.id} is not granted the site of ${topic}`);
+  }
+  return ALLOW;
+}
+
+function cloudEventsSite(topic: string): string | undefined {
+  const levels = topic.split("/");
+  if (levels.length !== 6 || levels[2] !== "cloud" || levels[3] !== "events") return undefined;
+  return levels[4];
 }
 
 function checkDeviceSubscribe(own: DeviceAddress, filter: string): Decision {

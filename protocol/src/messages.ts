@@ -9,6 +9,15 @@ import { PROTOCOL_VERSION } from "./topics.ts";
 const isoTime = z.iso.datetime({ offset: true });
 const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 
+/**
+ * `session`: the device's connection counter, one more on every CONNECT and
+ * never reused (kept in the journal's database). The birth and the Will of a
+ * connection carry the same number, so a Will the broker fires late, for a
+ * connection the device has already replaced, is older than the birth in
+ * force and is ignored (Sparkplug B's bdSeq).
+ */
+const session = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
 /** `status` (retained): birth on connect, Last Will on loss. */
 export const StatusSchema = z.discriminatedUnion("state", [
   z.object({
@@ -16,14 +25,30 @@ export const StatusSchema = z.discriminatedUnion("state", [
     version: z.string().min(1),
     bootedAt: isoTime,
     protocol: z.literal(PROTOCOL_VERSION),
+    /** Absent from devices older than issue 14: such a birth is always taken as current. */
+    session: session.optional(),
   }),
-  z.object({ state: z.literal("offline"), at: isoTime.optional() }),
+  /** The Will (no `at`: the broker publishes it) or a clean shutdown's own goodbye (with `at`). */
+  z.object({ state: z.literal("offline"), at: isoTime.optional(), session: session.optional() }),
 ]);
 export type Status = z.infer<typeof StatusSchema>;
 
-/** `paylane/v1/cloud/status` (retained): Sparkplug-style STATE of the cloud bridge. */
+/**
+ * `paylane/v1/cloud/status` (retained): Sparkplug-style STATE of the cloud
+ * (the host application). While online the cloud republishes it every
+ * `heartbeatSeconds` with a fresh `heartbeatAt`: a kiosk that hears neither a
+ * heartbeat nor an ack for a while takes the cloud as unreachable even though
+ * its own TCP session is up (a hung cloud keeps its broker session for a
+ * keepalive and a half).
+ */
 export const CloudStatusSchema = z.discriminatedUnion("state", [
-  z.object({ state: z.literal("online"), since: isoTime, instance: z.string().min(1) }),
+  z.object({
+    state: z.literal("online"),
+    since: isoTime,
+    instance: z.string().min(1),
+    heartbeatAt: isoTime.optional(),
+    heartbeatSeconds: z.number().positive().max(3600).optional(),
+  }),
   z.object({ state: z.literal("offline") }),
 ]);
 export type CloudStatus = z.infer<typeof CloudStatusSchema>;
@@ -191,6 +216,24 @@ export const TelemetrySchema = z.object({
     })
     .nullable()
     .optional(),
+  /** How the kiosk sees its cloud: "unreachable" = broker up, but no heartbeat and no ack for the liveness window. */
+  cloudLink: z.enum(["online", "unreachable", "broker-down"]).optional(),
+  /** The operating mode set by `cmd/set-mode` or desired configuration. */
+  mode: z.enum(["in-service", "maintenance", "out-of-service"]).optional(),
+  /** The desired-configuration version in force (0: none received yet). */
+  configVersion: z.number().int().min(0).optional(),
+  memory: z
+    .object({
+      rssBytes: z.number().int().min(0),
+      freeBytes: z.number().int().min(0),
+      totalBytes: z.number().int().min(0),
+    })
+    .optional(),
+  /** The filesystem of the journal. */
+  disk: z.object({ freeBytes: z.number().int().min(0), totalBytes: z.number().int().min(0) }).optional(),
+  /** null: the board has no thermal zone to read. */
+  cpuTemperatureC: z.number().nullable().optional(),
+  versions: z.object({ device: z.string(), node: z.string(), protocol: z.number().int() }).optional(),
   /** Absent or null: no GPIO roles configured. */
   gpio: z
     .object({
@@ -204,29 +247,16 @@ export const TelemetrySchema = z.object({
 export type Telemetry = z.infer<typeof TelemetrySchema>;
 
 /**
- * `cmd/{name}` (cloud → device): a command, answered on `cmd-result` with the same id.
- * `args` are checked per command (e.g. ReplayFromArgsSchema).
+ * `paylane/v1/cloud/events/{site}/{device}`: entries the cloud committed,
+ * without their bodies (no member ids or card UIDs reach viewers).
  */
-export const CommandSchema = z.object({
-  id: z.string().min(1).max(64),
-  args: z.record(z.string(), z.unknown()).default({}),
+export const EventsMetaSchema = z.object({
+  site: z.string(),
+  device: z.string(),
+  entries: z.array(z.object({ seq, id: z.string(), kind: z.string(), at: isoTime })),
+  committedAt: isoTime,
 });
-export type Command = z.infer<typeof CommandSchema>;
-
-/** `cmd-result` (device → cloud). */
-export const CommandResultSchema = z.union([
-  z.object({ id: z.string(), ok: z.literal(true), result: z.unknown() }),
-  z.object({ id: z.string(), ok: z.literal(false), error: z.string() }),
-]);
-export type CommandResult = z.infer<typeof CommandResultSchema>;
-
-/**
- * `cmd/replay-from`: the cloud saw seq N+2 before N+1 and waited long enough;
- * the device resends its journal from `from` (harmless if it already had).
- */
-export const REPLAY_FROM = "replay-from";
-export const ReplayFromArgsSchema = z.object({ from: seq });
-export type ReplayFromArgs = z.infer<typeof ReplayFromArgsSchema>;
+export type EventsMeta = z.infer<typeof EventsMetaSchema>;
 
 /** `GET …/devices/{device}/stream/entries`: a range of a device's seqs, at most 1000. */
 export const STREAM_ENTRIES_MAX = 1000;

@@ -24,6 +24,14 @@ const id = z.string().regex(ID_PATTERN, `expected lower-case letters, digits, "-
 export const SERVICE_ROLES = ["bridge"] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
 
+/**
+ * What a person (or their tool: `paylane-ops`, Node-RED) may do on the broker.
+ * `viewer` reads every kiosk of its sites; `operator` also sends commands and
+ * desired configuration to them; `admin` is an operator of every site.
+ */
+export const OPERATOR_ROLES = ["viewer", "operator", "admin"] as const;
+export type OperatorRole = (typeof OPERATOR_ROLES)[number];
+
 export const RegistryFileSchema = z.object({
   version: z.literal(1),
   devices: z.array(
@@ -40,10 +48,26 @@ export const RegistryFileSchema = z.object({
       secretHash: z.string().regex(HASH_PATTERN, "expected an scrypt hash made by hashSecret()"),
     }),
   ),
+  /** People and their tools; absent in registries written before operators existed. */
+  operators: z
+    .array(
+      z.object({
+        id,
+        role: z.enum(OPERATOR_ROLES),
+        /** The sites this operator sees (and, as `operator`, steers); ignored for `admin`, who has all. */
+        sites: z.array(id).default([]),
+        secretHash: z.string().regex(HASH_PATTERN, "expected an scrypt hash made by hashSecret()"),
+      }),
+    )
+    .default([]),
 });
-export type RegistryFile = z.infer<typeof RegistryFileSchema>;
+/** A registry as written (operators and their sites may be left out). */
+export type RegistryFile = z.input<typeof RegistryFileSchema>;
 
-export type Identity = { kind: "device"; address: DeviceAddress } | { kind: "service"; id: string; role: ServiceRole };
+export type Identity =
+  | { kind: "device"; address: DeviceAddress }
+  | { kind: "service"; id: string; role: ServiceRole }
+  | { kind: "operator"; id: string; role: OperatorRole; sites: readonly string[] };
 
 export async function hashSecret(secret: string): Promise<string> {
   const salt = randomBytes(16);
@@ -65,6 +89,8 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
 
 /** Service usernames are `svc:{id}` so they can never collide with a `{site}/{device}` username. */
 export const serviceUsername = (serviceId: string) => `svc:${serviceId}`;
+/** Operator usernames are `ops:{id}`: never a device's `{site}/{device}`, never a service's. */
+export const operatorUsername = (operatorId: string) => `ops:${operatorId}`;
 
 /**
  * Runs the slow part of an authentication, `verify` (the scrypt check, ~50 ms
@@ -94,6 +120,12 @@ export class Registry {
       this.#byUsername.set(serviceUsername(s.id), {
         identity: { kind: "service", id: s.id, role: s.role },
         secretHash: s.secretHash,
+      });
+    }
+    for (const o of file.operators ?? []) {
+      this.#byUsername.set(operatorUsername(o.id), {
+        identity: { kind: "operator", id: o.id, role: o.role, sites: [...(o.sites ?? [])] },
+        secretHash: o.secretHash,
       });
     }
   }
@@ -134,6 +166,11 @@ export class Registry {
 
   get devices(): readonly DeviceAddress[] {
     return this.#file.devices.map((d) => ({ site: d.site, device: d.device }));
+  }
+
+  /** Operators without their secrets. */
+  get operators(): ReadonlyArray<{ id: string; role: OperatorRole; sites: readonly string[] }> {
+    return (this.#file.operators ?? []).map((o) => ({ id: o.id, role: o.role, sites: [...(o.sites ?? [])] }));
   }
 
   hasDevice(a: DeviceAddress): boolean {

@@ -4,7 +4,8 @@
  *
  *   paylane/v1/{site}/{device}/{channel}        device channels
  *   paylane/v1/{site}/{device}/cmd/{name}       commands to a device
- *   paylane/v1/cloud/status                     the cloud's own birth / will
+ *   paylane/v1/cloud/status                     the cloud's own birth / will / heartbeat
+ *   paylane/v1/cloud/alerts/{site}/{alert}      alerts raised by the cloud (retained while firing)
  */
 export const PROTOCOL_VERSION = 1;
 export const ROOT = "paylane/v1";
@@ -59,12 +60,60 @@ export const topics = {
     if (!ID_PATTERN.test(name)) throw new TypeError(`invalid command name ${JSON.stringify(name)}`);
     return deviceTopic(a, "cmd", name);
   },
+  /** Every command of one device: `…/cmd/+`. */
+  cmdAll: (a: DeviceAddress) => deviceTopic(a, "cmd", "+"),
+  /** `…/cmd/`: what a command topic starts with, before its name. */
+  cmdPrefix: (a: DeviceAddress) => `${deviceTopic(a, "cmd")}/`,
   /** Everything under one device: what its ACL allows it to touch. */
   deviceTree: (a: DeviceAddress) => deviceTopic(a, "#"),
+  /** Every device's desired config (the cloud watches what operators set). */
+  fleetConfig: (site = "+") => [ROOT, site, "+", "config"].join("/"),
+  /** Every command to every device of a site (or every site). */
+  fleetCommands: (site = "+") => [ROOT, site, "+", "cmd", "+"].join("/"),
+  /**
+   * What the cloud committed of a device's journal, without bodies (seq, id,
+   * kind, at): the events feed viewers may read. Published by the cloud.
+   */
+  eventsMeta: (a: DeviceAddress) => {
+    assertAddress(a);
+    return `${ROOT}/cloud/events/${a.site}/${a.device}`;
+  },
+  /** The events feed of every device of a site (or of every site). */
+  fleetEventsMeta: (site = "+") => `${ROOT}/cloud/events/${site}/+`,
   /** One channel of every device of every site (or of one site). */
   fleet: (channel: DeviceOutChannel, site = "+") => [ROOT, site, "+", channel].join("/"),
   cloudStatus: `${ROOT}/cloud/status`,
+  /**
+   * One alert of a site, retained while it fires (a late subscriber sees what
+   * is firing now); its resolution is published live and the retained copy
+   * cleared. `alert` is the alert's key made safe for a topic level (alertTopicLevel).
+   */
+  alert: (site: string, alert: string) => {
+    if (!ID_PATTERN.test(site) || RESERVED_SITES.has(site))
+      throw new TypeError(`invalid site id ${JSON.stringify(site)}`);
+    if (!ALERT_LEVEL.test(alert)) throw new TypeError(`invalid alert level ${JSON.stringify(alert)}`);
+    return `${ROOT}/cloud/alerts/${site}/${alert}`;
+  },
+  /** Every alert of one site (or of every site). */
+  alerts: (site = "+") => `${ROOT}/cloud/alerts/${site}/+`,
 } as const;
+
+/** An alert's topic level: its key with every character outside [A-Za-z0-9._:-] replaced. */
+const ALERT_LEVEL = /^[A-Za-z0-9._:-]{1,200}$/;
+export function alertTopicLevel(key: string): string {
+  return key.replace(/[^A-Za-z0-9._:-]/g, "_").slice(0, 200);
+}
+
+/** The site of an alert topic, or null for anything else. */
+export function parseAlertTopic(topic: string): { site: string; alert: string } | null {
+  const levels = topic.split("/");
+  if (levels.length !== 6 || `${levels[0]}/${levels[1]}` !== ROOT || levels[2] !== "cloud" || levels[3] !== "alerts") {
+    return null;
+  }
+  const [, , , , site, alert] = levels as [string, string, string, string, string, string];
+  if (!ID_PATTERN.test(site) || RESERVED_SITES.has(site) || !ALERT_LEVEL.test(alert)) return null;
+  return { site, alert };
+}
 
 export interface ParsedTopic extends DeviceAddress {
   channel: Channel;

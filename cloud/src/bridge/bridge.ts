@@ -11,18 +11,28 @@
  */
 
 import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
 import {
   AckSchema,
   CloudStatusSchema,
+  type Command,
+  type CommandResult,
+  CommandResultSchema,
   CommandSchema,
+  type DesiredConfig,
+  DesiredConfigSchema,
   type DeviceAddress,
   decode,
   ErrorReportSchema,
   encode,
   parseTopic,
   REPLAY_FROM,
+  type ReportedState,
+  ReportedStateSchema,
   realTimers,
+  type Status,
   StatusSchema,
+  type Telemetry,
   TelemetrySchema,
   type Timers,
   topics,
@@ -59,6 +69,25 @@ export interface BridgeOptions {
   gapWaitMs?: number;
 }
 
+/**
+ * What the bridge hears from the fleet, decoded, for the cloud's other parts
+ * (commands, configuration, telemetry history, alerts). Listeners run inside
+ * the bridge's one-message-at-a-time handler: they must not block or throw.
+ */
+export interface FleetEvents {
+  status: [device: DeviceAddress, status: Status];
+  telemetry: [device: DeviceAddress, telemetry: Telemetry];
+  /** A `cmd/{name}` seen on the broker: sent by this cloud, or by an operator's tool. */
+  command: [device: DeviceAddress, name: string, command: Command];
+  "cmd-result": [device: DeviceAddress, result: CommandResult];
+  /** The device's reported configuration. */
+  state: [device: DeviceAddress, state: ReportedState];
+  /** The retained desired configuration (null: cleared). */
+  config: [device: DeviceAddress, config: DesiredConfig | null];
+  /** After each ingest commit (acks already handed to the client). */
+  committed: [outcome: FlushOutcome];
+}
+
 const LAST_SEEN_WRITE_MS = 1000;
 /** How long stop() waits for the broker's goodbye PUBACK and a graceful end. */
 const STOP_GRACE_MS = 2000;
@@ -88,6 +117,8 @@ export class Bridge {
   readonly #replaysAsked: Counter;
   #gaps: GapTracker | undefined;
   #since: Date | undefined;
+  /** Every decoded message of the fleet; see FleetEvents. */
+  readonly fleet = new EventEmitter<FleetEvents>();
 
   constructor(o: BridgeOptions) {
     this.#o = o;
@@ -177,7 +208,15 @@ export class Bridge {
       stream.setNoDelay?.(true);
       const site = this.#o.site ?? "+";
       client.subscribe(
-        [topics.fleet("events", site), topics.fleet("status", site), topics.fleet("telemetry", site)],
+        [
+          topics.fleet("events", site),
+          topics.fleet("status", site),
+          topics.fleet("telemetry", site),
+          topics.fleet("state", site),
+          topics.fleet("cmd-result", site),
+          topics.fleetConfig(site),
+          topics.fleetCommands(site),
+        ],
         { qos: 1 },
         (err) => {
           if (err) logger.error({ err: err.message }, "bridge subscription failed");
@@ -278,6 +317,7 @@ export class Bridge {
         return;
       }
       const s = status.value;
+      this.#emit("status", addr, s);
       await this.#o.presence.setStatus(
         addr,
         s.state === "online"
@@ -288,6 +328,7 @@ export class Bridge {
       void this.#touch(addr, now);
       // Only the payments part is kept (ops watch exposure live); the rest is for whoever subscribes.
       const telemetry = decode(TelemetrySchema, payload);
+      if (telemetry.ok) this.#emit("telemetry", addr, telemetry.value);
       if (telemetry.ok && telemetry.value.payments) {
         // Not awaited, like #touch: events queued behind this message need not wait for the store,
         // which keeps the newest report whatever order the writes land in.
@@ -295,7 +336,45 @@ export class Bridge {
           .setExposure(addr, telemetry.value.payments, new Date(telemetry.value.at))
           .catch((err: Error) => this.#o.logger.warn({ err: err.message }, "exposure write failed"));
       }
+    } else if (parsed.channel === "cmd" && parsed.command) {
+      const command = decode(CommandSchema, payload);
+      if (command.ok) this.#emit("command", addr, parsed.command, command.value);
+    } else if (parsed.channel === "cmd-result") {
+      const result = decode(CommandResultSchema, payload);
+      if (result.ok) this.#emit("cmd-result", addr, result.value);
+      else this.#o.logger.warn({ ...addr, error: result.error }, "malformed cmd-result ignored");
+    } else if (parsed.channel === "state") {
+      if (payload.length === 0) return;
+      const state = decode(ReportedStateSchema, payload);
+      if (state.ok) this.#emit("state", addr, state.value);
+      else this.#o.logger.warn({ ...addr, error: state.error }, "malformed reported state ignored");
+    } else if (parsed.channel === "config") {
+      if (payload.length === 0) {
+        this.#emit("config", addr, null);
+        return;
+      }
+      const config = decode(DesiredConfigSchema, payload);
+      if (config.ok) this.#emit("config", addr, config.value);
+      else this.#o.logger.warn({ ...addr, error: config.error }, "malformed desired config on the broker ignored");
     }
+  }
+
+  #emit<K extends keyof FleetEvents>(event: K, ...args: FleetEvents[K]): void {
+    try {
+      (this.fleet.emit as (e: K, ...a: FleetEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.#o.logger.error({ event, err: (err as Error).message }, "a fleet listener threw");
+    }
+  }
+
+  /**
+   * Publishes as the cloud (a command, a desired config, an alert). Resolves
+   * once the broker has it (PUBACK for QoS 1); rejects when not connected.
+   */
+  async publish(topic: string, payload: Buffer | string, opts: { qos: 0 | 1; retain?: boolean }): Promise<void> {
+    const client = this.#client;
+    if (!client?.connected) throw new Error("the cloud is not connected to the broker");
+    await client.publishAsync(topic, payload, { qos: opts.qos, retain: opts.retain ?? false });
   }
 
   async #touch(addr: DeviceAddress, at: Date): Promise<void> {
@@ -338,6 +417,7 @@ export class Bridge {
     }
     this.#report(outcome.refusals);
     this.#o.onCommitted?.(outcome);
+    this.#emit("committed", outcome);
   }
 
   /** Asks a device to resend its journal from `from` (the first missing seq). */

@@ -28,6 +28,8 @@ import {
   type DeviceAddress,
   deviceIdentity,
   hashSecret,
+  type OperatorRole,
+  operatorUsername,
   Registry,
   type RegistryFile,
   serviceUsername,
@@ -107,6 +109,11 @@ export class TestSite {
   #schema = `t_${randomBytes(6).toString("hex")}`;
   #redisPrefix = `test:${randomBytes(6).toString("hex")}:`;
   #cloudSecret = randomBytes(18).toString("base64url");
+  /**
+   * Operators on the broker, one per role: `viewer` and `operator` are
+   * granted this site, `other-operator` another site, `admin` every site.
+   */
+  readonly operators = new Map<string, { role: OperatorRole; sites: string[]; password: string }>();
   readonly jwtSecret = randomBytes(32).toString("base64url");
   /** The cloud's METRICS_TOKEN: `/metrics` answers only with it. */
   readonly metricsToken = randomBytes(24).toString("base64url");
@@ -148,6 +155,7 @@ export class TestSite {
         })),
       ),
       services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(this.#cloudSecret) }],
+      operators: await this.#operatorEntries(),
     };
     this.#registryPath = join(this.dir, "registry.json");
     await Registry.save(this.#registryPath, file);
@@ -345,6 +353,46 @@ export class TestSite {
         connectTimeout: 5000,
       },
       // no retry loop: a broker closing the socket mid-CONNECT must fail the call, not hang it
+      false,
+    );
+    this.#clients.push(client);
+    return client;
+  }
+
+  async #operatorEntries(): Promise<NonNullable<RegistryFile["operators"]>> {
+    const password = () => randomBytes(18).toString("base64url");
+    this.operators.set("viewer", { role: "viewer", sites: [this.site], password: password() });
+    this.operators.set("operator", { role: "operator", sites: [this.site], password: password() });
+    this.operators.set("other-operator", { role: "operator", sites: [`${this.site}x`], password: password() });
+    this.operators.set("admin", { role: "admin", sites: [], password: password() });
+    return Promise.all(
+      [...this.operators].map(async ([id, o]) => ({
+        id,
+        role: o.role,
+        sites: o.sites,
+        secretHash: await hashSecret(o.password),
+      })),
+    );
+  }
+
+  /** MQTT connect options of one of `operators` (username `ops:{id}`). */
+  operatorLogin(id = "viewer"): { username: string; password: string } {
+    const o = this.operators.get(id);
+    if (!o) throw new Error(`no operator ${id} in this test site`);
+    return { username: operatorUsername(id), password: o.password };
+  }
+
+  /** A client with an operator's identity (see `operators`). */
+  async operatorClient(id = "viewer"): Promise<MqttClient> {
+    const client = await mqtt.connectAsync(
+      this.mqttUrl,
+      {
+        clientId: `op-${id}-${randomBytes(4).toString("hex")}`,
+        ...this.operatorLogin(id),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      },
       false,
     );
     this.#clients.push(client);

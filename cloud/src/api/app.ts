@@ -27,12 +27,14 @@ import { z } from "zod";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
+import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { collisionRoutes } from "./collisions.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
 import { streamRoutes } from "./streams.ts";
+import { telemetryRoutes } from "./telemetry.ts";
 import { topupRoutes } from "./topups.ts";
 
 /** Request bodies above this are refused with 413 before they are parsed. */
@@ -66,6 +68,8 @@ export interface ApiOptions {
   rateLimit?: RateLimitOptions;
   /** Where unexpected errors are logged, with the id their 500 answer names. */
   logger?: Logger;
+  /** Each device's newest telemetry (default: an empty in-process store). */
+  latestTelemetry?: LatestTelemetryStore;
 }
 
 const IsoTime = z.iso.datetime({
@@ -134,6 +138,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
   app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics, logger: o.logger }));
   app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
   app.route("/", collisionRoutes({ db: o.db, tokens, now }));
+  app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
 
   app.get("/api/v1/checkins", viewer, async (c) => {
     const q = ListQuery.safeParse(c.req.query());

@@ -20,8 +20,17 @@
  * checks are rationed per address; a device publishing faster than its
  * message rate is disconnected.
  *
+ * Operators (people and their tools, `ops:{id}`): the ACL confines them by
+ * role and granted site. A subscription may hold `+` for the site, so every
+ * message about to be delivered to an operator is checked against its grant
+ * (aedes' authorizeForward; Mosquitto checks read access per message too).
+ * A command or desired configuration an operator publishes gets its `by`
+ * field set to the operator's id by the gateway, so the audit of who sent
+ * it cannot be forged.
+ *
  * Revocation: `replaceRegistry` disconnects every live client whose identity
- * the new registry no longer has, or has with another secret.
+ * the new registry no longer has, has with another secret, or (operators)
+ * has with another role or other sites.
  */
 import type { EventEmitter } from "node:events";
 import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from "node:http";
@@ -29,12 +38,19 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import { deviceIdentity, type Identity, parseTopic, type Registry, topics } from "@paylane/protocol";
-import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type Subscription } from "aedes";
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client,
+  type ConnectPacket,
+  type Subscription,
+} from "aedes";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { createWebSocketStream, WebSocketServer } from "ws";
-import { checkPublish, checkSubscribe, checkWill, splitSharedFilter } from "./acl.ts";
+import { checkForward, checkPublish, checkSubscribe, checkWill, type Decision, splitSharedFilter } from "./acl.ts";
 import { DEFAULT_LIMITS, type GatewayLimits, KeyedSemaphore } from "./limits.ts";
 import { PacketSizeGuard, type Violation } from "./packet-guard.ts";
 
@@ -106,6 +122,7 @@ interface GatewayMetrics {
   oversizePackets: Counter<"reason">;
   connectTimeouts: Counter;
   revocations: Counter<"reason">;
+  forwardsFiltered: Counter;
 }
 
 /** What `start()` opened; one object, so `stop()` closes exactly what this start made. */
@@ -196,8 +213,11 @@ export class Gateway {
     const session = this.#sessions.get(client);
     if (!session?.username) return false;
     const now = this.#registry.secretHashOf(session.username);
-    if (now === session.secretHash) return false;
-    const reason = now === undefined ? "removed" : "secret-changed";
+    let reason: string;
+    if (now === undefined) reason = "removed";
+    else if (now !== session.secretHash) reason = "secret-changed";
+    else if (this.#grantChanged(session.identity)) reason = "grant-changed";
+    else return false;
     this.#metrics?.revocations.inc({ reason });
     this.#options.logger.warn(
       { clientId: client.id, username: session.username, reason },
@@ -207,6 +227,19 @@ export class Gateway {
     this.#live.delete(client);
     client.close();
     return true;
+  }
+
+  /**
+   * Whether an operator's role or sites differ in the registry in force: its
+   * subscriptions were granted under the old ones, so the session is closed
+   * and the operator reconnects under the new grant.
+   */
+  #grantChanged(identity: Identity | undefined): boolean {
+    if (identity?.kind !== "operator") return false;
+    const now = this.#registry.operators.find((o) => o.id === identity.id);
+    if (!now) return true;
+    const sameSites = now.sites.length === identity.sites.length && now.sites.every((s) => identity.sites.includes(s));
+    return now.role !== identity.role || !sameSites;
   }
 
   async start(): Promise<{ port: number; tlsPort?: number; wssPort?: number }> {
@@ -242,6 +275,7 @@ export class Gateway {
       authorizeSubscribe: (client, subscription, done) => {
         done(null, this.#filterSubscription(client, subscription));
       },
+      authorizeForward: (client, packet) => this.#forward(client, packet),
     });
     // Persistence failures surface here; without a listener they would crash the process.
     // (aedes' typings list no "error" event; it is an EventEmitter all the same.)
@@ -562,7 +596,10 @@ export class Gateway {
     return taken ? `service ${identity.id} may not use device client id ${clientId}` : null;
   }
 
-  #refusePublish(client: Client | null, packet: { topic: string; retain?: boolean }): Error | null {
+  #refusePublish(
+    client: Client | null,
+    packet: { topic: string; retain?: boolean; payload: Buffer | string },
+  ): Error | null {
     const log = this.#options.logger;
     const metrics = this.#metrics!;
     // aedes passes null for a Will left by a client of another broker instance:
@@ -576,7 +613,8 @@ export class Gateway {
     }
     const isWill = session.will !== undefined && packet === session.will;
     const retain = packet.retain === true;
-    const decision = isWill ? checkWill(identity, packet.topic, retain) : checkPublish(identity, packet.topic, retain);
+    let decision = isWill ? checkWill(identity, packet.topic, retain) : checkPublish(identity, packet.topic, retain);
+    if (decision.allowed && identity.kind === "operator") decision = stampSender(identity.id, packet);
     if (decision.allowed) return null;
     metrics.publishesRefused.inc({ kind: identity.kind });
     log.warn(
@@ -610,6 +648,22 @@ export class Gateway {
       );
       return new Error("message rate limit exceeded");
     }
+  }
+
+  /**
+   * The packet to deliver to `client`, or null to skip it for this client
+   * alone: an operator subscribed with `+` for the site gets only the sites
+   * it is granted. Runs for every delivery, retained ones included.
+   */
+  #forward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
+    const identity = this.#sessions.get(client)?.identity;
+    if (identity?.kind !== "operator") return packet;
+    const decision = checkForward(identity, packet.topic);
+    if (decision.allowed) return packet;
+    // Expected with a `+` site filter: counted, logged at debug only (one line per message would flood).
+    this.#metrics?.forwardsFiltered.inc();
+    this.#options.logger.debug({ clientId: client.id, topic: packet.topic }, "not forwarded: site not granted");
+    return null;
   }
 
   /** The subscription to grant, or null to answer 0x80 (failure) for this filter. */
@@ -692,6 +746,11 @@ export class Gateway {
         labelNames: ["reason"],
         registers,
       }),
+      forwardsFiltered: new Counter({
+        name: "paylane_gateway_forwards_filtered_total",
+        help: "Messages not delivered to an operator because their site is not granted to it (a `+` site filter)",
+        registers,
+      }),
       clients: new Gauge({
         name: "paylane_gateway_clients",
         help: "Clients connected to the MQTT gateway",
@@ -703,6 +762,31 @@ export class Gateway {
       }),
     };
   }
+}
+
+/**
+ * Sets `by` of an operator's command or desired configuration to the
+ * operator's id, replacing whatever the sender wrote: what reaches the
+ * device and the cloud's audit names who really sent it. aedes publishes
+ * the packet authorizePublish was given, so replacing its payload is enough.
+ */
+function stampSender(operatorId: string, packet: { topic: string; payload: Buffer | string }): Decision {
+  const channel = parseTopic(packet.topic)?.channel;
+  if (channel !== "cmd" && channel !== "config") return { allowed: true };
+  let body: unknown;
+  try {
+    body = JSON.parse(packet.payload.toString());
+  } catch {
+    body = undefined;
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return {
+      allowed: false,
+      reason: `operator ${operatorId}: a ${channel} payload must be a JSON object (the gateway sets its "by" field)`,
+    };
+  }
+  packet.payload = Buffer.from(JSON.stringify({ ...body, by: operatorId }));
+  return { allowed: true };
 }
 
 function remoteAddress(client: Client): string | undefined {

@@ -1,7 +1,7 @@
 import type { Identity } from "@paylane/protocol";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { checkPublish, checkSubscribe, checkWill, splitSharedFilter } from "../src/acl.ts";
+import { checkForward, checkPublish, checkSubscribe, checkWill, splitSharedFilter } from "../src/acl.ts";
 
 const k1: Identity = { kind: "device", address: { site: "s1", device: "k1" } };
 const bridge: Identity = { kind: "service", id: "cloud", role: "bridge" };
@@ -85,6 +85,8 @@ const deviceSubscribe: [filter: string, allowed: boolean][] = [
   ["paylane/v1/s1/k1/cmd/reboot", true],
   ["paylane/v1/s1/k1/#", true],
   ["paylane/v1/cloud/status", true],
+  // its own status, read back: a late Will over its birth is answered with a rebirth
+  ["paylane/v1/s1/k1/status", true],
   // wildcard escapes
   ["#", false],
   ["+/#", false],
@@ -191,6 +193,103 @@ test("an unknown service role is refused everything", () => {
   assert.not.ok(checkPublish(auditor, "paylane/v1/s1/k1/ack", false).allowed);
   assert.not.ok(checkSubscribe(auditor, "paylane/v1/#").allowed);
   assert.not.ok(checkWill(auditor, "paylane/v1/cloud/status", true).allowed);
+});
+
+// Operators: a viewer and an operator granted s1, an admin granted everything.
+const viewer: Identity = { kind: "operator", id: "ann", role: "viewer", sites: ["s1"] };
+const operator: Identity = { kind: "operator", id: "bob", role: "operator", sites: ["s1"] };
+const admin: Identity = { kind: "operator", id: "root", role: "admin", sites: [] };
+
+/** [topic, retain, viewer, operator of s1, admin] */
+const operatorPublish: [string, boolean, boolean, boolean, boolean][] = [
+  ["paylane/v1/s1/k1/cmd/reboot", false, false, true, true],
+  ["paylane/v1/s1/k1/config", true, false, true, true],
+  // site A's operator commanding site B
+  ["paylane/v1/s2/k1/cmd/reboot", false, false, false, true],
+  ["paylane/v1/s2/k1/config", true, false, false, true],
+  // commands are never retained
+  ["paylane/v1/s1/k1/cmd/reboot", true, false, false, false],
+  // operators never speak for a device or for the cloud
+  ["paylane/v1/s1/k1/status", true, false, false, false],
+  ["paylane/v1/s1/k1/events", false, false, false, false],
+  ["paylane/v1/s1/k1/cmd-result", false, false, false, false],
+  ["paylane/v1/s1/k1/ack", false, false, false, false],
+  ["paylane/v1/s1/k1/errors", false, false, false, false],
+  ["paylane/v1/cloud/status", true, false, false, false],
+  ["paylane/v1/cloud/alerts/s1/offline", true, false, false, false],
+  ["$SYS/x", false, false, false, false],
+];
+
+test("operator publish table, per role", () => {
+  for (const [topic, retain, ...expected] of operatorPublish) {
+    [viewer, operator, admin].forEach((who, i) => {
+      const decision = checkPublish(who, topic, retain);
+      assert.is(decision.allowed, expected[i], `${(who as { role: string }).role} publish ${topic} retain=${retain}`);
+      if (!decision.allowed) assert.ok(decision.reason.length > 0, "a refusal says why");
+    });
+  }
+});
+
+/** [filter, viewer or operator of s1, admin] (reading is the same for every role) */
+const operatorSubscribe: [string, boolean, boolean][] = [
+  ["paylane/v1/s1/+/status", true, true],
+  ["paylane/v1/+/+/status", true, true],
+  ["paylane/v1/s1/k1/telemetry", true, true],
+  ["paylane/v1/s1/+/state", true, true],
+  ["paylane/v1/+/+/cmd-result", true, true],
+  ["paylane/v1/s1/+/config", true, true],
+  ["paylane/v1/cloud/status", true, true],
+  ["paylane/v1/cloud/alerts/s1/+", true, true],
+  ["paylane/v1/cloud/alerts/+/+", true, true],
+  ["paylane/v1/cloud/events/s1/+", true, true],
+  // events bodies hold member ids; acks are the cloud's answers to the device
+  ["paylane/v1/s1/k1/events", false, false],
+  ["paylane/v1/+/+/events", false, false],
+  ["paylane/v1/s1/k1/ack", false, false],
+  ["paylane/v1/s1/k1/errors", false, false],
+  ["paylane/v1/s1/k1/cmd/+", false, false],
+  // another site, named
+  ["paylane/v1/s2/+/status", false, true],
+  ["paylane/v1/cloud/alerts/s2/+", false, true],
+  // wildcards that would reach what they may not read
+  ["paylane/v1/#", false, false],
+  ["paylane/v1/s1/#", false, false],
+  ["paylane/v1/s1/k1/#", false, false],
+  ["paylane/v1/+/+/+", false, false],
+  ["#", false, false],
+  ["$SYS/#", false, false],
+  ["$share/g/paylane/v1/+/+/status", false, false],
+];
+
+test("operator subscribe table, per role", () => {
+  for (const [filter, granted, forAdmin] of operatorSubscribe) {
+    assert.is(checkSubscribe(viewer, filter).allowed, granted, `viewer subscribe ${filter}`);
+    assert.is(checkSubscribe(operator, filter).allowed, granted, `operator subscribe ${filter}`);
+    assert.is(checkSubscribe(admin, filter).allowed, forAdmin, `admin subscribe ${filter}`);
+  }
+});
+
+test("each delivered message is checked against the operator's sites", () => {
+  const delivered: [string, boolean, boolean][] = [
+    ["paylane/v1/s1/k1/status", true, true],
+    ["paylane/v1/s2/k1/status", false, true],
+    ["paylane/v1/cloud/alerts/s1/offline", true, true],
+    ["paylane/v1/cloud/alerts/s2/offline", false, true],
+    ["paylane/v1/cloud/events/s2/k1", false, true],
+    ["paylane/v1/cloud/status", true, true],
+  ];
+  for (const [topic, forViewer, forAdmin] of delivered) {
+    assert.is(checkForward(viewer, topic).allowed, forViewer, `viewer receives ${topic}`);
+    assert.is(checkForward(admin, topic).allowed, forAdmin, `admin receives ${topic}`);
+  }
+  // devices and the bridge are confined by what they may subscribe to
+  assert.ok(checkForward(k1, "paylane/v1/s1/k1/ack").allowed);
+  assert.ok(checkForward(bridge, "paylane/v1/s2/k1/events").allowed);
+});
+
+test("an operator may not set a Will", () => {
+  assert.not.ok(checkWill(operator, "paylane/v1/s1/k1/cmd/reboot", false).allowed);
+  assert.not.ok(checkWill(admin, "paylane/v1/cloud/status", true).allowed);
 });
 
 test.run();

@@ -171,6 +171,7 @@ export class CloudService {
       now: this.#now,
       timers: this.#o.timers,
       gapWaitMs: c.GAP_WAIT_MS,
+      heartbeatSeconds: c.CLOUD_HEARTBEAT_SECONDS,
       instance: c.CLOUD_INSTANCE,
       site: this.#o.site,
       onCommitted: this.#o.onCommitted,

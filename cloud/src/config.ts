@@ -86,6 +86,9 @@ export const CloudEnvSchema = z.object({
   GAP_WAIT_MS: envInteger(50, 600_000)
     .default(2000)
     .describe("how long a gap in a device's seqs may stay open before it is asked to replay"),
+  CLOUD_HEARTBEAT_SECONDS: envInteger(1, 3600)
+    .default(3)
+    .describe("the cloud republishes its retained online status this often; kiosks that miss it take it as hung"),
   LOG_LEVEL: LogLevelSchema,
 });
 export type CloudConfig = z.infer<typeof CloudEnvSchema>;

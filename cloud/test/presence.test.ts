@@ -145,6 +145,57 @@ function presenceContract(backend: Backend): void {
     assert.equal((await store.get([d]))[0]!.payments, { ...report(0), at: iso(6) });
   });
 
+  // Sessions (docs/status.md): the birth in force decides which offline counts.
+  test("a Will older than the birth in force is ignored: the device stays online", async ({ store }) => {
+    const d = freshDevice();
+    await store.setStatus(d, { state: "online", at: t(1), version: "1", bootedAt: iso(0), session: 7 });
+    await store.setStatus(d, { state: "online", at: t(2), version: "1", bootedAt: iso(0), session: 8 });
+    assert.is(await store.setStatus(d, { state: "offline", at: t(3), session: 7 }), false);
+    const [p] = await store.get([d]);
+    assert.is(p!.state, "online");
+    assert.is(p!.statusAt, iso(2));
+    assert.is(p!.lastSeen, iso(2), "a stale Will is not the device speaking");
+  });
+
+  test("the Will (or goodbye) of the session in force takes the device offline", async ({ store }) => {
+    const d = freshDevice();
+    await store.setStatus(d, { state: "online", at: t(1), session: 8 });
+    assert.is(await store.setStatus(d, { state: "offline", at: t(4), session: 8 }), true);
+    assert.is((await store.get([d]))[0]!.state, "offline");
+    // and a late copy of an even older one changes nothing afterwards
+    assert.is(await store.setStatus(d, { state: "offline", at: t(5), session: 3 }), false);
+    assert.is((await store.get([d]))[0]!.statusAt, iso(4));
+  });
+
+  test("an offline of a newer session than the birth seen applies (that birth was missed)", async ({ store }) => {
+    const d = freshDevice();
+    await store.setStatus(d, { state: "online", at: t(1), session: 8 });
+    assert.is(await store.setStatus(d, { state: "offline", at: t(2), session: 9 }), true);
+    assert.is((await store.get([d]))[0]!.state, "offline");
+  });
+
+  test("statuses without a session (older kiosks) behave as before", async ({ store }) => {
+    const d = freshDevice();
+    await store.setStatus(d, { state: "online", at: t(1), session: 8 });
+    // an offline with no session always applies
+    assert.is(await store.setStatus(d, { state: "offline", at: t(2) }), true);
+    assert.is((await store.get([d]))[0]!.state, "offline");
+    // a birth with no session (the kiosk was downgraded) clears the session in force
+    await store.setStatus(d, { state: "online", at: t(3) });
+    assert.is(await store.setStatus(d, { state: "offline", at: t(4), session: 2 }), true);
+    assert.is((await store.get([d]))[0]!.state, "offline");
+  });
+
+  test("a birth always applies, whatever its session", async ({ store }) => {
+    const d = freshDevice();
+    await store.setStatus(d, { state: "online", at: t(1), session: 8 });
+    await store.setStatus(d, { state: "offline", at: t(2), session: 8 });
+    // a journal replaced after damage may count from lower: the device speaking now is in force
+    assert.is(await store.setStatus(d, { state: "online", at: t(3), session: 5 }), true);
+    assert.is(await store.setStatus(d, { state: "offline", at: t(4), session: 4 }), false);
+    assert.is((await store.get([d]))[0]!.state, "online");
+  });
+
   test("ping answers true while the store is reachable", async ({ store }) => {
     assert.is(await store.ping(), true);
   });

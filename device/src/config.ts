@@ -114,6 +114,12 @@ export const DeviceConfigSchema = z.strictObject({
   gpio: GpioConfigSchema.optional(),
   ackTimeoutMs: z.number().int().min(100).default(10_000),
   /**
+   * No heartbeat and no ack from the cloud for this long while the broker is
+   * up: the cloud is unreachable, and the kiosk works offline at once
+   * (docs/status.md). Never shorter in effect than two of the cloud's heartbeats.
+   */
+  cloudLivenessSeconds: z.number().min(1).max(3600).default(10),
+  /**
    * Entries per `events` message, at most. A tap sends one; a backlog after a
    * partition drains in full batches, ten unacked at a time (the uplink's
    * in-flight cap), so bigger batches drain faster.

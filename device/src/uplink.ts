@@ -9,6 +9,14 @@
  * `ackTimeoutMs` while connected, everything after the last ack is resent
  * (covers a broker that dropped queued messages, or a cloud restart). The
  * cloud's inbox makes resends harmless.
+ *
+ * Status (docs/status.md): each CONNECT takes the next session number
+ * (session-counter.ts); its birth and its Will carry it, so the cloud can
+ * tell a late Will of a replaced connection from the live one. The kiosk also
+ * reads its own `status`: a Will of another session that overwrote its birth
+ * while it is connected is answered with the birth again (Sparkplug's
+ * rebirth). The cloud's heartbeat and acks feed cloud-liveness.ts: silence
+ * for the window while the broker is up means the cloud is unreachable.
  */
 import {
   AckSchema,
@@ -38,7 +46,9 @@ import { redactUrl } from "@paylane/protocol/service";
 import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from "cockatiel";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
+import { CloudLiveness } from "./cloud-liveness.ts";
 import { AckBeyondJournalError, type Journal } from "./journal.ts";
+import { SessionCounter } from "./session-counter.ts";
 import type { Timers } from "./timers.ts";
 import { WorkInProgress } from "./work.ts";
 
@@ -84,6 +94,12 @@ export interface UplinkOptions {
   ackTimeoutMs?: number;
   /** An `events` message is cut to fewer entries above this size (default 192 KiB, under the gateway's 256 KiB packet limit). */
   maxMessageBytes?: number;
+  /**
+   * No heartbeat and no ack from a cloud whose STATE is online for this long
+   * (default 10 s): the cloud is unreachable (`online` false) though the
+   * broker is up. See cloud-liveness.ts.
+   */
+  cloudLivenessMs?: number;
   /** Reconnect backoff bounds; the delay is exponential with full jitter, so a fleet does not return in lockstep. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -118,11 +134,20 @@ export interface UplinkOptions {
 
 type Hooks = "onChange" | "onAcked" | "onCloudAhead" | "onConflicts" | "verifyHeld" | "onCommand" | "onDesiredConfig";
 
+/** How the kiosk sees its cloud (telemetry's `cloudLink`). */
+export type LinkState = "online" | "unreachable" | "broker-down";
+
 export class Uplink {
   readonly #o: Required<Omit<UplinkOptions, Hooks>> & Pick<UplinkOptions, Hooks>;
   #client: MqttClient | undefined;
   #brokerConnected = false;
   #cloudOnline = false;
+  readonly #liveness: CloudLiveness;
+  #sessions: SessionCounter | undefined;
+  /** The session number of the current (or next) connection: its birth and its Will carry it. */
+  #session = 0;
+  /** Our own birth of this connection came back on `status`: later offline news there is a late Will. */
+  #birthSeen = false;
   /** Highest seq put on the wire since the last (re)connect or resend. */
   #sentUpTo = 0;
   #ackedUpTo = 0;
@@ -148,6 +173,7 @@ export class Uplink {
       window: Number.POSITIVE_INFINITY,
       maxInflightBatches: 10,
       ackTimeoutMs: 10_000,
+      cloudLivenessMs: 10_000,
       maxMessageBytes: 192 * 1024,
       reconnectMinMs: 500,
       reconnectMaxMs: 30_000,
@@ -155,6 +181,19 @@ export class Uplink {
     };
     // At most maxInflightBatches full batches unacked: a small batchSize must not mean hundreds of messages in flight.
     this.#o.window = Math.min(this.#o.window, this.#o.batchSize * this.#o.maxInflightBatches);
+    this.#liveness = new CloudLiveness({
+      windowMs: this.#o.cloudLivenessMs,
+      timers: this.#o.timers,
+      onChange: (alive) => {
+        if (alive) this.#o.logger.info("the cloud is heard again: online");
+        else
+          this.#o.logger.warn(
+            { silentMs: this.#liveness.effectiveWindowMs },
+            "no heartbeat and no ack from the cloud: taking it as unreachable",
+          );
+        this.#o.onChange?.();
+      },
+    });
     this.#backoffFactory = new ExponentialBackoff({
       initialDelay: this.#o.reconnectMinMs,
       maxDelay: this.#o.reconnectMaxMs,
@@ -166,13 +205,34 @@ export class Uplink {
     return this.#brokerConnected;
   }
 
-  /** The cloud is reachable end to end: broker up and the cloud's STATE is online. */
+  /**
+   * The cloud is reachable end to end: broker up, the cloud's STATE online,
+   * and the cloud heard from within the liveness window.
+   */
   get online(): boolean {
-    return this.#brokerConnected && this.#cloudOnline;
+    return this.#brokerConnected && this.#cloudOnline && this.#liveness.alive;
   }
 
+  /** What the cloud's retained STATE says (a hung cloud's still says online: see `linkState`). */
   get cloudOnline(): boolean {
     return this.#cloudOnline;
+  }
+
+  /** "unreachable": the broker is up but the cloud said offline, or has been silent for the liveness window. */
+  get linkState(): LinkState {
+    if (!this.#brokerConnected) return "broker-down";
+    return this.online ? "online" : "unreachable";
+  }
+
+  /** This connection's session number (0 before the first CONNECT). */
+  get session(): number {
+    return this.#session;
+  }
+
+  /** The liveness window, live (desired configuration). */
+  setCloudLivenessMs(ms: number): void {
+    this.#liveness.setWindowMs(ms);
+    this.#o.cloudLivenessMs = ms;
   }
 
   async start(): Promise<void> {
@@ -180,6 +240,8 @@ export class Uplink {
     // Every durable entry is sent without its writer having to say so.
     this.#o.journal.events.on("appended", this.#onAppended);
     this.#ackedUpTo = (await this.#o.journal.stats()).ackedUpTo;
+    this.#sessions = await SessionCounter.open(this.#o.journal.db, this.#o.now);
+    this.#session = await this.#sessions.next();
     const { address } = this.#o;
     const client = mqtt.connect(this.#o.url, {
       clientId: deviceIdentity.clientId(address),
@@ -192,12 +254,7 @@ export class Uplink {
       // Reconnects are ours: exponential backoff with jitter, so a fleet does not return in lockstep.
       reconnectPeriod: 0,
       resubscribe: false,
-      will: {
-        topic: topics.status(address),
-        payload: encode(StatusSchema, { state: "offline" }),
-        qos: 1,
-        retain: true,
-      },
+      will: { topic: topics.status(address), payload: this.#willPayload(), qos: 1, retain: true },
     });
     this.#client = client;
     client.on("connect", () => this.#onConnect(client));
@@ -229,7 +286,7 @@ export class Uplink {
         await client
           .publishAsync(
             topics.status(this.#o.address),
-            encode(StatusSchema, { state: "offline", at: this.#o.now().toISOString() }),
+            encode(StatusSchema, { state: "offline", at: this.#o.now().toISOString(), session: this.#session }),
             {
               qos: 1,
               retain: true,
@@ -248,6 +305,11 @@ export class Uplink {
     await this.#work.idle();
     this.#brokerConnected = false;
     this.#cloudOnline = false;
+    this.#liveness.unwatch();
+  }
+
+  #willPayload(): Buffer {
+    return encode(StatusSchema, { state: "offline", session: this.#session });
   }
 
   readonly #onAppended = () => this.notifyAppended();
@@ -296,12 +358,14 @@ export class Uplink {
 
   publishTelemetry(t: Telemetry): void {
     if (!this.#client?.connected) return;
-    this.#client.publish(topics.telemetry(this.#o.address), encode(TelemetrySchema, t), { qos: 0 });
+    const message = { cloudLink: this.linkState, ...t };
+    this.#client.publish(topics.telemetry(this.#o.address), encode(TelemetrySchema, message), { qos: 0 });
   }
 
   #onConnect(client: MqttClient): void {
     this.#backoff = undefined;
     this.#brokerConnected = true;
+    this.#birthSeen = false;
     this.lastError = undefined;
     const { address } = this.#o;
     this.#o.logger.info({ url: redactUrl(this.#o.url) }, "connected to broker");
@@ -311,6 +375,8 @@ export class Uplink {
       this.#o.onCommand ? topics.cmdAll(address) : topics.cmd(address, REPLAY_FROM),
       ...(this.#o.onDesiredConfig ? [topics.config(address)] : []),
       topics.cloudStatus,
+      // our own status: a late Will of an older session overwriting the birth is answered (#onOwnStatus)
+      topics.status(address),
     ];
     client.subscribe(subscriptions, { qos: 1 }, (err, granted) => {
       const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
@@ -330,6 +396,7 @@ export class Uplink {
         version: this.#o.version,
         bootedAt: this.#o.bootedAt.toISOString(),
         protocol: PROTOCOL_VERSION,
+        session: this.#session,
       }),
       { qos: 1, retain: true },
     );
@@ -340,6 +407,7 @@ export class Uplink {
     this.#brokerConnected = false;
     // Without the broker the kiosk cannot see the cloud; its STATE will say again after reconnecting.
     this.#cloudOnline = false;
+    this.#liveness.unwatch();
     this.#o.timers.clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     if (wasConnected) {
@@ -352,8 +420,25 @@ export class Uplink {
     const delay = this.#backoff.duration;
     this.#reconnectTimer = this.#o.timers.setTimeout(() => {
       this.#reconnectTimer = undefined;
-      if (!this.#stopped) this.#client?.reconnect();
+      void this.#work.track(this.#reconnect());
     }, delay);
+  }
+
+  /** A new session for each CONNECT: recorded first, then put in the Will the CONNECT carries. */
+  async #reconnect(): Promise<void> {
+    if (this.#stopped || !this.#sessions) return;
+    try {
+      this.#session = await this.#sessions.next();
+    } catch (err) {
+      // The journal's file refused the write: try again after the next backoff rather than reuse a number.
+      this.#o.logger.error({ err: (err as Error).message }, "no new session number: reconnect postponed");
+      this.#onClose();
+      return;
+    }
+    const client = this.#client;
+    if (this.#stopped || !client) return;
+    if (client.options.will) client.options.will.payload = this.#willPayload();
+    client.reconnect();
   }
 
   /** `retained`: delivered because we subscribed (a stored message), not published live. */
@@ -365,13 +450,27 @@ export class Uplink {
         this.#o.logger.error({ error: ack.error }, "malformed ack ignored");
         return;
       }
+      // Only the cloud acks (the broker never does): it is alive.
+      this.#liveness.heard();
       void this.#work.track(this.#onAck(ack.value.upTo, ack.value.conflicts ?? []));
+    } else if (topic === topics.status(address)) {
+      this.#onOwnStatus(payload, retained);
     } else if (topic === topics.cloudStatus) {
       const status = decode(CloudStatusSchema, payload);
       if (!status.ok) return;
-      const wasOnline = this.#cloudOnline;
-      this.#cloudOnline = status.value.state === "online";
-      if (this.#cloudOnline !== wasOnline) {
+      const wasOnline = this.online;
+      const wasCloudOnline = this.#cloudOnline;
+      const s = status.value;
+      this.#cloudOnline = s.state === "online";
+      if (s.state === "online" && s.heartbeatSeconds !== undefined) {
+        // The first online STATE starts the window; a live one after it is a heartbeat.
+        if (!wasCloudOnline || !this.#liveness.watching) this.#liveness.watch(s.heartbeatSeconds);
+        else if (!retained) this.#liveness.heard();
+      } else {
+        // offline, or a cloud that sends no heartbeats: its STATE alone says whether it is there
+        this.#liveness.unwatch();
+      }
+      if (this.#cloudOnline !== wasCloudOnline) {
         this.#o.logger.info({ cloud: status.value.state }, "cloud status changed");
         if (this.#cloudOnline) {
           // The cloud came back: re-announce (it may have lost our birth) and resend what it has not
@@ -381,6 +480,8 @@ export class Uplink {
           this.#announce();
           if (!retained) this.#resendFromAck("cloud online");
         }
+        this.#o.onChange?.();
+      } else if (this.online !== wasOnline) {
         this.#o.onChange?.();
       }
     } else if (topic === topics.config(address)) {
@@ -393,6 +494,31 @@ export class Uplink {
       const report = decode(ErrorReportSchema, payload);
       this.#o.logger.error(report.ok ? report.value : { error: report.error }, "cloud refused a message");
     }
+  }
+
+  /**
+   * Our own retained `status`, read back. Our birth coming back marks the
+   * point after which the retained message is ours; a live `offline` of another
+   * session after that is a Will the broker fired late for a connection we
+   * already replaced (or a goodbye of an older run), and it now stands on
+   * the topic while we are connected: the birth goes out again.
+   */
+  #onOwnStatus(payload: Buffer, retained: boolean): void {
+    if (payload.length === 0) return;
+    const status = decode(StatusSchema, payload);
+    if (!status.ok) return;
+    const s = status.value;
+    if (s.state === "online") {
+      if (s.session === this.#session) this.#birthSeen = true;
+      return;
+    }
+    // A retained copy was stored before our SUBSCRIBE, so before our birth, which replaced it.
+    if (retained || !this.#birthSeen || !this.#brokerConnected || s.session === this.#session) return;
+    this.#o.logger.warn(
+      { staleSession: s.session ?? null, session: this.#session },
+      "a late Will of an older connection overwrote our status: announcing again",
+    );
+    this.#announce();
   }
 
   /**

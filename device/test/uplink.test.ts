@@ -254,7 +254,7 @@ test.before.each(async (ctx) => {
 });
 test.after.each(tearDown);
 
-test("the birth on status is retained {state: online, version, bootedAt, protocol: 1}", async (ctx) => {
+test("the birth on status is retained {state: online, version, bootedAt, protocol: 1, session}", async (ctx) => {
   const late = await connectCloud(ctx, "late-subscriber");
   try {
     const retained = new Promise<Received>((resolve) =>
@@ -265,7 +265,13 @@ test("the birth on status is retained {state: online, version, bootedAt, protoco
     await late.subscribeAsync(topics.status(K1), { qos: 1 });
     const m = await retained;
     assert.is(m.retain, true, "a subscriber arriving later gets the birth as a retained message");
-    assert.equal(m.json, { state: "online", version: "9.8.7", bootedAt: BOOTED_AT.toISOString(), protocol: 1 });
+    assert.equal(m.json, {
+      state: "online",
+      version: "9.8.7",
+      bootedAt: BOOTED_AT.toISOString(),
+      protocol: 1,
+      session: ctx.uplink.session,
+    });
   } finally {
     await late.endAsync(true);
   }
@@ -444,6 +450,7 @@ test("the cloud going offline then online again makes the kiosk re-announce and 
     version: "9.8.7",
     bootedAt: BOOTED_AT.toISOString(),
     protocol: 1,
+    session: ctx.uplink.session,
   });
   assert.equal(await nextBatch(ctx), [2, 3]);
   assert.is(ctx.uplink.online, true);
@@ -572,9 +579,10 @@ test("stop says goodbye with a retained offline status and leaves no timer behin
   ctx.uplink.notifyAppended();
   await collectUntil(ctx, 2);
   assert.is(ctx.timers.pending, 1, "the ack timer is armed while entries are unacked");
+  const session = ctx.uplink.session;
   await ctx.uplink.stop();
   const bye = await next<Status>(ctx, topics.status(K1));
-  assert.equal(bye, { state: "offline", at: ctx.timers.now().toISOString() });
+  assert.equal(bye, { state: "offline", at: ctx.timers.now().toISOString(), session });
   assert.is(ctx.timers.pending, 0);
   assert.is(ctx.uplink.online, false);
   // Unacked entries stay in the journal for the next start.

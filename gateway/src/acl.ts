@@ -34,6 +34,12 @@ const DEVICE_PUBLISH = new Set<Channel>(["status", "events", "telemetry", "state
 const DEVICE_RETAIN = new Set<Channel>(["status", "state"]);
 /** What is addressed to a device ("→ device" channels): a device may read these, exactly. */
 const DEVICE_SUBSCRIBE = new Set<Channel>(["ack", "config", "errors", "cmd"]);
+/**
+ * What a device sends and may read back: its own `status`, so a late Will of
+ * an older session that overwrote its birth is seen and answered with the
+ * birth again (docs/status.md).
+ */
+const DEVICE_READ_BACK = new Set<Channel>(["status"]);
 
 /** What the cloud bridge sends to devices. */
 const BRIDGE_PUBLISH = new Set<Channel>(["ack", "config", "errors", "cmd"]);
@@ -233,8 +239,9 @@ function checkDeviceSubscribe(own: DeviceAddress, filter: string): Decision {
   // so no wildcard can reach another site or device.
   const parsed = parseTopic(filter);
   if (parsed && sameDevice(parsed, own) && DEVICE_SUBSCRIBE.has(parsed.channel)) return ALLOW;
+  if (parsed && sameDevice(parsed, own) && DEVICE_READ_BACK.has(parsed.channel)) return ALLOW;
   return deny(
-    `device ${label(own)} may subscribe only to its own ack, config, errors, cmd/+, cmd/{name}, # and to ${topics.cloudStatus}, not ${filter}`,
+    `device ${label(own)} may subscribe only to its own ack, config, errors, status, cmd/+, cmd/{name}, # and to ${topics.cloudStatus}, not ${filter}`,
   );
 }
 

@@ -67,6 +67,12 @@ export interface BridgeOptions {
   timers?: Timers;
   /** How long a gap in a device's seqs may stay open before the device is asked to replay. */
   gapWaitMs?: number;
+  /**
+   * The retained STATE is republished this often while connected, with a
+   * fresh `heartbeatAt` (default 3): kiosks take a cloud silent for their
+   * liveness window as unreachable (docs/status.md).
+   */
+  heartbeatSeconds?: number;
 }
 
 /**
@@ -115,6 +121,8 @@ export class Bridge {
   readonly #failures: Counter;
   readonly #gapsDetected: Counter;
   readonly #replaysAsked: Counter;
+  readonly #staleWills: Counter;
+  #heartbeatTimer: unknown;
   #gaps: GapTracker | undefined;
   #since: Date | undefined;
   /** Every decoded message of the fleet; see FleetEvents. */
@@ -142,6 +150,11 @@ export class Bridge {
     this.#gapsDetected = new Counter({
       name: "paylane_bridge_gaps_detected_total",
       help: "Gaps seen in a device's seqs (N+2 committed before N+1)",
+      registers: [o.metrics],
+    });
+    this.#staleWills = new Counter({
+      name: "paylane_bridge_stale_wills_total",
+      help: "Offline statuses ignored because the device's birth in force has a newer session (late Wills)",
       registers: [o.metrics],
     });
     this.#replaysAsked = new Counter({
@@ -221,15 +234,7 @@ export class Bridge {
         (err) => {
           if (err) logger.error({ err: err.message }, "bridge subscription failed");
           // Announce only once subscribed, so a device that resends on our birth is heard.
-          client.publish(
-            topics.cloudStatus,
-            encode(CloudStatusSchema, {
-              state: "online",
-              since: this.#since!.toISOString(),
-              instance: this.#o.instance,
-            }),
-            { qos: 1, retain: true },
-          );
+          this.#heartbeat(client);
         },
       );
       logger.info({ url: redactUrl(this.#o.url) }, "bridge connected to broker");
@@ -248,12 +253,42 @@ export class Bridge {
   }
 
   /**
+   * The retained STATE, online, with this beat's time; the next beat is
+   * armed here, so beats stop by themselves when the connection is gone.
+   */
+  #heartbeat(client: MqttClient): void {
+    const timers = this.#o.timers ?? realTimers;
+    timers.clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+    if (this.#client !== client || !client.connected) return;
+    const heartbeatSeconds = this.#o.heartbeatSeconds ?? 3;
+    client.publish(
+      topics.cloudStatus,
+      encode(CloudStatusSchema, {
+        state: "online",
+        since: this.#since!.toISOString(),
+        instance: this.#o.instance,
+        heartbeatAt: this.#o.now().toISOString(),
+        heartbeatSeconds,
+      }),
+      { qos: 1, retain: true },
+    );
+    this.#heartbeatTimer = timers.setTimeout(() => this.#heartbeat(client), heartbeatSeconds * 1000);
+  }
+
+  #stopHeartbeat(): void {
+    (this.#o.timers ?? realTimers).clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+  }
+
+  /**
    * Stops taking messages, commits what was already received and acks it,
    * then says goodbye on the cloud's STATE topic.
    */
   async stop(): Promise<void> {
     const client = this.#client;
     if (!client) return;
+    this.#stopHeartbeat();
     await this.#ingestor?.stop();
     // A batch still committing must not arm a new gap timer after this.
     this.#gaps?.stop();
@@ -283,6 +318,7 @@ export class Bridge {
   async kill(): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
+    this.#stopHeartbeat();
     // A batch still committing must not arm a new gap timer after this.
     this.#gaps?.stop();
     this.#gaps = undefined;
@@ -317,13 +353,20 @@ export class Bridge {
         return;
       }
       const s = status.value;
-      this.#emit("status", addr, s);
-      await this.#o.presence.setStatus(
+      const session = s.session === undefined ? {} : { session: s.session };
+      const applied = await this.#o.presence.setStatus(
         addr,
         s.state === "online"
-          ? { state: "online", at: now, version: s.version, bootedAt: s.bootedAt }
-          : { state: "offline", at: now },
+          ? { state: "online", at: now, version: s.version, bootedAt: s.bootedAt, ...session }
+          : { state: "offline", at: now, ...session },
       );
+      // A late Will of a connection the device has already replaced: its birth stays in force.
+      if (!applied) {
+        this.#staleWills.inc();
+        this.#o.logger.info({ ...addr, session: s.session }, "a Will older than the device's session ignored");
+        return;
+      }
+      this.#emit("status", addr, s);
     } else if (parsed.channel === "telemetry") {
       void this.#touch(addr, now);
       // Only the payments part is kept (ops watch exposure live); the rest is for whoever subscribes.

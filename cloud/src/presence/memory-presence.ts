@@ -1,5 +1,11 @@
 import type { DeviceAddress, Exposure } from "@paylane/protocol";
-import { type DevicePresence, type PresenceStore, type StatusUpdate, unknownPresence } from "./presence-store.ts";
+import {
+  type DevicePresence,
+  isStaleOffline,
+  type PresenceStore,
+  type StatusUpdate,
+  unknownPresence,
+} from "./presence-store.ts";
 
 const key = (d: DeviceAddress) => `${d.site}/${d.device}`;
 
@@ -7,6 +13,8 @@ const key = (d: DeviceAddress) => `${d.site}/${d.device}`;
 export class MemoryPresence implements PresenceStore {
   readonly kind = "memory" as const;
   readonly #devices = new Map<string, DevicePresence>();
+  /** The session of the birth in force, per device (none: no birth yet, or one without a session). */
+  readonly #sessions = new Map<string, number>();
 
   #entry(d: DeviceAddress): DevicePresence {
     let p = this.#devices.get(key(d));
@@ -17,13 +25,19 @@ export class MemoryPresence implements PresenceStore {
     return p;
   }
 
-  async setStatus(d: DeviceAddress, u: StatusUpdate): Promise<void> {
+  async setStatus(d: DeviceAddress, u: StatusUpdate): Promise<boolean> {
+    if (isStaleOffline(u, this.#sessions.get(key(d)))) return false;
+    if (u.state === "online") {
+      if (u.session === undefined) this.#sessions.delete(key(d));
+      else this.#sessions.set(key(d), u.session);
+    }
     const p = this.#entry(d);
     p.state = u.state;
     p.statusAt = u.at.toISOString();
     if (!p.lastSeen || p.lastSeen < p.statusAt) p.lastSeen = p.statusAt;
     if (u.version !== undefined) p.version = u.version;
     if (u.bootedAt !== undefined) p.bootedAt = u.bootedAt;
+    return true;
   }
 
   async touch(d: DeviceAddress, at: Date): Promise<void> {

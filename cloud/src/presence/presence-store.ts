@@ -17,6 +17,13 @@ export interface StatusUpdate {
   at: Date;
   version?: string;
   bootedAt?: string;
+  /**
+   * The device's connection counter (docs/status.md). A birth sets the
+   * session in force (one without a session clears it: an older kiosk); an
+   * offline whose session is older than the one in force is a late Will of a
+   * replaced connection and changes nothing.
+   */
+  session?: number;
 }
 
 /**
@@ -25,7 +32,8 @@ export interface StatusUpdate {
  */
 export interface PresenceStore {
   readonly kind: "redis" | "memory";
-  setStatus(device: DeviceAddress, update: StatusUpdate): Promise<void>;
+  /** Applies a birth or an offline; false: a stale Will, ignored (see StatusUpdate.session). Atomic per device. */
+  setStatus(device: DeviceAddress, update: StatusUpdate): Promise<boolean>;
   touch(device: DeviceAddress, at: Date): Promise<void>;
   /** Records the exposure a kiosk reported; an older report never replaces a newer one. */
   setExposure(device: DeviceAddress, exposure: Exposure, at: Date): Promise<void>;
@@ -33,6 +41,11 @@ export interface PresenceStore {
   get(devices: readonly DeviceAddress[]): Promise<DevicePresence[]>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** Whether `u` is an offline of an older session than the birth in force (`current`), to be ignored. */
+export function isStaleOffline(u: StatusUpdate, current: number | undefined): boolean {
+  return u.state === "offline" && u.session !== undefined && current !== undefined && u.session < current;
 }
 
 export function unknownPresence(d: DeviceAddress): DevicePresence {

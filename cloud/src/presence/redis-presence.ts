@@ -16,6 +16,23 @@ export class RedisPresence implements PresenceStore {
     this.#redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
     this.#redis.on("error", () => {}); // reconnects by itself; health reports it
     this.#prefix = prefix;
+    // A status and its session rule in one step, so two bridges (or a Will racing a birth) cannot
+    // interleave the check and the write. ARGV: state, at, session ('' none), version, bootedAt ('' none).
+    this.#redis.defineCommand("setstatus", {
+      numberOfKeys: 1,
+      lua: `local cur = tonumber(redis.call('HGET', KEYS[1], 'session'))
+            local session = tonumber(ARGV[3])
+            if ARGV[1] == 'offline' and session and cur and session < cur then return 0 end
+            redis.call('HSET', KEYS[1], 'state', ARGV[1], 'statusAt', ARGV[2])
+            if ARGV[1] == 'online' then
+              if session then redis.call('HSET', KEYS[1], 'session', ARGV[3]) else redis.call('HDEL', KEYS[1], 'session') end
+            end
+            if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'version', ARGV[4]) end
+            if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'bootedAt', ARGV[5]) end
+            local seen = redis.call('HGET', KEYS[1], 'lastSeen')
+            if (not seen) or seen < ARGV[2] then redis.call('HSET', KEYS[1], 'lastSeen', ARGV[2]) end
+            return 1`,
+    });
     this.#redis.defineCommand("touchmax", {
       numberOfKeys: 1,
       lua: `local cur = redis.call('HGET', KEYS[1], 'lastSeen')
@@ -44,12 +61,16 @@ export class RedisPresence implements PresenceStore {
     return `${this.#prefix}presence:${d.site}/${d.device}`;
   }
 
-  async setStatus(d: DeviceAddress, u: StatusUpdate): Promise<void> {
-    const at = u.at.toISOString();
-    const fields: Record<string, string> = { state: u.state, statusAt: at };
-    if (u.version !== undefined) fields.version = u.version;
-    if (u.bootedAt !== undefined) fields.bootedAt = u.bootedAt;
-    await this.#redis.multi().hset(this.#key(d), fields).touchmax(this.#key(d), at).exec();
+  async setStatus(d: DeviceAddress, u: StatusUpdate): Promise<boolean> {
+    const applied = await this.#redis.setstatus(
+      this.#key(d),
+      u.state,
+      u.at.toISOString(),
+      u.session === undefined ? "" : String(u.session),
+      u.version ?? "",
+      u.bootedAt ?? "",
+    );
+    return applied === 1;
   }
 
   async touch(d: DeviceAddress, at: Date): Promise<void> {
@@ -97,6 +118,14 @@ export class RedisPresence implements PresenceStore {
 declare module "ioredis" {
   interface RedisCommander<Context> {
     touchmax(key: string, at: string): Result<number, Context>;
+    setstatus(
+      key: string,
+      state: string,
+      at: string,
+      session: string,
+      version: string,
+      bootedAt: string,
+    ): Result<number, Context>;
     exposuremax(key: string, at: string, exposure: string): Result<number, Context>;
   }
 }

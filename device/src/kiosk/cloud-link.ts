@@ -21,6 +21,10 @@ export interface CloudLinkDeps {
   sync: ReplicaSync;
   /** Settles payments whose outcome is unknown (see PaymentDesk.resolvePending). */
   resolvePending: () => Promise<void>;
+  /** Every `cmd/{name}` (the command desk); unset, the uplink answers replay-from itself. */
+  onCommand?: (name: string, payload: Buffer) => void;
+  /** The retained desired configuration (the config desk). */
+  onDesiredConfig?: (payload: Buffer) => void;
 }
 
 export class CloudLink implements Part {
@@ -60,12 +64,20 @@ export class CloudLink implements Part {
         version: DEVICE_VERSION,
       },
       ...{ bootedAt: kit.bootedAt, logger, timers, now, batchSize: c.batchSize, ackTimeoutMs: c.ackTimeoutMs },
+      cloudLivenessMs: c.cloudLivenessSeconds * 1000,
       onAcked: (upTo) => bus.emit("entries-acked", upTo),
       onCloudAhead: (upTo) => work.track(this.#rollback.catchUp(upTo, "ack")),
       verifyHeld: (after, upTo) => work.track(this.#rollback.verifyHeld(after, upTo)),
       onConflicts: (seqs) => bus.emit("journal-conflicts", seqs),
+      ...(deps.onCommand ? { onCommand: deps.onCommand } : {}),
+      ...(deps.onDesiredConfig ? { onDesiredConfig: deps.onDesiredConfig } : {}),
       onChange: () => {
-        const link = { online: uplink.online, broker: uplink.brokerConnected, cloud: uplink.cloudOnline };
+        const link = {
+          online: uplink.online,
+          broker: uplink.brokerConnected,
+          cloud: uplink.cloudOnline,
+          state: uplink.linkState,
+        };
         bus.emit("cloud-link-changed", link);
       },
     });

@@ -17,7 +17,10 @@ import type { StorageStatus } from "../storage-monitor.ts";
 export interface CloudLinkState {
   online: boolean;
   broker: boolean;
+  /** What the cloud's retained STATE says (a hung cloud's still says online). */
   cloud: boolean;
+  /** "unreachable": the broker is up but the cloud is away or silent past the liveness window (docs/status.md). */
+  state: "online" | "unreachable" | "broker-down";
 }
 
 /** A payment's steps, in order: a session opens, then it is answered or it ends unanswered. */

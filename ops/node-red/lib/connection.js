@@ -139,12 +139,43 @@ class Connection {
     };
   }
 
-  /** Publishes with QoS 1; resolves once the broker has the message. */
+  /**
+   * Publishes with QoS 1; resolves once the broker has the message. Only
+   * while connected: the broker answers a publish it refuses (a viewer's
+   * command, a site not granted) by closing the connection, and mqtt.js would
+   * resend the stored message on every reconnect, closing it again for every
+   * node sharing it. So a publish still unconfirmed when the connection
+   * closes is dropped from the store and reported.
+   */
   publish(topic, payload, options = {}) {
     const client = this.#ensureClient();
-    return client.publishAsync(topic, typeof payload === "string" ? payload : JSON.stringify(payload), {
-      qos: 1,
-      ...options,
+    if (!client.connected) {
+      return Promise.reject(new Error(`not connected to the broker (${this.state.detail || this.state.name})`));
+    }
+    return new Promise((resolve, reject) => {
+      let closedFirst = false;
+      const onClose = () => {
+        closedFirst = true;
+        client.removeOutgoingMessage(messageId);
+      };
+      client.publish(
+        topic,
+        typeof payload === "string" ? payload : JSON.stringify(payload),
+        { qos: 1, ...options },
+        (err) => {
+          client.removeListener("close", onClose);
+          if (!err) resolve();
+          else if (closedFirst)
+            reject(
+              new Error(
+                `the broker closed the connection instead of confirming the publish to ${topic}: may this operator publish there (not a viewer, site granted)?`,
+              ),
+            );
+          else reject(err);
+        },
+      );
+      const messageId = client.getLastMessageId();
+      client.once("close", onClose);
     });
   }
 

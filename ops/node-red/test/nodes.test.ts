@@ -153,6 +153,44 @@ test("command: no answer in time gives status timeout; bad input is an error nam
   assert.match(out[0]!.payload.reason, /no final result from s1\/k2 within 1 s/);
 });
 
+test("command: refused ones fail with the reason, and the connection the other nodes share recovers", async () => {
+  // Logged in as a viewer: it may read k1's cmd-result but not publish commands.
+  const flow = [
+    { id: "b", type: "paylane-broker", url: broker.url },
+    { id: "c", type: "paylane command", broker: "b", timeout: 20, wires: [["out"]] },
+    { id: "n", type: "paylane status", broker: "b", site: SITE, device: "k2", wires: [["out"]] },
+    { id: "out", type: "helper" },
+  ];
+  await helper.load(ALL, flow, { b: { ...broker.viewer } });
+  const out: Msg[] = [];
+  helper.getNode("out").on("input", (msg: Msg) => {
+    out.push(msg);
+    broker.signal.notify();
+  });
+  await subscribed("n");
+
+  // Another site: the broker refuses even the subscription to its results; nothing is sent.
+  helper.getNode("c").receive({ site: "s2", device: "k9", command: "reboot" });
+  await broker.signal.until(() => out.length >= 1, "the refused subscription");
+  assert.is(out[0]!.payload.status, "failed");
+  assert.match(out[0]!.payload.reason, /^not sent: subscription to paylane\/v1\/s2\/k9\/cmd-result refused/);
+
+  // Its own site, but a viewer: the broker answers the publish by closing the connection.
+  helper.getNode("c").receive({ site: SITE, device: "k1", command: "reboot" });
+  await broker.signal.until(() => out.length >= 2, "the refused publish");
+  assert.is(out[1]!.payload.status, "failed");
+  assert.match(
+    out[1]!.payload.reason,
+    /closed the connection instead of confirming the publish to paylane\/v1\/s1\/k1\/cmd\/reboot/,
+  );
+
+  // The refused command is not resent on reconnect: the status node on the same connection sees k2 come online.
+  const k2 = await broker.kiosk("k2");
+  await k2.publishAsync(topics.status(address("k2")), birth(9), { qos: 1, retain: true });
+  await broker.signal.until(() => out.length >= 3, "k2's birth after the reconnect", 20_000);
+  assert.equal([out[2]!.payload.device, out[2]!.payload.state, out[2]!.payload.session], ["k2", "online", 9]);
+});
+
 test("alert: a firing alert retained before the flow started comes out, then its resolution", async () => {
   const cloud = await broker.cloud();
   const key = "device-offline:s1:k1";

@@ -26,6 +26,8 @@ export class TestBroker {
   readonly signal = new Signal();
   readonly secrets = new Map<string, string>();
   readonly operator = { username: operatorUsername(OPERATOR_ID), password: randomBytes(12).toString("hex") };
+  /** A viewer of the site: reads everything an operator reads, publishes nothing. */
+  readonly viewer = { username: operatorUsername("wall"), password: randomBytes(12).toString("hex") };
   gateway!: Gateway;
   #clients: MqttClient[] = [];
 
@@ -47,6 +49,7 @@ export class TestBroker {
       services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(this.secrets.get("bridge")!) }],
       operators: [
         { id: OPERATOR_ID, role: "operator", sites: [SITE], secretHash: await hashSecret(this.operator.password) },
+        { id: "wall", role: "viewer", sites: [SITE], secretHash: await hashSecret(this.viewer.password) },
       ],
     });
     this.gateway = new Gateway({

@@ -3,7 +3,15 @@
  * each variable (errors name it) and, through `.describe()`, documents it in
  * `paylane-cloud --help`.
  */
-import { envBoolean, envInteger, envPort, LogLevelSchema, parseEnv, timeZone } from "@paylane/protocol/service";
+import {
+  ConfigError,
+  envBoolean,
+  envInteger,
+  envPort,
+  LogLevelSchema,
+  parseEnv,
+  timeZone,
+} from "@paylane/protocol/service";
 import { z } from "zod";
 
 export const CloudEnvSchema = z.object({
@@ -80,6 +88,48 @@ export const CloudEnvSchema = z.object({
   CLOUD_TRUST_PROXY: envBoolean()
     .default(false)
     .describe("the client address is the last X-Forwarded-For hop (behind one trusted proxy only)"),
+  ALERT_DEVICE_OFFLINE_S: envInteger(1, 86_400)
+    .default(120)
+    .describe("a device offline this long (seconds, from its last offline status) raises device-offline"),
+  ALERT_BACKLOG_MAX: envInteger(1, 10_000_000)
+    .default(500)
+    .describe("a kiosk reporting more unacked journal entries than this raises backlog-high"),
+  ALERT_OLDEST_UNACKED_S: envInteger(1, 604_800)
+    .default(300)
+    .describe("a kiosk whose oldest unacked entry waited longer than this (seconds) raises oldest-unacked-high"),
+  ALERT_EXPOSURE_PERCENT: envInteger(1, 100)
+    .default(80)
+    .describe("offline payment exposure at or above this percentage of the kiosk's cap raises exposure-near-cap"),
+  ALERT_EVENT_RESOLVE_S: envInteger(1, 604_800)
+    .default(900)
+    .describe("event-like alerts (staff called, journal rolled back, ledger exception) resolve after this, seconds"),
+  ALERT_SCAN_INTERVAL_S: envInteger(1, 3600)
+    .default(30)
+    .describe("how often the journal and ledger are scanned for event-like alerts besides after each commit"),
+  ALERT_WEBHOOK_URL: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .describe("POSTs every alert change as JSON, signed with ALERT_WEBHOOK_SECRET (docs/alerts.md); unset: none"),
+  ALERT_WEBHOOK_SECRET: z
+    .string()
+    .min(16, "expected at least 16 characters")
+    .optional()
+    .describe("the HMAC-SHA256 key of the webhook's X-PayLane-Signature header (required with ALERT_WEBHOOK_URL)"),
+  PAGERDUTY_ROUTING_KEY: z
+    .string()
+    .regex(/^[A-Za-z0-9]{20,64}$/, "expected the 32-character integration key of an Events API v2 integration")
+    .optional()
+    .describe("sends alerts to PagerDuty (Events API v2) with this integration key; unset: none"),
+  PAGERDUTY_EVENTS_URL: z
+    .url({ protocol: /^https?$/ })
+    .default("https://events.pagerduty.com/v2/enqueue")
+    .describe("where PagerDuty events are POSTed"),
+  ALERT_SINK_MAX_ATTEMPTS: envInteger(1, 100)
+    .default(8)
+    .describe("tries per alert and sink (webhook, PagerDuty, MQTT) before it is dropped and counted as failed"),
+  ALERT_SINK_RETRY_MS: envInteger(1, 600_000)
+    .default(1000)
+    .describe("the first retry's delay; each next one doubles, up to 5 minutes"),
   IDEMPOTENCY_RETENTION_DAYS: envInteger(7, 3650, "at least 7 days (an integer up to 3650)")
     .default(7)
     .describe("how long the first answer for an idempotency key is kept, days"),
@@ -95,5 +145,10 @@ export type CloudConfig = z.infer<typeof CloudEnvSchema>;
 
 /** Throws a ConfigError naming every bad variable. */
 export function parseCloudEnv(env: Record<string, string | undefined>): CloudConfig {
-  return parseEnv(CloudEnvSchema, env);
+  const config = parseEnv(CloudEnvSchema, env);
+  // An unsigned webhook could be forged by anyone who learns its URL.
+  if (config.ALERT_WEBHOOK_URL && !config.ALERT_WEBHOOK_SECRET) {
+    throw new ConfigError("ALERT_WEBHOOK_SECRET: required when ALERT_WEBHOOK_URL is set (at least 16 characters)");
+  }
+  return config;
 }

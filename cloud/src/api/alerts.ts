@@ -1,0 +1,65 @@
+/**
+ * The notifications service's alerts over HTTP (docs/alerts.md):
+ *
+ *   GET  /api/v1/alerts/active?site=      the alerts firing now (viewer)
+ *   POST /api/v1/alerts/{key}/resolve     resolves an event-like alert (operator of its site)
+ *
+ * `GET /api/v1/alerts` (app.ts) stays the list of what kiosks journaled and
+ * the cloud recorded; these are the alerts that fire and resolve.
+ */
+import { problemResponse } from "@paylane/protocol";
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AlertService } from "../alerts/notifier.ts";
+import { AlertStore } from "../alerts/store.ts";
+import type { Database } from "../db/database.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
+import { notFound, queryError } from "./http.ts";
+
+export interface AlertRoutesOptions {
+  db: Database;
+  tokens: OperatorTokenConfig;
+  /** Absent: alerts are not running here, and resolving answers 503. */
+  alerts?: AlertService;
+}
+
+const ActiveQuery = z.object({ site: z.string().optional() });
+
+export function alertRoutes(o: AlertRoutesOptions): Hono<OperatorEnv> {
+  const app = new Hono<OperatorEnv>();
+  const store = new AlertStore(o.db);
+
+  app.get("/api/v1/alerts/active", operatorAuth(o.tokens, "viewer"), async (c) => {
+    const q = ActiveQuery.safeParse(c.req.query());
+    if (!q.success) return queryError(q.error);
+    const site = listingSite(c, q.data.site);
+    if (site instanceof Response) return site;
+    return c.json({ items: await store.firing(site) });
+  });
+
+  app.post("/api/v1/alerts/:key/resolve", operatorAuth(o.tokens, "operator"), async (c) => {
+    const key = c.req.param("key");
+    const alert = await store.get(key);
+    if (!alert) return notFound(`no alert ${key}`);
+    const denied = siteDenied(c, alert.site);
+    if (denied) return denied;
+    if (!o.alerts) {
+      return problemResponse({ title: "Alerts not running", status: 503, detail: "this cloud runs no alert service" });
+    }
+    const outcome = o.alerts.resolveByOperator(key, c.var.operator.sub);
+    if (outcome === "not-event-like") {
+      return problemResponse({
+        title: "Conflict",
+        status: 409,
+        detail: `${alert.rule} resolves by itself when its condition clears; only staff-called, journal-rolled-back and ledger-exception are resolved by hand`,
+      });
+    }
+    if (outcome === "not-firing") {
+      return problemResponse({ title: "Conflict", status: 409, detail: `alert ${key} is not firing` });
+    }
+    await o.alerts.idle();
+    return c.json((await store.get(key)) ?? alert);
+  });
+
+  return app;
+}

@@ -139,6 +139,9 @@ export const CloudEnvSchema = z.object({
   CLOUD_HEARTBEAT_SECONDS: envInteger(1, 3600)
     .default(3)
     .describe("the cloud republishes its retained online status this often; kiosks that miss it take it as hung"),
+  TELEMETRY_RETENTION_DAYS: envInteger(1, 3650)
+    .default(30)
+    .describe("how long the telemetry history is kept, days (older rows are deleted hourly)"),
   LOG_LEVEL: LogLevelSchema,
 });
 export type CloudConfig = z.infer<typeof CloudEnvSchema>;

@@ -70,13 +70,16 @@ export class TelemetryRecorder {
 
   constructor(o: TelemetryRecorderOptions) {
     this.#o = {
-      now: () => new Date(),
-      timers: realTimers,
-      flushMs: 1000,
-      batchRows: 1000,
-      maxQueued: 50_000,
-      purgeEveryMs: 3_600_000,
-      ...o,
+      db: o.db,
+      latest: o.latest,
+      logger: o.logger,
+      retentionDays: o.retentionDays,
+      now: o.now ?? (() => new Date()),
+      timers: o.timers ?? realTimers,
+      flushMs: o.flushMs ?? 1000,
+      batchRows: o.batchRows ?? 1000,
+      maxQueued: o.maxQueued ?? 50_000,
+      purgeEveryMs: o.purgeEveryMs ?? 3_600_000,
     };
     if (o.metrics) {
       this.#inserted = new Counter({

@@ -16,7 +16,6 @@ import {
   deviceIdentity,
   hashSecret,
   Registry,
-  type Status,
   serviceUsername,
   type Telemetry,
   topics,

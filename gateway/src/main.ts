@@ -7,8 +7,12 @@
  * SIGTERM stop the gateway cleanly. The registry file is watched: a device
  * removed from it, or given a new secret, is disconnected within a second and
  * cannot reconnect; SIGHUP reloads it too.
+ *
+ * Its sub-commands (`operator add|remove`, `mosquitto-config`; admin-cli.ts)
+ * work on files and exit without starting anything.
  */
 import { createCommand, createLogger, environmentHelp, runService } from "@paylane/protocol/service";
+import { ADMIN_COMMANDS, addAdminCommands } from "./admin-cli.ts";
 import { GatewayEnvSchema, parseGatewayEnv } from "./config.ts";
 import { GatewayService } from "./service.ts";
 
@@ -31,10 +35,18 @@ const program = createCommand({
   ],
 });
 
-runService(program, async () => {
-  const config = parseGatewayEnv(process.env);
-  const log = createLogger(NAME, config.logLevel);
-  const gateway = new GatewayService({ config, logger: log });
-  await gateway.start();
-  return { service: gateway, log };
-});
+addAdminCommands(program);
+// The gateway itself takes no arguments: with none, commander runs this no-op and runService starts it.
+program.action(() => {});
+
+if (ADMIN_COMMANDS.has(process.argv[2] ?? "")) {
+  await program.parseAsync();
+} else {
+  runService(program, async () => {
+    const config = parseGatewayEnv(process.env);
+    const log = createLogger(NAME, config.logLevel);
+    const gateway = new GatewayService({ config, logger: log });
+    await gateway.start();
+    return { service: gateway, log };
+  });
+}

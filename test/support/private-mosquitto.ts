@@ -1,11 +1,23 @@
 /**
  * A private Mosquitto (the machine's real binary) on a free port, for tests
  * that restart the broker: the machine's shared Mosquitto is never touched.
+ *
+ * With `acl`, it runs the configuration `paylane-gateway mosquitto-config`
+ * makes from a registry (identities, PBKDF2 hashes, the ACLs of acl.ts),
+ * instead of an open broker that lets anyone do anything.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { writeMosquittoConfig } from "../../gateway/src/admin-cli.ts";
+
+export interface MosquittoAcl {
+  /** The registry file the configuration is made from. */
+  registry: string;
+  /** Plain secrets by username (`{site}/{device}`, `svc:cloud`, `ops:{id}`). */
+  secrets: Readonly<Record<string, string>>;
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -46,10 +58,12 @@ export async function freePortRun(n: number): Promise<number> {
 export class PrivateMosquitto {
   #child: ChildProcess | undefined;
   readonly #dir: string;
+  readonly #acl: MosquittoAcl | undefined;
   port = 0;
 
-  constructor(dir: string) {
+  constructor(dir: string, acl?: MosquittoAcl) {
     this.#dir = dir;
+    this.#acl = acl;
   }
 
   get url(): string {
@@ -58,8 +72,13 @@ export class PrivateMosquitto {
 
   async start(): Promise<void> {
     if (!this.port) this.port = await freePort();
-    const conf = join(this.#dir, "mosquitto.conf");
-    await writeFile(conf, `listener ${this.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n`);
+    const conf = this.#acl ? await this.#generated() : join(this.#dir, "mosquitto.conf");
+    if (!this.#acl) {
+      await writeFile(
+        conf,
+        `listener ${this.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\n`,
+      );
+    }
     const child = spawn("mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
     this.#child = child;
     // A test process that dies must not leave its broker behind.
@@ -87,6 +106,22 @@ export class PrivateMosquitto {
       if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${this.port}: ${stderr}`);
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /** The generated configuration (made again at each start, so a changed registry applies on restart). */
+  async #generated(): Promise<string> {
+    const acl = this.#acl!;
+    const out = join(this.#dir, "mosquitto-acl");
+    await mkdir(out, { recursive: true });
+    const secrets = join(out, "secrets.json");
+    await writeFile(secrets, JSON.stringify(acl.secrets), { mode: 0o600 });
+    // Secrets were made with the registry by the test: no need to pay scrypt for each again.
+    await writeMosquittoConfig({ registry: acl.registry, secrets, out, port: this.port, verify: false });
+    const conf = join(out, "mosquitto.conf");
+    // Test-only lines: no persistence, errors only; as root, stay root so the 0700 temp folder stays readable.
+    const root = process.getuid?.() === 0 ? "user root\n" : "";
+    await appendFile(conf, `persistence false\nlog_type error\n${root}`);
+    return conf;
   }
 
   /** kill -9: no clean shutdown, as in a crash. */

@@ -44,8 +44,12 @@ import { Signal } from "./signal.ts";
 
 export type DbKind = "pg" | "pglite";
 export type PresenceKind = "redis" | "memory";
-/** `mosquitto` is the machine's shared broker; `mosquitto-private` one the test may kill. */
-export type BrokerKind = "aedes" | "mosquitto" | "mosquitto-private";
+/**
+ * `mosquitto` is the machine's shared broker; `mosquitto-private` one the test may kill;
+ * `mosquitto-acl` a private one running the configuration `paylane-gateway mosquitto-config`
+ * makes from the site's registry (every identity authenticated, the gateway's ACLs).
+ */
+export type BrokerKind = "aedes" | "mosquitto" | "mosquitto-private" | "mosquitto-acl";
 
 export interface Backends {
   db: DbKind;
@@ -134,6 +138,7 @@ export class TestSite {
   get mqttUrl(): string {
     if (this.o.broker === "aedes") return `mqtt://127.0.0.1:${this.gateway!.port}`;
     if (this.o.broker === "mosquitto-private") return this.mosquitto!.url;
+    if (this.o.broker === "mosquitto-acl") return this.mosquitto!.url;
     return MOSQUITTO_URL;
   }
 
@@ -171,6 +176,9 @@ export class TestSite {
       await this.gateway.start();
     } else if (this.o.broker === "mosquitto-private") {
       this.mosquitto = new PrivateMosquitto(this.dir);
+      await this.mosquitto.start();
+    } else if (this.o.broker === "mosquitto-acl") {
+      this.mosquitto = new PrivateMosquitto(this.dir, { registry: this.#registryPath, secrets: this.#plainSecrets() });
       await this.mosquitto.start();
     }
 
@@ -373,6 +381,14 @@ export class TestSite {
         secretHash: await hashSecret(o.password),
       })),
     );
+  }
+
+  /** Every identity's plain secret by MQTT username, as `paylane-gateway mosquitto-config --secrets` reads them. */
+  #plainSecrets(): Record<string, string> {
+    const secrets: Record<string, string> = { [serviceUsername("cloud")]: this.#cloudSecret };
+    for (const [device, secret] of this.secrets) secrets[deviceIdentity.username(this.address(device))] = secret;
+    for (const [id, o] of this.operators) secrets[operatorUsername(id)] = o.password;
+    return secrets;
   }
 
   /** MQTT connect options of one of `operators` (username `ops:{id}`). */

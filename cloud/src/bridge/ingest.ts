@@ -57,6 +57,11 @@ export interface FlushOutcome {
   duplicates: number;
   applied: number;
   refusals: Array<DeviceAddress & Refusal & { seq?: number; id?: string | null }>;
+  /**
+   * The entries this batch applied (first time in the inbox), without bodies:
+   * what the committed-events feed tells viewers. Duplicates are not in it.
+   */
+  committed: Array<DeviceAddress & { seq: number; id: string; kind: string; at: string }>;
 }
 
 export interface IngestorOptions {
@@ -272,7 +277,8 @@ export const INGEST_SQL = `WITH incoming AS (
          (SELECT count(*) FILTER (WHERE outcome = 'applied') FROM ins)::int AS applied,
          (SELECT count(*) FROM kept)::int AS collisions_new,
          coalesce((SELECT json_agg(json_build_array(site_id, device_id, seq)) FROM collided), '[]') AS collisions,
-         coalesce((SELECT json_agg(json_build_array(site_id, device_id, acked_seq)) FROM streams), '[]') AS marks`;
+         coalesce((SELECT json_agg(json_build_array(site_id, device_id, acked_seq)) FROM streams), '[]') AS marks,
+         coalesce((SELECT json_agg(json_build_array(site_id, device_id, seq)) FROM ins WHERE outcome = 'applied'), '[]') AS applied_seqs`;
 
 /**
  * One column as newline-joined text, split again by `string_to_array` in SQL;
@@ -336,6 +342,7 @@ async function commitBatch(
     collisions_new: number;
     collisions: Array<[string, string, number]>;
     marks: Array<[string, string, number]>;
+    applied_seqs: Array<[string, string, number]>;
   }>(INGEST_SQL, [
     lines(unique, (e) => e.site),
     lines(unique, (e) => e.device),
@@ -380,6 +387,10 @@ async function commitBatch(
       collisions: row.collisions.map(([site, device, seq]) => ({ site, device, seq })),
       newCollisions: row.collisions_new,
       refusals: quarantined.map(({ seq, ...r }) => (seq === null ? r : { ...r, seq })),
+      committed: row.applied_seqs.flatMap(([site, device, seq]) => {
+        const e = seen.get(`${site}\u0000${device}\u0000${seq}`);
+        return e?.applied && e.entryId ? [{ site, device, seq, id: e.entryId, kind: e.kind, at: e.applied.at }] : [];
+      }),
     },
     deferred,
   };

@@ -16,6 +16,7 @@ import { Hono } from "hono";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { AlertService, alertSettings } from "./alerts/notifier.ts";
 import { createApi } from "./api/app.ts";
 import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
 import type { CloudConfig } from "./config.ts";
@@ -80,6 +81,7 @@ export class CloudService {
   /** The rate limits' own Redis connection: no offline queue, so a Redis outage falls back to in-process counting at once. */
   #limitsRedis: Redis | undefined;
   #purgeTimer: unknown;
+  #alerts: AlertService | undefined;
   #stopping: Promise<void> | undefined;
 
   constructor(o: CloudOptions) {
@@ -105,6 +107,12 @@ export class CloudService {
   get db(): Database {
     if (!this.#db) throw new Error("cloud is not started");
     return this.#db;
+  }
+
+  /** The notifications service (alerts). */
+  get alerts(): AlertService {
+    if (!this.#alerts) throw new Error("cloud is not started");
+    return this.#alerts;
   }
 
   get bridge(): Bridge {
@@ -158,6 +166,19 @@ export class CloudService {
     }
     await this.#enrolRegistryDevices();
     this.#presence = await openPresence(c);
+    // Before the bridge connects: the retained statuses it hears first already count.
+    const alerts = new AlertService({
+      db,
+      settings: alertSettings(c),
+      publish: (topic, payload, opts) => this.bridge.publish(topic, payload, opts),
+      logger: this.#log,
+      metrics: this.metrics,
+      now: this.#now,
+      timers: this.#o.timers,
+      site: this.#o.site,
+    });
+    this.#alerts = alerts;
+    await alerts.start();
 
     this.#bridge = new Bridge({
       url: c.MQTT_URL,
@@ -176,6 +197,7 @@ export class CloudService {
       site: this.#o.site,
       onCommitted: this.#o.onCommitted,
     });
+    alerts.attach(this.#bridge.fleet);
     await this.#firstMqttConnect(this.#bridge, c.MQTT_URL);
 
     const presence = this.#presence;
@@ -234,6 +256,7 @@ export class CloudService {
       registry: () => this.#registry!,
       metrics: this.metrics,
       health,
+      alerts,
     });
     this.#schedulePurge();
     this.#http = await listen(api, {
@@ -314,6 +337,9 @@ export class CloudService {
     await this.#metricsHttp?.close();
     this.#metricsHttp = undefined;
     if (this.#bridge) await endBridge(this.#bridge);
+    // After the bridge (what it committed last is scanned), before the database closes.
+    await this.#alerts?.stop();
+    this.#alerts = undefined;
     await this.#presence?.close();
     this.#limitsRedis?.disconnect();
     this.#limitsRedis = undefined;

@@ -24,10 +24,12 @@ import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
 import type { Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
+import type { AlertService } from "../alerts/notifier.ts";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
+import { alertRoutes } from "./alerts.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { collisionRoutes } from "./collisions.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
@@ -68,6 +70,8 @@ export interface ApiOptions {
   rateLimit?: RateLimitOptions;
   /** Where unexpected errors are logged, with the id their 500 answer names. */
   logger?: Logger;
+  /** The notifications service, for resolving alerts by hand (absent: that answers 503). */
+  alerts?: AlertService;
   /** Each device's newest telemetry (default: an empty in-process store). */
   latestTelemetry?: LatestTelemetryStore;
 }
@@ -205,6 +209,8 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     });
     return c.json({ items, since: since.toISOString(), until: until.toISOString() });
   });
+
+  app.route("/", alertRoutes({ db: o.db, tokens, alerts: o.alerts }));
 
   /** Alerts for ops, newest first: staff calls (button or screen) and journal recoveries. */
   app.get("/api/v1/alerts", viewer, async (c) => {

@@ -24,6 +24,9 @@ import type { Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
 import { openPg } from "./db/pg.ts";
 import { openPglite } from "./db/pglite.ts";
+import { CommandDesk } from "./fleet/commands.ts";
+import { ConfigDesk } from "./fleet/device-config.ts";
+import { startEventsFeed } from "./fleet/events-feed.ts";
 import { purgeIdempotencyKeys } from "./ledger/idempotency.ts";
 import { MemoryPresence } from "./presence/memory-presence.ts";
 import type { PresenceStore } from "./presence/presence-store.ts";
@@ -81,6 +84,9 @@ export class CloudService {
   /** The rate limits' own Redis connection: no offline queue, so a Redis outage falls back to in-process counting at once. */
   #limitsRedis: Redis | undefined;
   #purgeTimer: unknown;
+  #commands: CommandDesk | undefined;
+  #configs: ConfigDesk | undefined;
+  #stopEventsFeed: (() => void) | undefined;
   #alerts: AlertService | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -113,6 +119,18 @@ export class CloudService {
   get alerts(): AlertService {
     if (!this.#alerts) throw new Error("cloud is not started");
     return this.#alerts;
+  }
+
+  /** Commands to kiosks and their audit. */
+  get commands(): CommandDesk {
+    if (!this.#commands) throw new Error("cloud is not started");
+    return this.#commands;
+  }
+
+  /** Desired and reported configuration of each kiosk. */
+  get configs(): ConfigDesk {
+    if (!this.#configs) throw new Error("cloud is not started");
+    return this.#configs;
   }
 
   get bridge(): Bridge {
@@ -198,6 +216,19 @@ export class CloudService {
       onCommitted: this.#o.onCommitted,
     });
     alerts.attach(this.#bridge.fleet);
+    // Commands, configuration and the events feed listen before the first connect: the retained
+    // births, configs and states come with the subscription.
+    this.#commands = new CommandDesk({
+      db,
+      link: this.#bridge,
+      logger: this.#log,
+      now: this.#now,
+      timers: this.#o.timers,
+    });
+    this.#commands.attach();
+    this.#configs = new ConfigDesk({ db, link: this.#bridge, logger: this.#log, now: this.#now });
+    this.#configs.attach();
+    this.#stopEventsFeed = startEventsFeed(this.#bridge, { logger: this.#log, now: this.#now });
     await this.#firstMqttConnect(this.#bridge, c.MQTT_URL);
 
     const presence = this.#presence;
@@ -256,6 +287,9 @@ export class CloudService {
       registry: () => this.#registry!,
       metrics: this.metrics,
       health,
+      commands: this.#commands,
+      configs: this.#configs,
+      brokerConnected: () => bridge.connected,
       alerts,
     });
     this.#schedulePurge();
@@ -337,6 +371,11 @@ export class CloudService {
     await this.#metricsHttp?.close();
     this.#metricsHttp = undefined;
     if (this.#bridge) await endBridge(this.#bridge);
+    this.#stopEventsFeed?.();
+    // After the bridge: the audit and config writes of what it heard are finished before the database closes.
+    await this.#commands?.detach();
+    await this.#configs?.detach();
+    this.#commands = this.#configs = this.#stopEventsFeed = undefined;
     // After the bridge (what it committed last is scanned), before the database closes.
     await this.#alerts?.stop();
     this.#alerts = undefined;

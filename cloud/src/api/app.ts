@@ -27,11 +27,15 @@ import { z } from "zod";
 import type { AlertService } from "../alerts/notifier.ts";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
+import type { CommandDesk } from "../fleet/commands.ts";
+import type { ConfigDesk } from "../fleet/device-config.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
 import { alertRoutes } from "./alerts.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { collisionRoutes } from "./collisions.ts";
+import { deviceCommandRoutes } from "./device-commands.ts";
+import { deviceConfigRoutes } from "./device-config.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
@@ -74,6 +78,12 @@ export interface ApiOptions {
   alerts?: AlertService;
   /** Each device's newest telemetry (default: an empty in-process store). */
   latestTelemetry?: LatestTelemetryStore;
+  /** Commands to kiosks and their audit; unset: those routes are absent (the API alone, without a bridge). */
+  commands?: CommandDesk;
+  /** Desired and reported configuration; unset: those routes are absent. */
+  configs?: ConfigDesk;
+  /** Whether the cloud is on the broker now (commands and configs are published there). */
+  brokerConnected?: () => boolean;
 }
 
 const IsoTime = z.iso.datetime({
@@ -142,6 +152,16 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
   app.route("/", topupRoutes({ db: o.db, registry: o.registry, now, metrics: o.metrics, logger: o.logger }));
   app.route("/", streamRoutes({ db: o.db, registry: o.registry }));
   app.route("/", collisionRoutes({ db: o.db, tokens, now }));
+  const brokerConnected = o.brokerConnected ?? (() => true);
+  if (o.commands) {
+    app.route(
+      "/",
+      deviceCommandRoutes({ commands: o.commands, registry: o.registry, tokens, connected: brokerConnected }),
+    );
+  }
+  if (o.configs) {
+    app.route("/", deviceConfigRoutes({ configs: o.configs, registry: o.registry, tokens, connected: brokerConnected }));
+  }
   app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
 
   app.get("/api/v1/checkins", viewer, async (c) => {

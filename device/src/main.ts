@@ -14,6 +14,12 @@ import { loadDeviceConfig } from "./config.ts";
 
 const NAME = "paylane-device";
 
+/**
+ * The exit code of a restart asked by `cmd/reboot` (EX_TEMPFAIL): not 0, so
+ * systemd's Restart=on-failure (or any supervisor) starts the daemon again.
+ */
+const EXIT_RESTART = 75;
+
 /** Everything else is in the config file. */
 const DeviceEnvSchema = z.object({ LOG_LEVEL: LogLevelSchema });
 
@@ -38,7 +44,18 @@ runService<{ config?: string }>(program, async ({ config }) => {
   const log = createLogger(NAME, env.LOG_LEVEL);
   // Loaded only to run: `--help`, `--version` and a bad flag answer without the daemon's dependencies.
   const { KioskDaemon } = await import("./daemon.ts");
-  const daemon = new KioskDaemon({ config: await loadDeviceConfig(config), logger: log });
+  const daemon: InstanceType<typeof KioskDaemon> = new KioskDaemon({
+    config: await loadDeviceConfig(config),
+    logger: log,
+    // cmd/reboot, once the customer at the kiosk is done: a clean stop, then an exit its supervisor restarts.
+    restart: () => {
+      log.warn({ exitCode: EXIT_RESTART }, "restarting as asked: stopping, then exiting for the supervisor to restart");
+      void daemon
+        .stop()
+        .catch((err: Error) => log.error({ err: err.message }, "stop before the restart failed"))
+        .finally(() => process.exit(EXIT_RESTART));
+    },
+  });
   await daemon.start();
   return { service: daemon, log };
 });

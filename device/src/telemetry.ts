@@ -1,5 +1,6 @@
 /** The kiosk's periodic `telemetry` message, built from what the daemon already knows. */
-import type { Exposure, Telemetry } from "@paylane/protocol";
+import { type Exposure, type KioskMode, PROTOCOL_VERSION, type Telemetry } from "@paylane/protocol";
+import type { BoardHealth } from "./board-health.ts";
 import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
 import type { PrinterHealth } from "./hardware/printer/printer.ts";
 import type { JournalStats } from "./journal.ts";
@@ -16,6 +17,13 @@ export interface TelemetryFacts {
   storage: StorageStatus["state"];
   /** Absent on a kiosk that has no offline limits yet. */
   payments: Exposure | undefined;
+  /** Memory, disk and CPU temperature; absent: not read (tests of the rest). */
+  board?: BoardHealth;
+  /** The operating mode and the desired-configuration version in force. */
+  mode?: KioskMode;
+  configVersion?: number;
+  /** This daemon's package version. */
+  deviceVersion?: string;
 }
 
 export function kioskTelemetry(f: TelemetryFacts): Telemetry {
@@ -36,6 +44,12 @@ export function kioskTelemetry(f: TelemetryFacts): Telemetry {
     storage: f.storage,
     ...(f.payments ? { payments: f.payments } : {}),
     printer: peripherals.printer ? printerTelemetry(peripherals.printer) : null,
+    ...(f.mode ? { mode: f.mode } : {}),
+    ...(f.configVersion !== undefined ? { configVersion: f.configVersion } : {}),
+    ...(f.board ? boardTelemetry(f.board) : {}),
+    ...(f.deviceVersion
+      ? { versions: { device: f.deviceVersion, node: process.versions.node, protocol: PROTOCOL_VERSION } }
+      : {}),
     gpio: peripherals.gpio
       ? {
           backend: peripherals.gpio.backend,
@@ -60,4 +74,8 @@ function readerStats(c: Pn532Counters): NonNullable<Telemetry["readerStats"]> {
     reconnects: c.reconnects,
     discarded,
   };
+}
+
+function boardTelemetry(b: BoardHealth): Pick<Telemetry, "memory" | "disk" | "cpuTemperatureC"> {
+  return { memory: b.memory, ...(b.disk ? { disk: b.disk } : {}), cpuTemperatureC: b.cpuTemperatureC };
 }

@@ -65,6 +65,19 @@ export const ReceiptNoticeSchema = z.discriminatedUnion("printed", [
 ]);
 export type ReceiptNotice = z.infer<typeof ReceiptNoticeSchema>;
 
+/**
+ * The operating mode and the screen's settings, set by ops (`cmd/set-mode`,
+ * desired configuration). Outside "in-service" the screen shows the mode's
+ * text instead of "Tap your card", and taps are refused politely.
+ */
+export const ScreenSettingsSchema = z.object({
+  mode: z.enum(["in-service", "maintenance", "out-of-service"]),
+  texts: z.optional(z.object({ welcome: optionalString, maintenance: optionalString, outOfService: optionalString })),
+  /** How long an unfinished interaction waits before the screen returns to idle. */
+  idleTimeoutSeconds: z.optional(z.number()),
+});
+export type ScreenSettings = z.infer<typeof ScreenSettingsSchema>;
+
 export const KioskStateSchema = z.object({
   site: z.string(),
   device: z.string(),
@@ -82,6 +95,8 @@ export const KioskStateSchema = z.object({
   backlog: z.number(),
   /** "failing": the journal cannot write (disk full, I/O error); check-ins are refused until it recovers. */
   storage: z.enum(["ok", "failing"]),
+  /** What ops set for the screen (mode, texts, idle timeout); absent from a daemon that predates it. */
+  screen: z.optional(ScreenSettingsSchema),
 });
 export type KioskState = z.infer<typeof KioskStateSchema>;
 

@@ -9,7 +9,13 @@
  */
 import { EventEmitter } from "node:events";
 import type { Credential, Entry, StaffCallBody } from "@paylane/protocol";
-import type { PaymentResult, PaymentSession, ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
+import type {
+  PaymentResult,
+  PaymentSession,
+  ReceiptNotice,
+  ScreenSettings,
+  TapResult,
+} from "@paylane/protocol/kiosk-api";
 import type { ReceiptFacts } from "../payments/payment-desk.ts";
 import type { StorageStatus } from "../storage-monitor.ts";
 
@@ -53,6 +59,8 @@ export interface KioskEvents {
   "staff-called": [StaffCallBody];
   /** A decision started (true) or ended (false): the status LED shows "busy" meanwhile. */
   "decision-busy": [boolean];
+  /** The operating mode or the screen's settings changed (kiosk-mode.ts). */
+  "kiosk-mode-changed": [ScreenSettings];
 }
 
 export type KioskBus = EventEmitter<KioskEvents>;

@@ -9,7 +9,7 @@ import type { Part } from "./lifecycle.ts";
 export class Every implements Part {
   readonly name: string;
   readonly #k: Pick<KioskKit, "timers" | "work">;
-  readonly #everyMs: number;
+  #everyMs: number;
   readonly #run: () => Promise<void>;
   #timer: unknown;
   #running = false;
@@ -32,6 +32,18 @@ export class Every implements Part {
     this.#timer = undefined;
   }
 
+  get everyMs(): number {
+    return this.#everyMs;
+  }
+
+  /** A new period, from now on: a tick already waiting is rescheduled (ops change telemetry's live). */
+  setEveryMs(ms: number): void {
+    this.#everyMs = ms;
+    if (this.#timer === undefined || !this.#running) return;
+    this.#k.timers.clearTimeout(this.#timer);
+    this.#schedule();
+  }
+
   /** Runs now instead of at the next tick; stopping waits for it. */
   runNow(): Promise<void> {
     return this.#k.work.track(this.#run());
@@ -39,6 +51,7 @@ export class Every implements Part {
 
   #schedule(): void {
     this.#timer = this.#k.timers.setTimeout(() => {
+      this.#timer = undefined; // running: a new period applies when it ends
       void this.runNow().finally(() => {
         if (this.#running) this.#schedule();
       });

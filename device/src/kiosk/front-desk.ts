@@ -9,12 +9,15 @@ import type { CheckinDesk } from "../checkin-desk.ts";
 import type { Journal } from "../journal.ts";
 import type { PaymentDesk } from "../payments/payment-desk.ts";
 import type { PeripheralHandlers } from "../peripherals.ts";
+import type { OperatingMode } from "./kiosk-mode.ts";
 import type { KioskKit } from "./kit.ts";
 
 export interface FrontDeskDeps {
   checkin: CheckinDesk;
   payments: PaymentDesk;
   journal: Journal;
+  /** Outside "in-service" (maintenance, out of service) walk-up users are refused politely. */
+  mode?: Pick<OperatingMode, "serving" | "refusal">;
 }
 
 export class FrontDesk {
@@ -26,14 +29,24 @@ export class FrontDesk {
     this.#o = deps;
   }
 
-  /** A card on the reader: it pays while a payment waits for one, otherwise it checks in. */
+  /**
+   * A card on the reader: it pays while a payment waits for one (a customer
+   * already paying finishes, whatever the mode), otherwise it checks in.
+   */
   onCard(uid: string): Promise<TapResult | PaymentResult> {
     const { payments } = this.#o;
     return payments.awaitingCard ? this.#busy(() => payments.onCard(uid)) : this.decide({ type: "card", uid });
   }
 
-  /** One check-in decision from any credential source. */
+  /** One check-in decision from any credential source; refused politely outside service, nothing journaled. */
   async decide(credential: Credential): Promise<TapResult> {
+    const mode = this.#o.mode;
+    if (mode && !mode.serving) {
+      const refusal = mode.refusal();
+      this.#k.log.info({ via: credential.type }, "credential presented outside service: refused politely");
+      this.#k.bus.emit("tap-decided", refusal, credential);
+      return refusal;
+    }
     const result = await this.#busy(() => this.#o.checkin.decide(credential));
     // The UID identifies a card, not a payment instrument, but it still stays out of info logs.
     this.#k.log.info({ outcome: result.outcome, seq: result.seq, via: credential.type }, "credential presented");

@@ -4,7 +4,7 @@
  * parts on each call, so it cannot go stale.
  */
 
-import type { KioskState } from "@paylane/protocol/kiosk-api";
+import type { KioskState, ScreenSettings } from "@paylane/protocol/kiosk-api";
 import type { HealthReport } from "@paylane/protocol/service";
 import type { Journal } from "../journal.ts";
 import type { Peripherals } from "../peripherals.ts";
@@ -22,6 +22,8 @@ export interface KioskStatusSources {
   uplink: Uplink;
   peripherals: Peripherals;
   storage: StorageMonitor;
+  /** The operating mode and what the screen shows with it (kiosk-mode.ts). */
+  screen?: () => ScreenSettings;
 }
 
 export class KioskStatus {
@@ -42,6 +44,7 @@ export class KioskStatus {
       reader: { kind: "pn532", simulated: config.reader.type === "pn532-simulator", state: peripherals.readerState },
       backlog: (await journal.stats()).backlog,
       storage: storage.status.state,
+      ...(this.#s.screen ? { screen: this.#s.screen() } : {}),
     };
   }
 

@@ -67,6 +67,7 @@ export class LocalApiServer implements Part {
       "cloud-link-changed": pushState,
       "storage-changed": pushState,
       "peripheral-changed": pushState,
+      "kiosk-mode-changed": pushState,
     });
   }
 

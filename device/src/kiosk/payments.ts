@@ -5,7 +5,7 @@ import type { TerminalSetup } from "../hardware/terminal/factory.ts";
 import type { Journal } from "../journal.ts";
 import { PaymentIntents } from "../payments/intents.ts";
 import { OnlineAuthorizer } from "../payments/online-authorizer.ts";
-import { PaymentBusyError, PaymentDesk, type ReceiptFacts } from "../payments/payment-desk.ts";
+import { PaymentBusyError, PaymentDesk, type PaymentDeskOptions, type ReceiptFacts } from "../payments/payment-desk.ts";
 import type { WalletReplica } from "../payments/wallet-replica.ts";
 import type { Replica } from "../replica.ts";
 import type { KioskKit } from "./kit.ts";
@@ -17,6 +17,8 @@ export interface TillDeps {
   cloud: CloudClient;
   terminal: TerminalSetup;
   isOnline: () => boolean;
+  /** Lowers the site's offline limits at this kiosk (ops' offline caps, offline-caps.ts). */
+  lowerOfflineLimits?: PaymentDeskOptions["lowerOfflineLimits"];
 }
 
 export async function openTill(kit: KioskKit, d: TillDeps): Promise<PaymentDesk> {
@@ -34,6 +36,7 @@ export async function openTill(kit: KioskKit, d: TillDeps): Promise<PaymentDesk>
     logger,
     idleMs: config.payments.idleMs,
     topupAmounts: config.payments.topupAmounts,
+    ...(d.lowerOfflineLimits ? { lowerOfflineLimits: d.lowerOfflineLimits } : {}),
     ...paymentProgressHooks(kit),
   });
 }

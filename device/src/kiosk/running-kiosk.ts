@@ -11,7 +11,10 @@ import type { PaymentDesk } from "../payments/payment-desk.ts";
 import type { Peripherals } from "../peripherals.ts";
 import type { ReplicaSync } from "../replica-sync.ts";
 import type { Uplink } from "../uplink.ts";
+import type { CommandDesk } from "./command-desk.ts";
+import type { ConfigDesk } from "./config-desk.ts";
 import type { FrontDesk } from "./front-desk.ts";
+import type { OperatingMode } from "./kiosk-mode.ts";
 import type { KioskStatus } from "./kiosk-status.ts";
 import type { LocalApiServer } from "./local-api-server.ts";
 import type { SimulatedTaps } from "./simulated-taps.ts";
@@ -29,6 +32,9 @@ export interface KioskParts {
   api: LocalApiServer;
   telemetry: TelemetryPublisher;
   taps: SimulatedTaps;
+  mode: OperatingMode;
+  commands: CommandDesk;
+  configDesk: ConfigDesk;
 }
 
 export abstract class RunningKiosk {
@@ -59,6 +65,21 @@ export abstract class RunningKiosk {
 
   get replicaSync(): ReplicaSync {
     return this.#parts().sync;
+  }
+
+  /** The operating mode (in service, maintenance, out of service) and the screen's settings. */
+  get mode(): OperatingMode {
+    return this.#parts().mode;
+  }
+
+  /** Where `cmd/{name}` is answered. */
+  get commands(): CommandDesk {
+    return this.#parts().commands;
+  }
+
+  /** Where the desired configuration is applied and reported. */
+  get configDesk(): ConfigDesk {
+    return this.#parts().configDesk;
   }
 
   /** The local API's port. */

@@ -2,6 +2,8 @@
  * Publishes the kiosk's `telemetry` every `everyMs`, and at once when the
  * printer's paper changes (ops should see "paper out" before a user does).
  */
+import type { KioskMode } from "@paylane/protocol";
+import { readBoardHealth } from "../board-health.ts";
 import type { Journal } from "../journal.ts";
 import type { PaymentDesk } from "../payments/payment-desk.ts";
 import type { Peripherals } from "../peripherals.ts";
@@ -9,6 +11,7 @@ import type { Replica } from "../replica.ts";
 import type { StorageMonitor } from "../storage-monitor.ts";
 import { kioskTelemetry } from "../telemetry.ts";
 import type { Uplink } from "../uplink.ts";
+import { DEVICE_VERSION } from "../version.ts";
 import { type KioskEvents, listen } from "./events.ts";
 import { Every } from "./every.ts";
 import type { KioskKit } from "./kit.ts";
@@ -21,6 +24,8 @@ export interface TelemetrySources {
   peripherals: Peripherals;
   storage: StorageMonitor;
   uplink: Uplink;
+  /** The operating mode and the configuration version in force (kiosk-mode.ts, config-desk.ts). */
+  settings?: () => { mode: KioskMode; configVersion: number };
 }
 
 export class TelemetryPublisher implements Part {
@@ -46,6 +51,17 @@ export class TelemetryPublisher implements Part {
     this.#every.stop();
   }
 
+  /** How often telemetry goes out; ops change it live (desired configuration `telemetryIntervalSeconds`). */
+  get intervalMs(): number {
+    return this.#every.everyMs;
+  }
+
+  setIntervalMs(ms: number): void {
+    if (ms === this.#every.everyMs) return;
+    this.#every.setEveryMs(ms);
+    this.#k.log.info({ intervalMs: ms }, "telemetry interval changed");
+  }
+
   /** Publishes now instead of at the next tick. */
   sendNow(): Promise<void> {
     return this.#every.runNow();
@@ -68,6 +84,9 @@ export class TelemetryPublisher implements Part {
         peripherals: this.#o.peripherals.health(),
         storage: this.#o.storage.status.state,
         payments: await this.#o.payments.exposure(),
+        board: await readBoardHealth(this.#k.config.dataDir),
+        deviceVersion: DEVICE_VERSION,
+        ...this.#o.settings?.(),
       }),
     );
   }

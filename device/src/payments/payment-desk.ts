@@ -17,6 +17,7 @@ import { randomUUID } from "node:crypto";
 import {
   type Exposure,
   formatMoney,
+  type OfflineLimits,
   type PaymentBody,
   type PaymentRequest,
   type ReplicaMember,
@@ -56,6 +57,8 @@ export interface PaymentDeskOptions {
   onSession: (session: PaymentSession) => void;
   onResult: (result: PaymentResult, receipt: ReceiptFacts | undefined) => void;
   onEnded: (sessionId: string, reason: "cancelled" | "timeout") => void;
+  /** Lowers the site's offline limits at this kiosk (ops' `offlineCaps`); never raises them. */
+  lowerOfflineLimits?: (limits: OfflineLimits) => OfflineLimits;
 }
 
 /** What a receipt needs beyond the result. */
@@ -254,7 +257,7 @@ export class PaymentDesk {
       currency: info.currency,
       offlineExposure: e.amount,
       offlinePayments: e.payments,
-      cap: info.limits.kioskExposure,
+      cap: this.#limits(info.limits).kioskExposure,
     };
   }
 
@@ -321,7 +324,7 @@ export class PaymentDesk {
     const decision = decideOffline({
       amount: s.amount,
       currency: s.currency,
-      limits: info.limits,
+      limits: info.limits && this.#limits(info.limits),
       available,
       offlineBlocked: wallet.offlineBlocked,
       offlineSpentToday: money.offlineSpentToday,
@@ -586,6 +589,10 @@ export class PaymentDesk {
       id,
       at: this.#o.now().toISOString(),
     };
+  }
+
+  #limits(limits: OfflineLimits): OfflineLimits {
+    return this.#o.lowerOfflineLimits?.(limits) ?? limits;
   }
 
   #declined(s: Session, reason: string, message: string, member?: ReplicaMember, balance?: number): PaymentResult {

@@ -11,6 +11,9 @@ const { randomBytes } = require("node:crypto");
 const mqtt = require("mqtt");
 const { matches } = require("./topics.js");
 
+/** The URLs mqtt.js connects with; anything else it may read in a surprising way ("gateway:1883" as a protocol). */
+const URL_PATTERN = /^(mqtts?|wss?|tcp|ssl):\/\/[^/]+/;
+
 /** SUBACK return code of a filter the broker refused (MQTT 3.1.1 §3.9.3). */
 const SUBACK_FAILURE = 128;
 
@@ -50,19 +53,34 @@ class Connection {
 
   /** Connects on first use, so a config node no flow uses opens nothing. */
   #ensureClient() {
-    if (this.client) return this.client;
+    if (this.client || this.badUrl) return this.client;
     const { url, username, password } = this.options;
+    if (!URL_PATTERN.test(url)) {
+      // The config node has said so; the nodes show it.
+      this.badUrl = true;
+      this.#setState("disconnected", "bad broker URL");
+      return null;
+    }
     this.#setState("connecting");
-    const client = mqtt.connect(url, {
-      clientId: this.options.clientId ?? `paylane-node-red-${randomBytes(6).toString("hex")}`,
-      username: username || undefined,
-      password: password || undefined,
-      protocolVersion: 4,
-      clean: true,
-      reconnectPeriod: this.options.reconnectMs ?? 5000,
-      // This module re-subscribes itself on connect, where it can see refusals.
-      resubscribe: false,
-    });
+    let client;
+    try {
+      client = mqtt.connect(url, {
+        clientId: this.options.clientId ?? `paylane-node-red-${randomBytes(6).toString("hex")}`,
+        username: username || undefined,
+        password: password || undefined,
+        protocolVersion: 4,
+        clean: true,
+        reconnectPeriod: this.options.reconnectMs ?? 5000,
+        // This module re-subscribes itself on connect, where it can see refusals.
+        resubscribe: false,
+      });
+    } catch (err) {
+      // A URL mqtt.js still cannot use: said once, nothing is retried.
+      this.log.warn(`PayLane broker "${url}": ${err.message}; set a URL like mqtt://gateway:1883`);
+      this.badUrl = true;
+      this.#setState("disconnected", "bad broker URL");
+      return null;
+    }
     client.on("connect", () => {
       this.#setState("connected");
       for (const filter of this.filters.keys()) this.#sendSubscribe(filter);
@@ -73,7 +91,8 @@ class Connection {
     });
     client.on("error", (err) => {
       // e.g. "Connection refused: Not authorized": wrong username/password, or not an operator.
-      this.log.warn(`PayLane broker ${url}: ${err.message}`);
+      // Said once per cause, not on every retry.
+      if (err.message !== this.state.detail) this.log.warn(`PayLane broker ${url}: ${err.message}`);
       this.#setState("disconnected", err.message);
     });
     client.on("message", (topic, payload, packet) => {
@@ -149,7 +168,7 @@ class Connection {
    */
   publish(topic, payload, options = {}) {
     const client = this.#ensureClient();
-    if (!client.connected) {
+    if (!client?.connected) {
       return Promise.reject(new Error(`not connected to the broker (${this.state.detail || this.state.name})`));
     }
     return new Promise((resolve, reject) => {
@@ -189,4 +208,4 @@ class Connection {
   }
 }
 
-module.exports = { Connection };
+module.exports = { Connection, URL_PATTERN };

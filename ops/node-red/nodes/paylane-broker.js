@@ -4,14 +4,14 @@
  */
 "use strict";
 
-const { Connection } = require("../lib/connection.js");
+const { Connection, URL_PATTERN } = require("../lib/connection.js");
 
 module.exports = (RED) => {
   function PaylaneBrokerNode(config) {
     RED.nodes.createNode(this, config);
     const url = String(config.url ?? "").trim();
     const credentials = this.credentials ?? {};
-    if (!/^(mqtts?|wss?|tcp|ssl):\/\//.test(url)) {
+    if (!URL_PATTERN.test(url)) {
       this.error(
         `paylane-broker ${config.name || this.id}: set the broker URL, e.g. mqtt://gateway:1883 (got "${url}")`,
       );

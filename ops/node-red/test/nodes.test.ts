@@ -191,6 +191,45 @@ test("command: refused ones fail with the reason, and the connection the other n
   assert.equal([out[2]!.payload.device, out[2]!.payload.state, out[2]!.payload.session], ["k2", "online", 9]);
 });
 
+test("broker: a wrong password shows under the nodes and is logged once, without the password", async () => {
+  const flow = [
+    { id: "b", type: "paylane-broker", url: broker.url },
+    { id: "n", type: "paylane status", broker: "b", wires: [[]] },
+  ];
+  const wrong = "not-the-password";
+  await helper.load(ALL, flow, { b: { username: broker.operator.username, password: wrong } });
+  const shown: string[] = [];
+  helper.getNode("n").on("call:status", (call: { args: [{ text: string }] }) => {
+    shown.push(call.args[0].text);
+    broker.signal.notify();
+  });
+  await broker.signal.until(() => shown.some((t) => /Bad username or password/.test(t)), "the refusal under the node");
+  assert.ok(shown.includes("disconnected: Connection refused: Bad username or password"), shown.join(" | "));
+  const warnings = helper
+    .log()
+    .args.filter((a: [{ level: number; msg: unknown }]) => a[0].level === helper.log().WARN)
+    .map((a: [{ msg: unknown }]) => String(a[0].msg))
+    .filter((msg: string) => msg.startsWith("PayLane broker"));
+  assert.equal(warnings, [`PayLane broker ${broker.url}: Connection refused: Bad username or password`]);
+  assert.not.ok(JSON.stringify(helper.log().args).includes(wrong), "the password is in no log line");
+});
+
+test("broker: a URL that is not mqtt://… is one clear line and no connection", async () => {
+  const flow = [
+    { id: "b", type: "paylane-broker", url: "gateway:1883" },
+    { id: "n", type: "paylane status", broker: "b", wires: [[]] },
+    { id: "e", type: "paylane events", broker: "b", wires: [[]] },
+  ];
+  await helper.load(ALL, flow, { b: { ...broker.operator } });
+  const lines = helper
+    .log()
+    .args.map((a: [{ level: number; msg: unknown }]) => String(a[0].msg))
+    .filter((msg: string) => /^paylane-broker|^PayLane broker/.test(msg));
+  assert.equal(lines, ['paylane-broker b: set the broker URL, e.g. mqtt://gateway:1883 (got "gateway:1883")']);
+  assert.is(helper.getNode("b").connection.client, null, "nothing connects");
+  assert.is(helper.getNode("b").connection.state.detail, "bad broker URL");
+});
+
 test("alert: a firing alert retained before the flow started comes out, then its resolution", async () => {
   const cloud = await broker.cloud();
   const key = "device-offline:s1:k1";

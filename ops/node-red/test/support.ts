@@ -35,7 +35,7 @@ export class TestBroker {
     return `mqtt://127.0.0.1:${this.gateway.port}`;
   }
 
-  async start(devices = ["k1", "k2"]): Promise<void> {
+  async start(devices = ["k1", "k2"], port = 0): Promise<void> {
     for (const d of [...devices, "bridge"]) this.secrets.set(d, randomBytes(12).toString("hex"));
     const registry = new Registry({
       version: 1,
@@ -54,7 +54,7 @@ export class TestBroker {
     });
     this.gateway = new Gateway({
       registry,
-      port: 0,
+      port,
       logger: pino({ level: "silent" }),
       metrics: new MetricsRegistry(),
     });

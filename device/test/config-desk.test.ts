@@ -111,8 +111,8 @@ test("a bad field is refused with its reason; the others apply and its last good
   assert.is(state?.version, 2);
   const rejected = Object.fromEntries((state?.rejected ?? []).map((r) => [r.field, r.reason]));
   assert.equal(Object.keys(rejected).sort(), ["idleTimeoutSeconds", "mode", "volume"]);
-  assert.match(rejected.idleTimeoutSeconds, />=\s*5|at least 5|too small/i);
-  assert.match(rejected.volume, /unknown setting; known: idleTimeoutSeconds/);
+  assert.match(rejected.idleTimeoutSeconds ?? "", />=\s*5|at least 5|too small/i);
+  assert.match(rejected.volume ?? "", /unknown setting; known: idleTimeoutSeconds/);
   assert.equal(state?.applied, { idleTimeoutSeconds: 30, telemetryIntervalSeconds: 20, mode: "in-service" });
   assert.equal(ctx.telemetryMs, [10_000, 20_000]);
   assert.is(ctx.mode.screen.idleTimeoutSeconds, 30, "the screen keeps the last good idle timeout");

@@ -22,7 +22,7 @@ import type { DeviceConfigInput } from "../device/src/config.ts";
 import { DEMO_HARDWARE } from "./site/demo-hardware.ts";
 import { parseSiteEnv, SiteEnvSchema } from "./site/env.ts";
 import { httpReady } from "./site/http-ready.ts";
-import { ensureIdentities } from "./site/identities.ts";
+import { ensureIdentities, writeOpsCredentials } from "./site/identities.ts";
 import { type ChildSpec, Supervisor } from "./site/supervisor.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -199,6 +199,9 @@ async function main(): Promise<void> {
   await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
   const metricsTokenPath = join(dataDir, "metrics-token");
   await writeFile(metricsTokenPath, `${secrets.metrics}\n`, { mode: 0o600 });
+  // The ops logins on the broker (paylane-ops, Node-RED, mosquitto_sub): in a file, never printed.
+  const opsPath = await writeOpsCredentials(dataDir, secrets.operators);
+  const broker = new URL(mqttUrl);
   const pids = supervisor.pids();
   const pid = (name: string) => `(pid ${pids[name]})`;
 
@@ -212,6 +215,8 @@ async function main(): Promise<void> {
     `  Metrics          ${cloudUrl}/metrics   Authorization: Bearer $(cat ${metricsTokenPath})`,
     `  Cloud database   ${config.DATABASE_URL ? "Postgres (DATABASE_URL)" : `PGlite in ${join(dataDir, "cloud-db")}`}`,
     `  Presence         ${config.REDIS_URL ? "Redis (REDIS_URL)" : "in-process store"}`,
+    `  Ops on MQTT      ${opsPath}  (viewer: reads every kiosk; operator: also commands and config)`,
+    `                   mosquitto_sub -h ${broker.hostname} -p ${broker.port || 1883} -u ops:viewer -P "$(jq -r .viewer.password ${opsPath})" -t 'paylane/v1/+/+/status' -v`,
     ...KIOSKS.map((k, i) => `  Kiosk ${k}         ${kioskUrls[i]}  ${pid(`kiosk ${k}`)}`),
     "",
     "Demo members (tap with the page's simulated reader, or `npm run tap -- --kiosk k1 --uid UID`):",

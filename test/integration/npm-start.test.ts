@@ -12,7 +12,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +21,7 @@ import { serviceUsername, topics } from "@paylane/protocol";
 import mqtt from "mqtt";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { ensureIdentities, writeOpsCredentials } from "../../scripts/site/identities.ts";
 import { kioskPost } from "../support/kiosk-api.ts";
 import { freePortRun } from "../support/private-mosquitto.ts";
 import { within } from "../support/within.ts";
@@ -220,6 +221,29 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
       [["m-ada", -250]],
     );
     assert.not.ok(site.output().includes(token.split(".")[2]!), "the operator token is never printed");
+
+    // The ops logins: a file only the user reads, exactly the two demo operators; the printed
+    // mosquitto_sub line (run as printed, real binary) reads a kiosk's retained status with them.
+    const opsPath = join(dir, "ops-credentials.json");
+    assert.is((await stat(opsPath)).mode & 0o777, 0o600);
+    const ops = JSON.parse(await readFile(opsPath, "utf8")) as Record<string, { username: string; password: string }>;
+    assert.equal(Object.keys(ops), ["viewer", "operator"]);
+    assert.equal(
+      Object.values(ops).map((o) => [o.username, Object.keys(o), o.password.length >= 24]),
+      [
+        ["ops:viewer", ["username", "password"], true],
+        ["ops:operator", ["username", "password"], true],
+      ],
+    );
+    assert.ok(site.output().includes(opsPath), "prints where the credentials are");
+    for (const o of Object.values(ops)) assert.not.ok(site.output().includes(o.password), "a password is printed");
+    const subLine = site.output().match(/^\s*(mosquitto_sub .*)$/m)?.[1];
+    assert.ok(subLine, `a mosquitto_sub line is printed:\n${site.output()}`);
+    assert.ok(subLine.includes(`-p ${ports.MQTT_PORT} `), subLine);
+    const sub = await run("bash", ["-c", `${subLine} -C 1 -W 20`], { cwd: root });
+    const [topic, payload] = sub.stdout.trim().split(" ", 2);
+    assert.match(topic!, /^paylane\/v1\/demo\/k[12]\/status$/);
+    assert.is(JSON.parse(payload!).state, "online");
   } finally {
     site.child.kill("SIGINT");
     const code = await site.exited;
@@ -395,6 +419,42 @@ it("a bad registry.json left by an old version is one line naming the file and w
     assert.is(lines.length, 1, site.output());
     assert.ok(lines[0]!.startsWith(`npm start: ${join(dir, "registry.json")}: devices[0].site: `), lines[0]);
     assert.match(lines[0]!, /delete it and secrets\.json beside it/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it("a data folder made before operators existed gets the demo operators on its next start", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
+  try {
+    const first = await ensureIdentities(dir, "demo", ["k1", "k2"]);
+    // As an older version left it: no operators in the registry, none in secrets.json.
+    const registryPath = join(dir, "registry.json");
+    const registry = JSON.parse(await readFile(registryPath, "utf8"));
+    delete registry.operators;
+    await writeFile(registryPath, JSON.stringify(registry));
+    const secrets = JSON.parse(await readFile(join(dir, "secrets.json"), "utf8"));
+    delete secrets.operators;
+    await writeFile(join(dir, "secrets.json"), JSON.stringify(secrets));
+
+    const next = await ensureIdentities(dir, "demo", ["k1", "k2"]);
+    assert.is(next.secrets.devices.k1, first.secrets.devices.k1, "the kiosks keep their secrets");
+    const { Registry } = await import("@paylane/protocol");
+    const loaded = await Registry.load(registryPath);
+    assert.equal(loaded.operators, [
+      { id: "viewer", role: "viewer", sites: ["demo"] },
+      { id: "operator", role: "operator", sites: ["demo"] },
+    ]);
+    const path = await writeOpsCredentials(dir, next.secrets.operators);
+    const ops = JSON.parse(await readFile(path, "utf8"));
+    assert.ok(
+      await loaded.authenticate(ops.viewer.username, ops.viewer.password),
+      "the viewer's login opens the registry",
+    );
+    assert.ok(await loaded.authenticate(ops.operator.username, ops.operator.password));
+    // A third start changes nothing.
+    const again = await ensureIdentities(dir, "demo", ["k1", "k2"]);
+    assert.equal(again.secrets.operators, next.secrets.operators);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -109,14 +109,15 @@ class Connection {
     const entry = this.filters.get(filter);
     if (!entry || !this.client?.connected) return;
     this.client.subscribe(filter, { qos: 1 }, (err, granted) => {
-      const refused = err || granted?.some((g) => g.qos === SUBACK_FAILURE);
-      if (!refused) {
+      // MQTT.js reports a SUBACK failure code as an ErrorWithSubackPacket; older versions as a granted qos of 128.
+      const refused = err instanceof mqtt.ErrorWithSubackPacket || granted?.some((g) => g.qos === SUBACK_FAILURE);
+      if (!err && !refused) {
         entry.settle();
         return;
       }
-      const why = err
-        ? err.message
-        : "the broker refused it: is the operator granted this site, and is the filter one operators may read?";
+      // Any other error (the connection dropped meanwhile): the next connect subscribes again.
+      if (!refused) return;
+      const why = "is the operator granted this site, and is the filter one operators may read?";
       this.log.warn(`PayLane broker: subscription to ${filter} refused: ${why}`);
       entry.fail(new Error(`subscription to ${filter} refused: ${why}`));
     });

@@ -230,6 +230,26 @@ test("broker: a URL that is not mqtt://… is one clear line and no connection",
   assert.is(helper.getNode("b").connection.state.detail, "bad broker URL");
 });
 
+test("broker: a subscription the operator is not granted is refused, said once with the filter", async () => {
+  const out = await load([{ id: "n", type: "paylane status", broker: "b", site: "s2", wires: [["out"]] }]);
+  const refusal = await helper.getNode("n").subscribed.then(
+    () => "granted",
+    (err: Error) => err.message,
+  );
+  assert.is(
+    refusal,
+    "subscription to paylane/v1/s2/+/status refused: is the operator granted this site, and is the filter one operators may read?",
+  );
+  const lines = helper
+    .log()
+    .args.map((a: [{ msg: unknown }]) => String(a[0].msg))
+    .filter((msg: string) => msg.startsWith("PayLane broker"));
+  assert.equal(lines, [
+    "PayLane broker: subscription to paylane/v1/s2/+/status refused: is the operator granted this site, and is the filter one operators may read?",
+  ]);
+  assert.is(out.length, 0);
+});
+
 test("alert: a firing alert retained before the flow started comes out, then its resolution", async () => {
   const cloud = await broker.cloud();
   const key = "device-offline:s1:k1";

@@ -124,5 +124,19 @@ for (const backends of MATRIX) {
     await ghost.endAsync(true).catch(() => {});
   });
 
+  if (backends.broker === "aedes" && backends.presence === "memory") {
+    test("the session counter survives a daemon restart and grows", async ({ site }) => {
+      const before = site.kiosk("k1").uplink.session;
+      await site.kiosk("k1").stop();
+      site.kiosks.delete("k1");
+      const k1 = await site.startKiosk("k1");
+      assert.ok(k1.uplink.session > before, `session ${k1.uplink.session} after a restart from ${before}`);
+      await eventually(async () => {
+        const s = await retainedStatus(site, "k1");
+        return s.state === "online" && s.session === k1.uplink.session;
+      }, "the birth of the restarted daemon, with its new session");
+    });
+  }
+
   test.run();
 }

@@ -1,9 +1,14 @@
 /**
- * A real broker for the Node-RED tests: the aedes gateway on port 0 with a
- * registry holding two kiosks, the cloud bridge and an operator of the site,
- * plus raw MQTT clients that play a kiosk or the cloud.
+ * A real broker for the Node-RED tests, with a registry holding the kiosks,
+ * the cloud bridge, an operator and a viewer of the site: the aedes gateway on
+ * port 0, or a private Mosquitto running the configuration
+ * `paylane-gateway mosquitto-config` makes from the same registry. Raw MQTT
+ * clients play a kiosk or the cloud.
  */
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Gateway } from "@paylane/gateway";
 import {
   type DeviceAddress,
@@ -11,16 +16,20 @@ import {
   hashSecret,
   operatorUsername,
   Registry,
+  type RegistryFile,
   serviceUsername,
   topics,
 } from "@paylane/protocol";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
+import { PrivateMosquitto } from "../../../test/support/private-mosquitto.ts";
 import { Signal } from "../../../test/support/signal.ts";
 
 export const SITE = "s1";
 export const OPERATOR_ID = "noc";
+
+export type BrokerKind = "aedes" | "mosquitto";
 
 export class TestBroker {
   readonly signal = new Signal();
@@ -28,16 +37,20 @@ export class TestBroker {
   readonly operator = { username: operatorUsername(OPERATOR_ID), password: randomBytes(12).toString("hex") };
   /** A viewer of the site: reads everything an operator reads, publishes nothing. */
   readonly viewer = { username: operatorUsername("wall"), password: randomBytes(12).toString("hex") };
-  gateway!: Gateway;
+  gateway: Gateway | undefined;
+  mosquitto: PrivateMosquitto | undefined;
+  #dir = "";
   #clients: MqttClient[] = [];
 
+  constructor(readonly kind: BrokerKind = "aedes") {}
+
   get url(): string {
-    return `mqtt://127.0.0.1:${this.gateway.port}`;
+    return this.mosquitto ? this.mosquitto.url : `mqtt://127.0.0.1:${this.gateway!.port}`;
   }
 
   async start(devices = ["k1", "k2"], port = 0): Promise<void> {
     for (const d of [...devices, "bridge"]) this.secrets.set(d, randomBytes(12).toString("hex"));
-    const registry = new Registry({
+    const file: RegistryFile = {
       version: 1,
       devices: await Promise.all(
         devices.map(async (device) => ({
@@ -51,14 +64,24 @@ export class TestBroker {
         { id: OPERATOR_ID, role: "operator", sites: [SITE], secretHash: await hashSecret(this.operator.password) },
         { id: "wall", role: "viewer", sites: [SITE], secretHash: await hashSecret(this.viewer.password) },
       ],
-    });
-    this.gateway = new Gateway({
-      registry,
-      port,
-      logger: pino({ level: "silent" }),
-      metrics: new MetricsRegistry(),
-    });
-    await this.gateway.start();
+    };
+    if (this.kind === "aedes") {
+      const registry = new Registry(file);
+      this.gateway = new Gateway({ registry, port, logger: pino({ level: "silent" }), metrics: new MetricsRegistry() });
+      await this.gateway.start();
+      return;
+    }
+    this.#dir = await mkdtemp(join(tmpdir(), "paylane-node-red-mosquitto-"));
+    const registryPath = join(this.#dir, "registry.json");
+    await Registry.save(registryPath, file);
+    const secrets: Record<string, string> = {
+      [this.operator.username]: this.operator.password,
+      [this.viewer.username]: this.viewer.password,
+      [serviceUsername("cloud")]: this.secrets.get("bridge")!,
+    };
+    for (const device of devices) secrets[deviceIdentity.username(address(device))] = this.secrets.get(device)!;
+    this.mosquitto = new PrivateMosquitto(this.#dir, { registry: registryPath, secrets });
+    await this.mosquitto.start();
   }
 
   async #connect(options: IClientOptions): Promise<MqttClient> {
@@ -95,6 +118,8 @@ export class TestBroker {
   async stop(): Promise<void> {
     await Promise.all(this.#clients.map((c) => c.endAsync(true)));
     await this.gateway?.stop();
+    await this.mosquitto?.kill();
+    if (this.#dir) await rm(this.#dir, { recursive: true, force: true });
   }
 }
 

@@ -62,7 +62,7 @@ module.exports = (RED) => {
             id,
             command,
             status: "timeout",
-            reason: `no final result from ${site}/${device} within ${timeoutSeconds} s (offline kiosks get it on reconnect until it expires)`,
+            reason: `no final result from ${site}/${device} within ${timeoutSeconds} s (if offline, the kiosk still gets it on reconnect until ${body.expiresAt})`,
             at: new Date().toISOString(),
           }),
         timeoutSeconds * 1000,

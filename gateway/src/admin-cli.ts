@@ -87,7 +87,7 @@ export function addAdminCommands(program: Command): void {
     )
     .action(
       action(
-        "operator add",
+        `${bin} operator add`,
         async (o: { registry: string; id: string; role: OperatorRole; site: string[]; json?: boolean }) => {
           const login = await addOperator(o.registry, { id: o.id, role: o.role, sites: o.site });
           if (o.json) {

@@ -196,4 +196,30 @@ test("tap: PAYLANE_DATA without a running site is named", async () => {
   );
 });
 
+// paylane-ops
+
+test("paylane-ops: an unknown flag is named, with where help is", async () => {
+  assertRefused(
+    await run("ops/src/main.ts", ["watch", "--bogus"]),
+    /^paylane-ops: unknown option '--bogus'/,
+    "paylane-ops --help",
+  );
+});
+
+test("paylane-ops: a bad command argument is named before anything connects", async () => {
+  assertRefused(
+    await run("ops/src/main.ts", ["send", "demo/k1", "unlock", "--arg", "seconds=0"], {
+      MQTT_URL: "mqtt://127.0.0.1:9",
+    }),
+    /^paylane-ops: --arg seconds: /,
+  );
+});
+
+test("paylane-ops: an unknown setting is named with the known ones", async () => {
+  assertRefused(
+    await run("ops/src/main.ts", ["config", "set", "demo/k1", "idleTimeout=30"], { MQTT_URL: "mqtt://127.0.0.1:9" }),
+    /^paylane-ops: idleTimeout: unknown setting; known: idleTimeoutSeconds, /,
+  );
+});
+
 test.run();

@@ -22,6 +22,12 @@ const COMMANDS = [
   { name: "paylane-gateway", file: "gateway/src/main.ts", pkg: "gateway", mentions: ["MQTT_PORT", "REGISTRY_PATH"] },
   // tap drives a kiosk's local API: it carries the kiosk package's version
   { name: "npm run tap", file: "scripts/tap.ts", pkg: "device", mentions: ["--kiosk", "--uid", "PAYLANE_DATA"] },
+  {
+    name: "paylane-ops",
+    file: "ops/src/main.ts",
+    pkg: "ops",
+    mentions: ["watch", "send", "MQTT_URL", "PAYLANE_OPS_PASSWORD"],
+  },
 ];
 
 function run(file: string, arg: string) {

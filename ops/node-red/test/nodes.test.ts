@@ -89,14 +89,23 @@ test("status: what is retained when the flow starts is the baseline; a state fil
   await k2.publishAsync(topics.status(address("k2")), birth(1), { qos: 1, retain: true });
   const out = await load([
     { id: "n", type: "paylane status", broker: "b", site: SITE, state: "offline", wires: [["out"]] },
+    { id: "i", type: "paylane status", broker: "b", device: "k2", initial: true, wires: [["out"]] },
   ]);
   await subscribed("n");
+  // Only the node told to emit the state at start does so.
+  await broker.signal.until(() => out.length >= 1, "k2's state at start");
+  assert.equal([out[0]!.payload.device, out[0]!.payload.state], ["k2", "online"]);
+  out.length = 0;
   const goodbye = { state: "offline", at: new Date().toISOString(), session: 1 };
   await k2.publishAsync(topics.status(address("k2")), JSON.stringify(goodbye), { qos: 1, retain: true });
-  await broker.signal.until(() => out.length >= 1, "the clean shutdown");
+  // Both nodes report it: the offline-only one and the one watching k2.
+  await broker.signal.until(() => out.length >= 2, "the clean shutdown, from both nodes");
   assert.equal(
     out.map((m) => [m.payload.device, m.payload.state, m.payload.cause, m.payload.at]),
-    [["k2", "offline", "shutdown", goodbye.at]],
+    [
+      ["k2", "offline", "shutdown", goodbye.at],
+      ["k2", "offline", "shutdown", goodbye.at],
+    ],
   );
 });
 

@@ -98,6 +98,16 @@ test("the runtime loads the nodes and the example flow posts to the webhook when
     ],
   );
 
+  // What the editor gets for each node: its registration, edit dialog and help text.
+  for (const { name, types } of info.nodes as { name: string; types: string[] }[]) {
+    const html: string = RED.nodes.getNodeConfig(`node-red-contrib-paylane/${name}`, "en-US");
+    const type = types[0]!;
+    assert.ok(html.includes(`RED.nodes.registerType("${type}"`), `${name} registers ${type}`);
+    assert.ok(html.includes(`data-template-name="${type}"`), `${name} has an edit dialog`);
+    assert.ok(html.includes(`data-help-name="${type}"`), `${name} has help text`);
+    assert.ok(html.includes(type === "paylane-broker" ? 'category: "config"' : 'category: "paylane"'), name);
+  }
+
   await RED.nodes.getNode(status.id).subscribed;
   assert.is(posts.length, 0, "the kiosk online at start is no webhook");
 

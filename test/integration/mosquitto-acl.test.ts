@@ -3,7 +3,9 @@
  * `paylane-gateway mosquitto-config` makes from the site's registry: every
  * identity authenticated, the gateway's ACLs (gateway/src/acl.ts) enforced by
  * Mosquitto. First the ACL matrix (what each identity may publish, subscribe
- * and receive), then the device↔cloud flow through those ACLs.
+ * and receive), then the device↔cloud flow through those ACLs: a command
+ * round trip and a desired config over the API, a check-in acked, the birth,
+ * the clean goodbye and a Will.
  *
  * Mosquitto drops a refused PUBLISH (3.1.1 has no negative PUBACK; MQTT 5
  * clients get 0x87) instead of closing the connection as aedes does, so every
@@ -24,6 +26,7 @@ test.before(
   loud("site on a generated-config Mosquitto", async () => {
     site = new TestSite({ db: "pg", presence: "memory", broker: "mosquitto-acl", kiosks: ["k1"] });
     await site.start();
+    site.cloud!.configs.changes.on("change", site.signal.notify);
   }),
 );
 test.after(async () => {
@@ -206,6 +209,28 @@ test("a viewer subscribed with + for the site receives only its site; it may not
     v.seen.some((m) => m.topic === topics.config(elsewhere)),
     "the viewer received another site's config",
   );
+});
+
+test("a command round trip and a desired config through the ACLs: sent over the API, run by the kiosk, answered", async () => {
+  const path = `/api/v1/devices/${site.site}/k1/commands`;
+  const res = await site.operator("POST", path, { command: "set-mode", args: { mode: "maintenance" } });
+  assert.is(res.status, 200, JSON.stringify(res.body));
+  assert.is(res.body.status, "done");
+  assert.equal(res.body.result, { mode: "maintenance", previous: "in-service" });
+  const back = await site.operator("POST", path, { command: "set-mode", args: { mode: "in-service" } });
+  assert.is(back.body.status, "done", JSON.stringify(back.body));
+
+  const put = await site.operator("PUT", `/api/v1/devices/${site.site}/k1/config`, {
+    settings: { idleTimeoutSeconds: 40 },
+  });
+  assert.is(put.status, 200, JSON.stringify(put.body));
+  const version = (put.body as { desired: { version: number } }).desired.version;
+  await site.signal.until(async () => {
+    const view = (await site.operator("GET", `/api/v1/devices/${site.site}/k1/config`)).body as {
+      reported?: { version: number };
+    };
+    return view.reported?.version === version;
+  }, "k1 reported the desired config");
 });
 
 test("a kiosk's check-in is acked through the ACLs; its birth is retained, a clean stop says offline, a dropped connection's Will too", async () => {

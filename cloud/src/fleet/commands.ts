@@ -42,6 +42,8 @@ export const NO_EXPIRY_HORIZON_S = 86_400;
 /** Past its expiry, how long the cloud still waits for an answer in flight before it closes a command. */
 export const EXPIRY_GRACE_S = 30;
 const SWEEP_EVERY_MS = 15_000;
+/** Kiosks whose births are looked up in one query. */
+const BIRTH_BATCH = 1000;
 
 /** One row of the audit, as the API shows it. */
 export interface CommandRecord {
@@ -132,6 +134,9 @@ export class CommandDesk {
   readonly #online = new Set<string>();
   /** Each device's session counter of its last birth: a Will of an older session does not take it offline. */
   readonly #sessions = new Map<string, number>();
+  /** Births waiting for their pending commands to be published again. */
+  readonly #births = new Map<string, DeviceAddress>();
+  #redelivering: Promise<void> | undefined;
   /** `site/device/id` → wake-ups of requests waiting for that command to settle. */
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #listeners: Array<() => void> = [];
@@ -170,6 +175,7 @@ export class CommandDesk {
     (this.#o.timers ?? realTimers).clearTimeout(this.#sweepTimer);
     this.#sweepTimer = undefined;
     await this.#queue.idle();
+    await this.#redelivering;
     await this.#sweeping.catch(() => {});
   }
 
@@ -295,28 +301,53 @@ export class CommandDesk {
     }
     if (status.session !== undefined) this.#sessions.set(key, status.session);
     this.#online.add(key);
-    void this.#queue.run(device, () => this.#redeliver(device));
+    this.#births.set(key, device);
+    this.#redelivering ??= this.#redeliverBirths();
   }
 
-  /** On a birth: pending commands past their expiry are closed, the others published again. */
-  async #redeliver(device: DeviceAddress): Promise<void> {
+  /**
+   * Births are handled in batches, one at a time: after a broker restart the
+   * whole fleet is born again within seconds, and one pair of queries per
+   * batch, not per kiosk, keeps that off the database the ingest needs.
+   */
+  async #redeliverBirths(): Promise<void> {
+    // The births of this tick join the first batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      while (this.#births.size > 0) {
+        const batch = [...this.#births.values()].slice(0, BIRTH_BATCH);
+        for (const d of batch) this.#births.delete(deviceKey(d));
+        await this.#redeliver(batch).catch((err: Error) =>
+          this.#o.logger.error({ err: err.message, devices: batch.length }, "pending commands not redelivered"),
+        );
+      }
+    } finally {
+      this.#redelivering = undefined;
+    }
+  }
+
+  /** On births: pending commands past their expiry are closed, the others published again. */
+  async #redeliver(devices: DeviceAddress[]): Promise<void> {
     const now = this.#o.now();
+    const ofDevices = "(site_id, device_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+    const params = [devices.map((d) => d.site), devices.map((d) => d.device)];
     const expired = await this.#o.db.query<Row>(
       `UPDATE device_commands
        SET status = 'expired', reason = 'it expired before the device came online: never delivered, never run', updated_at = $3
-       WHERE site_id = $1 AND device_id = $2 AND status = 'pending' AND ${HORIZON} <= $3
+       WHERE ${ofDevices} AND status = 'pending' AND ${HORIZON} <= $3
        RETURNING ${COLUMNS}`,
-      [device.site, device.device, now],
+      [...params, now],
     );
     for (const r of expired.rows) this.#settled(r);
     const { rows } = await this.#o.db.query<Row>(
-      `SELECT ${COLUMNS} FROM device_commands
-       WHERE site_id = $1 AND device_id = $2 AND status = 'pending' ORDER BY requested_at, id`,
-      [device.site, device.device],
+      `SELECT ${COLUMNS} FROM device_commands WHERE ${ofDevices} AND status = 'pending'
+       ORDER BY site_id, device_id, requested_at, id`,
+      params,
     );
     if (rows.length === 0) return;
-    const sent: string[] = [];
+    const sent: Row[] = [];
     for (const r of rows) {
+      const device = { site: r.site_id, device: r.device_id };
       const command: Command = {
         id: r.id,
         args: r.args,
@@ -325,14 +356,20 @@ export class CommandDesk {
       };
       try {
         await this.#o.link.publish(topics.cmd(device, r.name), encode(CommandSchema, command), { qos: 1 });
-        sent.push(r.id);
+        sent.push(r);
       } catch (err) {
         this.#o.logger.warn({ ...device, id: r.id, err: (err as Error).message }, "pending command not redelivered");
       }
     }
     if (sent.length > 0) {
-      await this.#markDelivered(device, sent);
-      this.#o.logger.info({ ...device, commands: sent.length }, "pending commands redelivered on the device's birth");
+      const delivered = await this.#o.db.query<Row>(
+        `UPDATE device_commands SET delivered_at = $4
+         WHERE (site_id, device_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+         RETURNING ${COLUMNS}`,
+        [sent.map((r) => r.site_id), sent.map((r) => r.device_id), sent.map((r) => r.id), this.#o.now()],
+      );
+      for (const r of delivered.rows) this.#changed(r);
+      this.#o.logger.info({ commands: sent.length, devices: devices.length }, "pending commands redelivered on births");
     }
   }
 

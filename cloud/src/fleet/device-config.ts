@@ -20,7 +20,7 @@ import {
 } from "@paylane/protocol";
 import type { Logger } from "pino";
 import type { Database } from "../db/database.ts";
-import { type FleetLink, PerDeviceQueue } from "./link.ts";
+import { deviceKey, type FleetLink, PerDeviceQueue } from "./link.ts";
 
 export interface DeviceConfigView {
   site: string;
@@ -57,6 +57,12 @@ export class ConfigDesk {
   readonly #o: ConfigDeskOptions;
   readonly #queue: PerDeviceQueue;
   readonly #listeners: Array<() => void> = [];
+  /**
+   * What was last written per device: the broker hands every retained config
+   * and state again at each reconnect of the cloud (the whole fleet at once),
+   * and an unchanged one is not written again.
+   */
+  readonly #written = new Map<string, { desired?: string; reported?: string }>();
 
   constructor(o: ConfigDeskOptions) {
     this.#o = o;
@@ -141,6 +147,9 @@ export class ConfigDesk {
   }
 
   async #storeDesired(device: DeviceAddress, config: DesiredConfig | null): Promise<void> {
+    const json = JSON.stringify(config);
+    const written = this.#writtenOf(device);
+    if (written.desired === json) return;
     const now = this.#o.now();
     await this.#o.db.query(
       `INSERT INTO device_config AS c (site_id, device_id, desired, desired_version, desired_at, updated_at)
@@ -148,19 +157,34 @@ export class ConfigDesk {
        ON CONFLICT (site_id, device_id) DO UPDATE SET desired = excluded.desired,
          desired_version = greatest(c.desired_version, excluded.desired_version),
          desired_at = excluded.desired_at, updated_at = excluded.updated_at`,
-      [device.site, device.device, config ? JSON.stringify(config) : null, config?.version ?? 0, now],
+      [device.site, device.device, config ? json : null, config?.version ?? 0, now],
     );
+    written.desired = json;
     this.changes.emit("change", device);
   }
 
+  #writtenOf(device: DeviceAddress): { desired?: string; reported?: string } {
+    const key = deviceKey(device);
+    let written = this.#written.get(key);
+    if (!written) {
+      written = {};
+      this.#written.set(key, written);
+    }
+    return written;
+  }
+
   async #storeReported(device: DeviceAddress, state: ReportedState): Promise<void> {
+    const json = JSON.stringify(state);
+    const written = this.#writtenOf(device);
+    if (written.reported === json) return;
     const now = this.#o.now();
     await this.#o.db.query(
       `INSERT INTO device_config (site_id, device_id, reported, reported_at, updated_at) VALUES ($1, $2, $3::jsonb, $4, $4)
        ON CONFLICT (site_id, device_id) DO UPDATE SET reported = excluded.reported,
          reported_at = excluded.reported_at, updated_at = excluded.updated_at`,
-      [device.site, device.device, JSON.stringify(state), now],
+      [device.site, device.device, json, now],
     );
+    written.reported = json;
     this.changes.emit("change", device);
     if (state.error || state.rejected.length > 0) {
       this.#o.logger.warn(

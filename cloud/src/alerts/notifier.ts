@@ -55,6 +55,8 @@ export interface AlertSettings extends AlertThresholds {
 const MAX_RETRY_DELAY_MS = 5 * 60_000;
 /** The event scan re-reads this far behind its mark: batches committing concurrently may land out of order. */
 const SCAN_OVERLAP_MS = 60_000;
+/** Commits come many a second on a busy fleet: the scan they ask for runs at most this often. */
+const COMMIT_SCAN_GAP_MS = 1000;
 
 export function alertSettings(c: CloudConfig): AlertSettings {
   return {
@@ -129,6 +131,8 @@ export class AlertService {
   #scanning: Promise<void> | undefined;
   #scanAgain = false;
   #scanTimer: unknown;
+  #soonTimer: unknown;
+  #lastScanAt = Number.NEGATIVE_INFINITY;
   #stopped = false;
   readonly #fired: Counter<"rule">;
   readonly #resolved: Counter<"rule">;
@@ -197,7 +201,7 @@ export class AlertService {
     const onStatus = (d: DeviceAddress, s: Status) => this.#onStatus(d, s);
     const onTelemetry = (d: DeviceAddress, t: Telemetry) => this.#onTelemetry(d, t);
     const onCommitted = (outcome: { applied: number }) => {
-      if (outcome.applied > 0) this.scan();
+      if (outcome.applied > 0) this.#scanSoon();
     };
     fleet.on("status", onStatus);
     fleet.on("telemetry", onTelemetry);
@@ -239,6 +243,7 @@ export class AlertService {
     this.#stopped = true;
     this.#detach?.();
     this.#timers.clearTimeout(this.#scanTimer);
+    this.#timers.clearTimeout(this.#soonTimer);
     for (const t of this.#offlineTimers.values()) this.#timers.clearTimeout(t);
     for (const t of this.#expiries.values()) this.#timers.clearTimeout(t);
     this.#offlineTimers.clear();
@@ -384,6 +389,20 @@ export class AlertService {
     });
   }
 
+  /** A scan now, or (right after one) once COMMIT_SCAN_GAP_MS has passed since it. */
+  #scanSoon(): void {
+    if (this.#soonTimer !== undefined) return;
+    const wait = this.#lastScanAt + COMMIT_SCAN_GAP_MS - this.#o.now().getTime();
+    if (wait <= 0) {
+      this.scan();
+      return;
+    }
+    this.#soonTimer = this.#timers.setTimeout(() => {
+      this.#soonTimer = undefined;
+      this.scan();
+    }, wait);
+  }
+
   #scheduleScan(): void {
     this.#scanTimer = this.#timers.setTimeout(() => {
       this.scan();
@@ -392,6 +411,7 @@ export class AlertService {
   }
 
   async #scanOnce(): Promise<void> {
+    this.#lastScanAt = this.#o.now().getTime();
     const mark = await this.store.mark(this.#markId, this.#o.now());
     const from = new Date(mark.getTime() - SCAN_OVERLAP_MS);
     const events = await this.#sourceEvents(from);

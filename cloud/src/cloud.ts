@@ -224,6 +224,7 @@ export class CloudService {
       logger: this.#log,
       now: this.#now,
       timers: this.#o.timers,
+      metrics: this.metrics,
     });
     this.#commands.attach();
     this.#configs = new ConfigDesk({ db, link: this.#bridge, logger: this.#log, now: this.#now });

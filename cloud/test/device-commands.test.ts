@@ -198,6 +198,7 @@ it("a kiosk that never answers: 202 while pending, then timeout once its expiry 
   const row = await rowOf("silent", c.id);
   assert.is(row?.status, "timeout");
   assert.match(String(row?.reason), /did not answer before it expired/);
+  assert.match(await site.cloudMetrics(), /^paylane_commands_settled_total\{status="timeout"\} 1$/m, "counted for ops");
 });
 
 it("a command sent while the kiosk is offline is delivered at its birth and runs once, even delivered twice", async () => {

@@ -29,6 +29,7 @@ import {
   topics,
 } from "@paylane/protocol";
 import type { Logger } from "pino";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import { deviceKey, type FleetLink, PerDeviceQueue } from "./link.ts";
 
@@ -114,6 +115,8 @@ export interface CommandDeskOptions {
   /** Drives the periodic sweep (tests may inject theirs). */
   timers?: Timers;
   sweepEveryMs?: number;
+  /** Where `paylane_commands_settled_total` is registered (none: not counted). */
+  metrics?: MetricsRegistry;
 }
 
 export interface SendCommand extends DeviceAddress {
@@ -141,11 +144,20 @@ export class CommandDesk {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #listeners: Array<() => void> = [];
   #sweepTimer: unknown;
+  readonly #settledTotal: Counter<"status"> | undefined;
   #sweeping: Promise<unknown> = Promise.resolve();
 
   constructor(o: CommandDeskOptions) {
     this.#o = o;
     this.#queue = new PerDeviceQueue((err) => o.logger.error({ err: err.message }, "command audit write failed"));
+    this.#settledTotal = o.metrics
+      ? new Counter({
+          name: "paylane_commands_settled_total",
+          help: "Commands settled, by status (done, failed, expired, timeout); a timeout the kiosk answers later counts again",
+          labelNames: ["status"],
+          registers: [o.metrics],
+        })
+      : undefined;
   }
 
   /** Listens to the fleet; call before the bridge connects, so the retained births are heard. */
@@ -448,6 +460,7 @@ export class CommandDesk {
   }
 
   #settled(r: Row): void {
+    this.#settledTotal?.inc({ status: r.status });
     this.#changed(r);
     const set = this.#waiters.get(`${r.site_id}/${r.device_id}/${r.id}`);
     for (const wake of set ?? []) wake();

@@ -227,7 +227,15 @@ export class AlertService {
     return "resolved";
   }
 
-  /** Resolves when state writes, scans and every sink's queue are done (tests, and a stop). */
+  /** Resolves once every state change made so far is in the database (not waiting for any sink). */
+  async saved(): Promise<void> {
+    for (let writes = this.#writes; ; writes = this.#writes) {
+      await writes;
+      if (writes === this.#writes) return;
+    }
+  }
+
+  /** Resolves when state writes, scans and every sink's queue are done (tests). */
   async idle(): Promise<void> {
     for (;;) {
       const writes = this.#writes;

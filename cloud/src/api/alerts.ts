@@ -57,7 +57,8 @@ export function alertRoutes(o: AlertRoutesOptions): Hono<OperatorEnv> {
     if (outcome === "not-firing") {
       return problemResponse({ title: "Conflict", status: 409, detail: `alert ${key} is not firing` });
     }
-    await o.alerts.idle();
+    // Only the database write: a sink that is down must not hold the operator's answer.
+    await o.alerts.saved();
     return c.json((await store.get(key)) ?? alert);
   });
 

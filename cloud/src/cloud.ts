@@ -32,6 +32,8 @@ import { MemoryPresence } from "./presence/memory-presence.ts";
 import type { PresenceStore } from "./presence/presence-store.ts";
 import { RedisPresence } from "./presence/redis-presence.ts";
 import { seedSite } from "./seed.ts";
+import { type LatestTelemetryStore, openLatestTelemetry } from "./telemetry/latest-store.ts";
+import { TelemetryRecorder } from "./telemetry/recorder.ts";
 
 /** How long the cloud's start waits for its first MQTT connection before it gives up. */
 const MQTT_CONNECT_DEADLINE_MS = 10_000;
@@ -88,6 +90,8 @@ export class CloudService {
   #configs: ConfigDesk | undefined;
   #stopEventsFeed: (() => void) | undefined;
   #alerts: AlertService | undefined;
+  #latestTelemetry: LatestTelemetryStore | undefined;
+  #telemetry: TelemetryRecorder | undefined;
   #stopping: Promise<void> | undefined;
 
   constructor(o: CloudOptions) {
@@ -197,6 +201,7 @@ export class CloudService {
     });
     this.#alerts = alerts;
     await alerts.start();
+    this.#latestTelemetry = await openLatestTelemetry(c.REDIS_URL, c.REDIS_PREFIX);
 
     this.#bridge = new Bridge({
       url: c.MQTT_URL,
@@ -215,6 +220,17 @@ export class CloudService {
       site: this.#o.site,
       onCommitted: this.#o.onCommitted,
     });
+    this.#telemetry = new TelemetryRecorder({
+      db,
+      latest: this.#latestTelemetry,
+      logger: this.#log,
+      metrics: this.metrics,
+      now: this.#now,
+      timers: this.#o.timers,
+      retentionDays: c.TELEMETRY_RETENTION_DAYS,
+    });
+    this.#bridge.fleet.on("telemetry", this.#telemetry.record);
+    this.#telemetry.start();
     alerts.attach(this.#bridge.fleet);
     // Commands, configuration and the events feed listen before the first connect: the retained
     // births, configs and states come with the subscription.
@@ -292,6 +308,7 @@ export class CloudService {
       configs: this.#configs,
       brokerConnected: () => bridge.connected,
       alerts,
+      latestTelemetry: this.#latestTelemetry,
     });
     this.#schedulePurge();
     this.#http = await listen(api, {
@@ -380,11 +397,15 @@ export class CloudService {
     // After the bridge (what it committed last is scanned), before the database closes.
     await this.#alerts?.stop();
     this.#alerts = undefined;
+    // After the bridge: what it heard before it stopped is written too.
+    await this.#telemetry?.stop();
+    await this.#latestTelemetry?.close();
     await this.#presence?.close();
     this.#limitsRedis?.disconnect();
     this.#limitsRedis = undefined;
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;
+    this.#telemetry = this.#latestTelemetry = undefined;
   }
 
   /** Forgets idempotency answers past their retention, hourly (the ledger's key index keeps refusing doubles). */

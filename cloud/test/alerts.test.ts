@@ -8,7 +8,7 @@
  * fires again nor forgets; offline timers, event-like alerts from the
  * journal and the ledger, and the thresholds.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -24,6 +24,8 @@ import { parseCloudEnv } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { openPg } from "../src/db/pg.ts";
+import { kioskRequestKey, post } from "../src/ledger/ledger.ts";
+import { DEMO_MEMBERS, seedSite } from "../src/seed.ts";
 
 const SITE = "s1";
 const SECRET = "webhook-secret-0123456789";
@@ -578,6 +580,43 @@ test("staff calls and rollbacks from the journal, ledger exceptions: fire once, 
       "staff-called:s1:k1",
     ]);
     assert.is(by.rows[0]!.resolved_by, "ops:alice");
+  } finally {
+    await h.stop();
+    await db.close();
+  }
+});
+
+test("an offline payment that overdraws a wallet raises ledger-exception for the kiosk that took it", async () => {
+  const db = await database();
+  await seedSite(
+    db,
+    { id: SITE, name: "Venue", timezone: "UTC" },
+    DEMO_MEMBERS.filter((m) => m.id === "m-alan"),
+  );
+  const h = await new Harness(db, settings()).start();
+  try {
+    h.timers.advance(1000);
+    const at = h.timers.now();
+    await db.transaction((tx) =>
+      post(tx, {
+        site: SITE,
+        memberId: "m-alan",
+        kind: "purchase",
+        amount: -400,
+        currency: "EUR",
+        requestKey: kioskRequestKey("k2", randomUUID()),
+        origin: { device: "k2", seq: 7 },
+        authorization: "offline",
+        at,
+        recordedAt: at,
+      }),
+    );
+    h.fleet.emit("committed", { applied: 1 } as FleetEvents["committed"][0]);
+    await h.service.idle();
+    const alert = (await h.service.store.get("ledger-exception:s1:k2"))!;
+    assert.is(alert.state, "firing");
+    assert.equal(alert.detail, { kind: "overdraft", memberId: "m-alan", balanceAtOpen: -250 });
+    assert.is(alert.summary, "k2: an offline payment overdrew member m-alan's wallet (-250)");
   } finally {
     await h.stop();
     await db.close();

@@ -110,7 +110,8 @@ const subscribeWithin = (filter: string) => allow("subscribePattern", filter);
 const at = (...levels: string[]) => [ROOT, ...levels].join("/");
 /** Channels by direction, as acl.ts has them. */
 const DEVICE_SENDS = ["status", "events", "telemetry", "state", "cmd-result"];
-const DEVICE_READS = ["ack", "config", "errors"];
+/** Addressed to the device, plus its own `status` read back (a late Will over its birth is answered). */
+const DEVICE_READS = ["ack", "config", "errors", "status"];
 const BRIDGE_SENDS = ["ack", "config", "errors"];
 /** What operators read of each kiosk: never `events`, `ack` or `errors`. */
 const OPERATOR_READS = ["status", "telemetry", "state", "cmd-result", "config"];

@@ -4,7 +4,8 @@
  * identity authenticated, the gateway's ACLs (gateway/src/acl.ts) enforced by
  * Mosquitto. First the ACL matrix (what each identity may publish, subscribe
  * and receive), then the device↔cloud flow through those ACLs: a command
- * round trip and a desired config over the API, a check-in acked, the birth,
+ * round trip and a desired config over the API, a stale Will that lands after
+ * the birth leaving the kiosk online, a check-in acked, the birth,
  * the clean goodbye and a Will.
  *
  * Mosquitto drops a refused PUBLISH (3.1.1 has no negative PUBACK; MQTT 5
@@ -79,6 +80,15 @@ async function subscribeCodes(client: MqttClient, filters: string[]): Promise<nu
 }
 
 const probe = () => site.address("probe");
+
+/** Polls `check` (an HTTP or MQTT read, which notifies nothing) until it holds, or fails naming `what`. */
+async function eventually(check: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 const other = () => `${site.site}x`;
 
 test("a wrong password and an unknown user are refused; nobody connects anonymously", async () => {
@@ -231,6 +241,46 @@ test("a command round trip and a desired config through the ACLs: sent over the 
     };
     return view.reported?.version === version;
   }, "k1 reported the desired config");
+});
+
+test("a stale Will landing after the kiosk's birth leaves it online, in presence and on the retained topic", async () => {
+  // Mosquitto does not tie a device's username to its client id: a second connection with k1's own
+  // credentials may leave a Will of an older session on k1's status, and it dies after k1's birth.
+  const k1 = site.kiosk("k1");
+  const address = site.address("k1");
+  const stale = JSON.stringify({ state: "offline", session: k1.uplink.session - 1 });
+  const staleWills = async () =>
+    Number(/^paylane_bridge_stale_wills_total (\d+)/m.exec(await site.cloudMetrics())?.[1] ?? 0);
+  const before = await staleWills();
+  const ghost = await mqtt.connectAsync(
+    site.mqttUrl,
+    {
+      clientId: `ghost-${site.site}`,
+      username: deviceIdentity.username(address),
+      password: site.secrets.get("k1"),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      will: { topic: topics.status(address), payload: Buffer.from(stale), qos: 1, retain: true },
+    },
+    false,
+  );
+  ghost.stream.destroy();
+  await eventually(async () => (await staleWills()) > before, "the cloud to ignore the stale Will");
+  const presence = async () => {
+    const { body } = await site.operator("GET", `/api/v1/devices?site=${site.site}`);
+    return (body.items as Array<{ device: string; state: string }>).find((d) => d.device === "k1")?.state;
+  };
+  assert.is(await presence(), "online");
+  // The kiosk answers the Will with its birth again: a viewer arriving now reads it online, live session.
+  await eventually(async () => {
+    const viewer = await site.operatorClient("viewer");
+    const got = new Promise<string>((resolve) => viewer.once("message", (_t, p) => resolve(p.toString())));
+    await viewer.subscribeAsync(topics.status(address), { qos: 1 });
+    const status = JSON.parse(await got) as { state: string; session?: number };
+    await viewer.endAsync(true);
+    return status.state === "online" && status.session === k1.uplink.session;
+  }, "the retained status to be k1's birth again");
+  assert.is((await k1.state()).online, true);
 });
 
 test("a kiosk's check-in is acked through the ACLs; its birth is retained, a clean stop says offline, a dropped connection's Will too", async () => {

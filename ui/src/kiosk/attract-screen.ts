@@ -45,6 +45,10 @@ export class AttractScreen extends LitElement {
     p.warn {
       color: #ffd54f;
     }
+    p.welcome {
+      color: #4cc2ff;
+      font-weight: 700;
+    }
     .actions {
       display: flex;
       gap: 1rem;
@@ -58,6 +62,9 @@ export class AttractScreen extends LitElement {
       width: clamp(3rem, 15vh, 9rem);
     }
   `;
+
+  /** Ops' welcome line above the instruction (desired configuration `screenTexts.welcome`); empty: none. */
+  @property({ attribute: false }) welcome = "";
 
   /** State of the card reader; a missing reader changes the hint, not the screen. */
   @property({ attribute: false }) reader: KioskState["reader"]["state"] = "ok";
@@ -86,6 +93,7 @@ export class AttractScreen extends LitElement {
           ? html`<p class="warn" data-testid="hint">Card reader unavailable. Enter your booking code below.</p>`
           : html`<p data-testid="hint">Hold it flat against the reader to check in</p>`;
     return html`${contactless}
+      ${this.welcome ? html`<p class="welcome" data-testid="welcome">${this.welcome}</p>` : nothing}
       <h1 data-testid="message">Tap your card</h1>
       ${hint}
       ${

@@ -6,6 +6,7 @@ import { LiveController } from "./live-controller.ts";
 import { type PaymentChoice, PaymentFlow, type PaymentStep } from "./payment-flow.ts";
 import "./amount-keypad.ts";
 import "./attract-screen.ts";
+import "./mode-screen.ts";
 import "./offline-badge.ts";
 import "./pay-menu.ts";
 import "./payment-result-screen.ts";
@@ -16,6 +17,8 @@ import "./sim-reader.ts";
 export type ScreenName =
   | "starting"
   | "attract"
+  | "maintenance"
+  | "out-of-service"
   | TapResult["outcome"]
   | Exclude<PaymentStep["name"], "result">
   | PaymentResult["outcome"];
@@ -122,7 +125,7 @@ export class KioskApp extends LitElement {
     },
   });
   private readonly payments = new PaymentFlow(this, {
-    idleMs: () => this.idleMs,
+    idleMs: () => this.screenIdleMs(),
     resultMs: () => this.holdMs(),
   });
   private returnTimer: ReturnType<typeof setTimeout> | undefined;
@@ -140,7 +143,16 @@ export class KioskApp extends LitElement {
     if (this.shown) return this.shown.outcome;
     const step = this.payments.step;
     if (step?.name === "result") return step.result.outcome;
-    return step?.name ?? "attract";
+    if (step) return step.name;
+    // A payment already under way finishes first; then ops' mode takes the screen.
+    const mode = this.live.state?.screen?.mode;
+    return mode === "maintenance" || mode === "out-of-service" ? mode : "attract";
+  }
+
+  /** Ops may set the idle timeout (desired configuration); the `idle-ms` attribute is the default. */
+  private screenIdleMs(): number {
+    const seconds = this.live.state?.screen?.idleTimeoutSeconds;
+    return seconds && seconds > 0 ? seconds * 1000 : this.idleMs;
   }
 
   private show(result: TapResult): void {
@@ -261,6 +273,12 @@ export class KioskApp extends LitElement {
     if (screen === "starting") {
       return html`<div class="starting"><h1 data-testid="message">Kiosk starting…</h1></div>`;
     }
+    if ((screen === "maintenance" || screen === "out-of-service") && !this.shown) {
+      return html`<paylane-mode-screen
+        mode=${screen}
+        .texts=${this.live.state?.screen?.texts ?? {}}
+      ></paylane-mode-screen>`;
+    }
     if (this.shown) {
       return html`<paylane-result-screen .result=${this.shown} .receipt=${this.receipt}></paylane-result-screen>`;
     }
@@ -296,6 +314,7 @@ export class KioskApp extends LitElement {
       default: {
         const can = this.canPay();
         return html`<paylane-attract-screen
+          .welcome=${this.live.state?.screen?.texts?.welcome ?? ""}
           .reader=${this.live.state?.reader.state ?? "ok"}
           .storage=${this.live.state?.storage ?? "ok"}
           ?pay=${can.pay}

@@ -143,6 +143,8 @@ export class CommandDesk {
   /** `site/device/id` → wake-ups of requests waiting for that command to settle. */
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #listeners: Array<() => void> = [];
+  /** The waits of requests in progress (a stop answers them before the database closes). */
+  readonly #waits = new Set<Promise<unknown>>();
   #sweepTimer: unknown;
   readonly #settledTotal: Counter<"status"> | undefined;
   #sweeping: Promise<unknown> = Promise.resolve();
@@ -186,6 +188,9 @@ export class CommandDesk {
     for (const off of this.#listeners.splice(0)) off();
     (this.#o.timers ?? realTimers).clearTimeout(this.#sweepTimer);
     this.#sweepTimer = undefined;
+    // Requests still waiting for a result answer now, with where their command stands.
+    for (const set of this.#waiters.values()) for (const wake of set) wake();
+    await Promise.allSettled(this.#waits);
     await this.#queue.idle();
     await this.#redelivering;
     await this.#sweeping.catch(() => {});
@@ -219,7 +224,14 @@ export class CommandDesk {
    * The command once it settles (done, failed, expired, timeout), or as it
    * stands when `ms` have passed; null if there is no such command.
    */
-  async waitSettled(device: DeviceAddress, id: string, ms: number): Promise<CommandRecord | null> {
+  waitSettled(device: DeviceAddress, id: string, ms: number): Promise<CommandRecord | null> {
+    const wait = this.#waitSettled(device, id, ms);
+    this.#waits.add(wait);
+    void wait.finally(() => this.#waits.delete(wait)).catch(() => {});
+    return wait;
+  }
+
+  async #waitSettled(device: DeviceAddress, id: string, ms: number): Promise<CommandRecord | null> {
     const key = `${deviceKey(device)}/${id}`;
     let wake: () => void = () => {};
     const woken = new Promise<void>((resolve) => {

@@ -136,7 +136,7 @@ class Service {
 }
 
 /** CPU (user + system) ticks of a process, from /proc/<pid>/stat (fields 14 and 15). */
-function cpuTicks(pid: number): number {
+export function cpuTicks(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // comm may hold spaces or parentheses: the fields after the last ')' are fixed
@@ -301,6 +301,11 @@ export class FleetSite {
     for (const w of this.workers) w.send({ type: "load", telemetryMs, checkinMs });
   }
 
+  /** Starts a measuring window: only check-ins published from now on are timed. */
+  mark(): void {
+    for (const w of this.workers) w.send({ type: "mark" });
+  }
+
   pause(): void {
     for (const w of this.workers) w.send({ type: "pause" });
   }
@@ -397,7 +402,8 @@ export class FleetSite {
     let presenceWrong: string[] = [];
     const presenceOnlineMs = await until(
       async () => {
-        const items = await this.presence();
+        // The registry may hold more kiosks than are connected: only the connected ones count.
+        const items = (await this.presence()).filter((p) => p.device in before);
         presenceWrong = items
           .filter((p) => p.state !== "online" || !p.statusAt || new Date(p.statusAt) < restartedAt)
           .map((p) => p.device);

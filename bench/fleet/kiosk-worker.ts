@@ -35,11 +35,12 @@ export type WorkerIn =
   | { type: "connect"; host: string; port: number; site: string; kiosks: KioskSpec[] }
   | { type: "load"; telemetryMs: number; checkinMs: number }
   | { type: "pause" }
+  | { type: "mark" }
   | { type: "collect" }
   | { type: "stop" };
 
 export interface WorkerStats {
-  /** publish → covering ack of each check-in acked since the last collect, ms. */
+  /** publish → covering ack of each check-in published since the last mark and acked since the last collect, ms. */
   latencies: number[];
   /** Check-ins published / telemetry reports published since the last collect. */
   checkins: number;
@@ -124,7 +125,7 @@ class Kiosk {
       const now = performance.now();
       for (const [seq, sentAt] of this.pending) {
         if (seq > a.value.upTo) continue;
-        this.out.latencies.push(now - sentAt);
+        if (sentAt >= window.since) this.out.latencies.push(now - sentAt);
         this.pending.delete(seq);
       }
     });
@@ -215,6 +216,8 @@ interface Stats {
 reportFailures();
 const send = (m: WorkerOut) => process.send?.(m);
 const kiosks: Kiosk[] = [];
+/** Only check-ins published since the last `mark` are timed. */
+const window = { since: 0 };
 const stats: Stats = { latencies: [], checkins: 0, telemetry: 0 };
 let load: { telemetryMs: number; checkinMs: number } | undefined;
 
@@ -232,6 +235,8 @@ process.on("message", async (m: WorkerIn) => {
   } else if (m.type === "load") {
     load = { telemetryMs: m.telemetryMs, checkinMs: m.checkinMs };
     for (const k of kiosks) k.startLoad(m.telemetryMs, m.checkinMs);
+  } else if (m.type === "mark") {
+    window.since = performance.now();
   } else if (m.type === "pause") {
     load = undefined;
     for (const k of kiosks) k.stopLoad();

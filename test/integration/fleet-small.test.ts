@@ -15,7 +15,7 @@ import { PG_URL } from "../support/site.ts";
 const KIOSKS = 50;
 
 test("50 kiosks: every check-in acked, telemetry stored, and all back online after a gateway restart", async () => {
-  const site = new FleetSite({ maxKiosks: KIOSKS, workers: 2, databaseUrl: PG_URL });
+  const site = new FleetSite({ maxKiosks: KIOSKS, workers: 1, databaseUrl: PG_URL });
   try {
     await site.start();
     const { connected, failed } = await site.connectUpTo(KIOSKS);

@@ -11,10 +11,15 @@ import { join } from "node:path";
 import type { OfflineLimits, ReportedState } from "@paylane/protocol";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { Journal } from "../src/journal.ts";
 import { ConfigDesk } from "../src/kiosk/config-desk.ts";
 import { OperatingMode } from "../src/kiosk/kiosk-mode.ts";
 import type { KioskKit } from "../src/kiosk/kit.ts";
 import { OfflineCaps } from "../src/kiosk/offline-caps.ts";
+import { PaymentIntents } from "../src/payments/intents.ts";
+import { PaymentDesk } from "../src/payments/payment-desk.ts";
+import { WalletReplica } from "../src/payments/wallet-replica.ts";
+import { Replica } from "../src/replica.ts";
 import { SettingsStore } from "../src/settings-store.ts";
 import { Sqlite } from "../src/sqlite.ts";
 import { testKit } from "./kiosk-kit.ts";
@@ -171,6 +176,48 @@ test("the last good settings apply at start, before any broker; the mode keeps i
   assert.is(ctx.mode.mode, "in-service");
   assert.equal(ctx.states, [], "nothing published before the broker is reached");
   assert.equal(ctx.desk.state().applied.offlineCaps, ALL.offlineCaps);
+});
+
+test("offline caps lower what the payment desk approves offline, and the exposure cap in telemetry", async (ctx) => {
+  const ada = { id: "m-ada", name: "Ada", cardUid: "04A1B2C3", code: null, status: "active" as const };
+  const journal = await Journal.open(join(ctx.dir, "till.db"));
+  const replica = await Replica.open(join(ctx.dir, "replica.db"));
+  const wallets = await WalletReplica.open(join(ctx.dir, "wallets.db"));
+  try {
+    await replica.replace(
+      { site: "s1", version: 1, timezone: "UTC", siteName: "Venue", members: [ada] },
+      ctx.kit.now(),
+    );
+    await wallets.apply(
+      {
+        ...{ site: "s1", full: true, version: 1, currency: "EUR", limits: SITE_LIMITS, items: [], appliedUpTo: 0 },
+        wallets: [{ memberId: ada.id, balance: 1000, offlineBlocked: false }],
+      },
+      null,
+      ctx.kit.now(),
+    );
+    const desk = new PaymentDesk({
+      ...{ journal, intents: await PaymentIntents.open(journal), members: replica, wallets },
+      online: {} as never, // offline throughout: never asked
+      isOnline: () => false,
+      ...{ now: ctx.kit.now, timers: ctx.kit.timers, logger: ctx.kit.log, idleMs: 60_000, topupAmounts: [1000] },
+      ...{ onSession: () => {}, onResult: () => {}, onEnded: () => {} },
+      lowerOfflineLimits: ctx.caps.lower,
+    });
+    await ctx.desk.receive(desired(1, { offlineCaps: { perCardMinor: 300, perKioskMinor: 15_000 } }));
+    await desk.start({ kind: "purchase", amount: 500 });
+    const over = await desk.onCard(ada.cardUid);
+    assert.is(over.outcome, "declined", "500 is within the site's 5000 per card, above this kiosk's 300");
+    assert.is(over.reason, "offline-limit");
+    await desk.start({ kind: "purchase", amount: 250 });
+    assert.is((await desk.onCard(ada.cardUid)).outcome, "approved");
+    assert.is((await desk.exposure())?.cap, 15_000);
+    // A cap above the site's limit changes nothing: the site's 20 000 stays.
+    await ctx.desk.receive(desired(2, { offlineCaps: { perKioskMinor: 90_000 } }));
+    assert.is((await desk.exposure())?.cap, 20_000);
+  } finally {
+    await Promise.all([journal.close(), replica.close(), wallets.close()]);
+  }
 });
 
 test.run();

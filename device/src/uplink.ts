@@ -458,17 +458,20 @@ export class Uplink {
     } else if (topic === topics.cloudStatus) {
       const status = decode(CloudStatusSchema, payload);
       if (!status.ok) return;
-      const wasOnline = this.online;
       const wasCloudOnline = this.#cloudOnline;
       const s = status.value;
       this.#cloudOnline = s.state === "online";
       if (s.state === "online" && s.heartbeatSeconds !== undefined) {
-        // The first online STATE starts the window; a live one after it is a heartbeat.
+        // The first online STATE starts the window; a live one after it is a heartbeat (which
+        // reports a return from silence itself, through the liveness' onChange).
         if (!wasCloudOnline || !this.#liveness.watching) this.#liveness.watch(s.heartbeatSeconds);
         else if (!retained) this.#liveness.heard();
       } else {
-        // offline, or a cloud that sends no heartbeats: its STATE alone says whether it is there
+        // Offline, or a cloud that sends no heartbeats: its STATE alone says whether it is there.
+        const wasAlive = this.#liveness.alive;
         this.#liveness.unwatch();
+        // A silent cloud that now says online without heartbeats is back: nothing else reports that.
+        if (!wasAlive && wasCloudOnline && this.#cloudOnline) this.#o.onChange?.();
       }
       if (this.#cloudOnline !== wasCloudOnline) {
         this.#o.logger.info({ cloud: status.value.state }, "cloud status changed");
@@ -480,8 +483,6 @@ export class Uplink {
           this.#announce();
           if (!retained) this.#resendFromAck("cloud online");
         }
-        this.#o.onChange?.();
-      } else if (this.online !== wasOnline) {
         this.#o.onChange?.();
       }
     } else if (topic === topics.config(address)) {

@@ -295,9 +295,11 @@ test("a cloud silent for the liveness window is unreachable; a heartbeat or an a
   assert.is(t.json.cloudLink, "unreachable");
 
   // a heartbeat (the retained STATE published again, live)
+  const beforeBeat = ctx.changes;
   await publishCloudStatus(ctx, heartbeat(ctx.timers.now()));
   await until(ctx, () => ctx.uplink.online, "online again after a heartbeat");
   assert.is(ctx.uplink.linkState, "online");
+  assert.is(ctx.changes, beforeBeat + 1, "the return is reported once");
 
   // silent again; then an ack is proof of life too
   ctx.timers.advance(3000);
@@ -314,8 +316,10 @@ test("setCloudLivenessMs applies live; a cloud without heartbeats is never judge
   ctx.timers.advance(1);
   assert.is(ctx.uplink.linkState, "unreachable");
   // The cloud says it is online without heartbeats (a cloud older than them): its STATE alone decides.
+  const before = ctx.changes;
   await publishCloudStatus(ctx, ONLINE);
   await until(ctx, () => ctx.uplink.online, "online on the STATE alone");
+  assert.is(ctx.changes, before + 1, "and the return is reported");
   ctx.timers.advance(600_000);
   assert.is(ctx.uplink.online, true);
   // And the cloud saying offline is unreachable, whatever the liveness.

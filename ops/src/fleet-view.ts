@@ -21,8 +21,8 @@ import {
   topics,
 } from "@paylane/protocol";
 
-/** Telemetry every 10 s unless the kiosk's configuration or its own pace says otherwise. */
-export const DEFAULT_TELEMETRY_SECONDS = 10;
+/** A kiosk's telemetry pace unless its reported configuration or its own pace says otherwise (the daemon's default, telemetryMs). */
+export const DEFAULT_TELEMETRY_SECONDS = 30;
 /** A kiosk online but silent for this many telemetry intervals is stale (a hung daemon keeps its session). */
 export const STALE_INTERVALS = 3;
 

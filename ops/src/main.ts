@@ -127,15 +127,20 @@ withConnection(
       "A live table of every kiosk: status and since, last seen, backlog, oldest unacked, peripherals, mode, cloud link, config drift. Kiosks silent for 3 telemetry intervals are marked stale.",
     )
     .option("--site <id>", "one site (default: every site the login may read)", "+")
-    .option("--once", "print the fleet as the broker's retained messages show it, then exit", false)
+    .option(
+      "--once [seconds]",
+      "print the fleet once and exit: what the broker retains (status, config, state); with seconds, also up to that long for online kiosks' telemetry",
+      waitSeconds,
+    )
     .addHelpText(
       "after",
       `\nExamples:\n  $ ${NAME} watch --site demo\n  $ ${NAME} watch --json | jq 'select(.status == "offline")'`,
     ),
   "viewer",
-).action((o: CommonOptions & { site: string; once: boolean }) =>
-  run(o, "viewer", (client, who) => watch(client, who, { site: o.site, json: o.json, once: o.once })),
-);
+).action((o: CommonOptions & { site: string; once?: number | boolean }) => {
+  const once = o.once === undefined || o.once === false ? false : o.once === true ? 0 : o.once;
+  return run(o, "viewer", (client, who) => watch(client, who, { site: o.site, json: o.json, once }));
+});
 
 withConnection(
   program
@@ -153,7 +158,7 @@ withConnection(
     )
     .option(
       "--expires <seconds>",
-      `the kiosk ignores it after this long (default ${DEFAULT_EXPIRY_S})`,
+      "the kiosk ignores it after this long",
       seconds("an expiry", 86_400),
       DEFAULT_EXPIRY_S,
     )

@@ -13,8 +13,29 @@ import { fleetTable, jsonLine } from "./render.ts";
 export interface WatchOptions {
   site: string;
   json: boolean;
-  /** Print the fleet as the retained messages show it, then exit. */
-  once: boolean;
+  /** Print the fleet once and exit: false: live; 0: retained only; n: also up to n s for online kiosks' telemetry. */
+  once: false | number;
+}
+
+/**
+ * The fleet once: what is retained (status, config, state, the cloud), plus
+ * one round of telemetry (not retained) from the kiosks that are online,
+ * waited for at most `telemetrySeconds`.
+ */
+async function snapshot(
+  client: MqttClient,
+  who: string,
+  view: FleetView,
+  filters: string[],
+  now: () => number,
+  telemetrySeconds: number,
+) {
+  client.on("message", (topic, payload, packet) => view.apply(topic, payload, now(), packet.retain));
+  const retained = await retainedSnapshot(client, filters, who);
+  for (const [topic, payload] of retained) view.apply(topic, payload, now(), true);
+  const deadline = Date.now() + telemetrySeconds * 1000;
+  const waiting = () => view.rows(now()).some((r) => r.status === "online" && r.backlog === null);
+  while (waiting() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
 }
 
 export interface Output {
@@ -37,9 +58,8 @@ export async function watch(
   const filters = FleetView.filters(o.site);
   const live = !o.json && out.isTTY === true;
 
-  if (o.once) {
-    const retained = await retainedSnapshot(client, filters, who);
-    for (const [topic, payload] of retained) view.apply(topic, payload, now(), true);
+  if (o.once !== false) {
+    await snapshot(client, who, view, filters, now, o.once);
     const rows = view.rows(now());
     if (o.json) for (const row of rows) out.write(`${jsonLine({ type: "kiosk", ...row })}\n`);
     else out.write(`${fleetTable(rows, view.cloud(), now())}\n`);
@@ -56,11 +76,12 @@ export async function watch(
           ? { type: "kiosk", ...row }
           : { type: "kiosk", kiosk: key, removed: true };
     const line = jsonLine(value);
-    if (printed.get(key) === line) return;
-    printed.set(key, line);
+    // The cloud's heartbeat is not news: only its state and instance are.
+    const identity = key === "cloud" ? jsonLine({ ...value, heartbeatAt: undefined }) : line;
+    if (printed.get(key) === identity) return;
+    printed.set(key, identity);
     out.write(`${line}\n`);
   };
-
   const screen = live ? createLogUpdate(out as NodeJS.WriteStream) : undefined;
   let redraw: NodeJS.Timeout | undefined;
   const draw = () => {

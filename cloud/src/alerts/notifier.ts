@@ -184,11 +184,18 @@ export class AlertService {
     return this.#queues.map((q) => q.sink.name);
   }
 
-  /** Loads what is firing (a restart forgets nothing and fires nothing again) and starts the periodic scan. */
+  /**
+   * Loads what is firing (a restart forgets nothing and fires nothing again) and starts the periodic scan.
+   * The live feed's retained copies are published again, as they were: a change saved just before the
+   * last stop may not have reached the broker, and a broker without persistence may have lost them.
+   * The webhook and PagerDuty get nothing: for them that would be firing again.
+   */
   async start(): Promise<void> {
+    const mqtt = this.#queues.find((q) => q.sink.name === "mqtt");
     for (const a of await this.store.firing(this.#o.site)) {
       this.#firing.set(a.key, a);
       if (isEventLike(a.rule)) this.#armExpiry(a);
+      mqtt?.push({ id: randomUUID(), alert: a });
     }
     this.#lastEvent = await this.store.lastEvents();
     await this.store.mark(this.#markId, this.#o.now());

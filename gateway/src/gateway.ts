@@ -545,7 +545,7 @@ export class Gateway {
           refuse(CONNACK.badUsernameOrPassword, "revoked", "identity revoked while its CONNECT was checked");
           return;
         }
-        const clientIdProblem = this.#clientIdProblem(identity, client.id);
+        const clientIdProblem = this.#clientIdProblem(identity, username, client.id);
         if (clientIdProblem) {
           refuse(CONNACK.notAuthorized, "client-id", clientIdProblem);
           return;
@@ -585,15 +585,24 @@ export class Gateway {
 
   /**
    * A device must use its own client id, so nobody else can take over its
-   * session [MQTT-3.1.4-2]; a service may use any id outside the devices'.
+   * session [MQTT-3.1.4-2]; a service or operator may use any id outside the
+   * devices' that no other identity's live session holds.
    */
-  #clientIdProblem(identity: Identity, clientId: string): string | null {
+  #clientIdProblem(identity: Identity, username: string, clientId: string): string | null {
     if (identity.kind === "device") {
       const expected = deviceIdentity.clientId(identity.address);
       return clientId === expected ? null : `device must connect with client id ${expected}, not ${clientId}`;
     }
     const taken = this.#registry.devices.some((address) => deviceIdentity.clientId(address) === clientId);
-    return taken ? `service ${identity.id} may not use device client id ${clientId}` : null;
+    if (taken) return `${identity.kind} ${identity.id} may not use device client id ${clientId}`;
+    // A CONNECT with a live client id takes that session over [MQTT-3.1.4-2]: only its own identity may,
+    // or a viewer could knock the bridge off the broker (its Will tells every kiosk the cloud is offline).
+    for (const live of this.#live) {
+      if (live.id !== clientId) continue;
+      const owner = this.#sessions.get(live)?.username;
+      if (owner !== undefined && owner !== username) return `client id ${clientId} is in use by another identity`;
+    }
+    return null;
   }
 
   #refusePublish(
@@ -770,9 +779,20 @@ export class Gateway {
  * device and the cloud's audit names who really sent it. aedes publishes
  * the packet authorizePublish was given, so replacing its payload is enough.
  */
+/** The largest command or desired config an operator may publish (the real ones are well under 1 KiB). */
+export const MAX_OPERATOR_PAYLOAD_BYTES = 16 * 1024;
+
 function stampSender(operatorId: string, packet: { topic: string; payload: Buffer | string }): Decision {
   const channel = parseTopic(packet.topic)?.channel;
   if (channel !== "cmd" && channel !== "config") return { allowed: true };
+  // A command or config is small; a big one would outgrow the packet limit once the cloud adds to it
+  // (`expiresAt`, `by`) and republishes it, and the gateway would close the bridge's connection.
+  if (Buffer.byteLength(packet.payload) > MAX_OPERATOR_PAYLOAD_BYTES) {
+    return {
+      allowed: false,
+      reason: `operator ${operatorId}: a ${channel} payload is limited to ${MAX_OPERATOR_PAYLOAD_BYTES} bytes`,
+    };
+  }
   let body: unknown;
   try {
     body = JSON.parse(packet.payload.toString());

@@ -25,7 +25,7 @@ import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Gateway } from "../src/gateway.ts";
+import { Gateway, MAX_OPERATOR_PAYLOAD_BYTES } from "../src/gateway.ts";
 
 const a1: DeviceAddress = { site: "sa", device: "k1" };
 const b1: DeviceAddress = { site: "sb", device: "k1" };
@@ -290,6 +290,48 @@ test("an operator may not set a Will: CONNACK 5", async () => {
     assert.instance(err, ErrorWithReasonCode);
     assert.is((err as ErrorWithReasonCode).code, 5);
   }
+});
+
+test("an operator cannot take over another identity's session by its client id: CONNACK 5, the bridge stays", async () => {
+  const cloud = await bridge();
+  const admin = await ops("admin", { clientId: "ops-admin-laptop" });
+  for (const [clientId, who] of [
+    ["paylane-bridge-1", "viewer"],
+    ["ops-admin-laptop", "operator"],
+  ] as const) {
+    try {
+      await ops(who, { clientId });
+      assert.unreachable(`${who} took client id ${clientId}`);
+    } catch (err) {
+      assert.instance(err, ErrorWithReasonCode);
+      assert.is((err as ErrorWithReasonCode).code, 5);
+    }
+  }
+  // Both sessions are still up: a round trip through each.
+  await cloud.subscribeAsync(topics.cloudStatus, { qos: 1 });
+  await admin.subscribeAsync(topics.cloudStatus, { qos: 1 });
+  assert.ok(cloud.connected && admin.connected);
+  // The same identity may still take over its own session (a reconnect over a half-open one).
+  const again = await ops("admin", { clientId: "ops-admin-laptop" });
+  assert.ok(again.connected);
+});
+
+test("an operator's oversized command is refused at the gateway, so the cloud never republishes a packet too big", async () => {
+  const kiosk = await device(a1, SECRET.a1!);
+  const got = recorder(kiosk);
+  await kiosk.subscribeAsync(topics.cmdAll(a1), { qos: 1 });
+  const operator = await ops("operator");
+  const gone = closed(operator);
+  const pad = "x".repeat(MAX_OPERATOR_PAYLOAD_BYTES);
+  operator.publish(topics.cmd(a1, "reboot"), JSON.stringify({ id: "big", args: { pad } }), { qos: 1 });
+  await gone;
+  const control = await ops("operator");
+  await control.publishAsync(topics.cmd(a1, "reboot"), JSON.stringify({ id: "small" }), { qos: 1 });
+  await got.next((m) => m.payload.includes('"small"'));
+  assert.not.ok(
+    got.seen.some((m) => m.payload.includes('"big"')),
+    "the oversized command was delivered",
+  );
 });
 
 test("removing an operator from the registry file cuts its live session and refuses its reconnect; a narrowed grant reconnects under the new grant", async () => {

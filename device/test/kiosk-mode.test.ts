@@ -106,6 +106,8 @@ test("maintenance: the screen feed says so with its text, a tap is refused polit
   );
   assert.is(shown.state.screen?.texts?.maintenance, "Back at noon, sorry!");
   assert.is((await daemon.state()).screen?.mode, "maintenance");
+  const page = await (await fetch(`http://127.0.0.1:${daemon.port}/status`)).text();
+  assert.match(page, /maintenance: taps are refused/, "the technician's status page says so too");
 
   const tap = await daemon.tap(ADA.cardUid);
   assert.is(tap.outcome, "refused");

@@ -69,7 +69,11 @@ export class KioskStatus {
     const now = this.#s.now().getTime();
     const age = (iso: string | null) => (iso ? `${Math.round((now - Date.parse(iso)) / 1000)} s` : null);
     const peripherals = this.#s.peripherals.health();
+    const mode = this.#s.screen?.().mode;
     const rows: StatusFacts["rows"] = [
+      ...(mode
+        ? [["Mode", mode === "in-service" ? "in service" : `${mode}: taps are refused`] as [string, string]]
+        : []),
       ["Cloud", uplink.online ? "online" : uplink.brokerConnected ? "broker up, cloud away" : "offline"],
       ["Journal backlog", `${stats.backlog} entries (last seq ${stats.lastSeq}, acked ${stats.ackedUpTo})`],
     ];

@@ -9,7 +9,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -55,10 +55,17 @@ interface Credentials {
 /** The registry for `n` kiosks with their secrets: read from the cache, or made (and cached) once. */
 async function credentials(n: number, cacheDir: string, log: (s: string) => void): Promise<Credentials> {
   const path = join(cacheDir, `fleet-registry-${n}.json`);
-  try {
-    return JSON.parse(await readFile(path, "utf8")) as Credentials;
-  } catch {
-    // not cached yet
+  // Any cached registry at least this large will do: a step uses its first n kiosks.
+  const cached = (await readdir(cacheDir).catch(() => [] as string[]))
+    .map((f) => ({ f, size: Number(/^fleet-registry-(\d+)\.json$/.exec(f)?.[1]) }))
+    .filter((c) => c.size >= n)
+    .sort((a, b) => a.size - b.size);
+  for (const c of cached) {
+    try {
+      return JSON.parse(await readFile(join(cacheDir, c.f), "utf8")) as Credentials;
+    } catch {
+      // unreadable: try the next, or make one
+    }
   }
   log(`hashing ${n} kiosk secrets (scrypt, once; cached in ${path})…`);
   const secret = () => randomBytes(18).toString("base64url");

@@ -22,7 +22,7 @@ import type { MqttClient } from "mqtt";
 import pc from "picocolors";
 import type { z } from "zod";
 import { parsePair } from "./arguments.ts";
-import { OPS_EXIT, publish, retainedSnapshot } from "./connection.ts";
+import { OPS_EXIT, OpsError, publish, retainedSnapshot } from "./connection.ts";
 import { jsonLine } from "./render.ts";
 import type { Output } from "./watch.ts";
 
@@ -159,7 +159,13 @@ export async function configSet(
   if (o.waitSeconds === undefined) return OPS_EXIT.ok;
 
   const deadline = Date.now() + o.waitSeconds * 1000;
-  while (!report && Date.now() < deadline) {
+  // A lost broker connection ends the wait now, not at the deadline.
+  let lost = false;
+  client.once("close", () => {
+    lost = true;
+    wake();
+  });
+  while (!report && !lost && Date.now() < deadline) {
     await new Promise<void>((r) => {
       const timer = setTimeout(r, deadline - Date.now());
       wake = () => {
@@ -167,6 +173,11 @@ export async function configSet(
         r();
       };
     });
+  }
+  if (!report && lost) {
+    throw new OpsError(
+      `lost the connection to the broker before ${label} reported v${version}; v${version} stays retained`,
+    );
   }
   if (!report) {
     if (o.json) out.write(`${jsonLine({ type: "timeout", kiosk: label, version, waitedSeconds: o.waitSeconds })}\n`);

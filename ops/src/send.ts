@@ -21,7 +21,7 @@ import {
 import { ConfigError } from "@paylane/protocol/service";
 import type { MqttClient } from "mqtt";
 import { parsePair } from "./arguments.ts";
-import { OPS_EXIT, publish, subscribe } from "./connection.ts";
+import { OPS_EXIT, OpsError, publish, subscribe } from "./connection.ts";
 import { jsonLine } from "./render.ts";
 import type { Output } from "./watch.ts";
 
@@ -109,9 +109,20 @@ export async function send(
   if (o.waitSeconds === undefined) return OPS_EXIT.ok;
 
   const deadline = Date.now() + o.waitSeconds * 1000;
+  // A lost broker connection ends the wait now, not at the deadline.
+  let lost = false;
+  client.once("close", () => {
+    lost = true;
+    wake();
+  });
   for (;;) {
     const final = results.find(isFinalResult);
     if (final) return final.status === "done" ? OPS_EXIT.ok : OPS_EXIT.failed;
+    if (lost) {
+      throw new OpsError(
+        `lost the connection to the broker before ${label} answered ${name} ${command.id}; it may still run`,
+      );
+    }
     const left = deadline - Date.now();
     if (left <= 0) break;
     await new Promise<void>((r) => {

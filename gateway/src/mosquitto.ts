@@ -61,14 +61,6 @@ export function mosquittoHash(secret: string, salt = randomBytes(PBKDF2.saltByte
   return { password: key.toString("base64"), salt: salt.toString("base64"), iterations: PBKDF2.iterations };
 }
 
-/** The same hash as a `mosquitto_passwd` line (`user:$7$iterations$salt$hash`), for usernames without `:`. */
-export function passwordFileLine(username: string, secret: string): string {
-  if (username.includes(":"))
-    throw new Error(`Mosquitto's password file cannot hold username ${username} (it has a ':')`);
-  const h = mosquittoHash(secret);
-  return `${username}:$7$${h.iterations}$${h.salt}$${h.password}`;
-}
-
 export type AclType = "publishClientSend" | "publishClientReceive" | "subscribeLiteral" | "subscribePattern";
 export interface Acl {
   acltype: AclType;

@@ -15,7 +15,6 @@ import { deviceIdentity, hashSecret, Registry, serviceUsername } from "@paylane/
 import { connectAsync } from "mqtt";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { passwordFileLine } from "../src/mosquitto.ts";
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -128,13 +127,6 @@ test("operator add prints the password once and stores only its scrypt hash; mis
   const again = await cli("operator", "remove", "--registry", registryPath, "--id", "alice");
   assert.is(again.code, 2);
   assert.match(again.stderr, /operator alice is not in .* \(operators there: none\)/);
-});
-
-test("the Mosquitto password hash is the one mosquitto_passwd makes ($7$, PBKDF2-SHA512)", async () => {
-  // mosquitto_passwd -U hashes a plain file in place; ours must verify the same way: Mosquitto reads both.
-  const line = passwordFileLine("venue-1/k1", SECRETS.kiosk);
-  assert.match(line, /^venue-1\/k1:\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==$/);
-  assert.throws(() => passwordFileLine("ops:alice", "x"), /cannot hold username ops:alice/);
 });
 
 test("mosquitto-config makes a configuration the real mosquitto runs: given secrets get in, others do not", async () => {

@@ -149,6 +149,19 @@ async function subscribeCodes(client: MqttClient, filters: string[]): Promise<nu
   }
 }
 
+/** Whether `client` still answers a round trip (a SUBACK), or was closed meanwhile. */
+async function stillConnected(client: MqttClient): Promise<boolean> {
+  if (!client.connected) return false;
+  const alive = await Promise.race([
+    client.subscribeAsync(topics.cloudStatus, { qos: 0 }).then(
+      () => true,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => client.once("close", () => resolve(false))),
+  ]);
+  return alive && client.connected;
+}
+
 const closed = (client: MqttClient) =>
   new Promise<void>((resolve) => {
     if (client.disconnected || !client.connected) resolve();
@@ -400,6 +413,58 @@ test("a kiosk's client id cannot be taken by an operator (a session takeover wou
     assert.instance(err, ErrorWithReasonCode);
   }
   assert.ok(kiosk.connected, "the kiosk was knocked off");
+});
+
+// A viewer, who may publish nothing, connecting with the cloud bridge's
+// client id: aedes would take the session over, the bridge's Will (cloud
+// offline, retained) would reach every kiosk, and a viewer reconnecting in a
+// loop would keep the whole fleet on the offline path (fixed in d8287de).
+test("a viewer connecting with the cloud bridge's client id does not knock the cloud off the broker", async () => {
+  const cloud = await bridge({
+    will: { topic: topics.cloudStatus, payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true },
+  });
+  await cloud.publishAsync(topics.cloudStatus, JSON.stringify({ state: "online" }), { qos: 1, retain: true });
+  const kiosk = await device(a1, SECRET.a1!);
+  const got = recorder(kiosk);
+  await kiosk.subscribeAsync([topics.cloudStatus, topics.deviceTree(a1)], { qos: 1 });
+  await got.next((m) => m.topic === topics.cloudStatus && m.payload.includes("online"), "the cloud online");
+  let refused = false;
+  try {
+    await connect({ clientId: BRIDGE_CLIENT_ID, username: operatorUsername("viewer"), password: SECRET.viewer });
+  } catch {
+    refused = true;
+  }
+  const cloudStillUp = await stillConnected(cloud);
+  // Control: a round trip through the kiosk's connection, after which the Will would have arrived.
+  await kiosk.subscribeAsync(topics.cloudStatus, { qos: 1 });
+  const wentOffline = got.seen.some((m) => m.topic === topics.cloudStatus && m.payload.includes("offline"));
+  const cleaner = await bridge({ clientId: "paylane-cloud-cleaner" });
+  await cleaner.publishAsync(topics.cloudStatus, "", { qos: 1, retain: true });
+  assert.equal(
+    { viewerRefused: refused, bridgeStillConnected: cloudStillUp, kioskGotCloudOffline: wentOffline },
+    { viewerRefused: true, bridgeStillConnected: true, kioskGotCloudOffline: false },
+    "a viewer took over the bridge's session",
+  );
+});
+
+test("an operator of site A connecting with an admin's client id does not take the admin's session", async () => {
+  const admin = await connect({
+    clientId: "paylane-ops-admin-laptop",
+    username: operatorUsername("admin"),
+    password: SECRET.admin,
+  });
+  let refused = false;
+  try {
+    await connect({
+      clientId: "paylane-ops-admin-laptop",
+      username: operatorUsername("viewer"),
+      password: SECRET.viewer,
+    });
+  } catch {
+    refused = true;
+  }
+  const adminUp = await stillConnected(admin);
+  assert.ok(refused || adminUp, "the viewer took over the admin's session");
 });
 
 test.run();

@@ -127,7 +127,8 @@ async function step(site: FleetSite, n: number): Promise<StepResult> {
     stats,
     unacked,
     use: merged,
-    postgresCpu: (pgSeconds / cfg.windowS) * 100,
+    // Summed over every postgres process: a backend that exited in the window makes it meaningless (negative).
+    postgresCpu: pgSeconds >= 0 ? (pgSeconds / cfg.windowS) * 100 : Number.NaN,
     load: loadavg()[0]!,
     held: why === "",
     why,

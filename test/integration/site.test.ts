@@ -179,7 +179,7 @@ for (const backends of BACKEND_MATRIX) {
     );
   });
 
-  it("a batch for another device's topic is refused (gateway ACL on aedes, the bridge on an open broker)", async () => {
+  it("a batch for another device's topic is refused (the broker's ACL where it has one, the bridge on an open broker)", async () => {
     const probe = await site.rawDevice("probe3");
     const k2 = site.address("k2");
     const forged = checkinEntry(999, "m-ada");
@@ -198,7 +198,8 @@ for (const backends of BACKEND_MATRIX) {
       await site.count("SELECT count(*) AS n FROM checkins WHERE site_id = $1 AND device_id = 'k2'", [site.site]),
       1,
     );
-    if (backends.broker !== "aedes") {
+    // Mosquitto with the registry's ACL drops it silently (3.1.1): nothing reaches the bridge to quarantine.
+    if (backends.broker === "mosquitto" || backends.broker === "mosquitto-private") {
       await site.signal.until(
         async () =>
           (await site.count("SELECT count(*) AS n FROM quarantine WHERE site_id = $1 AND code = 'wrong-device'", [

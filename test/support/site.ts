@@ -62,7 +62,7 @@ export const BACKEND_MATRIX: Backends[] = [
   { db: "pg", presence: "redis", broker: "aedes" },
   { db: "pglite", presence: "memory", broker: "aedes" },
   { db: "pg", presence: "memory", broker: "mosquitto" },
-  { db: "pglite", presence: "redis", broker: "mosquitto" },
+  { db: "pglite", presence: "redis", broker: "mosquitto-acl" },
 ];
 
 export const describe = (b: Backends) => `${b.db}+${b.presence}+${b.broker}`;

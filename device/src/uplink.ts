@@ -31,6 +31,7 @@ import {
   ErrorReportSchema,
   EventBatchSchema,
   encode,
+  MAX_RESULT_REASON_CHARS,
   PROTOCOL_VERSION,
   REPLAY_FROM,
   ReplayFromArgsSchema,
@@ -553,6 +554,10 @@ export class Uplink {
   }
 
   publishCommandResult(result: CommandResult): void {
+    // A peripheral's error text can be long: clipped, so the result is still valid (and sent).
+    if ("reason" in result && result.reason.length > MAX_RESULT_REASON_CHARS) {
+      result = { ...result, reason: `${result.reason.slice(0, MAX_RESULT_REASON_CHARS - 1)}…` };
+    }
     this.#client?.publish(topics.cmdResult(this.#o.address), encode(CommandResultSchema, result), { qos: 1 });
   }
 

@@ -63,7 +63,9 @@ export function parseSettings(pairs: string[], base: Record<string, unknown> = {
   for (const pair of pairs) {
     const [path, value] = parsePair(pair, "config set");
     const [key, field, ...extra] = path.split(".");
-    const schema = (CONFIG_SETTINGS as Record<string, z.ZodType>)[key!];
+    const schema = Object.hasOwn(CONFIG_SETTINGS, key!)
+      ? (CONFIG_SETTINGS as Record<string, z.ZodType>)[key!]
+      : undefined;
     if (!schema) throw new ConfigError(`${path}: unknown setting; known: ${CONFIG_SETTING_NAMES.join(", ")}`);
     if (extra.length > 0)
       throw new ConfigError(`${path}: settings nest one level at most, e.g. screenTexts.welcome=Hello`);

@@ -27,20 +27,23 @@ export const COMMAND_STATUSES = ["accepted", "done", "failed", "expired"] as con
 export type CommandStatus = (typeof COMMAND_STATUSES)[number];
 
 /** `cmd-result` (device →): one per step of a command. */
+/** A result names its command's id (CommandSchema's bound) and a reason short enough to read and to store. */
+const resultId = z.string().min(1).max(64);
+export const MAX_RESULT_REASON_CHARS = 1000;
 export const CommandResultSchema = z.discriminatedUnion("status", [
-  z.object({ id: z.string(), command: z.string().optional(), status: z.literal("accepted"), at: isoTime }),
+  z.object({ id: resultId, command: z.string().max(64).optional(), status: z.literal("accepted"), at: isoTime }),
   z.object({
-    id: z.string(),
-    command: z.string().optional(),
+    id: resultId,
+    command: z.string().max(64).optional(),
     status: z.literal("done"),
     result: z.unknown().optional(),
     at: isoTime,
   }),
   z.object({
-    id: z.string(),
-    command: z.string().optional(),
+    id: resultId,
+    command: z.string().max(64).optional(),
     status: z.enum(["failed", "expired"]),
-    reason: z.string(),
+    reason: z.string().max(MAX_RESULT_REASON_CHARS),
     at: isoTime,
   }),
 ]);

@@ -60,7 +60,29 @@ export const DesiredConfigSchema = z.object({
 });
 export type DesiredConfig = z.infer<typeof DesiredConfigSchema>;
 
-export const RejectedSettingSchema = z.object({ field: z.string(), reason: z.string() });
+/** Bounds of a report, so the state a kiosk answers with always fits in a packet whatever it was sent. */
+export const MAX_REJECTED_REPORTED = 20;
+const MAX_FIELD_CHARS = 64;
+const MAX_REASON_CHARS = 300;
+const clipReason = (reason: string) =>
+  reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS - 1)}…` : reason;
+
+export const RejectedSettingSchema = z.object({
+  field: z.string().max(MAX_FIELD_CHARS),
+  reason: z.string().max(MAX_REASON_CHARS),
+});
+
+/**
+ * The refusals to report: at most MAX_REJECTED_REPORTED, the rest counted in
+ * one last line, each reason clipped.
+ */
+export function boundRejected(rejected: ReadonlyArray<{ field: string; reason: string }>) {
+  const clipped = rejected.map((r) => ({ field: r.field.slice(0, MAX_FIELD_CHARS), reason: clipReason(r.reason) }));
+  if (clipped.length <= MAX_REJECTED_REPORTED) return clipped;
+  const kept = clipped.slice(0, MAX_REJECTED_REPORTED - 1);
+  const more = clipped.length - kept.length;
+  return [...kept, { field: "…", reason: `${more} more fields refused` }];
+}
 
 /** `state` (device →, retained): what the device applied. */
 export const ReportedStateSchema = z.object({
@@ -69,9 +91,9 @@ export const ReportedStateSchema = z.object({
   /** The settings in force now (the last good value of each). */
   applied: z.record(z.string(), z.unknown()),
   /** Fields of that version refused, with why; their previous value stays in force. */
-  rejected: z.array(RejectedSettingSchema),
+  rejected: z.array(RejectedSettingSchema).max(MAX_REJECTED_REPORTED),
   /** The whole desired config was refused (unreadable); nothing of it applied. */
-  error: z.string().optional(),
+  error: z.string().max(1000).optional(),
   at: isoTime,
 });
 export type ReportedState = z.infer<typeof ReportedStateSchema>;
@@ -86,15 +108,22 @@ export function checkSettings(settings: Record<string, unknown>): {
 } {
   const accepted: Record<string, unknown> = {};
   const rejected: Array<{ field: string; reason: string }> = [];
+  let listedKnown = false;
   for (const [field, value] of Object.entries(settings)) {
-    const schema = (CONFIG_SETTINGS as Record<string, z.ZodType>)[field];
+    // Own keys only: `constructor` or `__proto__` must read as unknown, not as Object's members.
+    const schema = Object.hasOwn(CONFIG_SETTINGS, field)
+      ? (CONFIG_SETTINGS as Record<string, z.ZodType>)[field]
+      : undefined;
     if (!schema) {
-      rejected.push({ field, reason: `unknown setting; known: ${CONFIG_SETTING_NAMES.join(", ")}` });
+      // The known names once: a config of many unknown fields must not grow a report past a packet.
+      const known = listedKnown ? "" : `; known: ${CONFIG_SETTING_NAMES.join(", ")}`;
+      listedKnown = true;
+      rejected.push({ field: field.slice(0, MAX_FIELD_CHARS), reason: `unknown setting${known}` });
       continue;
     }
     const parsed = schema.safeParse(value);
     if (parsed.success) accepted[field] = parsed.data;
-    else rejected.push({ field, reason: parsed.error.issues.map((i) => i.message).join("; ") });
+    else rejected.push({ field, reason: clipReason(parsed.error.issues.map((i) => i.message).join("; ")) });
   }
   return { accepted: accepted as ConfigSettings, rejected };
 }

@@ -10,7 +10,7 @@
  * database falls far behind — PUBACK is never used as a durability signal.
  */
 
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import {
   AckSchema,
@@ -193,7 +193,9 @@ export class Bridge {
       onFailed: () => this.#failures.inc(),
     });
     const client = mqtt.connect(this.#o.url, {
-      clientId: `paylane-cloud-${this.#o.instance}`,
+      // Unguessable: on a broker that lets any login take over any client id (Mosquitto), an
+      // operator who knew it could kick the cloud off and fire its Will at every kiosk.
+      clientId: `paylane-cloud-${this.#o.instance}-${randomBytes(6).toString("hex")}`,
       username: this.#o.username,
       password: this.#o.password,
       protocolVersion: 4,

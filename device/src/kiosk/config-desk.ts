@@ -9,6 +9,7 @@
  * is ignored (a stale retained message must not undo a newer one).
  */
 import {
+  boundRejected,
   CONFIG_SETTING_NAMES,
   type ConfigSettingName,
   type ConfigSettings,
@@ -108,7 +109,7 @@ export class ConfigDesk implements Part {
     }
     const desired = decode(DesiredConfigSchema, payload);
     if (!desired.ok) {
-      const error = `desired configuration refused, nothing applied: ${desired.error}`;
+      const error = `desired configuration refused, nothing applied: ${desired.error.slice(0, 500)}`;
       log.error({ error: desired.error, version: this.#version }, "desired configuration unreadable: last good kept");
       return this.#report({ rejected: [], error });
     }
@@ -131,12 +132,14 @@ export class ConfigDesk implements Part {
     this.#version = version;
     this.#settings = applied;
     const allRejected = [...rejected, ...failed];
-    if (allRejected.length > 0) log.warn({ version, rejected: allRejected }, "desired configuration partly refused");
+    if (allRejected.length > 0) {
+      log.warn({ version, rejected: boundRejected(allRejected) }, "desired configuration partly refused");
+    }
     log.info(
       { version, applied: Object.keys(accepted).filter((k) => !failed.some((f) => f.field === k)) },
       "desired configuration applied",
     );
-    return this.#report({ rejected: allRejected });
+    return this.#report({ rejected: boundRejected(allRejected) });
   }
 
   #report(extra?: Parameters<ConfigDesk["state"]>[0]): ReportedState {

@@ -160,7 +160,10 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     );
   }
   if (o.configs) {
-    app.route("/", deviceConfigRoutes({ configs: o.configs, registry: o.registry, tokens, connected: brokerConnected }));
+    app.route(
+      "/",
+      deviceConfigRoutes({ configs: o.configs, registry: o.registry, tokens, connected: brokerConnected }),
+    );
   }
   app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
 

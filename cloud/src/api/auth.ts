@@ -10,10 +10,11 @@
  *
  * and optionally `sites`, the sites the token may touch (absent: all).
  */
-import { type Identity, problemResponse, type Registry } from "@paylane/protocol";
+import { type DeviceAddress, type Identity, problemResponse, type Registry } from "@paylane/protocol";
 import type { Context, MiddlewareHandler } from "hono";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
+import { notFound } from "./http.ts";
 
 export const ROLES = ["viewer", "operator", "admin"] as const;
 export type Role = (typeof ROLES)[number];
@@ -135,6 +136,19 @@ export function siteDenied(c: Context<OperatorEnv>, site: string): Response | nu
   const sites = c.var.operator.sites;
   if (sites === null || sites.includes(site)) return null;
   return problemResponse({ title: "Forbidden", status: 403, detail: `this token may not touch site ${site}` });
+}
+
+/**
+ * The enrolled device a `/:site/:device` path names, when the operator may
+ * touch its site; else the problem response (403 for the site, 404 for a
+ * device the registry does not know).
+ */
+export function pathDevice(c: Context<OperatorEnv>, registry: Registry): DeviceAddress | Response {
+  const device = { site: c.req.param("site") ?? "", device: c.req.param("device") ?? "" };
+  const denied = siteDenied(c, device.site);
+  if (denied) return denied;
+  if (!registry.hasDevice(device)) return notFound(`no enrolled device ${device.site}/${device.device}`);
+  return device;
 }
 
 /**

@@ -19,8 +19,8 @@ import {
 import { Hono } from "hono";
 import { z } from "zod";
 import { type CommandDesk, isSettled } from "../fleet/commands.ts";
-import { type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { badRequest, cursor, jsonBody, notFound, pageAfter, queryError } from "./http.ts";
+import { type OperatorEnv, type OperatorTokenConfig, operatorAuth, pathDevice } from "./auth.ts";
+import { badRequest, cursor, jsonBody, pageAfter, queryError } from "./http.ts";
 
 /** How long a POST waits for the result unless told otherwise. */
 export const DEFAULT_WAIT_SECONDS = 10;
@@ -55,17 +55,8 @@ export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): Hono<Operato
   const app = new Hono<OperatorEnv>();
   const path = "/api/v1/devices/:site/:device/commands";
 
-  /** The device of the path, if the token may touch its site and the registry knows it. */
-  const deviceOf = (c: Parameters<typeof siteDenied>[0]) => {
-    const device = { site: c.req.param("site") ?? "", device: c.req.param("device") ?? "" };
-    const denied = siteDenied(c, device.site);
-    if (denied) return denied;
-    if (!o.registry().hasDevice(device)) return notFound(`no enrolled device ${device.site}/${device.device}`);
-    return device;
-  };
-
   app.post(path, operatorAuth(o.tokens, "operator"), async (c) => {
-    const device = deviceOf(c);
+    const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     const body = await jsonBody(c.req.raw, SendBody);
     if (body instanceof Response) return body;
@@ -91,7 +82,7 @@ export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): Hono<Operato
   });
 
   app.get(path, operatorAuth(o.tokens, "viewer"), async (c) => {
-    const device = deviceOf(c);
+    const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     const q = ListQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);

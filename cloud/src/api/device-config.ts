@@ -15,8 +15,8 @@ import { checkSettings, problemResponse, type Registry } from "@paylane/protocol
 import { Hono } from "hono";
 import { z } from "zod";
 import type { ConfigDesk } from "../fleet/device-config.ts";
-import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { badRequest, jsonBody, notFound, queryError } from "./http.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, pathDevice } from "./auth.ts";
+import { badRequest, jsonBody, queryError } from "./http.ts";
 
 const PutBody = z.strictObject({ settings: z.record(z.string(), z.unknown()) });
 const DriftQuery = z.object({ site: z.string().max(64).optional() });
@@ -32,16 +32,8 @@ export function deviceConfigRoutes(o: DeviceConfigRoutesOptions): Hono<OperatorE
   const app = new Hono<OperatorEnv>();
   const path = "/api/v1/devices/:site/:device/config";
 
-  const deviceOf = (c: Parameters<typeof siteDenied>[0]) => {
-    const device = { site: c.req.param("site") ?? "", device: c.req.param("device") ?? "" };
-    const denied = siteDenied(c, device.site);
-    if (denied) return denied;
-    if (!o.registry().hasDevice(device)) return notFound(`no enrolled device ${device.site}/${device.device}`);
-    return device;
-  };
-
   app.put(path, operatorAuth(o.tokens, "operator"), async (c) => {
-    const device = deviceOf(c);
+    const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     const body = await jsonBody(c.req.raw, PutBody);
     if (body instanceof Response) return body;
@@ -61,7 +53,7 @@ export function deviceConfigRoutes(o: DeviceConfigRoutesOptions): Hono<OperatorE
   });
 
   app.get(path, operatorAuth(o.tokens, "viewer"), async (c) => {
-    const device = deviceOf(c);
+    const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     return c.json(await o.configs.get(device));
   });

@@ -149,6 +149,37 @@ test("self-test: accepted, then done with each peripheral's result, the payment 
   assert.is(r.command, "self-test");
 });
 
+test("self-test: a terminal idle since boot is linked up, not reported faulty; one that cannot link is, with why", async (ctx) => {
+  const peripherals = (r: CommandResult) =>
+    (r as { result: { peripherals: Record<string, { ok: boolean; detail: string }> } }).result.peripherals;
+  let state: PaymentTerminal["state"] = "disconnected";
+  ctx.deps.terminal = {
+    get state() {
+      return state;
+    },
+    connect: async () => {
+      state = "ready";
+    },
+  } as unknown as PaymentTerminal;
+  await ctx.desk.stop();
+  ctx.desk = new CommandDesk(ctx.kit, {
+    log: await CommandLog.open(ctx.db),
+    handlers: kioskCommands(ctx.kit, ctx.deps),
+    publish: (r) => ctx.published.push(r),
+  });
+  await ctx.desk.start();
+  assert.equal(peripherals(final(await ctx.desk.handle("self-test", cmd("t1")))).terminal, {
+    ok: true,
+    detail: "payment terminal ready",
+  });
+  state = "disconnected";
+  (ctx.deps.terminal as { connect: () => Promise<void> }).connect = async () => {
+    throw new Error("connect ECONNREFUSED 127.0.0.1:20007");
+  };
+  const refused = peripherals(final(await ctx.desk.handle("self-test", cmd("t2")))).terminal;
+  assert.equal(refused, { ok: false, detail: "payment terminal unreachable: connect ECONNREFUSED 127.0.0.1:20007" });
+});
+
 test("print-test: a test receipt goes through the printer; paper out or no printer fails with why", async (ctx) => {
   assert.is(final(await ctx.desk.handle("print-test", cmd("p1"))).status, "done");
   assert.is(ctx.printed.length, 1);

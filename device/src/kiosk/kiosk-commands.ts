@@ -47,10 +47,7 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
     "self-test": async () => {
       const report = await kit.work.track(d.peripherals.selfTest());
       const peripherals = { ...report.peripherals };
-      if (d.terminal) {
-        const state = d.terminal.state;
-        peripherals.terminal = { ok: state !== "disconnected", detail: `payment terminal ${state}` };
-      }
+      if (d.terminal) peripherals.terminal = await terminalCheck(d.terminal);
       return { result: { ok: Object.values(peripherals).every((p) => p.ok), peripherals } };
     },
 
@@ -115,3 +112,29 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
     },
   };
 }
+
+/**
+ * The payment terminal's part of a self-test. A terminal links up at its
+ * first charge, so one idle since boot reads "disconnected" without being
+ * faulty: it is asked to link up now, within TERMINAL_CHECK_MS.
+ */
+async function terminalCheck(terminal: PaymentTerminal): Promise<{ ok: boolean; detail: string }> {
+  if (terminal.state === "disconnected" && terminal.connect) {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`no link within ${TERMINAL_CHECK_MS / 1000} s`), TERMINAL_CHECK_MS);
+    });
+    const failure = await Promise.race([
+      terminal.connect().then(
+        () => undefined,
+        (err: Error) => err.message,
+      ),
+      late,
+    ]).finally(() => clearTimeout(timer));
+    if (failure !== undefined) return { ok: false, detail: `payment terminal unreachable: ${failure}` };
+  }
+  const state = terminal.state;
+  return { ok: state !== "disconnected", detail: `payment terminal ${state}` };
+}
+
+const TERMINAL_CHECK_MS = 5000;

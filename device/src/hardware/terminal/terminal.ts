@@ -50,6 +50,12 @@ export interface PaymentTerminal {
    * interface offers it.
    */
   endOfDay?(): Promise<TerminalSettlement>;
+  /**
+   * Sets up the link now rather than at the first charge (a terminal idle
+   * since boot reads "disconnected" until then). Rejects naming why it could
+   * not. Optional, like endOfDay.
+   */
+  connect?(): Promise<void>;
   close(): Promise<void>;
 }
 

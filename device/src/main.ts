@@ -4,6 +4,7 @@ import {
   ConfigError,
   createCommand,
   createLogger,
+  EXIT_RESTART,
   environmentHelp,
   LogLevelSchema,
   parseEnv,
@@ -13,12 +14,6 @@ import { z } from "zod";
 import { loadDeviceConfig } from "./config.ts";
 
 const NAME = "paylane-device";
-
-/**
- * The exit code of a restart asked by `cmd/reboot` (EX_TEMPFAIL): not 0, so
- * systemd's Restart=on-failure (or any supervisor) starts the daemon again.
- */
-const EXIT_RESTART = 75;
 
 /** Everything else is in the config file. */
 const DeviceEnvSchema = z.object({ LOG_LEVEL: LogLevelSchema });

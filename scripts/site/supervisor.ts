@@ -16,6 +16,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { realTimers, type Timers } from "@paylane/protocol";
+import { EXIT_RESTART } from "@paylane/protocol/service";
 
 /**
  * What a crash of a running child does: `restart` it (with backoff, a bounded
@@ -216,6 +217,13 @@ export class Supervisor {
       );
       return;
     }
+    if (exit.code === EXIT_RESTART && policy !== "stop-site") {
+      // It asked for this (a kiosk's cmd/reboot): not a crash, no backoff, no budget spent.
+      this.#o.report(`${name} restarts as it asked (exit code ${EXIT_RESTART})`);
+      child.state = "restarting";
+      this.#relaunch(child, 0);
+      return;
+    }
     this.#crashed(child, describeExit(exit));
   }
 
@@ -242,6 +250,12 @@ export class Supervisor {
     this.#o.report(
       `${name} died (${why}); restarting in ${delay / 1000} s (restart ${child.restarts.length} of ${this.#o.maxRestarts} allowed within ${this.#o.restartWindowMs / 1000} s)`,
     );
+    this.#relaunch(child, delay);
+  }
+
+  /** Starts `child` again after `delay` ms; one that does not come back counts as a crash. */
+  #relaunch(child: Supervised, delay: number): void {
+    const { name } = child.spec;
     child.timer = this.#o.timers.setTimeout(() => {
       child.timer = undefined;
       if (this.#stopping) return;

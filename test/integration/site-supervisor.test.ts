@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { EXIT_RESTART } from "@paylane/protocol/service";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { httpReady } from "../../scripts/site/http-ready.ts";
@@ -36,6 +37,8 @@ function child(name: string, port: number, log: string, policy: ChildSpec["polic
     const fs = require("node:fs");
     const srv = require("node:http").createServer((q, s) => s.end("ok")).listen(${port}, "127.0.0.1");
     process.on("SIGTERM", () => { fs.appendFileSync(${JSON.stringify(log)}, ${JSON.stringify(`${name}\n`)}); srv.close(); process.exit(0); });
+    // As a kiosk does on cmd/reboot: exit asking to be started again.
+    process.on("SIGUSR1", () => { srv.close(); process.exit(${EXIT_RESTART}); });
   `;
   return {
     name,
@@ -117,6 +120,30 @@ it("a kiosk killed with SIGKILL is reported in one line and restarted after the 
     assert.is((await fetch(`http://127.0.0.1:${port}/`)).status, 200);
     assert.not.ok(h.fatal());
     assert.is(h.lines.length, 2, h.lines.join("\n"));
+  } finally {
+    await h.supervisor.stop();
+  }
+});
+
+it("a kiosk that exits asking for a restart (cmd/reboot) is started again at once, not counted as a crash", async () => {
+  const h = harness({ maxRestarts: 1 });
+  const port = await freePort();
+  await h.supervisor.start(child("kiosk k1", port, join(dir, "stopped"), "restart"));
+  try {
+    for (let round = 1; round <= 3; round++) {
+      const before = h.supervisor.pids()["kiosk k1"]!;
+      process.kill(before, "SIGUSR1");
+      await h.linesMatching(/^kiosk k1 restarts as it asked/, round);
+      h.timers.advance(0);
+      await h.linesMatching(/^kiosk k1 is back/, round);
+      assert.is.not(h.supervisor.pids()["kiosk k1"], before);
+    }
+    assert.is((await fetch(`http://127.0.0.1:${port}/`)).status, 200);
+    assert.not.ok(h.fatal(), "three asked restarts spend none of a budget of one crash");
+    assert.not.ok(
+      h.lines.some((l) => l.includes("died")),
+      h.lines.join("\n"),
+    );
   } finally {
     await h.supervisor.stop();
   }

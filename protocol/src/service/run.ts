@@ -67,3 +67,11 @@ export function runService<O extends OptionValues>(program: Command, start: (opt
     process.exit(err instanceof ConfigError ? EXIT.usage : EXIT.failed);
   });
 }
+
+/**
+ * The exit code of a service that asks to be started again (a kiosk's
+ * `cmd/reboot`): EX_TEMPFAIL, not 0, so systemd's Restart=on-failure (or any
+ * supervisor) starts it again; `npm start`'s runner does so at once, without
+ * counting it as a crash.
+ */
+export const EXIT_RESTART = 75;

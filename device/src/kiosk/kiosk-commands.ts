@@ -6,6 +6,7 @@
 import type { PaymentTerminal } from "../hardware/terminal/terminal.ts";
 import type { Peripherals } from "../peripherals.ts";
 import type { Replica } from "../replica.ts";
+import type { Timers } from "../timers.ts";
 import type { Uplink } from "../uplink.ts";
 import { CommandFailure, type CommandHandlers } from "./command-desk.ts";
 import type { CustomerPresence } from "./customer-presence.ts";
@@ -47,7 +48,7 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
     "self-test": async () => {
       const report = await kit.work.track(d.peripherals.selfTest());
       const peripherals = { ...report.peripherals };
-      if (d.terminal) peripherals.terminal = await terminalCheck(d.terminal);
+      if (d.terminal) peripherals.terminal = await terminalCheck(d.terminal, kit.timers);
       return { result: { ok: Object.values(peripherals).every((p) => p.ok), peripherals } };
     },
 
@@ -118,11 +119,11 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
  * first charge, so one idle since boot reads "disconnected" without being
  * faulty: it is asked to link up now, within TERMINAL_CHECK_MS.
  */
-async function terminalCheck(terminal: PaymentTerminal): Promise<{ ok: boolean; detail: string }> {
+async function terminalCheck(terminal: PaymentTerminal, timers: Timers): Promise<{ ok: boolean; detail: string }> {
   if (terminal.state === "disconnected" && terminal.connect) {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: unknown;
     const late = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`no link within ${TERMINAL_CHECK_MS / 1000} s`), TERMINAL_CHECK_MS);
+      timer = timers.setTimeout(() => resolve(`no link within ${TERMINAL_CHECK_MS / 1000} s`), TERMINAL_CHECK_MS);
     });
     const failure = await Promise.race([
       terminal.connect().then(
@@ -130,7 +131,7 @@ async function terminalCheck(terminal: PaymentTerminal): Promise<{ ok: boolean; 
         (err: Error) => err.message,
       ),
       late,
-    ]).finally(() => clearTimeout(timer));
+    ]).finally(() => timers.clearTimeout(timer));
     if (failure !== undefined) return { ok: false, detail: `payment terminal unreachable: ${failure}` };
   }
   const state = terminal.state;

@@ -210,6 +210,15 @@ test("unlock: the relay is energised for the seconds asked, renewed past its lon
   assert.equal(ctx.pulses, [5000]);
 });
 
+test("unlock: the latest unlock says how long the door stays open, a shorter one too", async (ctx) => {
+  await ctx.desk.handle("unlock", cmd("long", { seconds: 300 }));
+  await ctx.desk.handle("unlock", cmd("short", { seconds: 5 }));
+  assert.equal(ctx.pulses, [30_000, 5000]);
+  ctx.kit.clock.advance(25_000);
+  ctx.kit.clock.advance(25_000);
+  assert.equal(ctx.pulses, [30_000, 5000], "the 300 s unlock's renewals were called off");
+});
+
 test("unlock without a relay, or with seconds out of range: failed, nothing energised", async (ctx) => {
   const bad = final(await ctx.desk.handle("unlock", cmd("u1", { seconds: 0 })));
   assert.is(bad.status, "failed");

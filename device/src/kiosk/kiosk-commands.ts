@@ -32,6 +32,8 @@ export interface KioskCommandDeps {
 
 export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandlers {
   const { log, now } = kit;
+  /** The pending renewal of the door relay's pulse (see unlock). */
+  let renewTimer: unknown;
   return {
     reboot: async () => {
       const restart = d.restart;
@@ -83,11 +85,17 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
       if (!pulse())
         throw new CommandFailure(`the relay could not be energised: ${relay.health.lastError ?? "not started"}`);
       // Past the relay's longest pulse: renewed shortly before each one ends, until the time asked.
+      // One chain at a time: the latest unlock says how long the door stays open (a shorter one too).
+      kit.timers.clearTimeout(renewTimer);
+      renewTimer = undefined;
       const renew = () => {
+        renewTimer = undefined;
         if (until - now().getTime() <= 0 || !pulse()) return;
-        if (until - now().getTime() > MAX_PULSE_MS) kit.timers.setTimeout(renew, MAX_PULSE_MS - RENEW_BEFORE_MS);
+        if (until - now().getTime() > MAX_PULSE_MS) {
+          renewTimer = kit.timers.setTimeout(renew, MAX_PULSE_MS - RENEW_BEFORE_MS);
+        }
       };
-      if (seconds * 1000 > MAX_PULSE_MS) kit.timers.setTimeout(renew, MAX_PULSE_MS - RENEW_BEFORE_MS);
+      if (seconds * 1000 > MAX_PULSE_MS) renewTimer = kit.timers.setTimeout(renew, MAX_PULSE_MS - RENEW_BEFORE_MS);
       log.warn({ seconds }, "door unlocked by command");
       return { result: { unlockedForSeconds: seconds, until: new Date(until).toISOString() } };
     },

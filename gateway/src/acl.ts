@@ -12,10 +12,12 @@ import {
   type Channel,
   type DeviceAddress,
   deviceIdentity,
+  ID_PATTERN,
   type Identity,
   type OperatorRole,
   parseAlertTopic,
   parseTopic,
+  RESERVED_SITES,
   ROOT,
   type ServiceRole,
   topics,
@@ -226,10 +228,14 @@ export function checkForward(identity: Identity, topic: string): Decision {
   return ALLOW;
 }
 
+/** The site of a `topics.eventsMeta` topic (`paylane/v1/cloud/events/{site}/{device}`), else undefined. */
 function cloudEventsSite(topic: string): string | undefined {
   const levels = topic.split("/");
-  if (levels.length !== 6 || levels[2] !== "cloud" || levels[3] !== "events") return undefined;
-  return levels[4];
+  if (levels.length !== 6 || levels[0] !== ROOT_LEVELS[0] || levels[1] !== ROOT_LEVELS[1]) return undefined;
+  const [, , cloud, events, site, device] = levels as [string, string, string, string, string, string];
+  if (cloud !== "cloud" || events !== "events") return undefined;
+  const valid = ID_PATTERN.test(site) && !RESERVED_SITES.has(site) && ID_PATTERN.test(device);
+  return valid ? site : undefined;
 }
 
 function checkDeviceSubscribe(own: DeviceAddress, filter: string): Decision {

@@ -67,6 +67,12 @@ const bridgePublish: Row[] = [
   ["paylane/v1/s1/k1/state", true, false],
   ["paylane/v1/s1/k1/cmd-result", false, false],
   ["paylane/v1/cloud/other", false, false],
+  // the committed-events feed: live, under the v1 root, with real ids only
+  ["paylane/v1/cloud/events/s1/k1", false, true],
+  ["paylane/v1/cloud/events/s1/k1", true, false],
+  ["elsewhere/v9/cloud/events/s1/k1", false, false],
+  ["paylane/v1/cloud/events/cloud/k1", false, false],
+  ["paylane/v1/cloud/events/s1/K+1", false, false],
   ["$SYS/x", false, false],
   ["elsewhere", false, false],
 ];

@@ -259,9 +259,7 @@ export class Bridge {
    * armed here, so beats stop by themselves when the connection is gone.
    */
   #heartbeat(client: MqttClient): void {
-    const timers = this.#o.timers ?? realTimers;
-    timers.clearTimeout(this.#heartbeatTimer);
-    this.#heartbeatTimer = undefined;
+    this.#stopHeartbeat();
     if (this.#client !== client || !client.connected) return;
     const heartbeatSeconds = this.#o.heartbeatSeconds ?? 3;
     client.publish(
@@ -275,7 +273,10 @@ export class Bridge {
       }),
       { qos: 1, retain: true },
     );
-    this.#heartbeatTimer = timers.setTimeout(() => this.#heartbeat(client), heartbeatSeconds * 1000);
+    this.#heartbeatTimer = (this.#o.timers ?? realTimers).setTimeout(
+      () => this.#heartbeat(client),
+      heartbeatSeconds * 1000,
+    );
   }
 
   #stopHeartbeat(): void {

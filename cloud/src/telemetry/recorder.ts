@@ -136,6 +136,8 @@ export class TelemetryRecorder {
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#o.batchRows);
+      // The newest report does not need Postgres: it stays current while the history cannot be written.
+      await this.#putLatest(batch);
       try {
         await this.#insert(batch);
         this.#inserted?.inc(batch.length);
@@ -145,7 +147,6 @@ export class TelemetryRecorder {
         this.#o.logger.warn({ err: (err as Error).message, rows: batch.length }, "telemetry history write failed");
         return;
       }
-      await this.#putLatest(batch);
     }
   }
 

@@ -31,20 +31,20 @@ const ALLOW: Decision = { allowed: true };
 const deny = (reason: string): Decision => ({ allowed: false, reason });
 
 /** What a device sends (the "device →" channels of protocol/src/topics.ts, DEVICE_OUT). */
-const DEVICE_PUBLISH = new Set<Channel>(["status", "events", "telemetry", "state", "cmd-result"]);
+export const DEVICE_PUBLISH = new Set<Channel>(["status", "events", "telemetry", "state", "cmd-result"]);
 /** Only the birth/Will and the reported configuration are retained (docs/architecture.md, MQTT contract). */
 const DEVICE_RETAIN = new Set<Channel>(["status", "state"]);
 /** What is addressed to a device ("→ device" channels): a device may read these, exactly. */
-const DEVICE_SUBSCRIBE = new Set<Channel>(["ack", "config", "errors", "cmd"]);
+export const DEVICE_SUBSCRIBE = new Set<Channel>(["ack", "config", "errors", "cmd"]);
 /**
  * What a device sends and may read back: its own `status`, so a late Will of
  * an older session that overwrote its birth is seen and answered with the
  * birth again (docs/status.md).
  */
-const DEVICE_READ_BACK = new Set<Channel>(["status"]);
+export const DEVICE_READ_BACK = new Set<Channel>(["status"]);
 
 /** What the cloud bridge sends to devices. */
-const BRIDGE_PUBLISH = new Set<Channel>(["ack", "config", "errors", "cmd"]);
+export const BRIDGE_PUBLISH = new Set<Channel>(["ack", "config", "errors", "cmd"]);
 /** `config` is the desired state: retained so a device that connects later still gets it. */
 const BRIDGE_RETAIN = new Set<Channel>(["config"]);
 
@@ -65,7 +65,7 @@ export function checkPublish(identity: Identity, topic: string, retain: boolean)
 /** Roles that may steer kiosks (commands, desired configuration). */
 const STEERING_ROLES = new Set<OperatorRole>(["operator", "admin"]);
 /** What operators read of each kiosk: never `events` (bodies hold member ids), never `ack`. */
-const OPERATOR_READ = new Set<string>(["status", "telemetry", "state", "cmd-result", "config"]);
+export const OPERATOR_READ = new Set<string>(["status", "telemetry", "state", "cmd-result", "config"]);
 
 /** Whether the operator's grant covers `site` (admins: every site). */
 export function grantsSite(op: OperatorIdentity, site: string): boolean {

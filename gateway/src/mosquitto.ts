@@ -35,6 +35,7 @@ import {
   serviceUsername,
   topics,
 } from "@paylane/protocol";
+import { BRIDGE_PUBLISH, DEVICE_PUBLISH, DEVICE_READ_BACK, DEVICE_SUBSCRIBE, OPERATOR_READ } from "./acl.ts";
 
 /** Mosquitto 2's own parameters for PBKDF2-SHA512 (`$7$` in mosquitto_passwd). */
 const PBKDF2 = { iterations: 101, saltBytes: 12, keyBytes: 64, digest: "sha512" } as const;
@@ -100,13 +101,13 @@ const subscribeExactly = (filter: string) => allow("subscribeLiteral", filter);
 const subscribeWithin = (filter: string) => allow("subscribePattern", filter);
 
 const at = (...levels: string[]) => [ROOT, ...levels].join("/");
-/** Channels by direction, as acl.ts has them. */
-const DEVICE_SENDS = ["status", "events", "telemetry", "state", "cmd-result"];
+/** Channels by direction, from acl.ts's own sets (`cmd/{name}` is one level deeper and has its own patterns). */
+const DEVICE_SENDS: string[] = [...DEVICE_PUBLISH];
 /** Addressed to the device, plus its own `status` read back (a late Will over its birth is answered). */
-const DEVICE_READS = ["ack", "config", "errors", "status"];
-const BRIDGE_SENDS = ["ack", "config", "errors"];
+const DEVICE_READS: string[] = [...DEVICE_SUBSCRIBE, ...DEVICE_READ_BACK].filter((c) => c !== "cmd");
+const BRIDGE_SENDS: string[] = [...BRIDGE_PUBLISH].filter((c) => c !== "cmd");
 /** What operators read of each kiosk: never `events`, `ack` or `errors`. */
-const OPERATOR_READS = ["status", "telemetry", "state", "cmd-result", "config"];
+const OPERATOR_READS: string[] = [...OPERATOR_READ];
 
 /** A device: its own subtree only (acl.ts, checkDevicePublish and checkDeviceSubscribe). */
 function deviceRole(site: string, device: string): DynsecRole {

@@ -10,7 +10,7 @@ import { readdir } from "node:fs/promises";
 import { join, relative } from "node:path";
 
 const root = join(import.meta.dirname, "..");
-const FOLDERS = ["protocol", "device", "gateway", "cloud", "ui", "ops", "test"];
+const FOLDERS = ["protocol", "device", "gateway", "cloud", "ui", "ops", "provisioning", "test"];
 const CONCURRENCY = Number(process.env.TEST_CONCURRENCY ?? 2);
 const FILE_TIMEOUT_MS = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 480_000);
 

@@ -74,6 +74,8 @@ export const COMMAND_ARGS = {
   "set-mode": z.object({ mode: z.enum(KIOSK_MODES) }).strict(),
   /** Start a new log file (the old one kept for collection). */
   "rotate-logs": z.object({}).strict(),
+  /** Make a new MQTT/HTTP secret and register it with the cloud (docs/install.md); the session reconnects with it. */
+  "rotate-credentials": z.object({}).strict(),
 } as const;
 export type CommandName = keyof typeof COMMAND_ARGS;
 export const COMMAND_NAMES = Object.keys(COMMAND_ARGS) as CommandName[];

@@ -3,6 +3,7 @@ export * from "./cloud-api.ts";
 export * from "./codec.ts";
 export * from "./commands.ts";
 export * from "./device-config.ts";
+export * from "./enrolment.ts";
 export * from "./messages.ts";
 export * from "./money.ts";
 export * from "./payments.ts";

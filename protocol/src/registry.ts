@@ -11,6 +11,7 @@ import { type FSWatcher, watch } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
+import lockfile from "proper-lockfile";
 import { z } from "zod";
 import { validate } from "./codec.ts";
 import { type DeviceAddress, ID_PATTERN, RESERVED_SITES } from "./topics.ts";
@@ -164,6 +165,11 @@ export class Registry {
     await rename(tmp, path);
   }
 
+  /** The file this registry was made from (secret hashes included): for tools that change and save it. */
+  get file(): RegistryFile {
+    return this.#file;
+  }
+
   get devices(): readonly DeviceAddress[] {
     return this.#file.devices.map((d) => ({ site: d.site, device: d.device }));
   }
@@ -213,6 +219,32 @@ export class Registry {
     if (!(await (slowCheck ? slowCheck(check) : check()))) return null;
     this.#verified.set(username, digest);
     return entry.identity;
+  }
+}
+
+/**
+ * Reads, changes and writes the registry file under a lock (`<file>.lock`, a
+ * directory made atomically by proper-lockfile), so the cloud enrolling a
+ * kiosk and an admin adding an operator at the same moment both land. The
+ * change is validated before it is written: a mutation that breaks the file
+ * throws and leaves the file as it was. Returns what `mutate` returned.
+ */
+export async function updateRegistryFile<T>(path: string, mutate: (file: RegistryFile) => T | Promise<T>): Promise<T> {
+  const release = await lockfile.lock(path, {
+    // A writer holds the lock for milliseconds; a lock older than 10 s belongs to a process that died holding it.
+    stale: 10_000,
+    retries: { retries: 50, minTimeout: 20, maxTimeout: 200 },
+    realpath: false,
+  });
+  try {
+    const current = await Registry.load(path);
+    const file = structuredClone(current.file);
+    const result = await mutate(file);
+    Registry.parse(file, path);
+    await Registry.save(path, file);
+    return result;
+  } finally {
+    await release();
   }
 }
 

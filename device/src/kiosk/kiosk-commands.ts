@@ -28,6 +28,8 @@ export interface KioskCommandDeps {
   restart?: () => void;
   /** Reopens the log file (after logrotate moved it); absent: the kiosk logs to stdout and `rotate-logs` fails. */
   reopenLogs?: () => void;
+  /** Makes and registers new credentials (device/src/setup); absent: `rotate-credentials` fails. */
+  rotateCredentials?: () => Promise<object>;
 }
 
 export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandlers {
@@ -108,6 +110,12 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
     "set-mode": async ({ mode }, command) => {
       const { previous } = await d.mode.set(mode, command.by ?? "command");
       return { result: { mode, previous } };
+    },
+
+    "rotate-credentials": async () => {
+      if (!d.rotateCredentials)
+        throw new CommandFailure("this daemon was started without its device key, so it cannot rotate its credentials");
+      return { result: await d.rotateCredentials() };
     },
 
     "rotate-logs": async () => {

@@ -16,10 +16,13 @@
  */
 import { createHash, randomInt } from "node:crypto";
 import { z } from "zod";
+import { CLAIM_CODE_DIGITS, claimCheckDigit, formatClaimCode } from "./setup-api.ts";
 import { ID_PATTERN, RESERVED_SITES } from "./topics.ts";
 
-/** A claim code is 20 digits (19 random, one check digit), shown as four groups of five: typeable on a keypad. */
-export const CLAIM_CODE_DIGITS = 20;
+// The claim code's shape and check digit live in the browser-safe setup-api.ts, so the kiosk's
+// setup screen catches a typo with the same check the cloud uses.
+export { CLAIM_CODE_DIGITS, formatClaimCode, parseClaimCode } from "./setup-api.ts";
+
 /** How long a claim code lives unless `--ttl` says otherwise. */
 export const DEFAULT_CLAIM_TTL_SECONDS = 24 * 3600;
 /** The longest a claim code may live: it is a bearer credential. */
@@ -27,49 +30,11 @@ export const MAX_CLAIM_TTL_SECONDS = 30 * 24 * 3600;
 /** Signed requests further than this from the cloud's clock are refused as `clock-skew`. */
 export const ENROL_CLOCK_SKEW_SECONDS = 600;
 
-/** The Luhn check digit of a string of digits. */
-function luhnDigit(digits: string): number {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = Number(digits[digits.length - 1 - i]);
-    if (i % 2 === 0) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-  }
-  return (10 - (sum % 10)) % 10;
-}
-
 /** A new claim code, formatted `12345-67890-12345-67890` (~63 bits). */
 export function newClaimCode(): string {
   let body = "";
   for (let i = 0; i < CLAIM_CODE_DIGITS - 1; i++) body += String(randomInt(10));
-  return formatClaimCode(body + luhnDigit(body));
-}
-
-/** Groups of five digits separated by `-`. */
-export function formatClaimCode(digits: string): string {
-  return digits.match(/.{1,5}/g)?.join("-") ?? digits;
-}
-
-/**
- * The 20 digits of a claim code as typed or scanned (spaces and dashes
- * ignored), or why it cannot be one: a typo is caught on the kiosk before
- * anything is sent.
- */
-export function parseClaimCode(input: string): { ok: true; digits: string } | { ok: false; error: string } {
-  const digits = input.replace(/[\s-]/g, "");
-  if (!/^\d+$/.test(digits))
-    return { ok: false, error: "a claim code has digits only (groups of five, dashes allowed)" };
-  if (digits.length !== CLAIM_CODE_DIGITS)
-    return { ok: false, error: `a claim code has ${CLAIM_CODE_DIGITS} digits; this has ${digits.length}` };
-  if (luhnDigit(digits.slice(0, -1)) !== Number(digits.at(-1)))
-    return {
-      ok: false,
-      error: "this claim code has a typo (its check digit does not match): check each group of five",
-    };
-  return { ok: true, digits };
+  return formatClaimCode(body + claimCheckDigit(body));
 }
 
 /** What the cloud stores and looks codes up by: the sha256 of the 20 digits, hex. */

@@ -98,3 +98,47 @@ export const setupApi = {
     response: z.object({ printed: z.boolean(), detail: z.string() }),
   },
 } as const;
+
+// Claim codes: defined here, not in enrolment.ts (which needs node:crypto), so the kiosk's
+// setup screen refuses a typo with the very check the cloud uses. enrolment.ts re-exports them.
+
+/** A claim code is 20 digits (19 random, one check digit), shown as four groups of five: typeable on a keypad. */
+export const CLAIM_CODE_DIGITS = 20;
+
+/** The Luhn check digit of a string of digits: catches any one wrong digit and most swapped neighbours. */
+export function claimCheckDigit(digits: string): number {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = Number(digits[digits.length - 1 - i]);
+    if (i % 2 === 0) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return (10 - (sum % 10)) % 10;
+}
+
+/** Groups of five digits separated by `-`. */
+export function formatClaimCode(digits: string): string {
+  return digits.match(/.{1,5}/g)?.join("-") ?? digits;
+}
+
+/**
+ * The 20 digits of a claim code as typed or scanned (spaces and dashes
+ * ignored), or why it cannot be one: a typo is caught on the kiosk before
+ * anything is sent.
+ */
+export function parseClaimCode(input: string): { ok: true; digits: string } | { ok: false; error: string } {
+  const digits = input.replace(/[\s-]/g, "");
+  if (!/^\d+$/.test(digits))
+    return { ok: false, error: "a claim code has digits only (groups of five, dashes allowed)" };
+  if (digits.length !== CLAIM_CODE_DIGITS)
+    return { ok: false, error: `a claim code has ${CLAIM_CODE_DIGITS} digits; this has ${digits.length}` };
+  if (claimCheckDigit(digits.slice(0, -1)) !== Number(digits.at(-1)))
+    return {
+      ok: false,
+      error: "this claim code has a typo (its check digit does not match): check each group of five",
+    };
+  return { ok: true, digits };
+}

@@ -3,6 +3,7 @@
  * the MQTT bridge and the HTTP API. The constructor stores options only;
  * `start()` and `stop()` mirror each other.
  */
+import { readFile } from "node:fs/promises";
 import { Registry, realTimers, serviceUsername, type Timers, watchRegistry } from "@paylane/protocol";
 import {
   createLogger,
@@ -24,6 +25,7 @@ import type { Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
 import { openPg } from "./db/pg.ts";
 import { openPglite } from "./db/pglite.ts";
+import { Enrolment } from "./enrolment/enrolment.ts";
 import { CommandDesk } from "./fleet/commands.ts";
 import { ConfigDesk } from "./fleet/device-config.ts";
 import { startEventsFeed } from "./fleet/events-feed.ts";
@@ -106,7 +108,7 @@ export class CloudService {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.#o.config.CLOUD_TLS_CERT ? "https" : "http"}://127.0.0.1:${this.port}`;
   }
 
   /** The CLOUD_METRICS_PORT listener's port, when there is one. */
@@ -163,6 +165,8 @@ export class CloudService {
 
   async #start(): Promise<void> {
     const c = this.#o.config;
+    // Read before anything starts: a certificate that cannot be read is a configuration error.
+    const tls = c.CLOUD_TLS_CERT && c.CLOUD_TLS_KEY ? await loadTls(c.CLOUD_TLS_CERT, c.CLOUD_TLS_KEY) : undefined;
     if (this.#o.defaultMetrics) collectDefaultMetrics({ register: this.metrics });
     this.#registry = await Registry.load(c.REGISTRY_PATH);
     this.#stopWatchingRegistry = watchRegistry(
@@ -309,12 +313,15 @@ export class CloudService {
       brokerConnected: () => bridge.connected,
       alerts,
       latestTelemetry: this.#latestTelemetry,
+      enrolment: new Enrolment({ db, registryPath: c.REGISTRY_PATH, now: this.#now, logger: this.#log }),
+      enrolFailuresPerMinute: c.CLOUD_ENROL_FAILURES_PER_MIN,
     });
     this.#schedulePurge();
     this.#http = await listen(api, {
       port: c.CLOUD_PORT,
       host: c.CLOUD_HOST,
       setting: "CLOUD_PORT",
+      tls,
       configure: (server) => {
         problemClientErrors(server);
         // A client that trickles its headers or body does not hold a connection for Node's default minutes.
@@ -332,7 +339,10 @@ export class CloudService {
         configure: problemClientErrors,
       });
     }
-    this.#log.info({ port: this.#http.port, database: db.kind, presence: presence.kind }, "cloud started");
+    this.#log.info(
+      { port: this.#http.port, https: Boolean(tls), database: db.kind, presence: presence.kind },
+      "cloud started",
+    );
   }
 
   /**
@@ -439,4 +449,18 @@ export class CloudService {
       [devices.map((d) => d.site), devices.map((d) => d.device)],
     );
   }
+}
+
+/** The API's certificate and key; one line naming the variable when a file cannot be read. Never prints the key. */
+async function loadTls(certPath: string, keyPath: string): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = (path: string, setting: string) =>
+    readFile(path).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`${setting}: cannot read ${path}: ${err.code ?? err.message}`);
+    });
+  const [cert, key] = [await read(certPath, "CLOUD_TLS_CERT"), await read(keyPath, "CLOUD_TLS_KEY")];
+  if (!cert.includes("-----BEGIN CERTIFICATE-----"))
+    throw new Error(`CLOUD_TLS_CERT: ${certPath} is not a PEM certificate (no BEGIN CERTIFICATE line)`);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.toString("latin1")))
+    throw new Error(`CLOUD_TLS_KEY: ${keyPath} is not a PEM private key (no BEGIN PRIVATE KEY line)`);
+  return { cert, key };
 }

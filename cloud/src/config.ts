@@ -21,6 +21,13 @@ export const CloudEnvSchema = z.object({
     .describe("device registry JSON (required; watched, SIGHUP reloads it)"),
   CLOUD_PORT: envPort().default(8080).describe("HTTP API port"),
   CLOUD_HOST: z.string().default("127.0.0.1").describe("HTTP API address"),
+  CLOUD_TLS_CERT: z
+    .string()
+    .trim()
+    .min(1)
+    .optional()
+    .describe("PEM certificate chain; with CLOUD_TLS_KEY the API listens on HTTPS (kiosks enrol over it)"),
+  CLOUD_TLS_KEY: z.string().trim().min(1).optional().describe("PEM private key of CLOUD_TLS_CERT"),
   MQTT_URL: z
     .url({ protocol: /^mqtts?$|^wss?$/ })
     .default("mqtt://127.0.0.1:1883")
@@ -85,6 +92,9 @@ export const CloudEnvSchema = z.object({
   CLOUD_RATE_AUTH_FAILURES: envInteger(0, Number.MAX_SAFE_INTEGER, "an integer, 0 or more")
     .default(100)
     .describe("failed authentications per window per address before 429; 0: no limit"),
+  CLOUD_ENROL_FAILURES_PER_MIN: envInteger(0, 1_000_000, "an integer, 0 or more")
+    .default(10)
+    .describe("failed enrolments (POST /api/v1/enrol) per minute per client address before 429; 0: no limit"),
   CLOUD_TRUST_PROXY: envBoolean()
     .default(false)
     .describe("the client address is the last X-Forwarded-For hop (behind one trusted proxy only)"),
@@ -152,6 +162,12 @@ export function parseCloudEnv(env: Record<string, string | undefined>): CloudCon
   // An unsigned webhook could be forged by anyone who learns its URL.
   if (config.ALERT_WEBHOOK_URL && !config.ALERT_WEBHOOK_SECRET) {
     throw new ConfigError("ALERT_WEBHOOK_SECRET: required when ALERT_WEBHOOK_URL is set (at least 16 characters)");
+  }
+  if (Boolean(config.CLOUD_TLS_CERT) !== Boolean(config.CLOUD_TLS_KEY)) {
+    const [set, missing] = config.CLOUD_TLS_CERT
+      ? ["CLOUD_TLS_CERT", "CLOUD_TLS_KEY"]
+      : ["CLOUD_TLS_KEY", "CLOUD_TLS_CERT"];
+    throw new ConfigError(`${missing}: required when ${set} is set (PEM files: certificate chain, key)`);
   }
   return config;
 }

@@ -27,6 +27,8 @@ import { z } from "zod";
 import type { AlertService } from "../alerts/notifier.ts";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
+import type { Enrolment } from "../enrolment/enrolment.ts";
+import { DEFAULT_ENROL_FAILURES_PER_MINUTE, EnrolLimiter } from "../enrolment/limiter.ts";
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
@@ -36,6 +38,8 @@ import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, op
 import { collisionRoutes } from "./collisions.ts";
 import { deviceCommandRoutes } from "./device-commands.ts";
 import { deviceConfigRoutes } from "./device-config.ts";
+import { deviceRoutes } from "./devices.ts";
+import { enrolmentRoutes } from "./enrolment.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
@@ -84,6 +88,10 @@ export interface ApiOptions {
   configs?: ConfigDesk;
   /** Whether the cloud is on the broker now (commands and configs are published there). */
   brokerConnected?: () => boolean;
+  /** Claim codes, enrolment, rotation and revocation; unset: those routes are absent. */
+  enrolment?: Enrolment;
+  /** Failed enrolments per minute per client address before 429 (default 10; 0: no limit). */
+  enrolFailuresPerMinute?: number;
 }
 
 const IsoTime = z.iso.datetime({
@@ -163,6 +171,36 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     app.route(
       "/",
       deviceConfigRoutes({ configs: o.configs, registry: o.registry, tokens, connected: brokerConnected }),
+    );
+  }
+  app.route(
+    "/",
+    deviceRoutes({
+      db: o.db,
+      presence: o.presence,
+      registry: o.registry,
+      tokens,
+      enrolment: o.enrolment,
+      commands: o.commands,
+      connected: brokerConnected,
+      trustProxy: o.rateLimit?.trustProxy,
+    }),
+  );
+  if (o.enrolment) {
+    const limiter = new EnrolLimiter({
+      failuresPerMinute: o.enrolFailuresPerMinute ?? DEFAULT_ENROL_FAILURES_PER_MINUTE,
+      redis: o.rateLimit?.redis,
+      prefix: o.rateLimit?.prefix,
+    });
+    app.route(
+      "/",
+      enrolmentRoutes({
+        enrolment: o.enrolment,
+        limiter,
+        registry: o.registry,
+        tokens,
+        trustProxy: o.rateLimit?.trustProxy,
+      }),
     );
   }
   app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
@@ -267,22 +305,6 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
       at: r.at.toISOString(),
       receivedAt: r.received_at.toISOString(),
     }));
-    return c.json({ items });
-  });
-
-  app.get("/api/v1/devices", viewer, async (c) => {
-    const q = ListQuery.pick({ site: true }).safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const site = listingSite(c, q.data.site);
-    if (site instanceof Response) return site;
-    const { rows } = await o.db.query<{ site_id: string; id: string; acked_seq: number | null }>(
-      `SELECT d.site_id, d.id, s.acked_seq FROM devices d
-       LEFT JOIN device_streams s ON s.site_id = d.site_id AND s.device_id = d.id
-       WHERE $1::text IS NULL OR d.site_id = $1 ORDER BY d.site_id, d.id`,
-      [site ?? null],
-    );
-    const presence = await o.presence.get(rows.map((r) => ({ site: r.site_id, device: r.id })));
-    const items = rows.map((r, i) => ({ ...presence[i]!, ackedSeq: r.acked_seq ?? 0 }));
     return c.json({ items });
   });
 

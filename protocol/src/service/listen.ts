@@ -3,6 +3,7 @@
  * (with an error that names the variable that moves it) and its
  * `/healthz` + `/metrics` endpoints.
  */
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { type ServerType, serve } from "@hono/node-server";
@@ -25,6 +26,8 @@ export interface ListenOptions {
   hint?: string;
   /** Called with the server before it accepts a connection (timeouts, `clientError` handlers). */
   configure?: (server: ServerType) => void;
+  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
 }
 
 export type ListenTarget = Pick<ListenOptions, "port" | "host" | "setting" | "hostSetting" | "what" | "hint">;
@@ -59,7 +62,15 @@ export interface Listening {
 // biome-ignore lint/suspicious/noExplicitAny: Hono apps are generic over their env; any app can be served.
 export function listen(app: Hono<any, any, any>, o: ListenOptions): Promise<Listening> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, port: o.port, hostname: o.host });
+    const server = o.tls
+      ? serve({
+          fetch: app.fetch,
+          port: o.port,
+          hostname: o.host,
+          createServer: createHttpsServer,
+          serverOptions: { cert: o.tls.cert, key: o.tls.key },
+        })
+      : serve({ fetch: app.fetch, port: o.port, hostname: o.host });
     // serve() has only asked to listen: nothing is accepted before this turn of the event loop ends.
     o.configure?.(server);
     server.once("error", (err) => reject(describeListenError(err as NodeJS.ErrnoException, o)));

@@ -1,0 +1,49 @@
+/**
+ * Failed enrolment attempts per client address (rate-limiter-flexible, as the
+ * API's own limits: in Redis when the cloud has one, in process otherwise).
+ * `POST /api/v1/enrol` has no other credential than the claim code, so an
+ * address that keeps failing is refused before any code is looked up: a
+ * 20-digit code cannot be guessed 10 tries a minute at a time.
+ */
+import type { Redis } from "ioredis";
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
+
+export const DEFAULT_ENROL_FAILURES_PER_MINUTE = 10;
+
+export interface EnrolLimiterOptions {
+  /** Failed attempts per minute per address before 429; 0: no limit. */
+  failuresPerMinute: number;
+  redis?: Redis;
+  prefix?: string;
+}
+
+export class EnrolLimiter {
+  readonly #limit: number;
+  readonly #limiter: RateLimiterAbstract | undefined;
+
+  constructor(o: EnrolLimiterOptions) {
+    this.#limit = o.failuresPerMinute;
+    if (o.failuresPerMinute <= 0) return;
+    const base = { points: o.failuresPerMinute, duration: 60, keyPrefix: `${o.prefix ?? "paylane:"}rl:enrol-failures` };
+    this.#limiter = o.redis
+      ? new RateLimiterRedis({
+          ...base,
+          storeClient: o.redis,
+          rejectIfRedisNotReady: true,
+          insuranceLimiter: new RateLimiterMemory(base),
+        })
+      : new RateLimiterMemory(base);
+  }
+
+  /** Seconds until `address` may try again, or 0 when it may now. */
+  async blockedFor(address: string): Promise<number> {
+    const spent = await this.#limiter?.get(address);
+    if (!spent || spent.consumedPoints < this.#limit) return 0;
+    return Math.max(1, Math.ceil(spent.msBeforeNext / 1000));
+  }
+
+  /** Counts one failed attempt. */
+  async failed(address: string): Promise<void> {
+    await this.#limiter?.penalty(address).catch(() => undefined);
+  }
+}

@@ -1,0 +1,195 @@
+#!/bin/bash
+# PayLane's first-boot script (docs/kiosk-image.md), the mechanism Raspberry
+# Pi Imager uses: cmdline.txt carries
+#   systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target
+# so systemd runs this once, early (no network), then reboots. It installs the
+# kiosk bundle and its systemd units, creates the paylane user, writes the
+# kiosk's config (with the claim code, which then leaves the boot partition),
+# and applies the image's options (hostname, time zone, locale, keyboard,
+# Wi-Fi, admin user and SSH key, read-only root). Node and the native modules
+# need the network: paylane-install.service does them after the reboot.
+# At the end it takes its hook out of cmdline.txt and deletes itself.
+#
+# Every path is under $ROOT (empty on a Pi), so a test runs it for real
+# against a fake root with stub commands on PATH. The image's settings come
+# from paylane/config/firstboot.env, written by paylane-provision with every
+# value checked and quoted; nothing here is templated.
+set -euo pipefail
+
+ROOT="${ROOT:-}"
+BOOT="${BOOT:-$ROOT/boot/firmware}"
+SRC="$BOOT/paylane"
+APP="$ROOT/opt/paylane"
+DATA="$ROOT/var/lib/paylane"
+
+# The installer can read what happened on the card from any computer.
+exec > >(tee -a "$BOOT/paylane-firstrun.log") 2>&1
+
+log() { echo "paylane-firstrun: $*"; }
+
+remove_hook() {
+  sed -i -e 's# systemd\.run=[^ ]*##g' -e 's# systemd\.run_success_action=[^ ]*##g' \
+    -e 's# systemd\.unit=kernel-command-line\.target##g' "$BOOT/cmdline.txt"
+}
+
+# A failure must not rerun at every boot: say where, take the hook out, keep
+# the files (paylane/ on the boot partition) for a second try by hand.
+# shellcheck disable=SC2317  # called by the ERR trap
+on_error() {
+  echo "paylane-firstrun: failed at line $1; the kiosk is not installed. The log is paylane-firstrun.log on the boot partition (docs/kiosk-image.md)" >&2
+  remove_hook || true
+}
+trap 'on_error $LINENO' ERR
+
+[ -d "$SRC" ] || {
+  echo "paylane-firstrun: $SRC is missing: this card was not made by paylane-provision image build" >&2
+  exit 1
+}
+
+KIOSK_HOSTNAME=""
+KIOSK_TIMEZONE=""
+KIOSK_LOCALE=""
+KIOSK_KEYBOARD=""
+WIFI_COUNTRY=""
+ADMIN_USER=""
+READ_ONLY_ROOT=0
+# shellcheck source=/dev/null
+. "$SRC/config/firstboot.env"
+
+log "installing the kiosk bundle in /opt/paylane"
+rm -rf "${APP:?}/app" "${APP:?}/bin"
+mkdir -p "$APP"
+cp -R "$SRC/opt/." "$APP/"
+# FAT has no modes: every copied file came out executable.
+find "$APP" -type f -exec chmod 0644 {} +
+chmod 0755 "$APP"/bin/*
+chown -R root:root "$APP"
+
+log "installing the systemd units"
+mkdir -p "$ROOT/etc/systemd/system" "$ROOT/etc/pam.d"
+for unit in "$SRC"/systemd/*; do
+  install -m 0644 "$unit" "$ROOT/etc/systemd/system/"
+done
+install -m 0644 "$SRC/pam/paylane-kiosk-ui" "$ROOT/etc/pam.d/paylane-kiosk-ui"
+
+log "creating the paylane user"
+# Groups Raspberry Pi OS has: serial port, printer, GPIO, and for the UI the display and touch screen.
+groups=""
+for group in dialout lp gpio video render input; do
+  if grep -q "^$group:" "$ROOT/etc/group"; then groups="${groups:+$groups,}$group"; fi
+done
+if grep -q '^paylane:' "$ROOT/etc/passwd"; then
+  [ -z "$groups" ] || usermod --append --groups "$groups" paylane
+else
+  useradd --system --user-group --home-dir /var/lib/paylane --no-create-home --shell /usr/sbin/nologin \
+    ${groups:+--groups "$groups"} paylane
+fi
+
+log "writing the kiosk's configuration"
+mkdir -p "$DATA"
+chmod 0750 "$DATA"
+install -m 0600 "$SRC/config/kiosk.json" "$DATA/kiosk.json"
+if [ -f "$SRC/config/cloud-ca.pem" ]; then install -m 0644 "$SRC/config/cloud-ca.pem" "$DATA/cloud-ca.pem"; fi
+chown -R paylane:paylane "$DATA"
+
+if [ -n "$KIOSK_HOSTNAME" ]; then
+  log "hostname $KIOSK_HOSTNAME"
+  # Files, not hostnamectl: hostnamed is not running this early in boot.
+  echo "$KIOSK_HOSTNAME" >"$ROOT/etc/hostname"
+  if grep -q '^127\.0\.1\.1' "$ROOT/etc/hosts"; then
+    sed -i "s/^127\.0\.1\.1.*/127.0.1.1\t$KIOSK_HOSTNAME/" "$ROOT/etc/hosts"
+  else
+    printf '127.0.1.1\t%s\n' "$KIOSK_HOSTNAME" >>"$ROOT/etc/hosts"
+  fi
+fi
+
+if [ -n "$KIOSK_TIMEZONE" ]; then
+  if [ -e "$ROOT/usr/share/zoneinfo/$KIOSK_TIMEZONE" ]; then
+    log "time zone $KIOSK_TIMEZONE"
+    # Files, not timedatectl (timedated is not running yet either).
+    ln -sf "/usr/share/zoneinfo/$KIOSK_TIMEZONE" "$ROOT/etc/localtime"
+    echo "$KIOSK_TIMEZONE" >"$ROOT/etc/timezone"
+  else
+    log "time zone $KIOSK_TIMEZONE is unknown to this system: left at UTC"
+  fi
+fi
+
+if [ -n "$KIOSK_LOCALE" ]; then
+  log "locale $KIOSK_LOCALE"
+  raspi-config nonint do_change_locale "$KIOSK_LOCALE"
+fi
+
+if [ -n "$KIOSK_KEYBOARD" ]; then
+  log "keyboard layout $KIOSK_KEYBOARD"
+  if [ -f "$ROOT/etc/default/keyboard" ]; then
+    sed -i "s/^XKBLAYOUT=.*/XKBLAYOUT=\"$KIOSK_KEYBOARD\"/" "$ROOT/etc/default/keyboard"
+  else
+    mkdir -p "$ROOT/etc/default"
+    printf 'XKBMODEL="pc105"\nXKBLAYOUT="%s"\nXKBVARIANT=""\nXKBOPTIONS=""\n' "$KIOSK_KEYBOARD" >"$ROOT/etc/default/keyboard"
+  fi
+fi
+
+if [ -f "$SRC/config/wifi.nmconnection" ]; then
+  log "Wi-Fi (country $WIFI_COUNTRY)"
+  # NetworkManager keyfile, with the WPA PSK already derived: the passphrase is not on the card.
+  mkdir -p "$ROOT/etc/NetworkManager/system-connections"
+  install -m 0600 "$SRC/config/wifi.nmconnection" "$ROOT/etc/NetworkManager/system-connections/paylane-wifi.nmconnection"
+  raspi-config nonint do_wifi_country "$WIFI_COUNTRY"
+  # Raspberry Pi OS keeps Wi-Fi soft-blocked until a country is set; unblock it for the next boot.
+  for state in "$ROOT"/var/lib/systemd/rfkill/*:wlan; do
+    [ -e "$state" ] && echo 0 >"$state"
+  done
+fi
+
+if [ -n "$ADMIN_USER" ]; then
+  # Raspberry Pi OS ships its first user (uid 1000) to be renamed on first boot; no password: SSH keys only.
+  first=$(awk -F: '$3 == 1000 { print $1 }' "$ROOT/etc/passwd")
+  if [ -z "$first" ]; then
+    log "creating the admin user $ADMIN_USER"
+    useradd --create-home --shell /bin/bash --groups sudo,adm "$ADMIN_USER"
+  elif [ "$first" != "$ADMIN_USER" ]; then
+    log "renaming the first user $first to $ADMIN_USER"
+    usermod --login "$ADMIN_USER" --move-home --home "/home/$ADMIN_USER" "$first"
+    groupmod --new-name "$ADMIN_USER" "$first"
+  fi
+  usermod --lock "$ADMIN_USER"
+fi
+# Raspberry Pi OS's "create a user" wizard would take tty1 from the kiosk UI.
+systemctl disable userconfig.service || true
+rm -f "$ROOT/etc/ssh/sshd_config.d/rename_user.conf" "$ROOT/etc/xdg/autostart/piwiz.desktop"
+
+if [ -f "$SRC/config/authorized_keys" ] && [ -n "$ADMIN_USER" ]; then
+  log "SSH on, for $ADMIN_USER with its key only"
+  home="$ROOT/home/$ADMIN_USER"
+  mkdir -p "$home/.ssh"
+  chmod 0700 "$home/.ssh"
+  install -m 0600 "$SRC/config/authorized_keys" "$home/.ssh/authorized_keys"
+  chown -R "$ADMIN_USER:$ADMIN_USER" "$home/.ssh"
+  mkdir -p "$ROOT/etc/ssh/sshd_config.d"
+  printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' >"$ROOT/etc/ssh/sshd_config.d/paylane.conf"
+  systemctl enable ssh.service
+else
+  log "SSH stays off (no key given)"
+  systemctl disable ssh.service || true
+fi
+
+if [ "$READ_ONLY_ROOT" = 1 ]; then
+  log "read-only root: turned on by paylane-install after the first install; /var/lib/paylane on the partition labelled paylane-data"
+  touch "$APP/read-only-root"
+  # The journal must outlive a power cut: it lives on its own partition, never on the overlay.
+  # (paylane-storage-check refuses to start the daemon while it is missing.)
+  if ! grep -q 'LABEL=paylane-data' "$ROOT/etc/fstab"; then
+    echo 'LABEL=paylane-data /var/lib/paylane ext4 defaults,noatime,nofail,x-systemd.device-timeout=10s 0 2' >>"$ROOT/etc/fstab"
+  fi
+fi
+
+log "enabling the kiosk"
+systemctl enable paylane-install.service paylane-storage-check.service paylane-device.service paylane-kiosk-ui.service
+
+# The claim code (in kiosk.json), the Wi-Fi key and the bundle leave the boot partition.
+rm -rf "$SRC"
+remove_hook
+rm -f "$BOOT/firstrun.sh"
+sync
+log "done; rebooting into the kiosk"
+exit 0

@@ -5,6 +5,8 @@
  * is provisioning/assets/first-boot/firstrun.sh: static, with every value here
  * checked and quoted before it is written, so no option can become shell code.
  */
+import { ConfigError } from "@paylane/protocol/service";
+import { ProvisionError } from "../cli/errors.ts";
 import type { KioskImageOptions } from "./contents.ts";
 import { checkWifi } from "./wifi.ts";
 
@@ -21,12 +23,12 @@ export const FIRST_BOOT_HOOK = [
 /** Adds the hook to cmdline.txt's one line; a hook already there (ours or Imager's) is replaced, never doubled. */
 export function editCmdline(cmdline: string): string {
   const line = cmdline.replace(/[\r\n]+$/, "");
-  if (/[\r\n]/.test(line)) throw new Error("cmdline.txt: expected one line (the kernel's command line)");
+  if (/[\r\n]/.test(line)) throw new ProvisionError("cmdline.txt: expected one line (the kernel's command line)");
   const kept = line
     .split(/\s+/)
     .filter((word) => word !== "" && !/^systemd\.run(_success_action|_failure_action)?=/.test(word))
     .filter((word) => word !== "systemd.unit=kernel-command-line.target");
-  if (kept.length === 0) throw new Error("cmdline.txt is empty: this is not a Raspberry Pi OS boot partition");
+  if (kept.length === 0) throw new ProvisionError("cmdline.txt is empty: this is not a Raspberry Pi OS boot partition");
   return `${[...kept, ...FIRST_BOOT_HOOK].join(" ")}\n`;
 }
 
@@ -40,7 +42,7 @@ const SSH_KEY =
 
 function check(name: string, value: string | undefined, pattern: RegExp, expected: string): string {
   if (value === undefined) return "";
-  if (!pattern.test(value)) throw new Error(`${name}: expected ${expected}, got ${JSON.stringify(value)}`);
+  if (!pattern.test(value)) throw new ConfigError(`${name}: expected ${expected}, got ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -88,7 +90,9 @@ export function kioskJson(o: KioskImageOptions): Record<string, unknown> {
   const hardware = o.hardware ?? DEFAULT_HARDWARE;
   for (const key of Object.keys(hardware)) {
     if (!HARDWARE_SECTIONS.has(key)) {
-      throw new Error(`hardware.${key}: not a hardware section; expected one of ${[...HARDWARE_SECTIONS].join(", ")}`);
+      throw new ConfigError(
+        `hardware.${key}: not a hardware section; expected one of ${[...HARDWARE_SECTIONS].join(", ")}`,
+      );
     }
   }
   return {

@@ -10,12 +10,14 @@
  *
  * firstrun.sh deletes paylane/ once it has copied it, claim code included.
  */
+
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ConfigError } from "@paylane/protocol/service";
 import { buildKioskBundle, type KioskBundle } from "./bundle.ts";
 import type { BootFile, KioskImageContents, KioskImageOptions } from "./contents.ts";
-import { adminUser, editCmdline, firstBootEnv, kioskJson } from "./first-boot.ts";
+import { editCmdline, firstBootEnv, kioskJson } from "./first-boot.ts";
 import { networkManagerKeyfile } from "./wifi.ts";
 
 export type { BootFile, KioskImageContents, KioskImageOptions } from "./contents.ts";
@@ -52,7 +54,9 @@ export async function kioskImageContents(
   const env = firstBootEnv(options);
   const config = kioskJson(options);
   const wifi = options.wifi ? networkManagerKeyfile(options.wifi) : undefined;
-  if (options.sshAuthorizedKey && !adminUser(options)) throw new Error("ssh key: needs an admin user");
+  if (options.cloudCa !== undefined && !options.cloudCa.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new ConfigError("cloud CA: expected a PEM certificate (-----BEGIN CERTIFICATE-----)");
+  }
 
   progress?.("building the kiosk bundle (device daemon and touch UI)");
   const built = await kioskBundle();

@@ -4,7 +4,9 @@
  * pre-shared key already derived from the passphrase, so the passphrase
  * itself never goes on the card.
  */
+
 import { pbkdf2Sync } from "node:crypto";
+import { ConfigError } from "@paylane/protocol/service";
 
 /** WPA-PSK (IEEE 802.11i): PBKDF2-HMAC-SHA1(passphrase, ssid, 4096 rounds, 32 bytes), as 64 hex digits. */
 export function wpaPsk(ssid: string, passphrase: string): string {
@@ -20,13 +22,13 @@ export interface WifiOptions {
 /** Refuses what a WPA2 network cannot have, with the rule broken. */
 export function checkWifi(wifi: WifiOptions): void {
   const ssidBytes = Buffer.byteLength(wifi.ssid, "utf8");
-  if (ssidBytes < 1 || ssidBytes > 32) throw new Error(`wifi ssid: expected 1 to 32 bytes, got ${ssidBytes}`);
-  if (/[\r\n]/.test(wifi.ssid)) throw new Error("wifi ssid: a line break cannot be in a network name");
+  if (ssidBytes < 1 || ssidBytes > 32) throw new ConfigError(`wifi ssid: expected 1 to 32 bytes, got ${ssidBytes}`);
+  if (/[\r\n]/.test(wifi.ssid)) throw new ConfigError("wifi ssid: a line break cannot be in a network name");
   const pass = wifi.password;
   if (!/^[\x20-\x7e]{8,63}$/.test(pass)) {
-    throw new Error("wifi password: expected 8 to 63 printable ASCII characters (WPA2 passphrase)");
+    throw new ConfigError("wifi password: expected 8 to 63 printable ASCII characters (WPA2 passphrase)");
   }
-  if (!/^[A-Z]{2}$/.test(wifi.country)) throw new Error(`wifi country: expected a two-letter code like GB or DE`);
+  if (!/^[A-Z]{2}$/.test(wifi.country)) throw new ConfigError(`wifi country: expected a two-letter code like GB or DE`);
 }
 
 /** The keyfile: the SSID written as bytes (`;`-separated) so any name, with any character, survives as is. */

@@ -1,0 +1,117 @@
+/**
+ * flash to a file target: the image (raw or xz) lands byte for byte and is
+ * verified by reading it back; one bit flipped between writing and
+ * verifying is caught and located.
+ */
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { flashImage } from "../src/flash/flash.ts";
+import { makeBaseImage, xz } from "./support/base-image.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "paylane-flash-"));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+const image = makeBaseImage({ dir, name: "kiosk.img" });
+const imageBytes = readFileSync(image.path);
+const imageSha = createHash("sha256").update(imageBytes).digest("hex");
+const compressed = xz(image.path);
+
+function flipBit(path: string, offset: number) {
+  const fd = openSync(path, "r+");
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, offset);
+  b[0] = b[0]! ^ 0x10;
+  writeSync(fd, b, 0, 1, offset);
+  closeSync(fd);
+}
+
+test("a raw image to a new file: written, read back, verified", async () => {
+  const target = join(dir, "card-raw");
+  const result = await flashImage({ image: image.path, device: target });
+  assert.is(result.target.kind, "file");
+  assert.is(result.bytes, imageBytes.length);
+  assert.is(result.sha256, imageSha);
+  assert.ok(readFileSync(target).equals(imageBytes));
+});
+
+test("an xz image to an existing bigger file: overwritten to exactly the image", async () => {
+  const target = join(dir, "card-xz");
+  writeFileSync(target, Buffer.alloc(imageBytes.length + 12345, 0xee));
+  const result = await flashImage({ image: compressed, device: target });
+  assert.is(result.sha256, imageSha, "the hash is the raw image's, whatever the file was compressed with");
+  assert.is(statSync(target).size, imageBytes.length);
+  assert.ok(readFileSync(target).equals(imageBytes));
+});
+
+test("a bit flipped after writing fails verification, naming the byte", async () => {
+  const target = join(dir, "card-flip");
+  const offset = 5_000_123;
+  try {
+    await flashImage({ image: image.path, device: target, afterWrite: () => flipBit(target, offset) });
+    assert.unreachable("verification passed on a changed target");
+  } catch (err) {
+    const message = (err as Error).message;
+    assert.match(message, /^verification failed: .*card-flip differs from the image at byte 5000123 \(sha256 written/);
+    assert.not.match(message, /\n/);
+  }
+});
+
+test("from an xz image too: the difference is located by decompressing again", async () => {
+  const target = join(dir, "card-flip-xz");
+  const offset = 47 * 1024 * 1024 + 3;
+  try {
+    await flashImage({ image: compressed, device: target, afterWrite: () => flipBit(target, offset) });
+    assert.unreachable("verification passed on a changed target");
+  } catch (err) {
+    assert.match((err as Error).message, `differs from the image at byte ${offset} `);
+  }
+});
+
+test("a target that gives back less than was written fails verification", async () => {
+  const target = join(dir, "card-short");
+  try {
+    await flashImage({
+      image: image.path,
+      device: target,
+      afterWrite: () => writeFileSync(target, imageBytes.subarray(0, 1000)),
+    });
+    assert.unreachable("verification passed on a truncated target");
+  } catch (err) {
+    assert.match((err as Error).message, /gave back 1000 of the \d+ bytes written/);
+  }
+});
+
+test("what is not a disk image is refused before the target is touched", async () => {
+  const manifest = join(dir, "kiosk.img.manifest.json");
+  writeFileSync(manifest, "{}\n");
+  const target = join(dir, "card-untouched");
+  try {
+    await flashImage({ image: manifest, device: target });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /is not a disk image/);
+  }
+  assert.throws(() => statSync(target));
+  try {
+    await flashImage({ image: image.path, device: image.path });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /is the image itself/);
+  }
+});
+
+test.run();

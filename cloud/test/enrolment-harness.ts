@@ -17,6 +17,7 @@ import { promisify } from "node:util";
 import { CloudService, type Database, mintOperatorToken, openPg, parseCloudEnv, type Role } from "@paylane/cloud";
 import { Gateway } from "@paylane/gateway";
 import {
+  type DeviceAddress,
   deviceIdentity,
   type EnrolRequest,
   enrolSigningInput,
@@ -185,6 +186,10 @@ export class EnrolmentHarness {
     const logger = pino({ level: "trace" }, { write: (line: string) => void this.logs.push(line) });
     this.cloud = new CloudService({ config: parseCloudEnv(env), logger, db: this.db, now: this.now, site: this.site });
     await this.cloud.start();
+  }
+
+  address(device: string): DeviceAddress {
+    return { site: this.site, device };
   }
 
   token(role: Role, sites?: string[], sub = `${role}-test`): Promise<string> {

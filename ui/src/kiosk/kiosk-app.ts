@@ -1,9 +1,12 @@
 import type { PaymentKind, PaymentResult, ReceiptNotice, TapResult } from "@paylane/protocol/kiosk-api";
 import { css, html, LitElement, nothing } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
+import { SetupController } from "../setup/setup-controller.ts";
 import { isPaymentResult, postCallStaff } from "./api.ts";
 import { LiveController } from "./live-controller.ts";
 import { type PaymentChoice, PaymentFlow, type PaymentStep } from "./payment-flow.ts";
+import "../setup/diagnostics-screen.ts";
+import "../setup/setup-screen.ts";
 import "./amount-keypad.ts";
 import "./attract-screen.ts";
 import "./mode-screen.ts";
@@ -16,6 +19,8 @@ import "./sim-reader.ts";
 
 export type ScreenName =
   | "starting"
+  | "setup"
+  | "diagnostics"
   | "attract"
   | "maintenance"
   | "out-of-service"
@@ -103,6 +108,9 @@ export class KioskApp extends LitElement {
    */
   @property({ type: Number, attribute: "idle-ms" }) idleMs = 60_000;
 
+  /** How often the setup state is asked for while the kiosk is not enrolled. */
+  @property({ type: Number, attribute: "setup-poll-ms" }) setupPollMs = 1000;
+
   /** The result on screen, if any; cleared by the timer. */
   @state() private shown: TapResult | undefined;
 
@@ -111,6 +119,11 @@ export class KioskApp extends LitElement {
 
   /** The latest receipt notice; shown with the result it belongs to. */
   @state() private receipt: ReceiptNotice | undefined;
+
+  /** A technician opened the diagnostics (`#diagnostics`, the setup screen's button, or a long press on the kiosk id). */
+  @state() private diagnostics = location.hash === "#diagnostics";
+  /** The daemon's refusal of the claim code just sent. */
+  @state() private claimRefusal: string | undefined;
 
   private readonly live = new LiveController(this, {
     onResult: (r) => this.show(r),
@@ -128,17 +141,64 @@ export class KioskApp extends LitElement {
     idleMs: () => this.screenIdleMs(),
     resultMs: () => this.holdMs(),
   });
+  /** Until enrolled the daemon answers setup routes only: the setup screen instead of the live view. */
+  private readonly setup = new SetupController(this, {
+    pollMs: () => (this.setupPollMs > 0 ? this.setupPollMs : 1000),
+    running: () => this.live.connected,
+    // A fresh page for the enrolled kiosk: the daemon may have restarted into it, with a new local
+    // token, and the live view connects at once instead of after its backoff.
+    onDone: () => location.reload(),
+  });
   private returnTimer: ReturnType<typeof setTimeout> | undefined;
+  private longPressTimer: ReturnType<typeof setTimeout> | undefined;
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    window.addEventListener("hashchange", this.onHashChange);
+  }
 
   override disconnectedCallback(): void {
     super.disconnectedCallback();
+    window.removeEventListener("hashchange", this.onHashChange);
     clearTimeout(this.returnTimer);
     this.returnTimer = undefined;
+    clearTimeout(this.longPressTimer);
     this.shown = undefined;
+  }
+
+  /** Whenever the live view is down, the daemon may be in setup mode: ask it. */
+  override updated(): void {
+    if (!this.live.connected) this.setup.check();
+  }
+
+  private readonly onHashChange = (): void => {
+    this.diagnostics = location.hash === "#diagnostics";
+  };
+
+  private openDiagnostics(): void {
+    location.hash = "diagnostics";
+  }
+
+  private closeDiagnostics(): void {
+    history.replaceState(null, "", location.pathname + location.search);
+    this.diagnostics = false;
+  }
+
+  /** Holding the kiosk id for two seconds opens the diagnostics: out of a walk-up user's way. */
+  private onIdPress(event: PointerEvent): void {
+    if (event.type === "pointerdown") this.longPressTimer = setTimeout(() => this.openDiagnostics(), 2000);
+    else clearTimeout(this.longPressTimer);
+  }
+
+  private async onClaim(event: CustomEvent<string>): Promise<void> {
+    this.claimRefusal = undefined;
+    this.claimRefusal = await this.setup.claim(event.detail);
   }
 
   /** Which screen is up; exposed as `data-screen` for tests and kiosk monitoring. */
   get screen(): ScreenName {
+    if (this.diagnostics) return "diagnostics";
+    if (this.setup.active) return "setup";
     if (!this.live.connected) return "starting";
     if (this.shown) return this.shown.outcome;
     const step = this.payments.step;
@@ -234,6 +294,9 @@ export class KioskApp extends LitElement {
         @payment-keypad=${() => this.payments.openKeypad()}
         @payment-back=${() => this.payments.back()}
         @payment-cancel=${() => void this.payments.cancel()}
+        @setup-claim=${this.onClaim}
+        @open-diagnostics=${this.openDiagnostics}
+        @close-diagnostics=${this.closeDiagnostics}
       >
         ${this.renderScreen(screen)}
       </main>
@@ -245,7 +308,14 @@ export class KioskApp extends LitElement {
             : nothing
       }
       <footer>
-        <span data-testid="kiosk-id">${state ? `${state.site} / ${state.device}` : "PayLane kiosk"}</span>
+        <span
+          data-testid="kiosk-id"
+          @pointerdown=${this.onIdPress}
+          @pointerup=${this.onIdPress}
+          @pointerleave=${this.onIdPress}
+          @pointercancel=${this.onIdPress}
+          >${state ? `${state.site} / ${state.device}` : "PayLane kiosk"}</span
+        >
         ${state ? html`<span data-testid="backlog">Backlog ${state.backlog}</span>` : nothing}
         ${
           state
@@ -270,6 +340,16 @@ export class KioskApp extends LitElement {
   }
 
   private renderScreen(screen: ScreenName) {
+    if (screen === "diagnostics") return html`<paylane-diagnostics-screen></paylane-diagnostics-screen>`;
+    if (screen === "setup") {
+      return html`<paylane-setup-screen
+        .state=${this.setup.state}
+        .error=${this.setup.error}
+        ?busy=${this.setup.busy}
+        .refusal=${this.claimRefusal}
+        .accepted=${this.setup.accepted}
+      ></paylane-setup-screen>`;
+    }
     if (screen === "starting") {
       return html`<div class="starting"><h1 data-testid="message">Kiosk starting…</h1></div>`;
     }

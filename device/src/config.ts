@@ -87,8 +87,17 @@ export const PrinterConfigSchema = z.discriminatedUnion(
 export const DeviceConfigSchema = z.strictObject({
   site: z.string().regex(ID_PATTERN),
   device: z.string().regex(ID_PATTERN),
-  /** The device's MQTT and HTTP secret; never logged. */
+  /** The device's MQTT and HTTP secret; never logged. Absent until the kiosk has enrolled (see `claim`). */
   secret: z.string().min(16, "expected at least 16 characters"),
+  /**
+   * A secret being registered by `rotate-credentials`: written before the
+   * cloud is asked, so a kiosk cut off mid-rotation knows both (device/src/setup/rotation.ts).
+   */
+  nextSecret: z.string().min(16, "expected at least 16 characters").optional(),
+  /** A single-use claim code the kiosk enrols with at first boot (removed once enrolled); never logged. */
+  claim: z.string().min(1).max(64).optional(),
+  /** A PEM file of the CA the kiosk trusts for the cloud over HTTPS (a private CA); absent: the system's. */
+  cloudCa: z.string().min(1).optional(),
   mqttUrl: z.url({ protocol: /^mqtts?$|^wss?$/ }),
   cloudUrl: z.url({ protocol: /^https?$/ }),
   /** Folder holding journal.db and replica.db. */
@@ -138,6 +147,34 @@ export type DeviceConfigInput = z.input<typeof DeviceConfigSchema>;
 export type ReaderConfig = z.infer<typeof ReaderConfigSchema>;
 export type PrinterConfig = z.infer<typeof PrinterConfigSchema>;
 
+/**
+ * kiosk.json as it may be before enrolment: without `secret` (and `device`,
+ * which is then derived from the kiosk's key). Such a file starts setup mode.
+ */
+export const KioskFileSchema = DeviceConfigSchema.extend({
+  device: z.string().regex(ID_PATTERN).optional(),
+  secret: z.string().min(16, "expected at least 16 characters").optional(),
+});
+export type KioskFile = z.infer<typeof KioskFileSchema>;
+
+/** An enrolled kiosk's config, or the file of one still to enrol. */
+export type LoadedKioskFile =
+  | { enrolled: true; config: DeviceConfig; raw: Record<string, unknown> }
+  | { enrolled: false; file: KioskFile; raw: Record<string, unknown> };
+
+export function parseKioskFile(json: unknown, source = "config"): LoadedKioskFile {
+  const result = KioskFileSchema.safeParse(json);
+  if (!result.success) throw new ConfigError(`${source}: ${describeConfigIssues(result.error)}`);
+  const file = result.data;
+  const raw = json as Record<string, unknown>;
+  if (file.secret !== undefined && file.device === undefined)
+    throw new ConfigError(
+      `${source}: device: missing: a kiosk with a secret needs its device id (or remove secret to enrol again)`,
+    );
+  if (file.secret === undefined) return { enrolled: false, file, raw };
+  return { enrolled: true, config: parseDeviceConfig(json, source), raw };
+}
+
 export function parseDeviceConfig(json: unknown, source = "config"): DeviceConfig {
   const result = DeviceConfigSchema.safeParse(json);
   if (!result.success) throw new ConfigError(`${source}: ${describeConfigIssues(result.error)}`);
@@ -145,6 +182,15 @@ export function parseDeviceConfig(json: unknown, source = "config"): DeviceConfi
 }
 
 export async function loadDeviceConfig(path: string): Promise<DeviceConfig> {
+  return parseDeviceConfig(await readConfigJson(path), `config file ${path}`);
+}
+
+/** kiosk.json, enrolled or not (see KioskFileSchema). */
+export async function loadKioskFile(path: string): Promise<LoadedKioskFile> {
+  return parseKioskFile(await readConfigJson(path), `config file ${path}`);
+}
+
+async function readConfigJson(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -157,5 +203,5 @@ export async function loadDeviceConfig(path: string): Promise<DeviceConfig> {
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
   }
-  return parseDeviceConfig(json, `config file ${path}`);
+  return json;
 }

@@ -6,6 +6,7 @@
  */
 import type { KioskMode } from "@paylane/protocol";
 import { createLogger } from "@paylane/protocol/service";
+import type { Hono } from "hono";
 import type { Logger } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { CheckinDesk } from "./checkin-desk.ts";
@@ -60,6 +61,10 @@ export interface DaemonOptions {
   restart?: () => void;
   /** `cmd/rotate-logs`: reopens the log file. Unset (logging to stdout): refused with why. */
   reopenLogs?: () => void;
+  /** `cmd/rotate-credentials` (device/src/setup/rotation.ts). Unset (no device key): refused with why. */
+  rotateCredentials?: () => Promise<{ result: object; afterAnswer?: () => void }>;
+  /** The setup API's routes, served once enrolled too (diagnostics, the enrolment's state). */
+  setupRoutes?: (peripherals: Peripherals) => Hono;
 }
 
 export class KioskDaemon extends RunningKiosk {
@@ -140,7 +145,7 @@ export class KioskDaemon extends RunningKiosk {
       publish: (result) => uplink.publishCommandResult(result),
       handlers: kioskCommands(kit, {
         ...{ presence, mode, peripherals, terminal: terminal.terminal, replica, uplink },
-        ...{ restart: this.#o.restart, reopenLogs: this.#o.reopenLogs },
+        ...{ restart: this.#o.restart, reopenLogs: this.#o.reopenLogs, rotateCredentials: this.#o.rotateCredentials },
       }),
     });
     const taps = new SimulatedTaps(kit, () => peripherals.simulators.reader);
@@ -158,6 +163,7 @@ export class KioskDaemon extends RunningKiosk {
       callStaff: () => desk.callStaff("screen"),
       selfTest: () => kit.work.track(peripherals.selfTest()),
       settleTerminal: terminal.terminal?.endOfDay ? () => kit.work.track(payments.settleTerminal()) : undefined,
+      setup: this.#o.setupRoutes?.(peripherals),
     });
 
     await life.start([

@@ -68,6 +68,8 @@ export interface LocalApiOptions {
    * (POST /api/terminal/end-of-day); absent without a terminal.
    */
   settleTerminal?: () => Promise<ResponseOf<typeof kioskApi.endOfDay>>;
+  /** The setup API's routes (protocol/src/setup-api.ts): diagnostics, and the enrolment's state once enrolled. */
+  setup?: Hono;
 }
 
 type BodyRoute = KioskRoute & { body: NonNullable<KioskRoute["body"]>; invalid: string };
@@ -297,13 +299,32 @@ export function createLocalApi(o: LocalApiOptions) {
     }
   });
   app.get("/status", async (c) => c.html(statusPage(await o.status())));
+  if (o.setup) app.route("/", o.setup);
+  kioskPageRoutes(app, o.token);
+
+  return {
+    app,
+    injectWebSocket,
+    broadcast(msg: LiveMessage): void {
+      const text = JSON.stringify(msg);
+      for (const ws of sockets) ws.send(text);
+    },
+    closeSockets(): void {
+      for (const ws of sockets) ws.close(1001, "kiosk stopping");
+      sockets.clear();
+    },
+  };
+}
+
+/** The touch UI's page (with this boot's token) and its assets; also served in setup mode. */
+export function kioskPageRoutes(app: Hono, token: string): void {
   // The page carries this boot's token; it is never cached and never framed by another page.
   let page: string | undefined;
   const servePage = async (c: Context) => {
     if (page === undefined) {
       try {
         const html = await readFile(join(kioskDist, "index.html"), "utf8");
-        page = html.replace(/<\/head>/i, `  <meta name="${LOCAL_TOKEN_META}" content="${o.token}" />\n  </head>`);
+        page = html.replace(/<\/head>/i, `  <meta name="${LOCAL_TOKEN_META}" content="${token}" />\n  </head>`);
       } catch {
         return problemResponse({ title: "No kiosk UI", status: 404, detail: "the UI is not built: npm run build" });
       }
@@ -318,17 +339,4 @@ export function createLocalApi(o: LocalApiOptions) {
   app.get("/", servePage);
   app.get("/index.html", servePage);
   app.use("/*", serveStatic({ root: relative(process.cwd(), kioskDist) || "." }));
-
-  return {
-    app,
-    injectWebSocket,
-    broadcast(msg: LiveMessage): void {
-      const text = JSON.stringify(msg);
-      for (const ws of sockets) ws.send(text);
-    },
-    closeSockets(): void {
-      for (const ws of sockets) ws.close(1001, "kiosk stopping");
-      sockets.clear();
-    },
-  };
 }

@@ -11,7 +11,6 @@ import {
   runService,
 } from "@paylane/protocol/service";
 import { z } from "zod";
-import { loadDeviceConfig } from "./config.ts";
 
 const NAME = "paylane-device";
 
@@ -24,6 +23,8 @@ const program = createCommand({
   description:
     "Runs one kiosk daemon (reader, printer, GPIO, journal, uplink, local API for the touch UI) until SIGINT or SIGTERM. " +
     "The config file is described in docs/kiosk-config.md; reader.type is required, and an unknown key is refused. " +
+    "A kiosk.json without secret starts setup mode: the touch UI's setup screen, diagnostics, and enrolment with " +
+    "the claim code in kiosk.json (claim) or typed on the screen; once enrolled the daemon starts, without a restart. " +
     "The local API's per-boot token is written to <dataDir>/local-api-token (0600).",
   sections: [{ title: "Environment", body: environmentHelp(DeviceEnvSchema) }],
   examples: [
@@ -38,19 +39,19 @@ runService<{ config?: string }>(program, async ({ config }) => {
   const env = parseEnv(DeviceEnvSchema, process.env);
   const log = createLogger(NAME, env.LOG_LEVEL);
   // Loaded only to run: `--help`, `--version` and a bad flag answer without the daemon's dependencies.
-  const { KioskDaemon } = await import("./daemon.ts");
-  const daemon: InstanceType<typeof KioskDaemon> = new KioskDaemon({
-    config: await loadDeviceConfig(config),
+  const { KioskRunner } = await import("./setup/kiosk-runner.ts");
+  const kiosk: InstanceType<typeof KioskRunner> = new KioskRunner({
+    configPath: config,
     logger: log,
     // cmd/reboot, once the customer at the kiosk is done: a clean stop, then an exit its supervisor restarts.
     restart: () => {
       log.warn({ exitCode: EXIT_RESTART }, "restarting as asked: stopping, then exiting for the supervisor to restart");
-      void daemon
+      void kiosk
         .stop()
         .catch((err: Error) => log.error({ err: err.message }, "stop before the restart failed"))
         .finally(() => process.exit(EXIT_RESTART));
     },
   });
-  await daemon.start();
-  return { service: daemon, log };
+  await kiosk.start();
+  return { service: kiosk, log };
 });

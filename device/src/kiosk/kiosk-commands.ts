@@ -28,8 +28,11 @@ export interface KioskCommandDeps {
   restart?: () => void;
   /** Reopens the log file (after logrotate moved it); absent: the kiosk logs to stdout and `rotate-logs` fails. */
   reopenLogs?: () => void;
-  /** Makes and registers new credentials (device/src/setup); absent: `rotate-credentials` fails. */
-  rotateCredentials?: () => Promise<object>;
+  /**
+   * Makes and registers new credentials (device/src/setup/rotation.ts); its
+   * `afterAnswer` reconnects with them once the result is sent. Absent: `rotate-credentials` fails.
+   */
+  rotateCredentials?: () => Promise<{ result: object; afterAnswer?: () => void }>;
 }
 
 export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandlers {
@@ -115,7 +118,7 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
     "rotate-credentials": async () => {
       if (!d.rotateCredentials)
         throw new CommandFailure("this daemon was started without its device key, so it cannot rotate its credentials");
-      return { result: await d.rotateCredentials() };
+      return await d.rotateCredentials();
     },
 
     "rotate-logs": async () => {

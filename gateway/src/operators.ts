@@ -1,8 +1,9 @@
 /**
  * Adding and removing operators in a registry file without editing it by
  * hand: a new operator gets a generated password, the file keeps only its
- * scrypt hash (written atomically, so a running gateway's watch never reads
- * half a file), and the password is handed back once to be shown.
+ * scrypt hash (written atomically under the registry's lock, so a running
+ * gateway's watch never reads half a file and a concurrent enrolment by the
+ * cloud is not lost), and the password is handed back once to be shown.
  */
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -12,9 +13,9 @@ import {
   OPERATOR_ROLES,
   type OperatorRole,
   operatorUsername,
-  Registry,
   type RegistryFile,
   RegistryFileSchema,
+  updateRegistryFile,
   validate,
 } from "@paylane/protocol";
 import { ConfigError } from "@paylane/protocol/service";
@@ -66,10 +67,8 @@ function checkOperator(o: NewOperator): void {
  */
 export async function addOperator(path: string, o: NewOperator): Promise<{ username: string; password: string }> {
   checkOperator(o);
-  const file = await readRegistryFile(path);
-  if ((file.operators ?? []).some((x) => x.id === o.id)) {
-    throw new ConfigError(`operator ${o.id} is already in ${path}; remove it first to give it a new password`);
-  }
+  // Read first for its clear errors (missing file, bad JSON); the write below re-reads under the lock.
+  await readRegistryFile(path);
   const password = newOperatorPassword();
   const entry = {
     id: o.id,
@@ -77,20 +76,25 @@ export async function addOperator(path: string, o: NewOperator): Promise<{ usern
     sites: o.role === "admin" ? [] : o.sites,
     secretHash: await hashSecret(password),
   };
-  const next: RegistryFile = { ...file, operators: [...(file.operators ?? []), entry] };
-  // Parsed before it is written: the file is never left in a form the gateway refuses.
-  Registry.parse(next, path);
-  await Registry.save(path, next);
+  // Locked read-modify-write, validated before it is written: the cloud enrolling a kiosk at the same moment is kept.
+  await updateRegistryFile(path, (file) => {
+    if ((file.operators ?? []).some((x) => x.id === o.id)) {
+      throw new ConfigError(`operator ${o.id} is already in ${path}; remove it first to give it a new password`);
+    }
+    file.operators = [...(file.operators ?? []), entry];
+  });
   return { username: operatorUsername(o.id), password };
 }
 
 /** Removes operator `id`; a gateway watching the file closes its sessions. */
 export async function removeOperator(path: string, id: string): Promise<void> {
-  const file = await readRegistryFile(path);
-  const operators = file.operators ?? [];
-  if (!operators.some((x) => x.id === id)) {
-    const known = operators.map((x) => x.id).join(", ") || "none";
-    throw new ConfigError(`operator ${id} is not in ${path} (operators there: ${known})`);
-  }
-  await Registry.save(path, { ...file, operators: operators.filter((x) => x.id !== id) });
+  await readRegistryFile(path);
+  await updateRegistryFile(path, (file) => {
+    const operators = file.operators ?? [];
+    if (!operators.some((x) => x.id === id)) {
+      const known = operators.map((x) => x.id).join(", ") || "none";
+      throw new ConfigError(`operator ${id} is not in ${path} (operators there: ${known})`);
+    }
+    file.operators = operators.filter((x) => x.id !== id);
+  });
 }

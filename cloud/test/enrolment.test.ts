@@ -79,6 +79,16 @@ it("a kiosk enrols with a claim: 201, in the registry, and on the broker at once
   const client = await h.mqttWithin(h.site, "kiosk-1", k.secret);
   assert.ok(client.connected);
   assert.ok(await h.refuses(h.site, "kiosk-1", "not-the-secret"));
+  // And in the cloud's own HTTP API (device Basic auth), which watches the same file.
+  const streamPath = `/api/v1/sites/${h.site}/devices/kiosk-1/stream`;
+  const deadline = Date.now() + 3000;
+  let mark = await h.request("GET", streamPath, { basic: [`${h.site}/kiosk-1`, k.secret] });
+  while (mark.status !== 200 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    mark = await h.request("GET", streamPath, { basic: [`${h.site}/kiosk-1`, k.secret] });
+  }
+  assert.is(mark.status, 200, JSON.stringify(mark.body));
+  assert.is(mark.body.ackedSeq, 0);
 
   const list = await h.request("GET", `/api/v1/claims?site=${h.site}`, { token: await h.token("admin") });
   const item = (list.body.items as Array<Record<string, unknown>>).find((i) => i.id === claim!.id);
@@ -231,6 +241,27 @@ it("failed attempts from one address are limited: the 11th in a minute is 429 ra
   );
   const elsewhere = await enrol(enrolRequest(k, claim!.code, h.now()));
   assert.is(elsewhere.status, 201);
+});
+
+it("two kiosks racing for one device id with two claims: one is enrolled, the other told device-taken", async () => {
+  const [c1, c2] = await h.claims(2);
+  const a = await newKiosk(h.site, "kiosk-race");
+  const b = await newKiosk(h.site, "kiosk-race");
+  const answers = await Promise.all([
+    enrol(enrolRequest(a, c1!.code, h.now())),
+    enrol(enrolRequest(b, c2!.code, h.now())),
+  ]);
+  assert.equal(answers.map((r) => r.status).sort(), [201, 409]);
+  assert.is(answers.find((r) => r.status === 409)?.body.reason, "device-taken");
+  const winner = answers[0]!.status === 201 ? a : b;
+  await h.mqttWithin(h.site, "kiosk-race", winner.secret);
+  assert.is(
+    await h.count("SELECT count(*) AS n FROM enrol_claims WHERE id = ANY($1::uuid[]) AND used_at IS NULL", [
+      [c1!.id, c2!.id],
+    ]),
+    1,
+    "the loser's claim is still unused",
+  );
 });
 
 it("no claim code appears in any log line, any table or the registry file", async () => {

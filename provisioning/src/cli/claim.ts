@@ -26,9 +26,9 @@ export interface ClaimSummary {
   state: string;
   createdAt: string;
   expiresAt: string;
-  createdBy?: string;
-  usedAt?: string | null;
-  device?: string | null;
+  createdBy: string;
+  usedAt: string | null;
+  usedByDevice: string | null;
 }
 
 export const siteId = (value: string): string => {
@@ -139,7 +139,7 @@ export function claimCommands(program: Command): void {
       process.stdout.write(`no claim codes for site ${o.site}\n`);
       return;
     }
-    const rows = items.map((c) => [c.id, c.state, c.expiresAt, c.device ?? "", c.createdBy ?? ""]);
+    const rows = items.map((c) => [c.id, c.state, c.expiresAt, c.usedByDevice ?? "", c.createdBy]);
     process.stdout.write(`${table(["ID", "STATE", "EXPIRES", "DEVICE", "CREATED BY"], rows)}\n`);
   });
 }

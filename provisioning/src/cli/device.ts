@@ -8,7 +8,17 @@ import { ID_PATTERN } from "@paylane/protocol";
 import { type Command, InvalidArgumentError } from "commander";
 import { callCloud, resolveLogin } from "../cloud/admin-client.ts";
 import { siteId, table } from "./claim.ts";
+import { ProvisionError } from "./errors.ts";
 import { withCloudLogin } from "./login-options.ts";
+
+/** A command's last word (cloud/src/fleet/commands.ts). */
+const SETTLED = new Set(["done", "failed", "expired"]);
+
+const waitSeconds = (value: string): number => {
+  if (!/^\d+$/.test(value) || Number(value) > 600)
+    throw new InvalidArgumentError("expected whole seconds from 0 to 600");
+  return Number(value);
+};
 
 interface LoginOptions {
   cloudUrl?: string;
@@ -24,9 +34,38 @@ export function kioskAddress(value: string): { site: string; device: string } {
   return { site, device };
 }
 
-/** One device as the cloud lists it; fields the cloud does not send stay blank. */
-type DeviceRow = Record<string, unknown>;
-const text = (v: unknown): string => (v === null || v === undefined ? "" : String(v));
+/** One kiosk as `GET /api/v1/devices` lists it. */
+export interface ListedDevice {
+  site: string;
+  device: string;
+  state: string;
+  lastSeen: string | null;
+  inRegistry: boolean;
+  /** null: registered by hand, not through a claim code. */
+  enrolment: {
+    keyFingerprint: string | null;
+    enrolledAt: string;
+    rotatedAt: string | null;
+    revokedAt: string | null;
+  } | null;
+}
+
+/** The table `device list` prints: one row a kiosk. */
+export function deviceRows(items: readonly ListedDevice[]): string[][] {
+  return items.map((d) => {
+    const e = d.enrolment;
+    const note = e?.revokedAt
+      ? `revoked ${e.revokedAt}`
+      : !d.inRegistry
+        ? "not in the registry"
+        : !e
+          ? "registered by hand"
+          : e.rotatedAt
+            ? `rotated ${e.rotatedAt}`
+            : "";
+    return [`${d.site}/${d.device}`, d.state, e?.enrolledAt ?? "", e?.keyFingerprint ?? "", note];
+  });
+}
 
 export function deviceCommands(program: Command): void {
   const device = program.command("device").description("Enrolled kiosks: list, revoke, rotate credentials.");
@@ -40,7 +79,7 @@ export function deviceCommands(program: Command): void {
   ).action(async (o: LoginOptions & { site?: string; json: boolean }) => {
     const login = await resolveLogin(o);
     const query = o.site ? `?site=${encodeURIComponent(o.site)}` : "";
-    const { items } = await callCloud<{ items: DeviceRow[] }>(login, "GET", `/api/v1/devices${query}`);
+    const { items } = await callCloud<{ items: ListedDevice[] }>(login, "GET", `/api/v1/devices${query}`);
     if (o.json) {
       process.stdout.write(`${JSON.stringify({ items })}\n`);
       return;
@@ -49,13 +88,7 @@ export function deviceCommands(program: Command): void {
       process.stdout.write(`no kiosks${o.site ? ` at site ${o.site}` : ""}\n`);
       return;
     }
-    const rows = items.map((d) => [
-      `${text(d.site)}/${text(d.device ?? d.id)}`,
-      text(d.state ?? (d.online === true ? "online" : d.online === false ? "offline" : "")),
-      text(d.enrolledAt),
-      text(d.fingerprint ?? d.keyFingerprint),
-      d.revokedAt ? `revoked ${text(d.revokedAt)}` : "",
-    ]);
+    const rows = deviceRows(items);
     process.stdout.write(`${table(["KIOSK", "STATE", "ENROLLED", "KEY", "NOTE"], rows)}\n`);
   });
 
@@ -80,18 +113,42 @@ export function deviceCommands(program: Command): void {
         "Asks a kiosk, over its live session, to make new credentials and register them; it reconnects with them " +
           "and the old ones stop working. An offline kiosk does it when it comes back (until the command expires).",
       )
-      .argument("<kiosk>", "site/device", kioskAddress),
-  ).action(async (kiosk: { site: string; device: string }, o: LoginOptions) => {
+      .argument("<kiosk>", "site/device", kioskAddress)
+      .option("--wait <seconds>", "wait this long for the kiosk to confirm (0: do not wait)", waitSeconds, 30),
+  ).action(async (kiosk: { site: string; device: string }, o: LoginOptions & { wait: number }) => {
     const login = await resolveLogin(o);
-    const answer = await callCloud<Record<string, unknown>>(
+    const answer = await callCloud<{ commandId: string; command: { status: string } }>(
       login,
       "POST",
       `/api/v1/devices/${kiosk.site}/${kiosk.device}/rotate`,
       {},
     );
-    const status = text(answer.status) || "sent";
-    process.stdout.write(
-      `rotation of ${kiosk.site}/${kiosk.device}: ${status}${answer.id ? ` (command ${text(answer.id)})` : ""}\n`,
-    );
+    const name = `${kiosk.site}/${kiosk.device}`;
+    process.stdout.write(`asked ${name} to rotate its credentials (command ${answer.commandId})\n`);
+    if (o.wait === 0) return;
+    const deadline = Date.now() + o.wait * 1000;
+    let status = answer.command.status;
+    while (!SETTLED.has(status) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      const { items } = await callCloud<{ items: Array<{ id: string; status: string; reason?: string | null }> }>(
+        login,
+        "GET",
+        `/api/v1/devices/${kiosk.site}/${kiosk.device}/commands?limit=20`,
+      );
+      const mine = items.find((c) => c.id === answer.commandId);
+      if (mine && mine.status !== status) {
+        status = mine.status;
+        process.stdout.write(`  ${status}${mine.reason ? `: ${mine.reason}` : ""}\n`);
+        if (status === "failed" || status === "expired")
+          throw new ProvisionError(
+            `${name} did not rotate its credentials (${status}${mine.reason ? `: ${mine.reason}` : ""})`,
+          );
+      }
+    }
+    if (status === "done") process.stdout.write(`${name} now uses new credentials; the old ones are refused\n`);
+    else
+      process.stdout.write(
+        `${name} has not confirmed yet (${status}): an offline kiosk rotates when it is back, until the command expires\n`,
+      );
   });
 }

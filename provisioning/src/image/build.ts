@@ -30,7 +30,8 @@ export interface BuildImageOptions {
   base: string;
   /** Where the kiosk image goes; ending in `.xz`: compressed. */
   out: string;
-  contents: KioskImageContents;
+  /** What to add; a function is called once the base image has been checked (building contents takes seconds). */
+  contents: KioskImageContents | (() => Promise<KioskImageContents>);
   /** Where the manifest goes (default `<out>.manifest.json`). */
   manifest?: string;
   /** What was asked for, already free of secrets, recorded in the manifest as is. */
@@ -71,14 +72,15 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   const manifestPath = o.manifest ?? `${out}.manifest.json`;
   const compressOut = out.endsWith(".xz");
   await refuseOverwritingBase(o.base, [out, manifestPath]);
-  const files = checkFiles(o.contents.files);
+  await checkOutputFolder(out);
 
   const source = await openImageSource(o.base, "base image");
   const head = await readRawHead(source, TABLE_HEAD_BYTES);
   const table = readPartitionTable(head, source.rawBytes, `base image ${o.base}`);
   const boot = bootPartition(table, `base image ${o.base}`);
 
-  await checkOutputFolder(out);
+  const contents = typeof o.contents === "function" ? await o.contents() : o.contents;
+  const files = checkFiles(contents.files);
   const rawPath = compressOut ? `${out}.raw.partial` : out;
   const mode = (o.secrets ?? []).some(Boolean) ? 0o600 : 0o644;
   const cleanup: string[] = [];
@@ -118,7 +120,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       );
     }
     const before = cmdline.toString("utf8");
-    const after = o.contents.editCmdline(before);
+    const after = contents.editCmdline(before);
     const written: BootFile[] = [...files, { path: "cmdline.txt", content: after }];
     await run("writing files", totalBytes(written), (p) => writeBootFiles(fat, written, p));
 
@@ -170,7 +172,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       partitionTable: describeTable(table, boot),
       cmdline: { before, after },
       files: written.map((f): ManifestFile => manifestFile(f, o.secrets ?? [])),
-      versions: o.contents.versions,
+      versions: contents.versions,
       options: o.options ?? {},
       output: {
         path: out,

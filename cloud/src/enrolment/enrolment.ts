@@ -129,8 +129,7 @@ function checkClock(at: string, now: Date): void {
   if (skew > ENROL_CLOCK_SKEW_SECONDS) {
     throw new EnrolRefused(
       "clock-skew",
-      `the request was signed at ${at}, ${Math.round(skew)} s from the cloud's time ${now.toISOString()} ` +
-        `(at most ${ENROL_CLOCK_SKEW_SECONDS} s allowed): set the kiosk's clock (NTP) and try again`,
+      `signed at ${at}, ${Math.round(skew)} s from the cloud's ${now.toISOString()}; at most ${ENROL_CLOCK_SKEW_SECONDS} s allowed`,
     );
   }
 }
@@ -216,7 +215,7 @@ export class Enrolment {
       checkClock(req.at, now);
       const { signature, ...signed } = req;
       if (!verifyEd25519(req.publicKey, enrolSigningInput(signed), signature)) {
-        throw new EnrolRefused("bad-signature", "the signature does not verify with the public key sent");
+        throw new EnrolRefused("bad-signature", "checked against enrolSigningInput of the fields sent");
       }
       if (!claimDigits.ok) throw new EnrolRefused("claim-unknown", `claim: ${claimDigits.error}`);
       return await this.#o.db.transaction(async (tx) => {
@@ -310,7 +309,7 @@ export class Enrolment {
       [codeHash],
     );
     const claim = rows[0];
-    if (!claim) throw new EnrolRefused("claim-unknown", "no such claim code: check it, or create a new one");
+    if (!claim) throw new EnrolRefused("claim-unknown", "no claim has this code");
     return claim;
   }
 
@@ -341,13 +340,13 @@ export class Enrolment {
 
   #usable(claim: ClaimRow, req: EnrolRequest, now: Date): void {
     if (claim.used_at) {
-      throw new EnrolRefused("claim-used", `this claim code enrolled a kiosk at ${claim.used_at.toISOString()}`);
+      throw new EnrolRefused("claim-used", `used at ${claim.used_at.toISOString()}`);
     }
     if (claim.expires_at <= now) {
-      throw new EnrolRefused("claim-expired", `this claim code expired at ${claim.expires_at.toISOString()}`);
+      throw new EnrolRefused("claim-expired", `expired at ${claim.expires_at.toISOString()}`);
     }
     if (claim.site_id !== req.site) {
-      throw new EnrolRefused("claim-other-site", `this claim code is for another site, not ${req.site}`);
+      throw new EnrolRefused("claim-other-site", `the code is not for site ${req.site}`);
     }
   }
 
@@ -378,10 +377,7 @@ export class Enrolment {
   }
 
   #taken(req: DeviceAddress): EnrolRefused {
-    return new EnrolRefused(
-      "device-taken",
-      `another kiosk is enrolled as ${req.site}/${req.device}: revoke it first, or give this kiosk another id`,
-    );
+    return new EnrolRefused("device-taken", `${req.site}/${req.device} is held by another key or secret`);
   }
 
   /**

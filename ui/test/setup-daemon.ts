@@ -96,7 +96,7 @@ export class SetupDaemon {
   /** Answer to a claim the contract accepts; the default starts enrolling (202). */
   onClaim: (code: string) => Answer = () => this.startEnrolling();
   /** Answer to the test receipt. */
-  onTestReceipt: () => Answer = () => ({ status: 200, body: { printed: true, detail: "on ESC/POS /dev/usb/lp0" } });
+  onTestReceipt: () => Answer = () => ({ status: 200, body: { printed: true, detail: "test receipt printed" } });
 
   private origin = "";
   private readonly wss = new WebSocketServer({ noServer: true });
@@ -163,7 +163,7 @@ export class SetupDaemon {
     this.testReceipts = 0;
     this.diagnosticsAsked = 0;
     this.onClaim = () => this.startEnrolling();
-    this.onTestReceipt = () => ({ status: 200, body: { printed: true, detail: "on ESC/POS /dev/usb/lp0" } });
+    this.onTestReceipt = () => ({ status: 200, body: { printed: true, detail: "test receipt printed" } });
     for (const ws of this.wss.clients) ws.terminate();
   }
 

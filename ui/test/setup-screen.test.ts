@@ -179,48 +179,4 @@ it("a refused code: the daemon's reason with its fix, Try again brings the keypa
   assert.equal(ctx.daemon.claims, [CODE, CODE, CODE]);
 });
 
-it("no network is said with what to do; a code in the image enrols without the keypad, which comes back after a failure", async (ctx) => {
-  ctx.daemon.setup = {
-    ...ctx.daemon.setup,
-    claimInImage: true,
-    network: { online: false, addresses: [] },
-    enrolment: { state: "failed", reason: "no-network" },
-  };
-  await open(ctx.page, ctx.base);
-  await seePanel(ctx.page, "failed");
-  assert.is(
-    await text(ctx.page, "setup-network"),
-    "No network: plug in Ethernet or check the Wi-Fi settings in the image",
-  );
-  assert.is(await text(ctx.page, "failure-message"), "This kiosk has no network.");
-  assert.is(await text(ctx.page, "failure-fix"), "To fix: Plug in Ethernet or check the Wi-Fi settings in the image.");
-  assert.equal(await layoutProblems(ctx.page), []);
-
-  // The cable is in: the kiosk tries its image's code again by itself.
-  ctx.daemon.setup = {
-    ...ctx.daemon.setup,
-    network: { online: true, addresses: ["10.0.0.7"] },
-    enrolment: { state: "enrolling", step: "request" },
-  };
-  await seePanel(ctx.page, "enrolling");
-  assert.is(await text(ctx.page, "setup-status"), "Enrolling with the code from the image…");
-  assert.is(await ctx.page.getByTestId("key-1").count(), 0, "no keypad while the image's code is tried");
-  assert.is(await text(ctx.page, "setup-network"), "Online · 10.0.0.7");
-
-  ctx.daemon.enrolment({
-    state: "failed",
-    reason: "clock-skew",
-    message: "This kiosk's clock is 2 hours behind the cloud's.",
-  });
-  await seePanel(ctx.page, "failed");
-  assert.is(await text(ctx.page, "failure-message"), "This kiosk's clock is 2 hours behind the cloud's.");
-  assert.match(await text(ctx.page, "failure-fix"), /time server \(NTP\)/);
-  await ctx.page.getByTestId("try-again").click();
-  await seePanel(ctx.page, "entry");
-  await pressKeys(ctx.page, CODE);
-  await ctx.page.getByTestId("enrol").click();
-  await seePanel(ctx.page, "enrolling");
-  assert.equal(ctx.daemon.claims, [CODE]);
-});
-
 test.run();

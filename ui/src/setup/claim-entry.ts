@@ -2,14 +2,10 @@ import { CLAIM_CODE_DIGITS, parseClaimCode } from "@paylane/protocol/setup-api";
 import { css, html, LitElement } from "lit";
 import { customElement, property, state } from "lit/decorators.js";
 import { touchStyles } from "../kiosk/touch-styles.ts";
+import { sentence } from "./failure-words.ts";
 
 const DIGITS = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
 const GROUP = 5;
-
-/** A sentence as the screen shows it: parseClaimCode's reasons start in lower case, for a CLI line. */
-function sentence(text: string): string {
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
 
 /**
  * "Scan or enter your claim code": the code in groups of five, a keypad and

@@ -3,6 +3,7 @@ import { css, html, LitElement, nothing } from "lit";
 import { customElement, state } from "lit/decorators.js";
 import { touchStyles } from "../kiosk/touch-styles.ts";
 import { getDiagnostics, postTestReceipt } from "./api.ts";
+import { sentence } from "./failure-words.ts";
 
 /** The checks in the order a technician works through them, in words. */
 const ROWS = [
@@ -144,13 +145,7 @@ export class DiagnosticsScreen extends LitElement {
         role="status"
         data-testid="receipt-result"
       >
-        ${
-          this.receipt
-            ? this.receipt.printed
-              ? `✓ Test receipt printed. ${this.receipt.detail}`
-              : `✗ No test receipt: ${this.receipt.detail}`
-            : ""
-        }
+        ${this.receipt ? `${this.receipt.printed ? "✓" : "✗"} ${sentence(this.receipt.detail)}` : ""}
       </p>
       <div class="actions">
         <button data-testid="close-diagnostics" @click=${this.close}>Close</button>

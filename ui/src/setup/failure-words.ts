@@ -60,3 +60,8 @@ export function failureWords(state: SetupState): FailureWords {
     : { message: "Enrolment failed.", fix: "Try again. If it keeps failing, open Diagnostics." };
   return { message: message || fallback.message, fix: fix || fallback.fix };
 }
+
+/** A line as the screen shows it: the shared checks and the daemon word theirs for a CLI, in lower case. */
+export function sentence(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -11,5 +11,6 @@ export * from "./payments/online-authorizer.ts";
 export * from "./payments/payment-desk.ts";
 export * from "./payments/wallet-replica.ts";
 export * from "./replica.ts";
+export * from "./setup/index.ts";
 export * from "./timers.ts";
 export * from "./uplink.ts";

@@ -14,7 +14,15 @@ import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { CloudService, type Database, mintOperatorToken, openPg, parseCloudEnv, type Role } from "@paylane/cloud";
+import {
+  CloudService,
+  type Database,
+  mintOperatorToken,
+  openPg,
+  openPglite,
+  parseCloudEnv,
+  type Role,
+} from "@paylane/cloud";
 import { Gateway } from "@paylane/gateway";
 import {
   type DeviceAddress,
@@ -37,6 +45,8 @@ export interface HarnessOptions {
   /** Serve the API on HTTPS with a self-signed certificate made by openssl. */
   tls?: boolean;
   enrolFailuresPerMinute?: number;
+  /** Real Postgres in its own schema (default), or PGlite as `npm start` runs it. */
+  db?: "pg" | "pglite";
   /** Hand-registered devices (no enrolment key), with their secrets in `secrets`. */
   devices?: string[];
 }
@@ -181,7 +191,7 @@ export class EnrolmentHarness {
       env.CLOUD_TLS_KEY = key;
       this.ca = await readFile(cert);
     }
-    this.db = await openPg({ url: PG_URL, schema: this.#schema });
+    this.db = this.#o.db === "pglite" ? await openPglite() : await openPg({ url: PG_URL, schema: this.#schema });
     // Every line at every level, so a test can prove what never appears in one.
     const logger = pino({ level: "trace" }, { write: (line: string) => void this.logs.push(line) });
     this.cloud = new CloudService({ config: parseCloudEnv(env), logger, db: this.db, now: this.now, site: this.site });
@@ -280,8 +290,7 @@ export class EnrolmentHarness {
   /** Every row of every table of the cloud's schema, as text. */
   async allRows(): Promise<string[]> {
     const { rows: tables } = await this.db.query<{ name: string }>(
-      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1",
-      [this.#schema],
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()",
     );
     const out: string[] = [];
     for (const t of tables) {
@@ -301,7 +310,7 @@ export class EnrolmentHarness {
     await this.cloud?.stop();
     this.#stopWatch?.();
     await this.gateway?.stop();
-    await this.db?.query(`DROP SCHEMA IF EXISTS ${this.#schema} CASCADE`).catch(() => {});
+    if (this.#o.db !== "pglite") await this.db?.query(`DROP SCHEMA IF EXISTS ${this.#schema} CASCADE`).catch(() => {});
     await this.db?.close();
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }

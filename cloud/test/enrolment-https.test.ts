@@ -3,6 +3,7 @@
  * over it: a certificate made here by openssl, trusted by the client through
  * a CA option only. One enrolment end to end, a client that does not trust
  * the certificate refused, and a half-set pair refused at configuration.
+ * On PGlite, as `npm start` runs the cloud (the other enrolment tests use Postgres).
  */
 import { request } from "node:https";
 import { parseCloudEnv } from "@paylane/cloud";
@@ -12,7 +13,7 @@ import { loud } from "../../test/support/hooks.ts";
 import { EnrolmentHarness, enrolRequest, newKiosk } from "./enrolment-harness.ts";
 
 const it = suite("enrolment over HTTPS");
-const h = new EnrolmentHarness({ tls: true });
+const h = new EnrolmentHarness({ tls: true, db: "pglite" });
 
 it.before(loud("harness", () => h.start()));
 it.after(() => h.stop());
@@ -24,6 +25,13 @@ it("a kiosk enrols over HTTPS trusting the cloud's CA, and connects to the broke
   const res = await h.request("POST", "/api/v1/enrol", { body: enrolRequest(k, claim!.code, h.now()) });
   assert.is(res.status, 201, JSON.stringify(res.body));
   await h.mqttWithin(h.site, k.device, k.secret);
+  const again = await h.request("POST", "/api/v1/enrol", { body: enrolRequest(k, claim!.code, h.now()) });
+  assert.is(again.status, 201, "a retry gets the same answer");
+  assert.equal(again.body, res.body);
+  const revoked = await h.request("POST", `/api/v1/devices/${h.site}/${k.device}/revoke`, {
+    token: await h.token("admin"),
+  });
+  assert.is(revoked.status, 200);
 });
 
 it("a client that does not trust the certificate is refused by TLS, not answered", async () => {

@@ -53,6 +53,9 @@ export async function kioskImageContents(
   // Options first: a bad one is refused before seconds of building.
   const env = firstBootEnv(options);
   const config = kioskJson(options);
+  // The daemon's own check, so a config it would refuse at first boot is refused now, in its words.
+  const { parseKioskFile } = await import("@paylane/device");
+  parseKioskFile(config, "kiosk.json (from the image options)");
   const wifi = options.wifi ? networkManagerKeyfile(options.wifi) : undefined;
   if (options.cloudCa !== undefined && !options.cloudCa.includes("-----BEGIN CERTIFICATE-----")) {
     throw new ConfigError("cloud CA: expected a PEM certificate (-----BEGIN CERTIFICATE-----)");

@@ -113,7 +113,8 @@ export class SetupController implements ReactiveController {
     } else {
       this.error = answer.error;
     }
-    if (this.state?.enrolled && (await probeSetupMode()) === "ready") {
+    // Enrolled, or no answer (the daemon is switching over, or came back as a kiosk): is it running?
+    if ((this.state?.enrolled || !answer.ok) && (await probeSetupMode()) === "ready") {
       this.active = false;
       this.state = undefined;
       this.options.onDone();

@@ -6,7 +6,8 @@
  * On PGlite, as `npm start` runs the cloud (the other enrolment tests use Postgres).
  */
 import { request } from "node:https";
-import { parseCloudEnv } from "@paylane/cloud";
+import { CloudService, parseCloudEnv } from "@paylane/cloud";
+import pino from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { loud } from "../../test/support/hooks.ts";
@@ -56,6 +57,22 @@ it("a certificate without its key (or a key without its certificate) is one clea
     () => parseCloudEnv({ ...base, CLOUD_TLS_KEY: "/tmp/key.pem" }),
     /CLOUD_TLS_CERT: required when CLOUD_TLS_KEY is set/,
   );
+});
+
+it("a certificate file that cannot be read fails the start with one line naming the variable", async () => {
+  const config = parseCloudEnv({
+    REGISTRY_PATH: h.registryPath,
+    CLOUD_PORT: "0",
+    CLOUD_TLS_CERT: "/nonexistent/cert.pem",
+    CLOUD_TLS_KEY: "/nonexistent/key.pem",
+  });
+  const cloud = new CloudService({ config, db: h.db, logger: pino({ level: "silent" }) });
+  const err = await cloud.start().then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.ok(err, "the start fails");
+  assert.match(err!.message, /^CLOUD_TLS_CERT: cannot read \/nonexistent\/cert\.pem: ENOENT$/);
 });
 
 it.run();

@@ -260,6 +260,10 @@ export class Enrolment {
         });
         // Last, before the commit: a failure here rolls the claim back.
         await this.#register(req, previous?.public_key === req.publicKey && !previous.revoked_at);
+        this.#o.logger?.info(
+          { site: req.site, device: req.device, claimId: claim.id, fingerprint: publicKeyFingerprint(req.publicKey) },
+          "device enrolled",
+        );
         return {
           site: req.site,
           device: req.device,
@@ -466,6 +470,7 @@ export class Enrolment {
           outcome: "ok",
         });
       });
+      this.#o.logger?.info({ site: device.site, device: device.device }, "device credentials rotated");
       return { rotatedAt: now.toISOString() };
     } catch (err) {
       if (err instanceof EnrolRefused) await audit("refused", err.reason);
@@ -505,6 +510,7 @@ export class Enrolment {
       address: caller.address,
       outcome: "ok",
     });
+    this.#o.logger?.info({ site: device.site, device: device.device, by: caller.actor }, "device revoked");
     return { revokedAt: now.toISOString() };
   }
 

@@ -110,8 +110,13 @@ async function runScript(script: string, env: Record<string, string>, bin: strin
   return { status: result.status, output: result.stdout + result.stderr, calls };
 }
 
-async function firstBoot(options: KioskImageOptions, failing: Record<string, string> = {}): Promise<Run> {
+async function firstBoot(
+  options: KioskImageOptions,
+  failing: Record<string, string> = {},
+  prepare?: (root: string) => Promise<void>,
+): Promise<Run> {
   const { root, bin, log } = await fakeRoot();
+  await prepare?.(root);
   for (const name of STUBS) await stub(bin, name, failing[name] ?? "");
   const boot = join(root, "boot/firmware");
   await flash(options, boot);
@@ -212,16 +217,22 @@ test("the first user becomes the admin, password locked, SSH on with only its ke
 });
 
 test("without a key SSH stays off; a read-only root waits for the install and keeps the journal off the overlay", async () => {
-  const run = await firstBoot({
-    site: "demo",
-    cloudUrl: "https://cloud.example",
-    mqttUrl: "mqtts://mqtt.example",
-    readOnlyRoot: true,
-  });
+  const run = await firstBoot(
+    {
+      site: "demo",
+      cloudUrl: "https://cloud.example",
+      mqttUrl: "mqtts://mqtt.example",
+      readOnlyRoot: true,
+      // An image whose Wi-Fi radio has no saved rfkill state yet.
+      wifi: { ssid: "Lobby", password: "correct horse battery", country: "GB" },
+    },
+    {},
+    (root) => rm(join(root, "var/lib/systemd/rfkill"), { recursive: true }),
+  );
   assert.is(run.status, 0, run.output);
   assert.ok(run.calls.includes("systemctl disable ssh.service"));
   assert.not.ok(run.calls.some((c) => c.startsWith("usermod --lock")));
-  assert.not.ok(existsSync(join(run.root, "etc/NetworkManager/system-connections/paylane-wifi.nmconnection")));
+  assert.ok(existsSync(join(run.root, "etc/NetworkManager/system-connections/paylane-wifi.nmconnection")));
   assert.is(read(join(run.root, "etc/hostname")), "raspberrypi\n");
   // Not now: the install after the reboot must land on the real root.
   assert.not.ok(run.calls.some((c) => c.includes("overlayfs")));

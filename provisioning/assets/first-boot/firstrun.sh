@@ -137,7 +137,7 @@ if [ -f "$SRC/config/wifi.nmconnection" ]; then
   raspi-config nonint do_wifi_country "$WIFI_COUNTRY"
   # Raspberry Pi OS keeps Wi-Fi soft-blocked until a country is set; unblock it for the next boot.
   for state in "$ROOT"/var/lib/systemd/rfkill/*:wlan; do
-    [ -e "$state" ] && echo 0 >"$state"
+    if [ -e "$state" ]; then echo 0 >"$state"; fi
   done
 fi
 

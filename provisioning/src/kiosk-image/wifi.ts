@@ -44,8 +44,6 @@ export function networkManagerKeyfile(wifi: WifiOptions): string {
     "[wifi]",
     "mode=infrastructure",
     `ssid=${ssidBytes};`,
-    // A kiosk's access point may hide its name; asking for it costs nothing otherwise.
-    "hidden=true",
     "",
     "[wifi-security]",
     "key-mgmt=wpa-psk",

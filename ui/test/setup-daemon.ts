@@ -183,6 +183,13 @@ export class SetupDaemon {
     this.running = running;
   }
 
+  /** The daemon restarts in setup mode (its identity gone): live views are cut and setup is served again. */
+  backToSetup(): void {
+    this.setup = defaultSetup();
+    this.running = false;
+    for (const ws of this.wss.clients) ws.terminate();
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     if (path === "/api/state" && req.method === "GET") {

@@ -179,4 +179,14 @@ it("a refused code: the daemon's reason with its fix, Try again brings the keypa
   assert.equal(ctx.daemon.claims, [CODE, CODE, CODE]);
 });
 
+it("a kiosk whose daemon comes back in setup mode shows the setup screen", async (ctx) => {
+  ctx.daemon.enrolled(true);
+  await ctx.page.goto(ctx.base);
+  await seeScreen(ctx.page, "attract");
+  ctx.daemon.backToSetup();
+  await seeScreen(ctx.page, "setup");
+  await seePanel(ctx.page, "entry");
+  assert.is(await text(ctx.page, "setup-device"), "kiosk-entrance");
+});
+
 test.run();

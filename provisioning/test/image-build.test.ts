@@ -117,8 +117,7 @@ test("an xz base becomes an xz kiosk image, told apart by magic bytes, not by na
 });
 
 test("building again from a kiosk image is idempotent for cmdline.txt (the hook is added once)", async () => {
-  const first = join(dir, "first.img");
-  await buildImage({ base: base.path, out: first, contents: contents() });
+  const first = join(dir, "kiosk.img"); // built by the first test
   const second = join(dir, "second.img");
   await buildImage({ base: first, out: second, contents: contents() });
   assert.is(readBootFile(second, "cmdline.txt").toString(), `${CMDLINE.trimEnd()}${HOOK}\n`);

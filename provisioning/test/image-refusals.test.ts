@@ -164,4 +164,31 @@ test("a file size limit (ulimit -f) stops the write: said so, and the partial im
   assert.equal(readdirSync(out), []);
 });
 
+test("Ctrl-C in the middle of a build deletes the partial image and the staged kiosk files", () => {
+  const out = outDir();
+  const staging = outDir();
+  const script = [
+    `import { buildImage } from ${JSON.stringify(join(import.meta.dirname, "../src/image/build.ts"))};`,
+    `import { deletePartialOutputOnInterrupt } from ${JSON.stringify(join(import.meta.dirname, "../src/cli/image.ts"))};`,
+    "deletePartialOutputOnInterrupt();",
+    // The Ctrl-C arrives once the kiosk files are being written: the image and the staging folder both exist.
+    "const progress = { phase: (label) => ({ advance() { if (label === 'writing files') process.kill(process.pid, 'SIGINT'); }, finish() {}, abort() {} }) };",
+    `await buildImage({ base: ${JSON.stringify(base.path)}, out: ${JSON.stringify(join(out, "k.img"))}, progress,`,
+    "  contents: { files: [{ path: 'a.txt', content: 'a' }, { path: 'paylane/claim', content: '12345' }], editCmdline: (c) => c, versions: {} } });",
+    "process.stdout.write('finished\\n');",
+  ].join("\n");
+  const scriptPath = join(root, "interrupted.mts");
+  writeFileSync(scriptPath, script);
+  const r = spawnSync(process.execPath, ["--import", "tsx", scriptPath], {
+    encoding: "utf8",
+    env: { ...process.env, TMPDIR: staging },
+  });
+  assert.is(r.status, 130, r.stderr);
+  assert.match(r.stderr, /paylane-provision: interrupted \(SIGINT\); the partial image was deleted\n$/);
+  assert.is(r.stdout, "");
+  assert.equal(readdirSync(out), []);
+  const left = readdirSync(staging).filter((f) => f.startsWith("paylane-"));
+  assert.equal(left, [], "the staged files (a claim code among them) are gone");
+});
+
 test.run();

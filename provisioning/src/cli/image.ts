@@ -5,7 +5,7 @@
  * in, image/build.ts writes it; progress on stderr, the hashes on stdout.
  */
 import { type Command, Option } from "commander";
-import { buildImage } from "../image/build.ts";
+import { buildImage, removePartialOutputs } from "../image/build.ts";
 import {
   claimFlag,
   cloudUrlFlag,
@@ -70,6 +70,7 @@ export function imageCommands(program: Command): void {
       const resolved = await resolveImageOptions(flags);
       for (const note of resolved.notes) process.stderr.write(`${note}\n`);
       const progress = createProgress();
+      deletePartialOutputOnInterrupt();
       const result = await buildImage({
         base: flags.base,
         out: flags.out,
@@ -90,4 +91,19 @@ export function imageCommands(program: Command): void {
       ];
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+}
+
+/**
+ * Ctrl-C (or a SIGTERM) in the middle of a build: the half-written image and
+ * the staged kiosk files (a claim code among them) are deleted before exiting.
+ * xz, in the same process group, gets the Ctrl-C itself.
+ */
+export function deletePartialOutputOnInterrupt(): void {
+  const interrupted = (signal: NodeJS.Signals) => {
+    removePartialOutputs();
+    process.stderr.write(`\npaylane-provision: interrupted (${signal}); the partial image was deleted\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
 }

@@ -7,7 +7,7 @@
  * never be mistaken for a good one.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, rmSync, statSync, unlinkSync } from "node:fs";
 import { mkdir, mkdtemp, open, realpath, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -65,6 +65,47 @@ const BATCH_BYTES = 16 * MiB;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what FAT names cannot hold
 const FAT_FORBIDDEN = /["*:<>?\\|\u0000-\u001f]/;
 
+/**
+ * What builds in progress have written so far (images, the raw intermediate,
+ * the manifest, the staging folder holding the kiosk files): removed when a
+ * build fails, and by removePartialOutputs when the process is interrupted.
+ */
+const partial = new Set<string>();
+
+/** For a SIGINT / SIGTERM handler: deletes every partial output now, synchronously. */
+export function removePartialOutputs(): void {
+  for (const path of partial) {
+    try {
+      const info = statSync(path);
+      if (info.isFile()) unlinkSync(path);
+      else if (info.isDirectory()) rmSync(path, { recursive: true, force: true });
+    } catch {
+      // already gone
+    }
+  }
+  partial.clear();
+}
+
+/** The paths one build made, also registered in `partial` until the build is done. */
+class Made {
+  readonly paths: string[] = [];
+  add(path: string) {
+    this.paths.push(path);
+    partial.add(path);
+  }
+  forget(path: string) {
+    this.paths.splice(this.paths.indexOf(path), 1);
+    partial.delete(path);
+  }
+  keepAll() {
+    for (const path of this.paths) partial.delete(path);
+  }
+  async removeAll() {
+    await Promise.all(this.paths.map((path) => removeRegularFile(path)));
+    this.keepAll();
+  }
+}
+
 export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   const progress = o.progress ?? silentProgress;
   const now = o.now ?? (() => new Date());
@@ -83,7 +124,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   const files = checkFiles(contents.files);
   const rawPath = compressOut ? `${out}.raw.partial` : out;
   const mode = (o.secrets ?? []).some(Boolean) ? 0o600 : 0o644;
-  const cleanup: string[] = [];
+  const made = new Made();
   let phase: Phase | undefined;
   const run = async <T>(label: string, total: number, body: (p: Phase) => Promise<T>): Promise<T> => {
     phase = progress.phase(label, total);
@@ -96,7 +137,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     // 1. The base, byte for byte (hashing the file as stored on the way).
     const baseHash = createHash("sha256");
     const copied = await run(source.compressed ? "decompressing" : "copying", source.rawBytes, (p) =>
-      writeAll(rawPath, mode, cleanup, source.rawBytes, async (write) => {
+      writeAll(rawPath, mode, made, source.rawBytes, async (write) => {
         await pumpRaw(
           source,
           async (chunk) => {
@@ -122,7 +163,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     const before = cmdline.toString("utf8");
     const after = contents.editCmdline(before);
     const written: BootFile[] = [...files, { path: "cmdline.txt", content: after }];
-    await run("writing files", totalBytes(written), (p) => writeBootFiles(fat, written, p));
+    await run("writing files", totalBytes(written), (p) => writeBootFiles(fat, written, p, made));
 
     // 3. Hash (and compress) what was made.
     const rawHash = createHash("sha256");
@@ -131,7 +172,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     if (compressOut) {
       outHash = createHash("sha256");
       outBytes = await run("compressing", source.rawBytes, (p) =>
-        writeAll(out, mode, cleanup, undefined, async (write) => {
+        writeAll(out, mode, made, undefined, async (write) => {
           await compressXz(
             rawPath,
             (chunk) => {
@@ -146,7 +187,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
         }),
       );
       await unlink(rawPath);
-      cleanup.splice(cleanup.indexOf(rawPath), 1);
+      made.forget(rawPath);
     } else {
       await run("hashing", source.rawBytes, async (p) => {
         for await (const chunk of createReadStream(rawPath, { highWaterMark: 4 * MiB })) {
@@ -182,12 +223,13 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
         raw: { bytes: source.rawBytes, sha256: rawSha },
       },
     };
-    cleanup.push(manifestPath);
+    made.add(manifestPath);
     await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o644 });
+    made.keepAll();
     return { out, sha256, bytes: outBytes, raw: { sha256: rawSha, bytes: source.rawBytes }, manifestPath, manifest };
   } catch (err) {
     phase?.abort();
-    await Promise.all(cleanup.map((path) => removeRegularFile(path)));
+    await made.removeAll();
     throw explain(err, { out, rawBytes: source.rawBytes });
   }
 }
@@ -236,19 +278,19 @@ const bytesOf = (f: BootFile) => (typeof f.content === "string" ? Buffer.byteLen
 const totalBytes = (files: BootFile[]) => files.reduce((sum, f) => sum + bytesOf(f), 0);
 
 /**
- * Opens `path` for writing (recorded in `cleanup` as soon as it exists),
+ * Opens `path` for writing (recorded in `made` as soon as it exists),
  * hands `body` a write function that writes each chunk in full, and returns
  * the bytes written. `expected` is what ENOSPC's message says is needed.
  */
 async function writeAll(
   path: string,
   mode: number,
-  cleanup: string[],
+  made: Made,
   expected: number | undefined,
   body: (write: (chunk: Buffer) => Promise<void>) => Promise<void>,
 ): Promise<number> {
   const fd = await open(path, "w", mode);
-  cleanup.push(path);
+  made.add(path);
   let written = 0;
   try {
     if ((await fd.stat()).isFile()) await fd.chmod(mode);
@@ -271,12 +313,13 @@ async function writeAll(
   return written;
 }
 
-async function writeBootFiles(fat: FatPartition, files: BootFile[], p: Phase): Promise<void> {
+async function writeBootFiles(fat: FatPartition, files: BootFile[], p: Phase, made: Made): Promise<void> {
   const free = await fat.freeBytes();
   const cluster = await fat.clusterBytes();
   const needed = files.reduce((sum, f) => sum + Math.ceil(bytesOf(f) / cluster) * cluster, 0);
   // Staged on the local disk under their own names, because mcopy names what it copies after its source.
   const stage = await mkdtemp(join(tmpdir(), "paylane-boot-"));
+  made.add(stage);
   try {
     const byDir = new Map<string, { local: string; bytes: number }[]>();
     for (const f of files) {
@@ -327,6 +370,7 @@ async function writeBootFiles(fat: FatPartition, files: BootFile[], p: Phase): P
     }
   } finally {
     await rm(stage, { recursive: true, force: true });
+    made.forget(stage);
   }
 }
 

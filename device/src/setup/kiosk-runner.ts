@@ -125,6 +125,13 @@ export class KioskRunner {
         })
       : undefined;
     if (rotation) config = await rotation.settle();
+    if (config.cloudCa && process.env.NODE_EXTRA_CA_CERTS !== config.cloudCa) {
+      // Node reads its extra CAs once, at process start: the daemon's own HTTPS and MQTTS need them from there.
+      this.#log.warn(
+        { cloudCa: config.cloudCa },
+        "cloudCa is used for enrolment, rotation and diagnostics; for the daemon's HTTPS and MQTTS start it with NODE_EXTRA_CA_CERTS set to the same file",
+      );
+    }
     const daemon: KioskDaemon = new KioskDaemon({
       config,
       logger: this.#log,

@@ -179,18 +179,23 @@ async function poll<T>(what: string, probe: () => Promise<T | undefined>, ms: nu
   }
 }
 
+/** /opt/paylane as the Pi has it after its first boot, in a temporary folder. */
+async function installBundle(dir: string): Promise<string> {
+  const app = join(dir, "opt");
+  for (const f of contents.files.filter((f) => f.path.startsWith("paylane/opt/"))) {
+    const path = join(app, f.path.slice("paylane/opt/".length));
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, f.content);
+  }
+  await installNatives(app);
+  return join(app, "app/paylane-device.mjs");
+}
+
 test("the bundle runs outside the source tree: --help, then a kiosk that serves its health and its UI", async () => {
   const dir = await mkdtemp(join(tmpdir(), "paylane-kiosk-bundle-"));
   let child: ChildProcess | undefined;
   try {
-    const app = join(dir, "opt");
-    for (const f of contents.files.filter((f) => f.path.startsWith("paylane/opt/"))) {
-      const path = join(app, f.path.slice("paylane/opt/".length));
-      await mkdir(dirname(path), { recursive: true });
-      await writeFile(path, f.content);
-    }
-    await installNatives(app);
-    const bundle = join(app, "app/paylane-device.mjs");
+    const bundle = await installBundle(dir);
 
     const help = spawnSync(process.execPath, [bundle, "--help"], { cwd: dir, encoding: "utf8" });
     assert.is(help.status, 0, help.stderr);
@@ -242,6 +247,52 @@ test("the bundle runs outside the source tree: --help, then a kiosk that serves 
     child.kill("SIGTERM");
     assert.is(await exited, 0, output);
     assert.not.match(output, /Cannot find (module|package)/);
+  } finally {
+    if (child?.exitCode === null) child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("the bundle starts a kiosk.json as the image writes it (no secret) in setup mode, waiting for enrolment", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-kiosk-setup-"));
+  let child: ChildProcess | undefined;
+  try {
+    const bundle = await installBundle(dir);
+    const port = await freePort();
+    const config = join(dir, "kiosk.json");
+    const written = JSON.parse(text("paylane/config/kiosk.json"));
+    await writeFile(
+      config,
+      JSON.stringify({
+        ...written,
+        // The cloud is away: the kiosk keeps its setup screen up and says so.
+        cloudUrl: "http://127.0.0.1:9",
+        cloudCa: undefined,
+        dataDir: join(dir, "data"),
+        http: { host: "127.0.0.1", port },
+        reader: { type: "pn532-simulator" },
+      }),
+    );
+    let output = "";
+    child = spawn(process.execPath, [bundle, "--config", config], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout?.on("data", (b: Buffer) => (output += b));
+    child.stderr?.on("data", (b: Buffer) => (output += b));
+    const exited = new Promise<number | null>((resolve) => child?.on("exit", (code) => resolve(code)));
+    const setup = await poll(
+      "the bundled kiosk's setup state",
+      async () => {
+        if (child?.exitCode !== null) throw new Error(`the bundle exited: ${output}`);
+        const res = await fetch(`http://127.0.0.1:${port}/api/setup`);
+        return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+      },
+      20_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${output}`);
+    });
+    assert.is(setup.site, "demo", JSON.stringify(setup));
+    child.kill("SIGTERM");
+    assert.is(await exited, 0, output);
+    assert.not.ok(output.includes(OPTIONS.claim), "the claim code is never logged");
   } finally {
     if (child?.exitCode === null) child.kill("SIGKILL");
     await rm(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ const GROUP = 5;
  * Enrol, enabled once all 20 digits are in and the check digit matches (a
  * typo is refused here, before anything is sent). A barcode scanner is a
  * keyboard that types the code and Enter, so keys typed anywhere on the page
- * go into the code too (dashes and spaces skipped).
+ * go into the code too (dashes and spaces skipped; Escape clears).
  *
  * @fires setup-claim - CustomEvent<string>: the code's 20 digits, to send.
  */

@@ -35,7 +35,8 @@ export class SetupController implements ReactiveController {
   private readonly host: ReactiveControllerHost;
   private readonly options: SetupOptions;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private running = false;
+  /** A tick is under way (its call to the daemon has not answered yet). */
+  private inFlight = false;
   private connected = false;
   /** Bumped by each claim sent: a poll that was asked before it is older than its answer and is dropped. */
   private generation = 0;
@@ -59,7 +60,7 @@ export class SetupController implements ReactiveController {
 
   /** Ask the daemon whether it is in setup, unless that is already under way. */
   check(): void {
-    if (!this.connected || this.running || this.timer) return;
+    if (!this.connected || this.inFlight || this.timer) return;
     void this.tick();
   }
 
@@ -81,12 +82,12 @@ export class SetupController implements ReactiveController {
 
   private async tick(): Promise<void> {
     this.timer = undefined;
-    this.running = true;
+    this.inFlight = true;
     try {
       if (this.active) await this.follow();
       else await this.probe();
     } finally {
-      this.running = false;
+      this.inFlight = false;
     }
     if (this.connected && (this.active || !this.options.running())) {
       this.timer = setTimeout(() => void this.tick(), this.options.pollMs());

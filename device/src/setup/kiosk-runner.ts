@@ -4,13 +4,15 @@
  * process — setup mode to the daemon once enrolled, and the daemon to a new
  * daemon with the new secret after `rotate-credentials`. No restart.
  */
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { SetupState } from "@paylane/protocol/setup-api";
 import type { Logger } from "pino";
 import { type DeviceConfig, loadKioskFile } from "../config.ts";
 import { type DaemonOptions, KioskDaemon } from "../daemon.ts";
 import { realTimers, type Timers } from "../timers.ts";
 import { runDiagnostics } from "./diagnostics.ts";
-import { interfaceAddresses } from "./enrol-client.ts";
+import { interfaceAddresses, PENDING_FILE } from "./enrol-client.ts";
 import { CredentialRotation, existingDeviceKey } from "./rotation.ts";
 import { readCloudCa, SetupMode, type SetupModeOptions, testReceipt } from "./setup-mode.ts";
 import { setupRoutes } from "./setup-routes.ts";
@@ -110,6 +112,8 @@ export class KioskRunner {
     const loaded = await loadKioskFile(this.#o.configPath);
     if (!loaded.enrolled) throw new Error(`${this.#o.configPath} has no secret: the kiosk is not enrolled`);
     let config = loaded.config;
+    // Enrolled: a secret kept for an enrolment that a crash cut off after kiosk.json was written has no use left.
+    await rm(join(config.dataDir, PENDING_FILE), { force: true });
     const key = await existingDeviceKey(config.dataDir);
     const ca = await readCloudCa(config);
     const now = this.#o.now ?? (() => new Date());

@@ -81,15 +81,6 @@ export interface ClaimRecord {
   usedByDevice: string | null;
 }
 
-export interface EnrolledDevice {
-  site: string;
-  device: string;
-  keyFingerprint: string;
-  enrolledAt: string;
-  rotatedAt: string | null;
-  revokedAt: string | null;
-}
-
 /** Who made a request, for the audit. */
 export interface Caller {
   actor: string;
@@ -526,34 +517,5 @@ export class Enrolment {
       outcome: "ok",
       reason: `command ${commandId}`,
     });
-  }
-
-  /** Enrolment facts of every device of `site` that has some, by `site/device`. */
-  async enrolledDevices(site: string | undefined): Promise<Map<string, EnrolledDevice>> {
-    const { rows } = await this.#o.db.query<{
-      site_id: string;
-      device_id: string;
-      key_fingerprint: string;
-      enrolled_at: Date;
-      rotated_at: Date | null;
-      revoked_at: Date | null;
-    }>(
-      `SELECT site_id, device_id, key_fingerprint, enrolled_at, rotated_at, revoked_at FROM enrolled_devices
-       WHERE $1::text IS NULL OR site_id = $1`,
-      [site ?? null],
-    );
-    return new Map(
-      rows.map((r) => [
-        `${r.site_id}/${r.device_id}`,
-        {
-          site: r.site_id,
-          device: r.device_id,
-          keyFingerprint: r.key_fingerprint,
-          enrolledAt: r.enrolled_at.toISOString(),
-          rotatedAt: r.rotated_at?.toISOString() ?? null,
-          revokedAt: r.revoked_at?.toISOString() ?? null,
-        },
-      ]),
-    );
   }
 }

@@ -154,7 +154,7 @@ it("a refused code: the daemon's reason with its fix, Try again brings the keypa
   await ctx.page.getByTestId("try-again").click();
   await seePanel(ctx.page, "entry");
   assert.is(await shownCode(ctx.page), "");
-  await pressKeys(ctx.page, CODE);
+  await ctx.page.keyboard.type(CODE);
 
   // The daemon refuses a code with a problem: its detail is shown by the keypad.
   ctx.daemon.onClaim = () => ({

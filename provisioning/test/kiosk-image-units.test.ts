@@ -120,6 +120,25 @@ test("the touch UI: Chromium in kiosk mode under cage on tty1, at the daemon's l
   assert.match(launcher, /exec cage /);
 });
 
+test("the UI launcher finds Chromium by either Raspberry Pi OS name and runs it under cage", async () => {
+  for (const browser of ["chromium", "chromium-browser"]) {
+    const bin = join(root, `ui-bin-${browser}`);
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, "cage"), `#!/bin/sh\necho "$@"\n`, { mode: 0o755 });
+    await writeFile(join(bin, browser), "#!/bin/sh\n", { mode: 0o755 });
+    // Only the stubs on PATH: this machine may have a Chromium of its own.
+    const r = spawnSync(join(ASSETS, "bin/paylane-kiosk-ui"), ["http://127.0.0.1:8081/"], {
+      env: { PATH: bin },
+      encoding: "utf8",
+    });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^-d -s -- ${bin}/${browser} --kiosk .* http://127\\.0\\.0\\.1:8081/$`, "m"));
+  }
+  const none = spawnSync(join(ASSETS, "bin/paylane-kiosk-ui"), [], { env: { PATH: "/nonexistent" }, encoding: "utf8" });
+  assert.is(none.status, 1);
+  assert.match(none.stderr, /no chromium or chromium-browser installed; paylane-install\.service installs it/);
+});
+
 async function storageCheck(fstype: string, dir = "/var/lib/paylane/not-yet") {
   const bin = join(root, "stub-bin");
   await mkdir(bin, { recursive: true });

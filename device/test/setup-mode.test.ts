@@ -162,4 +162,25 @@ it("the claim code is in no log line", () => {
   for (const line of logs) assert.not.ok(line.includes(digits) || line.includes(CODE), line);
 });
 
+it("a port already taken stops setup mode's start with one line naming http.port, and leaves nothing running", async () => {
+  const taken = runner.port;
+  const path = join(dir, "second.json");
+  await writeFile(
+    path,
+    JSON.stringify({
+      site: "demo",
+      mqttUrl: "mqtt://127.0.0.1:9",
+      cloudUrl: cloud.url,
+      dataDir: join(dir, "second"),
+      http: { host: "127.0.0.1", port: taken },
+      reader: { type: "pn532-simulator", pollIntervalMs: 5 },
+    }),
+  );
+  const second = new KioskRunner({ configPath: path, logger });
+  let message = "";
+  await second.start().catch((err: Error) => (message = err.message));
+  assert.match(message, new RegExp(`port ${taken} on 127\\.0\\.0\\.1 is already in use; set http\\.port`));
+  assert.is(second.setup, undefined);
+});
+
 it.run();

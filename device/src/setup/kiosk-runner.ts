@@ -84,8 +84,8 @@ export class KioskRunner {
           await this.#startDaemon();
         }),
     });
-    this.#setup = setup;
     await setup.start();
+    this.#setup = setup;
   }
 
   async stop(): Promise<void> {

@@ -74,7 +74,17 @@ export class SetupMode {
     return this.#client?.device ?? this.#o.file.device ?? "";
   }
 
+  /** Starts everything; a start that fails (a port taken, a bad cloudCa) stops what it had started. */
   async start(): Promise<void> {
+    try {
+      await this.#start();
+    } catch (err) {
+      await this.stop().catch(() => {});
+      throw err;
+    }
+  }
+
+  async #start(): Promise<void> {
     const { file, logger, timers, now } = this.#o;
     this.#stopped = false;
     this.#key = await loadOrCreateDeviceKey(file.dataDir);

@@ -154,6 +154,9 @@ it("the code typed on the keypad enrols the kiosk, and the daemon runs in the sa
   assert.is(setup.enrolled, true);
   assert.is(setup.device, config.device);
   assert.is((await post("/api/setup/claim", { code: CODE })).status, 409);
+  // Diagnostics stay on the enrolled kiosk, for a technician later.
+  const d = DiagnosticsSchema.parse((await get("/api/diagnostics")).body);
+  assert.ok(d.cloud.ok, d.cloud.detail);
 });
 
 it("the claim code is in no log line", () => {

@@ -209,7 +209,8 @@ export class Enrolment {
         throw new EnrolRefused("bad-signature", "checked against enrolSigningInput of the fields sent");
       }
       if (!claimDigits.ok) throw new EnrolRefused("claim-unknown", `claim: ${claimDigits.error}`);
-      return await this.#o.db.transaction(async (tx) => {
+      let retry = false;
+      const answer = await this.#o.db.transaction(async (tx) => {
         const claim = await this.#claim(tx, claimCodeHash(claimDigits.digits));
         claimId = claim.id;
         const answer = await this.#retried(tx, req, claim);
@@ -225,6 +226,7 @@ export class Enrolment {
             outcome: "ok",
             reason: "retry",
           });
+          retry = true;
           return answer;
         }
         this.#usable(claim, req, now);
@@ -251,10 +253,6 @@ export class Enrolment {
         });
         // Last, before the commit: a failure here rolls the claim back.
         await this.#register(req, previous?.public_key === req.publicKey && !previous.revoked_at);
-        this.#o.logger?.info(
-          { site: req.site, device: req.device, claimId: claim.id, fingerprint: publicKeyFingerprint(req.publicKey) },
-          "device enrolled",
-        );
         return {
           site: req.site,
           device: req.device,
@@ -262,6 +260,11 @@ export class Enrolment {
           enrolledAt: now.toISOString(),
         };
       });
+      this.#o.logger?.info(
+        { site: req.site, device: req.device, claimId, fingerprint: publicKeyFingerprint(req.publicKey), retry },
+        "device enrolled",
+      );
+      return answer;
     } catch (err) {
       const reason =
         err instanceof EnrolRefused ? err.reason : err instanceof RegistryUnavailable ? "registry-error" : undefined;

@@ -134,8 +134,9 @@ it("a refused code: the daemon's reason with its fix, Try again brings the keypa
     ctx.daemon.enrolment({
       state: "failed",
       reason: "claim-used",
-      message: "This claim code has already enrolled a kiosk.",
-      fix: "Each code works once: create a new one with paylane-provision claim create --site lido.",
+      // As the real daemon words them: CLI lines, shown as sentences.
+      message: "this claim code has already enrolled a kiosk",
+      fix: "each code works once; create a new one",
     });
     return { status: 202, body: ctx.daemon.setup };
   };
@@ -144,10 +145,7 @@ it("a refused code: the daemon's reason with its fix, Try again brings the keypa
   await seePanel(ctx.page, "failed");
   assert.is(await text(ctx.page, "setup-status"), "Enrolment failed");
   assert.is(await text(ctx.page, "failure-message"), "This claim code has already enrolled a kiosk.");
-  assert.is(
-    await text(ctx.page, "failure-fix"),
-    "To fix: Each code works once: create a new one with paylane-provision claim create --site lido.",
-  );
+  assert.is(await text(ctx.page, "failure-fix"), "To fix: Each code works once; create a new one.");
   assert.equal(await layoutProblems(ctx.page), []);
 
   // Try again: the keypad, empty for the next code, although the daemon still reports the last failure.

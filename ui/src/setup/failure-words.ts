@@ -58,7 +58,13 @@ export function failureWords(state: SetupState): FailureWords {
   const fallback = reason
     ? WORDS[reason](state)
     : { message: "Enrolment failed.", fix: "Try again. If it keeps failing, open Diagnostics." };
-  return { message: message || fallback.message, fix: fix || fallback.fix };
+  return { message: prose(message || fallback.message), fix: prose(fix || fallback.fix) };
+}
+
+/** The daemon words failures as CLI lines ("each code works once; create a new one"): on screen, sentences. */
+function prose(text: string): string {
+  const line = sentence(text.trim());
+  return /[.!?…]$/.test(line) ? line : `${line}.`;
 }
 
 /** A line as the screen shows it: the shared checks and the daemon word theirs for a CLI, in lower case. */

@@ -143,6 +143,14 @@ it("rotate-credentials: the kiosk reconnects with a new secret, and the old one 
   assert.is.not(now, old);
   await onlineAndSynced(first.daemon!);
   assert.ok(await h.refuses(h.site, device, old), "the old secret is refused by the broker");
+  // The command's answer reached the cloud, on the old session before the switch.
+  const commandId = res.body.commandId as string;
+  const viewer = await h.token("viewer");
+  await until(async () => {
+    const list = await h.request("GET", `/api/v1/devices/${h.site}/${device}/commands`, { token: viewer });
+    const items = (list.body.items ?? []) as Array<{ id: string; status: string }>;
+    return items.find((i) => i.id === commandId)?.status === "done";
+  }, "rotate-credentials answered done");
 });
 
 it("revoke through the API closes the kiosk's session, and its credentials stop working", async () => {

@@ -1,9 +1,9 @@
 /**
  * The setup screen against the real kiosk daemon in setup mode (device/src/setup),
  * in real Chromium at 800×480: a kiosk.json without a secret, a stand-in for
- * the cloud's enrolment endpoint, and a claim code scanned at the screen. The
- * kiosk enrols, becomes the daemon in the same process, and the page moves on
- * to "Tap your card" on its own.
+ * the cloud's enrolment endpoint, and a claim code scanned at the screen: a
+ * refusal is shown in the daemon's words, and then the kiosk enrols, becomes
+ * the daemon in the same process, and the page moves on to "Tap your card".
  *
  * The daemon serves the built UI from ui/dist/kiosk, as on a kiosk: `npm test`
  * builds it first (pretest); run alone, build it with `npm run build`.
@@ -105,8 +105,21 @@ it.after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-it("a claim code scanned at the setup screen enrols the kiosk, and the page moves on to Tap your card", async () => {
+it("a code the cloud refuses: the daemon's reason and fix on screen, and Try again", async () => {
   await page.goto(`http://127.0.0.1:${runner.port}/`);
+  await seeScreen(page, "setup");
+  cloud.refuse = "claim-expired";
+  await page.keyboard.type(`${CODE}\n`);
+  await seePanel(page, "failed");
+  assert.is(await text(page, "failure-message"), "This claim code has expired.");
+  assert.match(await text(page, "failure-fix"), /^To fix: Create a new one \(paylane-provision claim create/);
+  assert.equal(await layoutProblems(page), []);
+  cloud.refuse = undefined;
+  await page.getByTestId("try-again").click();
+  assert.equal(errors, [], "no page errors");
+});
+
+it("a claim code scanned at the setup screen enrols the kiosk, and the page moves on to Tap your card", async () => {
   await seeScreen(page, "setup");
   await seePanel(page, "entry");
   assert.is(await text(page, "setup-site"), "demo");
@@ -121,7 +134,7 @@ it("a claim code scanned at the setup screen enrols the kiosk, and the page move
   await page.locator('[data-testid="screen"][data-screen="attract"]').waitFor({ timeout: 20_000 });
   assert.match(await text(page, "message"), /Tap your card/);
   assert.is(await text(page, "kiosk-id"), `demo / ${device}`);
-  assert.is(cloud.enrolRequests.length, 1, "one enrolment");
+  assert.is(cloud.enrolRequests.length, 2, "the refused enrolment and this one");
   assert.equal(errors, [], "no page errors");
 });
 

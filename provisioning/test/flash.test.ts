@@ -3,7 +3,7 @@
  * verified by reading it back; one bit flipped between writing and
  * verifying is caught and located.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomFillSync } from "node:crypto";
 import {
   closeSync,
   mkdtempSync,
@@ -20,12 +20,28 @@ import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { flashImage } from "../src/flash/flash.ts";
-import { makeBaseImage, xz } from "./support/base-image.ts";
+import { xz } from "./support/base-image.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "paylane-flash-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-const image = makeBaseImage({ dir, name: "kiosk.img" });
+/**
+ * Flash copies bytes and needs only a partition table, so a small image will
+ * do: an MBR with one FAT-typed partition, noise and zeros after it (so xz
+ * has work to do and a flipped bit lands in real data).
+ */
+function smallImage(path: string): { path: string } {
+  const bytes = Buffer.alloc(12 * 1024 * 1024);
+  bytes[446 + 4] = 0x0c;
+  bytes.writeUInt32LE(2048, 446 + 8);
+  bytes.writeUInt32LE(bytes.length / 512 - 2048, 446 + 12);
+  bytes.writeUInt16LE(0xaa55, 510);
+  randomFillSync(bytes, 1024 * 1024, 6 * 1024 * 1024);
+  writeFileSync(path, bytes);
+  return { path };
+}
+
+const image = smallImage(join(dir, "kiosk.img"));
 const imageBytes = readFileSync(image.path);
 const imageSha = createHash("sha256").update(imageBytes).digest("hex");
 const compressed = xz(image.path);
@@ -72,7 +88,7 @@ test("a bit flipped after writing fails verification, naming the byte", async ()
 
 test("from an xz image too: the difference is located by decompressing again", async () => {
   const target = join(dir, "card-flip-xz");
-  const offset = 47 * 1024 * 1024 + 3;
+  const offset = 11 * 1024 * 1024 + 3;
   try {
     await flashImage({ image: compressed, device: target, afterWrite: () => flipBit(target, offset) });
     assert.unreachable("verification passed on a changed target");
@@ -111,6 +127,28 @@ test("what is not a disk image is refused before the target is touched", async (
     assert.unreachable();
   } catch (err) {
     assert.match((err as Error).message, /is the image itself/);
+  }
+});
+
+test("an image with its manifest beside it must match it: a changed image is named as such", async () => {
+  const d = mkdtempSync(join(dir, "manifest-"));
+  const img = join(d, "kiosk.img");
+  writeFileSync(img, imageBytes);
+  writeFileSync(`${img}.manifest.json`, JSON.stringify({ output: { sha256: imageSha } }));
+  const ok = await flashImage({ image: img, device: join(d, "card") });
+  assert.is(ok.manifest, `${img}.manifest.json`);
+  const noManifest = await flashImage({ image: image.path, device: join(d, "card2") });
+  assert.is(noManifest.manifest, null);
+
+  writeFileSync(`${img}.manifest.json`, JSON.stringify({ output: { sha256: "0".repeat(64) } }));
+  try {
+    await flashImage({ image: img, device: join(d, "card3") });
+    assert.unreachable("a changed image passed");
+  } catch (err) {
+    assert.match(
+      (err as Error).message,
+      /kiosk\.img does not match its manifest \(sha256 [0-9a-f]{12}…, recorded 000000000000…\): it changed or was damaged/,
+    );
   }
 });
 

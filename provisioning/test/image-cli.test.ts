@@ -109,6 +109,7 @@ test("image build, then flash to a file: hashes printed, in the manifest and of 
   assert.is(f.code, 0, f.stderr);
   assert.match(f.stdout, /^wrote and verified 52 MiB on .*card\.raw$/m);
   assert.match(f.stdout, `sha256 ${manifest.output.raw.sha256}`);
+  assert.match(f.stdout, `the image matches ${out}.manifest.json`);
   assert.is(sha256(card), manifest.output.raw.sha256);
   // Not a TTY: a line a phase, no bar.
   assert.match(f.stderr, /^writing: 52 MiB in [\d.]+ s\nverifying: 52 MiB in [\d.]+ s\n$/);

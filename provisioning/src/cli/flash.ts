@@ -46,6 +46,7 @@ export function flashCommand(program: Command): void {
       });
       process.stdout.write(
         `wrote and verified ${mib(result.bytes)} MiB on ${flags.device}\nsha256 ${result.sha256}  (raw image)\n` +
+          (result.manifest ? `the image matches ${result.manifest}\n` : "") +
           (result.target.kind === "disk" ? `${flags.device} can be removed now\n` : ""),
       );
     });

@@ -13,7 +13,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { constants } from "node:fs";
-import { type FileHandle, open, stat } from "node:fs/promises";
+import { type FileHandle, open, readFile, stat } from "node:fs/promises";
 import { readPartitionTable, TABLE_HEAD_BYTES } from "../image/partition-table.ts";
 import { type ImageSource, openImageSource, pumpRaw, readRawHead } from "../image/source.ts";
 import { MiB, type Phase, type Progress, silentProgress } from "../progress.ts";
@@ -37,6 +37,8 @@ export interface FlashResult {
   bytes: number;
   /** SHA-256 of the raw image, as written and as read back. */
   sha256: string;
+  /** The manifest beside the image (`<image>.manifest.json`) the image matched; null when there is none. */
+  manifest: string | null;
 }
 
 const LOCATE_CHUNK = MiB;
@@ -85,22 +87,27 @@ export async function flashImage(o: FlashOptions): Promise<FlashResult> {
   let phase: Phase | undefined;
   try {
     const written = new ChunkedHash();
+    const fileHash = createHash("sha256");
     let bytes = 0;
     const fd = await openTarget(target, "write");
     try {
       phase = progress.phase("writing", source.rawBytes);
       let sinceSync = 0;
-      await pumpRaw(source, async (chunk) => {
-        await writeFully(fd, chunk);
-        written.update(chunk);
-        bytes += chunk.length;
-        sinceSync += chunk.length;
-        if (target.kind === "disk" && sinceSync >= SYNC_EVERY) {
-          await fd.datasync();
-          sinceSync = 0;
-        }
-        phase!.advance(chunk.length);
-      });
+      await pumpRaw(
+        source,
+        async (chunk) => {
+          await writeFully(fd, chunk);
+          written.update(chunk);
+          bytes += chunk.length;
+          sinceSync += chunk.length;
+          if (target.kind === "disk" && sinceSync >= SYNC_EVERY) {
+            await fd.datasync();
+            sinceSync = 0;
+          }
+          phase!.advance(chunk.length);
+        },
+        { onFileChunk: (chunk) => fileHash.update(chunk) },
+      );
       await fd.sync();
       phase.finish();
       phase = undefined;
@@ -108,6 +115,7 @@ export async function flashImage(o: FlashOptions): Promise<FlashResult> {
       await fd.close();
     }
     const wrote = written.end();
+    const manifest = await checkManifest(o.image, fileHash.digest("hex"));
     await o.afterWrite?.(target);
 
     const readBack = new ChunkedHash();
@@ -131,11 +139,40 @@ export async function flashImage(o: FlashOptions): Promise<FlashResult> {
     }
     phase.finish();
     phase = undefined;
-    return { target, bytes, sha256: wrote.sha256 };
+    return { target, bytes, sha256: wrote.sha256, manifest };
   } catch (err) {
     phase?.abort();
     throw describeIoError(err, o.device);
   }
+}
+
+/**
+ * An image built by image build has its manifest beside it: the image file
+ * must hash as recorded there, or it changed or was damaged since (a bad copy,
+ * a truncated download), and the card holds that damage.
+ */
+async function checkManifest(image: string, fileSha: string): Promise<string | null> {
+  const path = `${image}.manifest.json`;
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch {
+    return null;
+  }
+  let recorded: unknown;
+  try {
+    recorded = (JSON.parse(text) as { output?: { sha256?: unknown } }).output?.sha256;
+  } catch {
+    recorded = undefined;
+  }
+  if (typeof recorded !== "string") return null;
+  if (recorded !== fileSha) {
+    throw new FlashError(
+      `${image} does not match its manifest (sha256 ${fileSha.slice(0, 12)}…, recorded ${recorded.slice(0, 12)}…): ` +
+        "it changed or was damaged since it was built; copy or build it again",
+    );
+  }
+  return path;
 }
 
 async function refuseSameFile(image: string, device: string) {

@@ -36,6 +36,8 @@ export class FakeCloud {
   failNext = 0;
   /** This many enrolments are registered, then the connection is cut before the answer. */
   dropAnswerNext = 0;
+  /** This many rotations are applied, then the connection is cut before the answer. */
+  dropRotateAnswerNext = 0;
   #server: Server | undefined;
 
   get url(): string {
@@ -118,6 +120,11 @@ export class FakeCloud {
       )
         return refuse(400, "bad-signature");
       device.secretHash = parsed.data.secretHash;
+      if (this.dropRotateAnswerNext > 0) {
+        this.dropRotateAnswerNext--;
+        res.socket?.destroy();
+        return;
+      }
       return send(200, { rotatedAt: parsed.data.at });
     }
     send(404, { title: "Not found", status: 404 });

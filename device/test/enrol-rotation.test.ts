@@ -79,6 +79,26 @@ it("rotate: a new secret is registered with the current credentials, then kept a
   assert.not.ok(JSON.stringify(sent.body).includes(file.secret), "only the hash is sent");
 });
 
+it("a lost answer: the kiosk asks again with the new secret, which the cloud took, and keeps it", async () => {
+  cloud.dropRotateAnswerNext = 1;
+  const { r, configPath } = await rotation();
+  const { config } = await r.rotate();
+  const file = JSON.parse(await readFile(configPath, "utf8"));
+  assert.is(file.secret, config.secret);
+  assert.is(file.nextSecret, undefined);
+  assert.ok(await verifySecret(file.secret, hashNow()), "the kiosk's secret is the one the cloud holds");
+});
+
+it("no cloud at all: the new secret stays as nextSecret, for the next start to finish", async () => {
+  const { r, configPath } = await rotation({ cloudUrl: "http://127.0.0.1:9" });
+  let message = "";
+  await r.rotate().catch((err: Error) => (message = err.message));
+  assert.match(message, /no answer from the cloud .* kept as nextSecret/);
+  const file = JSON.parse(await readFile(configPath, "utf8"));
+  assert.is(file.secret, OLD);
+  assert.ok(file.nextSecret);
+});
+
 it("a refused rotation keeps the current secret and says why", async () => {
   const { r, configPath } = await rotation({ secret: "a-wrong-secret-0123456789" });
   let message = "";

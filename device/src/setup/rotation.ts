@@ -66,6 +66,14 @@ export class CredentialRotation {
     const secret = randomBytes(32).toString("base64url");
     await this.#write({ nextSecret: secret });
     const asked = await this.#ask(this.#config.secret, secret);
+    if (!asked.ok && asked.status === undefined) {
+      // No answer: the cloud may have taken it. Ask again with whichever secret signs in, as at a start.
+      const settled = await this.settle();
+      if (settled.secret === secret) return { config: settled, rotatedAt: this.#o.now().toISOString() };
+      throw new Error(
+        `no answer from the cloud (${asked.message}): the new secret is kept as nextSecret and the rotation is finished at the kiosk's next start`,
+      );
+    }
     if (!asked.ok) {
       await this.#write({ nextSecret: undefined });
       throw new Error(`the cloud did not take the new credentials: ${asked.message}; the current ones stay`);

@@ -105,8 +105,29 @@ it.after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-it("a code the cloud refuses: the daemon's reason and fix on screen, and Try again", async () => {
+it("diagnostics from the setup screen: the daemon's checks, each ✓, and a test receipt printed", async () => {
   await page.goto(`http://127.0.0.1:${runner.port}/`);
+  await seeScreen(page, "setup");
+  await page.getByTestId("open-diagnostics").click();
+  await seeScreen(page, "diagnostics");
+  // The simulated reader may still be starting on the first look: Refresh until it is found.
+  const reader = page.locator('[data-testid="check-reader"][data-ok="true"]');
+  for (let i = 0; i < 50 && !(await reader.count()); i++) {
+    await page.getByTestId("refresh-diagnostics").click();
+    await page.locator('[data-testid="diagnostics"][aria-busy="false"]').waitFor();
+  }
+  for (const key of ["reader", "printer", "gpio", "cloud", "clock"]) {
+    assert.is(await page.getByTestId(`check-${key}`).getAttribute("data-ok"), "true", await text(page, `check-${key}`));
+  }
+  await page.getByTestId("test-receipt").click();
+  await page.getByTestId("receipt-result").filter({ hasText: "✓" }).waitFor();
+  assert.is(await text(page, "receipt-result"), "✓ Test receipt printed");
+  assert.equal(await layoutProblems(page), []);
+  await page.getByTestId("close-diagnostics").click();
+  await seePanel(page, "entry");
+});
+
+it("a code the cloud refuses: the daemon's reason and fix on screen, and Try again", async () => {
   await seeScreen(page, "setup");
   cloud.refuse = "claim-expired";
   await page.keyboard.type(`${CODE}\n`);

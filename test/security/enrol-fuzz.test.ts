@@ -91,4 +91,46 @@ it("no fuzzed enrolment is answered 500 or 201, every error is problem+json, and
   assert.is(ok.status, 201, "the rightful kiosk still enrols");
 });
 
+it("the admin routes (claims, audit, revoke, rotate) answer fuzzed bodies, queries and paths below 500", async () => {
+  const admin = await h.token("admin");
+  // A lone surrogate cannot be percent-encoded: sent as the bytes it would be, invalid UTF-8.
+  const enc = (v: string) => {
+    try {
+      return encodeURIComponent(v);
+    } catch {
+      return "%ED%A0%80";
+    }
+  };
+  const segment = fc.oneof(fc.constantFrom(...NASTY.filter((x) => x !== "")), fc.string({ minLength: 1 }));
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        site: fc.option(fc.oneof(anyValue, fc.constant(h.site)), { nil: undefined }),
+        count: fc.option(fc.oneof(anyValue, fc.integer({ min: -5, max: 200 })), { nil: undefined }),
+        ttlSeconds: fc.option(fc.oneof(anyValue, fc.double({ min: -1, max: 1e12 })), { nil: undefined }),
+      }),
+      segment,
+      segment,
+      fc.constantFrom("revoke", "rotate"),
+      async (body, site, device, action) => {
+        const answers = [
+          await h.request("POST", "/api/v1/claims", { token: admin, body }),
+          await h.request("GET", `/api/v1/claims?site=${enc(site)}&limit=${enc(device)}`, {
+            token: admin,
+          }),
+          await h.request("GET", `/api/v1/enrolment/audit?site=${enc(site)}`, { token: admin }),
+          await h.request("POST", `/api/v1/devices/${enc(site)}/${enc(device)}/${action}`, { token: admin }),
+        ];
+        for (const res of answers) {
+          assert.ok(res.status < 500, `answered ${res.status}: ${JSON.stringify(res.body)}`);
+          if (res.status >= 400) assert.type(res.body.detail, "string");
+        }
+      },
+    ),
+    { numRuns: Math.ceil(RUNS / 3), seed: SEED, verbose: true },
+  );
+  // The hand-registered probe is still in the registry: no fuzzed path revoked it.
+  assert.not.ok(await h.refuses(h.site, "probe", h.secrets.get("probe")!));
+});
+
 it.run();

@@ -32,8 +32,8 @@ export async function openImageSource(path: string, what: string): Promise<Image
     if (code === "ENOENT") throw new DiskImageError(`${what} ${path} not found`);
     throw new DiskImageError(`${what} ${path} cannot be read: ${code ?? String(err)}`);
   }
-  if (!info.isFile() && !info.isBlockDevice()) throw new DiskImageError(`${what} ${path} is not a file`);
-  const fileBytes = info.isFile() ? info.size : await deviceBytes(path);
+  if (!info.isFile()) throw new DiskImageError(`${what} ${path} is not a file`);
+  const fileBytes = info.size;
   const magic = Buffer.alloc(XZ_MAGIC.length);
   const fd = await open(path, "r");
   try {
@@ -43,17 +43,6 @@ export async function openImageSource(path: string, what: string): Promise<Image
   }
   if (!magic.equals(XZ_MAGIC)) return { path, compressed: false, fileBytes, rawBytes: fileBytes };
   return { path, compressed: true, fileBytes, rawBytes: await xzUncompressedBytes(path, what) };
-}
-
-async function deviceBytes(path: string): Promise<number> {
-  const fd = await open(path, "r");
-  try {
-    // A block device's stat size is 0; its end is where a read stops.
-    const { size } = await fd.stat();
-    return size;
-  } finally {
-    await fd.close();
-  }
 }
 
 /** `xz --robot --list`: the uncompressed size from the index, which also proves the file is a whole xz file. */
@@ -134,6 +123,7 @@ export async function pumpRaw(
     return sent >= limit;
   };
   if (!source.compressed) {
+    if (source.fileBytes === 0 || limit === 0) return;
     const end = Number.isFinite(limit) ? Math.min(limit, source.fileBytes) - 1 : undefined;
     for await (const chunk of createReadStream(source.path, { highWaterMark: CHUNK, end })) {
       seeFile(chunk as Buffer);

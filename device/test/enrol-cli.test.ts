@@ -30,14 +30,15 @@ it.after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function provision(args: string[]): Promise<{ code: number; out: string; err: string }> {
+function provision(args: string[], input = ""): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       ["--import", "tsx", join(ROOT, "provisioning/src/main.ts"), ...args],
       { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } },
       (err, out, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out, err: stderr }),
     );
+    child.stdin?.end(input);
   });
 }
 
@@ -74,9 +75,9 @@ it("enrols with the code in kiosk.json, printing each step", async () => {
   }
 });
 
-it("a used code (--claim) exits 1 with the reason and what to do, in one line", async () => {
+it("a used code (--claim -, read from standard input) exits 1 with the reason and what to do, in one line", async () => {
   const path = await kioskJson("second");
-  const run = await provision(["enrol", "--config", path, "--claim", CODE]);
+  const run = await provision(["enrol", "--config", path, "--claim", "-"], `${CODE}\n`);
   assert.is(run.code, 1);
   assert.match(
     run.err,

@@ -36,7 +36,10 @@ export function enrolCommand(program: Command): void {
         "itself in setup mode; this is for a first-boot script or by hand. Never prints the code or the secret.",
     )
     .option("-c, --config <file>", "the kiosk's kiosk.json (required)")
-    .option("--claim <code>", "the claim code (default: claim in kiosk.json)")
+    .option(
+      "--claim <code>",
+      'the claim code, or "-" to read it from standard input (not seen in ps); default: claim in kiosk.json',
+    )
     .option("--attempts <n>", "tries while the cloud cannot be reached, with backoff (0: keep trying)", attempts, 5)
     .addHelpText(
       "after",
@@ -53,7 +56,7 @@ export function enrolCommand(program: Command): void {
         );
         return;
       }
-      const code = o.claim ?? loaded.file.claim;
+      const code = o.claim === "-" ? (await readStdin()).trim() : (o.claim ?? loaded.file.claim);
       if (!code) throw new ConfigError("no claim code: pass --claim, or set claim in kiosk.json");
       const key = await loadOrCreateDeviceKey(loaded.file.dataDir);
       const client = new EnrolClient({
@@ -79,6 +82,12 @@ export function enrolCommand(program: Command): void {
         `${outcome.response.username} enrolled at ${outcome.response.enrolledAt}; ${o.config} holds its identity`,
       );
     });
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 function report(p: EnrolProgress, who: string, cloudUrl: string): void {

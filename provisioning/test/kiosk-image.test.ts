@@ -146,6 +146,8 @@ test("the lockfile fragment lists exactly the native modules, at the root lockfi
     assert.is(contents.versions[name], version);
   }
   assert.equal(lock.packages[""].dependencies, pkg.dependencies);
+  // npm 11 would skip their builds otherwise.
+  assert.equal(pkg.allowScripts, { "@serialport/bindings-cpp": true, epoll: true, sqlite3: true });
   assert.is(pkg.version, contents.versions["@paylane/device"]);
 });
 

@@ -254,6 +254,9 @@ export async function buildKioskBundle(repoRoot = REPO_ROOT): Promise<KioskBundl
       type: "module",
       engines: { node: ">=20.17" },
       dependencies: Object.fromEntries(nativeList.map((n) => [n.name, n.version])),
+      // npm 11 skips dependencies' install scripts unless allowed here (older npm runs them
+      // anyway and ignores the field). Name-only: the lockfile pins the versions.
+      allowScripts: Object.fromEntries(nativeList.map((n) => [n.name, true])),
     };
 
     const files: BootFile[] = [

@@ -125,6 +125,17 @@ test("a boot partition too small for the kiosk files: how much is free, how much
   assert.equal(readdirSync(out), [], "the partial image is deleted");
 });
 
+test("a boot file path FAT cannot hold (or mtools would mangle) is refused, naming it", async () => {
+  for (const path of ["../etc/passwd", "/abs", "a//b", "what?.txt", "café.txt"]) {
+    const out = outDir();
+    await refused(
+      () => buildImage({ base: base.path, out: join(out, "k.img"), contents: contents([{ path, content: "x" }]) }),
+      /^boot file path ".*" is not a plain relative FAT path$/,
+    );
+    assert.equal(readdirSync(out), []);
+  }
+});
+
 test("the output is the base image itself: refused before anything is written", async () => {
   const before = readFileSync(base.path);
   await refused(

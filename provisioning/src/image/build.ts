@@ -62,8 +62,8 @@ export class ImageBuildError extends Error {
 
 /** How much goes to mcopy at once: big enough to be quick, small enough for a moving progress bar. */
 const BATCH_BYTES = 16 * MiB;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what FAT names cannot hold
-const FAT_FORBIDDEN = /["*:<>?\\|\u0000-\u001f]/;
+/** Characters a FAT long name cannot hold, and anything beyond printable ASCII (mtools mangles it). */
+const FAT_FORBIDDEN = /["*:<>?\\|]|[^\x20-\x7e]/;
 
 /**
  * What builds in progress have written so far (images, the raw intermediate,

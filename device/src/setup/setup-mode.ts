@@ -17,7 +17,10 @@ import type { Timers } from "../timers.ts";
 import { type DeviceKey, loadOrCreateDeviceKey } from "./device-key.ts";
 import { runDiagnostics } from "./diagnostics.ts";
 import { EnrolClient, type EnrolProgress, interfaceAddresses } from "./enrol-client.ts";
+import type { SetupRouteHandlers } from "./setup-routes.ts";
 import { SetupApiServer } from "./setup-server.ts";
+
+type ClaimAnswer = ReturnType<NonNullable<SetupRouteHandlers["claim"]>>;
 
 export interface SetupModeOptions {
   configPath: string;
@@ -172,7 +175,7 @@ export class SetupMode {
     };
   }
 
-  #claim(code: string): ReturnType<NonNullable<import("./setup-routes.ts").SetupRouteHandlers["claim"]>> {
+  #claim(code: string): ClaimAnswer {
     const parsed = parseClaimCode(code);
     if (!parsed.ok) return { ok: false, status: 400, title: "Invalid claim code", detail: parsed.error };
     if (this.#progress.state === "enrolled")

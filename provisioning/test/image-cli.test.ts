@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatClaimCode, newClaimCode } from "@paylane/protocol";
@@ -86,6 +86,8 @@ test("image build, then flash to a file: hashes printed, in the manifest and of 
   assert.is(printed![1], sha256(out));
   const manifest = JSON.parse(readFileSync(`${out}.manifest.json`, "utf8")) as Manifest;
   assert.is(manifest.output.sha256, printed![1]);
+  assert.match(r.stdout, "the image holds a claim code and Wi-Fi credentials: it is readable by you only (0600)");
+  assert.is(statSync(out).mode & 0o777, 0o600);
   assert.is(manifest.options.claim, true);
   assert.equal(manifest.options.wifi, { ssid: "Venue", country: "GB", password: true });
 

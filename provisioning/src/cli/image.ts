@@ -87,6 +87,12 @@ export function imageCommands(program: Command): void {
         `sha256 ${result.sha256}  ${result.out}`,
         ...(result.manifest.output.compressed ? [`sha256 ${result.raw.sha256}  (raw image, what flash writes)`] : []),
         `manifest ${result.manifestPath}`,
+        ...(resolved.secrets.length > 0
+          ? [
+              `the image holds ${resolved.kiosk.claim ? "a claim code" : "Wi-Fi credentials"}${resolved.kiosk.claim && resolved.kiosk.wifi ? " and Wi-Fi credentials" : ""}: ` +
+                "it is readable by you only (0600); keep it so until the kiosk has enrolled",
+            ]
+          : []),
         `next: paylane-provision flash --image ${result.out} --device /dev/sdX`,
       ];
       process.stdout.write(`${lines.join("\n")}\n`);

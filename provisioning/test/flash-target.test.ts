@@ -182,13 +182,26 @@ test("an internal (non-removable) disk needs --force; a USB reader and an MMC sl
   assert.is((await checkTarget("/dev/mmcblk0", GB, v, false)).kind, "disk");
 });
 
-test("a regular file is a target; a character device is not", async () => {
+test("a regular file is a target; a folder is not", async () => {
   assert.equal(await checkTarget(join(root, "new-file"), GB, view(ROOT_MOUNT), false), {
     kind: "file",
     path: join(root, "new-file"),
   });
-  const message = await refusal(checkTarget("/dev/null", GB, view(ROOT_MOUNT), false));
-  assert.match(message, /^\/dev\/null is neither a disk nor a regular file/);
+  const notDir = join(root, "a-folder");
+  mkdirSync(notDir);
+  const message = await refusal(checkTarget(notDir, GB, view(ROOT_MOUNT), false));
+  assert.match(message, /a-folder is neither a disk nor a regular file/);
+});
+
+test("a /dev path that is no disk (a card not inserted, a typo) is refused: a file there would fill RAM", async () => {
+  assert.is(
+    await refusal(checkTarget("/dev/sdz", GB, view(ROOT_MOUNT), false)),
+    "/dev/sdz is not a disk (no such device): is the card inserted? lsblk lists the disks",
+  );
+  assert.is(
+    await refusal(checkTarget("/dev/null", GB, view(ROOT_MOUNT), false)),
+    "/dev/null is not a disk: is the card inserted? lsblk lists the disks",
+  );
 });
 
 test("a busy disk (EBUSY from the O_EXCL open) and a locked card are said plainly", () => {

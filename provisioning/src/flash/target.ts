@@ -5,6 +5,7 @@
  * --force or not.
  */
 import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
 import { blockNode, diskFacts, disksUnder, mounts, type SystemView } from "./system.ts";
 
 export class FlashError extends Error {
@@ -31,6 +32,12 @@ export async function checkTarget(
   const dev = await view.blockDevice(device);
   if (!dev) {
     const info = await stat(device).catch(() => undefined);
+    // /dev is memory: a file made there by a mistyped or missing disk fills RAM and writes no card.
+    if (resolve(device).startsWith("/dev/") && !info?.isBlockDevice()) {
+      throw new FlashError(
+        `${device} is not a disk${info ? "" : " (no such device)"}: is the card inserted? lsblk lists the disks`,
+      );
+    }
     if (info && !info.isFile()) {
       throw new FlashError(`${device} is neither a disk nor a regular file: give a disk such as /dev/sdb, or a file`);
     }

@@ -53,5 +53,17 @@ runService<{ config?: string }>(program, async ({ config }) => {
     },
   });
   await kiosk.start();
-  return { service: kiosk, log };
+  // Under systemd (Type=notify, WatchdogSec): ready once serving, then a ping every half watchdog period, so a
+  // hung event loop is restarted. Outside systemd these do nothing.
+  const { startSystemdNotify } = await import("./systemd/index.ts");
+  const systemd = startSystemdNotify({ log });
+  systemd.ready();
+  const service = {
+    stop: async () => {
+      systemd.stopping();
+      await kiosk.stop();
+      systemd.stop();
+    },
+  };
+  return { service, log };
 });

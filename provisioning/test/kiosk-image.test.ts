@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { REPO_ROOT } from "../src/kiosk-image/bundle.ts";
+import { buildKioskBundle, REPO_ROOT } from "../src/kiosk-image/bundle.ts";
 import { editCmdline, type KioskImageContents, kioskImageContents, wpaPsk } from "../src/kiosk-image/index.ts";
 
 const OPTIONS = {
@@ -149,6 +149,20 @@ test("the lockfile fragment lists exactly the native modules, at the root lockfi
   // npm 11 would skip their builds otherwise.
   assert.equal(pkg.allowScripts, { "@serialport/bindings-cpp": true, epoll: true, sqlite3: true });
   assert.is(pkg.version, contents.versions["@paylane/device"]);
+});
+
+test("the bundle is the same bytes from any working directory, and names no folder of the building machine", async () => {
+  const here = process.cwd();
+  process.chdir(tmpdir());
+  try {
+    const again = await buildKioskBundle();
+    const first = contents.files.find((f) => f.path === "paylane/opt/app/paylane-device.mjs")?.content;
+    const second = again.files.find((f) => f.path === "app/paylane-device.mjs")?.content;
+    assert.ok(first && second && Buffer.compare(Buffer.from(first), Buffer.from(second)) === 0, "two builds differ");
+    assert.not.ok(String(first).includes(REPO_ROOT), `the bundle names ${REPO_ROOT}`);
+  } finally {
+    process.chdir(here);
+  }
 });
 
 /** What npm ci makes on the Pi, from the host's own install: only the packages in the fragment. */

@@ -218,6 +218,9 @@ export async function buildKioskBundle(repoRoot = REPO_ROOT): Promise<KioskBundl
   try {
     const natives = new Map<string, { dir: string; version: string }>();
     const result = await esbuild.build({
+      // Paths in the bundle's comments are relative to the repository, wherever this runs from:
+      // the same sources give the same bytes (and sha256 in the manifest).
+      absWorkingDir: repoRoot,
       entryPoints: [join(repoRoot, "device/src/main.ts")],
       outfile: join(work, "app/paylane-device.mjs"),
       bundle: true,

@@ -149,6 +149,13 @@ test("the output is the base image itself: refused before anything is written", 
   assert.ok(readFileSync(base.path).equals(before));
 });
 
+test("an output in /dev that does not exist (a disk meant for flash) is refused, not created in RAM", async () => {
+  await refused(
+    () => buildImage({ base: base.path, out: "/dev/sdz-paylane-test", contents: contents() }),
+    /^\/dev\/sdz-paylane-test is in \/dev, where a file would fill memory: build to a file, then write it with paylane-provision flash$/,
+  );
+});
+
 test("a full disk (/dev/full answers every write with ENOSPC): where, and how much is needed", async () => {
   await refused(
     () => buildImage({ base: base.path, out: "/dev/full", contents: contents() }),

@@ -253,8 +253,9 @@ async function checkOutputFolder(out: string): Promise<void> {
   if (!info?.isDirectory()) throw new ImageBuildError(`the folder of ${out} does not exist: create ${folder} first`);
   const existing = await stat(out).catch(() => undefined);
   if (existing?.isDirectory()) throw new ImageBuildError(`${out} is a folder: give a file name for the image`);
-  if (existing?.isBlockDevice()) {
-    throw new ImageBuildError(`${out} is a disk: build to a file, then write it with paylane-provision flash`);
+  if (existing?.isBlockDevice() || (!existing && resolve(out).startsWith("/dev/"))) {
+    const what = existing ? "is a disk" : "is in /dev, where a file would fill memory";
+    throw new ImageBuildError(`${out} ${what}: build to a file, then write it with paylane-provision flash`);
   }
 }
 

@@ -3,7 +3,6 @@
  * datagram socket bound by python3 stands in for systemd, and the real
  * systemd-notify binary carries them. Time is the fake clock's.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,61 +10,8 @@ import pino from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { startSystemdNotify } from "../src/systemd/index.ts";
+import { FakeSystemd } from "./fake-systemd.ts";
 import { FakeTimers } from "./fake-timers.ts";
-
-// Prints each datagram it receives as one JSON line (fds passed along are dropped, which ends systemd-notify's wait).
-const RECEIVER = `
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print("bound", flush=True)
-while True:
-    data = s.recv(65536)
-    print(json.dumps(data.decode()), flush=True)
-`;
-
-class FakeSystemd {
-  readonly messages: string[] = [];
-  #child: ChildProcess | undefined;
-
-  static async start(path: string): Promise<FakeSystemd> {
-    const fake = new FakeSystemd();
-    const child = spawn("python3", ["-c", RECEIVER, path], { stdio: ["ignore", "pipe", "inherit"] });
-    fake.#child = child;
-    await new Promise<void>((resolve, reject) => {
-      let buffer = "";
-      child.on("error", reject);
-      child.stdout?.on("data", (b: Buffer) => {
-        buffer += b;
-        let newline = buffer.indexOf("\n");
-        while (newline >= 0) {
-          const line = buffer.slice(0, newline);
-          buffer = buffer.slice(newline + 1);
-          if (line === "bound") resolve();
-          else fake.messages.push(JSON.parse(line) as string);
-          newline = buffer.indexOf("\n");
-        }
-      });
-    });
-    return fake;
-  }
-
-  /** Waits (polling, with a deadline) for a message holding `assignment`; returns how many did. */
-  async received(assignment: string, count = 1): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    const matching = () => this.messages.filter((m) => m.split("\n").includes(assignment)).length;
-    while (matching() < count) {
-      if (Date.now() > deadline) {
-        throw new Error(`no ${count} x ${assignment} on the socket; got ${JSON.stringify(this.messages)}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  stop(): void {
-    this.#child?.kill();
-  }
-}
 
 const silent = pino({ level: "silent" });
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { FakeSystemd } from "../../device/test/fake-systemd.ts";
 import { buildKioskBundle, REPO_ROOT } from "../src/kiosk-image/bundle.ts";
 import { editCmdline, type KioskImageContents, kioskImageContents, wpaPsk } from "../src/kiosk-image/index.ts";
 
@@ -207,9 +208,10 @@ async function installBundle(dir: string): Promise<string> {
   return join(app, "app/paylane-device.mjs");
 }
 
-test("the bundle runs outside the source tree: --help, then a kiosk that serves its health and its UI", async () => {
+test("the bundle runs outside the source tree: --help, then a kiosk that serves its health and its UI, ready for systemd", async () => {
   const dir = await mkdtemp(join(tmpdir(), "paylane-kiosk-bundle-"));
   let child: ChildProcess | undefined;
+  let systemd: FakeSystemd | undefined;
   try {
     const bundle = await installBundle(dir);
 
@@ -235,8 +237,14 @@ test("the bundle runs outside the source tree: --help, then a kiosk that serves 
         printer: { type: "simulator" },
       }),
     );
+    // As under systemd (Type=notify): the daemon must say READY=1, or systemd kills it after its start timeout.
+    systemd = await FakeSystemd.start(join(dir, "notify"));
     let output = "";
-    child = spawn(process.execPath, [bundle, "--config", config], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    child = spawn(process.execPath, [bundle, "--config", config], {
+      cwd: dir,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NOTIFY_SOCKET: join(dir, "notify") },
+    });
     child.stdout?.on("data", (b: Buffer) => (output += b));
     child.stderr?.on("data", (b: Buffer) => (output += b));
     const exited = new Promise<number | null>((resolve) => child?.on("exit", (code) => resolve(code)));
@@ -260,11 +268,18 @@ test("the bundle runs outside the source tree: --help, then a kiosk that serves 
     const script = await fetch(`http://127.0.0.1:${port}/app.js`);
     assert.is(script.status, 200);
 
+    await systemd.received("READY=1");
+    assert.not.ok(
+      systemd.messages.some((m) => m.includes("STOPPING=1")),
+      "not stopping yet",
+    );
     child.kill("SIGTERM");
     assert.is(await exited, 0, output);
+    await systemd.received("STOPPING=1");
     assert.not.match(output, /Cannot find (module|package)/);
   } finally {
     if (child?.exitCode === null) child.kill("SIGKILL");
+    systemd?.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -3,6 +3,7 @@
  * verified by reading it back; one bit flipped between writing and
  * verifying is caught and located.
  */
+import { spawn } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
 import {
   closeSync,
@@ -150,6 +151,56 @@ test("an image with its manifest beside it must match it: a changed image is nam
       /kiosk\.img does not match its manifest \(sha256 [0-9a-f]{12}…, recorded 000000000000…\): it changed or was damaged/,
     );
   }
+});
+
+function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "../src/main.ts"), ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test("paylane-provision flash as a child process: --help, a verified write with its output, a refusal in one line", async () => {
+  const d = mkdtempSync(join(dir, "cli-"));
+  const img = join(d, "kiosk.img.xz");
+  writeFileSync(img, readFileSync(compressed));
+  writeFileSync(
+    `${img}.manifest.json`,
+    JSON.stringify({ output: { sha256: createHash("sha256").update(readFileSync(img)).digest("hex") } }),
+  );
+  const card = join(d, "card.raw");
+  const [help, ok, refused] = await Promise.all([
+    cli("flash", "--help"),
+    cli("flash", "--image", img, "--device", card),
+    cli("flash", "--image", img, "--device", "/dev/sdz-paylane-test"),
+  ]);
+  assert.is(help.code, 0);
+  for (const flag of ["--image", "--device", "--force", "Examples:"]) assert.match(help.stdout, flag);
+
+  assert.is(ok.code, 0, ok.stderr);
+  assert.is(
+    ok.stdout,
+    `wrote and verified 12 MiB on ${card}\nsha256 ${imageSha}  (raw image)\nthe image matches ${img}.manifest.json\n`,
+  );
+  // Not a TTY: a line a phase, no bar.
+  assert.match(ok.stderr, /^writing: 12 MiB in [\d.]+ s\nverifying: 12 MiB in [\d.]+ s\n$/);
+  assert.ok(readFileSync(card).equals(imageBytes));
+
+  assert.is(refused.code, 1);
+  assert.is(
+    refused.stderr,
+    "paylane-provision: /dev/sdz-paylane-test is not a disk (no such device): is the card inserted? lsblk lists the disks\n",
+  );
 });
 
 test.run();

@@ -42,18 +42,16 @@ function cli(...args: string[]): Promise<{ code: number | null; stdout: string; 
 const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
 const COMMON = ["--cloud-url", "https://cloud.example.com", "--mqtt-url", "mqtts://mqtt.example.com"];
 
-test("--help of image build and flash", async () => {
-  const [build, flash] = await Promise.all([cli("image", "build", "--help"), cli("flash", "--help")]);
+test("--help of image build (flash's: flash.test.ts)", async () => {
+  const build = await cli("image", "build", "--help");
   assert.is(build.code, 0);
   for (const flag of ["--base", "--site", "--out", "--claim", "--wifi-password-file", "--ssh-key", "--manifest"]) {
     assert.match(build.stdout, flag);
   }
   assert.match(build.stdout, "Examples:");
-  assert.is(flash.code, 0);
-  for (const flag of ["--image", "--device", "--force"]) assert.match(flash.stdout, flag);
 });
 
-test("image build, then flash to a file: hashes printed, in the manifest and of the files agree; no secret shown", async () => {
+test("image build: the hash printed, in the manifest and of the file agree; every file on the boot partition; no secret shown", async () => {
   const claim = formatClaimCode(newClaimCode().replace(/-/g, ""));
   const passphrase = "venue wifi passphrase";
   writeFileSync(join(dir, "wifi.txt"), `${passphrase}\n`);
@@ -105,16 +103,6 @@ test("image build, then flash to a file: hashes printed, in the manifest and of 
   assert.match(readBootFile(out, "cmdline.txt").toString(), "systemd.run=/boot/firmware/firstrun.sh");
   assert.ok(readBootFile(out, "firstrun.sh").length > 0);
   assert.equal(sfdiskJson(out), sfdiskJson(base.path));
-
-  const card = join(dir, "card.raw");
-  const f = await cli("flash", "--image", out, "--device", card);
-  assert.is(f.code, 0, f.stderr);
-  assert.match(f.stdout, /^wrote and verified 52 MiB on .*card\.raw$/m);
-  assert.match(f.stdout, `sha256 ${manifest.output.raw.sha256}`);
-  assert.match(f.stdout, `the image matches ${out}.manifest.json`);
-  assert.is(sha256(card), manifest.output.raw.sha256);
-  // Not a TTY: a line a phase, no bar.
-  assert.match(f.stderr, /^writing: 52 MiB in [\d.]+ s\nverifying: 52 MiB in [\d.]+ s\n$/);
 });
 
 test("a bad flag is one line naming it, exit 2; a refused build one line, exit 1; nothing left behind", async () => {

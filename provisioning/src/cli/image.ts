@@ -25,7 +25,7 @@ Examples:
   # a kiosk image for site demo that enrols itself on first boot with a baked-in claim code
   $ paylane-provision image build --base 2025-05-13-raspios-bookworm-arm64.img.xz --site demo \\
       --cloud-url https://cloud.example.com --mqtt-url mqtts://mqtt.example.com \\
-      --claim 12345-67890-12345-67890 --out kiosk-demo.img
+      --claim 12345-67890-12345-67894 --out kiosk-demo.img
 
   # compressed output, Wi-Fi, an SSH key for the admin login, a read-only root
   $ paylane-provision image build --base raspios.img.xz --site demo --cloud-url https://cloud.example.com \\

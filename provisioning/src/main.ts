@@ -40,7 +40,7 @@ const program = createCommand({
       does: "a claim code for site demo, valid 24 hours, printed and as a QR code",
     },
     {
-      command: `${NAME} image build --base raspios.img.xz --site demo --cloud-url https://cloud.example --mqtt-url mqtts://mqtt.example --claim 12345-67890-12345-67890 --out kiosk.img`,
+      command: `${NAME} image build --base raspios.img.xz --site demo --cloud-url https://cloud.example --mqtt-url mqtts://mqtt.example --claim 12345-67890-12345-67894 --out kiosk.img`,
       does: "a kiosk image for site demo that enrols itself on first boot",
     },
     { command: `${NAME} flash --image kiosk.img --device /dev/sdb`, does: "write it to an SD card and verify it" },

@@ -34,7 +34,7 @@ export function setupRoutes(h: SetupRouteHandlers): Hono {
       return problemResponse({
         title: "Invalid JSON",
         status: 400,
-        detail: 'body: expected {"code": "12345-67890-12345-67890"}',
+        detail: 'body: expected {"code": "12345-67890-12345-67894"}',
       });
     }
     const body = ClaimEntrySchema.safeParse(json);

@@ -44,7 +44,7 @@ export function enrolCommand(program: Command): void {
     .addHelpText(
       "after",
       "\nExamples:\n  paylane-provision enrol --config /etc/paylane/kiosk.json\n" +
-        "  paylane-provision enrol -c kiosk.json --claim 12345-67890-12345-67890\n",
+        "  paylane-provision enrol -c kiosk.json --claim 12345-67890-12345-67894\n",
     )
     .action(async (o: EnrolOptions) => {
       if (!o.config) throw new ConfigError("missing --config: the kiosk's kiosk.json");

@@ -318,9 +318,10 @@ export class Enrolment {
   async #retried(tx: Queryable, req: EnrolRequest, claim: ClaimRow): Promise<EnrolResponse | null> {
     if (!claim.used_at || claim.used_by_key !== req.publicKey) return null;
     if (claim.site_id !== req.site || claim.used_by_device !== req.device) return null;
+    // Locked: a revoke marks this row before it empties the registry, so it cannot land between this read and the write below.
     const { rows } = await tx.query<DeviceRow>(
       `SELECT public_key, secret_hash, enrolled_at, claim_id, revoked_at FROM enrolled_devices
-       WHERE site_id = $1 AND device_id = $2`,
+       WHERE site_id = $1 AND device_id = $2 FOR UPDATE`,
       [req.site, req.device],
     );
     const row = rows[0];
@@ -480,21 +481,26 @@ export class Enrolment {
   async revoke(device: DeviceAddress, caller: Caller): Promise<{ revokedAt: string } | null> {
     const now = this.#o.now();
     let removed = false;
-    try {
-      await this.#writeRegistry((file) => {
-        const before = file.devices.length;
-        file.devices = file.devices.filter((d) => !(d.site === device.site && d.device === device.device));
-        removed = file.devices.length < before;
-      });
-    } catch (err) {
-      throw new RegistryUnavailable(`the device registry could not be written: ${(err as Error).message}`);
-    }
-    const { rows } = await this.#o.db.query<{ device_id: string }>(
-      `UPDATE enrolled_devices SET revoked_at = $3 WHERE site_id = $1 AND device_id = $2 AND revoked_at IS NULL
-       RETURNING device_id`,
-      [device.site, device.device, now],
-    );
-    if (!removed && rows.length === 0) return null;
+    // One transaction, the row marked (and locked) first: an enrolment retry holding the row finishes
+    // its registry write before this one empties it, and one that comes after reads "revoked".
+    const marked = await this.#o.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ device_id: string }>(
+        `UPDATE enrolled_devices SET revoked_at = $3 WHERE site_id = $1 AND device_id = $2 AND revoked_at IS NULL
+         RETURNING device_id`,
+        [device.site, device.device, now],
+      );
+      try {
+        await this.#writeRegistry((file) => {
+          const before = file.devices.length;
+          file.devices = file.devices.filter((d) => !(d.site === device.site && d.device === device.device));
+          removed = file.devices.length < before;
+        });
+      } catch (err) {
+        throw new RegistryUnavailable(`the device registry could not be written: ${(err as Error).message}`);
+      }
+      return rows.length > 0;
+    });
+    if (!removed && !marked) return null;
     await writeAudit(this.#o.db, {
       at: now,
       action: "revoked",

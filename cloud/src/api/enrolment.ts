@@ -128,7 +128,7 @@ export function enrolmentRoutes(o: EnrolmentRoutesOptions): Hono<OperatorEnv> {
 
   app.post("/api/v1/enrol", async (c) => {
     const from = address(c);
-    const wait = await o.limiter.blockedFor(from);
+    const wait = await o.limiter.attempt(from);
     if (wait > 0) {
       await o.enrolment.refused("rate-limited", from);
       return problemResponse(
@@ -142,19 +142,21 @@ export function enrolmentRoutes(o: EnrolmentRoutesOptions): Hono<OperatorEnv> {
       );
     }
     const body = await jsonBody(c.req.raw, EnrolRequestSchema);
+    // A malformed body or a refusal keeps the attempt spent above: it counts as a failure.
     if (body instanceof Response) {
-      await o.limiter.failed(from);
       await o.enrolment.refused("invalid-request", from);
       return body;
     }
     try {
-      return c.json(await o.enrolment.enrol(body, from), 201);
+      const enrolled = await o.enrolment.enrol(body, from);
+      await o.limiter.succeeded(from);
+      return c.json(enrolled, 201);
     } catch (err) {
-      if (err instanceof EnrolRefused) {
-        await o.limiter.failed(from);
-        return refusalResponse(err);
+      if (err instanceof EnrolRefused) return refusalResponse(err);
+      if (err instanceof RegistryUnavailable) {
+        await o.limiter.succeeded(from);
+        return registryUnavailable();
       }
-      if (err instanceof RegistryUnavailable) return registryUnavailable();
       throw err;
     }
   });

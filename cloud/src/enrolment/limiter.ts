@@ -6,7 +6,12 @@
  * 20-digit code cannot be guessed 10 tries a minute at a time.
  */
 import type { Redis } from "ioredis";
-import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis } from "rate-limiter-flexible";
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  type RateLimiterRes,
+} from "rate-limiter-flexible";
 
 export const DEFAULT_ENROL_FAILURES_PER_MINUTE = 10;
 
@@ -33,6 +38,27 @@ export class EnrolLimiter {
           insuranceLimiter: new RateLimiterMemory(base),
         })
       : new RateLimiterMemory(base);
+  }
+
+  /**
+   * Spends one attempt of `address` before its request is read, so requests
+   * sent at once cannot all pass a check made before any of them failed:
+   * seconds to wait (the attempt refused), or 0 (go on; `succeeded` gives it back).
+   */
+  async attempt(address: string): Promise<number> {
+    if (!this.#limiter) return 0;
+    try {
+      await this.#limiter.consume(address);
+      return 0;
+    } catch (res) {
+      if (res instanceof Error) throw res;
+      return Math.max(1, Math.ceil((res as RateLimiterRes).msBeforeNext / 1000));
+    }
+  }
+
+  /** Gives back the attempt of a request that did not fail (an enrolment, a registry that could not be written). */
+  async succeeded(address: string): Promise<void> {
+    await this.#limiter?.reward(address).catch(() => undefined);
   }
 
   /** Seconds until `address` may try again, or 0 when it may now. */

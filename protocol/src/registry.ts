@@ -11,7 +11,6 @@ import { type FSWatcher, watch } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
-import lockfile from "proper-lockfile";
 import { z } from "zod";
 import { validate } from "./codec.ts";
 import { type DeviceAddress, ID_PATTERN, RESERVED_SITES } from "./topics.ts";
@@ -230,6 +229,9 @@ export class Registry {
  * throws and leaves the file as it was. Returns what `mutate` returned.
  */
 export async function updateRegistryFile<T>(path: string, mutate: (file: RegistryFile) => T | Promise<T>): Promise<T> {
+  // Imported here, not at the top: proper-lockfile hooks process signals (signal-exit) when loaded, and only the
+  // processes that write the registry should carry that, not every kiosk and tool that imports the protocol.
+  const { default: lockfile } = await import("proper-lockfile");
   const release = await lockfile.lock(path, {
     // A writer holds the lock for milliseconds; a lock older than 10 s belongs to a process that died holding it.
     stale: 10_000,

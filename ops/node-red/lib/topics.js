@@ -10,7 +10,16 @@ const ROOT = "paylane/v1";
 /** Site and device ids: what protocol's ID_PATTERN accepts. */
 const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** The commands a kiosk knows (protocol's COMMAND_NAMES). */
-const COMMAND_NAMES = ["reboot", "self-test", "print-test", "unlock", "replay-from", "set-mode", "rotate-logs"];
+const COMMAND_NAMES = [
+  "reboot",
+  "self-test",
+  "print-test",
+  "unlock",
+  "replay-from",
+  "set-mode",
+  "rotate-logs",
+  "rotate-credentials",
+];
 
 /** A topic level: the id itself, or `+` when the filter is empty (every site / every device). */
 function level(id) {

@@ -128,9 +128,10 @@ export function enrolmentRoutes(o: EnrolmentRoutesOptions): Hono<OperatorEnv> {
 
   app.post("/api/v1/enrol", async (c) => {
     const from = address(c);
-    const wait = await o.limiter.attempt(from);
+    const { wait, first } = await o.limiter.attempt(from);
     if (wait > 0) {
-      await o.enrolment.refused("rate-limited", from);
+      // Once a window: a refused address may keep asking, and each row would stay in the audit for good.
+      if (first) await o.enrolment.refused("rate-limited", from);
       return problemResponse(
         {
           title: "Too many requests",

@@ -44,15 +44,20 @@ export class EnrolLimiter {
    * Spends one attempt of `address` before its request is read, so requests
    * sent at once cannot all pass a check made before any of them failed:
    * seconds to wait (the attempt refused), or 0 (go on; `succeeded` gives it back).
+   * `first`: this is the window's first refusal, the one worth an audit row.
    */
-  async attempt(address: string): Promise<number> {
-    if (!this.#limiter) return 0;
+  async attempt(address: string): Promise<{ wait: number; first: boolean }> {
+    if (!this.#limiter) return { wait: 0, first: false };
     try {
       await this.#limiter.consume(address);
-      return 0;
+      return { wait: 0, first: false };
     } catch (res) {
       if (res instanceof Error) throw res;
-      return Math.max(1, Math.ceil((res as RateLimiterRes).msBeforeNext / 1000));
+      const refused = res as RateLimiterRes;
+      return {
+        wait: Math.max(1, Math.ceil(refused.msBeforeNext / 1000)),
+        first: refused.consumedPoints === this.#limit + 1,
+      };
     }
   }
 

@@ -17,7 +17,6 @@ import {
   siteFlag,
   timezoneFlag,
 } from "../image/options.ts";
-import { kioskImageContents } from "../kiosk-image/index.ts";
 import { createProgress, mib } from "../progress.ts";
 
 const EXAMPLES = `
@@ -76,7 +75,11 @@ export function imageCommands(program: Command): void {
         out: flags.out,
         manifest: flags.manifest,
         // Called once the base image has passed its checks: the bundle takes seconds to build.
-        contents: () => kioskImageContents(resolved.kiosk, (step) => process.stderr.write(`${step}\n`)),
+        // Loaded only then too: it brings esbuild and the whole device daemon, which --help need not pay for.
+        contents: async () => {
+          const { kioskImageContents } = await import("../kiosk-image/index.ts");
+          return kioskImageContents(resolved.kiosk, (step) => process.stderr.write(`${step}\n`));
+        },
         options: resolved.recorded,
         secrets: resolved.secrets,
         tool: `paylane-provision ${program.version() ?? ""}`.trim(),

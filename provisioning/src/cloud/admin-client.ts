@@ -6,10 +6,16 @@
 import { readFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { ProvisionError } from "../cli/errors.ts";
 
 export const DEFAULT_CLOUD_URL = "http://127.0.0.1:8080";
+
+function isLoopbackHost(hostname: string): boolean {
+  const bare = hostname.replace(/^\[(.*)\]$/, "$1");
+  return bare === "localhost" || bare === "::1" || (isIP(bare) === 4 && bare.startsWith("127."));
+}
 
 export interface CloudLogin {
   cloudUrl: string;
@@ -38,6 +44,12 @@ export async function resolveLogin(flags: LoginFlags, env = process.env): Promis
   }
   if (url.protocol !== "http:" && url.protocol !== "https:")
     throw new ProvisionError(`--cloud-url: expected http:// or https://, got ${url.protocol}`, 2);
+  // The admin token goes out and claim codes come back: never in clear beyond this machine (as the kiosk's rule).
+  if (url.protocol === "http:" && !isLoopbackHost(url.hostname))
+    throw new ProvisionError(
+      `--cloud-url ${url.origin} is plain http: the admin token and claim codes must not cross a network in clear; use https:// (with --ca for a private CA)`,
+      2,
+    );
 
   let token = flags.tokenFile ? undefined : env.PAYLANE_TOKEN?.trim();
   if (!token) {

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { link, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "uvu";
@@ -114,12 +114,14 @@ async function firstBoot(
   options: KioskImageOptions,
   failing: Record<string, string> = {},
   prepare?: (root: string) => Promise<void>,
+  prepareBoot?: (boot: string, root: string) => Promise<void>,
 ): Promise<Run> {
   const { root, bin, log } = await fakeRoot();
   await prepare?.(root);
   for (const name of STUBS) await stub(bin, name, failing[name] ?? "");
   const boot = join(root, "boot/firmware");
   await flash(options, boot);
+  await prepareBoot?.(boot, root);
   const run = await runScript(join(boot, "firstrun.sh"), { ROOT: root }, bin, log);
   return { root, boot, ...run };
 }
@@ -157,10 +159,16 @@ test("firstrun.sh installs the bundle, the units and the PAM service, with their
   );
 });
 
-test("the paylane user gets the hardware and display groups, and kiosk.json is its own, 0600", () => {
+test("the daemon's user gets the hardware groups, the browser's the display's, and kiosk.json is the daemon's, 0600", () => {
   assert.ok(
     full.calls.includes(
-      "useradd --system --user-group --home-dir /var/lib/paylane --no-create-home --shell /usr/sbin/nologin --groups dialout,lp,gpio,video,render,input paylane",
+      "useradd --system --user-group --home-dir /var/lib/paylane --no-create-home --shell /usr/sbin/nologin --groups dialout,lp,gpio paylane",
+    ),
+    full.calls.join("\n"),
+  );
+  assert.ok(
+    full.calls.includes(
+      "useradd --system --user-group --home-dir /var/cache/paylane-kiosk-ui --no-create-home --shell /usr/sbin/nologin --groups video,render,input paylane-ui",
     ),
     full.calls.join("\n"),
   );
@@ -173,6 +181,23 @@ test("the paylane user gets the hardware and display groups, and kiosk.json is i
   assert.is(config.cloudCa, "/var/lib/paylane/cloud-ca.pem");
   assert.is(read(join(data, "cloud-ca.pem")), FULL.cloudCa);
   assert.ok(full.calls.includes(`chown -R paylane:paylane ${data}`));
+});
+
+test("the files holding the claim code and the Wi-Fi key are overwritten, not only unlinked", async () => {
+  // A second hard link sees the same data blocks: after a plain rm it would still read the claim code.
+  const run = await firstBoot(FULL, {}, undefined, async (boot, root) => {
+    await link(join(boot, "paylane/config/kiosk.json"), join(root, "kiosk-json-blocks"));
+    await link(join(boot, "paylane/config/wifi.nmconnection"), join(root, "wifi-blocks"));
+  });
+  assert.is(run.status, 0, run.output);
+  const kiosk = readFileSync(join(run.root, "kiosk-json-blocks"));
+  // shred zeroes, then truncates: what is left is zeros or nothing, never the file.
+  assert.ok(kiosk.every((b) => b === 0), "kiosk.json's blocks are zeroed");
+  assert.not.ok(kiosk.toString("latin1").includes(CLAIM.slice(0, 5)));
+  assert.ok(
+    readFileSync(join(run.root, "wifi-blocks")).every((b) => b === 0),
+    "the Wi-Fi key's blocks are zeroed",
+  );
 });
 
 test("the claim code, the Wi-Fi key and firstrun.sh leave the boot partition, and cmdline.txt is stock again", async () => {

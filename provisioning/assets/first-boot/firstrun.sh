@@ -14,7 +14,8 @@
 # against a fake root with stub commands on PATH. The image's settings come
 # from paylane/config/firstboot.env, written by paylane-provision with every
 # value checked and quoted; nothing here is templated.
-set -euo pipefail
+# -E: the ERR trap below fires inside functions too (add_system_user), not only at the top level.
+set -Eeuo pipefail
 
 ROOT="${ROOT:-}"
 BOOT="${BOOT:-$ROOT/boot/firmware}"
@@ -72,18 +73,24 @@ for unit in "$SRC"/systemd/*; do
 done
 install -m 0644 "$SRC/pam/paylane-kiosk-ui" "$ROOT/etc/pam.d/paylane-kiosk-ui"
 
-log "creating the paylane user"
-# Groups Raspberry Pi OS has: serial port, printer, GPIO, and for the UI the display and touch screen.
-groups=""
-for group in dialout lp gpio video render input; do
-  if grep -q "^$group:" "$ROOT/etc/group"; then groups="${groups:+$groups,}$group"; fi
-done
-if grep -q '^paylane:' "$ROOT/etc/passwd"; then
-  [ -z "$groups" ] || usermod --append --groups "$groups" paylane
-else
-  useradd --system --user-group --home-dir /var/lib/paylane --no-create-home --shell /usr/sbin/nologin \
-    ${groups:+--groups "$groups"} paylane
-fi
+log "creating the paylane and paylane-ui users"
+# Two users: the daemon (serial port, printer, GPIO; owns the journal, the key and the secret) and the browser
+# (display and touch screen only). A page that escapes Chromium's sandbox must not be able to read kiosk.json.
+add_system_user() { # name home groups...
+  local name=$1 home=$2 groups="" group
+  shift 2
+  for group in "$@"; do
+    if grep -q "^$group:" "$ROOT/etc/group"; then groups="${groups:+$groups,}$group"; fi
+  done
+  if grep -q "^$name:" "$ROOT/etc/passwd"; then
+    [ -z "$groups" ] || usermod --append --groups "$groups" "$name"
+  else
+    useradd --system --user-group --home-dir "$home" --no-create-home --shell /usr/sbin/nologin \
+      ${groups:+--groups "$groups"} "$name"
+  fi
+}
+add_system_user paylane /var/lib/paylane dialout lp gpio
+add_system_user paylane-ui /var/cache/paylane-kiosk-ui video render input
 
 log "writing the kiosk's configuration"
 mkdir -p "$DATA"
@@ -186,7 +193,12 @@ fi
 log "enabling the kiosk"
 systemctl enable paylane-install.service paylane-storage-check.service paylane-device.service paylane-kiosk-ui.service
 
-# The claim code (in kiosk.json), the Wi-Fi key and the bundle leave the boot partition.
+# The claim code (in kiosk.json), the Wi-Fi key and the bundle leave the boot partition. The files holding
+# secrets are overwritten first: FAT only marks a deleted file's clusters free, and the card can be read
+# elsewhere. (An SD card's wear levelling may still keep an old copy; the claim is burned at enrolment anyway.)
+for secret in "$SRC/config/kiosk.json" "$SRC/config/wifi.nmconnection" "$SRC/config/firstboot.env"; do
+  if [ -f "$secret" ]; then shred --zero --remove "$secret"; fi
+done
 rm -rf "$SRC"
 remove_hook
 rm -f "$BOOT/firstrun.sh"

@@ -218,6 +218,8 @@ async function main(): Promise<void> {
     `  Ops on MQTT      ${opsPath}  (viewer: reads every kiosk; operator: also commands and config)`,
     `                   mosquitto_sub -h ${broker.hostname} -p ${broker.port || 1883} -u ops:viewer -P "$(jq -r .viewer.password ${opsPath})" -t 'paylane/v1/+/+/status' -v`,
     ...KIOSKS.map((k, i) => `  Kiosk ${k}         ${kioskUrls[i]}  ${pid(`kiosk ${k}`)}`),
+    `  Installers       PAYLANE_DATA=${dataDir} PAYLANE_CLOUD_URL=${cloudUrl} npx paylane-provision claim create --site ${SITE}`,
+    "                   a claim code another kiosk enrols with (docs/install.md)",
     "",
     "Demo members (tap with the page's simulated reader, or `npm run tap -- --kiosk k1 --uid UID`):",
     ...DEMO_MEMBERS.map(

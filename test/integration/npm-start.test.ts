@@ -17,7 +17,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { serviceUsername, topics } from "@paylane/protocol";
+import { parseClaimCode, serviceUsername, topics } from "@paylane/protocol";
 import mqtt from "mqtt";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -244,6 +244,13 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     const [topic, payload] = sub.stdout.trim().split(" ", 2);
     assert.match(topic!, /^paylane\/v1\/demo\/k[12]\/status$/);
     assert.is(JSON.parse(payload!).state, "online");
+
+    // The installers' line, run as printed (without the QR files): a claim code from this site's cloud.
+    const claimLine = site.output().match(/^\s*Installers\s+(PAYLANE_DATA=.*)$/m)?.[1];
+    assert.ok(claimLine, `an installers' claim line is printed:\n${site.output()}`);
+    const claimed = await run("bash", ["-c", `${claimLine} --no-qr --json`], { cwd: root });
+    const { claims } = JSON.parse(claimed.stdout) as { claims: Array<{ code: string }> };
+    assert.ok(parseClaimCode(claims[0]!.code).ok, claimed.stdout);
   } finally {
     site.child.kill("SIGINT");
     const code = await site.exited;

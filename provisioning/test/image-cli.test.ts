@@ -22,17 +22,26 @@ const MAIN = join(import.meta.dirname, "../src/main.ts");
 const base = makeBaseImage({ dir });
 
 function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return cliWithInput(undefined, ...args);
+}
+
+/** The CLI with `input` on its standard input (none: /dev/null). */
+function cliWithInput(
+  input: string | undefined,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
       env: { ...process.env, PAYLANE_CLOUD_URL: "" },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
+    child.stdin?.end(input);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => {
+    child.stdout?.on("data", (d) => {
       stdout += d;
     });
-    child.stderr.on("data", (d) => {
+    child.stderr?.on("data", (d) => {
       stderr += d;
     });
     child.on("close", (code) => resolve({ code, stdout, stderr }));
@@ -56,7 +65,9 @@ test("image build: the hash printed, in the manifest and of the file agree; ever
   const passphrase = "venue wifi passphrase";
   writeFileSync(join(dir, "wifi.txt"), `${passphrase}\n`);
   const out = join(dir, "kiosk.img");
-  const r = await cli(
+  // The claim code on standard input (--claim -), as the docs advise: never in ps or the shell's history.
+  const r = await cliWithInput(
+    `${claim}\n`,
     "image",
     "build",
     "--base",
@@ -67,7 +78,7 @@ test("image build: the hash printed, in the manifest and of the file agree; ever
     out,
     ...COMMON,
     "--claim",
-    claim,
+    "-",
     "--wifi-ssid",
     "Venue",
     "--wifi-password-file",
@@ -87,6 +98,8 @@ test("image build: the hash printed, in the manifest and of the file agree; ever
   assert.match(r.stdout, "the image holds a claim code and Wi-Fi credentials: it is readable by you only (0600)");
   assert.is(statSync(out).mode & 0o777, 0o600);
   assert.is(manifest.options.claim, true);
+  const kiosk = JSON.parse(readBootFile(out, "paylane/config/kiosk.json").toString("utf8")) as { claim: string };
+  assert.is(kiosk.claim, claim, "the code read from standard input is the one baked in");
   assert.equal(manifest.options.wifi, { ssid: "Venue", country: "GB", password: true });
 
   for (const text of [r.stdout, r.stderr, readFileSync(`${out}.manifest.json`, "utf8")]) {

@@ -49,7 +49,11 @@ export function imageCommands(program: Command): void {
     .option("--device <id>", "the kiosk's device id (default: derived from its key, kiosk-<8 hex>)", deviceFlag)
     .option("--cloud-url <url>", "the cloud the kiosk enrols with (env PAYLANE_CLOUD_URL)", cloudUrlFlag)
     .option("--mqtt-url <url>", "the broker the kiosk connects to, e.g. mqtts://mqtt.example.com", mqttUrlFlag)
-    .option("--claim <code>", "a claim code to enrol with (default: the kiosk asks for one on screen)", claimFlag)
+    .option(
+      "--claim <code>",
+      'a claim code to enrol with, or "-" to read it from standard input (not seen in ps); default: the kiosk asks on screen',
+      claimFlag,
+    )
     .option("--ca <pem-file>", "a private CA certificate the kiosk trusts for the cloud and broker")
     .option("--hostname <name>", "the kiosk's host name")
     .option("--timezone <zone>", "e.g. Europe/Berlin", timezoneFlag)

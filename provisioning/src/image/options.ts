@@ -84,7 +84,9 @@ const url =
 export const cloudUrlFlag = url(["https", "http"], "https://cloud.example.com");
 export const mqttUrlFlag = url(["mqtts", "mqtt", "wss", "ws"], "mqtts://mqtt.example.com:8883");
 
+/** `-` stands for standard input (read when the options are resolved): a code on the command line is seen in ps. */
 export const claimFlag = (value: string): string => {
+  if (value === "-") return value;
   const parsed = parseClaimCode(value);
   if (!parsed.ok) throw new InvalidArgumentError(parsed.error);
   return formatClaimCode(parsed.digits);
@@ -151,6 +153,15 @@ export async function resolveImageOptions(
 
   const kiosk: KioskImageOptions = { site: flags.site, cloudUrl, mqttUrl: flags.mqttUrl };
   if (flags.device) kiosk.device = flags.device;
+  if (flags.claim === "-") {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    try {
+      flags.claim = claimFlag(Buffer.concat(chunks).toString("utf8").trim());
+    } catch (err) {
+      throw new ConfigError(`--claim -: standard input is not a claim code: ${(err as Error).message}`);
+    }
+  }
   if (flags.claim) {
     kiosk.claim = flags.claim;
     secrets.push(flags.claim, flags.claim.replace(/-/g, ""));

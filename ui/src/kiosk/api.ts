@@ -28,6 +28,7 @@ import {
   type TapResult,
   TapResultSchema,
 } from "@paylane/protocol/kiosk-api";
+import type * as z from "zod/mini";
 
 /** How long a call may take before the UI gives up and says so. */
 const CALL_TIMEOUT_MS = 5000;
@@ -124,11 +125,20 @@ export function postCancelPayment(fetchImpl: typeof fetch = fetch): Promise<Answ
  * Call a route and check the answer against its response schema. A POST
  * always sends a JSON body (`{}` for a route that takes none). Never throws.
  */
-async function request<R extends KioskRoute>(
+function request<R extends KioskRoute>(
   route: R,
   payload: RequestOf<R>,
   fetchImpl: typeof fetch,
 ): Promise<Answer<ResponseOf<R>>> {
+  return callDaemon(route, payload, fetchImpl) as Promise<Answer<ResponseOf<R>>>;
+}
+
+/** Any route of the daemon with a response schema (the kiosk's and the setup screen's): `request` without the route types. */
+export async function callDaemon<S extends z.ZodMiniType>(
+  route: { method: "GET" | "POST"; path: string; response: S },
+  payload: unknown,
+  fetchImpl: typeof fetch,
+): Promise<Answer<z.output<S>>> {
   const post = route.method === "POST";
   let res: Response;
   try {
@@ -154,7 +164,7 @@ async function request<R extends KioskRoute>(
   if (res.ok) {
     const parsed = route.response.safeParse(body);
     return parsed.success
-      ? { ok: true, result: parsed.data as ResponseOf<R> }
+      ? { ok: true, result: parsed.data }
       : { ok: false, error: "The daemon sent an unreadable result.", status: res.status };
   }
   const problem = ProblemSchema.safeParse(body);

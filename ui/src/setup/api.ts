@@ -5,10 +5,9 @@
  * API calls, what arrives is checked against the contract and nothing throws:
  * every failure becomes a sentence.
  */
-import { ProblemSchema } from "@paylane/protocol/kiosk-api";
 import { type Diagnostics, type SetupState, setupApi } from "@paylane/protocol/setup-api";
 import type * as z from "zod/mini";
-import { type Answer, postHeaders } from "../kiosk/api.ts";
+import { type Answer, callDaemon } from "../kiosk/api.ts";
 
 /** How long a call may take before the UI gives up and says so. */
 const CALL_TIMEOUT_MS = 5000;
@@ -55,35 +54,10 @@ export function postTestReceipt(
   return call(setupApi.testReceipt, {}, fetchImpl);
 }
 
-async function call<S extends z.ZodMiniType>(
+function call<S extends z.ZodMiniType>(
   route: { method: "GET" | "POST"; path: string; response: S },
   body: object | undefined,
   fetchImpl: typeof fetch,
 ): Promise<Answer<z.output<S>>> {
-  const post = route.method === "POST";
-  let res: Response;
-  try {
-    res = await fetchImpl(route.path, {
-      method: route.method,
-      headers: { accept: "application/json, application/problem+json", ...(post ? postHeaders() : {}) },
-      ...(post ? { body: JSON.stringify(body ?? {}) } : {}),
-      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const timedOut = err instanceof DOMException && err.name === "TimeoutError";
-    return {
-      ok: false,
-      error: timedOut ? "The kiosk daemon did not answer in time." : "Cannot reach the kiosk daemon.",
-    };
-  }
-  const answer: unknown = await res.json().catch(() => undefined);
-  if (res.ok) {
-    const parsed = route.response.safeParse(answer);
-    return parsed.success
-      ? { ok: true, result: parsed.data }
-      : { ok: false, error: "The daemon sent an unreadable answer.", status: res.status };
-  }
-  const problem = ProblemSchema.safeParse(answer);
-  if (problem.success) return { ok: false, error: problem.data.detail ?? problem.data.title, status: res.status };
-  return { ok: false, error: `The kiosk refused the request (HTTP ${res.status}).`, status: res.status };
+  return callDaemon(route, body, fetchImpl);
 }

@@ -92,4 +92,28 @@ it("without a code anywhere: a usage error (2) that says where to put one", asyn
   assert.match(run.err, /no claim code: pass --claim, or set claim in kiosk\.json/);
 });
 
+it("--again: an enrolled (then revoked) kiosk enrols anew with a new code, keeping its key and id", async () => {
+  const path = await kioskJson("again");
+  const first = JSON.parse(await readFile(path, "utf8"));
+  // Enrolled once already, by the first test's code: here a file that holds a secret, as a revoked kiosk's does.
+  await writeFile(
+    path,
+    JSON.stringify({ ...first, claim: undefined, device: "kiosk-again", secret: "old-secret-0123456789" }),
+  );
+  const without = await provision(["enrol", "--config", path, "--claim", "-"], `${CODE}\n`);
+  assert.is(without.code, 0);
+  assert.match(without.out, /already: demo\/kiosk-again .*--again with a new claim code/);
+
+  const fresh = newClaimCode();
+  cloud.claims.set(fresh.replaceAll("-", ""), "demo");
+  const again = await provision(["enrol", "--config", path, "--again", "--claim", "-"], `${fresh}\n`);
+  assert.is(again.code, 0, again.err);
+  assert.match(again.out, /^again +demo\/kiosk-again: the old secret is dropped/m);
+  assert.match(again.out, /^done +demo\/kiosk-again enrolled at /m);
+  const file = JSON.parse(await readFile(path, "utf8"));
+  assert.ok(file.secret && file.secret !== "old-secret-0123456789", "a new secret");
+  assert.is(file.device, "kiosk-again");
+  assert.is(cloud.enrolRequests.at(-1)?.device, "kiosk-again");
+});
+
 it.run();

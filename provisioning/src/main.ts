@@ -16,6 +16,10 @@ import { imageCommands } from "./cli/image.ts";
 
 export const NAME = "paylane-provision";
 
+// `npm run provision -- …` runs in the repository's top folder; paths the installer typed are relative to where
+// they typed them (npm says where in INIT_CWD).
+if (process.env.npm_lifecycle_event === "provision" && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
 const ENVIRONMENT = [
   "  PAYLANE_CLOUD_URL   the cloud API, when --cloud-url is not given (default http://127.0.0.1:8080)",
   "  PAYLANE_TOKEN       an admin operator token (JWT), when --token-file is not given",
@@ -36,7 +40,7 @@ const program = createCommand({
   ],
   examples: [
     {
-      command: `${NAME} claim create --site demo --qr claim.png`,
+      command: `${NAME} claim create --site demo --qr-dir claims/`,
       does: "a claim code for site demo, valid 24 hours, printed and as a QR code",
     },
     {

@@ -91,6 +91,17 @@ test("a viewer's token, a bad flag and a missing token are each refused in one l
   assert.is(ttl.code, 2);
   assert.match(ttl.stderr, /--ttl.*expected a duration like 30m, 24h or 7d/);
 
+  // A QR folder that is not there is refused before any code exists (one the cloud made but nobody saw).
+  const before = (await provision(["claim", "list", "--site", h.site, "--json"], await h.token("admin"))).stdout;
+  const noDir = await provision(
+    ["claim", "create", "--site", h.site, "--qr-dir", join(dir, "nope")],
+    await h.token("admin"),
+  );
+  assert.is(noDir.code, 2);
+  assert.match(noDir.stderr, /--qr-dir .*nope: no such folder; nothing was created/);
+  const after = (await provision(["claim", "list", "--site", h.site, "--json"], await h.token("admin"))).stdout;
+  assert.is(JSON.parse(after).items.length, JSON.parse(before).items.length);
+
   const none = await provision(["claim", "create", "--site", h.site]);
   assert.is(none.code, 2);
   assert.match(none.stderr, /no operator token: .*operator-token cannot be read; pass --token-file/);

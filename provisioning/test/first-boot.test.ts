@@ -192,7 +192,10 @@ test("the files holding the claim code and the Wi-Fi key are overwritten, not on
   assert.is(run.status, 0, run.output);
   const kiosk = readFileSync(join(run.root, "kiosk-json-blocks"));
   // shred zeroes, then truncates: what is left is zeros or nothing, never the file.
-  assert.ok(kiosk.every((b) => b === 0), "kiosk.json's blocks are zeroed");
+  assert.ok(
+    kiosk.every((b) => b === 0),
+    "kiosk.json's blocks are zeroed",
+  );
   assert.not.ok(kiosk.toString("latin1").includes(CLAIM.slice(0, 5)));
   assert.ok(
     readFileSync(join(run.root, "wifi-blocks")).every((b) => b === 0),

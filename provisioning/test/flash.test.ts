@@ -67,10 +67,11 @@ test("a raw image to a new file: written, read back, verified", async () => {
 
 test("an xz image to an existing bigger file: overwritten to exactly the image", async () => {
   const target = join(dir, "card-xz");
-  writeFileSync(target, Buffer.alloc(imageBytes.length + 12345, 0xee));
+  writeFileSync(target, Buffer.alloc(imageBytes.length + 12345, 0xee), { mode: 0o644 });
   const result = await flashImage({ image: compressed, device: target });
   assert.is(result.sha256, imageSha, "the hash is the raw image's, whatever the file was compressed with");
   assert.is(statSync(target).size, imageBytes.length);
+  assert.is(statSync(target).mode & 0o777, 0o600, "a copy of an image (claim code, Wi-Fi key) is the owner's only");
   assert.ok(readFileSync(target).equals(imageBytes));
 });
 

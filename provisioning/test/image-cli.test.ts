@@ -121,10 +121,28 @@ test("image build: the hash printed, in the manifest and of the file agree; ever
 test("a bad flag is one line naming it, exit 2; a refused build one line, exit 1; nothing left behind", async () => {
   const junk = join(dir, "junk.img");
   writeFileSync(junk, Buffer.alloc(4096, 7));
-  const [flag, refused] = await Promise.all([
+  const typo = "15686-60679-17142-72376";
+  const [flag, refused, mistyped] = await Promise.all([
     cli("image", "build", "--base", base.path, "--out", join(dir, "never.img"), "--site", "Demo!"),
     cli("image", "build", "--base", junk, "--site", "demo", "--out", join(dir, "junk-out.img"), ...COMMON),
+    cli(
+      "image",
+      "build",
+      "--base",
+      base.path,
+      "--site",
+      "demo",
+      "--out",
+      join(dir, "never2.img"),
+      ...COMMON,
+      "--claim",
+      typo,
+    ),
   ]);
+  // A code with a wrong check digit is 19 right digits: the refusal must not print them back.
+  assert.is(mistyped.code, 2);
+  assert.match(mistyped.stderr, /^paylane-provision: --claim: this claim code has a typo/);
+  assert.not.ok(mistyped.stderr.includes(typo.slice(0, 11)), mistyped.stderr);
   assert.is(flag.code, 2, flag.stderr);
   assert.match(
     flag.stderr,

@@ -4,4 +4,5 @@ export * from "./device-key.ts";
 export * from "./enrol-client.ts";
 export * from "./failures.ts";
 export * from "./kiosk-runner.ts";
+export { rewriteKioskFile } from "./private-file.ts";
 export { readCloudCa } from "./setup-mode.ts";

@@ -5,13 +5,15 @@
  * credential until used) that a kiosk's barcode scanner or an installer's
  * phone can read.
  */
-import { writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { DEFAULT_CLAIM_TTL_SECONDS, ID_PATTERN, MAX_CLAIM_TTL_SECONDS } from "@paylane/protocol";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import QRCode from "qrcode";
 import { callCloud, resolveLogin } from "../cloud/admin-client.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
+import { ProvisionError } from "./errors.ts";
 import { withCloudLogin } from "./login-options.ts";
 
 export interface CreatedClaim {
@@ -90,6 +92,8 @@ export function claimCommands(program: Command): void {
       ),
   ).action(async (o: CreateOptions) => {
     const login = await resolveLogin(o);
+    // Checked before the codes exist: a code the cloud made but nobody saw stays valid until it expires.
+    if (o.qr && !o.json) await writableFolder(o.qrDir);
     const { claims } = await callCloud<{ claims: CreatedClaim[] }>(login, "POST", "/api/v1/claims", {
       site: o.site,
       count: o.count,
@@ -142,6 +146,16 @@ export function claimCommands(program: Command): void {
     const rows = items.map((c) => [c.id, c.state, c.expiresAt, c.usedByDevice ?? "", c.createdBy]);
     process.stdout.write(`${table(["ID", "STATE", "EXPIRES", "DEVICE", "CREATED BY"], rows)}\n`);
   });
+}
+
+async function writableFolder(dir: string): Promise<void> {
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error("not a folder");
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such folder" : "not a folder you can write to";
+    throw new ProvisionError(`--qr-dir ${dir}: ${why}; nothing was created (make it, or pass --no-qr)`, 2);
+  }
 }
 
 /** A plain aligned table: what `docker ps`-style listings look like, easy to grep. */

@@ -5,7 +5,14 @@
  * never the claim code nor the secret, and exits 0 when the kiosk is
  * enrolled (or already was), 1 with the reason and the fix when not.
  */
-import { EnrolClient, type EnrolProgress, loadKioskFile, loadOrCreateDeviceKey, readCloudCa } from "@paylane/device";
+import {
+  EnrolClient,
+  type EnrolProgress,
+  loadKioskFile,
+  loadOrCreateDeviceKey,
+  readCloudCa,
+  rewriteKioskFile,
+} from "@paylane/device";
 import { realTimers } from "@paylane/protocol";
 import { ConfigError } from "@paylane/protocol/service";
 import { type Command, InvalidArgumentError } from "commander";
@@ -16,6 +23,7 @@ interface EnrolOptions {
   config?: string;
   claim?: string;
   attempts: number;
+  again: boolean;
 }
 
 const attempts = (value: string): number => {
@@ -41,18 +49,31 @@ export function enrolCommand(program: Command): void {
       'the claim code, or "-" to read it from standard input (not seen in ps); default: claim in kiosk.json',
     )
     .option("--attempts <n>", "tries while the cloud cannot be reached, with backoff (0: keep trying)", attempts, 5)
+    .option(
+      "--again",
+      "enrol an enrolled kiosk anew (after a revoke, or to move it): its old secret is dropped, its key kept",
+      false,
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  paylane-provision enrol --config /etc/paylane/kiosk.json\n" +
-        "  paylane-provision enrol -c kiosk.json --claim 12345-67890-12345-67894\n",
+        "  paylane-provision enrol -c kiosk.json --claim 12345-67890-12345-67894\n" +
+        "  paylane-provision enrol -c kiosk.json --again --claim -     # a revoked kiosk, with a new code on stdin\n",
     )
     .action(async (o: EnrolOptions) => {
       if (!o.config) throw new ConfigError("missing --config: the kiosk's kiosk.json");
-      const loaded = await loadKioskFile(o.config);
+      let loaded = await loadKioskFile(o.config);
+      if (loaded.enrolled && o.again) {
+        // Stop the daemon first (systemctl stop paylane-device): it holds the old identity in memory.
+        await rewriteKioskFile(o.config, loaded.raw, { secret: undefined, nextSecret: undefined });
+        say("again", `${loaded.config.site}/${loaded.config.device}: the old secret is dropped from ${o.config}`);
+        loaded = await loadKioskFile(o.config);
+      }
       if (loaded.enrolled) {
         say(
           "enrolled",
-          `already: ${loaded.config.site}/${loaded.config.device} (kiosk.json has its secret); nothing to do`,
+          `already: ${loaded.config.site}/${loaded.config.device} (kiosk.json has its secret); nothing to do ` +
+            "(after a revoke: --again with a new claim code)",
         );
         return;
       }

@@ -7,7 +7,6 @@
 import { type Command, Option } from "commander";
 import { buildImage, removePartialOutputs } from "../image/build.ts";
 import {
-  claimFlag,
   cloudUrlFlag,
   countryFlag,
   deviceFlag,
@@ -52,7 +51,6 @@ export function imageCommands(program: Command): void {
     .option(
       "--claim <code>",
       'a claim code to enrol with, or "-" to read it from standard input (not seen in ps); default: the kiosk asks on screen',
-      claimFlag,
     )
     .option("--ca <pem-file>", "a private CA certificate the kiosk trusts for the cloud and broker")
     .option("--hostname <name>", "the kiosk's host name")

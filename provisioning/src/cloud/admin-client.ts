@@ -109,7 +109,13 @@ export async function callCloud<T>(
     req.on("error", reject);
     req.end(payload);
   }).catch((err: Error & { code?: string }) => {
-    throw new ProvisionError(`cannot reach the cloud at ${login.cloudUrl}: ${err.code ?? err.message}`);
+    const hint =
+      err.code === "ECONNREFUSED" || err.code === "ENOTFOUND"
+        ? " (is it the right address? set --cloud-url or PAYLANE_CLOUD_URL)"
+        : err.code?.startsWith("ERR_TLS") || err.code?.includes("CERT")
+          ? " (the cloud's TLS certificate is not trusted or not for this address: --ca for a private CA)"
+          : "";
+    throw new ProvisionError(`cannot reach the cloud at ${login.cloudUrl}: ${err.code ?? err.message}${hint}`);
   });
   let json: unknown;
   try {

@@ -182,7 +182,13 @@ async function refuseSameFile(image: string, device: string) {
 }
 
 async function openTarget(target: Target, mode: "write" | "read"): Promise<FileHandle> {
-  if (target.kind === "file") return open(target.path, mode === "write" ? "w" : "r");
+  if (target.kind === "file") {
+    if (mode === "read") return open(target.path, "r");
+    // An image may hold a claim code and a Wi-Fi key: a copy in a file is the owner's only, as the image is.
+    const file = await open(target.path, "w", 0o600);
+    await file.chmod(0o600);
+    return file;
+  }
   // O_EXCL on a block device (without O_CREAT) claims it: EBUSY while anything has it mounted or claimed.
   const flags = (mode === "write" ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_EXCL;
   return open(target.path, flags);

@@ -153,6 +153,14 @@ export async function resolveImageOptions(
 
   const kiosk: KioskImageOptions = { site: flags.site, cloudUrl, mqttUrl: flags.mqttUrl };
   if (flags.device) kiosk.device = flags.device;
+  // Checked here, not as commander's argument parser: commander's message would repeat the typed code.
+  if (flags.claim && flags.claim !== "-") {
+    try {
+      flags.claim = claimFlag(flags.claim);
+    } catch (err) {
+      throw new ConfigError(`--claim: ${(err as Error).message}`);
+    }
+  }
   if (flags.claim === "-") {
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);

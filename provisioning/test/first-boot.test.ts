@@ -180,6 +180,9 @@ test("the daemon's user gets the hardware groups, the browser's the display's, a
   assert.is(config.secret, undefined);
   assert.is(config.cloudCa, "/var/lib/paylane/cloud-ca.pem");
   assert.is(read(join(data, "cloud-ca.pem")), FULL.cloudCa);
+  // …and the daemon's own HTTPS/MQTTS clients trust it through its unit's EnvironmentFile.
+  assert.is(read(join(data, "daemon.env")), "NODE_EXTRA_CA_CERTS=/var/lib/paylane/cloud-ca.pem\n");
+  assert.match(read(join(ASSETS, "systemd/paylane-device.service")), "EnvironmentFile=-/var/lib/paylane/daemon.env");
   assert.ok(full.calls.includes(`chown -R paylane:paylane ${data}`));
 });
 

@@ -96,7 +96,11 @@ log "writing the kiosk's configuration"
 mkdir -p "$DATA"
 chmod 0750 "$DATA"
 install -m 0600 "$SRC/config/kiosk.json" "$DATA/kiosk.json"
-if [ -f "$SRC/config/cloud-ca.pem" ]; then install -m 0644 "$SRC/config/cloud-ca.pem" "$DATA/cloud-ca.pem"; fi
+if [ -f "$SRC/config/cloud-ca.pem" ]; then
+  install -m 0644 "$SRC/config/cloud-ca.pem" "$DATA/cloud-ca.pem"
+  # The daemon's own HTTPS and MQTTS clients trust the CA too, not only its enrolment (Node reads it at start).
+  echo "NODE_EXTRA_CA_CERTS=/var/lib/paylane/cloud-ca.pem" >"$DATA/daemon.env"
+fi
 chown -R paylane:paylane "$DATA"
 
 if [ -n "$KIOSK_HOSTNAME" ]; then

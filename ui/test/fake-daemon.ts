@@ -13,10 +13,8 @@
  * another origin, so a UI that forgets either fails here too (`refused`).
  */
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { extname, join, normalize } from "node:path";
 import {
   type Catalog,
   type KioskRoute,
@@ -25,7 +23,6 @@ import {
   LIVE_PATH,
   type LiveMessage,
   LiveMessageSchema,
-  LOCAL_TOKEN_META,
   type PaymentResult,
   type PaymentSession,
   type ProblemDetails,
@@ -35,11 +32,9 @@ import {
   type TapResult,
 } from "@paylane/protocol/kiosk-api";
 import { WebSocketServer } from "ws";
+import { type Answer, readBody, send, serveUiFile } from "./daemon-http.ts";
 
-export interface Answer {
-  status: number;
-  body: unknown;
-}
+export type { Answer };
 
 export interface TapAnswer extends Answer {
   body: TapResult | PaymentResult | ProblemDetails;
@@ -321,27 +316,10 @@ export class FakeDaemon {
   }
 
   /** The built UI; the page carries the token, as the real daemon's does. */
-  private async serveFile(path: string, method: string | undefined, res: ServerResponse): Promise<void> {
-    if (method !== "GET") return send(res, problem(405, "Method Not Allowed"));
-    const file = path === "/" ? "index.html" : normalize(path).replace(/^[/\\]+/, "");
-    if (file.startsWith("..")) return send(res, problem(404, "Not Found"));
-    try {
-      let data: Buffer | string = await readFile(join(this.root, file));
-      if (file === "index.html") {
-        data = String(data).replace("</head>", `<meta name="${LOCAL_TOKEN_META}" content="${this.token}"></head>`);
-      }
-      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(data);
-    } catch {
-      send(res, problem(404, "Not Found"));
-    }
+  private serveFile(path: string, method: string | undefined, res: ServerResponse): Promise<void> {
+    return serveUiFile(this.root, this.token, path, method, res);
   }
 }
-
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".map": "application/json",
-};
 
 /** A WebSocket message, only if the contract allows it: a test pushing anything else fails right there. */
 function live(msg: LiveMessage): string {
@@ -356,16 +334,4 @@ function refusalOf(req: IncomingMessage, token: string): ProblemAnswer | undefin
   if (type !== "application/json") return problem(415, "JSON only", "no JSON content type");
   if (req.headers.authorization !== `Bearer ${token}`) return problem(401, "Token required", "no token");
   return undefined;
-}
-
-/** Errors are problem+json, as the real daemon's are. */
-function send(res: ServerResponse, { status, body }: Answer): void {
-  const type = status < 400 ? "application/json" : "application/problem+json";
-  res.writeHead(status, { "content-type": type }).end(JSON.stringify(body));
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
 }

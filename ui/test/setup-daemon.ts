@@ -13,26 +13,21 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { extname, join, normalize } from "node:path";
 import {
   type KioskState,
   KioskStateSchema,
   LIVE_PATH,
-  LOCAL_TOKEN_META,
   ProblemSchema,
   refusalDetail,
 } from "@paylane/protocol/kiosk-api";
 import { type Diagnostics, type SetupState, setupApi } from "@paylane/protocol/setup-api";
 import { WebSocketServer } from "ws";
 import type * as z from "zod/mini";
+import { type Answer, readBody, send, serveUiFile } from "./daemon-http.ts";
 
-export interface Answer {
-  status: number;
-  body: unknown;
-}
+export type { Answer };
 
 export const defaultSetup = (): SetupState => ({
   enrolled: false,
@@ -236,27 +231,10 @@ export class SetupDaemon {
     return problem(500, "Off contract", why);
   }
 
-  private async serveFile(path: string, method: string | undefined, res: ServerResponse): Promise<void> {
-    if (method !== "GET") return send(res, problem(405, "Method Not Allowed"));
-    const file = path === "/" ? "index.html" : normalize(path).replace(/^[/\\]+/, "");
-    if (file.startsWith("..")) return send(res, problem(404, "Not Found"));
-    try {
-      let data: Buffer | string = await readFile(join(this.root, file));
-      if (file === "index.html") {
-        data = String(data).replace("</head>", `<meta name="${LOCAL_TOKEN_META}" content="${this.token}"></head>`);
-      }
-      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(data);
-    } catch {
-      send(res, problem(404, "Not Found"));
-    }
+  private serveFile(path: string, method: string | undefined, res: ServerResponse): Promise<void> {
+    return serveUiFile(this.root, this.token, path, method, res);
   }
 }
-
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".map": "application/json",
-};
 
 function refusalOf(req: IncomingMessage, token: string): string | undefined {
   const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
@@ -265,15 +243,4 @@ function refusalOf(req: IncomingMessage, token: string): string | undefined {
   if (req.headers.origin !== undefined && `${req.headers.origin}/` !== new URL("/", `http://${req.headers.host}`).href)
     return `origin ${req.headers.origin}`;
   return undefined;
-}
-
-function send(res: ServerResponse, { status, body }: Answer): void {
-  const type = status < 400 ? "application/json" : "application/problem+json";
-  res.writeHead(status, { "content-type": type }).end(JSON.stringify(body));
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
 }

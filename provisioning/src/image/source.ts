@@ -131,16 +131,7 @@ export async function pumpRaw(
     }
     return;
   }
-  const child = spawn("xz", ["-dc"], { stdio: ["pipe", "pipe", "pipe"] }) as ChildProcessWithoutNullStreams;
-  let stderr = "";
-  child.stderr.on("data", (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.on("error", (err) => reject(missingTool("xz", err)));
-    child.on("close", (code) => resolve(code));
-  });
-  exited.catch(() => {}); // awaited below unless the sink failed first
+  const { child, exited, stderr } = startXz(["-dc"]);
   let stopped = false;
   // xz stops reading when we stop early or it finds corruption: the feed's EPIPE then means nothing.
   const feeding = pipeline(createReadStream(source.path, { highWaterMark: CHUNK }), tap(seeFile), child.stdin).catch(
@@ -164,9 +155,28 @@ export async function pumpRaw(
   }
   const code = await exited;
   if (!stopped && code !== 0) {
-    throw new DiskImageError(`${source.path} is a corrupt xz file: ${xzReason(stderr)} (download it again)`);
+    throw new DiskImageError(`${source.path} is a corrupt xz file: ${xzReason(stderr())} (download it again)`);
   }
   await feeding;
+}
+
+/** `xz` with `args` as a child: its exit code (a missing xz rejects, naming the package) and what it said on stderr. */
+function startXz(args: string[]): {
+  child: ChildProcessWithoutNullStreams;
+  exited: Promise<number | null>;
+  stderr: () => string;
+} {
+  const child = spawn("xz", args, { stdio: ["pipe", "pipe", "pipe"] }) as ChildProcessWithoutNullStreams;
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on("error", (err) => reject(missingTool("xz", err)));
+    child.on("close", (code) => resolve(code));
+  });
+  exited.catch(() => {}); // awaited by the caller unless its sink failed first
+  return { child, exited, stderr: () => stderr };
 }
 
 /** The first `bytes` of the disk image (fewer if it is shorter). */
@@ -185,16 +195,7 @@ export async function compressXz(
   onRaw: (chunk: Buffer) => void,
   sink: (chunk: Buffer) => Promise<void>,
 ): Promise<void> {
-  const child = spawn("xz", ["-T0", "-c"], { stdio: ["pipe", "pipe", "pipe"] }) as ChildProcessWithoutNullStreams;
-  let stderr = "";
-  child.stderr.on("data", (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.on("error", (err) => reject(missingTool("xz", err)));
-    child.on("close", (code) => resolve(code));
-  });
-  exited.catch(() => {}); // awaited below unless the sink failed first
+  const { child, exited, stderr } = startXz(["-T0", "-c"]);
   let failed = false;
   const feeding = pipeline(createReadStream(rawPath, { highWaterMark: CHUNK }), tap(onRaw), child.stdin).catch(
     (err: NodeJS.ErrnoException) => {
@@ -211,5 +212,5 @@ export async function compressXz(
   }
   await feeding;
   const code = await exited;
-  if (code !== 0) throw new Error(`xz could not compress the image: ${xzReason(stderr)}`);
+  if (code !== 0) throw new Error(`xz could not compress the image: ${xzReason(stderr())}`);
 }

@@ -65,16 +65,4 @@ export class EnrolLimiter {
   async succeeded(address: string): Promise<void> {
     await this.#limiter?.reward(address).catch(() => undefined);
   }
-
-  /** Seconds until `address` may try again, or 0 when it may now. */
-  async blockedFor(address: string): Promise<number> {
-    const spent = await this.#limiter?.get(address);
-    if (!spent || spent.consumedPoints < this.#limit) return 0;
-    return Math.max(1, Math.ceil(spent.msBeforeNext / 1000));
-  }
-
-  /** Counts one failed attempt. */
-  async failed(address: string): Promise<void> {
-    await this.#limiter?.penalty(address).catch(() => undefined);
-  }
 }

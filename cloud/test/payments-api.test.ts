@@ -91,17 +91,28 @@ test("operator routes: no token 401, a bad token 401, too small a role 403, anot
     key: "k-viewer-1",
   });
   assert.is(viewer.status, 403);
-  assert.match(String(viewer.body.detail), /needs the operator role; the token has viewer/);
+  assert.match(
+    String(viewer.body.detail),
+    /needs money:write, which the finance and admin roles have; the token has viewer/,
+  );
+  const viewerRead = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("viewer") });
+  assert.is(viewerRead.status, 403, "a viewer reads the fleet, not the money");
+  const operatorRefund = await call("POST", "/api/v1/wallets/s1/m-ada/topups", {
+    auth: await bearer("operator"),
+    body: { amount: 100, currency: "EUR" },
+    key: "k-operator-1",
+  });
+  assert.is(operatorRefund.status, 403, "an operator steers kiosks, it does not move money");
   const elsewhere = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("admin", ["s2"]) });
   assert.is(elsewhere.status, 403);
-  const ok = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("viewer", ["s1"]) });
+  const ok = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("finance", ["s1"]) });
   assert.is(ok.status, 200);
   assert.is(ok.body.balance, 2500);
 });
 
 test("a write without an Idempotency-Key is refused, saying why it is needed", async () => {
   const r = await call("POST", "/api/v1/wallets/s1/m-ada/topups", {
-    auth: await bearer("operator"),
+    auth: await bearer("finance"),
     body: { amount: 100, currency: "EUR" },
   });
   assert.is(r.status, 400);
@@ -109,7 +120,7 @@ test("a write without an Idempotency-Key is refused, saying why it is needed", a
 });
 
 test("bad bodies name the field: a decimal amount, an unknown field, malformed JSON, the wrong media type", async () => {
-  const auth = await bearer("operator");
+  const auth = await bearer("finance");
   const decimal = await call("POST", "/api/v1/wallets/s1/m-ada/topups", {
     auth,
     body: { amount: 2.5, currency: "EUR" },
@@ -147,7 +158,7 @@ test("bad bodies name the field: a decimal amount, an unknown field, malformed J
 });
 
 test("an operator top-up: 201 with the entry; its retry is replayed; the same key for another amount is 422", async () => {
-  const auth = await bearer("operator");
+  const auth = await bearer("finance");
   const first = await call("POST", "/api/v1/wallets/s1/m-grace/topups", {
     auth,
     body: { amount: 500, currency: "EUR", note: "desk" },
@@ -155,7 +166,7 @@ test("an operator top-up: 201 with the entry; its retry is replayed; the same ke
   });
   assert.is(first.status, 201);
   assert.equal([first.body.kind, first.body.amount, first.body.balanceAfter], ["topup", 500, 1500]);
-  assert.equal(first.body.origin, { operator: "ops-operator" });
+  assert.equal(first.body.origin, { operator: "ops-finance" });
   const again = await call("POST", "/api/v1/wallets/s1/m-grace/topups", {
     auth,
     body: { amount: 500, currency: "EUR", note: "desk" },
@@ -200,7 +211,7 @@ test("a kiosk pays online; an operator refunds part, then the rest; a third refu
   assert.is(pay.status, 200);
   assert.is(pay.body.status, "approved");
   const id = String(pay.body.paymentId);
-  const auth = await bearer("operator");
+  const auth = await bearer("finance");
   const partial = await call("POST", `/api/v1/payments/${id}/refunds`, {
     auth,
     body: { amount: 200, reason: "late start" },
@@ -220,7 +231,7 @@ test("a kiosk pays online; an operator refunds part, then the rest; a third refu
     key: "refund-3",
   });
   assert.is(more.status, 409);
-  const shown = await call("GET", `/api/v1/payments/${id}`, { auth: await bearer("viewer") });
+  const shown = await call("GET", `/api/v1/payments/${id}`, { auth: await bearer("finance") });
   assert.equal([shown.body.refunded, shown.body.refundable], [1200, 0]);
   const viewerRefund = await call("POST", `/api/v1/payments/${id}/refunds`, {
     auth: await bearer("viewer"),
@@ -249,7 +260,7 @@ test("kiosk routes: no credentials 401; a device of another site may not read th
 });
 
 test("a wallet's entries page by cursor, newest first, every entry once", async () => {
-  const auth = await bearer("operator");
+  const auth = await bearer("finance");
   for (let i = 1; i <= 7; i++) {
     const r = await call("POST", "/api/v1/wallets/s1/m-katherine/topups", {
       auth,
@@ -287,14 +298,14 @@ test("a void settles a key once: unknown → voided (and the late request is voi
     itemId: "water",
     at: NOW.toISOString(),
   };
-  const before = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("viewer") });
+  const before = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("finance") });
   const voided = await call("POST", "/api/v1/payments/void", { auth: device(), body: request });
   assert.is(voided.status, 200);
   assert.equal([voided.body.status, voided.body.reason], ["declined", "voided"]);
   const late = await call("POST", "/api/v1/payments", { auth: device(), body: request });
   assert.ok(late.replayed, "the original request, arriving after the void, gets the void");
   assert.is(late.body.reason, "voided");
-  const after = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("viewer") });
+  const after = await call("GET", "/api/v1/wallets/s1/m-ada", { auth: await bearer("finance") });
   assert.is(after.body.balance, before.body.balance, "nothing charged");
 
   const paid = { ...request, key: "9d2e3f4a-5b6c-4d7e-8f9a-1b2c3d4e5f60" };
@@ -313,7 +324,7 @@ test("a venue admin sets a price and the offline limits; kiosks get them with th
   assert.is(decimal.status, 400);
   assert.match(String(decimal.body.detail), /body\.price/);
   const notAdmin = await call("PUT", "/api/v1/sites/s1/items/tea", {
-    auth: await bearer("operator"),
+    auth: await bearer("finance"),
     body: { name: "Tea", price: 1 },
   });
   assert.is(notAdmin.status, 403);

@@ -2,6 +2,7 @@ export * from "./alerts.ts";
 export * from "./cloud-api.ts";
 export * from "./codec.ts";
 export * from "./commands.ts";
+export * from "./console-api.ts";
 export * from "./device-config.ts";
 export * from "./enrolment.ts";
 export * from "./messages.ts";

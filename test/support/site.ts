@@ -277,8 +277,8 @@ export class TestSite {
     return daemon;
   }
 
-  /** A bearer token for the cloud's operator API. */
-  operatorToken(role: Role = "operator", sub = "ops-test"): Promise<string> {
+  /** A bearer token for the cloud's operator API (admin: every permission, for tests that are not about roles). */
+  operatorToken(role: Role = "admin", sub = "ops-test"): Promise<string> {
     return mintOperatorToken(this.jwtSecret, { sub, role });
   }
 

@@ -29,7 +29,7 @@ export function alertRoutes(o: AlertRoutesOptions): Hono<OperatorEnv> {
   const app = new Hono<OperatorEnv>();
   const store = new AlertStore(o.db);
 
-  app.get("/api/v1/alerts/active", operatorAuth(o.tokens, "viewer"), async (c) => {
+  app.get("/api/v1/alerts/active", operatorAuth(o.tokens, "fleet:read"), async (c) => {
     const q = ActiveQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const site = listingSite(c, q.data.site);
@@ -37,7 +37,7 @@ export function alertRoutes(o: AlertRoutesOptions): Hono<OperatorEnv> {
     return c.json({ items: await store.firing(site) });
   });
 
-  app.post("/api/v1/alerts/:key/resolve", operatorAuth(o.tokens, "operator"), async (c) => {
+  app.post("/api/v1/alerts/:key/resolve", operatorAuth(o.tokens, "fleet:operate"), async (c) => {
     const key = c.req.param("key");
     const alert = await store.get(key);
     // Another site's alert answers as a missing one: a 403 would tell its keys apart from made-up ones.

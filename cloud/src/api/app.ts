@@ -117,7 +117,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
   const now = o.now ?? (() => new Date());
   const app = new Hono<OperatorEnv>();
   const tokens: OperatorTokenConfig = { secret: o.jwtSecret, issuer: o.jwtIssuer, audience: o.jwtAudience };
-  const viewer = operatorAuth(tokens, "viewer");
+  const viewer = operatorAuth(tokens, "fleet:read");
   app.onError((err, c) => internalError(err, c, o.logger));
   app.notFound((c) =>
     problemResponse({ title: "Not found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),

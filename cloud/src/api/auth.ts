@@ -2,22 +2,29 @@
  * Who is calling. Devices use HTTP Basic with their registry credentials
  * (`{site}/{device}:secret`), the same identity as on MQTT. Operators use a
  * bearer JWT (HS256 only, verified with jose: `exp`, `iss` and `aud` are
- * required and checked) carrying a role:
- *
- *   viewer   reads check-ins, devices, alerts, conflicts, wallets, ledger, payments and exposure
- *   operator also tops up wallets and refunds payments
- *   admin    also makes adjustments
- *
- * and optionally `sites`, the sites the token may touch (absent: all).
+ * required and checked) carrying a role — viewer, operator, finance or admin,
+ * whose permissions are in protocol/src/console-api.ts — and optionally
+ * `sites`, the sites the token may touch (absent: all). Each route names the
+ * permission it needs, not a role: the roles are not a ladder.
  */
-import { type DeviceAddress, type Identity, problemResponse, type Registry } from "@paylane/protocol";
+import {
+  CONSOLE_ROLES,
+  type ConsoleRole,
+  type DeviceAddress,
+  type Identity,
+  type Permission,
+  problemResponse,
+  type Registry,
+  roleAllows,
+  rolesWith,
+} from "@paylane/protocol";
 import type { Context, MiddlewareHandler } from "hono";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { notFound } from "./http.ts";
 
-export const ROLES = ["viewer", "operator", "admin"] as const;
-export type Role = (typeof ROLES)[number];
+export const ROLES = CONSOLE_ROLES;
+export type Role = ConsoleRole;
 
 /** The `iss` and `aud` operator tokens carry unless configured otherwise (CLOUD_JWT_ISSUER, CLOUD_JWT_AUDIENCE). */
 export const DEFAULT_JWT_ISSUER = "paylane-cloud";
@@ -90,10 +97,10 @@ export async function verifyOperatorToken(
   }
 }
 
-/** Requires an operator token with at least `role`; the operator is on `c.var.operator`. */
+/** Requires an operator token whose role holds `permission`; the operator is on `c.var.operator`. */
 export function operatorAuth(
   cfg: OperatorTokenConfig | string | undefined,
-  role: Role,
+  permission: Permission,
 ): MiddlewareHandler<OperatorEnv> {
   const config: OperatorTokenConfig = typeof cfg === "string" || cfg === undefined ? { secret: cfg } : cfg;
   return async function operatorAuth(c, next) {
@@ -119,16 +126,19 @@ export function operatorAuth(
         { "www-authenticate": 'Bearer realm="paylane", error="invalid_token"' },
       );
     }
-    if (ROLES.indexOf(operator.role) < ROLES.indexOf(role)) {
-      return problemResponse({
-        title: "Forbidden",
-        status: 403,
-        detail: `this needs the ${role} role; the token has ${operator.role}`,
-      });
-    }
+    if (!roleAllows(operator.role, permission)) return permissionDenied(permission, operator.role);
     c.set("operator", operator);
     await next();
   };
+}
+
+/** The 403 for a role without `permission`, naming the roles that have it. */
+export function permissionDenied(permission: Permission, role: Role): Response {
+  return problemResponse({
+    title: "Forbidden",
+    status: 403,
+    detail: `this needs ${permission}, which the ${rolesWith(permission).join(" and ")} roles have; the token has ${role}`,
+  });
 }
 
 /** A problem response when the operator may not touch `site`, else null. */

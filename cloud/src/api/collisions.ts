@@ -38,7 +38,7 @@ const ResolveBody = z.strictObject({
 export function collisionRoutes(o: CollisionRoutesOptions): Hono<OperatorEnv> {
   const app = new Hono<OperatorEnv>();
 
-  app.get("/api/v1/collisions", operatorAuth(o.tokens, "viewer"), async (c) => {
+  app.get("/api/v1/collisions", operatorAuth(o.tokens, "fleet:read"), async (c) => {
     const q = ListQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const site = listingSite(c, q.data.site);
@@ -81,7 +81,7 @@ export function collisionRoutes(o: CollisionRoutesOptions): Hono<OperatorEnv> {
     return c.json({ items });
   });
 
-  app.post("/api/v1/collisions/:id/resolve", operatorAuth(o.tokens, "operator"), async (c) => {
+  app.post("/api/v1/collisions/:id/resolve", operatorAuth(o.tokens, "fleet:operate"), async (c) => {
     const id = c.req.param("id");
     if (!z.uuid().safeParse(id).success) return badRequest("id: expected a collision id (UUID)");
     const body = await jsonBody(c.req.raw, ResolveBody);

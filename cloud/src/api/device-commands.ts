@@ -55,7 +55,7 @@ export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): Hono<Operato
   const app = new Hono<OperatorEnv>();
   const path = "/api/v1/devices/:site/:device/commands";
 
-  app.post(path, operatorAuth(o.tokens, "operator"), async (c) => {
+  app.post(path, operatorAuth(o.tokens, "fleet:operate"), async (c) => {
     const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     const body = await jsonBody(c.req.raw, SendBody);
@@ -81,7 +81,7 @@ export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): Hono<Operato
     return c.json(now, isSettled(now.status) ? 200 : 202);
   });
 
-  app.get(path, operatorAuth(o.tokens, "viewer"), async (c) => {
+  app.get(path, operatorAuth(o.tokens, "fleet:read"), async (c) => {
     const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     const q = ListQuery.safeParse(c.req.query());

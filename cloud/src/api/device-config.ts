@@ -32,7 +32,7 @@ export function deviceConfigRoutes(o: DeviceConfigRoutesOptions): Hono<OperatorE
   const app = new Hono<OperatorEnv>();
   const path = "/api/v1/devices/:site/:device/config";
 
-  app.put(path, operatorAuth(o.tokens, "operator"), async (c) => {
+  app.put(path, operatorAuth(o.tokens, "fleet:operate"), async (c) => {
     const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     const body = await jsonBody(c.req.raw, PutBody);
@@ -52,13 +52,13 @@ export function deviceConfigRoutes(o: DeviceConfigRoutesOptions): Hono<OperatorE
     return c.json(await o.configs.get(device));
   });
 
-  app.get(path, operatorAuth(o.tokens, "viewer"), async (c) => {
+  app.get(path, operatorAuth(o.tokens, "fleet:read"), async (c) => {
     const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
     return c.json(await o.configs.get(device));
   });
 
-  app.get("/api/v1/config/drift", operatorAuth(o.tokens, "viewer"), async (c) => {
+  app.get("/api/v1/config/drift", operatorAuth(o.tokens, "fleet:read"), async (c) => {
     const q = DriftQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const site = listingSite(c, q.data.site);

@@ -47,7 +47,7 @@ export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
     return siteDenied(c, device.site) ?? device;
   };
 
-  app.get("/api/v1/devices", operatorAuth(o.tokens, "viewer"), async (c) => {
+  app.get("/api/v1/devices", operatorAuth(o.tokens, "fleet:read"), async (c) => {
     const q = ListQuery.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const site = listingSite(c, q.data.site);

@@ -1,8 +1,8 @@
 /**
  * The operators' money routes (JWT, see auth.ts), thin handlers over the
  * PaymentService: wallets, the ledger, payments and their refunds, offline
- * exposure (viewer); top-ups and refunds (operator); adjustments, the price
- * list and offline limits (admin). Writes take an `Idempotency-Key` header.
+ * exposure (money:read: finance); top-ups, refunds and adjustments
+ * (money:write: finance); the price list and offline limits (admin). Writes take an `Idempotency-Key` header.
  */
 import { OfflineLimitsSchema, PriceListItemSchema, problemResponse } from "@paylane/protocol";
 import { type Context, Hono } from "hono";
@@ -30,13 +30,13 @@ const PaymentId = z.uuid();
 
 export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymentRoutesOptions): Hono<OperatorEnv> {
   const app = new Hono<OperatorEnv>();
-  const viewer = operatorAuth(o.tokens, "viewer");
-  const operator = operatorAuth(o.tokens, "operator");
+  const moneyRead = operatorAuth(o.tokens, "money:read");
+  const moneyWrite = operatorAuth(o.tokens, "money:write");
   const admin = operatorAuth(o.tokens, "admin");
 
   // ---- reads ---------------------------------------------------------------
 
-  app.get("/api/v1/wallets", viewer, async (c) => {
+  app.get("/api/v1/wallets", moneyRead, async (c) => {
     const q = PageQuery.extend({ site: z.string() }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const denied = siteDenied(c, q.data.site);
@@ -48,7 +48,7 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
     return c.json({ items, next: items.length === q.data.limit && last ? cursor.encode(last.memberId) : null });
   });
 
-  app.get("/api/v1/wallets/:site/:member", viewer, async (c) => {
+  app.get("/api/v1/wallets/:site/:member", moneyRead, async (c) => {
     const { site, member } = c.req.param();
     const denied = siteDenied(c, site);
     if (denied) return denied;
@@ -57,7 +57,7 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
   });
 
   /** A wallet's entries, newest first, by their position in the wallet. */
-  app.get("/api/v1/wallets/:site/:member/entries", viewer, async (c) => {
+  app.get("/api/v1/wallets/:site/:member/entries", moneyRead, async (c) => {
     const { site, member } = c.req.param();
     const denied = siteDenied(c, site);
     if (denied) return denied;
@@ -86,12 +86,12 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
       next: items.length === q.data.limit && last ? cursor.encode(last.recordedAt, last.id) : null,
     });
   };
-  app.get("/api/v1/ledger", viewer, ledgerPage());
+  app.get("/api/v1/ledger", moneyRead, ledgerPage());
   /** Payments (purchases) of a site, newest first; `GET /api/v1/payments/{id}` shows one with its refunds. */
-  app.get("/api/v1/payments", viewer, ledgerPage("purchase"));
+  app.get("/api/v1/payments", moneyRead, ledgerPage("purchase"));
 
   /** One payment with its refunds. */
-  app.get("/api/v1/payments/:id", viewer, async (c) => {
+  app.get("/api/v1/payments/:id", moneyRead, async (c) => {
     const id = c.req.param("id");
     if (!PaymentId.safeParse(id).success) return badRequest("id: expected a payment id (UUID)");
     const found = await service.payment(id);
@@ -101,7 +101,7 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
   });
 
   /** Offline exposure per kiosk (from its latest telemetry) and per site, by currency. */
-  app.get("/api/v1/exposure", viewer, async (c) => {
+  app.get("/api/v1/exposure", moneyRead, async (c) => {
     const q = z.object({ site: z.string() }).safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const denied = siteDenied(c, q.data.site);
@@ -110,7 +110,7 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
   });
 
   /** The price list (a venue admin's): kiosks get it with their next wallet sync. */
-  app.get("/api/v1/sites/:site/items", viewer, async (c) => {
+  app.get("/api/v1/sites/:site/items", moneyRead, async (c) => {
     const site = c.req.param("site");
     const denied = siteDenied(c, site);
     if (denied) return denied;
@@ -142,7 +142,7 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
     return stored ? c.json(stored) : notFound(`no site ${site}`);
   });
 
-  /** An operator's credit or correction to one wallet: a top-up (operator) or an adjustment (admin). */
+  /** An operator's credit or correction to one wallet: a top-up or an adjustment (money:write). */
   const walletWrite =
     (kind: WalletCredit["kind"], schema: typeof TopupSchema | typeof AdjustmentSchema) =>
     async (c: Context<OperatorEnv>) => {
@@ -156,10 +156,10 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
       const request = { operator: c.var.operator.sub, key, now: o.now() };
       return answer(await service.credit({ kind, site, member, ...body }, request), key);
     };
-  app.post("/api/v1/wallets/:site/:member/topups", operator, walletWrite("topup", TopupSchema));
-  app.post("/api/v1/wallets/:site/:member/adjustments", admin, walletWrite("adjustment", AdjustmentSchema));
+  app.post("/api/v1/wallets/:site/:member/topups", moneyWrite, walletWrite("topup", TopupSchema));
+  app.post("/api/v1/wallets/:site/:member/adjustments", moneyWrite, walletWrite("adjustment", AdjustmentSchema));
 
-  app.post("/api/v1/payments/:id/refunds", operator, async (c) => {
+  app.post("/api/v1/payments/:id/refunds", moneyWrite, async (c) => {
     const id = c.req.param("id");
     if (!PaymentId.safeParse(id).success) return badRequest("id: expected a payment id (UUID)");
     const key = idempotencyKey(c.req.header("idempotency-key"));

@@ -55,7 +55,7 @@ function stepSeconds(step: string): number {
 
 export function telemetryRoutes(o: TelemetryRoutesOptions): Hono<OperatorEnv> {
   const app = new Hono<OperatorEnv>();
-  const viewer = operatorAuth(o.tokens, "viewer");
+  const viewer = operatorAuth(o.tokens, "fleet:read");
 
   /** The device of the path, when the token may read its site and the cloud knows it. */
   async function device(site: string, dev: string, denied: (site: string) => Response | null) {

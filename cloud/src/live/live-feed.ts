@@ -1,0 +1,12 @@
+/**
+ * The live feed as the rest of the cloud sees it: events committed in the
+ * database (check-ins, payments, device status, alerts, command results),
+ * delivered to every API instance through Postgres LISTEN/NOTIFY. The
+ * WebSocket route (/api/v1/live) and GraphQL subscriptions both read it.
+ */
+import type { LiveEvent } from "@paylane/protocol";
+
+export interface LiveFeed {
+  /** Calls `listener` for each event committed from now on, until the returned function is called. */
+  subscribe(listener: (event: LiveEvent) => void): () => void;
+}

@@ -32,6 +32,8 @@ import { DEFAULT_ENROL_FAILURES_PER_MINUTE, EnrolLimiter } from "../enrolment/li
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
+import { listJournaledAlerts } from "../read-models/alerts.ts";
+import { listCheckins } from "../read-models/checkins.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
 import { alertRoutes } from "./alerts.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
@@ -213,40 +215,12 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     if (site instanceof Response) return site;
     const after = pageAfter(before, ["timestamp", "uuid"]);
     if (after instanceof Response) return after;
-    const { rows } = await o.db.query<{
-      id: string;
-      site_id: string;
-      device_id: string;
-      seq: number;
-      member_id: string;
-      member_name: string | null;
-      credential_type: string;
-      at: Date;
-      received_at: Date;
-      offline: boolean;
-      replica_version: number;
-    }>(
-      `SELECT c.id, c.site_id, c.device_id, c.seq, c.member_id, m.name AS member_name, c.credential_type,
-              c.at, c.received_at, c.offline, c.replica_version
-       FROM checkins c LEFT JOIN members m ON m.site_id = c.site_id AND m.id = c.member_id
-       WHERE ($1::text IS NULL OR c.site_id = $1) AND ($2::text IS NULL OR c.device_id = $2)
-         AND ($3::timestamptz IS NULL OR (c.at, c.id) < ($3::timestamptz, $4::uuid))
-       ORDER BY c.at DESC, c.id DESC LIMIT $5`,
-      [site ?? null, device ?? null, after?.[0] ?? null, after?.[1] ?? null, limit],
-    );
-    const items = rows.map((r) => ({
-      id: r.id,
-      site: r.site_id,
-      device: r.device_id,
-      seq: r.seq,
-      memberId: r.member_id,
-      memberName: r.member_name,
-      credential: r.credential_type,
-      at: r.at.toISOString(),
-      receivedAt: r.received_at.toISOString(),
-      offline: r.offline,
-      replicaVersion: r.replica_version,
-    }));
+    const items = await listCheckins(o.db, {
+      site,
+      device,
+      before: after ? { at: String(after[0]), id: String(after[1]) } : null,
+      limit,
+    });
     const last = items[items.length - 1];
     return c.json({ items, next: items.length === limit && last ? cursor.encode(last.at, last.id) : null });
   });
@@ -280,31 +254,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     const { device, limit } = q.data;
     const site = listingSite(c, q.data.site);
     if (site instanceof Response) return site;
-    const { rows } = await o.db.query<{
-      id: string;
-      site_id: string;
-      device_id: string;
-      seq: number;
-      kind: string;
-      detail: Record<string, unknown>;
-      at: Date;
-      received_at: Date;
-    }>(
-      `SELECT id, site_id, device_id, seq, kind, detail, at, received_at FROM alerts
-       WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR device_id = $2)
-       ORDER BY at DESC, id DESC LIMIT $3`,
-      [site ?? null, device ?? null, limit],
-    );
-    const items = rows.map((r) => ({
-      id: r.id,
-      kind: r.kind,
-      site: r.site_id,
-      device: r.device_id,
-      seq: r.seq,
-      detail: r.detail,
-      at: r.at.toISOString(),
-      receivedAt: r.received_at.toISOString(),
-    }));
+    const items = await listJournaledAlerts(o.db, { site, device, limit });
     return c.json({ items });
   });
 

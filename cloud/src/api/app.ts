@@ -38,6 +38,7 @@ import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/l
 import { alertRoutes } from "./alerts.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { collisionRoutes } from "./collisions.ts";
+import { dashboardRoutes } from "./dashboard.ts";
 import { deviceCommandRoutes } from "./device-commands.ts";
 import { deviceConfigRoutes } from "./device-config.ts";
 import { deviceRoutes } from "./devices.ts";
@@ -246,6 +247,8 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
   });
 
   app.route("/", alertRoutes({ db: o.db, tokens, alerts: o.alerts }));
+  // The ops dashboard's static files (public; every call it makes is authenticated).
+  app.route("/", dashboardRoutes());
 
   /** Alerts for ops, newest first: staff calls (button or screen) and journal recoveries. */
   app.get("/api/v1/alerts", viewer, async (c) => {

@@ -340,11 +340,19 @@ export class FleetSite {
 
   /** The cloud's presence of every kiosk (GET /api/v1/devices). */
   async presence(): Promise<Array<{ device: string; state: string; statusAt: string | null }>> {
-    const res = await fetch(`${this.cloudUrl}/api/v1/devices?site=${SITE}`, {
-      headers: { authorization: `Bearer ${this.#token}` },
-    });
-    if (!res.ok) throw new Error(`GET /api/v1/devices: ${res.status}`);
-    return ((await res.json()) as { items: Array<{ device: string; state: string; statusAt: string | null }> }).items;
+    type Page = { items: Array<{ device: string; state: string; statusAt: string | null }>; next: string | null };
+    const all: Page["items"] = [];
+    // The overview comes in pages (limit/before → next), 1000 kiosks at most each.
+    for (let before = ""; ; ) {
+      const res = await fetch(`${this.cloudUrl}/api/v1/devices?site=${SITE}&limit=1000&before=${before}`, {
+        headers: { authorization: `Bearer ${this.#token}` },
+      });
+      if (!res.ok) throw new Error(`GET /api/v1/devices: ${res.status}`);
+      const page = (await res.json()) as Page;
+      all.push(...page.items);
+      if (!page.next) return all;
+      before = page.next;
+    }
   }
 
   /** The retained status of every kiosk on the broker, as an ops viewer subscribing now sees it. */

@@ -187,6 +187,7 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
       commands: o.commands,
       connected: brokerConnected,
       trustProxy: o.rateLimit?.trustProxy,
+      now,
     }),
   );
   if (o.enrolment) {

@@ -1,20 +1,22 @@
 /**
  * The fleet's devices (docs/enrolment.md):
  *
- *   GET  /api/v1/devices?site=                       (viewer)  every known device: presence, acked seq,
- *                                                               whether the registry holds it, its enrolment
+ *   GET  /api/v1/devices?site&online&search&sort&limit&before   (fleet:read)  the fleet overview: presence,
+ *        backlog, ack latency, reader, paper, mode, drift, version, enrolment (docs/fleet-console.md)
+ *   GET  /api/v1/devices/{site}/{device}            (fleet:read)  the device page: the same row, status
+ *        history, recent check-ins/alerts/commands, peripherals, telemetry summary
  *   POST /api/v1/devices/{site}/{device}/revoke     (admin)   out of the registry (its session is closed), revoked
  *   POST /api/v1/devices/{site}/{device}/rotate     (admin)   sends cmd/rotate-credentials; 202 with the command
  */
 import { type DeviceAddress, problemResponse, type Registry, ROTATE_CREDENTIALS } from "@paylane/protocol";
 import { type Context, Hono } from "hono";
-import { z } from "zod";
 import type { Database } from "../db/database.ts";
 import { type Enrolment, RegistryUnavailable } from "../enrolment/enrolment.ts";
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
+import { FleetQuerySchema, FleetReadModel, SORT_KEY_LENGTH } from "../read-models/fleet.ts";
 import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { notFound, queryError } from "./http.ts";
+import { notFound, pageAfter, queryError } from "./http.ts";
 import { clientAddress } from "./rate-limit.ts";
 
 /** How long a rotate-credentials command waits for a kiosk that is offline. */
@@ -31,13 +33,13 @@ export interface DeviceRoutesOptions {
   commands?: CommandDesk;
   connected?: () => boolean;
   trustProxy?: boolean;
+  now?: () => Date;
 }
-
-const ListQuery = z.object({ site: z.string().optional() });
 
 export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
   const app = new Hono<OperatorEnv>();
   const admin = operatorAuth(o.tokens, "admin");
+  const viewer = operatorAuth(o.tokens, "fleet:read");
   const caller = (c: Context<OperatorEnv>) => ({
     actor: c.var.operator.sub,
     address: clientAddress(c, o.trustProxy ?? false),
@@ -47,44 +49,39 @@ export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
     return siteDenied(c, device.site) ?? device;
   };
 
-  app.get("/api/v1/devices", operatorAuth(o.tokens, "fleet:read"), async (c) => {
-    const q = ListQuery.safeParse(c.req.query());
+  const fleet = new FleetReadModel({
+    db: o.db,
+    presence: o.presence,
+    inRegistry: (d) => o.registry().hasDevice(d),
+    now: o.now,
+  });
+
+  /** The fleet overview (cloud/src/read-models/fleet.ts): filter, search, sort, cursor pages. */
+  app.get("/api/v1/devices", viewer, async (c) => {
+    const q = FleetQuerySchema.safeParse(c.req.query());
     if (!q.success) return queryError(q.error);
     const site = listingSite(c, q.data.site);
     if (site instanceof Response) return site;
-    const { rows } = await o.db.query<{
-      site_id: string;
-      id: string;
-      acked_seq: number | null;
-      key_fingerprint: string | null;
-      enrolled_at: Date | null;
-      rotated_at: Date | null;
-      revoked_at: Date | null;
-    }>(
-      `SELECT d.site_id, d.id, s.acked_seq, e.key_fingerprint, e.enrolled_at, e.rotated_at, e.revoked_at
-       FROM devices d
-       LEFT JOIN device_streams s ON s.site_id = d.site_id AND s.device_id = d.id
-       LEFT JOIN enrolled_devices e ON e.site_id = d.site_id AND e.device_id = d.id
-       WHERE $1::text IS NULL OR d.site_id = $1 ORDER BY d.site_id, d.id`,
-      [site ?? null],
-    );
-    const presence = await o.presence.get(rows.map((r) => ({ site: r.site_id, device: r.id })));
-    const registry = o.registry();
-    const items = rows.map((r, i) => ({
-      ...presence[i]!,
-      ackedSeq: r.acked_seq ?? 0,
-      inRegistry: registry.hasDevice({ site: r.site_id, device: r.id }),
-      // null: registered by hand, not through a claim code
-      enrolment: r.enrolled_at
-        ? {
-            keyFingerprint: r.key_fingerprint,
-            enrolledAt: r.enrolled_at.toISOString(),
-            rotatedAt: r.rotated_at?.toISOString() ?? null,
-            revokedAt: r.revoked_at?.toISOString() ?? null,
-          }
-        : null,
-    }));
-    return c.json({ items });
+    const after = pageAfter(q.data.before, Array(SORT_KEY_LENGTH[q.data.sort]).fill("text"));
+    if (after instanceof Response) return after;
+    const page = await fleet.overview({
+      site,
+      search: q.data.search,
+      online: q.data.online === undefined ? undefined : q.data.online === "true",
+      sort: q.data.sort,
+      limit: q.data.limit,
+      after: after as string[] | null,
+    });
+    return c.json(page);
+  });
+
+  /** One device's page: the overview row, status history, recent events, peripherals, telemetry summary. */
+  app.get("/api/v1/devices/:site/:device", viewer, async (c) => {
+    const device = pathAddress(c);
+    if (device instanceof Response) return device;
+    const page = await fleet.device(device);
+    if (!page) return notFound(`no device ${device.device} at site ${device.site}`);
+    return c.json(page);
   });
 
   const enrolment = o.enrolment;

@@ -78,8 +78,19 @@ export function deviceCommands(program: Command): void {
       .option("--json", "one JSON object on stdout", false),
   ).action(async (o: LoginOptions & { site?: string; json: boolean }) => {
     const login = await resolveLogin(o);
-    const query = o.site ? `?site=${encodeURIComponent(o.site)}` : "";
-    const { items } = await callCloud<{ items: ListedDevice[] }>(login, "GET", `/api/v1/devices${query}`);
+    const site = o.site ? `&site=${encodeURIComponent(o.site)}` : "";
+    // The fleet overview comes in pages (limit/before → next).
+    const items: ListedDevice[] = [];
+    for (let before = ""; ; ) {
+      const page = await callCloud<{ items: ListedDevice[]; next?: string | null }>(
+        login,
+        "GET",
+        `/api/v1/devices?limit=1000${site}${before ? `&before=${before}` : ""}`,
+      );
+      items.push(...page.items);
+      if (!page.next) break;
+      before = page.next;
+    }
     if (o.json) {
       process.stdout.write(`${JSON.stringify({ items })}\n`);
       return;

@@ -7,6 +7,13 @@ export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: R[] }>;
 }
 
+export interface ListenEvents {
+  /** The listening connection was lost (it is being reopened). */
+  onLost?(err: Error): void;
+  /** Listening again after a loss: notifications sent meanwhile were missed. */
+  onReconnected?(): void;
+}
+
 export interface Database extends Queryable {
   readonly kind: "pg" | "pglite";
   /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
@@ -20,5 +27,13 @@ export interface Database extends Queryable {
   session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
   /** Runs a script of several statements. */
   exec(sql: string): Promise<void>;
+  /**
+   * Calls `onPayload` with each notification on `channel` (LISTEN) from now
+   * on, until the returned function is called. pg listens on a connection of
+   * its own that comes back after a cut (a Postgres restart, a terminated
+   * backend) and listens again; what was notified while it was away is lost,
+   * which `onReconnected` says. Absent: a wrapper that cannot listen (tests).
+   */
+  listen?(channel: string, onPayload: (payload: string) => void, o?: ListenEvents): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Database, Queryable } from "./database.ts";
+import { PgListener } from "./pg-listener.ts";
 
 const INT8 = 20;
 
@@ -55,8 +56,16 @@ export async function openPg(o: PgOptions): Promise<Database> {
     await pool.end();
     throw new Error(`cannot connect to DATABASE_URL: ${(err as Error).message}`);
   }
+  // Opened at the first listen(): a cloud that never listens holds no extra connection.
+  // Named, so ops (and the tests that cut it) find it in pg_stat_activity.
+  const listener = new PgListener({
+    connectionString: o.url,
+    connectionTimeoutMillis: 10_000,
+    application_name: `paylane-live:${o.schema}`,
+  });
   return {
     kind: "pg",
+    listen: (channel, onPayload, events) => listener.listen(channel, onPayload, events),
     query: async (sql, params) => pool.query(sql, params as unknown[]) as never,
     async transaction(fn) {
       const client = await pool.connect();
@@ -95,6 +104,9 @@ export async function openPg(o: PgOptions): Promise<Database> {
     async exec(sql) {
       await pool.query(sql);
     },
-    close: () => pool.end(),
+    async close() {
+      await listener.close();
+      await pool.end();
+    },
   };
 }

@@ -49,6 +49,21 @@ export async function openPglite(dataDir?: string): Promise<Database> {
       if (sessions > 0) await outsideSessions();
       await db.exec(sql);
     },
+    // PGlite is this process: a notification comes with the commit that sent it, and there is no cut.
+    async listen(channel, onPayload) {
+      if (sessions > 0) await outsideSessions();
+      const unlisten = await db.listen(channel, (payload) => {
+        try {
+          onPayload(payload);
+        } catch {
+          // a subscriber's failure is its own
+        }
+      });
+      return async () => {
+        // closed already (the cloud stops its feed before its database, a test may not)
+        if (!db.closed) await unlisten();
+      };
+    },
     close: () => db.close(),
   };
 }

@@ -30,7 +30,7 @@ import {
 } from "@paylane/protocol";
 import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
-import type { Database } from "../db/database.ts";
+import type { Database, Queryable } from "../db/database.ts";
 import { deviceKey, type FleetLink, PerDeviceQueue } from "./link.ts";
 
 export const COMMAND_ROW_STATUSES = ["pending", "accepted", "done", "failed", "expired", "timeout"] as const;
@@ -255,12 +255,8 @@ export class CommandDesk {
     }
   }
 
-  async get(device: DeviceAddress, id: string): Promise<CommandRecord | null> {
-    const { rows } = await this.#o.db.query<Row>(
-      `SELECT ${COLUMNS} FROM device_commands WHERE site_id = $1 AND device_id = $2 AND id = $3`,
-      [device.site, device.device, id],
-    );
-    return rows[0] ? record(rows[0]) : null;
+  get(device: DeviceAddress, id: string): Promise<CommandRecord | null> {
+    return readCommand(this.#o.db, device, id);
   }
 
   /** A device's audit, newest first; commands past their expiry are closed first, so none shows pending forever. */
@@ -477,4 +473,13 @@ export class CommandDesk {
     const set = this.#waiters.get(`${r.site_id}/${r.device_id}/${r.id}`);
     for (const wake of set ?? []) wake();
   }
+}
+
+/** One command row as the API shows it, by its key: the live feed reads a command whose status changed. */
+export async function readCommand(db: Queryable, device: DeviceAddress, id: string): Promise<CommandRecord | null> {
+  const { rows } = await db.query<Row>(
+    `SELECT ${COLUMNS} FROM device_commands WHERE site_id = $1 AND device_id = $2 AND id = $3`,
+    [device.site, device.device, id],
+  );
+  return rows[0] ? record(rows[0]) : null;
 }

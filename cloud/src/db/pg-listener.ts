@@ -1,0 +1,127 @@
+/**
+ * LISTEN on a real Postgres: one client of its own (a pooled connection
+ * would be handed to other queries and lose its LISTEN), reopened after a cut
+ * with a growing pause, listening again on every channel it had.
+ */
+import pg from "pg";
+import type { ListenEvents } from "./database.ts";
+
+/** The pause before reopening, doubling from the first to the last after each failed try. */
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 2000;
+
+export class PgListener {
+  readonly #connection: pg.ClientConfig;
+  readonly #channels = new Map<string, Set<{ onPayload: (payload: string) => void; events: ListenEvents }>>();
+  #client: pg.Client | undefined;
+  #connecting: Promise<pg.Client> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryMs = RETRY_FIRST_MS;
+  #closed = false;
+
+  constructor(connection: pg.ClientConfig) {
+    this.#connection = connection;
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void, events: ListenEvents = {}) {
+    const subscriber = { onPayload, events };
+    let set = this.#channels.get(channel);
+    const first = !set;
+    if (!set) {
+      set = new Set();
+      this.#channels.set(channel, set);
+    }
+    set.add(subscriber);
+    try {
+      const client = await this.#connected();
+      if (first) await client.query(`LISTEN ${quoteIdent(channel)}`);
+    } catch (err) {
+      set.delete(subscriber);
+      if (set.size === 0) this.#channels.delete(channel);
+      throw err;
+    }
+    return async () => {
+      set.delete(subscriber);
+      if (set.size > 0 || this.#channels.get(channel) !== set) return;
+      this.#channels.delete(channel);
+      if (this.#channels.size === 0) await this.close();
+      else await this.#client?.query(`UNLISTEN ${quoteIdent(channel)}`).catch(() => {});
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    const client = this.#client;
+    this.#client = undefined;
+    await client?.end().catch(() => {});
+  }
+
+  /** The open client, opening it (and LISTENing on every channel) when there is none. */
+  #connected(): Promise<pg.Client> {
+    if (this.#client) return Promise.resolve(this.#client);
+    this.#closed = false;
+    this.#connecting ??= this.#open().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #open(): Promise<pg.Client> {
+    const client = new pg.Client({ ...this.#connection, keepAlive: true });
+    let lost = false;
+    const onLost = (err: Error) => {
+      if (lost) return;
+      lost = true;
+      if (this.#client === client) this.#client = undefined;
+      client.end().catch(() => {});
+      if (this.#closed) return;
+      for (const set of this.#channels.values()) for (const s of set) s.events.onLost?.(err);
+      this.#scheduleReopen();
+    };
+    client.on("error", onLost);
+    client.on("end", () => onLost(new Error("the listening connection ended")));
+    client.on("notification", (n) => {
+      for (const s of this.#channels.get(n.channel) ?? []) {
+        try {
+          s.onPayload(n.payload ?? "");
+        } catch {
+          // a subscriber's failure is its own; the others still get the notification
+        }
+      }
+    });
+    try {
+      await client.connect();
+      for (const channel of this.#channels.keys()) await client.query(`LISTEN ${quoteIdent(channel)}`);
+    } catch (err) {
+      lost = true; // the caller retries or fails; no second reopen from the events
+      await client.end().catch(() => {});
+      throw err;
+    }
+    this.#client = client;
+    this.#retryMs = RETRY_FIRST_MS;
+    return client;
+  }
+
+  #scheduleReopen(): void {
+    clearTimeout(this.#retryTimer);
+    // Real time: it paces reconnection to a database over the network, as pg's own timeouts do.
+    this.#retryTimer = setTimeout(() => {
+      if (this.#closed || this.#channels.size === 0) return;
+      this.#connected().then(
+        () => {
+          for (const set of this.#channels.values()) for (const s of set) s.events.onReconnected?.();
+        },
+        () => {
+          this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+          this.#scheduleReopen();
+        },
+      );
+    }, this.#retryMs);
+  }
+}
+
+/** A channel name as an SQL identifier (LISTEN takes no parameters). */
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

@@ -18,7 +18,8 @@ import {
   type StreamMark,
 } from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
@@ -43,9 +44,12 @@ import { deviceCommandRoutes } from "./device-commands.ts";
 import { deviceConfigRoutes } from "./device-config.ts";
 import { deviceRoutes } from "./devices.ts";
 import { enrolmentRoutes } from "./enrolment.ts";
+import { etagOnReads } from "./etag.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
+import { apiApp, registerSecuritySchemes } from "./openapi.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
+import { referenceRoutes } from "./reference.ts";
 import { streamRoutes } from "./streams.ts";
 import { telemetryRoutes } from "./telemetry.ts";
 import { topupRoutes } from "./topups.ts";
@@ -116,9 +120,11 @@ const ListQuery = z.object({
   before: z.string().optional(),
 });
 
-export function createApi(o: ApiOptions): Hono<OperatorEnv> {
+export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   const now = o.now ?? (() => new Date());
-  const app = new Hono<OperatorEnv>();
+  // Routes declared with createRoute (openapi.ts): their zod schemas validate and document them.
+  const app = apiApp();
+  registerSecuritySchemes(app);
   const tokens: OperatorTokenConfig = { secret: o.jwtSecret, issuer: o.jwtIssuer, audience: o.jwtAudience };
   const viewer = operatorAuth(tokens, "fleet:read");
   app.onError((err, c) => internalError(err, c, o.logger));
@@ -142,6 +148,8 @@ export function createApi(o: ApiOptions): Hono<OperatorEnv> {
     }),
   );
   app.use(rejectNulCharacters());
+  app.use("/api/v1/*", etagOnReads());
+  app.route("/", referenceRoutes(app));
   app.get("/readyz", async (c) => {
     const report = await o.health();
     return c.json(report, report.status === "ok" ? 200 : 503);

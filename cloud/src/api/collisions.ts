@@ -10,12 +10,24 @@
  * Resolving records the decision (who, when, which, why) and closes the
  * alert; the event log itself is never edited. Resolving again is refused.
  */
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import { problemResponse } from "@paylane/protocol";
-import { Hono } from "hono";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
-import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { badRequest, jsonBody, notFound, queryError } from "./http.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
+import { notFound } from "./http.ts";
+import {
+  apiApp,
+  defineRoute,
+  json,
+  jsonRequest,
+  listOf,
+  orNull,
+  problems,
+  register,
+  SiteFilter,
+  secured,
+} from "./openapi.ts";
 
 export interface CollisionRoutesOptions {
   db: Database;
@@ -24,9 +36,9 @@ export interface CollisionRoutesOptions {
 }
 
 const ListQuery = z.object({
-  site: z.string().max(64).optional(),
-  open: z.enum(["true", "false"]).optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  site: SiteFilter,
+  open: z.enum(["true", "false"]).optional().meta({ description: "true: only unresolved; false: only resolved" }),
+  limit: z.coerce.number().int().min(1).max(500).default(100).meta({ description: "at most this many, newest first" }),
 });
 
 const ResolveBody = z.strictObject({
@@ -35,13 +47,45 @@ const ResolveBody = z.strictObject({
   note: z.string().min(1).max(1000),
 });
 
-export function collisionRoutes(o: CollisionRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
+const IdPath = z.object({
+  id: z.uuid({ error: "expected a collision id (UUID)" }).meta({ param: { name: "id", in: "path" } }),
+});
 
-  app.get("/api/v1/collisions", operatorAuth(o.tokens, "fleet:read"), async (c) => {
-    const q = ListQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const site = listingSite(c, q.data.site);
+const Entry = z.object({
+  entryId: z.string().nullable(),
+  kind: z.string(),
+  at: z.string().nullable(),
+  body: z.unknown(),
+});
+const Resolution = z
+  .object({ at: z.string().nullable(), kept: z.enum(["held", "arrived"]), note: z.string(), by: z.string() })
+  .meta({ id: "CollisionResolution" });
+export const CollisionSchema = z
+  .object({
+    id: z.uuid(),
+    site: z.string(),
+    device: z.string(),
+    seq: z.number().int(),
+    held: Entry.meta({ description: "the entry the stream held at this seq" }),
+    arrived: Entry.extend({ receivedAt: z.string().nullable() }).meta({ description: "the entry that arrived there" }),
+    resolved: orNull(Resolution),
+  })
+  .meta({ id: "Collision" });
+
+export function collisionRoutes(o: CollisionRoutesOptions): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
+
+  const list = defineRoute(secured(o.tokens, "fleet:read", "get"), {
+    method: "get",
+    path: "/api/v1/collisions",
+    tags: ["conflicts"],
+    summary: "Seq collisions, newest first",
+    request: { query: ListQuery },
+    responses: { 200: json(listOf(CollisionSchema, "Collision"), "The collisions") },
+  });
+  register(app, list, async (c) => {
+    const q = c.req.valid("query");
+    const site = listingSite(c, q.site);
     if (site instanceof Response) return site;
     const { rows } = await o.db.query<{
       id: string;
@@ -66,7 +110,7 @@ export function collisionRoutes(o: CollisionRoutesOptions): Hono<OperatorEnv> {
        LEFT JOIN inbox i ON i.site_id = c.site_id AND i.device_id = c.device_id AND i.seq = c.seq
        WHERE ($1::text IS NULL OR c.site_id = $1) AND ($2::boolean IS NULL OR (c.resolved_at IS NULL) = $2)
        ORDER BY c.received_at DESC, c.id LIMIT $3`,
-      [site ?? null, q.data.open === undefined ? null : q.data.open === "true", q.data.limit],
+      [site ?? null, q.open === undefined ? null : q.open === "true", q.limit],
     );
     const iso = (d: Date | null) => d?.toISOString() ?? null;
     const items = rows.map((r) => ({
@@ -81,11 +125,21 @@ export function collisionRoutes(o: CollisionRoutesOptions): Hono<OperatorEnv> {
     return c.json({ items });
   });
 
-  app.post("/api/v1/collisions/:id/resolve", operatorAuth(o.tokens, "fleet:operate"), async (c) => {
-    const id = c.req.param("id");
-    if (!z.uuid().safeParse(id).success) return badRequest("id: expected a collision id (UUID)");
-    const body = await jsonBody(c.req.raw, ResolveBody);
-    if (body instanceof Response) return body;
+  const resolve = defineRoute(secured(o.tokens, "fleet:operate", "post"), {
+    method: "post",
+    path: "/api/v1/collisions/{id}/resolve",
+    tags: ["conflicts"],
+    summary: "Record which entry was the kiosk's own",
+    request: { params: IdPath, body: jsonRequest(ResolveBody) },
+    responses: {
+      200: json(z.object({ id: z.uuid(), resolved: Resolution }), "Resolved"),
+      404: problems[404],
+      409: problems[409],
+    },
+  });
+  register(app, resolve, async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
     const found = await o.db.query<{ site_id: string; resolved_at: Date | null }>(
       "SELECT site_id, resolved_at FROM seq_collisions WHERE id = $1",
       [id],

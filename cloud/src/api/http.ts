@@ -1,6 +1,6 @@
 /** Small helpers every route module shares: problem answers, JSON bodies, opaque cursors. */
 import { describeIssues, problemResponse } from "@paylane/protocol";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { z } from "zod";
 
 export function badRequest(detail: string): Response {
@@ -34,6 +34,30 @@ export async function jsonBody<S extends z.ZodType>(req: Request, schema: S): Pr
   if (nul) return badRequest(`${nul}: ${NUL_ADVICE}`);
   const parsed = schema.safeParse(json);
   return parsed.success ? parsed.data : badRequest(describeIssues(parsed.error, "body"));
+}
+
+/**
+ * What a route declared with a JSON body checks before its schema does
+ * (openapi.ts's jsonGuard): 415 unless JSON, 400 for malformed JSON or a NUL
+ * character anywhere in it; null when the body may go on to validation.
+ */
+export async function checkJsonBody(c: Context): Promise<Response | null> {
+  if (!c.req.header("content-type")?.includes("application/json")) {
+    return problemResponse({
+      title: "Unsupported media type",
+      status: 415,
+      detail: "expected an application/json body",
+    });
+  }
+  let json: unknown;
+  try {
+    // Hono keeps the parsed body: the validator after this reads the same one.
+    json = await c.req.json();
+  } catch (err) {
+    return badRequest(`body: malformed JSON: ${(err as Error).message}`);
+  }
+  const nul = nulPath(json, "body");
+  return nul ? badRequest(`${nul}: ${NUL_ADVICE}`) : null;
 }
 
 const NUL_ADVICE = "contains a NUL character (\\u0000), which no text field accepts";

@@ -19,6 +19,7 @@ import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { AlertService, alertSettings } from "./alerts/notifier.ts";
 import { createApi } from "./api/app.ts";
+import { LiveSockets } from "./api/live.ts";
 import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
 import type { CloudConfig } from "./config.ts";
 import type { Database } from "./db/database.ts";
@@ -31,6 +32,8 @@ import { ConfigDesk } from "./fleet/device-config.ts";
 import { startEventsFeed } from "./fleet/events-feed.ts";
 import { StatusHistory } from "./fleet/status-history.ts";
 import { purgeIdempotencyKeys } from "./ledger/idempotency.ts";
+import { DatabaseLiveFeed } from "./live/database-live-feed.ts";
+import { announceDeviceStatuses } from "./live/notify.ts";
 import { MemoryPresence } from "./presence/memory-presence.ts";
 import type { PresenceStore } from "./presence/presence-store.ts";
 import { RedisPresence } from "./presence/redis-presence.ts";
@@ -93,6 +96,10 @@ export class CloudService {
   #configs: ConfigDesk | undefined;
   #statusHistory: StatusHistory | undefined;
   #stopEventsFeed: (() => void) | undefined;
+  /** The live feed: this process's LISTEN, its WebSocket clients, and the device statuses it announces. */
+  #liveFeed: DatabaseLiveFeed | undefined;
+  #liveSockets: LiveSockets | undefined;
+  #stopAnnouncingStatuses: (() => void) | undefined;
   #alerts: AlertService | undefined;
   #latestTelemetry: LatestTelemetryStore | undefined;
   #telemetry: TelemetryRecorder | undefined;
@@ -255,6 +262,11 @@ export class CloudService {
     this.#statusHistory = new StatusHistory({ db, link: this.#bridge, logger: this.#log, now: this.#now });
     this.#statusHistory.attach();
     this.#stopEventsFeed = startEventsFeed(this.#bridge, { logger: this.#log, now: this.#now });
+    this.#stopAnnouncingStatuses = announceDeviceStatuses(this.#bridge, db, { logger: this.#log, now: this.#now });
+    // Listening before the API serves: a client connected from the first request hears every commit after it.
+    this.#liveFeed = new DatabaseLiveFeed({ db, logger: this.#log, metrics: this.metrics, now: this.#now });
+    await this.#liveFeed.start();
+    this.#liveSockets = new LiveSockets({ feed: this.#liveFeed, metrics: this.metrics, logger: this.#log });
     await this.#firstMqttConnect(this.#bridge, c.MQTT_URL);
 
     const presence = this.#presence;
@@ -320,6 +332,8 @@ export class CloudService {
       latestTelemetry: this.#latestTelemetry,
       enrolment: new Enrolment({ db, registryPath: c.REGISTRY_PATH, now: this.#now, logger: this.#log }),
       enrolFailuresPerMinute: c.CLOUD_ENROL_FAILURES_PER_MIN,
+      live: this.#liveFeed,
+      liveSockets: this.#liveSockets,
     });
     this.#schedulePurge();
     this.#http = await listen(api, {
@@ -329,6 +343,7 @@ export class CloudService {
       tls,
       configure: (server) => {
         problemClientErrors(server);
+        this.#liveSockets?.attach(server, api);
         // A client that trickles its headers or body does not hold a connection for Node's default minutes.
         const http = server as { headersTimeout?: number; requestTimeout?: number };
         http.headersTimeout = 20_000;
@@ -400,6 +415,9 @@ export class CloudService {
     this.#stopWatchingRegistry = undefined;
     (this.#o.timers ?? realTimers).clearTimeout(this.#purgeTimer);
     this.#purgeTimer = undefined;
+    // Before the server: an upgraded socket would hold its close open.
+    await this.#liveSockets?.close();
+    this.#liveSockets = undefined;
     await this.#http?.close();
     await this.#metricsHttp?.close();
     this.#metricsHttp = undefined;
@@ -419,6 +437,10 @@ export class CloudService {
     await this.#presence?.close();
     this.#limitsRedis?.disconnect();
     this.#limitsRedis = undefined;
+    this.#stopAnnouncingStatuses?.();
+    this.#stopAnnouncingStatuses = undefined;
+    await this.#liveFeed?.stop();
+    this.#liveFeed = undefined;
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;
     this.#telemetry = this.#latestTelemetry = undefined;

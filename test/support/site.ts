@@ -222,6 +222,36 @@ export class TestSite {
     return cloud;
   }
 
+  /**
+   * Another cloud instance on this site's Postgres schema, with connections
+   * (and a LISTEN) of its own, whose bridge hears no kiosk of this site: an
+   * API instance behind the same database. The caller stops it.
+   */
+  async startApiInstance(name: string): Promise<CloudService> {
+    if (this.o.db !== "pg") throw new Error("instances share a database over the network: pg only");
+    const config = parseCloudEnv({
+      CLOUD_PORT: "0",
+      MQTT_URL: this.mqttUrl,
+      CLOUD_MQTT_SECRET: this.#cloudSecret,
+      REGISTRY_PATH: this.#registryPath,
+      DATABASE_URL: PG_URL,
+      DATABASE_SCHEMA: this.#schema,
+      REDIS_URL: this.o.presence === "redis" ? REDIS_URL : undefined,
+      REDIS_PREFIX: this.#redisPrefix,
+      CLOUD_INSTANCE: `test-${this.site}-${name}`,
+      CLOUD_JWT_SECRET: this.jwtSecret,
+      METRICS_TOKEN: this.metricsToken,
+    });
+    const cloud = new CloudService({
+      config,
+      logger: this.o.logger ?? quiet,
+      site: `${this.site}-${name}`,
+      now: this.o.now,
+    });
+    await cloud.start();
+    return cloud;
+  }
+
   async stopCloud(how: "stop" | "kill" = "stop"): Promise<void> {
     const cloud = this.cloud;
     this.cloud = undefined;

@@ -8,6 +8,7 @@
  */
 
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import {
   cloudApi,
   MEMBER_DELTA_MAX_VERSIONS,
@@ -18,7 +19,6 @@ import {
   type StreamMark,
 } from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
-import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -32,6 +32,7 @@ import type { Enrolment } from "../enrolment/enrolment.ts";
 import { DEFAULT_ENROL_FAILURES_PER_MINUTE, EnrolLimiter } from "../enrolment/limiter.ts";
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
+import type { LiveFeed } from "../live/live-feed.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { listJournaledAlerts } from "../read-models/alerts.ts";
 import { listCheckins } from "../read-models/checkins.ts";
@@ -46,6 +47,7 @@ import { deviceRoutes } from "./devices.ts";
 import { enrolmentRoutes } from "./enrolment.ts";
 import { etagOnReads } from "./etag.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
+import type { LiveSockets } from "./live.ts";
 import { apiApp, registerSecuritySchemes } from "./openapi.ts";
 import { paymentRoutes } from "./payments.ts";
 import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
@@ -99,6 +101,10 @@ export interface ApiOptions {
   enrolment?: Enrolment;
   /** Failed enrolments per minute per client address before 429 (default 10; 0: no limit). */
   enrolFailuresPerMinute?: number;
+  /** Events committed in the database, for live consumers (GraphQL subscriptions; the WebSocket reads `liveSockets`). */
+  live?: LiveFeed;
+  /** The WebSocket live feed at /api/v1/live (its upgrades are attached to the server by the caller); unset: absent. */
+  liveSockets?: LiveSockets;
 }
 
 const IsoTime = z.iso.datetime({
@@ -256,6 +262,7 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   });
 
   app.route("/", alertRoutes({ db: o.db, tokens, alerts: o.alerts }));
+  if (o.liveSockets) app.route("/", o.liveSockets.routes(tokens));
   // The ops dashboard's static files (public; every call it makes is authenticated).
   app.route("/", dashboardRoutes());
 

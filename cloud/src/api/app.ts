@@ -46,6 +46,7 @@ import { deviceConfigRoutes } from "./device-config.ts";
 import { deviceRoutes } from "./devices.ts";
 import { enrolmentRoutes } from "./enrolment.ts";
 import { etagOnReads } from "./etag.ts";
+import { exportRoutes } from "./exports.ts";
 import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
 import type { LiveSockets } from "./live.ts";
 import { apiApp, registerSecuritySchemes } from "./openapi.ts";
@@ -222,6 +223,8 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
     );
   }
   app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
+  // CSV exports of check-ins (fleet:read) and the ledger (money:read), streamed.
+  app.route("/", exportRoutes({ db: o.db, tokens }));
 
   app.get("/api/v1/checkins", viewer, async (c) => {
     const q = ListQuery.safeParse(c.req.query());

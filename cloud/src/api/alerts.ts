@@ -7,14 +7,15 @@
  * `GET /api/v1/alerts` (app.ts) stays the list of what kiosks journaled and
  * the cloud recorded; these are the alerts that fire and resolve.
  */
-import { problemResponse } from "@paylane/protocol";
-import { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { AlertSchema, problemResponse } from "@paylane/protocol";
 import { z } from "zod";
 import type { AlertService } from "../alerts/notifier.ts";
 import { AlertStore } from "../alerts/store.ts";
 import type { Database } from "../db/database.ts";
-import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { notFound, queryError } from "./http.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
+import { notFound } from "./http.ts";
+import { apiApp, defineRoute, json, listOf, problems, register, SiteFilter, secured } from "./openapi.ts";
 
 export interface AlertRoutesOptions {
   db: Database;
@@ -23,22 +24,53 @@ export interface AlertRoutesOptions {
   alerts?: AlertService;
 }
 
-const ActiveQuery = z.object({ site: z.string().optional() });
+const ActiveQuery = z.object({ site: SiteFilter });
+const KeyPath = z.object({
+  key: z
+    .string()
+    .max(200)
+    .meta({ param: { name: "key", in: "path" } }),
+});
+export const FiringAlertSchema = AlertSchema.meta({
+  id: "Alert",
+  description: "An alert the cloud fires and resolves",
+});
 
-export function alertRoutes(o: AlertRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
+export function alertRoutes(o: AlertRoutesOptions): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
   const store = new AlertStore(o.db);
 
-  app.get("/api/v1/alerts/active", operatorAuth(o.tokens, "fleet:read"), async (c) => {
-    const q = ActiveQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const site = listingSite(c, q.data.site);
+  const active = defineRoute(secured(o.tokens, "fleet:read", "get"), {
+    method: "get",
+    path: "/api/v1/alerts/active",
+    tags: ["alerts"],
+    summary: "The alerts firing now, oldest first",
+    request: { query: ActiveQuery },
+    responses: { 200: json(listOf(FiringAlertSchema, "Alert"), "The firing alerts") },
+  });
+  register(app, active, async (c) => {
+    const site = listingSite(c, c.req.valid("query").site);
     if (site instanceof Response) return site;
     return c.json({ items: await store.firing(site) });
   });
 
-  app.post("/api/v1/alerts/:key/resolve", operatorAuth(o.tokens, "fleet:operate"), async (c) => {
-    const key = c.req.param("key");
+  const resolve = defineRoute(secured(o.tokens, "fleet:operate", "post"), {
+    method: "post",
+    path: "/api/v1/alerts/{key}/resolve",
+    tags: ["alerts"],
+    summary: "Resolve an event-like alert by hand",
+    description:
+      "Only staff-called, journal-rolled-back and ledger-exception resolve by hand; others resolve by themselves.",
+    request: { params: KeyPath },
+    responses: {
+      200: json(FiringAlertSchema, "The alert, resolved"),
+      404: problems[404],
+      409: problems[409],
+      503: problems[503],
+    },
+  });
+  register(app, resolve, async (c) => {
+    const { key } = c.req.valid("param");
     const alert = await store.get(key);
     // Another site's alert answers as a missing one: a 403 would tell its keys apart from made-up ones.
     if (!alert || siteDenied(c, alert.site)) return notFound(`no alert ${key}`);

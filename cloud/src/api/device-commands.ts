@@ -8,6 +8,8 @@
  * 200 with the final result, or 202 with where it stands (pending while the
  * kiosk is offline: it is delivered when the kiosk comes back, unless expired).
  */
+
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import {
   COMMAND_ARGS,
   COMMAND_NAMES,
@@ -16,11 +18,23 @@ import {
   problemResponse,
   type Registry,
 } from "@paylane/protocol";
-import { Hono } from "hono";
 import { z } from "zod";
-import { type CommandDesk, isSettled } from "../fleet/commands.ts";
-import { type OperatorEnv, type OperatorTokenConfig, operatorAuth, pathDevice } from "./auth.ts";
-import { badRequest, cursor, jsonBody, pageAfter, queryError } from "./http.ts";
+import { COMMAND_ROW_STATUSES, type CommandDesk, isSettled } from "../fleet/commands.ts";
+import { type OperatorEnv, type OperatorTokenConfig, pathDevice } from "./auth.ts";
+import { badRequest, cursor, pageAfter } from "./http.ts";
+import {
+  apiApp,
+  DevicePath,
+  defineRoute,
+  json,
+  jsonRequest,
+  orNull,
+  PageParams,
+  pageOf,
+  problems,
+  register,
+  secured,
+} from "./openapi.ts";
 
 /** How long a POST waits for the result unless told otherwise. */
 export const DEFAULT_WAIT_SECONDS = 10;
@@ -38,10 +52,27 @@ const SendBody = z.strictObject({
   waitSeconds: z.number().min(0).max(MAX_WAIT_SECONDS).default(DEFAULT_WAIT_SECONDS),
 });
 
-const ListQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(500).default(50),
-  before: z.string().optional(),
-});
+const ListQuery = z.object({ limit: PageParams.limit(), before: PageParams.before() });
+
+/** One command and where it stands (cloud/src/fleet/commands.ts's CommandRecord). */
+export const CommandSchema = z
+  .object({
+    id: z.string(),
+    site: z.string(),
+    device: z.string(),
+    command: z.string().meta({ description: `the command's name: ${COMMAND_NAMES.join(", ")}` }),
+    args: z.record(z.string(), z.unknown()),
+    requestedBy: orNull(z.string()),
+    requestedAt: z.string(),
+    expiresAt: orNull(z.string()),
+    status: z.enum(COMMAND_ROW_STATUSES),
+    result: z.unknown().meta({ description: "what the kiosk answered (per command), null until it did" }),
+    reason: orNull(z.string()),
+    deliveredAt: orNull(z.string()),
+    answeredAt: orNull(z.string()),
+    updatedAt: z.string(),
+  })
+  .meta({ id: "Command" });
 
 export interface DeviceCommandRoutesOptions {
   commands: CommandDesk;
@@ -51,15 +82,30 @@ export interface DeviceCommandRoutesOptions {
   connected: () => boolean;
 }
 
-export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
-  const path = "/api/v1/devices/:site/:device/commands";
+export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
+  const path = "/api/v1/devices/{site}/{device}/commands";
 
-  app.post(path, operatorAuth(o.tokens, "fleet:operate"), async (c) => {
+  const send = defineRoute(secured(o.tokens, "fleet:operate", "post"), {
+    method: "post",
+    path,
+    tags: ["commands"],
+    summary: "Send a command to a kiosk and wait for its result",
+    description:
+      "Waits up to `waitSeconds` for the command to settle: 200 with the final result, or 202 with where it " +
+      "stands (pending while the kiosk is offline: it is delivered when the kiosk comes back, unless expired).",
+    request: { params: DevicePath, body: jsonRequest(SendBody) },
+    responses: {
+      200: json(CommandSchema, "Settled: done, failed, expired or timeout"),
+      202: json(CommandSchema, "Not settled yet: pending or accepted"),
+      404: problems[404],
+      503: problems[503],
+    },
+  });
+  register(app, send, async (c) => {
     const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
-    const body = await jsonBody(c.req.raw, SendBody);
-    if (body instanceof Response) return body;
+    const body = c.req.valid("json");
     const name = body.command as keyof typeof COMMAND_ARGS;
     const args = COMMAND_ARGS[name].safeParse(body.args);
     if (!args.success) return badRequest(`${name} ${describeIssues(args.error, "args")}`);
@@ -81,21 +127,28 @@ export function deviceCommandRoutes(o: DeviceCommandRoutesOptions): Hono<Operato
     return c.json(now, isSettled(now.status) ? 200 : 202);
   });
 
-  app.get(path, operatorAuth(o.tokens, "fleet:read"), async (c) => {
+  const history = defineRoute(secured(o.tokens, "fleet:read", "get"), {
+    method: "get",
+    path,
+    tags: ["commands"],
+    summary: "A kiosk's commands, newest first",
+    request: { params: DevicePath, query: ListQuery },
+    responses: { 200: json(pageOf(CommandSchema, "Command"), "A page of commands"), 404: problems[404] },
+  });
+  register(app, history, async (c) => {
     const device = pathDevice(c, o.registry());
     if (device instanceof Response) return device;
-    const q = ListQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const after = pageAfter(q.data.before, ["timestamp", "text"]);
+    const q = c.req.valid("query");
+    const after = pageAfter(q.before, ["timestamp", "text"]);
     if (after instanceof Response) return after;
     const items = await o.commands.list(device, {
-      limit: q.data.limit,
+      limit: q.limit,
       before: after ? { requestedAt: String(after[0]), id: String(after[1]) } : undefined,
     });
     const last = items[items.length - 1];
     return c.json({
       items,
-      next: items.length === q.data.limit && last ? cursor.encode(last.requestedAt, last.id) : null,
+      next: items.length === q.limit && last ? cursor.encode(last.requestedAt, last.id) : null,
     });
   });
 

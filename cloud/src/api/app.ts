@@ -25,6 +25,7 @@ import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
 import type { Registry as MetricsRegistry } from "prom-client";
 import { z } from "zod";
+import type { LoginLimitOptions } from "../accounts/login-limiter.ts";
 import type { AlertService } from "../alerts/notifier.ts";
 import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
@@ -32,12 +33,12 @@ import type { Enrolment } from "../enrolment/enrolment.ts";
 import { DEFAULT_ENROL_FAILURES_PER_MINUTE, EnrolLimiter } from "../enrolment/limiter.ts";
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
-import { createGraphQL, GRAPHQL_PATH } from "../graphql/server.ts";
 import type { LiveFeed } from "../live/live-feed.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { listJournaledAlerts } from "../read-models/alerts.ts";
 import { listCheckins } from "../read-models/checkins.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
+import { mountAccounts } from "./accounts.ts";
 import { alertRoutes } from "./alerts.ts";
 import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { collisionRoutes } from "./collisions.ts";
@@ -103,6 +104,10 @@ export interface ApiOptions {
   enrolment?: Enrolment;
   /** Failed enrolments per minute per client address before 429 (default 10; 0: no limit). */
   enrolFailuresPerMinute?: number;
+  /** Console sessions: access and refresh token lifetimes (seconds; default 15 min, 7 days). */
+  sessionTtls?: { accessSeconds?: number; refreshSeconds?: number };
+  /** Login brute force limits (default DEFAULT_LOGIN_LIMITS; shared through `rateLimit.redis`). */
+  loginLimits?: Partial<LoginLimitOptions>;
   /** Events committed in the database, for live consumers (GraphQL subscriptions; the WebSocket reads `liveSockets`). */
   live?: LiveFeed;
   /** The WebSocket live feed at /api/v1/live (its upgrades are attached to the server by the caller); unset: absent. */
@@ -158,6 +163,19 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   app.use(rejectNulCharacters());
   app.use("/api/v1/*", etagOnReads());
   app.route("/", referenceRoutes(app));
+  // Before every other route: the audit trail wraps them all, and `tokens` gains the session check.
+  mountAccounts(app, {
+    db: o.db,
+    tokens,
+    now,
+    accessTtlSeconds: o.sessionTtls?.accessSeconds,
+    refreshTtlSeconds: o.sessionTtls?.refreshSeconds,
+    loginLimits: o.loginLimits,
+    redis: o.rateLimit?.redis,
+    prefix: o.rateLimit?.prefix,
+    trustProxy: o.rateLimit?.trustProxy,
+    logger: o.logger,
+  });
   app.get("/readyz", async (c) => {
     const report = await o.health();
     return c.json(report, report.status === "ok" ? 200 : 503);
@@ -224,23 +242,6 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
     );
   }
   app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
-  // GraphQL over the same services, tokens and permissions (cloud/src/graphql, docs/graphql.md).
-  const graphql = createGraphQL({
-    db: o.db,
-    presence: o.presence,
-    registry: o.registry,
-    tokens,
-    latestTelemetry: o.latestTelemetry ?? new MemoryLatestTelemetry(),
-    now,
-    skewBoundSeconds: o.skewBoundSeconds ?? 300,
-    brokerConnected,
-    alerts: o.alerts,
-    commands: o.commands,
-    configs: o.configs,
-    live: o.live,
-    logger: o.logger,
-  });
-  app.on(["GET", "POST"], GRAPHQL_PATH, (c) => graphql.fetch(c.req.raw));
   // CSV exports of check-ins (fleet:read) and the ledger (money:read), streamed.
   app.route("/", exportRoutes({ db: o.db, tokens }));
 

@@ -17,8 +17,10 @@ import {
   type Registry,
   roleAllows,
   rolesWith,
+  SESSION_COOKIE,
 } from "@paylane/protocol";
 import type { Context, MiddlewareHandler } from "hono";
+import { getCookie } from "hono/cookie";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { notFound } from "./http.ts";
@@ -36,6 +38,8 @@ export interface Operator {
   sub: string;
   role: Role;
   sites: string[] | null;
+  /** The login session a console access token belongs to (absent: a token minted by `paylane-cloud token`). */
+  sid?: string;
 }
 
 /** How operator tokens are verified; `secret` unset: the operator routes answer 503. */
@@ -43,15 +47,30 @@ export interface OperatorTokenConfig {
   secret?: string;
   issuer?: string;
   audience?: string;
+  /**
+   * Whether the login session a token names (`sid`) is still live; unset:
+   * tokens carrying a `sid` are refused (nothing could tell a logout).
+   */
+  sessionLive?: (sid: string) => Promise<boolean>;
 }
 
 const ClaimsSchema = z.object({
   sub: z.string().regex(/^[A-Za-z0-9@._-]{1,128}$/),
   role: z.enum(ROLES),
   sites: z.array(z.string()).optional(),
+  sid: z.uuid().optional(),
 });
 
-export type OperatorEnv = { Variables: { operator: Operator } };
+/** What a route tells the audit log about its call, beyond the method and route (see audit.ts). */
+export interface AuditNote {
+  target?: string | null;
+  site?: string | null;
+  detail?: Record<string, unknown>;
+  /** The route wrote its own row (login, logout): the middleware writes none. */
+  written?: boolean;
+}
+
+export type OperatorEnv = { Variables: { operator: Operator; audit?: AuditNote } };
 
 const encoder = new TextEncoder();
 
@@ -91,10 +110,40 @@ export async function verifyOperatorToken(
     });
     const parsed = ClaimsSchema.safeParse(payload);
     if (!parsed.success) return { refused: "the token has no valid sub and role claims" };
-    return { sub: parsed.data.sub, role: parsed.data.role, sites: parsed.data.sites ?? null };
+    const { sub, role, sites, sid } = parsed.data;
+    return { sub, role, sites: sites ?? null, ...(sid ? { sid } : {}) };
   } catch (err) {
     return { refused: refusal(err) };
   }
+}
+
+/**
+ * The presented access token: the `Authorization: Bearer` header, or for a
+ * GET or HEAD only the dashboard's session cookie. A state-changing call
+ * needs the header, so a page of another site cannot make the browser send
+ * one on the operator's behalf with the cookie (no CSRF by cookie).
+ */
+function presentedToken(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  if (header?.startsWith("Bearer ")) return header.slice(7).trim();
+  if (header === undefined && (c.req.method === "GET" || c.req.method === "HEAD")) return getCookie(c, SESSION_COOKIE);
+  return undefined;
+}
+
+/**
+ * The operator an access token stands for, with its session checked when it
+ * names one; or why it is refused.
+ */
+export async function authenticateOperator(
+  token: string,
+  cfg: OperatorTokenConfig & { secret: string },
+): Promise<Operator | { refused: string }> {
+  const operator = await verifyOperatorToken(token, cfg);
+  if ("refused" in operator || !operator.sid) return operator;
+  if (!cfg.sessionLive || !(await cfg.sessionLive(operator.sid))) {
+    return { refused: "its session has ended (logged out, or the account changed); log in again" };
+  }
+  return operator;
 }
 
 /** Requires an operator token whose role holds `permission`; the operator is on `c.var.operator`. */
@@ -112,22 +161,30 @@ export function operatorAuth(
         detail: "the cloud has no CLOUD_JWT_SECRET, so it cannot verify operator tokens",
       });
     }
-    const header = c.req.header("authorization");
-    if (!header?.startsWith("Bearer ")) {
+    const token = presentedToken(c);
+    if (!token) {
+      const cookieOnly = c.req.method !== "GET" && c.req.method !== "HEAD" && getCookie(c, SESSION_COOKIE);
       return problemResponse(
-        { title: "Unauthorized", status: 401, detail: "operator token required (Authorization: Bearer <JWT>)" },
+        {
+          title: "Unauthorized",
+          status: 401,
+          detail: cookieOnly
+            ? `a ${c.req.method} needs the access token as Authorization: Bearer <JWT>; the session cookie is accepted for reads only`
+            : "operator token required (Authorization: Bearer <JWT>)",
+        },
         { "www-authenticate": 'Bearer realm="paylane"' },
       );
     }
-    const operator = await verifyOperatorToken(header.slice(7).trim(), { ...config, secret });
+    const operator = await authenticateOperator(token, { ...config, secret });
     if ("refused" in operator) {
       return problemResponse(
         { title: "Unauthorized", status: 401, detail: `operator token refused: ${operator.refused}` },
         { "www-authenticate": 'Bearer realm="paylane", error="invalid_token"' },
       );
     }
-    if (!roleAllows(operator.role, permission)) return permissionDenied(permission, operator.role);
+    // Set before the permission check: a refused call by a known operator is audited as theirs.
     c.set("operator", operator);
+    if (!roleAllows(operator.role, permission)) return permissionDenied(permission, operator.role);
     await next();
   };
 }
@@ -185,6 +242,8 @@ export function mintOperatorToken(
     sub: string;
     role: Role;
     sites?: string[];
+    /** The login session (console sessions only): the token dies with it. */
+    sid?: string;
     ttlSeconds?: number;
     now?: Date;
     issuer?: string;
@@ -192,7 +251,7 @@ export function mintOperatorToken(
   },
 ): Promise<string> {
   const iat = Math.floor((o.now ?? new Date()).getTime() / 1000);
-  return new SignJWT({ role: o.role, ...(o.sites ? { sites: o.sites } : {}) })
+  return new SignJWT({ role: o.role, ...(o.sites ? { sites: o.sites } : {}), ...(o.sid ? { sid: o.sid } : {}) })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(o.sub)
     .setIssuer(o.issuer ?? DEFAULT_JWT_ISSUER)

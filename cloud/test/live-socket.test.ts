@@ -230,6 +230,20 @@ test("the session cookie opens the feed from this cloud's own page only (no cros
   page.ws.close();
 });
 
+test("a socket lives no longer than its token: closed with 1008 at its expiry", async () => {
+  // a token of an hour, minted an hour minus a second ago
+  const short = await mintOperatorToken(SECRET, {
+    sub: "ops-short",
+    role: "viewer",
+    ttlSeconds: 3600,
+    now: new Date(Date.now() - 3599_000),
+  });
+  const c = await connect("", { authorization: `Bearer ${short}` });
+  const { code, reason } = await c.closed;
+  assert.is(code, 1008);
+  assert.match(reason, /token expired/);
+});
+
 test("a client that does not read is closed with 1013 instead of buffering without end", async () => {
   const slow = await connect("", await bearer("admin"));
   const before = sockets.clients;

@@ -14,6 +14,8 @@
  * every `pingIntervalMs` and drops a client that did not answer the previous
  * ping; a client that reads slower than events come (its unsent bytes past
  * `maxBufferedBytes`) is closed with 1013 rather than buffered without end.
+ * A socket lives no longer than its token: it is closed (1008) at the
+ * token's `exp`, and the client connects again with a fresh one.
  *
  * Not @hono/node-ws: its upgrade hook answers a refusal with the status
  * alone, and a refusal here says what is wrong. The upgrade still goes
@@ -34,6 +36,7 @@ import {
 } from "@paylane/protocol";
 import { type Context, Hono } from "hono";
 import { getCookie } from "hono/cookie";
+import { decodeJwt } from "jose";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
@@ -65,12 +68,17 @@ interface Grant {
   /** The sites it receives (null: every site). */
   sites: readonly string[] | null;
   types: readonly LiveEventType[];
+  /** When the token expires (epoch ms): the socket is closed then, as a request with it would be refused. */
+  expiresAt: number;
 }
 
 type Hello = z.infer<typeof LiveHelloSchema>;
 
 const CLOSE_GOING_AWAY = 1001;
+const CLOSE_POLICY_VIOLATION = 1008;
 const CLOSE_TRY_AGAIN_LATER = 1013;
+/** setTimeout's longest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How long a stop waits for clients to answer the close before it cuts them. */
 const CLOSE_GRACE_MS = 500;
 
@@ -81,7 +89,7 @@ export class LiveSockets {
   readonly #upgrading = new WeakSet<IncomingMessage>();
   /** Upgrades the route accepted, until `ws` takes them. */
   readonly #granted = new WeakMap<IncomingMessage, Grant>();
-  readonly #clients = new Map<WebSocket, { alive: boolean; unsubscribe: () => void }>();
+  readonly #clients = new Map<WebSocket, { alive: boolean; unsubscribe: () => void; expiry: NodeJS.Timeout }>();
   readonly #connected: Gauge;
   readonly #sent: Counter<"type">;
   readonly #closed: Counter<"reason">;
@@ -103,7 +111,7 @@ export class LiveSockets {
     });
     this.#closed = new Counter({
       name: "paylane_live_clients_closed_total",
-      help: "Live feed clients closed by the cloud: slow (1013), no-pong, stopping",
+      help: "Live feed clients closed by the cloud: slow (1013), expired token (1008), no-pong, stopping (1001)",
       labelNames: ["reason"],
       registers: [o.metrics],
     });
@@ -208,7 +216,13 @@ export class LiveSockets {
       ws.send(frame);
       this.#sent.inc({ type: event.type });
     });
-    this.#clients.set(ws, { alive: true, unsubscribe });
+    // Real time, as the token's own `exp` is checked against.
+    const expiry = setTimeout(
+      () =>
+        this.#drop(ws, CLOSE_POLICY_VIOLATION, "the access token expired: connect again with a fresh one", "expired"),
+      Math.min(Math.max(grant.expiresAt - Date.now(), 0), MAX_TIMER_MS),
+    );
+    this.#clients.set(ws, { alive: true, unsubscribe, expiry });
     this.#connected.set(this.#clients.size);
     ws.on("pong", () => {
       const client = this.#clients.get(ws);
@@ -224,6 +238,7 @@ export class LiveSockets {
     const client = this.#clients.get(ws);
     if (!client) return;
     client.unsubscribe();
+    clearTimeout(client.expiry);
     this.#clients.delete(ws);
     this.#connected.set(this.#clients.size);
     if (this.#clients.size === 0) {
@@ -318,6 +333,7 @@ export class LiveSockets {
       );
     }
     if (!roleAllows(operator.role, "fleet:read")) return permissionDenied("fleet:read", operator.role);
+    const expiresAt = (decodeJwt(token).exp ?? 0) * 1000;
 
     const site = c.req.query("site");
     let sites = operator.sites;
@@ -329,7 +345,7 @@ export class LiveSockets {
     }
     const allowed = LIVE_EVENT_TYPES.filter((t) => roleAllows(operator.role, LIVE_EVENT_PERMISSION[t]));
     const asked = c.req.query("types");
-    if (asked === undefined) return { operator, sites, types: allowed };
+    if (asked === undefined) return { operator, sites, types: allowed, expiresAt };
     const types: LiveEventType[] = [];
     for (const t of asked.split(",").map((s) => s.trim())) {
       if (!(LIVE_EVENT_TYPES as readonly string[]).includes(t)) {
@@ -343,7 +359,7 @@ export class LiveSockets {
       if (!allowed.includes(type)) return permissionDenied(LIVE_EVENT_PERMISSION[type], operator.role);
       if (!types.includes(type)) types.push(type);
     }
-    return { operator, sites, types };
+    return { operator, sites, types, expiresAt };
   }
 }
 

@@ -8,15 +8,25 @@
  *   POST /api/v1/devices/{site}/{device}/revoke     (admin)   out of the registry (its session is closed), revoked
  *   POST /api/v1/devices/{site}/{device}/rotate     (admin)   sends cmd/rotate-credentials; 202 with the command
  */
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import { type DeviceAddress, problemResponse, type Registry, ROTATE_CREDENTIALS } from "@paylane/protocol";
-import { type Context, Hono } from "hono";
+import type { Context } from "hono";
+import { z } from "zod";
 import type { Database } from "../db/database.ts";
 import { type Enrolment, RegistryUnavailable } from "../enrolment/enrolment.ts";
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
-import { FleetQuerySchema, FleetReadModel, SORT_KEY_LENGTH } from "../read-models/fleet.ts";
-import { listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { notFound, pageAfter, queryError } from "./http.ts";
+import {
+  DevicePageSchema,
+  FleetPageSchema,
+  FleetQuerySchema,
+  FleetReadModel,
+  SORT_KEY_LENGTH,
+} from "../read-models/fleet.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
+import { CommandSchema } from "./device-commands.ts";
+import { notFound, pageAfter } from "./http.ts";
+import { apiApp, DevicePath, defineRoute, json, problems, register, secured } from "./openapi.ts";
 import { clientAddress } from "./rate-limit.ts";
 
 /** How long a rotate-credentials command waits for a kiosk that is offline. */
@@ -36,10 +46,10 @@ export interface DeviceRoutesOptions {
   now?: () => Date;
 }
 
-export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
-  const admin = operatorAuth(o.tokens, "admin");
-  const viewer = operatorAuth(o.tokens, "fleet:read");
+export function deviceRoutes(o: DeviceRoutesOptions): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
+  const admin = (method: "post") => secured(o.tokens, "admin", method);
+  const viewer = () => secured(o.tokens, "fleet:read", "get");
   const caller = (c: Context<OperatorEnv>) => ({
     actor: c.var.operator.sub,
     address: clientAddress(c, o.trustProxy ?? false),
@@ -57,9 +67,16 @@ export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
   });
 
   /** The fleet overview (cloud/src/read-models/fleet.ts): filter, search, sort, cursor pages. */
-  app.get("/api/v1/devices", viewer, async (c) => {
-    const q = FleetQuerySchema.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
+  const overview = defineRoute(viewer(), {
+    method: "get",
+    path: "/api/v1/devices",
+    tags: ["devices"],
+    summary: "The fleet overview: every kiosk with presence, backlog, ack latency, peripherals, drift, enrolment",
+    request: { query: FleetQuerySchema },
+    responses: { 200: json(FleetPageSchema.meta({ id: "FleetPage" }), "A page of kiosks") },
+  });
+  register(app, overview, async (c) => {
+    const q = { data: c.req.valid("query") };
     const site = listingSite(c, q.data.site);
     if (site instanceof Response) return site;
     const after = pageAfter(q.data.before, Array(SORT_KEY_LENGTH[q.data.sort]).fill("text"));
@@ -76,7 +93,15 @@ export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
   });
 
   /** One device's page: the overview row, status history, recent events, peripherals, telemetry summary. */
-  app.get("/api/v1/devices/:site/:device", viewer, async (c) => {
+  const devicePage = defineRoute(viewer(), {
+    method: "get",
+    path: "/api/v1/devices/{site}/{device}",
+    tags: ["devices"],
+    summary: "One kiosk's page: its overview row, status history, recent events, peripherals, telemetry summary",
+    request: { params: DevicePath },
+    responses: { 200: json(DevicePageSchema.meta({ id: "DevicePage" }), "The device page"), 404: problems[404] },
+  });
+  register(app, devicePage, async (c) => {
     const device = pathAddress(c);
     if (device instanceof Response) return device;
     const page = await fleet.device(device);
@@ -86,7 +111,22 @@ export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
 
   const enrolment = o.enrolment;
   if (enrolment) {
-    app.post("/api/v1/devices/:site/:device/revoke", admin, async (c) => {
+    const revoke = defineRoute(admin("post"), {
+      method: "post",
+      path: "/api/v1/devices/{site}/{device}/revoke",
+      tags: ["devices"],
+      summary: "Revoke a device: out of the registry (its session is closed), marked revoked",
+      request: { params: DevicePath },
+      responses: {
+        200: json(
+          z.object({ site: z.string(), device: z.string() }).catchall(z.unknown()).meta({ id: "Revoked" }),
+          "Revoked",
+        ),
+        404: problems[404],
+        503: problems[503],
+      },
+    });
+    register(app, revoke, async (c) => {
       const device = pathAddress(c);
       if (device instanceof Response) return device;
       try {
@@ -108,7 +148,19 @@ export function deviceRoutes(o: DeviceRoutesOptions): Hono<OperatorEnv> {
 
   const commands = o.commands;
   if (enrolment && commands) {
-    app.post("/api/v1/devices/:site/:device/rotate", admin, async (c) => {
+    const rotate = defineRoute(admin("post"), {
+      method: "post",
+      path: "/api/v1/devices/{site}/{device}/rotate",
+      tags: ["devices"],
+      summary: "Ask a kiosk to rotate its credentials (sends cmd/rotate-credentials)",
+      request: { params: DevicePath },
+      responses: {
+        202: json(z.object({ commandId: z.string(), command: CommandSchema }), "Sent; the command shows its progress"),
+        404: problems[404],
+        503: problems[503],
+      },
+    });
+    register(app, rotate, async (c) => {
       const device = pathAddress(c);
       if (device instanceof Response) return device;
       if (!o.registry().hasDevice(device)) return notFound(`no enrolled device ${device.site}/${device.device}`);

@@ -12,6 +12,7 @@ import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import WebSocket from "ws";
+import { OperatorStore } from "../src/accounts/store.ts";
 import { createApi } from "../src/api/app.ts";
 import { mintOperatorToken, type Role } from "../src/api/auth.ts";
 import { LiveSockets } from "../src/api/live.ts";
@@ -242,6 +243,31 @@ test("a socket lives no longer than its token: closed with 1008 at its expiry", 
   const { code, reason } = await c.closed;
   assert.is(code, 1008);
   assert.match(reason, /token expired/);
+});
+
+test("a dashboard login's socket is closed (1008) once the operator logs out", async () => {
+  await new OperatorStore({ db }).create({ username: "fiona", password: "a-long-enough-password", role: "finance" });
+  const login = await fetch(`http://127.0.0.1:${http.port}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "fiona", password: "a-long-enough-password" }),
+  });
+  assert.is(login.status, 200);
+  const { accessToken, refreshToken } = (await login.json()) as { accessToken: string; refreshToken: string };
+  const c = await connect("", { authorization: `Bearer ${accessToken}` });
+  assert.is(c.frames[0]!.operator, "fiona");
+  const out = await fetch(`http://127.0.0.1:${http.port}/api/v1/auth/logout`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${accessToken}` },
+    body: JSON.stringify({ refreshToken }),
+  });
+  assert.ok(out.status < 300, `logout answered ${out.status}`);
+  const { code, reason } = await c.closed;
+  assert.is(code, 1008);
+  assert.match(reason, /session has ended/);
+  // and the token no longer opens the feed
+  const again = await refusal("", { authorization: `Bearer ${accessToken}` });
+  assert.is(again.status, 401);
 });
 
 test("a client that does not read is closed with 1013 instead of buffering without end", async () => {

@@ -15,7 +15,8 @@
  * ping; a client that reads slower than events come (its unsent bytes past
  * `maxBufferedBytes`) is closed with 1013 rather than buffered without end.
  * A socket lives no longer than its token: it is closed (1008) at the
- * token's `exp`, and the client connects again with a fresh one.
+ * token's `exp`, or at the first ping after its login session ended (logout,
+ * account disabled), and the client connects again with a fresh one.
  *
  * Not @hono/node-ws: its upgrade hook answers a refusal with the status
  * alone, and a refusal here says what is wrong. The upgrade still goes
@@ -70,6 +71,8 @@ interface Grant {
   types: readonly LiveEventType[];
   /** When the token expires (epoch ms): the socket is closed then, as a request with it would be refused. */
   expiresAt: number;
+  /** Whether the token's login session still holds (a console token, `sid`): asked again at each ping. */
+  sessionLive?: () => Promise<boolean>;
 }
 
 type Hello = z.infer<typeof LiveHelloSchema>;
@@ -89,7 +92,10 @@ export class LiveSockets {
   readonly #upgrading = new WeakSet<IncomingMessage>();
   /** Upgrades the route accepted, until `ws` takes them. */
   readonly #granted = new WeakMap<IncomingMessage, Grant>();
-  readonly #clients = new Map<WebSocket, { alive: boolean; unsubscribe: () => void; expiry: NodeJS.Timeout }>();
+  readonly #clients = new Map<
+    WebSocket,
+    { alive: boolean; unsubscribe: () => void; expiry: NodeJS.Timeout; sessionLive?: () => Promise<boolean> }
+  >();
   readonly #connected: Gauge;
   readonly #sent: Counter<"type">;
   readonly #closed: Counter<"reason">;
@@ -111,7 +117,7 @@ export class LiveSockets {
     });
     this.#closed = new Counter({
       name: "paylane_live_clients_closed_total",
-      help: "Live feed clients closed by the cloud: slow (1013), expired token (1008), no-pong, stopping (1001)",
+      help: "Live feed clients closed by the cloud: slow (1013), expired token or ended session (1008), no-pong, stopping (1001)",
       labelNames: ["reason"],
       registers: [o.metrics],
     });
@@ -222,7 +228,7 @@ export class LiveSockets {
         this.#drop(ws, CLOSE_POLICY_VIOLATION, "the access token expired: connect again with a fresh one", "expired"),
       Math.min(Math.max(grant.expiresAt - Date.now(), 0), MAX_TIMER_MS),
     );
-    this.#clients.set(ws, { alive: true, unsubscribe, expiry });
+    this.#clients.set(ws, { alive: true, unsubscribe, expiry, sessionLive: grant.sessionLive });
     this.#connected.set(this.#clients.size);
     ws.on("pong", () => {
       const client = this.#clients.get(ws);
@@ -267,8 +273,17 @@ export class LiveSockets {
         }
         client.alive = false;
         ws.ping();
+        if (client.sessionLive) void this.#recheckSession(ws, client.sessionLive);
       }
     }, this.#o.pingIntervalMs ?? 30_000);
+  }
+
+  /** A socket whose login has ended (logout, a disabled account, a new password) is closed like an expired one. */
+  async #recheckSession(ws: WebSocket, sessionLive: () => Promise<boolean>): Promise<void> {
+    const live = await sessionLive().catch(() => true); // the database is away: keep serving what it announced
+    if (!live && this.#clients.has(ws)) {
+      this.#drop(ws, CLOSE_POLICY_VIOLATION, "the login session has ended: log in again", "session-ended");
+    }
   }
 
   /** Closes every client (1001) and refuses new ones; a client that does not answer in time is cut. */
@@ -334,6 +349,20 @@ export class LiveSockets {
     }
     if (!roleAllows(operator.role, "fleet:read")) return permissionDenied("fleet:read", operator.role);
     const expiresAt = (decodeJwt(token).exp ?? 0) * 1000;
+    const { sid } = operator;
+    const check = tokens.sessionLive;
+    const sessionLive = sid && check ? () => check(sid) : undefined;
+    // verifyOperatorToken may ask too; asked here as well, since an open socket keeps asking (cached, cheap).
+    if (sid && !(check && (await check(sid)))) {
+      return problemResponse(
+        {
+          title: "Unauthorized",
+          status: 401,
+          detail: "operator token refused: its login session has ended; log in again",
+        },
+        { "www-authenticate": 'Bearer realm="paylane", error="invalid_token"' },
+      );
+    }
 
     const site = c.req.query("site");
     let sites = operator.sites;
@@ -345,7 +374,7 @@ export class LiveSockets {
     }
     const allowed = LIVE_EVENT_TYPES.filter((t) => roleAllows(operator.role, LIVE_EVENT_PERMISSION[t]));
     const asked = c.req.query("types");
-    if (asked === undefined) return { operator, sites, types: allowed, expiresAt };
+    if (asked === undefined) return { operator, sites, types: allowed, expiresAt, sessionLive };
     const types: LiveEventType[] = [];
     for (const t of asked.split(",").map((s) => s.trim())) {
       if (!(LIVE_EVENT_TYPES as readonly string[]).includes(t)) {
@@ -359,7 +388,7 @@ export class LiveSockets {
       if (!allowed.includes(type)) return permissionDenied(LIVE_EVENT_PERMISSION[type], operator.role);
       if (!types.includes(type)) types.push(type);
     }
-    return { operator, sites, types, expiresAt };
+    return { operator, sites, types, expiresAt, sessionLive };
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Login brute force, as an attacker runs it (Hono's app.request, PGlite; the
+ * Login brute force, as an attacker runs it (Hono's app.request, a Postgres schema of its own; the
  * client address is the X-Forwarded-For hop, as behind a proxy): hammering
  * account X locks X, for growing periods, while Y logs in; one address
  * spraying many usernames is stopped; no account takes more than 100
@@ -12,25 +12,23 @@ import { Redis } from "ioredis";
 import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { dropRedisPrefix, REDIS_URL } from "../../test/support/site.ts";
 import type { LoginLimitOptions } from "../src/accounts/login-limiter.ts";
 import { OperatorStore } from "../src/accounts/store.ts";
 import { createApi } from "../src/api/app.ts";
 import type { Database } from "../src/db/database.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { openPglite } from "../src/db/pglite.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
+import { dropRedisPrefix, openTestSchema, REDIS_URL } from "./console-db.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const PASSWORD = "correct horse battery staple";
 const PREFIX = `test-lockout-${process.pid}:`;
 let db: Database;
+let drop: () => Promise<void>;
 let store: OperatorStore;
 const redis = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
 
 test.before(async () => {
-  db = await openPglite();
-  await migrate(db);
+  ({ db, drop } = await openTestSchema("console_lockout"));
   store = new OperatorStore({ db });
   for (const username of ["x", "y", "z", "w", "v", "u", "shared"]) {
     await store.create({ username: `user-${username}`, password: PASSWORD, role: "viewer" });
@@ -38,9 +36,9 @@ test.before(async () => {
   await redis.connect();
 });
 test.after(async () => {
-  await dropRedisPrefix(PREFIX).catch(() => undefined);
+  await dropRedisPrefix(redis, PREFIX).catch(() => undefined);
   redis.disconnect();
-  await db.close();
+  await drop();
 });
 
 function api(loginLimits: Partial<LoginLimitOptions>, shared?: Redis) {

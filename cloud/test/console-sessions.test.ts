@@ -1,5 +1,5 @@
 /**
- * Console logins as a client sees them (Hono's app.request, PGlite): login
+ * Console logins as a client sees them (Hono's app.request, a Postgres schema of its own): login
  * answers an access token and a refresh token; each refresh rotates them; a
  * refresh token used twice ends its whole session (the attacker's copy and
  * the owner's newest token alike); logout ends the session and the access
@@ -14,19 +14,18 @@ import { OperatorStore } from "../src/accounts/store.ts";
 import { createApi } from "../src/api/app.ts";
 import { mintOperatorToken } from "../src/api/auth.ts";
 import type { Database } from "../src/db/database.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { openPglite } from "../src/db/pglite.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
+import { openTestSchema } from "./console-db.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const PASSWORD = "correct horse battery staple";
 let db: Database;
+let drop: () => Promise<void>;
 let store: OperatorStore;
 let app: ReturnType<typeof createApi>;
 
 test.before(async () => {
-  db = await openPglite();
-  await migrate(db);
+  ({ db, drop } = await openTestSchema("console_sessions"));
   store = new OperatorStore({ db });
   await store.create({ username: "alice", password: PASSWORD, role: "operator", sites: ["s1"] });
   await store.create({ username: "root", password: PASSWORD, role: "admin" });
@@ -41,7 +40,7 @@ test.before(async () => {
   });
 });
 test.after(async () => {
-  await db.close();
+  await drop();
 });
 
 interface Answer {

@@ -41,7 +41,8 @@ export function scrub(v: unknown, depth = 0): unknown {
   if (Array.isArray(v)) return v.slice(0, 20).map((x) => scrub(x, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) {
-    out[k] = SECRET_KEY.test(k) ? "[redacted]" : scrub(x, depth + 1);
+    // A yes/no (passwordChanged: true) tells nothing secret; any other value under such a key is dropped.
+    out[k] = SECRET_KEY.test(k) && typeof x !== "boolean" ? "[redacted]" : scrub(x, depth + 1);
   }
   return out;
 }

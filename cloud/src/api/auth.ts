@@ -95,7 +95,11 @@ function refusal(err: unknown): string {
   return "the token could not be verified";
 }
 
-/** The operator a bearer token stands for, or why it is refused (never echoing the token). */
+/**
+ * The operator a bearer token stands for, or why it is refused (never
+ * echoing the token). A token naming a login session (`sid`) is refused once
+ * that session has ended: every door (REST, GraphQL, the live feed) verifies here.
+ */
 export async function verifyOperatorToken(
   token: string,
   cfg: OperatorTokenConfig & { secret: string },
@@ -111,6 +115,9 @@ export async function verifyOperatorToken(
     const parsed = ClaimsSchema.safeParse(payload);
     if (!parsed.success) return { refused: "the token has no valid sub and role claims" };
     const { sub, role, sites, sid } = parsed.data;
+    if (sid && !(cfg.sessionLive && (await cfg.sessionLive(sid)))) {
+      return { refused: "its session has ended (logged out, or the account changed); log in again" };
+    }
     return { sub, role, sites: sites ?? null, ...(sid ? { sid } : {}) };
   } catch (err) {
     return { refused: refusal(err) };
@@ -128,22 +135,6 @@ function presentedToken(c: Context): string | undefined {
   if (header?.startsWith("Bearer ")) return header.slice(7).trim();
   if (header === undefined && (c.req.method === "GET" || c.req.method === "HEAD")) return getCookie(c, SESSION_COOKIE);
   return undefined;
-}
-
-/**
- * The operator an access token stands for, with its session checked when it
- * names one; or why it is refused.
- */
-export async function authenticateOperator(
-  token: string,
-  cfg: OperatorTokenConfig & { secret: string },
-): Promise<Operator | { refused: string }> {
-  const operator = await verifyOperatorToken(token, cfg);
-  if ("refused" in operator || !operator.sid) return operator;
-  if (!cfg.sessionLive || !(await cfg.sessionLive(operator.sid))) {
-    return { refused: "its session has ended (logged out, or the account changed); log in again" };
-  }
-  return operator;
 }
 
 /** Requires an operator token whose role holds `permission`; the operator is on `c.var.operator`. */
@@ -175,7 +166,7 @@ export function operatorAuth(
         { "www-authenticate": 'Bearer realm="paylane"' },
       );
     }
-    const operator = await authenticateOperator(token, { ...config, secret });
+    const operator = await verifyOperatorToken(token, { ...config, secret });
     if ("refused" in operator) {
       return problemResponse(
         { title: "Unauthorized", status: 401, detail: `operator token refused: ${operator.refused}` },

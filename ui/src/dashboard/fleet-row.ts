@@ -13,6 +13,8 @@ export interface FleetRow {
   lastSeen: string | null;
   version: string | null;
   backlog: number | null;
+  /** How long the oldest unacked entry has waited, seconds. */
+  ackLatency: number | null;
   paper: string | null;
   reader: string | null;
   mode: string | null;
@@ -48,7 +50,9 @@ export function fleetRow(raw: Raw): FleetRow {
     lastSeen: str(raw.lastSeen),
     version: str(raw.version),
     backlog: num(raw.backlog) ?? num(t.backlog),
-    paper: str(raw.paper) ?? str(printer?.paper) ?? (printer === undefined && "printer" in raw ? "no printer" : null),
+    ackLatency: num(raw.ackLatencySeconds) ?? num(t.oldestUnackedAgeSeconds),
+    // printer null with telemetry: the kiosk has none; without telemetry nothing is known yet.
+    paper: str(raw.paper) ?? str(printer?.paper) ?? (raw.printer === null && raw.telemetryAt ? "no printer" : null),
     reader: str(raw.reader) ?? str(obj(raw.reader)?.state) ?? str(t.reader),
     mode: str(raw.mode) ?? str(t.mode),
     drift,

@@ -6,12 +6,12 @@
  * the rest still shows.
  */
 import type { CommandName } from "@paylane/protocol";
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, api, can, qs } from "../api.ts";
 import { Chart, type ChartSeries } from "../chart.tsx";
 import { fleetRow } from "../fleet-row.ts";
 import { ago, when } from "../format.ts";
-import { href, useApi, useLiveEvents } from "../hooks.ts";
+import { href, type Resource, useApi, useLiveEvents } from "../hooks.ts";
 import { Badge, Empty, Problem } from "../ui.tsx";
 
 interface Bucket {
@@ -51,10 +51,12 @@ const COMMANDS = [
 
 export function DevicePage({ site, device }: { site: string; device: string }) {
   const base = `/api/v1/devices/${encodeURIComponent(site)}/${encodeURIComponent(device)}`;
-  const fleet = useApi<{ items: Array<Record<string, unknown>> }>(`/api/v1/devices${qs({ site })}`, 5000);
+  const fleet = useApi<{ items: Array<Record<string, unknown>> }>(`/api/v1/devices${qs({ site, limit: 1000 })}`, 5000);
   const row = useMemo(() => fleet.data?.items.map(fleetRow).find((r) => r.device === device), [fleet.data, device]);
   // The device page read model (status history, peripherals): shown when this cloud has it.
   const page = useApi<Record<string, unknown>>(base, 10_000);
+  // The newest telemetry: peripherals show it, and each new report redraws the charts.
+  const latest = useApi<Latest>(`${base}/telemetry/latest`, 5000);
   useLiveEvents((e) => {
     if (e.site !== site || e.device !== device) return;
     if (e.type === "device-status") {
@@ -89,10 +91,10 @@ export function DevicePage({ site, device }: { site: string; device: string }) {
       </div>
       <Problem error={fleet.error} what="load the kiosk" />
       <div class="cols">
-        <Peripherals base={base} />
+        <Peripherals latest={latest} />
         <StatusHistory page={page.data} error={page.error} />
       </div>
-      <Telemetry base={base} />
+      <Telemetry base={base} reportedAt={latest.data?.receivedAt} />
       {can("fleet:operate") ? <SendCommand base={base} /> : null}
       <Commands base={base} />
       <RecentEvents site={site} device={device} />
@@ -124,8 +126,12 @@ function StatusHistory({ page, error }: { page: Record<string, unknown> | undefi
   );
 }
 
-function Peripherals({ base }: { base: string }) {
-  const latest = useApi<{ receivedAt: string; telemetry: Record<string, unknown> }>(`${base}/telemetry/latest`, 10_000);
+interface Latest {
+  receivedAt: string;
+  telemetry: Record<string, unknown>;
+}
+
+function Peripherals({ latest }: { latest: Resource<Latest> }) {
   const t = latest.data?.telemetry;
   const printer = t?.printer as { state: string; paper: string; lastError?: string } | null | undefined;
   const tone = (s: unknown) => (s === "ok" || s === "online" || s === "in-service" ? "ok" : "warn");
@@ -167,12 +173,16 @@ function Peripherals({ base }: { base: string }) {
   );
 }
 
-function Telemetry({ base }: { base: string }) {
+function Telemetry({ base, reportedAt }: { base: string; reportedAt: string | undefined }) {
   const [range, setRange] = useState(RANGES[0]!.ms);
   // Rounded to the minute, so the path (and the charts) change once a minute, not every render.
   const to = Math.ceil(Date.now() / 60_000) * 60_000;
   const path = `${base}/telemetry${qs({ from: new Date(to - range).toISOString(), to: new Date(to).toISOString() })}`;
-  const series = useApi<{ buckets: Bucket[]; stepSeconds: number }>(path, 30_000);
+  const series = useApi<{ buckets: Bucket[]; stepSeconds: number }>(path, 60_000);
+  const { reload } = series;
+  useEffect(() => {
+    if (reportedAt) reload();
+  }, [reportedAt, reload]);
   const charts = useMemo(() => {
     const buckets = series.data?.buckets ?? [];
     const times = buckets.map((b) => Date.parse(b.at) / 1000);

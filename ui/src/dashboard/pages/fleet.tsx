@@ -16,7 +16,10 @@ import { Badge, Empty, Problem } from "../ui.tsx";
 const POLL_MS = 5000;
 
 export function FleetPage({ site }: { site: string }) {
-  const fleet = useApi<{ items: Array<Record<string, unknown>> }>(`/api/v1/devices${qs({ site })}`, POLL_MS);
+  const fleet = useApi<{ items: Array<Record<string, unknown>> }>(
+    `/api/v1/devices${qs({ site, limit: 1000 })}`,
+    POLL_MS,
+  );
   const [state, setState] = useState<"all" | "online" | "offline">("all");
   const [search, setSearch] = useState("");
   const pending = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
@@ -106,7 +109,10 @@ function Row({ r, showSite }: { r: FleetRow; showSite: boolean }) {
       <td title={r.statusAt ? `since ${when(r.statusAt)}` : undefined}>
         <Badge tone={tone}>{r.state}</Badge> <small>{r.statusAt ? `for ${ago(r.statusAt)}` : ""}</small>
       </td>
-      <td class="num">{r.backlog ?? "—"}</td>
+      <td class="num">
+        {r.backlog ?? "—"}
+        {r.ackLatency ? <small> ({Math.round(r.ackLatency)} s)</small> : null}
+      </td>
       <td>{r.paper ? <Badge tone={r.paper === "ok" ? "ok" : "warn"}>{r.paper}</Badge> : "—"}</td>
       <td>{r.reader ? <Badge tone={r.reader === "ok" ? "ok" : "warn"}>{r.reader}</Badge> : "—"}</td>
       <td>{r.mode ?? "—"}</td>

@@ -1,0 +1,76 @@
+/**
+ * The dashboard's front door and fleet in real Chromium against a real site:
+ * the cloud serves it under a strict CSP, an admin signs in through the form
+ * and sees the site's kiosks online, a reload keeps the session (refresh
+ * cookie, access token in memory only), and a kiosk that stops turns offline
+ * on the open page without a reload. Screenshot of the fleet kept.
+ */
+import * as assert from "uvu/assert";
+import { dashboardSuite, mainText, openDashboard, screenshot, signIn } from "./dashboard-harness.ts";
+
+const { test, ctx } = dashboardSuite("dashboard fleet");
+
+test("the cloud serves the dashboard under a strict CSP; / leads to it", async () => {
+  const root = await fetch(ctx.site.cloud!.url, { redirect: "manual" });
+  assert.is(root.status, 302);
+  assert.is(root.headers.get("location"), "/dashboard/");
+  const page = await fetch(ctx.base);
+  assert.is(page.status, 200);
+  const csp = page.headers.get("content-security-policy") ?? "";
+  for (const d of ["default-src 'self'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"])
+    assert.ok(csp.includes(d), `CSP has ${d}: ${csp}`);
+  assert.not.match(csp, /unsafe-inline|unsafe-eval/);
+  const html = await page.text();
+  assert.not.match(html, /<script>|https?:\/\//, "no inline script, nothing from elsewhere");
+  const outside = await fetch(`${ctx.base}..%2f..%2fpackage.json`);
+  assert.is(outside.status, 404, "no file outside the dashboard's folder");
+});
+
+test("an admin signs in and sees every kiosk online; the access token is in no storage", async () => {
+  const page = await signIn(ctx, "admin");
+  const fleet = page.locator("table.fleet");
+  await fleet.locator('tr[data-device="k1"][data-state="online"]').waitFor();
+  await fleet.locator('tr[data-device="k2"][data-state="online"]').waitFor();
+  const text = await mainText(page);
+  assert.match(text, /2 of 2 kiosks online/);
+  // Every section of the admin role is in the navigation.
+  const nav = (await page.getByRole("navigation", { name: "Sections" }).textContent()) ?? "";
+  for (const s of ["Fleet", "Live feed", "Alerts", "Conflicts", "Wallets & ledger", "Users", "Audit log"])
+    assert.ok(nav.includes(s), `nav has ${s}: ${nav}`);
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.is(stored, "{}{}", "nothing kept in web storage");
+  const cookies = await page.context().cookies();
+  assert.ok(cookies.length > 0 && cookies.every((c) => c.httpOnly), "session cookies are httpOnly");
+  console.log(`  fleet: ${await screenshot(ctx, page, "fleet")}`);
+
+  // A reload keeps the session: the refresh cookie gives a new access token.
+  await page.reload();
+  await fleet.locator('tr[data-device="k1"]').waitFor();
+  assert.is(await page.getByLabel("Password").count(), 0, "no login form after a reload");
+  assert.equal(ctx.problems, []);
+});
+
+test("a kiosk that stops turns offline on the open page, without a reload", async () => {
+  const page = await signIn(ctx, "viewer");
+  await page.locator('tr[data-device="k2"][data-state="online"]').waitFor();
+  await page.evaluate(() => {
+    (window as unknown as { marker: number }).marker = 1;
+  });
+  await ctx.site.kiosk("k2").stop();
+  ctx.site.kiosks.delete("k2");
+  await page.locator('tr[data-device="k2"][data-state="offline"]').waitFor({ timeout: 8000 });
+  assert.match(await mainText(page), /1 of 2 kiosks online/);
+  assert.is(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 1, "same page, no reload");
+  assert.equal(ctx.problems, []);
+});
+
+test("a wrong password is refused on the form, and says so", async () => {
+  const page = await openDashboard(ctx);
+  await page.getByLabel("Username").fill(ctx.operators.viewer.username);
+  await page.getByLabel("Password").fill("not-the-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "Wrong username or password" }).waitFor();
+  ctx.problems.length = 0; // the 401 of the login call is a console error by Chromium's own logging
+});
+
+test.run();

@@ -210,6 +210,7 @@ async function main(): Promise<void> {
     "PayLane site is running",
     `  MQTT broker      ${mqttUrl}${embeddedBroker ? ` (embedded aedes gateway) ${pid("gateway")}` : ""}`,
     `  Cloud API        ${cloudUrl}  ${pid("cloud")}  (/api/v1/checkins, /api/v1/devices, /api/v1/alerts, /api/v1/conflicts; /healthz)`,
+    `  Dashboard        ${cloudUrl}/dashboard/   (the ops console in a browser: fleet, live feed, alerts, money, users)`,
     `  Money API        ${cloudUrl}/api/v1/wallets?site=${SITE}, /api/v1/ledger?site=${SITE}, /api/v1/exposure?site=${SITE}`,
     `                   Authorization: Bearer $(cat ${tokenPath})   (an admin token, valid 8 hours)`,
     `  Metrics          ${cloudUrl}/metrics   Authorization: Bearer $(cat ${metricsTokenPath})`,

@@ -9,8 +9,10 @@ import type { CloudService, FlushOutcome } from "@paylane/cloud";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import WebSocket from "ws";
+import { PgListener } from "../../cloud/src/db/pg-listener.ts";
+import { FaultProxy } from "../support/fault-proxy.ts";
 import { loud } from "../support/hooks.ts";
-import { TestSite } from "../support/site.ts";
+import { PG_URL, TestSite } from "../support/site.ts";
 
 const it = suite("live feed, two API instances on one database");
 let site: TestSite;
@@ -106,6 +108,44 @@ it("a kiosk that stops shows up offline on the other instance's feed", async () 
   assert.is(got.frame.device, "k1");
   assert.is(got.frame.site, site.site);
   client.ws.close();
+});
+
+it("a LISTEN connection that stops answering (no RST, no FIN) is noticed by its heartbeat and replaced", async () => {
+  const proxy = new FaultProxy({ target: { host: "127.0.0.1", port: 5432 } });
+  await proxy.start();
+  const heard: string[] = [];
+  let lost = 0;
+  let reconnected = 0;
+  const listener = new PgListener(
+    { connectionString: proxy.url(PG_URL), connectionTimeoutMillis: 500, query_timeout: 300 },
+    { heartbeatMs: 150 },
+  );
+  const channel = `live_test_${site.site}`;
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = performance.now() + 8000;
+    while (!ok()) {
+      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  try {
+    await listener.listen(channel, (p) => heard.push(p), {
+      onLost: () => lost++,
+      onReconnected: () => reconnected++,
+    });
+    await site.db.query("SELECT pg_notify($1, 'before')", [channel]);
+    await until("the first notification", () => heard.includes("before"));
+    // The network eats every byte: the connection looks open, nothing comes back.
+    proxy.blackhole();
+    await until("the heartbeat to give up on it", () => lost > 0);
+    proxy.heal();
+    await until("listening again", () => reconnected > 0);
+    await site.db.query("SELECT pg_notify($1, 'after')", [channel]);
+    await until("the notification after the partition", () => heard.includes("after"));
+  } finally {
+    await listener.close();
+    await proxy.stop();
+  }
 });
 
 it.run();

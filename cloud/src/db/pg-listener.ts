@@ -10,8 +10,21 @@ import type { ListenEvents } from "./database.ts";
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 2000;
 
+export interface PgListenerOptions {
+  /**
+   * How often the idle connection is asked `SELECT 1` (default 30 s). A
+   * LISTEN connection only ever reads, so a peer gone without RST or FIN (a
+   * host dying, a partition) would go unnoticed for the OS's keepalive hours:
+   * the query failing or timing out (the client's `query_timeout`, default
+   * 10 s) counts as a cut.
+   */
+  heartbeatMs?: number;
+}
+
 export class PgListener {
   readonly #connection: pg.ClientConfig;
+  readonly #heartbeatMs: number;
+  #heartbeat: NodeJS.Timeout | undefined;
   readonly #channels = new Map<string, Set<{ onPayload: (payload: string) => void; events: ListenEvents }>>();
   #client: pg.Client | undefined;
   #connecting: Promise<pg.Client> | undefined;
@@ -19,8 +32,9 @@ export class PgListener {
   #retryMs = RETRY_FIRST_MS;
   #closed = false;
 
-  constructor(connection: pg.ClientConfig) {
-    this.#connection = connection;
+  constructor(connection: pg.ClientConfig, o: PgListenerOptions = {}) {
+    this.#connection = { query_timeout: 10_000, ...connection };
+    this.#heartbeatMs = o.heartbeatMs ?? 30_000;
   }
 
   async listen(channel: string, onPayload: (payload: string) => void, events: ListenEvents = {}) {
@@ -52,6 +66,7 @@ export class PgListener {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#heartbeat);
     const client = this.#client;
     this.#client = undefined;
     await client?.end().catch(() => {});
@@ -68,11 +83,12 @@ export class PgListener {
   }
 
   async #open(): Promise<pg.Client> {
-    const client = new pg.Client({ ...this.#connection, keepAlive: true });
+    const client = new pg.Client({ ...this.#connection, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     let lost = false;
     const onLost = (err: Error) => {
       if (lost) return;
       lost = true;
+      clearInterval(this.#heartbeat);
       if (this.#client === client) this.#client = undefined;
       client.end().catch(() => {});
       if (this.#closed) return;
@@ -100,6 +116,13 @@ export class PgListener {
     }
     this.#client = client;
     this.#retryMs = RETRY_FIRST_MS;
+    clearInterval(this.#heartbeat);
+    // Real time: it watches a connection over the network, as pg's own timeouts do.
+    this.#heartbeat = setInterval(() => {
+      client
+        .query("SELECT 1")
+        .catch((err: Error) => onLost(new Error(`the listening connection is not answering: ${err.message}`)));
+    }, this.#heartbeatMs);
     return client;
   }
 

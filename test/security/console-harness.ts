@@ -1,0 +1,270 @@
+/**
+ * One cloud API for the console attack tests (test/security/console-*.test.ts):
+ * the real Postgres (a schema of its own, dropped at close), two sites (s1 with kiosk k1, s2 with kiosk x1), real operator
+ * accounts logged in through /api/v1/auth/login (so tokens carry a session),
+ * a command desk on a fake broker link, a live feed the test pushes events
+ * into, telemetry with an offline payment exposure, and a logger whose every
+ * line is kept (to search for secrets).
+ */
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { LiveEvent } from "@paylane/protocol";
+import { hashSecret, REFRESH_COOKIE, Registry, SESSION_COOKIE } from "@paylane/protocol";
+import pino from "pino";
+import { Registry as MetricsRegistry } from "prom-client";
+import { OperatorStore } from "../../cloud/src/accounts/store.ts";
+import { createApi } from "../../cloud/src/api/app.ts";
+import { LiveSockets } from "../../cloud/src/api/live.ts";
+import type { Database } from "../../cloud/src/db/database.ts";
+import { migrate } from "../../cloud/src/db/migrate.ts";
+import { openPg } from "../../cloud/src/db/pg.ts";
+import { CommandDesk } from "../../cloud/src/fleet/commands.ts";
+import type { FleetLink } from "../../cloud/src/fleet/link.ts";
+import type { LiveFeed } from "../../cloud/src/live/live-feed.ts";
+import { MemoryPresence } from "../../cloud/src/presence/memory-presence.ts";
+import { seedSite } from "../../cloud/src/seed.ts";
+import { MemoryLatestTelemetry } from "../../cloud/src/telemetry/latest-store.ts";
+import { within } from "../support/within.ts";
+
+export const JWT_SECRET = "console-attack-secret-of-at-least-32-chars";
+export const DEVICE_SECRET = "device-secret-0123456789";
+export const PASSWORD = "correct horse battery staple";
+const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+
+/** The accounts every console attack test starts with. */
+export const ACCOUNTS = {
+  root: { role: "admin", sites: null },
+  vera: { role: "viewer", sites: null },
+  olga: { role: "operator", sites: null },
+  fiona: { role: "finance", sites: null },
+  sam: { role: "admin", sites: ["s1"] },
+  fred: { role: "finance", sites: ["s1"] },
+} as const;
+export type Account = keyof typeof ACCOUNTS;
+
+/** A live feed the test pushes events into, as LISTEN/NOTIFY would. */
+export class FakeLiveFeed implements LiveFeed {
+  readonly listeners = new Set<(e: LiveEvent) => void>();
+  subscribe(listener: (e: LiveEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  push(e: LiveEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+}
+
+export interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: answers are read field by field in the tests
+  body: any;
+}
+
+export interface CallOptions {
+  bearer?: string;
+  cookie?: string;
+  basic?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export class ConsoleCloud {
+  db!: Database;
+  app!: ReturnType<typeof createApi>;
+  store!: OperatorStore;
+  readonly live = new FakeLiveFeed();
+  readonly logged: string[] = [];
+  readonly published: string[] = [];
+  readonly schema = `t_console_${randomBytes(6).toString("hex")}`;
+  #commands!: CommandDesk;
+
+  async start(): Promise<void> {
+    this.db = await openPg({ url: PG_URL, schema: this.schema });
+    await migrate(this.db);
+    await seedSite(this.db, { id: "s1", name: "Venue", timezone: "UTC" });
+    await seedSite(this.db, { id: "s2", name: "Other venue", timezone: "UTC" });
+    await this.db.query("INSERT INTO devices (site_id, id) VALUES ('s1', 'k1'), ('s2', 'x1')");
+    const registry = new Registry({
+      version: 1,
+      devices: [
+        { site: "s1", device: "k1", secretHash: await hashSecret(DEVICE_SECRET) },
+        { site: "s2", device: "x1", secretHash: await hashSecret(DEVICE_SECRET) },
+      ],
+      services: [],
+    });
+    this.store = new OperatorStore({ db: this.db });
+    for (const [username, a] of Object.entries(ACCOUNTS)) {
+      await this.store.create({ username, password: PASSWORD, role: a.role, sites: a.sites ? [...a.sites] : null });
+    }
+    const latest = new MemoryLatestTelemetry();
+    const now = new Date().toISOString();
+    await latest.put([
+      {
+        device: { site: "s1", device: "k1" },
+        receivedAt: now,
+        telemetry: {
+          at: now,
+          backlog: 0,
+          ackedUpTo: 10,
+          lastSeq: 10,
+          replicaVersion: 1,
+          reader: "ok",
+          uptimeSeconds: 60,
+          payments: { currency: "EUR", offlineExposure: 4321, offlinePayments: 3, cap: 10_000 },
+        },
+      },
+    ]);
+    const presence = new MemoryPresence();
+    await presence.setStatus({ site: "s1", device: "k1" }, { state: "online", at: new Date(), version: "1.2.3" });
+    const link: FleetLink = {
+      fleet: new EventEmitter() as FleetLink["fleet"],
+      connected: true,
+      publish: async (topic) => {
+        this.published.push(topic);
+      },
+    };
+    const logger = pino({ level: "trace" }, { write: (line: string) => this.logged.push(line) });
+    this.#commands = new CommandDesk({ db: this.db, link, logger, now: () => new Date() });
+    this.#commands.attach();
+    const metrics = new MetricsRegistry();
+    this.app = createApi({
+      db: this.db,
+      presence,
+      registry: () => registry,
+      metrics,
+      health: async () => ({ status: "ok" }),
+      jwtSecret: JWT_SECRET,
+      commands: this.#commands,
+      latestTelemetry: latest,
+      live: this.live,
+      // A lock long enough that a lockout test never races its end.
+      loginLimits: { firstLockSeconds: 300 },
+      liveSockets: new LiveSockets({ feed: this.live, metrics, logger }),
+      logger,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#commands.detach();
+    await this.db.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    await this.db.close();
+  }
+
+  async call(method: string, path: string, o: CallOptions = {}): Promise<Answer> {
+    const headers: Record<string, string> = { ...o.headers };
+    if (o.bearer) headers.authorization = `Bearer ${o.bearer}`;
+    if (o.basic) headers.authorization = `Basic ${Buffer.from(o.basic).toString("base64")}`;
+    if (o.cookie) headers.cookie = o.cookie;
+    if (o.body !== undefined) headers["content-type"] ??= "application/json";
+    const res = await this.app.request(path, {
+      method,
+      headers,
+      body: o.body === undefined ? undefined : typeof o.body === "string" ? o.body : JSON.stringify(o.body),
+    });
+    const text = await res.text();
+    let body: unknown = {};
+    try {
+      body = text ? JSON.parse(text) : {};
+    } catch {
+      body = text;
+    }
+    return { status: res.status, headers: res.headers, text, body };
+  }
+
+  /** A real login; `cookie`: the dashboard's (both tokens as cookies too). */
+  async login(
+    username: Account | string,
+    o: { mode?: "cookie" | "token"; password?: string } = {},
+  ): Promise<{ access: string; refresh?: string; cookies: string; answer: Answer }> {
+    const answer = await this.call("POST", "/api/v1/auth/login", {
+      body: { username, password: o.password ?? PASSWORD, session: o.mode ?? "token" },
+    });
+    if (answer.status !== 200) throw new Error(`login of ${username}: ${answer.status} ${answer.text}`);
+    return {
+      access: answer.body.accessToken,
+      refresh: answer.body.refreshToken,
+      cookies: cookieHeader(answer.headers),
+      answer,
+    };
+  }
+
+  async gql(query: string, o: CallOptions & { variables?: Record<string, unknown> } = {}): Promise<Answer> {
+    return this.call("POST", "/api/graphql", { ...o, body: { query, variables: o.variables } });
+  }
+
+  /** A subscription over server-sent events: `next` resolves with the next event's payload, null at its end. */
+  async subscribe(query: string, o: CallOptions) {
+    const headers: Record<string, string> = { "content-type": "application/json", accept: "text/event-stream" };
+    if (o.bearer) headers.authorization = `Bearer ${o.bearer}`;
+    if (o.cookie) headers.cookie = o.cookie;
+    const res = await this.app.request("/api/graphql", { method: "POST", headers, body: JSON.stringify({ query }) });
+    if (!/text\/event-stream/.test(res.headers.get("content-type") ?? "")) {
+      throw new Error(`not a subscription stream: ${res.status} ${await res.text()}`);
+    }
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    // biome-ignore lint/suspicious/noExplicitAny: one GraphQL result
+    const frame = async (): Promise<any> => {
+      for (;;) {
+        const end = buffer.indexOf("\n\n");
+        if (end >= 0) {
+          const lines = buffer.slice(0, end).split("\n");
+          buffer = buffer.slice(end + 2);
+          const data = lines.find((l) => l.startsWith("data:"));
+          if (lines[0] === "event: next" && data) return JSON.parse(data.slice(5));
+          if (lines[0] === "event: complete") return null;
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done) return null;
+        buffer += decoder.decode(value, { stream: true });
+      }
+    };
+    return {
+      next: () => within(frame(), 5000, "a frame of the subscription"),
+      close: () => reader.cancel().catch(() => undefined),
+    };
+  }
+
+  /** Waits (a deadline, no sleep) until the live feed has `n` listeners. */
+  async listening(n: number): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (this.live.listeners.size !== n) {
+      if (Date.now() > deadline) throw new Error(`expected ${n} live listeners, have ${this.live.listeners.size}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** The audit rows, newest first, as an admin of every site reads them. */
+  async audit(query = ""): Promise<Array<Record<string, unknown>>> {
+    const { access } = await this.login("root");
+    const res = await this.call("GET", `/api/v1/audit${query}`, { bearer: access });
+    if (res.status !== 200) throw new Error(`audit: ${res.status} ${res.text}`);
+    return res.body.items;
+  }
+
+  /** A kiosk's purchase at s1 (its own Basic credentials), for refund attacks; the payment id. */
+  async purchase(key: string, amount = 1200): Promise<string> {
+    const pay = await this.call("POST", "/api/v1/payments", {
+      basic: `s1/k1:${DEVICE_SECRET}`,
+      body: { key, memberId: "m-ada", amount, currency: "EUR", itemId: "day-pass", at: new Date().toISOString() },
+    });
+    if (pay.status !== 200) throw new Error(`purchase: ${pay.status} ${pay.text}`);
+    return String(pay.body.paymentId);
+  }
+}
+
+/** The `Cookie` header a browser would send back after `headers`' Set-Cookie (names and values only). */
+export function cookieHeader(headers: Headers): string {
+  return headers
+    .getSetCookie()
+    .map((c) => c.split(";")[0]!)
+    .filter((c) => !c.endsWith("="))
+    .join("; ");
+}
+
+export const sessionCookie = (access: string) => `${SESSION_COOKIE}=${access}`;
+export const refreshCookie = (refresh: string) => `${REFRESH_COOKIE}=${refresh}`;

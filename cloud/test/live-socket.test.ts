@@ -58,7 +58,7 @@ test.before(async () => {
   });
   feed = new PushFeed();
   metrics = new MetricsRegistry();
-  sockets = new LiveSockets({ feed, metrics, pingIntervalMs: 100, maxBufferedBytes: 64 * 1024 });
+  sockets = new LiveSockets({ feed, metrics, pingIntervalMs: 100, maxBufferedBytes: 64 * 1024, maxPerOperator: 3 });
   const app = createApi({
     db,
     presence: new MemoryPresence(),
@@ -229,6 +229,19 @@ test("the session cookie opens the feed from this cloud's own page only (no cros
   const page = await connect("", { cookie, origin: own });
   assert.is(page.frames[0]!.operator, "ops-finance");
   page.ws.close();
+});
+
+test("one operator cannot hold more than its share of connections", async () => {
+  const auth = await bearer("viewer");
+  const held = [];
+  for (let i = 0; i < 3; i++) held.push(await connect("", auth));
+  const fourth = await refusal("", auth);
+  assert.is(fourth.status, 429);
+  assert.match(fourth.body.detail, /ops-viewer has 3 live feed connections open/);
+  // another operator is not affected
+  const other = await connect("", await bearer("finance"));
+  for (const c of [...held, other]) c.ws.close();
+  await until("all closed", () => sockets.clients === 0);
 });
 
 test("a socket lives no longer than its token: closed with 1008 at its expiry", async () => {

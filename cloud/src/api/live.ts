@@ -61,6 +61,9 @@ export interface LiveSocketsOptions {
   pingIntervalMs?: number;
   /** A client with more unsent bytes than this is closed with 1013 (default 1 MiB). */
   maxBufferedBytes?: number;
+  /** Connections at once, in all (default 2000: 503 beyond) and per operator (default 20: 429 beyond). */
+  maxClients?: number;
+  maxPerOperator?: number;
 }
 
 /** What an accepted upgrade may receive. */
@@ -94,8 +97,16 @@ export class LiveSockets {
   readonly #granted = new WeakMap<IncomingMessage, Grant>();
   readonly #clients = new Map<
     WebSocket,
-    { alive: boolean; unsubscribe: () => void; expiry: NodeJS.Timeout; sessionLive?: () => Promise<boolean> }
+    {
+      operator: string;
+      alive: boolean;
+      unsubscribe: () => void;
+      expiry: NodeJS.Timeout;
+      sessionLive?: () => Promise<boolean>;
+    }
   >();
+  /** Open connections per operator (`sub`). */
+  readonly #perOperator = new Map<string, number>();
   readonly #connected: Gauge;
   readonly #sent: Counter<"type">;
   readonly #closed: Counter<"reason">;
@@ -228,7 +239,9 @@ export class LiveSockets {
         this.#drop(ws, CLOSE_POLICY_VIOLATION, "the access token expired: connect again with a fresh one", "expired"),
       Math.min(Math.max(grant.expiresAt - Date.now(), 0), MAX_TIMER_MS),
     );
-    this.#clients.set(ws, { alive: true, unsubscribe, expiry, sessionLive: grant.sessionLive });
+    const operator = grant.operator.sub;
+    this.#clients.set(ws, { operator, alive: true, unsubscribe, expiry, sessionLive: grant.sessionLive });
+    this.#perOperator.set(operator, (this.#perOperator.get(operator) ?? 0) + 1);
     this.#connected.set(this.#clients.size);
     ws.on("pong", () => {
       const client = this.#clients.get(ws);
@@ -246,6 +259,9 @@ export class LiveSockets {
     client.unsubscribe();
     clearTimeout(client.expiry);
     this.#clients.delete(ws);
+    const left = (this.#perOperator.get(client.operator) ?? 1) - 1;
+    if (left > 0) this.#perOperator.set(client.operator, left);
+    else this.#perOperator.delete(client.operator);
     this.#connected.set(this.#clients.size);
     if (this.#clients.size === 0) {
       clearInterval(this.#pinger);
@@ -348,6 +364,28 @@ export class LiveSockets {
       );
     }
     if (!roleAllows(operator.role, "fleet:read")) return permissionDenied("fleet:read", operator.role);
+    const maxClients = this.#o.maxClients ?? 2000;
+    if (this.#clients.size >= maxClients) {
+      return problemResponse(
+        {
+          title: "Service unavailable",
+          status: 503,
+          detail: `this cloud instance serves ${maxClients} live feed clients already; try again later or another instance`,
+        },
+        { "retry-after": "30" },
+      );
+    }
+    const maxPerOperator = this.#o.maxPerOperator ?? 20;
+    if ((this.#perOperator.get(operator.sub) ?? 0) >= maxPerOperator) {
+      return problemResponse(
+        {
+          title: "Too many requests",
+          status: 429,
+          detail: `${operator.sub} has ${maxPerOperator} live feed connections open on this instance already; close one first`,
+        },
+        { "retry-after": "30" },
+      );
+    }
     const expiresAt = (decodeJwt(token).exp ?? 0) * 1000;
     const { sid } = operator;
     const check = tokens.sessionLive;

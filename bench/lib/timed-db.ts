@@ -3,7 +3,7 @@
  * runs through it, so the benchmark can say where the bridge's time goes
  * without touching cloud sources.
  */
-import type { Database, Queryable } from "@paylane/cloud";
+import type { Database, ListenEvents, Queryable } from "@paylane/cloud";
 
 export interface StatementStats {
   label: string;
@@ -85,6 +85,12 @@ export class TimedDatabase implements Database {
 
   exec(sql: string): Promise<void> {
     return this.#inner.exec(sql);
+  }
+
+  /** Untimed: the live feed's LISTEN (its connection is not the pool's). */
+  listen(channel: string, onPayload: (payload: string) => void, events?: ListenEvents) {
+    if (!this.#inner.listen) throw new Error("the wrapped database cannot LISTEN");
+    return this.#inner.listen(channel, onPayload, events);
   }
 
   close(): Promise<void> {

@@ -5,6 +5,8 @@
  * cookie, access token in memory only), and a kiosk that stops turns offline
  * on the open page without a reload. Screenshot of the fleet kept.
  */
+import { copyFile, mkdir } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import * as assert from "uvu/assert";
 import { dashboardSuite, mainText, openDashboard, screenshot, signIn } from "./dashboard-harness.ts";
 
@@ -42,6 +44,7 @@ test("an admin signs in and sees every kiosk online; the access token is in no s
   const cookies = await page.context().cookies();
   assert.ok(cookies.length > 0 && cookies.every((c) => c.httpOnly), "session cookies are httpOnly");
   console.log(`  fleet: ${await screenshot(ctx, page, "fleet")}`);
+  if (process.env.README_SCREENSHOT) await readmeScreenshot(page);
 
   // A reload keeps the session: the refresh cookie gives a new access token.
   await page.reload();
@@ -72,5 +75,24 @@ test("a wrong password is refused on the form, and says so", async () => {
   await page.getByRole("alert").filter({ hasText: "Wrong username or password" }).waitFor();
   ctx.problems.length = 0; // the 401 of the login call is a console error by Chromium's own logging
 });
+
+/**
+ * README_SCREENSHOT=1: the README's picture (docs/img/dashboard-fleet.png) from this run, once the
+ * kiosks report telemetry (every second, set through the config API) so every column is filled in.
+ */
+async function readmeScreenshot(page: import("playwright-core").Page): Promise<void> {
+  for (const k of ["k1", "k2"]) {
+    const res = await ctx.site.operator("PUT", `/api/v1/devices/${ctx.site.site}/${k}/config`, {
+      settings: { telemetryIntervalSeconds: 1 },
+    });
+    assert.is(res.status, 200, JSON.stringify(res.body));
+  }
+  await page.locator('tr[data-device="k2"] td.num', { hasText: /^\d/ }).waitFor({ timeout: 20_000 });
+  await page.locator('tr[data-device="k1"] td', { hasText: "in-service" }).waitFor({ timeout: 20_000 });
+  const target = fileURLToPath(new URL("../../docs/img/dashboard-fleet.png", import.meta.url));
+  await mkdir(fileURLToPath(new URL("../../docs/img/", import.meta.url)), { recursive: true });
+  await copyFile(await screenshot(ctx, page, "readme-fleet"), target);
+  console.log(`  README screenshot: ${target}`);
+}
 
 test.run();

@@ -71,6 +71,7 @@ export function dashboardSuite(
     }),
   );
   test.after.each(async () => {
+    ctx.problems.length = 0;
     for (const c of ctx.contexts.splice(0)) await c.close();
   });
   test.after(async () => {
@@ -95,8 +96,9 @@ export async function openDashboard(ctx: DashboardCtx, viewport = { width: 1280,
     if (r.status() >= 500) ctx.problems.push(`${r.status()} from ${r.request().method()} ${r.url()}`);
   });
   page.on("requestfailed", (r) => {
-    // A WebSocket closed by a test stopping the site is not the page's fault; anything else is.
-    if (r.resourceType() !== "websocket")
+    // A call cut short by a reload (ERR_ABORTED) or a WebSocket closed by a test stopping the site is
+    // not the page's fault; anything else is.
+    if (r.resourceType() !== "websocket" && r.failure()?.errorText !== "net::ERR_ABORTED")
       ctx.problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on("pageerror", (e) => ctx.problems.push(`page error: ${e.message}`));

@@ -113,7 +113,13 @@ function Row({ r, showSite }: { r: FleetRow; showSite: boolean }) {
         {r.backlog ?? "—"}
         {r.ackLatency ? <small> ({Math.round(r.ackLatency)} s)</small> : null}
       </td>
-      <td>{r.paper ? <Badge tone={r.paper === "ok" ? "ok" : "warn"}>{r.paper}</Badge> : "—"}</td>
+      <td>
+        {r.paper ? (
+          <Badge tone={r.paper === "ok" ? "ok" : r.paper === "no printer" ? "muted" : "warn"}>{r.paper}</Badge>
+        ) : (
+          "—"
+        )}
+      </td>
       <td>{r.reader ? <Badge tone={r.reader === "ok" ? "ok" : "warn"}>{r.reader}</Badge> : "—"}</td>
       <td>{r.mode ?? "—"}</td>
       <td>{r.drift === null ? "—" : r.drift ? <Badge tone="warn">drift</Badge> : "in sync"}</td>

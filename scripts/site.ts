@@ -11,6 +11,7 @@
  * folder's identities (site/identities.ts), and the parts started in order
  * under a supervisor (site/supervisor.ts) that restarts or stops per part.
  */
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { join, resolve } from "node:path";
@@ -168,6 +169,9 @@ async function main(): Promise<void> {
     METRICS_TOKEN: secrets.metrics,
   };
   if (!config.DATABASE_URL) cloudEnv.PGLITE_DIR = join(dataDir, "cloud-db");
+  // The console's first admin: made by the cloud when its database has no account yet (never printed).
+  const adminPath = join(dataDir, "admin-credentials.json");
+  cloudEnv.CLOUD_ADMIN_CREDENTIALS_FILE = adminPath;
   const cloudUrl = `http://127.0.0.1:${cloudPort}`;
   await supervisor.start(part("cloud", "cloud/src/main.ts", [], cloudEnv, "restart", `${cloudUrl}/healthz`, 60_000));
 
@@ -211,6 +215,9 @@ async function main(): Promise<void> {
     `  MQTT broker      ${mqttUrl}${embeddedBroker ? ` (embedded aedes gateway) ${pid("gateway")}` : ""}`,
     `  Cloud API        ${cloudUrl}  ${pid("cloud")}  (/api/v1/checkins, /api/v1/devices, /api/v1/alerts, /api/v1/conflicts; /healthz)`,
     `  Dashboard        ${cloudUrl}/dashboard/   (the ops console in a browser: fleet, live feed, alerts, money, users)`,
+    existsSync(adminPath)
+      ? `                   log in as admin: the password is in ${adminPath} (never printed; docs/console-accounts.md)`
+      : "                   log in with an account of yours: npm run admin -- user add <name> --role admin",
     `  Money API        ${cloudUrl}/api/v1/wallets?site=${SITE}, /api/v1/ledger?site=${SITE}, /api/v1/exposure?site=${SITE}`,
     `                   Authorization: Bearer $(cat ${tokenPath})   (an admin token, valid 8 hours)`,
     `  Metrics          ${cloudUrl}/metrics   Authorization: Bearer $(cat ${metricsTokenPath})`,

@@ -17,6 +17,7 @@ import { Hono } from "hono";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { bootstrapFirstAdmin, FIRST_ADMIN } from "./accounts/bootstrap.ts";
 import { AlertService, alertSettings } from "./alerts/notifier.ts";
 import { createApi } from "./api/app.ts";
 import { LiveSockets } from "./api/live.ts";
@@ -196,6 +197,10 @@ export class CloudService {
     this.#db = db;
     const applied = await migrate(db);
     if (applied.length > 0) this.#log.info({ applied, database: db.kind }, "migrations applied");
+    if (c.CLOUD_ADMIN_CREDENTIALS_FILE && (await bootstrapFirstAdmin(db, c.CLOUD_ADMIN_CREDENTIALS_FILE, this.#now))) {
+      // The path only: the password is in the file, never in a log.
+      this.#log.info({ username: FIRST_ADMIN, file: c.CLOUD_ADMIN_CREDENTIALS_FILE }, "first admin created");
+    }
     if (c.SEED_DEMO_SITE) {
       await seedSite(db, { id: c.SEED_DEMO_SITE, name: "PayLane Demo Venue", timezone: c.SITE_TIMEZONE });
     }

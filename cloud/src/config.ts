@@ -44,6 +44,13 @@ export const CloudEnvSchema = z.object({
     .default("paylane")
     .describe("Postgres schema"),
   PGLITE_DIR: z.string().optional().describe("where PGlite keeps its files when DATABASE_URL is unset"),
+  CLOUD_ADMIN_CREDENTIALS_FILE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "with no operator account yet, creates admin with a random password and writes it here (JSON, 0600; npm start); unset: use paylane-admin user add",
+    ),
   REDIS_URL: z
     .url({ protocol: /^rediss?$/ })
     .optional()

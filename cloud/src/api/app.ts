@@ -33,6 +33,7 @@ import type { Enrolment } from "../enrolment/enrolment.ts";
 import { DEFAULT_ENROL_FAILURES_PER_MINUTE, EnrolLimiter } from "../enrolment/limiter.ts";
 import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
+import { createGraphQL, GRAPHQL_PATH } from "../graphql/server.ts";
 import type { LiveFeed } from "../live/live-feed.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { listJournaledAlerts } from "../read-models/alerts.ts";
@@ -53,7 +54,7 @@ import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sincePa
 import type { LiveSockets } from "./live.ts";
 import { apiApp, registerSecuritySchemes } from "./openapi.ts";
 import { paymentRoutes } from "./payments.ts";
-import { type RateLimitOptions, rateLimit } from "./rate-limit.ts";
+import { clientAddress, type RateLimitOptions, rateLimit } from "./rate-limit.ts";
 import { referenceRoutes } from "./reference.ts";
 import { streamRoutes } from "./streams.ts";
 import { telemetryRoutes } from "./telemetry.ts";
@@ -242,6 +243,25 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
     );
   }
   app.route("/", telemetryRoutes({ db: o.db, latest: o.latestTelemetry ?? new MemoryLatestTelemetry(), tokens, now }));
+  // GraphQL over the same services, tokens and permissions (cloud/src/graphql, docs/graphql.md).
+  const graphql = createGraphQL({
+    db: o.db,
+    presence: o.presence,
+    registry: o.registry,
+    tokens,
+    latestTelemetry: o.latestTelemetry ?? new MemoryLatestTelemetry(),
+    now,
+    skewBoundSeconds: o.skewBoundSeconds ?? 300,
+    brokerConnected,
+    alerts: o.alerts,
+    commands: o.commands,
+    configs: o.configs,
+    live: o.live,
+    logger: o.logger,
+  });
+  app.on(["GET", "POST"], GRAPHQL_PATH, (c) =>
+    graphql.fetch(c.req.raw, { address: clientAddress(c, o.rateLimit?.trustProxy ?? false) }),
+  );
   // CSV exports of check-ins (fleet:read) and the ledger (money:read), streamed.
   app.route("/", exportRoutes({ db: o.db, tokens }));
 

@@ -86,6 +86,8 @@ export async function openDashboard(ctx: DashboardCtx, viewport = { width: 1280,
   const context = await ctx.browser.newContext({ viewport });
   ctx.contexts.push(context);
   const page = await context.newPage();
+  // A step that does not happen fails within the file's budget, naming what it waited for.
+  page.setDefaultTimeout(10_000);
   page.on("console", (m) => {
     // A refused call is logged by Chromium as "Failed to load resource" (the boot's refresh without a
     // cookie is one): those are judged by their status below. CSP violations and script errors stay.

@@ -1,12 +1,13 @@
 /**
- * GraphQL at /api/graphql as a client sees it (Hono's app.request, PGlite):
+ * GraphQL at /api/graphql as a client sees it (Hono's app.request, a Postgres
+ * schema of its own; PGlite's start alone took over ten seconds on a busy machine):
  * it answers what REST answers for the same thing, with the same tokens,
  * permissions and site scopes (a viewer cannot read the ledger through either
  * door); limits refuse a query before it runs; a cookie alone never writes;
  * the live feed arrives as a subscription, filtered by role and site; an
  * unexpected error reaches the client as an id, never as its text.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { hashSecret, type LiveEvent, Registry, SESSION_COOKIE } from "@paylane/protocol";
 import pino from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
@@ -17,7 +18,7 @@ import { createApi } from "../src/api/app.ts";
 import { mintOperatorToken, type Role } from "../src/api/auth.ts";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
-import { openPglite } from "../src/db/pglite.ts";
+import { openPg } from "../src/db/pg.ts";
 import type { LiveFeed } from "../src/live/live-feed.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
 import { seedSite } from "../src/seed.ts";
@@ -26,6 +27,8 @@ import { MemoryLatestTelemetry } from "../src/telemetry/latest-store.ts";
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const DEVICE_SECRET = "device-secret-0123456789";
 const NOW = new Date("2026-12-04T12:00:00Z");
+const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const SCHEMA = `t_graphql_${randomBytes(4).toString("hex")}`;
 
 /** A live feed the test pushes events into, as LISTEN/NOTIFY would. */
 class FakeLiveFeed implements LiveFeed {
@@ -47,7 +50,7 @@ const presence = new MemoryPresence();
 let failPresence = false;
 
 test.before(async () => {
-  db = await openPglite();
+  db = await openPg({ url: PG_URL, schema: SCHEMA });
   await migrate(db);
   await seedSite(db, { id: "s1", name: "Venue", timezone: "UTC" });
   await seedSite(db, { id: "s2", name: "Other venue", timezone: "UTC" });
@@ -118,6 +121,7 @@ test.before(async () => {
   }
 });
 test.after(async () => {
+  await db.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
   await db.close();
 });
 

@@ -34,6 +34,10 @@
  * and the device page one kiosk's range, so the rows of other kiosks cost
  * neither query, only space.
  *
+ * Beside each phase: CPU per request of this process (every thread: the
+ * server, and the load worker in the HTTP phase) and of Postgres' backends,
+ * and how busy the whole machine was (other processes included).
+ *
  * Targets: API req/s / SQL q/s >= 0.7 and API p99 < 100 ms, per query
  * (printed PASS/FAIL; the exit code is 0 unless the bench itself fails).
  *
@@ -64,6 +68,7 @@ import { Registry as MetricsRegistry } from "prom-client";
 import { createApi } from "../cloud/src/api/app.ts";
 import { FleetReadModel } from "../cloud/src/read-models/fleet.ts";
 import { intEnv } from "../test/support/env.ts";
+import { meterPhase } from "./lib/cpu.ts";
 import { fmtInt, fmtMs, percentile, progress, rate, runBench, table } from "./lib/stats.ts";
 
 const cfg = {
@@ -220,9 +225,26 @@ class Recorder implements Queryable {
 interface Phase {
   label: string;
   count: number;
+  /** Requests of the warm-up (metered for CPU with the rest). */
+  warm: number;
   errors: number;
   ms: number;
   latencies: number[];
+  /** CPU of the whole phase (warm-up included): this process (every thread), Postgres' backends, the machine. */
+  cpu?: { nodeMs: number; postgresMs: number; machine: number | undefined };
+}
+
+/** Runs a phase with its CPU metered. */
+async function metered<P extends Phase>(db: Queryable, phase: () => Promise<P>): Promise<P> {
+  const meter = await meterPhase(db, {});
+  const p = await phase();
+  const m = meter();
+  p.cpu = {
+    nodeMs: (m.self.user + m.self.system) / 1000,
+    postgresMs: (m.cpu.get("postgres") ?? 0) * 1000,
+    machine: m.machine,
+  };
+  return p;
 }
 
 /** `concurrency` loops calling `one` until `seconds` have passed (after an untimed warm-up). */
@@ -247,13 +269,13 @@ async function closedLoop(label: string, one: () => Promise<void>): Promise<Phas
     );
     return { count, errors };
   };
-  if (cfg.warmupSeconds > 0) await run(cfg.warmupSeconds, null);
+  const warm = cfg.warmupSeconds > 0 ? (await run(cfg.warmupSeconds, null)).count : 0;
   const latencies: number[] = [];
   const t0 = performance.now();
   const { count, errors } = await run(cfg.seconds, latencies);
   const ms = performance.now() - t0;
   latencies.sort((a, b) => a - b);
-  return { label, count, errors, ms, latencies };
+  return { label, count, warm, errors, ms, latencies };
 }
 
 /** The HTTP load: a worker thread of keep-alive fetch loops (the server's event loop stays the server's). */
@@ -280,11 +302,11 @@ async function run(secs, latencies) {
   return { count, errors, firstError };
 }
 (async () => {
-  if (warmupSeconds > 0) await run(warmupSeconds, null);
+  const warm = warmupSeconds > 0 ? (await run(warmupSeconds, null)).count : 0;
   const latencies = [];
   const t0 = performance.now();
   const r = await run(seconds, latencies);
-  parentPort.postMessage({ ...r, ms: performance.now() - t0, latencies });
+  parentPort.postMessage({ ...r, warm, ms: performance.now() - t0, latencies });
 })();
 `;
 
@@ -302,7 +324,14 @@ function httpLoad(label: string, urls: string[], token: string): Promise<Phase &
     });
     worker.once(
       "message",
-      (m: { count: number; errors: number; ms: number; latencies: number[]; firstError: string | null }) => {
+      (m: {
+        count: number;
+        warm: number;
+        errors: number;
+        ms: number;
+        latencies: number[];
+        firstError: string | null;
+      }) => {
         m.latencies.sort((a, b) => a - b);
         resolve({ label, ...m });
         void worker.terminate();
@@ -407,18 +436,20 @@ async function main(): Promise<number> {
       ["device page", pageOnce, pageUrls],
     ] as const) {
       progress(`${name}: SQL round 1`);
-      const sql1 = await closedLoop(`${name} SQL`, once);
+      const sql1 = await metered(db, () => closedLoop(`${name} SQL`, once));
       // The same app without HTTP (Hono's app.request): how much of the API's cost is the transport.
       progress(`${name}: API in process`);
-      const inProcess = await closedLoop(`${name} in process`, async () => {
-        const res = await api.request(pick(urls).slice(base.length), auth);
-        await res.arrayBuffer();
-        if (res.status !== 200) throw new Error(`${res.status}`);
-      });
+      const inProcess = await metered(db, () =>
+        closedLoop(`${name} in process`, async () => {
+          const res = await api.request(pick(urls).slice(base.length), auth);
+          await res.arrayBuffer();
+          if (res.status !== 200) throw new Error(`${res.status}`);
+        }),
+      );
       progress(`${name}: API`);
-      const apiPhase = await httpLoad(`${name} API`, [...urls], token);
+      const apiPhase = await metered(db, () => httpLoad(`${name} API`, [...urls], token));
       progress(`${name}: SQL round 2`);
-      const sql2 = await closedLoop(`${name} SQL`, once);
+      const sql2 = await metered(db, () => closedLoop(`${name} SQL`, once));
       const sql = rate(sql2.count, sql2.ms) > rate(sql1.count, sql1.ms) ? sql2 : sql1;
       results.push({ name, sql, inProcess, api: apiPhase });
     }
@@ -438,6 +469,9 @@ async function main(): Promise<number> {
           fmtMs(percentile(p.latencies, 99)),
           fmtMs(p.latencies.at(-1) ?? Number.NaN),
           fmtInt(p.errors),
+          fmtMs((p.cpu?.nodeMs ?? Number.NaN) / (p.count + p.warm)),
+          fmtMs((p.cpu?.postgresMs ?? Number.NaN) / (p.count + p.warm)),
+          p.cpu?.machine === undefined ? "-" : `${(p.cpu.machine * 100).toFixed(0)}%`,
         ]);
       }
       const ratio = rate(r.api.count, r.api.ms) / rate(r.sql.count, r.sql.ms);
@@ -449,7 +483,10 @@ async function main(): Promise<number> {
       if (r.api.firstError) verdicts.push(`  first API error: ${r.api.firstError}`);
     }
     process.stdout.write(
-      `\n${table(["query", "req/s", "p50", "p99", "max", "errors"], rows)}\n\n${verdicts.join("\n")}\n`,
+      `\n${table(
+        ["query", "req/s", "p50", "p99", "max", "errors", "node CPU/req", "pg CPU/req", "machine busy"],
+        rows,
+      )}\n\n${verdicts.join("\n")}\n`,
     );
     return results.some((r) => r.api.count === 0) ? 1 : 0;
   } finally {

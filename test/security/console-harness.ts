@@ -118,6 +118,12 @@ export class ConsoleCloud {
     ]);
     const presence = new MemoryPresence();
     await presence.setStatus({ site: "s1", device: "k1" }, { state: "online", at: new Date(), version: "1.2.3" });
+    // The kiosk's offline payment exposure, as the bridge records it from telemetry: finance's to read.
+    await presence.setExposure(
+      { site: "s1", device: "k1" },
+      { currency: "EUR", offlineExposure: 4321, offlinePayments: 3, cap: 10_000 },
+      new Date(),
+    );
     const link: FleetLink = {
       fleet: new EventEmitter() as FleetLink["fleet"],
       connected: true,
@@ -246,13 +252,15 @@ export class ConsoleCloud {
     return res.body.items;
   }
 
-  /** A kiosk's purchase at s1 (its own Basic credentials), for refund attacks; the payment id. */
-  async purchase(key: string, amount = 1200): Promise<string> {
+  /** A kiosk's coffee (2.50 EUR) at s1 (its own Basic credentials), for refund attacks; the payment id. */
+  async purchase(key: string): Promise<string> {
     const pay = await this.call("POST", "/api/v1/payments", {
       basic: `s1/k1:${DEVICE_SECRET}`,
-      body: { key, memberId: "m-ada", amount, currency: "EUR", itemId: "day-pass", at: new Date().toISOString() },
+      body: { key, memberId: "m-ada", amount: 250, currency: "EUR", itemId: "coffee", at: new Date().toISOString() },
     });
-    if (pay.status !== 200) throw new Error(`purchase: ${pay.status} ${pay.text}`);
+    if (pay.status !== 200 || typeof pay.body.paymentId !== "string") {
+      throw new Error(`purchase: ${pay.status} ${pay.text}`);
+    }
     return String(pay.body.paymentId);
   }
 }

@@ -9,7 +9,7 @@
  *   POST /api/v1/devices/{site}/{device}/rotate     (admin)   sends cmd/rotate-credentials; 202 with the command
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import { type DeviceAddress, problemResponse, type Registry, ROTATE_CREDENTIALS } from "@paylane/protocol";
+import { type DeviceAddress, problemResponse, type Registry, ROTATE_CREDENTIALS, roleAllows } from "@paylane/protocol";
 import type { Context } from "hono";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
@@ -22,6 +22,7 @@ import {
   FleetQuerySchema,
   FleetReadModel,
   SORT_KEY_LENGTH,
+  withoutExposure,
 } from "../read-models/fleet.ts";
 import { listingSite, type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
 import { CommandSchema } from "./device-commands.ts";
@@ -58,6 +59,8 @@ export function deviceRoutes(o: DeviceRoutesOptions): OpenAPIHono<OperatorEnv> {
     const device = { site: c.req.param("site") ?? "", device: c.req.param("device") ?? "" };
     return siteDenied(c, device.site) ?? device;
   };
+  /** The exposure is money: shown to money:read only (a viewer or an operator sees null). */
+  const seesMoney = (c: Context<OperatorEnv>) => roleAllows(c.var.operator.role, "money:read");
 
   const fleet = new FleetReadModel({
     db: o.db,
@@ -89,7 +92,7 @@ export function deviceRoutes(o: DeviceRoutesOptions): OpenAPIHono<OperatorEnv> {
       limit: q.data.limit,
       after: after as string[] | null,
     });
-    return c.json(page);
+    return c.json(seesMoney(c) ? page : { ...page, items: page.items.map(withoutExposure) });
   });
 
   /** One device's page: the overview row, status history, recent events, peripherals, telemetry summary. */
@@ -106,7 +109,7 @@ export function deviceRoutes(o: DeviceRoutesOptions): OpenAPIHono<OperatorEnv> {
     if (device instanceof Response) return device;
     const page = await fleet.device(device);
     if (!page) return notFound(`no device ${device.device} at site ${device.site}`);
-    return c.json(page);
+    return c.json(seesMoney(c) ? page : { ...page, device: withoutExposure(page.device) });
   });
 
   const enrolment = o.enrolment;

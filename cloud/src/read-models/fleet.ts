@@ -252,6 +252,14 @@ export const OVERVIEW_BY_DEVICE_SQL = `SELECT ${DEVICE_COLUMNS}
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
+/**
+ * A row as a fleet reader without money:read sees it: the kiosk's offline
+ * payment exposure is money (finance's, as GET /api/v1/exposure), so it is null.
+ */
+export function withoutExposure<T extends { payments: unknown }>(row: T): T {
+  return { ...row, payments: null };
+}
+
 /** `%term%` for ILIKE, with the term's own % _ and \ taken literally. */
 export function likePattern(search: string | undefined): string | null {
   if (search === undefined || search.trim() === "") return null;

@@ -76,16 +76,16 @@ async function withStore<T>(fn: (store: OperatorStore) => Promise<T>): Promise<T
   }
 }
 
-const check =
-  <T>(schema: z.ZodType<T>, what: string) =>
-  (value: string): T => {
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) throw new InvalidArgumentError(`${what}: ${parsed.error.issues[0]?.message}`);
-    return parsed.data;
-  };
-
-const username = check(UsernameSchema, "expected a username");
-const role = check(z.enum(CONSOLE_ROLES), `expected one of ${CONSOLE_ROLES.join(", ")}`);
+const username = (value: string): string => {
+  const parsed = UsernameSchema.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError(`${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+};
+const role = (value: string): ConsoleRole => {
+  const parsed = z.enum(CONSOLE_ROLES).safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError(`expected one of ${CONSOLE_ROLES.join(", ")}`);
+  return parsed.data;
+};
 const site = (value: string, previous: string[] = []): string[] => {
   const parsed = SiteListSchema.safeParse([value]);
   if (!parsed.success) throw new InvalidArgumentError(`expected a site id: lower-case letters, digits, "-" or "_"`);

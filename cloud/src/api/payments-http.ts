@@ -7,12 +7,18 @@ import { AmountSchema, CurrencySchema, problemResponse } from "@paylane/protocol
 import { z } from "zod";
 import type { IdempotentOutcome } from "../ledger/idempotency.ts";
 import { badRequest } from "./http.ts";
+import { PageParams } from "./openapi.ts";
 
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]{8,128}$/;
 
-export const PageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(500).default(50),
-  before: z.string().optional(),
+export const PageQuery = z.object({ limit: PageParams.limit(), before: PageParams.before() });
+
+/** The operator's Idempotency-Key header, documented and checked before the handler runs. */
+export const IdempotencyHeader = z.object({
+  "idempotency-key": z
+    .string({ error: "header required, so that a retry of this write cannot apply it twice" })
+    .regex(IDEMPOTENCY_KEY, "expected 8 to 128 letters, digits, - or _ (a UUID is a good choice)")
+    .meta({ description: "a retry with the same key answers the first answer again and changes nothing" }),
 });
 
 export const TopupSchema = z.strictObject({

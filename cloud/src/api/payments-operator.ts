@@ -4,18 +4,38 @@
  * exposure (money:read: finance); top-ups, refunds and adjustments
  * (money:write: finance); the price list and offline limits (admin). Writes take an `Idempotency-Key` header.
  */
-import { OfflineLimitsSchema, PriceListItemSchema, problemResponse } from "@paylane/protocol";
-import { type Context, Hono } from "hono";
+import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
+import {
+  CurrencySchema,
+  ExposureSchema,
+  OfflineLimitsSchema,
+  PriceListItemSchema,
+  problemResponse,
+} from "@paylane/protocol";
 import { z } from "zod";
 import { LEDGER_KINDS } from "../ledger/ledger.ts";
 import type { PaymentService, WalletCredit } from "../ledger/payment-service.ts";
-import { type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { badRequest, cursor, jsonBody, notFound, pageAfter, queryError } from "./http.ts";
+import { type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
+import { cursor, notFound, pageAfter } from "./http.ts";
+import {
+  apiApp,
+  defineRoute,
+  json,
+  jsonRequest,
+  listOf,
+  orNull,
+  pageOf,
+  problems,
+  type RouteContext,
+  register,
+  SitePath,
+  secured,
+} from "./openapi.ts";
 import {
   AdjustmentSchema,
   answer,
+  IdempotencyHeader,
   ItemSchema,
-  idempotencyKey,
   PageQuery,
   RefundSchema,
   TopupSchema,
@@ -26,19 +46,101 @@ export interface OperatorPaymentRoutesOptions {
   tokens: OperatorTokenConfig;
 }
 
-const PaymentId = z.uuid();
+const PaymentIdPath = z.object({
+  id: z.uuid({ error: "expected a payment id (UUID)" }).meta({ param: { name: "id", in: "path" } }),
+});
+const WalletPath = z.object({
+  site: z.string().meta({ param: { name: "site", in: "path" } }),
+  member: z.string().meta({ param: { name: "member", in: "path" } }),
+});
+const ItemPath = z.object({
+  site: z.string().meta({ param: { name: "site", in: "path" } }),
+  item: PriceListItemSchema.shape.id.meta({ param: { name: "item", in: "path" } }),
+});
+const SiteQuery = z.object({ site: z.string().meta({ description: "the site" }) });
 
-export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymentRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
-  const moneyRead = operatorAuth(o.tokens, "money:read");
-  const moneyWrite = operatorAuth(o.tokens, "money:write");
-  const admin = operatorAuth(o.tokens, "admin");
+export const WalletSchema = z
+  .object({
+    site: z.string(),
+    memberId: z.string(),
+    memberName: orNull(z.string()),
+    currency: z.string(),
+    balance: z.number().int(),
+    entries: z.number().int(),
+    offlineBlocked: z.boolean(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: "Wallet" });
+export const LedgerEntrySchema = z
+  .object({
+    id: z.uuid(),
+    site: z.string(),
+    memberId: z.string(),
+    n: z.number().int().meta({ description: "position in the wallet: 1, 2, 3, …" }),
+    kind: z.enum(LEDGER_KINDS),
+    amount: z.number().int(),
+    currency: z.string(),
+    balanceAfter: z.number().int(),
+    origin: z.union([
+      z.object({ device: z.string(), seq: orNull(z.number().int()) }),
+      z.object({ operator: z.string() }),
+    ]),
+    authorization: orNull(z.enum(["online", "offline"])),
+    itemId: orNull(z.string()),
+    refundOf: orNull(z.string()),
+    note: orNull(z.string()),
+    at: z.string(),
+    recordedAt: z.string(),
+  })
+  .meta({ id: "LedgerEntry" });
+const PaymentWithRefundsSchema = z
+  .object({
+    payment: LedgerEntrySchema,
+    refunds: z.array(LedgerEntrySchema),
+    refunded: z.number().int(),
+    refundable: z.number().int().meta({ description: "what is left to refund, minor units" }),
+  })
+  .meta({ id: "PaymentWithRefunds" });
+const SiteExposureSchema = z
+  .object({
+    site: z.string(),
+    kiosks: z.array(
+      z.object({
+        device: z.string(),
+        state: z.enum(["online", "offline", "unknown"]),
+        payments: orNull(ExposureSchema.extend({ at: z.string() })),
+      }),
+    ),
+    totals: z.array(
+      z.object({ currency: CurrencySchema, offlineExposure: z.number().int(), offlinePayments: z.number().int() }),
+    ),
+  })
+  .meta({ id: "SiteExposure" });
+const ItemAnswer = z
+  .object({ id: z.string(), name: z.string(), price: z.number().int(), active: z.boolean() })
+  .meta({ id: "Item" });
+const money = ["money"];
+
+export function operatorPaymentRoutes(
+  service: PaymentService,
+  o: OperatorPaymentRoutesOptions,
+): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
+  const moneyRead = () => secured(o.tokens, "money:read", "get");
+  const moneyWrite = () => secured(o.tokens, "money:write", "post");
 
   // ---- reads ---------------------------------------------------------------
 
-  app.get("/api/v1/wallets", moneyRead, async (c) => {
-    const q = PageQuery.extend({ site: z.string() }).safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
+  const wallets = defineRoute(moneyRead(), {
+    method: "get",
+    path: "/api/v1/wallets",
+    tags: money,
+    summary: "A site's wallets, by member id",
+    request: { query: PageQuery.extend(SiteQuery.shape) },
+    responses: { 200: json(pageOf(WalletSchema, "Wallet"), "A page of wallets") },
+  });
+  register(app, wallets, async (c) => {
+    const q = { data: c.req.valid("query") };
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
     const after = pageAfter(q.data.before, ["text"]);
@@ -48,8 +150,16 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
     return c.json({ items, next: items.length === q.data.limit && last ? cursor.encode(last.memberId) : null });
   });
 
-  app.get("/api/v1/wallets/:site/:member", moneyRead, async (c) => {
-    const { site, member } = c.req.param();
+  const wallet = defineRoute(moneyRead(), {
+    method: "get",
+    path: "/api/v1/wallets/{site}/{member}",
+    tags: money,
+    summary: "One member's wallet",
+    request: { params: WalletPath },
+    responses: { 200: json(WalletSchema, "The wallet"), 404: problems[404] },
+  });
+  register(app, wallet, async (c) => {
+    const { site, member } = c.req.valid("param");
     const denied = siteDenied(c, site);
     if (denied) return denied;
     const wallet = await service.wallet(site, member);
@@ -57,12 +167,19 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
   });
 
   /** A wallet's entries, newest first, by their position in the wallet. */
-  app.get("/api/v1/wallets/:site/:member/entries", moneyRead, async (c) => {
-    const { site, member } = c.req.param();
+  const entries = defineRoute(moneyRead(), {
+    method: "get",
+    path: "/api/v1/wallets/{site}/{member}/entries",
+    tags: money,
+    summary: "A wallet's entries, newest first",
+    request: { params: WalletPath, query: PageQuery },
+    responses: { 200: json(pageOf(LedgerEntrySchema, "LedgerEntry"), "A page of entries") },
+  });
+  register(app, entries, async (c) => {
+    const { site, member } = c.req.valid("param");
     const denied = siteDenied(c, site);
     if (denied) return denied;
-    const q = PageQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
+    const q = { data: c.req.valid("query") };
     const after = pageAfter(q.data.before, ["int"]);
     if (after instanceof Response) return after;
     const items = await service.walletEntries(site, member, (after?.[0] as number | undefined) ?? null, q.data.limit);
@@ -71,9 +188,23 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
   });
 
   /** A site's ledger entries, newest first (all kinds, or `kind`), by an opaque cursor. */
-  const ledgerPage = (fixedKind?: "purchase") => async (c: Context<OperatorEnv>) => {
-    const q = PageQuery.extend({ site: z.string(), kind: z.enum(LEDGER_KINDS).optional() }).safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
+  const LedgerQuery = PageQuery.extend({
+    ...SiteQuery.shape,
+    kind: z.enum(LEDGER_KINDS).optional().meta({ description: "only entries of this kind" }),
+  });
+  const ledgerRoute = (path: string, summary: string) =>
+    defineRoute(moneyRead(), {
+      method: "get",
+      path,
+      tags: money,
+      summary,
+      request: { query: LedgerQuery },
+      responses: { 200: json(pageOf(LedgerEntrySchema, "LedgerEntry"), "A page of entries") },
+    });
+  const ledger = ledgerRoute("/api/v1/ledger", "A site's ledger entries, newest first (all kinds, or `kind`)");
+  const payments = ledgerRoute("/api/v1/payments", "A site's payments (purchases), newest first");
+  const ledgerPage = (fixedKind?: "purchase") => async (c: RouteContext<typeof ledger>) => {
+    const q = { data: c.req.valid("query") };
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
     const after = pageAfter(q.data.before, ["timestamp", "uuid"]);
@@ -86,14 +217,20 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
       next: items.length === q.data.limit && last ? cursor.encode(last.recordedAt, last.id) : null,
     });
   };
-  app.get("/api/v1/ledger", moneyRead, ledgerPage());
+  register(app, ledger, ledgerPage());
   /** Payments (purchases) of a site, newest first; `GET /api/v1/payments/{id}` shows one with its refunds. */
-  app.get("/api/v1/payments", moneyRead, ledgerPage("purchase"));
+  register(app, payments, ledgerPage("purchase"));
 
-  /** One payment with its refunds. */
-  app.get("/api/v1/payments/:id", moneyRead, async (c) => {
-    const id = c.req.param("id");
-    if (!PaymentId.safeParse(id).success) return badRequest("id: expected a payment id (UUID)");
+  const payment = defineRoute(moneyRead(), {
+    method: "get",
+    path: "/api/v1/payments/{id}",
+    tags: money,
+    summary: "One payment with its refunds",
+    request: { params: PaymentIdPath },
+    responses: { 200: json(PaymentWithRefundsSchema, "The payment"), 404: problems[404] },
+  });
+  register(app, payment, async (c) => {
+    const { id } = c.req.valid("param");
     const found = await service.payment(id);
     if (!found) return notFound(`no payment ${id}`);
     const denied = siteDenied(c, found.payment.site);
@@ -101,17 +238,32 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
   });
 
   /** Offline exposure per kiosk (from its latest telemetry) and per site, by currency. */
-  app.get("/api/v1/exposure", moneyRead, async (c) => {
-    const q = z.object({ site: z.string() }).safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
+  const exposure = defineRoute(moneyRead(), {
+    method: "get",
+    path: "/api/v1/exposure",
+    tags: money,
+    summary: "Offline exposure per kiosk (from its latest telemetry) and per site, by currency",
+    request: { query: SiteQuery },
+    responses: { 200: json(SiteExposureSchema, "The exposure") },
+  });
+  register(app, exposure, async (c) => {
+    const q = { data: c.req.valid("query") };
     const denied = siteDenied(c, q.data.site);
     if (denied) return denied;
     return c.json(await service.exposure(q.data.site));
   });
 
   /** The price list (a venue admin's): kiosks get it with their next wallet sync. */
-  app.get("/api/v1/sites/:site/items", moneyRead, async (c) => {
-    const site = c.req.param("site");
+  const items = defineRoute(moneyRead(), {
+    method: "get",
+    path: "/api/v1/sites/{site}/items",
+    tags: money,
+    summary: "The site's price list",
+    request: { params: SitePath },
+    responses: { 200: json(listOf(ItemAnswer, "Item"), "The items") },
+  });
+  register(app, items, async (c) => {
+    const { site } = c.req.valid("param");
     const denied = siteDenied(c, site);
     if (denied) return denied;
     return c.json({ items: await service.items(site) });
@@ -119,53 +271,83 @@ export function operatorPaymentRoutes(service: PaymentService, o: OperatorPaymen
 
   // ---- writes --------------------------------------------------------------
 
-  app.put("/api/v1/sites/:site/items/:item", admin, async (c) => {
-    const { site, item } = c.req.param();
+  const putItem = defineRoute(secured(o.tokens, "admin", "put"), {
+    method: "put",
+    path: "/api/v1/sites/{site}/items/{item}",
+    tags: money,
+    summary: "Add or change an item of the price list (kiosks get it with their next wallet sync)",
+    request: { params: ItemPath, body: jsonRequest(ItemSchema) },
+    responses: { 200: json(ItemAnswer, "The item as stored"), 404: problems[404] },
+  });
+  register(app, putItem, async (c) => {
+    const { site, item } = c.req.valid("param");
     const denied = siteDenied(c, site);
     if (denied) return denied;
-    if (!PriceListItemSchema.shape.id.safeParse(item).success)
-      return badRequest("item: expected an item id like coffee or day-pass");
-    const body = await jsonBody(c.req.raw, ItemSchema);
-    if (body instanceof Response) return body;
+    const body = c.req.valid("json");
     const stored = await service.putItem(site, { id: item, ...body });
     return stored ? c.json(stored) : notFound(`no site ${site}`);
   });
 
   /** The site's offline limits (minor units of its currency); kiosks get them with their next wallet sync. */
-  app.put("/api/v1/sites/:site/offline-limits", admin, async (c) => {
-    const site = c.req.param("site");
+  const limits = defineRoute(secured(o.tokens, "admin", "put"), {
+    method: "put",
+    path: "/api/v1/sites/{site}/offline-limits",
+    tags: money,
+    summary: "The site's offline limits, minor units (kiosks get them with their next wallet sync)",
+    request: { params: SitePath, body: jsonRequest(OfflineLimitsSchema.strict()) },
+    responses: { 200: json(OfflineLimitsSchema.required(), "The limits as stored"), 404: problems[404] },
+  });
+  register(app, limits, async (c) => {
+    const { site } = c.req.valid("param");
     const denied = siteDenied(c, site);
     if (denied) return denied;
-    const body = await jsonBody(c.req.raw, OfflineLimitsSchema.strict());
-    if (body instanceof Response) return body;
+    const body = c.req.valid("json");
     const stored = await service.putOfflineLimits(site, body);
     return stored ? c.json(stored) : notFound(`no site ${site}`);
   });
 
   /** An operator's credit or correction to one wallet: a top-up or an adjustment (money:write). */
-  const walletWrite =
-    (kind: WalletCredit["kind"], schema: typeof TopupSchema | typeof AdjustmentSchema) =>
-    async (c: Context<OperatorEnv>) => {
-      const { site, member } = c.req.param() as { site: string; member: string };
+  const written = {
+    201: json(LedgerEntrySchema, "The entry written (or the first answer again: Idempotent-Replayed: true)"),
+    404: problems[404],
+    409: problems[409],
+    422: problems[422],
+  } satisfies RouteConfig["responses"];
+  const walletWrite = (kind: WalletCredit["kind"], schema: typeof TopupSchema | typeof AdjustmentSchema) => {
+    const route = defineRoute(moneyWrite(), {
+      method: "post",
+      path: `/api/v1/wallets/{site}/{member}/${kind}s`,
+      tags: money,
+      summary:
+        kind === "topup" ? "Credit a wallet (an operator's top-up)" : "Correct a wallet (signed amount, a reason)",
+      request: { params: WalletPath, headers: IdempotencyHeader, body: jsonRequest(schema) },
+      responses: written,
+    });
+    register(app, route, async (c) => {
+      const { site, member } = c.req.valid("param");
       const denied = siteDenied(c, site);
       if (denied) return denied;
-      const key = idempotencyKey(c.req.header("idempotency-key"));
-      if (key instanceof Response) return key;
-      const body = await jsonBody(c.req.raw, schema);
-      if (body instanceof Response) return body;
+      const key = c.req.valid("header")["idempotency-key"];
+      const body = c.req.valid("json");
       const request = { operator: c.var.operator.sub, key, now: o.now() };
       return answer(await service.credit({ kind, site, member, ...body }, request), key);
-    };
-  app.post("/api/v1/wallets/:site/:member/topups", moneyWrite, walletWrite("topup", TopupSchema));
-  app.post("/api/v1/wallets/:site/:member/adjustments", moneyWrite, walletWrite("adjustment", AdjustmentSchema));
+    });
+  };
+  walletWrite("topup", TopupSchema);
+  walletWrite("adjustment", AdjustmentSchema);
 
-  app.post("/api/v1/payments/:id/refunds", moneyWrite, async (c) => {
-    const id = c.req.param("id");
-    if (!PaymentId.safeParse(id).success) return badRequest("id: expected a payment id (UUID)");
-    const key = idempotencyKey(c.req.header("idempotency-key"));
-    if (key instanceof Response) return key;
-    const body = await jsonBody(c.req.raw, RefundSchema);
-    if (body instanceof Response) return body;
+  const refund = defineRoute(moneyWrite(), {
+    method: "post",
+    path: "/api/v1/payments/{id}/refunds",
+    tags: money,
+    summary: "Refund a payment, wholly or in part",
+    request: { params: PaymentIdPath, headers: IdempotencyHeader, body: jsonRequest(RefundSchema) },
+    responses: written,
+  });
+  register(app, refund, async (c) => {
+    const { id } = c.req.valid("param");
+    const key = c.req.valid("header")["idempotency-key"];
+    const body = c.req.valid("json");
     const found = await service.payment(id);
     if (!found) return notFound(`no payment ${id}`);
     const denied = siteDenied(c, found.payment.site);

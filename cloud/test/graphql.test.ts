@@ -196,6 +196,20 @@ test("the fleet overview is the page REST answers, field for field", async () =>
   assert.equal(dataOf(a, "devices"), { items: [{ ...row, id: device }], next: page.next });
 });
 
+test("a kiosk's offline payment exposure is money: null for a viewer, shown to finance (as REST)", async () => {
+  await presence.setExposure(
+    { site: "s1", device: "k1" },
+    { currency: "EUR", offlineExposure: 750, offlinePayments: 3, cap: 5000 },
+    NOW,
+  );
+  const query = `{ device(site: "s1", id: "k1") { payments } devices(site: "s1") { items { payments } } }`;
+  const viewer = await gql(query, { role: "viewer" });
+  assert.equal(viewer.body.data, { device: { payments: null }, devices: { items: [{ payments: null }] } });
+  const finance = await gql(query, { role: "finance" });
+  const exposure = { currency: "EUR", offlineExposure: 750, offlinePayments: 3, cap: 5000, at: NOW.toISOString() };
+  assert.equal(finance.body.data, { device: { payments: exposure }, devices: { items: [{ payments: exposure }] } });
+});
+
 test("a wallet's balance and a device's status, telemetry and peripherals are REST's", async () => {
   const a = await gql(`{
     wallet(site: "s1", member: "m-ada") { memberId balance currency }

@@ -44,7 +44,8 @@
  * Environment: DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), REDIS_URL
  * (redis://127.0.0.1:6379; "memory" for in-process presence), API_BENCH_SITES (10),
  * API_BENCH_PER_SITE (500), API_BENCH_MONTH_DEVICES (100), API_BENCH_SECONDS (10 per
- * phase), API_BENCH_WARMUP_SECONDS (2), API_BENCH_CONCURRENCY (8), API_BENCH_POOL (10).
+ * phase), API_BENCH_WARMUP_SECONDS (2), API_BENCH_CONCURRENCY (8), API_BENCH_POOL (10),
+ * API_BENCH_EXPLAIN=1 (print EXPLAIN ANALYZE of every statement on the seeded data first).
  */
 
 import { randomBytes } from "node:crypto";
@@ -81,6 +82,7 @@ const cfg = {
   warmupSeconds: intEnv("API_BENCH_WARMUP_SECONDS", 2, 0),
   concurrency: intEnv("API_BENCH_CONCURRENCY", 8),
   pool: intEnv("API_BENCH_POOL", 10),
+  explain: process.env.API_BENCH_EXPLAIN === "1",
 };
 const PAGE = 50;
 const TARGET_RATIO = 0.7;
@@ -343,6 +345,14 @@ function httpLoad(label: string, urls: string[], token: string): Promise<Phase &
 
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
 
+/** The overview's parameters for the page after the 250th kiosk of site 1. */
+function middlePage(params: readonly unknown[]): unknown[] {
+  const p = [...params];
+  p[2] = siteId(1);
+  p[3] = deviceId(Math.min(250, cfg.perSite));
+  return p;
+}
+
 async function main(): Promise<number> {
   process.stdout.write(
     `PayLane ops API benchmark: ${fmtInt(fleet.length)} kiosks (${cfg.sites} sites), ${fmtInt(monthFleet.length)} with a month ` +
@@ -405,6 +415,18 @@ async function main(): Promise<number> {
     progress(
       `the overview is 1 statement (+ presence of its ${PAGE} rows); the device page ${pageSql.length} statements`,
     );
+    if (cfg.explain) {
+      // Each statement's plan on this data: index use, rows touched, time (EXPLAIN ANALYZE).
+      for (const [what, st] of [
+        ["overview, a page in the middle of a site", { ...overviewSql!, params: middlePage(overviewSql!.params) }],
+        ...pageSql.map((st, i) => [`device page statement ${i + 1}`, st] as const),
+      ] as const) {
+        const { rows: plan } = await db.query<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, BUFFERS) ${st.sql}`, [
+          ...st.params,
+        ]);
+        process.stdout.write(`\n-- ${what}\n${plan.map((r) => r["QUERY PLAN"]).join("\n")}\n`);
+      }
+    }
 
     const overviewOnce = async () => {
       const s = pick(starts);

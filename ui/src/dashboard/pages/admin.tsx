@@ -87,6 +87,7 @@ function AddUser({ onAdded }: { onAdded: () => void }) {
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
   const [role, setRole] = useState<ConsoleRole>("viewer");
+  const [sites, setSites] = useState("");
   const [error, setError] = useState<unknown>();
   const [added, setAdded] = useState<string | undefined>();
   const submit = async (e: Event) => {
@@ -94,10 +95,19 @@ function AddUser({ onAdded }: { onAdded: () => void }) {
     setError(undefined);
     setAdded(undefined);
     try {
-      await api("/api/v1/users", { method: "POST", body: { username, password, role, sites: null } });
+      // Empty: every site; else the comma-separated site ids.
+      const list = sites
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean);
+      await api("/api/v1/users", {
+        method: "POST",
+        body: { username, password, role, sites: list.length ? list : null },
+      });
       setAdded(`Added ${username} (${role}).`);
       setUsername("");
       setPassword("");
+      setSites("");
       onAdded();
     } catch (err) {
       setError(err);
@@ -130,6 +140,10 @@ function AddUser({ onAdded }: { onAdded: () => void }) {
             </option>
           ))}
         </select>
+      </label>
+      <label>
+        <span>Sites (comma-separated; empty: all)</span>
+        <input value={sites} onInput={(e) => setSites((e.target as HTMLInputElement).value)} />
       </label>
       <button type="submit">Add</button>
       <span aria-live="polite">{added}</span>

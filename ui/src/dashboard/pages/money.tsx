@@ -42,6 +42,10 @@ export function MoneyPage({ site, sites }: { site: string; sites: string[] }) {
     current ? `/api/v1/payments${qs({ site: current, limit: 50 })}` : null,
   );
   const ledger = useApi<{ items: LedgerEntry[] }>(current ? `/api/v1/ledger${qs({ site: current, limit: 50 })}` : null);
+  const exposure = useApi<{ totals: Array<{ currency: string; offlineExposure: number; offlinePayments: number }> }>(
+    current ? `/api/v1/exposure${qs({ site: current })}` : null,
+    30_000,
+  );
   const [refunding, setRefunding] = useState<LedgerEntry | undefined>();
   const [done, setDone] = useState<string | undefined>();
   const reload = () => {
@@ -73,6 +77,15 @@ export function MoneyPage({ site, sites }: { site: string; sites: string[] }) {
       {!current ? <Empty>Choose a site.</Empty> : null}
       <p class="notice" aria-live="polite">
         {done ?? " "}
+      </p>
+      <p class="summary" aria-live="polite">
+        {exposure.data
+          ? exposure.data.totals.length === 0
+            ? "Offline exposure: none reported."
+            : `Offline exposure: ${exposure.data.totals
+                .map((t) => `${formatMoney(t.offlineExposure, t.currency)} in ${t.offlinePayments} payments`)
+                .join(", ")} not yet reconciled.`
+          : " "}
       </p>
       <h2>Wallets</h2>
       <Problem error={wallets.error} what="load the wallets" />

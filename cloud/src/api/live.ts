@@ -468,6 +468,9 @@ async function writeResponse(socket: Duplex, res: Response): Promise<void> {
       lines.push(`${name}: ${value}`);
   });
   lines.push(`content-length: ${body.length}`, "connection: close", "", "");
-  if (!socket.writable) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
   socket.end(Buffer.concat([Buffer.from(lines.join("\r\n")), body]));
 }

@@ -169,6 +169,7 @@ test("check-ins: a header, then every row once across batches, oldest first, as 
   const times = rows.map((x) => x[4]!);
   assert.equal([...times].sort(), times, "oldest first");
   assert.is(times.filter((t) => t === at(70).toISOString()).length, 2, "both check-ins sharing a time");
+  assert.equal([...new Set(rows.map((x) => x[9]))], ["false"], "offline: the word, not an empty cell");
   assert.ok(
     rows.every((x) => x[1] === "s1"),
     "only s1",

@@ -67,6 +67,8 @@ function csvStream<R>(db: Queryable, walk: Walk<R>, params: unknown[], batchRows
   let after: [string, string] | null = null;
   let header = true;
   let done = false;
+  // csv-stringify writes false as an empty cell by default; a spreadsheet and a script both want the word.
+  const options = { cast: { boolean: (v: boolean) => (v ? "true" : "false") } };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (header) {
@@ -80,7 +82,14 @@ function csvStream<R>(db: Queryable, walk: Walk<R>, params: unknown[], batchRows
       }
       const { rows } = await db.query<R>(walk.sql, [...params, after?.[0] ?? null, after?.[1] ?? null, batchRows]);
       if (rows.length > 0) {
-        controller.enqueue(encoder.encode(stringify(rows.map((r) => walk.row(r).map(spreadsheetSafe)))));
+        controller.enqueue(
+          encoder.encode(
+            stringify(
+              rows.map((r) => walk.row(r).map(spreadsheetSafe)),
+              options,
+            ),
+          ),
+        );
         after = walk.key(rows[rows.length - 1]!);
       }
       if (rows.length < batchRows) done = true;

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { LiveEvent } from "@paylane/protocol";
 import { hashSecret, REFRESH_COOKIE, Registry, SESSION_COOKIE } from "@paylane/protocol";
+import { type Listening, listen } from "@paylane/protocol/service";
 import pino from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { OperatorStore } from "../../cloud/src/accounts/store.ts";
@@ -78,7 +79,9 @@ export class ConsoleCloud {
   readonly logged: string[] = [];
   readonly published: string[] = [];
   readonly schema = `t_console_${randomBytes(6).toString("hex")}`;
+  sockets!: LiveSockets;
   #commands!: CommandDesk;
+  #http: Listening | undefined;
 
   async start(): Promise<void> {
     this.db = await openPg({ url: PG_URL, schema: this.schema });
@@ -135,6 +138,7 @@ export class ConsoleCloud {
     this.#commands = new CommandDesk({ db: this.db, link, logger, now: () => new Date() });
     this.#commands.attach();
     const metrics = new MetricsRegistry();
+    this.sockets = new LiveSockets({ feed: this.live, metrics, logger });
     this.app = createApi({
       db: this.db,
       presence,
@@ -147,12 +151,25 @@ export class ConsoleCloud {
       live: this.live,
       // A lock long enough that a lockout test never races its end.
       loginLimits: { firstLockSeconds: 300 },
-      liveSockets: new LiveSockets({ feed: this.live, metrics, logger }),
+      liveSockets: this.sockets,
       logger,
     });
   }
 
+  /** The API on a real port (127.0.0.1, port 0) with the live feed's upgrades; its ws:// base. */
+  async serve(): Promise<{ port: number; live: string }> {
+    this.#http ??= await listen(this.app, {
+      port: 0,
+      host: "127.0.0.1",
+      setting: "TEST_PORT",
+      configure: (server) => this.sockets.attach(server, this.app),
+    });
+    return { port: this.#http.port, live: `ws://127.0.0.1:${this.#http.port}/api/v1/live` };
+  }
+
   async close(): Promise<void> {
+    await this.sockets.close();
+    await this.#http?.close();
     await this.#commands.detach();
     await this.db.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
     await this.db.close();

@@ -428,6 +428,21 @@ test("finance refunds a payment: the same ledger entry and balance REST shows; a
   assert.equal(shown.body.data?.payment, { refunded: restShown.refunded, refundable: restShown.refundable });
 });
 
+test("GET answers queries (the dashboard's cookie suffices) and never runs a mutation", async () => {
+  const cookie = `${SESSION_COOKIE}=${await token("viewer")}`;
+  const get = (query: string) =>
+    app.request(`/api/graphql?query=${encodeURIComponent(query)}`, { headers: { cookie, accept: "application/json" } });
+  const read = await get("{ me { username } }");
+  assert.is(read.status, 200);
+  assert.equal(await read.json(), { data: { me: { username: "ops-viewer" } } });
+  const write = await get('mutation { resolveAlert(key: "staff-called:s1/k1") { state } }');
+  assert.is(write.status, 405, "yoga runs mutations on POST only");
+  const { rows } = await db.query(
+    "SELECT 1 FROM audit_log WHERE actor = 'ops-viewer' AND action = 'graphql resolveAlert'",
+  );
+  assert.is(rows.length, 1, "only the earlier POST by the viewer's bearer token is audited; the GET never ran");
+});
+
 /** A subscription over server-sent events, read frame by frame. */
 async function subscribe(query: string, role: Role, sites?: string[]) {
   const res = await app.request("/api/graphql", {

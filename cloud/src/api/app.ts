@@ -9,25 +9,15 @@
 
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import {
-  cloudApi,
-  MEMBER_DELTA_MAX_VERSIONS,
-  type MemberDelta,
-  type MemberSnapshot,
-  problemResponse,
-  type Registry,
-  type StreamMark,
-} from "@paylane/protocol";
+import { problemResponse, type Registry } from "@paylane/protocol";
 import { type HealthReport, opsRoutes } from "@paylane/protocol/service";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { Logger } from "pino";
 import type { Registry as MetricsRegistry } from "prom-client";
-import { z } from "zod";
 import type { LoginLimitOptions } from "../accounts/login-limiter.ts";
 import type { AlertService } from "../alerts/notifier.ts";
-import { CONFLICT_KINDS, listConflicts } from "../conflicts.ts";
 import type { Database } from "../db/database.ts";
 import type { Enrolment } from "../enrolment/enrolment.ts";
 import { DEFAULT_ENROL_FAILURES_PER_MINUTE, EnrolLimiter } from "../enrolment/limiter.ts";
@@ -36,12 +26,10 @@ import type { ConfigDesk } from "../fleet/device-config.ts";
 import { createGraphQL, GRAPHQL_PATH } from "../graphql/server.ts";
 import type { LiveFeed } from "../live/live-feed.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
-import { listJournaledAlerts } from "../read-models/alerts.ts";
-import { listCheckins } from "../read-models/checkins.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
 import { mountAccounts } from "./accounts.ts";
 import { alertRoutes } from "./alerts.ts";
-import { deviceOnly, listingSite, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
+import type { OperatorEnv, OperatorTokenConfig } from "./auth.ts";
 import { collisionRoutes } from "./collisions.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import { deviceCommandRoutes } from "./device-commands.ts";
@@ -50,9 +38,12 @@ import { deviceRoutes } from "./devices.ts";
 import { enrolmentRoutes } from "./enrolment.ts";
 import { etagOnReads } from "./etag.ts";
 import { exportRoutes } from "./exports.ts";
-import { badRequest, cursor, pageAfter, queryError, rejectNulCharacters, sinceParam } from "./http.ts";
+import { fleetReadRoutes } from "./fleet-reads.ts";
+import { rejectNulCharacters } from "./http.ts";
 import type { LiveSockets } from "./live.ts";
+import { memberRoutes } from "./members.ts";
 import { apiApp, registerSecuritySchemes } from "./openapi.ts";
+import { documentConsoleRoutes } from "./openapi-console.ts";
 import { paymentRoutes } from "./payments.ts";
 import { clientAddress, type RateLimitOptions, rateLimit } from "./rate-limit.ts";
 import { referenceRoutes } from "./reference.ts";
@@ -115,32 +106,13 @@ export interface ApiOptions {
   liveSockets?: LiveSockets;
 }
 
-const IsoTime = z.iso.datetime({
-  offset: true,
-  error: "expected an ISO 8601 time with an offset, e.g. 2026-12-04T10:00:00Z",
-});
-const ConflictQuerySchema = z.object({
-  site: z.string().optional(),
-  kind: z.enum(CONFLICT_KINDS).optional(),
-  since: IsoTime.optional(),
-  until: IsoTime.optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-});
-
-const ListQuery = z.object({
-  site: z.string().optional(),
-  device: z.string().optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(50),
-  before: z.string().optional(),
-});
-
 export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   const now = o.now ?? (() => new Date());
   // Routes declared with createRoute (openapi.ts): their zod schemas validate and document them.
   const app = apiApp();
   registerSecuritySchemes(app);
+  documentConsoleRoutes(app);
   const tokens: OperatorTokenConfig = { secret: o.jwtSecret, issuer: o.jwtIssuer, audience: o.jwtAudience };
-  const viewer = operatorAuth(tokens, "fleet:read");
   app.onError((err, c) => internalError(err, c, o.logger));
   app.notFound((c) =>
     problemResponse({ title: "Not found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),
@@ -265,107 +237,14 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   // CSV exports of check-ins (fleet:read) and the ledger (money:read), streamed.
   app.route("/", exportRoutes({ db: o.db, tokens }));
 
-  app.get("/api/v1/checkins", viewer, async (c) => {
-    const q = ListQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const { device, limit, before } = q.data;
-    const site = listingSite(c, q.data.site);
-    if (site instanceof Response) return site;
-    const after = pageAfter(before, ["timestamp", "uuid"]);
-    if (after instanceof Response) return after;
-    const items = await listCheckins(o.db, {
-      site,
-      device,
-      before: after ? { at: String(after[0]), id: String(after[1]) } : null,
-      limit,
-    });
-    const last = items[items.length - 1];
-    return c.json({ items, next: items.length === limit && last ? cursor.encode(last.at, last.id) : null });
-  });
-
-  /** Conflicts found across kiosks (see cloud/src/conflicts.ts and docs/conflicts.md), newest first. */
-  app.get("/api/v1/conflicts", viewer, async (c) => {
-    const q = ConflictQuerySchema.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const site = listingSite(c, q.data.site);
-    if (site instanceof Response) return site;
-    const until = q.data.until ? new Date(q.data.until) : now();
-    const since = q.data.since ? new Date(q.data.since) : new Date(until.getTime() - 7 * 86_400_000);
-    if (since >= until) return badRequest("since: must be before until");
-    const items = await listConflicts(o.db, {
-      site,
-      kind: q.data.kind,
-      since,
-      until,
-      limit: q.data.limit,
-      skewBoundSeconds: o.skewBoundSeconds ?? 300,
-    });
-    return c.json({ items, since: since.toISOString(), until: until.toISOString() });
-  });
+  // Check-ins, conflicts and journaled alerts (fleet:read); the member replica and stream mark (device credentials).
+  app.route("/", fleetReadRoutes({ db: o.db, tokens, now, skewBoundSeconds: o.skewBoundSeconds ?? 300 }));
+  app.route("/", memberRoutes({ db: o.db, registry: o.registry }));
 
   app.route("/", alertRoutes({ db: o.db, tokens, alerts: o.alerts }));
   if (o.liveSockets) app.route("/", o.liveSockets.routes(tokens));
   // The ops dashboard's static files (public; every call it makes is authenticated).
   app.route("/", dashboardRoutes());
-
-  /** Alerts for ops, newest first: staff calls (button or screen) and journal recoveries. */
-  app.get("/api/v1/alerts", viewer, async (c) => {
-    const q = ListQuery.omit({ before: true }).safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const { device, limit } = q.data;
-    const site = listingSite(c, q.data.site);
-    if (site instanceof Response) return site;
-    const items = await listJournaledAlerts(o.db, { site, device, limit });
-    return c.json({ items });
-  });
-
-  /**
-   * A device's own stream as the cloud has it: the contiguous acked seq. A
-   * kiosk whose journal was damaged starts a new one that continues from here.
-   */
-  app.get(cloudApi.streamMark.path, async (c) => {
-    const site = c.req.param("site");
-    const device = c.req.param("device");
-    const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site, device);
-    if (caller instanceof Response) return caller;
-    const { rows } = await o.db.query<{ acked_seq: number }>(
-      "SELECT acked_seq FROM device_streams WHERE site_id = $1 AND device_id = $2",
-      [site, device],
-    );
-    return c.json({ site, device, ackedSeq: rows[0]?.acked_seq ?? 0 } satisfies StreamMark);
-  });
-
-  app.get(cloudApi.members.path, async (c) => {
-    const site = c.req.param("site");
-    const caller = await deviceOnly(c.req.header("authorization"), o.registry(), site);
-    if (caller instanceof Response) return caller;
-    const siteRow = await o.db.query<{ members_version: number; timezone: string; name: string }>(
-      "SELECT members_version, timezone, name FROM sites WHERE id = $1",
-      [site],
-    );
-    const s = siteRow.rows[0];
-    if (!s) return problemResponse({ title: "Not found", status: 404, detail: `no site ${site}` });
-    const since = sinceParam(c.req.query("since"), "replica");
-    if (since instanceof Response) return since;
-    // A delta only on top of a version this cloud has issued and not too long ago; anything else is a full resync.
-    const delta =
-      since !== undefined && since <= s.members_version && s.members_version - since <= MEMBER_DELTA_MAX_VERSIONS;
-    const { rows } = await o.db.query<{
-      id: string;
-      name: string;
-      card_uid: string | null;
-      code: string | null;
-      status: "active" | "revoked";
-    }>(
-      `SELECT id, name, card_uid, code, status FROM members
-       WHERE site_id = $1 AND ($2::bigint IS NULL OR version > $2) ORDER BY id`,
-      [site, delta ? since : null],
-    );
-    const members = rows.map((r) => ({ id: r.id, name: r.name, cardUid: r.card_uid, code: r.code, status: r.status }));
-    const common = { site, version: s.members_version, timezone: s.timezone, siteName: s.name };
-    if (delta) return c.json({ ...common, full: false, since, changes: members } satisfies MemberDelta);
-    return c.json({ ...common, full: true, members } satisfies MemberSnapshot);
-  });
 
   return app;
 }

@@ -8,14 +8,15 @@
  * duration like `60s`, `5m`, `1h`, `1d` (default: 1m, or the smallest of
  * 5m, 15m, 1h, 6h, 1d that keeps the series within MAX_BUCKETS).
  */
-import { ID_PATTERN, problemResponse } from "@paylane/protocol";
-import { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { ID_PATTERN, problemResponse, roleAllows, TelemetrySchema } from "@paylane/protocol";
 import { z } from "zod";
 import type { Database } from "../db/database.ts";
 import type { LatestTelemetryStore } from "../telemetry/latest-store.ts";
-import { telemetrySeries } from "../telemetry/series.ts";
-import { type OperatorEnv, type OperatorTokenConfig, operatorAuth, siteDenied } from "./auth.ts";
-import { badRequest, notFound, queryError } from "./http.ts";
+import { SERIES_FIELDS, telemetrySeries } from "../telemetry/series.ts";
+import { type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
+import { badRequest, notFound } from "./http.ts";
+import { apiApp, defineRoute, json, orNull, problems, register, secured } from "./openapi.ts";
 
 /** The most buckets one series answer holds: enough for a chart, small enough to compute on every refresh. */
 export const MAX_BUCKETS = 1000;
@@ -36,43 +37,83 @@ const IsoTime = z.iso.datetime({
 });
 
 const SeriesQuery = z.strictObject({
-  from: IsoTime.optional(),
-  to: IsoTime.optional(),
+  from: IsoTime.optional().meta({ description: "start (default: an hour before `to`)" }),
+  to: IsoTime.optional().meta({ description: "end (default: now)" }),
   step: z
     .string()
     .regex(/^[1-9][0-9]{0,6}[smhd]$/, 'expected a duration: a whole number and a unit s, m, h or d, e.g. "60s", "5m"')
-    .optional(),
+    .optional()
+    .meta({
+      description: `bucket size (default: 1m, or the smallest of 5m, 15m, 1h, 6h, 1d within ${MAX_BUCKETS} buckets)`,
+    }),
 });
 
 const Address = z.object({
-  site: z.string().regex(ID_PATTERN, `expected a site id (${ID_PATTERN})`),
-  device: z.string().regex(ID_PATTERN, `expected a device id (${ID_PATTERN})`),
+  site: z
+    .string()
+    .regex(ID_PATTERN, `expected a site id (${ID_PATTERN})`)
+    .meta({ param: { name: "site", in: "path" } }),
+  device: z
+    .string()
+    .regex(ID_PATTERN, `expected a device id (${ID_PATTERN})`)
+    .meta({ param: { name: "device", in: "path" } }),
 });
+
+const Aggregate = z.object({ avg: z.number(), max: z.number() });
+const SeriesSchema = z
+  .object({
+    site: z.string(),
+    device: z.string(),
+    from: z.string(),
+    to: z.string(),
+    stepSeconds: z.number().int(),
+    buckets: z.array(
+      z.object({
+        at: z.string().meta({ description: "the bucket's start" }),
+        count: z.number().int().meta({ description: "reports in the bucket" }),
+        values: z.object(
+          Object.fromEntries(Object.keys(SERIES_FIELDS).map((f) => [f, orNull(Aggregate)])) as Record<
+            keyof typeof SERIES_FIELDS,
+            z.ZodUnion<[typeof Aggregate, z.ZodNull]>
+          >,
+        ),
+      }),
+    ),
+  })
+  .meta({ id: "TelemetrySeries" });
+const LatestSchema = z
+  .object({ site: z.string(), device: z.string(), receivedAt: z.string(), telemetry: TelemetrySchema })
+  .meta({ id: "TelemetryLatest" });
 
 function stepSeconds(step: string): number {
   return Number(step.slice(0, -1)) * UNIT_SECONDS[step.slice(-1) as keyof typeof UNIT_SECONDS];
 }
 
-export function telemetryRoutes(o: TelemetryRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
-  const viewer = operatorAuth(o.tokens, "fleet:read");
+export function telemetryRoutes(o: TelemetryRoutesOptions): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
+  const viewer = () => secured(o.tokens, "fleet:read", "get");
 
   /** The device of the path, when the token may read its site and the cloud knows it. */
-  async function device(site: string, dev: string, denied: (site: string) => Response | null) {
-    const a = Address.safeParse({ site, device: dev });
-    if (!a.success) return queryError(a.error);
-    const refused = denied(site);
+  async function device(a: { site: string; device: string }, denied: (site: string) => Response | null) {
+    const refused = denied(a.site);
     if (refused) return refused;
-    const { rows } = await o.db.query("SELECT 1 FROM devices WHERE site_id = $1 AND id = $2", [site, dev]);
-    if (rows.length === 0) return notFound(`no device ${dev} at site ${site}`);
-    return a.data;
+    const { rows } = await o.db.query("SELECT 1 FROM devices WHERE site_id = $1 AND id = $2", [a.site, a.device]);
+    if (rows.length === 0) return notFound(`no device ${a.device} at site ${a.site}`);
+    return { site: a.site, device: a.device };
   }
 
-  app.get("/api/v1/devices/:site/:device/telemetry", viewer, async (c) => {
-    const addr = await device(c.req.param("site"), c.req.param("device"), (s) => siteDenied(c, s));
+  const series = defineRoute(viewer(), {
+    method: "get",
+    path: "/api/v1/devices/{site}/{device}/telemetry",
+    tags: ["telemetry"],
+    summary: "A kiosk's telemetry, downsampled into buckets (avg and max of each field)",
+    request: { params: Address, query: SeriesQuery },
+    responses: { 200: json(SeriesSchema, "The series"), 404: problems[404] },
+  });
+  register(app, series, async (c) => {
+    const addr = await device(c.req.valid("param"), (s) => siteDenied(c, s));
     if (addr instanceof Response) return addr;
-    const q = SeriesQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
+    const q = { data: c.req.valid("query") };
     const to = q.data.to ? new Date(q.data.to) : o.now();
     const from = q.data.from ? new Date(q.data.from) : new Date(to.getTime() - DEFAULT_RANGE_MS);
     if (from >= to) return badRequest("from: must be before to");
@@ -104,8 +145,16 @@ export function telemetryRoutes(o: TelemetryRoutesOptions): Hono<OperatorEnv> {
     });
   });
 
-  app.get("/api/v1/devices/:site/:device/telemetry/latest", viewer, async (c) => {
-    const addr = await device(c.req.param("site"), c.req.param("device"), (s) => siteDenied(c, s));
+  const latest = defineRoute(viewer(), {
+    method: "get",
+    path: "/api/v1/devices/{site}/{device}/telemetry/latest",
+    tags: ["telemetry"],
+    summary: "A kiosk's newest telemetry report",
+    request: { params: Address },
+    responses: { 200: json(LatestSchema, "The newest report"), 404: problems[404] },
+  });
+  register(app, latest, async (c) => {
+    const addr = await device(c.req.valid("param"), (s) => siteDenied(c, s));
     if (addr instanceof Response) return addr;
     const latest = await o.latest.get(addr);
     if (!latest) {
@@ -115,7 +164,10 @@ export function telemetryRoutes(o: TelemetryRoutesOptions): Hono<OperatorEnv> {
         detail: `device ${addr.device} at site ${addr.site} has sent no telemetry yet`,
       });
     }
-    return c.json({ ...addr, receivedAt: latest.receivedAt, telemetry: latest.telemetry });
+    // The offline payment exposure is money (money:read), not the fleet's.
+    const { payments: _, ...fleetOnly } = latest.telemetry;
+    const telemetry = roleAllows(c.var.operator.role, "money:read") ? latest.telemetry : fleetOnly;
+    return c.json({ ...addr, receivedAt: latest.receivedAt, telemetry });
   });
 
   return app;

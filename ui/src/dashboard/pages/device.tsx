@@ -239,6 +239,12 @@ function SendCommand({ base }: { base: string }) {
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<CommandRecord | undefined>();
   const [error, setError] = useState<unknown>();
+  // A command still pending when the wait ended (the kiosk was offline) settles later: its result arrives live.
+  useLiveEvents((e) => {
+    if (e.type === "command-result" && result && e.data.id === result.id) {
+      setResult({ ...result, ...(e.data as Partial<CommandRecord>) });
+    }
+  });
 
   const send = async (e: Event) => {
     e.preventDefault();

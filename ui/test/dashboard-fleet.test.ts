@@ -67,6 +67,16 @@ test("a kiosk that stops turns offline on the open page, without a reload", asyn
   assert.equal(ctx.problems, []);
 });
 
+test("signing out ends the session: a reload shows the login form again", async () => {
+  const page = await signIn(ctx, "viewer");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await page.reload();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  assert.is(await page.getByRole("navigation", { name: "Sections" }).count(), 0);
+  assert.equal(ctx.problems, []);
+});
+
 test("a wrong password is refused on the form, and says so", async () => {
   const page = await openDashboard(ctx);
   await page.getByLabel("Username").fill(ctx.operators.viewer.username);

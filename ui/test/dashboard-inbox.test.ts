@@ -1,13 +1,16 @@
 /**
  * Inboxes and admin pages in real Chromium against a real site: a staff call
- * at a kiosk appears in the alerts inbox and an operator resolves it there;
+ * at a kiosk appears in the alerts inbox and an operator resolves it there; a
+ * member checked in at two kiosks shows in the conflicts inbox with the rule
+ * that decided it;
  * an admin adds an account on the Users page, the new account signs in with
  * only its role's navigation, and the audit log shows who added it.
  */
 import * as assert from "uvu/assert";
+import { demoCard } from "../../test/support/site.ts";
 import { dashboardSuite, mainText, signIn } from "./dashboard-harness.ts";
 
-const { test, ctx } = dashboardSuite("dashboard inboxes and admin", { kiosks: ["k1"] });
+const { test, ctx } = dashboardSuite("dashboard inboxes and admin", { kiosks: ["k1", "k2"] });
 
 test("a staff call shows in the alerts inbox and an operator resolves it", async () => {
   const page = await signIn(ctx, "operator");
@@ -22,6 +25,24 @@ test("a staff call shows in the alerts inbox and an operator resolves it", async
   await item.waitFor({ state: "detached", timeout: 8000 });
   // The journaled staff call stays in the kiosk's list below.
   await page.locator(".events li", { hasText: "staff" }).first().waitFor();
+  assert.equal(ctx.problems, []);
+});
+
+test("a member checked in at two kiosks shows as a conflict, with the rule that decided it", async () => {
+  const first = await ctx.site.kiosk("k2").tap(demoCard("m-alan"));
+  const second = await ctx.site.kiosk("k1").tap(demoCard("m-alan"));
+  assert.is(first.outcome, "welcome");
+  assert.is(second.outcome, "welcome", "each kiosk checks only its own journal");
+  await ctx.site.drained("k1");
+  await ctx.site.drained("k2");
+  const page = await signIn(ctx, "viewer");
+  await page.getByRole("link", { name: "Conflicts" }).click();
+  const row = page.locator("tr", { hasText: "duplicate-checkin" });
+  await row.waitFor();
+  const text = (await row.textContent()) ?? "";
+  assert.match(text, /m-alan/);
+  assert.match(text, /k1/);
+  assert.match(text, /the earliest check-in of the site-local day wins/);
   assert.equal(ctx.problems, []);
 });
 

@@ -60,7 +60,7 @@ function Shell() {
   const live = useLiveState();
   const [site, setSite] = useState<string>(me.sites?.length ? me.sites[0]! : "");
   // The sites to switch between: the operator's own, or every site the fleet shows.
-  const fleet = useApi<{ items: Array<{ site: string }> }>(me.sites === null ? "/api/v1/devices" : null);
+  const fleet = useApi<{ items: Array<{ site: string }> }>(me.sites === null ? "/api/v1/devices?limit=1000" : null);
   const sites = me.sites ?? [...new Set(fleet.data?.items.map((d) => d.site) ?? [])].sort();
 
   const page = route.parts[0] ?? "fleet";

@@ -1,11 +1,12 @@
 /**
- * `/api/v1/live` as clients see it, over a real socket (the API on PGlite,
+ * `/api/v1/live` as clients see it, over a real socket (the API on Postgres,
  * events pushed through an in-process LiveFeed): refusals answered as
  * problem+json before any upgrade, the hello frame, what each role and site
  * scope receives, the cookie from a foreign page refused (cross-site
  * WebSocket hijacking), a slow reader closed with 1013, a silent one dropped
  * by the keepalive, and every client closed (1001) when the cloud stops.
  */
+import { randomBytes } from "node:crypto";
 import { hashSecret, type LiveEvent, Registry, SESSION_COOKIE } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
 import { Registry as MetricsRegistry } from "prom-client";
@@ -18,12 +19,14 @@ import { mintOperatorToken, type Role } from "../src/api/auth.ts";
 import { LiveSockets } from "../src/api/live.ts";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
-import { openPglite } from "../src/db/pglite.ts";
+import { openPg } from "../src/db/pg.ts";
 import type { LiveFeed } from "../src/live/live-feed.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
 import { seedSite } from "../src/seed.ts";
 
 const SECRET = "a-live-feed-test-secret-of-32-chars-or-more";
+const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const SCHEMA = `t_${randomBytes(6).toString("hex")}`;
 
 class PushFeed implements LiveFeed {
   readonly listeners = new Set<(e: LiveEvent) => void>();
@@ -47,7 +50,8 @@ let http: Listening;
 let base: string;
 
 test.before(async () => {
-  db = await openPglite();
+  // Real Postgres (a schema of its own): it starts in milliseconds where PGlite compiles its WASM first.
+  db = await openPg({ url: PG_URL, schema: SCHEMA });
   await migrate(db);
   await seedSite(db, { id: "s1", name: "Venue", timezone: "UTC" });
   await seedSite(db, { id: "s2", name: "Other venue", timezone: "UTC" });
@@ -80,6 +84,7 @@ test.before(async () => {
 test.after(async () => {
   await sockets.close();
   await http.close();
+  await db.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
   await db.close();
 });
 

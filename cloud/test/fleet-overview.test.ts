@@ -1,6 +1,6 @@
 /**
  * The fleet overview and the device page as the dashboard reads them
- * (GET /api/v1/devices, GET /api/v1/devices/:site/:device on PGlite, Hono's
+ * (GET /api/v1/devices, GET /api/v1/devices/:site/:device on Postgres, Hono's
  * app.request): what each kiosk shows, filters, search, sorts and cursor
  * pages, site scoping, and the status history an online→offline leaves.
  */
@@ -14,18 +14,18 @@ import { createApi } from "../src/api/app.ts";
 import { mintOperatorToken, type Role } from "../src/api/auth.ts";
 import type { FleetEvents } from "../src/bridge/bridge.ts";
 import type { Database } from "../src/db/database.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { openPglite } from "../src/db/pglite.ts";
 import { StatusHistory } from "../src/fleet/status-history.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
 import type { DevicePage, FleetDevice, FleetPage } from "../src/read-models/fleet.ts";
 import { seedSite } from "../src/seed.ts";
+import { openTestSchema } from "./console-db.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const NOW = new Date("2026-12-05T10:00:00Z");
 const minutesAgo = (m: number) => new Date(NOW.getTime() - m * 60_000);
 
 let db: Database;
+let drop: () => Promise<void>;
 let app: ReturnType<typeof createApi>;
 const presence = new MemoryPresence();
 const fleet = new EventEmitter<FleetEvents>();
@@ -35,8 +35,10 @@ let history: StatusHistory;
 const S1 = ["k1", "k2", "k3", "k4", "k5"];
 
 test.before(async () => {
-  db = await openPglite();
-  await migrate(db);
+  // A Postgres schema of its own: PGlite's open alone takes ten seconds and more on a busy machine.
+  const schema = await openTestSchema("fleet_overview");
+  db = schema.db;
+  drop = schema.drop;
   await seedSite(db, { id: "s1", name: "Harbour Gym", timezone: "UTC" });
   await seedSite(db, { id: "s2", name: "Hill Pool", timezone: "UTC" });
   for (const d of S1) await db.query("INSERT INTO devices (site_id, id) VALUES ('s1', $1)", [d]);
@@ -100,7 +102,7 @@ test.before(async () => {
 });
 test.after(async () => {
   await history.detach();
-  await db.close();
+  await drop();
 });
 
 async function telemetry(device: string, at: Date, extra: Record<string, unknown>): Promise<void> {

@@ -324,6 +324,14 @@ test("a too-deep and a too-costly query are refused before they run; so is a flo
   assert.equal(codes(costly), ["QUERY_TOO_COSTLY"]);
   assert.match(costly.body.errors?.[0]?.message ?? "", /cost limit/i);
   assert.is(costly.body.data, undefined, "not executed");
+  const fleet = await gql(`{ devices(site: "s1") { items { id state backlog telemetry { backlog } } next } }`);
+  assert.is(fleet.body.errors, undefined, "the fleet overview's default page is well within the rows limit");
+  const rowsBomb = await gql(
+    `{ devices(site: "s1", limit: 1000) { items { id checkins(limit: 50) { items { kiosk { id } } } } } }`,
+  );
+  assert.equal(codes(rowsBomb), ["QUERY_TOO_COSTLY"], "cheap in shape, 1000 kiosks x 50 check-ins in rows");
+  assert.match(rowsBomb.body.errors?.[0]?.message ?? "", /at most 50000/);
+  assert.is(rowsBomb.body.data, undefined, "not executed");
   const aliases = Array.from({ length: 31 }, (_, i) => `m${i}: me { username }`).join(" ");
   const flood = await gql(`{ ${aliases} }`);
   assert.match(flood.body.errors?.[0]?.message ?? "", /more than 30 aliases/);

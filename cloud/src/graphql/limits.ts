@@ -6,7 +6,19 @@
  */
 import { costLimitRule } from "@escape.tech/graphql-armor-cost-limit";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
-import { type ASTVisitor, GraphQLError, parse, type ValidationContext } from "graphql";
+import {
+  type ASTVisitor,
+  GraphQLError,
+  type GraphQLOutputType,
+  getNamedType,
+  getNullableType,
+  isListType,
+  isObjectType,
+  Kind,
+  parse,
+  type SelectionSetNode,
+  type ValidationContext,
+} from "graphql";
 import type { Plugin } from "graphql-yoga";
 
 export const GRAPHQL_LIMITS = {
@@ -26,7 +38,81 @@ export const GRAPHQL_LIMITS = {
   objectCost: 2,
   scalarCost: 1,
   depthCostFactor: 1.5,
+  /**
+   * Rows a query may ask for, counted as the product of the list sizes
+   * above each object it selects: a `limit` argument counts as its value
+   * (a variable as the largest page, 500), its default when absent, and a
+   * list without one (sites, activeAlerts) as 10; each object selected adds
+   * the rows above it. The fleet overview's default page (100 kiosks, their
+   * telemetry) counts 300; 1000 kiosks each with 50 check-ins and each
+   * check-in's kiosk count 152,000 and are refused.
+   */
+  maxRows: 50_000,
 } as const;
+
+const ASSUMED_LIST = 10;
+const VARIABLE_LIMIT = 500;
+const LARGEST_PAGE = 1000;
+
+/** The rows an operation may read: graphql-armor's cost counts the query's shape, this counts its lists. */
+function maxRowsRule(max: number) {
+  return (context: ValidationContext): ASTVisitor => {
+    const schema = context.getSchema();
+    function rows(set: SelectionSetNode, type: GraphQLOutputType, mult: number, fragments: Set<string>): number {
+      const object = getNamedType(type);
+      if (!isObjectType(object)) return 0;
+      let total = 0;
+      for (const sel of set.selections) {
+        if (sel.kind === Kind.INLINE_FRAGMENT) {
+          const on = sel.typeCondition ? schema.getType(sel.typeCondition.name.value) : object;
+          if (on && isObjectType(on)) total += rows(sel.selectionSet, on, mult, fragments);
+        } else if (sel.kind === Kind.FRAGMENT_SPREAD) {
+          const name = sel.name.value;
+          const fragment = context.getFragment(name);
+          if (!fragment || fragments.has(name)) continue;
+          const on = schema.getType(fragment.typeCondition.name.value);
+          if (on && isObjectType(on)) total += rows(fragment.selectionSet, on, mult, new Set([...fragments, name]));
+        } else {
+          const def = object.getFields()[sel.name.value];
+          if (!def || !sel.selectionSet) continue;
+          let m = mult;
+          const limitArg = def.args.find((a) => a.name === "limit");
+          if (limitArg) {
+            const given = sel.arguments?.find((a) => a.name.value === "limit")?.value;
+            const n =
+              given?.kind === Kind.INT
+                ? Number(given.value)
+                : given?.kind === Kind.VARIABLE
+                  ? VARIABLE_LIMIT
+                  : Number(limitArg.defaultValue ?? VARIABLE_LIMIT);
+            // Above the largest page any list takes, the field itself refuses the limit, naming it (BAD_USER_INPUT).
+            m *= Math.min(Math.max(n, 1), LARGEST_PAGE);
+          } else if (isListType(getNullableType(def.type)) && sel.name.value !== "items") {
+            // `items` is the list its page's `limit` already counted.
+            m *= ASSUMED_LIST;
+          }
+          total += m + rows(sel.selectionSet, def.type, m, fragments);
+        }
+      }
+      return total;
+    }
+    return {
+      OperationDefinition(op) {
+        const root = schema.getRootType(op.operation);
+        if (!root) return;
+        const n = rows(op.selectionSet, root, 1, new Set());
+        if (n > max) {
+          context.reportError(
+            new GraphQLError(
+              `Query may read about ${n} rows, at most ${max}; ask for smaller limits or fewer nested lists`,
+              { nodes: [op], extensions: { code: "QUERY_TOO_COSTLY" } },
+            ),
+          );
+        }
+      },
+    };
+  };
+}
 
 function maxAliasesRule(max: number) {
   return (context: ValidationContext): ASTVisitor => {
@@ -87,6 +173,7 @@ export function limitPlugins(): Plugin[] {
   const shape: Plugin = {
     onValidate({ addValidationRule }) {
       addValidationRule(maxAliasesRule(l.maxAliases));
+      addValidationRule(maxRowsRule(l.maxRows));
       addValidationRule(depth);
       addValidationRule(cost);
     },

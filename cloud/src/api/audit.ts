@@ -46,10 +46,13 @@ export function auditTrail(o: AuditTrailOptions): MiddlewareHandler<OperatorEnv>
     if (note?.written || !operator) return;
     // After next(): the route that answered is the one matched last.
     const params = c.req.param() as Record<string, string>;
+    // A `?site=` the route did not use is the caller's word: it counts only for a site the token may touch,
+    // or a site's operator could file a call under another site, out of their own admin's sight.
+    const asked = c.req.query("site");
     const site =
       note?.site ??
       params.site ??
-      c.req.query("site") ??
+      (asked !== undefined && (operator.sites === null || operator.sites.includes(asked)) ? asked : undefined) ??
       (operator.sites?.length === 1 ? (operator.sites[0] ?? null) : null);
     await o.audit
       .write({

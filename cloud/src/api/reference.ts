@@ -118,7 +118,16 @@ export function referenceRoutes(api: OpenAPIHono<OperatorEnv>): OpenAPIHono<Oper
           .meta({ param: { name: "file", in: "path" } }),
       }),
     },
-    responses: { 200: { description: "The file", content: { "application/octet-stream": { schema: z.string() } } } },
+    responses: {
+      200: {
+        description: "The file",
+        content: {
+          "text/javascript": { schema: z.string() },
+          "text/css": { schema: z.string() },
+          "image/png": { schema: z.string().meta({ format: "binary" }) },
+        },
+      },
+    },
   });
   register(app, asset, async (c) => {
     const { file } = c.req.valid("param");

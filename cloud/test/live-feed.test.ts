@@ -127,10 +127,10 @@ for (const kind of ["pglite", "pg"] as const) {
     assert.is(ctx.events.filter((e) => e.data.seq === 9999).length, 0);
   });
 
-  t("events of one statement come out in commit order", async (ctx) => {
-    const first = ++seqs;
-    const rows = [first, first + 1, first + 2];
-    seqs += 2;
+  t("a replayed backlog (600 check-ins in one statement) comes out whole, in commit order", async (ctx) => {
+    const first = seqs + 1;
+    const rows = Array.from({ length: 600 }, (_, i) => first + i);
+    seqs += 600;
     await ctx.db.query(
       `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
        SELECT 's1', 'k1', s, gen_random_uuid()::text, 'checkin', 'applied', now(),
@@ -138,7 +138,7 @@ for (const kind of ["pglite", "pg"] as const) {
        FROM unnest($1::bigint[]) AS s`,
       [rows],
     );
-    await eventWhere(ctx, (e) => e.data.seq === first + 2, "the third check-in");
+    await eventWhere(ctx, (e) => e.data.seq === first + 599, "the last check-in");
     assert.equal(
       ctx.events.filter((e) => e.type === "checkin").map((e) => e.data.seq),
       rows,

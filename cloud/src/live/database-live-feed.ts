@@ -12,7 +12,7 @@ import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { AlertStore } from "../alerts/store.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { readCommand } from "../fleet/commands.ts";
-import { LEDGER_COLUMNS, type LedgerRow, toEntry } from "../ledger/ledger.ts";
+import { LEDGER_COLUMNS, type LedgerEntry, type LedgerRow, toEntry } from "../ledger/ledger.ts";
 import type { JournaledAlert } from "../read-models/alerts.ts";
 import type { CheckinView } from "../read-models/checkins.ts";
 import type { LiveFeed } from "./live-feed.ts";
@@ -20,6 +20,12 @@ import { LIVE_CHANNEL, type LiveNotification, LiveNotificationSchema } from "./n
 
 /** Notifications waiting to be read back, at most; beyond it they are dropped (and counted). */
 const MAX_PENDING = 10_000;
+/**
+ * Notifications read back together: a kiosk's replayed backlog commits
+ * hundreds of check-ins in one statement, and one query for all of them
+ * keeps the last one as close to its commit as the first.
+ */
+const READ_BATCH = 500;
 /** A device status announced by several instances' bridges is delivered once within this window. */
 const STATUS_REPEAT_MS = 10_000;
 
@@ -41,8 +47,8 @@ export class DatabaseLiveFeed implements LiveFeed {
   readonly #recentStatuses = new Map<string, number>();
   #schema: string | undefined;
   #unlisten: (() => Promise<void>) | undefined;
-  #chain: Promise<void> = Promise.resolve();
-  #pending = 0;
+  readonly #queue: LiveNotification[] = [];
+  #draining: Promise<void> | undefined;
 
   constructor(o: DatabaseLiveFeedOptions) {
     this.#o = o;
@@ -77,7 +83,7 @@ export class DatabaseLiveFeed implements LiveFeed {
     const unlisten = this.#unlisten;
     this.#unlisten = undefined;
     await unlisten?.();
-    await this.#chain;
+    await this.#draining;
   }
 
   subscribe(listener: (event: LiveEvent) => void): () => void {
@@ -97,18 +103,32 @@ export class DatabaseLiveFeed implements LiveFeed {
       this.#count(n);
       return;
     }
-    if (this.#pending >= MAX_PENDING) {
+    if (this.#queue.length >= MAX_PENDING) {
       this.#count("dropped");
-      this.#o.logger.warn({ pending: this.#pending }, "live feed: too far behind, a notification was dropped");
+      this.#o.logger.warn({ pending: this.#queue.length }, "live feed: too far behind, a notification was dropped");
       return;
     }
-    this.#pending++;
-    // One at a time: events go out in the order they were committed.
-    this.#chain = this.#chain.then(async () => {
+    this.#queue.push(n);
+    this.#draining ??= this.#drain().finally(() => {
+      this.#draining = undefined;
+    });
+  }
+
+  /** Reads back what is queued, a batch at a time, and hands the events out in commit order. */
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, READ_BATCH);
+      let events: (LiveEvent | null)[];
       try {
-        const event = await this.#read(this.#o.db, n);
+        events = await this.#readBatch(this.#o.db, batch);
+      } catch (err) {
+        this.#notifications.inc({ outcome: "failed" }, batch.length);
+        this.#o.logger.warn({ err: (err as Error).message, events: batch.length }, "live feed: reading rows failed");
+        continue;
+      }
+      for (const event of events) {
         this.#count(event ? "delivered" : "gone");
-        if (!event) return;
+        if (!event) continue;
         for (const listener of this.#listeners) {
           try {
             listener(event);
@@ -116,17 +136,14 @@ export class DatabaseLiveFeed implements LiveFeed {
             this.#o.logger.error({ err: (err as Error).message }, "live feed: a subscriber threw");
           }
         }
-      } catch (err) {
-        this.#count("failed");
-        this.#o.logger.warn({ err: (err as Error).message, type: n.t }, "live feed: reading a row failed");
-      } finally {
-        this.#pending--;
       }
-    });
+    }
   }
 
   /** The notification to read back, or why not. */
   #admit(payload: string): LiveNotification | Outcome {
+    // Before any parsing: an instance nobody watches spends nothing on the ingest's notifications.
+    if (this.#listeners.size === 0) return "unwatched";
     let parsed: unknown;
     try {
       parsed = JSON.parse(payload);
@@ -136,7 +153,6 @@ export class DatabaseLiveFeed implements LiveFeed {
     const n = LiveNotificationSchema.safeParse(parsed);
     if (!n.success) return "invalid";
     if (n.data.s !== this.#schema) return "other-schema";
-    if (this.#listeners.size === 0) return "unwatched";
     if (n.data.t === "device-status" && this.#repeatedStatus(n.data)) return "repeat";
     return n.data;
   }
@@ -156,6 +172,51 @@ export class DatabaseLiveFeed implements LiveFeed {
     return seen;
   }
 
+  /**
+   * The events for a batch, in its order: check-ins, journaled alerts and
+   * ledger entries in one query each, the rarer kinds one by one.
+   */
+  async #readBatch(db: Queryable, batch: LiveNotification[]): Promise<(LiveEvent | null)[]> {
+    const streamKey = (site: string, device: string | null | undefined, seq: number | undefined) =>
+      `${site}/${device ?? ""}/${seq ?? -1}`;
+    const ofType = (t: LiveNotification["t"], journal?: boolean) =>
+      batch.filter((n) => n.t === t && (journal === undefined || (n.key === undefined) === journal));
+    const checkins = await readCheckins(db, ofType("checkin"));
+    const journaled = await readJournaledAlerts(db, ofType("alert", true));
+    const payments = ofType("payment");
+    const entries = new Map<string, LedgerEntry>();
+    if (payments.length > 0) {
+      const { rows } = await db.query<LedgerRow>(
+        `SELECT ${LEDGER_COLUMNS} FROM ledger_entries WHERE id = ANY($1::uuid[])`,
+        [payments.map((n) => n.id)],
+      );
+      for (const r of rows) entries.set(r.id, toEntry(r));
+    }
+    const events: (LiveEvent | null)[] = [];
+    for (const n of batch) {
+      const event = (at: string, data: object): LiveEvent => ({
+        type: n.t,
+        site: n.site,
+        device: n.device ?? null,
+        at,
+        data: data as Record<string, unknown>,
+      });
+      if (n.t === "checkin") {
+        const row = checkins.get(streamKey(n.site, n.device, n.seq));
+        events.push(row ? event(row.receivedAt, row) : null);
+      } else if (n.t === "alert" && n.key === undefined) {
+        const row = journaled.get(streamKey(n.site, n.device, n.seq));
+        events.push(row ? event(row.receivedAt, row) : null);
+      } else if (n.t === "payment") {
+        const entry = entries.get(n.id ?? "");
+        events.push(entry ? event(entry.recordedAt, entry) : null);
+      } else {
+        events.push(await this.#read(db, n));
+      }
+    }
+    return events;
+  }
+
   /** The event for a notification, its row read as the REST read shows it; null: the row is gone. */
   async #read(db: Queryable, n: LiveNotification): Promise<LiveEvent | null> {
     const device = n.device ?? null;
@@ -168,24 +229,9 @@ export class DatabaseLiveFeed implements LiveFeed {
     });
     const address: DeviceAddress = { site: n.site, device: device ?? "" };
     switch (n.t) {
-      case "checkin": {
-        const row = await readCheckin(db, address, n.seq ?? -1);
-        return row && event(row.receivedAt, row);
-      }
       case "alert": {
-        if (n.key !== undefined) {
-          const alert = await this.#alerts.get(n.key);
-          return alert ? event(alert.at, alert) : null;
-        }
-        const row = await readJournaledAlert(db, address, n.seq ?? -1);
-        return row && event(row.receivedAt, row);
-      }
-      case "payment": {
-        const { rows } = await db.query<LedgerRow>(`SELECT ${LEDGER_COLUMNS} FROM ledger_entries WHERE id = $1`, [
-          n.id,
-        ]);
-        const entry = rows[0] && toEntry(rows[0]);
-        return entry ? event(entry.recordedAt, entry) : null;
+        const alert = await this.#alerts.get(n.key ?? "");
+        return alert ? event(alert.at, alert) : null;
       }
       case "command-result": {
         const command = await readCommand(db, address, n.id ?? "");
@@ -195,14 +241,26 @@ export class DatabaseLiveFeed implements LiveFeed {
         const s = n.status!;
         return event(s.statusAt, { site: n.site, device, ...s });
       }
+      default:
+        return null; // read in batches (#readBatch)
     }
   }
 }
 
-/** One check-in by its stream position, as `GET /api/v1/checkins` shows it (read-models/checkins.ts). */
-async function readCheckin(db: Queryable, d: DeviceAddress, seq: number): Promise<CheckinView | null> {
+/** Stream positions (site, device, seq) as three arrays, for a join with unnest. */
+function positions(ns: LiveNotification[]): [string[], string[], number[]] {
+  return [ns.map((n) => n.site), ns.map((n) => n.device ?? ""), ns.map((n) => n.seq ?? -1)];
+}
+
+/** Check-ins by stream position, as `GET /api/v1/checkins` shows them (read-models/checkins.ts). */
+async function readCheckins(db: Queryable, ns: LiveNotification[]): Promise<Map<string, CheckinView>> {
+  const found = new Map<string, CheckinView>();
+  if (ns.length === 0) return found;
   const { rows } = await db.query<{
     id: string;
+    site_id: string;
+    device_id: string;
+    seq: number;
     member_id: string;
     member_name: string | null;
     credential_type: string;
@@ -211,52 +269,61 @@ async function readCheckin(db: Queryable, d: DeviceAddress, seq: number): Promis
     offline: boolean;
     replica_version: number;
   }>(
-    `SELECT c.id, c.member_id, m.name AS member_name, c.credential_type, c.at, c.received_at, c.offline,
-            c.replica_version
-     FROM checkins c LEFT JOIN members m ON m.site_id = c.site_id AND m.id = c.member_id
-     WHERE c.site_id = $1 AND c.device_id = $2 AND c.seq = $3`,
-    [d.site, d.device, seq],
+    `SELECT c.id, c.site_id, c.device_id, c.seq, c.member_id, m.name AS member_name, c.credential_type, c.at,
+            c.received_at, c.offline, c.replica_version
+     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (site_id, device_id, seq)
+     JOIN checkins c ON c.site_id = k.site_id AND c.device_id = k.device_id AND c.seq = k.seq
+     LEFT JOIN members m ON m.site_id = c.site_id AND m.id = c.member_id`,
+    positions(ns),
   );
-  const r = rows[0];
-  if (!r) return null;
-  return {
-    id: r.id,
-    site: d.site,
-    device: d.device,
-    seq,
-    memberId: r.member_id,
-    memberName: r.member_name,
-    credential: r.credential_type,
-    at: r.at.toISOString(),
-    receivedAt: r.received_at.toISOString(),
-    offline: r.offline,
-    replicaVersion: r.replica_version,
-  };
+  for (const r of rows) {
+    found.set(`${r.site_id}/${r.device_id}/${r.seq}`, {
+      id: r.id,
+      site: r.site_id,
+      device: r.device_id,
+      seq: r.seq,
+      memberId: r.member_id,
+      memberName: r.member_name,
+      credential: r.credential_type,
+      at: r.at.toISOString(),
+      receivedAt: r.received_at.toISOString(),
+      offline: r.offline,
+      replicaVersion: r.replica_version,
+    });
+  }
+  return found;
 }
 
-/** One journaled alert (a staff call, a journal recovery), as `GET /api/v1/alerts` shows it. */
-async function readJournaledAlert(db: Queryable, d: DeviceAddress, seq: number): Promise<JournaledAlert | null> {
+/** Journaled alerts (staff calls, journal recoveries) by stream position, as `GET /api/v1/alerts` shows them. */
+async function readJournaledAlerts(db: Queryable, ns: LiveNotification[]): Promise<Map<string, JournaledAlert>> {
+  const found = new Map<string, JournaledAlert>();
+  if (ns.length === 0) return found;
   const { rows } = await db.query<{
     id: string;
+    site_id: string;
+    device_id: string;
+    seq: number;
     kind: string;
     detail: Record<string, unknown>;
     at: Date;
     received_at: Date;
-  }>(`SELECT id, kind, detail, at, received_at FROM alerts WHERE site_id = $1 AND device_id = $2 AND seq = $3`, [
-    d.site,
-    d.device,
-    seq,
-  ]);
-  const r = rows[0];
-  if (!r) return null;
-  return {
-    id: r.id,
-    kind: r.kind,
-    site: d.site,
-    device: d.device,
-    seq,
-    detail: r.detail,
-    at: r.at.toISOString(),
-    receivedAt: r.received_at.toISOString(),
-  };
+  }>(
+    `SELECT a.id, a.site_id, a.device_id, a.seq, a.kind, a.detail, a.at, a.received_at
+     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (site_id, device_id, seq)
+     JOIN alerts a ON a.site_id = k.site_id AND a.device_id = k.device_id AND a.seq = k.seq`,
+    positions(ns),
+  );
+  for (const r of rows) {
+    found.set(`${r.site_id}/${r.device_id}/${r.seq}`, {
+      id: r.id,
+      kind: r.kind,
+      site: r.site_id,
+      device: r.device_id,
+      seq: r.seq,
+      detail: r.detail,
+      at: r.at.toISOString(),
+      receivedAt: r.received_at.toISOString(),
+    });
+  }
+  return found;
 }

@@ -237,6 +237,27 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     );
     assert.ok(site.output().includes(opsPath), "prints where the credentials are");
     for (const o of Object.values(ops)) assert.not.ok(site.output().includes(o.password), "a password is printed");
+
+    // The console's first admin: a file only the user reads, whose login works on the cloud's API.
+    const adminPath = join(dir, "admin-credentials.json");
+    assert.is((await stat(adminPath)).mode & 0o777, 0o600);
+    const admin = JSON.parse(await readFile(adminPath, "utf8")) as { username: string; password: string };
+    assert.equal(Object.keys(admin), ["username", "password"]);
+    assert.is(admin.username, "admin");
+    assert.ok(site.output().includes(adminPath), "prints where the admin's login is");
+    assert.not.ok(site.output().includes(admin.password), "the admin's password is never printed");
+    const login = await fetch(`${cloud}/api/v1/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(admin),
+    });
+    assert.is(login.status, 200);
+    const adminSession = (await login.json()) as { accessToken: string; operator: { role: string } };
+    assert.is(adminSession.operator.role, "admin");
+    const me = await fetch(`${cloud}/api/v1/auth/me`, {
+      headers: { authorization: `Bearer ${adminSession.accessToken}` },
+    });
+    assert.is(me.status, 200);
     const subLine = site.output().match(/^\s*(mosquitto_sub .*)$/m)?.[1];
     assert.ok(subLine, `a mosquitto_sub line is printed:\n${site.output()}`);
     assert.ok(subLine.includes(`-p ${ports.MQTT_PORT} `), subLine);

@@ -159,6 +159,14 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
     await waitForOutput(site, "PayLane site is running");
     assert.match(site.output(), /04A2B3C4\s+Ada Lovelace/, "prints the demo members' card UIDs");
     assert.match(site.output(), new RegExp(`Kiosk k1\\s+http://127\\.0\\.0\\.1:${kioskBase}/`));
+    // The dashboard's URL, as printed, serves the ops console.
+    const dashboardUrl = new RegExp(`Dashboard\\s+(http://127\\.0\\.0\\.1:${ports.CLOUD_PORT}/dashboard/)`).exec(
+      site.output(),
+    )?.[1];
+    assert.ok(dashboardUrl, "prints the dashboard's URL");
+    const dashboard = await fetch(dashboardUrl ?? "");
+    assert.is(dashboard.status, 200);
+    assert.match(await dashboard.text(), /<title>PayLane ops<\/title>/);
 
     const tap = await run(
       process.execPath,

@@ -11,11 +11,15 @@
  * enrolments count per client address; past the limit, 429 `rate-limited`
  * before the request is even read.
  */
+
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import {
   DEFAULT_CLAIM_TTL_SECONDS,
   ENROL_REFUSALS,
+  EnrolProblemSchema,
   type EnrolRefusal,
   EnrolRequestSchema,
+  EnrolResponseSchema,
   ID_PATTERN,
   MAX_CLAIM_TTL_SECONDS,
   problemResponse,
@@ -23,20 +27,26 @@ import {
   type Registry,
   RotateRequestSchema,
 } from "@paylane/protocol";
-import { Hono } from "hono";
+import type { MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { listAudit } from "../enrolment/audit.ts";
+import { ENROLMENT_ACTIONS, listAudit } from "../enrolment/audit.ts";
 import { type Enrolment, EnrolRefused, RegistryUnavailable } from "../enrolment/enrolment.ts";
 import type { EnrolLimiter } from "../enrolment/limiter.ts";
+import { listingSite, type OperatorEnv, type OperatorTokenConfig, siteDenied } from "./auth.ts";
 import {
-  anyDevice,
-  listingSite,
-  type OperatorEnv,
-  type OperatorTokenConfig,
-  operatorAuth,
-  siteDenied,
-} from "./auth.ts";
-import { jsonBody, queryError } from "./http.ts";
+  type Auth,
+  apiApp,
+  callerDevice,
+  defineRoute,
+  deviceRoute,
+  json,
+  jsonRequest,
+  listOf,
+  orNull,
+  register,
+  SiteFilter,
+  secured,
+} from "./openapi.ts";
 import { clientAddress } from "./rate-limit.ts";
 
 /** The HTTP status of each refusal. */
@@ -64,8 +74,49 @@ export const CreateClaimsSchema = z.strictObject({
 });
 
 const ListQuery = z.object({
-  site: z.string().optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  site: SiteFilter,
+  limit: z.coerce.number().int().min(1).max(1000).default(100).meta({ description: "at most this many, newest first" }),
+});
+
+const ClaimSchema = z
+  .object({
+    id: z.string(),
+    site: z.string(),
+    state: z.enum(["unused", "used", "expired"]),
+    createdBy: z.string(),
+    createdAt: z.string(),
+    expiresAt: z.string(),
+    usedAt: orNull(z.string()),
+    usedByDevice: orNull(z.string()),
+  })
+  .meta({ id: "Claim", description: "A claim code's record (never the code itself)" });
+const NewClaimSchema = z
+  .object({
+    id: z.string(),
+    code: z.string().meta({ description: "shown once, stored nowhere" }),
+    expiresAt: z.string(),
+  })
+  .meta({ id: "NewClaim" });
+const EnrolmentAuditSchema = z
+  .object({
+    at: z.string(),
+    action: z.enum(ENROLMENT_ACTIONS),
+    site: orNull(z.string()).optional(),
+    device: orNull(z.string()).optional(),
+    claimId: orNull(z.string()).optional(),
+    actor: z.string(),
+    address: orNull(z.string()).optional(),
+    outcome: z.enum(["ok", "refused"]),
+    reason: orNull(z.string()).optional(),
+  })
+  .meta({ id: "EnrolmentAuditEntry" });
+const EnrolProblem = (description: string) => ({
+  description,
+  content: {
+    "application/problem+json": {
+      schema: EnrolProblemSchema.extend({ type: z.string() }).meta({ id: "EnrolProblem" }),
+    },
+  },
 });
 
 export interface EnrolmentRoutesOptions {
@@ -96,37 +147,61 @@ function registryUnavailable(): Response {
   );
 }
 
-export function enrolmentRoutes(o: EnrolmentRoutesOptions): Hono<OperatorEnv> {
-  const app = new Hono<OperatorEnv>();
-  const admin = operatorAuth(o.tokens, "admin");
+export function enrolmentRoutes(o: EnrolmentRoutesOptions): OpenAPIHono<OperatorEnv> {
+  const app = apiApp();
+  const admin = (method: "get" | "post") => secured(o.tokens, "admin", method);
   const address = (c: Parameters<typeof clientAddress>[0]) => clientAddress(c, o.trustProxy ?? false);
 
-  app.post("/api/v1/claims", admin, async (c) => {
-    const body = await jsonBody(c.req.raw, CreateClaimsSchema);
-    if (body instanceof Response) return body;
+  const create = defineRoute(admin("post"), {
+    method: "post",
+    path: "/api/v1/claims",
+    tags: ["enrolment"],
+    summary: "Create claim codes for a site (each enrols one kiosk, once)",
+    request: { body: jsonRequest(CreateClaimsSchema) },
+    responses: { 201: json(z.object({ claims: z.array(NewClaimSchema) }), "The new codes, shown this once") },
+  });
+  register(app, create, async (c) => {
+    const body = c.req.valid("json");
     const denied = siteDenied(c, body.site);
     if (denied) return denied;
     const claims = await o.enrolment.createClaims(body, { actor: c.var.operator.sub, address: address(c) });
     return c.json({ claims }, 201);
   });
 
-  app.get("/api/v1/claims", admin, async (c) => {
-    const q = ListQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const site = listingSite(c, q.data.site);
+  const claims = defineRoute(admin("get"), {
+    method: "get",
+    path: "/api/v1/claims",
+    tags: ["enrolment"],
+    summary: "Claims without their codes: unused, used (by which device) or expired",
+    request: { query: ListQuery },
+    responses: { 200: json(listOf(ClaimSchema, "Claim"), "The claims, newest first") },
+  });
+  register(app, claims, async (c) => {
+    const q = c.req.valid("query");
+    const site = listingSite(c, q.site);
     if (site instanceof Response) return site;
-    return c.json({ items: await o.enrolment.listClaims(site, q.data.limit) });
+    return c.json({ items: await o.enrolment.listClaims(site, q.limit) });
   });
 
-  app.get("/api/v1/enrolment/audit", admin, async (c) => {
-    const q = ListQuery.safeParse(c.req.query());
-    if (!q.success) return queryError(q.error);
-    const site = listingSite(c, q.data.site);
+  const audit = defineRoute(admin("get"), {
+    method: "get",
+    path: "/api/v1/enrolment/audit",
+    tags: ["enrolment"],
+    summary: "The enrolment audit, newest first",
+    request: { query: ListQuery },
+    responses: { 200: json(listOf(EnrolmentAuditSchema, "EnrolmentAudit"), "The audit entries") },
+  });
+  register(app, audit, async (c) => {
+    const q = c.req.valid("query");
+    const site = listingSite(c, q.site);
     if (site instanceof Response) return site;
-    return c.json({ items: await listAudit(o.enrolment.db, site, q.data.limit) });
+    return c.json({ items: await listAudit(o.enrolment.db, site, q.limit) });
   });
 
-  app.post("/api/v1/enrol", async (c) => {
+  // Each attempt is spent before the request is read (a burst of guesses cannot all pass the check) and any
+  // answer short of the handler (415, malformed, invalid) is audited as a refused attempt.
+  const reached = new WeakSet<Request>();
+  const limited: MiddlewareHandler = async (c, next) => {
     const from = address(c);
     const { wait, first } = await o.limiter.attempt(from);
     if (wait > 0) {
@@ -142,12 +217,34 @@ export function enrolmentRoutes(o: EnrolmentRoutesOptions): Hono<OperatorEnv> {
         { "retry-after": String(wait) },
       );
     }
-    const body = await jsonBody(c.req.raw, EnrolRequestSchema);
-    // A malformed body or a refusal keeps the attempt spent above: it counts as a failure.
-    if (body instanceof Response) {
-      await o.enrolment.refused("invalid-request", from);
-      return body;
-    }
+    await next();
+    // A malformed body keeps the attempt spent above: it counts as a failure.
+    if (!reached.has(c.req.raw)) await o.enrolment.refused("invalid-request", from);
+  };
+  const claimCode: Auth = {
+    middleware: [limited],
+    security: [],
+    "x-permission": "none",
+    permissionNote: `No credentials: the claim code is the credential. Failed attempts count per address; past the limit, 429 before the request is read. A refusal's \`reason\` is one of ${Object.keys(ENROL_REFUSALS).join(", ")}.`,
+  };
+  const enrol = defineRoute(claimCode, {
+    method: "post",
+    path: "/api/v1/enrol",
+    tags: ["enrolment", "kiosk"],
+    summary: "Enrol a kiosk with a claim code",
+    request: { body: jsonRequest(EnrolRequestSchema) },
+    responses: {
+      201: json(EnrolResponseSchema.meta({ id: "EnrolResponse" }), "Enrolled (the same again for a retry)"),
+      400: EnrolProblem("Invalid request, clock skew or a bad signature"),
+      403: EnrolProblem("Claim unknown, expired, for another site, or the device was revoked"),
+      409: EnrolProblem("Claim used, or the device id taken"),
+      429: EnrolProblem("Too many failed attempts from this address"),
+    },
+  });
+  register(app, enrol, async (c) => {
+    reached.add(c.req.raw);
+    const from = address(c);
+    const body = c.req.valid("json");
     try {
       const enrolled = await o.enrolment.enrol(body, from);
       await o.limiter.succeeded(from);
@@ -162,11 +259,21 @@ export function enrolmentRoutes(o: EnrolmentRoutesOptions): Hono<OperatorEnv> {
     }
   });
 
-  app.post("/api/v1/enrol/rotate", async (c) => {
-    const device = await anyDevice(c.req.header("authorization"), o.registry());
-    if (device instanceof Response) return device;
-    const body = await jsonBody(c.req.raw, RotateRequestSchema);
-    if (body instanceof Response) return body;
+  const rotate = defineRoute(deviceRoute(o.registry, "any"), {
+    method: "post",
+    path: "/api/v1/enrol/rotate",
+    tags: ["enrolment", "kiosk"],
+    summary: "A kiosk's new secret, signed with its enrolment key",
+    request: { body: jsonRequest(RotateRequestSchema) },
+    responses: {
+      200: json(z.object({ rotatedAt: z.string() }), "Rotated"),
+      400: EnrolProblem("Invalid request, clock skew or a bad signature"),
+      403: EnrolProblem("The device was revoked"),
+    },
+  });
+  register(app, rotate, async (c) => {
+    const device = callerDevice(c);
+    const body = c.req.valid("json");
     try {
       return c.json(await o.enrolment.rotate(device, body, address(c)), 200);
     } catch (err) {

@@ -86,6 +86,16 @@ export const IsoTime = z.iso
   .datetime({ offset: true, error: "expected an ISO 8601 time with an offset, e.g. 2026-12-04T10:00:00Z" })
   .meta({ example: "2026-12-04T10:00:00Z" });
 
+/** `?since=V`: the `what` version a kiosk holds (absent or empty: a full snapshot); the handler reads it with sinceParam. */
+export const sinceQuery = (what: string) =>
+  z.object({
+    since: z
+      .string()
+      .regex(/^(?:[0-9]{1,16})?$/, `expected the ${what} version the kiosk holds (an integer >= 0)`)
+      .optional()
+      .meta({ description: `the ${what} version the kiosk holds; absent: a full snapshot` }),
+  });
+
 /** `{site}/{device}` path parameters. */
 export const DevicePath = z.object({
   site: z.string().meta({ param: { name: "site", in: "path" }, example: "demo" }),
@@ -138,7 +148,7 @@ export function secured(
   tokens: OperatorTokenConfig,
   permission: Permission,
   method: "get" | "post" | "put" | "delete",
-) {
+): Auth {
   const roles = rolesWith(permission).join(", ");
   return {
     middleware: [operatorAuth(tokens, permission)] as MiddlewareHandler[],
@@ -155,7 +165,7 @@ export function callerDevice(c: Context): { site: string; device: string } {
 }
 
 /** A route a kiosk calls with its own credentials: of the path's site (and device), or any device. */
-export function deviceRoute(registry: () => Registry, scope: "any" | "site" | "device") {
+export function deviceRoute(registry: () => Registry, scope: "any" | "site" | "device"): Auth {
   const check: MiddlewareHandler<DeviceEnv> = async (c, next) => {
     const header = c.req.header("authorization");
     if (scope === "any") {
@@ -186,7 +196,13 @@ export const jsonGuard: MiddlewareHandler = async (c, next) => {
   await next();
 };
 
-type Auth = ReturnType<typeof secured> | ReturnType<typeof deviceRoute>;
+/** Who may call a route: its checks (run before any validation) and how the document says so. */
+export interface Auth {
+  middleware: MiddlewareHandler[];
+  security: Array<Record<string, string[]>>;
+  "x-permission": string;
+  permissionNote: string;
+}
 
 /**
  * A route definition: `auth` (secured/deviceRoute, or null for none) adds its
@@ -261,9 +277,11 @@ export function register<R extends RouteConfig, E extends Env = OperatorEnv>(
   app: OpenAPIHono<E>,
   route: R,
   handler: (c: RouteContext<R, E>) => Response | Promise<Response>,
+  /** Instead of the app's validation answer (e.g. to count a refusal first). */
+  hook?: (result: { success: boolean; target: string; error?: z.ZodError }, c: Context) => unknown,
 ): void {
   // biome-ignore lint/suspicious/noExplicitAny: the handler's context is typed above; zod-openapi's own inference wants typed answers only.
-  app.openapi(route as any, handler as any);
+  app.openapi(route as any, handler as any, hook as any);
 }
 
 /** Validation failures as this API's problem+json 400, naming the field (`body.` for the JSON body). */

@@ -6,7 +6,6 @@
 import { AmountSchema, CurrencySchema, problemResponse } from "@paylane/protocol";
 import { z } from "zod";
 import type { IdempotentOutcome } from "../ledger/idempotency.ts";
-import { badRequest } from "./http.ts";
 import { PageParams } from "./openapi.ts";
 
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]{8,128}$/;
@@ -44,16 +43,6 @@ export const RefundSchema = z.strictObject({
   amount: AmountSchema.optional(),
   reason: z.string().min(3, { error: "say why (at least 3 characters)" }).max(500),
 });
-
-/** The operator's Idempotency-Key header, or a 400 saying what it must be. */
-export function idempotencyKey(header: string | undefined): string | Response {
-  if (header && IDEMPOTENCY_KEY.test(header)) return header;
-  return badRequest(
-    header
-      ? "Idempotency-Key: expected 8 to 128 letters, digits, - or _ (a UUID is a good choice)"
-      : "Idempotency-Key: header required, so that a retry of this write cannot apply it twice",
-  );
-}
 
 /** The stored (or fresh) answer as HTTP; a key reused with other parameters is refused. */
 export function answer(outcome: IdempotentOutcome<unknown>, key: string): Response {

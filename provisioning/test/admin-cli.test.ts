@@ -84,7 +84,10 @@ test("claim create --json --count 3 gives three different codes for scripts", as
 test("a viewer's token, a bad flag and a missing token are each refused in one line", async () => {
   const viewer = await provision(["claim", "create", "--site", h.site, "--no-qr"], await h.token("viewer"));
   assert.is(viewer.code, 1);
-  assert.match(viewer.stderr, /^paylane-provision: the cloud refused \(403 Forbidden\): this needs the admin role/);
+  assert.match(
+    viewer.stderr,
+    /^paylane-provision: the cloud refused \(403 Forbidden\): this needs admin, which the admin roles have/,
+  );
   assert.is(viewer.stderr.trim().split("\n").length, 1);
 
   const ttl = await provision(["claim", "create", "--site", h.site, "--ttl", "forever"], await h.token("admin"));

@@ -63,11 +63,16 @@ it("operator reads with a kiosk's own Basic credentials: 401 (a stolen kiosk sec
   }
 });
 
-it("operator reads with a viewer token: 200", async () => {
-  const authorization = `Bearer ${await api.token("viewer")}`;
+it("operator reads: the fleet with a viewer token, the money with a finance one (200); the money with a viewer's: 403", async () => {
+  const viewer = `Bearer ${await api.token("viewer")}`;
+  const finance = `Bearer ${await api.token("finance")}`;
   for (const path of OPERATOR_READS(api.site)) {
-    const res = await api.request(path, { headers: { authorization } });
+    const money = /\/(wallets|ledger|payments|exposure|items)\b/.test(path);
+    const res = await api.request(path, { headers: { authorization: money ? finance : viewer } });
     assert.ok(res.status === 200 || res.status === 404, `${path}: ${res.status} ${await res.text()}`);
+    if (!money) continue;
+    const refused = await api.request(path, { headers: { authorization: viewer } });
+    assert.is(refused.status, 403, `${path}: a viewer reads no money`);
   }
 });
 

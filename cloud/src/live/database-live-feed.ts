@@ -13,8 +13,8 @@ import { AlertStore } from "../alerts/store.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { readCommand } from "../fleet/commands.ts";
 import { LEDGER_COLUMNS, type LedgerEntry, type LedgerRow, toEntry } from "../ledger/ledger.ts";
-import type { JournaledAlert } from "../read-models/alerts.ts";
-import type { CheckinView } from "../read-models/checkins.ts";
+import { journaledAlertsAt } from "../read-models/alerts.ts";
+import { checkinsAt, type StreamPosition } from "../read-models/checkins.ts";
 import type { LiveFeed } from "./live-feed.ts";
 import { LIVE_CHANNEL, type LiveNotification, LiveNotificationSchema } from "./notify.ts";
 
@@ -181,8 +181,8 @@ export class DatabaseLiveFeed implements LiveFeed {
       `${site}/${device ?? ""}/${seq ?? -1}`;
     const ofType = (t: LiveNotification["t"], journal?: boolean) =>
       batch.filter((n) => n.t === t && (journal === undefined || (n.key === undefined) === journal));
-    const checkins = await readCheckins(db, ofType("checkin"));
-    const journaled = await readJournaledAlerts(db, ofType("alert", true));
+    const checkins = await byPosition(ofType("checkin"), (at) => checkinsAt(db, at));
+    const journaled = await byPosition(ofType("alert", true), (at) => journaledAlertsAt(db, at));
     const payments = ofType("payment");
     const entries = new Map<string, LedgerEntry>();
     if (payments.length > 0) {
@@ -247,83 +247,11 @@ export class DatabaseLiveFeed implements LiveFeed {
   }
 }
 
-/** Stream positions (site, device, seq) as three arrays, for a join with unnest. */
-function positions(ns: LiveNotification[]): [string[], string[], number[]] {
-  return [ns.map((n) => n.site), ns.map((n) => n.device ?? ""), ns.map((n) => n.seq ?? -1)];
-}
-
-/** Check-ins by stream position, as `GET /api/v1/checkins` shows them (read-models/checkins.ts). */
-async function readCheckins(db: Queryable, ns: LiveNotification[]): Promise<Map<string, CheckinView>> {
-  const found = new Map<string, CheckinView>();
-  if (ns.length === 0) return found;
-  const { rows } = await db.query<{
-    id: string;
-    site_id: string;
-    device_id: string;
-    seq: number;
-    member_id: string;
-    member_name: string | null;
-    credential_type: string;
-    at: Date;
-    received_at: Date;
-    offline: boolean;
-    replica_version: number;
-  }>(
-    `SELECT c.id, c.site_id, c.device_id, c.seq, c.member_id, m.name AS member_name, c.credential_type, c.at,
-            c.received_at, c.offline, c.replica_version
-     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (site_id, device_id, seq)
-     JOIN checkins c ON c.site_id = k.site_id AND c.device_id = k.device_id AND c.seq = k.seq
-     LEFT JOIN members m ON m.site_id = c.site_id AND m.id = c.member_id`,
-    positions(ns),
-  );
-  for (const r of rows) {
-    found.set(`${r.site_id}/${r.device_id}/${r.seq}`, {
-      id: r.id,
-      site: r.site_id,
-      device: r.device_id,
-      seq: r.seq,
-      memberId: r.member_id,
-      memberName: r.member_name,
-      credential: r.credential_type,
-      at: r.at.toISOString(),
-      receivedAt: r.received_at.toISOString(),
-      offline: r.offline,
-      replicaVersion: r.replica_version,
-    });
-  }
-  return found;
-}
-
-/** Journaled alerts (staff calls, journal recoveries) by stream position, as `GET /api/v1/alerts` shows them. */
-async function readJournaledAlerts(db: Queryable, ns: LiveNotification[]): Promise<Map<string, JournaledAlert>> {
-  const found = new Map<string, JournaledAlert>();
-  if (ns.length === 0) return found;
-  const { rows } = await db.query<{
-    id: string;
-    site_id: string;
-    device_id: string;
-    seq: number;
-    kind: string;
-    detail: Record<string, unknown>;
-    at: Date;
-    received_at: Date;
-  }>(
-    `SELECT a.id, a.site_id, a.device_id, a.seq, a.kind, a.detail, a.at, a.received_at
-     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (site_id, device_id, seq)
-     JOIN alerts a ON a.site_id = k.site_id AND a.device_id = k.device_id AND a.seq = k.seq`,
-    positions(ns),
-  );
-  for (const r of rows) {
-    found.set(`${r.site_id}/${r.device_id}/${r.seq}`, {
-      id: r.id,
-      kind: r.kind,
-      site: r.site_id,
-      device: r.device_id,
-      seq: r.seq,
-      detail: r.detail,
-      at: r.at.toISOString(),
-      receivedAt: r.received_at.toISOString(),
-    });
-  }
-  return found;
+/** Rows read back by stream position, keyed `site/device/seq` as the notifications name them. */
+async function byPosition<T extends { site: string; device: string; seq: number }>(
+  ns: LiveNotification[],
+  read: (at: StreamPosition[]) => Promise<T[]>,
+): Promise<Map<string, T>> {
+  const rows = await read(ns.map((n) => ({ site: n.site, device: n.device ?? "", seq: n.seq ?? -1 })));
+  return new Map(rows.map((r) => [`${r.site}/${r.device}/${r.seq}`, r]));
 }

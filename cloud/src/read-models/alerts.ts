@@ -4,6 +4,7 @@
  * `alertHistory`. The alerts firing now are the AlertStore's (alerts/store.ts).
  */
 import type { Queryable } from "../db/database.ts";
+import { type StreamPosition, streamColumns } from "./checkins.ts";
 
 export interface JournaledAlert {
   id: string;
@@ -37,7 +38,23 @@ export async function listJournaledAlerts(
      ORDER BY at DESC, id DESC LIMIT $3`,
     [q.site ?? null, q.device ?? null, q.limit],
   );
-  return rows.map((r) => ({
+  return rows.map(alertView);
+}
+
+/** The journaled alerts at these stream positions (the live feed reads back what was just committed), in no order. */
+export async function journaledAlertsAt(db: Queryable, at: readonly StreamPosition[]): Promise<JournaledAlert[]> {
+  if (at.length === 0) return [];
+  const { rows } = await db.query<Row>(
+    `SELECT a.id, a.site_id, a.device_id, a.seq, a.kind, a.detail, a.at, a.received_at
+     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (site_id, device_id, seq)
+     JOIN alerts a ON a.site_id = k.site_id AND a.device_id = k.device_id AND a.seq = k.seq`,
+    streamColumns(at),
+  );
+  return rows.map(alertView);
+}
+
+function alertView(r: Row): JournaledAlert {
+  return {
     id: r.id,
     kind: r.kind,
     site: r.site_id,
@@ -46,5 +63,5 @@ export async function listJournaledAlerts(
     detail: r.detail,
     at: r.at.toISOString(),
     receivedAt: r.received_at.toISOString(),
-  }));
+  };
 }

@@ -405,11 +405,12 @@ function RecentEvents({ site, device }: { site: string; device: string }) {
 }
 
 function DesiredConfig({ base }: { base: string }) {
+  // Polled: the kiosk reports the new version after the save's answer, so drift clears (or appears) on its own time.
   const config = useApi<{
     desired: { version: number; settings: Record<string, unknown> } | null;
     reported: Record<string, unknown> | null;
     drift: unknown;
-  }>(`${base}/config`);
+  }>(`${base}/config`, 3000);
   const [text, setText] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();

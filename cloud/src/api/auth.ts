@@ -196,11 +196,12 @@ export function operatorAuth(
 
 /** The 403 for a role without `permission`, naming the roles that have it. */
 export function permissionDenied(permission: Permission, role: Role): Response {
-  return problemResponse({
-    title: "Forbidden",
-    status: 403,
-    detail: `this needs ${permission}, which the ${rolesWith(permission).join(" and ")} roles have; the token has ${role}`,
-  });
+  return problemResponse({ title: "Forbidden", status: 403, detail: permissionRefusal(permission, role) });
+}
+
+/** Why `role` may not do what needs `permission`, in the words every door (REST, GraphQL) answers. */
+export function permissionRefusal(permission: Permission, role: Role): string {
+  return `this needs ${permission}, which the ${rolesWith(permission).join(" and ")} roles have; the token has ${role}`;
 }
 
 /** A problem response when the operator may not touch `site`, else null. */

@@ -5,10 +5,10 @@
  * (UNAUTHENTICATED, FORBIDDEN, BAD_USER_INPUT, NOT_FOUND, CONFLICT,
  * SERVICE_UNAVAILABLE) and whose message reads like the REST problem's detail.
  */
-import { type Permission, roleAllows, rolesWith, SESSION_COOKIE } from "@paylane/protocol";
+import { type Permission, roleAllows, SESSION_COOKIE } from "@paylane/protocol";
 import { GraphQLError } from "graphql";
 import { decodeJwt } from "jose";
-import { type Operator, type OperatorTokenConfig, verifyOperatorToken } from "../api/auth.ts";
+import { type Operator, type OperatorTokenConfig, permissionRefusal, verifyOperatorToken } from "../api/auth.ts";
 
 /** The authenticated operator, and how the token came: a cookie alone may read, never write. */
 export interface Caller {
@@ -84,9 +84,7 @@ export async function authenticate(request: Request, tokens: OperatorTokenConfig
 export function need(caller: Caller, permission: Permission): void {
   const { role } = caller.operator;
   if (roleAllows(role, permission)) return;
-  throw forbidden(
-    `this needs ${permission}, which the ${rolesWith(permission).join(" and ")} roles have; the token has ${role}`,
-  );
+  throw forbidden(permissionRefusal(permission, role));
 }
 
 /** Throws FORBIDDEN unless the caller may touch `site`. */

@@ -5,9 +5,10 @@
 import type { ConsoleRole, OperatorAccount } from "@paylane/protocol";
 import { useState } from "preact/hooks";
 import { api, currentOperator, qs } from "../api.ts";
+import { DataTable } from "../components/data-table.tsx";
 import { when } from "../format.ts";
 import { useApi } from "../hooks.ts";
-import { Badge, Empty, Problem } from "../ui.tsx";
+import { Badge, Problem } from "../ui.tsx";
 
 const ROLES: ConsoleRole[] = ["viewer", "operator", "finance", "admin"];
 
@@ -27,57 +28,45 @@ export function UsersPage() {
   return (
     <section class="page" aria-labelledby="users-title">
       <h1 id="users-title">Users</h1>
-      <Problem error={users.error} what="load the users" />
       <Problem error={error} what="change the user" />
-      {users.data?.items.length === 0 ? <Empty>No operator accounts.</Empty> : null}
-      {users.data?.items.length ? (
-        <div class="table-wrap">
-          <table class="grid">
-            <thead>
-              <tr>
-                <th scope="col">User</th>
-                <th scope="col">Role</th>
-                <th scope="col">Sites</th>
-                <th scope="col">Last sign-in</th>
-                <th scope="col">State</th>
-              </tr>
-            </thead>
-            <tbody>
-              {users.data.items.map((u) => (
-                <tr key={u.username}>
-                  <th scope="row">{u.username}</th>
-                  <td>
-                    <label>
-                      <span class="sr-only">Role of {u.username}</span>
-                      <select
-                        value={u.role}
-                        disabled={u.username === me?.username}
-                        onChange={(e) => void patch(u.username, { role: (e.target as HTMLSelectElement).value })}
-                      >
-                        {ROLES.map((r) => (
-                          <option key={r} value={r}>
-                            {r}
-                          </option>
-                        ))}
-                      </select>
-                    </label>
-                  </td>
-                  <td>{u.sites === null ? "all" : u.sites.join(", ")}</td>
-                  <td>{when(u.lastLoginAt)}</td>
-                  <td>
-                    {u.disabled ? <Badge tone="bad">disabled</Badge> : <Badge tone="ok">active</Badge>}{" "}
-                    {u.username === me?.username ? null : (
-                      <button type="button" onClick={() => void patch(u.username, { disabled: !u.disabled })}>
-                        {u.disabled ? "Enable" : "Disable"}
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      <DataTable
+        columns={["User", "Role", "Sites", "Last sign-in", "State"]}
+        rows={users.data?.items}
+        error={users.error}
+        what="load the users"
+        empty="No operator accounts."
+        row={(u) => (
+          <tr key={u.username}>
+            <th scope="row">{u.username}</th>
+            <td>
+              <label>
+                <span class="sr-only">Role of {u.username}</span>
+                <select
+                  value={u.role}
+                  disabled={u.username === me?.username}
+                  onChange={(e) => void patch(u.username, { role: (e.target as HTMLSelectElement).value })}
+                >
+                  {ROLES.map((r) => (
+                    <option key={r} value={r}>
+                      {r}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </td>
+            <td>{u.sites === null ? "all" : u.sites.join(", ")}</td>
+            <td>{when(u.lastLoginAt)}</td>
+            <td>
+              {u.disabled ? <Badge tone="bad">disabled</Badge> : <Badge tone="ok">active</Badge>}{" "}
+              {u.username === me?.username ? null : (
+                <button type="button" onClick={() => void patch(u.username, { disabled: !u.disabled })}>
+                  {u.disabled ? "Enable" : "Disable"}
+                </button>
+              )}
+            </td>
+          </tr>
+        )}
+      />
       <AddUser onAdded={users.reload} />
     </section>
   );
@@ -185,38 +174,24 @@ export function AuditPage() {
           />
         </label>
       </div>
-      <Problem error={audit.error} what="load the audit log" />
-      {audit.data?.items.length === 0 ? <Empty>Nothing recorded.</Empty> : null}
-      {audit.data?.items.length ? (
-        <div class="table-wrap">
-          <table class="grid compact">
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Who</th>
-                <th scope="col">What</th>
-                <th scope="col">Target</th>
-                <th scope="col">From</th>
-                <th scope="col" class="num">
-                  Status
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {audit.data.items.map((a) => (
-                <tr key={a.id}>
-                  <td>{when(a.at)}</td>
-                  <td>{a.actor}</td>
-                  <td>{a.action}</td>
-                  <td>{a.target ?? "—"}</td>
-                  <td>{a.address ?? "—"}</td>
-                  <td class="num">{a.status}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      <DataTable
+        class="compact"
+        columns={["When", "Who", "What", "Target", "From", { label: "Status", num: true }]}
+        rows={audit.data?.items}
+        error={audit.error}
+        what="load the audit log"
+        empty="Nothing recorded."
+        row={(a) => (
+          <tr key={a.id}>
+            <td>{when(a.at)}</td>
+            <td>{a.actor}</td>
+            <td>{a.action}</td>
+            <td>{a.target ?? "—"}</td>
+            <td>{a.address ?? "—"}</td>
+            <td class="num">{a.status}</td>
+          </tr>
+        )}
+      />
       <p>
         {before ? (
           <button type="button" onClick={() => setBefore(undefined)}>

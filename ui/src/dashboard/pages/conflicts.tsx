@@ -6,6 +6,7 @@
  */
 import { useState } from "preact/hooks";
 import { api, can, qs } from "../api.ts";
+import { DataTable } from "../components/data-table.tsx";
 import { when } from "../format.ts";
 import { useApi } from "../hooks.ts";
 import { Badge, Empty, Problem } from "../ui.tsx";
@@ -54,40 +55,27 @@ export function ConflictsPage({ site }: { site: string }) {
           From {when(conflicts.data.since)} to {when(conflicts.data.until)}
         </p>
       ) : null}
-      {conflicts.data?.items.length === 0 ? <Empty>No conflicts in the last 7 days.</Empty> : null}
-      {conflicts.data?.items.length ? (
-        <div class="table-wrap">
-          <table class="grid">
-            <thead>
-              <tr>
-                <th scope="col">Kind</th>
-                <th scope="col">Kiosk · seq</th>
-                <th scope="col">Member</th>
-                <th scope="col">At</th>
-                <th scope="col">Rule that decided it</th>
-              </tr>
-            </thead>
-            <tbody>
-              {conflicts.data.items.map((c) => (
-                <tr key={`${c.kind}-${c.entryId}`}>
-                  <td>
-                    <Badge tone="warn">{c.kind}</Badge>
-                  </td>
-                  <td>
-                    {c.device} · {c.seq}
-                  </td>
-                  <td>{c.memberId}</td>
-                  <td>{when(c.at)}</td>
-                  <td class="wrap">
-                    {typeof c.detail.rule === "string" ? c.detail.rule : (RULES[c.kind] ?? c.kind)}
-                    {Object.keys(c.detail).length ? <code> {JSON.stringify(c.detail)}</code> : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      <DataTable
+        columns={["Kind", "Kiosk · seq", "Member", "At", "Rule that decided it"]}
+        rows={conflicts.data?.items}
+        empty="No conflicts in the last 7 days."
+        row={(c) => (
+          <tr key={`${c.kind}-${c.entryId}`}>
+            <td>
+              <Badge tone="warn">{c.kind}</Badge>
+            </td>
+            <td>
+              {c.device} · {c.seq}
+            </td>
+            <td>{c.memberId}</td>
+            <td>{when(c.at)}</td>
+            <td class="wrap">
+              {typeof c.detail.rule === "string" ? c.detail.rule : (RULES[c.kind] ?? c.kind)}
+              {Object.keys(c.detail).length ? <code> {JSON.stringify(c.detail)}</code> : null}
+            </td>
+          </tr>
+        )}
+      />
       <h2>Seq collisions</h2>
       <Problem error={collisions.error} what="load the collisions" />
       {collisions.data?.items.length === 0 ? <Empty>No collisions.</Empty> : null}

@@ -9,6 +9,7 @@ import type { CommandName } from "@paylane/protocol";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, api, can, qs } from "../api.ts";
 import { Chart, type ChartSeries } from "../chart.tsx";
+import { DataTable } from "../components/data-table.tsx";
 import { fleetRow } from "../fleet-row.ts";
 import { ago, when } from "../format.ts";
 import { href, type Resource, useApi, useLiveEvents } from "../hooks.ts";
@@ -338,33 +339,25 @@ function Commands({ base }: { base: string }) {
   return (
     <section class="card" aria-labelledby="commands-title">
       <h2 id="commands-title">Commands</h2>
-      <Problem error={list.error} what="load the commands" />
-      {list.data?.items.length === 0 ? <Empty>No commands sent to this kiosk.</Empty> : null}
-      {list.data?.items.length ? (
-        <table class="grid compact">
-          <thead>
-            <tr>
-              <th scope="col">Command</th>
-              <th scope="col">Status</th>
-              <th scope="col">By</th>
-              <th scope="col">Asked</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.items.map((c) => (
-              <tr key={c.id}>
-                <td>{c.command}</td>
-                <td>
-                  {c.status}
-                  {c.reason ? ` (${c.reason})` : ""}
-                </td>
-                <td>{c.requestedBy ?? "—"}</td>
-                <td>{ago(c.requestedAt)} ago</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <DataTable
+        class="compact"
+        columns={["Command", "Status", "By", "Asked"]}
+        rows={list.data?.items}
+        error={list.error}
+        what="load the commands"
+        empty="No commands sent to this kiosk."
+        row={(c) => (
+          <tr key={c.id}>
+            <td>{c.command}</td>
+            <td>
+              {c.status}
+              {c.reason ? ` (${c.reason})` : ""}
+            </td>
+            <td>{c.requestedBy ?? "—"}</td>
+            <td>{ago(c.requestedAt)} ago</td>
+          </tr>
+        )}
+      />
     </section>
   );
 }

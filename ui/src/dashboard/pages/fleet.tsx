@@ -8,10 +8,11 @@
 import type { LiveEvent } from "@paylane/protocol";
 import { useMemo, useRef, useState } from "preact/hooks";
 import { qs } from "../api.ts";
+import { DataTable } from "../components/data-table.tsx";
 import { type FleetRow, fleetRow } from "../fleet-row.ts";
 import { ago, when } from "../format.ts";
 import { href, useApi, useLiveEvents } from "../hooks.ts";
-import { Badge, Empty, Problem } from "../ui.tsx";
+import { Badge } from "../ui.tsx";
 
 const POLL_MS = 5000;
 
@@ -67,29 +68,16 @@ export function FleetPage({ site }: { site: string }) {
           />
         </label>
       </div>
-      <Problem error={fleet.error} what="load the fleet" />
-      <div class="table-wrap">
-        <table class="grid fleet">
-          <thead>
-            <tr>
-              <th scope="col">Kiosk</th>
-              <th scope="col">State</th>
-              <th scope="col">Backlog</th>
-              <th scope="col">Paper</th>
-              <th scope="col">Reader</th>
-              <th scope="col">Mode</th>
-              <th scope="col">Config</th>
-              <th scope="col">Version</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.map((r) => (
-              <Row key={`${r.site}/${r.device}`} r={r} showSite={!site} />
-            ))}
-          </tbody>
-        </table>
-      </div>
-      {fleet.data && shown.length === 0 ? <Empty>No kiosk matches.</Empty> : null}
+      <DataTable
+        class="fleet"
+        steady
+        columns={["Kiosk", "State", "Backlog", "Paper", "Reader", "Mode", "Config", "Version"]}
+        rows={fleet.data ? shown : undefined}
+        error={fleet.error}
+        what="load the fleet"
+        empty="No kiosk matches."
+        row={(r) => <Row key={`${r.site}/${r.device}`} r={r} showSite={!site} />}
+      />
     </section>
   );
 }

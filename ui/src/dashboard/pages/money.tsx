@@ -6,6 +6,7 @@
  */
 import { useState } from "preact/hooks";
 import { api, can, qs } from "../api.ts";
+import { DataTable } from "../components/data-table.tsx";
 import { formatMoney, parseAmount, plainAmount, when } from "../format.ts";
 import { useApi, useLiveEvents } from "../hooks.ts";
 import { Badge, Empty, Problem } from "../ui.tsx";
@@ -88,88 +89,58 @@ export function MoneyPage({ site, sites }: { site: string; sites: string[] }) {
           : " "}
       </p>
       <h2>Wallets</h2>
-      <Problem error={wallets.error} what="load the wallets" />
-      {wallets.data?.items.length === 0 ? <Empty>No wallets yet.</Empty> : null}
-      {wallets.data?.items.length ? (
-        <div class="table-wrap">
-          <table class="grid wallets">
-            <thead>
-              <tr>
-                <th scope="col">Member</th>
-                <th scope="col" class="num">
-                  Balance
-                </th>
-                <th scope="col" class="num">
-                  Entries
-                </th>
-                <th scope="col">Offline</th>
-              </tr>
-            </thead>
-            <tbody>
-              {wallets.data.items.map((w) => (
-                <tr key={w.memberId} data-member={w.memberId}>
-                  <th scope="row">
-                    {w.memberName ?? w.memberId} <small>{w.memberId}</small>
-                  </th>
-                  <td class="num balance">{formatMoney(w.balance, w.currency)}</td>
-                  <td class="num">{w.entries}</td>
-                  <td>{w.offlineBlocked ? <Badge tone="bad">blocked</Badge> : "allowed"}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      <DataTable
+        class="wallets"
+        columns={["Member", { label: "Balance", num: true }, { label: "Entries", num: true }, "Offline"]}
+        rows={wallets.data?.items}
+        error={wallets.error}
+        what="load the wallets"
+        empty="No wallets yet."
+        row={(w) => (
+          <tr key={w.memberId} data-member={w.memberId}>
+            <th scope="row">
+              {w.memberName ?? w.memberId} <small>{w.memberId}</small>
+            </th>
+            <td class="num balance">{formatMoney(w.balance, w.currency)}</td>
+            <td class="num">{w.entries}</td>
+            <td>{w.offlineBlocked ? <Badge tone="bad">blocked</Badge> : "allowed"}</td>
+          </tr>
+        )}
+      />
       <h2>Payments</h2>
-      <Problem error={payments.error} what="load the payments" />
-      {payments.data?.items.length === 0 ? <Empty>No payments yet.</Empty> : null}
-      {payments.data?.items.length ? (
-        <div class="table-wrap">
-          <table class="grid payments">
-            <thead>
-              <tr>
-                <th scope="col">At</th>
-                <th scope="col">Member</th>
-                <th scope="col">Item</th>
-                <th scope="col" class="num">
-                  Amount
-                </th>
-                <th scope="col">Kiosk</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {payments.data.items.map((p) => (
-                <tr key={p.id} data-payment={p.id}>
-                  <td>{when(p.at)}</td>
-                  <td>{p.memberId}</td>
-                  <td>{p.itemId ?? "—"}</td>
-                  <td class="num">{formatMoney(-p.amount, p.currency)}</td>
-                  <td>
-                    {"device" in p.origin ? p.origin.device : p.origin.operator}
-                    {p.authorization === "offline" ? " (offline)" : ""}
-                  </td>
-                  <td>
-                    {can("money:write") ? (
-                      <button
-                        type="button"
-                        onClick={() => {
-                          setDone(undefined);
-                          setRefunding(p);
-                        }}
-                      >
-                        Refund
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      <DataTable
+        class="payments"
+        columns={["At", "Member", "Item", { label: "Amount", num: true }, "Kiosk", { label: "Actions", hidden: true }]}
+        rows={payments.data?.items}
+        error={payments.error}
+        what="load the payments"
+        empty="No payments yet."
+        row={(p) => (
+          <tr key={p.id} data-payment={p.id}>
+            <td>{when(p.at)}</td>
+            <td>{p.memberId}</td>
+            <td>{p.itemId ?? "—"}</td>
+            <td class="num">{formatMoney(-p.amount, p.currency)}</td>
+            <td>
+              {"device" in p.origin ? p.origin.device : p.origin.operator}
+              {p.authorization === "offline" ? " (offline)" : ""}
+            </td>
+            <td>
+              {can("money:write") ? (
+                <button
+                  type="button"
+                  onClick={() => {
+                    setDone(undefined);
+                    setRefunding(p);
+                  }}
+                >
+                  Refund
+                </button>
+              ) : null}
+            </td>
+          </tr>
+        )}
+      />
       {refunding ? (
         <RefundForm
           key={refunding.id}
@@ -185,43 +156,33 @@ export function MoneyPage({ site, sites }: { site: string; sites: string[] }) {
         />
       ) : null}
       <h2>Ledger</h2>
-      <Problem error={ledger.error} what="load the ledger" />
-      {ledger.data?.items.length ? (
-        <div class="table-wrap">
-          <table class="grid compact">
-            <thead>
-              <tr>
-                <th scope="col">At</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Member</th>
-                <th scope="col" class="num">
-                  Amount
-                </th>
-                <th scope="col" class="num">
-                  Balance after
-                </th>
-                <th scope="col">By</th>
-                <th scope="col">Note</th>
-              </tr>
-            </thead>
-            <tbody>
-              {ledger.data.items.map((e) => (
-                <tr key={e.id}>
-                  <td>{when(e.at)}</td>
-                  <td>{e.kind}</td>
-                  <td>{e.memberId}</td>
-                  <td class="num">{formatMoney(e.amount, e.currency)}</td>
-                  <td class="num">{formatMoney(e.balanceAfter, e.currency)}</td>
-                  <td>{"device" in e.origin ? e.origin.device : e.origin.operator}</td>
-                  <td>{e.note ?? ""}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : ledger.data ? (
-        <Empty>No ledger entries yet.</Empty>
-      ) : null}
+      <DataTable
+        class="compact"
+        columns={[
+          "At",
+          "Kind",
+          "Member",
+          { label: "Amount", num: true },
+          { label: "Balance after", num: true },
+          "By",
+          "Note",
+        ]}
+        rows={ledger.data?.items}
+        error={ledger.error}
+        what="load the ledger"
+        empty="No ledger entries yet."
+        row={(e) => (
+          <tr key={e.id}>
+            <td>{when(e.at)}</td>
+            <td>{e.kind}</td>
+            <td>{e.memberId}</td>
+            <td class="num">{formatMoney(e.amount, e.currency)}</td>
+            <td class="num">{formatMoney(e.balanceAfter, e.currency)}</td>
+            <td>{"device" in e.origin ? e.origin.device : e.origin.operator}</td>
+            <td>{e.note ?? ""}</td>
+          </tr>
+        )}
+      />
     </section>
   );
 }

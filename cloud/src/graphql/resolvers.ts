@@ -68,6 +68,7 @@ export interface ResolverServices {
   alerts?: AlertService;
   commands?: CommandDesk;
   configs?: ConfigDesk;
+  /** The live feed subscriptions read; absent: `live` answers SERVICE_UNAVAILABLE. */
   live?: LiveFeed;
   /** Writes the audit row of each mutation, refused ones included (absent: none). */
   audit?: (row: MutationAudit) => Promise<void>;

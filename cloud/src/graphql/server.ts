@@ -10,43 +10,24 @@
  * client's message names.
  */
 import { randomUUID } from "node:crypto";
-import type { Registry } from "@paylane/protocol";
 import { GraphQLError } from "graphql";
 import { createSchema, createYoga, maskError, type YogaServerInstance } from "graphql-yoga";
 import type { Logger } from "pino";
 import { AuditLog } from "../accounts/audit-log.ts";
-import type { AlertService } from "../alerts/notifier.ts";
 import type { OperatorTokenConfig } from "../api/auth.ts";
-import type { Database } from "../db/database.ts";
-import type { CommandDesk } from "../fleet/commands.ts";
-import type { ConfigDesk } from "../fleet/device-config.ts";
 import { PaymentService } from "../ledger/payment-service.ts";
-import type { LiveFeed } from "../live/live-feed.ts";
-import type { PresenceStore } from "../presence/presence-store.ts";
-import type { LatestTelemetryStore } from "../telemetry/latest-store.ts";
 import { authenticate } from "./access.ts";
 import { limitPlugins } from "./limits.ts";
-import { type Ctx, createResolvers } from "./resolvers.ts";
+import { type Ctx, createResolvers, type ResolverServices } from "./resolvers.ts";
 import { typeDefs } from "./schema.ts";
 
 export const GRAPHQL_PATH = "/api/graphql";
 
-export interface GraphQLOptions {
-  db: Database;
-  presence: PresenceStore;
-  registry: () => Registry;
+/** The resolvers' services but the two made here (payments, audit), and what only the server needs. */
+export type GraphQLOptions = Omit<ResolverServices, "payments" | "audit"> & {
   tokens: OperatorTokenConfig;
-  latestTelemetry: LatestTelemetryStore;
-  now: () => Date;
-  skewBoundSeconds: number;
-  brokerConnected: () => boolean;
-  alerts?: AlertService;
-  commands?: CommandDesk;
-  configs?: ConfigDesk;
-  /** The live feed subscriptions read; absent: `live` answers SERVICE_UNAVAILABLE. */
-  live?: LiveFeed;
   logger?: Logger;
-}
+};
 
 /** A GraphQL error thrown on purpose (ours or graphql-js'), not one wrapping an unexpected exception. */
 function isIntended(err: unknown): boolean {

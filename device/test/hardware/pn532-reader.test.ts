@@ -128,6 +128,17 @@ test("a placed card is read within one poll interval: the exchange itself needs 
   assert.equal(r.taps, ["9A3B5C01"]);
 });
 
+test("a UID whose bytes look like a frame header (00 FF LEN LCS) is read within one poll, no timeout lost", async () => {
+  // 00 FF 10 F0 inside the response claims a 16-byte frame that never comes: the decoder must not wait for it.
+  const r = rig({ pollIntervalMs: 50 });
+  await r.start();
+  r.sim.placeCard("0400FF10F0AB12");
+  r.timers.advance(50);
+  await flush();
+  assert.equal(r.taps, ["0400FF10F0AB12"]);
+  assert.is(r.reader.counters.timeouts, 0);
+});
+
 test("one tap at a time: a card that arrives while the handler is busy triggers when it is done", async () => {
   const r = rig();
   let release: (() => void) | undefined;

@@ -14,6 +14,8 @@
  * decoder keys on the 00 FF start code alone.
  */
 
+import type { Timers } from "../../timers.ts";
+
 export const TFI_HOST_TO_PN532 = 0xd4;
 export const TFI_PN532_TO_HOST = 0xd5;
 /** The TFI of the application-level error frame (§6.2.1.5). */
@@ -23,7 +25,7 @@ export const TFI_ERROR = 0x7f;
 export const MAX_INFO_LENGTH = 265;
 /** Start code through DCS of the largest extended frame: 00 FF FF FF LENM LENL LCS + 265 + DCS. */
 const MAX_FRAME_BYTES = 7 + MAX_INFO_LENGTH + 1;
-/** Room for one frame being completed plus one that may overlap it (see #resolveComplete). */
+/** Room for one frame being completed plus one that may overlap it (see #innerFrame). */
 export const DECODER_CAPACITY = 2 * MAX_FRAME_BYTES + 8;
 
 export const ACK_FRAME: Uint8Array = Uint8Array.of(0x00, 0x00, 0xff, 0x00, 0xff, 0x00);
@@ -109,11 +111,14 @@ type Parse =
  * Streaming decoder: push bytes as they arrive, get frames and discards in
  * wire order. Never throws on input; memory stays within DECODER_CAPACITY.
  *
- * After garbage, a bad checksum or a truncated frame it resynchronises on the
- * next 00 FF. A candidate frame whose span contains the start of another frame
- * that checks out is treated as the truncated one: a valid frame following a
- * cut-off one must not be swallowed because the cut-off header's LEN reached
- * over it.
+ * Like the chip and libnfc it trusts a header that checks out: LEN/LCS are
+ * checked as soon as they arrive (a bad LCS drops the start code and the
+ * search for the next 00 FF goes on), DCS once the body is in, and a frame
+ * that passes both is delivered at once — a 00 FF inside its data is data and
+ * never makes the decoder wait for more. A candidate whose span already holds
+ * another complete frame that checks out was a cut-off frame whose LEN reached
+ * over that one: it is dropped as truncated, so the whole frame is kept. A
+ * partial frame is dropped when the line goes idle (flush; see IdleFlush).
  */
 export class FrameDecoder {
   readonly #buf = new Uint8Array(DECODER_CAPACITY);
@@ -157,11 +162,7 @@ export class FrameDecoder {
     return out;
   }
 
-  /**
-   * The line went quiet: decide what is held. A complete frame that was only
-   * waiting to rule out an overlapping one is delivered; a partial frame is
-   * discarded as truncated.
-   */
+  /** The line went quiet: a partial frame held is discarded as truncated. */
   flush(): DecodeEvent[] {
     const out: DecodeEvent[] = [];
     this.#parse(out, true);
@@ -204,10 +205,9 @@ export class FrameDecoder {
         this.#reject(out, "overflow", this.#len, 2);
         continue;
       }
-      const verdict = this.#resolveComplete(p, final);
-      if (verdict === "wait") return;
-      if (verdict !== "emit") {
-        this.#reject(out, "truncated", verdict, verdict);
+      const inner = this.#innerFrame(p);
+      if (inner >= 0) {
+        this.#reject(out, "truncated", inner, inner);
         continue;
       }
       out.push({ type: "frame", frame: p.frame });
@@ -217,25 +217,20 @@ export class FrameDecoder {
   }
 
   /**
-   * A complete, checksum-valid candidate at 0. If another start code inside its
-   * span begins a frame that checks out too, the candidate was a cut-off frame
-   * whose LEN swallowed that one: returns the offset to resume at. If such a
-   * frame may still be arriving, waits (unless final). A whole frame hidden in
-   * a real frame's data needs 00 FF plus two matching checksums (or the 4-byte
-   * ACK/NACK pattern): about 2^-32 per byte of random data.
+   * A complete, checksum-valid candidate at 0: the offset of a complete frame
+   * that checks out inside its span (then the candidate is a cut-off frame
+   * whose LEN swallowed it), or -1. Only bytes already here are looked at.
+   * Only frames with both checksums count: a whole one hidden in real data
+   * takes 00 FF plus two matching checksums, about 2^-32 per byte; the
+   * 4-byte ACK and NACK patterns (00 FF 00 FF, 00 FF FF 00) are ordinary data.
    */
-  #resolveComplete(p: { frame: Frame; size: number }, final: boolean): "emit" | "wait" | number {
-    if (p.frame.kind === "ack" || p.frame.kind === "nack") return "emit";
+  #innerFrame(p: { frame: Frame; size: number }): number {
+    if (p.frame.kind === "ack" || p.frame.kind === "nack") return -1;
     for (let j = this.#findStart(2); j >= 0 && j < p.size; j = this.#findStart(j + 1)) {
       const q = this.#parseAt(j);
-      // Data ending 00 FF with DCS FF reads as a NACK through the postamble: only a NACK wholly inside counts.
-      if (q.kind === "ok" && !(q.frame.kind === "nack" && j + 4 > p.size)) return j;
-      // Its header is still arriving or checks out: only the next bytes can tell which frame is real.
-      if (q.kind === "incomplete" && !final) return "wait";
+      if (q.kind === "ok" && q.frame.kind !== "ack" && q.frame.kind !== "nack") return j;
     }
-    // A last byte of 00 may be the first half of a start code; the postamble (00) settles it.
-    if (!final && this.#len === p.size && this.#buf[p.size - 1] === 0x00) return "wait";
-    return "emit";
+    return -1;
   }
 
   /** Offset of the first start code at or after `from` whose frame is complete and valid, or -1. */
@@ -313,5 +308,51 @@ export class FrameDecoder {
     this.#buf.copyWithin(0, n, this.#len);
     this.#len -= n;
     this.#quiet = Math.max(0, this.#quiet - n);
+  }
+}
+
+/**
+ * Flushes a decoder when its line has been idle for `idleMs` while it holds
+ * bytes: a frame cut off mid-way (a sender reset, a tool closing the port) is
+ * dropped then, instead of waiting for bytes that never come. At 115200 baud a
+ * frame's bytes follow each other within a millisecond; USB serial adapters
+ * deliver in bursts a few ms apart.
+ */
+export class IdleFlush {
+  readonly #decoder: FrameDecoder;
+  readonly #timers: Timers;
+  readonly #idleMs: number;
+  readonly #onEvents: (events: DecodeEvent[]) => void;
+  #timer: unknown;
+
+  constructor(
+    decoder: FrameDecoder,
+    opts: { timers: Timers; idleMs: number; onEvents: (events: DecodeEvent[]) => void },
+  ) {
+    this.#decoder = decoder;
+    this.#timers = opts.timers;
+    this.#idleMs = opts.idleMs;
+    this.#onEvents = opts.onEvents;
+  }
+
+  /** Pushes a chunk, reports what it decodes, and re-arms the idle timer while bytes are held. */
+  push(chunk: Uint8Array): void {
+    this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const events = this.#decoder.push(chunk);
+    if (this.#decoder.buffered > 0) {
+      this.#timer = this.#timers.setTimeout(() => {
+        this.#timer = undefined;
+        const flushed = this.#decoder.flush();
+        if (flushed.length > 0) this.#onEvents(flushed);
+      }, this.#idleMs);
+    }
+    if (events.length > 0) this.#onEvents(events);
+  }
+
+  /** Cancels the idle timer (the link is gone or the owner stops). */
+  stop(): void {
+    this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }

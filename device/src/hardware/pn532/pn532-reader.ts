@@ -41,6 +41,7 @@ import {
   type DiscardReason,
   encodeCommand,
   FrameDecoder,
+  IdleFlush,
   NACK_FRAME,
   TFI_PN532_TO_HOST,
 } from "./frame.ts";
@@ -56,6 +57,8 @@ export interface Pn532ReaderOptions {
   ackTimeoutMs?: number;
   /** From ACK to response. With MxRtyPassiveActivation = 1 a poll answers in a few ms. */
   responseTimeoutMs?: number;
+  /** Silence after which a partial frame is dropped (and NACKed) instead of waiting for the response timeout. */
+  idleMs?: number;
   /** Resends of one command after a timeout. */
   retries?: number;
   /** NACKs sent for one command before giving up on it. */
@@ -114,6 +117,7 @@ export class Pn532Reader {
   readonly kind = "pn532" as const;
   readonly #o: Options;
   readonly #decoder = new FrameDecoder();
+  readonly #idle: IdleFlush;
   readonly #backoffFactory: ExponentialBackoff<number>;
   #backoff: IBackoff<unknown> | undefined;
   #state: ReaderState = "disconnected";
@@ -140,6 +144,7 @@ export class Pn532Reader {
       pollIntervalMs: 50,
       ackTimeoutMs: 100,
       responseTimeoutMs: 300,
+      idleMs: 50,
       retries: 1,
       maxNacks: 2,
       reinitAfterTimeouts: 3,
@@ -151,6 +156,7 @@ export class Pn532Reader {
       "pollIntervalMs",
       "ackTimeoutMs",
       "responseTimeoutMs",
+      "idleMs",
       "reconnectMinMs",
       "reconnectMaxMs",
     ] as const) {
@@ -163,6 +169,11 @@ export class Pn532Reader {
       if (!Number.isInteger(v) || v < 0)
         throw new RangeError(`Pn532Reader option ${key} must be a whole number ≥ 0, got ${v}`);
     }
+    this.#idle = new IdleFlush(this.#decoder, {
+      timers: this.#o.timers,
+      idleMs: this.#o.idleMs,
+      onEvents: (events) => this.#handle(events),
+    });
     this.#backoffFactory = new ExponentialBackoff({
       generator: noJitterGenerator,
       initialDelay: this.#o.reconnectMinMs,
@@ -308,6 +319,7 @@ export class Pn532Reader {
 
   #detach(): void {
     for (const u of this.#unsubscribe.splice(0)) u();
+    this.#idle.stop();
     this.#link = undefined;
     this.#ready = false;
   }
@@ -438,7 +450,7 @@ export class Pn532Reader {
   }
 
   #onData(chunk: Uint8Array): void {
-    this.#handle(this.#decoder.push(chunk));
+    this.#idle.push(chunk);
   }
 
   #handle(events: DecodeEvent[]): void {

@@ -26,6 +26,7 @@ const columns = z
   .max(64, { error: "expected at most 64 columns" })
   .default(COLUMNS_80MM);
 const pollIntervalMs = z.number().int().min(5).max(1000).default(20);
+const pcscReaderName = 'expected part of the reader\'s name as "pcsc_scan -r" lists it, e.g. "ACR122U"';
 const checkinReceipts = z.boolean({ error: "expected true or false" }).default(true);
 
 /**
@@ -34,6 +35,8 @@ const checkinReceipts = z.boolean({ error: "expected true or false" }).default(t
  * daemon runs a PN532 simulator on a pty pair and drives it with the same
  * driver (demos, `npm start`, tests); cards are placed through the local API
  * (`POST /api/sim/tap`), so a kiosk has it only when its config says so.
+ * `pcsc`: a USB reader (ACR122U, ACR1252U…) through pcscd; `reader` picks
+ * one by part of its name (as `pcsc_scan -r` lists it), else the first.
  */
 export const ReaderConfigSchema = z.discriminatedUnion(
   "type",
@@ -48,12 +51,16 @@ export const ReaderConfigSchema = z.discriminatedUnion(
       type: z.literal("pn532-simulator"),
       pollIntervalMs,
     }),
+    z.strictObject({
+      type: z.literal("pcsc"),
+      reader: z.string({ error: pcscReaderName }).min(1, { error: pcscReaderName }).optional(),
+    }),
   ],
   {
     error: (issue) =>
       issue.input === undefined
-        ? 'missing: set reader.type to "pn532" (a PN532 on a serial port, with reader.path) or "pn532-simulator" (simulated cards, for demos and tests)'
-        : 'expected reader.type "pn532" (with a path) or "pn532-simulator"',
+        ? 'missing: set reader.type to "pn532" (a PN532 on a serial port, with reader.path), "pcsc" (a USB reader such as an ACR122U, through pcscd) or "pn532-simulator" (simulated cards, for demos and tests)'
+        : 'expected reader.type "pn532" (with a path) or "pn532-simulator" or "pcsc" (a USB reader through pcscd)',
   },
 );
 

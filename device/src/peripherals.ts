@@ -9,11 +9,13 @@
  */
 import type { Logger } from "pino";
 import type { DeviceConfig, PrinterConfig, ReaderConfig } from "./config.ts";
+import type { CardReader } from "./hardware/card-reader.ts";
 import { createGpioBackend } from "./hardware/gpio/factory.ts";
 import { openFirmata } from "./hardware/gpio/firmata-port.ts";
 import { type GpioHealth, GpioRoles, type SimulatedPanel } from "./hardware/gpio/gpio-roles.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import { SimulatedGpio } from "./hardware/gpio/simulated.ts";
+import { PcscReader } from "./hardware/pcsc/pcsc-reader.ts";
 import { DISCARD_REASONS } from "./hardware/pn532/frame.ts";
 import { type CardHandler, type Pn532Counters, Pn532Reader, type ReaderState } from "./hardware/pn532/pn532-reader.ts";
 import { Pn532Simulator } from "./hardware/pn532/simulator.ts";
@@ -40,11 +42,15 @@ export interface PeripheralHandlers {
 
 export interface PeripheralsHealth {
   reader: {
-    driver: "pn532";
+    driver: "pn532" | "pcsc";
     simulated: boolean;
     state: ReaderState;
     /** "1.6" once the chip answered GetFirmwareVersion. */
     firmware?: string;
+    /** pcsc: the PC/SC name of the reader in use, and why it is not "ok" (e.g. pcscd not running). */
+    name?: string;
+    reason?: string;
+    /** pcsc: reads, reconnects and unreadable cards (as errorFrames); the PN532 wire counters stay 0. */
     counters: Pn532Counters;
   };
   printer: (PrinterHealth & { type: PrinterConfig["type"] }) | null;
@@ -68,7 +74,7 @@ export interface PeripheralsOptions {
 export class Peripherals {
   readonly #o: PeripheralsOptions;
   readonly #log: Logger;
-  #reader: Pn532Reader | undefined;
+  #reader: (CardReader & (Pn532Reader | PcscReader)) | undefined;
   #readerSim: Pn532Simulator | undefined;
   #pty: PtyPair | undefined;
   #simLink: SerialLink | undefined;
@@ -133,13 +139,16 @@ export class Peripherals {
       });
       await this.#printer.start();
     }
-    this.#reader = new Pn532Reader({
-      openLink: await this.#readerLink(config.reader),
-      logger,
-      timers,
-      pollIntervalMs: config.reader.pollIntervalMs,
-      onStateChange: () => h.onChange(),
-    });
+    this.#reader =
+      config.reader.type === "pcsc"
+        ? new PcscReader({ logger, timers, reader: config.reader.reader, onStateChange: () => h.onChange() })
+        : new Pn532Reader({
+            openLink: await this.#readerLink(config.reader),
+            logger,
+            timers,
+            pollIntervalMs: config.reader.pollIntervalMs,
+            onStateChange: () => h.onChange(),
+          });
     await this.#reader.start(h.onCard);
   }
 
@@ -165,14 +174,12 @@ export class Peripherals {
 
   health(): PeripheralsHealth {
     const reader = this.#reader;
-    const fw = reader?.firmware;
     return {
       reader: {
-        driver: "pn532",
+        driver: this.#o.config.reader.type === "pcsc" ? "pcsc" : "pn532",
         simulated: this.#o.config.reader.type === "pn532-simulator",
         state: reader?.state ?? "disconnected",
-        ...(fw ? { firmware: `${fw.ver}.${fw.rev}` } : {}),
-        counters: reader?.counters ?? emptyCounters(),
+        ...(reader ? readerDetails(reader) : { counters: emptyCounters() }),
       },
       printer: this.#printer ? { type: this.#o.config.printer.type, ...this.#printer.health } : null,
       gpio: this.#gpio?.health() ?? null,
@@ -195,7 +202,7 @@ export class Peripherals {
     return { ok: Object.values(peripherals).every((p) => p.ok), peripherals };
   }
 
-  async #readerLink(reader: ReaderConfig): Promise<OpenLink> {
+  async #readerLink(reader: Exclude<ReaderConfig, { type: "pcsc" }>): Promise<OpenLink> {
     if (reader.type === "pn532") {
       return () => openSerialPort(reader.path, { baudRate: reader.baudRate });
     }
@@ -236,6 +243,21 @@ export class Peripherals {
       }
     }
   }
+}
+
+function readerDetails(
+  reader: Pn532Reader | PcscReader,
+): Pick<PeripheralsHealth["reader"], "firmware" | "name" | "reason" | "counters"> {
+  if (reader instanceof Pn532Reader) {
+    const fw = reader.firmware;
+    return { ...(fw ? { firmware: `${fw.ver}.${fw.rev}` } : {}), counters: reader.counters };
+  }
+  const c = reader.counters;
+  return {
+    ...(reader.readerName ? { name: reader.readerName } : {}),
+    ...(reader.state === "ok" ? {} : { reason: reader.reason }),
+    counters: { ...emptyCounters(), reads: c.reads, reconnects: c.reconnects, errorFrames: c.readErrors },
+  };
 }
 
 function emptyCounters(): Pn532Counters {

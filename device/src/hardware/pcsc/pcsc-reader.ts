@@ -1,0 +1,394 @@
+/**
+ * The kiosk's NFC reader when it is a USB PC/SC reader (ACR122U, ACR1252U
+ * and the like) served by pcscd.
+ *
+ * pcscd does the polling; the binding turns its answers into events: a
+ * reader appears or ends (plugged, unplugged, pcscd gone), a card is present
+ * or the reader is empty again. On each arrival the UID is read with GET DATA
+ * (apdu.ts) and handed to the same CardHandler the PN532 uses, once per
+ * presence: the card must leave before it triggers again.
+ *
+ * State: "disconnected" while pcscd is not running or no matching reader is
+ * attached, "ok" with one, "degraded" while the card on it cannot be read.
+ * pcscd away is retried with exponential backoff, never thrown.
+ */
+import { ExponentialBackoff, type IBackoff, noJitterGenerator } from "cockatiel";
+import type { Logger } from "pino";
+import { realTimers, type Timers } from "../../timers.ts";
+import type { CardHandler, ReaderState } from "../card-reader.ts";
+import { abbreviateUid } from "../pn532/commands.ts";
+import { GET_DATA_UID, parseGetDataUid } from "./apdu.ts";
+import {
+  type PcscBinding,
+  type PcscCardReader,
+  type PcscContext,
+  type PcscStatus,
+  pcscliteBinding,
+  SCARD_LEAVE_CARD,
+  SCARD_PROTOCOL_T0_T1,
+  SCARD_SHARE_SHARED,
+  SCARD_STATE,
+} from "./binding.ts";
+
+/** The one line a technician needs when the kiosk finds no pcscd. */
+export const PCSCD_MISSING = "pcscd is not running: apt-get install pcscd; systemctl enable --now pcscd";
+
+export interface PcscReaderOptions {
+  logger: Logger;
+  timers?: Timers;
+  /** Part of the reader's PC/SC name (as `pcsc_scan -r` lists it); absent: the first reader that appears. */
+  reader?: string;
+  binding?: PcscBinding;
+  /** Backoff bounds for finding pcscd again. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** Bound on connect + GET DATA + disconnect for one card. */
+  readTimeoutMs?: number;
+  onStateChange?: (state: ReaderState, reason: string) => void;
+}
+
+export interface PcscCounters {
+  /** Cards that triggered the handler. */
+  reads: number;
+  /** Cards present whose UID could not be read. */
+  readErrors: number;
+  /** Times pcscd or the reader came back after being away. */
+  reconnects: number;
+}
+
+type Options = Required<Omit<PcscReaderOptions, "reader" | "onStateChange">> &
+  Pick<PcscReaderOptions, "reader" | "onStateChange">;
+
+export class PcscReader {
+  readonly kind = "pcsc" as const;
+  readonly #o: Options;
+  readonly #backoffFactory: ExponentialBackoff<number>;
+  #backoff: IBackoff<unknown> | undefined;
+  #state: ReaderState = "disconnected";
+  #reason = "not started";
+  #handler: CardHandler | undefined;
+  #stopped = true;
+  #timer: unknown;
+  #context: PcscContext | undefined;
+  /** Readers pcscd lists under the current context, by name, in the order they appeared. */
+  readonly #known = new Map<string, PcscCardReader>();
+  #reader: PcscCardReader | undefined;
+  #everAttached = false;
+  #outage = false;
+  /** Bumped on each card arrival and removal: a read that finishes after its card left is dropped. */
+  #presence = 0;
+  #cardPresent = false;
+  #tap: Promise<void> | undefined;
+  /** A card read while a tap was in progress: it triggers when that tap is done, if still held. */
+  #queued: { uid: string; presence: number } | undefined;
+  readonly #counters: PcscCounters = { reads: 0, readErrors: 0, reconnects: 0 };
+
+  constructor(opts: PcscReaderOptions) {
+    this.#o = {
+      timers: realTimers,
+      binding: pcscliteBinding(),
+      reconnectMinMs: 250,
+      reconnectMaxMs: 5000,
+      readTimeoutMs: 2000,
+      ...opts,
+    };
+    for (const key of ["reconnectMinMs", "reconnectMaxMs", "readTimeoutMs"] as const) {
+      const v = this.#o[key];
+      if (!Number.isFinite(v) || v <= 0)
+        throw new RangeError(`PcscReader option ${key} must be a positive number of ms, got ${v}`);
+    }
+    this.#backoffFactory = new ExponentialBackoff({
+      generator: noJitterGenerator,
+      initialDelay: this.#o.reconnectMinMs,
+      maxDelay: this.#o.reconnectMaxMs,
+    });
+  }
+
+  get state(): ReaderState {
+    return this.#state;
+  }
+
+  /** Why the reader is in its state, e.g. the PCSCD_MISSING line. */
+  get reason(): string {
+    return this.#reason;
+  }
+
+  /** The PC/SC name of the reader in use, e.g. "ACS ACR122U PICC Interface 00 00". */
+  get readerName(): string | undefined {
+    return this.#reader?.name;
+  }
+
+  get counters(): PcscCounters {
+    return { ...this.#counters };
+  }
+
+  /** Resolves after the first attempt to reach pcscd; a missing pcscd or reader is waited for in the background. */
+  async start(handler: CardHandler): Promise<void> {
+    if (!this.#stopped) throw new Error("PcscReader is already started");
+    this.#stopped = false;
+    this.#handler = handler;
+    await this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#o.timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#dropContext("stop");
+    await this.#tap;
+    this.#handler = undefined;
+    this.#setState("disconnected", "stopped");
+  }
+
+  async selfTest(): Promise<{ ok: boolean; detail: string }> {
+    const r = this.#reader;
+    if (!r) return { ok: false, detail: `PC/SC reader ${this.#state}: ${this.#reason}` };
+    const card = this.#cardPresent ? "a card on it" : "no card on it";
+    return { ok: this.#state !== "disconnected", detail: `PC/SC reader "${r.name}" ${this.#state}, ${card}` };
+  }
+
+  // ---- pcscd ----------------------------------------------------------------
+
+  async #connect(): Promise<void> {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    const { binding, logger } = this.#o;
+    let context: PcscContext;
+    try {
+      if (!(await binding.serviceRunning())) throw new Error(PCSCD_MISSING);
+      if (this.#stopped) return;
+      context = await binding.open();
+    } catch (err) {
+      const reason = (err as Error).message;
+      // Said once per outage; the retries stay quiet.
+      if (!this.#outage) logger.warn({ socket: binding.socketPath }, reason);
+      this.#outage = true;
+      this.#setState("disconnected", reason);
+      this.#retryLater();
+      return;
+    }
+    if (this.#stopped) {
+      context.close();
+      return;
+    }
+    this.#backoff = undefined;
+    if (this.#outage) logger.info({ socket: binding.socketPath }, "pcscd is back");
+    this.#outage = false;
+    this.#context = context;
+    // The binding emits on a native thread's schedule: every listener checks it is still the current context.
+    context.on("reader", (r) => {
+      if (context === this.#context) this.#onReader(r);
+      else r.on("error", () => {});
+    });
+    context.on("error", (err) => {
+      if (context === this.#context) this.#onContextLost(err);
+    });
+    this.#setState(
+      "disconnected",
+      this.#o.reader ? `no PC/SC reader named like "${this.#o.reader}"` : "no PC/SC reader attached",
+    );
+  }
+
+  #retryLater(): void {
+    if (this.#stopped) return;
+    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : this.#backoffFactory.next();
+    this.#timer = this.#o.timers.setTimeout(() => {
+      this.#connect().catch((err: unknown) =>
+        this.#o.logger.error({ err: (err as Error).message }, "PC/SC reconnect failed"),
+      );
+    }, this.#backoff.duration);
+  }
+
+  #onContextLost(err: Error): void {
+    this.#o.logger.warn({ err: err.message }, "pcscd went away; waiting for it to return");
+    this.#dropContext("callback");
+    this.#outage = true;
+    this.#setState("disconnected", `pcscd went away (${err.message})`);
+    this.#retryLater();
+  }
+
+  /**
+   * Forgets the context and closes it and its readers (each holds a native
+   * thread and a handle that keeps Node alive). Their late events are
+   * ignored, never unhandled. From inside the binding's own callback the
+   * close waits a turn: it joins the thread that is calling us.
+   */
+  #dropContext(from: "callback" | "stop"): void {
+    const context = this.#context;
+    const readers = [...this.#known.values()];
+    this.#context = undefined;
+    this.#known.clear();
+    this.#reader = undefined;
+    this.#cardLeft();
+    if (!context) return;
+    const close = () => {
+      for (const closable of [...readers, context]) {
+        try {
+          closable.close();
+        } catch (err) {
+          this.#o.logger.debug({ err: (err as Error).message }, "PC/SC close failed");
+        }
+      }
+    };
+    if (from === "stop") close();
+    else this.#o.timers.setTimeout(close, 0);
+  }
+
+  // ---- readers --------------------------------------------------------------
+
+  #onReader(r: PcscCardReader): void {
+    this.#known.set(r.name, r);
+    r.on("error", (err) => {
+      if (this.#known.get(r.name) === r)
+        this.#o.logger.debug({ reader: r.name, err: err.message }, "PC/SC reader error");
+    });
+    r.on("end", () => this.#onReaderEnd(r));
+    r.on("status", (s) => {
+      if (r === this.#reader) this.#onStatus(r, s);
+    });
+    if (!this.#reader && this.#matches(r.name)) this.#attach(r);
+    else this.#o.logger.debug({ reader: r.name }, "PC/SC reader not used");
+  }
+
+  #matches(name: string): boolean {
+    const want = this.#o.reader;
+    return !want || name.toLowerCase().includes(want.toLowerCase());
+  }
+
+  #attach(r: PcscCardReader): void {
+    this.#reader = r;
+    if (this.#everAttached) this.#counters.reconnects++;
+    this.#everAttached = true;
+    this.#o.logger.info({ reader: r.name }, "PC/SC reader attached");
+    this.#setState("ok", `reader "${r.name}" attached`);
+    // A reader taken over from the list may already hold a card.
+    if (r.state !== undefined) this.#onStatus(r, { state: r.state });
+  }
+
+  #onReaderEnd(r: PcscCardReader): void {
+    if (this.#known.get(r.name) === r) this.#known.delete(r.name);
+    if (r !== this.#reader) return;
+    this.#reader = undefined;
+    this.#cardLeft();
+    this.#o.logger.warn({ reader: r.name }, "PC/SC reader detached");
+    const next = [...this.#known.values()].find((k) => this.#matches(k.name));
+    if (next) this.#attach(next);
+    else if (this.#context) this.#setState("disconnected", `reader "${r.name}" detached`);
+  }
+
+  // ---- cards ----------------------------------------------------------------
+
+  #onStatus(r: PcscCardReader, s: PcscStatus): void {
+    const present = (s.state & SCARD_STATE.PRESENT) !== 0;
+    if (!present) {
+      if (this.#cardPresent) this.#o.logger.debug({ reader: r.name }, "card left the reader");
+      this.#cardLeft();
+      if (this.#state === "degraded") this.#setState("ok", "card removed");
+      return;
+    }
+    // Later events for the same card (our own connect marks it in use) are not a new arrival.
+    if (this.#cardPresent) return;
+    this.#cardPresent = true;
+    const presence = ++this.#presence;
+    if (s.state & SCARD_STATE.MUTE) {
+      this.#readFailed(r, "the card on the reader does not answer (mute): hold it flat on the reader");
+      return;
+    }
+    this.#readUid(r).then(
+      (uid) => {
+        if (presence !== this.#presence || r !== this.#reader) return;
+        if (this.#state === "degraded") this.#setState("ok", "card read");
+        this.#offer(uid, presence);
+      },
+      (err: unknown) => {
+        if (presence === this.#presence && r === this.#reader) this.#readFailed(r, (err as Error).message);
+      },
+    );
+  }
+
+  #cardLeft(): void {
+    if (this.#cardPresent) this.#presence++;
+    this.#cardPresent = false;
+    this.#queued = undefined;
+  }
+
+  #readFailed(r: PcscCardReader, message: string): void {
+    this.#counters.readErrors++;
+    this.#o.logger.warn({ reader: r.name, err: message }, "card on the PC/SC reader could not be read");
+    this.#setState("degraded", message);
+  }
+
+  /** Connect (shared, so pcsc_scan and others may watch too), GET DATA, leave the card as it was. */
+  #readUid(r: PcscCardReader): Promise<string> {
+    return this.#bounded(
+      new Promise<string>((resolve, reject) => {
+        r.connect({ share_mode: SCARD_SHARE_SHARED, protocol: SCARD_PROTOCOL_T0_T1 }, (err, protocol) => {
+          if (err) return reject(new Error(`PC/SC connect to the card failed: ${(err as Error).message}`));
+          r.transmit(Buffer.from(GET_DATA_UID), 256 + 2, protocol, (err, answer) => {
+            r.disconnect(SCARD_LEAVE_CARD, (dErr) => {
+              if (dErr) this.#o.logger.debug({ err: (dErr as Error).message }, "PC/SC disconnect failed");
+            });
+            if (err) return reject(new Error(`GET DATA could not be sent: ${(err as Error).message}`));
+            try {
+              resolve(parseGetDataUid(answer));
+            } catch (e) {
+              reject(e);
+            }
+          });
+        });
+      }),
+    );
+  }
+
+  #bounded<T>(p: Promise<T>): Promise<T> {
+    const { timers, readTimeoutMs } = this.#o;
+    let timer: unknown;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = timers.setTimeout(
+        () => reject(new Error(`no answer from the card within ${readTimeoutMs} ms`)),
+        readTimeoutMs,
+      );
+    });
+    return Promise.race([p, timeout]).finally(() => timers.clearTimeout(timer));
+  }
+
+  /** One tap at a time, as with the PN532: a card read during a tap waits for it, if still held. */
+  #offer(uid: string, presence: number): void {
+    if (this.#tap) {
+      this.#queued = { uid, presence };
+      return;
+    }
+    const handler = this.#handler;
+    if (!handler) return;
+    this.#counters.reads++;
+    this.#o.logger.info({ uid: abbreviateUid(uid) }, "card read");
+    this.#tap = handler(uid).then(
+      () => this.#tapDone(),
+      (err: unknown) => {
+        this.#o.logger.error({ err: (err as Error).message, uid: abbreviateUid(uid) }, "card handler failed");
+        this.#tapDone();
+      },
+    );
+  }
+
+  #tapDone(): void {
+    this.#tap = undefined;
+    const q = this.#queued;
+    this.#queued = undefined;
+    if (q && q.presence === this.#presence && this.#cardPresent && !this.#stopped) this.#offer(q.uid, q.presence);
+  }
+
+  #setState(state: ReaderState, reason: string): void {
+    this.#reason = reason;
+    if (state === this.#state) return;
+    const from = this.#state;
+    this.#state = state;
+    const log = state === "ok" || reason === "stopped" ? this.#o.logger.info : this.#o.logger.warn;
+    log.call(this.#o.logger, { from, to: state, reason }, "PC/SC reader state");
+    try {
+      this.#o.onStateChange?.(state, reason);
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message }, "PC/SC state listener failed");
+    }
+  }
+}

@@ -7,82 +7,34 @@
  * the live feed arrives as a subscription, filtered by role and site; an
  * unexpected error reaches the client as an id, never as its text.
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import { hashSecret, type LiveEvent, Registry, SESSION_COOKIE } from "@paylane/protocol";
-import pino from "pino";
-import { Registry as MetricsRegistry } from "prom-client";
+import { randomUUID } from "node:crypto";
+import { type LiveEvent, SESSION_COOKIE } from "@paylane/protocol";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { within } from "../../test/support/within.ts";
-import { createApi } from "../src/api/app.ts";
+import type { createApi } from "../src/api/app.ts";
 import { mintOperatorToken, type Role } from "../src/api/auth.ts";
 import type { Database } from "../src/db/database.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { openPg } from "../src/db/pg.ts";
-import type { LiveFeed } from "../src/live/live-feed.ts";
-import { MemoryPresence } from "../src/presence/memory-presence.ts";
-import { seedSite } from "../src/seed.ts";
-import { MemoryLatestTelemetry } from "../src/telemetry/latest-store.ts";
+import { type ConsoleSite, DEVICE_SECRET, type FakeLiveFeed, openConsoleSite } from "./console-db.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
-const DEVICE_SECRET = "device-secret-0123456789";
 const NOW = new Date("2026-12-04T12:00:00Z");
-const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const SCHEMA = `t_graphql_${randomBytes(4).toString("hex")}`;
 
-/** A live feed the test pushes events into, as LISTEN/NOTIFY would. */
-class FakeLiveFeed implements LiveFeed {
-  readonly listeners = new Set<(e: LiveEvent) => void>();
-  subscribe(listener: (e: LiveEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-  push(e: LiveEvent): void {
-    for (const l of this.listeners) l(e);
-  }
-}
-
+let seeded: ConsoleSite;
 let db: Database;
 let app: ReturnType<typeof createApi>;
-const live = new FakeLiveFeed();
-const logged: string[] = [];
-const presence = new MemoryPresence();
+let live: FakeLiveFeed;
+let logged: string[];
 let failPresence = false;
 
 test.before(async () => {
-  db = await openPg({ url: PG_URL, schema: SCHEMA });
-  await migrate(db);
-  await seedSite(db, { id: "s1", name: "Venue", timezone: "UTC" });
-  await seedSite(db, { id: "s2", name: "Other venue", timezone: "UTC" });
-  await db.query("INSERT INTO devices (site_id, id) VALUES ('s1', 'k1'), ('s2', 'x1')");
-  const registry = new Registry({
-    version: 1,
-    devices: [
-      { site: "s1", device: "k1", secretHash: await hashSecret(DEVICE_SECRET) },
-      { site: "s2", device: "x1", secretHash: await hashSecret(DEVICE_SECRET) },
-    ],
-    services: [],
+  seeded = await openConsoleSite("graphql", {
+    now: () => NOW,
+    logLevel: "error",
+    telemetry: { backlog: 3, lastSeq: 13, printer: { state: "ok", paper: "near-end" }, mode: "in-service" },
   });
-  const latest = new MemoryLatestTelemetry();
-  await latest.put([
-    {
-      device: { site: "s1", device: "k1" },
-      receivedAt: NOW.toISOString(),
-      telemetry: {
-        at: NOW.toISOString(),
-        backlog: 3,
-        ackedUpTo: 10,
-        lastSeq: 13,
-        replicaVersion: 1,
-        reader: "ok",
-        uptimeSeconds: 60,
-        printer: { state: "ok", paper: "near-end" },
-        mode: "in-service",
-      },
-    },
-  ]);
-  await presence.setStatus({ site: "s1", device: "k1" }, { state: "online", at: NOW, version: "1.2.3" });
-  const failing = new Proxy(presence, {
+  ({ db, live, logged } = seeded);
+  const failing = new Proxy(seeded.presence, {
     get(target, prop, receiver) {
       if (prop === "get" && failPresence) {
         return async () => {
@@ -93,19 +45,7 @@ test.before(async () => {
       return typeof v === "function" ? v.bind(target) : v;
     },
   });
-  const logger = pino({ level: "error" }, { write: (line: string) => logged.push(line) });
-  app = createApi({
-    db,
-    presence: failing,
-    registry: () => registry,
-    metrics: new MetricsRegistry(),
-    health: async () => ({ status: "ok" }),
-    now: () => NOW,
-    jwtSecret: SECRET,
-    latestTelemetry: latest,
-    live,
-    logger,
-  });
+  app = seeded.api({ presence: failing, jwtSecret: SECRET });
   for (const [i, [site, device, member, at]] of [
     ["s1", "k1", "m-ada", "2026-12-04T09:00:00Z"],
     ["s1", "k1", "m-grace", "2026-12-04T10:00:00Z"],
@@ -120,10 +60,7 @@ test.before(async () => {
     );
   }
 });
-test.after(async () => {
-  await db.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
-  await db.close();
-});
+test.after(() => seeded?.drop());
 
 const token = (role: Role, sites?: string[]) => mintOperatorToken(SECRET, { sub: `ops-${role}`, role, sites });
 
@@ -197,7 +134,7 @@ test("the fleet overview is the page REST answers, field for field", async () =>
 });
 
 test("a kiosk's offline payment exposure is money: null for a viewer, shown to finance (as REST)", async () => {
-  await presence.setExposure(
+  await seeded.presence.setExposure(
     { site: "s1", device: "k1" },
     { currency: "EUR", offlineExposure: 750, offlinePayments: 3, cap: 5000 },
     NOW,

@@ -1,36 +1,29 @@
 /**
- * One cloud API for the console attack tests (test/security/console-*.test.ts):
- * the real Postgres (a schema of its own, dropped at close), two sites (s1 with kiosk k1, s2 with kiosk x1), real operator
+ * One cloud API for the console attack tests (test/security/console-*.test.ts),
+ * on the seeded site the GraphQL test starts from too (cloud/test/console-db.ts
+ * openConsoleSite: the real Postgres, a schema of its own dropped at close, two
+ * sites, s1 with kiosk k1 and s2 with kiosk x1), with real operator
  * accounts logged in through /api/v1/auth/login (so tokens carry a session),
  * a command desk on a fake broker link, a live feed the test pushes events
  * into, telemetry with an offline payment exposure, and a logger whose every
  * line is kept (to search for secrets).
  */
-import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { LiveEvent } from "@paylane/protocol";
-import { hashSecret, REFRESH_COOKIE, Registry, SESSION_COOKIE } from "@paylane/protocol";
+import { REFRESH_COOKIE, SESSION_COOKIE } from "@paylane/protocol";
 import { type Listening, listen } from "@paylane/protocol/service";
-import pino from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { OperatorStore } from "../../cloud/src/accounts/store.ts";
-import { createApi } from "../../cloud/src/api/app.ts";
+import type { createApi } from "../../cloud/src/api/app.ts";
 import { LiveSockets } from "../../cloud/src/api/live.ts";
 import type { Database } from "../../cloud/src/db/database.ts";
-import { migrate } from "../../cloud/src/db/migrate.ts";
-import { openPg } from "../../cloud/src/db/pg.ts";
 import { CommandDesk } from "../../cloud/src/fleet/commands.ts";
 import type { FleetLink } from "../../cloud/src/fleet/link.ts";
-import type { LiveFeed } from "../../cloud/src/live/live-feed.ts";
-import { MemoryPresence } from "../../cloud/src/presence/memory-presence.ts";
-import { seedSite } from "../../cloud/src/seed.ts";
-import { MemoryLatestTelemetry } from "../../cloud/src/telemetry/latest-store.ts";
+import { type ConsoleSite, DEVICE_SECRET, openConsoleSite } from "../../cloud/test/console-db.ts";
 import { within } from "../support/within.ts";
 
+export { DEVICE_SECRET };
 export const JWT_SECRET = "console-attack-secret-of-at-least-32-chars";
-export const DEVICE_SECRET = "device-secret-0123456789";
 export const PASSWORD = "correct horse battery staple";
-const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
 /** The accounts every console attack test starts with. */
 export const ACCOUNTS = {
@@ -42,18 +35,6 @@ export const ACCOUNTS = {
   fred: { role: "finance", sites: ["s1"] },
 } as const;
 export type Account = keyof typeof ACCOUNTS;
-
-/** A live feed the test pushes events into, as LISTEN/NOTIFY would. */
-export class FakeLiveFeed implements LiveFeed {
-  readonly listeners = new Set<(e: LiveEvent) => void>();
-  subscribe(listener: (e: LiveEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-  push(e: LiveEvent): void {
-    for (const l of this.listeners) l(e);
-  }
-}
 
 export interface Answer {
   status: number;
@@ -75,54 +56,33 @@ export class ConsoleCloud {
   db!: Database;
   app!: ReturnType<typeof createApi>;
   store!: OperatorStore;
-  readonly live = new FakeLiveFeed();
-  readonly logged: string[] = [];
   readonly published: string[] = [];
-  readonly schema = `t_console_${randomBytes(6).toString("hex")}`;
   sockets!: LiveSockets;
+  #site!: ConsoleSite;
   #commands!: CommandDesk;
   #http: Listening | undefined;
 
+  /** The live feed the test pushes events into. */
+  get live() {
+    return this.#site.live;
+  }
+  /** Every line the cloud logged. */
+  get logged() {
+    return this.#site.logged;
+  }
+
   async start(): Promise<void> {
-    this.db = await openPg({ url: PG_URL, schema: this.schema });
-    await migrate(this.db);
-    await seedSite(this.db, { id: "s1", name: "Venue", timezone: "UTC" });
-    await seedSite(this.db, { id: "s2", name: "Other venue", timezone: "UTC" });
-    await this.db.query("INSERT INTO devices (site_id, id) VALUES ('s1', 'k1'), ('s2', 'x1')");
-    const registry = new Registry({
-      version: 1,
-      devices: [
-        { site: "s1", device: "k1", secretHash: await hashSecret(DEVICE_SECRET) },
-        { site: "s2", device: "x1", secretHash: await hashSecret(DEVICE_SECRET) },
-      ],
-      services: [],
+    this.#site = await openConsoleSite("console", {
+      // The kiosk's offline payment exposure, as its telemetry reports it.
+      telemetry: { payments: { currency: "EUR", offlineExposure: 4321, offlinePayments: 3, cap: 10_000 } },
     });
+    this.db = this.#site.db;
     this.store = new OperatorStore({ db: this.db });
     for (const [username, a] of Object.entries(ACCOUNTS)) {
       await this.store.create({ username, password: PASSWORD, role: a.role, sites: a.sites ? [...a.sites] : null });
     }
-    const latest = new MemoryLatestTelemetry();
-    const now = new Date().toISOString();
-    await latest.put([
-      {
-        device: { site: "s1", device: "k1" },
-        receivedAt: now,
-        telemetry: {
-          at: now,
-          backlog: 0,
-          ackedUpTo: 10,
-          lastSeq: 10,
-          replicaVersion: 1,
-          reader: "ok",
-          uptimeSeconds: 60,
-          payments: { currency: "EUR", offlineExposure: 4321, offlinePayments: 3, cap: 10_000 },
-        },
-      },
-    ]);
-    const presence = new MemoryPresence();
-    await presence.setStatus({ site: "s1", device: "k1" }, { state: "online", at: new Date(), version: "1.2.3" });
-    // The kiosk's offline payment exposure, as the bridge records it from telemetry: finance's to read.
-    await presence.setExposure(
+    // ...and as the bridge records it from that telemetry: finance's to read.
+    await this.#site.presence.setExposure(
       { site: "s1", device: "k1" },
       { currency: "EUR", offlineExposure: 4321, offlinePayments: 3, cap: 10_000 },
       new Date(),
@@ -134,25 +94,18 @@ export class ConsoleCloud {
         this.published.push(topic);
       },
     };
-    const logger = pino({ level: "trace" }, { write: (line: string) => this.logged.push(line) });
+    const { logger } = this.#site;
     this.#commands = new CommandDesk({ db: this.db, link, logger, now: () => new Date() });
     this.#commands.attach();
     const metrics = new MetricsRegistry();
     this.sockets = new LiveSockets({ feed: this.live, metrics, logger });
-    this.app = createApi({
-      db: this.db,
-      presence,
-      registry: () => registry,
+    this.app = this.#site.api({
       metrics,
-      health: async () => ({ status: "ok" }),
       jwtSecret: JWT_SECRET,
       commands: this.#commands,
-      latestTelemetry: latest,
-      live: this.live,
       // A lock long enough that a lockout test never races its end.
       loginLimits: { firstLockSeconds: 300 },
       liveSockets: this.sockets,
-      logger,
     });
   }
 
@@ -171,8 +124,7 @@ export class ConsoleCloud {
     await this.sockets.close();
     await this.#http?.close();
     await this.#commands.detach();
-    await this.db.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
-    await this.db.close();
+    await this.#site.drop();
   }
 
   async call(method: string, path: string, o: CallOptions = {}): Promise<Answer> {

@@ -7,8 +7,9 @@ import { validate } from "@paylane/protocol";
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { Timers } from "../../timers.ts";
-import type { PaymentTerminal } from "./terminal.ts";
+import type { PaymentTerminal, TerminalState } from "./terminal.ts";
 import { ZVT_PORT, ZvtTerminal } from "./zvt.ts";
+import { ZVT_SERIAL_BAUD } from "./zvt-serial.ts";
 import { ZvtSimulator } from "./zvt-simulator.ts";
 
 const timeoutMs = z
@@ -18,10 +19,21 @@ const timeoutMs = z
   .max(600_000, { error: "expected at most 600000 ms (10 minutes)" })
   .default(60_000);
 
+/** The terminal's ECR password; never logged. */
+const password = z
+  .string({ error: 'expected 6 digits in quotes, like "000000"' })
+  .regex(/^\d{6}$/, { error: 'expected 6 digits, like "000000"' })
+  .default("000000");
+
+/** How often a lost terminal is tried again: within 2 s of its return, its state is right again. */
+export const TERMINAL_RECONNECT_MS = 1000;
+
 /**
  * `none`: no card payments (the default). `zvt`: a terminal speaking ZVT on
- * TCP (`host`, port 20007). `zvt-simulator`: the daemon runs a simulated ZVT
- * terminal in-process and drives it with the same driver (demos, `npm start`).
+ * TCP (`host`, port 20007). `zvt-serial`: ZVT on a serial line (`path`, e.g.
+ * /dev/ttyUSB0, 9600 baud by default). `zvt-simulator`: the daemon runs a
+ * simulated ZVT terminal in-process and drives it with the same driver
+ * (demos, `npm start`).
  */
 export const TerminalConfigSchema = z
   .discriminatedUnion(
@@ -39,16 +51,28 @@ export const TerminalConfigSchema = z
           .min(1, { error: "expected a TCP port 1..65535" })
           .max(65_535, { error: "expected a TCP port 1..65535" })
           .default(ZVT_PORT),
-        /** The terminal's ECR password; never logged. */
-        password: z
-          .string({ error: 'expected 6 digits in quotes, like "000000"' })
-          .regex(/^\d{6}$/, { error: 'expected 6 digits, like "000000"' })
-          .default("000000"),
+        password,
+        timeoutMs,
+      }),
+      z.strictObject({
+        type: z.literal("zvt-serial"),
+        path: z
+          .string({ error: 'expected the serial device path, like "/dev/ttyUSB0"' })
+          .startsWith("/", { error: 'expected an absolute device path, like "/dev/ttyUSB0"' }),
+        baudRate: z
+          .number({ error: "expected a baud rate such as 9600" })
+          .int({ error: "expected a whole baud rate such as 9600" })
+          .min(1200, { error: "expected a baud rate of at least 1200 (ZVT terminals use 9600)" })
+          .max(115_200, { error: "expected a baud rate of at most 115200 (ZVT terminals use 9600)" })
+          .default(ZVT_SERIAL_BAUD),
+        password,
         timeoutMs,
       }),
       z.strictObject({ type: z.literal("zvt-simulator"), timeoutMs }),
     ],
-    { error: 'expected terminal.type "none", "zvt" (with a host) or "zvt-simulator"' },
+    {
+      error: 'expected terminal.type "none", "zvt" (with a host), "zvt-serial" (with a path) or "zvt-simulator"',
+    },
   )
   .default({ type: "none" });
 
@@ -69,6 +93,8 @@ export function parseTerminalConfig(json: unknown, at = "terminal"): TerminalCon
 export interface TerminalDeps {
   timers: Timers;
   logger: Logger;
+  /** Told of each change of the terminal's state (ready, busy, disconnected). */
+  onStateChange?: (state: TerminalState) => void;
 }
 
 export interface TerminalSetup {
@@ -84,27 +110,38 @@ export interface TerminalSetup {
 export async function createTerminal(config: TerminalConfigInput, deps: TerminalDeps): Promise<TerminalSetup> {
   const c = parseTerminalConfig(config);
   const logger = deps.logger.child({ component: "terminal" });
+  // The daemon's terminal keeps its link up, so its state is right between charges too (hot-plug).
+  const common = { timers: deps.timers, logger, reconnectMs: TERMINAL_RECONNECT_MS, onStateChange: deps.onStateChange };
+  const linked = (terminal: ZvtTerminal): ZvtTerminal => {
+    // Failures are logged by the driver and retried every TERMINAL_RECONNECT_MS.
+    terminal.connect().catch(() => {});
+    return terminal;
+  };
   switch (c.type) {
     case "none":
       logger.info("no payment terminal configured: card payments are off");
       return { terminal: undefined, simulator: undefined, close: async () => {} };
     case "zvt": {
       logger.info({ host: c.host, port: c.port, timeoutMs: c.timeoutMs }, "payment terminal: ZVT over TCP");
-      const terminal = new ZvtTerminal({
-        host: c.host,
-        port: c.port,
-        password: c.password,
-        timeoutMs: c.timeoutMs,
-        timers: deps.timers,
-        logger,
-      });
+      const terminal = linked(
+        new ZvtTerminal({ host: c.host, port: c.port, password: c.password, timeoutMs: c.timeoutMs, ...common }),
+      );
+      return { terminal, simulator: undefined, close: () => terminal.close() };
+    }
+    case "zvt-serial": {
+      logger.info(
+        { path: c.path, baudRate: c.baudRate, timeoutMs: c.timeoutMs },
+        "payment terminal: ZVT on a serial line",
+      );
+      const serial = { path: c.path, baudRate: c.baudRate };
+      const terminal = linked(new ZvtTerminal({ serial, password: c.password, timeoutMs: c.timeoutMs, ...common }));
       return { terminal, simulator: undefined, close: () => terminal.close() };
     }
     case "zvt-simulator": {
       const simulator = new ZvtSimulator({ logger: logger.child({ peer: "zvt-simulator" }) });
       const { host, port } = await simulator.start();
       logger.info({ host, port }, "payment terminal: simulated ZVT terminal in-process");
-      const terminal = new ZvtTerminal({ host, port, timeoutMs: c.timeoutMs, timers: deps.timers, logger });
+      const terminal = linked(new ZvtTerminal({ host, port, timeoutMs: c.timeoutMs, ...common }));
       return {
         terminal,
         simulator,

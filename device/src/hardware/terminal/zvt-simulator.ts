@@ -1,6 +1,8 @@
 /**
- * A payment terminal on a TCP port speaking ZVT the way a real one does, for
- * tests, demos and `npm start`: it ACKs each ECR command, sends its own
+ * A payment terminal speaking ZVT the way a real one does, for tests, demos,
+ * `npm start` and `paylane-sim terminal`: on a TCP port (start()) or on a
+ * serial line (attach(), with ZVT's serial transport, ./zvt-serial.ts). It
+ * ACKs each ECR command, sends its own
  * messages one at a time (each waits for the ECR's ACK), and answers
  * Registration, Authorization, Abort and End-of-Day.
  *
@@ -17,10 +19,13 @@
  *
  * The simulated card's full PAN stays in this object: on the wire it goes
  * masked ('E' for every digit but the last four), and it is never logged.
- * The simulator uses no timers: a real terminal's own timeouts are not modelled.
+ * A real terminal's own timeouts are not modelled; the only timer is the
+ * serial transport's wait for the ECR's ACK of a frame.
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
+import type { Timers } from "../../timers.ts";
+import type { SerialLink } from "../serial/serial-link.ts";
 import { cardLabel } from "./terminal.ts";
 import { ACK, type Apdu, ApduDecoder, apduName, isAck, isNegativeAck, negativeAck } from "./zvt-frame.ts";
 import {
@@ -42,6 +47,7 @@ import {
   terminalAbort,
   totalsGroup,
 } from "./zvt-messages.ts";
+import { zvtSerialLink } from "./zvt-serial.ts";
 
 export type SimulatedOutcome = "approve" | "decline" | "timeout" | "disconnect";
 
@@ -70,6 +76,14 @@ export interface ZvtSimulatorOptions {
   logger?: Logger;
   /** Called after anything in `stats` or `lastCharge` changed (tests wait on it). */
   onChange?: () => void;
+  /**
+   * Every APDU as it is received ("in") or sent ("out"), for a readable trace
+   * (`paylane-sim terminal`). The caller must not print passwords or PANs:
+   * ./zvt-describe.ts does not.
+   */
+  onApdu?: (direction: "in" | "out", apdu: Apdu) => void;
+  /** For the serial transport's ACK wait (attach()); real timers by default. */
+  timers?: Timers;
 }
 
 export interface ZvtSimulatorStats {
@@ -99,9 +113,17 @@ export interface SimulatedCharge {
 
 type Queued = { kind: "send"; bytes: Uint8Array; final: boolean } | { kind: "drop" };
 
+/** Where one ECR's bytes go: a TCP socket or a serial line with ZVT's transport. */
+interface Peer {
+  write(bytes: Uint8Array): void;
+  /** Ends the connection (a pulled cable); the session ends with it. */
+  destroy(): void;
+  readonly destroyed: boolean;
+}
+
 /** One ECR connection. */
 interface Session {
-  socket: Socket;
+  peer: Peer;
   decoder: ApduDecoder;
   outbox: Queued[];
   awaitingAck: boolean;
@@ -204,29 +226,84 @@ export class ZvtSimulator {
     return cardLabel(this.#card.brand, this.#card.pan.slice(-4));
   }
 
-  /** Writes raw bytes to every connection now, as line noise between messages. */
+  /** Writes raw bytes to every connection now, as line noise between messages (framed as an APDU on serial). */
   injectGarbage(bytes: Uint8Array): void {
-    for (const s of this.#sessions) s.socket.write(bytes);
+    for (const s of this.#sessions) s.peer.write(bytes);
   }
 
   /** Closes every ECR connection now, like a pulled cable. */
   dropConnections(): void {
-    for (const s of [...this.#sessions]) s.socket.destroy();
+    for (const s of [...this.#sessions]) s.peer.destroy();
+  }
+
+  /**
+   * Serves one ECR on a serial line (a pty's far end, a UART), with ZVT's
+   * serial transport: DLE/STX frames, CRC, ACK/NAK. Returns the detach
+   * function; the session also ends when the line closes.
+   */
+  attach(line: SerialLink): () => void {
+    const link = zvtSerialLink(line, { timers: this.#o.timers });
+    let destroyed = false;
+    const session = this.#open({
+      write: (bytes) => {
+        link.write(bytes).catch(() => {}); // a frame the ECR never takes ends the link: onClose below
+      },
+      destroy: () => {
+        destroyed = true;
+        void link.close();
+      },
+      get destroyed() {
+        return destroyed || !link.isOpen;
+      },
+    });
+    link.onData((apdu) => this.#onData(session, apdu));
+    link.onClose(() => this.#end(session));
+    return () => session.peer.destroy();
   }
 
   #accept(socket: Socket): void {
-    const session: Session = { socket, decoder: new ApduDecoder(), outbox: [], awaitingAck: false, txn: undefined };
-    this.#sessions.add(session);
-    this.#stats.connections++;
     socket.setNoDelay(true);
+    const session = this.#open({
+      write: (bytes) => socket.write(bytes),
+      destroy: () => socket.destroy(),
+      get destroyed() {
+        return socket.destroyed;
+      },
+    });
     socket.on("data", (chunk: Buffer) => this.#onData(session, chunk));
     // A reset ECR connection is routine for a terminal; "close" follows and ends the session.
     socket.on("error", () => {});
-    socket.on("close", () => {
-      this.#sessions.delete(session);
-      this.#changed();
-    });
+    socket.on("close", () => this.#end(session));
+  }
+
+  #open(transport: Peer): Session {
+    const peer: Peer = {
+      write: (bytes) => {
+        this.#tell("out", bytes);
+        transport.write(bytes);
+      },
+      destroy: () => transport.destroy(),
+      get destroyed() {
+        return transport.destroyed;
+      },
+    };
+    const session: Session = { peer, decoder: new ApduDecoder(), outbox: [], awaitingAck: false, txn: undefined };
+    this.#sessions.add(session);
+    this.#stats.connections++;
     this.#changed();
+    return session;
+  }
+
+  #end(session: Session): void {
+    if (!this.#sessions.delete(session)) return;
+    this.#changed();
+  }
+
+  /** Tells onApdu of an APDU sent (bytes as written; raw garbage is not an APDU and is not told). */
+  #tell(direction: "out", bytes: Uint8Array): void {
+    const onApdu = this.#o.onApdu;
+    if (!onApdu) return;
+    for (const e of new ApduDecoder().push(bytes)) if (e.type === "apdu") onApdu(direction, e.apdu);
   }
 
   #onData(s: Session, chunk: Uint8Array): void {
@@ -241,6 +318,7 @@ export class ZvtSimulator {
   }
 
   #onApdu(s: Session, a: Apdu): void {
+    this.#o.onApdu?.("in", a);
     if (isAck(a) || isNegativeAck(a)) {
       // The ECR refusing a message (84 XX 00) also lets the next one go; only an ACK is counted.
       if (isAck(a)) this.#stats.acks++;
@@ -254,7 +332,7 @@ export class ZvtSimulator {
     else if (isCmd(a, Cmd.endOfDay)) this.#endOfDay(s, a.data);
     else {
       this.#o.logger?.debug({ apdu: apduName(a) }, "ZVT simulator: command not supported");
-      s.socket.write(negativeAck(0x83));
+      s.peer.write(negativeAck(0x83));
     }
   }
 
@@ -262,24 +340,24 @@ export class ZvtSimulator {
     const reg = parseRegistration(data);
     if (!reg || reg.password !== (this.#o.password ?? "000000")) {
       this.#stats.refused++;
-      s.socket.write(negativeAck(0x83));
+      s.peer.write(negativeAck(0x83));
       return;
     }
     this.#stats.registrations++;
-    s.socket.write(ACK);
+    s.peer.write(ACK);
     this.#send(s, completion({ terminalId: this.#terminalId, currency: reg.currency }), false);
   }
 
   #authorize(s: Session, data: Uint8Array): void {
     const req = parseAuthorization(data);
     if (s.txn || req.amount === undefined || req.currency === undefined) {
-      s.socket.write(negativeAck(s.txn ? 0x9c : 0x9a));
+      s.peer.write(negativeAck(s.txn ? 0x9c : 0x9a));
       return;
     }
     const { amount, currency } = req;
     this.#stats.charges++;
     this.#last = { amount, currency: currencyAlpha(currency) ?? String(currency) };
-    s.socket.write(ACK);
+    s.peer.write(ACK);
     const { outcome, opts } = this.#queue.shift() ?? { outcome: "approve" as const, opts: {} };
     s.txn = { phase: outcome === "timeout" ? "card" : "answering", ignoreAbort: opts.ignoreAbort === true };
     this.#send(s, intermediateStatus(IntermediateStatus.insertCard), false);
@@ -330,10 +408,10 @@ export class ZvtSimulator {
   #abort(s: Session): void {
     this.#stats.aborts++;
     if (s.txn?.phase !== "card" || s.txn.ignoreAbort) {
-      s.socket.write(negativeAck(0x83));
+      s.peer.write(negativeAck(0x83));
       return;
     }
-    s.socket.write(ACK);
+    s.peer.write(ACK);
     s.txn.phase = "answering";
     this.#send(s, terminalAbort(0x6c), true);
   }
@@ -341,14 +419,14 @@ export class ZvtSimulator {
   #endOfDay(s: Session, data: Uint8Array): void {
     const req = parseEndOfDay(data);
     if (!req || req.password !== (this.#o.password ?? "000000")) {
-      s.socket.write(negativeAck(0x83));
+      s.peer.write(negativeAck(0x83));
       return;
     }
     if (s.txn) {
-      s.socket.write(negativeAck(0x9c));
+      s.peer.write(negativeAck(0x9c));
       return;
     }
-    s.socket.write(ACK);
+    s.peer.write(ACK);
     s.txn = { phase: "answering", ignoreAbort: true };
     const batch = this.#batch;
     this.#batch = [];
@@ -388,16 +466,16 @@ export class ZvtSimulator {
   }
 
   #pump(s: Session): void {
-    while (!s.awaitingAck && !s.socket.destroyed) {
+    while (!s.awaitingAck && !s.peer.destroyed) {
       const next = s.outbox.shift();
       if (!next) return;
       if (next.kind === "drop") {
         s.txn = undefined;
         s.outbox.length = 0;
-        s.socket.destroy();
+        s.peer.destroy();
         return;
       }
-      s.socket.write(next.bytes);
+      s.peer.write(next.bytes);
       s.awaitingAck = true;
       if (next.final) s.txn = undefined;
     }

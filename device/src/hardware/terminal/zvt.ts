@@ -1,7 +1,15 @@
 /**
- * A payment terminal driven over ZVT (PA00P015) on TCP, the ECR interface of
- * German and Austrian terminals (they listen on port 20007). The connection
- * is the byte pipe every driver uses (SerialLink, ../serial/tcp-link.ts).
+ * A payment terminal driven over ZVT (PA00P015), the ECR interface of German
+ * and Austrian terminals: on TCP (they listen on port 20007;
+ * ../serial/tcp-link.ts) or on a serial line (RS-232, ./zvt-serial.ts, which
+ * adds ZVT's DLE/STX framing, CRC and ACK/NAK under the same APDUs). Either
+ * way the link is the byte pipe every driver uses (SerialLink).
+ *
+ * With `reconnectMs` set (the daemon sets it) the driver keeps the link up on
+ * its own: connects at once, and after a lost link (cable, terminal restart,
+ * a USB adapter gone and back) tries again every `reconnectMs` until the
+ * terminal answers Registration, so `state` tells the truth between charges.
+ * A charge is never sent again on a new link: a lost link ends it (see below).
  *
  * One charge is one exchange: connect and register if there is no link
  * (lazily, so a terminal that was off is picked up on the next charge), send
@@ -25,7 +33,7 @@
  */
 import type { Logger } from "pino";
 import { realTimers, type Timers } from "../../timers.ts";
-import { type SerialLink, send } from "../serial/serial-link.ts";
+import { openSerialPort, type SerialLink, send } from "../serial/serial-link.ts";
 import { openTcpLink } from "../serial/tcp-link.ts";
 import {
   cardLabel,
@@ -52,12 +60,18 @@ import {
   resultText,
   type StatusInformation,
 } from "./zvt-messages.ts";
+import { ZVT_SERIAL_BAUD, type ZvtSerialOptions, zvtSerialLink } from "./zvt-serial.ts";
 
 export const ZVT_PORT = 20007;
 
 export interface ZvtTerminalOptions {
-  host: string;
+  /** TCP: the terminal's host (with `port`); give this or `serial`. */
+  host?: string;
   port?: number;
+  /** A serial line instead of TCP: the device path (a UART, a USB adapter, a pty) and its baud rate (9600). */
+  serial?: { path: string; baudRate?: number } & Pick<ZvtSerialOptions, "ackTimeoutMs">;
+  /** Keep the link up between charges, trying again this often after it is lost; unset: link at the first charge. */
+  reconnectMs?: number;
   /** The terminal's 6-digit ECR password; sent in Registration only, never logged. */
   password?: string;
   /** The kiosk's currency (ISO 4217), announced in Registration; each charge still names its own. */
@@ -81,7 +95,7 @@ export interface ZvtCounters {
   timeout: number;
   disconnected: number;
   cancelled: number;
-  /** TCP connections opened after the first. */
+  /** Link attempts after the first (TCP connections, serial port opens). */
   reconnects: number;
   /** Bytes from the terminal that were not ZVT APDUs. */
   garbageBytes: number;
@@ -98,11 +112,20 @@ interface Exchange {
   onClose(reason: string): void;
 }
 
-type Options = Required<Omit<ZvtTerminalOptions, "onStateChange">> & Pick<ZvtTerminalOptions, "onStateChange">;
+type Options = Required<Omit<ZvtTerminalOptions, "onStateChange" | "host" | "serial" | "reconnectMs">> &
+  Pick<ZvtTerminalOptions, "onStateChange" | "reconnectMs">;
 
 export class ZvtTerminal implements PaymentTerminal {
   readonly #o: Options;
+  /** Opens one link to the terminal (TCP or serial); the signal gives the attempt up. */
+  readonly #open: (signal: AbortSignal) => Promise<SerialLink>;
+  /** "10.0.0.5:20007" or "/dev/ttyUSB0", for logs and reasons. */
+  readonly #where: string;
   readonly #decoder = new ApduDecoder();
+  /** The next background link attempt (reconnectMs), while one is waiting. */
+  #relink: unknown;
+  /** The last background failure logged, so a terminal that stays away is logged once, not every try. */
+  #lastFailure: string | undefined;
   #link: SerialLink | undefined;
   /** Gives up the connection attempt in progress (its timeout, or close()). */
   #connecting: AbortController | undefined;
@@ -137,9 +160,35 @@ export class ZvtTerminal implements PaymentTerminal {
       timers: realTimers,
       ...opts,
     };
-    const port = this.#o.port;
-    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
-      throw new RangeError(`ZvtTerminal option port must be a TCP port 1..65535, got ${port}`);
+    const { host, serial } = opts;
+    if ((host === undefined) === (serial === undefined)) {
+      throw new RangeError("ZvtTerminal needs either host (TCP) or serial (a serial line), not both or neither");
+    }
+    if (serial) {
+      if (!serial.path) throw new RangeError("ZvtTerminal option serial.path is empty");
+      const baudRate = serial.baudRate ?? ZVT_SERIAL_BAUD;
+      const { timers } = this.#o;
+      this.#where = serial.path;
+      this.#open = async (signal) => {
+        const raw = await openSerialPort(serial.path, { baudRate });
+        // Opening a port is quick; an attempt given up meanwhile still closes what it opened.
+        if (signal.aborted) {
+          await raw.close();
+          throw new Error("opening the serial port was given up");
+        }
+        return zvtSerialLink(raw, { timers, ackTimeoutMs: serial.ackTimeoutMs });
+      };
+    } else {
+      const port = this.#o.port;
+      if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+        throw new RangeError(`ZvtTerminal option port must be a TCP port 1..65535, got ${port}`);
+      }
+      this.#where = `${host}:${port}`;
+      this.#open = (signal) => openTcpLink({ host: host ?? "", port, signal });
+    }
+    const { reconnectMs } = this.#o;
+    if (reconnectMs !== undefined && (!Number.isFinite(reconnectMs) || reconnectMs <= 0)) {
+      throw new RangeError(`ZvtTerminal option reconnectMs must be a positive number of ms, got ${reconnectMs}`);
     }
     if (!/^\d{6}$/.test(this.#o.password)) throw new RangeError("ZvtTerminal option password must be 6 digits");
     if (currencyNumber(this.#o.currency) === undefined) {
@@ -161,8 +210,9 @@ export class ZvtTerminal implements PaymentTerminal {
     return { ...this.#counters, garbageBytes: this.#decoder.discarded };
   }
 
-  get #where(): string {
-    return `${this.#o.host}:${this.#o.port}`;
+  /** Where the terminal is reached: "host:port" or the serial device path. */
+  get where(): string {
+    return this.#where;
   }
 
   /** Connects and registers now rather than at the first charge (so `state` shows "ready"). */
@@ -191,6 +241,7 @@ export class ZvtTerminal implements PaymentTerminal {
     } finally {
       this.#busy = false;
       this.#setState(this.#linkUp ? "ready" : "disconnected");
+      if (!this.#linkUp) this.#scheduleRelink();
     }
   }
 
@@ -214,12 +265,15 @@ export class ZvtTerminal implements PaymentTerminal {
     } finally {
       this.#busy = false;
       this.#setState(this.#linkUp ? "ready" : "disconnected");
+      if (!this.#linkUp) this.#scheduleRelink();
     }
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#o.timers.clearTimeout(this.#relink);
+    this.#relink = undefined;
     this.#connecting?.abort();
     const link = this.#link;
     if (link) {
@@ -231,6 +285,33 @@ export class ZvtTerminal implements PaymentTerminal {
 
   get #linkUp(): boolean {
     return this.#link !== undefined && this.#registered;
+  }
+
+  /**
+   * With reconnectMs: one more link attempt after reconnectMs, unless one is
+   * waiting already. A charge in progress links (or fails) on its own, and
+   * schedules the next attempt when it ends.
+   */
+  #scheduleRelink(): void {
+    const { reconnectMs, timers } = this.#o;
+    if (reconnectMs === undefined || this.#closed || this.#relink !== undefined) return;
+    this.#relink = timers.setTimeout(() => {
+      this.#relink = undefined;
+      if (this.#closed || this.#busy || this.#linkUp) return;
+      void this.#ensureLink(undefined).then((step) => {
+        if (step.ok) {
+          if (this.#lastFailure !== undefined) this.#o.logger.info({ terminal: this.#where }, "payment terminal back");
+          this.#lastFailure = undefined;
+          return;
+        }
+        const why = step.outcome.status === "disconnected" ? step.outcome.reason : step.outcome.status;
+        // A terminal that stays away is logged once, then quietly retried.
+        if (why !== this.#lastFailure)
+          this.#o.logger.warn({ terminal: this.#where, why }, "payment terminal unreachable");
+        this.#lastFailure = why;
+        this.#scheduleRelink();
+      });
+    }, reconnectMs);
   }
 
   async #charge(
@@ -295,8 +376,9 @@ export class ZvtTerminal implements PaymentTerminal {
         if (step.ok) {
           this.#registered = true;
           if (!this.#busy) this.#setState("ready");
-        } else if (link && this.#link === link) {
-          this.#dropLink();
+        } else {
+          if (link && this.#link === link) this.#dropLink();
+          if (!this.#busy) this.#scheduleRelink();
         }
         resolve(step);
       };
@@ -317,7 +399,7 @@ export class ZvtTerminal implements PaymentTerminal {
         onClose: (reason) => finish(unreachable(`cannot reach the terminal at ${this.#where}: ${reason}`)),
       };
       this.#exchange = exchange;
-      openTcpLink({ host: this.#o.host, port: this.#o.port, signal: connecting.signal }).then(
+      this.#open(connecting.signal).then(
         (opened) => {
           link = opened;
           this.#attach(opened);
@@ -362,7 +444,10 @@ export class ZvtTerminal implements PaymentTerminal {
     this.#exchange = undefined;
     if (exchange) exchange.onClose(this.#closed ? "the terminal driver was closed" : reason);
     else if (!this.#closed) this.#o.logger.warn({ terminal: this.#where, reason }, "payment terminal link lost");
-    if (!this.#busy) this.#setState("disconnected");
+    if (!this.#busy) {
+      this.#setState("disconnected");
+      this.#scheduleRelink();
+    }
   }
 
   #onData(link: SerialLink, chunk: Uint8Array): void {

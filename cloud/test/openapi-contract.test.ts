@@ -177,7 +177,9 @@ test("the document is OpenAPI 3.1: every $ref resolves, every operation has resp
   // Every schema compiles (Ajv, JSON Schema 2020-12, which OpenAPI 3.1 uses).
   const ajv = new Ajv2020({ strict: false, validateFormats: false });
   ajv.addSchema(doc, "doc");
-  for (const name of Object.keys(doc.components.schemas ?? {})) ajv.getSchema(`doc#/components/schemas/${name}`);
+  for (const name of Object.keys(doc.components.schemas ?? {})) {
+    assert.type(ajv.getSchema(`doc#/components/schemas/${name}`), "function", `schema ${name} compiles`);
+  }
 });
 
 test("every /api/v1 route the app registers is documented", () => {
@@ -220,24 +222,32 @@ const BODIES: Record<string, unknown> = {
     currency: "EUR",
     at: NOW.toISOString(),
   },
+  "POST /api/v1/topups/intents": { key: randomUUID(), memberId: "m-ada", amount: 500, currency: "EUR" },
   "POST /api/v1/wallets/{site}/{member}/topups": { amount: 100, currency: "EUR" },
+  "POST /api/v1/collisions/{id}/resolve": { kept: "held", note: "contract test" },
   "POST /api/v1/wallets/{site}/{member}/adjustments": { amount: -50, currency: "EUR", note: "contract test" },
   "POST /api/v1/payments/{id}/refunds": { amount: 50, reason: "contract test" },
   "PUT /api/v1/sites/{site}/items/{item}": { name: "Coffee", price: 250 },
+  "POST /api/v1/users": {
+    username: "contract-viewer",
+    password: "a long enough password",
+    role: "viewer",
+    sites: null,
+  },
+  "PATCH /api/v1/users/{username}": { role: "finance" },
   "PUT /api/v1/sites/{site}/offline-limits": { perPayment: 1000, perCardDaily: 3000, kioskExposure: 20000 },
 };
 /** Operations that answer a documented problem with these fixtures (nothing of theirs exists here). */
 const NOT_2XX = new Set([
   "POST /api/v1/alerts/{key}/resolve",
+  "POST /api/v1/collisions/{id}/resolve",
   "GET /api/v1/devices/{site}/{device}/telemetry/latest",
   "POST /api/v1/enrol/rotate",
   "POST /api/v1/auth/login",
   "POST /api/v1/auth/refresh",
   "POST /api/v1/auth/logout",
-  "POST /api/v1/users",
   "PATCH /api/v1/users/{username}",
   "GET /api/v1/live",
-  "GET /api/v1/exports/checkins.csv",
 ]);
 
 test("every documented operation answers a documented status with a body its schema accepts", async () => {
@@ -283,10 +293,9 @@ test("every documented operation answers a documented status with a body its sch
         failures.push(`${name}: ${res.status} is not documented (${text.slice(0, 200)})`);
         continue;
       }
-      if (res.status < 300 && !NOT_2XX.has(name) && res.status >= 200) {
-        // fine: a success
-      } else if (!NOT_2XX.has(name) && method === "get") {
-        failures.push(`${name}: a read answered ${res.status} with the fixtures (${text.slice(0, 200)})`);
+      // A documented problem is not enough: with these fixtures every other operation, a write too, succeeds.
+      if (!NOT_2XX.has(name) && (res.status < 200 || res.status >= 300)) {
+        failures.push(`${name}: answered ${res.status} with the fixtures (${text.slice(0, 200)})`);
       }
       const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
       const media = documented.content?.[type];

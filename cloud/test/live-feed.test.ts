@@ -112,7 +112,7 @@ for (const kind of ["pglite", "pg"] as const) {
   });
 
   t("a rolled-back check-in is never announced", async (ctx) => {
-    await ctx.db
+    const ended = await ctx.db
       .transaction(async (tx) => {
         await tx.query(
           `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
@@ -121,7 +121,12 @@ for (const kind of ["pglite", "pg"] as const) {
         );
         throw new Error("rolled back");
       })
-      .catch(() => {});
+      .then(
+        () => "committed",
+        (err: Error) => err.message,
+      );
+    // Only the test's own throw: an INSERT that failed would roll back nothing worth announcing.
+    assert.is(ended, "rolled back");
     await checkin(ctx.db, "s1", "k1");
     await eventWhere(ctx, (e) => e.type === "checkin", "the committed check-in");
     assert.is(ctx.events.filter((e) => e.data.seq === 9999).length, 0);

@@ -8,7 +8,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { EscPosBuilder, realtimePaperStatusByte, requestPaperStatus } from "../../src/hardware/printer/escpos.ts";
 import { renderReceipt } from "../../src/hardware/printer/receipt.ts";
-import { type PrintedReceipt, PrinterSimulator } from "../../src/hardware/printer/simulator.ts";
+import { MAX_COMMAND_DATA, type PrintedReceipt, PrinterSimulator } from "../../src/hardware/printer/simulator.ts";
 
 const test = suite("escpos-simulator");
 const b = () => new EscPosBuilder().initialize();
@@ -33,7 +33,7 @@ const sampleReceipt = renderReceipt({
   newBalance: { minor: 1050, currency: "EUR" },
 });
 
-test("lines carry the alignment, emphasis and size in force at their first character", () => {
+test("a line keeps the justification of its first character and a style per run", () => {
   const data = b()
     .align("center")
     .emphasis(true)
@@ -48,8 +48,15 @@ test("lines carry the alignment, emphasis and size in force at their first chara
   const { receipts } = decode(data);
   assert.is(receipts.length, 1);
   assert.equal(receipts[0]?.lines, [
-    { text: "BIG", align: "center", bold: true, doubleWidth: true, doubleHeight: true },
-    { text: "right", align: "right", bold: false, doubleWidth: false, doubleHeight: false },
+    {
+      text: "BIG",
+      align: "center",
+      bold: true,
+      doubleWidth: true,
+      doubleHeight: true,
+      runs: [{ text: "BIG", bold: true, width: 2, height: 2 }],
+    },
+    { text: "right", align: "right", bold: false, doubleWidth: false, doubleHeight: false, runs: [{ text: "right" }] },
   ]);
   assert.is(receipts[0]?.cut, true);
 });
@@ -74,7 +81,7 @@ test("ESC @ drops an unprinted partial line and resets styles and code page", ()
   const data = b().emphasis(true).text("lost").initialize().line("kept €").bytes();
   const { sim } = decode(data);
   assert.equal(sim.pending.lines, [
-    { text: "kept €", align: "left", bold: false, doubleWidth: false, doubleHeight: false },
+    { text: "kept €", align: "left", bold: false, doubleWidth: false, doubleHeight: false, runs: [{ text: "kept €" }] },
   ]);
 });
 
@@ -176,7 +183,10 @@ function assertBounded(sim: PrinterSimulator): void {
   assert.ok(sim.receipts.length <= limits.maxReceipts, "receipts capped");
   for (const r of [...sim.receipts, sim.pending]) {
     assert.ok(r.lines.length <= limits.maxLines, "lines capped");
-    for (const l of r.lines) assert.ok(l.text.length <= limits.columns, "a line never exceeds the paper");
+    // Font B fits 4/3 as many characters as font A.
+    for (const l of r.lines) assert.ok(l.text.length <= (limits.columns * 4) / 3, "a line never exceeds the paper");
+    assert.ok(r.items.length <= limits.maxLines + 48, "items capped");
+    for (const i of r.items) if (i.type === "image") assert.ok((i.bits?.length ?? 0) <= 64 * 1024, "image bits capped");
     assert.ok(r.qr.length <= 32);
     for (const q of r.qr) assert.ok(q.length <= 7089);
   }
@@ -242,10 +252,10 @@ test("property: a corrupted receipt (bytes flipped, dropped, inserted) never thr
 
 test("property: a valid receipt after garbage still decodes", () => {
   const clean = decode(sampleReceipt, limits.columns).receipts[0] as PrintedReceipt;
-  // ESC/POS has no framing: the longest thing garbage can open is a GS ( payload
-  // (pL + pH*256 <= 65535) plus 3 parameter bytes. A host recovering a link sends
-  // that much filler (NUL: no effect in standard mode) before ESC @.
-  const resync = new Uint8Array(65535 + 8);
+  // ESC/POS has no framing: the longest thing garbage can open is a command's
+  // data (at most MAX_COMMAND_DATA) after its header (at most 8 bytes). A host
+  // recovering a link sends that much filler (NUL: no effect in standard mode) before ESC @.
+  const resync = new Uint8Array(MAX_COMMAND_DATA + 8);
   fc.assert(
     fc.property(noisyBytes, (garbage) => {
       const sim = new PrinterSimulator({ ...limits, maxLines: 5000 });

@@ -12,6 +12,7 @@ export const LF = 0x0a;
 export const ESC = 0x1b;
 export const GS = 0x1d;
 export const DLE = 0x10;
+export const FS = 0x1c;
 export const EOT = 0x04;
 
 export type Align = "left" | "center" | "right";

@@ -6,16 +6,72 @@
  */
 
 export const Command = {
+  /** §7.2.1 */
+  Diagnose: 0x00,
   /** §7.2.2, p. 73 */
   GetFirmwareVersion: 0x02,
+  /** §7.2.3 */
+  GetGeneralStatus: 0x04,
+  /** §7.2.4 */
+  ReadRegister: 0x06,
+  /** §7.2.5 */
+  WriteRegister: 0x08,
+  /** §7.2.6 */
+  ReadGPIO: 0x0c,
+  /** §7.2.7 */
+  WriteGPIO: 0x0e,
+  /** §7.2.8 */
+  SetSerialBaudRate: 0x10,
+  /** §7.2.9 */
+  SetParameters: 0x12,
   /** §7.2.10, p. 89 */
   SAMConfiguration: 0x14,
+  /** §7.2.11 */
+  PowerDown: 0x16,
   /** §7.3.1, p. 101 */
   RFConfiguration: 0x32,
+  /** §7.3.2 */
+  RFRegulationTest: 0x58,
+  /** §7.3.8 */
+  InDataExchange: 0x40,
+  /** §7.3.9 */
+  InCommunicateThru: 0x42,
+  /** §7.3.10 */
+  InDeselect: 0x44,
   /** §7.3.5, p. 115 */
   InListPassiveTarget: 0x4a,
   /** §7.3.11, p. 140 */
   InRelease: 0x52,
+  /** §7.3.12 */
+  InSelect: 0x54,
+  /** §7.3.13 */
+  InAutoPoll: 0x60,
+  /** §7.3.3 */
+  InJumpForDEP: 0x56,
+  /** §7.3.4 */
+  InJumpForPSL: 0x46,
+  /** §7.3.6 */
+  InATR: 0x50,
+  /** §7.3.7 */
+  InPSL: 0x4e,
+  /** §7.3.14 */
+  TgInitAsTarget: 0x8c,
+} as const;
+
+const NAMES = new Map<number, string>(Object.entries(Command).map(([name, code]) => [code, name]));
+
+/** The manual's name of a command code, or its hex (e.g. "0x7A"). */
+export function commandName(code: number): string {
+  return NAMES.get(code) ?? `0x${hex(code)}`;
+}
+
+/** InListPassiveTarget BrTy values (§7.3.5): the modulation and bit rate asked for. */
+export const BaudRateType = {
+  typeA106: 0x00,
+  felica212: 0x01,
+  felica424: 0x02,
+  typeB106: 0x03,
+  jewel106: 0x04,
 } as const;
 
 /** A response's PD0 is the command code + 1 (§6.2.1.1). */

@@ -136,6 +136,7 @@ test("a refund is audited: who, the route, the payment, the site, the status", a
       actor: "fiona",
       action: "POST /api/v1/payments/:id/refunds",
       target: `id ${id}`,
+      site: "s1",
       address: "in-process",
       status: 201,
       detail: undefined,

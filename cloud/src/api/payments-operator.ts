@@ -352,6 +352,8 @@ export function operatorPaymentRoutes(
     if (!found) return notFound(`no payment ${id}`);
     const denied = siteDenied(c, found.payment.site);
     if (denied) return denied;
+    // The route names no site: the audit row takes the payment's, so that site's admin sees the refund.
+    c.set("audit", { site: found.payment.site });
     const amount = body.amount ?? found.refundable;
     if (amount <= 0) {
       return problemResponse({ title: "Nothing to refund", status: 409, detail: `payment ${id} is fully refunded` });

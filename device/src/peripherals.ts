@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { DeviceConfig, PrinterConfig, ReaderConfig } from "./config.ts";
 import type { CardReader } from "./hardware/card-reader.ts";
 import { createGpioBackend } from "./hardware/gpio/factory.ts";
-import { openFirmata } from "./hardware/gpio/firmata-port.ts";
+import { closeFirmata, openFirmata } from "./hardware/gpio/firmata-port.ts";
 import { type GpioHealth, GpioRoles, type SimulatedPanel } from "./hardware/gpio/gpio-roles.ts";
 import type { FirmataIo } from "./hardware/gpio/johnny-five.ts";
 import { SimulatedGpio } from "./hardware/gpio/simulated.ts";
@@ -114,13 +114,26 @@ export class Peripherals {
   async start(h: PeripheralHandlers): Promise<void> {
     const { config, logger, timers, now } = this.#o;
     if (config.gpio) {
-      const io =
-        this.#o.firmataIo ??
-        (config.gpio.backend === "johnny-five" && config.gpio.johnnyFive
-          ? openFirmata(config.gpio.johnnyFive.path)
-          : undefined);
-      const backend = await createGpioBackend(config.gpio, { timers, logger, now, io });
-      this.#gpio = new GpioRoles({ config: config.gpio, backend, timers, logger, now, onCallStaff: h.onCallStaff });
+      const j5 = config.gpio.backend === "johnny-five" ? config.gpio.johnnyFive : undefined;
+      // The daemon's own port is reopened after an unplug; an io a test passes in is used as is.
+      const openIo = j5 && !this.#o.firmataIo ? () => openFirmata(j5.path) : undefined;
+      const backend = await createGpioBackend(config.gpio, {
+        timers,
+        logger,
+        now,
+        io: this.#o.firmataIo,
+        openIo,
+        closeIo: openIo && closeFirmata,
+      });
+      this.#gpio = new GpioRoles({
+        config: config.gpio,
+        backend,
+        timers,
+        logger,
+        now,
+        onCallStaff: h.onCallStaff,
+        onChange: () => h.onChange(),
+      });
       await this.#gpio.start();
       if (backend instanceof SimulatedGpio) this.#panel = this.#gpio.panel();
     }

@@ -6,7 +6,7 @@ import pino from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { GpioConfigError, type Level } from "../../src/hardware/gpio/backend.ts";
-import { type GpioConfigInput, parseGpioConfig } from "../../src/hardware/gpio/config.ts";
+import { type GpioConfigInput, PIN_FORMS, parseGpioConfig } from "../../src/hardware/gpio/config.ts";
 import { createGpioBackend } from "../../src/hardware/gpio/factory.ts";
 import { GpioRoles } from "../../src/hardware/gpio/gpio-roles.ts";
 import { OnoffGpio, type OnoffLine, type OnoffModule } from "../../src/hardware/gpio/onoff.ts";
@@ -29,12 +29,14 @@ test("defaults: backend auto, /sys/class/gpio, button active-low with 50 ms debo
   assert.equal(c, {
     backend: "auto",
     sysfsRoot: "/sys/class/gpio",
+    chardevDir: "/dev",
+    deviceTreeModel: "/proc/device-tree/model",
     relay: { line: { bcm: 17 }, activeLow: false, pulseMs: 3000 },
     button: { line: { bcm: 27 }, activeLow: true, debounceMs: 50 },
   });
   assert.equal(
     parseGpioConfig(undefined),
-    { backend: "auto", sysfsRoot: "/sys/class/gpio" },
+    { backend: "auto", sysfsRoot: "/sys/class/gpio", chardevDir: "/dev", deviceTreeModel: "/proc/device-tree/model" },
     "no gpio section: no roles",
   );
 });
@@ -45,16 +47,25 @@ test("errors name the field and the expected form", () => {
     [{ relay: { line: { bcm: 17 }, pulseMs: "3s" } }, "gpio.relay.pulseMs: expected an integer 100..30000"],
     [{ button: { line: { bcm: 27 }, debounceMs: 0 } }, "gpio.button.debounceMs: expected an integer 1..1000"],
     [{ relay: { line: { bcm: 60 } } }, "gpio.relay.line.bcm: expected an integer 0..57"],
+    [{ led: { line: 18 } }, `gpio.led.line: ${PIN_FORMS}`],
+    [{ led: { line: { bcm: 18, global: 530 } } }, `gpio.led.line: ${PIN_FORMS}`],
+    [{ buzzer: { line: { bcm: 22 }, activeLow: "yes" } }, "gpio.buzzer.activeLow: expected true or false"],
+    [
+      { backend: "gpiod" },
+      'gpio.backend: expected one of "auto", "chardev", "onoff", "sysfs", "simulated", "johnny-five"',
+    ],
     [
       { led: { line: 18 } },
-      "gpio.led.line: expected { bcm: 0..57 }, { global: <sysfs GPIO number> } or { firmata: <board pin 0..127> }",
+      'gpio.led.line: expected { bcm: 0..57 }, { global: <sysfs GPIO number> }, { chip: "<label or gpiochipN>", offset: <n> }, { name: "<line name>" } or { firmata: <board pin 0..127> }',
     ],
     [
-      { led: { line: { bcm: 18, global: 530 } } },
-      "gpio.led.line: expected { bcm: 0..57 }, { global: <sysfs GPIO number> } or { firmata: <board pin 0..127> }",
+      { backend: "sysfs", button: { line: { name: "GPIO27" } } },
+      'gpio.button.line: expected { bcm: n }, { global: n } or { chip, offset }: { name } lines need backend "chardev" or "auto"',
     ],
-    [{ buzzer: { line: { bcm: 22 }, activeLow: "yes" } }, "gpio.buzzer.activeLow: expected true or false"],
-    [{ backend: "gpiod" }, 'gpio.backend: expected one of "auto", "onoff", "sysfs", "simulated", "johnny-five"'],
+    [
+      { backend: "chardev", relay: { line: { global: 529 } } },
+      "gpio.relay.line: expected { bcm: n }, { chip, offset } or { name }: { global } is a sysfs number",
+    ],
     [{ relay: { line: { bcm: 17 }, pulseMS: 3000 } }, 'gpio.relay: Unrecognized key: "pulseMS"'],
     [
       { led: { line: { firmata: 13 } } },

@@ -17,9 +17,16 @@ export type Edge = "rising" | "falling" | "both";
  * Where a role's line is, as written in the config:
  * - `{ bcm: 17 }`: the Broadcom line number printed on Raspberry Pi pinouts, resolved to the kernel's global number;
  * - `{ global: 529 }`: the kernel's sysfs GPIO number as is (`/sys/class/gpio/gpio529`);
- * - `{ firmata: 13 }`: a pin on a johnny-five (Firmata) board.
+ * - `{ firmata: 13 }`: a pin on a johnny-five (Firmata) board;
+ * - `{ chip: "pinctrl-bcm2711", offset: 17 }`: a character-device line by its chip's label or name (gpiochipN) and offset;
+ * - `{ name: "GPIO17" }`: a character-device line by the name the kernel gives it (`gpioinfo` lists them).
  */
-export type PinSpec = { bcm: number } | { global: number } | { firmata: number };
+export type PinSpec =
+  | { bcm: number }
+  | { global: number }
+  | { firmata: number }
+  | { chip: string; offset: number }
+  | { name: string };
 
 export interface OutputLine {
   write(level: Level): void;
@@ -53,8 +60,16 @@ export interface InputOptions {
   pull?: "up" | "down";
 }
 
-export type GpioBackendKind = "onoff" | "sysfs" | "simulated" | "johnny-five";
+export type GpioBackendKind = "onoff" | "sysfs" | "simulated" | "johnny-five" | "chardev";
 export type BackendState = "ok" | "disconnected";
+
+/** A Firmata board's link: "reconnecting" while it is gone and being reopened with backoff. */
+export interface BoardLink {
+  state: "connected" | "reconnecting" | "disconnected";
+  /** Reopen attempts since it was lost (0 while connected). */
+  attempts: number;
+  lastError?: string;
+}
 
 export interface GpioBackend {
   readonly kind: GpioBackendKind;
@@ -69,6 +84,17 @@ export interface GpioBackend {
   resolve(spec: PinSpec, field: string): Promise<number>;
   output(line: number, options: OutputOptions): Promise<OutputLine>;
   input(line: number, edge: Edge, options?: InputOptions): Promise<InputLine>;
+  /** Why a held line does not work right now (its tool process died and is being restarted); undefined when it does. */
+  lineFault?(line: number): string | undefined;
+  /** How a line is written for people, e.g. `gpiochip0 17`; the number itself where absent. */
+  describeLine?(line: number): string;
+  /** The board link of a backend that has one (johnny-five). */
+  readonly board?: BoardLink;
+  /**
+   * Calls `fn` after every change of state, board link or line fault (health pushes), and with
+   * `restored: true` once lines were re-acquired after the board came back (roles re-apply their state).
+   */
+  watchState?(fn: (event: { restored: boolean }) => void): () => void;
 }
 
 /** A configuration that cannot work on this machine: a human has to fix the config file. */
@@ -79,6 +105,8 @@ export class GpioConfigError extends Error {
 export function describePin(spec: PinSpec): string {
   if ("bcm" in spec) return `{ bcm: ${spec.bcm} }`;
   if ("global" in spec) return `{ global: ${spec.global} }`;
+  if ("chip" in spec) return `{ chip: "${spec.chip}", offset: ${spec.offset} }`;
+  if ("name" in spec) return `{ name: "${spec.name}" }`;
   return `{ firmata: ${spec.firmata} }`;
 }
 

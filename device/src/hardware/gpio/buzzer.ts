@@ -62,6 +62,12 @@ export class Buzzer {
     this.#out.close();
   }
 
+  /** The line was set up again (a reopened board): silent, as it came back. */
+  reassert(): void {
+    this.#player.cancel();
+    this.#out.set(false);
+  }
+
   /** A card was read. */
   beep(): void {
     this.#sound("beep");

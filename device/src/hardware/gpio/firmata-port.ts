@@ -29,3 +29,9 @@ export function openFirmata(path: string, baudRate = FIRMATA_BAUD): FirmataIo {
   io.on("error", () => {});
   return io;
 }
+
+/** Closes the serial port under an io given up on (a board unplugged), so its file descriptor is not leaked. */
+export function closeFirmata(io: FirmataIo): void {
+  const transport = (io as FirmataIo & { transport?: SerialPort }).transport;
+  if (transport?.isOpen) transport.close(() => {});
+}

@@ -5,7 +5,14 @@
  */
 import type { Logger } from "pino";
 import type { Timers } from "../../timers.ts";
-import { type BackendState, describePin, type GpioBackend, GpioConfigError, type Level } from "./backend.ts";
+import {
+  type BackendState,
+  type BoardLink,
+  describePin,
+  type GpioBackend,
+  GpioConfigError,
+  type Level,
+} from "./backend.ts";
 import { CallStaffButton } from "./button.ts";
 import { Buzzer } from "./buzzer.ts";
 import { type GpioConfig, ROLE_ORDER } from "./config.ts";
@@ -24,17 +31,23 @@ export interface GpioRolesOptions {
   onCallStaff?: () => void;
   /** Passed to the relay; default true. */
   deenergiseOnExit?: boolean;
+  /** The backend's health changed (a board lost or back, a line's holder died or restarted): push it now. */
+  onChange?: () => void;
 }
 
 export interface GpioRoleHealth extends RoleHealth {
-  /** The backend's line number (sysfs global number, or Firmata pin); absent if it never resolved. */
+  /** The backend's line number (sysfs global number, chip × 1000 + offset, or Firmata pin); absent if it never resolved. */
   line?: number;
+  /** Where the line is, where the backend says it another way than the number (chardev: `gpiochip0 17`). */
+  at?: string;
 }
 
 export interface GpioHealth {
   backend: string;
   state: BackendState;
   lastError?: string;
+  /** A Firmata board's link: connected, or reconnecting with the attempts so far. */
+  board?: BoardLink;
   roles: Partial<Record<RoleName, GpioRoleHealth>>;
 }
 
@@ -60,6 +73,8 @@ export class GpioRoles {
   #buzzer: Buzzer | undefined;
   #button: CallStaffButton | undefined;
   #started = false;
+  #built = false;
+  #unwatch: (() => void) | undefined;
 
   constructor(o: GpioRolesOptions) {
     this.#o = o;
@@ -97,22 +112,34 @@ export class GpioRoles {
     if (this.#started) return;
     const { config, backend } = this.#o;
     for (const role of ROLE_ORDER) delete this.#startErrors[role];
+    this.#unwatch ??= backend.watchState?.((event) => this.#backendChanged(event.restored));
     try {
       await backend.start();
     } catch (err) {
+      // A board that comes back later (johnny-five reopens it) starts the roles then.
       this.#log.error({ err, backend: backend.describe() }, "GPIO backend did not start; roles are disconnected");
       for (const role of ROLE_ORDER) if (config[role]) this.#startErrors[role] = (err as Error).message;
       this.#started = true;
       return;
     }
+    this.#started = true;
+    await this.#startRoles();
+  }
+
+  async #startRoles(): Promise<void> {
+    const { backend } = this.#o;
+    for (const role of ROLE_ORDER) delete this.#startErrors[role];
     try {
       await this.#resolveLines();
     } catch (err) {
+      this.#started = false;
+      this.#unwatch?.();
+      this.#unwatch = undefined;
       await backend.stop();
       throw err;
     }
     this.#build();
-    this.#started = true;
+    this.#built = true;
     // Relay first: after a crash it may still be energised, and nothing else should happen before it is not.
     for (const role of ROLE_ORDER) {
       const unit = this.#unit(role);
@@ -134,6 +161,9 @@ export class GpioRoles {
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
+    this.#built = false;
+    this.#unwatch?.();
+    this.#unwatch = undefined;
     for (const role of ROLE_ORDER) {
       try {
         await this.#unit(role)?.stop();
@@ -170,19 +200,26 @@ export class GpioRoles {
     const roles: Partial<Record<RoleName, GpioRoleHealth>> = {};
     for (const role of ROLE_ORDER) {
       if (!this.#o.config[role]) continue;
+      const line = this.#lines[role];
       const own = this.#unit(role)?.health ?? { state: "disconnected" as const };
+      // A line whose holder died is degraded until it is held again, whatever the role last saw.
+      const fault = line === undefined ? undefined : backend.lineFault?.(line);
       const lastError =
-        backend.state === "disconnected" ? backend.lastError : (own.lastError ?? this.#startErrors[role]);
+        backend.state === "disconnected" ? backend.lastError : (fault ?? own.lastError ?? this.#startErrors[role]);
+      const at = line === undefined ? undefined : backend.describeLine?.(line);
       roles[role] = {
-        state: backend.state === "disconnected" ? "disconnected" : own.state,
+        state: backend.state === "disconnected" ? "disconnected" : fault && own.state === "ok" ? "degraded" : own.state,
         ...(lastError === undefined ? {} : { lastError }),
-        ...(this.#lines[role] === undefined ? {} : { line: this.#lines[role] }),
+        ...(line === undefined ? {} : { line }),
+        ...(at === undefined ? {} : { at }),
       };
     }
+    const board = backend.board;
     return {
       backend: backend.describe(),
       state: backend.state,
       ...(backend.lastError === undefined ? {} : { lastError: backend.lastError }),
+      ...(board ? { board } : {}),
       roles,
     };
   }
@@ -234,6 +271,25 @@ export class GpioRoles {
     if (!(backend instanceof SimulatedGpio))
       throw new Error(`panel() needs the simulated backend, not ${backend.kind}`);
     return new SimulatedPanel(backend, config, this.#lines);
+  }
+
+  /** The backend's health changed; lines re-acquired after a reconnect get their roles' state again. */
+  #backendChanged(restored: boolean): void {
+    if (restored && this.#started) {
+      if (this.#built) {
+        // The relay first, as at start.
+        this.#relay?.reassert();
+        this.#led?.reassert();
+        this.#buzzer?.reassert();
+        this.#log.info("GPIO roles re-applied on the reopened board");
+      } else {
+        this.#startRoles().then(
+          () => this.#o.onChange?.(),
+          (err: Error) => this.#log.error({ err }, "GPIO roles could not start on the board that came back"),
+        );
+      }
+    }
+    this.#o.onChange?.();
   }
 
   async #resolveLines(): Promise<void> {

@@ -8,17 +8,26 @@
  * Lines go through the IO-plugin surface (pinMode / digitalWrite /
  * digitalRead) rather than five.Pin or five.Led, whose read loops and blink
  * timers run on real, never-cleared intervals.
+ *
+ * A board that goes away (USB unplugged, serial port closed) is reopened with
+ * backoff when the daemon gave an `openIo`; once it answers again, every line
+ * is set up again in the order it was first taken (the relay first, at its
+ * de-energised level) and the roles are told to re-apply their state.
  */
 import type { EventEmitter } from "node:events";
 import { createRequire } from "node:module";
+import { ExponentialBackoff, type IBackoff, noJitterGenerator } from "cockatiel";
+import type { Logger } from "pino";
 import type { Timers } from "../../timers.ts";
 import {
   type BackendState,
+  type BoardLink,
   describePin,
   type Edge,
   GpioConfigError,
   type InputLine,
   type InputOptions,
+  type Level,
   type OutputLine,
   type OutputOptions,
   type PinSpec,
@@ -51,26 +60,58 @@ const FIRMATA_PIN_MODE_PULLUP = 0x0b;
 
 export interface JohnnyFiveGpioOptions {
   io: FirmataIo;
+  /** Opens the board's io again (a new serial port) after it was lost; without it a lost board stays lost. */
+  openIo?: () => FirmataIo;
+  /** Closes an io that was lost or never became ready (its serial port), before another is opened. */
+  closeIo?: (io: FirmataIo) => void;
   timers: Timers;
-  /** How long start() waits for the board's "ready" (Firmata handshake). */
+  logger?: Logger;
+  /** How long start() (and each reopen) waits for the board's "ready" (Firmata handshake). */
   readyTimeoutMs?: number;
+  /** Backoff bounds between reopen attempts. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
 }
+
+/** A line set up on the board, kept so it can be set up again on a reopened board. */
+interface BoardLine {
+  kind: "output" | "input";
+  initial: Level;
+  mode: number;
+  onRead?: (value: unknown) => void;
+}
+
+const IGNORE = () => {};
 
 export class JohnnyFiveGpio extends PinBank {
   readonly kind = "johnny-five" as const;
-  readonly #io: FirmataIo;
+  readonly #o: JohnnyFiveGpioOptions;
   readonly #timers: Timers;
   readonly #readyTimeoutMs: number;
+  readonly #backoffFactory: ExponentialBackoff<unknown>;
+  #backoff: IBackoff<unknown> | undefined;
+  #io: FirmataIo;
   #state: BackendState = "disconnected";
-  #lastError: string | undefined;
+  #link: BoardLink = { state: "disconnected", attempts: 0 };
   #board: FiveBoard | undefined;
+  #retry: unknown;
+  #stopped = false;
   readonly #ioListeners: Array<[string, (arg?: unknown) => void]> = [];
+  /** In the order first taken: the relay (started first by GpioRoles) is set up first again. */
+  readonly #lines = new Map<number, BoardLine>();
+  readonly #listeners = new Set<(event: { restored: boolean }) => void>();
 
   constructor(o: JohnnyFiveGpioOptions) {
     super();
+    this.#o = o;
     this.#io = o.io;
     this.#timers = o.timers;
     this.#readyTimeoutMs = o.readyTimeoutMs ?? 10_000;
+    this.#backoffFactory = new ExponentialBackoff({
+      generator: noJitterGenerator,
+      initialDelay: o.reconnectMinMs ?? 500,
+      maxDelay: o.reconnectMaxMs ?? 10_000,
+    });
   }
 
   override get state(): BackendState {
@@ -78,52 +119,57 @@ export class JohnnyFiveGpio extends PinBank {
   }
 
   override get lastError(): string | undefined {
-    return this.#lastError;
+    return this.#link.lastError;
+  }
+
+  get board(): BoardLink {
+    return { ...this.#link };
   }
 
   describe(): string {
     return `johnny-five (${this.#io.name ?? "Firmata"} board)`;
   }
 
+  watchState(fn: (event: { restored: boolean }) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
   override async start(): Promise<void> {
     if (this.#board) return;
+    this.#stopped = false;
     // Loaded on first use: it is large, and only kiosks with a board need it.
     const five = require("johnny-five") as FiveModule;
     // repl/debug off: no console noise. sigint off: johnny-five would otherwise exit the process on Ctrl-C.
     const board = new five.Board({ io: this.#io, repl: false, debug: false, sigint: false });
     this.#board = board;
     // johnny-five re-emits io errors on the board, and an "error" nobody listens to throws.
-    board.on("error", (err: unknown) => this.#lost(err));
-    for (const event of ["close", "disconnect", "error"]) {
-      const fn = (arg?: unknown) => this.#lost(arg ?? event);
-      this.#io.on(event, fn);
-      this.#ioListeners.push([event, fn]);
+    board.on("error", (err: unknown) => this.#lost(this.#io, err));
+    this.#listen(this.#io);
+    try {
+      await this.#ready(board);
+    } catch (err) {
+      this.#lost(this.#io, err);
+      throw err;
     }
-    if (!board.isReady) {
-      await new Promise<void>((resolve, reject) => {
-        const timer = this.#timers.setTimeout(() => {
-          board.removeListener("ready", onReady);
-          reject(new Error(`johnny-five board did not report ready within ${this.#readyTimeoutMs} ms`));
-        }, this.#readyTimeoutMs);
-        const onReady = () => {
-          this.#timers.clearTimeout(timer);
-          resolve();
-        };
-        board.once("ready", onReady);
-      }).catch((err: unknown) => {
-        this.#lost(err);
-        throw err;
-      });
-    }
-    this.#state = "ok";
+    this.#connected();
   }
 
   override async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#timers.clearTimeout(this.#retry);
+    this.#retry = undefined;
     this.releaseAll();
-    for (const [event, fn] of this.#ioListeners.splice(0)) this.#io.removeListener(event, fn);
-    // The board object is dropped; the io (and its port) belongs to whoever passed it in.
+    this.#lines.clear();
+    this.#unlisten();
+    // The board object is dropped; the first io (and its port) belongs to whoever passed it in.
     this.#board = undefined;
     this.#state = "disconnected";
+    this.#link = {
+      state: "disconnected",
+      attempts: 0,
+      ...(this.#link.lastError ? { lastError: this.#link.lastError } : {}),
+    };
   }
 
   async resolve(spec: PinSpec, field: string): Promise<number> {
@@ -137,18 +183,16 @@ export class JohnnyFiveGpio extends PinBank {
 
   async output(pin: number, { initial }: OutputOptions): Promise<OutputLine> {
     this.#check(pin, this.#io.MODES.OUTPUT, "a digital output");
-    // Writing first sets the port latch (StandardFirmata turns a 1 on an input into the pull-up),
-    // so the pin comes up at `initial` when it becomes an output; then write again as an output.
-    this.#io.digitalWrite(pin, initial);
-    this.#io.pinMode(pin, this.#io.MODES.OUTPUT);
-    this.#io.digitalWrite(pin, initial);
+    const line: BoardLine = { kind: "output", initial, mode: this.#io.MODES.OUTPUT };
+    this.#setUp(pin, line);
+    this.#lines.set(pin, line);
     return {
       write: (level) => {
-        if (this.#state !== "ok") throw new Error(`johnny-five board is disconnected: ${this.#lastError ?? ""}`);
+        if (this.#state !== "ok") throw new Error(`johnny-five board is disconnected: ${this.#link.lastError ?? ""}`);
         this.#io.digitalWrite(pin, level);
       },
       // Firmata only reports an output's level when queried, so there is no synchronous read-back.
-      release: () => {},
+      release: this.hold(() => this.#lines.delete(pin)),
     };
   }
 
@@ -157,27 +201,51 @@ export class JohnnyFiveGpio extends PinBank {
     const PULLUP = this.#io.MODES.PULLUP ?? FIRMATA_PIN_MODE_PULLUP;
     this.#check(pin, INPUT, "a digital input");
     const pullUp = options.pull === "up" && this.#supports(pin, PULLUP);
-    this.#io.pinMode(pin, pullUp ? PULLUP : INPUT);
     // Until the board's first report, assume the idle level the pull gives.
     const input = new EdgeWatch(edge, options.pull === "up" ? 1 : 0);
-    // The IO-plugin spec (rwaldron/io-plugins, digitalRead) has every plugin emit
-    // `digital-read-${pin}` on each change; listening to that event (instead of the
-    // handler) is what can be removed again. firmata.js adds the handler as a listener
-    // of the same event, so removing `ignore` too leaves nothing behind.
-    const event = `digital-read-${pin}`;
-    const ignore = () => {};
-    const onRead = (value: unknown) => input.see(value ? 1 : 0);
-    this.#io.on(event, onRead);
-    this.#io.digitalRead(pin, ignore);
+    const line: BoardLine = {
+      kind: "input",
+      initial: input.level,
+      mode: pullUp ? PULLUP : INPUT,
+      onRead: (value: unknown) => input.see(value ? 1 : 0),
+    };
+    this.#setUp(pin, line);
+    this.#lines.set(pin, line);
     return {
       read: () => input.level,
       watch: (cb) => input.watch(cb),
       release: this.hold(() => {
         input.unwatch();
-        this.#io.removeListener(event, onRead);
-        this.#io.removeListener(event, ignore);
+        this.#tearDown(pin, line);
+        this.#lines.delete(pin);
       }),
     };
+  }
+
+  /** Sets a line up on the current io. */
+  #setUp(pin: number, line: BoardLine): void {
+    const io = this.#io;
+    if (line.kind === "output") {
+      // Writing first sets the port latch (StandardFirmata turns a 1 on an input into the pull-up),
+      // so the pin comes up at `initial` when it becomes an output; then write again as an output.
+      io.digitalWrite(pin, line.initial);
+      io.pinMode(pin, line.mode);
+      io.digitalWrite(pin, line.initial);
+      return;
+    }
+    io.pinMode(pin, line.mode);
+    // The IO-plugin spec (rwaldron/io-plugins, digitalRead) has every plugin emit
+    // `digital-read-${pin}` on each change; listening to that event (instead of the
+    // handler) is what can be removed again. firmata.js adds the handler as a listener
+    // of the same event, so removing IGNORE too leaves nothing behind.
+    io.on(`digital-read-${pin}`, line.onRead as (value: unknown) => void);
+    io.digitalRead(pin, IGNORE);
+  }
+
+  #tearDown(pin: number, line: BoardLine, io: FirmataIo = this.#io): void {
+    if (line.kind !== "input") return;
+    io.removeListener(`digital-read-${pin}`, line.onRead as (value: unknown) => void);
+    io.removeListener(`digital-read-${pin}`, IGNORE);
   }
 
   #supports(pin: number, mode: number): boolean {
@@ -196,8 +264,102 @@ export class JohnnyFiveGpio extends PinBank {
     }
   }
 
-  #lost(reason: unknown): void {
+  #listen(io: FirmataIo): void {
+    for (const event of ["close", "disconnect", "error"]) {
+      const fn = (arg?: unknown) => this.#lost(io, arg ?? event);
+      io.on(event, fn);
+      this.#ioListeners.push([event, fn]);
+    }
+  }
+
+  #unlisten(): void {
+    for (const [event, fn] of this.#ioListeners.splice(0)) this.#io.removeListener(event, fn);
+  }
+
+  /** Waits for `board` (five.Board at start) or the io itself (a reopened board) to report ready. */
+  #ready(ready: { readonly isReady: boolean } & Pick<EventEmitter, "once" | "removeListener">): Promise<void> {
+    if (ready.isReady) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.#timers.setTimeout(() => {
+        ready.removeListener("ready", onReady);
+        reject(new Error(`johnny-five board did not report ready within ${this.#readyTimeoutMs} ms`));
+      }, this.#readyTimeoutMs);
+      const onReady = () => {
+        this.#timers.clearTimeout(timer);
+        resolve();
+      };
+      ready.once("ready", onReady);
+    });
+  }
+
+  #connected(): void {
+    this.#state = "ok";
+    this.#backoff = undefined;
+    this.#link = { state: "connected", attempts: 0 };
+  }
+
+  /** The board behind `io` went away (or never answered): say so, and reopen it if we can. */
+  #lost(io: FirmataIo, reason: unknown): void {
+    if (io !== this.#io || this.#stopped) return;
+    const lastError = reason instanceof Error ? reason.message : String(reason);
+    const wasOk = this.#state === "ok";
     this.#state = "disconnected";
-    this.#lastError = reason instanceof Error ? reason.message : String(reason);
+    const canReopen = this.#o.openIo !== undefined && this.#board !== undefined;
+    this.#link = { state: canReopen ? "reconnecting" : "disconnected", attempts: this.#link.attempts, lastError };
+    if (wasOk) this.#o.logger?.warn({ err: lastError }, "johnny-five board lost");
+    this.#tell(false);
+    if (canReopen && this.#retry === undefined) this.#scheduleReopen();
+  }
+
+  #scheduleReopen(): void {
+    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : this.#backoffFactory.next();
+    this.#retry = this.#timers.setTimeout(() => void this.#reopen(), this.#backoff.duration);
+  }
+
+  async #reopen(): Promise<void> {
+    this.#retry = undefined;
+    const openIo = this.#o.openIo;
+    if (this.#stopped || !openIo) return;
+    this.#link = { ...this.#link, attempts: this.#link.attempts + 1 };
+    this.#tell(false);
+    const old = this.#io;
+    this.#unlisten();
+    for (const [pin, line] of this.#lines) this.#tearDown(pin, line, old);
+    try {
+      this.#o.closeIo?.(old);
+    } catch {
+      // a port already gone cannot be closed twice
+    }
+    let io: FirmataIo;
+    try {
+      io = openIo();
+    } catch (err) {
+      this.#link = { ...this.#link, lastError: (err as Error).message };
+      this.#tell(false);
+      this.#scheduleReopen();
+      return;
+    }
+    this.#io = io;
+    this.#listen(io);
+    try {
+      await this.#ready(io);
+    } catch (err) {
+      if (this.#io !== io || this.#stopped) return;
+      this.#link = { ...this.#link, lastError: (err as Error).message };
+      this.#tell(false);
+      if (this.#retry === undefined) this.#scheduleReopen();
+      return;
+    }
+    if (this.#io !== io || this.#stopped) return;
+    // In the order first taken: the relay comes back de-energised before anything else is driven.
+    for (const [pin, line] of this.#lines) this.#setUp(pin, line);
+    const attempts = this.#link.attempts;
+    this.#connected();
+    this.#o.logger?.info({ attempts }, "johnny-five board back; lines set up again");
+    this.#tell(true);
+  }
+
+  #tell(restored: boolean): void {
+    for (const fn of [...this.#listeners]) fn({ restored });
   }
 }

@@ -69,8 +69,28 @@ export async function resolveSysfsLine(spec: PinSpec, field: string, root: strin
       `${field}: ${describePin(spec)} is a johnny-five board pin; this backend takes { bcm: <line> } or { global: <number> }`,
     );
   }
+  if ("name" in spec) {
+    throw new GpioConfigError(
+      `${field}: ${describePin(spec)}: lines by name need the character-device backend (gpio.backend "chardev", gpiod installed); this backend takes { bcm }, { global } or { chip, offset }`,
+    );
+  }
   const chips = await readGpioChips(root);
   const bcmChip = findBcmChip(chips);
+  if ("chip" in spec) {
+    // sysfs names its chip folders by base, not like /dev/gpiochipN: the label is what both share.
+    const chip = chips.find((c) => c.label === spec.chip);
+    if (!chip) {
+      throw new GpioConfigError(
+        `${field}: ${describePin(spec)}: no GPIO chip labelled "${spec.chip}" under ${root} (${chips.map(range).join("; ") || "none"})`,
+      );
+    }
+    if (spec.offset >= chip.ngpio) {
+      throw new GpioConfigError(
+        `${field}: ${describePin(spec)} is outside ${chip.label} (offsets 0..${chip.ngpio - 1})`,
+      );
+    }
+    return chip.base + spec.offset;
+  }
   if ("bcm" in spec) {
     if (!bcmChip) {
       throw new GpioConfigError(

@@ -126,6 +126,14 @@ export class Relay {
     return true;
   }
 
+  /**
+   * The line was set up again (a reopened board): de-energised, and a pulse cut short by the
+   * loss is not resumed (nobody knows any more whether the person is still at the door).
+   */
+  reassert(): void {
+    this.#end();
+  }
+
   /** Ends a pulse now. */
   deenergise(): void {
     this.#end();

@@ -15,6 +15,7 @@ import {
   type PinSpec,
 } from "./backend.ts";
 import { EdgeWatch, PinBank } from "./pin-bank.ts";
+import { BCM_CHIP_LABELS } from "./pins.ts";
 
 export interface LevelChange {
   at: Date;
@@ -52,6 +53,7 @@ export class SimulatedGpio extends PinBank {
   readonly #historyLimit: number;
   readonly #recorded = new Set<number>();
   readonly #listeners = new Set<(change: LevelChange) => void>();
+  readonly #keyed = new Map<string, number>();
 
   constructor(o: SimulatedGpioOptions = {}) {
     super();
@@ -68,6 +70,7 @@ export class SimulatedGpio extends PinBank {
   async resolve(spec: PinSpec, field: string): Promise<number> {
     if ("bcm" in spec) return this.#bcmBase + spec.bcm;
     if ("global" in spec) return spec.global;
+    if ("name" in spec || "chip" in spec) return this.#byKey(describePin(spec), spec);
     if (spec.firmata < 0) throw new GpioConfigError(`${field}: ${describePin(spec)} is not a pin`);
     return spec.firmata;
   }
@@ -124,6 +127,23 @@ export class SimulatedGpio extends PinBank {
   /** Level changes, oldest first, of one line or all of them. */
   history(line?: number): LevelChange[] {
     return this.#history.filter((c) => line === undefined || c.line === line).map((c) => ({ ...c }));
+  }
+
+  /**
+   * Character-device lines: `{ name: "GPIO17" }` and a Pi chip's `{ chip, offset }` land where `{ bcm: 17 }`
+   * would, any other a line of its own from 100000 up (in the order first asked).
+   */
+  #byKey(key: string, spec: { name: string } | { chip: string; offset: number }): number {
+    const bcm = "name" in spec ? /^GPIO(\d+)$/.exec(spec.name)?.[1] : undefined;
+    if (bcm !== undefined) return this.#bcmBase + Number(bcm);
+    if ("chip" in spec && (BCM_CHIP_LABELS as readonly string[]).includes(spec.chip))
+      return this.#bcmBase + spec.offset;
+    let line = this.#keyed.get(key);
+    if (line === undefined) {
+      line = 100_000 + this.#keyed.size;
+      this.#keyed.set(key, line);
+    }
+    return line;
   }
 
   #claim(line: number, direction: "in" | "out", level: Level): SimLine {

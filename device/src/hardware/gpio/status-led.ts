@@ -96,6 +96,11 @@ export class StatusLed {
     if (this.#out.line && !this.#testPlayer) this.#player.play(LED_PATTERNS[pattern], true);
   }
 
+  /** The line was set up again (a reopened board): shows the current pattern from its start. */
+  reassert(): void {
+    if (this.#out.line && !this.#testPlayer) this.#player.play(LED_PATTERNS[this.#pattern], true);
+  }
+
   async start(): Promise<void> {
     if (this.#out.line) return;
     await this.#out.open(this.#o.backend, this.#o.line);

@@ -175,12 +175,23 @@ it("no query too big, too deep, too wide or batched runs", async () => {
   assert.ok(codes(huge).includes("BAD_USER_INPUT"), huge.text.slice(0, 200));
 });
 
-it("an unexpected failure is answered with an id, never SQL or a stack", async () => {
+it("an unexpected failure is answered with an id, never SQL or a stack; the log has both", async () => {
   const { access } = await cloud.login("fiona");
-  const a = await cloud.gql('query { ledger(site: "s1", before: "not-a-cursor") { items { id } } }', {
-    bearer: access,
-  });
-  assert.not.match(a.text, /SELECT|at .*\.ts:\d+|node_modules/);
+  // A database that fails under the query (a bad cursor would be an intended error, answered as such).
+  await cloud.db.exec("ALTER TABLE ledger_entries RENAME TO ledger_entries_gone");
+  let a: Awaited<ReturnType<typeof cloud.gql>>;
+  try {
+    a = await cloud.gql('query { ledger(site: "s1") { items { id amount } } }', { bearer: access });
+  } finally {
+    await cloud.db.exec("ALTER TABLE ledger_entries_gone RENAME TO ledger_entries");
+  }
+  assert.equal(codes(a), ["INTERNAL_SERVER_ERROR"], a.text);
+  const id = /error id ([0-9a-f-]{36})/.exec(a.body.errors[0].message)?.[1];
+  assert.ok(id, a.text);
+  assert.not.match(a.text, /SELECT|ledger_entries|relation|at .*\.ts:\d+|node_modules/);
+  const line = cloud.logged.find((l) => l.includes(id));
+  assert.ok(line, "logged with its id");
+  assert.match(line, /ledger_entries/, "the log has what went wrong");
 });
 
 it.run();

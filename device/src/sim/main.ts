@@ -28,6 +28,8 @@ export interface PrinterSimOptions {
 }
 export interface TerminalSimOptions {
   link: string;
+  /** The 6-digit ECR password Registration must carry. */
+  password: string;
 }
 
 const program = createCommand({
@@ -63,6 +65,10 @@ function parseUid(value: string): string {
   }
   return hex.toUpperCase();
 }
+function parsePassword(value: string): string {
+  if (/^\d{6}$/.test(value)) return value;
+  throw new InvalidArgumentError("expected 6 digits, like 000000");
+}
 function parsePaper(value: string): PrinterSimOptions["paper"] {
   if (value === "ok" || value === "low" || value === "out") return value;
   throw new InvalidArgumentError(`expected ok, low or out, not "${value}"`);
@@ -91,7 +97,10 @@ simulator<PrinterSimOptions>(
   "printer",
   "an ESC/POS thermal receipt printer (80 mm, 48 columns), with real-time status",
 ).option("-p, --paper <state>", "the paper sensor: ok, low or out", parsePaper, "ok");
-simulator<TerminalSimOptions>("terminal", "a ZVT payment terminal (ECR interface) on a serial line");
+simulator<TerminalSimOptions>(
+  "terminal",
+  "a ZVT payment terminal (ECR interface) on a serial line; type approve, decline or timeout to choose the next outcome",
+).option("-p, --password <digits>", "the 6-digit ECR password Registration must carry", parsePassword, "000000");
 
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`${NAME}: ${oneLine(err)}\n`);

@@ -11,6 +11,10 @@
  * CRC holds, NAK (15) when not; the sender repeats a frame on NAK or when
  * neither comes in time, three tries in all, then gives the line up.
  *
+ * The spec's timers are not all modelled: a frame waits `ackTimeoutMs` for
+ * its ACK/NAK; a frame cut short is dropped at the next DLE STX (and NAKed)
+ * rather than after an inter-character timeout.
+ *
  * `zvtSerialLink` puts this layer under a SerialLink, so the ZVT driver and
  * the simulator run unchanged over it: each write() is one APDU (resolved
  * once the peer ACKed its frame), onData() delivers whole APDUs whose CRC
@@ -165,10 +169,16 @@ export class SerialFrameDecoder {
 }
 
 export interface ZvtSerialOptions {
-  /** How long the peer may take to ACK or NAK a frame before it is sent again. */
+  /** How long the peer may take to ACK or NAK a frame before it is sent again (2000 ms). */
   ackTimeoutMs?: number;
   /** Tries per frame (the first and the repeats) before the line is given up. */
   maxTries?: number;
+  /**
+   * What a frame refused `maxTries` times costs: "close" (the ECR's view: the
+   * terminal is gone, the link ends) or "drop" (the terminal's view: that
+   * frame is dropped, the line stays for the next ECR session).
+   */
+  onGiveUp?: "close" | "drop";
   timers?: Timers;
 }
 
@@ -202,8 +212,9 @@ export function zvtSerialLink(
   readonly counters: ZvtSerialCounters;
 } {
   const timers = opts.timers ?? realTimers;
-  const ackTimeoutMs = opts.ackTimeoutMs ?? 3000;
+  const ackTimeoutMs = opts.ackTimeoutMs ?? 2000;
   const maxTries = opts.maxTries ?? 3;
+  const onGiveUp = opts.onGiveUp ?? "close";
   const listeners = new LinkListeners();
   const decoder = new SerialFrameDecoder();
   const queue: Outgoing[] = [];
@@ -231,6 +242,12 @@ export function zvtSerialLink(
     timers.clearTimeout(current.timer);
     if (current.tries >= maxTries) {
       const reason = why === "NAK" ? "refused (NAK)" : "not acknowledged";
+      if (onGiveUp === "drop") {
+        inFlight = undefined;
+        current.reject(new SerialLinkError(`${raw.path}: a frame was ${reason} ${maxTries} times and dropped`));
+        pump();
+        return;
+      }
       const err = new SerialLinkError(`${raw.path}: a frame was ${reason} ${maxTries} times; the line is given up`);
       end(err);
       void raw.close();

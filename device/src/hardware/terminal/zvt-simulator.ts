@@ -242,7 +242,8 @@ export class ZvtSimulator {
    * function; the session also ends when the line closes.
    */
   attach(line: SerialLink): () => void {
-    const link = zvtSerialLink(line, { timers: this.#o.timers });
+    // A terminal keeps its line: a frame the ECR never takes is dropped, the next ECR session is served.
+    const link = zvtSerialLink(line, { timers: this.#o.timers, onGiveUp: "drop" });
     let destroyed = false;
     const session = this.#open({
       write: (bytes) => {
@@ -337,6 +338,11 @@ export class ZvtSimulator {
   }
 
   #register(s: Session, data: Uint8Array): void {
+    // Registration opens an ECR session afresh: on a serial line an ECR that reopened its port looks
+    // like this, and whatever was waiting for the old session's ACK is dropped.
+    s.outbox.length = 0;
+    s.awaitingAck = false;
+    s.txn = undefined;
     const reg = parseRegistration(data);
     if (!reg || reg.password !== (this.#o.password ?? "000000")) {
       this.#stats.refused++;

@@ -91,8 +91,13 @@ function simulator<O>(name: string, summary: string): Command {
 
 simulator<Pn532SimOptions>(
   "pn532",
-  "an NXP PN532 NFC controller on HSU (UART), firmware 1.6, as libnfc's pn532_uart driver expects",
-).option("-c, --card <uid>", "a card in the field from the start: its UID in hex (4, 7 or 10 bytes)", parseUid);
+  "an NXP PN532 NFC controller on HSU (UART), firmware 1.6, as libnfc's pn532_uart driver expects; " +
+    "type `card <uid>` or `remove` to change the card in its field",
+).option(
+  "-c, --card <uid>",
+  "a card in the field from the start: its UID in hex, 4 bytes (MIFARE Classic 1K) or 7 (NTAG213)",
+  parseUid,
+);
 simulator<PrinterSimOptions>(
   "printer",
   "an ESC/POS thermal receipt printer (80 mm, 48 columns), with real-time status",

@@ -6,6 +6,8 @@
  * dashboard answer carries the CSP, and no page of another origin may frame it.
  */
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Browser } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -22,7 +24,8 @@ const XSS = `<img src=x onerror="window.__pwned=1">`;
 it.before(async () => {
   await cloud.start();
   origin = `http://127.0.0.1:${(await cloud.serve()).port}`;
-  browser = await launchChromium();
+  // evil.test: another origin, on this machine.
+  browser = await launchChromium(["--host-resolver-rules=MAP evil.test 127.0.0.1"]);
 });
 it.after(async () => {
   await browser?.close();
@@ -30,18 +33,20 @@ it.after(async () => {
 });
 
 it("every dashboard answer has the CSP, frame-ancestors 'none' and X-Frame-Options", async () => {
-  for (const path of ["/dashboard/", "/dashboard/app.js", "/dashboard/app.css", "/dashboard/no-such-file.js"]) {
+  for (const path of ["/dashboard/", "/dashboard/app.js", "/dashboard/app.css"]) {
     const res = await fetch(`${origin}${path}`);
     await res.arrayBuffer();
+    // Each file must be there: a refusal of every path would leave no header to check.
+    assert.is(res.status, 200, `${path}: ${res.status} (is the dashboard built? npm run build)`);
     const csp = res.headers.get("content-security-policy") ?? "";
-    if (res.status === 200) {
-      assert.match(csp, /frame-ancestors 'none'/, path);
-      assert.match(csp, /script-src 'self'(;|$)/, path);
-      assert.is(res.headers.get("x-frame-options"), "DENY", path);
-    } else {
-      assert.match(res.headers.get("content-type") ?? "", /json/, `${path}: a refusal is not a page`);
-    }
+    assert.match(csp, /frame-ancestors 'none'/, path);
+    assert.match(csp, /script-src 'self'(;|$)/, path);
+    assert.is(res.headers.get("x-frame-options"), "DENY", path);
   }
+  const missing = await fetch(`${origin}/dashboard/no-such-file.js`);
+  await missing.arrayBuffer();
+  assert.is(missing.status, 404);
+  assert.match(missing.headers.get("content-type") ?? "", /json/, "a refusal is not a page");
 });
 
 it("markup in a member's name and in live events is text; no token in storage, cookies or the URL", async () => {
@@ -111,21 +116,30 @@ it("markup in a member's name and in live events is text; no token in storage, c
 });
 
 it("a page of another origin cannot frame the dashboard", async () => {
+  // The attacker's page is served from this machine too: Chromium refuses a public page's frame of a
+  // loopback address by itself (Private Network Access), which would pass this test without any header.
+  const evil = createServer((_req, res) => {
+    res.setHeader("content-type", "text/html");
+    res.end(`<iframe id="f" src="${origin}/dashboard/"></iframe>`);
+  });
+  await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
   const page = await browser.newPage();
   try {
-    let framed = "";
-    await page.route("http://evil.test/", (route) =>
-      route.fulfill({ contentType: "text/html", body: `<iframe id="f" src="${origin}/dashboard/"></iframe>` }),
-    );
+    const refused = page.waitForEvent("console", {
+      predicate: (m) => /frame-ancestors 'none'/.test(m.text()),
+      timeout: 10_000,
+    });
     // goto waits for the page's load event, which waits for its frames (a refused one loads an error page).
-    await page.goto("http://evil.test/");
+    await page.goto(`http://evil.test:${(evil.address() as AddressInfo).port}/`);
+    await refused;
     const frame = page.frames().find((f) => f !== page.mainFrame());
-    if (frame) {
-      framed = await frame.evaluate(() => document.body?.textContent ?? "").catch(() => "");
-    }
+    assert.ok(frame, "the attacker's page has its frame");
+    assert.match(frame.url(), /^chrome-error:/, "the frame holds Chromium's refusal, not the dashboard");
+    const framed = await frame.evaluate(() => document.body?.textContent ?? "");
     assert.not.match(framed, /sign in/i, "the dashboard rendered inside another origin's page");
   } finally {
     await page.close();
+    evil.close();
   }
 });
 

@@ -87,7 +87,8 @@ it("a formula in a member's name or a refund's reason reaches the spreadsheet as
   );
   const paymentId = await cloud.purchase(randomUUID());
   const finance = await cloud.login("fiona");
-  for (const reason of ["@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "+1+1", "\t=1+1"]) {
+  const reasons = ["@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "+1+1", "\t=1+1"];
+  for (const reason of reasons) {
     const refund = await cloud.call("POST", `/api/v1/payments/${paymentId}/refunds`, {
       bearer: finance.access,
       body: { amount: 1, reason },
@@ -97,11 +98,16 @@ it("a formula in a member's name or a refund's reason reaches the spreadsheet as
   }
   const checkins = await cloud.call("GET", "/api/v1/exports/checkins.csv?site=s1", { bearer: finance.access });
   const ledger = await cloud.call("GET", "/api/v1/exports/ledger.csv?site=s1", { bearer: finance.access });
+  // A refusal has no formula cell either: each export must answer, and hold what was typed.
+  assert.is(checkins.status, 200, checkins.text);
+  assert.is(ledger.status, 200, ledger.text);
+  const cells = new Set<string>();
   for (const csv of [checkins.text, ledger.text]) {
     for (const line of csv.split("\n")) {
       // Every cell (quoted or not) that starts with a formula character has the leading '.
       for (const cell of line.match(/(?:^|,)("(?:[^"]|"")*"|[^,]*)/g) ?? []) {
         const value = cell.replace(/^,/, "").replace(/^"|"$/g, "");
+        cells.add(value);
         // A signed amount is a number, not a formula.
         if (/^-?\d+$/.test(value)) continue;
         assert.not.match(value, /^[=+\-@\t\r]/, `a live formula cell: ${value}`);
@@ -109,6 +115,7 @@ it("a formula in a member's name or a refund's reason reaches the spreadsheet as
     }
   }
   assert.match(checkins.text, /'=HYPERLINK/);
+  for (const reason of reasons) assert.ok(cells.has(`'${reason}`), `the reason ${JSON.stringify(reason)} as text`);
 });
 
 it.run();

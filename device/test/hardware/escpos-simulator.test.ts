@@ -175,6 +175,90 @@ test("attach(): decodes from the printer's end of a link and answers on it", () 
   assert.is(listeners.size, 0);
 });
 
+test("FS commands (Kanji mode, code system, NV image) are consumed whole: no stray text, the NV image is an image", () => {
+  const data = Uint8Array.from([
+    ...b().bytes(),
+    ...[0x1c, 0x2e, 0x1c, 0x26, 0x1c, 0x43, 0x01, 0x1c, 0x21, 0x00, 0x1c, 0x53, 0x01, 0x02], // FS . & C ! S
+    ...[0x1c, 0x70, 0x01, 0x00], // FS p 1 0: print NV image 1
+    ...b().line("after").cut().bytes(),
+  ]);
+  const { sim, receipts } = decode(data);
+  assert.equal(receipts[0]?.items, [
+    { type: "image", width: 0, height: 0, ref: "NV 1" },
+    {
+      type: "text",
+      line: {
+        text: "after",
+        align: "left",
+        bold: false,
+        doubleWidth: false,
+        doubleHeight: false,
+        runs: [{ text: "after" }],
+      },
+    },
+  ]);
+  assert.is(sim.stats.skipped, 0);
+});
+
+test("GS k: function A up to NUL and function B by length; CODE128 code set C digits and '{{' decoded; mid-line ignored", () => {
+  const code128 = [0x7b, 0x42, 0x41, 0x7b, 0x7b, 0x7b, 0x43, 12, 34, 5]; // {B A {{ {C 12 34 05
+  const data = Uint8Array.from([
+    ...b().bytes(),
+    ...[0x1d, 0x6b, 0x04, ...Buffer.from("PAY-42"), 0x00], // CODE39, function A
+    ...[0x1d, 0x6b, 0x49, code128.length, ...code128], // CODE128, function B
+    ...[0x78, 0x1d, 0x6b, 0x45, 0x02, 0x41, 0x42, 0x0a], // "x" then CODE39: not at the start of a line
+    ...b().cut().bytes(),
+  ]);
+  const { sim, receipts } = decode(data);
+  assert.equal(
+    receipts[0]?.items.filter((i) => i.type !== "text"),
+    [
+      { type: "barcode", symbology: "CODE39", data: "PAY-42" },
+      { type: "barcode", symbology: "CODE128", data: "A{123405" },
+    ],
+  );
+  assert.equal(
+    receipts[0]?.lines.map((l) => l.text),
+    ["x"],
+    "the barcode's data did not print as text",
+  );
+  assert.is(sim.stats.skipped, 6, "the mid-line GS k was skipped whole");
+});
+
+test("GS ( L raster graphics and ESC * 8-dot columns print as images with their dots; GS v 0 mid-line is ignored", () => {
+  // GS ( L fn 112: a=48 bx=1 by=1 c=49, 16 x 2 dots; then fn 50 prints it.
+  const store = [0x1d, 0x28, 0x4c, 14, 0, 48, 112, 48, 1, 1, 49, 16, 0, 2, 0, 0xf0, 0x0f, 0xaa, 0x55];
+  const print = [0x1d, 0x28, 0x4c, 2, 0, 48, 50];
+  const column = [0x1b, 0x2a, 0x00, 2, 0, 0x80, 0x01, 0x0a]; // two columns: top dot, bottom dot
+  const raster = [0x79, 0x1d, 0x76, 0x30, 0x00, 0x01, 0x00, 0x01, 0x00, 0xff, 0x0a];
+  const data = Uint8Array.from([...b().bytes(), ...store, ...print, ...column, ...raster, ...b().cut().bytes()]);
+  const { receipts } = decode(data);
+  assert.equal(
+    receipts[0]?.items.filter((i) => i.type !== "text"),
+    [
+      { type: "image", width: 16, height: 2, bits: bytes(0xf0, 0x0f, 0xaa, 0x55) },
+      { type: "image", width: 2, height: 8, bits: bytes(0x80, 0, 0, 0, 0, 0, 0, 0x40) },
+    ],
+  );
+  assert.equal(
+    receipts[0]?.lines.map((l) => l.text),
+    ["y"],
+    "no image byte printed as text",
+  );
+});
+
+test("ESC t: PC437, PC858 and WPC1252 bytes print as their characters; HT goes to the next 8-column stop", () => {
+  const data = Uint8Array.from([
+    ...b().bytes(),
+    ...[0x1b, 0x74, 0, 0x81, 0xe1, 0x09, 0x1b, 0x74, 19, 0xd5, 0x9d, 0x1b, 0x74, 16, 0x80, 0xe9, 0x0a],
+  ]);
+  const { sim } = decode(data);
+  assert.equal(
+    sim.pending.lines.map((l) => l.text),
+    ["üß      €Ø€é"],
+  );
+});
+
 // --- property-based ----------------------------------------------------------
 
 const limits = { columns: 42, maxReceipts: 8, maxLines: 50 };

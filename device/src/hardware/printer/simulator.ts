@@ -805,14 +805,14 @@ export class PrinterSimulator {
     if (m !== 48) return false;
     switch (fn) {
       case 112: {
-        // a bx by c xL xH yL yH d1..dk
+        // m fn a bx by c xL xH yL yH d1..dk
         if (p.length < 10) return false;
-        const width = (p[7] as number) + (p[8] as number) * 256;
-        const height = (p[9] as number) + ((p[10] ?? 0) as number) * 256;
+        const width = (p[6] as number) + (p[7] as number) * 256;
+        const height = (p[8] as number) + (p[9] as number) * 256;
         const bytes = Math.ceil(width / 8) * height;
-        if (p[2] !== 48 || width < 1 || height < 1 || p.length < 11 + bytes) return false;
+        if (p[2] !== 48 || width < 1 || height < 1 || p.length < 10 + bytes) return false;
         const keep = bytes <= MAX_IMAGE_BYTES;
-        this.#graphics = { width, height, bits: keep ? p.slice(11, 11 + bytes) : undefined };
+        this.#graphics = { width, height, bits: keep ? p.slice(10, 10 + bytes) : undefined };
         return true;
       }
       case 2:

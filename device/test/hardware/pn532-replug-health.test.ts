@@ -1,0 +1,123 @@
+/**
+ * Serial hot-plug as the daemon lives it: Peripherals drives a PN532 at a
+ * device path served by `paylane-sim pn532` (spawned through its bin, as a
+ * user would). Stopping the simulator removes the pty (socat stops), like a
+ * pulled USB adapter; starting it again brings the same path back. Each
+ * change must reach Peripherals.health() — what telemetry and /healthz
+ * report — within 2 s, with no restart, and the next card must still work.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { Signal } from "../../../test/support/signal.ts";
+import { parseDeviceConfig } from "../../src/config.ts";
+import { Peripherals } from "../../src/peripherals.ts";
+import { realTimers } from "../../src/timers.ts";
+
+const test = suite("pn532 replug reaches health");
+const BIN = join(import.meta.dirname, "../../bin/paylane-sim.mjs");
+const CHANGE_MS = 2000;
+const START_MS = 15_000;
+
+const ctx = {} as { dir: string; path: string; sim?: ChildProcess; peripherals: Peripherals; taps: string[] };
+const signal = new Signal();
+
+async function startSim(card: string): Promise<void> {
+  const sim = spawn(process.execPath, [BIN, "pn532", "--link", ctx.path, "--card", card], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  ctx.sim = sim;
+  let out = "";
+  sim.stdout?.setEncoding("utf8").on("data", (t: string) => {
+    out += t;
+    signal.notify();
+  });
+  sim.on("exit", signal.notify);
+  await signal.until(
+    () => {
+      if (sim.exitCode !== null) throw new Error(`paylane-sim exited (${sim.exitCode}): ${out}`);
+      return out.includes("PN532 v1.6 on ");
+    },
+    "paylane-sim pn532 ready",
+    START_MS,
+  );
+}
+
+async function stopSim(): Promise<void> {
+  const sim = ctx.sim;
+  if (!sim || sim.exitCode !== null) return;
+  const exited = new Promise((resolve) => sim.once("exit", resolve));
+  sim.kill("SIGINT");
+  await exited;
+}
+
+const health = () => ctx.peripherals.health().reader.state;
+
+/** The reader's state as health() reports it, within CHANGE_MS; returns how long it took. */
+async function healthWithin(state: string, what: string): Promise<number> {
+  const t0 = Date.now();
+  await signal.until(() => health() === state, `health() reader "${state}" ${what}`, CHANGE_MS);
+  return Date.now() - t0;
+}
+
+test.before(async () => {
+  ctx.dir = await mkdtemp(join(tmpdir(), "paylane-replug-"));
+  ctx.path = join(ctx.dir, "ttyPN532");
+  ctx.taps = [];
+  const config = parseDeviceConfig({
+    site: "demo",
+    device: "k1",
+    secret: "0123456789abcdef0123",
+    mqttUrl: "mqtt://127.0.0.1:9",
+    cloudUrl: "http://127.0.0.1:9",
+    dataDir: ctx.dir,
+    reader: { type: "pn532", path: ctx.path },
+  });
+  ctx.peripherals = new Peripherals({
+    config,
+    logger: pino({ level: "silent" }),
+    timers: realTimers,
+    now: () => new Date(),
+  });
+});
+
+test.after(async () => {
+  await ctx.peripherals.stop();
+  await stopSim();
+  await rm(ctx.dir, { recursive: true, force: true });
+});
+
+test("the reader's pty goes away and comes back twice: health follows within 2 s each time, cards still read", async () => {
+  await startSim("9A3B5C01");
+  await ctx.peripherals.start({
+    onCard: async (uid) => {
+      ctx.taps.push(uid);
+      signal.notify();
+    },
+    onCallStaff: () => {},
+    onChange: signal.notify,
+    onPaper: () => {},
+  });
+  await healthWithin("ok", "at start");
+  await signal.until(() => ctx.taps.includes("9A3B5C01"), "the first card", CHANGE_MS);
+
+  const took: number[] = [];
+  for (const card of ["DEADBEEF", "04A1B2C3D4E5F6"]) {
+    await stopSim();
+    took.push(await healthWithin("disconnected", "after the pty disappeared"));
+    await startSim(card);
+    took.push(await healthWithin("ok", "after the pty came back at the same path"));
+    await signal.until(() => ctx.taps.includes(card), `card ${card} after the replug`, CHANGE_MS);
+  }
+  assert.equal(ctx.taps, ["9A3B5C01", "DEADBEEF", "04A1B2C3D4E5F6"]);
+  assert.ok(
+    took.every((ms) => ms <= CHANGE_MS),
+    `ms per change: ${took}`,
+  );
+});
+
+test.run();

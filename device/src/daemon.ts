@@ -131,6 +131,7 @@ export class KioskDaemon extends RunningKiosk {
       peripherals,
       storage,
       screen: () => mode.screen,
+      terminal: () => terminal.health(),
     });
     const telemetry = new TelemetryPublisher(kit, {
       ...{ journal, replica, payments, peripherals, storage, uplink },

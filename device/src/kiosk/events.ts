@@ -48,7 +48,7 @@ export interface KioskEvents {
   "journal-conflicts": [number[]];
   /** Storage began failing, or writes work again. */
   "storage-changed": [StorageStatus];
-  /** A peripheral changed state ("state": reader, printer or GPIO health; "paper": the printer's paper). */
+  /** A peripheral changed state ("state": reader, printer, GPIO or card terminal health; "paper": the printer's paper). */
   "peripheral-changed": ["state" | "paper"];
   "payment-progressed": [PaymentProgress];
   /** A receipt was printed, or offered on screen as a QR code when it could not be. */

@@ -6,6 +6,7 @@
 
 import type { KioskState, ScreenSettings } from "@paylane/protocol/kiosk-api";
 import type { HealthReport } from "@paylane/protocol/service";
+import type { TerminalHealth } from "../hardware/terminal/factory.ts";
 import type { Journal } from "../journal.ts";
 import type { Peripherals } from "../peripherals.ts";
 import type { Replica } from "../replica.ts";
@@ -24,6 +25,8 @@ export interface KioskStatusSources {
   storage: StorageMonitor;
   /** The operating mode and what the screen shows with it (kiosk-mode.ts). */
   screen?: () => ScreenSettings;
+  /** The card terminal's health; null: none configured. */
+  terminal?: () => TerminalHealth | null;
 }
 
 export class KioskStatus {
@@ -57,6 +60,7 @@ export class KioskStatus {
       mqttError: uplink.lastError ?? null,
       replicaError: sync.lastError ?? null,
       peripherals: peripherals.health(),
+      terminal: this.#s.terminal?.() ?? null,
       storage: storage.status,
       ...(await journal.stats()),
     };
@@ -90,6 +94,7 @@ export class KioskStatus {
       ["Card reader", peripherals.reader],
       ["Printer", peripherals.printer ?? "none"],
       ["GPIO", peripherals.gpio ?? "none"],
+      ["Card terminal", this.#s.terminal?.() ?? "none"],
       ["Last MQTT error", uplink.lastError ?? null],
       ["Last replica error", sync.lastError ?? null],
     );

@@ -51,7 +51,9 @@ export async function openStores(
   );
   const terminal = await life.open(
     "card terminal",
-    () => createTerminal(c.terminal, { timers, logger }),
+    // The terminal's state (ready, busy, disconnected: hot-plug) reaches the screen, telemetry and /healthz at once.
+    () =>
+      createTerminal(c.terminal, { timers, logger, onStateChange: () => kit.bus.emit("peripheral-changed", "state") }),
     (t) => t.close(),
   );
   return { journal, recovered, replica, wallets, terminal };

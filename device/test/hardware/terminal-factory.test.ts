@@ -7,9 +7,11 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { Signal } from "../../../test/support/signal.ts";
 import {
   createTerminal,
   parseTerminalConfig,
+  TERMINAL_RECONNECT_MS,
   TerminalConfigError,
   TerminalConfigSchema,
 } from "../../src/hardware/terminal/factory.ts";
@@ -115,6 +117,62 @@ test('type "zvt-simulator": the driver charges against the in-process simulator,
   }
   assert.is(setup.simulator?.address, undefined);
   assert.is(timers.pending, 0);
+});
+
+test("zvt-serial: a path, 9600 baud by default; errors name the field", () => {
+  assert.equal(parseTerminalConfig({ type: "zvt-serial", path: "/dev/ttyUSB0" }), {
+    type: "zvt-serial",
+    path: "/dev/ttyUSB0",
+    baudRate: 9600,
+    password: "000000",
+    timeoutMs: 60_000,
+  });
+  assert.match(error({ type: "zvt-serial" }), /^terminal\.path: expected the serial device path/);
+  assert.match(error({ type: "zvt-serial", path: "ttyUSB0" }), /^terminal\.path: expected an absolute device path/);
+  assert.match(error({ type: "zvt-serial", path: "/dev/ttyS0", baudRate: 9600.5 }), /^terminal\.baudRate: /);
+  assert.match(error({ type: "zvt-serial", path: "/dev/ttyS0", host: "h" }), /^terminal: Unrecognized key: "host"/);
+});
+
+test("the daemon's terminal links at once and keeps its health current: stopped, restarted, each told", async () => {
+  const timers = new FakeTimers();
+  const told: string[] = [];
+  const changed = new Signal();
+  const setup = await createTerminal(
+    { type: "zvt-simulator" },
+    {
+      timers,
+      logger: pino({ level: "silent" }),
+      onStateChange: (s) => {
+        told.push(s);
+        changed.notify();
+      },
+    },
+  );
+  const health = () => setup.health();
+  try {
+    const simulator = setup.simulator;
+    assert.ok(simulator);
+    // No charge needed: linked and registered from the start.
+    await changed.until(() => health()?.state === "ready", "ready");
+    const port = simulator.address?.port ?? 0;
+    assert.equal(health(), { type: "zvt-simulator", state: "ready", link: `127.0.0.1:${port}`, reconnects: 0 });
+
+    await simulator.stop();
+    await changed.until(() => health()?.state === "disconnected", "disconnected");
+    await simulator.start(port);
+    timers.advance(TERMINAL_RECONNECT_MS);
+    await changed.until(() => health()?.state === "ready", "ready again");
+    assert.equal(told, ["ready", "disconnected", "ready"]);
+    assert.is(health()?.reconnects, 1);
+  } finally {
+    await setup.close();
+  }
+  assert.is(timers.pending, 0);
+});
+
+test('type "none" has no health to show', async () => {
+  const setup = await createTerminal({ type: "none" }, { timers: new FakeTimers(), logger: pino({ level: "silent" }) });
+  assert.is(setup.health(), null);
 });
 
 test("createTerminal validates too", async () => {

@@ -97,9 +97,21 @@ export interface TerminalDeps {
   onStateChange?: (state: TerminalState) => void;
 }
 
+/** The terminal as /healthz, the status page and telemetry show it. */
+export interface TerminalHealth {
+  type: Exclude<TerminalConfig["type"], "none">;
+  state: TerminalState;
+  /** Where it is reached: "host:port" or the serial device path. */
+  link: string;
+  /** Link attempts after the first (a terminal that keeps going away shows here). */
+  reconnects: number;
+}
+
 export interface TerminalSetup {
   /** Undefined for type "none": the kiosk offers no card payment. */
   terminal: PaymentTerminal | undefined;
+  /** Null for type "none". Read on each call: never stale. */
+  health(): TerminalHealth | null;
   /** The in-process terminal for type "zvt-simulator", for the daemon (and local API) to drive. */
   simulator: ZvtSimulator | undefined;
   /** Closes the driver, then the simulator. */
@@ -117,16 +129,22 @@ export async function createTerminal(config: TerminalConfigInput, deps: Terminal
     terminal.connect().catch(() => {});
     return terminal;
   };
+  const health = (type: TerminalHealth["type"], terminal: ZvtTerminal) => (): TerminalHealth => ({
+    type,
+    state: terminal.state,
+    link: terminal.where,
+    reconnects: terminal.counters.reconnects,
+  });
   switch (c.type) {
     case "none":
       logger.info("no payment terminal configured: card payments are off");
-      return { terminal: undefined, simulator: undefined, close: async () => {} };
+      return { terminal: undefined, simulator: undefined, health: () => null, close: async () => {} };
     case "zvt": {
       logger.info({ host: c.host, port: c.port, timeoutMs: c.timeoutMs }, "payment terminal: ZVT over TCP");
       const terminal = linked(
         new ZvtTerminal({ host: c.host, port: c.port, password: c.password, timeoutMs: c.timeoutMs, ...common }),
       );
-      return { terminal, simulator: undefined, close: () => terminal.close() };
+      return { terminal, simulator: undefined, health: health(c.type, terminal), close: () => terminal.close() };
     }
     case "zvt-serial": {
       logger.info(
@@ -135,7 +153,7 @@ export async function createTerminal(config: TerminalConfigInput, deps: Terminal
       );
       const serial = { path: c.path, baudRate: c.baudRate };
       const terminal = linked(new ZvtTerminal({ serial, password: c.password, timeoutMs: c.timeoutMs, ...common }));
-      return { terminal, simulator: undefined, close: () => terminal.close() };
+      return { terminal, simulator: undefined, health: health(c.type, terminal), close: () => terminal.close() };
     }
     case "zvt-simulator": {
       const simulator = new ZvtSimulator({ logger: logger.child({ peer: "zvt-simulator" }) });
@@ -145,6 +163,7 @@ export async function createTerminal(config: TerminalConfigInput, deps: Terminal
       return {
         terminal,
         simulator,
+        health: health(c.type, terminal),
         close: async () => {
           await terminal.close();
           await simulator.stop();

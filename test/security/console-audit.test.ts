@@ -36,4 +36,25 @@ for (const who of ["fred", "fiona"] as const) {
   });
 }
 
+it("an every-site operator cannot file a collision's resolution under another site with ?site=", async () => {
+  const { rows } = await cloud.db.query<{ id: string }>(
+    `INSERT INTO seq_collisions (site_id, device_id, seq, entry_id, kind, held_entry_id, held_kind, received_at)
+     VALUES ('s1', 'k1', 7, $1, 'checkin', $2, 'checkin', now()) RETURNING id`,
+    [randomUUID(), randomUUID()],
+  );
+  const id = rows[0]!.id;
+  const olga = await cloud.login("olga");
+  const resolved = await cloud.call("POST", `/api/v1/collisions/${id}/resolve?site=s2`, {
+    bearer: olga.access,
+    body: { kept: "held", note: "the kiosk's own" },
+  });
+  assert.is(resolved.status, 200, resolved.text);
+  const sam = await cloud.login("sam");
+  const seen = await cloud.call("GET", "/api/v1/audit?site=s1", { bearer: sam.access });
+  assert.is(seen.status, 200, seen.text);
+  const row = (seen.body.items as Array<Record<string, unknown>>).find((r) => r.actor === "olga");
+  assert.ok(row, "the resolution is missing from the site admin's audit log");
+  assert.is(row.site, "s1");
+});
+
 it.run();

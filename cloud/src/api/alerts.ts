@@ -74,6 +74,8 @@ export function alertRoutes(o: AlertRoutesOptions): OpenAPIHono<OperatorEnv> {
     const alert = await store.get(key);
     // Another site's alert answers as a missing one: a 403 would tell its keys apart from made-up ones.
     if (!alert || siteDenied(c, alert.site)) return notFound(`no alert ${key}`);
+    // The route names no site: the audit row takes the alert's, never ?site=, so it stays in its site's sight.
+    c.set("audit", { site: alert.site });
     if (!o.alerts) {
       return problemResponse({ title: "Alerts not running", status: 503, detail: "this cloud runs no alert service" });
     }

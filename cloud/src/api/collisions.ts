@@ -148,6 +148,8 @@ export function collisionRoutes(o: CollisionRoutesOptions): OpenAPIHono<Operator
     if (!row) return notFound(`no collision ${id}`);
     const denied = siteDenied(c, row.site_id);
     if (denied) return denied;
+    // The route names no site: the audit row takes the collision's, never ?site=, so it stays in its site's sight.
+    c.set("audit", { site: row.site_id });
     const resolution = { kept: body.kept, note: body.note, by: c.var.operator.sub };
     const { rows } = await o.db.query<{ id: string }>(
       "UPDATE seq_collisions SET resolved_at = $2, resolution = $3 WHERE id = $1 AND resolved_at IS NULL RETURNING id",

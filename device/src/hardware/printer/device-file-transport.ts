@@ -13,7 +13,7 @@
 import { constants as fsConstants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { Timers } from "../../timers.ts";
-import { type PrinterTransport, ReadBuffer, TransportError } from "./transport.ts";
+import { type PrinterTransport, pathPresent, ReadBuffer, TransportError } from "./transport.ts";
 
 export interface DeviceFileTransportOptions {
   /** e.g. /dev/usb/lp0 */
@@ -52,6 +52,11 @@ export class DeviceFileTransport implements PrinterTransport {
 
   get isOpen(): boolean {
     return this.#fh !== undefined;
+  }
+
+  /** usblp's node goes with the printer: udev removes /dev/usb/lpN on unplug and makes it again on replug. */
+  present(): Promise<boolean> {
+    return pathPresent(this.#o.path);
   }
 
   async open(): Promise<void> {

@@ -8,6 +8,8 @@ import type { Timers } from "../../timers.ts";
 import type { OpenLink, SerialLink } from "../serial/serial-link.ts";
 import { type PrinterTransport, ReadBuffer, TransportError } from "./transport.ts";
 
+type LostListener = (err: TransportError) => void;
+
 export interface LinkTransportOptions {
   /** Opens a fresh link on each open() (first start and every reconnect); rejects with a message naming the path. */
   openLink: OpenLink;
@@ -17,6 +19,8 @@ export interface LinkTransportOptions {
   description: string;
   /** Read timeouts. */
   timers: Timers;
+  /** Whether the link's device node is there (see PrinterTransport.present). */
+  present?: () => Promise<boolean>;
 }
 
 export class LinkTransport implements PrinterTransport {
@@ -26,11 +30,19 @@ export class LinkTransport implements PrinterTransport {
   #link: SerialLink | undefined;
   #opening: Promise<void> | undefined;
   #unsubscribe: (() => void)[] = [];
+  readonly #lostListeners = new Set<LostListener>();
+  readonly present?: () => Promise<boolean>;
 
   constructor(opts: LinkTransportOptions) {
     this.#o = opts;
     this.#buf = new ReadBuffer(opts.timers);
     this.description = opts.description;
+    if (opts.present) this.present = opts.present;
+  }
+
+  onLost(listener: LostListener): () => void {
+    this.#lostListeners.add(listener);
+    return () => this.#lostListeners.delete(listener);
   }
 
   get isOpen(): boolean {
@@ -93,11 +105,12 @@ export class LinkTransport implements PrinterTransport {
       link.onClose((err) => {
         if (this.#link !== link) return;
         this.#teardown();
-        this.#buf.fail(
-          err
-            ? new TransportError("lost", `${this.#o.name} went away: ${err.message}`, { cause: err })
-            : new TransportError("closed", `${this.#o.name} closed`),
-        );
+        const e = err
+          ? new TransportError("lost", `${this.#o.name} went away: ${err.message}`, { cause: err })
+          : new TransportError("closed", `${this.#o.name} closed`);
+        this.#buf.fail(e);
+        // Closed under us (the device vanished), not by close(): that one tears down first.
+        for (const l of [...this.#lostListeners]) l(e);
       }),
     ];
   }

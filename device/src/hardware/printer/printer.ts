@@ -13,6 +13,11 @@
  * - A printer that stops answering goes degraded, then after `missedLimit`
  *   unanswered queries disconnected; a lost link (write/read failure, a print
  *   that timed out) is closed and reopened with exponential backoff.
+ * - Hot-plug: where the transport has a device node, it is looked at every
+ *   `presenceIntervalMs` (a stat, nothing on the wire). The node vanishing
+ *   (USB printer or adapter pulled) disconnects at once, even while idle; its
+ *   return reconnects at once rather than at the next backoff step. A link the
+ *   transport reports lost by itself disconnects at once too.
  * - All traffic on the link is serialised: a status query never lands in the
  *   middle of a receipt.
  */
@@ -54,6 +59,8 @@ export interface ReceiptPrinterOptions {
   missedLimit?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** How often the device node is looked for (transports with one only). */
+  presenceIntervalMs?: number;
   /** print() calls waiting at once; more resolve "busy". */
   maxQueued?: number;
   /** Health changed (state, paper or lastError). */
@@ -82,6 +89,11 @@ export class ReceiptPrinter {
   #tail: Promise<unknown> = Promise.resolve();
   #pollTimer: unknown;
   #reconnectTimer: unknown;
+  #presenceTimer: unknown;
+  /** The device node was seen missing since the link was last lost: its return is a replug. */
+  #absent = false;
+  #connecting = false;
+  #offLost: (() => void) | undefined;
   readonly #printTimers = new Set<unknown>();
 
   constructor(opts: ReceiptPrinterOptions) {
@@ -92,6 +104,7 @@ export class ReceiptPrinter {
       missedLimit: 3,
       reconnectMinMs: 1_000,
       reconnectMaxMs: 60_000,
+      presenceIntervalMs: 500,
       maxQueued: 3,
       ...opts,
     };
@@ -101,6 +114,7 @@ export class ReceiptPrinter {
       "statusIntervalMs",
       "reconnectMinMs",
       "reconnectMaxMs",
+      "presenceIntervalMs",
     ] as const) {
       if (!(this.#o[k] > 0)) throw new RangeError(`printer ${k} must be > 0, got ${this.#o[k]}`);
     }
@@ -118,6 +132,10 @@ export class ReceiptPrinter {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#attempt = 0;
+    this.#absent = false;
+    const t = this.#o.transport;
+    this.#offLost = t.onLost?.((err) => void this.#linkLost(err));
+    if (t.present) this.#watchPresence(t.present.bind(t));
     await this.#connect();
   }
 
@@ -126,8 +144,12 @@ export class ReceiptPrinter {
     this.#stopped = true;
     this.#o.timers.clearTimeout(this.#pollTimer);
     this.#o.timers.clearTimeout(this.#reconnectTimer);
+    this.#o.timers.clearTimeout(this.#presenceTimer);
     this.#pollTimer = undefined;
     this.#reconnectTimer = undefined;
+    this.#presenceTimer = undefined;
+    this.#offLost?.();
+    this.#offLost = undefined;
     // Closing first aborts a write stuck on flow control, so waiting for the queue is bounded.
     await this.#o.transport.close().catch(() => {});
     await this.#tail;
@@ -250,8 +272,41 @@ export class ReceiptPrinter {
     return undefined;
   }
 
+  /** Looks for the device node every presenceIntervalMs until stop(). */
+  #watchPresence(present: () => Promise<boolean>): void {
+    const tick = async () => {
+      const here = await present().catch(() => false);
+      if (this.#stopped) return;
+      if (!here) {
+        this.#absent = true;
+        if (this.#state !== "disconnected") {
+          await this.#linkLost(new TransportError("lost", `${this.#o.transport.description} is gone (unplugged)`));
+        }
+      } else if (this.#absent && this.#state === "disconnected" && !this.#connecting) {
+        // Plugged back in: now, not at the next backoff step.
+        this.#absent = false;
+        this.#o.timers.clearTimeout(this.#reconnectTimer);
+        this.#reconnectTimer = undefined;
+        this.#attempt = 0;
+        await this.#connect();
+      }
+      if (!this.#stopped)
+        this.#presenceTimer = this.#o.timers.setTimeout(() => void tick(), this.#o.presenceIntervalMs);
+    };
+    this.#presenceTimer = this.#o.timers.setTimeout(() => void tick(), this.#o.presenceIntervalMs);
+  }
+
   async #connect(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#connecting) return;
+    this.#connecting = true;
+    try {
+      await this.#connectOnce();
+    } finally {
+      this.#connecting = false;
+    }
+  }
+
+  async #connectOnce(): Promise<void> {
     const t = this.#o.transport;
     try {
       await t.open();

@@ -2,6 +2,7 @@
 import type { Timers } from "../../timers.ts";
 import { openSerialPort } from "../serial/serial-link.ts";
 import { LinkTransport } from "./link-transport.ts";
+import { pathPresent } from "./transport.ts";
 
 export interface SerialTransportOptions {
   path: string;
@@ -21,6 +22,7 @@ export class SerialTransport extends LinkTransport {
       name: `serial port ${path}`,
       description: `serial ${path}@${baudRate}`,
       timers,
+      present: () => pathPresent(path),
     });
   }
 }

@@ -6,6 +6,7 @@
  * Every transport passes the same contract suite, so the printer unit never
  * knows which one it has.
  */
+import { stat } from "node:fs/promises";
 import type { Timers } from "../../timers.ts";
 import type { SerialLink } from "../serial/serial-link.ts";
 
@@ -27,6 +28,25 @@ export interface PrinterTransport {
   read(max: number, timeoutMs: number): Promise<Uint8Array>;
   /** Drops bytes received but not yet read (a late answer to an earlier query). */
   discardInput(): Promise<void>;
+  /**
+   * Whether the device node is there now: unplugging a USB printer or adapter
+   * takes it away, plugging it back makes it again. Lets the printer notice
+   * both at once, while idle, instead of at its next poll or backoff step.
+   * Absent when the link has no node (the in-memory cable).
+   */
+  present?(): Promise<boolean>;
+  /** Calls `listener` when an open link is lost by itself (not by close()); returns the unsubscribe. */
+  onLost?(listener: (err: TransportError) => void): () => void;
+}
+
+/** Whether `path` exists (a symlink counts only if its target does: a pty link left dangling is gone). */
+export async function pathPresent(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export type TransportErrorCode = "not-open" | "closed" | "lost" | "open-failed" | "io";

@@ -7,7 +7,7 @@
  * the same libnfc via pn532-libnfc-poll.py. Every tool is bounded by a
  * timeout; every wait is on output, bounded by a timeout that only fails.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -194,6 +194,24 @@ test("nfc-poll's libnfc calls: a card placed while InAutoPoll waits is found, an
   assert.match(r.out, /UID \(NFCID1\): 04 {2}a1 {2}b2 {2}c3 {2}d4 {2}e5 {2}f6/, r.out);
   assert.match(r.out, /done\./, r.out);
   await line(/^← InAutoPoll 20 polls every 300 ms/, "the InAutoPoll line", from);
+});
+
+test("socat ends under the simulator: the pty is made again at the same path and nfc-list finds the card", async () => {
+  await type("card DEADBEEF", /MIFARE Classic 1K/);
+  // The simulator's socat runs under a small sh guard (pty-pair.ts): simulator → sh → socat.
+  const children = (pid: number | undefined, name: string) =>
+    execFileSync("pgrep", ["-P", String(pid), name], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .map(Number);
+  const [guard] = children(ctx.sim.pid, "sh");
+  const [socat] = children(guard, "socat");
+  const from = ctx.lines.length;
+  if (!socat || !guard) throw new Error(`no socat under the simulator (pid ${ctx.sim.pid})`);
+  process.kill(socat, "SIGTERM");
+  await line(/pty made again at /, "the pty made again", from);
+  const r = await tool("nfc-list", []);
+  assert.match(r.out, /UID \(NFCID1\): de {2}ad {2}be {2}ef/, r.out);
 });
 
 // ---- frames replayed by hand, as a tool would write them ---------------------------

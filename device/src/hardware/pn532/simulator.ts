@@ -101,10 +101,10 @@ interface Pending {
 /** InAutoPoll's Period unit (§7.3.13). */
 const AUTOPOLL_PERIOD_MS = 150;
 
-class SyntaxError_ extends Error {}
+class CommandRefused extends Error {}
 /** Bad parameters: the chip answers the syntax-error frame. */
 function refuse(reason: string): never {
-  throw new SyntaxError_(reason);
+  throw new CommandRefused(reason);
 }
 
 export class Pn532Simulator {
@@ -123,7 +123,7 @@ export class Pn532Simulator {
   #lastResponse: Uint8Array | undefined;
   #pending: Pending | undefined;
   #pollWaiters: Array<() => void> = [];
-  /** CIU registers and SFRs (§7.2.4: 0x6301..0x633F, 0xFF00..0xFFFF); unwritten ones read their reset value. */
+  /** CIU registers and SFRs as ReadRegister/WriteRegister address them (§7.2.4); unwritten ones read 00, P3 and P7 FF (pulled up). */
   readonly #registers = new Map<number, number>([
     [0xffb0, 0xff], // P3: GPIO pulled up
     [0xfff7, 0xff], // P7
@@ -319,7 +319,7 @@ export class Pn532Simulator {
       if (tfi !== TFI_HOST_TO_PN532) refuse(`TFI 0x${hex(tfi)} is not a host command (D4)`);
       response = this.#answer(pd);
     } catch (err) {
-      if (!(err instanceof SyntaxError_)) throw err;
+      if (!(err instanceof CommandRefused)) throw err;
       // Unknown command or bad parameters: the application-level error frame (§6.2.1.5).
       this.#stats.errors++;
       this.#emit({ type: "error", command: pd, reason: err.message });

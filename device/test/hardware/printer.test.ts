@@ -332,6 +332,30 @@ test("stop() clears every timer, closes the link, and later prints say stopped",
   assert.is(timers.pending, 0);
 });
 
+test("hot-plug: a vanished device node disconnects at the next look; its return reconnects then, not at the next backoff step", async () => {
+  // A cable with a device node: present() is what a stat of /dev/ttyUSB0 or /dev/usb/lp0 would say.
+  const r = fresh({ reconnectMinMs: 1000, reconnectMaxMs: 60_000, presenceIntervalMs: 500 });
+  const { printer, timers, transport, opens } = r;
+  Object.assign(transport, { present: async () => !transport.unplugged });
+  await printer.start();
+  assert.is(printer.health.state, "ok");
+  transport.unplug();
+  await settle();
+  assert.is(printer.health.state, "disconnected");
+  // Away for a while: the backoff grows to 32 s between tries.
+  for (let i = 0; i < 130; i++) {
+    timers.advance(500);
+    await settle();
+  }
+  const lastTry = opens.at(-1) as number;
+  transport.replug();
+  timers.advance(500);
+  await settle();
+  assert.is(opens.at(-1), timers.now().getTime(), "reopened at the first look after the replug");
+  assert.ok(timers.now().getTime() - lastTry < 32_000, "before the next backoff step");
+  assert.is(printer.health.state, "ok");
+});
+
 test("a failing status listener does not break printing", async () => {
   const { printer } = fresh({
     onPaperStatus: () => {

@@ -123,6 +123,7 @@ export function describeItem(item: PrintedItem, columns: number): string {
 
 /** The line's runs with their styles marked, placed as its justification puts it on the paper. */
 function describeLine(line: PrintedLine, columns: number): string {
+  if (line.runs.length === 0) return "";
   const width = line.runs.reduce((w, r) => w + r.text.length * (r.width ?? 1) * (r.font ? 0.75 : 1), 0);
   const free = Math.max(0, Math.floor(columns - width));
   const pad = line.align === "center" ? Math.floor(free / 2) : line.align === "right" ? free : 0;

@@ -19,7 +19,8 @@ import { openSimLink, type SimLink } from "./link.ts";
 import type { PrinterSimOptions } from "./main.ts";
 
 export const STDIN_HELP = "type `paper ok`, `paper low` or `paper out` to change the roll";
-export const COLUMNS = 48;
+/** A TM-T20-class 80 mm printer, as the --help text says. */
+const COLUMNS = 48;
 
 const PAPER: Readonly<Record<PrinterSimOptions["paper"], PaperStatus>> = { ok: "ok", low: "near-end", out: "out" };
 const PAPER_WORDS: Readonly<Record<PaperStatus, string>> = {
@@ -38,7 +39,7 @@ export async function run(options: PrinterSimOptions, signal: AbortSignal, out: 
   let shown = 0;
   let receiptNo = 0;
   const show = (items: readonly PrintedItem[]) => {
-    for (const item of items) out(`│${describeItem(item, COLUMNS)}`);
+    for (const item of items) out(`│${describeItem(item, sim.columns)}`);
   };
   sim.onReceipt((r) => {
     show(r.items.slice(shown));

@@ -100,7 +100,8 @@ simulator<Pn532SimOptions>(
 );
 simulator<PrinterSimOptions>(
   "printer",
-  "an ESC/POS thermal receipt printer (80 mm, 48 columns), with real-time status",
+  "an ESC/POS thermal receipt printer (80 mm, 48 columns), with real-time status; " +
+    "type `paper ok`, `paper low` or `paper out` to change the roll",
 ).option("-p, --paper <state>", "the paper sensor: ok, low or out", parsePaper, "ok");
 simulator<TerminalSimOptions>(
   "terminal",

@@ -14,13 +14,10 @@
 import { createInterface } from "node:readline";
 import { describeEvent } from "../hardware/pn532/describe.ts";
 import { Pn532Simulator } from "../hardware/pn532/simulator.ts";
-import { openSimLink, type SimLink } from "./link.ts";
+import { servePty } from "./link.ts";
 import type { Pn532SimOptions } from "./main.ts";
 
 export const STDIN_HELP = "type `card <uid>` to place a card, `remove` to take it away";
-
-/** Pause before making a lost pty again, so a failing socat cannot spin. */
-const RELINK_MS = 200;
 
 export async function run(options: Pn532SimOptions, signal: AbortSignal, out: (line: string) => void): Promise<void> {
   const sim = new Pn532Simulator({
@@ -49,65 +46,19 @@ export async function run(options: Pn532SimOptions, signal: AbortSignal, out: (l
   });
 
   try {
-    let first = true;
-    while (!signal.aborted) {
-      let link: SimLink;
-      try {
-        link = await openSimLink(options.link);
-      } catch (err) {
-        // The first failure is the user's to fix (path exists, no socat); later ones are retried.
-        if (first) throw err;
-        out(`  pty not made again yet: ${(err as Error).message}`);
-        await pause(RELINK_MS, signal);
-        continue;
-      }
-      sim.start(link.link);
-      out(
-        first
-          ? `PN532 v1.6 on ${link.path} (HSU 115200 baud), ${field()}; ${STDIN_HELP}`
-          : `  pty made again at ${link.path}`,
-      );
-      first = false;
-      const lost = await untilClosedOrAborted(link, signal);
-      sim.stop();
-      await link.close();
-      if (!lost) break;
-      out("  pty lost (socat ended); making it again");
-      await pause(RELINK_MS, signal);
-    }
+    await servePty(options.link, signal, {
+      attach: (link) => {
+        sim.start(link);
+        return () => sim.stop();
+      },
+      ready: (path, first) =>
+        out(
+          first ? `PN532 v1.6 on ${path} (HSU 115200 baud), ${field()}; ${STDIN_HELP}` : `  pty made again at ${path}`,
+        ),
+      out,
+    });
   } finally {
     stdin.close();
     process.stdin.pause();
   }
-}
-
-/** Resolves true when the link closed by itself, false when the signal aborted. */
-function untilClosedOrAborted(link: SimLink, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve(false);
-      return;
-    }
-    const onAbort = () => {
-      off();
-      resolve(false);
-    };
-    const off = link.link.onClose(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    });
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

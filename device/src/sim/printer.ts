@@ -15,7 +15,7 @@
 import { createInterface } from "node:readline";
 import type { PaperStatus } from "../hardware/printer/escpos.ts";
 import { type PrintedItem, type PrintedLine, PrinterSimulator, type StyledRun } from "../hardware/printer/simulator.ts";
-import { openSimLink, type SimLink } from "./link.ts";
+import { servePty } from "./link.ts";
 import type { PrinterSimOptions } from "./main.ts";
 
 export const STDIN_HELP = "type `paper ok`, `paper low` or `paper out` to change the roll";
@@ -30,9 +30,6 @@ const PAPER_WORDS: Readonly<Record<PaperStatus, string>> = {
 };
 /** Quiet time after which printed-but-uncut output is shown (an encoder that never cuts). */
 const IDLE_FLUSH_MS = 300;
-/** Pause before making a lost pty again, so a failing socat cannot spin. */
-const RELINK_MS = 200;
-
 export async function run(options: PrinterSimOptions, signal: AbortSignal, out: (line: string) => void): Promise<void> {
   const sim = new PrinterSimulator({ columns: COLUMNS });
   sim.setPaper(PAPER[options.paper]);
@@ -70,34 +67,23 @@ export async function run(options: PrinterSimOptions, signal: AbortSignal, out: 
   });
 
   try {
-    let first = true;
-    while (!signal.aborted) {
-      let link: SimLink;
-      try {
-        link = await openSimLink(options.link);
-      } catch (err) {
-        // The first failure is the user's to fix (path exists, no socat); later ones are retried.
-        if (first) throw err;
-        out(`  pty not made again yet: ${(err as Error).message}`);
-        await pause(RELINK_MS, signal);
-        continue;
-      }
-      const detach = sim.attach(link.link);
-      const offData = link.link.onData(flushSoon);
-      out(
-        first
-          ? `ESC/POS printer (80 mm, ${COLUMNS} columns) on ${link.path}, ${PAPER_WORDS[sim.paper]}; ${STDIN_HELP}`
-          : `  pty made again at ${link.path}`,
-      );
-      first = false;
-      const lost = await untilClosedOrAborted(link, signal);
-      offData();
-      detach();
-      await link.close();
-      if (!lost) break;
-      out("  pty lost (socat ended); making it again");
-      await pause(RELINK_MS, signal);
-    }
+    await servePty(options.link, signal, {
+      attach: (link) => {
+        const detach = sim.attach(link);
+        const offData = link.onData(flushSoon);
+        return () => {
+          offData();
+          detach();
+        };
+      },
+      ready: (path, first) =>
+        out(
+          first
+            ? `ESC/POS printer (80 mm, ${COLUMNS} columns) on ${path}, ${PAPER_WORDS[sim.paper]}; ${STDIN_HELP}`
+            : `  pty made again at ${path}`,
+        ),
+      out,
+    });
   } finally {
     clearTimeout(idle);
     stdin.close();
@@ -143,35 +129,4 @@ function describeRun(run: StyledRun): string {
   }
   if (run.font) t = `<font ${run.font}>${t}</font>`;
   return t;
-}
-
-/** Resolves true when the link closed by itself, false when the signal aborted. */
-function untilClosedOrAborted(link: SimLink, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve(false);
-      return;
-    }
-    const onAbort = () => {
-      off();
-      resolve(false);
-    };
-    const off = link.link.onClose(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    });
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -11,7 +11,7 @@
 import { createInterface } from "node:readline";
 import { describeApdu } from "../hardware/terminal/zvt-describe.ts";
 import { type SimulatedOutcome, ZvtSimulator } from "../hardware/terminal/zvt-simulator.ts";
-import { openSimLink } from "./link.ts";
+import { servePty } from "./link.ts";
 import type { TerminalSimOptions } from "./main.ts";
 
 const OUTCOMES: readonly SimulatedOutcome[] = ["approve", "decline", "timeout"];
@@ -25,13 +25,6 @@ export async function run(
     password: options.password,
     onApdu: (direction, apdu) => out(`${direction === "in" ? "←" : "→"} ${describeApdu(apdu)}`),
   });
-  const link = await openSimLink(options.link);
-  const detach = sim.attach(link.link);
-  out(
-    `ZVT terminal at ${link.path} (serial transport, 9600 8N1 for the ECR; password ******). ` +
-      `Type ${OUTCOMES.join(", ")} + Enter to choose the next payment's outcome; Ctrl-C stops.`,
-  );
-
   const input = createInterface({ input: process.stdin, terminal: false });
   input.on("line", (line) => {
     const word = line.trim().toLowerCase();
@@ -44,13 +37,21 @@ export async function run(
     }
   });
 
-  await new Promise<void>((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  input.close();
-  process.stdin.pause();
-  detach();
-  await link.close();
-  out(`stopped; ${link.path} is gone`);
+  try {
+    await servePty(options.link, signal, {
+      attach: (link) => sim.attach(link),
+      ready: (path, first) =>
+        out(
+          first
+            ? `ZVT terminal at ${path} (serial transport, 9600 8N1 for the ECR; password ******). ` +
+                `Type ${OUTCOMES.join(", ")} + Enter to choose the next payment's outcome; Ctrl-C stops.`
+            : `  pty made again at ${path}`,
+        ),
+      out,
+    });
+  } finally {
+    input.close();
+    process.stdin.pause();
+  }
+  out(`stopped; ${options.link} is gone`);
 }

@@ -17,7 +17,7 @@ import type { Logger } from "pino";
 import { realTimers, type Timers } from "../../timers.ts";
 import type { CardHandler, ReaderState } from "../card-reader.ts";
 import { abbreviateUid } from "../pn532/commands.ts";
-import { GET_DATA_UID, parseGetDataUid } from "./apdu.ts";
+import { ApduError, GET_DATA_UID, parseGetDataUid } from "./apdu.ts";
 import {
   type PcscBinding,
   type PcscCardReader,
@@ -32,6 +32,9 @@ import {
 
 /** The one line a technician needs when the kiosk finds no pcscd. */
 export const PCSCD_MISSING = "pcscd is not running: apt-get install pcscd; systemctl enable --now pcscd";
+
+const READ_ATTEMPTS = 3;
+const RETRY_MS = 100;
 
 export interface PcscReaderOptions {
   logger: Logger;
@@ -118,6 +121,11 @@ export class PcscReader {
     return this.#reader?.name;
   }
 
+  /** A card is on the reader (read or not). */
+  get cardPresent(): boolean {
+    return this.#cardPresent;
+  }
+
   get counters(): PcscCounters {
     return { ...this.#counters };
   }
@@ -164,54 +172,79 @@ export class PcscReader {
       if (!this.#outage) logger.warn({ socket: binding.socketPath }, reason);
       this.#outage = true;
       this.#setState("disconnected", reason);
-      this.#retryLater();
+      this.#schedule(this.#nextBackoff());
       return;
     }
     if (this.#stopped) {
       context.close();
       return;
     }
-    this.#backoff = undefined;
-    if (this.#outage) logger.info({ socket: binding.socketPath }, "pcscd is back");
+    if (this.#outage) logger.info({ socket: binding.socketPath }, "pcscd answers again");
     this.#outage = false;
     this.#context = context;
-    // The binding emits on a native thread's schedule: every listener checks it is still the current context.
+    // Every listener checks it is still the current context: the binding's threads report late.
     context.on("reader", (r) => {
       if (context === this.#context) this.#onReader(r);
       else r.on("error", () => {});
     });
-    context.on("error", (err) => {
-      if (context === this.#context) this.#onContextLost(err);
-    });
+    context.on(
+      "error",
+      outsideBinding((err) => {
+        if (context === this.#context) this.#reopen(`pcscd went away (${err.message})`);
+      }),
+    );
     this.#setState(
       "disconnected",
       this.#o.reader ? `no PC/SC reader named like "${this.#o.reader}"` : "no PC/SC reader attached",
     );
+    // While no reader is attached, look after pcscd ourselves: the binding may not say it went away.
+    this.#schedule(this.#o.reconnectMaxMs);
   }
 
-  #retryLater(): void {
+  /** One timer: the next connect attempt, or with a context and no reader, a check that pcscd still answers. */
+  #schedule(ms: number): void {
     if (this.#stopped) return;
-    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : this.#backoffFactory.next();
+    this.#o.timers.clearTimeout(this.#timer);
     this.#timer = this.#o.timers.setTimeout(() => {
-      this.#connect().catch((err: unknown) =>
+      this.#tick().catch((err: unknown) =>
         this.#o.logger.error({ err: (err as Error).message }, "PC/SC reconnect failed"),
       );
-    }, this.#backoff.duration);
+    }, ms);
   }
 
-  #onContextLost(err: Error): void {
-    this.#o.logger.warn({ err: err.message }, "pcscd went away; waiting for it to return");
+  async #tick(): Promise<void> {
+    this.#timer = undefined;
+    if (!this.#context) return this.#connect();
+    if (this.#reader) return;
+    if (await this.#o.binding.serviceRunning()) this.#schedule(this.#o.reconnectMaxMs);
+    else if (this.#context && !this.#reader) this.#reopen(PCSCD_MISSING);
+  }
+
+  #nextBackoff(): number {
+    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : this.#backoffFactory.next();
+    return this.#backoff.duration;
+  }
+
+  /**
+   * pcscd went away or our reader did: start over with a fresh context, which
+   * lists what is there now (the binding's own recovery is not to be trusted
+   * across a pcscd restart). The first attempt waits reconnectMinMs: a pcscd
+   * on its way out still has its socket, and the binding would spin on it.
+   */
+  #reopen(reason: string): void {
+    this.#o.logger.warn({ reason }, "PC/SC reader lost; reconnecting");
     this.#dropContext("callback");
-    this.#outage = true;
-    this.#setState("disconnected", `pcscd went away (${err.message})`);
-    this.#retryLater();
+    this.#setState("disconnected", reason);
+    this.#backoff = undefined;
+    this.#schedule(this.#o.reconnectMinMs);
   }
 
   /**
    * Forgets the context and closes it and its readers (each holds a native
    * thread and a handle that keeps Node alive). Their late events are
-   * ignored, never unhandled. From inside the binding's own callback the
-   * close waits a turn: it joins the thread that is calling us.
+   * ignored, never unhandled. Events reach us outside the binding's
+   * callbacks (outsideBinding), but a lost context is closed a turn later all
+   * the same: its threads are still on their way out.
    */
   #dropContext(from: "callback" | "stop"): void {
     const context = this.#context;
@@ -242,10 +275,21 @@ export class PcscReader {
       if (this.#known.get(r.name) === r)
         this.#o.logger.debug({ reader: r.name, err: err.message }, "PC/SC reader error");
     });
-    r.on("end", () => this.#onReaderEnd(r));
-    r.on("status", (s) => {
-      if (r === this.#reader) this.#onStatus(r, s);
-    });
+    r.on(
+      "end",
+      outsideBinding(() => {
+        if (this.#known.get(r.name) === r) this.#known.delete(r.name);
+        if (r !== this.#reader) return;
+        this.#o.logger.warn({ reader: r.name }, "PC/SC reader detached");
+        this.#reopen(`reader "${r.name}" detached`);
+      }),
+    );
+    r.on(
+      "status",
+      outsideBinding((s: PcscStatus) => {
+        if (r === this.#reader) this.#onStatus(r, s);
+      }),
+    );
     if (!this.#reader && this.#matches(r.name)) this.#attach(r);
     else this.#o.logger.debug({ reader: r.name }, "PC/SC reader not used");
   }
@@ -257,23 +301,13 @@ export class PcscReader {
 
   #attach(r: PcscCardReader): void {
     this.#reader = r;
+    this.#backoff = undefined;
+    this.#o.timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
     if (this.#everAttached) this.#counters.reconnects++;
     this.#everAttached = true;
     this.#o.logger.info({ reader: r.name }, "PC/SC reader attached");
     this.#setState("ok", `reader "${r.name}" attached`);
-    // A reader taken over from the list may already hold a card.
-    if (r.state !== undefined) this.#onStatus(r, { state: r.state });
-  }
-
-  #onReaderEnd(r: PcscCardReader): void {
-    if (this.#known.get(r.name) === r) this.#known.delete(r.name);
-    if (r !== this.#reader) return;
-    this.#reader = undefined;
-    this.#cardLeft();
-    this.#o.logger.warn({ reader: r.name }, "PC/SC reader detached");
-    const next = [...this.#known.values()].find((k) => this.#matches(k.name));
-    if (next) this.#attach(next);
-    else if (this.#context) this.#setState("disconnected", `reader "${r.name}" detached`);
   }
 
   // ---- cards ----------------------------------------------------------------
@@ -281,8 +315,9 @@ export class PcscReader {
   #onStatus(r: PcscCardReader, s: PcscStatus): void {
     const present = (s.state & SCARD_STATE.PRESENT) !== 0;
     if (!present) {
-      if (this.#cardPresent) this.#o.logger.debug({ reader: r.name }, "card left the reader");
+      const was = this.#cardPresent;
       this.#cardLeft();
+      if (was) this.#o.logger.debug({ reader: r.name }, "card left the reader");
       if (this.#state === "degraded") this.#setState("ok", "card removed");
       return;
     }
@@ -294,7 +329,7 @@ export class PcscReader {
       this.#readFailed(r, "the card on the reader does not answer (mute): hold it flat on the reader");
       return;
     }
-    this.#readUid(r).then(
+    this.#readWithRetries(r, presence).then(
       (uid) => {
         if (presence !== this.#presence || r !== this.#reader) return;
         if (this.#state === "degraded") this.#setState("ok", "card read");
@@ -304,6 +339,24 @@ export class PcscReader {
         if (presence === this.#presence && r === this.#reader) this.#readFailed(r, (err as Error).message);
       },
     );
+  }
+
+  /**
+   * A card on its way in or out of the field can fail a transmission
+   * (SCARD_E_NOT_TRANSACTED): tried again while it is still there. A status
+   * word from the card is its answer and is not retried.
+   */
+  async #readWithRetries(r: PcscCardReader, presence: number): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#readUid(r);
+      } catch (err) {
+        const still = presence === this.#presence && r === this.#reader;
+        if (err instanceof ApduError || attempt >= READ_ATTEMPTS || !still) throw err;
+        this.#o.logger.debug({ err: (err as Error).message, attempt }, "card read failed; trying again");
+        await new Promise<void>((resolve) => this.#o.timers.setTimeout(() => resolve(), RETRY_MS));
+      }
+    }
   }
 
   #cardLeft(): void {
@@ -391,4 +444,17 @@ export class PcscReader {
       this.#o.logger.error({ err: (err as Error).message }, "PC/SC state listener failed");
     }
   }
+}
+
+/**
+ * Runs a binding event's handler on the next turn of the event loop. The
+ * binding calls JS while it holds the reader's mutex, and Node runs the
+ * microtasks queued by that call before it returns: anything awaiting our
+ * state (a test, the kiosk) would run there, and a close() from it locks the
+ * same mutex again and hangs the process.
+ */
+function outsideBinding<A extends unknown[]>(handler: (...args: A) => void): (...args: A) => void {
+  return (...args) => {
+    setImmediate(() => handler(...args));
+  };
 }

@@ -47,6 +47,10 @@ export class VirtualCard {
   #powered = false;
   /** Every command APDU received, as upper-case hex, in order. */
   readonly apdus: string[] = [];
+  /** ATR requests: vpcd asks for the ATR each time pcscd polls for the card (every ~400 ms). */
+  atrRequests = 0;
+  /** Told after each message from vpcd has been answered (tests wait on it instead of sleeping). */
+  onMessage: (() => void) | undefined;
 
   constructor(o: VirtualCardOptions) {
     this.#uid = parseUid(o.uid);
@@ -109,6 +113,7 @@ export class VirtualCard {
       this.#rx = this.#rx.subarray(2 + len);
       const answer = this.#answer(payload);
       if (answer) socket.write(frame(answer));
+      this.onMessage?.();
     }
   }
 
@@ -123,6 +128,7 @@ export class VirtualCard {
           this.#powered = true;
           return undefined;
         case CTRL_ATR:
+          this.atrRequests++;
           return this.#o.atr;
         default:
           return undefined;

@@ -55,6 +55,7 @@ export function kioskTelemetry(f: TelemetryFacts): Telemetry {
           backend: peripherals.gpio.backend,
           state: peripherals.gpio.state,
           ...(peripherals.gpio.lastError ? { lastError: peripherals.gpio.lastError } : {}),
+          ...(peripherals.gpio.board ? { board: peripherals.gpio.board } : {}),
         }
       : null,
   };

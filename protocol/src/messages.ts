@@ -240,6 +240,14 @@ export const TelemetrySchema = z.object({
       backend: z.string(),
       state: z.enum(["ok", "degraded", "disconnected"]),
       lastError: z.string().optional(),
+      /** A Firmata board's link: "reconnecting" while it is gone and being reopened. */
+      board: z
+        .object({
+          state: z.enum(["connected", "reconnecting", "disconnected"]),
+          attempts: z.number().int().min(0),
+          lastError: z.string().optional(),
+        })
+        .optional(),
     })
     .nullable()
     .optional(),

@@ -1,6 +1,7 @@
 /**
- * Publishes the kiosk's `telemetry` every `everyMs`, and at once when the
- * printer's paper changes (ops should see "paper out" before a user does).
+ * Publishes the kiosk's `telemetry` every `everyMs`, and at once when a
+ * peripheral's health or the printer's paper changes (ops should see "paper
+ * out" or a board reconnecting before a user does).
  */
 import type { KioskMode } from "@paylane/protocol";
 import { readBoardHealth } from "../board-health.ts";
@@ -67,8 +68,8 @@ export class TelemetryPublisher implements Part {
     return this.#every.runNow();
   }
 
-  readonly #onPeripheral = (...[what]: KioskEvents["peripheral-changed"]) => {
-    if (what === "paper") void this.sendNow();
+  readonly #onPeripheral = (..._: KioskEvents["peripheral-changed"]) => {
+    void this.sendNow();
   };
 
   async #send(): Promise<void> {

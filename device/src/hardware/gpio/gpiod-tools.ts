@@ -100,13 +100,22 @@ export class GpiodTools implements Chardev {
   }
 
   async output(line: ChardevLineRef, level: Level, onEnd: (err: Error) => void): Promise<ChardevOutput> {
-    let proc = await this.#hold("gpioset", ["--mode=wait", line.chip, `${line.offset}=${level}`], line, onEnd);
+    const gpioset = (l: Level) => this.#hold("gpioset", ["--mode=wait", line.chip, `${line.offset}=${l}`], line, onEnd);
+    let proc = await gpioset(level);
+    // One step at a time, in the order asked: a release during a level change ends the new gpioset, not the old.
+    let queue = Promise.resolve();
+    const then = (step: () => Promise<void>) => {
+      const run = queue.then(step);
+      queue = run.catch(() => {});
+      return run;
+    };
     return {
-      set: async (next) => {
-        await this.#end(proc);
-        proc = await this.#hold("gpioset", ["--mode=wait", line.chip, `${line.offset}=${next}`], line, onEnd);
-      },
-      release: () => this.#end(proc),
+      set: (next) =>
+        then(async () => {
+          await this.#end(proc);
+          proc = await gpioset(next);
+        }),
+      release: () => then(() => this.#end(proc)),
     };
   }
 
@@ -178,8 +187,10 @@ export class GpiodTools implements Chardev {
       try {
         holder = (await this.info(line.chip)).find((l) => l.offset === line.offset)?.consumer;
       } catch (err) {
+        // The tool's own message says more (a missing chip fails both), if it has exited by now.
+        const own = await Promise.race([exited, this.#sleep(100).then(() => undefined)]);
         proc.kill("SIGKILL");
-        throw err;
+        throw own ?? err;
       }
       if (holder === tool) break;
       if (waited >= deadline) {

@@ -143,26 +143,30 @@ function fakeOnoff(accessible: boolean) {
 
 const sim = (c: GpioConfigInput) => parseGpioConfig(c);
 
-test("auto on a machine without GPIO (Gpio.accessible false): the simulated backend, and a log line that says so", async () => {
+test("auto on a machine without GPIO (no chardev, Gpio.accessible false): the simulated backend, and a warning that says why", async () => {
   const { logger, lines } = capture();
   const { onoff } = fakeOnoff(false);
-  const backend = await createGpioBackend(sim({ relay: { line: { bcm: 17 } } }), {
+  const noPi = { chardevDir: "/nonexistent-dev", deviceTreeModel: "/nonexistent-model" };
+  const backend = await createGpioBackend(sim({ ...noPi, relay: { line: { bcm: 17 } } }), {
     timers: new FakeTimers(),
     logger,
     loadOnoff: async () => onoff,
   });
   assert.instance(backend, SimulatedGpio);
-  assert.match(backend.describe(), "simulated (no GPIO on this machine (Gpio.accessible is false");
+  assert.is(
+    backend.describe(),
+    "simulated (no GPIO character device opens (/nonexistent-dev: ENOENT); sysfs GPIO is not usable (Gpio.accessible is false: /sys/class/gpio/export cannot be opened for writing))",
+  );
   const said = lines.find((l) => l.backend === "simulated");
   assert.ok(said, "logged at start");
   assert.is(said.level, 40, "as a warning");
-  assert.match(String(said.msg), "GPIO backend: simulated (no GPIO on this machine");
+  assert.match(String(said.msg), "GPIO backend: simulated (no GPIO character device opens");
   assert.match(String(said.reason), "Gpio.accessible is false");
 });
 
 test("auto when onoff cannot even load (no epoll addon): simulated, with the load error as the reason", async () => {
   const { logger, lines } = capture();
-  const backend = await createGpioBackend(sim({}), {
+  const backend = await createGpioBackend(sim({ chardevDir: "/nonexistent-dev", sysfsRoot: "/nonexistent-sys" }), {
     timers: new FakeTimers(),
     logger,
     loadOnoff: async () => {

@@ -99,7 +99,11 @@ export async function createGpioBackend(config: GpioConfig, deps: GpioBackendDep
       if (!onoff && (await sysfsExportWritable(config.sysfsRoot))) {
         return pick(new SysfsGpio({ root: config.sysfsRoot, timers: deps.timers }), unavailable);
       }
-      reasons.unshift(onoff ? unavailable : `${unavailable}, and ${config.sysfsRoot}/export is not writable`);
+      reasons.push(
+        onoff
+          ? "sysfs GPIO is not usable (Gpio.accessible is false: /sys/class/gpio/export cannot be opened for writing)"
+          : `${unavailable}, and ${config.sysfsRoot}/export is not writable`,
+      );
       const model = await readBoardModel(config.deviceTreeModel);
       if (isRaspberryPi(model)) throw new GpioConfigError(piRefusal(model as string, reasons));
       const reason = reasons.join("; ");

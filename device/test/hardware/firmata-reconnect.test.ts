@@ -78,6 +78,8 @@ async function rig(o: { readyOnStart?: boolean } = {}) {
     timers,
     logger,
     readyTimeoutMs: 1000,
+    reconnectMinMs: 500,
+    reconnectMaxMs: 10_000,
   });
   const roles: GpioRoles = new GpioRoles({
     config: parseGpioConfig({

@@ -32,6 +32,8 @@ export function openFirmata(path: string, baudRate = FIRMATA_BAUD): FirmataIo {
 
 /** Closes the serial port under an io given up on (a board unplugged), so its file descriptor is not leaked. */
 export function closeFirmata(io: FirmataIo): void {
-  const transport = (io as FirmataIo & { transport?: SerialPort }).transport;
-  if (transport?.isOpen) transport.close(() => {});
+  const own = io as FirmataIo & { transport?: SerialPort; reportVersionTimeoutId?: NodeJS.Timeout };
+  // firmata-io asks a board that never said its version again after 5 s; this one is given up.
+  clearTimeout(own.reportVersionTimeoutId);
+  if (own.transport?.isOpen) own.transport.close(() => {});
 }

@@ -96,6 +96,8 @@ export class JohnnyFiveGpio extends PinBank {
   #board: FiveBoard | undefined;
   #retry: unknown;
   #stopped = false;
+  /** The wait for an io's "ready", ended early when that io is lost or the backend stops. */
+  #waiting: { io: FirmataIo; cancel(reason: unknown): void } | undefined;
   readonly #ioListeners: Array<[string, (arg?: unknown) => void]> = [];
   /** In the order first taken: the relay (started first by GpioRoles) is set up first again. */
   readonly #lines = new Map<number, BoardLine>();
@@ -109,8 +111,10 @@ export class JohnnyFiveGpio extends PinBank {
     this.#readyTimeoutMs = o.readyTimeoutMs ?? 10_000;
     this.#backoffFactory = new ExponentialBackoff({
       generator: noJitterGenerator,
-      initialDelay: o.reconnectMinMs ?? 500,
-      maxDelay: o.reconnectMaxMs ?? 10_000,
+      // Opening a missing port fails at once, so trying every 1.5 s costs nothing and a board that
+      // returns is back in health within 2 s.
+      initialDelay: o.reconnectMinMs ?? 250,
+      maxDelay: o.reconnectMaxMs ?? 1500,
     });
   }
 
@@ -147,7 +151,7 @@ export class JohnnyFiveGpio extends PinBank {
     board.on("error", (err: unknown) => this.#lost(this.#io, err));
     this.#listen(this.#io);
     try {
-      await this.#ready(board);
+      await this.#ready(board, this.#io);
     } catch (err) {
       this.#lost(this.#io, err);
       throw err;
@@ -159,6 +163,7 @@ export class JohnnyFiveGpio extends PinBank {
     this.#stopped = true;
     this.#timers.clearTimeout(this.#retry);
     this.#retry = undefined;
+    this.#waiting?.cancel(new Error("johnny-five backend stopped"));
     this.releaseAll();
     this.#lines.clear();
     this.#unlisten();
@@ -277,17 +282,29 @@ export class JohnnyFiveGpio extends PinBank {
   }
 
   /** Waits for `board` (five.Board at start) or the io itself (a reopened board) to report ready. */
-  #ready(ready: { readonly isReady: boolean } & Pick<EventEmitter, "once" | "removeListener">): Promise<void> {
+  #ready(
+    ready: { readonly isReady: boolean } & Pick<EventEmitter, "once" | "removeListener">,
+    io: FirmataIo,
+  ): Promise<void> {
     if (ready.isReady) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const timer = this.#timers.setTimeout(() => {
-        ready.removeListener("ready", onReady);
-        reject(new Error(`johnny-five board did not report ready within ${this.#readyTimeoutMs} ms`));
-      }, this.#readyTimeoutMs);
-      const onReady = () => {
+      const end = (err?: unknown) => {
         this.#timers.clearTimeout(timer);
-        resolve();
+        ready.removeListener("ready", onReady);
+        if (this.#waiting === waiting) this.#waiting = undefined;
+        if (err === undefined) resolve();
+        else reject(err);
       };
+      const timer = this.#timers.setTimeout(
+        () => end(new Error(`johnny-five board did not report ready within ${this.#readyTimeoutMs} ms`)),
+        this.#readyTimeoutMs,
+      );
+      const onReady = () => end();
+      const waiting = {
+        io,
+        cancel: (reason: unknown) => end(reason instanceof Error ? reason : new Error(String(reason))),
+      };
+      this.#waiting = waiting;
       ready.once("ready", onReady);
     });
   }
@@ -302,6 +319,8 @@ export class JohnnyFiveGpio extends PinBank {
   #lost(io: FirmataIo, reason: unknown): void {
     if (io !== this.#io || this.#stopped) return;
     const lastError = reason instanceof Error ? reason.message : String(reason);
+    // An io that failed while we waited for its handshake will not become ready.
+    if (this.#waiting?.io === io) this.#waiting.cancel(reason);
     const wasOk = this.#state === "ok";
     this.#state = "disconnected";
     const canReopen = this.#o.openIo !== undefined && this.#board !== undefined;
@@ -342,7 +361,7 @@ export class JohnnyFiveGpio extends PinBank {
     this.#io = io;
     this.#listen(io);
     try {
-      await this.#ready(io);
+      await this.#ready(io, io);
     } catch (err) {
       if (this.#io !== io || this.#stopped) return;
       this.#link = { ...this.#link, lastError: (err as Error).message };

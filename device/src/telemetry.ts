@@ -1,6 +1,7 @@
 /** The kiosk's periodic `telemetry` message, built from what the daemon already knows. */
 import { type Exposure, type KioskMode, PROTOCOL_VERSION, type Telemetry } from "@paylane/protocol";
 import type { BoardHealth } from "./board-health.ts";
+import type { GpioHealth } from "./hardware/gpio/gpio-roles.ts";
 import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
 import type { PrinterHealth } from "./hardware/printer/printer.ts";
 import type { JournalStats } from "./journal.ts";
@@ -50,14 +51,20 @@ export function kioskTelemetry(f: TelemetryFacts): Telemetry {
     ...(f.deviceVersion
       ? { versions: { device: f.deviceVersion, node: process.versions.node, protocol: PROTOCOL_VERSION } }
       : {}),
-    gpio: peripherals.gpio
-      ? {
-          backend: peripherals.gpio.backend,
-          state: peripherals.gpio.state,
-          ...(peripherals.gpio.lastError ? { lastError: peripherals.gpio.lastError } : {}),
-          ...(peripherals.gpio.board ? { board: peripherals.gpio.board } : {}),
-        }
-      : null,
+    gpio: peripherals.gpio ? gpioTelemetry(peripherals.gpio) : null,
+  };
+}
+
+/** The backend's state, or "degraded" with the first role's error when a role is not working (a line's tool died). */
+function gpioTelemetry(g: GpioHealth): NonNullable<Telemetry["gpio"]> {
+  const failing = Object.values(g.roles).find((r) => r && r.state !== "ok");
+  const state = g.state === "ok" && failing ? "degraded" : g.state;
+  const lastError = g.lastError ?? failing?.lastError;
+  return {
+    backend: g.backend,
+    state,
+    ...(lastError ? { lastError } : {}),
+    ...(g.board ? { board: g.board } : {}),
   };
 }
 

@@ -8,6 +8,7 @@
  */
 import { access, mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { TelemetrySchema } from "@paylane/protocol";
 import pino from "pino";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -16,6 +17,9 @@ import { type Chardev, ChardevGpio } from "../../src/hardware/gpio/chardev.ts";
 import { parseGpioConfig } from "../../src/hardware/gpio/config.ts";
 import { GpioRoles } from "../../src/hardware/gpio/gpio-roles.ts";
 import { GpiodTools } from "../../src/hardware/gpio/gpiod-tools.ts";
+import type { PeripheralsHealth } from "../../src/peripherals.ts";
+import type { ReplicaInfo } from "../../src/replica.ts";
+import { kioskTelemetry } from "../../src/telemetry.ts";
 import { realTimers, type Timers } from "../../src/timers.ts";
 import { FakeTimers } from "../fake-timers.ts";
 import { FakeChip } from "./gpio-fake-chip.ts";
@@ -176,6 +180,40 @@ test("a holder that dies: the role shows it at once, it is restarted with backof
   assert.is(chip.holder(G0(18)), "output");
   assert.is(chip.level(G0(18)), 1, "back at the level last asked for");
   assert.equal(roles.health().roles.led, { state: "ok", line: 18, at: "gpiochip0 18" });
+  await roles.stop();
+});
+
+test("telemetry reads degraded with the dead line's error until it is held again", async () => {
+  const { chip, roles, timers } = await rig();
+  const telemetry = () =>
+    kioskTelemetry({
+      now: timers.now(),
+      bootedAt: timers.now(),
+      journal: { lastSeq: 0, ackedUpTo: 0, backlog: 0, conflicts: 0, oldestUnackedAt: null },
+      replica: { version: 0, syncedAt: null } as ReplicaInfo,
+      peripherals: {
+        reader: {
+          state: "ok",
+          counters: { discarded: {}, nacksSent: 0, timeouts: 0, errorFrames: 0, reinits: 0, reconnects: 0, reads: 0 },
+        },
+        printer: null,
+        gpio: roles.health(),
+      } as unknown as PeripheralsHealth,
+      storage: "ok",
+      payments: undefined,
+    }).gpio;
+  assert.equal(telemetry(), { backend: "chardev (fake chip)", state: "ok" });
+  chip.kill(G0(27), "gpiomon exited (code 1)");
+  const t = telemetry();
+  assert.equal(t, {
+    backend: "chardev (fake chip)",
+    state: "degraded",
+    lastError: "gpiochip0 27: gpiomon exited (code 1); restarting",
+  });
+  assert.ok(TelemetrySchema.shape.gpio.safeParse(t).success);
+  timers.advance(100);
+  await settle();
+  assert.is(telemetry()?.state, "ok");
   await roles.stop();
 });
 

@@ -135,6 +135,7 @@ export class KioskDaemon extends RunningKiosk {
     });
     const telemetry = new TelemetryPublisher(kit, {
       ...{ journal, replica, payments, peripherals, storage, uplink },
+      terminal: () => terminal.health(),
       settings: (): { mode: KioskMode; configVersion: number } => ({
         mode: mode.mode,
         configVersion: configDesk.version,

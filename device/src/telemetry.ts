@@ -4,6 +4,7 @@ import type { BoardHealth } from "./board-health.ts";
 import type { GpioHealth } from "./hardware/gpio/gpio-roles.ts";
 import type { Pn532Counters } from "./hardware/pn532/pn532-reader.ts";
 import type { PrinterHealth } from "./hardware/printer/printer.ts";
+import type { TerminalHealth } from "./hardware/terminal/factory.ts";
 import type { JournalStats } from "./journal.ts";
 import type { PeripheralsHealth } from "./peripherals.ts";
 import type { ReplicaInfo } from "./replica.ts";
@@ -25,6 +26,8 @@ export interface TelemetryFacts {
   configVersion?: number;
   /** This daemon's package version. */
   deviceVersion?: string;
+  /** The card terminal; null: none configured; absent: not read (tests of the rest). */
+  terminal?: TerminalHealth | null;
 }
 
 export function kioskTelemetry(f: TelemetryFacts): Telemetry {
@@ -52,6 +55,12 @@ export function kioskTelemetry(f: TelemetryFacts): Telemetry {
       ? { versions: { device: f.deviceVersion, node: process.versions.node, protocol: PROTOCOL_VERSION } }
       : {}),
     gpio: peripherals.gpio ? gpioTelemetry(peripherals.gpio) : null,
+    // Not its link: a serial path or a host is the installer's business, not the fleet's.
+    ...(f.terminal !== undefined
+      ? {
+          terminal: f.terminal && { type: f.terminal.type, state: f.terminal.state, reconnects: f.terminal.reconnects },
+        }
+      : {}),
   };
 }
 

@@ -216,6 +216,16 @@ export const TelemetrySchema = z.object({
     })
     .nullable()
     .optional(),
+  /** Absent or null: no card terminal. "disconnected" while its line is gone and being relinked (hot-plug). */
+  terminal: z
+    .object({
+      type: z.enum(["zvt", "zvt-serial", "zvt-simulator"]),
+      state: z.enum(["ready", "busy", "disconnected"]),
+      /** Link attempts after the first: a terminal that keeps going away shows here. */
+      reconnects: z.number().int().min(0),
+    })
+    .nullable()
+    .optional(),
   /** How the kiosk sees its cloud: "unreachable" = broker up, but no heartbeat and no ack for the liveness window. */
   cloudLink: z.enum(["online", "unreachable", "broker-down"]).optional(),
   /** The operating mode set by `cmd/set-mode` or desired configuration. */

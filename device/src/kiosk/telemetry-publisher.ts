@@ -5,6 +5,7 @@
  */
 import type { KioskMode } from "@paylane/protocol";
 import { readBoardHealth } from "../board-health.ts";
+import type { TerminalHealth } from "../hardware/terminal/factory.ts";
 import type { Journal } from "../journal.ts";
 import type { PaymentDesk } from "../payments/payment-desk.ts";
 import type { Peripherals } from "../peripherals.ts";
@@ -25,6 +26,8 @@ export interface TelemetrySources {
   peripherals: Peripherals;
   storage: StorageMonitor;
   uplink: Uplink;
+  /** The card terminal's health; null: none configured. */
+  terminal?: () => TerminalHealth | null;
   /** The operating mode and the configuration version in force (kiosk-mode.ts, config-desk.ts). */
   settings?: () => { mode: KioskMode; configVersion: number };
 }
@@ -87,6 +90,7 @@ export class TelemetryPublisher implements Part {
         payments: await this.#o.payments.exposure(),
         board: await readBoardHealth(this.#k.config.dataDir),
         deviceVersion: DEVICE_VERSION,
+        ...(this.#o.terminal ? { terminal: this.#o.terminal() } : {}),
         ...this.#o.settings?.(),
       }),
     );

@@ -75,6 +75,8 @@ export class PcscReader {
   #context: PcscContext | undefined;
   /** Readers pcscd lists under the current context, by name, in the order they appeared. */
   readonly #known = new Map<string, PcscCardReader>();
+  /** Settles once a reader's native thread is watching it (see watching()). */
+  readonly #watching = new WeakMap<PcscCardReader, Promise<void>>();
   #reader: PcscCardReader | undefined;
   #everAttached = false;
   #outage = false;
@@ -90,8 +92,9 @@ export class PcscReader {
     this.#o = {
       timers: realTimers,
       binding: pcscliteBinding(),
-      reconnectMinMs: 250,
-      reconnectMaxMs: 5000,
+      // A probe is one connect to a local socket: cheap enough to keep "back within 2 s" after any outage.
+      reconnectMinMs: 100,
+      reconnectMaxMs: 1000,
       readTimeoutMs: 2000,
       ...opts,
     };
@@ -142,7 +145,7 @@ export class PcscReader {
     this.#stopped = true;
     this.#o.timers.clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#dropContext("stop");
+    await this.#dropContext();
     await this.#tap;
     this.#handler = undefined;
     this.#setState("disconnected", "stopped");
@@ -176,7 +179,7 @@ export class PcscReader {
       return;
     }
     if (this.#stopped) {
-      context.close();
+      await this.#close([context]);
       return;
     }
     if (this.#outage) logger.info({ socket: binding.socketPath }, "pcscd answers again");
@@ -184,8 +187,10 @@ export class PcscReader {
     this.#context = context;
     // Every listener checks it is still the current context: the binding's threads report late.
     context.on("reader", (r) => {
-      if (context === this.#context) this.#onReader(r);
-      else r.on("error", () => {});
+      if (context === this.#context) return this.#onReader(r);
+      r.on("error", () => {});
+      this.#watching.set(r, watching(r));
+      void this.#close([r]);
     });
     context.on(
       "error",
@@ -233,7 +238,7 @@ export class PcscReader {
    */
   #reopen(reason: string): void {
     this.#o.logger.warn({ reason }, "PC/SC reader lost; reconnecting");
-    this.#dropContext("callback");
+    void this.#dropContext();
     this.#setState("disconnected", reason);
     this.#backoff = undefined;
     this.#schedule(this.#o.reconnectMinMs);
@@ -242,35 +247,45 @@ export class PcscReader {
   /**
    * Forgets the context and closes it and its readers (each holds a native
    * thread and a handle that keeps Node alive). Their late events are
-   * ignored, never unhandled. Events reach us outside the binding's
-   * callbacks (outsideBinding), but a lost context is closed a turn later all
-   * the same: its threads are still on their way out.
+   * ignored, never unhandled.
    */
-  #dropContext(from: "callback" | "stop"): void {
+  #dropContext(): Promise<void> {
     const context = this.#context;
     const readers = [...this.#known.values()];
     this.#context = undefined;
     this.#known.clear();
     this.#reader = undefined;
     this.#cardLeft();
-    if (!context) return;
-    const close = () => {
-      for (const closable of [...readers, context]) {
-        try {
-          closable.close();
-        } catch (err) {
-          this.#o.logger.debug({ err: (err as Error).message }, "PC/SC close failed");
+    return context ? this.#close([...readers, context]) : Promise.resolve();
+  }
+
+  /**
+   * Closes on the next turn, never at once: the binding starts a context's
+   * thread on process.nextTick, and a context closed before that starts it
+   * anyway, never to stop (its handle then keeps the process alive); and a
+   * lost context's threads are still on their way out.
+   */
+  async #close(closables: (PcscContext | PcscCardReader)[]): Promise<void> {
+    await Promise.all(closables.map((c) => this.#watching.get(c as PcscCardReader)));
+    return new Promise((resolve) => {
+      setImmediate(() => {
+        for (const c of closables) {
+          try {
+            c.close();
+          } catch (err) {
+            this.#o.logger.debug({ err: (err as Error).message }, "PC/SC close failed");
+          }
         }
-      }
-    };
-    if (from === "stop") close();
-    else this.#o.timers.setTimeout(close, 0);
+        resolve();
+      });
+    });
   }
 
   // ---- readers --------------------------------------------------------------
 
   #onReader(r: PcscCardReader): void {
     this.#known.set(r.name, r);
+    this.#watching.set(r, watching(r));
     r.on("error", (err) => {
       if (this.#known.get(r.name) === r)
         this.#o.logger.debug({ reader: r.name, err: err.message }, "PC/SC reader error");
@@ -457,4 +472,25 @@ function outsideBinding<A extends unknown[]>(handler: (...args: A) => void): (..
   return (...args) => {
     setImmediate(() => handler(...args));
   };
+}
+
+/**
+ * Settles shortly after the binding's thread for this reader has reported
+ * once (or when the reader ended, or after 1 s). Closing a reader before its thread has
+ * entered its loop leaves the thread's handle open for good (the binding
+ * sets its exit flag only inside the loop), and Node never exits.
+ */
+function watching(r: PcscCardReader): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 1000);
+    const done = (settleMs: number) => () => {
+      clearTimeout(timer);
+      setTimeout(resolve, settleMs);
+    };
+    // Right after a report the thread is on its way back into SCardGetStatusChange: a close in
+    // that gap is missed too, so give it a moment to get there.
+    r.on("status", done(50));
+    r.on("end", done(0));
+    r.on("error", done(0));
+  });
 }

@@ -21,7 +21,7 @@ it.before(async () => {
 });
 it.after(() => cloud.stop());
 
-function setup(cloudUrl: string) {
+function setup(cloudUrl: string, reader: object = { type: "pn532", path: "/dev/ttyNOPE" }) {
   const config = parseDeviceConfig({
     site: "demo",
     device: "k1",
@@ -29,7 +29,7 @@ function setup(cloudUrl: string) {
     mqttUrl: "mqtt://127.0.0.1:9",
     cloudUrl,
     dataDir: "/tmp/unused",
-    reader: { type: "pn532", path: "/dev/ttyNOPE" },
+    reader,
   });
   // Not started: the reader is as a missing one reads.
   const peripherals = new Peripherals({
@@ -55,6 +55,13 @@ it("a missing reader, a clock 5 minutes ahead and NTP not synchronised are each 
   assert.ok(d.cloud.ok, d.cloud.detail);
   assert.not.ok(d.clock.ok);
   assert.match(d.clock.detail, /^(299|300|301) s ahead of the cloud; NTP not synchronised$/);
+});
+
+it("a USB reader through pcscd is named as one, with what to check, not as a PN532", async () => {
+  const { config, peripherals } = setup(cloud.url, { type: "pcsc", reader: "ACR122U" });
+  const d = await runDiagnostics({ config, peripherals, now: () => new Date(), ntpSynchronized: async () => true });
+  assert.not.ok(d.reader.ok);
+  assert.is(d.reader.detail, 'no PC/SC reader matching "ACR122U": check its USB cable, then pcsc_scan');
 });
 
 it("a cloud that cannot be reached is failed, and the clock is then judged by NTP alone", async () => {

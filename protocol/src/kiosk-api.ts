@@ -85,9 +85,12 @@ export const KioskStateSchema = z.object({
   online: z.boolean(),
   broker: z.boolean(),
   cloud: z.boolean(),
-  /** `simulated`: a PN532 simulator the page can place cards on. While `disconnected` the UI offers code entry. */
+  /**
+   * `pn532` on a UART or `pcsc` (a USB reader through pcscd). `simulated`: a PN532 simulator the page can place
+   * cards on. While `disconnected` the UI offers code entry.
+   */
   reader: z.object({
-    kind: z.literal("pn532"),
+    kind: z.enum(["pn532", "pcsc"]),
     simulated: z.boolean(),
     state: z.enum(["ok", "degraded", "disconnected"]),
   }),

@@ -44,7 +44,11 @@ export class KioskStatus {
       online: uplink.online,
       broker: uplink.brokerConnected,
       cloud: uplink.cloudOnline,
-      reader: { kind: "pn532", simulated: config.reader.type === "pn532-simulator", state: peripherals.readerState },
+      reader: {
+        kind: config.reader.type === "pcsc" ? "pcsc" : "pn532",
+        simulated: config.reader.type === "pn532-simulator",
+        state: peripherals.readerState,
+      },
       backlog: (await journal.stats()).backlog,
       storage: storage.status.state,
       ...(this.#s.screen ? { screen: this.#s.screen() } : {}),

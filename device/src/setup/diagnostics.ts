@@ -6,7 +6,7 @@
 import { execFile } from "node:child_process";
 import type { DiagnosticCheck, Diagnostics } from "@paylane/protocol/setup-api";
 import type { DeviceConfig, KioskFile } from "../config.ts";
-import type { Peripherals } from "../peripherals.ts";
+import type { Peripherals, PeripheralsHealth } from "../peripherals.ts";
 import { assertSafeCloudUrl, cloudRequest } from "./cloud-request.ts";
 
 /** A clock further than this from the cloud's is reported (the cloud refuses enrolment at 600 s). */
@@ -39,13 +39,7 @@ export function timedatectlSynchronized(): Promise<boolean | undefined> {
 export async function runDiagnostics(o: DiagnosticsOptions): Promise<Diagnostics> {
   const health = o.peripherals.health();
   const r = health.reader;
-  const reader: DiagnosticCheck = {
-    ok: r.state === "ok",
-    detail:
-      r.state === "disconnected"
-        ? `no PN532 answers${o.config.reader.type === "pn532" ? ` on ${o.config.reader.path}` : ""}: check its cable and that the serial port is enabled`
-        : `PN532${r.firmware ? ` v${r.firmware}` : ""}${r.simulated ? " (simulated)" : o.config.reader.type === "pn532" ? ` on ${o.config.reader.path}` : ""}${r.state === "degraded" ? ", degraded" : ""}`,
-  };
+  const reader: DiagnosticCheck = { ok: r.state === "ok", detail: readerDetail(o.config.reader, r) };
   const p = health.printer;
   const printer: Diagnostics["printer"] =
     p === null
@@ -108,4 +102,19 @@ async function cloudAndClock(o: DiagnosticsOptions): Promise<{ cloud: Diagnostic
     };
   }
   return { cloud, clock };
+}
+
+/** What the installer reads on the setup screen: which reader, where, and what to check when it is not there. */
+function readerDetail(config: DeviceConfig["reader"], r: PeripheralsHealth["reader"]): string {
+  if (config.type === "pcsc") {
+    const name = r.name ? ` "${r.name}"` : "";
+    if (r.state === "disconnected") {
+      return `no PC/SC reader${config.reader ? ` matching "${config.reader}"` : ""}: ${r.reason ?? "check its USB cable, then pcsc_scan"}`;
+    }
+    return `PC/SC reader${name}${r.state === "degraded" ? `, degraded${r.reason ? `: ${r.reason}` : ""}` : ""}`;
+  }
+  const where = config.type === "pn532" ? ` on ${config.path}` : "";
+  if (r.state === "disconnected")
+    return `no PN532 answers${where}: check its cable and that the serial port is enabled`;
+  return `PN532${r.firmware ? ` v${r.firmware}` : ""}${r.simulated ? " (simulated)" : where}${r.state === "degraded" ? ", degraded" : ""}`;
 }

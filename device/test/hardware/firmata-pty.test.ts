@@ -10,18 +10,14 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
 import { SerialPort } from "serialport";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { Signal } from "../../../test/support/signal.ts";
-import { parseDeviceConfig } from "../../src/config.ts";
 import { openPtyPair, type PtyPair } from "../../src/hardware/serial/pty-pair.ts";
-import { Peripherals } from "../../src/peripherals.ts";
-import { realTimers } from "../../src/timers.ts";
+import { HEALTH_MS, type PeripheralsRig, peripheralsFor } from "./peripherals-rig.ts";
 
 const test = suite("firmata board replug");
-const CHANGE_MS = 2000;
 const RELAY = 7;
 const BUTTON = 2;
 
@@ -124,7 +120,13 @@ const UNO_CAPABILITIES = Array.from({ length: 20 }, (_, pin) => {
 }).flat();
 
 const signal = new Signal();
-const ctx = {} as { dir: string; device: string; pty?: PtyPair; board: FakeFirmataBoard; peripherals: Peripherals };
+const ctx = {} as {
+  dir: string;
+  device: string;
+  pty?: PtyPair;
+  board: FakeFirmataBoard;
+  rig: PeripheralsRig;
+};
 
 async function plugIn(): Promise<void> {
   ctx.pty = await openPtyPair({ devicePath: ctx.device, peerPath: join(ctx.dir, "board") });
@@ -136,27 +138,18 @@ async function unplug(): Promise<void> {
   await ctx.pty?.close();
 }
 
-const board = () => ctx.peripherals.health().gpio?.board;
-
-async function within(check: () => boolean, what: string): Promise<number> {
-  const t0 = Date.now();
-  await signal.until(check, what, CHANGE_MS);
-  return Date.now() - t0;
-}
+const board = () => ctx.rig.peripherals.health().gpio?.board;
+/** The board's state as health() reports it, within HEALTH_MS; returns how long it took. */
+const boardWithin = (state: string, what: string) => ctx.rig.healthWithin((h) => h.gpio?.board?.state === state, what);
 
 test.before(async () => {
   ctx.dir = await mkdtemp(join(tmpdir(), "paylane-firmata-"));
   ctx.device = join(ctx.dir, "ttyACM0");
   ctx.board = new FakeFirmataBoard(signal.notify);
   await plugIn();
-  ctx.peripherals = new Peripherals({
-    config: parseDeviceConfig({
-      site: "demo",
-      device: "k1",
-      secret: "0123456789abcdef0123",
-      mqttUrl: "mqtt://127.0.0.1:9",
-      cloudUrl: "http://127.0.0.1:9",
-      dataDir: ctx.dir,
+  ctx.rig = peripheralsFor(
+    ctx.dir,
+    {
       reader: { type: "pn532-simulator" },
       gpio: {
         backend: "johnny-five",
@@ -164,22 +157,20 @@ test.before(async () => {
         relay: { line: { firmata: RELAY } },
         button: { line: { firmata: BUTTON } },
       },
-    }),
-    logger: pino({ level: "silent" }),
-    timers: realTimers,
-    now: () => new Date(),
-  });
+    },
+    signal,
+  );
 });
 
 test.after(async () => {
-  await ctx.peripherals.stop();
+  await ctx.rig.peripherals.stop();
   await unplug();
   await rm(ctx.dir, { recursive: true, force: true });
 });
 
 test("unplugged and plugged back twice: the board's state follows in health within 2 s, relay de-energised first, button works", async () => {
   let presses = 0;
-  await ctx.peripherals.start({
+  await ctx.rig.peripherals.start({
     onCard: async () => {},
     onCallStaff: () => {
       presses++;
@@ -192,28 +183,28 @@ test("unplugged and plugged back twice: the board's state follows in health with
   const took: number[] = [];
   for (let round = 1; round <= 2; round++) {
     await unplug();
-    took.push(await within(() => board()?.state === "reconnecting", `round ${round}: reconnecting`));
-    assert.is(ctx.peripherals.health().gpio?.roles.relay?.state, "disconnected");
-    await signal.until(() => (board()?.attempts ?? 0) >= 1, "a reopen attempt", CHANGE_MS);
+    took.push(await boardWithin("reconnecting", `round ${round}: reconnecting`));
+    assert.is(ctx.rig.peripherals.health().gpio?.roles.relay?.state, "disconnected");
+    await signal.until(() => (board()?.attempts ?? 0) >= 1, "a reopen attempt", HEALTH_MS);
     await plugIn();
-    took.push(await within(() => board()?.state === "connected", `round ${round}: connected again`));
-    await signal.until(() => ctx.board.pins.get(RELAY)?.mode === 1, "relay set up", CHANGE_MS);
+    took.push(await boardWithin("connected", `round ${round}: connected again`));
+    await signal.until(() => ctx.board.pins.get(RELAY)?.mode === 1, "relay set up", HEALTH_MS);
     const relay = ctx.board.log.filter((l) => l.split(" ")[1] === String(RELAY));
     assert.is(relay[0], `value ${RELAY} 0`, `round ${round}: latched low before it is an output: ${relay}`);
     assert.not.ok(relay.includes(`value ${RELAY} 1`), "never energised on return");
-    await signal.until(() => ctx.board.pins.get(BUTTON)?.mode !== undefined, "button set up", CHANGE_MS);
+    await signal.until(() => ctx.board.pins.get(BUTTON)?.mode !== undefined, "button set up", HEALTH_MS);
     ctx.board.press(1);
     ctx.board.press(0);
-    await signal.until(() => presses === round, `round ${round}: a press on the board that came back`, CHANGE_MS);
+    await signal.until(() => presses === round, `round ${round}: a press on the board that came back`, HEALTH_MS);
     ctx.board.press(1);
     // The release settles on a debounce timer, which tells nobody: look again every 20 ms.
     const look = setInterval(signal.notify, 20);
     await signal
-      .until(() => ctx.peripherals.gpio?.button?.pressed === false, "button released", CHANGE_MS)
+      .until(() => ctx.rig.peripherals.gpio?.button?.pressed === false, "button released", HEALTH_MS)
       .finally(() => clearInterval(look));
   }
   assert.ok(
-    took.every((ms) => ms <= CHANGE_MS),
+    took.every((ms) => ms <= HEALTH_MS),
     `ms per change: ${took}`,
   );
 });

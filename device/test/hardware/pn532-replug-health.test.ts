@@ -10,20 +10,16 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { Signal } from "../../../test/support/signal.ts";
-import { parseDeviceConfig } from "../../src/config.ts";
-import { Peripherals } from "../../src/peripherals.ts";
-import { realTimers } from "../../src/timers.ts";
+import { HEALTH_MS, type PeripheralsRig, peripheralsFor } from "./peripherals-rig.ts";
 
 const test = suite("pn532 replug reaches health");
 const BIN = join(import.meta.dirname, "../../bin/paylane-sim.mjs");
-const CHANGE_MS = 2000;
 const START_MS = 15_000;
 
-const ctx = {} as { dir: string; path: string; sim?: ChildProcess; peripherals: Peripherals; taps: string[] };
+const ctx = {} as { dir: string; path: string; sim?: ChildProcess; rig: PeripheralsRig; taps: string[] };
 const signal = new Signal();
 
 async function startSim(card: string): Promise<void> {
@@ -55,45 +51,26 @@ async function stopSim(): Promise<void> {
   await exited;
 }
 
-const health = () => ctx.peripherals.health().reader.state;
-
-/** The reader's state as health() reports it, within CHANGE_MS; returns how long it took. */
-async function healthWithin(state: string, what: string): Promise<number> {
-  const t0 = Date.now();
-  await signal.until(() => health() === state, `health() reader "${state}" ${what}`, CHANGE_MS);
-  return Date.now() - t0;
-}
+/** The reader's state as health() reports it, within HEALTH_MS; returns how long it took. */
+const healthWithin = (state: string, what: string) =>
+  ctx.rig.healthWithin((h) => h.reader.state === state, `reader "${state}" ${what}`);
 
 test.before(async () => {
   ctx.dir = await mkdtemp(join(tmpdir(), "paylane-replug-"));
   ctx.path = join(ctx.dir, "ttyPN532");
   ctx.taps = [];
-  const config = parseDeviceConfig({
-    site: "demo",
-    device: "k1",
-    secret: "0123456789abcdef0123",
-    mqttUrl: "mqtt://127.0.0.1:9",
-    cloudUrl: "http://127.0.0.1:9",
-    dataDir: ctx.dir,
-    reader: { type: "pn532", path: ctx.path },
-  });
-  ctx.peripherals = new Peripherals({
-    config,
-    logger: pino({ level: "silent" }),
-    timers: realTimers,
-    now: () => new Date(),
-  });
+  ctx.rig = peripheralsFor(ctx.dir, { reader: { type: "pn532", path: ctx.path } }, signal);
 });
 
 test.after(async () => {
-  await ctx.peripherals.stop();
+  await ctx.rig.peripherals.stop();
   await stopSim();
   await rm(ctx.dir, { recursive: true, force: true });
 });
 
 test("the reader's pty goes away and comes back twice: health follows within 2 s each time, cards still read", async () => {
   await startSim("9A3B5C01");
-  await ctx.peripherals.start({
+  await ctx.rig.peripherals.start({
     onCard: async (uid) => {
       ctx.taps.push(uid);
       signal.notify();
@@ -103,7 +80,7 @@ test("the reader's pty goes away and comes back twice: health follows within 2 s
     onPaper: () => {},
   });
   await healthWithin("ok", "at start");
-  await signal.until(() => ctx.taps.includes("9A3B5C01"), "the first card", CHANGE_MS);
+  await signal.until(() => ctx.taps.includes("9A3B5C01"), "the first card", HEALTH_MS);
 
   const took: number[] = [];
   for (const card of ["DEADBEEF", "04A1B2C3D4E5F6"]) {
@@ -111,11 +88,11 @@ test("the reader's pty goes away and comes back twice: health follows within 2 s
     took.push(await healthWithin("disconnected", "after the pty disappeared"));
     await startSim(card);
     took.push(await healthWithin("ok", "after the pty came back at the same path"));
-    await signal.until(() => ctx.taps.includes(card), `card ${card} after the replug`, CHANGE_MS);
+    await signal.until(() => ctx.taps.includes(card), `card ${card} after the replug`, HEALTH_MS);
   }
   assert.equal(ctx.taps, ["9A3B5C01", "DEADBEEF", "04A1B2C3D4E5F6"]);
   assert.ok(
-    took.every((ms) => ms <= CHANGE_MS),
+    took.every((ms) => ms <= HEALTH_MS),
     `ms per change: ${took}`,
   );
 });

@@ -15,8 +15,7 @@
 import { ExponentialBackoff, type IBackoff, noJitterGenerator } from "cockatiel";
 import type { Logger } from "pino";
 import { realTimers, type Timers } from "../../timers.ts";
-import type { CardHandler, ReaderState } from "../card-reader.ts";
-import { abbreviateUid } from "../pn532/commands.ts";
+import { type CardHandler, type ReaderState, runTap } from "../card-reader.ts";
 import { ApduError, GET_DATA_UID, parseGetDataUid } from "./apdu.ts";
 import {
   type PcscBinding,
@@ -429,14 +428,7 @@ export class PcscReader {
     const handler = this.#handler;
     if (!handler) return;
     this.#counters.reads++;
-    this.#o.logger.info({ uid: abbreviateUid(uid) }, "card read");
-    this.#tap = handler(uid).then(
-      () => this.#tapDone(),
-      (err: unknown) => {
-        this.#o.logger.error({ err: (err as Error).message, uid: abbreviateUid(uid) }, "card handler failed");
-        this.#tapDone();
-      },
-    );
+    this.#tap = runTap(handler, uid, this.#o.logger).then(() => this.#tapDone());
   }
 
   #tapDone(): void {

@@ -15,6 +15,7 @@
 import { ExponentialBackoff, type IBackoff, noJitterGenerator } from "cockatiel";
 import type { Logger } from "pino";
 import { realTimers, type Timers } from "../../timers.ts";
+import { runTap } from "../card-reader.ts";
 import { type OpenLink, type SerialLink, send } from "../serial/serial-link.ts";
 import {
   abbreviateUid,
@@ -360,16 +361,9 @@ export class Pn532Reader {
     const handler = this.#handler;
     if (!handler) return;
     this.#counters.reads++;
-    this.#o.logger.info({ uid: abbreviateUid(uid) }, "card read");
-    this.#tap = handler(uid).then(
-      () => {
-        this.#tap = undefined;
-      },
-      (err: unknown) => {
-        this.#tap = undefined;
-        this.#o.logger.error({ err: (err as Error).message, uid: abbreviateUid(uid) }, "card handler failed");
-      },
-    );
+    this.#tap = runTap(handler, uid, this.#o.logger).then(() => {
+      this.#tap = undefined;
+    });
   }
 
   #setState(state: ReaderState, reason: string): void {

@@ -134,6 +134,10 @@ export async function privatePcscd(): Promise<PrivatePcscd> {
     dispose: async () => {
       await stop();
       await rm(dir, { recursive: true, force: true });
+      // The binding can keep a native handle after its close (a reader closed in a narrow window before its
+      // thread ran): the daemon ends by process.exit and never notices, but a test file would hang until the
+      // runner's 8-minute kill. Once all is disposed and uvu has reported, end as the daemon does.
+      setTimeout(() => process.exit(), 5000).unref();
     },
   };
 }

@@ -5,10 +5,12 @@
  * stops, which to the tool looks like a pulled USB adapter.
  */
 import { lstat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { ConfigError } from "@paylane/protocol/service";
 import { openPtyPair, type PtyPair } from "../hardware/serial/pty-pair.ts";
 import { openSerialPort, type SerialLink } from "../hardware/serial/serial-link.ts";
 
-export class SimLinkError extends Error {
+export class SimLinkError extends ConfigError {
   override name = "SimLinkError";
 }
 
@@ -23,6 +25,10 @@ export interface SimLink {
 export async function openSimLink(path: string): Promise<SimLink> {
   if (await exists(path)) {
     throw new SimLinkError(`--link ${path}: already exists; give a path that does not (the simulator creates it)`);
+  }
+  // socat would fail at once but say so only after its set-up timeout, in its own words.
+  if (!(await exists(dirname(path)))) {
+    throw new SimLinkError(`--link ${path}: folder ${dirname(path)} does not exist; create it or pick another path`);
   }
   const pty: PtyPair = await openPtyPair({ devicePath: path, peerPath: `${path}.sim` });
   const link = await openSerialPort(pty.peerPath, { baudRate: 115_200 });

@@ -7,6 +7,7 @@
  * This file is the flags and help; each simulator is one module in this folder
  * (pn532.ts, printer.ts, terminal.ts) exporting `run`, loaded only when asked.
  */
+import { resolve } from "node:path";
 import { ConfigError, createCommand, oneLine } from "@paylane/protocol/service";
 import { type Command, InvalidArgumentError } from "commander";
 
@@ -19,7 +20,7 @@ export interface SimModule<O> {
 
 export interface Pn532SimOptions {
   link: string;
-  /** A card in the field from the start (hex UID, 4, 7 or 10 bytes). */
+  /** A card in the field from the start (hex UID, 4 or 7 bytes: the card models the simulator has). */
   card?: string;
 }
 export interface PrinterSimOptions {
@@ -55,12 +56,12 @@ const program = createCommand({
 });
 program.showHelpAfterError(false);
 
-const UID = /^(?:[0-9a-f]{8}|[0-9a-f]{14}|[0-9a-f]{20})$/i;
+const UID = /^(?:[0-9a-f]{8}|[0-9a-f]{14})$/i;
 function parseUid(value: string): string {
   const hex = value.replace(/[:\s-]/g, "");
   if (!UID.test(hex)) {
     throw new InvalidArgumentError(
-      `expected a card UID in hex, 4, 7 or 10 bytes (like 04A1B2C3D4E5F6), not "${value}"`,
+      `expected a card UID in hex, 4 bytes (MIFARE Classic 1K) or 7 (NTAG213), like 04A1B2C3D4E5F6, not "${value}"`,
     );
   }
   return hex.toUpperCase();
@@ -82,6 +83,8 @@ function simulator<O>(name: string, summary: string): Command {
     .option("-l, --link <path>", "where the pseudo-terminal appears (must not exist yet)")
     .action(async (options: O & { link?: string }) => {
       if (!options.link) throw new ConfigError(`${name}: missing --link <path>, where the simulator's port appears`);
+      // Absolute, as the kiosk's config wants its device paths: what is printed can be pasted there.
+      options.link = resolve(options.link);
       const module = (await import(`./${name}.ts`)) as SimModule<O>;
       const stop = new AbortController();
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());

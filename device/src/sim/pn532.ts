@@ -16,14 +16,21 @@ import { describeEvent } from "../hardware/pn532/describe.ts";
 import { Pn532Simulator } from "../hardware/pn532/simulator.ts";
 import { servePty } from "./link.ts";
 import type { Pn532SimOptions } from "./main.ts";
+import { RepeatFolder } from "./repeat-folder.ts";
 
 export const STDIN_HELP = "type `card <uid>` to place a card, `remove` to take it away";
 
-export async function run(options: Pn532SimOptions, signal: AbortSignal, out: (line: string) => void): Promise<void> {
+export async function run(options: Pn532SimOptions, signal: AbortSignal, print: (line: string) => void): Promise<void> {
+  // Frames fold when a tool repeats itself; anything else says what was folded first.
+  const frames = new RepeatFolder(print);
+  const out = (line: string) => {
+    frames.flush();
+    print(line);
+  };
   const sim = new Pn532Simulator({
     onEvent: (e) => {
       const line = describeEvent(e);
-      if (line !== undefined) out(line);
+      if (line !== undefined) frames.line(line);
     },
   });
   const field = () => (sim.card ? `card ${sim.card} (${sim.cardKind})` : "field empty");
@@ -58,6 +65,7 @@ export async function run(options: Pn532SimOptions, signal: AbortSignal, out: (l
       out,
     });
   } finally {
+    frames.flush();
     stdin.close();
     process.stdin.pause();
   }

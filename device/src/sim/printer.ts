@@ -45,12 +45,18 @@ export async function run(options: PrinterSimOptions, signal: AbortSignal, out: 
   });
   sim.onStatus((q) => out(`? ${q.command} → 0x${q.reply.toString(16).padStart(2, "0")} (${PAPER_WORDS[sim.paper]})`));
   let idle: NodeJS.Timeout | undefined;
+  let dropped = 0;
   const flushSoon = () => {
     clearTimeout(idle);
     idle = setTimeout(() => {
       const items = sim.pending.items;
       show(items.slice(shown));
       shown = items.length;
+      // As a real printer would be seen to: with no paper, what was sent is gone, and the user should know.
+      if (sim.stats.dropped > dropped) {
+        out(`  (${PAPER_WORDS[sim.paper]}: ${sim.stats.dropped - dropped} item(s) not printed)`);
+        dropped = sim.stats.dropped;
+      }
     }, IDLE_FLUSH_MS);
   };
 

@@ -302,6 +302,11 @@ test("paylane-install: apt, then npm ci in /opt/paylane, then the kiosk starts",
   assert.is(run.status, 0, run.output);
   assert.ok(run.calls.includes("apt-get update"));
   assert.ok(run.calls.some((c) => /^apt-get install .*nodejs npm build-essential python3 cage/.test(c)));
+  // USB NFC readers (pcscd, and the headers the PC/SC binding compiles against) and the chardev GPIO tools.
+  assert.ok(
+    run.calls.some((c) => /^apt-get install .* pcscd libpcsclite-dev gpiod$/.test(c)),
+    run.calls.join("\n"),
+  );
   assert.ok(run.calls.some((c) => /^apt-get install .*chromium$/.test(c)));
   assert.ok(run.calls.includes("npm ci --omit=dev --no-audit --no-fund"));
   assert.ok(existsSync(join(run.app, ".installed")));

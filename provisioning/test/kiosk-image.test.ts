@@ -140,7 +140,12 @@ test("the lockfile fragment lists exactly the native modules, at the root lockfi
   const root = JSON.parse(
     await import("node:fs").then((fs) => fs.readFileSync(join(REPO_ROOT, "package-lock.json"), "utf8")),
   );
-  assert.equal(Object.keys(pkg.dependencies).sort(), ["@serialport/bindings-cpp", "epoll", "sqlite3"]);
+  assert.equal(Object.keys(pkg.dependencies).sort(), [
+    "@pokusew/pcsclite",
+    "@serialport/bindings-cpp",
+    "epoll",
+    "sqlite3",
+  ]);
   for (const [name, version] of Object.entries(pkg.dependencies)) {
     assert.is(root.packages[`node_modules/${name}`].version, version);
     assert.is(lock.packages[`node_modules/${name}`].integrity, root.packages[`node_modules/${name}`].integrity);
@@ -148,7 +153,12 @@ test("the lockfile fragment lists exactly the native modules, at the root lockfi
   }
   assert.equal(lock.packages[""].dependencies, pkg.dependencies);
   // npm 11 would skip their builds otherwise.
-  assert.equal(pkg.allowScripts, { "@serialport/bindings-cpp": true, epoll: true, sqlite3: true });
+  assert.equal(pkg.allowScripts, {
+    "@pokusew/pcsclite": true,
+    "@serialport/bindings-cpp": true,
+    epoll: true,
+    sqlite3: true,
+  });
   assert.is(pkg.version, contents.versions["@paylane/device"]);
 });
 

@@ -13,7 +13,8 @@
  *   node_modules/                      made on the Pi by `npm ci --omit=dev` (paylane-install.service)
  *
  * Native modules reach the Pi by `npm ci` on it, not baked in: epoll (GPIO via
- * onoff) publishes no prebuilds and always compiles with node-gyp; sqlite3
+ * onoff) and @pokusew/pcsclite (USB NFC readers) publish no prebuilds and always
+ * compile with node-gyp; sqlite3
  * downloads its linux-arm64 N-API prebuild from GitHub at install time
  * (prebuild-install), with node-gyp as its fallback; only
  * @serialport/bindings-cpp ships linux-arm64 prebuilds inside its npm tarball.

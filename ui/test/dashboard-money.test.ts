@@ -42,8 +42,10 @@ test("finance refunds a payment and sees the balance change", async () => {
   assert.is(ledger.status, 200);
   const entries = ledger.body.items as Array<{ kind: string; memberId: string }>;
   assert.is(entries.filter((e) => e.kind === "refund" && e.memberId === "m-ada").length, 1, "one refund");
-  // The ledger shows the refund, with who made it.
-  assert.match(await mainText(page), new RegExp(`refund m-ada €2\\.50 €25\\.00 ${ctx.operators.finance.username}`));
+  // The ledger shows the refund, with who made it: its table reloads after the balance, so wait for the row.
+  const row = new RegExp(`refund m-ada €2\\.50 €25\\.00 ${ctx.operators.finance.username}`);
+  await page.locator("main tr", { hasText: ctx.operators.finance.username }).first().waitFor();
+  assert.match(await mainText(page), row);
   assert.equal(ctx.problems, []);
 });
 

@@ -94,6 +94,11 @@ export const KioskStateSchema = z.object({
     simulated: z.boolean(),
     state: z.enum(["ok", "degraded", "disconnected"]),
   }),
+  /**
+   * The card terminal's link; null: none configured. While `disconnected` (unplugged, restarting) the screen
+   * offers no top-up, so no member is sent to a terminal that cannot answer. Absent from older daemons.
+   */
+  terminal: z.optional(z.nullable(z.enum(["ready", "busy", "disconnected"]))),
   /** Journal entries not yet acknowledged by the cloud. */
   backlog: z.number(),
   /** "failing": the journal cannot write (disk full, I/O error); check-ins are refused until it recovers. */

@@ -91,6 +91,13 @@ it("Pay and Top up are offered only once the catalog is ready; check-in stays th
   }
   await screenshot(ctx, "kiosk-attract-pay");
 
+  // The terminal unplugged: no Top up until it is back, pushed with the kiosk's state (no catalog poll needed).
+  ctx.daemon.setState({ terminal: "disconnected" });
+  await ctx.page.getByTestId("topup").waitFor({ state: "detached" });
+  assert.is(await ctx.page.getByTestId("pay").count(), 1, "paying from the wallet needs no terminal");
+  ctx.daemon.setState({ terminal: "ready" });
+  await ctx.page.getByRole("button", { name: "Top up", exact: true }).waitFor();
+
   // No payment terminal: no Top up.
   ctx.daemon.catalog.topups = false;
   ctx.daemon.setState({ backlog: 2 });

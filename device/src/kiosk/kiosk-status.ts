@@ -49,6 +49,7 @@ export class KioskStatus {
         simulated: config.reader.type === "pn532-simulator",
         state: peripherals.readerState,
       },
+      ...(this.#s.terminal ? { terminal: this.#s.terminal()?.state ?? null } : {}),
       backlog: (await journal.stats()).backlog,
       storage: storage.status.state,
       ...(this.#s.screen ? { screen: this.#s.screen() } : {}),

@@ -275,7 +275,9 @@ export class KioskApp extends LitElement {
     const usable = this.payments.ready && state?.storage !== "failing" && state?.reader.state !== "disconnected";
     return {
       pay: usable,
-      topup: usable && catalog?.topups === true && catalog.topupAmounts.length > 0,
+      // A top-up is paid at the terminal: not offered while its line is down (hot-plug), back once it returns.
+      topup:
+        usable && catalog?.topups === true && catalog.topupAmounts.length > 0 && state?.terminal !== "disconnected",
     };
   }
 

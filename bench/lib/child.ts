@@ -72,8 +72,14 @@ export class Child<In, Out extends { type: string }> {
 /** For the child side: report an uncaught failure to the parent, then exit. */
 export function reportFailures(): void {
   const fail = (err: unknown) => {
-    process.send?.({ type: "error", message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.exitCode = 1;
+    // After the parent has gone (a failure while stopping), the channel is closed: say it here instead.
+    if (!process.connected) {
+      process.stderr.write(`bench child failed after its parent left: ${message}\n`);
+      return;
+    }
+    process.send?.({ type: "error", message });
     process.disconnect?.();
   };
   process.on("uncaughtException", fail);

@@ -31,7 +31,13 @@ export async function openSimLink(path: string): Promise<SimLink> {
     throw new SimLinkError(`--link ${path}: folder ${dirname(path)} does not exist; create it or pick another path`);
   }
   const pty: PtyPair = await openPtyPair({ devicePath: path, peerPath: `${path}.sim` });
-  const link = await openSerialPort(pty.peerPath, { baudRate: 115_200 });
+  let link: SerialLink;
+  try {
+    link = await openSerialPort(pty.peerPath, { baudRate: 115_200 });
+  } catch (err) {
+    await pty.close(); // or its socat would outlive us
+    throw err;
+  }
   return {
     path,
     link,

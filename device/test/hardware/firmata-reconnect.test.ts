@@ -105,6 +105,19 @@ async function rig(o: { readyOnStart?: boolean } = {}) {
   return { timers, p, roles, seen, presses: () => presses };
 }
 
+test("stop closes the port the backend reopened, so no serial port or firmata-io timer outlives the daemon", async () => {
+  const { timers, p, roles } = await rig();
+  p.first.io.emit("close");
+  timers.advance(500);
+  const reopened = p.latest().io;
+  answer(reopened);
+  await new Promise((r) => setImmediate(r));
+  assert.is.not(reopened, p.first.io);
+  await roles.stop();
+  assert.ok(p.closed.includes(reopened), "the reopened port is closed at stop");
+  assert.is(p.closed.filter((io) => io === p.first.io).length, 1, "the lost one was closed once, before the reopen");
+});
+
 test("unplugged: the board reads reconnecting at once, every role disconnected, and reopen attempts back off", async () => {
   const { timers, p, roles, seen } = await rig();
   p.present = false;

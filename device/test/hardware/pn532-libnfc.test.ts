@@ -174,22 +174,24 @@ test("nfc-mfclassic and nfc-mfultralight read the NDEF record through InDataExch
 test("nfc-poll: a card placed while InAutoPoll waits is found, and its removal is seen", async () => {
   await type("remove", /field empty/);
   const from = ctx.lines.length;
-  let placed = false;
+  let placing: Promise<unknown> | undefined;
   let removed = false;
   // stdbuf: nfc-poll block-buffers its stdout into a pipe, and the test acts on its lines as they come.
   const r = await tool("stdbuf", ["-oL", "nfc-poll"], (out) => {
-    if (!placed && out.includes("opened")) {
-      placed = true;
+    if (!placing && out.includes("opened")) {
       // Placed once the poll is running: the waiting InAutoPoll answers.
-      line(/^… waiting for a card$/, "InAutoPoll waiting", from)
-        .then(() => ctx.sim.stdin?.write("card 04A1B2C3D4E5F6\n"))
-        .catch(() => {});
+      placing = line(/^… waiting for a card$/, "InAutoPoll waiting", from).then(() =>
+        ctx.sim.stdin?.write("card 04A1B2C3D4E5F6\n"),
+      );
+      // Awaited below, where a timeout says what really went wrong; until then it must not count as unhandled.
+      placing.catch(() => {});
     }
     if (!removed && out.includes("Waiting for card removing")) {
       removed = true;
       ctx.sim.stdin?.write("remove\n");
     }
   });
+  await placing;
   assert.match(r.out, /UID \(NFCID1\): 04 {2}a1 {2}b2 {2}c3 {2}d4 {2}e5 {2}f6/, r.out);
   assert.match(r.out, /done\./, r.out);
   await line(/^← InAutoPoll 20 polls every 300 ms/, "the InAutoPoll line", from);

@@ -61,6 +61,7 @@ export async function createGpioBackend(config: GpioConfig, deps: GpioBackendDep
       return pick(
         new JohnnyFiveGpio({
           io,
+          ownsIo: deps.io === undefined,
           openIo: deps.openIo,
           closeIo: deps.closeIo,
           timers: deps.timers,

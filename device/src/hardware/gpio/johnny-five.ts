@@ -62,8 +62,10 @@ export interface JohnnyFiveGpioOptions {
   io: FirmataIo;
   /** Opens the board's io again (a new serial port) after it was lost; without it a lost board stays lost. */
   openIo?: () => FirmataIo;
-  /** Closes an io that was lost or never became ready (its serial port), before another is opened. */
+  /** Closes an io that was lost or never became ready (its serial port), before another is opened, and at stop. */
   closeIo?: (io: FirmataIo) => void;
+  /** `io` was opened for this backend (by openIo), so stop() closes it too; otherwise its opener does. */
+  ownsIo?: boolean;
   timers: Timers;
   logger?: Logger;
   /** How long start() (and each reopen) waits for the board's "ready" (Firmata handshake). */
@@ -167,7 +169,15 @@ export class JohnnyFiveGpio extends PinBank {
     this.releaseAll();
     this.#lines.clear();
     this.#unlisten();
-    // The board object is dropped; the first io (and its port) belongs to whoever passed it in.
+    // The board object is dropped. An io this backend opened (any reopen, or the first when it owns it) is closed,
+    // or its serial port and firmata-io's timers outlive the daemon's stop; one passed in belongs to its opener.
+    if (this.#io !== this.#o.io || this.#o.ownsIo) {
+      try {
+        this.#o.closeIo?.(this.#io);
+      } catch {
+        // a port already gone cannot be closed twice
+      }
+    }
     this.#board = undefined;
     this.#state = "disconnected";
     this.#link = {

@@ -43,6 +43,6 @@ export function parseGetDataUid(answer: Uint8Array): string {
   const uid = answer.subarray(0, answer.length - 2);
   // 4, 7 or 10 bytes for ISO 14443 A, 4 for B's PUPI, 8 for FeliCa's IDm and ISO 15693.
   if (uid.length === 0 || uid.length > 16)
-    throw new ApduError(`GET DATA answered 90 00 with a ${uid.length}-byte UID; expected 4 to 10 bytes`, sw);
+    throw new ApduError(`GET DATA answered 90 00 with a ${uid.length}-byte UID; expected 1 to 16 bytes`, sw);
   return toHex(uid);
 }

@@ -150,7 +150,8 @@ export class Pn532Reader {
       maxNacks: 2,
       reinitAfterTimeouts: 3,
       reconnectMinMs: 100,
-      reconnectMaxMs: 5000,
+      // A replugged reader must be back within 2 s (issue 17), however long it was gone; an open is cheap.
+      reconnectMaxMs: 1000,
       ...opts,
     };
     for (const key of [

@@ -103,7 +103,9 @@ export class ReceiptPrinter {
       statusIntervalMs: 30_000,
       missedLimit: 3,
       reconnectMinMs: 1_000,
-      reconnectMaxMs: 60_000,
+      // A printer whose device node never goes away (the Pi's UART, an adapter left plugged in) is only found
+      // by trying: capped so a replug is seen within 2 s however long it was gone; an open is cheap.
+      reconnectMaxMs: 1_500,
       presenceIntervalMs: 500,
       maxQueued: 3,
       ...opts,
@@ -275,23 +277,29 @@ export class ReceiptPrinter {
   /** Looks for the device node every presenceIntervalMs until stop(). */
   #watchPresence(present: () => Promise<boolean>): void {
     const tick = async () => {
-      const here = await present().catch(() => false);
-      if (this.#stopped) return;
-      if (!here) {
-        this.#absent = true;
-        if (this.#state !== "disconnected") {
-          await this.#linkLost(new TransportError("lost", `${this.#o.transport.description} is gone (unplugged)`));
+      try {
+        const here = await present().catch(() => false);
+        if (this.#stopped) return;
+        if (!here) {
+          this.#absent = true;
+          if (this.#state !== "disconnected") {
+            await this.#linkLost(new TransportError("lost", `${this.#o.transport.description} is gone (unplugged)`));
+          }
+        } else if (this.#absent && this.#state === "disconnected" && !this.#connecting) {
+          // Plugged back in: now, not at the next backoff step.
+          this.#absent = false;
+          this.#o.timers.clearTimeout(this.#reconnectTimer);
+          this.#reconnectTimer = undefined;
+          this.#attempt = 0;
+          await this.#connect();
         }
-      } else if (this.#absent && this.#state === "disconnected" && !this.#connecting) {
-        // Plugged back in: now, not at the next backoff step.
-        this.#absent = false;
-        this.#o.timers.clearTimeout(this.#reconnectTimer);
-        this.#reconnectTimer = undefined;
-        this.#attempt = 0;
-        await this.#connect();
+      } catch (err) {
+        // The watch must outlive one bad look: logged, and it looks again.
+        this.#o.logger.warn({ err: (err as Error).message }, "printer presence check failed");
+      } finally {
+        if (!this.#stopped)
+          this.#presenceTimer = this.#o.timers.setTimeout(() => void tick(), this.#o.presenceIntervalMs);
       }
-      if (!this.#stopped)
-        this.#presenceTimer = this.#o.timers.setTimeout(() => void tick(), this.#o.presenceIntervalMs);
     };
     this.#presenceTimer = this.#o.timers.setTimeout(() => void tick(), this.#o.presenceIntervalMs);
   }

@@ -44,8 +44,9 @@ export async function pathPresent(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    // Only a missing node is an unplug; anything else (no permission, a symlink loop) is the open's to report.
+    return (err as NodeJS.ErrnoException).code !== "ENOENT";
   }
 }
 

@@ -79,7 +79,8 @@ cat "$v"`,
 while [ $# -gt 2 ]; do shift; done
 c=$(chip_of "$1") || { echo "gpioset: error setting the GPIO line values: No such file or directory" >&2; exit 1; }
 chip=\${c% *}; off=\${2%=*}; val=\${2#*=}
-if holder "$chip" "$off" >/dev/null; then echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi
+# The refusal takes a moment, as on a loaded Pi: long enough for gpioinfo to show the other gpioset first.
+if holder "$chip" "$off" >/dev/null; then sleep 0.03; echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi
 echo "$val" > "$S/$chip/$off.value"
 trap 'rm -f "$S/$chip/$off.holder"; exit 0' TERM INT
 echo "gpioset $$" > "$S/$chip/$off.holder"

@@ -192,7 +192,13 @@ export class GpiodTools implements Chardev {
         proc.kill("SIGKILL");
         throw own ?? err;
       }
-      if (holder === tool) break;
+      if (holder === tool) {
+        // Another gpioset/gpiomon (an orphan, a technician's) has the same name: ours, refused the busy line,
+        // exits at once with gpiod's own message, so it must still be running a moment later to be the holder.
+        const refused = await Promise.race([exited, this.#sleep(50).then(() => undefined)]);
+        if (refused) throw refused;
+        break;
+      }
       if (waited >= deadline) {
         proc.kill("SIGKILL");
         throw new Error(

@@ -91,10 +91,8 @@ test("the reader's pty goes away and comes back twice: health follows within 2 s
     await signal.until(() => ctx.taps.includes(card), `card ${card} after the replug`, HEALTH_MS);
   }
   assert.equal(ctx.taps, ["9A3B5C01", "DEADBEEF", "04A1B2C3D4E5F6"]);
-  assert.ok(
-    took.every((ms) => ms <= HEALTH_MS),
-    `ms per change: ${took}`,
-  );
+  // Each healthWithin above already failed past 2 s, counted from the pty gone (simulator exited) or back (ready).
+  console.log(`  health followed each change in ${took.join(", ")} ms`);
 });
 
 test.run();

@@ -32,6 +32,8 @@ export interface PcscCardReader {
   on(event: "status", listener: (status: PcscStatus) => void): unknown;
   on(event: "end", listener: () => void): unknown;
   on(event: "error", listener: (err: Error) => void): unknown;
+  once(event: "status", listener: (status: PcscStatus) => void): unknown;
+  once(event: "end", listener: () => void): unknown;
   connect(options: { share_mode: number; protocol: number }, cb: (err: unknown, protocol: number) => void): void;
   transmit(data: Buffer, resLen: number, protocol: number, cb: (err: unknown, response: Buffer) => void): void;
   disconnect(disposition: number, cb: (err: unknown) => void): void;

@@ -481,8 +481,10 @@ function watching(r: PcscCardReader): Promise<void> {
     };
     // Right after a report the thread is on its way back into SCardGetStatusChange: a close in
     // that gap is missed too, so give it a moment to get there.
-    r.on("status", done(50));
-    r.on("end", done(0));
+    // once: a reader reports on every card change for as long as it lives; this only waits for the first.
+    // (error stays on: an EventEmitter with no error listener throws.)
+    r.once("status", done(50));
+    r.once("end", done(0));
     r.on("error", done(0));
   });
 }

@@ -27,6 +27,11 @@ export interface PrinterSimOptions {
   link: string;
   paper: "ok" | "low" | "out";
 }
+export interface PcscCardSimOptions {
+  /** vpcd's socket, host:port (Debian's vsmartcard-vpcd: 127.0.0.1:35963). */
+  vpcd: string;
+  card: string;
+}
 export interface TerminalSimOptions {
   link: string;
   /** The 6-digit ECR password Registration must carry. */
@@ -110,6 +115,35 @@ simulator<TerminalSimOptions>(
   "terminal",
   "a ZVT payment terminal (ECR interface) on a serial line; type approve, decline or timeout to choose the next outcome",
 ).option("-p, --password <digits>", "the 6-digit ECR password Registration must carry", parsePassword, "000000");
+
+program
+  .command("pcsc-card")
+  .description(
+    "a contactless card on vsmartcard's virtual PC/SC reader (Debian: apt-get install pcscd vsmartcard-vpcd), so " +
+      "pcsc_scan and the kiosk's pcsc reader can be tried without a USB reader; type `card <uid>`, `remove` or `insert`",
+  )
+  .helpOption("-h, --help", "print this help and exit")
+  .option(
+    "--vpcd <host:port>",
+    "where vpcd listens (reader.conf.d/vpcd: 0x8C7B = 35963)",
+    parseHostPort,
+    "127.0.0.1:35963",
+  )
+  .option("-c, --card <uid>", "the card's UID in hex, 4 or 7 bytes", parseUid, "04A1B2C3D4E5F6")
+  .action(async (options: PcscCardSimOptions) => {
+    const module = (await import("./pcsc-card.ts")) as SimModule<PcscCardSimOptions>;
+    const stop = new AbortController();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
+    await module.run(options, stop.signal, (line) => process.stdout.write(`${line}\n`));
+  });
+
+function parseHostPort(value: string): string {
+  const m = /^([\w.-]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65_535) {
+    throw new InvalidArgumentError(`expected host:port, like 127.0.0.1:35963, not "${value}"`);
+  }
+  return value;
+}
 
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`${NAME}: ${oneLine(err)}\n`);

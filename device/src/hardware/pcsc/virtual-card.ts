@@ -37,10 +37,13 @@ export interface VirtualCardOptions {
   atr?: Uint8Array;
   /** The status word GET DATA answers with; anything but 0x9000 sends no UID (a card that refuses it). */
   getDataStatus?: number;
+  /** Each message from vpcd and the card's answer (none for power on/off/reset), for a readable log. */
+  onExchange?: (message: Uint8Array, answer: Uint8Array | undefined) => void;
 }
 
 export class VirtualCard {
-  readonly #o: Required<Omit<VirtualCardOptions, "getDataStatus">> & { getDataStatus: number };
+  readonly #o: Required<Omit<VirtualCardOptions, "getDataStatus" | "onExchange">> &
+    Pick<VirtualCardOptions, "onExchange"> & { getDataStatus: number };
   readonly #uid: Uint8Array;
   #socket: Socket | undefined;
   #rx = Buffer.alloc(0);
@@ -113,6 +116,7 @@ export class VirtualCard {
       this.#rx = this.#rx.subarray(2 + len);
       const answer = this.#answer(payload);
       if (answer) socket.write(frame(answer));
+      this.#o.onExchange?.(payload, answer);
       this.onMessage?.();
     }
   }

@@ -13,6 +13,7 @@ import { hashSecret, type LiveEvent, Registry, type Telemetry } from "@paylane/p
 import type { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
+import { within } from "../../test/support/within.ts";
 import { type ApiOptions, createApi } from "../src/api/app.ts";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
@@ -165,5 +166,40 @@ export async function openConsoleSite(name: string, o: ConsoleSiteOptions = {}):
       await db.exec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
       await db.close();
     },
+  };
+}
+
+/**
+ * A GraphQL subscription's server-sent events, frame by frame: `next` resolves with the next
+ * `event: next` payload, null at `event: complete` or the stream's end (within 5 s, or it fails).
+ */
+export function subscriptionFrames(res: Response): {
+  // biome-ignore lint/suspicious/noExplicitAny: one GraphQL result, read field by field in the tests
+  next(): Promise<any>;
+  close(): Promise<unknown>;
+} {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  // biome-ignore lint/suspicious/noExplicitAny: see above
+  const frame = async (): Promise<any> => {
+    for (;;) {
+      const end = buffer.indexOf("\n\n");
+      if (end >= 0) {
+        const lines = buffer.slice(0, end).split("\n");
+        buffer = buffer.slice(end + 2);
+        const data = lines.find((l) => l.startsWith("data:"));
+        if (lines[0] === "event: next" && data) return JSON.parse(data.slice(5));
+        if (lines[0] === "event: complete") return null;
+        continue;
+      }
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffer += decoder.decode(value, { stream: true });
+    }
+  };
+  return {
+    next: () => within(frame(), 5000, "a frame of the subscription"),
+    close: () => reader.cancel().catch(() => undefined),
   };
 }

@@ -11,11 +11,16 @@ import { randomUUID } from "node:crypto";
 import { type LiveEvent, SESSION_COOKIE } from "@paylane/protocol";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { within } from "../../test/support/within.ts";
 import type { createApi } from "../src/api/app.ts";
 import { mintOperatorToken, type Role } from "../src/api/auth.ts";
 import type { Database } from "../src/db/database.ts";
-import { type ConsoleSite, DEVICE_SECRET, type FakeLiveFeed, openConsoleSite } from "./console-db.ts";
+import {
+  type ConsoleSite,
+  DEVICE_SECRET,
+  type FakeLiveFeed,
+  openConsoleSite,
+  subscriptionFrames,
+} from "./console-db.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const NOW = new Date("2026-12-04T12:00:00Z");
@@ -400,26 +405,7 @@ async function subscribe(query: string, role: Role, sites?: string[]) {
     body: JSON.stringify({ query }),
   });
   assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  async function frame(): Promise<GqlAnswer["body"] | null> {
-    for (;;) {
-      const end = buffer.indexOf("\n\n");
-      if (end >= 0) {
-        const lines = buffer.slice(0, end).split("\n");
-        buffer = buffer.slice(end + 2);
-        const data = lines.find((l) => l.startsWith("data:"));
-        if (lines[0] === "event: next" && data) return JSON.parse(data.slice(5));
-        if (lines[0] === "event: complete") return null;
-        continue;
-      }
-      const { value, done } = await reader.read();
-      if (done) return null;
-      buffer += decoder.decode(value, { stream: true });
-    }
-  }
-  return { next: () => within(frame(), 5000, "a frame of the subscription"), close: () => reader.cancel() };
+  return subscriptionFrames(res);
 }
 
 async function listening(n: number): Promise<void> {
@@ -461,7 +447,7 @@ test("a subscription gets the live feed's events, only those of its sites and of
   const refused = await subscribe('subscription { live(types: ["payment"]) { type } }', "viewer");
   const answer = await refused.next();
   assert.equal(
-    answer?.errors?.map((e) => e.extensions?.code),
+    answer?.errors?.map((e: { extensions?: { code?: string } }) => e.extensions?.code),
     ["FORBIDDEN"],
     "a viewer asking for payments is told it may not",
   );

@@ -18,8 +18,7 @@ import { LiveSockets } from "../../cloud/src/api/live.ts";
 import type { Database } from "../../cloud/src/db/database.ts";
 import { CommandDesk } from "../../cloud/src/fleet/commands.ts";
 import type { FleetLink } from "../../cloud/src/fleet/link.ts";
-import { type ConsoleSite, DEVICE_SECRET, openConsoleSite } from "../../cloud/test/console-db.ts";
-import { within } from "../support/within.ts";
+import { type ConsoleSite, DEVICE_SECRET, openConsoleSite, subscriptionFrames } from "../../cloud/test/console-db.ts";
 
 export { DEVICE_SECRET };
 export const JWT_SECRET = "console-attack-secret-of-at-least-32-chars";
@@ -178,30 +177,7 @@ export class ConsoleCloud {
     if (!/text\/event-stream/.test(res.headers.get("content-type") ?? "")) {
       throw new Error(`not a subscription stream: ${res.status} ${await res.text()}`);
     }
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    // biome-ignore lint/suspicious/noExplicitAny: one GraphQL result
-    const frame = async (): Promise<any> => {
-      for (;;) {
-        const end = buffer.indexOf("\n\n");
-        if (end >= 0) {
-          const lines = buffer.slice(0, end).split("\n");
-          buffer = buffer.slice(end + 2);
-          const data = lines.find((l) => l.startsWith("data:"));
-          if (lines[0] === "event: next" && data) return JSON.parse(data.slice(5));
-          if (lines[0] === "event: complete") return null;
-          continue;
-        }
-        const { value, done } = await reader.read();
-        if (done) return null;
-        buffer += decoder.decode(value, { stream: true });
-      }
-    };
-    return {
-      next: () => within(frame(), 5000, "a frame of the subscription"),
-      close: () => reader.cancel().catch(() => undefined),
-    };
+    return subscriptionFrames(res);
   }
 
   /** Waits (a deadline, no sleep) until the live feed has `n` listeners. */

@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Browser } from "playwright-core";
+import type { Browser, Frame } from "playwright-core";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { launchChromium } from "../support/browser.ts";
@@ -129,12 +129,17 @@ it("a page of another origin cannot frame the dashboard", async () => {
       predicate: (m) => /frame-ancestors 'none'/.test(m.text()),
       timeout: 10_000,
     });
-    // goto waits for the page's load event, which waits for its frames (a refused one loads an error page).
+    // The refused frame then navigates to Chromium's error page; heard whenever it comes (on a loaded machine
+    // it can come after the console line and after goto's load event).
+    const errorPage = new Promise<Frame>((resolve) => {
+      page.on("framenavigated", (f) => {
+        if (f !== page.mainFrame() && f.url().startsWith("chrome-error:")) resolve(f);
+      });
+    });
     await page.goto(`http://evil.test:${(evil.address() as AddressInfo).port}/`);
     await refused;
-    const frame = page.frames().find((f) => f !== page.mainFrame());
-    assert.ok(frame, "the attacker's page has its frame");
-    assert.match(frame.url(), /^chrome-error:/, "the frame holds Chromium's refusal, not the dashboard");
+    const frame = await within(errorPage, 10_000, "the frame holding Chromium's refusal, not the dashboard");
+    assert.is(page.frames().length, 2, "the attacker's page and its one frame");
     const framed = await frame.evaluate(() => document.body?.textContent ?? "");
     assert.not.match(framed, /sign in/i, "the dashboard rendered inside another origin's page");
   } finally {

@@ -130,6 +130,8 @@ it("diagnostics from the setup screen: the daemon's checks, each ✓, and a test
 it("a code the cloud refuses: the daemon's reason and fix on screen, and Try again", async () => {
   await seeScreen(page, "setup");
   cloud.refuse = "claim-expired";
+  // The keypad listens for keys once it is on the screen: typed before, a loaded machine loses them.
+  await seePanel(page, "entry");
   await page.keyboard.type(`${CODE}\n`);
   await seePanel(page, "failed");
   assert.is(await text(page, "failure-message"), "This claim code has expired.");

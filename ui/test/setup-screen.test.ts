@@ -141,6 +141,8 @@ it("a refused code: the daemon's reason with its fix, Try again brings the keypa
     return { status: 202, body: ctx.daemon.setup };
   };
   await open(ctx.page, ctx.base);
+  // The keypad listens for keys once it is on the screen: typed before, a loaded machine loses them.
+  await seePanel(ctx.page, "entry");
   await ctx.page.keyboard.type(`${CODE}\n`);
   await seePanel(ctx.page, "failed");
   assert.is(await text(ctx.page, "setup-status"), "Enrolment failed");

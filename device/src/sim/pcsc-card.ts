@@ -43,6 +43,11 @@ export async function run(
       port,
       uid,
       onExchange: (message, answer) => log.line(describe(message, answer)),
+      onDropped: () => {
+        if (!wanted || retry || signal.aborted) return;
+        out("  the reader went away (pcscd stopped?): the card waits to go back on");
+        retry = setTimeout(() => void putOn(false), RETRY_MS);
+      },
     });
   let card = make();
   let retry: NodeJS.Timeout | undefined;
@@ -63,18 +68,7 @@ export async function run(
       retry = setTimeout(() => void putOn(false), RETRY_MS);
     }
   };
-  const watchFall = () => {
-    const timer = setInterval(() => {
-      if (!card.present && wanted && !retry && !signal.aborted) {
-        out("  the reader went away (pcscd stopped?): the card waits to go back on");
-        retry = setTimeout(() => void putOn(false), RETRY_MS);
-      }
-    }, 200);
-    signal.addEventListener("abort", () => clearInterval(timer), { once: true });
-  };
-
   await putOn(true);
-  watchFall();
   const stdin = createInterface({ input: process.stdin, terminal: false });
   stdin.on("line", (text) => {
     const [word = "", arg] = text.trim().split(/\s+/);

@@ -68,6 +68,13 @@ test("the card answers vpcd's ATR request and GET DATA with its UID, and remove 
       "the GET DATA line",
       WAIT_MS,
     );
+    // vpcd drops the card (pcscd stopped): said at once, and the card goes back on once the reader listens.
+    const dropped = card;
+    closed = false;
+    dropped?.destroy();
+    await signal.until(() => lines.find((l) => l.includes("the reader went away")), "the drop said", WAIT_MS);
+    await signal.until(() => card !== dropped && lines.includes("  card 04A1B2C3 on the reader"), "back on", WAIT_MS);
+    closed = false;
     sim.stdin?.write("remove\n");
     await signal.until(() => closed, "the card taken off (socket closed)", WAIT_MS);
     await signal.until(() => lines.includes("  card taken off"), "said so", WAIT_MS);

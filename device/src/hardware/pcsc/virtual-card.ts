@@ -39,13 +39,17 @@ export interface VirtualCardOptions {
   getDataStatus?: number;
   /** Each message from vpcd and the card's answer (none for power on/off/reset), for a readable log. */
   onExchange?: (message: Uint8Array, answer: Uint8Array | undefined) => void;
+  /** The reader dropped the card (vpcd closed the socket: pcscd stopped), not a remove() of ours. */
+  onDropped?: () => void;
 }
 
 export class VirtualCard {
-  readonly #o: Required<Omit<VirtualCardOptions, "getDataStatus" | "onExchange">> &
-    Pick<VirtualCardOptions, "onExchange"> & { getDataStatus: number };
+  readonly #o: Required<Omit<VirtualCardOptions, "getDataStatus" | "onExchange" | "onDropped">> &
+    Pick<VirtualCardOptions, "onExchange" | "onDropped"> & { getDataStatus: number };
   readonly #uid: Uint8Array;
   #socket: Socket | undefined;
+  /** The socket remove() is closing: its close is ours, not the reader dropping the card. */
+  #removing: Socket | undefined;
   #rx = Buffer.alloc(0);
   #powered = false;
   /** Every command APDU received, as upper-case hex, in order. */
@@ -95,6 +99,7 @@ export class VirtualCard {
   remove(): Promise<void> {
     const socket = this.#socket;
     if (!socket) return Promise.resolve();
+    this.#removing = socket;
     return new Promise((resolve) => {
       socket.once("close", () => resolve());
       socket.destroy();
@@ -105,6 +110,7 @@ export class VirtualCard {
     if (this.#socket !== socket) return;
     this.#socket = undefined;
     this.#powered = false;
+    if (this.#removing !== socket) this.#o.onDropped?.();
   }
 
   #onData(socket: Socket, chunk: Buffer): void {

@@ -137,8 +137,10 @@ async function telemetry(device: string, at: Date, extra: Record<string, unknown
   );
 }
 
+// Minted now, not at NOW: the API checks exp against the real clock, and a token from NOW (10:00 UTC today)
+// expired at 18:00 UTC the same day, failing every request.
 const bearer = async (role: Role, sites?: string[]) =>
-  `Bearer ${await mintOperatorToken(SECRET, { sub: `ops-${role}`, role, sites, now: NOW })}`;
+  `Bearer ${await mintOperatorToken(SECRET, { sub: `ops-${role}`, role, sites })}`;
 
 async function get<T>(path: string, auth?: string): Promise<{ status: number; body: T }> {
   const res = await app.request(path, { headers: { authorization: auth ?? (await bearer("viewer")) } });

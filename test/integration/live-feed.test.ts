@@ -12,6 +12,7 @@ import WebSocket from "ws";
 import { PgListener } from "../../cloud/src/db/pg-listener.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { loud } from "../support/hooks.ts";
+import { Signal } from "../support/signal.ts";
 import { PG_URL, TestSite } from "../support/site.ts";
 
 const it = suite("live feed, two API instances on one database");
@@ -65,7 +66,11 @@ it("a tap at a kiosk reaches a WebSocket client of the other instance within 500
   assert.is.not(a.port, b.port);
   // When A's bridge committed each entry: the acks it hands out after each commit say up to which seq.
   const commits: { at: number; outcome: FlushOutcome }[] = [];
-  a.bridge.fleet.on("committed", (outcome) => commits.push({ at: performance.now(), outcome }));
+  const committed = new Signal();
+  a.bridge.fleet.on("committed", (outcome) => {
+    commits.push({ at: performance.now(), outcome });
+    committed.notify();
+  });
   const client = await liveClient(b, "?types=checkin,device-status");
   assert.is(client.frames[0]!.frame.type, "hello");
 
@@ -78,10 +83,15 @@ it("a tap at a kiosk reaches a WebSocket client of the other instance within 500
       (f) => f.type === "checkin" && (f.data as { seq: number }).seq === tap.seq,
       `check-in seq ${tap.seq} on instance B`,
     );
-    const commit = commits.find((c) =>
-      c.outcome.acks.some((k) => k.device === "k1" && k.site === site.site && k.upTo >= tap.seq!),
+    // B's LISTEN can hear the NOTIFY before A's bridge has run the code after its COMMIT: wait for it.
+    const commit = await committed.until(
+      () =>
+        commits.find((c) =>
+          c.outcome.acks.some((k) => k.device === "k1" && k.site === site.site && k.upTo >= tap.seq!),
+        ),
+      "instance A's bridge committed it",
+      5000,
     );
-    assert.ok(commit, "instance A's bridge committed it");
     const data = got.frame.data as { memberName: string; device: string };
     assert.is(data.device, "k1");
     latencies.push(got.at - commit.at);

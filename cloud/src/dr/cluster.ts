@@ -23,11 +23,12 @@ export function postgresBinDir(): string {
         .filter((v) => /^\d+$/.test(v))
         .sort((a, b) => Number(b) - Number(a))
     : [];
-  if (majors.length === 0)
+  const newest = majors[0];
+  if (newest === undefined)
     throw new Error(
       "no PostgreSQL server binaries in /usr/lib/postgresql: apt-get install postgresql (or set PG_BINDIR)",
     );
-  return join(root, majors[0], "bin");
+  return join(root, newest, "bin");
 }
 
 /** A TCP port free right now on 127.0.0.1. */

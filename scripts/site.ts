@@ -17,6 +17,7 @@ import { createConnection } from "node:net";
 import { join, resolve } from "node:path";
 import { formatMoney } from "@paylane/protocol";
 import { ConfigError, createCommand, EXIT, environmentHelp } from "@paylane/protocol/service";
+import { InvalidArgumentError } from "commander";
 import { mintOperatorToken } from "../cloud/src/api/auth.ts";
 import { DEMO_MEMBERS } from "../cloud/src/seed.ts";
 import type { DeviceConfigInput } from "../device/src/config.ts";
@@ -24,6 +25,7 @@ import { DEMO_HARDWARE } from "./site/demo-hardware.ts";
 import { parseSiteEnv, SiteEnvSchema } from "./site/env.ts";
 import { httpReady } from "./site/http-ready.ts";
 import { ensureIdentities, writeOpsCredentials } from "./site/identities.ts";
+import { findPrometheus, PROMETHEUS_MISSING, portFreeOr, prometheusPart } from "./site/prometheus.ts";
 import { type ChildSpec, Supervisor } from "./site/supervisor.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -33,7 +35,7 @@ const KIOSKS = ["k1", "k2"];
 
 const say = (line: string) => console.error(`npm start: ${line}`);
 
-createCommand({
+const command = createCommand({
   name: "npm start",
   // the root package has no version; the parts share one (device, cloud, gateway, protocol)
   packageJson: new URL("../cloud/package.json", import.meta.url),
@@ -56,8 +58,30 @@ createCommand({
         "PAYLANE_DATA=/tmp/site2 MQTT_PORT=1884 GATEWAY_HTTP_PORT=9070 CLOUD_PORT=9080 KIOSK_PORT_BASE=9081 npm start",
       does: "a second site beside the first",
     },
+    {
+      command: "npm start -- --prometheus",
+      does: "also Debian's Prometheus with the project's alert rules, scraping this site (its URL is printed)",
+    },
   ],
-}).parse();
+})
+  .option(
+    "--prometheus",
+    "also run Prometheus (Debian's /usr/bin/prometheus) with ops/prometheus/rules.yml, scraping the gateway and " +
+      "the cloud, its data in PAYLANE_DATA/prometheus; stopped with the site",
+  )
+  .option(
+    "--prometheus-port <port>",
+    "Prometheus' port (default: 9090, or a free one when 9090 is taken)",
+    (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 65535) {
+        throw new InvalidArgumentError(`"${v}" is not a port: give a number from 1 to 65535`);
+      }
+      return n;
+    },
+  )
+  .parse();
+const options = command.opts<{ prometheus?: boolean; prometheusPort?: number }>();
 
 let stopping = false;
 const supervisor = new Supervisor({ report: say, onFatal: () => void shutdown(EXIT.failed) });
@@ -122,6 +146,9 @@ async function main(): Promise<void> {
   const kioskBase = config.KIOSK_PORT_BASE;
   const embeddedBroker = !config.MQTT_URL;
   const mqttUrl = config.MQTT_URL ?? `mqtt://127.0.0.1:${mqttPort}`;
+  // --prometheus without Prometheus: said before anything starts
+  const prometheusBinary = options.prometheus ? findPrometheus() : undefined;
+  if (options.prometheus && !prometheusBinary) throw new ConfigError(PROMETHEUS_MISSING);
 
   // The data folder next: an old bad registry is named before anything listens.
   await mkdir(dataDir, { recursive: true });
@@ -203,6 +230,24 @@ async function main(): Promise<void> {
   await writeFile(tokenPath, `${token}\n`, { mode: 0o600 });
   const metricsTokenPath = join(dataDir, "metrics-token");
   await writeFile(metricsTokenPath, `${secrets.metrics}\n`, { mode: 0o600 });
+  // Prometheus last, so its first scrape finds every part up; stopped first.
+  let prometheusUrl: string | undefined;
+  if (prometheusBinary) {
+    if (options.prometheusPort) await assertPortFree(options.prometheusPort, "--prometheus-port");
+    const prometheus = await prometheusPart({
+      binary: prometheusBinary,
+      dataDir,
+      port: options.prometheusPort ?? (await portFreeOr(9090)),
+      targets: {
+        gateway: embeddedBroker ? `127.0.0.1:${gatewayHttpPort}` : undefined,
+        cloud: `127.0.0.1:${cloudPort}`,
+        metricsTokenFile: metricsTokenPath,
+      },
+      ready: (signal, url) => httpReady("prometheus", url, signal, 30_000),
+    });
+    await supervisor.start(prometheus.spec);
+    prometheusUrl = prometheus.url;
+  }
   // The ops logins on the broker (paylane-ops, Node-RED, mosquitto_sub): in a file, never printed.
   const opsPath = await writeOpsCredentials(dataDir, secrets.operators);
   const broker = new URL(mqttUrl);
@@ -221,6 +266,11 @@ async function main(): Promise<void> {
     `  Money API        ${cloudUrl}/api/v1/wallets?site=${SITE}, /api/v1/ledger?site=${SITE}, /api/v1/exposure?site=${SITE}`,
     `                   Authorization: Bearer $(cat ${tokenPath})   (an admin token, valid 8 hours)`,
     `  Metrics          ${cloudUrl}/metrics   Authorization: Bearer $(cat ${metricsTokenPath})`,
+    ...(prometheusUrl
+      ? [
+          `  Prometheus       ${prometheusUrl}  ${pid("prometheus")}  (/alerts, /targets; rules ops/prometheus/rules.yml, docs/operations.md)`,
+        ]
+      : []),
     `  Cloud database   ${config.DATABASE_URL ? "Postgres (DATABASE_URL)" : `PGlite in ${join(dataDir, "cloud-db")}`}`,
     `  Presence         ${config.REDIS_URL ? "Redis (REDIS_URL)" : "in-process store"}`,
     `  Ops on MQTT      ${opsPath}  (viewer: reads every kiosk; operator: also commands and config)`,

@@ -5,7 +5,7 @@
  * typed bus (kiosk/events.ts); docs/architecture.md draws the parts.
  */
 import type { KioskMode } from "@paylane/protocol";
-import { createLogger } from "@paylane/protocol/service";
+import { collectServiceMetrics, createLogger } from "@paylane/protocol/service";
 import type { Hono } from "hono";
 import type { Logger } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
@@ -55,6 +55,8 @@ export interface DaemonOptions {
   firmataIo?: FirmataIo;
   /** Called before each online authorization attempt with the payment's key (tests: every retry reuses it). */
   onPaymentAttempt?: (key: string, attempt: number) => void;
+  /** Process and Node.js runtime metrics on `/metrics` too (paylane-device's setting; lint-clean, see collectServiceMetrics). */
+  defaultMetrics?: boolean;
   /** Opens the journal; tests wrap it to inject faults. */
   openJournal?: (path: string) => Promise<Journal>;
   /** `cmd/reboot`: asks the process to restart (main exits with a code its supervisor restarts). Unset: refused. */
@@ -98,6 +100,7 @@ export class KioskDaemon extends RunningKiosk {
   async #compose(): Promise<KioskParts> {
     const { config: c, timers = realTimers, now = () => new Date() } = this.#o;
     this.metrics.clear(); // a second start registers its metrics again
+    if (this.#o.defaultMetrics) collectServiceMetrics(this.metrics);
     const [life, bus, log] = [this.#lifecycle, this.events, this.#log];
     const kit: KioskKit = { config: c, bus, work: new WorkInProgress(), timers, now, log, bootedAt: now() };
     const cloud = kioskCloudClient(kit, this.#o.onPaymentAttempt);

@@ -28,6 +28,8 @@ export interface TelemetryFacts {
   deviceVersion?: string;
   /** The card terminal; null: none configured; absent: not read (tests of the rest). */
   terminal?: TerminalHealth | null;
+  /** The slowest publish → ack round trip since the previous report (seconds); absent: nothing acked meanwhile. */
+  ackLatencySeconds?: number;
 }
 
 export function kioskTelemetry(f: TelemetryFacts): Telemetry {
@@ -43,6 +45,7 @@ export function kioskTelemetry(f: TelemetryFacts): Telemetry {
     readerStats: readerStats(peripherals.reader.counters),
     uptimeSeconds: (f.now.getTime() - f.bootedAt.getTime()) / 1000,
     oldestUnackedAgeSeconds: stats.oldestUnackedAt ? secondsSince(stats.oldestUnackedAt) : 0,
+    ...(f.ackLatencySeconds !== undefined ? { ackLatencySeconds: f.ackLatencySeconds } : {}),
     replicaAgeSeconds: replica.syncedAt ? secondsSince(replica.syncedAt) : null,
     ...(stats.conflicts > 0 ? { journalConflicts: stats.conflicts } : {}),
     storage: f.storage,

@@ -163,6 +163,10 @@ export class Uplink {
   #stopped = true;
   /** Work on the journal started by a message: `stop()` waits for it, so the journal outlives it. */
   readonly #work = new WorkInProgress();
+  /** Batches on the wire this connection, oldest first: the last seq of each and when it went out (ms). */
+  #awaitingAck: Array<{ upTo: number; at: number }> = [];
+  /** The slowest publish → ack round trip since `takeSlowestAckSeconds()` was last called (ms). */
+  #slowestAckMs: number | undefined;
   /** The last drain progress line: when, and the ack then. */
   #drainLog: { at: number; ackedUpTo: number; draining: boolean } | undefined;
   lastError: string | undefined;
@@ -588,6 +592,7 @@ export class Uplink {
       this.#o.onConflicts?.(conflicts);
     }
     if (upTo <= this.#ackedUpTo) return;
+    this.#timeAck(upTo);
     const early = upTo <= this.#sentUpTo;
     const unsentFrom = early ? null : Math.max(this.#ackedUpTo, this.#sentUpTo);
     if (early) {
@@ -619,6 +624,29 @@ export class Uplink {
     void this.#reportDrain().catch((err: Error) =>
       this.#o.logger.warn({ err: err.message }, "backlog progress could not be read"),
     );
+  }
+
+  /**
+   * The slowest publish → ack round trip of a batch since the last call, in
+   * seconds (undefined: no batch was acked meanwhile), and starts over: each
+   * telemetry report carries the slowest since the one before.
+   */
+  takeSlowestAckSeconds(): number | undefined {
+    const ms = this.#slowestAckMs;
+    this.#slowestAckMs = undefined;
+    return ms === undefined ? undefined : ms / 1000;
+  }
+
+  /** The batches `upTo` acks: each one's round trip since it went out. */
+  #timeAck(upTo: number): void {
+    const now = this.#o.now().getTime();
+    let acked = 0;
+    while (acked < this.#awaitingAck.length && this.#awaitingAck[acked]!.upTo <= upTo) {
+      const ms = Math.max(0, now - this.#awaitingAck[acked]!.at);
+      this.#slowestAckMs = Math.max(this.#slowestAckMs ?? 0, ms);
+      acked++;
+    }
+    this.#awaitingAck.splice(0, acked);
   }
 
   /** Records an ack; one beyond the journal first moves the journal past it (a rolled-back journal). */
@@ -665,6 +693,8 @@ export class Uplink {
   #resendFromAck(reason: string): void {
     if (this.#sentUpTo > this.#ackedUpTo)
       this.#o.logger.info({ from: this.#ackedUpTo + 1, reason }, "resending unacked");
+    // A resent batch's round trip counts from its resend (the first send's wait is the ack timeout's).
+    this.#awaitingAck = [];
     this.#sentUpTo = this.#ackedUpTo;
     this.#generation++;
     void this.#pump();
@@ -720,6 +750,7 @@ export class Uplink {
       const { payload, sent } = this.#batchPayload(entries);
       client.publish(topics.events(address), payload, { qos: 1 });
       this.#sentUpTo = sent[sent.length - 1]!.seq;
+      this.#awaitingAck.push({ upTo: this.#sentUpTo, at: this.#o.now().getTime() });
       this.#armAckTimer(false);
     }
   }

@@ -399,6 +399,32 @@ test("an ack past what was sent is not recorded while the check cannot be made (
   await until(ctx, () => ctx.acked.includes(7), "ack 7 recorded");
 });
 
+test("the slowest publish → ack round trip since the last reading is what telemetry reports, then starts over", async (ctx) => {
+  assert.is(ctx.uplink.takeSlowestAckSeconds(), undefined, "nothing acked yet: no figure");
+  await appendEntries(ctx, 3);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 3); // one batch or more, all out at the same moment
+  ctx.timers.advance(250);
+  await appendEntries(ctx, 1);
+  ctx.uplink.notifyAppended();
+  assert.equal(await nextBatch(ctx), [4]);
+  ctx.timers.advance(40);
+  await ack(ctx, 4); // covers every batch: 1-3 waited 290 ms, 4 waited 40 ms
+  await until(ctx, () => ctx.acked.includes(4), "ack 4 recorded");
+  assert.is(ctx.uplink.takeSlowestAckSeconds(), 0.29, "the slower of the two batches it acked");
+  assert.is(ctx.uplink.takeSlowestAckSeconds(), undefined, "read once: the next report starts over");
+
+  await appendEntries(ctx, 1);
+  ctx.uplink.notifyAppended();
+  assert.equal(await nextBatch(ctx), [5]);
+  ctx.timers.advance(ACK_TIMEOUT); // no ack: resent, and its round trip counts from the resend
+  assert.equal(await nextBatch(ctx), [5]);
+  ctx.timers.advance(15);
+  await ack(ctx, 5);
+  await until(ctx, () => ctx.acked.includes(5), "ack 5 recorded");
+  assert.is(ctx.uplink.takeSlowestAckSeconds(), 0.015);
+});
+
 test("after ackTimeoutMs without an ack, the unacked entries are republished from the last ack", async (ctx) => {
   await tearDown(ctx);
   await setUp(ctx, { batchSize: 10, window: 10 });

@@ -5,9 +5,15 @@
  * stores options only; `start()` and `stop()` mirror each other.
  */
 import { Registry, watchRegistry } from "@paylane/protocol";
-import { describeListenError, type Listening, listen, problemClientErrors } from "@paylane/protocol/service";
+import {
+  collectServiceMetrics,
+  describeListenError,
+  type Listening,
+  listen,
+  problemClientErrors,
+} from "@paylane/protocol/service";
 import type { Logger } from "pino";
-import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { Registry as MetricsRegistry } from "prom-client";
 import { type GatewayConfig, loadTlsFiles, mqttPortHint } from "./config.ts";
 import { Gateway, type Transport } from "./gateway.ts";
 import { gatewayOpsApp } from "./ops.ts";
@@ -35,6 +41,18 @@ export class GatewayService {
     this.#o = o;
   }
 
+  /** The plain MQTT listener's port (MQTT_PORT 0: the one the system picked). */
+  get mqttPort(): number {
+    if (!this.#gateway) throw new Error("the gateway service is not started");
+    return this.#gateway.port;
+  }
+
+  /** The `/healthz` and `/metrics` listener's port. */
+  get httpPort(): number {
+    if (!this.#http) throw new Error("the gateway service is not started");
+    return this.#http.port;
+  }
+
   /** A start that fails stops what it had started before it rejects. */
   async start(): Promise<void> {
     try {
@@ -54,7 +72,7 @@ export class GatewayService {
     });
     // Registered again at every start (the gateway's own too): a second start must not register a metric twice.
     this.metrics.clear();
-    collectDefaultMetrics({ register: this.metrics });
+    collectServiceMetrics(this.metrics);
     const gateway = new Gateway({
       registry,
       port: config.mqttPort,

@@ -199,6 +199,11 @@ export const TelemetrySchema = z.object({
   uptimeSeconds: z.number().min(0),
   /** How long the oldest unacked journal entry has waited (0: nothing waiting). */
   oldestUnackedAgeSeconds: z.number().min(0).optional(),
+  /**
+   * The slowest publish → ack round trip of an `events` batch since the
+   * previous telemetry (seconds); absent: no batch was acked meanwhile.
+   */
+  ackLatencySeconds: z.number().min(0).optional(),
   /** Since the member replica was last pulled; null: never. */
   replicaAgeSeconds: z.number().min(0).nullable().optional(),
   /** Seqs at which the cloud holds another entry than the kiosk's (ack.conflicts): a fault ops must resolve. */

@@ -40,7 +40,7 @@ import {
 import { redactUrl } from "@paylane/protocol/service";
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { admitEvents, clip } from "./admit.ts";
@@ -122,6 +122,8 @@ export class Bridge {
   readonly #gapsDetected: Counter;
   readonly #replaysAsked: Counter;
   readonly #staleWills: Counter;
+  readonly #commitSeconds: Histogram;
+  readonly #lastCommit: Gauge;
   #heartbeatTimer: unknown;
   #gaps: GapTracker | undefined;
   #since: Date | undefined;
@@ -162,6 +164,36 @@ export class Bridge {
       help: "cmd/replay-from requests sent to devices for a gap that stayed open",
       registers: [o.metrics],
     });
+    this.#commitSeconds = new Histogram({
+      name: "paylane_bridge_commit_duration_seconds",
+      help: "Duration of one ingest transaction (a batch of entries committed to Postgres before its acks)",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [o.metrics],
+    });
+    this.#lastCommit = new Gauge({
+      name: "paylane_bridge_last_commit_timestamp_seconds",
+      help: "When this bridge last committed an ingest transaction, or started if it has not yet (Unix time)",
+      registers: [o.metrics],
+    });
+    const bridge = this;
+    new Gauge({
+      name: "paylane_bridge_open_gaps",
+      help: "Devices with a gap in their seqs seen and not yet filled (the device is asked to replay)",
+      registers: [o.metrics],
+      collect() {
+        this.set(bridge.#gaps?.open.length ?? 0);
+      },
+    });
+    new Gauge({
+      name: "paylane_bridge_oldest_open_gap_age_seconds",
+      help: "How long the oldest open gap has been open (0 when none)",
+      registers: [o.metrics],
+      collect() {
+        const now = bridge.#o.now().getTime();
+        const oldest = Math.min(now, ...(bridge.#gaps?.open ?? []).map((g) => g.since.getTime()));
+        this.set(Math.max(0, (now - oldest) / 1000));
+      },
+    });
   }
 
   get connected(): boolean {
@@ -176,9 +208,12 @@ export class Bridge {
   async start(): Promise<void> {
     const { logger } = this.#o;
     this.#since = this.#o.now();
+    // From the start, not absent: a bridge that never commits after a restart is the stall an alert must see.
+    this.#lastCommit.set(this.#since.getTime() / 1000);
     this.#gaps = new GapTracker({
       waitMs: this.#o.gapWaitMs ?? 2000,
       timers: this.#o.timers ?? realTimers,
+      now: this.#o.now,
       onGap: (device, from) => {
         this.#gapsDetected.inc();
         logger.info({ site: device.site, device: device.device, from }, "gap in a device's seqs");
@@ -191,6 +226,7 @@ export class Bridge {
       logger,
       onCommitted: (outcome) => this.#afterCommit(outcome),
       onFailed: () => this.#failures.inc(),
+      onTimed: (seconds) => this.#commitSeconds.observe(seconds),
     });
     const client = mqtt.connect(this.#o.url, {
       // Unguessable: on a broker that lets any login take over any client id (Mosquitto), an
@@ -435,6 +471,7 @@ export class Bridge {
 
   #afterCommit(outcome: FlushOutcome): void {
     const client = this.#client;
+    this.#lastCommit.set(this.#o.now().getTime() / 1000);
     this.#entries.inc({ outcome: "applied" }, outcome.applied);
     this.#entries.inc({ outcome: "duplicate" }, outcome.duplicates);
     for (const ack of outcome.acks) {

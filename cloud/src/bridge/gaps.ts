@@ -21,6 +21,8 @@ export interface GapTrackerOptions {
   requestReplay: (device: DeviceAddress, from: number) => void;
   /** A new gap was seen (for metrics). */
   onGap?: (device: DeviceAddress, from: number) => void;
+  /** The clock a gap's opening time is read from (default: the wall clock). */
+  now?: () => Date;
 }
 
 interface OpenGap {
@@ -29,6 +31,8 @@ interface OpenGap {
   from: number;
   timer: unknown;
   asked: number;
+  /** When it was seen open (a later gap of the same device starts its own). */
+  since: Date;
 }
 
 export class GapTracker {
@@ -39,12 +43,12 @@ export class GapTracker {
   #stopped = false;
 
   constructor(o: GapTrackerOptions) {
-    this.#o = { maxWaitMs: 30_000, ...o };
+    this.#o = { maxWaitMs: 30_000, now: () => new Date(), ...o };
   }
 
   /** Devices with a gap open now. */
-  get open(): Array<{ device: DeviceAddress; from: number }> {
-    return [...this.#open.values()].map(({ device, from }) => ({ device, from }));
+  get open(): Array<{ device: DeviceAddress; from: number; since: Date }> {
+    return [...this.#open.values()].map(({ device, from, since }) => ({ device, from, since }));
   }
 
   /** After a commit: the device's contiguous mark and the highest seq of its entries in that batch. */
@@ -64,7 +68,7 @@ export class GapTracker {
     if (open?.from === from) return; // already waiting on this very gap
     if (open) this.#close(key, open); // the mark moved up to a later gap: start over for it
     this.#o.onGap?.(device, from);
-    this.#arm(key, { device, from, timer: undefined, asked: 0 }, this.#o.waitMs);
+    this.#arm(key, { device, from, timer: undefined, asked: 0, since: this.#o.now() }, this.#o.waitMs);
   }
 
   /** Clears every timer; later observations are ignored (a batch may still commit after a stop). */

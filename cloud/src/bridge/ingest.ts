@@ -70,6 +70,8 @@ export interface IngestorOptions {
   logger: Logger;
   onCommitted: (outcome: FlushOutcome) => void;
   onFailed?: (err: Error, entries: number) => void;
+  /** How long each ingest transaction took, committed or not (seconds, for the commit latency histogram). */
+  onTimed?: (seconds: number) => void;
   maxBatch?: number;
   /** Batches committing at once (each needs its own connection; PGlite runs them one by one). */
   concurrency?: number;
@@ -78,7 +80,7 @@ export interface IngestorOptions {
 }
 
 export class Ingestor {
-  readonly #o: Required<Omit<IngestorOptions, "onFailed">> & Pick<IngestorOptions, "onFailed">;
+  readonly #o: Required<Omit<IngestorOptions, "onFailed" | "onTimed">> & Pick<IngestorOptions, "onFailed" | "onTimed">;
   #pending: PendingEntry[] = [];
   #messageRefusals: MessageRefusal[] = [];
   /** Devices (`site/device`) with a batch in flight: their next entries wait for it. */
@@ -181,8 +183,12 @@ export class Ingestor {
 
   /** One statement, its own transaction; true if it committed. Nothing committed means nothing acked: devices resend. */
   async #commit(batch: PendingEntry[], refusals: MessageRefusal[]): Promise<boolean> {
+    // A duration, not a point in time: the monotonic clock, not the injected one.
+    const started = performance.now();
     try {
-      const { outcome, deferred } = await commitBatch(this.#o.db, batch, refusals, this.#o.now());
+      const { outcome, deferred } = await commitBatch(this.#o.db, batch, refusals, this.#o.now()).finally(() =>
+        this.#o.onTimed?.((performance.now() - started) / 1000),
+      );
       // A second, different entry at a seq of this batch is compared with the first once that is committed.
       if (deferred.length > 0) this.add(deferred);
       this.#o.onCommitted(outcome);

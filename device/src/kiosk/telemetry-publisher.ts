@@ -90,6 +90,7 @@ export class TelemetryPublisher implements Part {
         payments: await this.#o.payments.exposure(),
         board: await readBoardHealth(this.#k.config.dataDir),
         deviceVersion: DEVICE_VERSION,
+        ackLatencySeconds: uplink.takeSlowestAckSeconds(),
         ...(this.#o.terminal ? { terminal: this.#o.terminal() } : {}),
         ...this.#o.settings?.(),
       }),

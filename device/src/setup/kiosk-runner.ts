@@ -143,6 +143,7 @@ export class KioskRunner {
       now: this.#o.now,
       restart: this.#o.restart,
       reopenLogs: this.#o.reopenLogs,
+      defaultMetrics: true,
       ...this.#o.daemon,
       rotateCredentials: rotation
         ? async () => {

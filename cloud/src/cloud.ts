@@ -25,7 +25,7 @@ import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
 import type { CloudConfig } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
-import { openPg } from "./db/pg.ts";
+import { openPg, openPgReader } from "./db/pg.ts";
 import { openPglite } from "./db/pglite.ts";
 import { Enrolment } from "./enrolment/enrolment.ts";
 import { CommandDesk } from "./fleet/commands.ts";
@@ -82,6 +82,8 @@ export class CloudService {
   readonly #now: () => Date;
   readonly metrics = new MetricsRegistry();
   #db: Database | undefined;
+  /** DATABASE_READ_URL's replica for the read-only API routes (the primary answers while it is down). */
+  #readDb: Database | undefined;
   #ownsDb = false;
   #presence: PresenceStore | undefined;
   #registry: Registry | undefined;
@@ -195,6 +197,14 @@ export class CloudService {
     this.#ownsDb = !this.#o.db;
     const db = this.#o.db ?? (await openDatabase(c));
     this.#db = db;
+    if (c.DATABASE_READ_URL && db.kind === "pg") {
+      this.#readDb = openPgReader({
+        url: c.DATABASE_READ_URL,
+        schema: c.DATABASE_SCHEMA,
+        queryTimeoutMs: c.DATABASE_QUERY_TIMEOUT_MS,
+        primary: db,
+      });
+    }
     const applied = await migrate(db);
     if (applied.length > 0) this.#log.info({ applied, database: db.kind }, "migrations applied");
     if (c.CLOUD_ADMIN_CREDENTIALS_FILE && (await bootstrapFirstAdmin(db, c.CLOUD_ADMIN_CREDENTIALS_FILE, this.#now))) {
@@ -310,6 +320,7 @@ export class CloudService {
     };
     const api = createApi({
       db,
+      readDb: this.#readDb,
       presence,
       now: this.#now,
       skewBoundSeconds: c.CLOCK_SKEW_BOUND_S,
@@ -446,6 +457,8 @@ export class CloudService {
     this.#stopAnnouncingStatuses = undefined;
     await this.#liveFeed?.stop();
     this.#liveFeed = undefined;
+    await this.#readDb?.close();
+    this.#readDb = undefined;
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;
     this.#telemetry = this.#latestTelemetry = undefined;

@@ -13,6 +13,18 @@ import {
   timeZone,
 } from "@paylane/protocol/service";
 import { z } from "zod";
+import { parsePgUrl } from "./db/pg-url.ts";
+
+/** A Postgres URL, libpq's multi-host form included (node-postgres reads one host only; the cloud picks among them). */
+function pgUrl() {
+  return z.string().superRefine((value, ctx) => {
+    try {
+      parsePgUrl(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+}
 
 export const CloudEnvSchema = z.object({
   REGISTRY_PATH: z
@@ -34,10 +46,16 @@ export const CloudEnvSchema = z.object({
     .describe("the broker"),
   /** The cloud bridge's service identity on the broker (username `svc:cloud`). */
   CLOUD_MQTT_SECRET: z.string().optional().describe("the bridge's secret on the broker (username svc:cloud)"),
-  DATABASE_URL: z
-    .url({ protocol: /^postgres(ql)?$/ })
+  DATABASE_URL: pgUrl()
     .optional()
-    .describe("Postgres (unset: PGlite, in PGLITE_DIR or in memory)"),
+    .describe(
+      "Postgres (unset: PGlite, in PGLITE_DIR or in memory); several hosts as libpq, postgres://h1:5432,h2:5432/db?target_session_attrs=read-write, follow a failover",
+    ),
+  DATABASE_READ_URL: pgUrl()
+    .optional()
+    .describe(
+      "a streaming replica for read-only API queries (check-in lists, conflicts, CSV exports); the primary answers while it is down",
+    ),
   DATABASE_SCHEMA: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/)
@@ -169,6 +187,9 @@ export function parseCloudEnv(env: Record<string, string | undefined>): CloudCon
   // An unsigned webhook could be forged by anyone who learns its URL.
   if (config.ALERT_WEBHOOK_URL && !config.ALERT_WEBHOOK_SECRET) {
     throw new ConfigError("ALERT_WEBHOOK_SECRET: required when ALERT_WEBHOOK_URL is set (at least 16 characters)");
+  }
+  if (config.DATABASE_READ_URL && !config.DATABASE_URL) {
+    throw new ConfigError("DATABASE_READ_URL: a replica needs its primary in DATABASE_URL (set both, or neither)");
   }
   if (Boolean(config.CLOUD_TLS_CERT) !== Boolean(config.CLOUD_TLS_KEY)) {
     const [set, missing] = config.CLOUD_TLS_CERT

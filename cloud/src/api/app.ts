@@ -64,6 +64,8 @@ export const DEFAULT_RATE_LIMITS: Omit<RateLimitOptions, "redis" | "metrics"> = 
 
 export interface ApiOptions {
   db: Database;
+  /** Where the read-only routes (check-ins, conflicts, CSV exports) query: a replica; default `db`. */
+  readDb?: Database;
   presence: PresenceStore;
   registry: () => Registry;
   metrics: MetricsRegistry;
@@ -235,10 +237,13 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
     graphql.fetch(c.req.raw, { address: clientAddress(c, o.rateLimit?.trustProxy ?? false) }),
   );
   // CSV exports of check-ins (fleet:read) and the ledger (money:read), streamed.
-  app.route("/", exportRoutes({ db: o.db, tokens }));
+  app.route("/", exportRoutes({ db: o.readDb ?? o.db, tokens }));
 
   // Check-ins, conflicts and journaled alerts (fleet:read); the member replica and stream mark (device credentials).
-  app.route("/", fleetReadRoutes({ db: o.db, tokens, now, skewBoundSeconds: o.skewBoundSeconds ?? 300 }));
+  app.route(
+    "/",
+    fleetReadRoutes({ db: o.readDb ?? o.db, tokens, now, skewBoundSeconds: o.skewBoundSeconds ?? 300 }),
+  );
   app.route("/", memberRoutes({ db: o.db, registry: o.registry }));
 
   app.route("/", alertRoutes({ db: o.db, tokens, alerts: o.alerts }));

@@ -22,7 +22,8 @@ export interface PgListenerOptions {
 }
 
 export class PgListener {
-  readonly #connection: pg.ClientConfig;
+  /** A function: asked again at every (re)open, so the listener follows a failover to another host. */
+  readonly #connection: pg.ClientConfig | (() => Promise<pg.ClientConfig>);
   readonly #heartbeatMs: number;
   #heartbeat: NodeJS.Timeout | undefined;
   readonly #channels = new Map<string, Set<{ onPayload: (payload: string) => void; events: ListenEvents }>>();
@@ -32,8 +33,11 @@ export class PgListener {
   #retryMs = RETRY_FIRST_MS;
   #closed = false;
 
-  constructor(connection: pg.ClientConfig, o: PgListenerOptions = {}) {
-    this.#connection = { query_timeout: 10_000, ...connection };
+  constructor(connection: pg.ClientConfig | (() => Promise<pg.ClientConfig>), o: PgListenerOptions = {}) {
+    this.#connection =
+      typeof connection === "function"
+        ? async () => ({ query_timeout: 10_000, ...(await connection()) })
+        : { query_timeout: 10_000, ...connection };
     this.#heartbeatMs = o.heartbeatMs ?? 30_000;
   }
 
@@ -83,7 +87,8 @@ export class PgListener {
   }
 
   async #open(): Promise<pg.Client> {
-    const client = new pg.Client({ ...this.#connection, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    const connection = typeof this.#connection === "function" ? await this.#connection() : this.#connection;
+    const client = new pg.Client({ ...connection, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     let lost = false;
     const onLost = (err: Error) => {
       if (lost) return;

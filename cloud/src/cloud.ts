@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { Registry, realTimers, serviceUsername, type Timers, watchRegistry } from "@paylane/protocol";
 import {
+  collectServiceMetrics,
   createLogger,
   type Listening,
   listen,
@@ -16,7 +17,7 @@ import {
 import { Hono } from "hono";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { Registry as MetricsRegistry } from "prom-client";
 import { bootstrapFirstAdmin, FIRST_ADMIN } from "./accounts/bootstrap.ts";
 import { AlertService, alertSettings } from "./alerts/notifier.ts";
 import { createApi } from "./api/app.ts";
@@ -35,6 +36,8 @@ import { StatusHistory } from "./fleet/status-history.ts";
 import { purgeIdempotencyKeys } from "./ledger/idempotency.ts";
 import { DatabaseLiveFeed } from "./live/database-live-feed.ts";
 import { announceDeviceStatuses } from "./live/notify.ts";
+import { registerKioskMetrics } from "./metrics/kiosk-metrics.ts";
+import { registerLedgerMetrics } from "./metrics/ledger-metrics.ts";
 import { MemoryPresence } from "./presence/memory-presence.ts";
 import type { PresenceStore } from "./presence/presence-store.ts";
 import { RedisPresence } from "./presence/redis-presence.ts";
@@ -179,7 +182,7 @@ export class CloudService {
     const c = this.#o.config;
     // Read before anything starts: a certificate that cannot be read is a configuration error.
     const tls = c.CLOUD_TLS_CERT && c.CLOUD_TLS_KEY ? await loadTls(c.CLOUD_TLS_CERT, c.CLOUD_TLS_KEY) : undefined;
-    if (this.#o.defaultMetrics) collectDefaultMetrics({ register: this.metrics });
+    if (this.#o.defaultMetrics) collectServiceMetrics(this.metrics);
     this.#registry = await Registry.load(c.REGISTRY_PATH);
     this.#stopWatchingRegistry = watchRegistry(
       c.REGISTRY_PATH,
@@ -230,6 +233,17 @@ export class CloudService {
     this.#alerts = alerts;
     await alerts.start();
     this.#latestTelemetry = await openLatestTelemetry(c.REDIS_URL, c.REDIS_PREFIX);
+    // Per-kiosk series from presence and telemetry, and the ledger's open exceptions: read at each scrape.
+    registerKioskMetrics({
+      metrics: this.metrics,
+      devices: () => this.#registry?.devices ?? [],
+      presence: this.#presence,
+      latestTelemetry: this.#latestTelemetry,
+      now: this.#now,
+      logger: this.#log,
+      site: this.#o.site,
+    });
+    registerLedgerMetrics({ db, metrics: this.metrics, logger: this.#log });
 
     this.#bridge = new Bridge({
       url: c.MQTT_URL,

@@ -25,6 +25,7 @@ import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
 import { createGraphQL, GRAPHQL_PATH } from "../graphql/server.ts";
 import type { LiveFeed } from "../live/live-feed.ts";
+import { httpMetrics } from "../metrics/http-metrics.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
 import { mountAccounts } from "./accounts.ts";
@@ -119,6 +120,8 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   app.notFound((c) =>
     problemResponse({ title: "Not found", status: 404, detail: `no route for ${c.req.method} ${c.req.path}` }),
   );
+  // Outermost: every answer is counted, rate-limit refusals and errors included.
+  app.use(httpMetrics(o.metrics));
   app.use(rateLimit({ ...DEFAULT_RATE_LIMITS, metrics: o.metrics, ...o.rateLimit }));
   app.use(
     bodyLimit({
@@ -240,10 +243,7 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
   app.route("/", exportRoutes({ db: o.readDb ?? o.db, tokens }));
 
   // Check-ins, conflicts and journaled alerts (fleet:read); the member replica and stream mark (device credentials).
-  app.route(
-    "/",
-    fleetReadRoutes({ db: o.readDb ?? o.db, tokens, now, skewBoundSeconds: o.skewBoundSeconds ?? 300 }),
-  );
+  app.route("/", fleetReadRoutes({ db: o.readDb ?? o.db, tokens, now, skewBoundSeconds: o.skewBoundSeconds ?? 300 }));
   app.route("/", memberRoutes({ db: o.db, registry: o.registry }));
 
   app.route("/", alertRoutes({ db: o.db, tokens, alerts: o.alerts }));

@@ -28,6 +28,7 @@ import type { Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
 import { openPg, openPgReader } from "./db/pg.ts";
 import { openPglite } from "./db/pglite.ts";
+import { registerBackupMetrics } from "./dr/backup-metrics.ts";
 import { Enrolment } from "./enrolment/enrolment.ts";
 import { CommandDesk } from "./fleet/commands.ts";
 import { ConfigDesk } from "./fleet/device-config.ts";
@@ -210,6 +211,8 @@ export class CloudService {
     }
     const applied = await migrate(db);
     if (applied.length > 0) this.#log.info({ applied, database: db.kind }, "migrations applied");
+    // Backups paylane-dr recorded in this database: their age and schedule, read at each scrape.
+    registerBackupMetrics({ db, metrics: this.metrics, logger: this.#log });
     if (c.CLOUD_ADMIN_CREDENTIALS_FILE && (await bootstrapFirstAdmin(db, c.CLOUD_ADMIN_CREDENTIALS_FILE, this.#now))) {
       // The path only: the password is in the file, never in a log.
       this.#log.info({ username: FIRST_ADMIN, file: c.CLOUD_ADMIN_CREDENTIALS_FILE }, "first admin created");

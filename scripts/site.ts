@@ -149,6 +149,9 @@ async function main(): Promise<void> {
   // --prometheus without Prometheus: said before anything starts
   const prometheusBinary = options.prometheus ? findPrometheus() : undefined;
   if (options.prometheus && !prometheusBinary) throw new ConfigError(PROMETHEUS_MISSING);
+  if (options.prometheusPort && !options.prometheus) {
+    throw new ConfigError("--prometheus-port is Prometheus' port: give --prometheus too");
+  }
 
   // The data folder next: an old bad registry is named before anything listens.
   await mkdir(dataDir, { recursive: true });

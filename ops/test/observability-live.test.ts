@@ -99,6 +99,18 @@ it("--prometheus without Prometheus installed is one line naming the package", a
   }
 });
 
+it("--prometheus-port without --prometheus, or not a port, is one line saying what to give", async () => {
+  for (const [args, said] of [
+    [["--prometheus-port", "9091"], /^npm start: --prometheus-port is Prometheus' port: give --prometheus too$/],
+    [["--prometheus", "--prometheus-port", "99999"], /"99999" is not a port: give a number from 1 to 65535/],
+  ] as const) {
+    const site = startSite({ PAYLANE_DATA: join(tmpdir(), "paylane-never-made") }, [...args]);
+    assert.is(await site.exited, 2, site.output());
+    assert.is(site.output().trim().split("\n").length, 1, site.output());
+    assert.match(site.output().trim(), said);
+  }
+});
+
 it("npm start -- --prometheus: targets up, rules loaded, every dashboard and rule metric exposed, a stopped kiosk pending offline", async () => {
   const started = Date.now();
   const dir = await mkdtemp(join(tmpdir(), "paylane-prom-"));

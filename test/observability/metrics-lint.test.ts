@@ -31,7 +31,6 @@ import {
   hashSecret,
   Registry,
   type RegistryFile,
-  serviceUsername,
   type Telemetry,
   topics,
 } from "@paylane/protocol";

@@ -258,17 +258,29 @@ export function parseVerify(output: string, exitCode: number): { ok: boolean; pr
   const problems = [
     ...lines
       .map((l) => l.replace(/^\S+ \S+ P\d+\s+/, "").trim())
-      .filter((l) => /^(ERROR|WARN):/.test(l) || /^INFO: (invalid|missing|unable)/.test(l)),
-    ...(status === "ok" ? [] : block.slice(1)),
+      .filter((l) => /^(ERROR|WARN):/.test(l) || /^INFO: (invalid|missing|unable)/.test(l))
+      .map((l) => l.replace(/^INFO: /, "")),
+    ...(status === "ok" ? [] : failedParts(block.slice(1))),
   ];
   // Without --verbose (or on a version that ignores it) a clean verify prints no summary at all.
   if (exitCode !== 0 && problems.length === 0) problems.push(`pgbackrest verify: exit code ${exitCode}`);
   return { ok: exitCode === 0 && (status === undefined || status === "ok") && problems.length === 0, problems };
 }
 
+/** Of verify's verbose summary, the parts with something wrong: a header and its counts when a count is not 0. */
+function failedParts(lines: string[]): string[] {
+  const out: string[] = [];
+  lines.forEach((line, i) => {
+    if (/^missing: /.test(line)) {
+      if (/: [1-9]/.test(line)) out.push(`${lines[i - 1] ?? ""}: ${line}`);
+    } else if (!/^(archiveId|backup): /.test(line)) out.push(line);
+  });
+  return out;
+}
+
 export function verifyText(r: VerifyReport, c: DrConfig): string {
   const lines = [
-    `stanza ${c.stanza}: ${r.status}; repository ${repoText(c)}, cipher ${r.cipher}`,
+    `stanza ${c.stanza} (pgbackrest info): ${r.status}; repository ${repoText(c)}, cipher ${r.cipher}`,
     `WAL archive: ${r.walMin ?? "empty"} … ${r.walMax ?? ""}`,
     `backups (${r.backups.length}):`,
     ...r.backups.map(

@@ -63,6 +63,8 @@ export interface TableComparison {
   restored: number;
   sourceChecksum?: string;
   restoredChecksum?: string;
+  /** How the table was compared, in words (`received_at ≤ point`, `whole table`, `the source's ledger ≤ point`). */
+  comparedBy: string;
   /** "match" | "differ" | "not judged" (no creation time and a point in time). */
   verdict: "match" | "differ" | "not judged";
 }
@@ -186,6 +188,7 @@ export async function consistencyCheck(o: CheckOptions): Promise<CheckReport> {
           source: s ? Number(s.rows[0]!.n) : null,
           restored: Number(r.rows[0]!.n),
           ...(checksum ? { restoredChecksum: r.rows[0]!.sum, sourceChecksum: s?.rows[0]?.sum } : {}),
+          comparedBy: !o.at ? "whole table" : column ? `${column} ≤ point` : "(no creation time)",
           verdict: "match",
         };
         if (o.at && !column) cmp.verdict = "not judged";
@@ -216,6 +219,11 @@ export async function consistencyCheck(o: CheckOptions): Promise<CheckReport> {
             `wallet ${w.site}/${w.member}: restored balance ${w.balance}, the source's ledger up to the point sums to ${expected}`,
           );
         }
+      }
+      const wallets = tables.find((t) => t.table === "wallets");
+      if (wallets && o.at) {
+        wallets.comparedBy = "source ledger ≤ point";
+        wallets.verdict = walletsVsSourceLedger.length === 0 ? "match" : "differ";
       }
     }
     return {
@@ -257,20 +265,18 @@ async function tableColumns(db: pg.Client, schema: string): Promise<Map<string, 
 export function checkText(r: CheckReport): string {
   const lines = [
     `consistency check ${r.at ? `at ${r.at}` : "(latest)"}: ${r.ok ? "PASSED" : "FAILED"} (${r.seconds.toFixed(2)} s)`,
-    `  ledger: ${r.wallets} wallets, ${r.ledgerEntries} entries: ${r.ledgerMismatches.length === 0 ? "every balance is the sum of its entries" : `${r.ledgerMismatches.length} wallets do not add up`}`,
+    `  ledger: ${r.wallets} wallets, ${r.ledgerEntries} entries: ${r.ledgerMismatches.length === 0 ? "every balance is the sum of its entries" : `${r.ledgerMismatches.length} wallet${r.ledgerMismatches.length === 1 ? "" : "s"} do${r.ledgerMismatches.length === 1 ? "es" : ""} not add up`}`,
     `  inbox: ${r.inboxRows} rows: ${r.duplicateInboxKeys.length === 0 ? "every (site, device, seq) unique" : `${r.duplicateInboxKeys.length} keys held twice`}`,
   ];
   if (r.tables.length > 0) {
     lines.push(
       `  wallets vs the source's ledger${r.at ? " up to the point" : ""}: ${r.walletsVsSourceLedger.length === 0 ? "every balance matches" : `${r.walletsVsSourceLedger.length} differ`}`,
     );
-    lines.push("  table                     compared by         source  restored  verdict");
+    lines.push(`  ${"table".padEnd(24)} ${"compared by".padEnd(22)} source  restored  verdict`);
     for (const t of r.tables) {
-      const by = t.column ? `${t.column} ≤ point` : r.at ? "(no creation time)" : "whole table";
-      const by2 = r.at ? by : t.column ? "whole table" : by;
       const sum = t.restoredChecksum ? ` md5 ${t.restoredChecksum.slice(0, 8)}` : "";
       lines.push(
-        `  ${t.table.padEnd(25)} ${by2.padEnd(19)} ${String(t.source ?? "-").padStart(6)}  ${String(t.restored).padStart(8)}  ${t.verdict}${sum}`,
+        `  ${t.table.padEnd(24)} ${t.comparedBy.padEnd(22)} ${String(t.source ?? "-").padStart(6)}  ${String(t.restored).padStart(8)}  ${t.verdict}${sum}`,
       );
     }
   }

@@ -126,7 +126,8 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
       () => primary.stop().catch(() => {}),
     );
     say(`[${o.mode}] initdb primary on :${primaryPort}`);
-    await primary.init({ wal_keep_size: "'256MB'" });
+    // wal_log_hints and kept WAL: what pg_rewind needs to turn the old primary into the new one's replica.
+    await primary.init({ wal_keep_size: "'256MB'", wal_log_hints: "on" });
     await primary.start();
     say(`[${o.mode}] pg_basebackup -R replica on :${replicaPort}`);
     await replica.cloneFrom(primary, { applicationName: "replica" });

@@ -7,8 +7,12 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { MemoryPresence, migrate, mintOperatorToken, seedSite } from "@paylane/cloud";
+import { Registry } from "@paylane/protocol";
+import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { createApi } from "../../cloud/src/api/app.ts";
 import type { Database } from "../../cloud/src/db/database.ts";
 import { openPg, openPgReader } from "../../cloud/src/db/pg.ts";
 import { parsePgUrl } from "../../cloud/src/db/pg-url.ts";
@@ -144,6 +148,69 @@ test("DATABASE_READ_URL: reads on the replica, on the primary while it is down, 
   now += 1000;
   assert.is(await standby(), true, "back on the replica");
   assert.is(reader.replicaDownSince, undefined);
+});
+
+test("the check-in list is read through DATABASE_READ_URL's replica, and still answers with the replica down", async () => {
+  const p = await openPg({ url: primary!.url(), schema: "paylane" });
+  open.push(p);
+  await migrate(p);
+  await seedSite(p, { id: "rr", name: "Read replica", timezone: "UTC" });
+  // Committed with remote_apply: the commit returns once the replica has replayed it, so the replica's list has it.
+  await p.query("ALTER SYSTEM SET synchronous_standby_names = 'replica'");
+  await p.query("SELECT pg_reload_conf()");
+  await p.transaction(async (tx) => {
+    await tx.query("SET LOCAL synchronous_commit = remote_apply");
+    await tx.query(
+      `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
+       VALUES ('rr', 'k1', 1, gen_random_uuid()::text, 'checkin', 'applied', now(), $1, now())`,
+      [
+        JSON.stringify({
+          memberId: "m-ada",
+          credential: { type: "card", uid: "04A2B3C4" },
+          replicaVersion: 1,
+          offline: false,
+        }),
+      ],
+    );
+  });
+  await p.query("ALTER SYSTEM RESET synchronous_standby_names");
+  await p.query("SELECT pg_reload_conf()");
+  const reader = openPgReader({ url: replica!.url(), schema: "paylane", primary: p, retryAfterMs: 60_000 });
+  open.push(reader);
+  /** Where each query of the API's read side went: the replica (in recovery) or the primary. */
+  const servedBy: boolean[] = [];
+  const readDb: Database = {
+    ...reader,
+    async query(sql, params) {
+      const result = await reader.query(sql, params);
+      const { rows } = await reader.query<{ standby: boolean }>("SELECT pg_is_in_recovery() AS standby");
+      servedBy.push(rows[0]!.standby);
+      return result as never;
+    },
+  };
+  const secret = "read-replica-test-secret-of-32-characters";
+  const app = createApi({
+    db: p,
+    readDb,
+    presence: new MemoryPresence(),
+    registry: () => new Registry({ version: 1, devices: [], services: [] }),
+    metrics: new MetricsRegistry(),
+    health: async () => ({ status: "ok" }),
+    jwtSecret: secret,
+  });
+  const token = await mintOperatorToken(secret, { sub: "ops", role: "viewer", sites: ["rr"] });
+  const list = async () => {
+    const res = await app.request("/api/v1/checkins?site=rr", { headers: { authorization: `Bearer ${token}` } });
+    assert.is(res.status, 200);
+    return ((await res.json()) as { items: { memberId: string }[] }).items.map((i) => i.memberId);
+  };
+  assert.equal(await list(), ["m-ada"]);
+  assert.ok(servedBy.length > 0 && servedBy.every((standby) => standby), `served by ${servedBy}`);
+  servedBy.length = 0;
+  await replica!.stop();
+  assert.equal(await list(), ["m-ada"], "the primary answers while the replica is down");
+  assert.ok(servedBy.length > 0 && servedBy.every((standby) => !standby), `served by ${servedBy}`);
+  await replica!.start();
 });
 
 test.run();

@@ -60,13 +60,14 @@ export async function setup(c: DrConfig, o: SetupOptions = {}): Promise<void> {
     const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
     await db.query(`ALTER SYSTEM SET archive_command = ${q(archiveCommand(c))}`);
     await db.query("ALTER SYSTEM SET archive_mode = 'on'");
+    await db.query(`ALTER SYSTEM SET archive_timeout = '${c.archiveTimeoutSeconds}s'`);
     const { rows } = await db.query<{ wal_level: string }>("SHOW wal_level");
     if (rows[0]?.wal_level === "minimal") await db.query("ALTER SYSTEM SET wal_level = 'replica'");
     await db.query("SELECT pg_reload_conf()");
     const mode = await db.query<{ archive_mode: string }>("SHOW archive_mode");
     return mode.rows[0]?.archive_mode === "off" || rows[0]?.wal_level === "minimal";
   });
-  say(`archive_command = ${archiveCommand(c)}`);
+  say(`archive_command = ${archiveCommand(c)}; archive_timeout = ${c.archiveTimeoutSeconds} s`);
   if (needsRestart) {
     if (!o.restart)
       throw new ConfigError(

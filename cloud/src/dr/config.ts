@@ -61,6 +61,11 @@ export const DrConfigSchema = z.strictObject({
   schedule: z
     .strictObject({ full: seconds.default(7 * 86_400), diff: seconds.default(86_400), incr: seconds.default(3_600) })
     .prefault({}),
+  /**
+   * Postgres' archive_timeout: a WAL segment is switched and archived at least this often, so a quiet
+   * cluster loses at most this much when restored from the archive alone (the cold standby's RPO).
+   */
+  archiveTimeoutSeconds: z.number().int().min(0).max(86_400).default(60),
   /** Folder for pgbackrest.conf, its lock and log files (owned by the postgres user). */
   stateDir: z.string().min(1),
   /** pgBackRest's parallel processes; 1 on a small machine. */

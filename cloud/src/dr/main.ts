@@ -25,7 +25,8 @@ const CONFIG_HELP = [
   '      "cipherPassFile": "/etc/paylane/dr-cipher-pass",',
   '      "retention": { "full": 2, "diff": 6 },',
   '      "schedule": { "full": 604800, "diff": 86400, "incr": 3600 },',
-  '      "stateDir": "/var/lib/paylane-dr", "processMax": 1, "compressType": "lz4" }',
+  '      "stateDir": "/var/lib/paylane-dr", "processMax": 1, "compressType": "lz4",',
+  '      "archiveTimeoutSeconds": 60 }',
   '  repo can be { "type": "s3", "bucket", "endpoint", "region", "path" } with the key in',
   "  PGBACKREST_REPO1_S3_KEY / PGBACKREST_REPO1_S3_KEY_SECRET.",
 ].join("\n");

@@ -56,6 +56,13 @@ test("a multi-host URL is split into single-host URLs, keeping credentials and p
   );
   assert.is(p.targetSessionAttrs, "read-write");
   assert.is(parsePgUrl("postgres://h/db").explicitAttrs, false);
+  // No host in the URL (node-postgres' defaults: PGHOST, a host parameter), or one host: kept as written.
+  assert.equal(parsePgUrl("postgres://u@h:5433/db?options=-c%20x%3Dy").hosts, [
+    { label: "h:5433", url: "postgres://u@h:5433/db?options=-c%20x%3Dy" },
+  ]);
+  assert.equal(parsePgUrl("postgres:///db?host=/var/run/postgresql").hosts, [
+    { label: "(default host)", url: "postgres:///db?host=/var/run/postgresql" },
+  ]);
   assert.throws(() => parsePgUrl("postgres://h1,/db"), /host "": expected host or host:port/);
   assert.throws(() => parsePgUrl("postgres://h/db?target_session_attrs=writable"), /expected one of any, read-write/);
   assert.throws(() => parsePgUrl("mysql://h/db"), /expected postgres:\/\//);

@@ -37,7 +37,6 @@ export function parsePgUrl(url: string, defaultPort = 5432): ParsedPgUrl {
     string,
     string,
   ];
-  if (!hostList) throw new Error("no host: expected postgres://host[:port][,host[:port]...]/database");
   const [beforeQuery, query = ""] = splitOnce(rest, "?");
   const params = new URLSearchParams(query.split("#")[0]);
   const attrs = params.get("target_session_attrs");
@@ -45,6 +44,15 @@ export function parsePgUrl(url: string, defaultPort = 5432): ParsedPgUrl {
     throw new Error(`target_session_attrs=${attrs}: expected one of ${TARGET_SESSION_ATTRS.join(", ")}`);
   params.delete("target_session_attrs");
   const search = params.toString();
+  // No host in the authority (postgres:///db?host=/var/run/postgresql, or PGHOST): one host, as node-postgres reads it.
+  if (!hostList) {
+    const single = `${scheme}${userinfo !== undefined ? `${userinfo}@` : ""}${beforeQuery}${search ? `?${search}` : ""}`;
+    return {
+      hosts: [{ label: "(default host)", url: attrs === null ? url : single }],
+      targetSessionAttrs: (attrs as TargetSessionAttrs | null) ?? "any",
+      explicitAttrs: attrs !== null,
+    };
+  }
   const hosts = hostList.split(",").map((h) => {
     const hm = HOST.exec(h);
     if (!hm) throw new Error(`host ${JSON.stringify(h)}: expected host or host:port`);
@@ -56,6 +64,8 @@ export function parsePgUrl(url: string, defaultPort = 5432): ParsedPgUrl {
     new URL(single);
     return { label, url: single };
   });
+  // One host and no attribute: handed over exactly as written, as before multi-host URLs.
+  if (hosts.length === 1 && attrs === null) hosts[0] = { label: hosts[0]!.label, url };
   return {
     hosts,
     targetSessionAttrs: (attrs as TargetSessionAttrs | null) ?? "any",

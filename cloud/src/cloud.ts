@@ -237,7 +237,7 @@ export class CloudService {
     await alerts.start();
     this.#latestTelemetry = await openLatestTelemetry(c.REDIS_URL, c.REDIS_PREFIX);
     // Per-kiosk series from presence and telemetry, and the ledger's open exceptions: read at each scrape.
-    registerKioskMetrics({
+    const kioskMetrics = registerKioskMetrics({
       metrics: this.metrics,
       devices: () => this.#registry?.devices ?? [],
       presence: this.#presence,
@@ -275,6 +275,7 @@ export class CloudService {
       retentionDays: c.TELEMETRY_RETENTION_DAYS,
     });
     this.#bridge.fleet.on("telemetry", this.#telemetry.record);
+    this.#bridge.fleet.on("telemetry", kioskMetrics.heard);
     this.#telemetry.start();
     alerts.attach(this.#bridge.fleet);
     // Commands, configuration and the events feed listen before the first connect: the retained

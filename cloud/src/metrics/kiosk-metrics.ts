@@ -4,7 +4,9 @@
  * the cloud, never a kiosk. Labels are `site` and `device` (bounded by the
  * fleet), plus an enum's `state` or the exposure's `currency`; never a member
  * id or card UID. Read from the stores at each scrape, so every cloud
- * instance on one Redis exports the same values.
+ * instance on one Redis exports the same values; a report this instance's
+ * bridge has just heard counts at once, before the telemetry recorder has
+ * written it to the latest-telemetry store (about a second later).
  */
 import type { DeviceAddress, Telemetry } from "@paylane/protocol";
 import type { Logger } from "pino";
@@ -37,12 +39,18 @@ interface KioskSnapshot {
 /** Two scrapes within this long share one read of the stores (each gauge's collect asks for it). */
 const SNAPSHOT_REUSE_MS = 1000;
 
-export function registerKioskMetrics(o: KioskMetricsOptions): void {
+export interface KioskMetrics {
+  /** The bridge's telemetry listener: the newest report heard here, until the store has it. */
+  heard(device: DeviceAddress, telemetry: Telemetry): void;
+}
+
+export function registerKioskMetrics(o: KioskMetricsOptions): KioskMetrics {
+  const heardHere = new Map<string, LatestTelemetry>();
   let snapshot: { at: number; value: Promise<KioskSnapshot[]> } | undefined;
   const read = (): Promise<KioskSnapshot[]> => {
     const at = performance.now();
     if (snapshot && at - snapshot.at < SNAPSHOT_REUSE_MS) return snapshot.value;
-    const value = readKiosks(o).catch((err: Error) => {
+    const value = readKiosks(o, heardHere).catch((err: Error) => {
       o.logger.warn({ err: err.message }, "kiosk metrics: presence or telemetry could not be read");
       return [];
     });
@@ -154,13 +162,31 @@ export function registerKioskMetrics(o: KioskMetricsOptions): void {
       if (e) g.set({ ...where(k), currency: e.currency }, e.cap);
     },
   );
+  return {
+    heard(device, telemetry) {
+      const key = `${device.site}/${device.device}`;
+      if (!isNewer(telemetry, heardHere.get(key) ?? null)) return;
+      heardHere.set(key, { telemetry, receivedAt: o.now().toISOString() });
+      snapshot = undefined; // the next scrape reads it
+    },
+  };
 }
 
-async function readKiosks(o: KioskMetricsOptions): Promise<KioskSnapshot[]> {
+/** Whether `t` is newer than `than` by the kiosk's own report time (what the store compares too). */
+function isNewer(t: Telemetry, than: LatestTelemetry | null): boolean {
+  return !than || Date.parse(t.at) > Date.parse(than.telemetry.at);
+}
+
+async function readKiosks(o: KioskMetricsOptions, heardHere: Map<string, LatestTelemetry>): Promise<KioskSnapshot[]> {
   const devices = o.devices().filter((d) => o.site === undefined || d.site === o.site);
   const [presences, latest] = await Promise.all([
     o.presence.get(devices),
     Promise.all(devices.map((d) => o.latestTelemetry.get(d))),
   ]);
-  return devices.map((device, i) => ({ device, presence: presences[i]!, latest: latest[i] ?? null }));
+  return devices.map((device, i) => {
+    const stored = latest[i] ?? null;
+    const here = heardHere.get(`${device.site}/${device.device}`);
+    // The newer of the two: another instance may have heard a later report than this one.
+    return { device, presence: presences[i]!, latest: here && isNewer(here.telemetry, stored) ? here : stored };
+  });
 }

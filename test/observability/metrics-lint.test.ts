@@ -422,6 +422,58 @@ test("each service's /metrics passes promtool check metrics: exit 0, nothing pri
   }
 });
 
+/** The names of /work/notes/metrics-catalogue.md, by the scrape job that carries them (dashboards and rules use them). */
+const CATALOGUE = {
+  gateway: [
+    "paylane_gateway_clients",
+    "paylane_gateway_connections_total",
+    "paylane_gateway_auth_failures_total",
+    "paylane_gateway_publishes_refused_total",
+    "paylane_gateway_rate_limited_total",
+    "paylane_gateway_received_bytes_total",
+    "paylane_gateway_sent_bytes_total",
+    "paylane_gateway_retained_messages",
+  ],
+  cloud: [
+    "paylane_kiosk_up",
+    "paylane_kiosk_last_seen_timestamp_seconds",
+    "paylane_kiosk_backlog_entries",
+    "paylane_kiosk_oldest_unacked_age_seconds",
+    "paylane_kiosk_printer_paper",
+    "paylane_kiosk_reader_state",
+    "paylane_kiosk_ack_latency_seconds",
+    "paylane_kiosk_offline_exposure_minor",
+    "paylane_kiosk_offline_exposure_cap_minor",
+    "paylane_bridge_entries_total",
+    "paylane_bridge_gaps_detected_total",
+    "paylane_bridge_refusals_total",
+    "paylane_bridge_commit_failures_total",
+    "paylane_bridge_commit_duration_seconds",
+    "paylane_bridge_open_gaps",
+    "paylane_bridge_oldest_open_gap_age_seconds",
+    "paylane_bridge_last_commit_timestamp_seconds",
+    "paylane_http_requests_total",
+    "paylane_http_request_duration_seconds",
+    "paylane_api_auth_failures_total",
+    "paylane_cloud_rate_limited_total",
+    "paylane_cloud_payment_authorizations_total",
+    "paylane_ledger_exceptions",
+    "paylane_backup_last_success_timestamp_seconds",
+    "paylane_backup_schedule_seconds",
+  ],
+};
+
+test("every name of the metrics catalogue is on its job's scrape, with the type it promises", async () => {
+  for (const service of ["gateway", "cloud"] as const) {
+    const text = await scrape(service);
+    const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    for (const name of CATALOGUE[service]) {
+      const want = name.endsWith("_total") ? "counter" : name.endsWith("_duration_seconds") ? "histogram" : "gauge";
+      assert.is(types.get(name), want, `${service}: ${name}`);
+    }
+  }
+});
+
 test("promtool does refuse what it should: prom-client's default _total gauges fail it", () => {
   // The check above would pass vacuously if promtool accepted anything.
   const bad =

@@ -18,6 +18,7 @@ function rig(waitMs = 1000) {
     timers,
     requestReplay: (d, from) => asked.push([d.device, from]),
     onGap: (d, from) => gaps.push([d.device, from]),
+    now: timers.now,
   });
   return { timers, asked, gaps, tracker };
 }
@@ -87,6 +88,28 @@ test("a mark that moves up to a later gap starts a new wait for it; devices are 
   assert.is(timers.pending, 0, "stop leaves no timer");
   tracker.observe(K2, 5, 9); // a batch that was still committing when the bridge stopped
   assert.is(timers.pending, 0, "nothing is armed after stop");
+});
+
+test("each open gap says since when it is open (the bridge's oldest open gap age); a later gap starts its own clock", () => {
+  const { timers, tracker } = rig();
+  const opened = timers.now();
+  tracker.observe(K1, 10, 15);
+  timers.advance(5000);
+  tracker.observe(K2, 3, 7);
+  timers.advance(1000);
+  tracker.observe(K1, 10, 16); // the same gap, more seen behind it: still open since the first sight
+  assert.equal(
+    tracker.open.map((g) => [g.device.device, g.from, g.since.getTime() - opened.getTime()]),
+    [
+      ["k1", 11, 0],
+      ["k2", 4, 5000],
+    ],
+  );
+  tracker.observe(K1, 12, 16); // 11 and 12 came: the gap is now at 13, a new one
+  const k1 = tracker.open.find((g) => g.device.device === "k1")!;
+  assert.is(k1.from, 13);
+  assert.is(k1.since.getTime() - opened.getTime(), 6000);
+  tracker.stop();
 });
 
 test.run();

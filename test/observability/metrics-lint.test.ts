@@ -307,7 +307,7 @@ test("values a kiosk reports are exported as they are: a backlog, its oldest ent
   assert.is(sampleValue(after, "paylane_kiosk_ack_latency_seconds", where), undefined);
 });
 
-test("the bridge: commits timed in a histogram, the last commit's time, no open gap; a seq collision is a ledger exception", async () => {
+test("the bridge: commits timed in a histogram, the last commit's time, a gap open until filled; a seq collision is a ledger exception", async () => {
   const s = parseScrape(await scrape("cloud"));
   const commits = sampleValue(s, "paylane_bridge_commit_duration_seconds_count")!;
   assert.ok(commits >= 1, `commits observed: ${commits}`);
@@ -339,6 +339,23 @@ test("the bridge: commits timed in a histogram, the last commit's time, no open 
     sampleValue(after, "paylane_bridge_commit_duration_seconds_count")! > commits,
     "the new commits were timed",
   );
+
+  // Seq 3 before seq 2: a gap is open (the bridge will ask k2 to replay) until 2 arrives.
+  const committed = (seq: number) => async () =>
+    (await db.query(`SELECT 1 FROM inbox WHERE device_id = 'k2' AND seq = $1`, [seq])).rows.length === 1;
+  const gapsBefore = sampleValue(after, "paylane_bridge_gaps_detected_total")!;
+  await k2.publishAsync(topics.events(K2), batch("k2", [checkinEntry(3, "m-ada")]), { qos: 1 });
+  await signal.until(committed(3), "k2#3 committed");
+  const open = parseScrape(await scrape("cloud"));
+  assert.is(sampleValue(open, "paylane_bridge_open_gaps"), 1);
+  assert.is(sampleValue(open, "paylane_bridge_gaps_detected_total"), gapsBefore + 1);
+  const age = sampleValue(open, "paylane_bridge_oldest_open_gap_age_seconds")!;
+  assert.ok(age >= 0 && age < 60, `the gap's age: ${age}`);
+  await k2.publishAsync(topics.events(K2), batch("k2", [checkinEntry(2, "m-ada")]), { qos: 1 });
+  await signal.until(committed(2), "k2#2 committed");
+  const filled = parseScrape(await scrape("cloud"));
+  assert.is(sampleValue(filled, "paylane_bridge_open_gaps"), 0);
+  assert.is(sampleValue(filled, "paylane_bridge_oldest_open_gap_age_seconds"), 0);
 });
 
 test("the API: requests counted by route pattern, never by path; refused logins and tokens counted by reason", async () => {

@@ -192,9 +192,6 @@ it("npm start -- --prometheus: targets up, rules loaded, every dashboard and rul
     }
     for (const r of rules) for (const n of metricNames(r.expr)) if (!wanted.has(n)) wanted.set(n, `rule ${r.alert}`);
     for (const n of PROMETHEUS_OWN) wanted.delete(n);
-    // the catalogue's backup series exist once paylane-dr has recorded a backup ("absent until the
-    // first backup"); this site has none, so the backup rules' names are held to the catalogue's words only
-    const beforeFirstBackup = ["paylane_backup_last_success_timestamp_seconds", "paylane_backup_schedule_seconds"];
     // declared (# TYPE) is exposed: a labelled series has no sample until its first event (a gap, a
     // refusal), and kiosk telemetry comes every 30 s; presence is there from the kiosks' births
     const { text, names } = await until(site, "the kiosks' presence in the cloud's /metrics", async () => {
@@ -202,9 +199,7 @@ it("npm start -- --prometheus: targets up, rules loaded, every dashboard and rul
       return /^paylane_kiosk_up\{[^}]*device="k2"[^}]*\} 1$/m.test(s.text) ? s : undefined;
     });
     phase("scraped");
-    const missing = [...wanted]
-      .filter(([n]) => !names.has(n) && !beforeFirstBackup.includes(n))
-      .map(([n, where]) => `${n} (${where})`);
+    const missing = [...wanted].filter(([n]) => !names.has(n)).map(([n, where]) => `${n} (${where})`);
     assert.equal(missing, [], `selected by a dashboard or rule, exposed by no service:\n${missing.join("\n")}`);
     assert.match(text, /^paylane_http_requests_total\{[^}]*code="401"/m, "the refused read is counted");
     assert.ok(wanted.size > 40, `${wanted.size} metric names checked`);

@@ -546,15 +546,62 @@ export class Uplink {
       result = { id, command: REPLAY_FROM, status: "failed", reason: args.error, at };
     } else {
       this.#o.logger.info({ from: args.value.from, ackedUpTo: this.#ackedUpTo }, "cloud asked for a replay");
-      result = { id, command: REPLAY_FROM, status: "done", result: this.resendFromAck("replay-from"), at };
+      void this.replayFrom(args.value.from).then((replay) =>
+        this.publishCommandResult({ id, command: REPLAY_FROM, status: "done", result: replay, at }),
+      );
+      return;
     }
     this.publishCommandResult(result);
   }
 
-  /** Resends everything after the last ack (what `cmd/replay-from` asks for); says from where. */
+  /** Resends everything after the last ack (what a plain reconnect needs); says from where. */
   resendFromAck(reason: string): { resendingFrom: number } {
     this.#resendFromAck(reason);
     return { resendingFrom: this.#ackedUpTo + 1 };
+  }
+
+  /**
+   * What `cmd/replay-from` asks for. Usually `from` is past our ack and this is
+   * a resend from the ack. But a cloud restored to an earlier point, or one
+   * that failed over to an asynchronous replica, has lost entries it had
+   * acked: it asks from below our ack, and we send those again from the
+   * journal while it still holds them (compaction keeps acked entries for the
+   * retention window), so the loss heals from the kiosks. Entries already
+   * compacted cannot come back; the answer says from where it really resends.
+   */
+  async replayFrom(from: number): Promise<{ resendingFrom: number; compactedBefore?: number }> {
+    const acked = this.#ackedUpTo;
+    if (from > acked) return this.resendFromAck("replay-from");
+    let next = from - 1;
+    let first: number | undefined;
+    try {
+      while (next < acked) {
+        const entries = (await this.#o.journal.entriesAfter(next, this.#o.batchSize)).filter((e) => e.seq <= acked);
+        if (entries.length === 0) break;
+        first ??= entries[0]!.seq;
+        const client = this.#client;
+        if (!client?.connected) break;
+        for (let batch = entries; batch.length > 0; ) {
+          const { payload, sent } = this.#batchPayload(batch);
+          client.publish(topics.events(this.#o.address), payload, { qos: 1 });
+          batch = batch.slice(sent.length);
+        }
+        next = entries[entries.length - 1]!.seq;
+      }
+    } catch (err) {
+      this.#o.logger.error({ err: (err as Error).message, from }, "acked entries could not be read for a replay");
+    }
+    this.#resendFromAck("replay-from");
+    const resendingFrom = first ?? acked + 1;
+    if (resendingFrom > from) {
+      this.#o.logger.error(
+        { from, resendingFrom },
+        "the cloud lost acked entries this kiosk has already compacted: they need ops (docs/disaster-recovery.md)",
+      );
+      return { resendingFrom, compactedBefore: resendingFrom };
+    }
+    this.#o.logger.warn({ from, ackedUpTo: acked }, "the cloud lost entries it had acked: sending them again");
+    return { resendingFrom };
   }
 
   publishCommandResult(result: CommandResult): void {

@@ -91,8 +91,8 @@ async function openDesk(ctx: Ctx): Promise<void> {
     terminal: { state: "ready" } as PaymentTerminal,
     replica: { info: async () => ({ siteName: "Venue", timezone: "UTC" }) } as unknown as Replica,
     uplink: {
-      resendFromAck: (reason) => {
-        ctx.calls.push(`resend ${reason}`);
+      replayFrom: async (from) => {
+        ctx.calls.push(`replay from ${from}`);
         return { resendingFrom: 42 };
       },
     },
@@ -232,13 +232,13 @@ test("unlock without a relay, or with seconds out of range: failed, nothing ener
   assert.equal(ctx.pulses, []);
 });
 
-test("replay-from resends the journal from the last ack; a bad `from` is refused", async (ctx) => {
+test("replay-from asks the uplink to replay from `from`; a bad `from` is refused", async (ctx) => {
   const r = final(await ctx.desk.handle("replay-from", cmd("r1", { from: 7 })));
   assert.equal((r as { result: unknown }).result, { resendingFrom: 42 });
-  assert.equal(ctx.calls, ["resend replay-from"]);
+  assert.equal(ctx.calls, ["replay from 7"]);
   const bad = final(await ctx.desk.handle("replay-from", cmd("r2", { from: "seven" })));
   assert.match((bad as { reason: string }).reason, /args\.from/);
-  assert.equal(ctx.calls, ["resend replay-from"]);
+  assert.equal(ctx.calls, ["replay from 7"]);
 });
 
 test("set-mode changes the mode, kept across a restart; an unknown mode is refused", async (ctx) => {

@@ -570,6 +570,38 @@ test("cmd/replay-from: the kiosk resends from its last ack at once and answers o
   assert.match(refused.reason, /^args\.from: /, "the reason names the bad argument");
 });
 
+test("a cloud that lost entries it had acked (restore, async failover) gets them again from the journal", async (ctx) => {
+  await ctx.cloud.subscribeAsync(topics.cmdResult(K1), { qos: 1 });
+  await appendEntries(ctx, 5);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 5);
+  await ack(ctx, 5);
+  await until(ctx, () => ctx.acked.includes(5), "ack 5 recorded");
+  const replay = (id: string, from: number) =>
+    ctx.cloud.publishAsync(topics.cmd(K1, REPLAY_FROM), JSON.stringify({ id, args: { from } }), { qos: 1 });
+
+  // The restored cloud holds up to 2 and asks from 3, below the kiosk's ack.
+  await replay("r1", 3);
+  assert.equal(await nextBatch(ctx), [3, 4, 5], "the acked entries the cloud lost, sent again");
+  const done = await next<{ id: string; result: unknown }>(ctx, topics.cmdResult(K1));
+  assert.equal([done.id, done.result], ["r1", { resendingFrom: 3 }]);
+
+  // Once compacted, acked entries cannot come back: the answer says so and the unacked ones still go.
+  assert.is(await ctx.journal.compact(new Date("2100-01-01T00:00:00.000Z")), 5);
+  await appendEntries(ctx, 2);
+  ctx.uplink.notifyAppended();
+  await collectUntil(ctx, 7, { from: 6, acked: 5 });
+  await replay("r2", 2);
+  assert.equal(await nextBatch(ctx), [6, 7], "only what is unacked is left to resend");
+  const partial = await next<{ id: string; result: unknown }>(ctx, topics.cmdResult(K1));
+  assert.equal([partial.id, partial.result], ["r2", { resendingFrom: 6, compactedBefore: 6 }]);
+  await until(
+    ctx,
+    () => ctx.logs.find((l) => l.msg.startsWith("the cloud lost acked entries this kiosk has already compacted")),
+    "the compacted loss logged for ops",
+  );
+});
+
 test("an ack beyond the last journaled seq is refused and does not move the journal", async (ctx) => {
   await appendEntries(ctx, 3);
   ctx.uplink.notifyAppended();

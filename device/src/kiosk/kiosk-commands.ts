@@ -23,7 +23,7 @@ export interface KioskCommandDeps {
   peripherals: Peripherals;
   terminal: PaymentTerminal | undefined;
   replica: Replica;
-  uplink: Pick<Uplink, "resendFromAck">;
+  uplink: Pick<Uplink, "replayFrom">;
   /** Asks the process to restart (main exits with a code its supervisor restarts); absent: `reboot` fails. */
   restart?: () => void;
   /** Reopens the log file (after logrotate moved it); absent: the kiosk logs to stdout and `rotate-logs` fails. */
@@ -107,7 +107,7 @@ export function kioskCommands(kit: KioskKit, d: KioskCommandDeps): CommandHandle
 
     "replay-from": async ({ from }) => {
       log.info({ from }, "cloud asked for a replay");
-      return { result: d.uplink.resendFromAck("replay-from") };
+      return { result: await d.uplink.replayFrom(from) };
     },
 
     "set-mode": async ({ mode }, command) => {

@@ -11,7 +11,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parsePoint } from "../src/dr/backup.ts";
 import { parseConfig, readCipherPass } from "../src/dr/config.ts";
-import { renderConf } from "../src/dr/pgbackrest.ts";
+import { looksLikeWrongPassphrase, renderConf } from "../src/dr/pgbackrest.ts";
 
 async function rejects(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
   const outcome = await fn().then(
@@ -88,6 +88,20 @@ test("the restore point: latest, an ISO time with its zone; no zone, nonsense or
   assert.throws(() => parsePoint("2026-12-05T18:30:00", now), /with its zone/);
   assert.throws(() => parsePoint("yesterday", now), /expected latest or an ISO time/);
   assert.throws(() => parsePoint("2026-12-05T19:00:01Z", now), /in the future/);
+});
+
+// pgBackRest 2.45's own lines (P00 prefixes as it prints them), from runs on this machine.
+const BEGIN =
+  "2026-12-05 19:30:01.100 P00   INFO: backup command begin 2.45: --config=/tmp/dr/state/pgbackrest.conf --exec-id=1-a --log-level-console=detail --repo1-cipher-pass=<redacted> --repo1-cipher-type=aes-256-cbc --repo1-path=/tmp/dr/region-b --stanza=paylane --type=incr";
+
+test("a wrong passphrase is told from other pgBackRest failures, whatever the command begin line lists", () => {
+  const stopped = `${BEGIN}\n2026-12-05 19:30:01.200 P00  ERROR: [056]: unable to find primary cluster - cannot proceed`;
+  assert.is(looksLikeWrongPassphrase(stopped), false, "a stopped cluster is not a passphrase problem");
+  const noStanza = `${BEGIN}\nERROR: [055]: unable to load info file '/r/backup/paylane/backup.info' or '/r/backup/paylane/backup.info.copy':\n       FileMissingError: unable to open missing file '/r/backup/paylane/backup.info' for read`;
+  assert.is(looksLikeWrongPassphrase(noStanza), false, "a missing stanza is not a passphrase problem");
+  const wrong = `${BEGIN}\nERROR: [029]: unable to load info file '/r/backup/paylane/backup.info' or '/r/backup/paylane/backup.info.copy':\n       FormatError: key/value found outside of section at line 1: \u0001\u00ff`;
+  assert.is(looksLikeWrongPassphrase(wrong), true);
+  assert.is(looksLikeWrongPassphrase("ERROR: [095]: CryptoError: unable to flush"), true);
 });
 
 test.run();

@@ -7,6 +7,7 @@
  */
 import { ConfigError, createCommand, EXIT, oneLine } from "@paylane/protocol/service";
 import { InvalidArgumentError } from "commander";
+import { redactPgUrl } from "../db/pg-url.ts";
 import { backup, parsePoint, restore, setup, verify, verifyText } from "./backup.ts";
 import { BACKUP_TYPES, type BackupType, type DrConfig, loadConfig } from "./config.ts";
 import { checkText, consistencyCheck } from "./consistency.ts";
@@ -143,7 +144,8 @@ program
   .option("--json", "the check's report as JSON")
   .action(async (o: { to: string; target: string; port: number; json?: boolean }) => {
     const r = await restore(await config(), { to: o.to, target: o.target, port: o.port, say });
-    console.log(`restored: ${r.url}`);
+    // The source's URL with the new port: its password, if it has one, is not for the terminal or a log.
+    console.log(`restored: ${redactPgUrl(r.url)}`);
     console.log(`stop it with: runuser -u postgres -- pg_ctl -D ${r.cluster.dataDir} stop`);
     if (r.check) {
       console.log(o.json ? JSON.stringify(r.check, null, 2) : checkText(r.check));

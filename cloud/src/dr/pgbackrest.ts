@@ -111,10 +111,23 @@ export class PgBackRestError extends Error {
     readonly exitCode: number,
     readonly output: string,
     /** The repository could not be decrypted: a wrong passphrase. */
-    readonly wrongPassphrase = /unable to (decrypt|load info file)|cipher|crypto/i.test(output),
+    readonly wrongPassphrase = looksLikeWrongPassphrase(output),
   ) {
     super(`pgbackrest ${command}: ${summarise(output) || `exit code ${exitCode}`}`);
   }
+}
+
+/**
+ * pgBackRest's output when the repository was read with another passphrase: its info files decrypt to
+ * garbage (`FormatError: key/value found outside of section`) or fail to decrypt (`CryptoError`). The
+ * `command begin` line lists `--repo1-cipher-type`/`--repo1-cipher-pass=<redacted>` on every run, so the
+ * words "cipher" or "crypto" alone say nothing: a backup of a stopped cluster was blamed on the passphrase.
+ */
+export function looksLikeWrongPassphrase(output: string): boolean {
+  return output
+    .split("\n")
+    .filter((l) => !/ command begin /.test(l))
+    .some((l) => /\b(CryptoError|FormatError)\b|unable to decrypt/i.test(l));
 }
 
 /** The first ERROR line, else the last non-empty line; passphrases never reach pgBackRest's output. */

@@ -1,22 +1,67 @@
 /**
- * A kiosk's uplink in miniature, for the failover drill: raw MQTT with the
- * device's own credentials, a journal of what it checked in and sold (seqs
- * gap-free from 1), and the uplink's rules: an entry is published when it is
- * journaled; the kiosk holds it until the cloud's `ack {upTo}` covers it; when
- * no ack progress is seen for `ackTimeoutMs` while something is unacked, or
- * the cloud asks (`cmd/replay-from`), everything after the last ack is
- * published again. An acked entry is never sent again: a real kiosk may have
- * compacted it, so an acked entry the database then lacks is lost for good —
- * what the drill counts as RPO.
+ * The kiosks of the DR drills. `FailoverKiosk` is what a drill needs of one:
+ * tap (journal an entry, which the uplink sends), its ack mark and backlog,
+ * and afterwards every entry it journaled, to prove against the database.
+ * Two implementations: the real kiosk's `Uplink` + SQLite `Journal` from
+ * device/ (test/dr/uplink-kiosk.ts: the cloud package does not depend on the
+ * device's, so tests and `npm run drill` hand it in), and `DrillKiosk` below,
+ * the uplink in miniature, the default.
+ *
+ * `DrillKiosk`: raw MQTT with the device's own credentials, a journal in
+ * memory (seqs gap-free from 1, never compacted), and the uplink's rules: an
+ * entry is published when it is journaled; the kiosk holds it until the
+ * cloud's `ack {upTo}` covers it; when no ack progress is seen for
+ * `ackTimeoutMs` while something is unacked, everything after the last ack is
+ * published again. On `cmd/replay-from {from}` it does what device/src/uplink.ts
+ * `replayFrom` does: from past its ack, a resend from the ack; from at or
+ * below its ack (a cloud restored to an earlier point, or failed over to an
+ * asynchronous replica, lost entries it had acked), the acked entries from
+ * `from` again, then the unacked ones, and a `cmd-result` saying from where.
  */
 import { randomUUID } from "node:crypto";
-import { type DeviceAddress, deviceIdentity, type Entry, REPLAY_FROM, type Timers, topics } from "@paylane/protocol";
+import {
+  type CommandResult,
+  CommandResultSchema,
+  CommandSchema,
+  type DeviceAddress,
+  decode,
+  deviceIdentity,
+  type Entry,
+  encode,
+  REPLAY_FROM,
+  ReplayFromArgsSchema,
+  type Timers,
+  topics,
+  validate,
+} from "@paylane/protocol";
 import mqtt, { type MqttClient } from "mqtt";
 
 /** Entries per `events` message on a resend, as a kiosk's default batch. */
 const RESEND_BATCH = 100;
 
-export interface DrillKioskOptions {
+/** What a drill asks of a kiosk, whichever implementation. */
+export interface FailoverKiosk {
+  readonly address: DeviceAddress;
+  /** The highest `ack {upTo}` recorded (never beyond the journal). */
+  readonly ackedUpTo: number;
+  readonly lastSeq: number;
+  readonly backlog: number;
+  /** How often it sent entries again: ack timeouts, the cloud coming back, replays. */
+  readonly resends: number;
+  /** Replays the cloud asked for from at or below this kiosk's ack: it had lost entries it acked. */
+  readonly replaysBelowAck: number;
+  /** `ack {upTo}` beyond the journal, conflicts, entries compacted before a replay: cloud or kiosk faults. */
+  readonly anomalies: string[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** A member taps: a check-in, or a purchase paid from the wallet offline. Resolves once journaled. */
+  tap(kind: "checkin" | "payment"): Promise<Entry>;
+  /** Every entry journaled, seq order (the drill's proof reads ids and payment keys from it). */
+  history(): Promise<Entry[]>;
+}
+
+/** How a drill describes a kiosk to the factory that makes one. */
+export interface KioskSpec {
   address: DeviceAddress;
   secret: string;
   mqttUrl: string;
@@ -24,12 +69,38 @@ export interface DrillKioskOptions {
   /** Members who check in and pay (the site's seeded members). */
   members: readonly string[];
   currency: string;
-  timers: Timers;
   /** Called on every ack that moved this kiosk's mark (and on conflicts). */
-  onAck?: (kiosk: DrillKiosk) => void;
+  onAck?: (kiosk: FailoverKiosk) => void;
 }
 
-export class DrillKiosk {
+export type KioskFactory = (spec: KioskSpec) => FailoverKiosk;
+
+/** The body of the `n`-th tap: a check-in, or an offline wallet payment of 1.50 with a fresh idempotency key. */
+export function tapBody(
+  kind: "checkin" | "payment",
+  n: number,
+  members: readonly string[],
+  currency: string,
+): Record<string, unknown> {
+  const memberId = members[n % members.length]!;
+  return kind === "checkin"
+    ? { memberId, credential: { type: "card", uid: "04A2B3C4" }, replicaVersion: 1, offline: false }
+    : {
+        key: randomUUID(),
+        memberId,
+        amount: 150,
+        currency,
+        itemId: "water",
+        authorization: "offline",
+        walletVersion: 0,
+      };
+}
+
+export interface DrillKioskOptions extends KioskSpec {
+  timers: Timers;
+}
+
+export class DrillKiosk implements FailoverKiosk {
   readonly #o: DrillKioskOptions;
   /** The journal: entry seq `n` is at index `n - 1`. */
   readonly entries: Entry[] = [];
@@ -38,6 +109,7 @@ export class DrillKiosk {
   /** `ack {upTo}` beyond the journal, or naming conflicts: both would be cloud bugs. */
   readonly anomalies: string[] = [];
   resends = 0;
+  replaysBelowAck = 0;
   #client: MqttClient | undefined;
   #lastProgress = 0;
   #ackTimer: unknown;
@@ -70,7 +142,7 @@ export class DrillKiosk {
     this.#client = client;
     client.on("message", (topic, payload) => {
       if (topic === topics.ack(a)) this.#onAck(payload);
-      else if (topic === topics.cmd(a, REPLAY_FROM)) this.#resend();
+      else if (topic === topics.cmd(a, REPLAY_FROM)) this.#onReplayFrom(payload);
     });
     for (const topic of [topics.ack(a), topics.cmd(a, REPLAY_FROM)]) {
       const granted = await client.subscribeAsync(topic, { qos: 1 });
@@ -87,23 +159,18 @@ export class DrillKiosk {
     this.#client = undefined;
   }
 
+  async tap(kind: "checkin" | "payment"): Promise<Entry> {
+    return this.journal(kind);
+  }
+
+  async history(): Promise<Entry[]> {
+    return [...this.entries];
+  }
+
   /** A member taps: a check-in, or (every `payEvery`-th time) a purchase paid from the wallet offline. */
   journal(kind: "checkin" | "payment"): Entry {
     const seq = this.entries.length + 1;
-    const members = this.#o.members;
-    const memberId = members[seq % members.length]!;
-    const body =
-      kind === "checkin"
-        ? { memberId, credential: { type: "card", uid: "04A2B3C4" }, replicaVersion: 1, offline: false }
-        : {
-            key: randomUUID(),
-            memberId,
-            amount: 150,
-            currency: this.#o.currency,
-            itemId: "water",
-            authorization: "offline",
-            walletVersion: 0,
-          };
+    const body = tapBody(kind, seq, this.#o.members, this.#o.currency);
     const entry: Entry = { seq, id: randomUUID(), kind, at: new Date().toISOString(), body };
     if (this.backlog === 0) this.#lastProgress = performance.now();
     this.entries.push(entry);
@@ -154,12 +221,41 @@ export class DrillKiosk {
     this.#o.onAck?.(this);
   }
 
-  /** Everything after the last ack, again, in batches. */
-  #resend(): void {
-    if (this.backlog === 0) return;
+  /**
+   * `cmd/replay-from {from}`: the journal from `from` when that is at or below
+   * the ack (the cloud lost acked entries), else from the ack; answered on
+   * `cmd-result` as the kiosk does (`{ resendingFrom }`).
+   */
+  #onReplayFrom(payload: Buffer): void {
+    const command = decode(CommandSchema, payload);
+    if (!command.ok) {
+      this.anomalies.push(`malformed replay-from: ${command.error}`);
+      return;
+    }
+    const args = validate(ReplayFromArgsSchema, command.value.args, "args");
+    const at = new Date().toISOString();
+    const { id } = command.value;
+    if (!args.ok) {
+      this.#answer({ id, command: REPLAY_FROM, status: "failed", reason: args.error, at });
+      return;
+    }
+    const { from } = args.value;
+    const resendingFrom = Math.min(from, this.ackedUpTo + 1);
+    if (from <= this.ackedUpTo) this.replaysBelowAck++;
+    this.#resend(resendingFrom);
+    this.#answer({ id, command: REPLAY_FROM, status: "done", result: { resendingFrom }, at });
+  }
+
+  #answer(result: CommandResult): void {
+    this.#client?.publish(topics.cmdResult(this.#o.address), encode(CommandResultSchema, result), { qos: 1 });
+  }
+
+  /** Everything from seq `start` (default: after the last ack), again, in batches. */
+  #resend(start = this.ackedUpTo + 1): void {
+    if (start > this.entries.length) return;
     this.resends++;
     this.#lastProgress = performance.now();
-    for (let from = this.ackedUpTo; from < this.entries.length; from += RESEND_BATCH)
+    for (let from = start - 1; from < this.entries.length; from += RESEND_BATCH)
       this.#publish(this.entries.slice(from, Math.min(from + RESEND_BATCH, this.entries.length)));
   }
 

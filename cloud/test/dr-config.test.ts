@@ -4,12 +4,13 @@
  * rules, and the restore point's bad forms, each one clear line.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { parsePoint } from "../src/dr/backup.ts";
+import { parsePoint, restore } from "../src/dr/backup.ts";
 import { parseConfig, readCipherPass } from "../src/dr/config.ts";
 import { looksLikeWrongPassphrase, renderConf } from "../src/dr/pgbackrest.ts";
 
@@ -102,6 +103,31 @@ test("a wrong passphrase is told from other pgBackRest failures, whatever the co
   const wrong = `${BEGIN}\nERROR: [029]: unable to load info file '/r/backup/paylane/backup.info' or '/r/backup/paylane/backup.info.copy':\n       FormatError: key/value found outside of section at line 1: \u0001\u00ff`;
   assert.is(looksLikeWrongPassphrase(wrong), true);
   assert.is(looksLikeWrongPassphrase("ERROR: [095]: CryptoError: unable to flush"), true);
+});
+
+test("restore refuses a port already in use before restoring anything (the target stays missing)", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "paylane-dr-config-"));
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const target = join(dir, "restored", "data");
+    await writeFile(join(dir, "pass"), "q".repeat(40), { mode: 0o600 });
+    await rejects(
+      () =>
+        restore(parseConfig({ ...base, stateDir: join(dir, "state"), cipherPassFile: "pass" }, dir), {
+          to: "latest",
+          target,
+          port,
+          say: () => {},
+        }),
+      new RegExp(`^--port ${port}: already in use on 127\\.0\\.0\\.1; give a free port`),
+    );
+    await rejects(() => readdir(join(dir, "restored")), /ENOENT/);
+  } finally {
+    await new Promise((done) => server.close(done));
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -12,7 +12,7 @@ import pg from "pg";
 import type { Database } from "../db/database.ts";
 import { migrate } from "../db/migrate.ts";
 import { openPg } from "../db/pg.ts";
-import { LocalCluster, pgBinary, postgresOwnedDir } from "./cluster.ts";
+import { LocalCluster, pgBinary, portFree, postgresOwnedDir } from "./cluster.ts";
 import { BACKUP_TYPES, type BackupType, type DrConfig, readCipherPass } from "./config.ts";
 import { type CheckReport, consistencyCheck } from "./consistency.ts";
 import { type BackupInfo, confPath, info, PgBackRestError, pgbackrest, writeConf } from "./pgbackrest.ts";
@@ -352,6 +352,9 @@ export async function restore(c: DrConfig, o: RestoreOptions): Promise<RestoreRe
   const present = await readdir(o.target).catch(() => [] as string[]);
   if (present.length > 0)
     throw new ConfigError(`--target ${o.target}: not empty; a restore goes into a fresh folder (a new data directory)`);
+  // Said before the restore: found after it, pg_ctl's "could not start server" left a full, unusable target behind.
+  if (!(await portFree(o.port)))
+    throw new ConfigError(`--port ${o.port}: already in use on 127.0.0.1; give a free port for the restored cluster`);
   let sourceReachable = false;
   try {
     await withClient(c.databaseUrl, async (db) => {

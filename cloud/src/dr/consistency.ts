@@ -94,11 +94,21 @@ export interface CheckOptions {
   at?: Date | undefined;
 }
 
-async function open(url: string, schema: string): Promise<pg.Client> {
+async function open(url: string, schema: string, which: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   await client.connect();
-  await client.query(`SET search_path TO "${schema.replaceAll('"', '""')}"`);
-  await client.query("SET default_transaction_read_only = on");
+  try {
+    await client.query(`SET search_path TO "${schema.replaceAll('"', '""')}"`);
+    await client.query("SET default_transaction_read_only = on");
+    const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass('ledger_entries') IS NOT NULL AS ok");
+    if (!rows[0]!.ok)
+      throw new Error(
+        `the ${which} database has no schema ${schema} with the cloud's tables (--schema names the cloud's DATABASE_SCHEMA)`,
+      );
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw err;
+  }
   return client;
 }
 
@@ -106,8 +116,13 @@ const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 export async function consistencyCheck(o: CheckOptions): Promise<CheckReport> {
   const started = performance.now();
-  const restored = await open(o.restored, o.schema);
-  const source = o.source ? await open(o.source, o.schema) : undefined;
+  const restored = await open(o.restored, o.schema, "restored");
+  const source = o.source
+    ? await open(o.source, o.schema, "source").catch(async (err: unknown) => {
+        await restored.end().catch(() => {});
+        throw err;
+      })
+    : undefined;
   try {
     const problems: string[] = [];
     const ledger = await restored.query<{

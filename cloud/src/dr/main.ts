@@ -85,6 +85,16 @@ const port = (value: string): number => {
   if (!/^\d+$/.test(value) || n < 1 || n > 65_535) throw new InvalidArgumentError("expected a port from 1 to 65535");
   return n;
 };
+const pgUrl = (value: string): string => {
+  let ok = /^postgres(ql)?:\/\//.test(value);
+  try {
+    new URL(value);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new InvalidArgumentError("expected postgres://user@host:port/database");
+  return value;
+};
 const point = (value: string): string => {
   try {
     parsePoint(value);
@@ -159,8 +169,8 @@ program
     "The consistency check alone: ledger sums equal wallet balances, every inbox (site, device, seq) unique, " +
       "and with --source, per-table counts (and checksums of append-only tables) up to the point.",
   )
-  .requiredOption("--restored <url>", "the restored database")
-  .option("--source <url>", "the source database to compare with")
+  .requiredOption("--restored <url>", "the restored database", pgUrl)
+  .option("--source <url>", "the source database to compare with", pgUrl)
   .option("--at <time>", "the restore point (ISO time); without it the tables are compared whole", point)
   .option("--schema <schema>", "the cloud's schema", "paylane")
   .option("--json", "as JSON")

@@ -207,15 +207,19 @@ async function probe(url: string): Promise<HostState> {
   }
 }
 
-export async function openPg(o: PgOptions): Promise<Database> {
+/** The schema name and the URL checked, each error naming its variable. */
+function parseOptions(o: { url: string; schema: string }, variable: string): ParsedPgUrl {
   if (!SCHEMA_NAME.test(o.schema))
     throw new Error(`DATABASE_SCHEMA ${JSON.stringify(o.schema)}: expected ${SCHEMA_NAME}`);
-  let parsed: ParsedPgUrl;
   try {
-    parsed = parsePgUrl(o.url);
+    return parsePgUrl(o.url);
   } catch (err) {
-    throw new Error(`DATABASE_URL: ${(err as Error).message}`);
+    throw new Error(`${variable}: ${(err as Error).message}`);
   }
+}
+
+export async function openPg(o: PgOptions): Promise<Database> {
+  const parsed = parseOptions(o, "DATABASE_URL");
   const hosts = new HostSelector(parsed, o);
   try {
     const pool = await hosts.pool();
@@ -323,15 +327,7 @@ export interface PgReaderOptions extends Omit<PgOptions, "url"> {
  * Opening never fails on the replica: it is connected at the first read.
  */
 export function openPgReader(o: PgReaderOptions): Database & { readonly replicaDownSince: number | undefined } {
-  if (!SCHEMA_NAME.test(o.schema))
-    throw new Error(`DATABASE_SCHEMA ${JSON.stringify(o.schema)}: expected ${SCHEMA_NAME}`);
-  let parsed: ParsedPgUrl;
-  try {
-    parsed = parsePgUrl(o.url);
-  } catch (err) {
-    throw new Error(`DATABASE_READ_URL: ${(err as Error).message}`);
-  }
-  const hosts = new HostSelector(parsed, o);
+  const hosts = new HostSelector(parseOptions(o, "DATABASE_READ_URL"), o);
   const now = o.now ?? Date.now;
   const retryAfterMs = o.retryAfterMs ?? 5000;
   let downSince: number | undefined;

@@ -127,7 +127,15 @@ export async function readCipherPass(c: DrConfig, env: NodeJS.ProcessEnv = proce
     throw new ConfigError(
       `cipherPassFile ${c.cipherPassFile}: mode ${(mode & 0o777).toString(8)} lets others read the passphrase; chmod 600 it`,
     );
-  const text = (await readFile(c.cipherPassFile, "utf8")).replace(/\r?\n$/, "");
+  let text: string;
+  try {
+    text = (await readFile(c.cipherPassFile, "utf8")).replace(/\r?\n$/, "");
+  } catch (err) {
+    // e.g. root's 0600 file and paylane-dr run from the postgres user's cron
+    throw new ConfigError(
+      `cipherPassFile ${c.cipherPassFile}: cannot be read by this user (${(err as NodeJS.ErrnoException).code ?? "error"}); the user running paylane-dr must own it`,
+    );
+  }
   return checkPass(text, `cipherPassFile ${c.cipherPassFile}`);
 }
 

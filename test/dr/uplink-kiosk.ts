@@ -10,9 +10,9 @@
  * sees no ack-timeout resend, so whatever heals a loss is the cloud's replay.
  */
 import { join } from "node:path";
-import type { Entry, Timers } from "@paylane/protocol";
+import { type Entry, realTimers, type Timers } from "@paylane/protocol";
 import pino, { type Logger } from "pino";
-import { type FailoverKiosk, type KioskSpec, tapBody } from "../../cloud/src/dr/failover-kiosk.ts";
+import { type FailoverKiosk, type KioskFactory, type KioskSpec, tapBody } from "../../cloud/src/dr/failover-kiosk.ts";
 import { Journal } from "../../device/src/journal.ts";
 import { Uplink } from "../../device/src/uplink.ts";
 
@@ -26,6 +26,15 @@ export interface UplinkKioskOptions extends KioskSpec {
   /** Each line the uplink logs, parsed (tests keep them to show on a failure). */
   onLog?: (line: { level: number; msg: string; [k: string]: unknown }) => void;
 }
+
+/** The failover drill's `startKiosk` for real kiosks on real time (their ack timeouts and reconnects fire). */
+export const realUplinkKiosk: KioskFactory = (spec) => {
+  if (!spec.dir) throw new Error("a real kiosk needs a folder for its journal (spec.dir)");
+  return new UplinkKiosk({ ...spec, dir: spec.dir, timers: realTimers, now: () => new Date() });
+};
+
+/** What the report calls these kiosks. */
+export const REAL_UPLINK_KIOSK = "device/src Uplink + SQLite Journal (test/dr/uplink-kiosk.ts)";
 
 /** pino's error level: what the uplink logs at it is a fault for ops. */
 const ERROR = 50;

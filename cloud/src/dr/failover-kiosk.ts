@@ -69,6 +69,8 @@ export interface KioskSpec {
   /** Members who check in and pay (the site's seeded members). */
   members: readonly string[];
   currency: string;
+  /** A folder of the drill's the kiosk may keep files in (its journal); the miniature keeps none. */
+  dir?: string;
   /** Called on every ack that moved this kiosk's mark (and on conflicts). */
   onAck?: (kiosk: FailoverKiosk) => void;
 }

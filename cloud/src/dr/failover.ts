@@ -5,16 +5,28 @@
  * then kill -9 of the primary, `pg_ctl promote` of the replica, the cloud
  * choosing the new primary by itself, and the proof, read from the new
  * primary: every entry a kiosk saw acked is there, none twice, every payment
- * once in the ledger, every kiosk's backlog drained. RPO is the count of
- * acked entries the new primary lacks (0 with synchronous replication: a
- * commit, hence an ack, waits for the standby's flush); RTO the seconds from
- * the kill to the first commit on the new primary.
+ * once in the ledger, every kiosk's backlog drained.
+ *
+ * Three figures of loss. `lostAtPromotion`: acked entries the new primary
+ * lacks right after the promotion, the database's RPO (0 with synchronous
+ * replication: a commit, hence an ack, waits for the standby's flush; with
+ * an asynchronous replica, what it had not received). The cloud then sees
+ * the gap (its mark is below the kiosks' acks), asks `cmd/replay-from`, and
+ * the kiosks send those acked entries again from their journals:
+ * `healedFromKiosks`. `lostForGood`: acked entries still missing at the end,
+ * 0 unless a kiosk had compacted them. RTO: seconds from the kill to the
+ * first commit on the new primary.
+ *
+ * The kiosks come from `startKiosk`: by default the uplink in miniature
+ * (failover-kiosk.ts); tests and `npm run drill` hand in the real kiosk's
+ * Uplink + Journal (test/dr/uplink-kiosk.ts), which the cloud package cannot
+ * import.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashSecret, Registry, type RegistryFile, realTimers } from "@paylane/protocol";
+import { type Entry, hashSecret, Registry, type RegistryFile, realTimers } from "@paylane/protocol";
 import pino, { type Logger } from "pino";
 import { CloudService } from "../cloud.ts";
 import { parseCloudEnv } from "../config.ts";
@@ -22,7 +34,7 @@ import type { Database } from "../db/database.ts";
 import { openPg } from "../db/pg.ts";
 import { DEMO_MEMBERS, seedSite } from "../seed.ts";
 import { freePort, LocalCluster } from "./cluster.ts";
-import { DrillKiosk } from "./failover-kiosk.ts";
+import { DrillKiosk, type FailoverKiosk, type KioskFactory } from "./failover-kiosk.ts";
 
 export type ReplicationMode = "sync" | "async";
 
@@ -45,6 +57,13 @@ export interface FailoverDrillOptions {
   loadBeforeKillMs?: number;
   /** Load after the promotion, before the kiosks stop tapping and drain (default 2 s). */
   loadAfterPromoteMs?: number;
+  /**
+   * Makes each kiosk (default: the miniature, `DrillKiosk`). `spec.dir` is a
+   * folder of the drill's it may keep files in (a journal).
+   */
+  startKiosk?: KioskFactory;
+  /** What the kiosks are, for the report (default "miniature uplink (failover-kiosk.ts)"). */
+  kioskImplementation?: string;
   /** The kiosks' uplink ack timeout: unacked entries are published again after it (default 1 s). */
   ackTimeoutMs?: number;
   /** How long the backlogs may take to drain before the drill reports them undrained (default 30 s). */
@@ -63,8 +82,14 @@ export interface KioskFigures {
   acked: number;
   ackedAtKill: number;
   resends: number;
-  /** Acked seqs the new primary lacks. */
-  lost: number[];
+  /** Replays the cloud asked for from at or below the kiosk's ack (it had lost acked entries). */
+  replaysBelowAck: number;
+  /** Acked seqs the new primary lacked right after the promotion. */
+  lostAtPromotion: number[];
+  /** Of those, how many the kiosk sent again and the new primary now holds. */
+  healed: number;
+  /** Acked seqs the new primary lacks at the end. */
+  lostForGood: number[];
 }
 
 export interface FailoverReport {
@@ -73,17 +98,26 @@ export interface FailoverReport {
   replication: { synchronousStandbyNames: string; synchronousCommit: string; syncState: string };
   databaseUrl: string;
   kiosks: number;
+  kioskImplementation: string;
   /** ms */
   timings: { setupMs: number; loadBeforeKillMs: number; promoteMs: number; repointMs: number; drainMs: number };
   /** Bytes of WAL the replica had not replayed when the primary was killed. */
   replayLagBytesAtKill: number;
   /** Seconds from the kill to the first commit on the new primary. */
   rtoSeconds: number;
-  /** Acked entries the new primary lacks (all kiosks). */
+  /** The database's RPO: acked entries the new primary lacked right after the promotion (= lostAtPromotion). */
   rpoEntries: number;
+  /** Acked entries (all kiosks) the new primary lacked right after the promotion. */
+  lostAtPromotion: number;
+  /** Of those, entries the kiosks sent again from their journals and the new primary holds at the end. */
+  healedFromKiosks: number;
+  /** Acked entries the new primary lacks at the end: 0 unless a kiosk had compacted them. */
+  lostForGood: number;
   counts: {
     journaled: number;
     ackedAtKill: number;
+    /** Acked by the time of the first look at the new primary (nothing commits between the kill and it). */
+    ackedAtPromotion: number;
     acked: number;
     inboxRows: number;
     payments: number;
@@ -114,7 +148,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
   const since = () => Math.round(performance.now() - t0);
   const workDir = o.workDir ?? (await mkdtemp(join(tmpdir(), `paylane-failover-${o.mode}-`)));
   const cleanups: (() => Promise<unknown>)[] = [];
-  const kiosks: DrillKiosk[] = [];
+  const kiosks: FailoverKiosk[] = [];
   let stopLoad = () => {};
   try {
     // 1. The primary and its replica.
@@ -220,15 +254,18 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
     cleanups.push(() => cloud.stop().catch(() => {}));
     await seedSite(db, { id: site, name: "Failover drill", timezone: "UTC", currency: "EUR" });
     const members = DEMO_MEMBERS.filter((m) => m.status === "active").map((m) => m.id);
+    const startKiosk: KioskFactory = o.startKiosk ?? ((spec) => new DrillKiosk({ ...spec, timers: realTimers }));
+    const kioskDir = join(workDir, "kiosks");
+    await mkdir(kioskDir, { recursive: true });
     for (const [device, secret] of secrets) {
-      const k = new DrillKiosk({
+      const k = startKiosk({
         address: { site, device },
         secret,
         mqttUrl: broker.url,
         ackTimeoutMs,
         members,
         currency: "EUR",
-        timers: realTimers,
+        dir: kioskDir,
         onAck: notify,
       });
       await k.start();
@@ -243,11 +280,18 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
     // 3. The load: each kiosk journals on its own beat until told to stop.
     let taps = 0;
     let loading = true;
+    /** Taps still being journaled (a real journal's append waits for its fsync). */
+    const journaling = new Set<Promise<unknown>>();
+    const tapFailures: string[] = [];
     const beats = kiosks.map((k, i) => {
       const beat = () => {
         if (!loading) return;
         taps++;
-        k.journal(taps % payEvery === 0 ? "payment" : "checkin");
+        const tap = k
+          .tap(taps % payEvery === 0 ? "payment" : "checkin")
+          .catch((err: Error) => tapFailures.push(`${k.address.device}: ${err.message}`))
+          .finally(() => journaling.delete(tap));
+        journaling.add(tap);
         handle = realTimers.setTimeout(beat, tapEveryMs);
       };
       // Staggered, so the kiosks do not all publish in the same millisecond.
@@ -282,6 +326,14 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
     await replica.promote();
     const promoteMs = Math.round(performance.now() - killedAt);
     say(`[${o.mode}] pg_ctl promote done ${promoteMs} ms after the kill`);
+    // The database's RPO, read at once: what the kiosks saw acked that the new primary lacks. Nothing was
+    // committed between the kill and now; what the cloud commits from now on is the new primary's (and a
+    // replay of a lost entry takes the cloud's gap wait, far longer than this read).
+    const check = await openPg({ url: replica.url(), schema: SCHEMA, max: 2 });
+    cleanups.push(() => check.close().catch(() => {}));
+    const atPromotion = await lostAcked(check, site, kiosks);
+    const lostAtPromotion = [...atPromotion.values()].reduce((n, l) => n + l.lost.length, 0);
+    say(`[${o.mode}] right after the promotion the new primary lacks ${lostAtPromotion} acked entries (RPO)`);
     await until(
       waiters,
       () => firstCommitOnNewPrimary !== undefined,
@@ -303,6 +355,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
       tapEveryMs,
     );
     stopLoad();
+    await Promise.all([...journaling]);
     const drainStarted = performance.now();
     const drained = await until(
       waiters,
@@ -322,9 +375,9 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
     ingestFailures = await metricValue(cloud, "paylane_bridge_commit_failures_total");
 
     // 6. The proof, read from the new primary alone.
-    const check = await openPg({ url: replica.url(), schema: SCHEMA, max: 2 });
-    cleanups.push(() => check.close().catch(() => {}));
-    const proof = await prove(check, site, kiosks, ackedAtKill);
+    const proof = await prove(check, site, kiosks, ackedAtKill, atPromotion);
+    const lostForGood = proof.perKiosk.reduce((n, k) => n + k.lostForGood.length, 0);
+    const healedFromKiosks = proof.perKiosk.reduce((n, k) => n + k.healed, 0);
     const report: FailoverReport = {
       mode: o.mode,
       replication: {
@@ -334,19 +387,26 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
       },
       databaseUrl,
       kiosks: kioskCount,
+      kioskImplementation: o.kioskImplementation ?? "miniature uplink (failover-kiosk.ts)",
       timings: { setupMs, loadBeforeKillMs, promoteMs, repointMs, drainMs },
       replayLagBytesAtKill: Number(lag.rows[0]?.lag ?? 0),
       rtoSeconds: Math.round(rtoSeconds * 1000) / 1000,
-      rpoEntries: proof.perKiosk.reduce((n, k) => n + k.lost.length, 0),
+      rpoEntries: lostAtPromotion,
+      lostAtPromotion,
+      healedFromKiosks,
+      lostForGood,
       counts: { ...proof.counts, ingestFailures },
       duplicates: proof.duplicates,
       drained,
-      anomalies: kiosks.flatMap((k) => k.anomalies.map((a) => `${k.address.device}: ${a}`)),
+      anomalies: [
+        ...kiosks.flatMap((k) => k.anomalies.map((a) => `${k.address.device}: ${a}`)),
+        ...tapFailures.map((t) => `tap failed: ${t}`),
+      ],
       hostsChosen,
       perKiosk: proof.perKiosk,
     };
     say(
-      `[${o.mode}] RPO ${report.rpoEntries} acked entries lost; duplicates ${proof.duplicates.entryIds}/${proof.duplicates.ledgerKeys}/${proof.duplicates.seqCollisions}; ${proof.counts.inboxRows} inbox rows`,
+      `[${o.mode}] acked entries lost at the promotion ${lostAtPromotion}, healed from the kiosks ${healedFromKiosks}, lost for good ${lostForGood}; duplicates ${proof.duplicates.entryIds}/${proof.duplicates.ledgerKeys}/${proof.duplicates.seqCollisions}; ${proof.counts.inboxRows} inbox rows`,
     );
     return report;
   } finally {
@@ -356,11 +416,36 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
   }
 }
 
+/** Per kiosk: its ack now, its journal, and the acked seqs `db` lacks (or holds under another id). */
+async function lostAcked(
+  db: Database,
+  site: string,
+  kiosks: FailoverKiosk[],
+): Promise<Map<string, { acked: number; lost: number[]; entries: Entry[]; held: Map<number, string> }>> {
+  const out = new Map<string, { acked: number; lost: number[]; entries: Entry[]; held: Map<number, string> }>();
+  for (const k of kiosks) {
+    const acked = k.ackedUpTo;
+    const entries = await k.history();
+    const { rows } = await db.query<{ seq: number; entry_id: string }>(
+      "SELECT seq, entry_id FROM inbox WHERE site_id = $1 AND device_id = $2",
+      [site, k.address.device],
+    );
+    const held = new Map(rows.map((r) => [r.seq, r.entry_id]));
+    const bySeq = new Map(entries.map((e) => [e.seq, e.id]));
+    const lost: number[] = [];
+    for (let seq = 1; seq <= acked; seq++)
+      if (bySeq.get(seq) === undefined || held.get(seq) !== bySeq.get(seq)) lost.push(seq);
+    out.set(k.address.device, { acked, lost, entries, held });
+  }
+  return out;
+}
+
 async function prove(
   db: Database,
   site: string,
-  kiosks: DrillKiosk[],
+  kiosks: FailoverKiosk[],
   ackedAtKill: Map<string, number>,
+  atPromotion: Map<string, { acked: number; lost: number[] }>,
 ): Promise<{
   perKiosk: KioskFigures[];
   counts: Omit<FailoverReport["counts"], "ingestFailures">;
@@ -370,19 +455,14 @@ async function prove(
   let inboxRows = 0;
   let payments = 0;
   let paymentsInLedger = 0;
+  const now = await lostAcked(db, site, kiosks);
   for (const k of kiosks) {
     const device = k.address.device;
-    const { rows } = await db.query<{ seq: number; entry_id: string }>(
-      "SELECT seq, entry_id FROM inbox WHERE site_id = $1 AND device_id = $2",
-      [site, device],
-    );
-    inboxRows += rows.length;
-    const held = new Map(rows.map((r) => [r.seq, r.entry_id]));
-    const lost: number[] = [];
-    for (let seq = 1; seq <= k.ackedUpTo; seq++) if (held.get(seq) !== k.entries[seq - 1]!.id) lost.push(seq);
-    const keys = k.entries
-      .slice(0, k.ackedUpTo)
-      .filter((e) => e.kind === "payment")
+    const { acked, lost, entries, held } = now.get(device)!;
+    inboxRows += held.size;
+    const lostBefore = atPromotion.get(device)?.lost ?? [];
+    const keys = entries
+      .filter((e) => e.seq <= acked && e.kind === "payment")
       .map((e) => `kiosk:${device}:${(e.body as { key: string }).key}`);
     payments += keys.length;
     if (keys.length > 0) {
@@ -395,10 +475,13 @@ async function prove(
     perKiosk.push({
       device,
       journaled: k.lastSeq,
-      acked: k.ackedUpTo,
+      acked,
       ackedAtKill: ackedAtKill.get(device) ?? 0,
       resends: k.resends,
-      lost,
+      replaysBelowAck: k.replaysBelowAck,
+      lostAtPromotion: lostBefore,
+      healed: lostBefore.filter((seq) => !lost.includes(seq)).length,
+      lostForGood: lost,
     });
   }
   const one = async (sql: string) => (await db.query<{ n: number }>(sql, [site])).rows[0]!.n;
@@ -414,6 +497,7 @@ async function prove(
     counts: {
       journaled: kiosks.reduce((n, k) => n + k.lastSeq, 0),
       ackedAtKill: [...ackedAtKill.values()].reduce((a, b) => a + b, 0),
+      ackedAtPromotion: [...atPromotion.values()].reduce((n, a) => n + a.acked, 0),
       acked: kiosks.reduce((n, k) => n + k.ackedUpTo, 0),
       inboxRows,
       payments,

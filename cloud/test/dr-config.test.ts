@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parsePoint, restore } from "../src/dr/backup.ts";
@@ -124,6 +124,17 @@ test("restore refuses a port already in use before restoring anything (the targe
       new RegExp(`^--port ${port}: already in use on 127\\.0\\.0\\.1; give a free port`),
     );
     await rejects(() => readdir(join(dir, "restored")), /ENOENT/);
+    // a relative --target is made absolute (pgBackRest refuses a relative pg1-path once the restore is under way)
+    await rejects(
+      () =>
+        restore(parseConfig({ ...base, stateDir: join(dir, "state"), cipherPassFile: "pass" }, dir), {
+          to: "latest",
+          target: relative(process.cwd(), dir),
+          port,
+          say: () => {},
+        }),
+      new RegExp(`^--target ${dir}: not empty`),
+    );
   } finally {
     await new Promise((done) => server.close(done));
     await rm(dir, { recursive: true, force: true });

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { ConfigError } from "@paylane/protocol/service";
 import pg from "pg";
 import type { Database } from "../db/database.ts";
@@ -312,8 +312,9 @@ export interface RestoreResult {
   /** The restored cluster's URL, same database, user and schema as the source. */
   url: string;
   point: Date | null;
+  /** From the start of the restore to a promoted cluster accepting writes: restore + WAL replay. */
   seconds: number;
-  /** From the kill of nothing to a cluster accepting writes: restore + recovery. */
+  /** The consistency check against the source (null when it was not run). */
   check: CheckReport | null;
   sourceReachable: boolean;
 }
@@ -349,9 +350,11 @@ export async function restore(c: DrConfig, o: RestoreOptions): Promise<RestoreRe
   const point = parsePoint(o.to);
   const started = performance.now();
   const pass = await readCipherPass(c);
-  const present = await readdir(o.target).catch(() => [] as string[]);
+  // pgBackRest takes only an absolute pg1-path ("'rel/data' must begin with /"), after the copy was half made.
+  const target = resolve(o.target);
+  const present = await readdir(target).catch(() => [] as string[]);
   if (present.length > 0)
-    throw new ConfigError(`--target ${o.target}: not empty; a restore goes into a fresh folder (a new data directory)`);
+    throw new ConfigError(`--target ${target}: not empty; a restore goes into a fresh folder (a new data directory)`);
   // Said before the restore: found after it, pg_ctl's "could not start server" left a full, unusable target behind.
   if (!(await portFree(o.port)))
     throw new ConfigError(`--port ${o.port}: already in use on 127.0.0.1; give a free port for the restored cluster`);
@@ -371,8 +374,8 @@ export async function restore(c: DrConfig, o: RestoreOptions): Promise<RestoreRe
     say("archived the WAL up to now");
   }
   // A parent made here is the postgres user's too (Postgres needs to reach its data directory).
-  if (!existsSync(dirname(o.target))) await postgresOwnedDir(dirname(o.target));
-  await postgresOwnedDir(o.target);
+  if (!existsSync(dirname(target))) await postgresOwnedDir(dirname(target));
+  await postgresOwnedDir(target);
   const runDir = join(c.stateDir, `run-${o.port}`);
   await postgresOwnedDir(runDir);
   const typeArgs = point
@@ -382,15 +385,15 @@ export async function restore(c: DrConfig, o: RestoreOptions): Promise<RestoreRe
         "--target-action=promote",
       ]
     : [];
-  say(`restoring ${point ? `to ${point.toISOString()}` : "latest"} into ${o.target}`);
-  await pgbackrest(c, "restore", [`--pg1-path=${o.target}`, ...typeArgs, "--log-level-console=info"], {
+  say(`restoring ${point ? `to ${point.toISOString()}` : "latest"} into ${target}`);
+  await pgbackrest(c, "restore", [`--pg1-path=${target}`, ...typeArgs, "--log-level-console=info"], {
     cipherPass: pass,
     onLine: (line) => {
       const m = /INFO: (restore backup set \S+.*|restore size = .*|write updated .*)$/.exec(line);
       if (m) say(`restore: ${m[1]}`);
     },
   });
-  const cluster = new LocalCluster({ dataDir: o.target, port: o.port, runDir });
+  const cluster = new LocalCluster({ dataDir: target, port: o.port, runDir });
   await cluster.configure({
     port: o.port,
     listen_addresses: "'127.0.0.1'",

@@ -11,9 +11,12 @@
  * (below the kiosks' acks) and the kiosks send the acked entries again from
  * their journals. The restored database ends with every entry the kiosks
  * ever had acked, each once (inbox and ledger), and the consistency check
- * passes. The kiosks' timers are fake and never advanced: no ack-timeout
- * resend helps, the heal is the replay alone. Every wait is on an ack, a
- * commit or a link change (test/support/signal.ts).
+ * passes. A third kiosk had compacted its acked entries before the
+ * restore (as its retention window would): it cannot send them, says so in
+ * its log for ops, and exactly those stay missing — the limit of the heal,
+ * named rather than hidden. The kiosks' timers are fake and never advanced:
+ * no ack-timeout resend helps, the heal is the replay alone. Every wait is on
+ * an ack, a commit, a log line or a link change (test/support/signal.ts).
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -41,7 +44,9 @@ import { UplinkKiosk } from "./uplink-kiosk.ts";
 
 const SITE = "heal";
 const SCHEMA = "paylane";
-const DEVICES = ["k1", "k2"];
+/** k1 and k2 keep their acked entries; k3 compacts them before the restore. */
+const DEVICES = ["k1", "k2", "k3"];
+const COMPACTED_LOG = "the cloud lost acked entries this kiosk has already compacted";
 const WAIT_MS = 30_000;
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const members = DEMO_MEMBERS.filter((m) => m.status === "active").map((m) => m.id);
@@ -122,12 +127,15 @@ Heal.before(
         now: ctx.timers.now,
         onAck: ctx.signal.notify,
         onChange: ctx.signal.notify,
-        onLog: (l) => ctx.logs.push(`${device}: ${JSON.stringify(l)}`),
+        onLog: (l) => {
+          ctx.logs.push(`${device}: ${JSON.stringify(l)}`);
+          ctx.signal.notify();
+        },
       });
       await k.start();
       ctx.kiosks.push(k);
     }
-    await until(() => ctx.kiosks.every((k) => k.online), "both kiosks connected and seeing the cloud online");
+    await until(() => ctx.kiosks.every((k) => k.online), "every kiosk connected and seeing the cloud online");
   }),
 );
 
@@ -172,6 +180,8 @@ async function taps(n: number): Promise<void> {
 }
 
 const allAcked = () => ctx.kiosks.every((k) => k.ackedUpTo === k.lastSeq);
+const healers = () => ctx.kiosks.filter((k) => k.address.device !== "k3");
+const compactor = () => ctx.kiosks.find((k) => k.address.device === "k3")!;
 const marks = () => ctx.kiosks.map((k) => k.ackedUpTo);
 
 /** Per device: seq → entry id in the database at `url`, and how many rows it holds (to see any twice). */
@@ -212,6 +222,10 @@ Heal("a cloud restored to T refills from the kiosks' journals: every acked entry
   ctx.cloud = undefined;
   await until(() => ctx.kiosks.every((k) => !k.online), "the kiosks see the cloud offline");
   await taps(3);
+  // k3's retention window passes: its acked entries go (the unacked ones stay).
+  const k3 = compactor();
+  const k3Acked = k3.ackedUpTo;
+  assert.is(await k3.compact(new Date(ctx.timers.now().getTime() + 1)), k3Acked, "k3 compacted every acked entry");
 
   // 5. Point-in-time restore to T into a fresh cluster: checked against the source up to T.
   ctx.restored = await restore(ctx.config, {
@@ -228,7 +242,7 @@ Heal("a cloud restored to T refills from the kiosks' journals: every acked entry
     assert.is(held.rows, ackedAtT[i], `${k.address.device}: the restored database holds exactly what was acked at T`);
     lostAtRestore.push(ackedBeforeLoss[i]! - held.rows);
   }
-  console.log(`  restored to T: ${lostAtRestore.join(" + ")} acked entries missing (k1 + k2)`);
+  console.log(`  restored to T: ${lostAtRestore.join(" + ")} acked entries missing (k1 + k2 + k3)`);
   assert.ok(
     lostAtRestore.every((n) => n > 0),
     "the restore lost acked entries",
@@ -238,13 +252,23 @@ Heal("a cloud restored to T refills from the kiosks' journals: every acked entry
   ctx.cloud = await startCloud(ctx.restored.url);
   await until(() => ctx.kiosks.every((k) => k.online), "the kiosks see the restored cloud online");
   await taps(2);
-  await until(allAcked, "every entry acked by the restored cloud").catch((err: Error) => {
+  const healed = () => healers().every((k) => k.ackedUpTo === k.lastSeq);
+  await until(healed, "every entry of k1 and k2 acked by the restored cloud").catch((err: Error) => {
     throw new Error(`${err.message}\nmarks ${marks()}; kiosk logs:\n${ctx.logs.slice(-30).join("\n")}`);
   });
 
+  // k3 cannot send what it compacted: it says so, and the cloud holds everything of k3's but those.
+  const k3Lost = k3Acked - ackedAtT[2]!;
+  const k3Expected = ackedAtT[2]! + (k3.lastSeq - k3Acked);
+  await until(
+    async () =>
+      k3.anomalies.some((a) => a.startsWith(COMPACTED_LOG)) && (await inbox(ctx.check!, "k3")).rows === k3Expected,
+    "k3's compacted loss logged and its unacked entries committed",
+  );
+
   // 7. The proof, read from the restored database.
   const history = new Map<string, Awaited<ReturnType<UplinkKiosk["history"]>>>();
-  for (const k of ctx.kiosks) {
+  for (const k of healers()) {
     const device = k.address.device;
     const entries = await k.history();
     history.set(device, entries);
@@ -259,6 +283,13 @@ Heal("a cloud restored to T refills from the kiosks' journals: every acked entry
     );
     assert.equal(k.anomalies, [], `${device}: no fault logged`);
   }
+  const k3Held = await inbox(ctx.check, "k3");
+  for (let seq = 1; seq <= k3.lastSeq; seq++)
+    assert.is(k3Held.ids.has(seq), seq <= ackedAtT[2]! || seq > k3Acked, `k3 seq ${seq}`);
+  for (const e of await k3.history()) assert.is(k3Held.ids.get(e.seq), e.id, `k3 seq ${e.seq} held as journaled`);
+  assert.is(k3.ackedUpTo, k3Acked, "k3's ack cannot move past the hole");
+  assert.equal(k3.anomalies, [`${COMPACTED_LOG}: they need ops (docs/disaster-recovery.md)`]);
+
   const keys = [...history].flatMap(([device, entries]) =>
     entries.filter((e) => e.kind === "payment").map((e) => `kiosk:${device}:${(e.body as { key: string }).key}`),
   );
@@ -275,13 +306,11 @@ Heal("a cloud restored to T refills from the kiosks' journals: every acked entry
   assert.is(collisions.rows[0]!.n, 0, "no seq collision: the replayed entries are the same entries");
   const check = await consistencyCheck({ restored: ctx.restored.url, schema: SCHEMA });
   assert.ok(check.ok, check.problems.join("\n"));
-  assert.is(
-    check.inboxRows,
-    ctx.kiosks.reduce((n, k) => n + k.lastSeq, 0),
-  );
+  assert.is(check.inboxRows, healers().reduce((n, k) => n + k.lastSeq, 0) + k3Expected);
   console.log(
-    `  healed: ${lostAtRestore.reduce((a, b) => a + b, 0)} entries back from the journals; ${check.inboxRows} inbox rows, ${keys.length} payments once; check passed`,
+    `  healed: ${lostAtRestore[0]! + lostAtRestore[1]!} entries back from k1's and k2's journals; ${check.inboxRows} inbox rows, ${keys.length} payments of k1 and k2 once; check passed`,
   );
+  console.log(`  k3 had compacted its acked entries: ${k3Lost} lost for good, named in its log for ops`);
 });
 
 Heal.run();

@@ -81,7 +81,15 @@ async function until<T>(site: Site, what: string, check: () => Promise<T | undef
 async function stopSite(site: Site): Promise<void> {
   if (site.child.exitCode !== null || site.child.signalCode !== null) return;
   site.child.kill("SIGINT");
-  const code = await Promise.race([site.exited, new Promise((r) => setTimeout(() => r("timeout"), 30_000))]);
+  // The deadline is cleared once the site has exited: left pending, it held the test process 30 s after its last test.
+  let deadline: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    site.exited,
+    new Promise((r) => {
+      deadline = setTimeout(() => r("timeout"), 30_000);
+    }),
+  ]);
+  clearTimeout(deadline);
   if (code === "timeout") site.child.kill("SIGKILL");
 }
 

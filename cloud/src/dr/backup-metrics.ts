@@ -16,39 +16,33 @@ export interface BackupMetricsOptions {
 }
 
 export function registerBackupMetrics(o: BackupMetricsOptions): void {
-  const last = new Gauge({
-    name: "paylane_backup_last_success_timestamp_seconds",
-    help: "When the newest successful backup of each type finished (paylane-dr backup), in Unix seconds",
-    labelNames: ["type"] as const,
-    registers: [o.metrics],
-    async collect() {
-      try {
-        const { rows } = await o.db.query<{ type: string; at: string }>(
-          "SELECT type, extract(epoch FROM max(finished_at))::text AS at FROM backup_runs GROUP BY type",
-        );
-        this.reset();
-        for (const r of rows) this.set({ type: r.type }, Number(r.at));
-      } catch (err) {
-        o.logger.warn({ err: (err as Error).message }, "backup metrics: backup_runs could not be read");
-      }
-    },
-  });
-  new Gauge({
-    name: "paylane_backup_schedule_seconds",
-    help: "How often each backup type is due, in seconds, as paylane-dr setup recorded it",
-    labelNames: ["type"] as const,
-    registers: [o.metrics],
-    async collect() {
-      try {
-        const { rows } = await o.db.query<{ type: string; interval_seconds: number }>(
-          "SELECT type, interval_seconds FROM backup_schedules",
-        );
-        this.reset();
-        for (const r of rows) this.set({ type: r.type }, Number(r.interval_seconds));
-      } catch (err) {
-        o.logger.warn({ err: (err as Error).message }, "backup metrics: backup_schedules could not be read");
-      }
-    },
-  });
-  void last;
+  /** A gauge per backup type, set anew at each scrape from one query's `type` and `value` columns. */
+  const perType = (name: string, help: string, table: string, sql: string) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["type"] as const,
+      registers: [o.metrics],
+      async collect() {
+        try {
+          const { rows } = await o.db.query<{ type: string; value: string | number }>(sql);
+          this.reset();
+          for (const r of rows) this.set({ type: r.type }, Number(r.value));
+        } catch (err) {
+          o.logger.warn({ err: (err as Error).message }, `backup metrics: ${table} could not be read`);
+        }
+      },
+    });
+  perType(
+    "paylane_backup_last_success_timestamp_seconds",
+    "When the newest successful backup of each type finished (paylane-dr backup), in Unix seconds",
+    "backup_runs",
+    "SELECT type, extract(epoch FROM max(finished_at))::text AS value FROM backup_runs GROUP BY type",
+  );
+  perType(
+    "paylane_backup_schedule_seconds",
+    "How often each backup type is due, in seconds, as paylane-dr setup recorded it",
+    "backup_schedules",
+    "SELECT type, interval_seconds AS value FROM backup_schedules",
+  );
 }

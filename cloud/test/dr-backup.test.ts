@@ -343,6 +343,14 @@ Dr("verify passes; the repository is encrypted; a wrong passphrase is refused in
   const line = wrong.stderr.trim();
   assert.is(line.split("\n").length, 1, line);
   assert.match(line, /^paylane-dr: the repository cannot be decrypted with this passphrase/, line);
+
+  // setup with a wrong passphrase is refused the same way, and leaves the archive_command's conf as it was
+  const conf = join(ctx.config.stateDir, "pgbackrest.conf");
+  const before = await readFile(conf, "utf8");
+  const wrongSetup = await cli(["setup"], { PAYLANE_DR_CIPHER_PASS: randomBytes(32).toString("base64") });
+  assert.is(wrongSetup.code, 1, wrongSetup.stderr);
+  assert.match(wrongSetup.stderr, /^paylane-dr: the repository cannot be decrypted with this passphrase/);
+  assert.is(await readFile(conf, "utf8"), before, "pgbackrest.conf keeps the passphrase that opens the repository");
 });
 
 Dr("retention keeps one full backup: the next full expires the first", async () => {

@@ -5,7 +5,7 @@
  * followed by the consistency check.
  */
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError } from "@paylane/protocol/service";
 import pg from "pg";
@@ -54,7 +54,21 @@ export interface SetupOptions {
 export async function setup(c: DrConfig, o: SetupOptions = {}): Promise<void> {
   const say = o.say ?? silent;
   const pass = await readCipherPass(c);
+  const previous = await readFile(confPath(c), "utf8").catch(() => undefined);
   const conf = await writeConf(c, pass);
+  // The server's archive_command reads its passphrase from this file: a repository that exists already must open
+  // with the new one before it stays there. A setup run with a wrong passphrase had left every later WAL segment
+  // failing to archive (pg_stat_archiver.failed_count growing, pg_wal filling) until someone noticed.
+  try {
+    await info(c, pass);
+  } catch (err) {
+    if (err instanceof PgBackRestError && err.wrongPassphrase) {
+      if (previous === undefined) await rm(conf, { force: true });
+      else await writeFile(conf, previous);
+      throw err;
+    }
+    // no stanza yet (a new repository) or one stanza-create and check below will report on
+  }
   say(`wrote ${conf} (mode 0600; repository ${repoText(c)}, cipher aes-256-cbc)`);
   const needsRestart = await withClient(c.databaseUrl, async (db) => {
     const q = (s: string) => `'${s.replaceAll("'", "''")}'`;

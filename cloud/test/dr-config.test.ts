@@ -57,6 +57,14 @@ test("a misspelled key, a wrong repository type and a bad stanza are named", () 
   assert.throws(() => parseConfig({ ...base, retension: {} }), /unknown key "retension"/);
   assert.throws(() => parseConfig({ ...base, repo: { type: "ftp", path: "/x" } }), /repo/);
   assert.throws(() => parseConfig({ ...base, stanza: "Pay Lane" }), /stanza: expected lower-case/);
+  assert.throws(
+    () => parseConfig({ ...base, databaseUrl: "postgres://postgres@db1:5432,db2:5432/paylane" }),
+    /databaseUrl: one host, the cluster whose dataDir this is \(not the cloud's multi-host URL: db1:5432, db2:5432\)/,
+  );
+  assert.is(
+    parseConfig({ ...base, databaseUrl: "postgres:///paylane?host=/var/run/postgresql" }).databaseUrl.length > 0,
+    true,
+  );
 });
 
 test("the passphrase: a file others can read is refused, so is a short one; the environment wins", async () => {

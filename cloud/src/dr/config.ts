@@ -8,6 +8,7 @@ import { readFile, stat } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError, describeConfigIssues } from "@paylane/protocol/service";
 import { z } from "zod";
+import { parsePgUrl } from "../db/pg-url.ts";
 
 export const BACKUP_TYPES = ["full", "diff", "incr"] as const;
 export type BackupType = (typeof BACKUP_TYPES)[number];
@@ -38,7 +39,24 @@ export const DrConfigSchema = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, { error: "expected lower-case letters, digits, _ or -" })
     .default("paylane"),
   /** The cloud's database (the same DATABASE_URL as the cloud): where backups are recorded and checks run. */
-  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, { error: "expected postgres://user@host:port/db" }),
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, { error: "expected postgres://user@host:port/db" })
+    .superRefine((value, ctx) => {
+      try {
+        const hosts = parsePgUrl(value).hosts;
+        // pgBackRest backs up one cluster, from its data directory on this machine: a multi-host DATABASE_URL
+        // (the cloud's, for failover) has no single port to give it and made every command fail on "Invalid URL".
+        if (hosts.length > 1)
+          ctx.addIssue({
+            code: "custom",
+            message: `one host, the cluster whose dataDir this is (not the cloud's multi-host URL: ${hosts.map((h) => h.label).join(", ")})`,
+          });
+        else new URL(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
   /** The cloud's schema (DATABASE_SCHEMA). */
   databaseSchema: z.string().default("paylane"),
   /** The cluster's data directory (pgBackRest's pg1-path): pgBackRest reads the files, not a connection. */

@@ -316,7 +316,7 @@ export interface RestoreOptions {
   /** A fresh (missing or empty) data directory for the restored cluster. */
   target: string;
   port: number;
-  /** Compare against the source after the restore (default true when the source is reachable). */
+  /** Run the consistency check after the restore (default true): against the source when it answers, else its own invariants. */
   check?: boolean;
   say?: Say;
 }
@@ -420,7 +420,8 @@ export async function restore(c: DrConfig, o: RestoreOptions): Promise<RestoreRe
   const seconds = (performance.now() - started) / 1000;
   say(`restored cluster accepts writes on port ${o.port} (${seconds.toFixed(1)} s); its log: ${cluster.logFile}`);
   let check: CheckReport | null = null;
-  if (o.check ?? sourceReachable) {
+  // The source gone (the case a restore is for) still leaves the restored database's own invariants to check.
+  if (o.check ?? true) {
     check = await consistencyCheck({
       source: sourceReachable ? c.databaseUrl : undefined,
       restored: url,

@@ -31,10 +31,18 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
-async function withCloudDb<T>(c: DrConfig, fn: (db: Database) => Promise<T>): Promise<T> {
+/**
+ * The cloud's schema. Only `setup` (run by hand, once) applies the cloud's migrations: a nightly backup
+ * must never change a production schema under a running cloud of another version.
+ */
+async function withCloudDb<T>(
+  c: DrConfig,
+  fn: (db: Database) => Promise<T>,
+  o: { migrate?: boolean } = {},
+): Promise<T> {
   const db = await openPg({ url: c.databaseUrl, schema: c.databaseSchema, max: 2 });
   try {
-    await migrate(db);
+    if (o.migrate) await migrate(db);
     return await fn(db);
   } finally {
     await db.close();
@@ -106,14 +114,18 @@ export async function setup(c: DrConfig, o: SetupOptions = {}): Promise<void> {
   const checked = await pgbackrest(c, "check", ["--log-level-console=info"], { cipherPass: pass });
   const archived = /WAL segment (\S+) successfully archived/.exec(checked.stdout)?.[1];
   say(`check: WAL archiving works${archived ? ` (segment ${archived} archived)` : ""}`);
-  await withCloudDb(c, async (db) => {
-    for (const type of BACKUP_TYPES)
-      await db.query(
-        `INSERT INTO backup_schedules (type, interval_seconds, updated_at) VALUES ($1, $2, now())
+  await withCloudDb(
+    c,
+    async (db) => {
+      for (const type of BACKUP_TYPES)
+        await db.query(
+          `INSERT INTO backup_schedules (type, interval_seconds, updated_at) VALUES ($1, $2, now())
          ON CONFLICT (type) DO UPDATE SET interval_seconds = $2, updated_at = now()`,
-        [type, c.schedule[type]],
-      );
-  });
+          [type, c.schedule[type]],
+        );
+    },
+    { migrate: true },
+  );
   say(
     `schedule: full every ${duration(c.schedule.full)}, diff every ${duration(c.schedule.diff)}, incr every ${duration(c.schedule.incr)}; ` +
       `retention: ${c.retention.full} full, ${c.retention.diff} diff`,

@@ -389,6 +389,71 @@ Dr("the cloud exports when each type last succeeded and its schedule", async () 
   assert.match(text, 'paylane_backup_schedule_seconds{type="diff"} 21600');
 });
 
+Dr("the cloud exports its WAL archiver: files archived, failures, when last archived", async () => {
+  const metrics = new Registry();
+  registerBackupMetrics({ db: ctx.db, metrics, logger: pino({ level: "silent" }) });
+  const text = await metrics.metrics();
+  const value = (name: string) => {
+    const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    assert.ok(m, `${name} has a sample:\n${text}`);
+    return Number(m[1]);
+  };
+  const archiver = await ctx.db.query<{ failed: string }>("SELECT failed_count::text AS failed FROM pg_stat_archiver");
+  // setup's check archived at least one segment, and the backups since then more
+  const archived = value("paylane_postgres_wal_archived_total");
+  assert.ok(archived >= 1, `archived ${archived}`);
+  assert.is(value("paylane_postgres_wal_archive_failures_total"), Number(archiver.rows[0]!.failed));
+  const last = value("paylane_postgres_wal_last_archived_timestamp_seconds");
+  const started = (await stat(ctx.configFile)).mtimeMs / 1000;
+  assert.ok(last >= started - 1 && last <= Date.now() / 1000 + 1, `last archived ${last}, setup at ${started}`);
+  assert.match(text, "# TYPE paylane_postgres_wal_archived_total counter");
+  assert.match(text, "# TYPE paylane_postgres_wal_archive_failures_total counter");
+});
+
+Dr(
+  "a database that never archived has no last-archived series; one whose archiver cannot be read still serves the rest",
+  async () => {
+    const never = new Registry();
+    registerBackupMetrics({
+      db: {
+        query: async <R>(sql: string) =>
+          ({ rows: /pg_stat_archiver/.test(sql) ? [{ archived: "0", failed: "0", last_archived: null }] : [] }) as {
+            rows: R[];
+          },
+      },
+      metrics: never,
+      logger: pino({ level: "silent" }),
+    });
+    const quiet = await never.metrics();
+    assert.match(quiet, /^paylane_postgres_wal_archived_total 0$/m);
+    assert.match(quiet, /^paylane_postgres_wal_archive_failures_total 0$/m);
+    assert.match(quiet, "# TYPE paylane_postgres_wal_last_archived_timestamp_seconds gauge");
+    assert.not.match(quiet, /^paylane_postgres_wal_last_archived_timestamp_seconds /m, "absent, not 0");
+
+    const broken = new Registry();
+    registerBackupMetrics({
+      db: {
+        query: async <R>(sql: string) => {
+          if (/pg_stat_archiver/.test(sql)) throw new Error("permission denied for view pg_stat_archiver");
+          return { rows: (/backup_schedules/.test(sql) ? [{ type: "full", value: 86400 }] : []) as R[] };
+        },
+      },
+      metrics: broken,
+      logger: pino({ level: "silent" }),
+    });
+    const text = await broken.metrics();
+    assert.match(text, 'paylane_backup_schedule_seconds{type="full"} 86400', "the other series are served");
+    for (const name of [
+      "paylane_postgres_wal_archived_total",
+      "paylane_postgres_wal_archive_failures_total",
+      "paylane_postgres_wal_last_archived_timestamp_seconds",
+    ]) {
+      assert.match(text, `# TYPE ${name} `, `${name} stays declared`);
+      assert.not.match(text, new RegExp(`^${name} `, "m"), `${name} has no sample (not a false 0)`);
+    }
+  },
+);
+
 Dr("a tampered repository file fails verify", async () => {
   const root = ctx.config.repo.type === "posix" ? ctx.config.repo.path : "";
   const files = (await filesUnder(join(root, "backup", ctx.config.stanza))).filter((f) =>

@@ -127,6 +127,7 @@ test("every alert has a severity, a summary, a description, a runbook in docs/op
     "ScrapeTargetDown",
     "BackupOverdue",
     "BackupNeverSucceeded",
+    "WalArchivingFailing",
   ];
   assert.equal(rules.map((r) => r.alert).sort(), [...expected].sort(), "the alerts issue 18 lists");
   const files = await loadRuleTests();

@@ -477,6 +477,11 @@ const CATALOGUE = {
     "paylane_ledger_exceptions",
     "paylane_backup_last_success_timestamp_seconds",
     "paylane_backup_schedule_seconds",
+    // docs/metrics.md's WAL archiver series (alert WalArchivingFailing): declared even on a database that
+    // never archived; the values on a cluster with archiving on are checked in cloud/test/dr-backup.test.ts
+    "paylane_postgres_wal_archived_total",
+    "paylane_postgres_wal_archive_failures_total",
+    "paylane_postgres_wal_last_archived_timestamp_seconds",
   ],
 };
 

@@ -18,7 +18,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Gateway } from "@paylane/gateway";
-import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import { Registry, type RegistryFile } from "@paylane/protocol";
 import { ConfigError, createCommand, EXIT, oneLine } from "@paylane/protocol/service";
 import { InvalidArgumentError } from "commander";
 import pino from "pino";
@@ -29,7 +29,7 @@ import { setup } from "../cloud/src/dr/backup.ts";
 import { freePort, LocalCluster, postgresOwnedDir } from "../cloud/src/dr/cluster.ts";
 import { parseConfig } from "../cloud/src/dr/config.ts";
 import { type Report as BackupDrillReport, backupRestoreDrill } from "../cloud/src/dr/drill.ts";
-import { type FailoverReport, failoverDrill } from "../cloud/src/dr/failover.ts";
+import { drillRegistry, type FailoverReport, failoverDrill } from "../cloud/src/dr/failover.ts";
 import type { FailoverKiosk } from "../cloud/src/dr/failover-kiosk.ts";
 import { DEMO_MEMBERS, seedSite } from "../cloud/src/seed.ts";
 import { REAL_UPLINK_KIOSK, realUplinkKiosk } from "../test/dr/uplink-kiosk.ts";
@@ -88,19 +88,7 @@ async function startGateway(file: RegistryFile) {
 /** The cloud on `databaseUrl` taking `seconds` of kiosks checking in and paying: what the backup then holds. */
 async function loadSource(databaseUrl: string, workDir: string, o: DrillCliOptions): Promise<number> {
   const site = "drill";
-  const secrets = new Map(
-    Array.from({ length: o.kiosks }, (_, i) => [`k${i + 1}`, randomBytes(18).toString("base64url")]),
-  );
-  const cloudSecret = randomBytes(18).toString("base64url");
-  const file: RegistryFile = {
-    version: 1,
-    devices: await Promise.all(
-      [...secrets].map(async ([device, s]) => ({ site, device, secretHash: await hashSecret(s) })),
-    ),
-    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-  };
-  const registryPath = join(workDir, "registry.json");
-  await Registry.save(registryPath, file);
+  const { secrets, cloudSecret, registry: file, registryPath } = await drillRegistry(site, o.kiosks, workDir);
   const broker = await startGateway(file);
   const cloud = new CloudService({
     config: parseCloudEnv({

@@ -208,19 +208,7 @@ export async function failoverDrill(o: FailoverDrillOptions): Promise<FailoverRe
     });
     cleanups.push(() => db.close().catch(() => {}));
     const site = `drill${randomBytes(3).toString("hex")}`;
-    const secrets = new Map(
-      Array.from({ length: kioskCount }, (_, i) => [`k${i + 1}`, randomBytes(18).toString("base64url")]),
-    );
-    const cloudSecret = randomBytes(18).toString("base64url");
-    const registry: RegistryFile = {
-      version: 1,
-      devices: await Promise.all(
-        [...secrets].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
-      ),
-      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-    };
-    const registryPath = join(workDir, "registry.json");
-    await Registry.save(registryPath, registry);
+    const { secrets, cloudSecret, registry, registryPath } = await drillRegistry(site, kioskCount, workDir);
     const broker = await o.startBroker(registry);
     cleanups.push(() => broker.stop().catch(() => {}));
 
@@ -563,4 +551,22 @@ async function pollFor<T>(ask: () => Promise<T | undefined>, timeoutMs: number, 
 /** Writes the report as JSON (for the docs and CI artifacts). */
 export async function saveReport(path: string, report: unknown): Promise<void> {
   await writeFile(path, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** A registry of `kioskCount` kiosks (k1…) and the cloud bridge with fresh secrets, saved in `workDir`. */
+export async function drillRegistry(site: string, kioskCount: number, workDir: string) {
+  const secrets = new Map(
+    Array.from({ length: kioskCount }, (_, i) => [`k${i + 1}`, randomBytes(18).toString("base64url")]),
+  );
+  const cloudSecret = randomBytes(18).toString("base64url");
+  const registry: RegistryFile = {
+    version: 1,
+    devices: await Promise.all(
+      [...secrets].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
+    ),
+    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
+  };
+  const registryPath = join(workDir, "registry.json");
+  await Registry.save(registryPath, registry);
+  return { secrets, cloudSecret, registry, registryPath };
 }

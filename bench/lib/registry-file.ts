@@ -1,6 +1,6 @@
 /** The device registry a bench's site runs on: its devices' secrets and the cloud's, hashed as in production. */
 import { randomBytes } from "node:crypto";
-import { hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
+import { Registry, type RegistryFile, siteRegistryFile } from "@paylane/protocol";
 
 export async function saveBenchRegistry(
   path: string,
@@ -8,13 +8,7 @@ export async function saveBenchRegistry(
   devices: Iterable<[string, string]>,
   cloudSecret: string,
 ): Promise<RegistryFile> {
-  const file: RegistryFile = {
-    version: 1,
-    devices: await Promise.all(
-      [...devices].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
-    ),
-    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-  };
+  const file = await siteRegistryFile(site, devices, cloudSecret);
   await Registry.save(path, file);
   return file;
 }

@@ -88,6 +88,24 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
 }
 
 /** Service usernames are `svc:{id}` so they can never collide with a `{site}/{device}` username. */
+/**
+ * A registry of one site's devices and the cloud bridge, their secrets hashed
+ * as in production: what a test, a bench or a drill runs its site on.
+ */
+export async function siteRegistryFile(
+  site: string,
+  devices: Iterable<[device: string, secret: string]>,
+  cloudSecret: string,
+): Promise<RegistryFile> {
+  return {
+    version: 1,
+    devices: await Promise.all(
+      [...devices].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
+    ),
+    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
+  };
+}
+
 export const serviceUsername = (serviceId: string) => `svc:${serviceId}`;
 /** Operator usernames are `ops:{id}`: never a device's `{site}/{device}`, never a service's. */
 export const operatorUsername = (operatorId: string) => `ops:${operatorId}`;

@@ -27,7 +27,7 @@ import {
   seedSite,
 } from "@paylane/cloud";
 import { Gateway } from "@paylane/gateway";
-import { hashSecret, Registry, type RegistryFile, realTimers } from "@paylane/protocol";
+import { Registry, realTimers, siteRegistryFile } from "@paylane/protocol";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
@@ -84,13 +84,7 @@ test.before(
     await redis.connect();
     const secrets = new Map(KIOSKS.map((d) => [d, randomBytes(18).toString("base64url")]));
     const cloudSecret = randomBytes(18).toString("base64url");
-    const file: RegistryFile = {
-      version: 1,
-      devices: await Promise.all(
-        KIOSKS.map(async (device) => ({ site, device, secretHash: await hashSecret(secrets.get(device)!) })),
-      ),
-      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-    };
+    const file = await siteRegistryFile(site, secrets, cloudSecret);
     const registryPath = join(dir, "registry.json");
     await Registry.save(registryPath, file);
     gateway = new Gateway({ registry: new Registry(file), port: 0, logger: quiet, metrics: new MetricsRegistry() });

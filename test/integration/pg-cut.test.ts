@@ -27,15 +27,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { CloudService, type Database, openPg, parseCloudEnv } from "@paylane/cloud";
 import { Gateway } from "@paylane/gateway";
-import {
-  type DeviceAddress,
-  deviceIdentity,
-  type Entry,
-  hashSecret,
-  Registry,
-  type RegistryFile,
-  topics,
-} from "@paylane/protocol";
+import { type DeviceAddress, deviceIdentity, type Entry, Registry, siteRegistryFile, topics } from "@paylane/protocol";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
@@ -202,13 +194,7 @@ test.before(
     dir = await mkdtemp(join(tmpdir(), "paylane-pg-cut-"));
     const secrets = new Map(DEVICES.map((d) => [d, randomBytes(18).toString("base64url")]));
     const cloudSecret = randomBytes(18).toString("base64url");
-    const file: RegistryFile = {
-      version: 1,
-      devices: await Promise.all(
-        DEVICES.map(async (device) => ({ site, device, secretHash: await hashSecret(secrets.get(device)!) })),
-      ),
-      services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-    };
+    const file = await siteRegistryFile(site, secrets, cloudSecret);
     const registryPath = join(dir, "registry.json");
     await Registry.save(registryPath, file);
     gateway = new Gateway({ registry: new Registry(file), port: 0, logger: quiet, metrics: new MetricsRegistry() });

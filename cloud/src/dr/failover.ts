@@ -26,7 +26,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Entry, hashSecret, Registry, type RegistryFile, realTimers } from "@paylane/protocol";
+import { type Entry, Registry, type RegistryFile, realTimers, siteRegistryFile } from "@paylane/protocol";
 import pino, { type Logger } from "pino";
 import { CloudService } from "../cloud.ts";
 import { parseCloudEnv } from "../config.ts";
@@ -559,13 +559,7 @@ export async function drillRegistry(site: string, kioskCount: number, workDir: s
     Array.from({ length: kioskCount }, (_, i) => [`k${i + 1}`, randomBytes(18).toString("base64url")]),
   );
   const cloudSecret = randomBytes(18).toString("base64url");
-  const registry: RegistryFile = {
-    version: 1,
-    devices: await Promise.all(
-      [...secrets].map(async ([device, secret]) => ({ site, device, secretHash: await hashSecret(secret) })),
-    ),
-    services: [{ id: "cloud", role: "bridge", secretHash: await hashSecret(cloudSecret) }],
-  };
+  const registry = await siteRegistryFile(site, secrets, cloudSecret);
   const registryPath = join(workDir, "registry.json");
   await Registry.save(registryPath, registry);
   return { secrets, cloudSecret, registry, registryPath };

@@ -1,14 +1,3 @@
-/**
- * The dashboards and alert rules against running services (issue 18):
- * `npm start -- --prometheus` starts the site and Debian's Prometheus with
- * the project's rules; Prometheus reports both scrape targets up and every
- * rule loaded; after some traffic (taps, a payment, operator reads, a
- * refused request), every metric name a dashboard or a rule selects is
- * exposed by the gateway's or the cloud's /metrics; and a kiosk stopped on
- * purpose turns KioskOffline pending in Prometheus. Without Prometheus
- * installed, `--prometheus` is one line naming the package.
- */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +5,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { kioskPost } from "../../test/support/kiosk-api.ts";
 import { freePortRun } from "../../test/support/private-mosquitto.ts";
+import { type SiteProcess, startSiteProcess } from "../../test/support/site-process.ts";
 import {
   dashboardQueries,
   exposedNames,
@@ -23,40 +13,21 @@ import {
   loadRules,
   metricNames,
   PROMETHEUS_OWN,
-  root,
 } from "./support/observability.ts";
 
 const it = suite("observability, live");
-
-interface Site {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startSite(env: Record<string, string>, args: string[]): Site {
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "scripts/site.ts"), ...args], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: "warn", MQTT_URL: "", DATABASE_URL: "", REDIS_URL: "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout?.on("data", (d) => {
-    out += d;
-  });
-  child.stderr?.on("data", (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => out, exited };
-}
 
 /**
  * Polls `check` until it returns a value; a wall-clock deadline, since what
  * is waited for happens in other processes (Prometheus' scrape and rule
  * evaluation every 5 s). The site exiting ends the wait at once.
  */
-async function until<T>(site: Site, what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+async function until<T>(
+  site: SiteProcess,
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void site.exited.then(() => {
@@ -78,7 +49,7 @@ async function until<T>(site: Site, what: string, check: () => Promise<T | undef
   }
 }
 
-async function stopSite(site: Site): Promise<void> {
+async function stopSite(site: SiteProcess): Promise<void> {
   if (site.child.exitCode !== null || site.child.signalCode !== null) return;
   site.child.kill("SIGINT");
   // The deadline is cleared once the site has exited: left pending, it held the test process 30 s after its last test.
@@ -97,7 +68,7 @@ it("--prometheus without Prometheus installed is one line naming the package", a
   const dir = await mkdtemp(join(tmpdir(), "paylane-prom-"));
   try {
     // a PATH with no prometheus on it (node is run by its absolute path)
-    const site = startSite({ PAYLANE_DATA: dir, PATH: dir }, ["--prometheus"]);
+    const site = startSiteProcess({ PAYLANE_DATA: dir, PATH: dir }, ["--prometheus"]);
     assert.is(await site.exited, 2, site.output());
     const lines = site.output().trim().split("\n");
     assert.is(lines.length, 1, site.output());
@@ -112,7 +83,7 @@ it("--prometheus-port without --prometheus, or not a port, is one line saying wh
     [["--prometheus-port", "9091"], /^npm start: --prometheus-port is Prometheus' port: give --prometheus too$/],
     [["--prometheus", "--prometheus-port", "99999"], /"99999" is not a port: give a number from 1 to 65535/],
   ] as const) {
-    const site = startSite({ PAYLANE_DATA: join(tmpdir(), "paylane-never-made") }, [...args]);
+    const site = startSiteProcess({ PAYLANE_DATA: join(tmpdir(), "paylane-never-made") }, [...args]);
     assert.is(await site.exited, 2, site.output());
     assert.is(site.output().trim().split("\n").length, 1, site.output());
     assert.match(site.output().trim(), said);
@@ -125,7 +96,7 @@ it("npm start -- --prometheus: targets up, rules loaded, every dashboard and rul
   // MQTT, gateway HTTP, cloud, kiosks k1 and k2, Prometheus
   const base = await freePortRun(6);
   const port = { mqtt: base, gatewayHttp: base + 1, cloud: base + 2, kiosks: base + 3, prometheus: base + 5 };
-  const site = startSite(
+  const site = startSiteProcess(
     {
       PAYLANE_DATA: dir,
       MQTT_PORT: String(port.mqtt),

@@ -10,7 +10,7 @@
  * say its clean goodbye before the broker stops; a bad SITE_ID or an old bad
  * registry is one line naming it.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
@@ -24,38 +24,15 @@ import * as assert from "uvu/assert";
 import { ensureIdentities, writeOpsCredentials } from "../../scripts/site/identities.ts";
 import { kioskPost } from "../support/kiosk-api.ts";
 import { freePortRun } from "../support/private-mosquitto.ts";
+import { type SiteProcess, startSiteProcess } from "../support/site-process.ts";
 import { within } from "../support/within.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
 const it = suite("npm start");
 
-function startSite(
-  env: Record<string, string>,
-  args: string[] = [],
-): {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-} {
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "scripts/site.ts"), ...args], {
-    cwd: root,
-    env: { ...process.env, ...env, LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout?.on("data", (d) => {
-    out += d;
-  });
-  child.stderr?.on("data", (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => out, exited };
-}
-
 /** Resolves when `text` appears in the output, or rejects when the process exits first. */
-function waitForOutput(site: ReturnType<typeof startSite>, text: string, timeoutMs = 90_000): Promise<void> {
+function waitForOutput(site: SiteProcess, text: string, timeoutMs = 90_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`no "${text}" within ${timeoutMs} ms:\n${site.output()}`)),
@@ -86,7 +63,7 @@ const RECOVERY_MS = Number(process.env.TEST_SITE_RECOVERY_MS ?? 5000);
 
 /** Resolves with the first match of `pattern` in the output after `from`, or rejects when the site exits first. */
 async function outputMatch(
-  site: ReturnType<typeof startSite>,
+  site: SiteProcess,
   pattern: RegExp,
   from: number,
   timeoutMs: number,
@@ -128,7 +105,7 @@ it("a taken MQTT port is named, with the variable that moves it and the MQTT_URL
   const port = (blocker.address() as { port: number }).port;
   const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
   try {
-    const site = startSite({ MQTT_PORT: String(port), PAYLANE_DATA: dir });
+    const site = startSiteProcess({ MQTT_PORT: String(port), PAYLANE_DATA: dir });
     assert.is(await site.exited, 1);
     assert.match(site.output(), new RegExp(`port ${port} on|port ${port} is already in use`));
     assert.match(site.output(), /MQTT_PORT/);
@@ -147,7 +124,7 @@ it("runs a whole site on embedded defaults; a tap from the terminal reaches the 
   const kioskBase = base + 3;
   const env = Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)]));
   // Drop any external services from the environment: this is the embedded site.
-  const site = startSite({
+  const site = startSiteProcess({
     ...env,
     KIOSK_PORT_BASE: String(kioskBase),
     PAYLANE_DATA: dir,
@@ -293,7 +270,7 @@ it("supervises: a kiosk killed -9 is back within 5 s; the cloud stopped alone le
   const base = await freePortRun(5);
   const kioskBase = base + 3;
   const cloud = `http://127.0.0.1:${base + 2}`;
-  const site = startSite({
+  const site = startSiteProcess({
     MQTT_PORT: String(base),
     GATEWAY_HTTP_PORT: String(base + 1),
     CLOUD_PORT: String(base + 2),
@@ -386,7 +363,7 @@ it("a cloud that cannot connect to MQTT at start is one line and a non-zero exit
   const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
   const base = await freePortRun(3);
   try {
-    const site = startSite({
+    const site = startSiteProcess({
       MQTT_URL: `mqtt://127.0.0.1:${mqttPort}`,
       CLOUD_PORT: String(base),
       KIOSK_PORT_BASE: String(base + 1),
@@ -407,15 +384,15 @@ it("a cloud that cannot connect to MQTT at start is one line and a non-zero exit
 it("--help lists the environment and examples; an unknown flag or a bad time zone is one line, exit 2", async () => {
   const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
   try {
-    const help = startSite({ PAYLANE_DATA: dir }, ["--help"]);
+    const help = startSiteProcess({ PAYLANE_DATA: dir }, ["--help"]);
     assert.is(await help.exited, 0);
     for (const text of ["Usage: npm start", "SITE_ID", "KIOSK_PORT_BASE", "kill -USR2", "Examples:"]) {
       assert.ok(help.output().includes(text), `--help mentions ${text}:\n${help.output()}`);
     }
-    const bogus = startSite({ PAYLANE_DATA: dir }, ["--bogus"]);
+    const bogus = startSiteProcess({ PAYLANE_DATA: dir }, ["--bogus"]);
     assert.is(await bogus.exited, 2);
     assert.is(bogus.output().trim(), "npm start: unknown option '--bogus' (see npm start -- --help)");
-    const mars = startSite({ PAYLANE_DATA: dir, SITE_TIMEZONE: "Mars/Olympus" });
+    const mars = startSiteProcess({ PAYLANE_DATA: dir, SITE_TIMEZONE: "Mars/Olympus" });
     assert.is(await mars.exited, 2);
     assert.is(
       mars.output().trim(),
@@ -430,7 +407,7 @@ it("--help lists the environment and examples; an unknown flag or a bad time zon
 it("a bad SITE_ID is one line naming it and its form; nothing is written", async () => {
   const dir = await mkdtemp(join(tmpdir(), "paylane-start-"));
   try {
-    const site = startSite({ SITE_ID: "Bad Site", PAYLANE_DATA: dir });
+    const site = startSiteProcess({ SITE_ID: "Bad Site", PAYLANE_DATA: dir });
     assert.is(await site.exited, 2);
     assert.is(
       site.output().trim(),
@@ -449,7 +426,7 @@ it("a bad registry.json left by an old version is one line naming the file and w
     await writeFile(join(dir, "secrets.json"), JSON.stringify({ cloud: "c", devices: { k1: "a", k2: "b" } }));
     const registry = { version: 1, devices: [{ site: "Bad Site", device: "k1", secretHash: "x" }], services: [] };
     await writeFile(join(dir, "registry.json"), JSON.stringify(registry));
-    const site = startSite({ PAYLANE_DATA: dir });
+    const site = startSiteProcess({ PAYLANE_DATA: dir });
     assert.is(await site.exited, 2);
     const lines = site.output().trim().split("\n");
     assert.is(lines.length, 1, site.output());

@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { httpMetrics } from "../src/metrics/http-metrics.ts";
+import { httpMetrics, noteAuthFailure } from "../src/metrics/http-metrics.ts";
 
 const test = suite("http metrics");
 
@@ -21,17 +21,22 @@ function app(registry: MetricsRegistry): Hono {
   devices.get("/api/v1/devices/:site/:device", (c) => c.json({ device: c.req.param("device") }));
   devices.use("/api/v1/secret/*", async (c, next) => {
     const auth = c.req.header("authorization");
-    if (!auth)
+    if (!auth) {
+      noteAuthFailure(c, "missing-token");
       return problemResponse(
         { title: "Unauthorized", status: 401, detail: "operator token required" },
         { "www-authenticate": 'Bearer realm="paylane"' },
       );
-    if (auth === "Bearer old")
+    }
+    if (auth === "Bearer old") {
+      noteAuthFailure(c, "expired-token");
       return problemResponse(
         { title: "Unauthorized", status: 401, detail: "operator token refused: the token has expired (exp)" },
         { "www-authenticate": 'Bearer realm="paylane", error="invalid_token"' },
       );
-    if (auth.startsWith("Basic"))
+    }
+    if (auth.startsWith("Basic")) {
+      noteAuthFailure(c, "bad-device-credentials");
       return problemResponse(
         {
           title: "Unauthorized",
@@ -40,13 +45,19 @@ function app(registry: MetricsRegistry): Hono {
         },
         { "www-authenticate": 'Basic realm="paylane"' },
       );
+    }
     return next();
   });
   devices.get("/api/v1/secret/:id", (c) => c.text("ok"));
-  devices.post("/api/v1/auth/login", (c) =>
-    c.req.header("x-locked")
+  devices.post("/api/v1/auth/login", (c) => {
+    noteAuthFailure(c, c.req.header("x-locked") ? "locked-out" : "bad-password");
+    return c.req.header("x-locked")
       ? problemResponse({ title: "Too many requests", status: 429, detail: "too many failed logins" })
-      : problemResponse({ title: "Unauthorized", status: 401, detail: "the username or the password is wrong" }),
+      : problemResponse({ title: "Unauthorized", status: 401, detail: "the username or the password is wrong" });
+  });
+  // A 401 that is no refused authentication (an upstream's answer passed on) names no reason and is not counted.
+  devices.get("/api/v1/upstream", () =>
+    problemResponse({ title: "Unauthorized", status: 401, detail: "operator token refused: upstream" }),
   );
   devices.get("/boom", () => {
     throw new Error("boom");
@@ -93,6 +104,7 @@ test("a refusal by a guard before its handler counts under the handler's route, 
     a.request("/api/v1/auth/login", { method: "POST", headers: locked ? { "x-locked": "1" } : {} });
   assert.is((await login(false)).status, 401);
   assert.is((await login(true)).status, 429);
+  assert.is((await a.request("/api/v1/upstream")).status, 401);
   const failures = "paylane_api_auth_failures_total";
   for (const reason of ["missing-token", "expired-token", "bad-device-credentials", "bad-password", "locked-out"])
     assert.is(await count(registry, failures, { reason }), 1, reason);

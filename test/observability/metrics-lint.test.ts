@@ -378,6 +378,13 @@ test("the API: requests counted by route pattern, never by path; refused logins 
     body: JSON.stringify({ username: "nobody", password: "not-the-password" }),
   });
   assert.is(login.status, 401);
+  assert.is((await fetch(new URL("/api/v1/devices", cloud.url))).status, 401);
+  const wrongKiosk = `Basic ${Buffer.from(`${site}/k1:not-its-secret`).toString("base64")}`;
+  assert.is(
+    (await fetch(new URL(`/api/v1/sites/${site}/members`, cloud.url), { headers: { authorization: wrongKiosk } }))
+      .status,
+    401,
+  );
 
   const s = parseScrape(await scrape("cloud"));
   const delta = (name: string, labels: Record<string, string>) =>
@@ -390,11 +397,13 @@ test("the API: requests counted by route pattern, never by path; refused logins 
     1,
   );
   assert.is(delta("paylane_http_requests_total", { route: "unmatched", method: "GET", code: "404" }), 1);
-  assert.is(delta("paylane_http_requests_total", { route: "/api/v1/devices", method: "GET", code: "401" }), 2);
+  assert.is(delta("paylane_http_requests_total", { route: "/api/v1/devices", method: "GET", code: "401" }), 3);
   assert.is(delta("paylane_http_requests_total", { route: "/api/v1/auth/login", method: "POST", code: "401" }), 1);
   assert.is(delta("paylane_api_auth_failures_total", { reason: "bad-token" }), 1);
   assert.is(delta("paylane_api_auth_failures_total", { reason: "expired-token" }), 1);
   assert.is(delta("paylane_api_auth_failures_total", { reason: "bad-password" }), 1);
+  assert.is(delta("paylane_api_auth_failures_total", { reason: "missing-token" }), 1);
+  assert.is(delta("paylane_api_auth_failures_total", { reason: "bad-device-credentials" }), 1);
   // Every route label is a registered pattern: no site id, device id or member id in it.
   for (const route of new Set(s.filter((x) => x.name === "paylane_http_requests_total").map((x) => x.labels.route!)))
     assert.ok(

@@ -25,7 +25,7 @@ import type { CommandDesk } from "../fleet/commands.ts";
 import type { ConfigDesk } from "../fleet/device-config.ts";
 import { createGraphQL, GRAPHQL_PATH } from "../graphql/server.ts";
 import type { LiveFeed } from "../live/live-feed.ts";
-import { httpMetrics } from "../metrics/http-metrics.ts";
+import { httpMetrics, noteAuthFailure } from "../metrics/http-metrics.ts";
 import type { PresenceStore } from "../presence/presence-store.ts";
 import { type LatestTelemetryStore, MemoryLatestTelemetry } from "../telemetry/latest-store.ts";
 import { mountAccounts } from "./accounts.ts";
@@ -272,6 +272,7 @@ function metricsGuard(token: string | undefined): MiddlewareHandler {
     }
     const header = c.req.header("authorization");
     if (!header?.startsWith("Bearer ") || !timingSafeEqual(digest(header.slice(7).trim()), expected)) {
+      noteAuthFailure(c, "bad-metrics-token");
       return problemResponse(
         {
           title: "Unauthorized",

@@ -23,6 +23,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
+import { noteAuthFailure } from "../metrics/http-metrics.ts";
 import { notFound } from "./http.ts";
 
 export const ROLES = CONSOLE_ROLES;
@@ -117,7 +118,7 @@ function refusal(err: unknown): string {
 export async function verifyOperatorToken(
   token: string,
   cfg: OperatorTokenConfig & { secret: string },
-): Promise<Operator | { refused: string }> {
+): Promise<Operator | { refused: string; expired?: true }> {
   try {
     const { payload } = await jwtVerify(token, await verifyKey(cfg.secret), {
       algorithms: ["HS256"],
@@ -134,7 +135,7 @@ export async function verifyOperatorToken(
     }
     return { sub, role, sites: sites ?? null, ...(sid ? { sid } : {}) };
   } catch (err) {
-    return { refused: refusal(err) };
+    return { refused: refusal(err), ...(err instanceof joseErrors.JWTExpired ? { expired: true as const } : {}) };
   }
 }
 
@@ -168,6 +169,7 @@ export function operatorAuth(
     }
     const token = presentedToken(c);
     if (!token) {
+      noteAuthFailure(c, "missing-token");
       const cookieOnly = c.req.method !== "GET" && c.req.method !== "HEAD" && getCookie(c, SESSION_COOKIE);
       return problemResponse(
         {
@@ -182,6 +184,7 @@ export function operatorAuth(
     }
     const operator = await verifyOperatorToken(token, { ...config, secret });
     if ("refused" in operator) {
+      noteAuthFailure(c, operator.expired ? "expired-token" : "bad-token");
       return problemResponse(
         { title: "Unauthorized", status: 401, detail: `operator token refused: ${operator.refused}` },
         { "www-authenticate": 'Bearer realm="paylane", error="invalid_token"' },

@@ -13,6 +13,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { describeIssues, type Permission, problemResponse, type Registry, rolesWith } from "@paylane/protocol";
 import type { Context, Env, MiddlewareHandler } from "hono";
 import { z } from "zod";
+import { noteAuthFailure } from "../metrics/http-metrics.ts";
 import { anyDevice, deviceOnly, type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { badRequest, checkJsonBody } from "./http.ts";
 
@@ -168,15 +169,20 @@ export function callerDevice(c: Context): { site: string; device: string } {
 export function deviceRoute(registry: () => Registry, scope: "any" | "site" | "device"): Auth {
   const check: MiddlewareHandler<DeviceEnv> = async (c, next) => {
     const header = c.req.header("authorization");
+    // anyDevice and deviceOnly answer 401 only for missing or refused credentials (403: another device's)
+    const refused = (res: Response) => {
+      if (res.status === 401) noteAuthFailure(c, "bad-device-credentials");
+      return res;
+    };
     if (scope === "any") {
       const caller = await anyDevice(header, registry());
-      if (caller instanceof Response) return caller;
+      if (caller instanceof Response) return refused(caller);
       c.set("device", caller);
     } else {
       const site = c.req.param("site") ?? "";
       const device = scope === "device" ? (c.req.param("device") ?? "") : undefined;
       const caller = await deviceOnly(header, registry(), site, device);
-      if (caller instanceof Response) return caller;
+      if (caller instanceof Response) return refused(caller);
       c.set("device", { site, device: caller.device });
     }
     await next();

@@ -29,6 +29,7 @@ import type { Logger } from "pino";
 import type { AuditLog } from "../accounts/audit-log.ts";
 import type { LoginLimiter } from "../accounts/login-limiter.ts";
 import { type IssuedSession, profile, type Sessions } from "../accounts/sessions.ts";
+import { noteAuthFailure } from "../metrics/http-metrics.ts";
 import { type OperatorEnv, type OperatorTokenConfig, operatorAuth } from "./auth.ts";
 import { jsonBody } from "./http.ts";
 import { clientAddress } from "./rate-limit.ts";
@@ -120,6 +121,7 @@ export function sessionRoutes(o: SessionRoutesOptions): Hono<OperatorEnv> {
     const from = address(c);
     const verdict = await o.limiter.attempt(username, from);
     if (verdict.wait > 0) {
+      noteAuthFailure(c, "locked-out");
       c.set("audit", { written: true });
       return problemResponse(
         {
@@ -136,6 +138,7 @@ export function sessionRoutes(o: SessionRoutesOptions): Hono<OperatorEnv> {
     if (!account) {
       const lockedFor = await o.limiter.failed(username);
       await audit(c, actor, "login failed", 401, lockedFor > 0 ? { lockedForSeconds: lockedFor } : {});
+      noteAuthFailure(c, "bad-password");
       return unauthorized(WRONG);
     }
     await o.limiter.succeeded(username, from);
@@ -158,10 +161,12 @@ export function sessionRoutes(o: SessionRoutesOptions): Hono<OperatorEnv> {
     const mode = fromBody ? "token" : "cookie";
     c.set("audit", { written: true });
     if (!token) {
+      noteAuthFailure(c, "bad-refresh-token");
       return unauthorized(`no refresh token: send {"refreshToken": "…"} or the ${REFRESH_COOKIE} cookie`);
     }
     const outcome = await sessions.refresh(token);
     if ("refused" in outcome) {
+      noteAuthFailure(c, "bad-refresh-token");
       if (outcome.refused === "reused") {
         await audit(c, outcome.username ?? "(unknown)", "refresh token reused", 401, { session: outcome.session });
       }
@@ -196,6 +201,7 @@ export function sessionRoutes(o: SessionRoutesOptions): Hono<OperatorEnv> {
       const header = c.req.header("authorization");
       const sid = header?.startsWith("Bearer ") ? await sessions.sidOf(header.slice(7).trim()) : undefined;
       if (!sid) {
+        noteAuthFailure(c, "missing-token");
         return unauthorized(
           `nothing to log out: send {"refreshToken": "…"}, the ${REFRESH_COOKIE} cookie or a console access token`,
         );

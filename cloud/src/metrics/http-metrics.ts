@@ -9,7 +9,6 @@
  * route answers is `route="unmatched"`; methods outside the HTTP set are
  * `method="other"`.
  */
-import { consoleApi } from "@paylane/protocol/console-api";
 import { registeredCounter } from "@paylane/protocol/service";
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
@@ -50,37 +49,15 @@ export function routePattern(c: Context): string {
   return UNMATCHED_ROUTE;
 }
 
-/**
- * Why a 401 (or a login's 429) refused the caller, read from the answer the
- * API's auth code gave: the route it came from, its `WWW-Authenticate`
- * challenge and its problem detail. null: not an authentication failure.
- */
-export async function authFailureReason(
-  route: string,
-  method: string,
-  res: Response,
-): Promise<AuthFailureReason | null> {
-  if (res.status === 429) return route === consoleApi.login.path && method === "POST" ? "locked-out" : null;
-  if (res.status !== 401) return null;
-  if (route === consoleApi.login.path) return "bad-password";
-  if (route === consoleApi.refresh.path) return "bad-refresh-token";
-  if (route === "/metrics") return "bad-metrics-token";
-  const challenge = res.headers.get("www-authenticate") ?? "";
-  const detail = await problemDetail(res);
-  if (/device credentials/i.test(detail) || /^Basic/i.test(challenge)) return "bad-device-credentials";
-  if (/expired/i.test(detail)) return "expired-token";
-  if (challenge.includes("invalid_token")) return "bad-token";
-  return "missing-token";
-}
+const refusedAuth = new WeakMap<Request, AuthFailureReason>();
 
-async function problemDetail(res: Response): Promise<string> {
-  if (!res.headers.get("content-type")?.includes("json")) return "";
-  try {
-    const body = (await res.clone().json()) as { detail?: unknown };
-    return typeof body.detail === "string" ? body.detail : "";
-  } catch {
-    return "";
-  }
+/**
+ * Where the API refuses an authentication it says why, here: the `reason` of
+ * `paylane_api_auth_failures_total`, named where the decision is made rather
+ * than guessed afterwards from the answer's words.
+ */
+export function noteAuthFailure(c: Context, reason: AuthFailureReason): void {
+  refusedAuth.set(c.req.raw, reason);
 }
 
 /** The outermost middleware of the API: it sees every answer, rate-limit refusals and errors included. */
@@ -114,7 +91,7 @@ export function httpMetrics(registry: MetricsRegistry): MiddlewareHandler {
       const code = String(c.res?.status ?? 500);
       requests.inc({ route, method, code });
       duration.observe({ route, method }, (performance.now() - started) / 1000);
-      const reason = c.res ? await authFailureReason(route, method, c.res) : null;
+      const reason = refusedAuth.get(c.req.raw);
       if (reason) authFailures.inc({ reason });
     }
   };

@@ -35,12 +35,14 @@ export function gatewayOpsApp({ gateway, metrics, logger }: GatewayOpsOptions): 
     });
   });
   // A broker that is not running is a problem answer, not a health report.
-  app.use("/healthz", async (_c, next) => {
+  const brokerRunning = async (_c: unknown, next: () => Promise<void>) => {
     if (!gateway.running) {
       return problemResponse({ title: "Service Unavailable", status: 503, detail: "the MQTT broker is not running" });
     }
     await next();
-  });
+  };
+  app.use("/healthz", brokerRunning);
+  app.use("/readyz", brokerRunning);
   app.route(
     "/",
     opsRoutes(() => ({ status: "ok", clients: gateway.clients }), metrics),

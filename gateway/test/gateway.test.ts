@@ -367,6 +367,7 @@ test("healthz and metrics answer while the broker runs", async () => {
   assert.is(body.status, "ok");
   assert.is(body.clients, gateway.clients);
   assert.ok(body.clients >= 1);
+  assert.is((await app.request("/readyz")).status, 200);
 
   const scrape = await app.request("/metrics");
   assert.is(scrape.status, 200);
@@ -389,9 +390,11 @@ test("healthz and metrics answer while the broker runs", async () => {
   assert.is(missing.headers.get("content-type"), "application/problem+json");
 });
 
-test("healthz is 503 problem+json when the broker is not running", async () => {
+test("healthz and readyz are 503 problem+json when the broker is not running", async () => {
   const stopped = new Gateway({ registry, port: 0, logger, metrics: new MetricsRegistry() });
-  const response = await gatewayOpsApp({ gateway: stopped, metrics }).request("/healthz");
+  const ops = gatewayOpsApp({ gateway: stopped, metrics });
+  assert.is((await ops.request("/readyz")).status, 503);
+  const response = await ops.request("/healthz");
   assert.is(response.status, 503);
   assert.is(response.headers.get("content-type"), "application/problem+json");
   const problem = (await response.json()) as { status: number; detail: string };

@@ -53,4 +53,16 @@ test("healthz answers 503 when down, 200 when ok or degraded; metrics is Prometh
   assert.match(m.headers.get("content-type") ?? "", /text\/plain/);
 });
 
+test("readyz sends work only when every dependency is ok: degraded and down answer 503", async () => {
+  let status: "ok" | "degraded" | "down" = "ok";
+  const app = opsRoutes(() => ({ status, database: { ok: status !== "down" } }), new MetricsRegistry());
+  assert.is((await app.request("/readyz")).status, 200);
+  status = "degraded";
+  const degraded = await app.request("/readyz");
+  assert.is(degraded.status, 503);
+  assert.equal(await degraded.json(), { status: "degraded", database: { ok: true } });
+  status = "down";
+  assert.is((await app.request("/readyz")).status, 503);
+});
+
 test.run();

@@ -154,10 +154,6 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
     trustProxy: o.rateLimit?.trustProxy,
     logger: o.logger,
   });
-  app.get("/readyz", async (c) => {
-    const report = await o.health();
-    return c.json(report, report.status === "ok" ? 200 : 503);
-  });
   app.use("/metrics", metricsGuard(o.metricsToken));
   app.route("/", opsRoutes(o.health, o.metrics));
   app.route(

@@ -141,7 +141,7 @@ export interface SharedFilter {
   filter: string;
 }
 
-const SHARE_PREFIX = "$share";
+export const SHARE_PREFIX = "$share";
 
 /**
  * Splits an MQTT 5 shared subscription `$share/{ShareName}/{filter}` (MQTT 5

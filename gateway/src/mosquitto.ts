@@ -35,7 +35,14 @@ import {
   serviceUsername,
   topics,
 } from "@paylane/protocol";
-import { BRIDGE_PUBLISH, DEVICE_PUBLISH, DEVICE_READ_BACK, DEVICE_SUBSCRIBE, OPERATOR_READ } from "./acl.ts";
+import {
+  BRIDGE_PUBLISH,
+  DEVICE_PUBLISH,
+  DEVICE_READ_BACK,
+  DEVICE_SUBSCRIBE,
+  OPERATOR_READ,
+  SHARE_PREFIX,
+} from "./acl.ts";
 
 /** Mosquitto 2's own parameters for PBKDF2-SHA512 (`$7$` in mosquitto_passwd). */
 const PBKDF2 = { iterations: 101, saltBytes: 12, keyBytes: 64, digest: "sha512" } as const;
@@ -138,6 +145,9 @@ function bridgeRole(): DynsecRole {
       send(topics.alerts("+")),
       send(topics.fleetEventsMeta("+")),
       subscribeWithin(`${ROOT}/#`),
+      // Mosquitto 2 checks a shared subscription's whole filter, `$share/{group}/` included, against the
+      // subscribe ACLs (acl.ts strips it first): several bridges share the ingest as `$share/bridge/...`.
+      subscribeWithin(`${SHARE_PREFIX}/+/${ROOT}/#`),
       receive(`${ROOT}/#`),
     ],
   };

@@ -75,6 +75,12 @@ const SUBSCRIBE = [
   "paylane/v1/cloud/alerts/s2/+",
   "paylane/v1/cloud/events/s1/+",
   "$SYS/#",
+  "$share/bridge/paylane/v1/+/+/events",
+  "$share/bridge/paylane/v1/#",
+  "$share/x/paylane/v1/+/+/events",
+  "$share/x/paylane/v1/s1/k1/cmd/+",
+  "$share/x/paylane/v1/+/+/status",
+  "$share/x/#",
 ];
 
 /** `who filter` → why Mosquitto answers otherwise. */
@@ -121,9 +127,11 @@ test.after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function connect(who: string): Promise<MqttClient> {
+const connect = (who: string) => connectAs(who);
+
+async function connectAs(who: string, id?: string): Promise<MqttClient> {
   const { username, identity } = identities[who]!;
-  const clientId = identity.kind === "device" ? deviceIdentity.clientId(identity.address) : `parity-${who}`;
+  const clientId = id ?? (identity.kind === "device" ? deviceIdentity.clientId(identity.address) : `parity-${who}`);
   const client = await connectAsync(
     mosquitto.url,
     { clientId, username, password: secrets[username], protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 },
@@ -171,5 +179,25 @@ for (const who of Object.keys(identities)) {
     assert.equal(differ, [], `${who} subscribe differs:\n${differ.join("\n")}`);
   });
 }
+
+test("two bridges on $share/bridge/paylane/v1/+/+/events take turns on Mosquitto: each event reaches one", async () => {
+  const shared = "$share/bridge/paylane/v1/+/+/events";
+  const bridges = await Promise.all([connect("bridge"), connectAs("bridge", "parity-bridge-2")]);
+  const got = bridges.map(() => [] as string[]);
+  bridges.forEach((b, i) => {
+    b.on("message", (_topic, payload) => got[i]!.push(payload.toString()));
+  });
+  for (const b of bridges) await b.subscribeAsync(shared, { qos: 1 });
+  const kiosk = await connect("k1");
+  const sent = Array.from({ length: 20 }, (_, i) => `{"n":${i}}`);
+  for (const payload of sent) await kiosk.publishAsync("paylane/v1/s1/k1/events", payload, { qos: 1 });
+  const deadline = Date.now() + 5000;
+  while (got.flat().length < sent.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(got.flat().sort(), [...sent].sort(), "every event once, none twice");
+  assert.ok(
+    got.every((g) => g.length > 0),
+    `both bridges take some: ${got.map((g) => g.length).join("/")}`,
+  );
+});
 
 test.run();

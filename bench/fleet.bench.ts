@@ -39,20 +39,15 @@
  */
 import { cpus, loadavg } from "node:os";
 import { intEnv } from "../test/support/env.ts";
-import { type Collected, cpuTicks, FleetSite, meter, type StormResult } from "./fleet/harness.ts";
-import { cpuSeconds, cpuSnapshot } from "./lib/cpu.ts";
+import { cpuTicks, FleetSite, meter, type StormResult } from "./fleet/harness.ts";
+import { largestHeld, mb, parseSteps, pct, printSteps, ramp, type StepResult, sleep } from "./fleet/ramp.ts";
 import { procMemory } from "./lib/proc-memory.ts";
-import { fmtInt, fmtMs, percentile, progress, runBench, table } from "./lib/stats.ts";
+import { fmtInt, progress, runBench } from "./lib/stats.ts";
 
 const TARGET = 5000;
 const BASELINE = 1000; // ThingsBoard Edge: about 1,000 devices per node
-const P99_LIMIT_MS = 1000;
 
-const steps = (process.env.BENCH_FLEET_STEPS || "500,1000,2000,3000,5000,7500").split(",").map((s) => {
-  const n = Number(s.trim());
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`BENCH_FLEET_STEPS: ${JSON.stringify(s)} is not a count`);
-  return n;
-});
+const steps = parseSteps("BENCH_FLEET_STEPS", "500,1000,2000,3000,5000,7500");
 const cfg = {
   workers: intEnv("BENCH_FLEET_WORKERS", 3),
   windowS: intEnv("BENCH_FLEET_WINDOW_S", 60),
@@ -60,127 +55,6 @@ const cfg = {
   storm: intEnv("BENCH_FLEET_STORM", 1, 0) !== 0,
   stormTimeoutS: intEnv("BENCH_FLEET_STORM_TIMEOUT_S", 900),
 };
-
-interface StepResult {
-  n: number;
-  connectS: number;
-  failedConnects: number;
-  stats: Collected;
-  unacked: number;
-  use: Record<string, { cpuPercent: number; rssMb: number }>;
-  postgresCpu: number;
-  /** The machine's 1-minute load average at the window's end (other work on the box shows here). */
-  load: number;
-  held: boolean;
-  why: string;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (n: number) => (Number.isFinite(n) ? `${n.toFixed(0)}%` : "-");
-const mb = (n: number) => (Number.isFinite(n) ? `${n.toFixed(0)} MB` : "-");
-
-async function step(site: FleetSite, n: number): Promise<StepResult> {
-  const t0 = performance.now();
-  const { failed } = await site.connectUpTo(n);
-  const connectS = (performance.now() - t0) / 1000;
-  progress(`${fmtInt(n)} kiosks connected (${connectS.toFixed(1)} s for the new ones); measuring ${cfg.windowS} s`);
-  await site.collect();
-  site.mark(); // the window starts now: only check-ins published from here are timed
-  const pids: Record<string, number> = { ...site.pids };
-  site.workerPids.forEach((pid, i) => {
-    pids[`kiosks${i}`] = pid;
-  });
-  const end = meter(pids);
-  const pg0 = cpuSnapshot({});
-  await sleep(cfg.windowS * 1000);
-  const use = end();
-  const pgSeconds = cpuSeconds(pg0, cpuSnapshot({})).get("postgres") ?? 0;
-  const stats = await site.collect();
-  // Check-ins of the window still waiting: a few seconds' grace, then each counts as failed.
-  await sleep(3000);
-  const late = await site.collect();
-  stats.latencies = [...stats.latencies, ...late.latencies].sort((a, b) => a - b);
-  stats.checkins += late.checkins;
-  const unacked = late.pendingOver1s;
-  const kiosks = Object.entries(use).filter(([k]) => k.startsWith("kiosks"));
-  const merged = {
-    gateway: use.gateway!,
-    cloud: use.cloud!,
-    kiosks: {
-      cpuPercent: kiosks.reduce((s, [, u]) => s + u.cpuPercent, 0),
-      rssMb: kiosks.reduce((s, [, u]) => s + u.rssMb, 0),
-    },
-  };
-  const p99 = percentile(stats.latencies, 99);
-  const why =
-    failed.length > 0
-      ? `${failed.length} kiosks could not connect`
-      : unacked > 0
-        ? `${unacked} check-ins unacked`
-        : !(p99 < P99_LIMIT_MS)
-          ? `ack p99 ${fmtMs(p99)}`
-          : "";
-  return {
-    n,
-    connectS,
-    failedConnects: failed.length,
-    stats,
-    unacked,
-    use: merged,
-    // Summed over every postgres process: a backend that exited in the window makes it meaningless (negative).
-    postgresCpu: pgSeconds >= 0 ? (pgSeconds / cfg.windowS) * 100 : Number.NaN,
-    load: loadavg()[0]!,
-    held: why === "",
-    why,
-  };
-}
-
-function printSteps(results: StepResult[]): void {
-  const rows = results.map((r) => {
-    const l = r.stats.latencies;
-    return [
-      fmtInt(r.n),
-      `${r.connectS.toFixed(1)} s`,
-      `${fmtInt(l.length)}/${fmtInt(r.stats.checkins)}`,
-      fmtMs(percentile(l, 50)),
-      fmtMs(percentile(l, 95)),
-      fmtMs(percentile(l, 99)),
-      fmtMs(l[l.length - 1] ?? Number.NaN),
-      `${(r.stats.telemetry / cfg.windowS).toFixed(0)}/s`,
-      pct(r.use.gateway!.cpuPercent),
-      mb(r.use.gateway!.rssMb),
-      pct(r.use.cloud!.cpuPercent),
-      mb(r.use.cloud!.rssMb),
-      pct(r.postgresCpu),
-      pct(r.use.kiosks!.cpuPercent),
-      r.load.toFixed(1),
-      r.held ? "held" : `NO: ${r.why}`,
-    ];
-  });
-  process.stdout.write(
-    `${table(
-      [
-        "kiosks",
-        "connect",
-        "acked/sent",
-        "ack p50",
-        "p95",
-        "p99",
-        "max",
-        "telemetry",
-        "gw CPU",
-        "gw RSS",
-        "cloud CPU",
-        "cloud RSS",
-        "pg CPU",
-        "kiosks CPU",
-        "load avg",
-        "",
-      ],
-      rows,
-    )}\n`,
-  );
-}
 
 function printStorm(s: StormResult, use: Record<string, { cpuPercent: number; rssMb: number }>): boolean {
   const ok = s.retainedWrong.length === 0 && s.presenceWrong.length === 0 && Number.isFinite(s.presenceOnlineMs);
@@ -218,18 +92,10 @@ async function main(): Promise<number> {
   try {
     await site.start();
     site.load(cfg.telemetryS * 1000, cfg.windowS * 1000);
-    for (const n of steps) {
-      const r = await step(site, n);
-      results.push(r);
-      progress(
-        `${fmtInt(n)}: p99 ${fmtMs(percentile(r.stats.latencies, 99))}, gateway ${pct(r.use.gateway!.cpuPercent)}, ` +
-          `cloud ${pct(r.use.cloud!.cpuPercent)}, postgres ${pct(r.postgresCpu)}${r.held ? "" : ` — not held: ${r.why}`}`,
-      );
-      if (!r.held) break;
-    }
+    results.push(...(await ramp(site, steps, cfg)));
     process.stdout.write("\nRamp (ack = publish of a check-in → the ack covering its seq; CPU in % of one core)\n");
-    printSteps(results);
-    const held = results.filter((r) => r.held).at(-1)?.n ?? 0;
+    printSteps(results, cfg);
+    const held = largestHeld(results);
     const top = results.at(-1)!;
     process.stdout.write(
       `\nLargest fleet held with ack p99 < 1 s: ${fmtInt(held)} kiosks` +

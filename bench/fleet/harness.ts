@@ -1,10 +1,14 @@
 /**
- * The fleet benchmark's site: one gateway (gateway/src/main.ts, aedes) and
- * one cloud node (cloud/src/main.ts) each in its own process, on real
- * Postgres (a schema of its own, dropped at close) and Redis (a key prefix of
- * its own), and simulated kiosks in a few worker processes
- * (kiosk-worker.ts). Used by bench/fleet.bench.ts (the ramp and the
- * reconnect storm) and, small, by test/integration/fleet-small.test.ts.
+ * The fleet benchmark's site: gateways (gateway/src/main.ts, aedes) and cloud
+ * nodes (cloud/src/main.ts) each in its own process, on real Postgres (a
+ * schema of its own, dropped at close) and Redis (a key prefix of its own),
+ * and simulated kiosks in a few worker processes (kiosk-worker.ts). One of
+ * each by default; with several, the gateways share sessions and retained
+ * messages through Redis (GATEWAY_REDIS_URL), kiosks are spread over them as
+ * a TCP load balancer would, and the cloud nodes split the ingest on the
+ * `$share/bridge/…` subscription (the first serves the API too). Used by
+ * bench/fleet.bench.ts, bench/fleet-scale.bench.ts and, small, by
+ * test/integration/fleet-small.test.ts.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -38,6 +42,10 @@ export interface FleetSiteOptions {
   /** Kiosks the registry holds (the most any step uses). */
   maxKiosks: number;
   workers: number;
+  /** Gateway instances (default 1); more than one share Redis. */
+  gateways?: number;
+  /** Cloud nodes taking the ingest (default 1): the first in role all (it serves the API), the others role bridge. */
+  bridges?: number;
   databaseUrl?: string;
   redisUrl?: string;
   /** Where registries with hashed secrets are kept between runs (hashing thousands of scrypt secrets is slow). */
@@ -199,11 +207,11 @@ export class FleetSite {
   readonly redisPrefix = `bench:fleet:${randomBytes(5).toString("hex")}:`;
   #creds!: Credentials;
   #dir = "";
-  #mqttPort = 0;
-  #httpPort = 0;
-  #cloudPort = 0;
-  gateway: Service | undefined;
-  cloud: Service | undefined;
+  #mqttPorts: number[] = [];
+  #httpPorts: number[] = [];
+  #cloudPorts: number[] = [];
+  readonly gateways: Service[] = [];
+  readonly clouds: Service[] = [];
   readonly workers: Array<Child<WorkerIn, WorkerOut>> = [];
   /** Kiosks connected so far (the first `connected` of the registry). */
   connected = 0;
@@ -213,14 +221,29 @@ export class FleetSite {
     this.#o = {
       databaseUrl: "postgres://postgres@127.0.0.1:5432/test",
       redisUrl: "redis://127.0.0.1:6379",
+      gateways: 1,
+      bridges: 1,
       cacheDir: join(tmpdir(), "paylane-fleet-bench"),
       log: () => {},
       ...o,
     };
   }
 
+  get gateway(): Service | undefined {
+    return this.gateways[0];
+  }
+
+  get cloud(): Service | undefined {
+    return this.clouds[0];
+  }
+
+  /** Every gateway and cloud process by name: gateway, cloud (one of each) or gateway1, gateway2, cloud1, … */
   get pids(): Record<string, number> {
-    return { gateway: this.gateway!.pid, cloud: this.cloud!.pid };
+    const name = (kind: string, i: number, n: number) => (n === 1 ? kind : `${kind}${i + 1}`);
+    return Object.fromEntries([
+      ...this.gateways.map((g, i) => [name("gateway", i, this.gateways.length), g.pid]),
+      ...this.clouds.map((c, i) => [name("cloud", i, this.clouds.length), c.pid]),
+    ]);
   }
 
   get workerPids(): number[] {
@@ -231,31 +254,40 @@ export class FleetSite {
     this.#creds = await credentials(this.#o.maxKiosks, this.#o.cacheDir, this.#o.log);
     this.#dir = await mkdtemp(join(tmpdir(), "paylane-fleet-"));
     await Registry.save(join(this.#dir, "registry.json"), this.#creds.registry);
-    this.#mqttPort = await freePort();
-    this.#httpPort = await freePort();
-    this.#cloudPort = await freePort();
-    await this.startGateway();
-    this.cloud = new Service("cloud", "cloud/src/main.ts", {
-      REGISTRY_PATH: join(this.#dir, "registry.json"),
-      CLOUD_PORT: String(this.#cloudPort),
-      MQTT_URL: `mqtt://127.0.0.1:${this.#mqttPort}`,
-      CLOUD_MQTT_SECRET: this.#creds.cloudSecret,
-      DATABASE_URL: this.#o.databaseUrl,
-      DATABASE_SCHEMA: this.schema,
-      REDIS_URL: this.#o.redisUrl,
-      REDIS_PREFIX: this.redisPrefix,
-      CLOUD_JWT_SECRET: JWT_SECRET,
-      CLOUD_RATE_PER_ADDRESS: "0",
-      CLOUD_RATE_PER_CREDENTIAL: "0",
-    });
-    await until(
-      async () => {
-        if (this.cloud!.proc.exitCode !== null) throw new Error("the cloud process exited");
-        return (await fetch(`${this.cloudUrl}/readyz`)).status === 200 ? true : undefined;
-      },
-      "the cloud ready",
-      120_000,
-    );
+    for (let i = 0; i < this.#o.gateways; i++) {
+      this.#mqttPorts.push(await freePort());
+      this.#httpPorts.push(await freePort());
+    }
+    for (let i = 0; i < this.#o.bridges; i++) this.#cloudPorts.push(await freePort());
+    await this.startGateways();
+    // The first node first: it applies the migrations the others then find done.
+    for (let i = 0; i < this.#o.bridges; i++) {
+      const cloud = new Service(`cloud${i + 1}`, "cloud/src/main.ts", {
+        REGISTRY_PATH: join(this.#dir, "registry.json"),
+        CLOUD_PORT: String(this.#cloudPorts[i]),
+        CLOUD_ROLE: i === 0 ? "all" : "bridge",
+        CLOUD_INSTANCE: `cloud-${i + 1}`,
+        // Each node on its own gateway, as each would be behind a load balancer.
+        MQTT_URL: `mqtt://127.0.0.1:${this.#mqttPorts[i % this.#mqttPorts.length]}`,
+        CLOUD_MQTT_SECRET: this.#creds.cloudSecret,
+        DATABASE_URL: this.#o.databaseUrl,
+        DATABASE_SCHEMA: this.schema,
+        REDIS_URL: this.#o.redisUrl,
+        REDIS_PREFIX: this.redisPrefix,
+        CLOUD_JWT_SECRET: JWT_SECRET,
+        CLOUD_RATE_PER_ADDRESS: "0",
+        CLOUD_RATE_PER_CREDENTIAL: "0",
+      });
+      this.clouds.push(cloud);
+      await until(
+        async () => {
+          if (cloud.proc.exitCode !== null) throw new Error(`the ${cloud.name} process exited`);
+          return (await fetch(`http://127.0.0.1:${this.#cloudPorts[i]}/readyz`)).status === 200 ? true : undefined;
+        },
+        `${cloud.name} ready`,
+        120_000,
+      );
+    }
     this.#token = await mintOperatorToken(JWT_SECRET, { sub: "bench", role: "admin" });
     for (let i = 0; i < this.#o.workers; i++) {
       this.workers.push(new Child(`kiosks-${i + 1}`, new URL("./kiosk-worker.ts", import.meta.url)));
@@ -263,22 +295,39 @@ export class FleetSite {
   }
 
   get cloudUrl(): string {
-    return `http://127.0.0.1:${this.#cloudPort}`;
+    return `http://127.0.0.1:${this.#cloudPorts[0]}`;
   }
 
-  async startGateway(): Promise<void> {
-    this.gateway = new Service("gateway", "gateway/src/main.ts", {
-      REGISTRY_PATH: join(this.#dir, "registry.json"),
-      MQTT_PORT: String(this.#mqttPort),
-      GATEWAY_HTTP_PORT: String(this.#httpPort),
-    });
-    await until(
-      async () => {
-        if (this.gateway!.proc.exitCode !== null) throw new Error("the gateway process exited");
-        return (await fetch(`http://127.0.0.1:${this.#httpPort}/healthz`)).ok ? true : undefined;
-      },
-      "the gateway listening",
-      60_000,
+  /** Starts every gateway (again, after a storm's stop) on its ports; several share Redis under the site's prefix. */
+  async startGateways(): Promise<void> {
+    const clustered = this.#mqttPorts.length > 1;
+    this.gateways.length = 0;
+    for (const [i, port] of this.#mqttPorts.entries()) {
+      const gateway = new Service(`gateway${i + 1}`, "gateway/src/main.ts", {
+        REGISTRY_PATH: join(this.#dir, "registry.json"),
+        MQTT_PORT: String(port),
+        GATEWAY_HTTP_PORT: String(this.#httpPorts[i]),
+        ...(clustered
+          ? {
+              GATEWAY_REDIS_URL: this.#o.redisUrl,
+              GATEWAY_REDIS_PREFIX: `${this.redisPrefix}gw:`,
+              GATEWAY_INSTANCE: `gateway-${i + 1}`,
+            }
+          : {}),
+      });
+      this.gateways.push(gateway);
+    }
+    await Promise.all(
+      this.gateways.map((gateway, i) =>
+        until(
+          async () => {
+            if (gateway.proc.exitCode !== null) throw new Error(`the ${gateway.name} process exited`);
+            return (await fetch(`http://127.0.0.1:${this.#httpPorts[i]}/readyz`)).ok ? true : undefined;
+          },
+          `${gateway.name} listening`,
+          60_000,
+        ),
+      ),
     );
   }
 
@@ -289,11 +338,12 @@ export class FleetSite {
       secret,
       // Kiosks come from their own addresses (the gateway limits connects and password checks per address).
       localAddress: `127.0.${1 + Math.floor((this.connected + i) / 250)}.${2 + ((this.connected + i) % 250)}`,
+      port: this.#mqttPorts[(this.connected + i) % this.#mqttPorts.length],
     }));
     const parts = this.workers.map((_, w) => specs.filter((_, i) => i % this.workers.length === w));
     const answers = await Promise.all(
       this.workers.map(async (worker, w) => {
-        worker.send({ type: "connect", host: "127.0.0.1", port: this.#mqttPort, site: SITE, kiosks: parts[w]! });
+        worker.send({ type: "connect", host: "127.0.0.1", port: this.#mqttPorts[0]!, site: SITE, kiosks: parts[w]! });
         return worker.next("connected");
       }),
     );
@@ -357,7 +407,7 @@ export class FleetSite {
 
   /** The retained status of every kiosk on the broker, as an ops viewer subscribing now sees it. */
   async retainedStatuses(expect: number): Promise<Map<string, { state: string; session?: number }>> {
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${this.#mqttPort}`, {
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${this.#mqttPorts[0]}`, {
       username: operatorUsername("bench-viewer"),
       password: this.#creds.viewerSecret,
       clientId: `bench-viewer-${randomBytes(3).toString("hex")}`,
@@ -387,7 +437,7 @@ export class FleetSite {
   }
 
   /**
-   * Restarts the gateway with the whole fleet connected (its retained
+   * Restarts the gateways with the whole fleet connected (its retained
    * statuses go with it) and times the way back: every kiosk connected again
    * in a new session, the cloud's presence online from a birth after the
    * restart, and every retained status on the new broker online with the
@@ -398,8 +448,8 @@ export class FleetSite {
     const n = Object.keys(before).length;
     const t0 = performance.now();
     const restartedAt = new Date();
-    await this.gateway!.stop();
-    await this.startGateway();
+    await Promise.all(this.gateways.map((g) => g.stop()));
+    await this.startGateways();
     const gatewayUpMs = performance.now() - t0;
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
@@ -436,8 +486,8 @@ export class FleetSite {
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.stop({ type: "stop" }, 10_000).catch(() => {})));
-    await this.cloud?.stop();
-    await this.gateway?.stop();
+    await Promise.all(this.clouds.map((c) => c.stop()));
+    await Promise.all(this.gateways.map((g) => g.stop()));
     const db = await openPg({ url: this.#o.databaseUrl, schema: "public" }).catch(() => undefined);
     await db?.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`).catch(() => {});
     await db?.close();

@@ -29,6 +29,8 @@ export interface KioskSpec {
   device: string;
   secret: string;
   localAddress: string;
+  /** The gateway port this kiosk connects to (a TCP load balancer's pick); default: the message's port. */
+  port?: number;
 }
 
 export type WorkerIn =
@@ -223,7 +225,7 @@ let load: { telemetryMs: number; checkinMs: number } | undefined;
 
 process.on("message", async (m: WorkerIn) => {
   if (m.type === "connect") {
-    const fresh = m.kiosks.map((k) => new Kiosk(m.site, k, m.host, m.port, stats));
+    const fresh = m.kiosks.map((k) => new Kiosk(m.site, k, m.host, k.port ?? m.port, stats));
     kiosks.push(...fresh);
     const ok = await Promise.all(fresh.map((k) => k.waitConnected()));
     if (load) for (const k of fresh) k.startLoad(load.telemetryMs, load.checkinMs);

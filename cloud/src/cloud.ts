@@ -2,6 +2,13 @@
  * The cloud service: database (pg or PGlite), presence (Redis or in-process),
  * the MQTT bridge and the HTTP API. The constructor stores options only;
  * `start()` and `stop()` mirror each other.
+ *
+ * CLOUD_ROLE picks what one process runs (docs/scale-bridges.md): `all` (API
+ * and bridge), `api` (the API; MQTT for commands, configs and the fleet's
+ * statuses, no ingest) or `bridge` (ingest and the fleet listeners; HTTP only
+ * /healthz /readyz /metrics). The duties that must run once among N
+ * instances go to the leader (bridge/leader.ts). CLOUD_SITES limits it all to
+ * the sites this deployment owns (docs/partitioning.md).
  */
 import { readFile } from "node:fs/promises";
 import { Registry, realTimers, serviceUsername, type Timers, watchRegistry } from "@paylane/protocol";
@@ -15,6 +22,7 @@ import {
   redactUrl,
 } from "@paylane/protocol/service";
 import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
@@ -23,6 +31,7 @@ import { AlertService, alertSettings } from "./alerts/notifier.ts";
 import { createApi } from "./api/app.ts";
 import { LiveSockets } from "./api/live.ts";
 import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
+import { Leader } from "./bridge/leader.ts";
 import type { CloudConfig } from "./config.ts";
 import type { Database } from "./db/database.ts";
 import { migrate } from "./db/migrate.ts";
@@ -57,7 +66,7 @@ export interface CloudOptions {
   timers?: Timers;
   /** An already-open database (tests share one across cloud restarts); the cloud then does not close it. */
   db?: Database;
-  /** Only this site's MQTT topics (tests on a shared broker). */
+  /** Only this site's MQTT topics (tests on a shared broker); CLOUD_SITES, when set, wins. */
   site?: string;
   onCommitted?: BridgeOptions["onCommitted"];
   defaultMetrics?: boolean;
@@ -111,6 +120,7 @@ export class CloudService {
   #latestTelemetry: LatestTelemetryStore | undefined;
   #telemetry: TelemetryRecorder | undefined;
   #stopping: Promise<void> | undefined;
+  #leader: Leader | undefined;
 
   constructor(o: CloudOptions) {
     this.#o = o;
@@ -153,6 +163,21 @@ export class CloudService {
   get configs(): ConfigDesk {
     if (!this.#configs) throw new Error("cloud is not started");
     return this.#configs;
+  }
+
+  /** The singleton duties' leader (bridge/leader.ts): whether this instance holds them now. */
+  get leading(): boolean {
+    return this.#leader?.leading ?? false;
+  }
+
+  /** The sites this instance serves (CLOUD_SITES, or the test's `site`), or undefined: every site. */
+  get sites(): readonly string[] | undefined {
+    return this.#o.config.CLOUD_SITES ?? (this.#o.site ? [this.#o.site] : undefined);
+  }
+
+  #owns(site: string): boolean {
+    const sites = this.sites;
+    return sites === undefined || sites.includes(site);
   }
 
   get bridge(): Bridge {
@@ -221,6 +246,12 @@ export class CloudService {
       await seedSite(db, { id: c.SEED_DEMO_SITE, name: "PayLane Demo Venue", timezone: c.SITE_TIMEZONE });
     }
     await this.#enrolRegistryDevices();
+    const ingests = c.CLOUD_ROLE !== "api";
+    const servesApi = c.CLOUD_ROLE !== "bridge";
+    // Before the parts whose duties it guards: a sole instance leads from its first message.
+    const leader = new Leader({ db, logger: this.#log, instance: c.CLOUD_INSTANCE, eligible: ingests });
+    this.#leader = leader;
+    await leader.start();
     this.#presence = await openPresence(c);
     // Before the bridge connects: the retained statuses it hears first already count.
     const alerts = new AlertService({
@@ -231,7 +262,8 @@ export class CloudService {
       metrics: this.metrics,
       now: this.#now,
       timers: this.#o.timers,
-      site: this.#o.site,
+      sites: this.sites,
+      leads: leader.isLeader,
     });
     this.#alerts = alerts;
     await alerts.start();
@@ -239,12 +271,11 @@ export class CloudService {
     // Per-kiosk series from presence and telemetry, and the ledger's open exceptions: read at each scrape.
     const kioskMetrics = registerKioskMetrics({
       metrics: this.metrics,
-      devices: () => this.#registry?.devices ?? [],
+      devices: () => (this.#registry?.devices ?? []).filter((d) => this.#owns(d.site)),
       presence: this.#presence,
       latestTelemetry: this.#latestTelemetry,
       now: this.#now,
       logger: this.#log,
-      site: this.#o.site,
     });
     registerLedgerMetrics({ db, metrics: this.metrics, logger: this.#log });
 
@@ -262,7 +293,9 @@ export class CloudService {
       gapWaitMs: c.GAP_WAIT_MS,
       heartbeatSeconds: c.CLOUD_HEARTBEAT_SECONDS,
       instance: c.CLOUD_INSTANCE,
-      site: this.#o.site,
+      sites: this.sites,
+      shareGroup: c.CLOUD_SHARE_GROUP,
+      ingest: ingests,
       onCommitted: this.#o.onCommitted,
     });
     this.#telemetry = new TelemetryRecorder({
@@ -273,6 +306,7 @@ export class CloudService {
       now: this.#now,
       timers: this.#o.timers,
       retentionDays: c.TELEMETRY_RETENTION_DAYS,
+      writes: leader.isLeader,
     });
     this.#bridge.fleet.on("telemetry", this.#telemetry.record);
     this.#bridge.fleet.on("telemetry", kioskMetrics.heard);
@@ -287,6 +321,7 @@ export class CloudService {
       now: this.#now,
       timers: this.#o.timers,
       metrics: this.metrics,
+      leads: leader.isLeader,
     });
     this.#commands.attach();
     this.#configs = new ConfigDesk({ db, link: this.#bridge, logger: this.#log, now: this.#now });
@@ -296,15 +331,17 @@ export class CloudService {
     this.#statusHistory.attach();
     this.#stopEventsFeed = startEventsFeed(this.#bridge, { logger: this.#log, now: this.#now });
     this.#stopAnnouncingStatuses = announceDeviceStatuses(this.#bridge, db, { logger: this.#log, now: this.#now });
-    // Listening before the API serves: a client connected from the first request hears every commit after it.
-    this.#liveFeed = new DatabaseLiveFeed({ db, logger: this.#log, metrics: this.metrics, now: this.#now });
-    await this.#liveFeed.start();
-    this.#liveSockets = new LiveSockets({ feed: this.#liveFeed, metrics: this.metrics, logger: this.#log });
+    if (servesApi) {
+      // Listening before the API serves: a client connected from the first request hears every commit after it.
+      this.#liveFeed = new DatabaseLiveFeed({ db, logger: this.#log, metrics: this.metrics, now: this.#now });
+      await this.#liveFeed.start();
+      this.#liveSockets = new LiveSockets({ feed: this.#liveFeed, metrics: this.metrics, logger: this.#log });
+    }
     await this.#firstMqttConnect(this.#bridge, c.MQTT_URL);
 
     const presence = this.#presence;
     const bridge = this.#bridge;
-    if (c.REDIS_URL) {
+    if (servesApi && c.REDIS_URL) {
       this.#limitsRedis = new Redis(c.REDIS_URL, {
         lazyConnect: true,
         enableOfflineQueue: false,
@@ -320,7 +357,7 @@ export class CloudService {
       ["CLOUD_RATE_PER_ADDRESS", c.CLOUD_RATE_PER_ADDRESS],
       ["CLOUD_RATE_AUTH_FAILURES", c.CLOUD_RATE_AUTH_FAILURES],
     ] as const) {
-      if (value === 0) this.#log.warn({ setting: name }, "rate limit turned off");
+      if (value === 0 && servesApi) this.#log.warn({ setting: name }, "rate limit turned off");
     }
     const health = async () => {
       const dbOk = await db.query("SELECT 1").then(
@@ -336,48 +373,53 @@ export class CloudService {
         mqtt: { ok: mqttOk },
       };
     };
-    const api = createApi({
-      db,
-      readDb: this.#readDb,
-      presence,
-      now: this.#now,
-      skewBoundSeconds: c.CLOCK_SKEW_BOUND_S,
-      jwtSecret: c.CLOUD_JWT_SECRET,
-      jwtIssuer: c.CLOUD_JWT_ISSUER,
-      jwtAudience: c.CLOUD_JWT_AUDIENCE,
-      metricsToken: c.METRICS_TOKEN,
-      rateLimit: {
-        windowSeconds: c.CLOUD_RATE_WINDOW_S,
-        perCredential: c.CLOUD_RATE_PER_CREDENTIAL,
-        perAddress: c.CLOUD_RATE_PER_ADDRESS,
-        authFailures: c.CLOUD_RATE_AUTH_FAILURES,
-        trustProxy: c.CLOUD_TRUST_PROXY,
-        redis: this.#limitsRedis,
-        prefix: c.REDIS_PREFIX,
-      },
-      logger: this.#log,
-      registry: () => this.#registry!,
-      metrics: this.metrics,
-      health,
-      commands: this.#commands,
-      configs: this.#configs,
-      brokerConnected: () => bridge.connected,
-      alerts,
-      latestTelemetry: this.#latestTelemetry,
-      enrolment: new Enrolment({ db, registryPath: c.REGISTRY_PATH, now: this.#now, logger: this.#log }),
-      enrolFailuresPerMinute: c.CLOUD_ENROL_FAILURES_PER_MIN,
-      live: this.#liveFeed,
-      liveSockets: this.#liveSockets,
-    });
+    const liveFeed = this.#liveFeed;
+    const liveSockets = this.#liveSockets;
+    // A bridge serves its probes and metrics only: the API's routes, sessions and live feed are the api role's.
+    const app = !(servesApi && liveFeed && liveSockets)
+      ? probesOnly(health, this.metrics, c.METRICS_TOKEN)
+      : createApi({
+          db,
+          readDb: this.#readDb,
+          presence,
+          now: this.#now,
+          skewBoundSeconds: c.CLOCK_SKEW_BOUND_S,
+          jwtSecret: c.CLOUD_JWT_SECRET,
+          jwtIssuer: c.CLOUD_JWT_ISSUER,
+          jwtAudience: c.CLOUD_JWT_AUDIENCE,
+          metricsToken: c.METRICS_TOKEN,
+          rateLimit: {
+            windowSeconds: c.CLOUD_RATE_WINDOW_S,
+            perCredential: c.CLOUD_RATE_PER_CREDENTIAL,
+            perAddress: c.CLOUD_RATE_PER_ADDRESS,
+            authFailures: c.CLOUD_RATE_AUTH_FAILURES,
+            trustProxy: c.CLOUD_TRUST_PROXY,
+            redis: this.#limitsRedis,
+            prefix: c.REDIS_PREFIX,
+          },
+          logger: this.#log,
+          registry: () => this.#registry!,
+          metrics: this.metrics,
+          health,
+          commands: this.#commands,
+          configs: this.#configs,
+          brokerConnected: () => bridge.connected,
+          alerts,
+          latestTelemetry: this.#latestTelemetry,
+          enrolment: new Enrolment({ db, registryPath: c.REGISTRY_PATH, now: this.#now, logger: this.#log }),
+          enrolFailuresPerMinute: c.CLOUD_ENROL_FAILURES_PER_MIN,
+          live: liveFeed,
+          liveSockets,
+        });
     this.#schedulePurge();
-    this.#http = await listen(api, {
+    this.#http = await listen(app, {
       port: c.CLOUD_PORT,
       host: c.CLOUD_HOST,
       setting: "CLOUD_PORT",
       tls,
       configure: (server) => {
         problemClientErrors(server);
-        this.#liveSockets?.attach(server, api);
+        this.#liveSockets?.attach(server, app);
         // A client that trickles its headers or body does not hold a connection for Node's default minutes.
         const http = server as { headersTimeout?: number; requestTimeout?: number };
         http.headersTimeout = 20_000;
@@ -394,7 +436,15 @@ export class CloudService {
       });
     }
     this.#log.info(
-      { port: this.#http.port, https: Boolean(tls), database: db.kind, presence: presence.kind },
+      {
+        port: this.#http.port,
+        https: Boolean(tls),
+        database: db.kind,
+        presence: presence.kind,
+        role: c.CLOUD_ROLE,
+        sites: this.sites ?? "every site",
+        leading: leader.leading,
+      },
       "cloud started",
     );
   }
@@ -456,6 +506,9 @@ export class CloudService {
     await this.#metricsHttp?.close();
     this.#metricsHttp = undefined;
     if (this.#bridge) await endBridge(this.#bridge);
+    // After the bridge's last commit, before the database closes: another instance takes the duties.
+    await this.#leader?.stop();
+    this.#leader = undefined;
     this.#stopEventsFeed?.();
     // After the bridge: the audit and config writes of what it heard are finished before the database closes.
     await this.#commands?.detach();
@@ -488,6 +541,11 @@ export class CloudService {
     this.#purgeTimer = timers.setTimeout(() => {
       const db = this.#db;
       if (!db) return;
+      // One instance purges (the leader); the others only keep the hourly beat.
+      if (!this.#leader?.leading) {
+        this.#schedulePurge();
+        return;
+      }
       const before = new Date(this.#now().getTime() - this.#o.config.IDEMPOTENCY_RETENTION_DAYS * 86_400_000);
       void purgeIdempotencyKeys(db, before)
         .then(
@@ -502,7 +560,7 @@ export class CloudService {
 
   /** Every registry device has a row (and its site one), so streams and listings know it. */
   async #enrolRegistryDevices(): Promise<void> {
-    const devices = this.#registry!.devices;
+    const devices = this.#registry!.devices.filter((d) => this.#owns(d.site));
     if (devices.length === 0) return;
     await this.#db!.query(
       `INSERT INTO sites (id, name) SELECT DISTINCT s, s FROM unnest($1::text[]) AS s ON CONFLICT DO NOTHING`,
@@ -513,6 +571,13 @@ export class CloudService {
       [devices.map((d) => d.site), devices.map((d) => d.device)],
     );
   }
+}
+
+/** CLOUD_ROLE=bridge's HTTP: /healthz, /readyz and /metrics (behind METRICS_TOKEN when set, as on the API). */
+function probesOnly(health: Parameters<typeof opsRoutes>[0], metrics: MetricsRegistry, token?: string): Hono {
+  const app = new Hono();
+  if (token) app.use("/metrics", bearerAuth({ token }));
+  return app.route("/", opsRoutes(health, metrics));
 }
 
 /** The API's certificate and key; one line naming the variable when a file cannot be read. Never prints the key. */

@@ -3,6 +3,8 @@
  * each variable (errors name it) and, through `.describe()`, documents it in
  * `paylane-cloud --help`.
  */
+
+import { ID_PATTERN, RESERVED_SITES } from "@paylane/protocol";
 import {
   ConfigError,
   envBoolean,
@@ -25,6 +27,10 @@ function pgUrl() {
     }
   });
 }
+
+/** What one cloud process runs (docs/scale-bridges.md). */
+export const CLOUD_ROLES = ["all", "api", "bridge"] as const;
+export type CloudRole = (typeof CLOUD_ROLES)[number];
 
 export const CloudEnvSchema = z.object({
   REGISTRY_PATH: z
@@ -85,6 +91,38 @@ export const CloudEnvSchema = z.object({
     .regex(/^[A-Za-z0-9_-]+$/)
     .default("cloud-1")
     .describe("this instance's name, when several share a database"),
+  CLOUD_ROLE: z
+    .enum(CLOUD_ROLES)
+    .default("all")
+    .describe(
+      "all: API and bridge in one process; api: the HTTP API, MQTT only for commands and configs, no ingest; bridge: ingest and fleet listeners, HTTP only /healthz /readyz /metrics (docs/scale-bridges.md)",
+    ),
+  CLOUD_SHARE_GROUP: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and - only (it is an MQTT topic level)")
+    .default("bridge")
+    .describe(
+      "the MQTT shared-subscription group of the ingest: $share/<group>/paylane/v1/<site>/+/events, so N bridges split the kiosks' events",
+    ),
+  CLOUD_SITES: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value.trim() === "") return undefined;
+      const sites = [...new Set(value.split(",").map((s) => s.trim()))];
+      const bad = sites.find((s) => !ID_PATTERN.test(s) || RESERVED_SITES.has(s));
+      if (bad !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message: `"${bad}" is not a site id (a comma list like venue-1,venue-2: lower-case letters, digits, _ and -; not "cloud")`,
+        });
+        return z.NEVER;
+      }
+      return sites;
+    })
+    .describe(
+      "the sites this deployment owns, a comma list (unset: every site): the bridge subscribes only their topics, listings and metrics cover only them (docs/partitioning.md)",
+    ),
   DATABASE_QUERY_TIMEOUT_MS: envInteger(100, 3_600_000)
     .default(30_000)
     .describe("a statement with no answer by then fails and is retried"),

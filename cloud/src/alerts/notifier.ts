@@ -92,6 +92,15 @@ export interface AlertServiceOptions {
   timers?: Timers;
   /** Only this site's alerts (tests sharing a database); default every site. */
   site?: string;
+  /** Only these sites' alerts (CLOUD_SITES); with `site`, both count. */
+  sites?: readonly string[];
+  /**
+   * Whether this instance records alert changes and notifies the sinks (default always). Every
+   * cloud instance hears the same statuses and telemetry and so keeps the same firing set (its
+   * API answers from it); only the leader (bridge/leader.ts) writes it down and notifies, so N
+   * instances page once.
+   */
+  leads?: () => boolean;
 }
 
 /** What an operator's resolve did. */
@@ -139,8 +148,12 @@ export class AlertService {
   readonly #scanFailures: Counter;
   #detach: (() => void) | undefined;
 
+  readonly #sites: readonly string[] | undefined;
+
   constructor(o: AlertServiceOptions) {
     this.#o = o;
+    const sites = [...(o.site ? [o.site] : []), ...(o.sites ?? [])];
+    this.#sites = sites.length > 0 ? [...new Set(sites)].sort() : undefined;
     this.#timers = o.timers ?? realTimers;
     this.#log = o.logger.child({ part: "alerts" });
     this.store = new AlertStore(o.db);
@@ -192,10 +205,10 @@ export class AlertService {
    */
   async start(): Promise<void> {
     const mqtt = this.#queues.find((q) => q.sink.name === "mqtt");
-    for (const a of await this.store.firing(this.#o.site)) {
+    for (const a of await this.store.firing(this.#sites)) {
       this.#firing.set(a.key, a);
       if (isEventLike(a.rule)) this.#armExpiry(a);
-      mqtt?.push({ id: randomUUID(), alert: a });
+      if (this.#leads()) mqtt?.push({ id: randomUUID(), alert: a });
     }
     this.#lastEvent = await this.store.lastEvents();
     await this.store.mark(this.#markId, this.#o.now());
@@ -269,7 +282,7 @@ export class AlertService {
   }
 
   get #markId(): string {
-    return `events:${this.#o.site ?? "*"}`;
+    return `events:${this.#sites?.join(",") ?? "*"}`;
   }
 
   #onStatus(d: DeviceAddress, s: Status): void {
@@ -361,6 +374,7 @@ export class AlertService {
   #write(persist: () => Promise<void>, alert: Alert): void {
     const delivery = { id: randomUUID(), alert };
     this.#writes = this.#writes.then(async () => {
+      if (!this.#leads()) return; // the leader records and notifies; this instance keeps its view only
       try {
         await persist();
       } catch (err) {
@@ -379,7 +393,11 @@ export class AlertService {
   }
 
   #mine(site: string): boolean {
-    return this.#o.site === undefined || this.#o.site === site;
+    return this.#sites === undefined || this.#sites.includes(site);
+  }
+
+  #leads(): boolean {
+    return this.#o.leads?.() ?? true;
   }
 
   /** Looks for new event-like alerts now (coalesced: a scan asked for while one runs runs once more after it). */
@@ -448,12 +466,12 @@ export class AlertService {
       }
     }
     await this.#writes;
-    if (newest > mark.getTime()) await this.store.setMark(this.#markId, new Date(newest));
+    if (newest > mark.getTime() && this.#leads()) await this.store.setMark(this.#markId, new Date(newest));
   }
 
   /** Staff calls, journal rollbacks, ledger exceptions and overdrafts recorded since `from`, oldest first. */
   async #sourceEvents(from: Date): Promise<SourceEvent[]> {
-    const site = this.#o.site ?? null;
+    const sites = this.#sites ?? null;
     const { rows: entries } = await this.#o.db.query<{
       site_id: string;
       device_id: string;
@@ -464,9 +482,9 @@ export class AlertService {
     }>(
       `SELECT site_id, device_id, seq, kind, body, received_at FROM inbox
        WHERE kind IN ('staff-call', 'journal-rolled-back') AND outcome = 'applied' AND received_at > $1
-         AND ($2::text IS NULL OR site_id = $2)
+         AND ($2::text[] IS NULL OR site_id = ANY($2))
        ORDER BY received_at, site_id, device_id, seq`,
-      [from, site],
+      [from, sites],
     );
     const { rows: exceptions } = await this.#o.db.query<{
       site_id: string;
@@ -476,9 +494,9 @@ export class AlertService {
       recorded_at: Date;
     }>(
       `SELECT site_id, device_id, seq, reason, recorded_at FROM ledger_exceptions
-       WHERE recorded_at > $1 AND ($2::text IS NULL OR site_id = $2)
+       WHERE recorded_at > $1 AND ($2::text[] IS NULL OR site_id = ANY($2))
        ORDER BY recorded_at, site_id, device_id, seq`,
-      [from, site],
+      [from, sites],
     );
     const { rows: overdrafts } = await this.#o.db.query<{
       site_id: string;
@@ -489,9 +507,9 @@ export class AlertService {
     }>(
       `SELECT o.site_id, o.member_id, l.origin_device AS device_id, o.balance_at_open, o.opened_at
        FROM wallet_overdrafts o JOIN ledger_entries l ON l.id = o.opened_by
-       WHERE o.opened_at > $1 AND ($2::text IS NULL OR o.site_id = $2)
+       WHERE o.opened_at > $1 AND ($2::text[] IS NULL OR o.site_id = ANY($2))
        ORDER BY o.opened_at`,
-      [from, site],
+      [from, sites],
     );
     const events: SourceEvent[] = [
       ...entries.map(

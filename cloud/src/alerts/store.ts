@@ -42,12 +42,13 @@ function toAlert(r: Row): Alert {
 export class AlertStore {
   constructor(readonly db: Queryable) {}
 
-  /** The alerts firing now, of one site or of every site, oldest first. */
-  async firing(site?: string): Promise<Alert[]> {
+  /** The alerts firing now, of some sites or of every site, oldest first. */
+  async firing(sites?: string | readonly string[]): Promise<Alert[]> {
+    const list = sites === undefined ? null : typeof sites === "string" ? [sites] : [...sites];
     const { rows } = await this.db.query<Row>(
-      `SELECT * FROM alert_states WHERE state = 'firing' AND ($1::text IS NULL OR site_id = $1)
+      `SELECT * FROM alert_states WHERE state = 'firing' AND ($1::text[] IS NULL OR site_id = ANY($1))
        ORDER BY fired_at, key`,
-      [site ?? null],
+      [list],
     );
     return rows.map(toAlert);
   }

@@ -60,8 +60,19 @@ export interface BridgeOptions {
   now: () => Date;
   /** Identifies this cloud instance in its STATE message. */
   instance: string;
-  /** Only this site's topics (tests on a shared broker), or every site. */
-  site?: string;
+  /** Only these sites' topics (CLOUD_SITES; tests on a shared broker), or every site. */
+  sites?: readonly string[];
+  /**
+   * The shared-subscription group of the ingest (CLOUD_SHARE_GROUP): events are taken on
+   * `$share/<group>/paylane/v1/<site>/+/events`, so the bridges of one group split them.
+   * Unset: a plain subscription (every bridge would take every event; the inbox deduplicates).
+   */
+  shareGroup?: string;
+  /**
+   * Whether this instance ingests (CLOUD_ROLE all or bridge; default true). Without, it takes no
+   * events, keeps no gap tracker and announces no cloud STATE: the fleet's other channels only.
+   */
+  ingest?: boolean;
   /** Fires after each commit, after the acks were handed to the client. */
   onCommitted?: (outcome: FlushOutcome) => void;
   timers?: Timers;
@@ -95,6 +106,25 @@ export interface FleetEvents {
 }
 
 const LAST_SEEN_WRITE_MS = 1000;
+
+/**
+ * One device's contiguous high-water mark from the inbox (every row holds its place, applied or
+ * quarantined, as in INGEST_SQL's `runs`), stored as its stream's mark if higher, and returned.
+ */
+const RECHECK_SQL = `WITH m AS (
+    SELECT coalesce((SELECT acked_seq FROM device_streams WHERE site_id = $1 AND device_id = $2), 0) AS acked
+  ),
+  run AS (
+    SELECT coalesce(max(r.seq), (SELECT acked FROM m)) AS up_to
+    FROM (
+      SELECT i.seq, i.seq - row_number() OVER (ORDER BY i.seq) AS base
+      FROM inbox i, m WHERE i.site_id = $1 AND i.device_id = $2 AND i.seq > m.acked
+    ) r
+    WHERE r.base = (SELECT acked FROM m)
+  )
+  INSERT INTO device_streams AS s (site_id, device_id, acked_seq) SELECT $1, $2, up_to FROM run
+  ON CONFLICT (site_id, device_id) DO UPDATE SET acked_seq = greatest(s.acked_seq, excluded.acked_seq)
+  RETURNING acked_seq`;
 /** How long stop() waits for the broker's goodbye PUBACK and a graceful end. */
 const STOP_GRACE_MS = 2000;
 
@@ -125,6 +155,8 @@ export class Bridge {
   readonly #commitSeconds: Histogram;
   readonly #lastCommit: Gauge;
   #heartbeatTimer: unknown;
+  /** Set from stop()/kill() on: the echo of our own goodbye must not be answered with an online STATE. */
+  #stopping = false;
   #gaps: GapTracker | undefined;
   #since: Date | undefined;
   /** Every decoded message of the fleet; see FleetEvents. */
@@ -196,6 +228,42 @@ export class Bridge {
     });
   }
 
+  /**
+   * What this instance subscribes, per channel (docs/scale-bridges.md has the why of each):
+   * `events` through the share group (each batch to one bridge of the group; the inbox is the
+   * truth, see gaps.ts), only when this instance ingests; every other channel plainly, because
+   * every instance needs it: `status`, `config` and `state` are retained, and retained messages
+   * are not sent on a shared subscription (MQTT 5 §4.8.2), so a shared member would never learn
+   * the births and configs held before it connected; `cmd-result` wakes the API instance whose
+   * request awaits it; `telemetry` feeds every instance's alert and metrics view. Their writes are
+   * idempotent or done by the leader alone (leader.ts). `cloud/status`: an ingesting instance
+   * answers another's offline STATE (its Will) with its own online one at once.
+   */
+  get subscriptions(): string[] {
+    const sites = this.#o.sites && this.#o.sites.length > 0 ? this.#o.sites : ["+"];
+    const group = this.#o.shareGroup;
+    return [
+      ...(this.#ingests
+        ? [
+            ...sites.map((s) => (group ? `$share/${group}/${topics.fleet("events", s)}` : topics.fleet("events", s))),
+            topics.cloudStatus,
+          ]
+        : []),
+      ...sites.flatMap((s) => [
+        topics.fleet("status", s),
+        topics.fleet("telemetry", s),
+        topics.fleet("state", s),
+        topics.fleet("cmd-result", s),
+        topics.fleetConfig(s),
+        topics.fleetCommands(s),
+      ]),
+    ];
+  }
+
+  get #ingests(): boolean {
+    return this.#o.ingest ?? true;
+  }
+
   get connected(): boolean {
     return this.#client?.connected ?? false;
   }
@@ -207,6 +275,7 @@ export class Bridge {
 
   async start(): Promise<void> {
     const { logger } = this.#o;
+    this.#stopping = false;
     this.#since = this.#o.now();
     // From the start, not absent: a bridge that never commits after a restart is the stall an alert must see.
     this.#lastCommit.set(this.#since.getTime() / 1000);
@@ -219,6 +288,7 @@ export class Bridge {
         logger.info({ site: device.site, device: device.device, from }, "gap in a device's seqs");
       },
       requestReplay: (device, from) => this.#requestReplay(device, from),
+      recheck: (device) => this.#recheck(device),
     });
     this.#ingestor = new Ingestor({
       db: this.#o.db,
@@ -237,12 +307,17 @@ export class Bridge {
       protocolVersion: 4,
       clean: true,
       reconnectPeriod: 1000,
-      will: {
-        topic: topics.cloudStatus,
-        payload: encode(CloudStatusSchema, { state: "offline" }),
-        qos: 1,
-        retain: true,
-      },
+      // Only an ingesting instance speaks for the cloud: an API instance's end says nothing to kiosks.
+      ...(this.#ingests
+        ? {
+            will: {
+              topic: topics.cloudStatus,
+              payload: encode(CloudStatusSchema, { state: "offline" }),
+              qos: 1 as const,
+              retain: true,
+            },
+          }
+        : {}),
     });
     this.#client = client;
     client.handleMessage = (packet, done) => {
@@ -257,24 +332,11 @@ export class Bridge {
     client.on("connect", () => {
       const stream = client.stream as { setNoDelay?: (on: boolean) => void };
       stream.setNoDelay?.(true);
-      const site = this.#o.site ?? "+";
-      client.subscribe(
-        [
-          topics.fleet("events", site),
-          topics.fleet("status", site),
-          topics.fleet("telemetry", site),
-          topics.fleet("state", site),
-          topics.fleet("cmd-result", site),
-          topics.fleetConfig(site),
-          topics.fleetCommands(site),
-        ],
-        { qos: 1 },
-        (err) => {
-          if (err) logger.error({ err: err.message }, "bridge subscription failed");
-          // Announce only once subscribed, so a device that resends on our birth is heard.
-          this.#heartbeat(client);
-        },
-      );
+      client.subscribe(this.subscriptions, { qos: 1 }, (err) => {
+        if (err) logger.error({ err: err.message }, "bridge subscription failed");
+        // Announce only once subscribed, so a device that resends on our birth is heard.
+        if (this.#ingests) this.#heartbeat(client);
+      });
       logger.info({ url: redactUrl(this.#o.url) }, "bridge connected to broker");
     });
     client.on("error", (err) => logger.warn({ err: err.message }, "bridge mqtt error"));
@@ -327,6 +389,7 @@ export class Bridge {
   async stop(): Promise<void> {
     const client = this.#client;
     if (!client) return;
+    this.#stopping = true;
     this.#stopHeartbeat();
     await this.#ingestor?.stop();
     // A batch still committing must not arm a new gap timer after this.
@@ -357,6 +420,7 @@ export class Bridge {
   async kill(): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
+    this.#stopping = true;
     this.#stopHeartbeat();
     // A batch still committing must not arm a new gap timer after this.
     this.#gaps?.stop();
@@ -366,6 +430,10 @@ export class Bridge {
   }
 
   async #onPublish(packet: IPublishPacket): Promise<void> {
+    if (packet.topic === topics.cloudStatus) {
+      this.#onCloudStatus(packet);
+      return;
+    }
     const parsed = parseTopic(packet.topic);
     if (!parsed) return;
     const addr = { site: parsed.site, device: parsed.device };
@@ -441,6 +509,22 @@ export class Bridge {
     }
   }
 
+  /**
+   * Another ingesting instance of this cloud went away (its Will, or its goodbye): the retained
+   * STATE now says offline although this one still takes the events. Saying online again at once
+   * turns the kiosks' "cloud away" into a blip, and the live online makes them resend what is not
+   * acked yet (what the gone instance had received and not committed), which this one takes.
+   */
+  #onCloudStatus(packet: IPublishPacket): void {
+    const client = this.#client;
+    if (packet.retain || !client || this.#stopping) return;
+    const status = decode(CloudStatusSchema, Buffer.from(packet.payload));
+    if (status.ok && status.value.state === "offline") {
+      this.#o.logger.info("another cloud instance said offline: announcing this one online");
+      this.#heartbeat(client);
+    }
+  }
+
   #emit<K extends keyof FleetEvents>(event: K, ...args: FleetEvents[K]): void {
     try {
       (this.fleet.emit as (e: K, ...a: FleetEvents[K]) => boolean)(event, ...args);
@@ -501,6 +585,20 @@ export class Bridge {
     this.#report(outcome.refusals);
     this.#o.onCommitted?.(outcome);
     this.#emit("committed", outcome);
+  }
+
+  /**
+   * The device's contiguous mark as the inbox has it now, advanced in `device_streams`: another
+   * bridge of the share group may have committed the "missing" seqs (a device's batches land on
+   * different instances), or committed them at the same moment as this one's batch, whose
+   * statement could not see them. When the mark moved, the device hears it (an ack is only ever
+   * sent for rows committed).
+   */
+  async #recheck(device: DeviceAddress): Promise<number> {
+    const { rows } = await this.#o.db.query<{ acked_seq: number }>(RECHECK_SQL, [device.site, device.device]);
+    const upTo = Number(rows[0]?.acked_seq ?? 0);
+    if (upTo > 0) this.#client?.publish(topics.ack(device), encode(AckSchema, { upTo }), { qos: 1 });
+    return upTo;
   }
 
   /** Asks a device to resend its journal from `from` (the first missing seq). */

@@ -9,6 +9,12 @@
  * already on its way) and then asks the device to replay from N+1 on
  * `cmd/replay-from`. It asks again, backing off, while the gap stays open,
  * and forgets the device once the mark passes everything it has seen.
+ *
+ * With several bridges on one share group a device's batches land on
+ * different instances, so one bridge's view of a stream has holes another
+ * filled: the inbox is the source of truth. Before each request the tracker
+ * re-reads the device's contiguous mark from it (`recheck`) and drops the gap
+ * when another instance filled it (or moves on to a later one).
  */
 import type { DeviceAddress, Timers } from "@paylane/protocol";
 
@@ -19,6 +25,11 @@ export interface GapTrackerOptions {
   maxWaitMs?: number;
   timers: Timers;
   requestReplay: (device: DeviceAddress, from: number) => void;
+  /**
+   * The device's contiguous mark as the database has it now, read before each request: a gap
+   * another bridge filled is dropped instead of asked for. A failed read asks anyway.
+   */
+  recheck?: (device: DeviceAddress) => Promise<number>;
   /** A new gap was seen (for metrics). */
   onGap?: (device: DeviceAddress, from: number) => void;
   /** The clock a gap's opening time is read from (default: the wall clock). */
@@ -36,7 +47,7 @@ interface OpenGap {
 }
 
 export class GapTracker {
-  readonly #o: Required<Omit<GapTrackerOptions, "onGap">> & Pick<GapTrackerOptions, "onGap">;
+  readonly #o: Required<Omit<GapTrackerOptions, "onGap" | "recheck">> & Pick<GapTrackerOptions, "onGap" | "recheck">;
   /** Highest seq seen per device since it last had no gap. */
   readonly #seen = new Map<string, number>();
   readonly #open = new Map<string, OpenGap>();
@@ -81,11 +92,31 @@ export class GapTracker {
   #arm(key: string, gap: OpenGap, ms: number): void {
     gap.timer = this.#o.timers.setTimeout(() => {
       if (this.#open.get(key) !== gap) return;
-      gap.asked++;
-      this.#o.requestReplay(gap.device, gap.from);
-      this.#arm(key, gap, Math.min(this.#o.maxWaitMs, this.#o.waitMs * 2 ** gap.asked));
+      if (!this.#o.recheck) {
+        this.#ask(key, gap);
+        return;
+      }
+      void this.#o.recheck(gap.device).then(
+        (upTo) => {
+          if (this.#open.get(key) !== gap || this.#stopped) return;
+          if (upTo >= gap.from) {
+            // Filled meanwhile (by another instance, or a batch committing alongside this one's):
+            // the mark closes the gap, or opens the next one's wait.
+            this.observe(gap.device, upTo, 0);
+            return;
+          }
+          this.#ask(key, gap);
+        },
+        () => this.#open.get(key) === gap && !this.#stopped && this.#ask(key, gap),
+      );
     }, ms);
     this.#open.set(key, gap);
+  }
+
+  #ask(key: string, gap: OpenGap): void {
+    gap.asked++;
+    this.#o.requestReplay(gap.device, gap.from);
+    this.#arm(key, gap, Math.min(this.#o.maxWaitMs, this.#o.waitMs * 2 ** gap.asked));
   }
 
   #close(key: string, gap: OpenGap): void {

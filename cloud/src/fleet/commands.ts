@@ -117,6 +117,12 @@ export interface CommandDeskOptions {
   sweepEveryMs?: number;
   /** Where `paylane_commands_settled_total` is registered (none: not counted). */
   metrics?: MetricsRegistry;
+  /**
+   * Whether this instance runs the sweep and redelivers pending commands on births (default
+   * always). Every instance hears every birth; only the leader (bridge/leader.ts) acts on it, so a
+   * kiosk is not sent each pending command once per instance.
+   */
+  leads?: () => boolean;
 }
 
 export interface SendCommand extends DeviceAddress {
@@ -302,7 +308,8 @@ export class CommandDesk {
   #scheduleSweep(): void {
     const timers = this.#o.timers ?? realTimers;
     this.#sweepTimer = timers.setTimeout(() => {
-      this.#sweeping = this.sweep()
+      const leads = this.#o.leads?.() ?? true;
+      this.#sweeping = (leads ? this.sweep() : Promise.resolve(0))
         .catch((err: Error) => this.#o.logger.warn({ err: err.message }, "command sweep failed"))
         .finally(() => {
           if (this.#sweepTimer !== undefined) this.#scheduleSweep();
@@ -321,6 +328,7 @@ export class CommandDesk {
     }
     if (status.session !== undefined) this.#sessions.set(key, status.session);
     this.#online.add(key);
+    if (this.#o.leads && !this.#o.leads()) return;
     this.#births.set(key, device);
     this.#redelivering ??= this.#redeliverBirths();
   }

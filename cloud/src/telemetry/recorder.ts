@@ -34,6 +34,11 @@ export interface TelemetryRecorderOptions {
   retentionDays: number;
   /** How often the retention delete runs (ms). */
   purgeEveryMs?: number;
+  /**
+   * Whether this instance writes the history and purges it (default always). Every cloud instance
+   * hears every report; only the leader (bridge/leader.ts) writes it, so N instances make one row.
+   */
+  writes?: () => boolean;
 }
 
 interface Row {
@@ -58,7 +63,8 @@ const COLUMNS = [
 const PER_ROW = 5 + COLUMNS.length; // site, device, at, received_at, report + the numeric columns
 
 export class TelemetryRecorder {
-  readonly #o: Required<Omit<TelemetryRecorderOptions, "metrics">>;
+  readonly #o: Required<Omit<TelemetryRecorderOptions, "metrics" | "writes">>;
+  readonly #writes: () => boolean;
   readonly #queue: Row[] = [];
   readonly #inserted: Counter | undefined;
   readonly #dropped: Counter | undefined;
@@ -81,6 +87,7 @@ export class TelemetryRecorder {
       maxQueued: o.maxQueued ?? 50_000,
       purgeEveryMs: o.purgeEveryMs ?? 3_600_000,
     };
+    this.#writes = o.writes ?? (() => true);
     if (o.metrics) {
       this.#inserted = new Counter({
         name: "paylane_telemetry_rows_total",
@@ -138,6 +145,7 @@ export class TelemetryRecorder {
       const batch = this.#queue.splice(0, this.#o.batchRows);
       // The newest report does not need Postgres: it stays current while the history cannot be written.
       await this.#putLatest(batch);
+      if (!this.#writes()) continue; // another instance (the leader) writes the history
       try {
         await this.#insert(batch);
         this.#inserted?.inc(batch.length);
@@ -205,7 +213,7 @@ export class TelemetryRecorder {
     this.#purgeTimer = this.#o.timers.setTimeout(() => {
       if (this.#stopped) return;
       this.#schedulePurge();
-      if (this.#purging) return;
+      if (this.#purging || !this.#writes()) return;
       this.#purging = true;
       void this.purge()
         .catch((err: Error) => this.#o.logger.warn({ err: err.message }, "telemetry history purge failed"))

@@ -1,0 +1,136 @@
+/**
+ * One leader among the cloud instances of a database, for the duties that
+ * must run once however many instances there are (docs/scale-bridges.md):
+ * the telemetry history and its purge, alert state and notifications
+ * (webhook, PagerDuty, the retained alert topics), the command sweep and the
+ * redelivery of pending commands on births, the idempotency-key purge.
+ *
+ * Leadership is a Postgres session advisory lock held on a connection of its
+ * own: the database itself says who holds it, and a leader that dies (or
+ * whose connection is cut) lets it go with its session, so another instance
+ * takes it at its next try. Every instance computes the same state from what
+ * it hears (every instance hears statuses and telemetry); only the leader
+ * writes it down and notifies. A handover may repeat or miss the one change
+ * that happened during it; nothing is lost from the database's truth (the
+ * inbox, the ledger), only a notification may be sent twice.
+ *
+ * PGlite (npm start) is one process: its one instance leads.
+ */
+import { realTimers, type Timers } from "@paylane/protocol";
+import type { Logger } from "pino";
+import type { Database, Queryable } from "../db/database.ts";
+
+/** The advisory lock's key: "paylane" + 1 in ASCII, fixed so every version of the cloud agrees. */
+export const LEADER_LOCK_KEY = 0x70_61_79_6c_61_6e_65_01n;
+
+export interface LeaderOptions {
+  db: Database;
+  logger: Logger;
+  /** This instance's name (CLOUD_INSTANCE), for the logs. */
+  instance: string;
+  timers?: Timers;
+  /** How often a follower tries to take the lock, and the leader checks its connection (ms). */
+  everyMs?: number;
+  /** Whether this instance may lead at all (CLOUD_ROLE api does not). */
+  eligible?: boolean;
+}
+
+export class Leader {
+  readonly #o: LeaderOptions;
+  #leading = false;
+  #stopped = true;
+  #release: (() => void) | undefined;
+  #session: Promise<void> | undefined;
+  #timer: unknown;
+
+  constructor(o: LeaderOptions) {
+    this.#o = o;
+  }
+
+  /** Whether this instance holds the lock now. */
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  /** The duties' guard: `() => leader.leading`. */
+  readonly isLeader = (): boolean => this.#leading;
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    if (this.#o.eligible === false) return;
+    if (this.#o.db.kind === "pglite") {
+      this.#leading = true;
+      return;
+    }
+    await this.#try();
+  }
+
+  /** Lets the lock go (its session ends), so another instance leads at its next try. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    (this.#o.timers ?? realTimers).clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#release?.();
+    await this.#session;
+    this.#leading = false;
+  }
+
+  /** One try: take the lock and hold its session while it answers; or try again later. */
+  async #try(): Promise<void> {
+    if (this.#stopped || this.#session) return;
+    let took!: (v: boolean) => void;
+    const taken = new Promise<boolean>((resolve) => {
+      took = resolve;
+    });
+    this.#session = this.#o.db
+      .session(async (conn) => {
+        const { rows } = await conn.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS ok", [
+          LEADER_LOCK_KEY.toString(),
+        ]);
+        if (!rows[0]?.ok) {
+          took(false);
+          return;
+        }
+        this.#leading = true;
+        took(true);
+        this.#o.logger.info({ instance: this.#o.instance }, "this instance leads the singleton duties");
+        try {
+          await this.#hold(conn);
+        } finally {
+          this.#leading = false;
+          await conn
+            .query("SELECT pg_advisory_unlock($1::bigint)", [LEADER_LOCK_KEY.toString()])
+            .catch(() => undefined);
+        }
+      })
+      .catch((err: Error) => {
+        took(false);
+        if (this.#leading) this.#o.logger.warn({ err: err.message }, "leadership lost with its connection");
+        this.#leading = false;
+      })
+      .finally(() => {
+        this.#session = undefined;
+        if (!this.#stopped) this.#later(() => void this.#try());
+      });
+    await taken;
+  }
+
+  /** Holds the session until stop(), asking it `SELECT 1` now and then: a cut connection ends the lead. */
+  async #hold(conn: Queryable): Promise<void> {
+    while (!this.#stopped) {
+      const released = new Promise<void>((resolve) => {
+        this.#release = resolve;
+        this.#later(resolve);
+      });
+      await released;
+      if (this.#stopped) return;
+      await conn.query("SELECT 1");
+    }
+  }
+
+  #later(fn: () => void): void {
+    const timers = this.#o.timers ?? realTimers;
+    timers.clearTimeout(this.#timer);
+    this.#timer = timers.setTimeout(fn, this.#o.everyMs ?? 5000);
+  }
+}

@@ -7,15 +7,21 @@
  * family, and the access tokens naming it) is revoked and the caller gets 401.
  *
  * Access tokens are checked against their session on every request through
- * `isLive`, cached for a few seconds: a logout or a disabled account on this
- * instance takes effect at once (the cache is cleared), on another instance
- * within the cache's lifetime.
+ * `isLive`, cached for a few seconds. Every write that ends a session (a
+ * logout, a reused refresh token, an account changed or disabled, by any API
+ * instance or by paylane-admin) also sends a Postgres notification on
+ * SESSIONS_CHANNEL in its transaction; each instance hears it through its
+ * `revocations` and forgets what it cached, so an ended session is refused
+ * at once by every instance behind a load balancer, not after the cache's
+ * lifetime. While an instance cannot hear them (its LISTEN connection is
+ * away), it caches nothing and asks the database at every request.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { type OperatorProfile, ROLE_PERMISSIONS } from "@paylane/protocol";
 import { mintOperatorToken, type OperatorTokenConfig, verifyOperatorToken } from "../api/auth.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { verifyNobody, verifyPassword } from "./password.ts";
+import { notifySessionsEnded, type SessionRevocations } from "./session-endings.ts";
 import { type OperatorRecord, type OperatorStore, revokeSessionsOf } from "./store.ts";
 
 export const DEFAULT_ACCESS_TTL_S = 15 * 60;
@@ -33,6 +39,8 @@ export interface SessionsOptions {
   /** A refresh token unused this long expires (each refresh starts a new one). */
   refreshTtlSeconds?: number;
   cacheMs?: number;
+  /** Endings announced by other instances (and this one); unset: another instance's logout counts after `cacheMs`. */
+  revocations?: SessionRevocations;
 }
 
 export interface IssuedSession {
@@ -60,6 +68,9 @@ export class Sessions {
   readonly #cacheMs: number;
   /** sid → until when it is believed live (ms); a revoked session is revoked for good (Infinity, false). */
   readonly #known = new Map<string, { live: boolean; until: number }>();
+  /** Counts the endings heard: a lookup that raced one is not cached. */
+  #generation = 0;
+  #unsubscribe: (() => void) | undefined;
 
   constructor(o: SessionsOptions) {
     this.#o = o;
@@ -135,6 +146,7 @@ export class Sessions {
           at,
           "refresh token reused",
         ]);
+        await notifySessionsEnded(tx, [t.family]);
         return { refused: "reused" as const, session: t.family, username: t.username };
       }
       if (t.expires_at <= at) return { refused: "expired" as const };
@@ -158,21 +170,28 @@ export class Sessions {
   /** Ends the session `refreshToken` (or `sid`) belongs to; null when there was none live. */
   async logout(by: { refreshToken: string } | { sid: string }): Promise<{ username: string; session: string } | null> {
     const at = this.#now();
-    const { rows } =
-      "sid" in by
-        ? await this.#o.db.query<{ username: string; session: string }>(
-            `UPDATE operator_sessions SET revoked_at = $2, reason = 'logout'
-             WHERE id = $1 AND revoked_at IS NULL RETURNING username, id AS session`,
-            [by.sid, at],
-          )
-        : await this.#o.db.query<{ username: string; session: string }>(
-            `UPDATE operator_sessions SET revoked_at = $2, reason = 'logout'
-             WHERE id = (SELECT family FROM operator_refresh_tokens WHERE token_hash = $1)
-               AND revoked_at IS NULL RETURNING username, id AS session`,
-            [digest(by.refreshToken), at],
-          );
+    const ended = await this.#o.db.transaction(async (tx) => {
+      const { rows } =
+        "sid" in by
+          ? await tx.query<{ username: string; session: string }>(
+              `UPDATE operator_sessions SET revoked_at = $2, reason = 'logout'
+               WHERE id = $1 AND revoked_at IS NULL RETURNING username, id AS session`,
+              [by.sid, at],
+            )
+          : await tx.query<{ username: string; session: string }>(
+              `UPDATE operator_sessions SET revoked_at = $2, reason = 'logout'
+               WHERE id = (SELECT family FROM operator_refresh_tokens WHERE token_hash = $1)
+                 AND revoked_at IS NULL RETURNING username, id AS session`,
+              [digest(by.refreshToken), at],
+            );
+      await notifySessionsEnded(
+        tx,
+        rows.map((r) => r.session),
+      );
+      return rows[0] ?? null;
+    });
     this.invalidate();
-    return rows[0] ?? null;
+    return ended;
   }
 
   /** The session a valid console access token names, if any. */
@@ -182,24 +201,46 @@ export class Sessions {
     return "refused" in operator ? undefined : operator.sid;
   }
 
-  /** Whether the session `sid` is still live (cached a few seconds). */
+  /** Whether the session `sid` is still live (cached a few seconds; an ending heard clears the cache). */
   async isLive(sid: string): Promise<boolean> {
+    this.#hear();
     const now = this.#now().getTime();
     const known = this.#known.get(sid);
     if (known && known.until > now) return known.live;
+    const generation = this.#generation;
     const { rows } = await this.#o.db.query<{ live: boolean }>(
       "SELECT revoked_at IS NULL AS live FROM operator_sessions WHERE id = $1",
       [sid],
     );
     const live = rows[0]?.live === true;
-    if (this.#known.size > 10_000) this.#known.clear();
-    this.#known.set(sid, { live, until: live ? now + this.#cacheMs : Number.POSITIVE_INFINITY });
+    // An ending heard meanwhile may be this one's: the answer is not believed beyond this request.
+    const revocations = this.#o.revocations;
+    const cacheable = generation === this.#generation && (!revocations || revocations.hearing);
+    if (!live || cacheable) {
+      if (this.#known.size > 10_000) this.#known.clear();
+      this.#known.set(sid, { live, until: live ? now + this.#cacheMs : Number.POSITIVE_INFINITY });
+    }
     return live;
   }
 
   /** Forgets every cached session: a revocation made here counts from the next request. */
   invalidate(): void {
+    this.#generation++;
     this.#known.clear();
+  }
+
+  /** Listens for endings, once: at the first check, not in the constructor (the feed outlives no cloud). */
+  #hear(): void {
+    if (this.#unsubscribe || !this.#o.revocations) return;
+    this.#unsubscribe = this.#o.revocations.onSessionsEnded((sids) => {
+      this.#generation++;
+      if (sids === null) {
+        this.#known.clear();
+        return;
+      }
+      if (this.#known.size > 10_000) this.#known.clear();
+      for (const sid of sids) this.#known.set(sid, { live: false, until: Number.POSITIVE_INFINITY });
+    });
   }
 
   async #insertRefresh(tx: Queryable, token: string, family: string, at: Date): Promise<void> {

@@ -9,6 +9,7 @@
 import type { ConsoleRole, OperatorAccount } from "@paylane/protocol";
 import type { Database, Queryable } from "../db/database.ts";
 import { hashPassword } from "./password.ts";
+import { notifySessionsEnded } from "./session-endings.ts";
 
 export type AccountErrorCode = "exists" | "not-found" | "last-admin";
 
@@ -72,12 +73,20 @@ export function publicAccount(r: OperatorRecord): OperatorAccount {
   return account;
 }
 
-/** Ends every live session of `username` (the access tokens naming them are refused from then on). */
-export async function revokeSessionsOf(db: Queryable, username: string, reason: string, at: Date): Promise<number> {
-  const { rows } = await db.query<{ id: string }>(
+/**
+ * Ends every live session of `username` (the access tokens naming them are
+ * refused from then on, by every API instance: `tx` is a transaction, and
+ * its commit announces the ending).
+ */
+export async function revokeSessionsOf(tx: Queryable, username: string, reason: string, at: Date): Promise<number> {
+  const { rows } = await tx.query<{ id: string }>(
     `UPDATE operator_sessions SET revoked_at = $2, reason = $3
      WHERE username = $1 AND revoked_at IS NULL RETURNING id`,
     [username, at, reason],
+  );
+  await notifySessionsEnded(
+    tx,
+    rows.map((r) => r.id),
   );
   return rows.length;
 }

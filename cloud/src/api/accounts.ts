@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { AuditLog } from "../accounts/audit-log.ts";
 import { LoginLimiter, type LoginLimitOptions } from "../accounts/login-limiter.ts";
+import type { SessionRevocations } from "../accounts/session-endings.ts";
 import { DEFAULT_REFRESH_TTL_S, Sessions } from "../accounts/sessions.ts";
 import { OperatorStore } from "../accounts/store.ts";
 import type { Database } from "../db/database.ts";
@@ -29,6 +30,8 @@ export interface AccountOptions {
   refreshTtlSeconds?: number;
   /** How long a live session is believed without asking the database (ms, default 2000). */
   sessionCacheMs?: number;
+  /** Sessions ended by other instances (the live feed's LISTEN); unset: they count here after `sessionCacheMs`. */
+  revocations?: SessionRevocations;
   loginLimits?: Partial<LoginLimitOptions>;
   /** Shared login limits (the API's rate-limit Redis). */
   redis?: Redis;
@@ -57,6 +60,7 @@ export function mountAccounts(app: Hono<OperatorEnv>, o: AccountOptions): Consol
         accessTtlSeconds: o.accessTtlSeconds,
         refreshTtlSeconds,
         cacheMs: o.sessionCacheMs,
+        revocations: o.revocations,
       })
     : undefined;
   if (sessions) o.tokens.sessionLive = (sid) => sessions.isLive(sid);

@@ -153,6 +153,8 @@ export function createApi(o: ApiOptions): OpenAPIHono<OperatorEnv> {
     prefix: o.rateLimit?.prefix,
     trustProxy: o.rateLimit?.trustProxy,
     logger: o.logger,
+    // Heard on the live feed's LISTEN: a logout on any instance is refused by this one at once.
+    revocations: o.live?.sessions,
   });
   app.use("/metrics", metricsGuard(o.metricsToken));
   app.route("/", opsRoutes(o.health, o.metrics));

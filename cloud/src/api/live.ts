@@ -15,8 +15,9 @@
  * ping; a client that reads slower than events come (its unsent bytes past
  * `maxBufferedBytes`) is closed with 1013 rather than buffered without end.
  * A socket lives no longer than its token: it is closed (1008) at the
- * token's `exp`, or at the first ping after its login session ended (logout,
- * account disabled), and the client connects again with a fresh one.
+ * token's `exp`, or as soon as its login session ends (a logout or a disabled
+ * account, on any API instance: the feed hears it, `LiveFeed.sessions`;
+ * else at the next ping), and the client connects again with a fresh one.
  *
  * Not @hono/node-ws: its upgrade hook answers a refusal with the status
  * alone, and a refusal here says what is wrong. The upgrade still goes
@@ -76,6 +77,8 @@ interface Grant {
   expiresAt: number;
   /** Whether the token's login session still holds (a console token, `sid`): asked again at each ping. */
   sessionLive?: () => Promise<boolean>;
+  /** The login session (`sid`), whose ending closes the socket at once. */
+  sid?: string;
 }
 
 type Hello = z.infer<typeof LiveHelloSchema>;
@@ -103,8 +106,11 @@ export class LiveSockets {
       unsubscribe: () => void;
       expiry: NodeJS.Timeout;
       sessionLive?: () => Promise<boolean>;
+      sid?: string;
     }
   >();
+  /** Stops hearing session endings (subscribed at the first client). */
+  #unhearSessions: (() => void) | undefined;
   /** Open connections per operator (`sub`). */
   readonly #perOperator = new Map<string, number>();
   readonly #connected: Gauge;
@@ -240,7 +246,15 @@ export class LiveSockets {
       Math.min(Math.max(grant.expiresAt - Date.now(), 0), MAX_TIMER_MS),
     );
     const operator = grant.operator.sub;
-    this.#clients.set(ws, { operator, alive: true, unsubscribe, expiry, sessionLive: grant.sessionLive });
+    this.#clients.set(ws, {
+      operator,
+      alive: true,
+      unsubscribe,
+      expiry,
+      sessionLive: grant.sessionLive,
+      sid: grant.sid,
+    });
+    this.#unhearSessions ??= this.#o.feed.sessions?.onSessionsEnded((sids) => this.#sessionsEnded(sids));
     this.#perOperator.set(operator, (this.#perOperator.get(operator) ?? 0) + 1);
     this.#connected.set(this.#clients.size);
     ws.on("pong", () => {
@@ -294,6 +308,19 @@ export class LiveSockets {
     }, this.#o.pingIntervalMs ?? 30_000);
   }
 
+  /** Closes the sockets of sessions that ended; with no names (many, or a lost LISTEN), asks for each. */
+  #sessionsEnded(sids: readonly string[] | null): void {
+    for (const [ws, client] of this.#clients) {
+      if (!client.sid) continue;
+      if (sids === null) {
+        // After the session cache has heard it too (it listens on the same feed).
+        if (client.sessionLive) queueMicrotask(() => void this.#recheckSession(ws, client.sessionLive!));
+      } else if (sids.includes(client.sid)) {
+        this.#drop(ws, CLOSE_POLICY_VIOLATION, "the login session has ended: log in again", "session-ended");
+      }
+    }
+  }
+
   /** A socket whose login has ended (logout, a disabled account, a new password) is closed like an expired one. */
   async #recheckSession(ws: WebSocket, sessionLive: () => Promise<boolean>): Promise<void> {
     const live = await sessionLive().catch(() => true); // the database is away: keep serving what it announced
@@ -305,6 +332,8 @@ export class LiveSockets {
   /** Closes every client (1001) and refuses new ones; a client that does not answer in time is cut. */
   async close(): Promise<void> {
     this.#stopping = true;
+    this.#unhearSessions?.();
+    this.#unhearSessions = undefined;
     clearInterval(this.#pinger);
     this.#pinger = undefined;
     const sockets = [...this.#clients.keys()];
@@ -412,7 +441,7 @@ export class LiveSockets {
     }
     const allowed = LIVE_EVENT_TYPES.filter((t) => roleAllows(operator.role, LIVE_EVENT_PERMISSION[t]));
     const asked = c.req.query("types");
-    if (asked === undefined) return { operator, sites, types: allowed, expiresAt, sessionLive };
+    if (asked === undefined) return { operator, sites, types: allowed, expiresAt, sessionLive, sid };
     const types: LiveEventType[] = [];
     for (const t of asked.split(",").map((s) => s.trim())) {
       if (!(LIVE_EVENT_TYPES as readonly string[]).includes(t)) {
@@ -426,7 +455,7 @@ export class LiveSockets {
       if (!allowed.includes(type)) return permissionDenied(LIVE_EVENT_PERMISSION[type], operator.role);
       if (!types.includes(type)) types.push(type);
     }
-    return { operator, sites, types, expiresAt, sessionLive };
+    return { operator, sites, types, expiresAt, sessionLive, sid };
   }
 }
 

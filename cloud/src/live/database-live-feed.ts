@@ -5,10 +5,16 @@
  * every subscriber (the WebSocket route, GraphQL subscriptions) in commit
  * order. With no subscriber nothing is read: an API instance nobody watches
  * costs the database nothing but the notifications.
+ *
+ * The same connection LISTENs on `paylane_sessions` (accounts/session-endings.ts):
+ * a session ended on any instance is forgotten by this one's session cache
+ * and its WebSockets at once (`sessions`).
  */
 import type { DeviceAddress, LiveEvent } from "@paylane/protocol";
 import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import { z } from "zod";
+import { SESSIONS_CHANNEL, type SessionRevocations } from "../accounts/session-endings.ts";
 import { AlertStore } from "../alerts/store.ts";
 import type { Database, Queryable } from "../db/database.ts";
 import { readCommand } from "../fleet/commands.ts";
@@ -17,6 +23,8 @@ import { journaledAlertsAt } from "../read-models/alerts.ts";
 import { checkinsAt, type StreamPosition } from "../read-models/checkins.ts";
 import type { LiveFeed } from "./live-feed.ts";
 import { LIVE_CHANNEL, type LiveNotification, LiveNotificationSchema } from "./notify.ts";
+
+const SessionsEndedSchema = z.object({ s: z.string(), sids: z.array(z.string()).nullable() });
 
 /** Notifications waiting to be read back, at most; beyond it they are dropped (and counted). */
 const MAX_PENDING = 10_000;
@@ -38,7 +46,7 @@ export interface DatabaseLiveFeedOptions {
 
 type Outcome = "delivered" | "other-schema" | "unwatched" | "repeat" | "gone" | "invalid" | "dropped" | "failed";
 
-export class DatabaseLiveFeed implements LiveFeed {
+export class DatabaseLiveFeed implements LiveFeed, SessionRevocations {
   readonly #o: DatabaseLiveFeedOptions;
   readonly #now: () => Date;
   readonly #listeners = new Set<(event: LiveEvent) => void>();
@@ -47,6 +55,9 @@ export class DatabaseLiveFeed implements LiveFeed {
   readonly #recentStatuses = new Map<string, number>();
   #schema: string | undefined;
   #unlisten: (() => Promise<void>) | undefined;
+  #unlistenSessions: (() => Promise<void>) | undefined;
+  readonly #sessionListeners = new Set<(sids: readonly string[] | null) => void>();
+  #hearingSessions = false;
   readonly #queue: LiveNotification[] = [];
   #draining: Promise<void> | undefined;
 
@@ -76,13 +87,71 @@ export class DatabaseLiveFeed implements LiveFeed {
       onReconnected: () =>
         this.#o.logger.warn("live feed: listening again; what was committed while it was away was not delivered"),
     });
+    this.#unlistenSessions = await listen.call(
+      this.#o.db,
+      SESSIONS_CHANNEL,
+      (payload) => this.#sessionsEnded(payload),
+      {
+        // Endings may be missed meanwhile: nothing cached is believed, and nothing is cached until it is back.
+        onLost: () => this.#setHearing(false),
+        onReconnected: () => this.#setHearing(true),
+      },
+    );
+    this.#setHearing(true);
+  }
+
+  /** Sessions ended on any instance (or by paylane-admin), as this instance's session checks hear them. */
+  get sessions(): SessionRevocations {
+    return this;
+  }
+
+  onSessionsEnded(listener: (sids: readonly string[] | null) => void): () => void {
+    this.#sessionListeners.add(listener);
+    return () => {
+      this.#sessionListeners.delete(listener);
+    };
+  }
+
+  /** Whether this instance hears every session ending now (its LISTEN is up). */
+  get hearing(): boolean {
+    return this.#hearingSessions;
+  }
+
+  #setHearing(hearing: boolean): void {
+    this.#hearingSessions = hearing;
+    this.#tellSessions(null);
+  }
+
+  #sessionsEnded(payload: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(payload);
+    } catch {
+      return;
+    }
+    const n = SessionsEndedSchema.safeParse(parsed);
+    if (!n.success || n.data.s !== this.#schema) return;
+    this.#tellSessions(n.data.sids);
+  }
+
+  #tellSessions(sids: readonly string[] | null): void {
+    for (const listener of this.#sessionListeners) {
+      try {
+        listener(sids);
+      } catch (err) {
+        this.#o.logger.error({ err: (err as Error).message }, "live feed: a session listener threw");
+      }
+    }
   }
 
   /** Stops listening; what is being read back still goes out. */
   async stop(): Promise<void> {
     const unlisten = this.#unlisten;
-    this.#unlisten = undefined;
+    const unlistenSessions = this.#unlistenSessions;
+    this.#unlisten = this.#unlistenSessions = undefined;
+    if (this.#hearingSessions) this.#setHearing(false);
     await unlisten?.();
+    await unlistenSessions?.();
     await this.#draining;
   }
 

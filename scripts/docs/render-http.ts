@@ -4,7 +4,7 @@
  * responses; then the named schemas.
  */
 import { GENERATED_NOTE } from "./render-mqtt.ts";
-import { cell, fieldRows, fieldTable, type Json, schemaAnchor, typeOf } from "./schema-table.ts";
+import { cell, fieldRows, fieldTable, type Json, prose, schemaAnchor, typeOf } from "./schema-table.ts";
 
 const METHODS = ["get", "put", "post", "patch", "delete"] as const;
 const link = (name: string) => `[${name}](#${schemaAnchor(name)})`;
@@ -52,7 +52,7 @@ export function renderHttpPage(doc: Json): string {
   out.push(
     `${info.title} ${info.version}, OpenAPI ${doc.openapi}. This page is ${GENERATED_NOTE}; it is rendered from [openapi.json](./openapi.json), the document the cloud serves at \`GET /api/v1/openapi.json\` (and as Swagger UI at \`/api/v1/docs\`), generated from the routes' own zod schemas (cloud/src/api). Conventions: [api.md](../api.md).\n`,
   );
-  out.push(`${info.description}\n`);
+  out.push(`${prose(String(info.description))}\n`);
 
   out.push("## Authentication\n");
   out.push("| scheme | kind | notes |\n| --- | --- | --- |");
@@ -96,12 +96,12 @@ export function renderHttpPage(doc: Json): string {
   for (const tag of tags) {
     const description = ((doc.tags ?? []) as Json[]).find((t) => t.name === tag)?.description;
     out.push(`## ${tag}\n`);
-    if (description) out.push(`${description}\n`);
+    if (description) out.push(`${prose(String(description))}\n`);
     for (const { method, path, op } of byTag.get(tag) ?? []) {
       out.push(`<a id="${operationAnchor(method, path)}"></a>\n`);
       out.push(`### ${method.toUpperCase()} \`${path}\`\n`);
-      if (op.summary) out.push(`${op.summary}\n`);
-      if (op.description) out.push(`${op.description}\n`);
+      if (op.summary) out.push(`${prose(String(op.summary))}\n`);
+      if (op.description) out.push(`${prose(String(op.description))}\n`);
       out.push(`- Auth: ${authOf(op, schemes)}${op["x-permission"] ? `; permission \`${op["x-permission"]}\`` : ""}`);
       out.push("");
       const parameters = (op.parameters ?? []) as Json[];
@@ -149,7 +149,7 @@ export function renderHttpPage(doc: Json): string {
       const schema = schemas[name] as Json;
       out.push(`<a id="${schemaAnchor(name)}"></a>\n`);
       out.push(`### ${name}\n`);
-      if (schema.description) out.push(`${schema.description}\n`);
+      if (schema.description) out.push(`${prose(String(schema.description))}\n`);
       const rows = fieldRows(schema, link);
       out.push(rows.length ? fieldTable(rows) : `${typeOf(schema, link)}\n`);
     }

@@ -20,8 +20,18 @@ export const refName = (ref: string) => decodeURIComponent(ref.split("/").at(-1)
 /** The anchor of a schema's section on a page. */
 export const schemaAnchor = (name: string) => `schema-${name.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
 
-/** A table cell: no line breaks, pipes escaped. */
-export const cell = (s: string) => s.replace(/\r?\n+/g, " ").replace(/\|/g, "\\|");
+/**
+ * Prose for a page that VitePress compiles as a Vue template: outside code
+ * spans, `<` would open an element and `{{` an interpolation.
+ */
+export const prose = (s: string) =>
+  s
+    .split(/(`[^`]*`)/)
+    .map((part, i) => (i % 2 === 1 ? part : part.replace(/</g, "&lt;").replace(/\{\{/g, "&#123;&#123;")))
+    .join("");
+
+/** A table cell: prose on one line, pipes escaped. */
+export const cell = (s: string) => prose(s.replace(/\r?\n+/g, " ")).replace(/\|/g, "\\|");
 
 const code = (v: unknown) => `\`${JSON.stringify(v)}\``;
 

@@ -96,6 +96,7 @@ it.before(
         await store.create({ username: "root", password: PASSWORD, role: "admin" });
         // The lockout scenario's own account: a locked root would refuse the other scenarios' logins.
         await store.create({ username: "locky", password: PASSWORD, role: "viewer" });
+        await store.create({ username: "vic", password: PASSWORD, role: "viewer" });
       }
     }
     proxy = new RoundRobin([
@@ -166,9 +167,9 @@ function call(
   });
 }
 
-async function login(from: number): Promise<{ access: string; refresh: string }> {
+async function login(from: number, username = "root"): Promise<{ access: string; refresh: string }> {
   const res = await call(from, "POST", "/api/v1/auth/login", {
-    body: { username: "root", password: PASSWORD, session: "token" },
+    body: { username, password: PASSWORD, session: "token" },
   });
   assert.is(res.status, 200, `login: ${JSON.stringify(res.body)}`);
   return { access: res.body.accessToken, refresh: res.body.refreshToken };
@@ -257,6 +258,16 @@ it("a logout on one instance is refused by both at once, and closes live sockets
   // Closed at once (1008), not at the next ping 30 s later.
   const codes = await within(Promise.all(sockets.map((s) => s.closed)), 3000, "both live sockets to close");
   assert.equal(codes, [1008, 1008]);
+});
+
+it("an account disabled from outside the API (paylane-admin's store) is refused by both instances at once", async () => {
+  const { access } = await login(12, "vic");
+  const me = () => call(12, "GET", "/api/v1/auth/me", { bearer: access });
+  assert.equal(byInstance([await me(), await me()]), { a: [200], b: [200] });
+  // What `paylane-admin user disable vic` does: the store's change, in a transaction on the database.
+  const { revoked } = await new OperatorStore({ db }).update("vic", { disabled: true });
+  assert.is(revoked, 1);
+  assert.equal(byInstance([await me(), await me()]), { a: [401], b: [401] });
 });
 
 it(`the per-credential limit is shared: ${PER_CREDENTIAL} requests in all, not ${PER_CREDENTIAL} per instance`, async () => {

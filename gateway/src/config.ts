@@ -6,11 +6,13 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { ConfigError, type Env, envInteger, envPort, LogLevelSchema, parseEnv } from "@paylane/protocol/service";
 import type { LevelWithSilent } from "pino";
 import { z } from "zod";
 import { DEFAULT_LIMITS, type GatewayLimits } from "./limits.ts";
 import { MAX_REMAINING_LENGTH } from "./packet-guard.ts";
+import type { RedisSharing } from "./redis.ts";
 
 export interface TlsConfig {
   certPath: string;
@@ -29,6 +31,10 @@ export interface GatewayConfig {
   limits: GatewayLimits;
   /** Set when MQTT_TLS_CERT and MQTT_TLS_KEY are. */
   tls: TlsConfig | undefined;
+  /** Set with GATEWAY_REDIS_URL: state shared with other instances; unset: in memory. */
+  redis: RedisSharing | undefined;
+  /** GATEWAY_INSTANCE: this instance's name in logs and metrics. */
+  instance: string;
 }
 
 export const DEFAULTS = {
@@ -36,7 +42,13 @@ export const DEFAULTS = {
   MQTT_HOST: "127.0.0.1",
   MQTT_TLS_PORT: 8883,
   GATEWAY_HTTP_PORT: 8070,
+  GATEWAY_REDIS_PREFIX: "paylane-gateway",
 } as const;
+
+/** The host name when it is a valid instance name (a container's or pod's is), else gateway-1. */
+export function defaultInstance(host = hostname()): string {
+  return /^[A-Za-z0-9_.-]{1,63}$/.test(host) ? host : "gateway-1";
+}
 
 const limit = (min: number, max: number, fallback: number, description: string) =>
   envInteger(min, max).default(fallback).describe(description);
@@ -96,6 +108,31 @@ export const GatewayEnvSchema = z
       "PUBLISH packets per second per device; more closes it",
     ),
     GATEWAY_HTTP_PORT: envPort().default(DEFAULTS.GATEWAY_HTTP_PORT).describe("/healthz and /metrics port"),
+    GATEWAY_REDIS_URL: z
+      .url({
+        protocol: /^rediss?$/,
+        error: "expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379 (user, password, /db allowed)",
+      })
+      .optional()
+      .describe(
+        "share sessions, subscriptions, retained messages and shared subscriptions with every gateway on this Redis (unset: in memory, one instance)",
+      ),
+    GATEWAY_REDIS_PREFIX: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, {
+        error: "expected 1 to 64 letters, digits, '_', '.', ':' or '-' (it names Redis keys and channels)",
+      })
+      .default(DEFAULTS.GATEWAY_REDIS_PREFIX)
+      .describe(
+        "Redis keys ({prefix}:…) and pub/sub channels ({prefix}/…) of this fleet: gateways that share state share it",
+      ),
+    GATEWAY_INSTANCE: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9_.-]{1,63}$/, { error: "expected 1 to 63 letters, digits, '_', '.' or '-'" })
+      .optional()
+      .describe("this instance's name in logs and metrics (default: the host name, else gateway-1)"),
     LOG_LEVEL: LogLevelSchema,
   })
   .superRefine((env, ctx) => {
@@ -134,6 +171,8 @@ export function parseGatewayEnv(env: Env): GatewayConfig {
       authFailuresPerAddress: e.MQTT_AUTH_FAILURES_PER_ADDRESS,
       messagesPerSecond: e.MQTT_MESSAGES_PER_SECOND,
     },
+    redis: e.GATEWAY_REDIS_URL ? { url: e.GATEWAY_REDIS_URL, prefix: e.GATEWAY_REDIS_PREFIX } : undefined,
+    instance: e.GATEWAY_INSTANCE ?? defaultInstance(),
     // A certificate alone means mqtts on its usual port; with only MQTT_WSS_PORT, only wss.
     tls:
       e.MQTT_TLS_CERT && e.MQTT_TLS_KEY

@@ -32,6 +32,7 @@
  * the new registry no longer has, has with another secret, or (operators)
  * has with another role or other sites.
  */
+import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
@@ -50,9 +51,17 @@ import type { Logger } from "pino";
 import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { createWebSocketStream, WebSocketServer } from "ws";
-import { checkForward, checkPublish, checkSubscribe, checkWill, type Decision, splitSharedFilter } from "./acl.ts";
+import { checkForward, checkPublish, checkSubscribe, checkWill, type Decision } from "./acl.ts";
 import { DEFAULT_LIMITS, type GatewayLimits, KeyedSemaphore } from "./limits.ts";
 import { PacketSizeGuard, type Violation } from "./packet-guard.ts";
+import { RedisBackend, type RedisSharing } from "./redis.ts";
+import {
+  LocalDirectory,
+  RedisDirectory,
+  type ShareDirectory,
+  SharedSubscriptions,
+  type ShareOutcome,
+} from "./shared-subscriptions.ts";
 import { countRetained, WireBytes } from "./wire-metrics.ts";
 
 export interface GatewayOptions {
@@ -73,6 +82,16 @@ export interface GatewayOptions {
   tlsPort?: number;
   /** Port for MQTT over secure WebSocket (wss); needs `tls`. 0 picks a free one. Unset: no wss listener. */
   wssPort?: number;
+  /**
+   * Sessions, subscriptions, retained messages, Wills and shared-subscription
+   * members in Redis, shared with every gateway on the same URL and prefix
+   * (redis.ts). Unset: in memory, this instance alone.
+   */
+  redis?: RedisSharing;
+  /** This instance's name (logs, metrics, Redis entries). Default gateway-1. */
+  instance?: string;
+  /** How often the shared-subscription directory in Redis is refreshed (default 1000 ms). */
+  shareHeartbeatMs?: number;
 }
 
 export type Transport = "mqtt" | "mqtts" | "wss";
@@ -109,6 +128,13 @@ const AEDES_CONNECT_TIMEOUT = "connect did not arrive in time";
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 (aedes' `AuthErrorCode` is an ambient const enum). */
 const CONNACK = { serverUnavailable: 3, badUsernameOrPassword: 4, notAuthorized: 5 } as const;
 
+/**
+ * aedes' broker heartbeat with Redis (its default is 60 s): another instance
+ * publishes the Wills of a dead instance's clients once it missed three, and
+ * it looks every four.
+ */
+const SHARED_HEARTBEAT_MS = 10_000;
+
 /** Device client ids are `paylane:{site}:{device}` (up to 135 characters); aedes limits MQTT 3.1 ids to 23. */
 const MAX_CLIENT_ID_LENGTH = 256;
 
@@ -127,11 +153,18 @@ interface GatewayMetrics {
   receivedBytes: Counter;
   sentBytes: Counter;
   retained: Gauge;
+  shared: Counter<"outcome">;
+  sharedMembers: Gauge;
+  info: Gauge<"instance" | "persistence">;
 }
 
 /** What `start()` opened; one object, so `stop()` closes exactly what this start made. */
 interface Running {
   broker: Aedes;
+  /** Set with the redis option. */
+  backend?: RedisBackend;
+  shared: SharedSubscriptions;
+  directory: ShareDirectory;
   listeners: Listener[];
   connectLimiter: RateLimiterMemory;
   messageLimiter: RateLimiterMemory;
@@ -189,6 +222,26 @@ export class Gateway {
   /** Clients that completed CONNECT. */
   get clients(): number {
     return this.#running?.broker.connectedClients ?? 0;
+  }
+
+  get instance(): string {
+    return this.#options.instance ?? "gateway-1";
+  }
+
+  /** Where sessions and retained messages live. */
+  get persistence(): "memory" | "redis" {
+    return this.#options.redis ? "redis" : "memory";
+  }
+
+  /** With Redis: "ok" while every connection to it is ready, "down" while one is lost. Undefined in memory. */
+  get redis(): "ok" | "down" | undefined {
+    if (!this.#options.redis) return undefined;
+    return this.#running?.backend?.state ?? "down";
+  }
+
+  /** Connected members of the shared subscription `key` (`$share/{group}/{filter}`) on this instance. */
+  sharedMembers(key: string): number {
+    return this.#running?.shared.membersOf(key) ?? 0;
   }
 
   #listenerPort(transport: Transport): number {
@@ -262,7 +315,27 @@ export class Gateway {
     this.#metrics ??= this.#createMetrics();
     const metrics = this.#metrics;
 
+    let backend: RedisBackend | undefined;
+    if (o.redis) {
+      backend = new RedisBackend(o.redis);
+      await backend.start({
+        onLost: (err) =>
+          log.error(
+            { redis: backend?.where, err: err.message },
+            "Redis connection lost: not ready (/readyz 503) and nothing is delivered until it is back; reconnecting",
+          ),
+        onBack: () => log.info({ redis: backend?.where }, "Redis connection back; ready"),
+      });
+      log.info(
+        { redis: backend.where, prefix: o.redis.prefix },
+        "sessions, retained messages and delivery through Redis",
+      );
+    }
     const broker = await Aedes.createBroker({
+      // Unique per start: aedes tells brokers (and their packets) apart by id; the instance name helps a reader.
+      id: `${this.instance}-${randomUUID().slice(0, 8)}`,
+      // The Redis modules when shared; aedes' in-memory defaults otherwise.
+      ...(backend ? { persistence: backend.persistence, mq: backend.mq, heartbeatInterval: SHARED_HEARTBEAT_MS } : {}),
       maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
       connectTimeout: limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
@@ -312,8 +385,30 @@ export class Gateway {
       metrics.messagesPublished.inc({ channel: channel ?? "other" });
     });
 
+    const directory: ShareDirectory = backend
+      ? new RedisDirectory({
+          redis: backend.redis,
+          broker,
+          instance: this.instance,
+          logger: log,
+          heartbeatMs: o.shareHeartbeatMs,
+        })
+      : new LocalDirectory(broker.id);
+    await directory.start();
+    const shared = new SharedSubscriptions({
+      broker,
+      directory,
+      onOutcome: (outcome: ShareOutcome) => metrics.shared.inc({ outcome }),
+    });
+    shared.start();
+    metrics.info.reset();
+    metrics.info.set({ instance: this.instance, persistence: this.persistence }, 1);
+
     const running: Running = {
       broker,
+      backend,
+      shared,
+      directory,
       listeners: [],
       connectLimiter: new RateLimiterMemory({
         keyPrefix: "connect",
@@ -385,7 +480,11 @@ export class Gateway {
     const serversClosed = running.listeners.map(
       ({ server }) => new Promise<void>((resolve) => server.close(() => resolve())),
     );
+    // Leaves every shared subscription and the directory first: the other instances take over its share.
+    running.shared.stop();
+    await running.directory.stop();
     await new Promise<void>((resolve) => running.broker.close(() => resolve()));
+    await running.backend?.stop();
     running.wss?.close();
     // Sockets that never completed CONNECT (or were still in TLS or HTTP) are not aedes clients: end them here.
     for (const socket of this.#sockets) socket.destroy();
@@ -618,8 +717,15 @@ export class Gateway {
   ): Error | null {
     const log = this.#options.logger;
     const metrics = this.#metrics!;
-    // aedes passes null for a Will left by a client of another broker instance:
-    // nothing says who wrote it, so it is not published.
+    // aedes passes null for a Will left by a client of another instance that
+    // died (only with Redis): checked again against the device its client id names.
+    if (!client && this.#options.redis) {
+      const decision = checkOrphanWill(packet);
+      if (decision.allowed) return null;
+      metrics.publishesRefused.inc({ kind: "unknown" });
+      log.warn({ topic: packet.topic, reason: decision.reason }, "Will of another instance's client refused");
+      return new Error(decision.reason);
+    }
     const session = client ? this.#sessions.get(client) : undefined;
     const identity = session?.identity;
     if (!client || !identity) {
@@ -692,13 +798,8 @@ export class Gateway {
       reason = "not authenticated";
     } else {
       const decision = checkSubscribe(identity, subscription.topic);
+      // A `$share/{group}/{filter}` is checked as its filter (acl.ts); shared-subscriptions.ts delivers it.
       if (!decision.allowed) reason = decision.reason;
-      else if (splitSharedFilter(subscription.topic)?.group) {
-        // The ACL allows it (other brokers implement it), but aedes would take
-        // the filter literally and deliver nothing: refuse instead of a silent
-        // black hole (moscajs/aedes#228).
-        reason = "shared subscriptions ($share/...) are not implemented by the aedes gateway; subscribe without $share";
-      }
     }
     if (reason === null) return subscription;
     metrics.subscriptionsRefused.inc({ kind: identity?.kind ?? "unknown" });
@@ -800,6 +901,26 @@ export class Gateway {
           this.set(broker ? await countRetained(broker) : 0);
         },
       }),
+      shared: new Counter({
+        name: "paylane_gateway_shared_messages_total",
+        help: "Messages on this instance's shared subscriptions ($share/...), by outcome: delivered to a member here, other-instance (another gateway's member takes it), no-member",
+        labelNames: ["outcome"],
+        registers,
+      }),
+      sharedMembers: new Gauge({
+        name: "paylane_gateway_shared_members",
+        help: "Connected members of shared subscriptions ($share/...) on this instance",
+        registers,
+        collect() {
+          this.set(gateway.#running?.shared.localMembers ?? 0);
+        },
+      }),
+      info: new Gauge({
+        name: "paylane_gateway_info",
+        help: "This gateway instance (GATEWAY_INSTANCE) and where its sessions and retained messages live (memory or redis)",
+        labelNames: ["instance", "persistence"],
+        registers,
+      }),
       clients: new Gauge({
         name: "paylane_gateway_clients",
         help: "Clients connected to the MQTT gateway",
@@ -847,6 +968,23 @@ function stampSender(operatorId: string, packet: { topic: string; payload: Buffe
   }
   packet.payload = Buffer.from(JSON.stringify({ ...body, by: operatorId }));
   return { allowed: true };
+}
+
+/**
+ * A Will that another gateway instance stored in Redis for one of its
+ * clients, published by this one after that instance died. The instance
+ * checked it at CONNECT (checkWill); it is checked again here against what
+ * the stored packet names: a device's Will must be its own status (its client
+ * id is `paylane:{site}:{device}`), any other client's only the cloud's status
+ * (the bridge's Will, the one other identity allowed a Will).
+ */
+function checkOrphanWill(packet: { topic: string; retain?: boolean; clientId?: string }): Decision {
+  if (packet.topic === topics.cloudStatus) return { allowed: true };
+  const parsed = parseTopic(packet.topic);
+  if (parsed && packet.clientId === deviceIdentity.clientId(parsed)) {
+    return checkWill({ kind: "device", address: { site: parsed.site, device: parsed.device } }, packet.topic, true);
+  }
+  return { allowed: false, reason: `a Will on ${packet.topic} from client ${packet.clientId ?? "(unknown)"}` };
 }
 
 function remoteAddress(client: Client): string | undefined {

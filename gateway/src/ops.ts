@@ -1,6 +1,7 @@
 /**
- * The gateway's operations endpoints, on protocol/src/service's `/healthz`
- * and `/metrics`: liveness for the supervisor, Prometheus metrics. Errors are
+ * The gateway's operations endpoints, on protocol/src/service's `/healthz`,
+ * `/readyz` and `/metrics`: liveness for the supervisor, readiness (with
+ * Redis: only while Redis is reachable), Prometheus metrics. Errors are
  * `application/problem+json` (RFC 9457), as everywhere in PayLane.
  */
 import { problemResponse } from "@paylane/protocol";
@@ -13,6 +14,10 @@ import type { Registry as MetricsRegistry } from "prom-client";
 export interface GatewayHealth {
   readonly running: boolean;
   readonly clients: number;
+  readonly instance?: string;
+  readonly persistence?: "memory" | "redis";
+  /** With Redis: its connections' state; "down" makes the gateway not ready. */
+  readonly redis?: "ok" | "down";
 }
 
 export interface GatewayOpsOptions {
@@ -45,7 +50,17 @@ export function gatewayOpsApp({ gateway, metrics, logger }: GatewayOpsOptions): 
   app.use("/readyz", brokerRunning);
   app.route(
     "/",
-    opsRoutes(() => ({ status: "ok", clients: gateway.clients }), metrics),
+    // Redis lost: alive (/healthz 200) but not ready (/readyz 503): nothing is delivered until it is back.
+    opsRoutes(
+      () => ({
+        status: gateway.redis === "down" ? "degraded" : "ok",
+        clients: gateway.clients,
+        instance: gateway.instance,
+        persistence: gateway.persistence,
+        ...(gateway.redis ? { redis: gateway.redis } : {}),
+      }),
+      metrics,
+    ),
   );
   return app;
 }

@@ -64,7 +64,8 @@ export class GatewayService {
   }
 
   async #start(): Promise<void> {
-    const { config, logger } = this.#o;
+    const { config } = this.#o;
+    const logger = this.#o.logger.child({ instance: config.instance });
     // Checked before anything listens: a bad certificate is a configuration error.
     const tls = config.tls ? await loadTlsFiles(config.tls) : undefined;
     const registry = await Registry.load(config.registryPath).catch((err: Error) => {
@@ -83,6 +84,8 @@ export class GatewayService {
       tls,
       tlsPort: config.tls?.port,
       wssPort: config.tls?.wssPort,
+      redis: config.redis,
+      instance: config.instance,
     });
     this.#gateway = gateway;
     await gateway.start().catch((err: NodeJS.ErrnoException & { transport?: Transport; port?: number }) => {

@@ -16,7 +16,7 @@ import { ConfigError, describeListenError } from "@paylane/protocol/service";
 import { connectAsync } from "mqtt";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mqttPortHint, parseGatewayEnv as parseEnv } from "../src/config.ts";
+import { defaultInstance, mqttPortHint, parseGatewayEnv as parseEnv } from "../src/config.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
@@ -101,6 +101,8 @@ test("parseEnv applies the defaults: loopback only, no TLS, the default limits",
     logLevel: "info",
     limits: { ...DEFAULT_LIMITS },
     tls: undefined,
+    redis: undefined,
+    instance: defaultInstance(),
   });
   assert.is(DEFAULT_LIMITS.maxPacketBytes, 256 * 1024);
 });
@@ -208,8 +210,42 @@ test("the CLI refuses a missing REGISTRY_PATH with exit code 2", async () => {
   assert.match(stderr, "REGISTRY_PATH");
 });
 
+test("GATEWAY_REDIS_URL: a bad URL and an unreachable Redis each stop the CLI with one line, no password in it", async () => {
+  const bad = await run({ REGISTRY_PATH: registryPath, GATEWAY_REDIS_URL: "http://user:hunter2@127.0.0.1:6379" }).exit;
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /GATEWAY_REDIS_URL.*redis:\/\//);
+  assert.not.match(bad.stderr, "hunter2");
+  assert.is(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+
+  // A port nobody listens on: taken and released.
+  const free = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+  const down = await run({
+    REGISTRY_PATH: registryPath,
+    MQTT_PORT: "0",
+    GATEWAY_HTTP_PORT: "0",
+    GATEWAY_REDIS_URL: `redis://:hunter2@127.0.0.1:${free}/2`,
+  }).exit;
+  assert.is.not(down.code, 0);
+  const lines = down.stderr.trim().split("\n");
+  assert.is(lines.length, 1, down.stderr);
+  assert.match(lines[0]!, `GATEWAY_REDIS_URL=redis://:***@127.0.0.1:${free}/2: cannot reach Redis`);
+  assert.not.match(down.stderr, "hunter2");
+  console.log(`    Redis down at start: ${lines[0]}`);
+});
+
 test("the CLI serves MQTT and /healthz, and SIGTERM stops it with exit 0", async () => {
-  const cli = run({ REGISTRY_PATH: registryPath, MQTT_PORT: "0", MQTT_HOST: "127.0.0.1", GATEWAY_HTTP_PORT: "0" });
+  const cli = run({
+    REGISTRY_PATH: registryPath,
+    MQTT_PORT: "0",
+    MQTT_HOST: "127.0.0.1",
+    GATEWAY_HTTP_PORT: "0",
+    GATEWAY_INSTANCE: "gw-main-test",
+  });
   const mqttPort = (await cli.logLine("MQTT gateway listening")).port as number;
   const httpPort = (await cli.logLine("health and metrics listening")).port as number;
 
@@ -221,7 +257,7 @@ test("the CLI serves MQTT and /healthz, and SIGTERM stops it with exit 0", async
   });
   const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
   assert.is(health.status, 200);
-  assert.equal(await health.json(), { status: "ok", clients: 1 });
+  assert.equal(await health.json(), { status: "ok", clients: 1, instance: "gw-main-test", persistence: "memory" });
   const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   assert.match(metrics, "paylane_gateway_connections_total 1");
   assert.match(metrics, "process_cpu_seconds_total");

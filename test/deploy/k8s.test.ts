@@ -93,6 +93,7 @@ async function schemaErrors(objects: Obj[]): Promise<string[]> {
  * Errors of TypeScript's check of each object, as an object literal, against its interface in
  * kubernetes-models: unknown fields (excess properties) at any depth, and wrong types.
  */
+const declarations = new Map<string, ts.SourceFile>();
 function strictErrors(objects: Obj[]): string[] {
   const file = join(root, "test", "deploy", "k8s-objects.generated.ts");
   const lines: string[] = [];
@@ -116,8 +117,16 @@ function strictErrors(objects: Obj[]): string[] {
   };
   const host = ts.createCompilerHost(options);
   const getSourceFile = host.getSourceFile.bind(host);
-  host.getSourceFile = (name, lang, ...rest) =>
-    name === file ? ts.createSourceFile(name, text, lang) : getSourceFile(name, lang, ...rest);
+  host.getSourceFile = (name, lang, ...rest) => {
+    if (name === file) return ts.createSourceFile(name, text, lang);
+    // The declarations parse once for all three checks.
+    let parsed = declarations.get(name);
+    if (!parsed) {
+      parsed = getSourceFile(name, lang, ...rest);
+      if (parsed) declarations.set(name, parsed);
+    }
+    return parsed;
+  };
   const fileExists = host.fileExists.bind(host);
   host.fileExists = (name) => name === file || fileExists(name);
   const readFile = host.readFile.bind(host);
@@ -285,6 +294,29 @@ for (const overlay of OVERLAYS) {
       const isGateway = d.metadata.name === "paylane-gateway";
       const names = isGateway ? known["paylane-gateway"] : known.cloud;
       for (const name of env.keys()) assert.ok(names.has(name), `${d.metadata.name}: ${name} is a variable it reads`);
+      // Each file a variable names is in a mounted volume, under the key the volume projects.
+      const files = isGateway ? ["REGISTRY_PATH", "MQTT_TLS_CERT", "MQTT_TLS_KEY"] : ["REGISTRY_PATH"];
+      for (const variable of files) {
+        const path = env.get(variable) ?? "";
+        const mount = c.volumeMounts?.find((m: Obj) => path.startsWith(`${m.mountPath}/`));
+        assert.ok(mount, `${d.metadata.name}: ${variable}=${path} is in a mounted volume`);
+        const volume = d.spec.template.spec.volumes.find((v: Obj) => v.name === mount.name);
+        const key = path.slice(mount.mountPath.length + 1);
+        if (volume.configMap) {
+          const cm = named(objects, "ConfigMap", volume.configMap.name);
+          assert.ok(
+            key in (cm.data ?? {}),
+            `${d.metadata.name}: ${variable}: ConfigMap ${cm.metadata.name} has ${key}`,
+          );
+        } else {
+          assert.ok(volume.secret, `${d.metadata.name}: ${variable} is in a ConfigMap or a Secret`);
+          // kubernetes.io/tls Secrets hold tls.crt and tls.key
+          assert.ok(
+            ["tls.crt", "tls.key"].includes(key),
+            `${d.metadata.name}: ${variable}: ${key} is a TLS Secret key`,
+          );
+        }
+      }
       const port = (name: string) => c.ports.find((p: Obj) => p.name === name)?.containerPort;
       if (isGateway) {
         assert.is(env.get("MQTT_HOST"), "0.0.0.0");

@@ -1,0 +1,68 @@
+/**
+ * The updater's dependencies on a real kiosk: systemctl, the daemon's
+ * /healthz over HTTP, the wall clock, npm ci, findmnt.
+ */
+import { execFile, spawn } from "node:child_process";
+import { promisify } from "node:util";
+import type { Clock, HealthProbe, ServiceManager } from "./updater.ts";
+
+const exec = promisify(execFile);
+
+export const DAEMON_UNIT = "paylane-device.service";
+
+/** `systemctl restart paylane-device.service`: returns once the unit is active (READY=1), fails if it is not. */
+export function systemdService(systemctl = "systemctl", unit = DAEMON_UNIT): ServiceManager {
+  return {
+    async restart() {
+      try {
+        await exec(systemctl, ["restart", unit], { timeout: 180_000 });
+      } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new Error((e.stderr || e.message).trim().split("\n")[0] ?? "systemctl failed");
+      }
+    },
+  };
+}
+
+/** GET `url`: healthy when it answers 200 within `timeoutMs` (the daemon answers 503 only when down). */
+export function httpProbe(url: string, timeoutMs = 3_000): HealthProbe {
+  return async () => {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+      await res.body?.cancel();
+      return res.status === 200 ? null : `${url} answered ${res.status}`;
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      return `${url}: ${cause ?? (err as Error).message}`;
+    }
+  };
+}
+
+export const wallClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+/** npm ci in a release folder, as paylane-install does at first boot; its output goes to ours (the journal). */
+export function npmCi(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund"], { cwd: dir, stdio: "inherit" });
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`npm ci in ${dir} failed (exit ${code})`))));
+  });
+}
+
+/** The read-only root (an overlay in RAM): a release written there is gone at the next reboot. */
+export async function volatileRoot(dir: string): Promise<string | null> {
+  const fstype = await exec("findmnt", ["--noheadings", "--output", "FSTYPE", "--target", dir]).then(
+    (r) => r.stdout.trim().split("\n")[0] ?? "",
+    () => "",
+  );
+  if (["overlay", "overlayfs", "tmpfs", "ramfs"].includes(fstype)) {
+    return (
+      `${dir} is on ${fstype} (the read-only root): an update written there is lost at the next reboot; ` +
+      "turn the overlay off (raspi-config nonint do_overlayfs 1, reboot), update, then turn it on again"
+    );
+  }
+  return null;
+}

@@ -27,6 +27,7 @@ import { Bridge } from "../src/bridge/bridge.ts";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { openPg } from "../src/db/pg.ts";
+import { tapBody } from "../src/dr/failover-kiosk.ts";
 import { MemoryPresence } from "../src/presence/memory-presence.ts";
 import { DEMO_MEMBERS, seedSite } from "../src/seed.ts";
 
@@ -110,7 +111,7 @@ function deliver(bridge: Bridge, from: number, to: number): void {
       id: randomUUID(),
       kind: "checkin",
       at: new Date().toISOString(),
-      body: { memberId: DEMO_MEMBERS[0]!.id, credential: { type: "card", uid: "04A2B3C4" }, replicaVersion: 1 },
+      body: tapBody("checkin", seq, [DEMO_MEMBERS[0]!.id], "EUR"),
     });
   }
   const admitted = admitEvents(K1, Buffer.from(JSON.stringify({ device: K1.device, entries })));

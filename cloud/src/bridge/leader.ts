@@ -20,8 +20,11 @@ import { realTimers, type Timers } from "@paylane/protocol";
 import type { Logger } from "pino";
 import type { Database, Queryable } from "../db/database.ts";
 
-/** The advisory lock's key: "paylane" + 1 in ASCII, fixed so every version of the cloud agrees. */
-export const LEADER_LOCK_KEY = 0x70_61_79_6c_61_6e_65_01n;
+/**
+ * The advisory lock's key, per schema (advisory locks are database-wide, and several clouds may
+ * share a database in schemas of their own): fixed, so every version of the cloud agrees.
+ */
+const LOCK_KEY = "hashtext('paylane-leader:' || current_schema())";
 
 export interface LeaderOptions {
   db: Database;
@@ -84,9 +87,12 @@ export class Leader {
     });
     this.#session = this.#o.db
       .session(async (conn) => {
-        const { rows } = await conn.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS ok", [
-          LEADER_LOCK_KEY.toString(),
-        ]);
+        // A leader whose host vanishes (no FIN, no RST) must not hold the lock for the kernel's two
+        // hours of TCP keepalive: the server probes this session's socket after 10 s idle instead.
+        await conn
+          .query("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")
+          .catch(() => undefined);
+        const { rows } = await conn.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS ok`);
         if (!rows[0]?.ok) {
           took(false);
           return;
@@ -98,9 +104,7 @@ export class Leader {
           await this.#hold(conn);
         } finally {
           this.#leading = false;
-          await conn
-            .query("SELECT pg_advisory_unlock($1::bigint)", [LEADER_LOCK_KEY.toString()])
-            .catch(() => undefined);
+          await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`).catch(() => undefined);
         }
       })
       .catch((err: Error) => {

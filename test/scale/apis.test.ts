@@ -186,6 +186,11 @@ function byInstance(answers: Answer[]): Record<string, number[]> {
   return out;
 }
 
+/** Prints which instance gave which answer, in order: `label: a:200 b:200 …`. */
+function show(label: string, answers: Answer[]): void {
+  console.log(`  ${label}: ${answers.map((a) => `${a.by}:${a.status}`).join(" ")}`);
+}
+
 /** A live-feed WebSocket through the proxy; which instance took it; its frames. */
 async function liveSocket(from: number, access: string) {
   const before = proxy.log.length;
@@ -225,6 +230,7 @@ it("a login on one instance is a session on both: every request alternates and i
   const { access, refresh } = await login(2);
   const answers: Answer[] = [];
   for (let i = 0; i < 6; i++) answers.push(await call(2, "GET", "/api/v1/auth/me", { bearer: access }));
+  show("one session, six requests", answers);
   const split = byInstance(answers);
   assert.equal([...split.a!, ...split.b!], [200, 200, 200, 200, 200, 200]);
   assert.is(answers[0]!.body.username, "root");
@@ -233,6 +239,7 @@ it("a login on one instance is a session on both: every request alternates and i
   assert.is(first.status, 200);
   const again = await call(2, "POST", "/api/v1/auth/refresh", { body: { refreshToken: refresh } });
   assert.is.not(again.by, first.by);
+  show("a refresh token spent, then spent again", [first, again]);
   assert.is(again.status, 401, "a refresh token spent on one instance is refused by the other (reuse)");
 });
 
@@ -254,10 +261,12 @@ it("a logout on one instance is refused by both at once, and closes live sockets
     await call(3, "POST", "/api/v1/auth/refresh", { body: { refreshToken: refresh } }),
     await call(3, "POST", "/api/v1/auth/refresh", { body: { refreshToken: refresh } }),
   ];
+  show(`logout answered by ${out.by}, then me, me, refresh, refresh`, after);
   assert.equal(byInstance(after), { a: [401, 401], b: [401, 401] });
   // Closed at once (1008), not at the next ping 30 s later.
   const codes = await within(Promise.all(sockets.map((s) => s.closed)), 3000, "both live sockets to close");
   assert.equal(codes, [1008, 1008]);
+  console.log(`  live sockets on ${sockets.map((s) => s.by).join(" and ")} closed at once: ${codes.join(", ")}`);
 });
 
 it("an account disabled from outside the API (paylane-admin's store) is refused by both instances at once", async () => {
@@ -267,7 +276,9 @@ it("an account disabled from outside the API (paylane-admin's store) is refused 
   // What `paylane-admin user disable vic` does: the store's change, in a transaction on the database.
   const { revoked } = await new OperatorStore({ db }).update("vic", { disabled: true });
   assert.is(revoked, 1);
-  assert.equal(byInstance([await me(), await me()]), { a: [401], b: [401] });
+  const after = [await me(), await me()];
+  show("account disabled on the database, then", after);
+  assert.equal(byInstance(after), { a: [401], b: [401] });
 });
 
 it(`the per-credential limit is shared: ${PER_CREDENTIAL} requests in all, not ${PER_CREDENTIAL} per instance`, async () => {
@@ -277,6 +288,7 @@ it(`the per-credential limit is shared: ${PER_CREDENTIAL} requests in all, not $
     answers.push(await call(4, "GET", "/api/v1/auth/me", { bearer: access }));
   const ok = answers.filter((a) => a.status === 200).length;
   const limited = answers.filter((a) => a.status === 429);
+  show(`one credential, ${answers.length} requests`, answers);
   byInstance(limited);
   assert.is(ok, PER_CREDENTIAL, `${ok} answered before the limit`);
   assert.is(limited.length, 10);
@@ -292,6 +304,7 @@ it(`failed authentications from one address are counted once: 429 after ${AUTH_F
     answers.map((a) => a.status),
     [...Array(AUTH_FAILURES).fill(401), 429, 429, 429],
   );
+  show("a bad token from one address", answers);
   byInstance(answers.slice(0, AUTH_FAILURES));
   assert.is(answers[AUTH_FAILURES]!.body.budget, "auth-failures");
   // Another address is not touched by it.
@@ -314,6 +327,7 @@ it("a login lockout set by failures on both instances holds on both", async () =
   const locked = await call(7, "POST", "/api/v1/auth/login", {
     body: { username: "locky", password: PASSWORD, session: "token" },
   });
+  show("five wrong passwords, then the right one", [...failures, locked]);
   assert.is(locked.status, 429, JSON.stringify(locked.body));
   assert.match(locked.body.detail, /too many failed logins/);
 });
@@ -325,6 +339,7 @@ it(`failed enrolments from one address are counted once: 429 after ${ENROL_FAILU
     answers.map((a) => a.status),
     [...Array(ENROL_FAILURES).fill(400), 429, 429],
   );
+  show("malformed enrolments from one address", answers);
   byInstance(answers);
   assert.is(answers[ENROL_FAILURES]!.body.reason, "rate-limited");
 });
@@ -333,23 +348,31 @@ it("one Idempotency-Key sent to both instances at once credits the wallet once",
   const { access } = await login(9);
   const wallet = `/api/v1/wallets/${site}/m-ada`;
   const before = (await call(9, "GET", wallet, { bearer: access })).body.balance as number;
-  const key = randomUUID();
-  const topup = () =>
-    call(9, "POST", `${wallet}/topups`, {
-      bearer: access,
-      headers: { "idempotency-key": key },
-      body: { amount: 500, currency: "EUR", note: "scale test" },
-    });
-  const pair = await Promise.all([topup(), topup()]);
-  assert.equal(pair.map((a) => a.by).sort(), ["a", "b"]);
-  assert.equal(
-    pair.map((a) => a.status),
-    [201, 201],
-  );
-  assert.is(pair[0]!.body.id, pair[1]!.body.id, "the same entry answered twice");
-  assert.equal(pair.map((a) => a.headers["idempotent-replayed"] ?? "false").sort(), ["false", "true"]);
+  const ROUNDS = 5;
+  let replays = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    const key = randomUUID();
+    const topup = () =>
+      call(9, "POST", `${wallet}/topups`, {
+        bearer: access,
+        headers: { "idempotency-key": key },
+        body: { amount: 500, currency: "EUR", note: "scale test" },
+      });
+    const pair = await Promise.all([topup(), topup()]);
+    assert.equal(pair.map((a) => a.by).sort(), ["a", "b"]);
+    assert.equal(
+      pair.map((a) => a.status),
+      [201, 201],
+    );
+    assert.is(pair[0]!.body.id, pair[1]!.body.id, "the same entry answered twice");
+    assert.equal(pair.map((a) => a.headers["idempotent-replayed"] ?? "false").sort(), ["false", "true"]);
+    replays++;
+  }
   const after = (await call(9, "GET", wallet, { bearer: access })).body.balance as number;
-  assert.is(after - before, 500);
+  assert.is(after - before, ROUNDS * 500);
+  console.log(
+    `  ${ROUNDS} top-up keys, each sent to a and b at once: ${ROUNDS} entries, ${replays} replayed answers, balance +${after - before}`,
+  );
 
   // A kiosk's payment: its key in the body, both instances at once.
   const paymentKey = randomUUID();
@@ -378,6 +401,7 @@ it("one Idempotency-Key sent to both instances at once credits the wallet once",
     [site],
   );
   assert.is(rows[0]!.n, 1, "one purchase in the ledger");
+  show("one payment key, sent to both at once", payments);
 });
 
 it("a live feed socket on either instance sees a status and a payment committed through the other", async () => {
@@ -437,7 +461,7 @@ it("a live feed socket on either instance sees a status and a payment committed 
     assert.is(got.site, site);
   }
   console.log(
-    `live feed: the payment committed by ${paid.by} reached the sockets on ${sockets.map((s) => s.by).join(" and ")}`,
+    `  live feed: k1 online (heard by both bridges) and the payment committed by ${paid.by} reached the sockets on ${sockets.map((s) => s.by).join(" and ")}`,
   );
   for (const s of sockets) s.ws.close();
 });
@@ -462,6 +486,7 @@ it("REST and GraphQL answer the same from both instances", async () => {
   assert.equal(gql.map((a) => a.by).sort(), ["a", "b"]);
   assert.equal(gql[0]!.body, gql[1]!.body);
   assert.equal(gql[0]!.body.data.wallet, rest[0]!.body, "GraphQL's wallet is REST's");
+  show("REST wallet, GraphQL wallet (equal bodies)", [...rest, ...gql]);
 });
 
 it.run();

@@ -239,6 +239,11 @@ export class Gateway {
     return this.#running?.backend?.state ?? "down";
   }
 
+  /** Instances (broker ids) holding members of `key`, as this instance sees them: the same everywhere once settled. */
+  sharedHolders(key: string): readonly { broker: string; members: number }[] {
+    return this.#running?.directory.holders(key) ?? [];
+  }
+
   /** Connected members of the shared subscription `key` (`$share/{group}/{filter}`) on this instance. */
   sharedMembers(key: string): number {
     return this.#running?.shared.membersOf(key) ?? 0;

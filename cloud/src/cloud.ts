@@ -100,6 +100,8 @@ export class CloudService {
   #ownsDb = false;
   #presence: PresenceStore | undefined;
   #registry: Registry | undefined;
+  /** The registry as the API sees it: only the owned sites' devices when CLOUD_SITES is set (rebuilt on change). */
+  #apiRegistry: Registry | undefined;
   /** Stops the watch that keeps `#registry` the file's newest version (a revoked device is refused at once). */
   #stopWatchingRegistry: (() => void) | undefined;
   #bridge: Bridge | undefined;
@@ -210,11 +212,13 @@ export class CloudService {
     const tls = c.CLOUD_TLS_CERT && c.CLOUD_TLS_KEY ? await loadTls(c.CLOUD_TLS_CERT, c.CLOUD_TLS_KEY) : undefined;
     if (this.#o.defaultMetrics) collectServiceMetrics(this.metrics);
     this.#registry = await Registry.load(c.REGISTRY_PATH);
+    this.#scopeRegistry();
     this.#stopWatchingRegistry = watchRegistry(
       c.REGISTRY_PATH,
       (next) => {
         if (this.#registry) next.adoptVerified(this.#registry);
         this.#registry = next;
+        this.#scopeRegistry();
         // A device enrolled since start gets its rows now, so its stream and listings know it.
         if (this.#db)
           void this.#enrolRegistryDevices().catch((err: Error) =>
@@ -398,7 +402,7 @@ export class CloudService {
             prefix: c.REDIS_PREFIX,
           },
           logger: this.#log,
-          registry: () => this.#registry!,
+          registry: () => this.#apiRegistry!,
           metrics: this.metrics,
           health,
           commands: this.#commands,
@@ -556,6 +560,22 @@ export class CloudService {
           if (this.#db) this.#schedulePurge();
         });
     }, 3_600_000);
+  }
+
+  /**
+   * With CLOUD_SITES, the API knows only the owned sites' devices: listings show them alone, and a
+   * kiosk of another site is sent to its own shard (its members and wallets are in that database).
+   */
+  #scopeRegistry(): void {
+    const registry = this.#registry!;
+    const previous = this.#apiRegistry;
+    if (this.sites === undefined) {
+      this.#apiRegistry = registry;
+      return;
+    }
+    const file = registry.file;
+    this.#apiRegistry = new Registry({ ...file, devices: file.devices.filter((d) => this.#owns(d.site)) });
+    if (previous) this.#apiRegistry.adoptVerified(previous);
   }
 
   /** Every registry device has a row (and its site one), so streams and listings know it. */

@@ -196,7 +196,7 @@ export const CHANNELS: readonly ChannelSpec[] = [
     topic: (p) => topics.events(p),
     title: "Journal entries",
     description:
-      "A batch of journal entries in seq order. `(device, seq)` is the idempotency key: the cloud commits each entry once and answers on `ack` only after the Postgres commit; an entry it refuses is named on `errors` and never blocks the others.",
+      "A batch of journal entries in seq order. `(device, seq)` is the idempotency key: the cloud commits each entry once and answers on `ack` only after the Postgres commit; an entry it refuses is named on `errors` and never blocks the others. Several cloud bridges share this channel through an MQTT 5 shared subscription `$share/{group}/paylane/v1/{site}/+/events` (CLOUD_SHARE_GROUP), so each batch reaches one of them.",
     qos: 1,
     retained: "never",
     messages: [

@@ -185,6 +185,10 @@ test("operations agree with the gateway's ACL and with the protocol's direction 
   // plus the read-back of its own status and the cloud's status.
   assert.equal(kiosk("send"), [...DEVICE_OUT].sort());
   assert.equal(kiosk("receive"), [...DEVICE_IN, "command", "status", "cloud-status"].sort());
+  // The events channel says bridges share it through `$share/{group}/…`: the ACL lets the bridge do so, not a kiosk.
+  const shared = `$share/bridge/${topics.fleet("events", OWN_PROBE.site)}`;
+  assert.ok(checkSubscribe(identity("cloud")!, shared).allowed, shared);
+  assert.not.ok(checkSubscribe(identity("kiosk")!, shared).allowed, shared);
   // Viewers publish nothing; nobody but the kiosk and the cloud touches events (member ids are in bodies).
   assert.not.ok(Object.keys(operations).some((id) => id.startsWith("viewer.send.")));
   assert.equal(

@@ -192,11 +192,11 @@ function show(label: string, answers: Answer[]): void {
 }
 
 /** A live-feed WebSocket through the proxy; which instance took it; its frames. */
-async function liveSocket(from: number, access: string) {
+async function liveSocket(from: number, access: string | { cookie: string; origin: string }) {
   const before = proxy.log.length;
   const frames: Record<string, unknown>[] = [];
   const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/api/v1/live`, {
-    headers: { authorization: `Bearer ${access}` },
+    headers: typeof access === "string" ? { authorization: `Bearer ${access}` } : access,
     localAddress: `127.0.0.${from}`,
   });
   const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
@@ -463,6 +463,36 @@ it("a live feed socket on either instance sees a status and a payment committed 
   console.log(
     `  live feed: k1 online (heard by both bridges) and the payment committed by ${paid.by} reached the sockets on ${sockets.map((s) => s.by).join(" and ")}`,
   );
+  for (const s of sockets) s.ws.close();
+});
+
+it("the dashboard's cookies work on both instances, for reads only, and its cookie WebSocket on either", async () => {
+  const res = await call(13, "POST", "/api/v1/auth/login", {
+    body: { username: "root", password: PASSWORD, session: "cookie" },
+  });
+  assert.is(res.status, 200);
+  const setCookies = ([] as string[]).concat(res.headers["set-cookie"] ?? []);
+  const cookie = setCookies.map((c) => c.split(";")[0]!).join("; ");
+  assert.match(cookie, /paylane_session=/);
+  const reads = [
+    await call(13, "GET", "/api/v1/auth/me", { headers: { cookie } }),
+    await call(13, "GET", "/api/v1/auth/me", { headers: { cookie } }),
+  ];
+  show("cookie reads", reads);
+  assert.equal(byInstance(reads), { a: [200], b: [200] });
+  // A write by cookie alone is what a page of another site could make the browser send: refused on both.
+  const write = () =>
+    call(13, "POST", `/api/v1/wallets/${site}/m-ada/topups`, {
+      headers: { cookie, "idempotency-key": randomUUID() },
+      body: { amount: 100, currency: "EUR" },
+    });
+  const writes = [await write(), await write()];
+  show("cookie-only writes", writes);
+  assert.equal(byInstance(writes), { a: [401], b: [401] });
+  // The cookie upgrade needs this host's own Origin: the proxy kept the Host header, so it holds on either.
+  const origin = `http://127.0.0.1:${proxy.port}`;
+  const sockets = [await liveSocket(13, { cookie, origin }), await liveSocket(13, { cookie, origin })];
+  assert.equal(sockets.map((s) => s.by).sort(), ["a", "b"]);
   for (const s of sockets) s.ws.close();
 });
 

@@ -1,0 +1,93 @@
+/**
+ * The PayLane documentation site: VitePress over docs/ as it is, so every page
+ * reads the same on GitHub and on the site.
+ *
+ *   npm run docs:dev      live preview
+ *   npm run docs:build    static site in docs/.vitepress/dist (git-ignored)
+ *
+ * Environment (all optional; .github/workflows/docs.yml sets them for GitHub Pages):
+ *   DOCS_BASE       the site's base path: "/" (default) or "/<repo>/" for a project page
+ *   DOCS_REPO_URL   the repository links to source files point at
+ *   DOCS_BRANCH     the branch those links use (default main)
+ *   DOCS_REPO_ROOT  the working tree source links are checked against (default: the folder above docs/)
+ */
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitepress";
+import { withMermaid } from "vitepress-plugin-mermaid";
+import { findDeadLinks } from "./dead-links.ts";
+import { HOME_FRONTMATTER } from "./home.ts";
+import { copyDownloads, listPages, pageLink, sidebarFor } from "./pages.ts";
+import { repoLinks } from "./repo-links.ts";
+
+const srcDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Where links to source files (`../cloud/src/cloud.ts`) go on the site. */
+export const repoUrl = (process.env.DOCS_REPO_URL ?? "https://github.com/paylane/paylane").replace(/\/+$/, "");
+const branch = process.env.DOCS_BRANCH ?? "main";
+const repoRoot = resolve(process.env.DOCS_REPO_ROOT ?? resolve(srcDir, ".."));
+
+function normalizeBase(raw: string | undefined): string {
+  const trimmed = (raw ?? "/").trim().replace(/^\/+|\/+$/g, "");
+  return trimmed === "" ? "/" : `/${trimmed}/`;
+}
+
+/**
+ * GitHub's heading anchors (lower case; letters, digits, spaces, "-" and "_" kept; spaces to "-"),
+ * so a `page.md#anchor` link written for GitHub lands on the same heading on the site.
+ */
+export function githubSlug(text: string): string {
+  return text
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, "")
+    .replace(/ /g, "-");
+}
+
+const pages = listPages(srcDir);
+
+export default withMermaid(
+  defineConfig({
+    title: "PayLane",
+    description: "Walk-up check-in and payment kiosks, and the fleet software behind them",
+    base: normalizeBase(process.env.DOCS_BASE),
+    // the pages' own links are checked: VitePress fails on a missing page, repoLinks on a missing source file,
+    // buildEnd on a missing anchor
+    ignoreDeadLinks: false,
+    lastUpdated: false,
+    markdown: {
+      // fences whose language Shiki does not ship (crontab lines) are shown as shell
+      languageAlias: { cron: "bash" },
+      anchor: { slugify: githubSlug },
+      config(md) {
+        repoLinks(md, { srcDir, repoRoot, repoUrl, branch });
+      },
+    },
+    themeConfig: {
+      nav: [
+        { text: "Getting started", link: "/getting-started" },
+        { text: "Architecture", link: "/architecture" },
+        { text: "Operations", link: "/operations" },
+        { text: "Security", link: "/security" },
+        { text: "Due diligence", link: "/due-diligence" },
+      ].filter((item) => pages.some((p) => pageLink(p.path) === item.link)),
+      sidebar: sidebarFor(pages),
+      outline: [2, 3],
+      search: { provider: "local" },
+      socialLinks: [{ icon: "github", link: repoUrl }],
+      editLink: { pattern: `${repoUrl}/edit/${branch}/docs/:path`, text: "Edit this page" },
+    },
+    mermaid: {},
+    transformPageData(pageData) {
+      if (pageData.relativePath === "index.md") pageData.frontmatter = { ...HOME_FRONTMATTER, ...pageData.frontmatter };
+    },
+    buildEnd(site) {
+      copyDownloads(site.srcDir, site.outDir);
+      const dead = findDeadLinks(site.outDir, site.site.base);
+      if (dead.length > 0) {
+        const lines = dead.map((d) => `  ${d.page}: ${d.href} — ${d.why}`);
+        throw new Error(`docs: ${dead.length} dead link(s) in the built site:\n${lines.join("\n")}`);
+      }
+    },
+  }),
+);

@@ -45,6 +45,13 @@ export function githubSlug(text: string): string {
 }
 
 const pages = listPages(srcDir);
+const present = (link: string) => pages.some((p) => pageLink(p.path) === link);
+/** The home page's hero and cards, without those whose page is not there (yet). */
+const home = {
+  ...HOME_FRONTMATTER,
+  hero: { ...HOME_FRONTMATTER.hero, actions: HOME_FRONTMATTER.hero.actions.filter((a) => present(a.link)) },
+  features: HOME_FRONTMATTER.features.filter((f) => present(f.link)),
+};
 
 export default withMermaid(
   defineConfig({
@@ -70,7 +77,7 @@ export default withMermaid(
         { text: "Operations", link: "/operations" },
         { text: "Security", link: "/security" },
         { text: "Due diligence", link: "/due-diligence" },
-      ].filter((item) => pages.some((p) => pageLink(p.path) === item.link)),
+      ].filter((item) => present(item.link)),
       sidebar: sidebarFor(pages),
       outline: [2, 3],
       search: { provider: "local" },
@@ -79,7 +86,7 @@ export default withMermaid(
     },
     mermaid: {},
     transformPageData(pageData) {
-      if (pageData.relativePath === "index.md") pageData.frontmatter = { ...HOME_FRONTMATTER, ...pageData.frontmatter };
+      if (pageData.relativePath === "index.md") pageData.frontmatter = { ...home, ...pageData.frontmatter };
     },
     buildEnd(site) {
       copyDownloads(site.srcDir, site.outDir);

@@ -168,9 +168,12 @@ test("a project page's base path (DOCS_BASE) prefixes every link, and the links 
   const r = await build(join(repo, "docs"), outDir, repo, ["--mpa"], "paylane");
   assert.is(r.code, 0, r.output);
   const home = readFileSync(join(outDir, "index.html"), "utf8");
-  // the sidebar's link, absolute under the base
-  assert.match(home, /href="\/paylane\/other\.html"/);
+  assert.match(home, /href="\.\/other\.html#other-page"/);
   assert.match(home, /href="https:\/\/github\.com\/[^"]+\/blob\/main\/cloud\/src\/cloud\.ts"/);
+  // the sidebar's link and the stylesheet, absolute under the base
+  const other = readFileSync(join(outDir, "other.html"), "utf8");
+  assert.match(other, /href="\/paylane\/other\.html"/);
+  assert.match(other, /href="\/paylane\/assets\/style\.[^"]+\.css"/);
   assert.equal(findDeadLinks(outDir, "/paylane/"), []);
 });
 

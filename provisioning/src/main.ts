@@ -7,6 +7,7 @@
  * then one module a sub-command under cli/.
  */
 import { ConfigError, createCommand, EXIT, oneLine } from "@paylane/protocol/service";
+import { bundleCommands } from "./cli/bundle.ts";
 import { claimCommands } from "./cli/claim.ts";
 import { deviceCommands } from "./cli/device.ts";
 import { enrolCommand } from "./cli/enrol.ts";
@@ -53,6 +54,7 @@ const program = createCommand({
 });
 
 imageCommands(program);
+bundleCommands(program);
 flashCommand(program);
 claimCommands(program);
 enrolCommand(program);

@@ -140,12 +140,24 @@ test.after(async () => {
 test("firstrun.sh installs the bundle, the units and the PAM service, with their modes", () => {
   assert.is(full.status, 0, full.output);
   const app = join(full.root, "opt/paylane");
-  assert.is(mode(join(app, "app/paylane-device.mjs")), "644");
-  assert.is(mode(join(app, "package-lock.json")), "644");
-  for (const tool of ["paylane-install", "paylane-storage-check", "paylane-kiosk-ui"]) {
+  // The bundle is a release, /opt/paylane/current points at it; bin/ and the updater stay outside (kiosk-updates.md).
+  const release = readlinkSync(join(app, "current"));
+  assert.match(release, /^releases\/\d+\.\d+\.\d+-[0-9a-f]{12}$/);
+  assert.is(mode(join(app, "current/app/paylane-device.mjs")), "644");
+  assert.is(mode(join(app, "current/package-lock.json")), "644");
+  assert.ok(existsSync(join(app, "current/paylane-release.json")));
+  assert.is(mode(join(app, "updater/paylane-update.mjs")), "644");
+  assert.not.ok(existsSync(join(app, "app")), "nothing of the release outside releases/");
+  for (const tool of ["paylane-install", "paylane-storage-check", "paylane-kiosk-ui", "paylane-update"]) {
     assert.is(mode(join(app, "bin", tool)), "755", tool);
   }
-  for (const unit of ["paylane-device", "paylane-kiosk-ui", "paylane-storage-check", "paylane-install"]) {
+  for (const unit of [
+    "paylane-device",
+    "paylane-kiosk-ui",
+    "paylane-storage-check",
+    "paylane-install",
+    "paylane-update-check",
+  ]) {
     const path = join(full.root, "etc/systemd/system", `${unit}.service`);
     assert.is(mode(path), "644", unit);
     assert.is(read(path), read(join(ASSETS, "systemd", `${unit}.service`)));
@@ -154,7 +166,7 @@ test("firstrun.sh installs the bundle, the units and the PAM service, with their
   assert.ok(full.calls.includes(`chown -R root:root ${app}`));
   assert.ok(
     full.calls.includes(
-      "systemctl enable paylane-install.service paylane-storage-check.service paylane-device.service paylane-kiosk-ui.service",
+      "systemctl enable paylane-install.service paylane-storage-check.service paylane-device.service paylane-kiosk-ui.service paylane-update-check.service",
     ),
   );
 });

@@ -23,13 +23,13 @@ test.before(async () => {
   // What the units name, as on an installed kiosk: the bundle's tools, node, and the stock units they order against.
   await mkdir(join(root, "etc/systemd/system"), { recursive: true });
   await mkdir(join(root, "opt/paylane/bin"), { recursive: true });
-  await mkdir(join(root, "opt/paylane/app"), { recursive: true });
+  await mkdir(join(root, "opt/paylane/current/app"), { recursive: true });
   await mkdir(join(root, "usr/bin"), { recursive: true });
   for (const name of await readdir(join(ASSETS, "bin"))) {
     await copyFile(join(ASSETS, "bin", name), join(root, "opt/paylane/bin", name));
   }
   await writeFile(join(root, "usr/bin/node"), "#!/bin/sh\n", { mode: 0o755 });
-  await writeFile(join(root, "opt/paylane/app/paylane-device.mjs"), "");
+  await writeFile(join(root, "opt/paylane/current/app/paylane-device.mjs"), "");
   cpSync(STOCK_UNITS, join(root, "usr/lib/systemd/system"), { recursive: true, verbatimSymlinks: true });
 });
 test.after(async () => {
@@ -55,6 +55,7 @@ test("every unit passes systemd-analyze verify with nothing to say", async () =>
     "paylane-install.service",
     "paylane-kiosk-ui.service",
     "paylane-storage-check.service",
+    "paylane-update-check.service",
   ]);
   for (const name of names) await copyFile(join(UNITS, name), join(root, "etc/systemd/system", name));
   const result = verify(names);
@@ -85,7 +86,7 @@ test("the daemon: notify with a 30 s watchdog, restarted always, as paylane with
     "SupplementaryGroups=dialout lp gpio",
     "StateDirectory=paylane",
     "ReadWritePaths=/var/lib/paylane",
-    "ExecStart=/usr/bin/node /opt/paylane/app/paylane-device.mjs --config /var/lib/paylane/kiosk.json",
+    "ExecStart=/usr/bin/node /opt/paylane/current/app/paylane-device.mjs --config /var/lib/paylane/kiosk.json",
     "Requires=paylane-install.service paylane-storage-check.service",
     "ProtectSystem=strict",
   ]) {

@@ -57,10 +57,22 @@ READ_ONLY_ROOT=0
 # shellcheck source=/dev/null
 . "$SRC/config/firstboot.env"
 
-log "installing the kiosk bundle in /opt/paylane"
-rm -rf "${APP:?}/app" "${APP:?}/bin"
-mkdir -p "$APP"
-cp -R "$SRC/opt/." "$APP/"
+# The bundle is a release (docs/kiosk-updates.md): /opt/paylane/releases/<id>, with /opt/paylane/current
+# pointing at it (the daemon's unit starts current/app/…). bin/ and updater/ (paylane-update) stay outside
+# every release, so an update that breaks its release cannot break its own rollback.
+release=$(sed -n 's/^  "id": "\([0-9A-Za-z][0-9A-Za-z.+_-]*\)",$/\1/p' "$SRC/opt/paylane-release.json")
+[ -n "$release" ] || {
+  echo "paylane-firstrun: $SRC/opt/paylane-release.json names no release id: this card was not made by paylane-provision image build" >&2
+  exit 1
+}
+log "installing the kiosk bundle in /opt/paylane/releases/$release"
+rm -rf "${APP:?}/app" "${APP:?}/bin" "${APP:?}/updater" "${APP:?}/releases/$release"
+mkdir -p "$APP/releases/$release"
+cp -R "$SRC/opt/bin" "$SRC/opt/updater" "$APP/"
+for item in "$SRC"/opt/*; do
+  [ "$(basename "$item")" = bin ] || cp -R "$item" "$APP/releases/$release/"
+done
+ln -sfn "releases/$release" "$APP/current"
 # FAT has no modes: every copied file came out executable.
 find "$APP" -type f -exec chmod 0644 {} +
 chmod 0755 "$APP"/bin/*
@@ -195,7 +207,8 @@ if [ "$READ_ONLY_ROOT" = 1 ]; then
 fi
 
 log "enabling the kiosk"
-systemctl enable paylane-install.service paylane-storage-check.service paylane-device.service paylane-kiosk-ui.service
+systemctl enable paylane-install.service paylane-storage-check.service paylane-device.service paylane-kiosk-ui.service \
+  paylane-update-check.service
 
 # The claim code (in kiosk.json), the Wi-Fi key and the bundle leave the boot partition. The files holding
 # secrets are overwritten first: FAT only marks a deleted file's clusters free, and the card can be read

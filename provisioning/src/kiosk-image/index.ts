@@ -2,7 +2,9 @@
  * What goes into a kiosk image (docs/kiosk-image.md), as files for the boot
  * partition: firstrun.sh at its root, everything else under paylane/:
  *
- *   paylane/opt/        the kiosk bundle and its helper scripts, installed as /opt/paylane
+ *   paylane/opt/        the kiosk bundle (a release: paylane-release.json names it), installed as
+ *                       /opt/paylane/releases/<id> with /opt/paylane/current pointing at it; bin/ (the
+ *                       helper scripts) and updater/ (paylane-update) go beside, outside every release
  *   paylane/systemd/    the units: daemon, touch UI, storage check, first-boot install
  *   paylane/pam/        the touch UI's PAM service (a logind session for cage)
  *   paylane/config/     kiosk.json (with the claim code), firstboot.env, and when asked
@@ -15,6 +17,8 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError } from "@paylane/protocol/service";
+import { buildUpdater } from "../update/build.ts";
+import { MANIFEST_NAME, releaseManifest } from "../update/release.ts";
 import { buildKioskBundle, type KioskBundle } from "./bundle.ts";
 import type { BootFile, KioskImageContents, KioskImageOptions } from "./contents.ts";
 import { editCmdline, firstBootEnv, kioskJson } from "./first-boot.ts";
@@ -63,11 +67,15 @@ export async function kioskImageContents(
 
   progress?.("building the kiosk bundle (device daemon and touch UI)");
   const built = await kioskBundle();
+  // The image's release is the same thing an update bundle carries (docs/kiosk-updates.md).
+  const release = [...built.files, await buildUpdater()];
+  const manifest = releaseManifest(release, { version: built.versions["@paylane/device"] ?? "0.0.0" });
   progress?.("adding units and the first-boot script");
 
   const files: BootFile[] = [
     { path: "firstrun.sh", content: await readFile(join(ASSETS, "first-boot/firstrun.sh")) },
-    ...built.files.map((f) => ({ path: `paylane/opt/${f.path}`, content: f.content })),
+    ...release.map((f) => ({ path: `paylane/opt/${f.path}`, content: f.content })),
+    { path: `paylane/opt/${MANIFEST_NAME}`, content: `${JSON.stringify(manifest, null, 2)}\n` },
     ...(await assetFiles("bin", "paylane/opt/bin")),
     ...(await assetFiles("systemd", "paylane/systemd")),
     ...(await assetFiles("pam", "paylane/pam")),
@@ -79,5 +87,5 @@ export async function kioskImageContents(
     files.push({ path: "paylane/config/authorized_keys", content: `${options.sshAuthorizedKey.trim()}\n` });
   if (options.cloudCa) files.push({ path: "paylane/config/cloud-ca.pem", content: options.cloudCa });
 
-  return { files, editCmdline, versions: { ...built.versions } };
+  return { files, editCmdline, versions: { ...built.versions, release: manifest.id } };
 }

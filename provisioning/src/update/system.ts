@@ -43,10 +43,10 @@ export const wallClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-/** npm ci in a release folder, as paylane-install does at first boot; its output goes to ours (the journal). */
+/** npm ci in a release folder, as paylane-install does at first boot; its output goes to our stderr (the journal). */
 export function npmCi(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund"], { cwd: dir, stdio: "inherit" });
+    const child = spawn("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund"], { cwd: dir, stdio: ["ignore", 2, 2] });
     child.on("error", reject);
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`npm ci in ${dir} failed (exit ${code})`))));
   });

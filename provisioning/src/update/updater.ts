@@ -351,12 +351,14 @@ export class Updater {
     const lock = await readFile(join(staging, "package-lock.json"), "utf8").catch(() => null);
     const fromDir = from ? join(this.releases, from) : null;
     const fromLock = fromDir ? await readFile(join(fromDir, "package-lock.json"), "utf8").catch(() => null) : null;
-    if (lock !== null && fromDir && lock === fromLock && (await exists(join(fromDir, "node_modules")))) {
+    if (lock !== null && fromDir && lock === fromLock) {
       this.#d.log("native modules: same lockfile as the current release, copying its node_modules");
-      await cp(join(fromDir, "node_modules"), join(staging, "node_modules"), {
-        recursive: true,
-        verbatimSymlinks: true,
-      });
+      if (await exists(join(fromDir, "node_modules"))) {
+        await cp(join(fromDir, "node_modules"), join(staging, "node_modules"), {
+          recursive: true,
+          verbatimSymlinks: true,
+        });
+      }
     } else if (lock !== null) {
       this.#d.log("native modules: the lockfile changed, installing them (npm ci; minutes on a Pi)");
       await this.#d.installModules(staging);

@@ -1,0 +1,53 @@
+/**
+ * `paylane-provision bundle build`: an update bundle for kiosks already in the
+ * field (docs/kiosk-updates.md): the same release an image carries, as one
+ * .tar.gz that `paylane-update apply` installs on the kiosk.
+ */
+import type { Command } from "commander";
+import { InvalidArgumentError } from "commander";
+import { mib } from "../progress.ts";
+
+const EXAMPLES = `
+Examples:
+  # the update bundle for the sources in this repository, for the Pi (linux-arm64)
+  $ paylane-provision bundle build --out paylane-kiosk-1.1.0-linux-arm64.tar.gz
+
+  # then on the kiosk (as root), with the SHA-256 printed here
+  $ paylane-update apply paylane-kiosk-1.1.0-linux-arm64.tar.gz --sha256 <hex>`;
+
+function archFlag(value: string): string {
+  if (!/^(arm64|arm|x64)$/.test(value)) throw new InvalidArgumentError(`expected arm64, arm or x64, got ${value}`);
+  return value;
+}
+
+export function bundleCommands(program: Command): void {
+  const bundle = program.command("bundle").description("Kiosk update bundles: build one for paylane-update.");
+  bundle
+    .command("build")
+    .description(
+      "Builds the kiosk release (device daemon, touch UI, native-module lockfile, the updater) from this repository " +
+        "and writes it as an update bundle with a manifest of every file's SHA-256. Prints the release id and the " +
+        "bundle's SHA-256.",
+    )
+    .requiredOption("--out <file>", "where the bundle goes, e.g. paylane-kiosk-1.1.0-linux-arm64.tar.gz")
+    .option("--arch <arch>", "the kiosks' architecture (Raspberry Pi OS 64-bit: arm64)", archFlag, "arm64")
+    .addHelpText("after", EXAMPLES)
+    .action(async (flags: { out: string; arch: string }) => {
+      process.stderr.write("building the kiosk release (device daemon, touch UI, updater)\n");
+      // Loaded only now: esbuild and the whole daemon, which --help need not pay for.
+      const { buildUpdateBundle } = await import("../update/build.ts");
+      const { sha256File } = await import("../update/release.ts");
+      const { stat } = await import("node:fs/promises");
+      const manifest = await buildUpdateBundle(flags.out, flags.arch);
+      const sha = await sha256File(flags.out);
+      const bytes = (await stat(flags.out)).size;
+      process.stdout.write(
+        [
+          `wrote ${flags.out} (${mib(bytes)} MiB, ${manifest.files.length} files)`,
+          `release ${manifest.id} for ${manifest.platform}-${manifest.arch}`,
+          `sha256 ${sha}  ${flags.out}`,
+          `next: on the kiosk, sudo paylane-update apply ${flags.out} --sha256 ${sha}`,
+        ].join("\n") + "\n",
+      );
+    });
+}

@@ -221,6 +221,29 @@ test("rollback by hand goes back to the previous release; only two releases are 
   assert.is(await current(k), `releases/${v2.to}`);
 });
 
+test("a kiosk from before release folders, or on the read-only root's overlay, is refused in one line", async () => {
+  const root = await mkdtemp(join(tmpdir(), "paylane-update-old-"));
+  const service = new FakeService(root);
+  const log: string[] = [];
+  const { mkdir } = await import("node:fs/promises");
+  await mkdir(join(root, "opt/paylane/app"), { recursive: true });
+  const old = new Updater(deps(root, service, new FakeClock(), log));
+  const b = await bundle(root, "1.1.0", "good");
+  const err = await old.apply(b).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.match(err?.message ?? "", /has app\/ but no current: this kiosk predates release folders; flash a new image/);
+  const overlay = new Updater({ ...deps(root, service, new FakeClock(), log), volatile: async () => "on overlay" });
+  const err2 = await overlay.apply(b).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.is(err2?.message, "on overlay");
+  assert.is(service.starts.length, 0);
+  await rm(root, { recursive: true, force: true });
+});
+
 async function pendingUpdate(k: Kiosk) {
   const p = (await k.updater.state()).pending;
   if (!p) throw new Error("no pending update in update-state.json");

@@ -108,7 +108,14 @@ export class Updater {
       }
       throw err;
     });
-    if (target === null) return null;
+    if (target === null) {
+      if (await exists(join(this.base, "app"))) {
+        throw new UpdateFailed(
+          `${this.base} has app/ but no current: this kiosk predates release folders; flash a new image (docs/kiosk-updates.md)`,
+        );
+      }
+      return null;
+    }
     const m = /^releases\/([^/]+)$/.exec(target);
     if (!m?.[1]) throw new UpdateFailed(`${this.currentLink} points at ${target}, not at releases/<id>`);
     return m[1];

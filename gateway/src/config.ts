@@ -43,6 +43,7 @@ export const DEFAULTS = {
   MQTT_TLS_PORT: 8883,
   GATEWAY_HTTP_PORT: 8070,
   GATEWAY_REDIS_PREFIX: "paylane-gateway",
+  GATEWAY_REDIS_HEARTBEAT_MS: 10_000,
 } as const;
 
 /** The host name when it is a valid instance name (a container's or pod's is), else gateway-1. */
@@ -127,6 +128,12 @@ export const GatewayEnvSchema = z
       .describe(
         "Redis keys ({prefix}:…) and pub/sub channels ({prefix}/…) of this fleet: gateways that share state share it",
       ),
+    GATEWAY_REDIS_HEARTBEAT_MS: limit(
+      200,
+      600_000,
+      DEFAULTS.GATEWAY_REDIS_HEARTBEAT_MS,
+      "with Redis: each instance's heartbeat; after 3 missed, another publishes its clients' Wills (the same on every instance)",
+    ),
     GATEWAY_INSTANCE: z
       .string()
       .trim()
@@ -171,7 +178,9 @@ export function parseGatewayEnv(env: Env): GatewayConfig {
       authFailuresPerAddress: e.MQTT_AUTH_FAILURES_PER_ADDRESS,
       messagesPerSecond: e.MQTT_MESSAGES_PER_SECOND,
     },
-    redis: e.GATEWAY_REDIS_URL ? { url: e.GATEWAY_REDIS_URL, prefix: e.GATEWAY_REDIS_PREFIX } : undefined,
+    redis: e.GATEWAY_REDIS_URL
+      ? { url: e.GATEWAY_REDIS_URL, prefix: e.GATEWAY_REDIS_PREFIX, heartbeatMs: e.GATEWAY_REDIS_HEARTBEAT_MS }
+      : undefined,
     instance: e.GATEWAY_INSTANCE ?? defaultInstance(),
     // A certificate alone means mqtts on its usual port; with only MQTT_WSS_PORT, only wss.
     tls:

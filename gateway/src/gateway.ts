@@ -340,7 +340,13 @@ export class Gateway {
       // Unique per start: aedes tells brokers (and their packets) apart by id; the instance name helps a reader.
       id: `${this.instance}-${randomUUID().slice(0, 8)}`,
       // The Redis modules when shared; aedes' in-memory defaults otherwise.
-      ...(backend ? { persistence: backend.persistence, mq: backend.mq, heartbeatInterval: SHARED_HEARTBEAT_MS } : {}),
+      ...(backend
+        ? {
+            persistence: backend.persistence,
+            mq: backend.mq,
+            heartbeatInterval: o.redis?.heartbeatMs ?? SHARED_HEARTBEAT_MS,
+          }
+        : {}),
       maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
       connectTimeout: limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
@@ -390,6 +396,12 @@ export class Gateway {
       metrics.messagesPublished.inc({ channel: channel ?? "other" });
     });
 
+    if (backend) {
+      // aedes sends its first heartbeat one interval after start, and an instance that has not heard one
+      // from a broker takes it for dead and publishes the Wills of its clients: tell the others now.
+      const heartbeat = { topic: `$SYS/${broker.id}/heartbeat`, payload: Buffer.from(broker.id) };
+      broker.publish({ cmd: "publish", qos: 0, retain: false, dup: false, ...heartbeat }, () => {});
+    }
     const directory: ShareDirectory = backend
       ? new RedisDirectory({
           redis: backend.redis,
@@ -902,8 +914,9 @@ export class Gateway {
         help: "Retained messages the broker holds (statuses, desired and reported configurations, the cloud's STATE)",
         registers,
         async collect() {
-          const broker = gateway.#running?.broker;
-          this.set(broker ? await countRetained(broker) : 0);
+          const running = gateway.#running;
+          // With Redis, one HLEN instead of reading every retained message at each scrape.
+          this.set(running ? await (running.backend?.retainedCount() ?? countRetained(running.broker)) : 0);
         },
       }),
       shared: new Counter({

@@ -45,6 +45,12 @@ export interface RedisSharing {
   url: string;
   /** Names every key (`{prefix}:`) and pub/sub channel (`{prefix}/`): gateways that share state share it. */
   prefix: string;
+  /**
+   * aedes' broker heartbeat (default 10 s; the same on every instance, as each
+   * judges the others by its own): the Wills of a dead instance's clients are
+   * published once it missed three.
+   */
+  heartbeatMs?: number;
 }
 
 /** How long the start-up probe waits for Redis before saying it cannot reach it. */
@@ -96,6 +102,14 @@ export class RedisBackend {
 
   get where(): string {
     return redactRedisUrl(this.#o.url);
+  }
+
+  /**
+   * Retained messages held: aedes-persistence-redis keeps them (outside a
+   * Redis Cluster) in one hash, `retained`, topic → packet.
+   */
+  async retainedCount(): Promise<number> {
+    return this.redis.hlen("retained");
   }
 
   /**

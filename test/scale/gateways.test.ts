@@ -5,9 +5,11 @@
  * queued while the kiosk was away is delivered on the other instance; Redis
  * lost makes an instance unready until it is back (docs/scale-gateways.md).
  */
+import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { Registry, topics } from "@paylane/protocol";
 import { pino } from "pino";
 import { test } from "uvu";
@@ -20,6 +22,7 @@ import {
   fleetRegistryFile,
   k1,
   k2,
+  k3,
   REDIS_URL,
   recorder,
   redisPrefix,
@@ -52,15 +55,17 @@ test.after(async () => {
 });
 
 /** An instance as `paylane-gateway` would run it from these variables. */
-async function instance(name: string, redisUrl = REDIS_URL): Promise<GatewayService> {
-  const config = parseGatewayEnv({
-    REGISTRY_PATH: registryPath,
-    MQTT_PORT: "0",
-    GATEWAY_HTTP_PORT: "0",
-    GATEWAY_REDIS_URL: redisUrl,
-    GATEWAY_REDIS_PREFIX: keys.prefix,
-    GATEWAY_INSTANCE: name,
-  });
+const env = (name: string, redisUrl = REDIS_URL): Record<string, string> => ({
+  REGISTRY_PATH: registryPath,
+  MQTT_PORT: "0",
+  GATEWAY_HTTP_PORT: "0",
+  GATEWAY_REDIS_URL: redisUrl,
+  GATEWAY_REDIS_PREFIX: keys.prefix,
+  GATEWAY_INSTANCE: name,
+});
+
+async function instance(name: string, redisUrl = REDIS_URL, extra: Record<string, string> = {}) {
+  const config = parseGatewayEnv({ ...env(name, redisUrl), ...extra });
   const service = new GatewayService({ config, logger });
   await service.start();
   running.push(service);
@@ -172,6 +177,53 @@ test("Redis lost while running: /readyz 503 (alive on /healthz), ready again and
     await Promise.all(running.map((g) => g.stop()));
     running = [];
     await proxy.stop();
+  }
+});
+
+test("an instance killed with -9: another one publishes the Wills of its kiosks", async () => {
+  const heartbeat = { GATEWAY_REDIS_HEARTBEAT_MS: "300" };
+  const child = spawn(process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
+    cwd: join(import.meta.dirname, "../.."),
+    env: { PATH: process.env.PATH, LOG_LEVEL: "info", ...env("gw-doomed"), ...heartbeat },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const reap = () => child.kill("SIGKILL");
+  process.once("exit", reap);
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg === "MQTT gateway listening") resolve(entry.port!);
+      });
+      child.once("exit", (code) => reject(new Error(`paylane-gateway exited ${code}`)));
+    });
+    const b = await instance("gw-b", REDIS_URL, heartbeat);
+    const offline = {
+      topic: topics.status(k3),
+      payload: Buffer.from('{"state":"offline"}'),
+      qos: 1 as const,
+      retain: true,
+    };
+    const kiosk = await clients.device(port, k3, { will: offline });
+    await kiosk.publishAsync(topics.status(k3), '{"state":"online"}', { qos: 1, retain: true });
+    const watcher = await clients.bridge(b.mqttPort, "watcher");
+    const inbox = recorder(watcher);
+    await watcher.subscribeAsync(topics.status(k3), { qos: 1 });
+    await inbox.next((m) => m.payload === '{"state":"online"}');
+
+    const died = Date.now();
+    child.kill("SIGKILL");
+    const will = await inbox.next((m) => m.payload === '{"state":"offline"}');
+    console.log(
+      `    gw-doomed killed: its kiosk's Will published by gw-b ${Date.now() - died} ms later (heartbeat 300 ms)`,
+    );
+    assert.is(will.topic, topics.status(k3));
+  } finally {
+    child.kill("SIGKILL");
+    process.off("exit", reap);
+    await clients
+      .device((running[0] as GatewayService).mqttPort, k3)
+      .then((k) => k.publishAsync(topics.status(k3), "", { qos: 1, retain: true }));
   }
 });
 

@@ -18,7 +18,7 @@
  */
 import { realTimers, type Timers } from "@paylane/protocol";
 import type { Logger } from "pino";
-import type { Database, Queryable } from "../db/database.ts";
+import type { Database, SessionConnection } from "../db/database.ts";
 
 /**
  * The advisory lock's key, per schema (advisory locks are database-wide, and several clouds may
@@ -32,7 +32,7 @@ export interface LeaderOptions {
   /** This instance's name (CLOUD_INSTANCE), for the logs. */
   instance: string;
   timers?: Timers;
-  /** How often a follower tries to take the lock, and the leader checks its connection (ms). */
+  /** How often a follower tries to take the lock (ms). */
   everyMs?: number;
   /** Whether this instance may lead at all (CLOUD_ROLE api does not). */
   eligible?: boolean;
@@ -107,9 +107,8 @@ export class Leader {
           await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`).catch(() => undefined);
         }
       })
-      .catch((err: Error) => {
-        took(false);
-        if (this.#leading) this.#o.logger.warn({ err: err.message }, "leadership lost with its connection");
+      .catch(() => {
+        took(false); // no lock now (a failed try, or a lost lead): the next try starts over
         this.#leading = false;
       })
       .finally(() => {
@@ -119,16 +118,18 @@ export class Leader {
     await taken;
   }
 
-  /** Holds the session until stop(), asking it `SELECT 1` now and then: a cut connection ends the lead. */
-  async #hold(conn: Queryable): Promise<void> {
-    while (!this.#stopped) {
-      const released = new Promise<void>((resolve) => {
-        this.#release = resolve;
-        this.#later(resolve);
-      });
-      await released;
-      if (this.#stopped) return;
-      await conn.query("SELECT 1");
+  /**
+   * Holds the session, sending nothing, until stop() or until its connection is lost (the lock
+   * goes with it on the server): then the lead ends at once and the next try starts over.
+   */
+  async #hold(conn: SessionConnection): Promise<void> {
+    const released = new Promise<void>((resolve) => {
+      this.#release = resolve;
+    });
+    const lost = await Promise.race([released.then(() => undefined), conn.lost ?? new Promise<never>(() => {})]);
+    if (lost) {
+      this.#o.logger.warn({ instance: this.#o.instance, err: lost.message }, "leadership lost with its connection");
+      throw lost;
     }
   }
 

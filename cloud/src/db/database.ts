@@ -7,6 +7,15 @@ export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: R[] }>;
 }
 
+/** A session's connection (Database.session). */
+export interface SessionConnection extends Queryable {
+  /**
+   * Resolves when the connection is lost while the session holds it, even between queries (a
+   * held advisory lock). Absent where it cannot be lost (PGlite is this process).
+   */
+  readonly lost?: Promise<Error>;
+}
+
 export interface ListenEvents {
   /** The listening connection was lost (it is being reopened). */
   onLost?(err: Error): void;
@@ -24,7 +33,7 @@ export interface Database extends Queryable {
    * it. A query without parameters may hold several statements (Postgres'
    * simple query protocol), answered with the last one's rows. Migrations run this way.
    */
-  session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
+  session<T>(fn: (conn: SessionConnection) => Promise<T>): Promise<T>;
   /** Runs a script of several statements. */
   exec(sql: string): Promise<void>;
   /**

@@ -283,8 +283,21 @@ export async function openPg(o: PgOptions): Promise<Database> {
       onPool(async (pool) => {
         const client = await pool.connect();
         let broken: Error | undefined;
+        // A connection lost while the session holds it between queries (the cloud leader's advisory
+        // lock) is an 'error' on a client no pool listens to while it is lent out: an unhandled
+        // 'error' would end the process. Kept instead; the session's next query fails on it.
+        let lose: (err: Error) => void = () => {};
+        const lost = new Promise<Error>((resolve) => {
+          lose = resolve;
+        });
+        const onError = (err: Error) => {
+          broken ??= err;
+          lose(err);
+        };
+        client.on("error", onError);
         try {
           return await fn({
+            lost,
             async query(sql, params) {
               const result: pg.QueryResult | pg.QueryResult[] = await client.query(sql, params as unknown[]);
               // several statements (no parameters): pg answers each; the last one's rows, as PGlite gives them
@@ -296,6 +309,7 @@ export async function openPg(o: PgOptions): Promise<Database> {
           throw err;
         } finally {
           // A session that failed may leave a transaction open: the pool gets a fresh connection instead.
+          client.off("error", onError);
           client.release(broken);
         }
       }),

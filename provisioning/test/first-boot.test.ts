@@ -6,7 +6,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { link, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { link, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "uvu";
@@ -303,7 +303,9 @@ async function installRun(nodeVersion: string, readOnly = false) {
     `case "$1" in -p) echo ${nodeVersion} ;; -e) case ${nodeVersion} in 18.*|20.1[0-6].*) exit 1 ;; esac ;; esac`,
   );
   const app = join(root, "opt/paylane");
-  await mkdir(app, { recursive: true });
+  // As firstrun.sh leaves it: the bundle is the first release, current points at it (kiosk-updates.md).
+  await mkdir(join(app, "releases/1.0.0-0123456789ab"), { recursive: true });
+  await symlink("releases/1.0.0-0123456789ab", join(app, "current"));
   if (readOnly) await writeFile(join(app, "read-only-root"), "");
   const run = await runScript(join(ASSETS, "bin/paylane-install"), { ROOT: root }, bin, log);
   return { app, ...run };
@@ -322,6 +324,7 @@ test("paylane-install: apt, then npm ci in /opt/paylane, then the kiosk starts",
   assert.ok(run.calls.some((c) => /^apt-get install .*chromium$/.test(c)));
   assert.ok(run.calls.includes("npm ci --omit=dev --no-audit --no-fund"));
   assert.ok(existsSync(join(run.app, ".installed")));
+  assert.ok(existsSync(join(run.app, "releases/1.0.0-0123456789ab/.complete")), "the release is marked whole");
   assert.ok(run.calls.includes("systemctl --no-block start paylane-device.service paylane-kiosk-ui.service"));
 });
 

@@ -510,9 +510,6 @@ export class CloudService {
     await this.#metricsHttp?.close();
     this.#metricsHttp = undefined;
     if (this.#bridge) await endBridge(this.#bridge);
-    // After the bridge's last commit, before the database closes: another instance takes the duties.
-    await this.#leader?.stop();
-    this.#leader = undefined;
     this.#stopEventsFeed?.();
     // After the bridge: the audit and config writes of what it heard are finished before the database closes.
     await this.#commands?.detach();
@@ -524,6 +521,9 @@ export class CloudService {
     this.#alerts = undefined;
     // After the bridge: what it heard before it stopped is written too.
     await this.#telemetry?.stop();
+    // After the last duty's writes (alerts, telemetry), before the database closes: another instance takes them.
+    await this.#leader?.stop();
+    this.#leader = undefined;
     await this.#latestTelemetry?.close();
     await this.#presence?.close();
     this.#limitsRedis?.disconnect();

@@ -168,6 +168,8 @@ async function run(r: Rig, label: string): Promise<void> {
   for (let round = 1; round <= ENTRIES; round++) {
     for (const k of r.kiosks) k.journal(round % 3 === 0 ? "payment" : "checkin");
     await r.signal.until(backlogUnder(8), `round ${round}: every kiosk's backlog under 8`, WAIT_MS);
+    // One telemetry report per kiosk: every instance hears it, only the leader writes its row.
+    if (round === 5) for (const k of r.kiosks) k.reportTelemetry(new Date(), round);
     if (round === ENTRIES / 2) {
       const shares = [...r.applied.values()];
       console.log(`${label} bridge split before the kill: ${split(r)}`);
@@ -225,6 +227,11 @@ async function run(r: Rig, label: string): Promise<void> {
     { n: payments, keys: payments, total: String(-150 * payments) },
     "each payment in the ledger once",
   );
+  const telemetry = await r.db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM device_telemetry WHERE site_id = $1",
+    [r.site],
+  );
+  assert.is(telemetry.rows[0]!.n, KIOSKS, "each report heard by both instances is one history row (the leader's)");
   const applied = [...r.applied.values()].reduce((a, b) => a + b, 0);
   assert.is(applied, KIOSKS * ENTRIES, "the instances' applied entries add up to the entries, none twice");
 }

@@ -5,16 +5,25 @@
  * terminated, as a Postgres restart or a network cut does), it stops leading
  * at once — without an unhandled 'error' ending the process — and the other
  * takes the lock at its next try; a stopped leader hands over the same way.
- * The followers' retry runs on a fake clock.
+ * The followers' retry runs on a fake clock. And the alerts of two instances
+ * hearing the same telemetry: both keep the alert firing in their view, only
+ * the leader records it and notifies.
  */
 import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { alertKey } from "@paylane/protocol";
 import { pino } from "pino";
+import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { FakeTimers } from "../../test/support/fake-timers.ts";
 import { Signal } from "../../test/support/signal.ts";
+import { AlertService, alertSettings } from "../src/alerts/notifier.ts";
+import type { FleetEvents } from "../src/bridge/bridge.ts";
 import { Leader } from "../src/bridge/leader.ts";
+import { parseCloudEnv } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
+import { migrate } from "../src/db/migrate.ts";
 import { openPg } from "../src/db/pg.ts";
 
 const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -34,6 +43,7 @@ L.before(async () => {
   // a, b on the first schema; c alone on the second
   for (const schema of [schemas[0]!, schemas[0]!, schemas[1]!]) {
     const db = await openPg({ url: PG_URL, schema });
+    await migrate(db);
     ctx.dbs.push(db);
     const leader = new Leader({
       db,
@@ -93,6 +103,58 @@ L("a stopped leader hands over at the other's next try", async () => {
   await b.stop();
   await until(() => a.leading, "a leading again");
   assert.not.ok(b.leading);
+});
+
+L("alerts: two instances hear the same report; both see it firing, the leader alone records and notifies", async () => {
+  const [a, b] = ctx.leaders as [Leader, Leader];
+  assert.ok(a.leading && !b.leading);
+  const fleet = new EventEmitter<FleetEvents>();
+  const published: string[][] = [[], []];
+  const services = [a, b].map(
+    (leader, i) =>
+      new AlertService({
+        db: ctx.dbs[i]!,
+        settings: alertSettings(parseCloudEnv({ REGISTRY_PATH: "unused.json" })),
+        publish: async (topic) => {
+          published[i]!.push(topic);
+        },
+        logger: quiet,
+        metrics: new MetricsRegistry(),
+        now: ctx.timers.now,
+        timers: ctx.timers,
+        leads: leader.isLeader,
+      }),
+  );
+  for (const s of services) {
+    await s.start();
+    s.attach(fleet);
+  }
+  const report = {
+    at: ctx.timers.now().toISOString(),
+    backlog: 0,
+    ackedUpTo: 1,
+    lastSeq: 1,
+    replicaVersion: 1,
+    reader: "ok",
+    uptimeSeconds: 1,
+    printer: { state: "ok", paper: "out" },
+  } as const;
+  fleet.emit("telemetry", { site: "s1", device: "k1" }, report);
+  for (const s of services) await s.idle();
+  const key = alertKey("paper-out", "s1", "k1");
+  assert.equal(
+    services.map((s) => s.active().map((x) => x.key)),
+    [[key], [key]],
+    "both instances' views have it firing",
+  );
+  assert.is(published[0]!.length, 1, "the leader published it");
+  assert.equal(published[1], [], "the follower published nothing");
+  const { rows } = await ctx.dbs[0]!.query<{ fired_count: number }>(
+    "SELECT fired_count FROM alert_states WHERE key = $1",
+    [key],
+  );
+  assert.equal(rows, [{ fired_count: 1 }], "one row, fired once");
+  for (const s of services) await s.stop();
 });
 
 L.run();

@@ -12,6 +12,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Gateway } from "../src/gateway.ts";
 import { gatewayOpsApp } from "../src/ops.ts";
+import { suiteSharing } from "./support/fleet.ts";
+
+/** In memory, or on Redis for gateway-on-redis.test.ts. */
+const sharing = suiteSharing("gateway-suite");
 
 const k1: DeviceAddress = { site: "s1", device: "k1" };
 const k2: DeviceAddress = { site: "s1", device: "k2" };
@@ -37,7 +41,7 @@ test.before(async () => {
     services: [{ id: BRIDGE_ID, role: "bridge", secretHash: await hashSecret(SECRET.bridge) }],
   });
   metrics = new MetricsRegistry();
-  gateway = new Gateway({ registry, port: 0, logger, metrics });
+  gateway = new Gateway({ registry, port: 0, logger, metrics, ...sharing.options });
   await gateway.start();
 });
 
@@ -48,6 +52,7 @@ test.after.each(async () => {
 
 test.after(async () => {
   await gateway.stop();
+  await sharing.clear();
 });
 
 const base: IClientOptions = { reconnectPeriod: 0, protocolVersion: 4, clean: true };

@@ -13,6 +13,11 @@ import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Gateway } from "../src/gateway.ts";
+import { suiteSharing } from "./support/fleet.ts";
+
+/** In memory, or on Redis for limits-on-redis.test.ts. */
+const sharing = suiteSharing("limits-suite");
+
 import type { GatewayLimits } from "../src/limits.ts";
 
 const k1: DeviceAddress = { site: "s1", device: "k1" };
@@ -39,9 +44,13 @@ test.after.each(async () => {
   await Promise.all(running.splice(0).map((g) => g.stop()));
 });
 
+test.after(async () => {
+  await sharing.clear();
+});
+
 async function gatewayWith(limits: Partial<GatewayLimits>, reg = registry) {
   const metrics = new MetricsRegistry();
-  const gateway = new Gateway({ registry: reg, port: 0, logger, metrics, limits });
+  const gateway = new Gateway({ registry: reg, port: 0, logger, metrics, limits, ...sharing.options });
   await gateway.start();
   running.push(gateway);
   const value = async (name: string, labels: Record<string, string> = {}) => {

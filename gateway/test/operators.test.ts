@@ -26,6 +26,10 @@ import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Gateway, MAX_OPERATOR_PAYLOAD_BYTES } from "../src/gateway.ts";
+import { suiteSharing } from "./support/fleet.ts";
+
+/** In memory, or on Redis for operators-on-redis.test.ts. */
+const sharing = suiteSharing("operators-suite");
 
 const a1: DeviceAddress = { site: "sa", device: "k1" };
 const b1: DeviceAddress = { site: "sb", device: "k1" };
@@ -67,7 +71,7 @@ test.before(async () => {
   };
   await Registry.save(registryPath, file);
   metrics = new MetricsRegistry();
-  gateway = new Gateway({ registry: await Registry.load(registryPath), port: 0, logger, metrics });
+  gateway = new Gateway({ registry: await Registry.load(registryPath), port: 0, logger, metrics, ...sharing.options });
   await gateway.start();
   // As GatewayService wires it: the registry file is watched.
   stopWatching = watchRegistry(registryPath, (next) => gateway.replaceRegistry(next), logger, { debounceMs: 10 });
@@ -81,6 +85,7 @@ test.after.each(async () => {
 test.after(async () => {
   stopWatching();
   await gateway.stop();
+  await sharing.clear();
   await rm(dir, { recursive: true, force: true });
 });
 

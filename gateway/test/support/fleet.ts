@@ -158,3 +158,18 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms: nu
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/**
+ * The gateway options of a suite that runs in both modes: in memory, or on
+ * Redis with a prefix of its own when GATEWAY_TEST_ON_REDIS is set (the
+ * `*-on-redis.test.ts` files import the suite with it). `clear()` removes the
+ * suite's keys.
+ */
+export function suiteSharing(what: string) {
+  if (!process.env.GATEWAY_TEST_ON_REDIS) return { options: {}, clear: async () => 0 };
+  const keys = redisPrefix(what);
+  return {
+    options: { redis: { url: REDIS_URL, prefix: keys.prefix }, instance: `${what}-on-redis` },
+    clear: keys.clear,
+  };
+}

@@ -7,7 +7,7 @@
  * the kiosk runs) accepts.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,18 +106,36 @@ test("a good update, then a release that cannot start is rolled back (exit 4), t
 
 test("paylane-provision bundle build: a bundle the kiosk's own (bundled) updater verifies", async () => {
   const out = join(root, "paylane-kiosk.tar.gz");
-  const built = await exec(process.execPath, [PROVISION, "bundle", "build", "--out", out, "--arch", process.arch], {
-    cwd: tmpdir(),
-  });
-  assert.match(built.stdout, /^wrote .* \(\d+\.\d MiB, 6 files\)\nrelease 1\.0\.0-[0-9a-f]{12} for linux-/);
+  // Signed with an Ed25519 key; the kiosk holds the public half in /etc/paylane/update-signing.pub.
+  const { generateKeyPairSync } = await import("node:crypto");
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const keyFile = join(root, "update-signing.pem");
+  await writeFile(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }));
+  const kiosk = await mkdtemp(join(tmpdir(), "paylane-signed-kiosk-"));
+  await mkdir(join(kiosk, "etc/paylane"), { recursive: true });
+  await writeFile(join(kiosk, "etc/paylane/update-signing.pub"), publicKey.export({ type: "spki", format: "pem" }));
+  const built = await exec(
+    process.execPath,
+    [PROVISION, "bundle", "build", "--out", out, "--arch", process.arch, "--sign-key", keyFile],
+    { cwd: tmpdir() },
+  );
+  assert.match(
+    built.stdout,
+    /^wrote .* \(\d+\.\d MiB, 6 files\)\nrelease 1\.0\.0-[0-9a-f]{12} for linux-\w+, signed \(Ed25519\)\n/,
+  );
   const sha = /sha256 ([0-9a-f]{64})/.exec(built.stdout)?.[1] ?? "";
   // The updater as the kiosk has it: one file run by plain node, outside the repository.
   const unpacked = await mkdtemp(join(tmpdir(), "paylane-updater-"));
   const tar = await import("tar");
   await tar.x({ file: out, cwd: unpacked });
-  const r = await exec(process.execPath, [join(unpacked, "updater/paylane-update.mjs"), "verify", out], {
-    cwd: unpacked,
-  });
+  const r = await exec(
+    process.execPath,
+    [join(unpacked, "updater/paylane-update.mjs"), "--root", kiosk, "verify", out],
+    {
+      cwd: unpacked,
+    },
+  );
+  await rm(kiosk, { recursive: true, force: true });
   assert.match(r.stdout, /release 1\.0\.0-[0-9a-f]{12} for linux-\w+, 6 files, all hashes match/);
   assert.ok(sha.length === 64);
   await rm(unpacked, { recursive: true, force: true });

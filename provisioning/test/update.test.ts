@@ -221,6 +221,32 @@ test("rollback by hand goes back to the previous release; only two releases are 
   assert.is(await current(k), `releases/${v2.to}`);
 });
 
+test("with a signing key on the kiosk, only bundles signed with that key are accepted", async () => {
+  const k = await kiosk();
+  const { generateKeyPairSync } = await import("node:crypto");
+  const { writeReleaseBundle } = await import("../src/update/release.ts");
+  const { releaseFiles } = await import("./support/update-kiosk.ts");
+  const ours = generateKeyPairSync("ed25519");
+  const theirs = generateKeyPairSync("ed25519");
+  const signed = new Updater({
+    ...deps(k.root, k.service, k.clock, k.log),
+    target: { platform: process.platform, arch: process.arch, signingKey: ours.publicKey },
+  });
+  const files = await releaseFiles("1.1.0", "good");
+  const meta = { version: "1.1.0", arch: process.arch };
+  const unsigned = join(k.root, "unsigned.tar.gz");
+  await writeReleaseBundle(files, meta, unsigned);
+  await refused(() => signed.apply(unsigned), /is not signed, and this kiosk accepts only signed bundles/);
+  const forged = join(k.root, "forged.tar.gz");
+  await writeReleaseBundle(files, meta, forged, theirs.privateKey);
+  await refused(() => signed.apply(forged), /its signature does not match this kiosk's update signing key/);
+  assert.is(await current(k), `releases/${k.v1}`);
+
+  const good = join(k.root, "signed.tar.gz");
+  await writeReleaseBundle(files, meta, good, ours.privateKey);
+  assert.is((await signed.apply(good)).outcome, "updated");
+});
+
 test("a kiosk from before release folders, or on the read-only root's overlay, is refused in one line", async () => {
   const root = await mkdtemp(join(tmpdir(), "paylane-update-old-"));
   const service = new FakeService(root);

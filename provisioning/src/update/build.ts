@@ -3,6 +3,7 @@
  * the kiosk (esbuild, like the daemon), and the update bundle — the kiosk
  * bundle (kiosk-image/bundle.ts) plus that updater, with its manifest.
  */
+import type { KeyObject } from "node:crypto";
 import { join } from "node:path";
 import * as esbuild from "esbuild";
 import { REPO_ROOT } from "../kiosk-image/bundle.ts";
@@ -41,9 +42,9 @@ export async function releaseFiles(): Promise<{ files: BootFile[]; version: stri
 }
 
 /** Writes an update bundle for `arch` (the image's arm64 by default) at `out`. */
-export async function buildUpdateBundle(out: string, arch = "arm64"): Promise<ReleaseManifest> {
+export async function buildUpdateBundle(out: string, arch = "arm64", signKey?: KeyObject): Promise<ReleaseManifest> {
   const { files, version } = await releaseFiles();
-  return writeReleaseBundle(files, { version, arch, platform: "linux" }, out);
+  return writeReleaseBundle(files, { version, arch, platform: "linux" }, out, signKey);
 }
 
 export { releaseManifest };

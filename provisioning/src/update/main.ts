@@ -7,6 +7,9 @@
  * /opt/paylane/updater/paylane-update.mjs, outside every release, so a broken
  * release cannot break its own rollback.
  */
+import { createPublicKey, type KeyObject } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import pkg from "../../package.json" with { type: "json" };
 import { BundleRefused } from "./release.ts";
@@ -34,13 +37,29 @@ interface Globals {
   settle: number;
 }
 
+/** Where a kiosk keeps the public key its bundles must be signed with (absent: hashes only). */
+export const SIGNING_KEY_PATH = "etc/paylane/update-signing.pub";
+
+function signingKey(root: string): KeyObject | undefined {
+  const path = join(root, SIGNING_KEY_PATH);
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  const key = createPublicKey(pem);
+  if (key.asymmetricKeyType !== "ed25519") throw new Error(`${path}: expected an Ed25519 public key (PEM)`);
+  return key;
+}
+
 function updater(g: Globals): Updater {
   return new Updater({
     root: g.root,
     service: systemdService(process.env.PAYLANE_SYSTEMCTL || "systemctl"),
     probe: httpProbe(g.healthUrl),
     clock: wallClock,
-    target: { platform: process.platform, arch: process.arch },
+    target: { platform: process.platform, arch: process.arch, signingKey: signingKey(g.root) },
     installModules: npmCi,
     // A test root is not the read-only root's overlay, whatever holds it.
     volatile: g.root === "/" ? volatileRoot : undefined,
@@ -99,6 +118,7 @@ Layout:
   /opt/paylane/releases/<id>/     one release each (the daemon, the UI, node_modules); two are kept
   /opt/paylane/current            symlink to the running release (paylane-device.service starts it)
   /opt/paylane/update-state.json  current, previous, a pending update, the last outcome
+  /etc/paylane/update-signing.pub when present: only bundles signed with its Ed25519 key are accepted
 
 Environment:
   PAYLANE_ROOT       as --root

@@ -11,7 +11,7 @@
  * manifest does not list, every listed file present with its size and hash.
  * A bundle that fails any check never becomes a release.
  */
-import { createHash } from "node:crypto";
+import { createHash, type KeyObject, sign, verify } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -22,6 +22,8 @@ import type { BootFile } from "../kiosk-image/contents.ts";
 
 export const RELEASE_FORMAT = "paylane-kiosk-release/1";
 export const MANIFEST_NAME = "paylane-release.json";
+/** Ed25519 signature of paylane-release.json's exact bytes (base64), when the bundle was built with a key. */
+export const SIGNATURE_NAME = "paylane-release.sig";
 
 /** A release id is also a folder name: no slashes, no dots first. */
 const RELEASE_ID = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,80}$/;
@@ -94,6 +96,8 @@ export async function writeReleaseBundle(
   files: BootFile[],
   meta: Parameters<typeof releaseManifest>[1],
   out: string,
+  /** An Ed25519 private key: the manifest (and so every file's hash) is signed with it. */
+  signKey?: KeyObject,
 ): Promise<ReleaseManifest> {
   const manifest = releaseManifest(files, meta);
   const work = await mkdtemp(join(tmpdir(), "paylane-release-"));
@@ -102,11 +106,16 @@ export async function writeReleaseBundle(
       await mkdir(dirname(join(work, f.path)), { recursive: true });
       await writeFile(join(work, f.path), f.content);
     }
-    await writeFile(join(work, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
+    const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFile(join(work, MANIFEST_NAME), manifestBytes);
+    if (signKey) {
+      await writeFile(join(work, SIGNATURE_NAME), `${sign(null, manifestBytes, signKey).toString("base64")}\n`);
+    }
     await mkdir(dirname(out), { recursive: true });
     // portable: no owner names or uids from the build machine; files are made root's on the kiosk.
     await tar.c({ gzip: true, file: out, cwd: work, portable: true, noMtime: true }, [
       MANIFEST_NAME,
+      ...(signKey ? [SIGNATURE_NAME] : []),
       ...manifest.files.map((f) => f.path),
     ]);
     return manifest;
@@ -127,6 +136,8 @@ async function filesUnder(dir: string): Promise<string[]> {
 export interface ExpectedTarget {
   platform: string;
   arch: string;
+  /** The Ed25519 public key bundles must be signed with; unset: hashes only. */
+  signingKey?: KeyObject;
 }
 
 /**
@@ -160,10 +171,23 @@ export async function extractRelease(bundle: string, into: string, target: Expec
   await tar.x({ file: bundle, cwd: into, strict: true, preserveOwner: false });
 
   let raw: unknown;
+  let manifestBytes: Buffer;
   try {
-    raw = JSON.parse(await readFile(join(into, MANIFEST_NAME), "utf8"));
+    manifestBytes = await readFile(join(into, MANIFEST_NAME));
+    raw = JSON.parse(manifestBytes.toString("utf8"));
   } catch {
     throw new BundleRefused(`${bundle}: has no readable ${MANIFEST_NAME}: not a PayLane kiosk bundle`);
+  }
+  if (target.signingKey) {
+    const signature = await readFile(join(into, SIGNATURE_NAME), "utf8").catch(() => null);
+    if (signature === null) {
+      throw new BundleRefused(
+        `${bundle}: is not signed, and this kiosk accepts only signed bundles (bundle build --sign-key)`,
+      );
+    }
+    if (!verify(null, manifestBytes, target.signingKey, Buffer.from(signature.trim(), "base64"))) {
+      throw new BundleRefused(`${bundle}: its signature does not match this kiosk's update signing key`);
+    }
   }
   const parsed = ReleaseManifest.safeParse(raw);
   if (!parsed.success) {
@@ -181,7 +205,7 @@ export async function extractRelease(bundle: string, into: string, target: Expec
   }
   const listed = new Map(manifest.files.map((f) => [f.path, f]));
   for (const path of await filesUnder(into)) {
-    if (path !== MANIFEST_NAME && !listed.has(path)) {
+    if (path !== MANIFEST_NAME && path !== SIGNATURE_NAME && !listed.has(path)) {
       throw new BundleRefused(`${bundle}: holds ${path}, which its manifest does not list`);
     }
   }

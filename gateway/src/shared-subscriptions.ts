@@ -9,10 +9,10 @@
  * and sends no retained message for it (§4.8.2: none on a shared
  * subscription). This module subscribes the broker's emitter once to the
  * inner filter per shared subscription, and hands each message to ONE
- * connected member through the member's own `deliverQoS` / `deliver0`
- * (aedes lib/client.js) — the path ordinary subscriptions take, so the
- * operator site filter (authorizeForward), QoS 1 in-flight state and the
- * session's outgoing queue all apply. The delivered PUBLISH carries the
+ * connected member through the member's own `publish` (aedes lib/client.js:
+ * its session queue, then `deliverQoS` / `deliver0`) — the path ordinary
+ * subscriptions take, so the operator site filter (authorizeForward), QoS 1
+ * in-flight state and the session's outgoing queue all apply. The delivered PUBLISH carries the
  * original topic, at the lower of the message's and the subscription's QoS,
  * with retain cleared. A member that disconnects or unsubscribes leaves.
  *
@@ -255,13 +255,12 @@ export class RedisDirectory implements ShareDirectory {
 /** What happened to one message on this instance's copy of a shared subscription. */
 export type ShareOutcome = "delivered" | "other-instance" | "no-member";
 
-/** aedes' client internals this module uses (lib/client.js): absent from its typings. */
+/** aedes' client internals this module uses (lib/client.js): `closed` and `subscriptions` are absent from its typings. */
 interface DeliveringClient {
   readonly id: string;
   readonly closed: boolean;
   readonly subscriptions: Record<string, { qos: number } | undefined>;
-  deliver0(packet: AedesPublishPacket, done: () => void): void;
-  deliverQoS(packet: AedesPublishPacket, done: () => void): void;
+  publish(packet: AedesPublishPacket, done: () => void): void;
 }
 
 interface Member {
@@ -423,8 +422,9 @@ export class SharedSubscriptions {
       dup: false,
     } as AedesPublishPacket;
     this.#o.onOutcome?.("delivered");
-    if (out.qos === 0) member.client.deliver0(out, done);
-    else member.client.deliverQoS(out, done);
+    // Client#publish: at QoS 1/2 a clean:false member's session queue holds it first (as aedes' own
+    // enqueueOffline does for ordinary subscriptions), then deliverQoS; deliver0 at QoS 0.
+    member.client.publish(out, done);
   }
 }
 

@@ -115,6 +115,26 @@ test("a member that leaves (disconnects or unsubscribes) gets nothing more; the 
   assert.is(r2.seen.length, before2, "b2 unsubscribed: nothing more");
 });
 
+test("a clean:false member is a member again when its session is restored, without subscribing again", async () => {
+  const port = gateway.port;
+  const session = { clean: false };
+  const first = await clients.bridge(port, "persistent-member", session);
+  await first.subscribeAsync(SHARED, { qos: 1 });
+  await first.endAsync();
+  await eventually(() => gateway.sharedMembers(SHARED) === 0, 2000, "the member to leave on disconnect");
+  const again = await clients.bridge(port, "persistent-member", session);
+  // aedes restores the session before CONNACK and reports the client ready just after it.
+  await eventually(() => gateway.sharedMembers(SHARED) === 1, 2000, "the member restored from its session");
+  const inbox = recorder(again);
+  const kiosk = await clients.device(port, k1);
+  await publishAll(kiosk, topics.events(k1), batch(300, 3));
+  await until([inbox], () => inbox.seen.length >= 3, 5000, "3 events on the restored member");
+  assert.equal(sorted(payloads(inbox.seen)), sorted(batch(300, 3)));
+  // The session ends clean, so the next test starts without it.
+  await again.endAsync();
+  await clients.bridge(port, "persistent-member", { clean: true });
+});
+
 test("a member subscribed at QoS 0 gets QoS 0; the group's messages keep their topic", async () => {
   const port = gateway.port;
   const member = await clients.bridge(port, "q0");

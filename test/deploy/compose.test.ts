@@ -7,8 +7,8 @@
  * as the volumes put them), HAProxy's by haproxy -c, the Postgres scripts by shellcheck.
  * When the docker compose plugin is installed, `docker compose config` must accept it too.
  */
-import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -17,7 +17,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parse } from "yaml";
 import { CloudEnvSchema, parseCloudEnv } from "../../cloud/src/config.ts";
+import { freePort, pgBinary, postgresBinDir, postgresOwnedDir } from "../../cloud/src/dr/cluster.ts";
 import { GatewayEnvSchema, parseGatewayEnv } from "../../gateway/src/config.ts";
+import { within } from "../support/within.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const deploy = join(root, "deploy");
@@ -324,6 +326,103 @@ test("the Postgres scripts pass shellcheck", () => {
   const check = spawnSync("shellcheck", scripts, { encoding: "utf8" });
   assert.not.ok(check.error, "shellcheck is missing (Debian's shellcheck package)");
   assert.is(check.status, 0, check.stdout);
+});
+
+test("the Postgres scripts make a streaming replica: primary-init.sh on a primary, replica-entrypoint.sh cloning it", async () => {
+  // The official image's parts the scripts lean on, stood in for on this machine: its entrypoint has
+  // created the data folder, user and database and runs /docker-entrypoint-initdb.d with psql on the
+  // socket; gosu runs a command as postgres; docker-entrypoint.sh, given a data folder, runs postgres.
+  const dir = mkdtempSync(join(tmpdir(), "paylane-replica-"));
+  const bin = postgresBinDir();
+  const [primaryPort, replicaPort] = [await freePort(), await freePort()];
+  const password = "replication-password-0123456789";
+  const psql = (port: number, sql: string) =>
+    spawnSync("psql", ["-h", dir, "-p", String(port), "-U", "paylane", "-d", "paylane", "-tAc", sql], {
+      encoding: "utf8",
+    });
+  let replica: ReturnType<typeof spawn> | undefined;
+  try {
+    await postgresOwnedDir(dir);
+    const primary = join(dir, "primary");
+    await pgBinary("initdb", [
+      "-D",
+      primary,
+      "-U",
+      "paylane",
+      "--auth-local=trust",
+      "--auth-host=scram-sha-256",
+      "--no-instructions",
+    ]);
+    const serve = `-p ${primaryPort} -k ${dir} -c listen_addresses=127.0.0.1 -c wal_level=replica`;
+    await pgBinary("pg_ctl", ["-D", primary, "-o", serve, "-w", "-l", join(dir, "primary.log"), "start"]);
+    await pgBinary("createdb", ["-h", dir, "-p", String(primaryPort), "-U", "paylane", "paylane"]);
+    const init = spawnSync(
+      "runuser",
+      ["-u", "postgres", "--", "bash", join(deploy, "compose/postgres/primary-init.sh")],
+      {
+        encoding: "utf8",
+        env: {
+          PATH: `${bin}:${process.env.PATH}`,
+          POSTGRES_USER: "paylane",
+          POSTGRES_DB: "paylane",
+          PGDATA: primary,
+          PGHOST: dir,
+          PGPORT: String(primaryPort),
+          REPLICATION_PASSWORD: password,
+        },
+      },
+    );
+    assert.is(init.status, 0, `primary-init.sh: ${init.stderr}`);
+    await pgBinary("pg_ctl", ["-D", primary, "reload"]); // the image restarts the server after its init scripts
+
+    const shims = join(dir, "shims");
+    spawnSync("mkdir", ["-p", shims]);
+    writeFileSync(join(shims, "gosu"), '#!/bin/sh\nshift\nexec runuser -u postgres -- "$@"\n');
+    writeFileSync(
+      join(shims, "docker-entrypoint.sh"),
+      `#!/bin/sh\nshift\nexec runuser -u postgres -- ${bin}/postgres -D "$PGDATA" -p ${replicaPort} -k ${dir} -c listen_addresses=127.0.0.1 "$@"\n`,
+    );
+    for (const f of ["gosu", "docker-entrypoint.sh"]) chmodSync(join(shims, f), 0o755);
+    let said = "";
+    replica = spawn("bash", [join(deploy, "compose/postgres/replica-entrypoint.sh")], {
+      env: {
+        PATH: `${shims}:${bin}:${process.env.PATH}`,
+        PGDATA: join(dir, "replica"),
+        PRIMARY_HOST: "127.0.0.1",
+        PGPORT: String(primaryPort),
+        REPLICATION_PASSWORD: password,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    replica.stdout?.on("data", (d) => {
+      said += d;
+    });
+    replica.stderr?.on("data", (d) => {
+      said += d;
+    });
+
+    psql(primaryPort, "CREATE TABLE probe (n int); INSERT INTO probe VALUES (42)");
+    const deadline = Date.now() + 30_000;
+    let seen = "";
+    while (Date.now() < deadline && seen !== "true|42") {
+      seen = psql(replicaPort, "SELECT pg_is_in_recovery() || '|' || (SELECT n FROM probe)").stdout.trim();
+      if (seen !== "true|42") await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.is(seen, "true|42", `the replica is a standby with the primary's row; it said:\n${said.slice(-1500)}`);
+    const slot = psql(primaryPort, "SELECT slot_name || ' ' || active FROM pg_replication_slots").stdout.trim();
+    assert.is(slot, "replica_1 true", "streaming through the slot");
+    assert.is(psql(replicaPort, "INSERT INTO probe VALUES (1)").status, 1, "the replica refuses writes");
+    console.log(`replica: pg_is_in_recovery and the primary's row on the replica (${seen}), slot ${slot}`);
+  } finally {
+    if (replica && replica.exitCode === null) {
+      // SIGTERM: runuser passes it on to postgres (not SIGINT), a standby's smart shutdown ends at once
+      const exited = new Promise((r) => replica?.once("exit", r));
+      replica.kill("SIGTERM");
+      await within(exited, 15_000, "the replica to stop").catch(() => replica?.kill("SIGKILL"));
+    }
+    await pgBinary("pg_ctl", ["-D", join(dir, "primary"), "-m", "fast", "stop"]).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("docker compose config accepts it, where the compose plugin is installed", () => {

@@ -154,6 +154,37 @@ L("alerts: two instances hear the same report; both see it firing, the leader al
     [key],
   );
   assert.equal(rows, [{ fired_count: 1 }], "one row, fired once");
+
+  // An event-like alert (a staff call in the inbox), resolved by an operator on the follower (an API
+  // instance): written and sent there; the leader's own expiry later finds it resolved and sends nothing.
+  await ctx.dbs[0]!.query(
+    `INSERT INTO inbox (site_id, device_id, seq, entry_id, kind, outcome, at, body, received_at)
+     VALUES ('s1', 'k1', 1, 'e-1', 'staff-call', 'applied', $1, '{"source":"button"}', $1)`,
+    [new Date(ctx.timers.now().getTime() + 1000)],
+  );
+  ctx.timers.advance(2000);
+  for (const s of services) {
+    s.scan();
+    await s.idle();
+  }
+  const call = alertKey("staff-called", "s1", "k1");
+  assert.ok(
+    services.every((s) => s.active().some((x) => x.key === call)),
+    "both views have the staff call firing",
+  );
+  assert.is(published[0]!.length, 2, "the leader sent it");
+  assert.is(services[1]!.resolveByOperator(call, "op1"), "resolved");
+  await services[1]!.idle();
+  // a resolve is two publishes on the alert's topic: the resolved state, then its retained copy cleared
+  assert.is(published[1]!.length, 2, `the follower sent the operator's resolve: ${published[1]!.join(" ")}`);
+  ctx.timers.advance(3_600_000); // past ALERT_EVENT_RESOLVE_S: the leader's expiry fires
+  await services[0]!.idle();
+  assert.is(published[0]!.length, 2, "the leader's expiry sent no second resolve");
+  const state = await ctx.dbs[0]!.query<{ state: string; resolved_by: string }>(
+    "SELECT state, resolved_by FROM alert_states WHERE key = $1",
+    [call],
+  );
+  assert.equal(state.rows, [{ state: "resolved", resolved_by: "ops:op1" }]);
   for (const s of services) await s.stop();
 });
 

@@ -367,16 +367,18 @@ export class AlertService {
     const resolved: Alert = { ...firing, state: "resolved", resolvedAt: at, at };
     this.#resolved.inc({ rule: firing.rule });
     this.#log.info({ key, by }, "alert resolved");
-    this.#write(() => this.store.resolve(resolved, by), resolved);
+    // An operator's resolve is written by the instance the request came to, leader or not; a resolve
+    // the database already had (another instance was first) is not sent to the sinks again.
+    this.#write(() => this.store.resolve(resolved, by), resolved, by.startsWith("ops:"));
   }
 
   /** Records the change, then queues it for every sink; a failed write is logged, the alert still goes out. */
-  #write(persist: () => Promise<void>, alert: Alert): void {
+  #write(persist: () => Promise<unknown>, alert: Alert, always = false): void {
     const delivery = { id: randomUUID(), alert };
     this.#writes = this.#writes.then(async () => {
-      if (!this.#leads()) return; // the leader records and notifies; this instance keeps its view only
+      if (!always && !this.#leads()) return; // the leader records and notifies; this instance keeps its view only
       try {
-        await persist();
+        if ((await persist()) === false) return;
       } catch (err) {
         this.#log.error({ key: alert.key, err: (err as Error).message }, "alert state not saved");
       }

@@ -90,12 +90,14 @@ export class AlertStore {
     );
   }
 
-  async resolve(a: Alert, by: string): Promise<void> {
-    await this.db.query(
+  /** Resolves a firing alert; false when it was not firing (another instance resolved it first). */
+  async resolve(a: Alert, by: string): Promise<boolean> {
+    const { rows } = await this.db.query(
       `UPDATE alert_states SET state = 'resolved', resolved_at = $2, resolved_by = $3, updated_at = $2
-       WHERE key = $1 AND state = 'firing'`,
+       WHERE key = $1 AND state = 'firing' RETURNING key`,
       [a.key, a.resolvedAt ?? a.at, by],
     );
+    return rows.length > 0;
   }
 
   /** A newer source event of a firing event-like alert (de-duplicated): remembered so it never fires it later. */

@@ -146,6 +146,37 @@ Roles("the bridge ingests through the share group; the api takes no events and s
   assert.not.ok(ctx.clouds.api.leading, "an api instance never does");
 });
 
+Roles(
+  "a request awaiting a command's result on the api instance is answered when another instance wrote it first",
+  async () => {
+    const api = ctx.clouds.api.commands;
+    const sent = await api.send({ ...K1, name: "ping", args: {}, expiresInSeconds: 60, by: "op" });
+    const started = performance.now();
+    const waiting = api.waitSettled(K1, sent.id, 20_000);
+    let answered = false;
+    void waiting.then(() => {
+      answered = true;
+    });
+    // A read after the request's own first read: it has seen the command pending and sleeps.
+    assert.is((await api.get(K1, sent.id))?.status, "pending");
+    assert.not.ok(answered, "the request waits");
+    // The other instance's write, committed before this one hears the result.
+    await ctx.clouds.bridge.db.query(
+      `UPDATE device_commands SET status = 'done', answered_at = now(), updated_at = now()
+     WHERE site_id = $1 AND device_id = $2 AND id = $3`,
+      [K1.site, K1.device, sent.id],
+    );
+    await ctx.device.publishAsync(
+      topics.cmdResult(K1),
+      JSON.stringify({ id: sent.id, command: "ping", status: "done", at: new Date().toISOString() }),
+      { qos: 1 },
+    );
+    const settled = await waiting;
+    assert.is(settled?.status, "done");
+    assert.ok(performance.now() - started < 10_000, "woken by the result, not by its 20 s deadline");
+  },
+);
+
 Roles("a bad CLOUD_ROLE, CLOUD_SHARE_GROUP or CLOUD_SITES is refused, named", () => {
   const base = { REGISTRY_PATH: "r.json" };
   assert.throws(() => parseCloudEnv({ ...base, CLOUD_ROLE: "worker" }), /CLOUD_ROLE/);

@@ -469,6 +469,11 @@ export class CommandDesk {
     const row = rows[0];
     if (row && final) this.#settled(row);
     else if (row) this.#changed(row);
+    else if (final) {
+      // Another cloud instance hearing the same result wrote it first (its row lock made this upsert
+      // wait for that commit): a request waiting here reads it now instead of at its deadline.
+      for (const wake of this.#waiters.get(`${deviceKey(device)}/${r.id}`) ?? []) wake();
+    }
   }
 
   #changed(r: Row): void {

@@ -29,6 +29,7 @@ const FULL: KioskImageOptions = {
   keyboardLayout: "de",
   wifi: { ssid: "Lobby", password: "correct horse battery", country: "DE" },
   sshAuthorizedKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxq installer@laptop",
+  updateSigningKey: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
   user: "admin",
 };
 
@@ -194,6 +195,9 @@ test("the daemon's user gets the hardware groups, the browser's the display's, a
   assert.is(read(join(data, "cloud-ca.pem")), FULL.cloudCa);
   // …and the daemon's own HTTPS/MQTTS clients trust it through its unit's EnvironmentFile.
   assert.is(read(join(data, "daemon.env")), "NODE_EXTRA_CA_CERTS=/var/lib/paylane/cloud-ca.pem\n");
+  // paylane-update's signing key (kiosk-updates.md), readable by all: it is public.
+  assert.is(read(join(full.root, "etc/paylane/update-signing.pub")), FULL.updateSigningKey);
+  assert.is(mode(join(full.root, "etc/paylane/update-signing.pub")), "644");
   assert.match(read(join(ASSETS, "systemd/paylane-device.service")), "EnvironmentFile=-/var/lib/paylane/daemon.env");
   assert.ok(full.calls.includes(`chown -R paylane:paylane ${data}`));
 });

@@ -160,4 +160,23 @@ test("files named by flags: an SSH public key (not a private one), a CA certific
   await rejectsLine(resolveImageOptions(flags({ user: "root" }), {}), /--user root/);
 });
 
+test("--update-key: the Ed25519 public key update bundles must be signed with, recorded by its hash", async () => {
+  const ed = generateKeyPairSync("ed25519");
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 });
+  writeFileSync(join(dir, "update.pub"), ed.publicKey.export({ format: "pem", type: "spki" }));
+  writeFileSync(join(dir, "update.pem"), ed.privateKey.export({ format: "pem", type: "pkcs8" }));
+  writeFileSync(join(dir, "rsa.pub"), rsa.publicKey.export({ format: "pem", type: "spki" }));
+  const r = await resolveImageOptions(flags({ updateKey: join(dir, "update.pub") }), {});
+  assert.match(r.kiosk.updateSigningKey ?? "", /^-----BEGIN PUBLIC KEY-----/);
+  assert.match(JSON.stringify(r.recorded.updateSigningKey), /^\{"sha256":"[0-9a-f]{64}"\}$/);
+  await rejectsLine(
+    resolveImageOptions(flags({ updateKey: join(dir, "update.pem") }), {}),
+    /--update-key .*update\.pem is a private key: give the public one/,
+  );
+  await rejectsLine(
+    resolveImageOptions(flags({ updateKey: join(dir, "rsa.pub") }), {}),
+    /--update-key .*rsa\.pub: a rsa key; expected the Ed25519 public key/,
+  );
+});
+
 test.run();

@@ -114,6 +114,11 @@ if [ -f "$SRC/config/cloud-ca.pem" ]; then
   echo "NODE_EXTRA_CA_CERTS=/var/lib/paylane/cloud-ca.pem" >"$DATA/daemon.env"
 fi
 chown -R paylane:paylane "$DATA"
+if [ -f "$SRC/config/update-signing.pub" ]; then
+  # paylane-update accepts only bundles signed with this key (docs/kiosk-updates.md).
+  mkdir -p "$ROOT/etc/paylane"
+  install -m 0644 "$SRC/config/update-signing.pub" "$ROOT/etc/paylane/update-signing.pub"
+fi
 
 if [ -n "$KIOSK_HOSTNAME" ]; then
   log "hostname $KIOSK_HOSTNAME"

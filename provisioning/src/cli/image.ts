@@ -62,6 +62,10 @@ export function imageCommands(program: Command): void {
     .option("--wifi-password-file <file>", "a file holding the passphrase")
     .option("--wifi-country <code>", "regulatory country, e.g. GB (Wi-Fi stays off without it)", countryFlag)
     .option("--ssh-key <file>", "an OpenSSH public key (.pub) allowed to log in as the admin user; unset: SSH off")
+    .option(
+      "--update-key <pem-file>",
+      "the Ed25519 public key kiosk update bundles must be signed with (kiosk-updates.md)",
+    )
     .option("--user <login>", "the admin login created on first boot (default with --ssh-key: kiosk-admin)")
     .option("--read-only-root", "root file system as a read-only overlay (survives power cuts)", false)
     .option("--hardware <json-file>", "reader, printer, terminal and GPIO sections of kiosk.json")

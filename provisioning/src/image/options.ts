@@ -5,7 +5,7 @@
  * is checked on its own with one line that names it; files named by flags
  * are read here.
  */
-import { createHash, X509Certificate } from "node:crypto";
+import { createHash, createPublicKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { formatClaimCode, ID_PATTERN, parseClaimCode, RESERVED_SITES } from "@paylane/protocol";
 import { ConfigError, isTimeZone, redactUrl } from "@paylane/protocol/service";
@@ -31,6 +31,7 @@ export interface ImageBuildFlags {
   wifiPasswordFile?: string;
   wifiCountry?: string;
   sshKey?: string;
+  updateKey?: string;
   user?: string;
   readOnlyRoot?: boolean;
   hardware?: string;
@@ -183,6 +184,26 @@ export async function resolveImageOptions(
     }
     kiosk.cloudCa = pem;
   }
+  if (flags.updateKey) {
+    const pem = await readFlagFile("--update-key", flags.updateKey);
+    if (pem.includes("PRIVATE KEY")) {
+      throw new ConfigError(
+        `--update-key ${flags.updateKey} is a private key: give the public one (openssl pkey -pubout)`,
+      );
+    }
+    let type: string | undefined;
+    try {
+      type = createPublicKey(pem).asymmetricKeyType;
+    } catch {
+      throw new ConfigError(`--update-key ${flags.updateKey}: not a PEM public key`);
+    }
+    if (type !== "ed25519") {
+      throw new ConfigError(
+        `--update-key ${flags.updateKey}: a ${type} key; expected the Ed25519 public key bundles are signed with`,
+      );
+    }
+    kiosk.updateSigningKey = pem;
+  }
   if (flags.hostname) kiosk.hostname = flags.hostname;
   if (flags.timezone) kiosk.timezone = flags.timezone;
   if (flags.locale) kiosk.locale = flags.locale;
@@ -257,6 +278,7 @@ export async function resolveImageOptions(
     keyboardLayout: kiosk.keyboardLayout ?? null,
     wifi: kiosk.wifi ? { ssid: kiosk.wifi.ssid, country: kiosk.wifi.country, password: true } : null,
     sshAuthorizedKey: kiosk.sshAuthorizedKey ? sshFingerprint(kiosk.sshAuthorizedKey) : null,
+    ...(kiosk.updateSigningKey ? { updateSigningKey: { sha256: sha256(kiosk.updateSigningKey) } } : {}),
     user: kiosk.user ?? null,
     readOnlyRoot: kiosk.readOnlyRoot ?? false,
     hardware: kiosk.hardware ? { sections: Object.keys(kiosk.hardware), sha256: hardwareSha } : null,

@@ -31,6 +31,8 @@ export interface KioskImageOptions {
   wifi?: { ssid: string; password: string; country: string };
   /** An SSH public key (one line) allowed to log in as the admin user; unset: SSH stays off. */
   sshAuthorizedKey?: string;
+  /** PEM of the Ed25519 public key update bundles must be signed with (docs/kiosk-updates.md); unset: hashes only. */
+  updateSigningKey?: string;
   /** The admin login created on first boot (Raspberry Pi OS has no default user). */
   user?: string;
   /** Raspberry Pi OS's overlay file system on the root: the card survives power cuts; the journal must be elsewhere. */

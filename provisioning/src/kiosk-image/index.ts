@@ -86,6 +86,8 @@ export async function kioskImageContents(
   if (options.sshAuthorizedKey)
     files.push({ path: "paylane/config/authorized_keys", content: `${options.sshAuthorizedKey.trim()}\n` });
   if (options.cloudCa) files.push({ path: "paylane/config/cloud-ca.pem", content: options.cloudCa });
+  if (options.updateSigningKey)
+    files.push({ path: "paylane/config/update-signing.pub", content: options.updateSigningKey });
 
   return { files, editCmdline, versions: { ...built.versions, release: manifest.id } };
 }

@@ -11,7 +11,8 @@ const program = createCommand({
   packageJson: new URL("../package.json", import.meta.url),
   description:
     "The cloud API (Hono) and the MQTT → Postgres bridge, configured from the environment, " +
-    "until SIGINT or SIGTERM. A bad variable stops it before anything starts, named.",
+    "until SIGINT or SIGTERM; CLOUD_ROLE runs the API or the bridge alone (docs/scale-bridges.md). " +
+    "A bad variable stops it before anything starts, named.",
   sections: [{ title: "Environment", body: environmentHelp(CloudEnvSchema) }],
   examples: [
     {
@@ -21,6 +22,10 @@ const program = createCommand({
     {
       command: `REGISTRY_PATH=registry.json DATABASE_URL=postgres://db/paylane REDIS_URL=redis://cache ${NAME}`,
       does: "Postgres and Redis",
+    },
+    {
+      command: `CLOUD_ROLE=bridge CLOUD_SITES=venue-1,venue-2 REGISTRY_PATH=registry.json DATABASE_URL=postgres://db/paylane ${NAME}`,
+      does: "one of N bridges: ingest of two sites on $share/bridge/…, HTTP only /healthz /readyz /metrics",
     },
   ],
 });

@@ -165,6 +165,7 @@ test("a power cut after the switch, before the health check: the next run keeps 
   const cut = k.service.powerCutAtNextRestart();
   void k.updater.apply(b);
   await cut;
+  await reboot(k);
   const pending = await pendingUpdate(k);
   assert.is(await current(k), `releases/${pending.to}`, "the symlink was switched before the cut");
 
@@ -183,6 +184,7 @@ test("a power cut after switching to a bad release: the next run rolls back", as
   const cut = k.service.powerCutAtNextRestart();
   void k.updater.apply(b);
   await cut;
+  await reboot(k);
   const pending = await pendingUpdate(k);
   assert.is(await current(k), `releases/${pending.to}`);
 
@@ -247,6 +249,25 @@ test("with a signing key on the kiosk, only bundles signed with that key are acc
   assert.is((await signed.apply(good)).outcome, "updated");
 });
 
+test("one updater at a time: a live lock refuses a second run; a dead one's lock is taken over", async () => {
+  const k = await kiosk();
+  const { readFile: read, writeFile } = await import("node:fs/promises");
+  const lock = join(k.root, "opt/paylane/.update.lock");
+  const boot = (await read("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "unknown")).trim();
+  await writeFile(lock, `${process.pid} ${boot}\n`); // this very process: alive
+  const b = await bundle(k.root, "1.1.0", "good");
+  const err = await k.updater.apply(b).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.match(err?.message ?? "", new RegExp(`another paylane-update \\(pid ${process.pid}\\) is running`));
+  assert.is(await current(k), `releases/${k.v1}`);
+  await writeFile(lock, `2147483646 ${boot}\n`); // no such process: a crashed run
+  assert.is((await k.updater.apply(b)).outcome, "updated");
+  assert.ok(k.log.some((l) => l.startsWith("taking over a stale lock (pid 2147483646")));
+  assert.not.ok(existsSync(lock), "the lock goes with the run");
+});
+
 test("a kiosk from before release folders, or on the read-only root's overlay, is refused in one line", async () => {
   const root = await mkdtemp(join(tmpdir(), "paylane-update-old-"));
   const service = new FakeService(root);
@@ -269,6 +290,12 @@ test("a kiosk from before release folders, or on the read-only root's overlay, i
   assert.is(service.starts.length, 0);
   await rm(root, { recursive: true, force: true });
 });
+
+/** What a power cut and a new boot leave of the dead updater's lock: its pid, another boot's id. */
+async function reboot(k: Kiosk): Promise<void> {
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(join(k.root, "opt/paylane/.update.lock"), `${process.pid} an-earlier-boot\n`);
+}
 
 async function pendingUpdate(k: Kiosk) {
   const p = (await k.updater.state()).pending;

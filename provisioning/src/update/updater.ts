@@ -97,6 +97,37 @@ export class Updater {
     this.statePath = join(this.base, "update-state.json");
   }
 
+  /**
+   * One updater at a time (an operator's apply and the boot-time recover): a lock file made with O_EXCL,
+   * holding the pid and the boot id. A lock left by a process that is gone, or by an earlier boot, is stale.
+   */
+  async #locked<T>(run: () => Promise<T>): Promise<T> {
+    const path = join(this.base, ".update.lock");
+    await mkdir(this.base, { recursive: true });
+    const me = `${process.pid} ${await bootId()}\n`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await open(path, "wx", 0o644);
+        await handle.writeFile(me);
+        await handle.close();
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
+        const [pid, boot] = (await readFile(path, "utf8").catch(() => "")).trim().split(" ");
+        if (pid && boot === (await bootId()) && alive(Number(pid))) {
+          throw new UpdateFailed(`another paylane-update (pid ${pid}) is running; try again when it has finished`);
+        }
+        this.#d.log(`taking over a stale lock (pid ${pid ?? "?"}, gone)`);
+        await rm(path, { force: true });
+      }
+    }
+    try {
+      return await run();
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+
   /** The release `current` names, or null when there is none. */
   async currentRelease(): Promise<string | null> {
     const target = await readlink(this.currentLink).catch((err: NodeJS.ErrnoException) => {
@@ -260,7 +291,11 @@ export class Updater {
    * the old release (the switch never happened: forgotten), or the new one
    * (health-checked now: committed, or rolled back).
    */
-  async recover(): Promise<Outcome> {
+  recover(): Promise<Outcome> {
+    return this.#locked(() => this.#recover());
+  }
+
+  async #recover(): Promise<Outcome> {
     const state = await this.state();
     if (!state.pending) return { outcome: "nothing-pending" };
     const { from, to } = state.pending;
@@ -293,13 +328,17 @@ export class Updater {
   }
 
   /** Installs `bundle` as a new release, switches to it, and keeps it only if the daemon is healthy on it. */
-  async apply(bundle: string, expectSha256?: string): Promise<Outcome> {
+  apply(bundle: string, expectSha256?: string): Promise<Outcome> {
+    return this.#locked(() => this.#apply(bundle, expectSha256));
+  }
+
+  async #apply(bundle: string, expectSha256?: string): Promise<Outcome> {
     const { log } = this.#d;
     if (this.#d.volatile) {
       const why = await this.#d.volatile(this.base);
       if (why) throw new UpdateFailed(why);
     }
-    const recovered = await this.recover();
+    const recovered = await this.#recover();
     if (recovered.outcome !== "nothing-pending") log(`the interrupted update ended: ${recovered.outcome}`);
 
     await mkdir(this.releases, { recursive: true });
@@ -377,8 +416,12 @@ export class Updater {
   }
 
   /** Switches back to the previous release by hand (health-checked like an update). */
-  async rollback(): Promise<Outcome> {
-    await this.recover();
+  rollback(): Promise<Outcome> {
+    return this.#locked(() => this.#rollback());
+  }
+
+  async #rollback(): Promise<Outcome> {
+    await this.#recover();
     const state = await this.state();
     const from = await this.currentRelease();
     const to = state.previous;
@@ -389,6 +432,19 @@ export class Updater {
     this.#d.log(`switching current: ${from ?? "(none)"} -> ${to} (rollback by hand)`);
     await this.#switchTo(to);
     return this.#checkOrRollBack(state, from, to);
+  }
+}
+
+async function bootId(): Promise<string> {
+  return (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "unknown")).trim();
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -85,6 +85,9 @@ export default withMermaid(
       editLink: { pattern: `${repoUrl}/edit/${branch}/docs/:path`, text: "Edit this page" },
     },
     mermaid: {},
+    // Mermaid's diagram types (loaded only by a page that draws one) and the local search index are
+    // 450–700 kB chunks by nature; warn only above that
+    vite: { build: { chunkSizeWarningLimit: 1000 } },
     transformPageData(pageData) {
       if (pageData.relativePath === "index.md") pageData.frontmatter = { ...home, ...pageData.frontmatter };
     },

@@ -22,3 +22,5 @@ server.listen(Number(process.env.FAKE_DAEMON_PORT ?? 0), "127.0.0.1", () => {
   console.log(`READY ${server.address().port}`);
 });
 process.on("SIGTERM", () => server.close(() => process.exit(0)));
+// Started by a test's FakeService: gone with the test process, even one killed by a timeout.
+if (process.env.FAKE_DAEMON_STDIN_PARENT === "1") process.stdin.on("end", () => process.exit(0)).resume();

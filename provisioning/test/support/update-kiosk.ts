@@ -70,7 +70,11 @@ export class FakeService implements ServiceManager {
     }
     const dir = await realpath(join(this.root, "opt/paylane/current"));
     this.starts.push(dir);
-    const child = spawn(process.execPath, ["app/paylane-device.mjs"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["app/paylane-device.mjs"], {
+      cwd: dir,
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, FAKE_DAEMON_STDIN_PARENT: "1" },
+    });
     this.#child = child;
     let out = "";
     const ready = new Promise<number>((resolve, reject) => {

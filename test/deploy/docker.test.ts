@@ -18,6 +18,7 @@ import pg from "pg";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CloudEnvSchema } from "../../cloud/src/config.ts";
+import { REDIS_URL, redisPrefix } from "../../gateway/test/support/fleet.ts";
 import {
   copyParts,
   type Emulated,
@@ -320,6 +321,7 @@ async function assertBundleDependencies(part: Part, image: Emulated) {
 }
 
 let gatewayMqttPort = 0;
+const redisKeys = redisPrefix("images");
 const registry = join(scratch, "registry.json");
 
 test("gateway image: built from its Dockerfile's steps, started by its CMD from the image folder, healthy", async () => {
@@ -333,15 +335,25 @@ test("gateway image: built from its Dockerfile's steps, started by its CMD from 
   const [mqtt, http] = [await freePortRun(1), await freePortRun(1)];
   gatewayMqttPort = mqtt;
   // 127.0.0.1 here only because this is not a container: the image's own ENV says 0.0.0.0
+  // on Redis, as deploy/compose.yaml runs it: aedes-persistence-redis and mqemitter-redis load from the image
   const env = {
     REGISTRY_PATH: registry,
     MQTT_PORT: String(mqtt),
     GATEWAY_HTTP_PORT: String(http),
     MQTT_HOST: "127.0.0.1",
+    GATEWAY_REDIS_URL: REDIS_URL,
+    GATEWAY_REDIS_PREFIX: redisKeys.prefix,
+    GATEWAY_INSTANCE: "image-gateway",
   };
   const gateway = start(image, env, "gateway");
   assert.is(await answers(`http://127.0.0.1:${http}/healthz`, "gateway", gateway.output), 200);
   assert.is(await answers(`http://127.0.0.1:${http}/readyz`, "gateway", gateway.output), 200);
+  const health = (await (await fetch(`http://127.0.0.1:${http}/healthz`)).json()) as Record<string, unknown>;
+  assert.equal(
+    [health.persistence, health.redis],
+    ["redis", "ok"],
+    "state in Redis, loaded from the image's node_modules",
+  );
   assert.is(healthcheck("gateway", image, env), 0, "the HEALTHCHECK command passes");
   assert.match(gateway.output(), /MQTT gateway listening/);
 });
@@ -397,14 +409,14 @@ test("cloud image: API and bridge start from the image folder against that gatew
     return;
   }
   const schema = `img_${Date.now().toString(36)}`;
-  const db = { DATABASE_URL: PG_URL, DATABASE_SCHEMA: schema };
+  const db = { DATABASE_URL: PG_URL, DATABASE_SCHEMA: schema, REDIS_URL, REDIS_PREFIX: `${redisKeys.prefix}:cloud:` };
   try {
     const bridge = await cloudInRole(image, "bridge", db);
     const api = await cloudInRole(image, "api", db);
     assert.is(await stop(api.child), 0, "api: exits 0 on SIGTERM");
     assert.is(await stop(bridge.child), 0, "bridge: exits 0 on SIGTERM");
     console.log(
-      "cloud image, roles bridge + api (one Postgres schema): /healthz 200, /readyz 200, HEALTHCHECK 0, clean stops",
+      "cloud image, roles bridge + api (one Postgres schema, Redis): /healthz 200, /readyz 200, HEALTHCHECK 0, clean stops",
     );
   } finally {
     const client = new pg.Client({ connectionString: PG_URL });
@@ -416,6 +428,7 @@ test("cloud image: API and bridge start from the image folder against that gatew
 
 test.after(async () => {
   for (const child of children) await stop(child).catch(() => child.kill("SIGKILL"));
+  console.log(`removed ${await redisKeys.clear()} Redis keys under ${redisKeys.prefix}:`);
   await rm(scratch, { recursive: true, force: true });
 });
 

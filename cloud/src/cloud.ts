@@ -253,7 +253,13 @@ export class CloudService {
     const ingests = c.CLOUD_ROLE !== "api";
     const servesApi = c.CLOUD_ROLE !== "bridge";
     // Before the parts whose duties it guards: a sole instance leads from its first message.
-    const leader = new Leader({ db, logger: this.#log, instance: c.CLOUD_INSTANCE, eligible: ingests });
+    const leader = new Leader({
+      db,
+      logger: this.#log,
+      instance: c.CLOUD_INSTANCE,
+      eligible: ingests,
+      sites: this.sites,
+    });
     this.#leader = leader;
     await leader.start();
     this.#presence = await openPresence(c);

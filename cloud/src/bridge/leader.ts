@@ -22,9 +22,15 @@ import type { Database, SessionConnection } from "../db/database.ts";
 
 /**
  * The advisory lock's key, per schema (advisory locks are database-wide, and several clouds may
- * share a database in schemas of their own): fixed, so every version of the cloud agrees.
+ * share a database in schemas of their own) and per site scope ($1: deployments owning different
+ * CLOUD_SITES on one database each need a leader of their own): fixed, so every version agrees.
  */
-const LOCK_KEY = "hashtext('paylane-leader:' || current_schema())";
+const LOCK_KEY = "hashtext('paylane-leader:' || current_schema() || ':' || $1::text)";
+
+/** The lock's site scope: the sorted CLOUD_SITES, or `*` for every site. */
+export function leaderScope(sites: readonly string[] | undefined): string {
+  return sites && sites.length > 0 ? [...sites].sort().join(",") : "*";
+}
 
 export interface LeaderOptions {
   db: Database;
@@ -36,6 +42,8 @@ export interface LeaderOptions {
   everyMs?: number;
   /** Whether this instance may lead at all (CLOUD_ROLE api does not). */
   eligible?: boolean;
+  /** The sites whose duties it leads (CLOUD_SITES; default every site). */
+  sites?: readonly string[];
 }
 
 export class Leader {
@@ -92,7 +100,9 @@ export class Leader {
         await conn
           .query("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")
           .catch(() => undefined);
-        const { rows } = await conn.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS ok`);
+        const { rows } = await conn.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS ok`, [
+          leaderScope(this.#o.sites),
+        ]);
         if (!rows[0]?.ok) {
           took(false);
           return;
@@ -104,7 +114,9 @@ export class Leader {
           await this.#hold(conn);
         } finally {
           this.#leading = false;
-          await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`).catch(() => undefined);
+          await conn
+            .query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, [leaderScope(this.#o.sites)])
+            .catch(() => undefined);
         }
       })
       .catch(() => {

@@ -14,7 +14,6 @@
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitepress";
-import { withMermaid } from "vitepress-plugin-mermaid";
 import { findDeadLinks } from "./dead-links.ts";
 import { HOME_FRONTMATTER } from "./home.ts";
 import { copyDownloads, listPages, pageLink, sidebarFor } from "./pages.ts";
@@ -53,51 +52,56 @@ const home = {
   features: HOME_FRONTMATTER.features.filter((f) => present(f.link)),
 };
 
-export default withMermaid(
-  defineConfig({
-    title: "PayLane",
-    description: "Walk-up check-in and payment kiosks, and the fleet software behind them",
-    base: normalizeBase(process.env.DOCS_BASE),
-    // the pages' own links are checked: VitePress fails on a missing page, repoLinks on a missing source file,
-    // buildEnd on a missing anchor
-    ignoreDeadLinks: false,
-    lastUpdated: false,
-    markdown: {
-      // fences whose language Shiki does not ship (crontab lines) are shown as shell
-      languageAlias: { cron: "bash" },
-      anchor: { slugify: githubSlug },
-      config(md) {
-        repoLinks(md, { srcDir, repoRoot, repoUrl, branch });
-      },
+export default defineConfig({
+  title: "PayLane",
+  description: "Walk-up check-in and payment kiosks, and the fleet software behind them",
+  base: normalizeBase(process.env.DOCS_BASE),
+  // the pages' own links are checked: VitePress fails on a missing page, repoLinks on a missing source file,
+  // buildEnd on a missing anchor
+  ignoreDeadLinks: false,
+  lastUpdated: false,
+  markdown: {
+    // fences whose language Shiki does not ship (crontab lines) are shown as shell
+    languageAlias: { cron: "bash" },
+    anchor: { slugify: githubSlug },
+    config(md) {
+      repoLinks(md, { srcDir, repoRoot, repoUrl, branch });
+      // ```mermaid blocks go to the page as their source; theme/index.ts draws them in the browser.
+      // v-pre: Vue must not read `{{…}}` (a Mermaid hexagon) as an interpolation.
+      const fence = md.renderer.rules.fence!;
+      md.renderer.rules.fence = (tokens, idx, options, env, self) => {
+        const token = tokens[idx]!;
+        if (token.info.trim() !== "mermaid") return fence(tokens, idx, options, env, self);
+        return `<pre class="mermaid" v-pre>${md.utils.escapeHtml(token.content)}</pre>\n`;
+      };
     },
-    themeConfig: {
-      nav: [
-        { text: "Getting started", link: "/getting-started" },
-        { text: "Architecture", link: "/architecture" },
-        { text: "Operations", link: "/operations" },
-        { text: "Security", link: "/security" },
-        { text: "Due diligence", link: "/due-diligence" },
-      ].filter((item) => present(item.link)),
-      sidebar: sidebarFor(pages),
-      outline: [2, 3],
-      search: { provider: "local" },
-      socialLinks: [{ icon: "github", link: repoUrl }],
-      editLink: { pattern: `${repoUrl}/edit/${branch}/docs/:path`, text: "Edit this page" },
-    },
-    mermaid: {},
-    // Mermaid's diagram types (loaded only by a page that draws one) and the local search index are
-    // 450–700 kB chunks by nature; warn only above that
-    vite: { build: { chunkSizeWarningLimit: 1000 } },
-    transformPageData(pageData) {
-      if (pageData.relativePath === "index.md") pageData.frontmatter = { ...home, ...pageData.frontmatter };
-    },
-    buildEnd(site) {
-      copyDownloads(site.srcDir, site.outDir);
-      const dead = findDeadLinks(site.outDir, site.site.base);
-      if (dead.length > 0) {
-        const lines = dead.map((d) => `  ${d.page}: ${d.href} — ${d.why}`);
-        throw new Error(`docs: ${dead.length} dead link(s) in the built site:\n${lines.join("\n")}`);
-      }
-    },
-  }),
-);
+  },
+  themeConfig: {
+    nav: [
+      { text: "Getting started", link: "/getting-started" },
+      { text: "Architecture", link: "/architecture" },
+      { text: "Operations", link: "/operations" },
+      { text: "Security", link: "/security" },
+      { text: "Due diligence", link: "/due-diligence" },
+    ].filter((item) => present(item.link)),
+    sidebar: sidebarFor(pages),
+    outline: [2, 3],
+    search: { provider: "local" },
+    socialLinks: [{ icon: "github", link: repoUrl }],
+    editLink: { pattern: `${repoUrl}/edit/${branch}/docs/:path`, text: "Edit this page" },
+  },
+  // Mermaid's diagram types (loaded only by a page that draws one) and the local search index are
+  // 450–700 kB chunks by nature; warn only above that
+  vite: { build: { chunkSizeWarningLimit: 1000 } },
+  transformPageData(pageData) {
+    if (pageData.relativePath === "index.md") pageData.frontmatter = { ...home, ...pageData.frontmatter };
+  },
+  buildEnd(site) {
+    copyDownloads(site.srcDir, site.outDir);
+    const dead = findDeadLinks(site.outDir, site.site.base);
+    if (dead.length > 0) {
+      const lines = dead.map((d) => `  ${d.page}: ${d.href} — ${d.why}`);
+      throw new Error(`docs: ${dead.length} dead link(s) in the built site:\n${lines.join("\n")}`);
+    }
+  },
+});

@@ -114,6 +114,10 @@ export const GatewayEnvSchema = z
         protocol: /^rediss?$/,
         error: "expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379 (user, password, /db allowed)",
       })
+      // ioredis reads the path as the database index: /abc would SELECT NaN and crash the process at connect.
+      .refine((u) => /^\/?(\d{1,5})?$/.test(new URL(u).pathname), {
+        error: "expected the path to be a database number such as redis://127.0.0.1:6379/2, or no path (database 0)",
+      })
       .optional()
       .describe(
         "share sessions, subscriptions, retained messages and shared subscriptions with every gateway on this Redis (unset: in memory, one instance)",

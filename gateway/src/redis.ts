@@ -164,6 +164,10 @@ export class RedisBackend {
     });
     try {
       await probe.connect();
+      // ioredis SELECTs the URL's database on connect but only emits a failure (index out of range), then runs on
+      // database 0: ask again, so a database Redis does not have stops the start instead of sharing database 0.
+      const index = Number(new URL(this.#o.url).pathname.slice(1) || "0");
+      if (index !== 0) await probe.select(index);
       await probe.ping();
     } catch (err) {
       throw new Error(

@@ -238,6 +238,27 @@ test("GATEWAY_REDIS_URL: a bad URL and an unreachable Redis each stop the CLI wi
   console.log(`    Redis down at start: ${lines[0]}`);
 });
 
+test("GATEWAY_REDIS_URL: a database index that is not a number, or one Redis does not have, is one line, not a stack or db 0", async () => {
+  const word = await run({ REGISTRY_PATH: registryPath, GATEWAY_REDIS_URL: "redis://:hunter2@127.0.0.1:6379/abc" })
+    .exit;
+  assert.is(word.code, 2, word.stderr);
+  assert.is(word.stderr.trim().split("\n").length, 1, word.stderr);
+  assert.match(word.stderr, /GATEWAY_REDIS_URL.*database/);
+  assert.not.match(word.stderr, "hunter2");
+
+  // Redis has 16 databases unless configured otherwise: SELECT 99 fails, and the gateway must not run on db 0 instead.
+  const missing = await run({
+    REGISTRY_PATH: registryPath,
+    MQTT_PORT: "0",
+    GATEWAY_HTTP_PORT: "0",
+    GATEWAY_REDIS_URL: "redis://127.0.0.1:6379/99",
+  }).exit;
+  assert.is(missing.code, 1, missing.stderr);
+  const lines = missing.stderr.trim().split("\n");
+  assert.is(lines.length, 1, missing.stderr);
+  assert.match(lines[0]!, /GATEWAY_REDIS_URL=redis:\/\/127\.0\.0\.1:6379\/99: cannot reach Redis \(ERR DB index/);
+});
+
 test("the CLI serves MQTT and /healthz, and SIGTERM stops it with exit 0", async () => {
   const cli = run({
     REGISTRY_PATH: registryPath,

@@ -107,6 +107,14 @@ export class Leader {
           took(false);
           return;
         }
+        if (this.#stopped) {
+          // stop() came while the lock was being asked for: its release call found no hold to end.
+          took(false);
+          await conn
+            .query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, [leaderScope(this.#o.sites)])
+            .catch(() => undefined);
+          return;
+        }
         this.#leading = true;
         took(true);
         this.#o.logger.info({ instance: this.#o.instance }, "this instance leads the singleton duties");

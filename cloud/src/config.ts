@@ -77,6 +77,10 @@ export const CloudEnvSchema = z.object({
     ),
   REDIS_URL: z
     .url({ protocol: /^rediss?$/ })
+    // ioredis reads the path as the database index: /abc would SELECT NaN and crash the process at connect.
+    .refine((u) => /^\/?(\d{1,5})?$/.test(new URL(u).pathname), {
+      error: "expected the path to be a database number such as redis://127.0.0.1:6379/2, or no path (database 0)",
+    })
     .optional()
     .describe("presence and rate limits in Redis (unset: in process)"),
   REDIS_PREFIX: z.string().default("paylane:").describe("prefix of every Redis key"),

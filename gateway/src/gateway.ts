@@ -97,6 +97,8 @@ export interface GatewayOptions {
 export type Transport = "mqtt" | "mqtts" | "wss";
 
 type Will = NonNullable<ConnectPacket["will"]>;
+/** How long a stop waits for aedes' close while Redis is unreachable (it would wait for ever). */
+const CLOSE_WITHOUT_REDIS_MS = 3000;
 
 interface Session {
   /** Set once CONNECT authenticated; absent means nothing is authorized. */
@@ -500,7 +502,23 @@ export class Gateway {
     // Leaves every shared subscription and the directory first: the other instances take over its share.
     running.shared.stop();
     await running.directory.stop();
-    await new Promise<void>((resolve) => running.broker.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => running.broker.close(() => resolve()));
+    if (running.backend?.state === "down") {
+      // With Redis unreachable aedes' close never ends: mqemitter-redis QUITs connections that are
+      // reconnecting and waits for an 'end' ioredis never emits. Give it a moment, then go on:
+      // backend.stop() disconnects every connection.
+      let timer: NodeJS.Timeout | undefined;
+      const bounded = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_WITHOUT_REDIS_MS);
+      });
+      await Promise.race([closed, bounded]);
+      clearTimeout(timer);
+      this.#options.logger.warn(
+        "stopped with Redis unreachable: sessions and Wills of this instance stay as Redis had them",
+      );
+    } else {
+      await closed;
+    }
     await running.backend?.stop();
     running.wss?.close();
     // Sockets that never completed CONNECT (or were still in TLS or HTTP) are not aedes clients: end them here.

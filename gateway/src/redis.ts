@@ -186,7 +186,11 @@ export class RedisBackend {
     this.#spare = undefined;
     // The broker's close already quit the emitter's connections; the persistence unsubscribes on it and
     // disconnects its own. Failures here only mean a connection was already gone.
-    await persistence?.destroy().catch(() => {});
+    // With Redis unreachable destroy() would wait out ioredis' retries: the connections are ended below anyway.
+    // (The broker's close has ended the emitter's connections; the persistence's own is the first opened.)
+    const reachable = this.#connections[0]?.status === "ready";
+    const destroyed = persistence?.destroy().catch(() => {});
+    if (reachable) await destroyed;
     for (const c of this.#connections) c.disconnect();
     this.#connections = [];
   }

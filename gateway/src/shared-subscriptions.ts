@@ -169,6 +169,8 @@ export class RedisDirectory implements ShareDirectory {
     this.#timer = undefined;
     this.#mq.removeListener(ANY_CHANGED, this.#onChanged);
     const self = this.#o.broker.id;
+    // Redis unreachable: each command would wait out ioredis' retries; the entry expires by itself.
+    if (this.#o.redis.status !== "ready") return;
     try {
       // Leaving at once: the others need not wait for the entry to expire.
       await this.#o.redis.del(brokerKey(self));

@@ -19,6 +19,13 @@ import { type Outcome, UpdateFailed, Updater } from "./updater.ts";
 const NAME = "paylane-update";
 export const EXIT_CODES = { ok: 0, failed: 1, usage: 2, refused: 3, rolledBack: 4 } as const;
 
+/** A URL that could fail every health check (and so roll back a good release) is refused up front. */
+function httpUrl(value: string): string {
+  const ok = URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);
+  if (!ok) throw new InvalidArgumentError(`expected an http:// URL such as http://127.0.0.1:8081/healthz`);
+  return value;
+}
+
 function seconds(value: string): number {
   const m = /^(\d+)(s|m)?$/.exec(value.trim());
   if (!m) throw new InvalidArgumentError(`expected a duration like 90s or 2m, got ${JSON.stringify(value)}`);
@@ -45,11 +52,20 @@ function signingKey(root: string): KeyObject | undefined {
   let pem: string;
   try {
     pem = readFileSync(path, "utf8");
-  } catch {
-    return undefined;
+  } catch (err) {
+    // Only an absent key means "hashes only": one that cannot be read must not switch the check off.
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new UpdateFailed(`${path}: cannot read it (${(err as NodeJS.ErrnoException).code}); fix it or remove it`);
   }
-  const key = createPublicKey(pem);
-  if (key.asymmetricKeyType !== "ed25519") throw new Error(`${path}: expected an Ed25519 public key (PEM)`);
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new UpdateFailed(`${path}: not an Ed25519 public key (PEM, as openssl pkey -pubout writes it)`);
+  }
+  if (key.asymmetricKeyType !== "ed25519") {
+    throw new UpdateFailed(`${path}: not an Ed25519 public key (PEM, as openssl pkey -pubout writes it)`);
+  }
   return key;
 }
 
@@ -93,7 +109,11 @@ const program = new Command(NAME)
   .version(pkg.version, "-V, --version", "print the version and exit")
   .helpOption("-h, --help", "print this help and exit")
   .addOption(new Option("--root <dir>", "the file system root the kiosk lives under").env("PAYLANE_ROOT").default("/"))
-  .option("--health-url <url>", "the daemon's liveness endpoint", "http://127.0.0.1:8081/healthz")
+  .addOption(
+    new Option("--health-url <url>", "the daemon's liveness endpoint")
+      .argParser(httpUrl)
+      .default("http://127.0.0.1:8081/healthz"),
+  )
   .addOption(
     new Option("--deadline <duration>", "how long the daemon has to become healthy after a restart")
       .argParser(seconds)

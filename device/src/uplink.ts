@@ -265,6 +265,12 @@ export class Uplink {
     client.on("connect", () => this.#onConnect(client));
     client.on("close", () => this.#onClose());
     client.on("error", (err) => {
+      // While stopping, the socket closes under writes still queued (a PUBACK, a ping): "write after
+      // end" then is the stop itself, not a fault to warn ops about.
+      if (this.#stopped) {
+        this.#o.logger.debug({ err: err.message }, "mqtt error while stopping");
+        return;
+      }
       this.lastError = err.message;
       this.#o.logger.warn({ err: err.message }, "mqtt error");
     });

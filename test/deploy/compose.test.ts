@@ -165,11 +165,17 @@ test("every service the issue names: gateway ×2, bridge ×2, API ×2, Postgres 
   );
 });
 
-test("the load balancer publishes MQTT, mqtts and the API and spreads them over both gateways and both APIs", () => {
+test("the load balancer publishes mqtts, keeps plain MQTT and HTTP on loopback, and spreads them over both gateways and both APIs", () => {
   const [name, lb] = byRole("haproxy")[0] ?? [];
   assert.ok(lb, "an haproxy service");
-  for (const port of ["1883", "8883", "8080"]) {
-    assert.ok(lb.ports?.includes(`${port}:${port}`), `${name} publishes ${port}`);
+  assert.ok(lb.ports?.includes("8883:8883"), `${name} publishes mqtts beyond the host`);
+  // Plain MQTT and HTTP carry passwords and tokens in clear: never beyond the host.
+  for (const port of ["1883", "8080"]) {
+    assert.ok(lb.ports?.includes(`127.0.0.1:${port}:${port}`), `${name} publishes ${port} on loopback only`);
+    assert.not.ok(
+      lb.ports?.includes(`${port}:${port}`),
+      `${name} must not publish plaintext ${port} on every interface`,
+    );
   }
   const published = Object.entries(services).flatMap(([n, s]) => (s.ports ?? []).map((p) => `${n} ${p}`));
   for (const p of published) {

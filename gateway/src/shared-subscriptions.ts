@@ -120,6 +120,8 @@ export class RedisDirectory implements ShareDirectory {
   #flushQueued = false;
   #refreshQueued = false;
   #failing = false;
+  /** Broker ids whose directory entry did not parse at the last read (logged once each). */
+  #badEntries = new Set<string>();
   #stopped = true;
   readonly #onChanged = (packet: { topic: string }, done: () => void) => {
     if (packet.topic !== CHANGED(this.#o.broker.id)) this.#queueRefresh();
@@ -220,18 +222,31 @@ export class RedisDirectory implements ShareDirectory {
       const entries = ids.length > 0 ? await this.#o.redis.mget(ids.map(brokerKey)) : [];
       const next = new Map<string, Holder[]>();
       const gone: string[] = [];
+      const bad = new Set<string>();
       ids.forEach((id, i) => {
         const raw = entries[i];
         if (!raw) {
           gone.push(id);
           return;
         }
-        const { counts } = JSON.parse(raw) as { counts: Record<string, number> };
+        const counts = parseCounts(raw);
+        if (!counts) {
+          // One bad entry (another version, a hand edit) must not blind this instance to the others.
+          if (!this.#badEntries.has(id)) {
+            this.#o.logger.warn(
+              { broker: id, entry: raw.slice(0, 200) },
+              'shared-subscription directory: an instance\'s entry is not {"counts":{…}} JSON; ignoring that instance until it writes a good one',
+            );
+          }
+          bad.add(id);
+          return;
+        }
         for (const [key, members] of Object.entries(counts)) {
           if (members > 0) next.set(key, [...(next.get(key) ?? []), { broker: id, members }]);
         }
       });
       this.#remote = next;
+      this.#badEntries = bad;
       if (gone.length > 0) await this.#o.redis.srem(BROKERS_KEY, ...gone);
     });
   }
@@ -284,6 +299,18 @@ export interface SharedSubscriptionsOptions {
   directory: ShareDirectory;
   /** Called for every message on every local shared subscription (metrics). */
   onOutcome?: (outcome: ShareOutcome) => void;
+}
+
+/** An instance's member counts from its directory entry, or undefined when the entry is not what #write writes. */
+function parseCounts(raw: string): Record<string, number> | undefined {
+  try {
+    const counts = (JSON.parse(raw) as { counts?: unknown } | null)?.counts;
+    if (typeof counts !== "object" || counts === null || Array.isArray(counts)) return undefined;
+    const entries = Object.entries(counts);
+    return entries.every(([, n]) => typeof n === "number") ? (counts as Record<string, number>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const isShared = (filter: string) => filter.startsWith("$share/");

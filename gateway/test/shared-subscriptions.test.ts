@@ -6,6 +6,7 @@
  * Absences are proven by a later message that travels the same path.
  */
 import { topics } from "@paylane/protocol";
+import { Redis } from "ioredis";
 import type { MqttClient } from "mqtt";
 import { ErrorWithSubackPacket } from "mqtt";
 import { pino } from "pino";
@@ -262,6 +263,50 @@ test("two instances on Redis: members on A and B, publishes on A and B, every me
   } finally {
     await clients.closeAll();
     await Promise.all([a.stop(), b.stop()]);
+    await keys.clear();
+  }
+});
+
+test("a bad directory entry of one instance is skipped with its own log line; the others' members still count", async () => {
+  const keys = redisPrefix("shared-bad");
+  const lines: string[] = [];
+  const capture = pino({ level: "info" }, { write: (line: string) => lines.push(line) });
+  const registry = await fleetRegistry();
+  const make = (instance: string, log = logger) =>
+    new Gateway({
+      registry,
+      port: 0,
+      logger: log,
+      metrics: new MetricsRegistry(),
+      instance,
+      redis: { url: REDIS_URL, prefix: keys.prefix },
+    });
+  const redis = new Redis(REDIS_URL, { keyPrefix: `${keys.prefix}:` });
+  // An entry that is not JSON, as another version or a hand edit could leave it, listed like any instance's.
+  await redis.set("shared:broker:gw-broken-0000", "{not json", "PX", 60_000);
+  await redis.sadd("shared:brokers", "gw-broken-0000");
+  const a = make("gw-a", capture);
+  const b = make("gw-b");
+  try {
+    await a.start();
+    await b.start();
+    const member = await clients.bridge(b.port, "b1");
+    await member.subscribeAsync(SHARED, { qos: 1 });
+    const seen = () =>
+      a
+        .sharedHolders(SHARED)
+        .map((h) => h.members)
+        .join("+");
+    await eventually(() => seen() === "1", 5000, "gw-a to see gw-b's member despite the bad entry");
+    const logged = lines.map((l) => JSON.parse(l) as { msg: string; broker?: string });
+    const bad = logged.filter((l) => l.broker === "gw-broken-0000");
+    console.log(`    gw-a: ${bad[0]?.msg}`);
+    assert.is(bad.length, 1, "one line for the bad entry, not one per read");
+    assert.ok(!logged.some((l) => l.msg.includes("Redis unreachable")), "not reported as Redis unreachable");
+  } finally {
+    await clients.closeAll();
+    await Promise.all([a.stop(), b.stop()]);
+    redis.disconnect();
     await keys.clear();
   }
 });

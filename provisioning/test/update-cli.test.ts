@@ -98,6 +98,15 @@ test("a good update, then a release that cannot start is rolled back (exit 4), t
   assert.match(refused.stderr, /\npaylane-update: refused: .*corrupt\.tar\.gz: [^\n]*\(nothing was changed\)\n$/);
   assert.is(await readlink(join(root, "opt/paylane/current")), good);
 
+  // An older bundle (a replayed one, say) is refused; --allow-downgrade is the operator's way to insist.
+  const older = await update("apply", await bundle(root, "1.0.0", "good"));
+  assert.is(older.code, 3);
+  assert.match(
+    older.stderr,
+    /\npaylane-update: refused: .*1\.0\.0-good\.tar\.gz: version 1\.0\.0 is older than the current release's 1\.1\.0: a downgrade can bring back fixed flaws; pass --allow-downgrade to install it anyway \(nothing was changed\)\n$/,
+  );
+  assert.is(await readlink(join(root, "opt/paylane/current")), good);
+
   const status = JSON.parse((await update("status")).stdout) as { last: { outcome: string }; symlink: string };
   assert.is(status.last.outcome, "rolled-back");
   assert.is(`releases/${status.symlink}`, good);

@@ -162,8 +162,12 @@ program
   .command("apply <bundle>")
   .description("install the bundle as a new release, switch to it, roll back unless the daemon is healthy on it")
   .option("--sha256 <hex>", "the bundle's expected SHA-256 (refused if it differs)", sha256Flag)
-  .action(async (bundle: string, flags: { sha256?: string }) => {
-    report(await updater(globals()).apply(bundle, flags.sha256));
+  .option(
+    "--allow-downgrade",
+    "install a bundle older than the current release (refused otherwise: an old signed bundle keeps its old flaws)",
+  )
+  .action(async (bundle: string, flags: { sha256?: string; allowDowngrade?: boolean }) => {
+    report(await updater(globals()).apply(bundle, flags.sha256, { allowDowngrade: flags.allowDowngrade === true }));
   });
 
 program

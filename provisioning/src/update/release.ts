@@ -6,14 +6,19 @@
  * first 12 hex of the hash of that file list, so two builds of the same
  * sources have the same id and a changed byte gives a new one.
  *
- * Reading a bundle extracts it into a staging folder and checks it there:
- * only regular files and folders, no path outside the folder, nothing the
- * manifest does not list, every listed file present with its size and hash.
- * A bundle that fails any check never becomes a release.
+ * Reading a bundle first copies it, through one open file descriptor, into a
+ * private temporary folder (the SHA-256 the operator gave is checked on those
+ * bytes), then lists and extracts that copy — so the bytes checked are the
+ * bytes extracted, whoever can write where the bundle was downloaded. The
+ * extraction applies the listing's filter again (only regular files and
+ * folders, no link, no absolute path, no `..`, only what the manifest lists),
+ * masks modes (files 0644 or 0755, folders 0755: no setuid, setgid or
+ * world-writable bit from the archive) and checks every listed file's size
+ * and hash. A bundle that fails any check never becomes a release.
  */
 import { createHash, type KeyObject, sign, verify } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
 import * as tar from "tar";
@@ -124,6 +129,14 @@ export async function writeReleaseBundle(
   }
 }
 
+function jsonOrNull(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return null;
+  }
+}
+
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
@@ -140,25 +153,101 @@ export interface ExpectedTarget {
   signingKey?: KeyObject;
 }
 
+/** What a bundle entry may be: a plain file or folder at a safe relative path. Null when allowed, else why not. */
+function oddEntry(entry: { path: string; type: string }): string | null {
+  const clean = entry.path.replace(/^\.\//, "").replace(/\/$/, "");
+  if ((entry.type !== "File" && entry.type !== "Directory") || !SAFE_PATH.test(clean)) {
+    return `${entry.path} (${entry.type})`;
+  }
+  return null;
+}
+
+/**
+ * Copies `bundle` into a fresh folder only this user can enter (mkdtemp: 0700, root's when run as root),
+ * reading it through one open file descriptor, and hashes the bytes as it copies them. Every later step
+ * reads that copy: whoever can write where the bundle was downloaded cannot swap it between the checks
+ * and the extraction.
+ */
+async function privateCopy(bundle: string): Promise<{ dir: string; file: string; sha256: string }> {
+  const source = await open(bundle, "r").catch(() => undefined);
+  if (!source) throw new BundleRefused(`${bundle}: no such file`);
+  try {
+    if (!(await source.stat()).isFile()) throw new BundleRefused(`${bundle}: no such file`);
+    const dir = await mkdtemp(join(tmpdir(), "paylane-bundle-"));
+    const file = join(dir, "bundle.tar.gz");
+    const hash = createHash("sha256");
+    try {
+      const target = await open(file, "wx", 0o600);
+      try {
+        for await (const chunk of source.createReadStream({ autoClose: false, start: 0 })) {
+          hash.update(chunk as Buffer);
+          await target.write(chunk as Buffer);
+        }
+      } finally {
+        await target.close();
+      }
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    return { dir, file, sha256: hash.digest("hex") };
+  } finally {
+    await source.close();
+  }
+}
+
+/** Files 0644 (0755 when the bundle made them executable), folders 0755: no setuid, setgid or world-writable bits. */
+async function maskModes(dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const at = join(e.parentPath, e.name);
+    if (e.isDirectory()) await chmod(at, 0o755);
+    else if (e.isFile()) await chmod(at, (await stat(at)).mode & 0o111 ? 0o755 : 0o644);
+  }
+  await chmod(dir, 0o755);
+}
+
 /**
  * Extracts `bundle` into `into` (made here) and checks it against its manifest
  * and the machine. Throws BundleRefused naming the first problem; the caller
- * deletes `into` then.
+ * deletes `into` then. With `expectSha256`, the bytes extracted are the bytes
+ * whose hash was checked.
  */
-export async function extractRelease(bundle: string, into: string, target: ExpectedTarget): Promise<ReleaseManifest> {
-  const info = await stat(bundle).catch(() => undefined);
-  if (!info?.isFile()) throw new BundleRefused(`${bundle}: no such file`);
+export async function extractRelease(
+  bundle: string,
+  into: string,
+  target: ExpectedTarget,
+  expectSha256?: string,
+): Promise<ReleaseManifest> {
+  const copy = await privateCopy(bundle);
+  try {
+    if (expectSha256 && copy.sha256 !== expectSha256.toLowerCase()) {
+      throw new BundleRefused(`${bundle}: SHA-256 is ${copy.sha256}, expected ${expectSha256}; download it again`);
+    }
+    return await extractCopy(bundle, copy.file, into, target);
+  } finally {
+    await rm(copy.dir, { recursive: true, force: true });
+  }
+}
+
+async function extractCopy(
+  bundle: string,
+  file: string,
+  into: string,
+  target: ExpectedTarget,
+): Promise<ReleaseManifest> {
   // A first pass reads the whole archive and writes nothing: a truncated or corrupt one, or one holding
   // links, devices or paths outside the folder, is refused before a single file lands.
   const odd: string[] = [];
+  const manifestChunks: Buffer[] = [];
   try {
     await tar.t({
-      file: bundle,
+      file,
       strict: true,
       onReadEntry: (entry) => {
-        const clean = entry.path.replace(/^\.\//, "").replace(/\/$/, "");
-        if ((entry.type !== "File" && entry.type !== "Directory") || !SAFE_PATH.test(clean)) {
-          odd.push(`${entry.path} (${entry.type})`);
+        const why = oddEntry(entry);
+        if (why) odd.push(why);
+        if (!why && entry.path.replace(/^\.\//, "") === MANIFEST_NAME) {
+          entry.on("data", (chunk: Buffer) => manifestChunks.push(chunk));
         }
         entry.resume();
       },
@@ -167,8 +256,39 @@ export async function extractRelease(bundle: string, into: string, target: Expec
     throw new BundleRefused(`${bundle}: not a readable .tar.gz (${(err as Error).message}); download it again`);
   }
   if (odd.length > 0) throw new BundleRefused(`${bundle}: holds ${odd[0]}: only plain files are allowed`);
-  await mkdir(into, { recursive: true });
-  await tar.x({ file: bundle, cwd: into, strict: true, preserveOwner: false });
+  // Only what the manifest lists is written (and the folders above it); what it does not list is refused below.
+  const listedPaths = new Set([MANIFEST_NAME, SIGNATURE_NAME]);
+  const folders = new Set<string>();
+  const early = ReleaseManifest.safeParse(jsonOrNull(Buffer.concat(manifestChunks)));
+  for (const f of early.success ? early.data.files : []) {
+    listedPaths.add(f.path);
+    for (let i = f.path.indexOf("/"); i > 0; i = f.path.indexOf("/", i + 1)) folders.add(f.path.slice(0, i));
+  }
+  // The folder stays 0700 until every mode is masked; the first pass's filter again, on the same bytes.
+  await mkdir(into, { recursive: true, mode: 0o700 });
+  await chmod(into, 0o700);
+  const skipped: string[] = [];
+  const unlisted: string[] = [];
+  await tar.x({
+    file,
+    cwd: into,
+    strict: true,
+    preserveOwner: false,
+    filter: (path, entry) => {
+      const type = "type" in entry ? entry.type : "File";
+      const why = oddEntry({ path, type });
+      if (why) {
+        skipped.push(why);
+        return false;
+      }
+      const clean = path.replace(/^\.\//, "").replace(/\/$/, "");
+      if (type === "Directory" ? folders.has(clean) : listedPaths.has(clean)) return true;
+      unlisted.push(clean);
+      return false;
+    },
+  });
+  if (skipped.length > 0) throw new BundleRefused(`${bundle}: holds ${skipped[0]}: only plain files are allowed`);
+  await maskModes(into);
 
   let raw: unknown;
   let manifestBytes: Buffer;
@@ -203,6 +323,7 @@ export async function extractRelease(bundle: string, into: string, target: Expec
   if (releaseId(manifest.version, manifest.files) !== manifest.id) {
     throw new BundleRefused(`${bundle}: release id ${manifest.id} does not match its file list`);
   }
+  if (unlisted.length > 0) throw new BundleRefused(`${bundle}: holds ${unlisted[0]}, which its manifest does not list`);
   const listed = new Map(manifest.files.map((f) => [f.path, f]));
   for (const path of await filesUnder(into)) {
     if (path !== MANIFEST_NAME && path !== SIGNATURE_NAME && !listed.has(path)) {

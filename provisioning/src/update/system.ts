@@ -3,6 +3,8 @@
  * /healthz over HTTP, the wall clock, npm ci, findmnt.
  */
 import { execFile, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Clock, HealthProbe, ServiceManager } from "./updater.ts";
 
@@ -43,13 +45,44 @@ export const wallClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-/** npm ci in a release folder, as paylane-install does at first boot; its output goes to our stderr (the journal). */
-export function npmCi(dir: string): Promise<void> {
+/**
+ * The packages whose install scripts the kiosk needs (their native builds), as the root package.json's
+ * "allowScripts" lists them for the device (esbuild's is for the build machine only). Every other
+ * package's lifecycle scripts never run on the kiosk: npm runs as root there.
+ */
+export const NATIVE_PACKAGES = ["sqlite3", "@serialport/bindings-cpp", "epoll", "@pokusew/pcsclite"] as const;
+
+function run(cmd: string, args: string[], dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund"], { cwd: dir, stdio: ["ignore", 2, 2] });
+    const child = spawn(cmd, args, { cwd: dir, stdio: ["ignore", 2, 2] });
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`npm ci in ${dir} failed (exit ${code})`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args[0]} in ${dir} failed (exit ${code})`)),
+    );
   });
+}
+
+/** The native packages `dir`'s lockfile installs (anywhere in node_modules), each once. */
+async function nativeIn(dir: string): Promise<string[]> {
+  const lock = JSON.parse(await readFile(join(dir, "package-lock.json"), "utf8")) as {
+    packages?: Record<string, unknown>;
+  };
+  const installed = new Set(
+    Object.keys(lock.packages ?? {}).map((path) => path.slice(path.lastIndexOf("node_modules/") + 13)),
+  );
+  return NATIVE_PACKAGES.filter((name) => installed.has(name));
+}
+
+/**
+ * npm ci in a release folder, as paylane-install does at first boot, but with no lifecycle script at all
+ * (`--ignore-scripts`: a dependency's postinstall would run as root); then `npm rebuild` of only the native
+ * packages the release holds, which runs their install scripts (node-gyp / prebuild-install). Its output
+ * goes to our stderr (the journal).
+ */
+export async function npmCi(dir: string, npm = "npm"): Promise<void> {
+  await run(npm, ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], dir);
+  const native = await nativeIn(dir);
+  if (native.length > 0) await run(npm, ["rebuild", ...native], dir);
 }
 
 /** The read-only root (an overlay in RAM): a release written there is gone at the next reboot. */

@@ -24,7 +24,8 @@ import { randomBytes } from "node:crypto";
 import { cp, mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, stat, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BundleRefused, type ExpectedTarget, extractRelease, type ReleaseManifest, sha256File } from "./release.ts";
+import semver from "semver";
+import { BundleRefused, type ExpectedTarget, extractRelease, MANIFEST_NAME, type ReleaseManifest } from "./release.ts";
 
 /** Restarts the daemon; resolves when it reports started (systemctl restart of a Type=notify unit), rejects if it failed. */
 export interface ServiceManager {
@@ -71,6 +72,11 @@ export type Outcome =
   | { outcome: "unchanged"; to: string }
   | { outcome: "rolled-back"; from: string | null; to: string; reason: string; previousHealthy: boolean }
   | { outcome: "nothing-pending" };
+
+export interface ApplyOptions {
+  /** Install a bundle older than the current release (an operator's deliberate choice). */
+  allowDowngrade?: boolean;
+}
 
 /** The update could not be made and no rollback could fix it (e.g. no previous release). */
 export class UpdateFailed extends Error {
@@ -327,12 +333,46 @@ export class Updater {
     }
   }
 
-  /** Installs `bundle` as a new release, switches to it, and keeps it only if the daemon is healthy on it. */
-  apply(bundle: string, expectSha256?: string): Promise<Outcome> {
-    return this.#locked(() => this.#apply(bundle, expectSha256));
+  /**
+   * Installs `bundle` as a new release, switches to it, and keeps it only if the daemon is healthy on it.
+   * A bundle older than the current release is refused unless `allowDowngrade`: an old bundle stays validly
+   * signed forever, flaws and all.
+   */
+  apply(bundle: string, expectSha256?: string, options: ApplyOptions = {}): Promise<Outcome> {
+    return this.#locked(() => this.#apply(bundle, expectSha256, options));
   }
 
-  async #apply(bundle: string, expectSha256?: string): Promise<Outcome> {
+  /** The version of installed release `id`: its manifest's, else the id's prefix (`<version>-<12 hex>`). */
+  async #versionOf(id: string): Promise<string> {
+    const raw = await readFile(join(this.releases, id, MANIFEST_NAME), "utf8").catch(() => null);
+    const version = raw === null ? undefined : (JSON.parse(raw) as { version?: unknown }).version;
+    if (typeof version === "string") return version;
+    return /^(.*)-[0-9a-f]{12}$/.exec(id)?.[1] ?? id;
+  }
+
+  /** Refuses a bundle older than the running release (semver), or one whose versions cannot be compared. */
+  async #refuseDowngrade(bundle: string, manifest: ReleaseManifest, from: string | null, allow: boolean) {
+    if (from === null) return;
+    const running = await this.#versionOf(from);
+    const flag = "pass --allow-downgrade to install it anyway";
+    if (!semver.valid(manifest.version) || !semver.valid(running)) {
+      if (allow) return;
+      throw new BundleRefused(
+        `${bundle}: version ${manifest.version} cannot be compared with the current release's ${running} (not semver); ${flag}`,
+      );
+    }
+    if (semver.lt(manifest.version, running)) {
+      if (allow) {
+        this.#d.log(`downgrading from ${running} to ${manifest.version} (--allow-downgrade)`);
+        return;
+      }
+      throw new BundleRefused(
+        `${bundle}: version ${manifest.version} is older than the current release's ${running}: a downgrade can bring back fixed flaws; ${flag}`,
+      );
+    }
+  }
+
+  async #apply(bundle: string, expectSha256: string | undefined, options: ApplyOptions): Promise<Outcome> {
     const { log } = this.#d;
     if (this.#d.volatile) {
       const why = await this.#d.volatile(this.base);
@@ -345,24 +385,19 @@ export class Updater {
     for (const name of await readdir(this.releases)) {
       if (name.startsWith(".incoming-")) await rm(join(this.releases, name), { recursive: true, force: true });
     }
-    if (expectSha256) {
-      const actual = await sha256File(bundle).catch(() => {
-        throw new BundleRefused(`${bundle}: no such file`);
-      });
-      if (actual !== expectSha256.toLowerCase()) {
-        throw new BundleRefused(`${bundle}: SHA-256 is ${actual}, expected ${expectSha256}; download it again`);
-      }
-    }
     log(`checking ${bundle}`);
     const staging = join(this.releases, `.incoming-${randomBytes(4).toString("hex")}`);
     let manifest: ReleaseManifest;
+    let from: string | null;
     try {
-      manifest = await extractRelease(bundle, staging, this.#d.target);
+      // The SHA-256 is checked on the private copy that is then extracted, not on the path (which can change).
+      manifest = await extractRelease(bundle, staging, this.#d.target, expectSha256);
+      from = await this.currentRelease();
+      if (from !== manifest.id) await this.#refuseDowngrade(bundle, manifest, from, options.allowDowngrade === true);
     } catch (err) {
       await rm(staging, { recursive: true, force: true });
       throw err;
     }
-    const from = await this.currentRelease();
     const to = manifest.id;
     if (from === to) {
       await rm(staging, { recursive: true, force: true });

@@ -169,6 +169,8 @@ function oddEntry(entry: { path: string; type: string }): string | null {
  * and the extraction.
  */
 async function privateCopy(bundle: string): Promise<{ dir: string; file: string; sha256: string }> {
+  // stat first: open(2) of a FIFO would wait for a writer forever.
+  if (!(await stat(bundle).catch(() => undefined))?.isFile()) throw new BundleRefused(`${bundle}: no such file`);
   const source = await open(bundle, "r").catch(() => undefined);
   if (!source) throw new BundleRefused(`${bundle}: no such file`);
   try {

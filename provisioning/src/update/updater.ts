@@ -344,8 +344,9 @@ export class Updater {
 
   /** The version of installed release `id`: its manifest's, else the id's prefix (`<version>-<12 hex>`). */
   async #versionOf(id: string): Promise<string> {
-    const raw = await readFile(join(this.releases, id, MANIFEST_NAME), "utf8").catch(() => null);
-    const version = raw === null ? undefined : (JSON.parse(raw) as { version?: unknown }).version;
+    const version = await readFile(join(this.releases, id, MANIFEST_NAME), "utf8")
+      .then((raw) => (JSON.parse(raw) as { version?: unknown }).version)
+      .catch(() => undefined);
     if (typeof version === "string") return version;
     return /^(.*)-[0-9a-f]{12}$/.exec(id)?.[1] ?? id;
   }

@@ -94,6 +94,12 @@ test("an older signed bundle is refused (both versions and the flag in one line)
   const down = await k.updater.apply(old, undefined, { allowDowngrade: true });
   assert.equal(down, { outcome: "updated", from: v2.to, to: v1.to });
   assert.ok(k.log.includes("downgrading from 1.1.0 to 1.0.0 (--allow-downgrade)"));
+  // A version that cannot be compared cannot prove it is not older.
+  const odd = await k.signed("nightly");
+  assert.match(
+    (await refusal(() => k.updater.apply(odd))).message,
+    /version nightly cannot be compared with the current release's 1\.0\.0 \(not semver\); pass --allow-downgrade/,
+  );
 });
 
 test("a bundle swapped after its SHA-256 was checked is not what gets installed", async () => {

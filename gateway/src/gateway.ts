@@ -36,7 +36,7 @@ import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import { type Duplex, Readable } from "node:stream";
 import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import { deviceIdentity, type Identity, parseTopic, type Registry, topics } from "@paylane/protocol";
 import {
@@ -52,6 +52,7 @@ import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import { checkForward, checkPublish, checkSubscribe, checkWill, type Decision } from "./acl.ts";
+import { DeadWills, type StoredWill } from "./dead-wills.ts";
 import { DEFAULT_LIMITS, type GatewayLimits, KeyedSemaphore } from "./limits.ts";
 import { PacketSizeGuard, type Violation } from "./packet-guard.ts";
 import { RedisBackend, type RedisSharing } from "./redis.ts";
@@ -157,6 +158,8 @@ interface GatewayMetrics {
   retained: Gauge;
   shared: Counter<"outcome">;
   sharedMembers: Gauge;
+  deadWills: Counter<"outcome">;
+  willSweeps: Counter<"outcome">;
   info: Gauge<"instance" | "persistence">;
 }
 
@@ -165,6 +168,7 @@ interface Running {
   broker: Aedes;
   /** Set with the redis option. */
   backend?: RedisBackend;
+  deadWills?: DeadWills;
   shared: SharedSubscriptions;
   directory: ShareDirectory;
   listeners: Listener[];
@@ -322,33 +326,53 @@ export class Gateway {
     this.#metrics ??= this.#createMetrics();
     const metrics = this.#metrics;
 
+    // Unique per start: aedes tells brokers (and their packets) apart by id; the instance name helps a reader.
+    const brokerId = `${this.instance}-${randomUUID().slice(0, 8)}`;
+    const heartbeatMs = o.redis?.heartbeatMs ?? SHARED_HEARTBEAT_MS;
     let backend: RedisBackend | undefined;
+    let deadWills: DeadWills | undefined;
     if (o.redis) {
       backend = new RedisBackend(o.redis);
       await backend.start({
-        onLost: (err) =>
+        onLost: (err) => {
+          deadWills?.redisLost();
           log.error(
             { redis: backend?.where, err: err.message },
             "Redis connection lost: not ready (/readyz 503) and nothing is delivered until it is back; reconnecting",
-          ),
-        onBack: () => log.info({ redis: backend?.where }, "Redis connection back; ready"),
+          );
+        },
+        onBack: () => {
+          log.info({ redis: backend?.where }, "Redis connection back; ready");
+          deadWills?.redisBack();
+        },
       });
       log.info(
         { redis: backend.where, prefix: o.redis.prefix },
         "sessions, retained messages and delivery through Redis",
       );
     }
+    if (backend) {
+      const persistence = backend.persistence;
+      const wills = new DeadWills({
+        redis: backend.redis,
+        brokerId,
+        instance: this.instance,
+        heartbeatMs,
+        logger: log,
+        deleteWill: (will) => persistence.delWill(will),
+        onWill: (outcome) => metrics.deadWills.inc({ outcome }),
+        onSweep: (outcome) => metrics.willSweeps.inc({ outcome }),
+      });
+      deadWills = wills;
+      // aedes publishes whatever this stream yields: only the Wills of dead brokers' gone clients, by one instance.
+      const stream = persistence.streamWill.bind(persistence);
+      persistence.streamWill = (brokers) => Readable.from(wills.filter(stream(brokers) as AsyncIterable<StoredWill>));
+      await wills.start();
+    }
     const broker = await Aedes.createBroker({
-      // Unique per start: aedes tells brokers (and their packets) apart by id; the instance name helps a reader.
-      id: `${this.instance}-${randomUUID().slice(0, 8)}`,
+      id: brokerId,
       // The Redis modules when shared; aedes' in-memory defaults otherwise.
-      ...(backend
-        ? {
-            persistence: backend.persistence,
-            mq: backend.mq,
-            heartbeatInterval: o.redis?.heartbeatMs ?? SHARED_HEARTBEAT_MS,
-          }
-        : {}),
+      ...(backend ? { persistence: backend.persistence, mq: backend.mq, heartbeatInterval: heartbeatMs } : {}),
       maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
       connectTimeout: limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
@@ -376,10 +400,11 @@ export class Gateway {
     broker.on("clientReady", (client) => {
       if (this.#closeIfRevoked(client)) return;
       this.#live.add(client);
+      deadWills?.connected(client.id);
       log.info({ clientId: client.id }, "client connected");
     });
     broker.on("clientDisconnect", (client) => {
-      this.#live.delete(client);
+      if (this.#live.delete(client)) deadWills?.disconnected(client.id);
       log.info({ clientId: client.id }, "client disconnected");
     });
     broker.on("clientError", (client, err) => log.info({ clientId: client.id, err: err.message }, "client error"));
@@ -426,6 +451,7 @@ export class Gateway {
     const running: Running = {
       broker,
       backend,
+      deadWills,
       shared,
       directory,
       listeners: [],
@@ -502,6 +528,7 @@ export class Gateway {
     // Leaves every shared subscription and the directory first: the other instances take over its share.
     running.shared.stop();
     await running.directory.stop();
+    await running.deadWills?.stop(running.backend?.state === "ok");
     const closed = new Promise<void>((resolve) => running.broker.close(() => resolve()));
     if (running.backend?.state === "down") {
       // With Redis unreachable aedes' close never ends: mqemitter-redis QUITs connections that are
@@ -950,6 +977,18 @@ export class Gateway {
         collect() {
           this.set(gateway.#running?.shared.localMembers ?? 0);
         },
+      }),
+      deadWills: new Counter({
+        name: "paylane_gateway_dead_wills_total",
+        help: "Stored Wills of other gateway instances met in this instance's sweeps (with Redis), by outcome: published (the instance is dead and this one claimed it), connected (its client is connected again: dropped), alive (the instance is alive), other-instance (another instance claimed it)",
+        labelNames: ["outcome"],
+        registers,
+      }),
+      willSweeps: new Counter({
+        name: "paylane_gateway_will_sweeps_total",
+        help: "aedes' sweeps of dead instances' Wills (with Redis, every four heartbeats), by outcome: run, or deferred (Redis lost, or back for less than three heartbeats)",
+        labelNames: ["outcome"],
+        registers,
       }),
       info: new Gauge({
         name: "paylane_gateway_info",

@@ -12,6 +12,10 @@ declare module "aedes-persistence-redis" {
   export interface RedisPersistence {
     setup(broker: unknown): Promise<void>;
     destroy(): Promise<void>;
+    /** Stored Wills of brokers not in `brokers` (id → last heartbeat); aedes publishes what it yields. */
+    streamWill(brokers?: Record<string, number>): import("node:stream").Readable;
+    /** Deletes the Will of client `id` stored by broker `brokerId` (without a callback: a promise). */
+    delWill(client: { id: string; brokerId: string }): Promise<unknown>;
   }
   export default function createPersistence(options: RedisPersistenceOptions): RedisPersistence;
 }

@@ -1,0 +1,228 @@
+/**
+ * The Wills a dead gateway instance left in Redis, published once, and only
+ * for clients that are really gone.
+ *
+ * aedes (aedes.js `_clearWills`) has every instance, every four heartbeats,
+ * stream the stored Wills of brokers it has not heard for three heartbeats
+ * and publish them. On its own that goes wrong three ways with N instances:
+ *
+ * 1. every surviving instance publishes the same Will (N-1 copies);
+ * 2. a kiosk that already reconnected to a live instance gets its stale Will
+ *    published (aedes finds the new client and checks the Will as its own
+ *    PUBLISH), and its retained status reads "offline" while it is online;
+ * 3. after a Redis outage longer than three heartbeats, every heartbeat an
+ *    instance remembers is stale: it takes live instances (itself included)
+ *    for dead and publishes, then deletes, the Wills of connected clients.
+ *
+ * The gateway filters aedes' Will stream (`filter`), so aedes publishes only
+ * what passes, and keeps these keys under the fleet's prefix:
+ *
+ * - `wills:alive:{brokerId}`: set at every heartbeat, expiring after three;
+ *   a broker whose key is there is alive, whatever aedes remembers.
+ * - `wills:clients:{brokerId}`: the client ids connected on it (added at
+ *   CONNECT, removed at disconnect, rewritten and given the same expiry at
+ *   every heartbeat); `wills:brokers` lists the broker ids.
+ * - `wills:claim:{deadBrokerId}`: `SET NX PX`, the one instance that
+ *   publishes that dead broker's Wills; the others skip them.
+ *
+ * A Will is published only if its broker is not alive, this instance holds
+ * the claim, and no live instance lists its client id (such a Will is
+ * deleted: it is stale). Nothing is swept while Redis is lost and for three
+ * heartbeats after it is back, so every live instance has written its keys
+ * again before anyone judges it.
+ */
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+
+/** A Will as aedes-persistence-redis stores it (putWill adds the two ids). */
+export interface StoredWill {
+  topic: string;
+  clientId?: string;
+  brokerId?: string;
+}
+
+/** What happened to one stored Will of another broker in a sweep. */
+export type WillOutcome = "published" | "connected" | "alive" | "other-instance";
+
+export interface DeadWillsOptions {
+  redis: Redis;
+  brokerId: string;
+  instance: string;
+  heartbeatMs: number;
+  logger: Logger;
+  /** Deletes a stored Will (the persistence's delWill). */
+  deleteWill: (will: { id: string; brokerId: string }) => Promise<unknown>;
+  /** Counts each Will's outcome, and sweeps run or deferred. */
+  onWill?: (outcome: WillOutcome) => void;
+  onSweep?: (outcome: "run" | "deferred") => void;
+  now?: () => number;
+}
+
+const BROKERS_KEY = "wills:brokers";
+const aliveKey = (id: string) => `wills:alive:${id}`;
+const clientsKey = (id: string) => `wills:clients:${id}`;
+const claimKey = (id: string) => `wills:claim:${id}`;
+
+/** Three heartbeats: aedes' own "dead" threshold. */
+const MISSED = 3;
+/** A claim outlives a sweep by far; if its holder dies too, another takes over once it expires. */
+const CLAIM_HEARTBEATS = 10;
+
+export class DeadWills {
+  readonly #o: DeadWillsOptions;
+  readonly #now: () => number;
+  /** Connected client ids on this instance, with how many connections hold each (a takeover overlaps). */
+  readonly #connected = new Map<string, number>();
+  /** Until when sweeps wait: Infinity while Redis is lost, then three heartbeats past its return. */
+  #graceUntil = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #failing = false;
+
+  constructor(o: DeadWillsOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    await this.#beat();
+    this.#timer = setInterval(() => void this.#beat(), this.#o.heartbeatMs);
+    this.#timer.unref();
+  }
+
+  /** Removes this instance's keys (a clean stop: its clients' Wills are handled by aedes as they disconnect). */
+  async stop(reachable: boolean): Promise<void> {
+    clearInterval(this.#timer);
+    if (!reachable) return;
+    const id = this.#o.brokerId;
+    await this.#o.redis
+      .multi()
+      .del(aliveKey(id), clientsKey(id))
+      .srem(BROKERS_KEY, id)
+      .exec()
+      .catch(() => {});
+  }
+
+  connected(clientId: string): void {
+    this.#connected.set(clientId, (this.#connected.get(clientId) ?? 0) + 1);
+    const key = clientsKey(this.#o.brokerId);
+    void this.#write((m) => m.sadd(key, clientId).pexpire(key, MISSED * this.#o.heartbeatMs));
+  }
+
+  disconnected(clientId: string): void {
+    const left = (this.#connected.get(clientId) ?? 1) - 1;
+    if (left > 0) {
+      this.#connected.set(clientId, left);
+      return;
+    }
+    this.#connected.delete(clientId);
+    void this.#write((m) => m.srem(clientsKey(this.#o.brokerId), clientId));
+  }
+
+  redisLost(): void {
+    this.#graceUntil = Number.POSITIVE_INFINITY;
+  }
+
+  redisBack(): void {
+    this.#graceUntil = this.#now() + MISSED * this.#o.heartbeatMs;
+    void this.#beat();
+  }
+
+  /** aedes' stream of Wills of brokers it takes for dead, reduced to those to publish now. */
+  async *filter(wills: AsyncIterable<StoredWill>): AsyncGenerator<StoredWill> {
+    if (this.#now() < this.#graceUntil) {
+      this.#o.onSweep?.("deferred");
+      return;
+    }
+    this.#o.onSweep?.("run");
+    const self = this.#o.brokerId;
+    const verdicts = new Map<string, "alive" | "other-instance" | "ours">();
+    for await (const will of wills) {
+      const { brokerId, clientId } = will;
+      // Its own Wills aedes publishes as each client goes; stale heartbeats must not make it publish them here.
+      if (!brokerId || !clientId || brokerId === self) continue;
+      let verdict = verdicts.get(brokerId);
+      if (!verdict) {
+        verdict = await this.#judge(brokerId);
+        verdicts.set(brokerId, verdict);
+      }
+      if (verdict !== "ours") {
+        this.#o.onWill?.(verdict);
+        continue;
+      }
+      const holder = await this.#connectedOn(clientId);
+      if (holder) {
+        this.#o.onWill?.("connected");
+        this.#o.logger.info(
+          { clientId, deadBroker: brokerId, connectedOn: holder },
+          "stale Will of a dead instance dropped: its client is connected again",
+        );
+        await this.#o.deleteWill({ id: clientId, brokerId });
+        continue;
+      }
+      this.#o.onWill?.("published");
+      this.#o.logger.info({ clientId, deadBroker: brokerId, topic: will.topic }, "publishing a dead instance's Will");
+      yield will;
+    }
+  }
+
+  /** Alive (its key is fresh), claimed by another instance, or ours to publish. */
+  async #judge(brokerId: string): Promise<"alive" | "other-instance" | "ours"> {
+    const redis = this.#o.redis;
+    if ((await redis.exists(aliveKey(brokerId))) === 1) return "alive";
+    const self = this.#o.brokerId;
+    const ttl = CLAIM_HEARTBEATS * this.#o.heartbeatMs;
+    const won = await redis.set(claimKey(brokerId), self, "PX", ttl, "NX");
+    if (won === "OK") {
+      this.#o.logger.warn(
+        { deadBroker: brokerId },
+        "another gateway instance missed three heartbeats: this one publishes the Wills it left",
+      );
+      return "ours";
+    }
+    return (await redis.get(claimKey(brokerId))) === self ? "ours" : "other-instance";
+  }
+
+  /** This instance or the live one that lists the client id as connected, if any. */
+  async #connectedOn(clientId: string): Promise<string | undefined> {
+    if (this.#connected.has(clientId)) return this.#o.brokerId;
+    const redis = this.#o.redis;
+    const brokers = (await redis.smembers(BROKERS_KEY)).filter((id) => id !== this.#o.brokerId);
+    if (brokers.length === 0) return undefined;
+    const m = redis.multi();
+    for (const id of brokers) m.exists(aliveKey(id)).sismember(clientsKey(id), clientId);
+    const replies = (await m.exec()) ?? [];
+    for (let i = 0; i < brokers.length; i++) {
+      const alive = replies[2 * i]?.[1] === 1;
+      const lists = replies[2 * i + 1]?.[1] === 1;
+      if (alive && lists) return brokers[i];
+    }
+    return undefined;
+  }
+
+  /** Rewrites this instance's keys (its heartbeat). */
+  async #beat(): Promise<void> {
+    const id = this.#o.brokerId;
+    const ttl = MISSED * this.#o.heartbeatMs;
+    const ids = [...this.#connected.keys()];
+    await this.#write((m) => {
+      m.set(aliveKey(id), "1", "PX", ttl).sadd(BROKERS_KEY, id).del(clientsKey(id));
+      if (ids.length > 0) m.sadd(clientsKey(id), ...ids).pexpire(clientsKey(id), ttl);
+      return m;
+    });
+  }
+
+  async #write(step: (m: ReturnType<Redis["multi"]>) => ReturnType<Redis["multi"]>): Promise<void> {
+    // While Redis is lost the next heartbeat after it is back rewrites everything: queue nothing meanwhile.
+    if (this.#o.redis.status !== "ready") return;
+    try {
+      await step(this.#o.redis.multi()).exec();
+      if (this.#failing) this.#o.logger.info("connected-client list in Redis written again");
+      this.#failing = false;
+    } catch (err) {
+      if (!this.#failing) {
+        this.#o.logger.warn({ err: (err as Error).message }, "connected-client list: Redis write failed; retrying");
+      }
+      this.#failing = true;
+    }
+  }
+}

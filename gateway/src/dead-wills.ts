@@ -191,12 +191,17 @@ export class DeadWills {
     const m = redis.multi();
     for (const id of brokers) m.exists(aliveKey(id)).sismember(clientsKey(id), clientId);
     const replies = (await m.exec()) ?? [];
+    const dead: string[] = [];
+    let holder: string | undefined;
     for (let i = 0; i < brokers.length; i++) {
       const alive = replies[2 * i]?.[1] === 1;
       const lists = replies[2 * i + 1]?.[1] === 1;
-      if (alive && lists) return brokers[i];
+      if (!alive) dead.push(brokers[i]!);
+      else if (lists) holder ??= brokers[i];
     }
-    return undefined;
+    // A killed instance never removes itself from the list; one wrongly pruned adds itself at its next heartbeat.
+    if (dead.length > 0) await redis.srem(BROKERS_KEY, ...dead);
+    return holder;
   }
 
   /** Rewrites this instance's keys (its heartbeat). */

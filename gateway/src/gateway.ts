@@ -132,9 +132,9 @@ const AEDES_CONNECT_TIMEOUT = "connect did not arrive in time";
 const CONNACK = { serverUnavailable: 3, badUsernameOrPassword: 4, notAuthorized: 5 } as const;
 
 /**
- * aedes' broker heartbeat with Redis (its default is 60 s): another instance
+ * aedes' broker heartbeat with Redis (its default is 60 s): one instance
  * publishes the Wills of a dead instance's clients once it missed three, and
- * it looks every four.
+ * it looks every four (dead-wills.ts).
  */
 const SHARED_HEARTBEAT_MS = 10_000;
 

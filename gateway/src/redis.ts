@@ -48,7 +48,7 @@ export interface RedisSharing {
   /**
    * aedes' broker heartbeat (default 10 s; the same on every instance, as each
    * judges the others by its own): the Wills of a dead instance's clients are
-   * published once it missed three.
+   * published, by one instance, once it missed three (dead-wills.ts).
    */
   heartbeatMs?: number;
 }

@@ -24,6 +24,7 @@
  * until it is back: a client's PUBLISH then fails and aedes closes that
  * client, which reconnects (docs/scale-gateways.md).
  */
+import { redactUrl } from "@paylane/protocol/service";
 import createPersistence, { type RedisPersistence } from "aedes-persistence-redis";
 import { Redis, type RedisOptions } from "ioredis";
 import mqemitterRedis from "mqemitter-redis";
@@ -55,17 +56,6 @@ export interface RedisSharing {
 
 /** How long the start-up probe waits for Redis before saying it cannot reach it. */
 const PROBE_TIMEOUT_MS = 3000;
-
-/** `url` without its password, for messages and logs. */
-export function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(unparsable URL)";
-  }
-}
 
 export class RedisBackend {
   readonly #o: RedisSharing;
@@ -101,7 +91,7 @@ export class RedisBackend {
   }
 
   get where(): string {
-    return redactRedisUrl(this.#o.url);
+    return redactUrl(this.#o.url);
   }
 
   /**

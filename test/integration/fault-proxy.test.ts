@@ -309,6 +309,28 @@ test('cutAfter(777, "down") cuts the reply mid-stream at exactly 777 bytes, acro
   assert.is((await a.read(705)).slice(700), "still", "the other connection lives on");
 });
 
+test('cutBefore(pattern, "down") forwards everything ahead of the pattern, not the pattern; one it already forwarded does not count', async () => {
+  const a = await client();
+  a.socket.write("xxZZyy"); // ZZ passes before the cut is armed
+  await a.read(6);
+  proxy.cutBefore(Buffer.from("ZZ"), "down");
+  a.socket.write("0123456789ZZtail");
+  await bounded(a.closed, "a cut before ZZ");
+  assert.is(a.bytes, 16, "6 earlier bytes and the 10 ahead of the pattern");
+  assert.is(proxy.stats.cuts, 1);
+
+  // straddling two chunks: the first half went out before the second arrived
+  const b = await client();
+  proxy.cutBefore(Buffer.from("<END>"), "down");
+  b.socket.write("abc<EN");
+  await b.read(6);
+  b.socket.write("D>more");
+  await bounded(b.closed, "b cut inside the pattern");
+  assert.is(b.bytes, 6, "nothing past the seam");
+  assert.is(proxy.stats.cuts, 2);
+  assert.throws(() => proxy.cutBefore(Buffer.alloc(0)), /cutBefore\(pattern\)/);
+});
+
 test("blackhole drops every byte and buffers nothing; heal resumes new data only", async () => {
   const a = await client();
   a.socket.write("before");

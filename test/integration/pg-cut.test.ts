@@ -277,6 +277,9 @@ interface Round {
  */
 const MID_BATCH = 30_000;
 
+/** ReadyForQuery ('Z', length 5) of the Postgres wire protocol, ahead of its status byte. */
+const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
+
 const ROUNDS: Round[] = [
   {
     name: "RST mid-request (the statement never ran)",
@@ -290,8 +293,9 @@ const ROUNDS: Round[] = [
     name: "RST after the commit (the reply is lost: committed, not acked)",
     cutStatement: "committed everything",
     arm: (p) => {
-      // Postgres flushes the reply at Sync, after the implicit commit: its first byte is past the commit.
-      p.cutAfter(1, "down");
+      // Postgres sends ReadyForQuery only after the implicit commit at Sync. Not "the reply's first
+      // byte": a reply past its 8 KB send buffer is flushed before the commit, and a cut there races it.
+      p.cutBefore(READY_FOR_QUERY, "down");
       return () => {};
     },
   },

@@ -30,6 +30,11 @@
  *   both ways (`close`). One shot: the next cut needs a new `cutAfter`. With
  *   FIN the peer reads exactly `n` bytes; with RST it does when it keeps
  *   reading (an RST discards what still sits in a full send buffer).
+ * - `cutBefore(pattern)`: the connection whose bytes next contain `pattern`
+ *   is cut right before it: everything ahead of the pattern is forwarded,
+ *   the pattern is not. For a fault placed by the protocol rather than by a
+ *   count (e.g. before Postgres's ReadyForQuery, which it sends only after
+ *   the commit, however large the reply before it). One shot.
  * - `reset()`: RST every open connection now (`socket.resetAndDestroy()`).
  * - `refuse()`: new connections are accepted and reset at once (the client
  *   sees ECONNRESET, not ECONNREFUSED: the port stays ours); open ones live on.
@@ -102,14 +107,17 @@ interface LaneFaults {
 
 const cleanLane = (): LaneFaults => ({ latencyMs: 0, drip: undefined, blackhole: false, stalled: false });
 
+/** Forwarded bytes a lane remembers for `cutBefore`: the longest pattern it finds across chunks. */
+const TAIL_BYTES = 64;
+
 /** Above this many held bytes in one lane the sending socket is paused (latency or drip would grow without bound). */
 const HIGH_WATER = 1 << 20;
 
 /** What a lane needs from its proxy: the faults in force and the byte accounting for cuts. */
 interface Control {
   faults(dir: Direction): LaneFaults;
-  /** Bytes this lane may still forward before the armed cut fires (Infinity when none applies). */
-  allowance(dir: Direction): number;
+  /** Bytes `lane` may still forward before the armed cut fires (Infinity when none applies). */
+  allowance(lane: Lane): number;
   /** Records `n` forwarded bytes; true if that completed an armed cut (the caller cuts). */
   passed(dir: Direction, n: number): boolean;
   drop(n: number): void;
@@ -131,6 +139,8 @@ class Lane {
   #finished = false;
   #writeBlocked = false;
   #paused = false;
+  /** The last bytes forwarded: a pattern cut sees a pattern that straddles two chunks. */
+  #tail = Buffer.alloc(0);
 
   constructor(
     readonly dir: Direction,
@@ -210,7 +220,7 @@ class Lane {
         break;
       }
       const head = this.#queue[0]!;
-      const allowance = this.ctl.allowance(this.dir);
+      const allowance = this.ctl.allowance(this);
       if (allowance === 0) {
         this.link.cut(this.dir);
         return;
@@ -226,6 +236,7 @@ class Lane {
       this.#held -= n;
       this.ctl.hold(-n);
       this.#lastSentAt = now;
+      this.#tail = Buffer.concat([this.#tail, piece]).subarray(-TAIL_BYTES);
       if (!this.to.write(piece)) this.#writeBlocked = true;
       if (this.ctl.passed(this.dir, n)) {
         this.link.cut(this.dir);
@@ -237,6 +248,21 @@ class Lane {
       this.#finished = true;
       this.to.end();
     }
+  }
+
+  /**
+   * Bytes ahead of `pattern` in what this lane holds next (its head chunk); 0 when the
+   * pattern began in bytes already forwarded; Infinity when it is not there.
+   */
+  before(pattern: Buffer): number {
+    const head = this.#queue[0];
+    if (!head) return Number.POSITIVE_INFINITY;
+    // Shorter than two patterns, so any occurrence in it straddles the seam: it began in forwarded bytes.
+    const k = pattern.length - 1;
+    const seam = Buffer.concat([this.#tail.subarray(Math.max(0, this.#tail.length - k)), head.subarray(0, k)]);
+    if (k > 0 && seam.includes(pattern)) return 0;
+    const at = head.indexOf(pattern);
+    return at === -1 ? Number.POSITIVE_INFINITY : at;
   }
 
   /** Pauses the sender while the receiver is full or too much is held, resumes when not. */
@@ -309,7 +335,10 @@ export class FaultProxy {
   readonly #links = new Set<Link>();
   #nextId = 1;
   #faults: Record<Direction, LaneFaults> = { up: cleanLane(), down: cleanLane() };
-  #cut: { remaining: number; direction: Directions; how: CutHow } | undefined;
+  #cut:
+    | { remaining: number; pattern?: undefined; direction: Directions; how: CutHow }
+    | { remaining?: undefined; pattern: Buffer; direction: Directions; how: CutHow }
+    | undefined;
   #refusing = false;
   #stats: FaultProxyStats = {
     connections: 0,
@@ -325,12 +354,17 @@ export class FaultProxy {
 
   readonly #ctl: Control = {
     faults: (dir) => this.#faults[dir],
-    allowance: (dir) => (this.#cut && applies(this.#cut.direction, dir) ? this.#cut.remaining : Infinity),
+    allowance: (lane) => {
+      const cut = this.#cut;
+      if (!cut || !applies(cut.direction, lane.dir)) return Number.POSITIVE_INFINITY;
+      return cut.pattern ? lane.before(cut.pattern) : cut.remaining;
+    },
     passed: (dir, n) => {
       if (dir === "up") this.#stats.bytesUp += n;
       else this.#stats.bytesDown += n;
       const cut = this.#cut;
-      if (!cut || !applies(cut.direction, dir)) return false;
+      // a pattern cut fires when the lane finds its allowance at 0, before the pattern's first byte
+      if (!cut || cut.pattern || !applies(cut.direction, dir)) return false;
       cut.remaining -= n;
       return cut.remaining === 0;
     },
@@ -437,6 +471,16 @@ export class FaultProxy {
     this.#cut = { remaining: nBytes, direction, how };
     // with nBytes = 0 a lane holding bytes must cut now, not at its next chunk
     if (nBytes === 0) this.#repump();
+    return this;
+  }
+
+  /** Cuts the connection whose bytes next contain `pattern`, right before it (one shot). */
+  cutBefore(pattern: Buffer, direction: Directions = "both", how: CutHow = "reset"): this {
+    if (pattern.length === 0 || pattern.length > TAIL_BYTES) {
+      throw new Error(`cutBefore(pattern): expected 1 to ${TAIL_BYTES} bytes, got ${pattern.length}`);
+    }
+    this.#cut = { pattern, direction, how };
+    this.#repump();
     return this;
   }
 

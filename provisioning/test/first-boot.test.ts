@@ -6,13 +6,14 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { link, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { link, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { KioskImageOptions } from "../src/kiosk-image/contents.ts";
 import { ASSETS, kioskImageContents, wpaPsk } from "../src/kiosk-image/index.ts";
+import { NATIVE_PACKAGES } from "../src/update/system.ts";
 
 const STOCK_CMDLINE =
   "console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 fsck.repair=yes rootwait\n";
@@ -310,10 +311,23 @@ async function installRun(nodeVersion: string, readOnly = false) {
   // As firstrun.sh leaves it: the bundle is the first release, current points at it (kiosk-updates.md).
   await mkdir(join(app, "releases/1.0.0-0123456789ab"), { recursive: true });
   await symlink("releases/1.0.0-0123456789ab", join(app, "current"));
+  // Two of the native packages (one nested), one that only looks like one, and no pcsclite.
+  const lock = {
+    packages: {
+      "": {},
+      "node_modules/sqlite3": {},
+      "node_modules/onoff/node_modules/epoll": {},
+      "node_modules/sqlite3-lookalike": {},
+      "node_modules/@serialport/bindings-cpp": {},
+    },
+  };
+  await writeFile(join(app, "releases/1.0.0-0123456789ab/package-lock.json"), JSON.stringify(lock, null, 2));
   if (readOnly) await writeFile(join(app, "read-only-root"), "");
   const run = await runScript(join(ASSETS, "bin/paylane-install"), { ROOT: root }, bin, log);
   return { app, ...run };
 }
+
+const NPM_CI = "npm ci --omit=dev --ignore-scripts --no-audit --no-fund";
 
 test("paylane-install: apt, then npm ci in /opt/paylane, then the kiosk starts", async () => {
   const run = await installRun("20.19.2");
@@ -326,7 +340,12 @@ test("paylane-install: apt, then npm ci in /opt/paylane, then the kiosk starts",
     run.calls.join("\n"),
   );
   assert.ok(run.calls.some((c) => /^apt-get install .*chromium$/.test(c)));
-  assert.ok(run.calls.includes("npm ci --omit=dev --no-audit --no-fund"));
+  // No dependency's install script runs as root; only the native packages the lockfile holds are built.
+  assert.ok(run.calls.includes(NPM_CI), run.calls.join("\n"));
+  assert.equal(
+    run.calls.filter((c) => c.startsWith("npm ")),
+    [NPM_CI, "npm rebuild sqlite3 @serialport/bindings-cpp epoll"],
+  );
   assert.ok(existsSync(join(run.app, ".installed")));
   assert.ok(existsSync(join(run.app, "releases/1.0.0-0123456789ab/.complete")), "the release is marked whole");
   assert.ok(run.calls.includes("systemctl --no-block start paylane-device.service paylane-kiosk-ui.service"));
@@ -343,11 +362,17 @@ test("paylane-install refuses Bookworm's Node 18 with the way out, and installs 
 test("paylane-install turns the read-only root on only after installing, then reboots", async () => {
   const run = await installRun("22.12.0", true);
   assert.is(run.status, 0, run.output);
-  const npm = run.calls.indexOf("npm ci --omit=dev --no-audit --no-fund");
+  const npm = run.calls.indexOf(NPM_CI);
   const overlay = run.calls.indexOf("raspi-config nonint do_overlayfs 0");
   assert.ok(npm >= 0 && overlay > npm, run.calls.join("\n"));
   assert.ok(run.calls.includes("systemctl --no-block reboot"));
   assert.not.ok(existsSync(join(run.app, "read-only-root")));
+});
+
+test("paylane-install builds the same native packages paylane-update does", async () => {
+  const script = await readFile(join(ASSETS, "bin/paylane-install"), "utf8");
+  const listed = /^NATIVE_PACKAGES=\(([^)]*)\)$/m.exec(script)?.[1]?.split(/\s+/);
+  assert.equal(listed, [...NATIVE_PACKAGES], "one list in two languages: change both");
 });
 
 test("every shell script passes shellcheck", () => {

@@ -10,7 +10,7 @@
  *   app/paylane-device.mjs             the daemon; finds ../package.json (its version) and
  *   app/dist/kiosk/                    the UI (index.html, app.js) where @paylane/ui/dist points
  *                                      once bundled: both resolve against import.meta.url
- *   node_modules/                      made on the Pi by `npm ci --omit=dev` (paylane-install.service)
+ *   node_modules/                      made on the Pi by `npm ci --omit=dev --ignore-scripts` + native rebuilds (paylane-install)
  *
  * Native modules reach the Pi by `npm ci` on it, not baked in: epoll (GPIO via
  * onoff) and @pokusew/pcsclite (USB NFC readers) publish no prebuilds and always

@@ -74,7 +74,7 @@ async function nativeIn(dir: string): Promise<string[]> {
 }
 
 /**
- * npm ci in a release folder, as paylane-install does at first boot, but with no lifecycle script at all
+ * npm ci in a release folder, as paylane-install does at first boot: with no lifecycle script at all
  * (`--ignore-scripts`: a dependency's postinstall would run as root); then `npm rebuild` of only the native
  * packages the release holds, which runs their install scripts (node-gyp / prebuild-install). Its output
  * goes to our stderr (the journal).

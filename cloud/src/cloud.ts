@@ -28,6 +28,7 @@ import type { Logger } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { bootstrapFirstAdmin, FIRST_ADMIN } from "./accounts/bootstrap.ts";
 import { AlertService, alertSettings } from "./alerts/notifier.ts";
+import { ApiInstances } from "./api/api-instances.ts";
 import { createApi } from "./api/app.ts";
 import { LiveSockets } from "./api/live.ts";
 import { Bridge, type BridgeOptions } from "./bridge/bridge.ts";
@@ -109,6 +110,8 @@ export class CloudService {
   #metricsHttp: Listening | undefined;
   /** The rate limits' own Redis connection: no offline queue, so a Redis outage falls back to in-process counting at once. */
   #limitsRedis: Redis | undefined;
+  /** The count of live API instances: each one's share of the limits while Redis is away. */
+  #apiInstances: ApiInstances | undefined;
   #purgeTimer: unknown;
   #commands: CommandDesk | undefined;
   #configs: ConfigDesk | undefined;
@@ -361,6 +364,15 @@ export class CloudService {
       await this.#limitsRedis.connect().catch((err: Error) => {
         throw new Error(`cannot connect to REDIS_URL for the rate limits: ${err.message}`);
       });
+      this.#apiInstances = new ApiInstances({
+        redis: this.#limitsRedis,
+        instance: c.CLOUD_INSTANCE,
+        prefix: c.REDIS_PREFIX,
+        now: this.#now,
+        timers: this.#o.timers,
+        logger: this.#log,
+      });
+      await this.#apiInstances.start();
     }
     for (const [name, value] of [
       ["CLOUD_RATE_PER_CREDENTIAL", c.CLOUD_RATE_PER_CREDENTIAL],
@@ -532,6 +544,8 @@ export class CloudService {
     this.#leader = undefined;
     await this.#latestTelemetry?.close();
     await this.#presence?.close();
+    await this.#apiInstances?.stop();
+    this.#apiInstances = undefined;
     this.#limitsRedis?.disconnect();
     this.#limitsRedis = undefined;
     this.#stopAnnouncingStatuses?.();

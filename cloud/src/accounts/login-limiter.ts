@@ -14,7 +14,9 @@
  * Keys are digests of the username as typed, whether or not it exists, so a
  * refusal never tells which accounts exist. Each attempt is spent before the
  * password is checked (a burst sent at once cannot all pass a check made
- * before any failed) and given back when it succeeds.
+ * before any failed) and given back when it succeeds. While Redis is away each
+ * API instance counts in process, its share of each limit and of the free
+ * failures (api/api-instances.ts); a lock is per instance meanwhile.
  */
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
@@ -25,6 +27,7 @@ import {
   RateLimiterRedis,
   RateLimiterRes,
 } from "rate-limiter-flexible";
+import { budgetBehind, insuranceLimiter } from "../api/api-instances.ts";
 
 export interface LoginLimitOptions {
   /** Failed logins per account per hour; 0: no limit. */
@@ -66,13 +69,13 @@ export class LoginLimiter {
     this.#o = { ...DEFAULT_LOGIN_LIMITS, ...o };
     const make = (name: string, points: number, duration: number): RateLimiterAbstract => {
       const base: IRateLimiterOptions = { points, duration, keyPrefix: `${o.prefix ?? "paylane:"}rl:login-${name}` };
-      // Redis away: counted in process meanwhile, rather than refusing every login or none.
+      // Redis away: counted in process meanwhile (this instance's share), rather than refusing every login or none.
       return o.redis
         ? new RateLimiterRedis({
             ...base,
             storeClient: o.redis,
             rejectIfRedisNotReady: true,
-            insuranceLimiter: new RateLimiterMemory(base),
+            insuranceLimiter: insuranceLimiter(o.redis, base),
           })
         : new RateLimiterMemory(base);
     };
@@ -105,7 +108,7 @@ export class LoginLimiter {
   async failed(username: string): Promise<number> {
     const account = accountKey(username);
     const streak = await this.#streak.penalty(account);
-    const beyond = streak.consumedPoints - this.#o.freeFailures;
+    const beyond = streak.consumedPoints - budgetBehind(streak, this.#o.freeFailures);
     if (beyond < 0) return 0;
     const lock = Math.min(this.#o.maxLockSeconds, this.#o.firstLockSeconds * 2 ** Math.min(beyond, 30));
     await this.#lock.block(account, lock);

@@ -15,7 +15,8 @@
  * A credential is keyed by a digest of the header as presented, so nobody can
  * spend a kiosk's budget without its secret. Over budget: 429 problem+json
  * with `Retry-After` (seconds). A limit of 0 turns that budget off (logged at
- * start by the cloud).
+ * start by the cloud). While Redis is away each instance counts in process,
+ * its share of each budget (api-instances.ts).
  */
 import { createHash } from "node:crypto";
 import { problemResponse } from "@paylane/protocol";
@@ -24,6 +25,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Redis } from "ioredis";
 import type { Registry as MetricsRegistry } from "prom-client";
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
+import { budgetBehind, insuranceLimiter } from "./api-instances.ts";
 
 export interface RateLimitOptions {
   /** The window every budget is counted over (seconds). */
@@ -50,12 +52,12 @@ export function rateLimit(o: RateLimitOptions): MiddlewareHandler {
     if (points <= 0) return undefined;
     const base = { points, duration: o.windowSeconds, keyPrefix: `${o.prefix ?? "paylane:"}rl:${name}` };
     if (!o.redis) return new RateLimiterMemory(base);
-    // Redis away: count in process meanwhile, rather than refuse everyone or nobody.
+    // Redis away: count in process meanwhile (this instance's share), rather than refuse everyone or nobody.
     return new RateLimiterRedis({
       ...base,
       storeClient: o.redis,
       rejectIfRedisNotReady: true,
-      insuranceLimiter: new RateLimiterMemory(base),
+      insuranceLimiter: insuranceLimiter(o.redis, base),
     });
   };
   const byCredential = make("credential", o.perCredential);
@@ -106,7 +108,7 @@ export function rateLimit(o: RateLimitOptions): MiddlewareHandler {
     const address = clientAddress(c, o.trustProxy ?? false);
     if (failures) {
       const spent = await failures.get(address);
-      if (spent && spent.consumedPoints >= o.authFailures) {
+      if (spent && spent.consumedPoints >= budgetBehind(spent, o.authFailures)) {
         return tooMany(
           "auth-failures",
           spent,

@@ -3,7 +3,9 @@
  * API's own limits: in Redis when the cloud has one, in process otherwise).
  * `POST /api/v1/enrol` has no other credential than the claim code, so an
  * address that keeps failing is refused before any code is looked up: a
- * 20-digit code cannot be guessed 10 tries a minute at a time.
+ * 20-digit code cannot be guessed 10 tries a minute at a time. While Redis is
+ * away each API instance counts its share of the budget in process
+ * (api/api-instances.ts).
  */
 import type { Redis } from "ioredis";
 import {
@@ -12,6 +14,7 @@ import {
   RateLimiterRedis,
   type RateLimiterRes,
 } from "rate-limiter-flexible";
+import { budgetBehind, insuranceLimiter } from "../api/api-instances.ts";
 
 export const DEFAULT_ENROL_FAILURES_PER_MINUTE = 10;
 
@@ -35,7 +38,7 @@ export class EnrolLimiter {
           ...base,
           storeClient: o.redis,
           rejectIfRedisNotReady: true,
-          insuranceLimiter: new RateLimiterMemory(base),
+          insuranceLimiter: insuranceLimiter(o.redis, base),
         })
       : new RateLimiterMemory(base);
   }
@@ -56,7 +59,7 @@ export class EnrolLimiter {
       const refused = res as RateLimiterRes;
       return {
         wait: Math.max(1, Math.ceil(refused.msBeforeNext / 1000)),
-        first: refused.consumedPoints === this.#limit + 1,
+        first: refused.consumedPoints === budgetBehind(refused, this.#limit) + 1,
       };
     }
   }

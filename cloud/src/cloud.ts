@@ -229,6 +229,7 @@ export class CloudService {
           );
       },
       this.#log,
+      { pollMs: c.REGISTRY_POLL_MS },
     );
     this.#ownsDb = !this.#o.db;
     const db = this.#o.db ?? (await openDatabase(c));

@@ -27,6 +27,8 @@ export interface GatewayConfig {
   mqttHost: string;
   httpPort: number;
   registryPath: string;
+  /** REGISTRY_POLL_MS: also look at the registry file this often (a network file system); unset: watch only. */
+  registryPollMs?: number;
   logLevel: LevelWithSilent;
   limits: GatewayLimits;
   /** Set when MQTT_TLS_CERT and MQTT_TLS_KEY are. */
@@ -64,6 +66,11 @@ export const GatewayEnvSchema = z
       .trim()
       .min(1, "required: the path of the device registry JSON the gateway authenticates against")
       .describe("device registry JSON (required); watched, and SIGHUP reloads it"),
+    REGISTRY_POLL_MS: envInteger(100, 3_600_000, "milliseconds between looks at the registry file, 100 to 3600000")
+      .optional()
+      .describe(
+        "also look at the registry file this often, for writes a file watch cannot see (a network file system shared by several nodes: NFS, EFS, Azure Files); unset: watch only",
+      ),
     MQTT_PORT: envPort().default(DEFAULTS.MQTT_PORT).describe("plain MQTT port"),
     MQTT_HOST: z.string().trim().default(DEFAULTS.MQTT_HOST).describe("listen address for every listener and HTTP"),
     MQTT_TLS_CERT: filePath("PEM certificate chain; with MQTT_TLS_KEY it turns on mqtts"),
@@ -172,6 +179,8 @@ export function parseGatewayEnv(env: Env): GatewayConfig {
     mqttHost: e.MQTT_HOST || DEFAULTS.MQTT_HOST,
     httpPort: e.GATEWAY_HTTP_PORT,
     registryPath: e.REGISTRY_PATH,
+    // Only when set: a configuration without it reads (and compares) as it did before the key existed.
+    ...(e.REGISTRY_POLL_MS !== undefined && { registryPollMs: e.REGISTRY_POLL_MS }),
     logLevel: e.LOG_LEVEL,
     limits: {
       maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,

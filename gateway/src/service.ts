@@ -108,7 +108,9 @@ export class GatewayService {
       configure: problemClientErrors,
     });
     logger.info({ port: this.#http.port }, "health and metrics listening");
-    this.#stopWatchingRegistry = watchRegistry(config.registryPath, (next) => gateway.replaceRegistry(next), logger);
+    this.#stopWatchingRegistry = watchRegistry(config.registryPath, (next) => gateway.replaceRegistry(next), logger, {
+      pollMs: config.registryPollMs,
+    });
   }
 
   async stop(): Promise<void> {

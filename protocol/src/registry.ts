@@ -7,12 +7,13 @@
  * device's own config.
  */
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from "node:crypto";
-import { type FSWatcher, watch } from "node:fs";
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { type FSWatcher, type Stats, statSync, watch } from "node:fs";
+import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
 import { z } from "zod";
 import { validate } from "./codec.ts";
+import { realTimers, type Timers } from "./timers.ts";
 import { type DeviceAddress, ID_PATTERN, RESERVED_SITES } from "./topics.ts";
 
 const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
@@ -277,6 +278,20 @@ export interface RegistryWatchLogger {
 export interface RegistryWatchOptions {
   /** Quiet time after the last change before the file is read (default 50 ms): editors write in steps. */
   debounceMs?: number;
+  /**
+   * Also look at the file every `pollMs` (its size, mtime and inode; the content only when one of
+   * them changed). Unset: no poll. A file watch sees only what this machine's kernel writes: on a
+   * network file system (NFS, EFS, Azure Files, CephFS) another node's write never reaches it.
+   */
+  pollMs?: number;
+  /** For the debounce and the poll (default: the real ones); tests drive them. */
+  timers?: Timers;
+}
+
+/** What a poll compares: a change of any of these makes it read the file. */
+function fileSignature(stats: Stats | undefined, err?: unknown): string {
+  if (!stats) return `missing:${(err as NodeJS.ErrnoException | undefined)?.code ?? "?"}`;
+  return `${stats.size}:${stats.mtimeMs}:${stats.ino}`;
 }
 
 /**
@@ -284,7 +299,9 @@ export interface RegistryWatchOptions {
  * device or service removed or rotated in the file loses access without a
  * restart. The directory is watched, not the file: `Registry.save` (and most
  * editors) replace the file by renaming a new one over it, which a watch on
- * the old inode would never see.
+ * the old inode would never see. With `pollMs`, the file is also looked at
+ * on that period, for writers the watch cannot see (another node of a
+ * network file system).
  *
  * A version that does not load (half written by a tool that does not write
  * atomically, or broken by hand) is logged and skipped; the caller keeps the
@@ -298,8 +315,11 @@ export function watchRegistry(
   options: RegistryWatchOptions = {},
 ): () => void {
   const debounceMs = options.debounceMs ?? 50;
+  const timers = options.timers ?? realTimers;
+  const pollMs = options.pollMs;
   const name = basename(path);
-  let timer: NodeJS.Timeout | undefined;
+  let timer: unknown;
+  let pollTimer: unknown;
   let stopped = false;
   /** sha256 of the content last handed to onChange. */
   let lastDigest: string | undefined;
@@ -318,8 +338,9 @@ export function watchRegistry(
   };
 
   const schedule = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
+    if (stopped) return;
+    timers.clearTimeout(timer);
+    timer = timers.setTimeout(() => {
       timer = undefined;
       reading = reading
         .then(reload)
@@ -340,16 +361,53 @@ export function watchRegistry(
   const onHangup = () => schedule();
   process.on("SIGHUP", onHangup);
   watcher.on("error", (err) => {
-    logger.error({ path, err: err.message }, "registry watch failed; changes need a SIGHUP or a restart");
+    logger.error(
+      { path, err: err.message },
+      pollMs === undefined
+        ? "registry watch failed; changes need a SIGHUP or a restart"
+        : `registry watch failed; changes are seen by the poll every ${pollMs} ms`,
+    );
     watcher?.close();
     watcher = undefined;
   });
 
+  if (pollMs !== undefined) {
+    // Taken now, synchronously: a write between this call and the first poll must count as a change.
+    let seen: string;
+    try {
+      seen = fileSignature(statSync(path));
+    } catch (err) {
+      seen = fileSignature(undefined, err);
+    }
+    const poll = async () => {
+      const now = await stat(path).then(
+        (stats) => fileSignature(stats),
+        (err: unknown) => fileSignature(undefined, err),
+      );
+      if (stopped) return;
+      // A file that stays missing (or unreadable) is reported once, by the read its change schedules.
+      if (now !== seen) {
+        seen = now;
+        schedule();
+      }
+      pollTimer = timers.setTimeout(() => void poll(), pollMs);
+      unref(pollTimer);
+    };
+    pollTimer = timers.setTimeout(() => void poll(), pollMs);
+    unref(pollTimer);
+  }
+
   return () => {
     stopped = true;
     process.off("SIGHUP", onHangup);
-    clearTimeout(timer);
+    timers.clearTimeout(timer);
+    timers.clearTimeout(pollTimer);
     watcher?.close();
     watcher = undefined;
   };
+}
+
+/** Like the watch (`persistent: false`), the poll holds no process open: the caller's servers do. */
+function unref(handle: unknown): void {
+  (handle as { unref?: () => void } | undefined)?.unref?.();
 }

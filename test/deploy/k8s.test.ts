@@ -3,7 +3,9 @@
  * Kubernetes object, and the policies of issue 19 hold in each: probes on /readyz and /healthz, requests
  * and limits, non-root and read-only pods, spread over zones, autoscalers (CPU for the API and the bridge,
  * connections per pod for the gateway), a disruption budget per Deployment, a Service per port, default-deny
- * NetworkPolicies where only the pods docs/kubernetes.md names reach Postgres, and no secret in git.
+ * NetworkPolicies where only the pods docs/kubernetes.md names reach Postgres, and no secret in git. The device
+ * registry is a ReadWriteMany claim that the API mounts read-write and the others read-only, each polling it;
+ * the API's seed step is run for real (sh, in a temporary directory) to show it never overwrites a registry.
  *
  * Validation is two checks from one package, kubernetes-models (the Kubernetes OpenAPI schemas):
  * its `validate()` (the JSON schema: types, required fields, formats), and, because those schemas let
@@ -11,8 +13,19 @@
  * declarations, so a misspelt field (`readinesProbe`) fails too. The control cases prove both reject.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Registry } from "@paylane/protocol";
 import ts from "typescript";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -188,6 +201,26 @@ async function rendered(overlay: Overlay): Promise<Obj[]> {
 }
 
 const DEPLOYMENTS = ["paylane-api", "paylane-bridge", "paylane-gateway"];
+const REGISTRY_CLAIM = "paylane-registry";
+const REGISTRY_FILE = "registry.json";
+
+/** The API's init container that writes the first registry.json. */
+function seedContainer(api: Obj): Obj {
+  const seed = (api.spec.template.spec.initContainers ?? []).find((c: Obj) => c.name === "seed-registry");
+  assert.ok(seed, "the API has a seed-registry init container");
+  return seed as Obj;
+}
+
+/** Runs an init container's shell command as the pod would (its command and args), with `env`. */
+function runInit(container: Obj, env: Record<string, string>) {
+  const [bin, ...flags] = container.command as string[];
+  const r = spawnSync(bin as string, [...flags, ...(container.args as string[])], {
+    env: { PATH: process.env.PATH, ...env },
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 const it = suite("deploy/k8s");
 
 // --- the validator itself ----------------------------------------------------------------------------
@@ -250,7 +283,8 @@ for (const overlay of OVERLAYS) {
       assert.is(pod.securityContext?.runAsNonRoot, true, `${where}: runAsNonRoot`);
       assert.is(pod.securityContext?.seccompProfile?.type, "RuntimeDefault", `${where}: seccomp RuntimeDefault`);
       assert.is(pod.automountServiceAccountToken, false, `${where}: no API token mounted`);
-      for (const c of pod.containers) {
+      // Init containers too: Pod Security Admission "restricted" checks them as it checks the others.
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
         const sc = c.securityContext ?? {};
         assert.is(sc.readOnlyRootFilesystem, true, `${where}/${c.name}: read-only root filesystem`);
         assert.is(sc.allowPrivilegeEscalation, false, `${where}/${c.name}: no privilege escalation`);
@@ -308,6 +342,9 @@ for (const overlay of OVERLAYS) {
             key in (cm.data ?? {}),
             `${d.metadata.name}: ${variable}: ConfigMap ${cm.metadata.name} has ${key}`,
           );
+        } else if (volume.persistentVolumeClaim) {
+          // A claim's content is written at run time: the registry's is checked in its own test below.
+          named(objects, "PersistentVolumeClaim", volume.persistentVolumeClaim.claimName);
         } else {
           assert.ok(volume.secret, `${d.metadata.name}: ${variable} is in a ConfigMap or a Secret`);
           // kubernetes.io/tls Secrets hold tls.crt and tls.key
@@ -336,6 +373,61 @@ for (const overlay of OVERLAYS) {
         assert.is(svc.spec.ports[0].port, Number(mqtt.port), "MQTT_URL names the gateway's plain MQTT Service");
       }
     }
+  });
+
+  it(`${overlay}: the registry is a ReadWriteMany claim, read-write in the API, read-only elsewhere, polled by all`, async () => {
+    const objects = await rendered(overlay);
+    const claim = named(objects, "PersistentVolumeClaim", REGISTRY_CLAIM);
+    assert.equal(claim.spec.accessModes, ["ReadWriteMany"], `${overlay}: pods on several nodes mount it at once`);
+    assert.not.ok(
+      ofKind(objects, "ConfigMap").some((cm) => cm.metadata.name === REGISTRY_CLAIM),
+      `${overlay}: the registry is no ConfigMap any more`,
+    );
+    for (const d of ofKind(objects, "Deployment")) {
+      const name = d.metadata.name;
+      const pod = d.spec.template.spec;
+      const volume = pod.volumes.find((v: Obj) => v.persistentVolumeClaim?.claimName === REGISTRY_CLAIM);
+      assert.ok(volume, `${overlay} ${name}: mounts the registry claim`);
+      const writes = name === "paylane-api";
+      if (!writes) assert.is(volume.persistentVolumeClaim.readOnly, true, `${overlay} ${name}: the claim is read-only`);
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+        for (const m of (c.volumeMounts ?? []).filter((m: Obj) => m.name === volume.name)) {
+          assert.is(
+            Boolean(m.readOnly),
+            !writes,
+            `${overlay} ${name}/${c.name}: ${writes ? "read-write" : "read-only"}`,
+          );
+        }
+      }
+      const [c] = pod.containers;
+      const env = environment(objects, c);
+      const mount = c.volumeMounts.find((m: Obj) => m.name === volume.name);
+      assert.is(env.get("REGISTRY_PATH"), `${mount?.mountPath}/${REGISTRY_FILE}`, `${overlay} ${name}: REGISTRY_PATH`);
+      // Another node's write reaches no file watch: each pod polls, with a value its own schema accepts.
+      const schema = name === "paylane-gateway" ? GatewayEnvSchema : CloudEnvSchema;
+      const poll = schema.shape.REGISTRY_POLL_MS.safeParse(env.get("REGISTRY_POLL_MS"));
+      assert.ok(poll.success && typeof poll.data === "number", `${overlay} ${name}: REGISTRY_POLL_MS is set and valid`);
+    }
+
+    // The API seeds the volume from the overlay's registry.json, which must be a registry the services load.
+    const api = named(objects, "Deployment", "paylane-api");
+    const seed = seedContainer(api);
+    const seedEnv = environment(objects, seed);
+    const [apiContainer] = api.spec.template.spec.containers;
+    const configRef = seed.env.find((e: Obj) => e.name === "REGISTRY_PATH")?.valueFrom?.configMapKeyRef;
+    assert.ok(configRef, `${overlay}: the seed step reads REGISTRY_PATH from a ConfigMap`);
+    assert.ok(
+      apiContainer.envFrom.some((f: Obj) => f.configMapRef?.name === configRef.name),
+      `${overlay}: from the ConfigMap the API reads, so both name the same file`,
+    );
+    const seedPath = seedEnv.get("REGISTRY_SEED") ?? "";
+    const seedMount = seed.volumeMounts.find((m: Obj) => seedPath.startsWith(`${m.mountPath}/`));
+    assert.ok(seedMount?.readOnly, `${overlay}: REGISTRY_SEED=${seedPath} is in a read-only mount`);
+    const seedVolume = api.spec.template.spec.volumes.find((v: Obj) => v.name === seedMount.name);
+    const seedMap = named(objects, "ConfigMap", seedVolume.configMap.name);
+    const seedText = seedMap.data?.[seedPath.slice(seedMount.mountPath.length + 1)];
+    assert.ok(seedText, `${overlay}: ConfigMap ${seedMap.metadata.name} holds the seed`);
+    Registry.fromText(seedText, `${overlay} seed`);
   });
 
   it(`${overlay}: autoscalers on CPU (API, bridge) and on connections per gateway; a PDB per Deployment`, async () => {
@@ -480,6 +572,73 @@ for (const overlay of OVERLAYS) {
     }
   });
 }
+
+it("seed-registry, run for real: writes the seed into an empty volume, and never over a registry", async () => {
+  const seed = seedContainer(named(await rendered("prod"), "Deployment", "paylane-api"));
+  const dir = mkdtempSync(join(tmpdir(), "paylane-seed-registry-"));
+  try {
+    // As the pod has them: the seed behind a ConfigMap mount's symlink, an empty volume beside it.
+    const seedData = join(dir, "seed", "..data");
+    mkdirSync(seedData, { recursive: true });
+    const seedText = readFileSync(join(root, "deploy", "k8s", "overlays", "prod", REGISTRY_FILE), "utf8");
+    writeFileSync(join(seedData, REGISTRY_FILE), seedText);
+    symlinkSync(join("..data", REGISTRY_FILE), join(dir, "seed", REGISTRY_FILE));
+    const volume = join(dir, "volume");
+    mkdirSync(volume);
+    const env = { REGISTRY_PATH: join(volume, REGISTRY_FILE), REGISTRY_SEED: join(dir, "seed", REGISTRY_FILE) };
+
+    const first = runInit(seed, env);
+    assert.is(first.status, 0, first.stderr);
+    assert.match(first.stdout, "written from");
+    assert.is(readFileSync(env.REGISTRY_PATH, "utf8"), seedText, "an empty volume gets the seed");
+    assert.equal(readdirSync(volume), [REGISTRY_FILE], "no lock and no temporary file left behind");
+
+    // The API enrols a kiosk; the pod restarts (or another API pod starts): the registry stays as it is.
+    const enrolled = seedText.replace(
+      '"devices": []',
+      '"devices": [{ "site": "s1", "device": "k1", "secretHash": "…" }]',
+    );
+    assert.is.not(enrolled, seedText);
+    writeFileSync(env.REGISTRY_PATH, enrolled);
+    const second = runInit(seed, env);
+    assert.is(second.status, 0, second.stderr);
+    assert.ok(readFileSync(env.REGISTRY_PATH, "utf8") === enrolled, "the enrolled kiosk is still there");
+    assert.match(second.stdout, "kept as it is");
+    assert.equal(readdirSync(volume), [REGISTRY_FILE]);
+
+    // A lock left by a process that died holding it (untouched for two minutes) does not block the seed.
+    rmSync(env.REGISTRY_PATH);
+    const lock = `${env.REGISTRY_PATH}.lock`;
+    mkdirSync(lock);
+    const twoMinutesAgo = new Date(Date.now() - 120_000);
+    utimesSync(lock, twoMinutesAgo, twoMinutesAgo);
+    const stale = runInit(seed, env);
+    assert.is(stale.status, 0, stale.stderr);
+    assert.match(stale.stdout, "left by a process that died");
+    assert.is(readFileSync(env.REGISTRY_PATH, "utf8"), seedText);
+    assert.equal(readdirSync(volume), [REGISTRY_FILE]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("wait-for-registry, run for real: the gateway and the bridge start at once when the registry is there", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "paylane-wait-registry-"));
+  try {
+    const path = join(dir, REGISTRY_FILE);
+    writeFileSync(path, readFileSync(join(root, "deploy", "k8s", "overlays", "prod", REGISTRY_FILE)));
+    for (const name of ["paylane-gateway", "paylane-bridge"]) {
+      const d = named(await rendered("prod"), "Deployment", name);
+      const wait = (d.spec.template.spec.initContainers ?? []).find((c: Obj) => c.name === "wait-for-registry");
+      assert.ok(wait, `${name} waits for the registry`);
+      const run = runInit(wait, { REGISTRY_PATH: path });
+      assert.is(run.status, 0, run.stderr);
+      assert.is(run.stdout, "", `${name}: no wait when the registry exists`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 it("the gateway's autoscaling metric is the gauge the gateway exports, served by the prometheus-adapter rule", async () => {
   const source = readFileSync(join(root, "gateway", "src", "gateway.ts"), "utf8");

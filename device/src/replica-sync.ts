@@ -27,6 +27,8 @@ export class ReplicaSync {
   readonly #o: ReplicaSyncOptions;
   #timer: unknown;
   #running: Promise<void> | undefined;
+  /** The pull queued behind the running one (syncNow during a pull). */
+  #next: Promise<void> | undefined;
   #stopped = true;
   lastError: string | undefined;
   /** The last pull that answered: a full snapshot or a delta, how many members it carried, and whether it applied. */
@@ -51,12 +53,26 @@ export class ReplicaSync {
 
   /** Resolves once no pull is running (the daemon waits for it before closing the replicas). */
   async idle(): Promise<void> {
+    await this.#next?.catch(() => {});
     await this.#running?.catch(() => {});
   }
 
-  /** Pulls now (coalescing with a pull already running) and reschedules the next one. */
+  /**
+   * Pulls now and reschedules the next one; resolves once a pull that started after this call has
+   * ended. A pull already running may have read the cloud before the change the caller is after
+   * (a block set just now), so it is not enough: one more follows it, shared by every caller meanwhile.
+   */
   syncNow(): Promise<void> {
-    this.#running ??= this.#pull().finally(() => {
+    if (this.#running) {
+      this.#next ??= this.#running
+        .catch(() => {})
+        .then(() => {
+          this.#next = undefined;
+          return this.#stopped ? undefined : this.syncNow();
+        });
+      return this.#next;
+    }
+    this.#running = this.#pull().finally(() => {
       this.#running = undefined;
       this.#schedule();
     });

@@ -263,6 +263,7 @@ export class CloudService {
       instance: c.CLOUD_INSTANCE,
       eligible: ingests,
       sites: this.sites,
+      metrics: this.metrics,
     });
     this.#leader = leader;
     await leader.start();

@@ -5,7 +5,10 @@
  * terminated, as a Postgres restart or a network cut does), it stops leading
  * at once — without an unhandled 'error' ending the process — and the other
  * takes the lock at its next try; a stopped leader hands over the same way.
- * The followers' retry runs on a fake clock. And the alerts of two instances
+ * The followers' retry and the leader's lease run on a fake clock (the lease
+ * itself: bridge-leader-lease.test.ts). A deployment owning some sites beside
+ * the running every-site one is refused (the rest of CLOUD_SITES overlaps:
+ * bridge-leader-sites.test.ts). And the alerts of two instances
  * hearing the same telemetry: both keep the alert firing in their view, only
  * the leader records it and notifies.
  */
@@ -34,6 +37,8 @@ const ctx = {
   dbs: [] as Database[],
   leaders: [] as Leader[],
   timers: new FakeTimers(),
+  /** The leaders' own clock (tries and lease pings): the alerts' clock jumps an hour, which no lease survives. */
+  leaderTimers: new FakeTimers(),
   signal: new Signal(),
 };
 
@@ -49,7 +54,7 @@ L.before(async () => {
       db,
       logger: quiet,
       instance: `i${ctx.leaders.length}`,
-      timers: ctx.timers,
+      timers: ctx.leaderTimers,
       everyMs: 1000,
     });
     await leader.start();
@@ -63,10 +68,11 @@ L.after(async () => {
   for (const db of ctx.dbs) await db.close().catch(() => {});
 });
 
-/** Waits for `check`, re-checked as the fake clock is advanced one retry at a time (or not at all). */
+/** Waits for `check`, re-checked as the leaders' fake clock is advanced (or not at all). */
 async function until(check: () => boolean, what: string, advance = true): Promise<void> {
   const poll = setInterval(() => {
-    if (advance) ctx.timers.advance(1000);
+    // a quarter of a retry each time: a lease ping has 20 polls of real time to answer
+    if (advance) ctx.leaderTimers.advance(250);
     ctx.signal.notify();
   }, 20);
   try {
@@ -82,21 +88,26 @@ L("exactly one of a schema's instances leads; another schema's leads its own", (
   assert.equal(leading(), [true, false, true]);
 });
 
-L("a deployment owning other sites (CLOUD_SITES) on the same schema leads its own duties", async () => {
+L("a deployment owning some sites (CLOUD_SITES) beside the running every-site one is refused", async () => {
   const other = new Leader({
     db: ctx.dbs[0]!,
     logger: quiet,
     instance: "sites",
-    timers: ctx.timers,
+    timers: ctx.leaderTimers,
     sites: ["venue-x"],
   });
-  await other.start();
   try {
-    assert.ok(other.leading, "its own leader");
-    assert.equal(leading(), [true, false, true], "the every-site leader is untouched");
-  } finally {
-    await other.stop();
+    await other.start();
+    assert.unreachable("started beside the every-site deployment");
+  } catch (err) {
+    assert.match(
+      (err as Error).message,
+      `CLOUD_SITES=venue-x overlaps CLOUD_SITES unset (every site) of another deployment running on schema ${schemas[0]}`,
+    );
   }
+  assert.not.ok(other.leading);
+  assert.equal(leading(), [true, false, true], "the every-site leader is untouched");
+  // Deployments with disjoint CLOUD_SITES each leading their own: bridge-leader-sites.test.ts.
 });
 
 L("the leader's connection cut: it stops leading at once, the other takes over", async () => {
@@ -113,7 +124,7 @@ L("the leader's connection cut: it stops leading at once, the other takes over",
   // Then whichever tries first takes the lock (the cut one may, too), and only one.
   await until(() => a.leading !== b.leading, "one of a and b leading again");
   assert.ok(ctx.leaders[2]!.leading, "the other schema's leader is untouched");
-  ctx.timers.advance(5000);
+  ctx.leaderTimers.advance(1000);
   assert.is(leading().slice(0, 2).filter(Boolean).length, 1, "still exactly one");
 });
 

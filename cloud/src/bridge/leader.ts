@@ -10,26 +10,84 @@
  * whose connection is cut) lets it go with its session, so another instance
  * takes it at its next try. Every instance computes the same state from what
  * it hears (every instance hears statuses and telemetry); only the leader
- * writes it down and notifies. A handover may repeat or miss the one change
- * that happened during it; nothing is lost from the database's truth (the
- * inbox, the ledger), only a notification may be sent twice.
+ * writes it down and notifies.
+ *
+ * The lead is a lease: the leader pings its lock session and gives the lead
+ * up when a ping fails or does not answer in time, which is always before the
+ * server can free the lock after a silent network cut (LEASE). So two
+ * instances do not both believe they lead (short of a process frozen for
+ * longer than the lease's margin: its timers cannot fire); a handover may
+ * still miss the one change that happened during it (nobody leads meanwhile).
+ *
+ * Deployments owning different sites (CLOUD_SITES) on one schema each have a
+ * lock of their own; two that own a site in common would both lead it, so an
+ * instance refuses to start when a running deployment's sites overlap its
+ * own, and keeps checking while it runs (paylane_cloud_overlapping_sites).
  *
  * PGlite (npm start) is one process: its one instance leads.
  */
 import { realTimers, type Timers } from "@paylane/protocol";
+import { ConfigError } from "@paylane/protocol/service";
 import type { Logger } from "pino";
-import type { Database, SessionConnection } from "../db/database.ts";
+import type { Registry as MetricsRegistry } from "prom-client";
+import type { Database, Queryable, SessionConnection } from "../db/database.ts";
+import { registeredGauge } from "../metrics/registered.ts";
 
 /**
- * The advisory lock's key, per schema (advisory locks are database-wide, and several clouds may
- * share a database in schemas of their own) and per site scope ($1: deployments owning different
- * CLOUD_SITES on one database each need a leader of their own): fixed, so every version agrees.
+ * The advisory lock's key of a site scope (an SQL text expression), per schema (advisory locks are
+ * database-wide, and several clouds may share a database in schemas of their own) and per site scope
+ * (deployments owning different CLOUD_SITES on one database each need a leader of their own): fixed,
+ * so every version agrees.
  */
-const LOCK_KEY = "hashtext('paylane-leader:' || current_schema() || ':' || $1::text)";
+const lockKey = (scope: string) => `hashtext('paylane-leader:' || current_schema() || ':' || ${scope})`;
+const LOCK_KEY = lockKey("$1::text");
+
+/**
+ * The leader's lease on its lock session. The server frees a silent session's lock after its TCP
+ * keepalive gives up: 10 s idle, then 3 probes 5 s apart, so 25 s after the last packet it received
+ * from the leader (the SETs in #try; later if it still has unacknowledged data to resend). The
+ * leader pings every `pingEveryMs` and gives the lead up when a ping has not answered after
+ * `answerMs`: at most 5 + 5 = 10 s after the last answered ping, which the server received before
+ * it answered, so the lead ends at least 15 s before the lock can go to another instance. The
+ * pings also keep the healthy session from ever going idle long enough to be probed.
+ */
+export const LEASE = { pingEveryMs: 5000, answerMs: 5000, serverReleaseMs: 10_000 + 3 * 5000 } as const;
 
 /** The lock's site scope: the sorted CLOUD_SITES, or `*` for every site. */
 export function leaderScope(sites: readonly string[] | undefined): string {
   return sites && sites.length > 0 ? [...sites].sort().join(",") : "*";
+}
+
+/** The sites two scopes both lead (`*` leads every site); empty when they are disjoint or the same scope. */
+export function sharedSites(mine: string, theirs: string): string[] {
+  if (mine === theirs) return [];
+  if (mine === "*") return theirs.split(",");
+  if (theirs === "*") return mine.split(",");
+  const their = new Set(theirs.split(","));
+  return mine.split(",").filter((s) => their.has(s));
+}
+
+/** A scope as its operator wrote it. */
+function describeScope(scope: string): string {
+  return scope === "*" ? "CLOUD_SITES unset (every site)" : `CLOUD_SITES=${scope}`;
+}
+
+/** A running deployment on the same schema whose sites overlap this one's. */
+export interface Overlap {
+  scope: string;
+  /** The sites both would lead. */
+  sites: string[];
+}
+
+/** The one line that names both deployments' CLOUD_SITES and what to do. */
+export function overlapLine(mine: string, overlaps: readonly Overlap[], schema: string): string {
+  const sites = [...new Set(overlaps.flatMap((o) => o.sites))].sort();
+  const others = overlaps.map((o) => describeScope(o.scope)).join(" and ");
+  return (
+    `${describeScope(mine)} overlaps ${others} of another deployment running on schema ${schema} ` +
+    `(${sites.length === 1 ? "site" : "sites"} ${sites.join(", ")} would have two leaders): ` +
+    "give every site to exactly one deployment"
+  );
 }
 
 export interface LeaderOptions {
@@ -37,6 +95,7 @@ export interface LeaderOptions {
   logger: Logger;
   /** This instance's name (CLOUD_INSTANCE), for the logs. */
   instance: string;
+  /** The lease's timers as well as the tries' (a fake clock in tests). */
   timers?: Timers;
   /** How often a follower tries to take the lock (ms). */
   everyMs?: number;
@@ -44,18 +103,27 @@ export interface LeaderOptions {
   eligible?: boolean;
   /** The sites whose duties it leads (CLOUD_SITES; default every site). */
   sites?: readonly string[];
+  /** Where paylane_cloud_overlapping_sites is registered. */
+  metrics?: MetricsRegistry;
 }
 
 export class Leader {
   readonly #o: LeaderOptions;
+  readonly #scope: string;
   #leading = false;
   #stopped = true;
   #release: (() => void) | undefined;
   #session: Promise<void> | undefined;
   #timer: unknown;
+  /** This scope is recorded in leader_scopes (once per start). */
+  #registered = false;
+  /** The running overlapping deployments' scopes last reported, and how many sites they share with this one. */
+  #overlapsSeen = "";
+  #overlappingSites = 0;
 
   constructor(o: LeaderOptions) {
     this.#o = o;
+    this.#scope = leaderScope(o.sites);
   }
 
   /** Whether this instance holds the lock now. */
@@ -66,95 +134,247 @@ export class Leader {
   /** The duties' guard: `() => leader.leading`. */
   readonly isLeader = (): boolean => this.#leading;
 
+  get #timers(): Timers {
+    return this.#o.timers ?? realTimers;
+  }
+
+  /**
+   * Takes the lead if it is free. Rejects (a ConfigError, one line) when another running
+   * deployment on the schema owns some of this one's sites.
+   */
   async start(): Promise<void> {
     this.#stopped = false;
+    this.#registered = false;
+    const leader = this;
+    if (this.#o.metrics) {
+      registeredGauge(this.#o.metrics, {
+        name: "paylane_cloud_overlapping_sites",
+        help: "Sites of this deployment (CLOUD_SITES) that another running deployment on the same database schema also leads: each has two leaders (0 when none)",
+        collect() {
+          this.set(leader.#overlappingSites);
+        },
+      });
+    }
     if (this.#o.eligible === false) return;
     if (this.#o.db.kind === "pglite") {
       this.#leading = true;
       return;
     }
-    await this.#try();
+    const refused = await this.#try(true);
+    if (refused) {
+      this.#stopped = true;
+      this.#timers.clearTimeout(this.#timer);
+      this.#timer = undefined;
+      throw refused;
+    }
   }
 
   /** Lets the lock go (its session ends), so another instance leads at its next try. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    (this.#o.timers ?? realTimers).clearTimeout(this.#timer);
+    this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#release?.();
     await this.#session;
     this.#leading = false;
   }
 
-  /** One try: take the lock and hold its session while it answers; or try again later. */
-  async #try(): Promise<void> {
+  /**
+   * One try: record this scope, look for an overlapping one that runs, take the lock and hold its
+   * session while it answers; or try again later. Resolves when the try is decided; with the
+   * refusal at the first try when a running deployment overlaps.
+   */
+  async #try(first = false): Promise<ConfigError | undefined> {
     if (this.#stopped || this.#session) return;
-    let took!: (v: boolean) => void;
-    const taken = new Promise<boolean>((resolve) => {
-      took = resolve;
+    let decided!: (refused?: ConfigError) => void;
+    const taken = new Promise<ConfigError | undefined>((resolve) => {
+      decided = resolve;
     });
+    const scope = [this.#scope];
     this.#session = this.#o.db
       .session(async (conn) => {
         // A leader whose host vanishes (no FIN, no RST) must not hold the lock for the kernel's two
         // hours of TCP keepalive: the server probes this session's socket after 10 s idle instead.
-        await conn
-          .query("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")
-          .catch(() => undefined);
-        const { rows } = await conn.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS ok`, [
-          leaderScope(this.#o.sites),
-        ]);
+        // Each statement of a try has the lease's time to answer: a try on a silent connection gives
+        // up (its connection dropped) instead of holding the next one back until pg's query timeout.
+        await this.#inTime(
+          conn
+            .query("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")
+            .catch(() => undefined),
+          "the keepalive settings",
+        );
+        if (!this.#registered) {
+          await this.#inTime(
+            conn.query(
+              "INSERT INTO leader_scopes (scope) VALUES ($1) ON CONFLICT (scope) DO UPDATE SET last_started_at = now()",
+              scope,
+            ),
+            "recording the site scope",
+          );
+          this.#registered = true;
+        }
+        const overlap = await this.#findOverlaps(conn);
+        if (overlap && first) {
+          // Refused: the line goes out once, as the start's error.
+          this.#stopped = true;
+          decided(new ConfigError(overlap.line));
+          return;
+        }
+        this.#report(overlap);
+        const { rows } = await this.#inTime(
+          conn.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS ok`, scope),
+          "the lock",
+        );
         if (!rows[0]?.ok) {
-          took(false);
+          decided();
           return;
         }
         if (this.#stopped) {
           // stop() came while the lock was being asked for: its release call found no hold to end.
-          took(false);
-          await conn
-            .query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, [leaderScope(this.#o.sites)])
-            .catch(() => undefined);
+          decided();
+          await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, scope).catch(() => undefined);
           return;
         }
         this.#leading = true;
-        took(true);
+        decided();
         this.#o.logger.info({ instance: this.#o.instance }, "this instance leads the singleton duties");
-        try {
-          await this.#hold(conn);
-        } finally {
-          this.#leading = false;
-          await conn
-            .query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, [leaderScope(this.#o.sites)])
-            .catch(() => undefined);
-        }
+        // Throws when the lease is lost: the session's connection is then destroyed, and the server
+        // frees the lock when it notices (at once, or by its keepalive when the network is silent).
+        await this.#hold(conn);
+        this.#leading = false;
+        await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, scope).catch(() => undefined);
       })
       .catch(() => {
-        took(false); // no lock now (a failed try, or a lost lead): the next try starts over
+        decided(); // no lock now (a failed try, or a lost lead): the next try starts over
         this.#leading = false;
       })
       .finally(() => {
         this.#session = undefined;
         if (!this.#stopped) this.#later(() => void this.#try());
       });
-    await taken;
+    return taken;
   }
 
   /**
-   * Holds the session, sending nothing, until stop() or until its connection is lost (the lock
-   * goes with it on the server): then the lead ends at once and the next try starts over.
+   * Holds the session until stop(), pinging it every LEASE.pingEveryMs. A ping that fails or has
+   * not answered after LEASE.answerMs, or the connection lost, ends the lead at once (before the
+   * server can give the lock to another instance) and rejects: the session's connection is then
+   * dropped, not reused.
    */
-  async #hold(conn: SessionConnection): Promise<void> {
-    const released = new Promise<void>((resolve) => {
-      this.#release = resolve;
+  #hold(conn: SessionConnection): Promise<void> {
+    const timers = this.#timers;
+    return new Promise<void>((resolve, reject) => {
+      let timer: unknown;
+      let over = false;
+      const end = (lost?: Error) => {
+        if (over) return;
+        over = true;
+        timers.clearTimeout(timer);
+        this.#release = undefined;
+        if (!lost) {
+          resolve();
+          return;
+        }
+        // Here, not when the rejection is handled: a duty asking right after this sees the lead gone.
+        this.#leading = false;
+        this.#o.logger.warn(
+          { instance: this.#o.instance, err: lost.message },
+          "this instance no longer leads the singleton duties",
+        );
+        reject(lost);
+      };
+      const ping = () => {
+        timer = timers.setTimeout(
+          () => end(new Error(`a ping of the lock session had no answer within ${LEASE.answerMs} ms`)),
+          LEASE.answerMs,
+        );
+        conn.query("SELECT 1").then(
+          () => {
+            if (over) return;
+            timers.clearTimeout(timer);
+            timer = timers.setTimeout(ping, LEASE.pingEveryMs);
+            // Another deployment starting later with overlapping sites is noticed here, by the earlier
+            // one (on another connection: the lock session carries the pings alone).
+            void this.#findOverlaps(this.#o.db).then(
+              (overlap) => this.#report(overlap),
+              () => undefined,
+            );
+          },
+          (err: Error) => end(new Error(`a ping of the lock session failed: ${err.message}`)),
+        );
+      };
+      this.#release = () => end();
+      void conn.lost?.then((err) => end(new Error(`the lock session's connection was lost: ${err.message}`)));
+      timer = timers.setTimeout(ping, LEASE.pingEveryMs);
     });
-    const lost = await Promise.race([released.then(() => undefined), conn.lost ?? new Promise<never>(() => {})]);
-    if (lost) {
-      this.#o.logger.warn({ instance: this.#o.instance, err: lost.message }, "leadership lost with its connection");
-      throw lost;
+  }
+
+  /**
+   * The running deployments on this schema whose sites overlap this one's (noted in the gauge), and
+   * the line naming them; undefined when there are none. A deployment runs while its leader holds
+   * its lock: taking that lock for one statement (released at the statement's end) fails then.
+   */
+  async #findOverlaps(q: Queryable): Promise<{ line: string; scopes: string[] } | undefined> {
+    const { rows } = await this.#inTime(
+      q.query<{ scope: string }>("SELECT scope FROM leader_scopes WHERE scope <> $1", [this.#scope]),
+      "the site scopes",
+    );
+    // Only overlapping scopes' locks are taken: a disjoint deployment's next try is never disturbed.
+    const candidates = rows.map((r) => r.scope).filter((s) => sharedSites(this.#scope, s).length > 0);
+    if (candidates.length === 0) {
+      this.#overlappingSites = 0;
+      return undefined;
     }
+    const running = await this.#inTime(
+      q.query<{ scope: string; schema: string }>(
+        `SELECT s.scope, current_schema() AS schema FROM unnest($1::text[]) AS s(scope)
+         WHERE NOT pg_try_advisory_xact_lock(${lockKey("s.scope")})`,
+        [candidates],
+      ),
+      "the overlapping scopes' locks",
+    );
+    const overlaps = running.rows.map((r) => ({ scope: r.scope, sites: sharedSites(this.#scope, r.scope) }));
+    this.#overlappingSites = new Set(overlaps.flatMap((o) => o.sites)).size;
+    if (overlaps.length === 0) return undefined;
+    return {
+      line: overlapLine(this.#scope, overlaps, running.rows[0]!.schema),
+      scopes: overlaps.map((o) => o.scope).sort(),
+    };
+  }
+
+  /** Logs the overlap found while running when it changes: an error naming both, or that it ended. */
+  #report(overlap: { line: string; scopes: string[] } | undefined): void {
+    const seen = overlap?.scopes.join(" ") ?? "";
+    if (seen === this.#overlapsSeen) return;
+    this.#overlapsSeen = seen;
+    const fields = { instance: this.#o.instance, sites: this.#scope, others: overlap?.scopes ?? [] };
+    if (overlap) this.#o.logger.error(fields, overlap.line);
+    else this.#o.logger.info(fields, "no other running deployment leads this deployment's sites any more");
+  }
+
+  /** `p`, or a rejection once LEASE.answerMs passed on this leader's timers. */
+  #inTime<T>(p: Promise<T>, what: string): Promise<T> {
+    const timers = this.#timers;
+    return new Promise<T>((resolve, reject) => {
+      const timer = timers.setTimeout(
+        () => reject(new Error(`${what}: no answer within ${LEASE.answerMs} ms`)),
+        LEASE.answerMs,
+      );
+      p.then(
+        (v) => {
+          timers.clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          timers.clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   }
 
   #later(fn: () => void): void {
-    const timers = this.#o.timers ?? realTimers;
+    const timers = this.#timers;
     timers.clearTimeout(this.#timer);
     this.#timer = timers.setTimeout(fn, this.#o.everyMs ?? 5000);
   }

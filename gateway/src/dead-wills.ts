@@ -14,8 +14,9 @@
  *    instance remembers is stale: it takes live instances (itself included)
  *    for dead and publishes, then deletes, the Wills of connected clients.
  *
- * The gateway filters aedes' Will stream (`filter`), so aedes publishes only
- * what passes, and keeps these keys under the fleet's prefix:
+ * The gateway takes aedes' Will stream over (`sweep`): it publishes what
+ * passes itself and hands aedes nothing, and keeps these keys under the
+ * fleet's prefix:
  *
  * - `wills:alive:{brokerId}`: set at every heartbeat, expiring after three;
  *   a broker whose key is there is alive, whatever aedes remembers.
@@ -27,9 +28,28 @@
  *
  * A Will is published only if its broker is not alive, this instance holds
  * the claim, and no live instance lists its client id (such a Will is
- * deleted: it is stale). Nothing is swept while Redis is lost and for three
- * heartbeats after it is back, so every live instance has written its keys
- * again before anyone judges it.
+ * deleted: it is stale). It goes out as this instance's own message, then
+ * its stored copy is deleted (kept for the next sweep if publishing fails).
+ * Not under the dead broker's id, as aedes would: subscribers drop a
+ * packet whose broker counter is not above the last they saw of that broker
+ * (aedes' `dedupe`), so an instance taken for dead that comes back would have
+ * its messages dropped until its counter passed the publisher's. Nothing is
+ * swept while Redis is lost and for three heartbeats after it is back, so
+ * every live instance has written its keys again before anyone judges it.
+ *
+ * An instance cut off from Redis alone for longer than three heartbeats is
+ * taken for dead all the same (its keys expired while the others kept
+ * Redis): another one publishes the Wills of clients still connected to it,
+ * whose retained status then reads "offline". Whoever publishes a stored Will
+ * deletes it, so when Redis is back (`redisBack`), and once more three
+ * heartbeats later (a sweep that judged it dead just before may still be
+ * running), the instance looks for its clients that have a Will but none
+ * stored any more, and closes them without publishing it again: the Will went
+ * out once already, and a second "offline" could land after the client's new
+ * birth. They reconnect (through the balancer, to any instance) and announce
+ * themselves online. A Redis restarted empty loses every Will and retained
+ * status: the same reconnect (of every client with a Will, fleet-wide)
+ * brings the statuses back.
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -37,8 +57,18 @@ import type { Logger } from "pino";
 /** A Will as aedes-persistence-redis stores it (putWill adds the two ids). */
 export interface StoredWill {
   topic: string;
+  payload: Buffer | string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
   clientId?: string;
   brokerId?: string;
+}
+
+/** A client connected to this instance whose CONNECT carried a Will. */
+export interface HeldWill {
+  clientId: string;
+  /** Closes this connection without publishing its Will (another instance did); false if it is gone already. */
+  closeWithoutWill: () => boolean;
 }
 
 /** What happened to one stored Will of another broker in a sweep. */
@@ -50,8 +80,16 @@ export interface DeadWillsOptions {
   instance: string;
   heartbeatMs: number;
   logger: Logger;
+  /** Publishes a dead instance's Will as this instance's message (checked as aedes' authorizePublish would). */
+  publish: (will: Omit<StoredWill, "brokerId">) => Promise<void>;
   /** Deletes a stored Will (the persistence's delWill). */
   deleteWill: (will: { id: string; brokerId: string }) => Promise<unknown>;
+  /** The clients connected here that have a Will. */
+  heldWills: () => HeldWill[];
+  /** Whether this instance's Will of a client is still stored (the persistence's getWill). */
+  willStored: (clientId: string) => Promise<boolean>;
+  /** Counts the clients closed so they announce themselves again. */
+  onReannounced?: (clients: number) => void;
   /** Counts each Will's outcome, and sweeps run or deferred. */
   onWill?: (outcome: WillOutcome) => void;
   onSweep?: (outcome: "run" | "deferred") => void;
@@ -77,6 +115,8 @@ export class DeadWills {
   #graceUntil = 0;
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
+  /** When to look again for clients here whose Wills another instance published (0: not due). */
+  #recheckAt = 0;
 
   constructor(o: DeadWillsOptions) {
     this.#o = o;
@@ -85,7 +125,7 @@ export class DeadWills {
 
   async start(): Promise<void> {
     await this.#beat();
-    this.#timer = setInterval(() => void this.#beat(), this.#o.heartbeatMs);
+    this.#timer = setInterval(() => void this.#tick(), this.#o.heartbeatMs);
     this.#timer.unref();
   }
 
@@ -120,15 +160,20 @@ export class DeadWills {
 
   redisLost(): void {
     this.#graceUntil = Number.POSITIVE_INFINITY;
+    // Its return schedules the look again.
+    this.#recheckAt = 0;
   }
 
   redisBack(): void {
     this.#graceUntil = this.#now() + MISSED * this.#o.heartbeatMs;
-    void this.#beat();
+    // A sweep elsewhere that judged this instance dead just before its first heartbeat back may still be publishing.
+    this.#recheckAt = this.#graceUntil;
+    // The heartbeat first: from then on no other instance takes this one for dead.
+    void this.#beat().then(() => this.#reannounce());
   }
 
-  /** aedes' stream of Wills of brokers it takes for dead, reduced to those to publish now. */
-  async *filter(wills: AsyncIterable<StoredWill>): AsyncGenerator<StoredWill> {
+  /** Publishes, from aedes' stream of Wills of brokers it takes for dead, those to publish now. */
+  async sweep(wills: AsyncIterable<StoredWill>): Promise<void> {
     if (this.#now() < this.#graceUntil) {
       this.#o.onSweep?.("deferred");
       return;
@@ -159,9 +204,12 @@ export class DeadWills {
         await this.#o.deleteWill({ id: clientId, brokerId });
         continue;
       }
-      this.#o.onWill?.("published");
       this.#o.logger.info({ clientId, deadBroker: brokerId, topic: will.topic }, "publishing a dead instance's Will");
-      yield will;
+      const { topic, payload, qos, retain } = will;
+      // A failure ends the sweep (aedes logs it) with the Will still stored: the next sweep tries again.
+      await this.#o.publish({ topic, payload, qos, retain, clientId });
+      await this.#o.deleteWill({ id: clientId, brokerId });
+      this.#o.onWill?.("published");
     }
   }
 
@@ -202,6 +250,48 @@ export class DeadWills {
     // A killed instance never removes itself from the list; one wrongly pruned adds itself at its next heartbeat.
     if (dead.length > 0) await redis.srem(BROKERS_KEY, ...dead);
     return holder;
+  }
+
+  async #tick(): Promise<void> {
+    await this.#beat();
+    if (this.#recheckAt > 0 && this.#now() >= this.#recheckAt) {
+      this.#recheckAt = 0;
+      await this.#reannounce();
+    }
+  }
+
+  /**
+   * Closes the clients here whose stored Will is gone: only a sweep of
+   * another instance, which took this one for dead, deletes the Will of a
+   * client still connected here (published, or dropped as stale because a
+   * live instance lists the client too), or Redis lost its data. They
+   * reconnect and announce themselves online again.
+   */
+  async #reannounce(): Promise<void> {
+    const held = this.#o.heldWills();
+    if (held.length === 0) return;
+    let stored: boolean[];
+    try {
+      stored = await Promise.all(held.map((h) => this.#o.willStored(h.clientId)));
+    } catch (err) {
+      // Redis lost again: its next return looks again. Any other failure: the next heartbeat does.
+      if (this.#o.redis.status === "ready") this.#recheckAt = this.#now();
+      this.#o.logger.warn(
+        { err: (err as Error).message },
+        "could not check whether this instance's Wills were published; retrying",
+      );
+      return;
+    }
+    let closed = 0;
+    for (let i = 0; i < held.length; i++) {
+      if (!stored[i] && held[i]!.closeWithoutWill()) closed++;
+    }
+    if (closed === 0) return;
+    this.#o.onReannounced?.(closed);
+    this.#o.logger.warn(
+      { clients: closed },
+      "this instance was taken for dead while cut off from Redis and another published its clients' Wills: disconnecting those clients so they reconnect and announce themselves online",
+    );
   }
 
   /** Rewrites this instance's keys (its heartbeat). */

@@ -138,6 +138,11 @@ const CONNACK = { serverUnavailable: 3, badUsernameOrPassword: 4, notAuthorized:
  */
 const SHARED_HEARTBEAT_MS = 10_000;
 
+/** aedes-persistence's getWill, which the persistence's typings leave out: this broker's stored Will of a client. */
+interface WillReader {
+  getWill(client: { id: string }): Promise<object | null>;
+}
+
 /** Device client ids are `paylane:{site}:{device}` (up to 135 characters); aedes limits MQTT 3.1 ids to 23. */
 const MAX_CLIENT_ID_LENGTH = 256;
 
@@ -160,6 +165,7 @@ interface GatewayMetrics {
   sharedMembers: Gauge;
   deadWills: Counter<"outcome">;
   willSweeps: Counter<"outcome">;
+  reannounced: Counter;
   info: Gauge<"instance" | "persistence">;
 }
 
@@ -300,6 +306,19 @@ export class Gateway {
   }
 
   /**
+   * Closes a client whose Will another instance published while it took this
+   * one for dead: it reconnects and announces itself online again.
+   */
+  #closeWithoutWill(client: Client): boolean {
+    if (!this.#live.has(client)) return false;
+    // aedes publishes the Will of a client the broker closes; this one went out once already, and a second
+    // "offline" could land after the client's new birth.
+    (client as Client & { will: Will | null }).will = null;
+    client.close();
+    return true;
+  }
+
+  /**
    * Whether an operator's role or sites differ in the registry in force: its
    * subscriptions were granted under the old ones, so the session is closed
    * and the operator reconnects under the new grant.
@@ -359,14 +378,40 @@ export class Gateway {
         instance: this.instance,
         heartbeatMs,
         logger: log,
+        publish: (will) =>
+          new Promise<void>((resolve, reject) => {
+            const refusal = this.#refusePublish(null, will);
+            if (refusal) {
+              reject(refusal);
+              return;
+            }
+            // Under this instance's id (a new Packet's): see dead-wills.ts on aedes' dedupe.
+            broker.publish({ cmd: "publish", dup: false, ...will }, (err) => (err ? reject(err) : resolve()));
+          }),
         deleteWill: (will) => persistence.delWill(will),
+        heldWills: () =>
+          [...this.#live]
+            .filter((client) => this.#sessions.get(client)?.will !== undefined)
+            .map((client) => ({ clientId: client.id, closeWithoutWill: () => this.#closeWithoutWill(client) })),
+        willStored: async (clientId) =>
+          (await (persistence as unknown as WillReader).getWill({ id: clientId })) != null,
+        onReannounced: (clients) => metrics.reannounced.inc(clients),
         onWill: (outcome) => metrics.deadWills.inc({ outcome }),
         onSweep: (outcome) => metrics.willSweeps.inc({ outcome }),
       });
       deadWills = wills;
-      // aedes publishes whatever this stream yields: only the Wills of dead brokers' gone clients, by one instance.
+      // aedes publishes what this stream yields, under the dead broker's id: the sweep publishes the Wills of dead
+      // brokers' gone clients itself, by one instance, and aedes gets an empty stream that ends (or fails, for
+      // aedes to log) with it.
       const stream = persistence.streamWill.bind(persistence);
-      persistence.streamWill = (brokers) => Readable.from(wills.filter(stream(brokers) as AsyncIterable<StoredWill>));
+      persistence.streamWill = (brokers) => {
+        const none = new Readable({ objectMode: true, read() {} });
+        wills.sweep(stream(brokers) as AsyncIterable<StoredWill>).then(
+          () => none.push(null),
+          (err: Error) => none.destroy(err),
+        );
+        return none;
+      };
       await wills.start();
     }
     const broker = await Aedes.createBroker({
@@ -988,6 +1033,11 @@ export class Gateway {
         name: "paylane_gateway_will_sweeps_total",
         help: "aedes' sweeps of dead instances' Wills (with Redis, every four heartbeats), by outcome: run, or deferred (Redis lost, or back for less than three heartbeats)",
         labelNames: ["outcome"],
+        registers,
+      }),
+      reannounced: new Counter({
+        name: "paylane_gateway_reannounced_clients_total",
+        help: "Clients disconnected when Redis came back because another instance had taken this one for dead and published their Wills: they reconnect and announce themselves online",
         registers,
       }),
       info: new Gauge({

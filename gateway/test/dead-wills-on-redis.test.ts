@@ -2,7 +2,9 @@
  * The Wills a dead gateway instance left in Redis (dead-wills.ts): one
  * surviving instance publishes each, once; a kiosk that already reconnected
  * to a live instance gets no stale Will; a Redis outage longer than three
- * heartbeats makes nobody take a live instance for dead. The dead instance is
+ * heartbeats makes nobody take a live instance for dead; an instance cut off
+ * alone, taken for dead, has its kiosks reconnect and read online again once
+ * it is back. The dead instance is
  * a `paylane-gateway` child killed with -9; the others run here, heartbeat
  * 300 ms, on a key prefix of this file's own.
  */
@@ -25,6 +27,7 @@ import {
   fleetRegistryFile,
   k1,
   k2,
+  k3,
   REDIS_URL,
   recorder,
   redisPrefix,
@@ -262,6 +265,73 @@ test("a Redis outage longer than three heartbeats publishes no Will of a live cl
     running = [];
     await forget((await instance("gw-z")).gateway.port, k1);
     await Promise.all([toA.stop(), toB.stop()]);
+  }
+});
+
+test("an instance cut off from Redis alone is taken for dead: once back, its kiosks reconnect and read online again", async () => {
+  // Only gw-a loses Redis; gw-b keeps it, so gw-a's keys expire and gw-b publishes the Wills of gw-a's kiosks.
+  const target = { host: "127.0.0.1", port: Number(new URL(REDIS_URL).port || 6379) };
+  const toA = new FaultProxy({ target });
+  await toA.start();
+  try {
+    const a = await instance("gw-a", toA.url(REDIS_URL));
+    const b = await instance("gw-b");
+    // A kiosk as the device runs: its Will is offline, and it announces itself online at every connect.
+    const kiosk = await clients.device(a.gateway.port, k3, { will: offline(k3), reconnectPeriod: 100 });
+    let connects = 1;
+    const birth = () => kiosk.publish(topics.status(k3), '{"state":"online"}', { qos: 1, retain: true });
+    kiosk.on("connect", () => {
+      connects++;
+      birth();
+    });
+    birth();
+    const watcher = await watch(b.gateway.port, k3);
+    const statuses = () => watcher.inbox.seen.map((m) => JSON.parse(m.payload).state as string);
+
+    // gw-b carries more traffic than gw-a, as the bridge's instance does: its message counter runs ahead, and a
+    // Will it published under gw-a's id would make subscribers drop gw-a's next messages (aedes' dedupe).
+    const busy = await clients.bridge(b.gateway.port, "busy-bridge");
+    const command = topics.cmd(many[0]!, "ping");
+    await Promise.all(Array.from({ length: 300 }, (_, i) => busy.publishAsync(command, `{"n":${i}}`, { qos: 1 })));
+    toA.refuse();
+    toA.reset();
+    await eventually(() => a.gateway.redis === "down", 5000, "gw-a to lose Redis");
+    await until([watcher.inbox], () => watcher.offlines() === 1, 10_000, "gw-b to publish the Will of gw-a's kiosk");
+    assert.ok(kiosk.connected, "the kiosk is still connected to gw-a while its status reads offline");
+    const published = () => count(b.metrics, "paylane_gateway_dead_wills_total", "published");
+    await eventually(async () => (await published()) === 1, 5000, "gw-b to count the Will it published");
+
+    toA.heal();
+    const healed = Date.now();
+    await eventually(() => a.gateway.redis === "ok", 10_000, "Redis back on gw-a");
+    await until([watcher.inbox], () => statuses().at(-1) === "online", 5000, "the kiosk's status to read online again");
+    const back = Date.now() - healed;
+    // gw-a looks once more three heartbeats after its return; two of its sweeps run after that.
+    const sa = await sweeps(a);
+    await eventually(async () => (await sweeps(a)) >= sa + 2, 10_000, "two sweeps on gw-a after Redis is back");
+    const reannounced = (await a.metrics.getSingleMetric("paylane_gateway_reannounced_clients_total")?.get())?.values[0]
+      ?.value;
+    const reader = await clients.bridge(b.gateway.port, "late-reader");
+    const retained = recorder(reader);
+    await reader.subscribeAsync(topics.status(k3), { qos: 1 });
+    const last = await retained.next(() => true);
+    console.log(
+      `    gw-b published ${await published()} Will of cut-off gw-a; gw-a back: kiosk online again ${back} ms after the heal (reannounced ${reannounced}); watcher saw ${statuses().join(" -> ")}`,
+    );
+    assert.equal(
+      statuses(),
+      ["online", "offline", "online"],
+      "offline once (gw-b's sweep), then online, nothing after",
+    );
+    assert.is(last.payload, '{"state":"online"}', "the retained status reads online");
+    assert.is(connects, 2, "the kiosk reconnected once");
+    assert.is(reannounced, 1);
+  } finally {
+    await clients.closeAll();
+    await Promise.all(running.map((r) => r.gateway.stop()));
+    running = [];
+    await forget((await instance("gw-z")).gateway.port, k3);
+    await toA.stop();
   }
 });
 

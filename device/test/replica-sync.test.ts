@@ -62,7 +62,7 @@ test("syncNow during a pull waits for a pull that starts after it: a change made
   const root = await mkdtemp(join(tmpdir(), "paylane-sync-"));
   const ada = { id: "m-ada", name: "Ada", cardUid: "04A2B3C4", code: null, status: "active" as const };
   // The cloud's member list; each answer is what it held when the request arrived.
-  let cloudMembers = [ada];
+  let cloudMembers: Array<Omit<typeof ada, "status"> & { status: "active" | "revoked" }> = [ada];
   let version = 1;
   const arrived: number[] = [];
   let releaseFirst!: () => void;

@@ -72,7 +72,7 @@ export interface HeldWill {
 }
 
 /** What happened to one stored Will of another broker in a sweep. */
-export type WillOutcome = "published" | "connected" | "alive" | "other-instance";
+export type WillOutcome = "published" | "refused" | "connected" | "alive" | "other-instance";
 
 export interface DeadWillsOptions {
   redis: Redis;
@@ -80,8 +80,11 @@ export interface DeadWillsOptions {
   instance: string;
   heartbeatMs: number;
   logger: Logger;
-  /** Publishes a dead instance's Will as this instance's message (checked as aedes' authorizePublish would). */
-  publish: (will: Omit<StoredWill, "brokerId">) => Promise<void>;
+  /**
+   * Publishes a dead instance's Will as this instance's message (checked as aedes' authorizePublish
+   * would): false when the check refuses it; rejects when publishing failed (and may work later).
+   */
+  publish: (will: Omit<StoredWill, "brokerId">) => Promise<boolean>;
   /** Deletes a stored Will (the persistence's delWill). */
   deleteWill: (will: { id: string; brokerId: string }) => Promise<unknown>;
   /** The clients connected here that have a Will. */
@@ -207,9 +210,10 @@ export class DeadWills {
       this.#o.logger.info({ clientId, deadBroker: brokerId, topic: will.topic }, "publishing a dead instance's Will");
       const { topic, payload, qos, retain } = will;
       // A failure ends the sweep (aedes logs it) with the Will still stored: the next sweep tries again.
-      await this.#o.publish({ topic, payload, qos, retain, clientId });
+      const published = await this.#o.publish({ topic, payload, qos, retain, clientId });
+      // A refused Will never passes: kept, it would end every sweep here and hold back the Wills behind it.
       await this.#o.deleteWill({ id: clientId, brokerId });
-      this.#o.onWill?.("published");
+      this.#o.onWill?.(published ? "published" : "refused");
     }
   }
 

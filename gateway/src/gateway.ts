@@ -379,14 +379,14 @@ export class Gateway {
         heartbeatMs,
         logger: log,
         publish: (will) =>
-          new Promise<void>((resolve, reject) => {
-            const refusal = this.#refusePublish(null, will);
-            if (refusal) {
-              reject(refusal);
+          new Promise<boolean>((resolve, reject) => {
+            // Refused: logged and counted there; the sweep drops it and goes on.
+            if (this.#refusePublish(null, will)) {
+              resolve(false);
               return;
             }
             // Under this instance's id (a new Packet's): see dead-wills.ts on aedes' dedupe.
-            broker.publish({ cmd: "publish", dup: false, ...will }, (err) => (err ? reject(err) : resolve()));
+            broker.publish({ cmd: "publish", dup: false, ...will }, (err) => (err ? reject(err) : resolve(true)));
           }),
         deleteWill: (will) => persistence.delWill(will),
         heldWills: () =>
@@ -1025,7 +1025,7 @@ export class Gateway {
       }),
       deadWills: new Counter({
         name: "paylane_gateway_dead_wills_total",
-        help: "Stored Wills of other gateway instances met in this instance's sweeps (with Redis), by outcome: published (the instance is dead and this one claimed it), connected (its client is connected again: dropped), alive (the instance is alive), other-instance (another instance claimed it)",
+        help: "Stored Wills of other gateway instances met in this instance's sweeps (with Redis), by outcome: published (the instance is dead and this one claimed it), refused (it failed the Will check: dropped), connected (its client is connected again: dropped), alive (the instance is alive), other-instance (another instance claimed it)",
         labelNames: ["outcome"],
         registers,
       }),

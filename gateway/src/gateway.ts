@@ -300,7 +300,9 @@ export class Gateway {
       "identity revoked by the new registry; disconnecting its session",
     );
     // No DISCONNECT in 3.1.1 from the server: the connection is closed (its Will is published).
-    this.#live.delete(client);
+    // Off the live set now, so clientDisconnect will not see it: off the list of connected ids in Redis too,
+    // or the other instances would take it for connected here for as long as this one lives.
+    if (this.#live.delete(client)) this.#running?.deadWills?.disconnected(client.id);
     client.close();
     return true;
   }

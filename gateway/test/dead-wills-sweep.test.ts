@@ -1,16 +1,20 @@
 /**
- * One sweep of a dead instance's Wills (dead-wills.ts) against a real Redis,
- * with the gateway's publish replaced by a recorder: a Will that fails the
- * check (forged in Redis, or left by an older version) is dropped and the
- * sweep goes on, rather than ending every sweep at it and holding back the
- * Wills behind it.
+ * The bookkeeping behind a dead instance's Wills (dead-wills.ts) against a
+ * real Redis: a Will that fails the check (forged in Redis, or left by an
+ * older version) is dropped and the sweep goes on, rather than ending every
+ * sweep at it and holding back the Wills behind it; and a kiosk a registry
+ * change disconnects leaves the instance's list of connected client ids.
  */
+
+import { deviceIdentity, Registry } from "@paylane/protocol";
 import { Redis } from "ioredis";
 import { pino } from "pino";
+import { Registry as MetricsRegistry } from "prom-client";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DeadWills, type StoredWill, type WillOutcome } from "../src/dead-wills.ts";
-import { REDIS_URL, redisPrefix } from "./support/fleet.ts";
+import { Gateway } from "../src/gateway.ts";
+import { Clients, eventually, fleetRegistryFile, k1, k2, REDIS_URL, redisPrefix } from "./support/fleet.ts";
 
 const keys = redisPrefix("dead-wills-sweep");
 
@@ -65,6 +69,46 @@ test("a refused Will is dropped and the sweep publishes the ones behind it", asy
     assert.equal(outcomes, ["published", "refused", "published"]);
   } finally {
     await wills.stop(true);
+    redis.disconnect();
+  }
+});
+
+test("a kiosk disconnected by a registry change is no longer listed as connected on its instance", async () => {
+  const file = await fleetRegistryFile();
+  const gateway = new Gateway({
+    registry: new Registry(file),
+    port: 0,
+    logger: pino({ level: "silent" }),
+    metrics: new MetricsRegistry(),
+    instance: "a",
+    redis: { url: REDIS_URL, prefix: keys.prefix, heartbeatMs: 200 },
+  });
+  const clients = new Clients();
+  const redis = new Redis(REDIS_URL, { keyPrefix: `${keys.prefix}:` });
+  // every instance's list of connected ids, read as the other instances read it
+  const listed = async () => {
+    const ids: string[] = [];
+    for (const key of await redis.keys(`${keys.prefix}:wills:clients:*`)) {
+      ids.push(...(await redis.smembers(key.slice(keys.prefix.length + 1))));
+    }
+    return ids.sort();
+  };
+  try {
+    await gateway.start();
+    const gone = await clients.device(gateway.port, k1);
+    await clients.device(gateway.port, k2);
+    const ids = [deviceIdentity.clientId(k1), deviceIdentity.clientId(k2)].sort();
+    await eventually(async () => (await listed()).length === 2, 3000, "both kiosks listed");
+    assert.equal(await listed(), ids);
+    const closed = new Promise<void>((resolve) => gone.once("close", () => resolve()));
+    gateway.replaceRegistry(new Registry({ ...file, devices: file.devices.filter((d) => d.device !== k1.device) }));
+    await closed;
+    // heartbeats (every 200 ms) rewrite the list from what the instance holds: it must stay off
+    await eventually(async () => (await listed()).length === 1, 3000, "the revoked kiosk off the list");
+    assert.equal(await listed(), [deviceIdentity.clientId(k2)]);
+  } finally {
+    await clients.closeAll();
+    await gateway.stop();
     redis.disconnect();
   }
 });

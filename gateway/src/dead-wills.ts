@@ -95,7 +95,7 @@ export interface DeadWillsOptions {
   onReannounced?: (clients: number) => void;
   /** Counts each Will's outcome, and sweeps run or deferred. */
   onWill?: (outcome: WillOutcome) => void;
-  onSweep?: (outcome: "run" | "deferred") => void;
+  onSweep?: (outcome: "run" | "deferred" | "busy") => void;
   now?: () => number;
 }
 
@@ -120,6 +120,10 @@ export class DeadWills {
   #failing = false;
   /** When to look again for clients here whose Wills another instance published (0: not due). */
   #recheckAt = 0;
+  /** A sweep is running (aedes' timer starts the next one regardless). */
+  #sweeping = false;
+  /** A heartbeat of this instance reached Redis: from then on a missing alive key means it expired. */
+  #beaten = false;
 
   constructor(o: DeadWillsOptions) {
     this.#o = o;
@@ -181,6 +185,22 @@ export class DeadWills {
       this.#o.onSweep?.("deferred");
       return;
     }
+    // aedes starts a sweep on a timer, whether or not the last one ended: a long one (thousands of Wills,
+    // one at a time) must not be caught up by the next, which would publish the same Wills again.
+    if (this.#sweeping) {
+      this.#o.onSweep?.("busy");
+      (wills as { destroy?: () => void }).destroy?.(); // the persistence's stream, never read
+      return;
+    }
+    this.#sweeping = true;
+    try {
+      await this.#sweepAll(wills);
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  async #sweepAll(wills: AsyncIterable<StoredWill>): Promise<void> {
     this.#o.onSweep?.("run");
     const self = this.#o.brokerId;
     const verdicts = new Map<string, "alive" | "other-instance" | "ours">();
@@ -298,25 +318,41 @@ export class DeadWills {
     );
   }
 
-  /** Rewrites this instance's keys (its heartbeat). */
+  /**
+   * Rewrites this instance's keys (its heartbeat). A heartbeat that finds its own alive key gone
+   * after an earlier one wrote it means the others may have taken this instance for dead: also
+   * after a silent network cut, which ioredis never reports (no error, no reconnect; the commands
+   * just wait), so redisLost/redisBack alone would miss it.
+   */
   async #beat(): Promise<void> {
     const id = this.#o.brokerId;
     const ttl = MISSED * this.#o.heartbeatMs;
     const ids = [...this.#connected.keys()];
-    await this.#write((m) => {
-      m.set(aliveKey(id), "1", "PX", ttl).sadd(BROKERS_KEY, id).del(clientsKey(id));
+    const replies = await this.#write((m) => {
+      m.set(aliveKey(id), "1", "PX", ttl, "GET").sadd(BROKERS_KEY, id).del(clientsKey(id));
       if (ids.length > 0) m.sadd(clientsKey(id), ...ids).pexpire(clientsKey(id), ttl);
       return m;
     });
+    if (!replies) return;
+    const [err, previous] = replies[0] ?? [];
+    if (!err && previous === null && this.#beaten) {
+      // Look now, and once more when a sweep elsewhere that judged it just before must have ended.
+      this.#recheckAt = this.#now() + MISSED * this.#o.heartbeatMs;
+      void this.#reannounce();
+    }
+    this.#beaten = true;
   }
 
-  async #write(step: (m: ReturnType<Redis["multi"]>) => ReturnType<Redis["multi"]>): Promise<void> {
+  async #write(
+    step: (m: ReturnType<Redis["multi"]>) => ReturnType<Redis["multi"]>,
+  ): Promise<[Error | null, unknown][] | undefined> {
     // While Redis is lost the next heartbeat after it is back rewrites everything: queue nothing meanwhile.
-    if (this.#o.redis.status !== "ready") return;
+    if (this.#o.redis.status !== "ready") return undefined;
     try {
-      await step(this.#o.redis.multi()).exec();
+      const replies = (await step(this.#o.redis.multi()).exec()) ?? undefined;
       if (this.#failing) this.#o.logger.info("connected-client list in Redis written again");
       this.#failing = false;
+      return replies;
     } catch (err) {
       if (!this.#failing) {
         this.#o.logger.warn({ err: (err as Error).message }, "connected-client list: Redis write failed; retrying");

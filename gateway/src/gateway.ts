@@ -1033,7 +1033,7 @@ export class Gateway {
       }),
       willSweeps: new Counter({
         name: "paylane_gateway_will_sweeps_total",
-        help: "aedes' sweeps of dead instances' Wills (with Redis, every four heartbeats), by outcome: run, or deferred (Redis lost, or back for less than three heartbeats)",
+        help: "aedes' sweeps of dead instances' Wills (with Redis, every four heartbeats), by outcome: run, deferred (Redis lost, or back for less than three heartbeats), or busy (the last one still running)",
         labelNames: ["outcome"],
         registers,
       }),

@@ -268,7 +268,11 @@ test("a Redis outage longer than three heartbeats publishes no Will of a live cl
   }
 });
 
-test("an instance cut off from Redis alone is taken for dead: once back, its kiosks reconnect and read online again", async () => {
+/**
+ * gw-a alone loses Redis for longer than three heartbeats: loudly (connections reset and refused: ioredis
+ * reconnects) or silently (every byte held, as in a network partition: no error, its commands just wait).
+ */
+async function cutOffAlone(how: "loud" | "silent"): Promise<void> {
   // Only gw-a loses Redis; gw-b keeps it, so gw-a's keys expire and gw-b publishes the Wills of gw-a's kiosks.
   const target = { host: "127.0.0.1", port: Number(new URL(REDIS_URL).port || 6379) };
   const toA = new FaultProxy({ target });
@@ -293,9 +297,13 @@ test("an instance cut off from Redis alone is taken for dead: once back, its kio
     const busy = await clients.bridge(b.gateway.port, "busy-bridge");
     const command = topics.cmd(many[0]!, "ping");
     await Promise.all(Array.from({ length: 300 }, (_, i) => busy.publishAsync(command, `{"n":${i}}`, { qos: 1 })));
-    toA.refuse();
-    toA.reset();
-    await eventually(() => a.gateway.redis === "down", 5000, "gw-a to lose Redis");
+    if (how === "loud") {
+      toA.refuse();
+      toA.reset();
+      await eventually(() => a.gateway.redis === "down", 5000, "gw-a to lose Redis");
+    } else {
+      toA.stall();
+    }
     await until([watcher.inbox], () => watcher.offlines() === 1, 10_000, "gw-b to publish the Will of gw-a's kiosk");
     assert.ok(kiosk.connected, "the kiosk is still connected to gw-a while its status reads offline");
     const published = () => count(b.metrics, "paylane_gateway_dead_wills_total", "published");
@@ -303,6 +311,7 @@ test("an instance cut off from Redis alone is taken for dead: once back, its kio
 
     toA.heal();
     const healed = Date.now();
+    if (how === "silent") assert.is(a.gateway.redis, "ok", "ioredis never noticed the silent cut");
     await eventually(() => a.gateway.redis === "ok", 10_000, "Redis back on gw-a");
     await until([watcher.inbox], () => statuses().at(-1) === "online", 5000, "the kiosk's status to read online again");
     const back = Date.now() - healed;
@@ -316,7 +325,7 @@ test("an instance cut off from Redis alone is taken for dead: once back, its kio
     await reader.subscribeAsync(topics.status(k3), { qos: 1 });
     const last = await retained.next(() => true);
     console.log(
-      `    gw-b published ${await published()} Will of cut-off gw-a; gw-a back: kiosk online again ${back} ms after the heal (reannounced ${reannounced}); watcher saw ${statuses().join(" -> ")}`,
+      `    (${how} cut) gw-b published ${await published()} Will of cut-off gw-a; gw-a back: kiosk online again ${back} ms after the heal (reannounced ${reannounced}); watcher saw ${statuses().join(" -> ")}`,
     );
     assert.equal(
       statuses(),
@@ -333,6 +342,12 @@ test("an instance cut off from Redis alone is taken for dead: once back, its kio
     await forget((await instance("gw-z")).gateway.port, k3);
     await toA.stop();
   }
-});
+}
+
+test("an instance cut off from Redis alone is taken for dead: once back, its kiosks reconnect and read online again", () =>
+  cutOffAlone("loud"));
+
+test("the same after a silent cut ioredis never reports: its own heartbeat finds it was taken for dead", () =>
+  cutOffAlone("silent"));
 
 test.run();

@@ -73,6 +73,52 @@ test("a refused Will is dropped and the sweep publishes the ones behind it", asy
   }
 });
 
+test("a sweep started while the last one still runs does nothing: no Will goes out twice", async () => {
+  const redis = new Redis(REDIS_URL, { keyPrefix: `${keys.prefix}:` });
+  const published: string[] = [];
+  const sweeps: string[] = [];
+  let release!: () => void;
+  const slow = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const wills = new DeadWills({
+    redis,
+    brokerId: "live-c",
+    instance: "c",
+    heartbeatMs: 60_000,
+    logger: pino({ level: "silent" }),
+    publish: async (w) => {
+      await slow; // a long sweep: thousands of Wills, one at a time
+      published.push(w.clientId!);
+      return true;
+    },
+    deleteWill: async () => undefined,
+    heldWills: () => [],
+    willStored: async () => true,
+    onSweep: (outcome) => sweeps.push(outcome),
+  });
+  const stored = (clientId: string): StoredWill & { payload: string; qos: 1; retain: true } => ({
+    clientId,
+    brokerId: "dead-b",
+    topic: `paylane/v1/s1/${clientId}/status`,
+    payload: '{"state":"offline"}',
+    qos: 1,
+    retain: true,
+  });
+  try {
+    const first = wills.sweep(stream([stored("k1"), stored("k2")]));
+    // aedes' timer starts the next sweep over the same stored Wills (not deleted yet)
+    await wills.sweep(stream([stored("k1"), stored("k2")]));
+    assert.equal(sweeps, ["run", "busy"]);
+    release();
+    await first;
+    assert.equal(published, ["k1", "k2"], "each Will once");
+  } finally {
+    await wills.stop(true);
+    redis.disconnect();
+  }
+});
+
 test("a kiosk disconnected by a registry change is no longer listed as connected on its instance", async () => {
   const file = await fleetRegistryFile();
   const gateway = new Gateway({

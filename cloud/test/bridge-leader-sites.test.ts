@@ -2,22 +2,19 @@
  * CLOUD_SITES of deployments sharing one database schema (cloud/src/bridge/leader.ts,
  * docs/partitioning.md): each deployment has a leader lock of its own, so two
  * that own a site in common would both lead it (its alerts notified twice).
- * An instance that may lead refuses to start, one line naming both
- * CLOUD_SITES, while such a deployment runs; N instances of one deployment
- * start as always; disjoint deployments both start; a deployment whose
- * instances are all gone blocks nothing. Two that started anyway (the first
- * had no leader at that moment) find each other while running: an error line
- * and paylane_cloud_overlapping_sites.
+ * An instance does not take its lock while such a deployment runs (one error
+ * line naming both CLOUD_SITES, paylane_cloud_overlapping_sites): the one
+ * running first leads. It starts all the same, so a rolling update that
+ * changes CLOUD_SITES goes through: its new pods lead once the old are gone.
+ * N instances of one deployment follow as always; disjoint deployments both
+ * lead; a deployment whose instances are all gone blocks nothing; two that
+ * took their locks at the same moment find each other while running, and
+ * one gives its lead up.
  *
  * Real Postgres; the leaders' tries and pings run on a fake clock.
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Registry } from "@paylane/protocol";
-import { ConfigError } from "@paylane/protocol/service";
 import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
@@ -25,15 +22,15 @@ import * as assert from "uvu/assert";
 import { FakeTimers } from "../../test/support/fake-timers.ts";
 import { Signal } from "../../test/support/signal.ts";
 import { Leader } from "../src/bridge/leader.ts";
-import { CloudService } from "../src/cloud.ts";
-import { parseCloudEnv } from "../src/config.ts";
 import type { Database } from "../src/db/database.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { openPg } from "../src/db/pg.ts";
 
 const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const schema = `t_${randomBytes(6).toString("hex")}`;
-const FIX = "give every site to exactly one deployment";
+const FIX =
+  "the one that started first leads them, the other none of its sites until it stops; give every site to exactly " +
+  "one deployment (a rolling update that changes CLOUD_SITES passes through this until its old pods are gone)";
 
 interface Logged {
   level: number;
@@ -87,17 +84,11 @@ async function stop(...leaders: Leader[]): Promise<void> {
   }
 }
 
-/** The start's refusal: its one line. */
-async function refused(name: string, sites: string[] | undefined): Promise<string> {
-  try {
-    await instance(name, sites);
-  } catch (err) {
-    assert.instance(err, ConfigError);
-    return (err as Error).message;
-  }
-  assert.unreachable(`${name} (${sites ?? "every site"}) started`);
-  return "";
-}
+/** The error lines `name` logged. */
+const errorsOf = (name: string) => ctx.logged.filter((l) => l.level === 50 && l.instance === name).map((l) => l.msg);
+
+const overlaps = async (m: MetricsRegistry) =>
+  (await m.getSingleMetric("paylane_cloud_overlapping_sites")?.get())?.values[0]?.value;
 
 /**
  * Waits for `check`, re-checked every 20 ms of real time (replies come in between), the fake clock
@@ -115,34 +106,62 @@ async function until(check: () => boolean | Promise<boolean>, what: string, adva
   }
 }
 
-Sites("b,c is refused while a,b runs: one line naming both; a second instance of a,b starts as always", async () => {
-  const ab = await instance("ab-1", ["a", "b"]);
-  assert.ok(ab.leading);
-  assert.is(
-    await refused("bc-1", ["b", "c"]),
-    `CLOUD_SITES=b,c overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (site b would have two leaders): ${FIX}`,
+Sites(
+  "b,c does not lead while a,b runs: one line naming both; a second instance of a,b follows as always",
+  async () => {
+    const metrics = new MetricsRegistry();
+    const ab = await instance("ab-1", ["a", "b"]);
+    assert.ok(ab.leading);
+    const bc = await instance("bc-1", ["b", "c"], metrics);
+    const all = await instance("all-1", undefined);
+    assert.equal([ab.leading, bc.leading, all.leading], [true, false, false], "a,b, running first, alone leads");
+    assert.equal(errorsOf("bc-1"), [
+      `CLOUD_SITES=b,c overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (site b): ${FIX}`,
+    ]);
+    assert.equal(errorsOf("all-1"), [
+      `CLOUD_SITES unset (every site) overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (sites a, b): ${FIX}`,
+    ]);
+    assert.is(await overlaps(metrics), 1);
+    const scrape = await metrics.metrics();
+    assert.match(scrape, /^paylane_cloud_overlapping_sites 1$/m);
+    const lint = spawnSync("promtool", ["check", "metrics"], { input: scrape, encoding: "utf8" });
+    assert.is(lint.status, 0, `${lint.stdout}${lint.stderr}`);
+    // Its later tries (every second) find the same: still not leading, and the line is not repeated.
+    const t0 = ctx.timers.now().getTime();
+    await until(() => ctx.timers.now().getTime() >= t0 + 3000, "three more tries");
+    assert.is(errorsOf("bc-1").length, 1);
+    assert.not.ok(bc.leading);
+    // The same deployment, its sites listed in another order: the same scope, one leader.
+    const ab2 = await instance("ab-2", ["b", "a"]);
+    assert.equal([ab.leading, ab2.leading], [true, false]);
+    assert.equal(errorsOf("ab-2"), [], "no overlap with its own deployment");
+    await stop(ab, ab2, bc, all);
+  },
+);
+
+Sites("a rolling update from a,b to a,b,c: the new pods follow until the old ones are gone, then lead", async () => {
+  const old = await instance("old-1", ["a", "b"]);
+  const updated = await instance("new-1", ["a", "b", "c"]);
+  assert.equal([old.leading, updated.leading], [true, false], "no second leader of a and b meanwhile");
+  await stop(old);
+  await until(() => updated.leading, "the new pod leading once the old one is gone");
+  await until(
+    async () =>
+      errorsOf("new-1").length === 1 &&
+      ctx.logged.some(
+        (l) => l.instance === "new-1" && l.msg === "no other running deployment leads this deployment's sites any more",
+      ),
+    "the new pod saying the overlap ended",
   );
-  assert.is(
-    await refused("all-1", undefined),
-    `CLOUD_SITES unset (every site) overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (sites a, b would have two leaders): ${FIX}`,
-  );
-  // The same deployment, its sites listed in another order: the same scope, one leader.
-  const ab2 = await instance("ab-2", ["b", "a"]);
-  assert.equal([ab.leading, ab2.leading], [true, false]);
-  assert.equal(
-    ctx.logged.filter((l) => l.level >= 50),
-    [],
-    "a refusal is the start's error, not a log line too",
-  );
-  await stop(ab, ab2);
+  await stop(updated);
 });
 
 Sites("a deployment whose instances are all gone blocks nothing: a and c, disjoint, both start and lead", async () => {
-  // a,b (stopped) and b,c (refused) are recorded on the schema, neither runs.
+  // every scope seen so far is recorded on the schema; none runs
   const { rows } = await ctx.db.query<{ scope: string }>("SELECT scope FROM leader_scopes ORDER BY scope");
   assert.equal(
     rows.map((r) => r.scope),
-    ["*", "a,b", "b,c"],
+    ["*", "a,b", "a,b,c", "b,c"],
   );
   const a = await instance("a-1", ["a"]);
   const c = await instance("c-1", ["c"]);
@@ -150,96 +169,24 @@ Sites("a deployment whose instances are all gone blocks nothing: a and c, disjoi
   await stop(a, c);
 });
 
-Sites(
-  "a,b and b,c both running (b,c started while a,b had no leader): each logs the overlap and shows it",
-  async () => {
-    const metrics = { ab: new MetricsRegistry(), bc: new MetricsRegistry() };
-    const ab = await instance("ab-1", ["a", "b"], metrics.ab);
-    // a,b's leader loses its connection: it leads again at its next try, but b,c starts in between.
-    await ctx.db.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
-       AND objid = hashtext('paylane-leader:' || $1::text || ':a,b')::oid`,
-      [schema],
-    );
-    await until(() => !ab.leading, "a,b's leader no longer leading", false);
-    const bc = await instance("bc-1", ["b", "c"], metrics.bc);
-    assert.ok(bc.leading, "b,c found no running a,b");
-
-    const overlaps = async (m: MetricsRegistry) =>
-      (await m.getSingleMetric("paylane_cloud_overlapping_sites")?.get())?.values[0]?.value;
-    await until(
-      async () => ab.leading && (await overlaps(metrics.ab)) === 1 && (await overlaps(metrics.bc)) === 1,
-      "both see site b led twice",
-    );
-    const errors = ctx.logged
-      .filter((l) => l.level === 50)
-      .map((l) => [l.instance, l.msg])
-      .sort(([x], [y]) => String(x).localeCompare(String(y)));
-    assert.equal(
-      errors,
-      [
-        [
-          "ab-1",
-          `CLOUD_SITES=a,b overlaps CLOUD_SITES=b,c of another deployment running on schema ${schema} (site b would have two leaders): ${FIX}`,
-        ],
-        [
-          "bc-1",
-          `CLOUD_SITES=b,c overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (site b would have two leaders): ${FIX}`,
-        ],
-      ],
-      "one error line each, naming both CLOUD_SITES",
-    );
-    // The scrape as Prometheus reads it.
-    const scrape = await metrics.ab.metrics();
-    assert.match(scrape, /^paylane_cloud_overlapping_sites 1$/m);
-    const lint = spawnSync("promtool", ["check", "metrics"], { input: scrape, encoding: "utf8" });
-    assert.is(lint.status, 0, `${lint.stdout}${lint.stderr}`);
-
-    // b,c goes: a,b's next check finds nobody else leading its sites.
-    await stop(bc);
-    await until(async () => (await overlaps(metrics.ab)) === 0, "a,b's gauge back to 0");
-    assert.ok(
-      ctx.logged.some(
-        (l) => l.instance === "ab-1" && l.msg === "no other running deployment leads this deployment's sites any more",
-      ),
-    );
-    await stop(ab);
-  },
-);
-
-Sites("paylane-cloud with overlapping CLOUD_SITES fails to start with the line", async () => {
+Sites("a,b and b,c that took their locks at the same moment find each other: b,c gives its lead up", async () => {
+  const metrics = new MetricsRegistry();
   const ab = await instance("ab-1", ["a", "b"]);
-  const dir = await mkdtemp(join(tmpdir(), "paylane-sites-"));
-  try {
-    const registryPath = join(dir, "registry.json");
-    await Registry.save(registryPath, { version: 1, devices: [], services: [] });
-    const cloud = new CloudService({
-      config: parseCloudEnv({
-        CLOUD_SITES: "b,c",
-        CLOUD_PORT: "0",
-        REGISTRY_PATH: registryPath,
-        DATABASE_URL: PG_URL,
-        DATABASE_SCHEMA: schema,
-        // never reached: the leader refuses before the bridge connects
-        MQTT_URL: "mqtt://127.0.0.1:9",
-      }),
-      logger: pino({ level: "silent" }),
-    });
-    try {
-      await cloud.start();
-      assert.unreachable("the cloud started");
-    } catch (err) {
-      assert.instance(err, ConfigError);
-      assert.is(
-        (err as Error).message,
-        `CLOUD_SITES=b,c overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (site b would have two leaders): ${FIX}`,
-      );
-    }
-    assert.ok(ab.leading, "the running deployment is untouched");
-  } finally {
-    await stop(ab);
-    await rm(dir, { recursive: true, force: true });
-  }
+  // The race, made to happen: b,c's check cannot see a,b (its row not there yet), so both lead.
+  await ctx.db.query("DELETE FROM leader_scopes WHERE scope = 'a,b'");
+  const bc = await instance("bc-2", ["b", "c"], metrics);
+  assert.equal([ab.leading, bc.leading], [true, true], "site b led twice");
+  await ctx.db.query("INSERT INTO leader_scopes (scope) VALUES ('a,b')");
+  // At its next ping b,c sees a,b running; "a,b" sorts first, so b,c lets go, and then waits.
+  await until(() => !bc.leading, "b,c no longer leading");
+  assert.ok(ab.leading, "a,b keeps leading");
+  assert.equal(errorsOf("bc-2"), [
+    `CLOUD_SITES=b,c overlaps CLOUD_SITES=a,b of another deployment running on schema ${schema} (site b): ${FIX}`,
+  ]);
+  assert.is(await overlaps(metrics), 1);
+  await stop(ab);
+  await until(() => bc.leading, "b,c leading once a,b is gone");
+  await stop(bc);
 });
 
 Sites.run();

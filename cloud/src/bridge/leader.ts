@@ -21,13 +21,14 @@
  *
  * Deployments owning different sites (CLOUD_SITES) on one schema each have a
  * lock of their own; two that own a site in common would both lead it, so an
- * instance refuses to start when a running deployment's sites overlap its
- * own, and keeps checking while it runs (paylane_cloud_overlapping_sites).
+ * instance does not take its lock while a running deployment's sites overlap
+ * its own (one error line, paylane_cloud_overlapping_sites): the one running
+ * first keeps leading. Not a refusal to start: a rolling update that changes
+ * CLOUD_SITES has its new pods beside the old ones, and must not crash-loop.
  *
  * PGlite (npm start) is one process: its one instance leads.
  */
 import { realTimers, type Timers } from "@paylane/protocol";
-import { ConfigError } from "@paylane/protocol/service";
 import type { Logger } from "pino";
 import type { Registry as MetricsRegistry } from "prom-client";
 import type { Database, Queryable, SessionConnection } from "../db/database.ts";
@@ -85,8 +86,9 @@ export function overlapLine(mine: string, overlaps: readonly Overlap[], schema: 
   const others = overlaps.map((o) => describeScope(o.scope)).join(" and ");
   return (
     `${describeScope(mine)} overlaps ${others} of another deployment running on schema ${schema} ` +
-    `(${sites.length === 1 ? "site" : "sites"} ${sites.join(", ")} would have two leaders): ` +
-    "give every site to exactly one deployment"
+    `(${sites.length === 1 ? "site" : "sites"} ${sites.join(", ")}): the one that started first leads them, the other ` +
+    "none of its sites until it stops; give every site to exactly one deployment (a rolling update that changes " +
+    "CLOUD_SITES passes through this until its old pods are gone)"
   );
 }
 
@@ -138,10 +140,7 @@ export class Leader {
     return this.#o.timers ?? realTimers;
   }
 
-  /**
-   * Takes the lead if it is free. Rejects (a ConfigError, one line) when another running
-   * deployment on the schema owns some of this one's sites.
-   */
+  /** Takes the lead if it is free and no running deployment on the schema owns some of this one's sites. */
   async start(): Promise<void> {
     this.#stopped = false;
     this.#registered = false;
@@ -149,7 +148,7 @@ export class Leader {
     if (this.#o.metrics) {
       registeredGauge(this.#o.metrics, {
         name: "paylane_cloud_overlapping_sites",
-        help: "Sites of this deployment (CLOUD_SITES) that another running deployment on the same database schema also leads: each has two leaders (0 when none)",
+        help: "Sites of this deployment (CLOUD_SITES) that another running deployment on the same database schema also owns (0 when none); while above 0 the deployment that started later does not lead",
         collect() {
           this.set(leader.#overlappingSites);
         },
@@ -160,13 +159,7 @@ export class Leader {
       this.#leading = true;
       return;
     }
-    const refused = await this.#try(true);
-    if (refused) {
-      this.#stopped = true;
-      this.#timers.clearTimeout(this.#timer);
-      this.#timer = undefined;
-      throw refused;
-    }
+    await this.#try();
   }
 
   /** Lets the lock go (its session ends), so another instance leads at its next try. */
@@ -180,14 +173,14 @@ export class Leader {
   }
 
   /**
-   * One try: record this scope, look for an overlapping one that runs, take the lock and hold its
-   * session while it answers; or try again later. Resolves when the try is decided; with the
-   * refusal at the first try when a running deployment overlaps.
+   * One try: record this scope, look for an overlapping one that runs (then leave the lead to it),
+   * take the lock and hold its session while it answers; or try again later. Resolves when the try
+   * is decided.
    */
-  async #try(first = false): Promise<ConfigError | undefined> {
+  async #try(): Promise<void> {
     if (this.#stopped || this.#session) return;
-    let decided!: (refused?: ConfigError) => void;
-    const taken = new Promise<ConfigError | undefined>((resolve) => {
+    let decided!: () => void;
+    const taken = new Promise<void>((resolve) => {
       decided = resolve;
     });
     const scope = [this.#scope];
@@ -214,13 +207,11 @@ export class Leader {
           this.#registered = true;
         }
         const overlap = await this.#findOverlaps(conn);
-        if (overlap && first) {
-          // Refused: the line goes out once, as the start's error.
-          this.#stopped = true;
-          decided(new ConfigError(overlap.line));
+        this.#report(overlap);
+        if (overlap) {
+          decided(); // the deployment running first leads the shared sites; this one tries again later
           return;
         }
-        this.#report(overlap);
         const { rows } = await this.#inTime(
           conn.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY}) AS ok`, scope),
           "the lock",
@@ -242,7 +233,9 @@ export class Leader {
         // frees the lock when it notices (at once, or by its keepalive when the network is silent).
         await this.#hold(conn);
         this.#leading = false;
-        await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, scope).catch(() => undefined);
+        // In time, or stop() would wait on a silently cut connection until TCP gives up: a rejection
+        // drops the connection, and the server frees the lock with its session.
+        await this.#inTime(conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, scope), "the unlock");
       })
       .catch(() => {
         decided(); // no lock now (a failed try, or a lost lead): the next try starts over
@@ -293,10 +286,14 @@ export class Leader {
             if (over) return;
             timers.clearTimeout(timer);
             timer = timers.setTimeout(ping, LEASE.pingEveryMs);
-            // Another deployment starting later with overlapping sites is noticed here, by the earlier
-            // one (on another connection: the lock session carries the pings alone).
+            // Two overlapping deployments that started at the same moment both took their locks: each
+            // sees the other here (on another connection: the lock session carries the pings alone), and
+            // the one whose scope sorts later gives its lead up, so one leads the shared sites.
             void this.#findOverlaps(this.#o.db).then(
-              (overlap) => this.#report(overlap),
+              (overlap) => {
+                this.#report(overlap);
+                if (overlap?.scopes.some((other) => other < this.#scope)) end();
+              },
               () => undefined,
             );
           },

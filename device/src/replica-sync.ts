@@ -72,6 +72,8 @@ export class ReplicaSync {
         });
       return this.#next;
     }
+    // The periodic refresh is this pull now: rescheduled when it ends, not fired into it.
+    this.#o.timers.clearTimeout(this.#timer);
     this.#running = this.#pull().finally(() => {
       this.#running = undefined;
       this.#schedule();

@@ -178,7 +178,8 @@ export class Registry {
 
   /** Writes atomically (temp file + rename) so a reader never sees half a registry. */
   static async save(path: string, file: RegistryFile): Promise<void> {
-    const tmp = `${path}.${process.pid}.tmp`;
+    // Not the pid alone: on a volume shared by pods every process may be PID 1.
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
     await rename(tmp, path);
   }

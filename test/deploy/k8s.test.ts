@@ -617,6 +617,14 @@ it("seed-registry, run for real: writes the seed into an empty volume, and never
     assert.match(stale.stdout, "left by a process that died");
     assert.is(readFileSync(env.REGISTRY_PATH, "utf8"), seedText);
     assert.equal(readdirSync(volume), [REGISTRY_FILE]);
+
+    // A volume it cannot write (here: not mounted where REGISTRY_PATH says): the real reason at once,
+    // not two minutes of waiting on a lock nobody holds.
+    const unwritable = runInit(seed, { ...env, REGISTRY_PATH: join(dir, "not-mounted", REGISTRY_FILE) });
+    assert.is(unwritable.status, 1);
+    assert.match(unwritable.stderr, /No such file or directory/);
+    assert.match(unwritable.stderr, "seed-registry: cannot create");
+    assert.not.match(unwritable.stderr, "has been held");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

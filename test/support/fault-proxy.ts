@@ -32,7 +32,8 @@
  *   reading (an RST discards what still sits in a full send buffer).
  * - `cutBefore(pattern)`: the connection whose bytes next contain `pattern`
  *   is cut right before it: everything ahead of the pattern is forwarded,
- *   the pattern is not. For a fault placed by the protocol rather than by a
+ *   the pattern is not (unless it straddles two chunks: the first chunk's
+ *   part of it went out before the second arrived). For a fault placed by the protocol rather than by a
  *   count (e.g. before Postgres's ReadyForQuery, which it sends only after
  *   the commit, however large the reply before it). One shot.
  * - `reset()`: RST every open connection now (`socket.resetAndDestroy()`).

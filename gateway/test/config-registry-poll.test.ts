@@ -1,29 +1,13 @@
-/**
- * REGISTRY_POLL_MS: the gateway also looks at the registry file on that
- * period, for writes its file watch cannot see (another node of a network
- * file system). Unset: no poll. A bad value stops the CLI with one line
- * naming the variable. The end-to-end case runs the real CLI with a 100 ms
- * poll on a registry the watch cannot hear (a symlink into another
- * directory, written there) and waits on its log line and a kiosk's CONNECT,
- * never on the clock.
- */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { deviceIdentity, hashSecret, Registry, type RegistryFile } from "@paylane/protocol";
 import { ConfigError } from "@paylane/protocol/service";
 import { connectAsync } from "mqtt";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parseGatewayEnv } from "../src/config.ts";
-
-const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
-/** Only a watchdog against a hung child; no test waits for it. */
-const WATCHDOG_MS = 20_000;
+import { runGatewayCli } from "./support/cli.ts";
 
 let dir = "";
 
@@ -35,44 +19,7 @@ test.after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** The CLI as a child process: its JSON log lines by `msg`, and its exit. */
-function run(env: Record<string, string>) {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", MAIN], {
-    cwd: REPO,
-    env: { PATH: process.env.PATH, LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const watchdog = setTimeout(() => child.kill("SIGKILL"), WATCHDOG_MS);
-  watchdog.unref();
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const lines: Record<string, unknown>[] = [];
-  const waiting: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stdout! }).on("line", (text) => {
-    const line = JSON.parse(text) as Record<string, unknown>;
-    lines.push(line);
-    for (const w of waiting.filter((w) => w.msg === line.msg)) {
-      waiting.splice(waiting.indexOf(w), 1);
-      w.resolve(line);
-    }
-  });
-  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    child.once("close", (code) => {
-      clearTimeout(watchdog);
-      resolve({ code, stderr });
-    });
-  });
-  const logLine = (msg: string) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const seen = lines.find((line) => line.msg === msg);
-      if (seen) return resolve(seen);
-      waiting.push({ msg, resolve });
-      exit.then(({ code, stderr }) => reject(new Error(`exited ${code} before "${msg}": ${stderr}`)));
-    });
-  return { child, exit, logLine };
-}
+const run = runGatewayCli;
 
 test("REGISTRY_POLL_MS: unset is no poll; milliseconds are read; a bad value is one line naming it", () => {
   const base = { REGISTRY_PATH: "registry.json" };

@@ -1,16 +1,7 @@
-/**
- * The `paylane-gateway` CLI: configuration errors name the variable, a busy
- * port is one clear line and a non-zero exit, and SIGTERM stops it cleanly.
- * The CLI runs as a real child process; the test waits on its output and
- * exit, never on the clock.
- */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { deviceIdentity, hashSecret, Registry } from "@paylane/protocol";
 import { ConfigError, describeListenError } from "@paylane/protocol/service";
 import { connectAsync } from "mqtt";
@@ -18,11 +9,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { defaultInstance, mqttPortHint, parseGatewayEnv as parseEnv } from "../src/config.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
-
-const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
-/** Only a watchdog against a hung child; no test waits for it. */
-const WATCHDOG_MS = 20_000;
+import { runGatewayCli } from "./support/cli.ts";
 
 const kiosk = { site: "s1", device: "k1" };
 const SECRET = "secret-of-k1";
@@ -43,54 +30,7 @@ test.after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  child: ChildProcess;
-  /** Resolves with the first JSON log line whose `msg` is `msg`. */
-  logLine(msg: string): Promise<Record<string, unknown>>;
-  exit: Promise<{ code: number | null; stderr: string }>;
-}
-
-function run(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN], {
-    cwd: REPO,
-    env: { PATH: process.env.PATH, LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const watchdog = setTimeout(() => child.kill("SIGKILL"), WATCHDOG_MS);
-  watchdog.unref();
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const lines: Record<string, unknown>[] = [];
-  const waiting: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stdout! }).on("line", (text) => {
-    const line = JSON.parse(text) as Record<string, unknown>;
-    lines.push(line);
-    for (const w of waiting.filter((w) => w.msg === line.msg)) {
-      waiting.splice(waiting.indexOf(w), 1);
-      w.resolve(line);
-    }
-  });
-  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    child.once("close", (code) => {
-      clearTimeout(watchdog);
-      resolve({ code, stderr });
-    });
-  });
-  return {
-    child,
-    exit,
-    logLine(msg) {
-      const seen = lines.find((line) => line.msg === msg);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiting.push({ msg, resolve });
-        exit.then(({ code, stderr }) => reject(new Error(`exited ${code} before "${msg}": ${stderr}`)));
-      });
-    },
-  };
-}
+const run = runGatewayCli;
 
 test("parseEnv applies the defaults: loopback only, no TLS, the default limits", () => {
   assert.equal(parseEnv({ REGISTRY_PATH: "/etc/paylane/registry.json" }), {

@@ -29,7 +29,7 @@ import { openPg } from "../src/db/pg.ts";
 const PG_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const schema = `t_${randomBytes(6).toString("hex")}`;
 const FIX =
-  "the one that started first leads them, the other none of its sites until it stops; give every site to exactly " +
+  "the one whose leader holds its lock leads them, the other none of its sites meanwhile; give every site to exactly " +
   "one deployment (a rolling update that changes CLOUD_SITES passes through this until its old pods are gone)";
 
 interface Logged {
@@ -187,6 +187,39 @@ Sites("a,b and b,c that took their locks at the same moment find each other: b,c
   await stop(ab);
   await until(() => bc.leading, "b,c leading once a,b is gone");
   await stop(bc);
+});
+
+Sites("another instance checking a stale scope at the same moment does not make a healthy leader let go", async () => {
+  // a,b was this deployment's list before a rolling update: its row stays, its lock is free.
+  const updated = await instance("abc-1", ["a", "b", "c"]);
+  assert.ok(updated.leading);
+  // A follower's check of a,b, caught mid-statement: it holds that scope's lock for its transaction.
+  let done!: () => void;
+  const released = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  let held!: () => void;
+  const holding = new Promise<void>((resolve) => {
+    held = resolve;
+  });
+  const checker = ctx.db.session(async (conn) => {
+    await conn.query("BEGIN");
+    await conn.query("SELECT pg_advisory_xact_lock_shared(hashtext('paylane-leader:' || current_schema() || ':a,b'))");
+    held();
+    await released;
+    await conn.query("COMMIT");
+  });
+  await holding;
+  try {
+    const t0 = ctx.timers.now().getTime();
+    await until(() => ctx.timers.now().getTime() >= t0 + 12_000, "two lease pings and their checks");
+    assert.ok(updated.leading, "still leading: a,b is not running");
+    assert.equal(errorsOf("abc-1"), []);
+  } finally {
+    done();
+    await checker;
+  }
+  await stop(updated);
 });
 
 Sites.run();

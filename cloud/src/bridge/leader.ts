@@ -21,10 +21,11 @@
  *
  * Deployments owning different sites (CLOUD_SITES) on one schema each have a
  * lock of their own; two that own a site in common would both lead it, so an
- * instance does not take its lock while a running deployment's sites overlap
- * its own (one error line, paylane_cloud_overlapping_sites): the one running
- * first keeps leading. Not a refusal to start: a rolling update that changes
- * CLOUD_SITES has its new pods beside the old ones, and must not crash-loop.
+ * instance does not take its lock while an overlapping deployment's leader
+ * holds its own (one error line, paylane_cloud_overlapping_sites). Which one
+ * leads can change at a handover (whoever tries first in the gap). Not a
+ * refusal to start: a rolling update that changes CLOUD_SITES has its new pods
+ * beside the old ones, and must not crash-loop.
  *
  * PGlite (npm start) is one process: its one instance leads.
  */
@@ -86,9 +87,9 @@ export function overlapLine(mine: string, overlaps: readonly Overlap[], schema: 
   const others = overlaps.map((o) => describeScope(o.scope)).join(" and ");
   return (
     `${describeScope(mine)} overlaps ${others} of another deployment running on schema ${schema} ` +
-    `(${sites.length === 1 ? "site" : "sites"} ${sites.join(", ")}): the one that started first leads them, the other ` +
-    "none of its sites until it stops; give every site to exactly one deployment (a rolling update that changes " +
-    "CLOUD_SITES passes through this until its old pods are gone)"
+    `(${sites.length === 1 ? "site" : "sites"} ${sites.join(", ")}): the one whose leader holds its lock leads them, ` +
+    "the other none of its sites meanwhile; give every site to exactly one deployment (a rolling update that " +
+    "changes CLOUD_SITES passes through this until its old pods are gone)"
   );
 }
 
@@ -209,7 +210,7 @@ export class Leader {
         const overlap = await this.#findOverlaps(conn);
         this.#report(overlap);
         if (overlap) {
-          decided(); // the deployment running first leads the shared sites; this one tries again later
+          decided(); // the deployment whose leader holds its lock leads the shared sites; this one tries again later
           return;
         }
         const { rows } = await this.#inTime(
@@ -223,7 +224,7 @@ export class Leader {
         if (this.#stopped) {
           // stop() came while the lock was being asked for: its release call found no hold to end.
           decided();
-          await conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, scope).catch(() => undefined);
+          await this.#inTime(conn.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`, scope), "the unlock");
           return;
         }
         this.#leading = true;
@@ -310,6 +311,8 @@ export class Leader {
    * The running deployments on this schema whose sites overlap this one's (noted in the gauge), and
    * the line naming them; undefined when there are none. A deployment runs while its leader holds
    * its lock: taking that lock for one statement (released at the statement's end) fails then.
+   * Shared, so two instances checking one scope at the same moment do not take each other's check
+   * for a running leader (an exclusive one would fail for the second: a healthy leader let go).
    */
   async #findOverlaps(q: Queryable): Promise<{ line: string; scopes: string[] } | undefined> {
     const { rows } = await this.#inTime(
@@ -325,7 +328,7 @@ export class Leader {
     const running = await this.#inTime(
       q.query<{ scope: string; schema: string }>(
         `SELECT s.scope, current_schema() AS schema FROM unnest($1::text[]) AS s(scope)
-         WHERE NOT pg_try_advisory_xact_lock(${lockKey("s.scope")})`,
+         WHERE NOT pg_try_advisory_xact_lock_shared(${lockKey("s.scope")})`,
         [candidates],
       ),
       "the overlapping scopes' locks",

@@ -120,6 +120,8 @@ export class DeadWills {
   #failing = false;
   /** When to look again for clients here whose Wills another instance published (0: not due). */
   #recheckAt = 0;
+  /** The look for clients to close that is running, if any. */
+  #reannouncing: Promise<void> | undefined;
   /** A sweep is running (aedes' timer starts the next one regardless). */
   #sweeping = false;
   /** A heartbeat of this instance reached Redis: from then on a missing alive key means it expired. */
@@ -218,6 +220,11 @@ export class DeadWills {
         continue;
       }
       const holder = await this.#connectedOn(clientId);
+      if (holder === brokerId) {
+        // Its instance came back during this (long) sweep and holds the client: the Will is its live one.
+        this.#o.onWill?.("alive");
+        continue;
+      }
       if (holder) {
         this.#o.onWill?.("connected");
         this.#o.logger.info(
@@ -291,7 +298,16 @@ export class DeadWills {
    * live instance lists the client too), or Redis lost its data. They
    * reconnect and announce themselves online again.
    */
-  async #reannounce(): Promise<void> {
+  #reannounce(): Promise<void> {
+    // Redis's return starts one, and its heartbeat may start another: one look at a time, or a
+    // client is closed (and counted) twice before its disconnect takes it off the live set.
+    this.#reannouncing ??= this.#reannounceNow().finally(() => {
+      this.#reannouncing = undefined;
+    });
+    return this.#reannouncing;
+  }
+
+  async #reannounceNow(): Promise<void> {
     const held = this.#o.heldWills();
     if (held.length === 0) return;
     let stored: boolean[];
@@ -328,14 +344,15 @@ export class DeadWills {
     const id = this.#o.brokerId;
     const ttl = MISSED * this.#o.heartbeatMs;
     const ids = [...this.#connected.keys()];
+    // EXISTS then SET in one MULTI, rather than SET … GET, which Redis before 6.2 refuses (only at EXEC).
     const replies = await this.#write((m) => {
-      m.set(aliveKey(id), "1", "PX", ttl, "GET").sadd(BROKERS_KEY, id).del(clientsKey(id));
+      m.exists(aliveKey(id)).set(aliveKey(id), "1", "PX", ttl).sadd(BROKERS_KEY, id).del(clientsKey(id));
       if (ids.length > 0) m.sadd(clientsKey(id), ...ids).pexpire(clientsKey(id), ttl);
       return m;
     });
     if (!replies) return;
-    const [err, previous] = replies[0] ?? [];
-    if (!err && previous === null && this.#beaten) {
+    const [err, existed] = replies[0] ?? [];
+    if (!err && existed === 0 && this.#beaten) {
       // Look now, and once more when a sweep elsewhere that judged it just before must have ended.
       this.#recheckAt = this.#now() + MISSED * this.#o.heartbeatMs;
       void this.#reannounce();
@@ -350,6 +367,9 @@ export class DeadWills {
     if (this.#o.redis.status !== "ready") return undefined;
     try {
       const replies = (await step(this.#o.redis.multi()).exec()) ?? undefined;
+      // EXEC runs what it can: a command refused inside it is an error in its reply, not a rejection.
+      const refused = replies?.find(([err]) => err)?.[0];
+      if (refused) throw refused;
       if (this.#failing) this.#o.logger.info("connected-client list in Redis written again");
       this.#failing = false;
       return replies;

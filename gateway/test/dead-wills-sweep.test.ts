@@ -119,6 +119,98 @@ test("a sweep started while the last one still runs does nothing: no Will goes o
   }
 });
 
+test("Redis back after its alive key expired: its clients are looked at once, each closed and counted once", async () => {
+  const redis = new Redis(REDIS_URL, { keyPrefix: `${keys.prefix}:` });
+  let live = true; // the gateway's live set: the client leaves it at aedes' clientDisconnect
+  let closes = 0;
+  const counted: number[] = [];
+  const wills = new DeadWills({
+    redis,
+    brokerId: "back-d",
+    instance: "d",
+    heartbeatMs: 60_000,
+    logger: pino({ level: "silent" }),
+    publish: async () => true,
+    deleteWill: async () => undefined,
+    heldWills: () => [
+      {
+        clientId: "k1",
+        closeWithoutWill: () => {
+          if (!live) return false;
+          closes++;
+          // aedes' close unsubscribes (a Redis round trip) before clientDisconnect
+          void redis.ping().then(() => {
+            live = false;
+          });
+          return true;
+        },
+      },
+    ],
+    willStored: async () => (await redis.get("will-of-k1")) !== null, // gone: another instance published it
+    onReannounced: (n) => counted.push(n),
+  });
+  try {
+    await new Promise((resolve) => redis.once("ready", resolve));
+    await wills.start(); // its first heartbeat written
+    wills.redisLost();
+    await redis.del("wills:alive:back-d"); // expired during the outage
+    // redisBack looks, and so does its heartbeat, which finds the key gone
+    wills.redisBack();
+    await eventually(() => !live, 3000, "the client closed");
+    await redis.ping(); // after any second look's read of its Will
+    assert.is(closes, 1, "closed once");
+    assert.equal(counted, [1], "counted once");
+  } finally {
+    await wills.stop(true);
+    redis.disconnect();
+  }
+});
+
+test("an instance back during a long sweep keeps the Wills of the clients it holds again", async () => {
+  const redis = new Redis(REDIS_URL, { keyPrefix: `${keys.prefix}:` });
+  const deleted: string[] = [];
+  const outcomes: WillOutcome[] = [];
+  const wills = new DeadWills({
+    redis,
+    brokerId: "live-e",
+    instance: "e",
+    heartbeatMs: 60_000,
+    logger: pino({ level: "silent" }),
+    publish: async () => {
+      // while the first Will goes out, instance x is back (its heartbeat) and holds k2 again
+      await redis
+        .multi()
+        .set("wills:alive:x", "1", "PX", 60_000)
+        .sadd("wills:brokers", "x")
+        .sadd("wills:clients:x", "k2")
+        .exec();
+      return true;
+    },
+    deleteWill: async (w) => deleted.push(w.id),
+    heldWills: () => [],
+    willStored: async () => true,
+    onWill: (outcome) => outcomes.push(outcome),
+  });
+  const stored = (clientId: string): StoredWill & { payload: string; qos: 1; retain: true } => ({
+    clientId,
+    brokerId: "x",
+    topic: `paylane/v1/s1/${clientId}/status`,
+    payload: '{"state":"offline"}',
+    qos: 1,
+    retain: true,
+  });
+  try {
+    await wills.sweep(stream([stored("k1"), stored("k2")]));
+    assert.equal(outcomes, ["published", "alive"]);
+    assert.equal(deleted, ["k1"], "k2's Will is x's live one again: kept for when k2 really goes");
+  } finally {
+    await redis.del("wills:alive:x", "wills:clients:x", "wills:claim:x");
+    await redis.srem("wills:brokers", "x");
+    await wills.stop(true);
+    redis.disconnect();
+  }
+});
+
 test("a kiosk disconnected by a registry change is no longer listed as connected on its instance", async () => {
   const file = await fleetRegistryFile();
   const gateway = new Gateway({

@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from "node:crypto";
 import { type FSWatcher, type Stats, statSync, watch } from "node:fs";
-import { readFile, rename, stat, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
 import { z } from "zod";
@@ -180,8 +180,14 @@ export class Registry {
   static async save(path: string, file: RegistryFile): Promise<void> {
     // Not the pid alone: on a volume shared by pods every process may be PID 1.
     const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-    await rename(tmp, path);
+    try {
+      await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+      await rename(tmp, path);
+    } catch (err) {
+      // A unique name is never overwritten by the next save: a failed one must not stay behind.
+      await rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
   }
 
   /** The file this registry was made from (secret hashes included): for tools that change and save it. */

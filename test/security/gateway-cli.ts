@@ -3,79 +3,16 @@
  * security tests: its own process so its RSS is its own, its JSON log lines
  * to wait on (never the clock), its /metrics to read counters from.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { type DeviceAddress, deviceIdentity, hashSecret, type RegistryFile } from "@paylane/protocol";
+import { type CliRun, type LogLine, runGatewayCli } from "../../gateway/test/support/cli.ts";
 
-const MAIN = process.env.TEST_GATEWAY_MAIN ?? fileURLToPath(new URL("../../gateway/src/main.ts", import.meta.url));
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
-/** Only a watchdog against a hung child; no test waits for it. */
-const WATCHDOG_MS = 120_000;
+export type { LogLine };
+export type GatewayCli = CliRun;
 
-export type LogLine = Record<string, unknown> & { msg?: string };
-
-export interface GatewayCli {
-  child: ChildProcess;
-  /** Resolves with the first JSON log line whose `msg` is `msg` (and matching `where`). */
-  logLine(msg: string, where?: (line: LogLine) => boolean): Promise<LogLine>;
-  lines: LogLine[];
-  exit: Promise<{ code: number | null; stderr: string }>;
-  /** SIGTERM, and the exit. */
-  stop(): Promise<{ code: number | null; stderr: string }>;
-}
-
+/** The CLI on loopback with an ephemeral HTTP port; a long watchdog (floods and soaks run for minutes). */
 export function runGateway(env: Record<string, string>): GatewayCli {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN], {
-    cwd: REPO,
-    env: { PATH: process.env.PATH, LOG_LEVEL: "info", MQTT_HOST: "127.0.0.1", GATEWAY_HTTP_PORT: "0", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const watchdog = setTimeout(() => child.kill("SIGKILL"), WATCHDOG_MS);
-  watchdog.unref();
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const lines: LogLine[] = [];
-  const waiting: { msg: string; where: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
-  createInterface({ input: child.stdout! }).on("line", (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      return;
-    }
-    lines.push(line);
-    for (const w of waiting.filter((w) => w.msg === line.msg && w.where(line))) {
-      waiting.splice(waiting.indexOf(w), 1);
-      w.resolve(line);
-    }
-  });
-  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    child.once("close", (code) => {
-      clearTimeout(watchdog);
-      resolve({ code, stderr });
-    });
-  });
-  return {
-    child,
-    lines,
-    exit,
-    logLine(msg, where = () => true) {
-      const seen = lines.find((line) => line.msg === msg && where(line));
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiting.push({ msg, where, resolve });
-        exit.then(({ code, stderr }) => reject(new Error(`gateway exited ${code} before "${msg}": ${stderr}`)));
-      });
-    },
-    stop() {
-      if (child.exitCode === null) child.kill("SIGTERM");
-      return exit;
-    },
-  };
+  return runGatewayCli({ MQTT_HOST: "127.0.0.1", GATEWAY_HTTP_PORT: "0", ...env }, { watchdogMs: 120_000 });
 }
 
 /** The child's resident set size in MiB, from /proc. */

@@ -10,6 +10,7 @@ import {
   envBoolean,
   envInteger,
   envPort,
+  envRegistryPollMs,
   LogLevelSchema,
   parseEnv,
   timeZone,
@@ -37,11 +38,7 @@ export const CloudEnvSchema = z.object({
     .string({ error: "required: the path of the device registry JSON" })
     .min(1, "path to the device registry JSON")
     .describe("device registry JSON (required; watched, SIGHUP reloads it)"),
-  REGISTRY_POLL_MS: envInteger(100, 3_600_000, "milliseconds between looks at the registry file, 100 to 3600000")
-    .optional()
-    .describe(
-      "also look at the registry file this often, for writes a file watch cannot see (a network file system shared by several nodes: NFS, EFS, Azure Files); unset: watch only",
-    ),
+  REGISTRY_POLL_MS: envRegistryPollMs(),
   CLOUD_PORT: envPort().default(8080).describe("HTTP API port"),
   CLOUD_HOST: z.string().default("127.0.0.1").describe("HTTP API address"),
   CLOUD_TLS_CERT: z

@@ -7,7 +7,15 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { ConfigError, type Env, envInteger, envPort, LogLevelSchema, parseEnv } from "@paylane/protocol/service";
+import {
+  ConfigError,
+  type Env,
+  envInteger,
+  envPort,
+  envRegistryPollMs,
+  LogLevelSchema,
+  parseEnv,
+} from "@paylane/protocol/service";
 import type { LevelWithSilent } from "pino";
 import { z } from "zod";
 import { DEFAULT_LIMITS, type GatewayLimits } from "./limits.ts";
@@ -66,11 +74,7 @@ export const GatewayEnvSchema = z
       .trim()
       .min(1, "required: the path of the device registry JSON the gateway authenticates against")
       .describe("device registry JSON (required); watched, and SIGHUP reloads it"),
-    REGISTRY_POLL_MS: envInteger(100, 3_600_000, "milliseconds between looks at the registry file, 100 to 3600000")
-      .optional()
-      .describe(
-        "also look at the registry file this often, for writes a file watch cannot see (a network file system shared by several nodes: NFS, EFS, Azure Files); unset: watch only",
-      ),
+    REGISTRY_POLL_MS: envRegistryPollMs(),
     MQTT_PORT: envPort().default(DEFAULTS.MQTT_PORT).describe("plain MQTT port"),
     MQTT_HOST: z.string().trim().default(DEFAULTS.MQTT_HOST).describe("listen address for every listener and HTTP"),
     MQTT_TLS_CERT: filePath("PEM certificate chain; with MQTT_TLS_KEY it turns on mqtts"),

@@ -67,6 +67,18 @@ export function envInteger(min: number, max: number, what = `an integer from ${m
     );
 }
 
+/**
+ * REGISTRY_POLL_MS, read by every process that watches the device registry (gateway, cloud): also
+ * look at the file this often, for writes a file watch cannot see; unset: watch only.
+ */
+export function envRegistryPollMs() {
+  return envInteger(100, 3_600_000, "milliseconds between looks at the registry file, 100 to 3600000")
+    .optional()
+    .describe(
+      "also look at the registry file this often, for writes a file watch cannot see (a network file system shared by several nodes: NFS, EFS, Azure Files); unset: watch only",
+    );
+}
+
 /** A TCP port (0: any free port). */
 export function envPort() {
   return envInteger(0, 65_535, "a TCP port, an integer from 0 to 65535");

@@ -391,16 +391,21 @@ async function oneRun(cmds: Iterable<Cmd>): Promise<void> {
   }
   for (const [k, n] of ran) totals.commands.set(k, (totals.commands.get(k) ?? 0) + n);
   totals.entries += [...model.journaled.values()].reduce((a, ids) => a + ids.length, 0);
+  let stage = "the probe";
   const stopFailed = await bounded(
     "stopping the site",
     (async () => {
       await probe.stop();
+      stage = "the site";
       await site.stop();
+      stage = "the proxy";
       await proxy?.stop();
     })(),
   ).then(
     () => undefined,
-    (err: unknown) => err,
+    // which part hung: the next engineer starts there
+    (err: unknown) =>
+      new Error(`${(err as Error).message} (stuck on ${stage}${site.stopping ? `: ${site.stopping}` : ""})`),
   );
   if (failure) {
     // the run's own failure is the finding; a site that then cannot stop is only mentioned

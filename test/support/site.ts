@@ -467,14 +467,20 @@ export class TestSite {
     return Number(rows[0]?.n ?? 0);
   }
 
+  /** The part `stop()` is stopping now: a test whose stop hangs names it. */
+  stopping: string | undefined;
+
   /** Stops every part, even after one fails to; the parts that failed are named in one error at the end. */
   async stop(): Promise<void> {
     const failed: string[] = [];
     const step = async (what: string, fn: () => Promise<unknown> | undefined) => {
+      this.stopping = what;
       try {
         await fn();
       } catch (err) {
         failed.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        this.stopping = undefined;
       }
     };
     for (const c of this.#clients) await step(`MQTT client ${c.options.clientId}`, () => c.endAsync(true));

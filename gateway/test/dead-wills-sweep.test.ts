@@ -22,6 +22,11 @@ test.after(async () => {
   await keys.clear();
 });
 
+/** A Will as another instance (`brokerId`) stored it for `clientId`: its status topic unless told. */
+function storedWill(brokerId: string, clientId: string, topic = `paylane/v1/s1/${clientId}/status`) {
+  return { clientId, brokerId, topic, payload: '{"state":"offline"}', qos: 1 as const, retain: true };
+}
+
 async function* stream(wills: StoredWill[]): AsyncGenerator<StoredWill> {
   yield* wills;
 }
@@ -31,14 +36,6 @@ test("a refused Will is dropped and the sweep publishes the ones behind it", asy
   const published: string[] = [];
   const deleted: string[] = [];
   const outcomes: WillOutcome[] = [];
-  const will = (clientId: string, topic: string): StoredWill & { payload: string; qos: 1; retain: true } => ({
-    clientId,
-    brokerId: "dead-a",
-    topic,
-    payload: '{"state":"offline"}',
-    qos: 1,
-    retain: true,
-  });
   const wills = new DeadWills({
     redis,
     brokerId: "live-b",
@@ -59,9 +56,9 @@ test("a refused Will is dropped and the sweep publishes the ones behind it", asy
   try {
     await wills.sweep(
       stream([
-        will("k1", "paylane/v1/s1/k1/status"),
-        will("forged", "paylane/v1/s1/k9/cmd"),
-        will("k2", "paylane/v1/s1/k2/status"),
+        storedWill("dead-a", "k1"),
+        storedWill("dead-a", "forged", "paylane/v1/s1/k9/cmd"),
+        storedWill("dead-a", "k2"),
       ]),
     );
     assert.equal(published, ["k1", "k2"], "the Will behind the refused one went out too");
@@ -97,18 +94,10 @@ test("a sweep started while the last one still runs does nothing: no Will goes o
     willStored: async () => true,
     onSweep: (outcome) => sweeps.push(outcome),
   });
-  const stored = (clientId: string): StoredWill & { payload: string; qos: 1; retain: true } => ({
-    clientId,
-    brokerId: "dead-b",
-    topic: `paylane/v1/s1/${clientId}/status`,
-    payload: '{"state":"offline"}',
-    qos: 1,
-    retain: true,
-  });
   try {
-    const first = wills.sweep(stream([stored("k1"), stored("k2")]));
+    const first = wills.sweep(stream([storedWill("dead-b", "k1"), storedWill("dead-b", "k2")]));
     // aedes' timer starts the next sweep over the same stored Wills (not deleted yet)
-    await wills.sweep(stream([stored("k1"), stored("k2")]));
+    await wills.sweep(stream([storedWill("dead-b", "k1"), storedWill("dead-b", "k2")]));
     assert.equal(sweeps, ["run", "busy"]);
     release();
     await first;
@@ -191,16 +180,8 @@ test("an instance back during a long sweep keeps the Wills of the clients it hol
     willStored: async () => true,
     onWill: (outcome) => outcomes.push(outcome),
   });
-  const stored = (clientId: string): StoredWill & { payload: string; qos: 1; retain: true } => ({
-    clientId,
-    brokerId: "x",
-    topic: `paylane/v1/s1/${clientId}/status`,
-    payload: '{"state":"offline"}',
-    qos: 1,
-    retain: true,
-  });
   try {
-    await wills.sweep(stream([stored("k1"), stored("k2")]));
+    await wills.sweep(stream([storedWill("x", "k1"), storedWill("x", "k2")]));
     assert.equal(outcomes, ["published", "alive"]);
     assert.equal(deleted, ["k1"], "k2's Will is x's live one again: kept for when k2 really goes");
   } finally {

@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { pino } from "pino";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { FakeTimers } from "../../test/support/fake-timers.ts";
+import { FakeTimers, untilDriven } from "../../test/support/fake-timers.ts";
 import { FaultProxy } from "../../test/support/fault-proxy.ts";
 import { Signal } from "../../test/support/signal.ts";
 import { LEASE, Leader } from "../src/bridge/leader.ts";
@@ -67,16 +67,8 @@ Lease.after(async () => {
 });
 
 /** Advances the fake clock a step every 20 ms of real time (replies come in between) until `check` holds. */
-async function until(check: () => boolean, what: string): Promise<void> {
-  const poll = setInterval(() => {
-    ctx.timers.advance(STEP_MS);
-    ctx.signal.notify();
-  }, 20);
-  try {
-    await ctx.signal.until(check, what, 15_000);
-  } finally {
-    clearInterval(poll);
-  }
+function until(check: () => boolean, what: string): Promise<void> {
+  return untilDriven(ctx.timers, ctx.signal, check, what, { stepMs: STEP_MS });
 }
 
 /** Advances the fake clock by `ms` the same way, asserting `invariant` after every step. */

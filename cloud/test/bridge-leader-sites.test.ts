@@ -19,7 +19,7 @@ import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { FakeTimers } from "../../test/support/fake-timers.ts";
+import { FakeTimers, untilDriven } from "../../test/support/fake-timers.ts";
 import { Signal } from "../../test/support/signal.ts";
 import { Leader } from "../src/bridge/leader.ts";
 import type { Database } from "../src/db/database.ts";
@@ -94,16 +94,8 @@ const overlaps = async (m: MetricsRegistry) =>
  * Waits for `check`, re-checked every 20 ms of real time (replies come in between), the fake clock
  * advanced a quarter second each time (or not at all).
  */
-async function until(check: () => boolean | Promise<boolean>, what: string, advance = true): Promise<void> {
-  const poll = setInterval(() => {
-    if (advance) ctx.timers.advance(250);
-    ctx.signal.notify();
-  }, 20);
-  try {
-    await ctx.signal.until(check, what, 15_000);
-  } finally {
-    clearInterval(poll);
-  }
+function until(check: () => boolean | Promise<boolean>, what: string, advance = true): Promise<void> {
+  return untilDriven(ctx.timers, ctx.signal, check, what, { stepMs: advance ? 250 : 0 });
 }
 
 Sites(

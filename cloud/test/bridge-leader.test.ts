@@ -19,7 +19,7 @@ import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { FakeTimers } from "../../test/support/fake-timers.ts";
+import { FakeTimers, untilDriven } from "../../test/support/fake-timers.ts";
 import { Signal } from "../../test/support/signal.ts";
 import { AlertService, alertSettings } from "../src/alerts/notifier.ts";
 import type { FleetEvents } from "../src/bridge/bridge.ts";
@@ -69,17 +69,9 @@ L.after(async () => {
 });
 
 /** Waits for `check`, re-checked as the leaders' fake clock is advanced (or not at all). */
-async function until(check: () => boolean, what: string, advance = true): Promise<void> {
-  const poll = setInterval(() => {
-    // a quarter of a retry each time: a lease ping has 20 polls of real time to answer
-    if (advance) ctx.leaderTimers.advance(250);
-    ctx.signal.notify();
-  }, 20);
-  try {
-    await ctx.signal.until(check, what, 10_000);
-  } finally {
-    clearInterval(poll);
-  }
+function until(check: () => boolean, what: string, advance = true): Promise<void> {
+  // a quarter of a retry each time: a lease ping has 20 polls of real time to answer
+  return untilDriven(ctx.leaderTimers, ctx.signal, check, what, { stepMs: advance ? 250 : 0, limitMs: 10_000 });
 }
 
 const leading = () => ctx.leaders.map((l) => l.leading);

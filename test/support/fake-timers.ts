@@ -7,6 +7,7 @@
  */
 import type { Timers } from "@paylane/protocol";
 import { type Clock, createClock, type TimerId } from "@sinonjs/fake-timers";
+import type { Signal } from "./signal.ts";
 
 export class FakeTimers implements Timers {
   readonly #clock: Clock;
@@ -49,5 +50,27 @@ export class FakeTimers implements Timers {
     const ms = at.getTime() - this.#clock.now;
     if (ms < 0) throw new Error("the fake clock only moves forward");
     this.advance(ms);
+  }
+}
+
+/**
+ * Waits for `check` while driving `timers`: every 20 ms of real time (replies from real peers come
+ * in between) the fake clock moves `stepMs` (0: not at all) and `signal` re-checks.
+ */
+export async function untilDriven(
+  timers: FakeTimers,
+  signal: Signal,
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  { stepMs, limitMs = 15_000 }: { stepMs: number; limitMs?: number },
+): Promise<void> {
+  const poll = setInterval(() => {
+    if (stepMs > 0) timers.advance(stepMs);
+    signal.notify();
+  }, 20);
+  try {
+    await signal.until(check, what, limitMs);
+  } finally {
+    clearInterval(poll);
   }
 }

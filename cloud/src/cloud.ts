@@ -125,6 +125,8 @@ export class CloudService {
   #latestTelemetry: LatestTelemetryStore | undefined;
   #telemetry: TelemetryRecorder | undefined;
   #stopping: Promise<void> | undefined;
+  /** The step of the stop in progress: a stop that hangs names it. */
+  #stage: string | undefined;
   #leader: Leader | undefined;
 
   constructor(o: CloudOptions) {
@@ -510,6 +512,11 @@ export class CloudService {
     return this.#stopOnce((bridge) => bridge.kill());
   }
 
+  /** The step a stop in progress is at (for a stop that hangs), else undefined. */
+  get stoppingPart(): string | undefined {
+    return this.#stage;
+  }
+
   /** One stop at a time: a second call while stopping (SIGINT, then SIGTERM) returns the same stop. */
   #stopOnce(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {
     this.#stopping ??= this.#shutdown(endBridge).finally(() => {
@@ -524,26 +531,35 @@ export class CloudService {
     (this.#o.timers ?? realTimers).clearTimeout(this.#purgeTimer);
     this.#purgeTimer = undefined;
     // Before the server: an upgraded socket would hold its close open.
+    this.#stage = "live sockets";
     await this.#liveSockets?.close();
     this.#liveSockets = undefined;
+    this.#stage = "HTTP server";
     await this.#http?.close();
+    this.#stage = "metrics server";
     await this.#metricsHttp?.close();
     this.#metricsHttp = undefined;
+    this.#stage = "bridge";
     if (this.#bridge) await endBridge(this.#bridge);
     this.#stopEventsFeed?.();
     // After the bridge: the audit and config writes of what it heard are finished before the database closes.
+    this.#stage = "commands, configs, status history";
     await this.#commands?.detach();
     await this.#configs?.detach();
     await this.#statusHistory?.detach();
     this.#commands = this.#configs = this.#stopEventsFeed = this.#statusHistory = undefined;
     // After the bridge (what it committed last is scanned), before the database closes.
+    this.#stage = "alerts";
     await this.#alerts?.stop();
     this.#alerts = undefined;
     // After the bridge: what it heard before it stopped is written too.
+    this.#stage = "telemetry";
     await this.#telemetry?.stop();
     // After the last duty's writes (alerts, telemetry), before the database closes: another instance takes them.
+    this.#stage = "leader";
     await this.#leader?.stop();
     this.#leader = undefined;
+    this.#stage = "latest telemetry, presence, API instances";
     await this.#latestTelemetry?.close();
     await this.#presence?.close();
     await this.#apiInstances?.stop();
@@ -552,13 +568,16 @@ export class CloudService {
     this.#limitsRedis = undefined;
     this.#stopAnnouncingStatuses?.();
     this.#stopAnnouncingStatuses = undefined;
+    this.#stage = "live feed";
     await this.#liveFeed?.stop();
     this.#liveFeed = undefined;
+    this.#stage = "databases";
     await this.#readDb?.close();
     this.#readDb = undefined;
     if (this.#ownsDb) await this.#db?.close();
     this.#http = this.#bridge = this.#presence = this.#db = undefined;
     this.#telemetry = this.#latestTelemetry = undefined;
+    this.#stage = undefined;
   }
 
   /** Forgets idempotency answers past their retention, hourly (the ledger's key index keeps refusing doubles). */

@@ -96,6 +96,11 @@ export class KioskDaemon extends RunningKiosk {
     return this.#lifecycle.shutdown(() => (this.running = undefined));
   }
 
+  /** The part a stop in progress is stopping (for a stop that hangs), else undefined. */
+  get stoppingPart(): string | undefined {
+    return this.#lifecycle.stoppingPart;
+  }
+
   /** Builds the parts, each handed what it uses, and starts them: the order of `life.start` is the dependency order. */
   async #compose(): Promise<KioskParts> {
     const { config: c, timers = realTimers, now = () => new Date() } = this.#o;

@@ -64,6 +64,20 @@ lifecycle("parts start in the order given and stop in reverse, stores closed las
   assert.ok(store.closed);
 });
 
+lifecycle("a stop that hangs names the part it waits for, and nothing once it is done", async () => {
+  const life = new Lifecycle(quiet);
+  let release = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  await life.start([recorded("a", []), { name: "b", start: () => {}, stop: () => held }, recorded("c", [])]);
+  assert.is(life.stoppingPart, undefined);
+  const stopped = life.stop();
+  await new Promise((r) => setImmediate(r));
+  assert.is(life.stoppingPart, "b", "c stopped, b holds the stop");
+  release();
+  await stopped;
+  assert.is(life.stoppingPart, undefined);
+});
+
 lifecycle("a part that fails to start: what had started is stopped by the owner, the rest never starts", async () => {
   const log: string[] = [];
   const life = new Lifecycle(quiet);

@@ -192,6 +192,8 @@ export class Gateway {
   readonly #limits: GatewayLimits;
   #registry: Registry;
   #running: Running | undefined;
+  /** The step of the stop in progress: a stop that hangs names it. */
+  #stage: string | undefined;
   readonly #sockets = new Set<Socket>();
   /** Bytes on every accepted socket, across restarts (the byte counters read it when scraped). */
   readonly #wire = new WireBytes();
@@ -558,6 +560,11 @@ export class Gateway {
     };
   }
 
+  /** The step of the stop in progress (for a stop that hangs), else undefined. */
+  get stoppingPart(): string | undefined {
+    return this.#stage;
+  }
+
   /** Closes the broker, the listeners and every socket, so the ports are free when this resolves. */
   async stop(): Promise<void> {
     const running = this.#running;
@@ -574,8 +581,11 @@ export class Gateway {
     );
     // Leaves every shared subscription and the directory first: the other instances take over its share.
     running.shared.stop();
+    this.#stage = "the directory";
     await running.directory.stop();
+    this.#stage = "dead Wills";
     await running.deadWills?.stop(running.backend?.state === "ok");
+    this.#stage = "the broker";
     const closed = new Promise<void>((resolve) => running.broker.close(() => resolve()));
     if (running.backend?.state === "down") {
       // With Redis unreachable aedes' close never ends: mqemitter-redis QUITs connections that are
@@ -593,13 +603,16 @@ export class Gateway {
     } else {
       await closed;
     }
+    this.#stage = "the Redis backend";
     await running.backend?.stop();
     running.wss?.close();
     // Sockets that never completed CONNECT (or were still in TLS or HTTP) are not aedes clients: end them here.
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
     this.#live.clear();
+    this.#stage = "the listeners";
     await Promise.all(serversClosed);
+    this.#stage = undefined;
   }
 
   /**

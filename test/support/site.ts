@@ -467,27 +467,47 @@ export class TestSite {
     return Number(rows[0]?.n ?? 0);
   }
 
-  /** The part `stop()` is stopping now: a test whose stop hangs names it. */
-  stopping: string | undefined;
+  /** The part `stop()` is stopping now, and where inside it: a test whose stop hangs names it. */
+  get stopping(): string | undefined {
+    const at = this.#stage;
+    if (!at) return undefined;
+    const inside = at.inside?.();
+    return inside ? `${at.what}, at ${inside}` : at.what;
+  }
+  #stage: { what: string; inside?: () => string | undefined } | undefined;
 
   /** Stops every part, even after one fails to; the parts that failed are named in one error at the end. */
   async stop(): Promise<void> {
     const failed: string[] = [];
-    const step = async (what: string, fn: () => Promise<unknown> | undefined) => {
-      this.stopping = what;
+    const step = async (what: string, fn: () => Promise<unknown> | undefined, inside?: () => string | undefined) => {
+      this.#stage = { what, inside };
       try {
         await fn();
       } catch (err) {
         failed.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
       } finally {
-        this.stopping = undefined;
+        this.#stage = undefined;
       }
     };
     for (const c of this.#clients) await step(`MQTT client ${c.options.clientId}`, () => c.endAsync(true));
-    for (const [device, k] of this.kiosks) await step(`kiosk ${device}`, () => k.stop());
+    for (const [device, k] of this.kiosks)
+      await step(
+        `kiosk ${device}`,
+        () => k.stop(),
+        () => k.stoppingPart,
+      );
     this.kiosks.clear();
-    await step("the cloud", () => this.cloud?.stop());
-    await step("the gateway", () => this.gateway?.stop());
+    const { cloud, gateway } = this;
+    await step(
+      "the cloud",
+      () => cloud?.stop(),
+      () => cloud?.stoppingPart,
+    );
+    await step(
+      "the gateway",
+      () => gateway?.stop(),
+      () => gateway?.stoppingPart,
+    );
     await step("Mosquitto", () => this.mosquitto?.kill());
     if (this.o.db === "pg") {
       await step(`dropping schema ${this.#schema}`, () =>

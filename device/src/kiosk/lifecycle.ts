@@ -23,6 +23,7 @@ export class Lifecycle {
   #running: Part[] = [];
   #starting: Promise<unknown> | undefined;
   #stopping: Promise<void> | undefined;
+  #stoppingPart: string | undefined;
 
   constructor(log: Logger) {
     this.#log = log;
@@ -95,12 +96,18 @@ export class Lifecycle {
     }
   }
 
+  /** The part being stopped now: a stop that hangs can name where. */
+  get stoppingPart(): string | undefined {
+    return this.#stoppingPart;
+  }
+
   /** Stops everything in reverse; every part is stopped even if one fails, and the first failure is rethrown. */
   async stop(): Promise<void> {
     const running = this.#running.reverse();
     this.#running = [];
     let failed: unknown;
     for (const p of running) {
+      this.#stoppingPart = p.name;
       try {
         await p.stop();
       } catch (err) {
@@ -108,6 +115,7 @@ export class Lifecycle {
         failed ??= err;
       }
     }
+    this.#stoppingPart = undefined;
     if (failed) throw failed;
   }
 }

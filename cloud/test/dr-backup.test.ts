@@ -181,6 +181,15 @@ async function counts(url: string): Promise<{ inbox: number; ledger: number; sum
   }
 }
 
+/** The restored cluster's log lines about recovery: the backup it started from, where the replay stopped. */
+async function recoveryLog(cluster: LocalCluster): Promise<string> {
+  const log = await readFile(cluster.logFile, "utf8").catch((err: Error) => `(no log: ${err.message})`);
+  return log
+    .split("\n")
+    .filter((l) => /recovery|redo|consistent|restored log file|archive|target|timeline|FATAL|ERROR/i.test(l))
+    .join("\n");
+}
+
 async function sql(url: string, text: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -260,7 +269,13 @@ Dr("setup, full backup, writes, point T, writes: the restore to T holds exactly 
     port,
   });
   ctx.restored.push(r.cluster);
-  assert.equal(await counts(r.url), expected.atPoint, "exactly the rows up to T");
+  const atT = await counts(r.url);
+  if (atT.inbox !== expected.atPoint.inbox || atT.ledger !== expected.atPoint.ledger)
+    // where the replay stopped, and why: the restored cluster's log says it
+    console.log(
+      `  restore to ${ctx.point.toISOString()} missed rows; its recovery log:\n${await recoveryLog(r.cluster)}`,
+    );
+  assert.equal(atT, expected.atPoint, "exactly the rows up to T");
   assert.ok(r.check, "the check ran");
   assert.ok(r.check!.ok, r.check!.problems.join("\n"));
   const inbox = r.check!.tables.find((t) => t.table === "inbox")!;

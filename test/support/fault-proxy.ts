@@ -237,7 +237,11 @@ class Lane {
       this.#held -= n;
       this.ctl.hold(-n);
       this.#lastSentAt = now;
-      this.#tail = Buffer.concat([this.#tail, piece]).subarray(-TAIL_BYTES);
+      // Only the last bytes are kept: a large piece is not copied whole to keep its end.
+      this.#tail =
+        piece.length >= TAIL_BYTES
+          ? Buffer.from(piece.subarray(piece.length - TAIL_BYTES))
+          : Buffer.concat([this.#tail.subarray(Math.max(0, this.#tail.length + piece.length - TAIL_BYTES)), piece]);
       if (!this.to.write(piece)) this.#writeBlocked = true;
       if (this.ctl.passed(this.dir, n)) {
         this.link.cut(this.dir);

@@ -55,6 +55,8 @@ const ctx = {
   point: new Date(0),
   restored: [] as LocalCluster[],
   fullLabel: "",
+  /** Ingest statements that failed: a device would resend them, and so does `writes`. */
+  ingestFailures: [] as string[],
 };
 
 const Dr = suite("paylane-dr backup, restore, check");
@@ -86,6 +88,7 @@ Dr.before(
       now: () => new Date(),
       logger: pino({ level: "silent" }),
       onCommitted: () => {},
+      onFailed: (err) => ctx.ingestFailures.push(err.message),
     });
     const passFile = join(ctx.dir, "cipher-pass");
     await writeFile(passFile, `${PASS}\n`, { mode: 0o600 });
@@ -163,8 +166,40 @@ async function writes(n: number): Promise<void> {
       },
     });
   }
-  ctx.ingestor.add(entries);
-  await ctx.ingestor.drain();
+  // As a kiosk does, entries not acked are sent again (the inbox takes each seq once).
+  for (let attempt = 1; ; attempt++) {
+    const failedBefore = ctx.ingestFailures.length;
+    ctx.ingestor.add(entries);
+    await ctx.ingestor.drain();
+    if (ctx.ingestFailures.length === failedBefore) break;
+    console.log(`  ingest attempt ${attempt} failed (${ctx.ingestFailures.slice(failedBefore).join("; ")}): resending`);
+    if (attempt === 5) throw new Error("the ingest failed 5 times");
+  }
+  await writesSettled();
+}
+
+/**
+ * Waits until no statement of this test runs on the source: a statement its client gave up on
+ * (pg's query timeout) may still commit there, after the point a test takes next.
+ */
+async function writesSettled(): Promise<void> {
+  const client = new pg.Client({ connectionString: ctx.source.url() });
+  await client.connect();
+  const deadline = Date.now() + 60_000;
+  try {
+    for (;;) {
+      const { rows } = await client.query<{ n: number; queries: string }>(
+        `SELECT count(*)::int AS n, string_agg(left(query, 60), ' | ') AS queries FROM pg_stat_activity
+         WHERE datname = current_database() AND backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()`,
+      );
+      if (rows[0]!.n === 0) return;
+      if (Date.now() > deadline)
+        throw new Error(`statements still running on the source after 60 s: ${rows[0]!.queries}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 async function counts(url: string): Promise<{ inbox: number; ledger: number; sum: number }> {

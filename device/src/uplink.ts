@@ -72,6 +72,27 @@ async function endsWithin(client: MqttClient, ms: number): Promise<boolean> {
   }
 }
 
+/**
+ * Whether `work` settled within `ms` of real time with `client`'s connection open. Without
+ * reconnects, a QoS 1 publish whose connection drops waits for a PUBACK that never comes.
+ */
+async function settlesWithin(client: MqttClient, work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  let onClose = () => {};
+  const givenUp = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    onClose = () => resolve(false);
+    client.once("close", onClose);
+  });
+  try {
+    return await Promise.race([work.then(ok, ok), givenUp]);
+  } finally {
+    clearTimeout(timer);
+    client.off("close", onClose);
+  }
+}
+const ok = () => true as const;
+
 export interface UplinkOptions {
   address: DeviceAddress;
   secret: string;
@@ -294,16 +315,13 @@ export class Uplink {
     if (client) {
       // A clean stop says goodbye explicitly; the Will only fires on a crash.
       if (client.connected) {
-        await client
-          .publishAsync(
-            topics.status(this.#o.address),
-            encode(StatusSchema, { state: "offline", at: this.#o.now().toISOString(), session: this.#session }),
-            {
-              qos: 1,
-              retain: true,
-            },
-          )
-          .catch(() => {});
+        const goodbye = client.publishAsync(
+          topics.status(this.#o.address),
+          encode(StatusSchema, { state: "offline", at: this.#o.now().toISOString(), session: this.#session }),
+          { qos: 1, retain: true },
+        );
+        // Bounded in real time, and ended by a dropped connection: either would otherwise hold the stop forever.
+        await settlesWithin(client, goodbye, GRACEFUL_END_MS);
       }
       // A graceful end sends DISCONNECT, on which the broker discards the Will [MQTT-3.14.4-3]; a
       // forced one (socket destroyed) fires it, replacing the goodbye above with a bare offline.

@@ -26,7 +26,9 @@ import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { FaultProxy } from "../../test/support/fault-proxy.ts";
 import { Signal } from "../../test/support/signal.ts";
+import { within } from "../../test/support/within.ts";
 import { Journal } from "../src/journal.ts";
 import { Uplink, type UplinkOptions } from "../src/uplink.ts";
 import { FakeTimers } from "./fake-timers.ts";
@@ -94,7 +96,12 @@ let dirSeq = 0;
  * and the uplink started and connected with the cloud online. The journal is
  * empty, so nothing is on the wire yet.
  */
-async function setUp(ctx: Ctx, opts: Partial<UplinkOptions> = {}): Promise<void> {
+async function setUp(
+  ctx: Ctx,
+  opts: Partial<UplinkOptions> = {},
+  /** The URL the uplink connects to, given the gateway's port (default: the gateway itself). */
+  route: (gatewayPort: number) => Promise<string> = async (port) => `mqtt://127.0.0.1:${port}`,
+): Promise<void> {
   ctx.signal = new Signal();
   ctx.received = [];
   ctx.cursors = new Map();
@@ -132,7 +139,7 @@ async function setUp(ctx: Ctx, opts: Partial<UplinkOptions> = {}): Promise<void>
   ctx.uplink = new Uplink({
     address: K1,
     secret: SECRET.k1,
-    url: `mqtt://127.0.0.1:${ctx.gateway.port}`,
+    url: await route(ctx.gateway.port),
     journal: ctx.journal,
     version: "9.8.7",
     bootedAt: BOOTED_AT,
@@ -645,6 +652,28 @@ test("stop says goodbye with a retained offline status and leaves no timer behin
   assert.is(ctx.uplink.online, false);
   // Unacked entries stay in the journal for the next start.
   assert.equal(counts(await ctx.journal.stats()), { lastSeq: 2, ackedUpTo: 0, backlog: 2 });
+});
+
+// Found by a site stop that hung in CI: with no reconnects, a QoS 1 publish whose connection drops waits forever.
+test("a connection dropped while the goodbye waits for its PUBACK does not hold the stop", async (ctx) => {
+  await tearDown(ctx);
+  let proxy: FaultProxy | undefined;
+  try {
+    await setUp(ctx, {}, async (port) => {
+      proxy = new FaultProxy({ target: { host: "127.0.0.1", port } });
+      await proxy.start();
+      return proxy.url("mqtt");
+    });
+    proxy!.stall("down"); // the broker's PUBACK never reaches the kiosk
+    const stopping = ctx.uplink.stop();
+    const bye = await next<Status>(ctx, topics.status(K1));
+    assert.is(bye.state, "offline", "the goodbye reached the broker");
+    assert.is(proxy!.reset(), 1, "the kiosk's connection is reset");
+    await within(stopping, WAIT_MS, "the stop after the connection dropped");
+    assert.is(ctx.uplink.online, false);
+  } finally {
+    await proxy?.stop();
+  }
 });
 
 test.run();

@@ -157,6 +157,12 @@ export class Bridge {
   #heartbeatTimer: unknown;
   /** Set from stop()/kill() on: the echo of our own goodbye must not be answered with an online STATE. */
   #stopping = false;
+  /**
+   * `publish` calls waiting for their PUBACK. mqtt.js keeps one whose connection dropped to resend
+   * after the reconnect, and never settles it once ended: a stop fails them, or whoever awaits one
+   * (the config desk's queue, the command redelivery) holds the cloud's stop for ever.
+   */
+  readonly #unconfirmed = new Set<(err: Error) => void>();
   #gaps: GapTracker | undefined;
   #since: Date | undefined;
   /** Every decoded message of the fleet; see FleetEvents. */
@@ -404,16 +410,19 @@ export class Bridge {
     }
     // mqtt.js's graceful end waits for in-flight messages and, while reconnecting (broker
     // restarting), for a connection that may never come: that hung the cloud's stop. Force it then.
-    if (
-      !client.connected ||
+    if (!client.connected) {
+      await client.endAsync(true);
+    } else if (
       !(await withinMs(
         client.endAsync().then(() => true),
         STOP_GRACE_MS,
       ))
     ) {
-      await client.endAsync(true);
+      // A second end() while the graceful one waits returns at once without forcing anything.
+      client.stream.destroy();
     }
     this.#client = undefined;
+    this.#failUnconfirmed();
   }
 
   /** Simulates a crash for tests: the connection drops without goodbye, so the broker fires the Will. */
@@ -427,6 +436,13 @@ export class Bridge {
     this.#gaps = undefined;
     client?.stream.destroy();
     await client?.endAsync(true);
+    this.#failUnconfirmed();
+  }
+
+  #failUnconfirmed(): void {
+    const err = new Error("the cloud stopped before the broker confirmed the message");
+    for (const fail of this.#unconfirmed) fail(err);
+    this.#unconfirmed.clear();
   }
 
   async #onPublish(packet: IPublishPacket): Promise<void> {
@@ -540,7 +556,13 @@ export class Bridge {
   async publish(topic: string, payload: Buffer | string, opts: { qos: 0 | 1; retain?: boolean }): Promise<void> {
     const client = this.#client;
     if (!client?.connected) throw new Error("the cloud is not connected to the broker");
-    await client.publishAsync(topic, payload, { qos: opts.qos, retain: opts.retain ?? false });
+    await new Promise<void>((resolve, reject) => {
+      this.#unconfirmed.add(reject);
+      client
+        .publishAsync(topic, payload, { qos: opts.qos, retain: opts.retain ?? false })
+        .then(() => resolve(), reject)
+        .finally(() => this.#unconfirmed.delete(reject));
+    });
   }
 
   async #touch(addr: DeviceAddress, at: Date): Promise<void> {

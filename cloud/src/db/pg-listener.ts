@@ -119,6 +119,13 @@ export class PgListener {
       await client.end().catch(() => {});
       throw err;
     }
+    if (this.#closed) {
+      // Closed while this connection was opening: close() could not end it, so it is ended here
+      // (kept, it and its heartbeat would hold the process open).
+      lost = true;
+      await client.end().catch(() => {});
+      throw new Error("the listener was closed while connecting");
+    }
     this.#client = client;
     this.#retryMs = RETRY_FIRST_MS;
     clearInterval(this.#heartbeat);

@@ -148,6 +148,8 @@ export class PgListener {
           for (const set of this.#channels.values()) for (const s of set) s.events.onReconnected?.();
         },
         () => {
+          // Closed while reopening: no further try (its timer would hold the stopped process).
+          if (this.#closed) return;
           this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
           this.#scheduleReopen();
         },

@@ -521,6 +521,7 @@ export class CloudService {
   #stopOnce(endBridge: (bridge: Bridge) => Promise<void>): Promise<void> {
     this.#stopping ??= this.#shutdown(endBridge).finally(() => {
       this.#stopping = undefined;
+      this.#stage = undefined; // a stop that failed is not in progress either
     });
     return this.#stopping;
   }

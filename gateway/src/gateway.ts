@@ -570,7 +570,11 @@ export class Gateway {
     const running = this.#running;
     this.#running = undefined;
     if (!running) return;
-    await this.#close(running);
+    try {
+      await this.#close(running);
+    } finally {
+      this.#stage = undefined; // a stop that failed is not in progress either
+    }
     this.#options.logger.info("MQTT gateway stopped");
   }
 

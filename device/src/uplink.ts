@@ -59,39 +59,31 @@ const DRAIN_LOG_MIN_BACKLOG = 1000;
 /** How long stop() waits for the broker to take its DISCONNECT before it drops the socket. */
 const GRACEFUL_END_MS = 2000;
 
-/** Whether `client` ended gracefully (DISCONNECT sent, socket closed) within `ms` of real time. */
-async function endsWithin(client: MqttClient, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([client.endAsync(false).then(() => true as const), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
- * Whether `work` settled within `ms` of real time with `client`'s connection open. Without
- * reconnects, a QoS 1 publish whose connection drops waits for a PUBACK that never comes.
+ * Whether `work` settled within `ms` of real time and, given `openClient`, before that client's
+ * connection closed: without reconnects, a QoS 1 publish whose connection drops waits for a PUBACK
+ * that never comes.
  */
-async function settlesWithin(client: MqttClient, work: Promise<unknown>, ms: number): Promise<boolean> {
+async function settlesWithin(work: Promise<unknown>, ms: number, openClient?: MqttClient): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  let onClose = () => {};
+  const closed = () => giveUp(false);
+  let giveUp: (v: false) => void = () => {};
   const givenUp = new Promise<false>((resolve) => {
+    giveUp = resolve;
     timer = setTimeout(() => resolve(false), ms);
-    onClose = () => resolve(false);
-    client.once("close", onClose);
   });
+  openClient?.once("close", closed);
   try {
     return await Promise.race([work.then(ok, ok), givenUp]);
   } finally {
     clearTimeout(timer);
-    client.off("close", onClose);
+    openClient?.off("close", closed);
   }
 }
 const ok = () => true as const;
+
+/** Whether `client` ended gracefully (DISCONNECT sent, socket closed) within `ms` of real time. */
+const endsWithin = (client: MqttClient, ms: number) => settlesWithin(client.endAsync(false), ms);
 
 export interface UplinkOptions {
   address: DeviceAddress;
@@ -321,7 +313,7 @@ export class Uplink {
           { qos: 1, retain: true },
         );
         // Bounded in real time, and ended by a dropped connection: either would otherwise hold the stop forever.
-        await settlesWithin(client, goodbye, GRACEFUL_END_MS);
+        await settlesWithin(goodbye, GRACEFUL_END_MS, client);
       }
       // A graceful end sends DISCONNECT, on which the broker discards the Will [MQTT-3.14.4-3]; a
       // forced one (socket destroyed) fires it, replacing the goodbye above with a bare offline.

@@ -6,8 +6,8 @@
  * pair (./link-pair.ts) or a TCP connection (./tcp-link.ts).
  */
 
-import type { SerialPortStream } from "@serialport/stream";
-import { SerialPort } from "serialport";
+import { SerialPortStream } from "@serialport/stream";
+import { hangUpAwareBinding } from "./hangup-binding.ts";
 
 export interface SerialLink {
   /** Where the link goes, for logs ("/dev/ttyS0", "memory"). */
@@ -169,5 +169,5 @@ export function openSerialPort(path: string, opts: SerialPortOptions = {}): Prom
   if (!Number.isInteger(baudRate) || baudRate <= 0) {
     return Promise.reject(new SerialLinkError(`baud rate must be a positive integer, got ${baudRate}`));
   }
-  return openSerialLink(new SerialPort({ path, baudRate, autoOpen: false }), path);
+  return openSerialLink(new SerialPortStream({ binding: hangUpAwareBinding, path, baudRate, autoOpen: false }), path);
 }

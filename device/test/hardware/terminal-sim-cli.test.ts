@@ -8,6 +8,7 @@
  * drops ends "disconnected" and is never sent again. Real time (a real
  * process and pty): every wait is on an event, bounded only to fail.
  */
+// run-tests: alone (its 2 s are the driver's with a real simulator process, not a share of two cores with another suite)
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

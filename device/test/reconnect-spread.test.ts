@@ -91,7 +91,9 @@ test("20 kiosks losing the broker at once reconnect at spread-out times, then al
       delays.every((d) => d >= 0 && d <= RECONNECT_MIN_MS),
       "full jitter: each delay in [0, initial delay]",
     );
-    assert.ok(new Set(delays).size >= FLEET - 2, "not in lockstep: (almost) every kiosk has its own delay");
+    // 20 draws from 501 whole ms share one now and then (3 or more shared in about 1 run in 150, as CI once
+    // saw); lockstep is 1 distinct delay, or a handful from a coarse jitter. Half the fleet is neither.
+    assert.ok(new Set(delays).size >= FLEET / 2, "not in lockstep: most kiosks have a delay of their own");
     assert.ok(spread >= RECONNECT_MIN_MS / 2, `spread over at least half the window, got ${spread} ms`);
 
     gateway = gatewayAt(port);

@@ -169,7 +169,7 @@ export class Peripherals {
   async stop(): Promise<void> {
     await this.#reader?.stop();
     this.#readerSim?.stop();
-    // The simulator's port first: serialport may not notice a pty hung up under it.
+    // The simulator's port, then socat: the driver's own port is closed by now, so no read meets the hang-up.
     await this.#simLink?.close();
     await this.#pty?.close();
     await this.#printer?.stop();

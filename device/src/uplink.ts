@@ -82,8 +82,17 @@ async function settlesWithin(work: Promise<unknown>, ms: number, openClient?: Mq
 }
 const ok = () => true as const;
 
-/** Whether `client` ended gracefully (DISCONNECT sent, socket closed) within `ms` of real time. */
-const endsWithin = (client: MqttClient, ms: number) => settlesWithin(client.endAsync(false), ms);
+/**
+ * Whether `client` ended gracefully (DISCONNECT sent, socket closed) within `ms` of real time. An
+ * end that failed did not: its socket may still be open, so the caller drops it as for a late one.
+ */
+async function endsWithin(client: MqttClient, ms: number): Promise<boolean> {
+  let failed = false;
+  const ended = client.endAsync(false).catch(() => {
+    failed = true;
+  });
+  return (await settlesWithin(ended, ms)) && !failed;
+}
 
 export interface UplinkOptions {
   address: DeviceAddress;

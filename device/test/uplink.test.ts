@@ -21,7 +21,7 @@ import {
   serviceUsername,
   topics,
 } from "@paylane/protocol";
-import { connectAsync, type MqttClient } from "mqtt";
+import { connectAsync, MqttClient } from "mqtt";
 import { pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { suite } from "uvu";
@@ -674,6 +674,21 @@ test("a connection dropped while the goodbye waits for its PUBACK does not hold 
   } finally {
     await proxy?.stop();
   }
+});
+
+test("a graceful end that fails drops the connection: the broker sees the kiosk go and fires its Will", async (ctx) => {
+  // An end that failed may leave its socket open, holding the stopped process and the session.
+  const endAsync = MqttClient.prototype.endAsync;
+  MqttClient.prototype.endAsync = () => Promise.reject(new Error("the end failed"));
+  try {
+    await within(ctx.uplink.stop(), WAIT_MS, "the stop");
+  } finally {
+    MqttClient.prototype.endAsync = endAsync;
+  }
+  const bye = await next<Status>(ctx, topics.status(K1));
+  assert.ok(bye.state === "offline" && bye.at, "the goodbye: offline, and since when");
+  const will = await next<Status>(ctx, topics.status(K1));
+  assert.equal(will, { state: "offline", session: bye.session }, "the Will: the broker saw the connection drop");
 });
 
 test.run();

@@ -62,7 +62,7 @@ export async function readOrHangUp(
     }
     if (bytesRead > 0) return { bytesRead, buffer };
     // Any error other than a canceled one closes the stream (the binding interface's contract).
-    throw Object.assign(new Error("the device hung up (end of file on the serial line)"), { disconnect: true });
+    throw new Error("the device hung up (end of file on the serial line)");
   }
 }
 

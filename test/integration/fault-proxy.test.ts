@@ -176,6 +176,7 @@ test("forwards both ways and counts connections and bytes each way", async () =>
       held: 0,
       cuts: 0,
       resets: 0,
+      paused: 0,
     },
   );
   assert.is(proxy.url("mqtt"), `mqtt://127.0.0.1:${proxy.port}`);
@@ -239,6 +240,68 @@ test("an RST from the client is passed on as an RST to the server", async () => 
   a.socket.resetAndDestroy();
   await bounded(server.closed, "server side closed");
   assert.is(server.error?.code, "ECONNRESET");
+});
+
+test("a reset right after a FIN was forwarded still closes both sides, and stop does not hang", async () => {
+  const a = await client();
+  a.socket.write("x");
+  await a.read(1);
+  const server = await echo.connection(0);
+  // The reset lands while the FIN the proxy just sent the server is still being shut down:
+  // Node's resetAndDestroy() fails there and leaves the socket open for good (model.test's hang).
+  const resetAfterFin = new Promise<number>((resolve) =>
+    proxy.events.once("end", (dir) => {
+      assert.is(dir, "up");
+      resolve(proxy.reset());
+    }),
+  );
+  a.socket.end();
+  assert.is(await bounded(resetAfterFin, "the FIN forwarded"), 1);
+  await bounded(server.closed, "server side closed");
+  await bounded(a.closed, "client closed");
+  await bounded(proxy.stop(), "the proxy's stop");
+  assert.is(proxy.stats.open, 0);
+});
+
+test("reset reaches a client that does not read: it is not held until the client reads, what it had not read is cut off", async () => {
+  // A target that writes without end to a client that reads nothing: the proxy's writes
+  // to the client back up, and a reset that waited for them would wait for ever.
+  let targetClosed: Promise<unknown> = new Promise(() => {});
+  const flood = createServer((s) => {
+    s.on("error", () => {});
+    targetClosed = new Promise((resolve) => s.once("close", resolve));
+    const mib = Buffer.alloc(1 << 20);
+    const pump = () => {
+      while (s.write(mib));
+    };
+    s.on("drain", pump);
+    pump();
+  });
+  flood.listen(0, "127.0.0.1");
+  await once(flood, "listening");
+  const toFlood = new FaultProxy({ target: { host: "127.0.0.1", port: (flood.address() as { port: number }).port } });
+  await toFlood.start();
+  try {
+    const c = new Client(tcpConnect({ port: toFlood.port, host: "127.0.0.1" }));
+    clients.push(c);
+    c.socket.pause();
+    // backed up: the proxy's writes to the client stopped draining, so it paused the target
+    await bounded(
+      (async () => {
+        while (toFlood.stats.paused === 0) await new Promise((r) => setImmediate(r));
+      })(),
+      "the proxy pausing the target",
+    );
+    assert.is(toFlood.reset(), 1);
+    c.socket.resume();
+    await bounded(c.closed, "the client reset");
+    // Linux hands a reset socket's unread bytes to the reader, then ends it: the stream is cut short
+    assert.ok(c.bytes < toFlood.stats.bytesDown, `the client read ${c.bytes} of ${toFlood.stats.bytesDown} bytes`);
+    await bounded(targetClosed, "the target's side closed");
+  } finally {
+    await bounded(toFlood.stop(), "the proxy's stop");
+    await new Promise<void>((resolve) => flood.close(() => resolve()));
+  }
 });
 
 test("refuse resets new connections on arrival and leaves open ones alone", async () => {

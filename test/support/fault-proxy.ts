@@ -36,7 +36,8 @@
  *   part of it went out before the second arrived). For a fault placed by the protocol rather than by a
  *   count (e.g. before Postgres's ReadyForQuery, which it sends only after
  *   the commit, however large the reply before it). One shot.
- * - `reset()`: RST every open connection now (`socket.resetAndDestroy()`).
+ * - `reset()`: RST every open connection now (`socket.resetAndDestroy()`),
+ *   also one whose peer is not reading: what it had not read is lost.
  * - `refuse()`: new connections are accepted and reset at once (the client
  *   sees ECONNRESET, not ECONNREFUSED: the port stays ours); open ones live on.
  * - `heal()`: all of the above off; held (latency/drip/stall) bytes go out now.
@@ -78,6 +79,8 @@ export interface FaultProxyStats {
   cuts: number;
   /** Connections reset by `reset()`. */
   resets: number;
+  /** Senders paused now, one per lane: its receiver is not draining, or too much is held. */
+  paused: number;
 }
 
 export interface CutInfo {
@@ -97,6 +100,8 @@ export interface FaultProxyEvents {
   refused: [];
   /** Bytes were swallowed by a blackhole or discarded by a cut or reset. */
   dropped: [bytes: number];
+  /** A lane forwarded its sender's FIN (emitted right after the proxy's `end()` on the receiving socket). */
+  end: [direction: Direction];
 }
 
 interface LaneFaults {
@@ -124,7 +129,10 @@ interface Control {
   drop(n: number): void;
   /** Bytes now held (+) or no longer held (-) by a lane. */
   hold(delta: number): void;
+  /** A lane paused (+1) or resumed (-1) its sender. */
+  pause(delta: number): void;
   arrived(dir: Direction, n: number): void;
+  ended(dir: Direction): void;
 }
 
 /** One direction of one connection: holds chunks for latency and drip, forwards them in order. */
@@ -173,6 +181,8 @@ class Lane {
     this.#queue = [];
     this.#arrived = [];
     this.#held = 0;
+    if (this.#paused) this.ctl.pause(-1); // a closed link counts as paused no more
+    this.#paused = false;
   }
 
   /** Re-evaluates held bytes now (the faults changed). */
@@ -252,6 +262,7 @@ class Lane {
     if (this.#ended && !this.#finished && this.#queue.length === 0 && !this.ctl.faults(this.dir).stalled) {
       this.#finished = true;
       this.to.end();
+      this.ctl.ended(this.dir);
     }
   }
 
@@ -276,6 +287,7 @@ class Lane {
     const pause = this.#writeBlocked || this.#held > HIGH_WATER;
     if (pause === this.#paused) return;
     this.#paused = pause;
+    this.ctl.pause(pause ? 1 : -1);
     if (pause) this.from.pause();
     else this.from.resume();
   }
@@ -312,23 +324,27 @@ class Link {
     for (const lane of this.lanes) lane.start();
   }
 
-  /** Ends forwarding; `how` decides what both peers see. */
-  close(how: CutHow | "destroy"): void {
-    if (this.closed) return;
+  /**
+   * Ends forwarding; `how` decides what both peers see. A cut is `exact`: its RST waits
+   * until the last forwarded piece is in the OS, which a peer that does not read can
+   * delay without end; any other reset is sent now. `destroy` (stop) closes every
+   * socket still open, also those of a link an earlier close left waiting.
+   */
+  close(how: CutHow | "destroy", exact = false): void {
+    if (this.closed && how !== "destroy") return;
     this.closed = true;
     for (const lane of this.lanes) lane.stop();
     for (const s of [this.client, this.upstream]) {
       if (s.destroyed) continue;
       if (how === "destroy") s.destroy();
       else if (how === "close") s.end(() => s.destroy());
-      else if (s.writableEnded) s.resetAndDestroy();
-      // the last forwarded piece is handed to the OS before the RST, so a cut is exact
-      else s.write(Buffer.alloc(0), () => s.resetAndDestroy());
+      else if (exact && !s.writableEnded) s.write(Buffer.alloc(0), () => rst(s));
+      else rst(s);
     }
   }
 
   cut(dir: Direction): void {
-    this.close(this.onCut(this, dir));
+    this.close(this.onCut(this, dir), true);
   }
 }
 
@@ -355,6 +371,7 @@ export class FaultProxy {
     held: 0,
     cuts: 0,
     resets: 0,
+    paused: 0,
   };
 
   readonly #ctl: Control = {
@@ -378,11 +395,17 @@ export class FaultProxy {
       this.#stats.dropped += n;
       this.events.emit("dropped", n);
     },
+    pause: (delta) => {
+      this.#stats.paused += delta;
+    },
     hold: (delta) => {
       this.#stats.held += delta;
     },
     arrived: (dir, n) => {
       this.events.emit("data", dir, n);
+    },
+    ended: (dir) => {
+      this.events.emit("end", dir);
     },
   };
 
@@ -551,6 +574,18 @@ export class FaultProxy {
   #repump(): void {
     for (const link of this.#links) for (const lane of link.lanes) lane.repump();
   }
+}
+
+/**
+ * RSTs `s` now. Node's `resetAndDestroy()` on a socket whose FIN is still being
+ * shut down (`end()` called, the shutdown not yet done) fails with EINVAL and
+ * then never closes the socket: no 'close', the fd leaks, and a `stop()` waiting
+ * for it hangs (seen on Node 20.20). Such a socket has told its peer EOF already
+ * and holds nothing unsent, so it is closed plainly instead.
+ */
+function rst(s: Socket): void {
+  if (s.writableEnded && !s.writableFinished && s.writableLength === 0) s.destroy();
+  else s.resetAndDestroy();
 }
 
 function applies(armed: Directions, dir: Direction): boolean {

@@ -53,6 +53,7 @@ import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import { checkForward, checkPublish, checkSubscribe, checkWill, type Decision } from "./acl.ts";
 import { DeadWills, type StoredWill } from "./dead-wills.ts";
+import { boundEmitterDepth } from "./emitter-depth.ts";
 import { DEFAULT_LIMITS, type GatewayLimits, KeyedSemaphore } from "./limits.ts";
 import { PacketSizeGuard, type Violation } from "./packet-guard.ts";
 import { RedisBackend, type RedisSharing } from "./redis.ts";
@@ -442,6 +443,8 @@ export class Gateway {
       },
       authorizeForward: (client, packet) => this.#forward(client, packet),
     });
+    // A fleet dropping at once queues thousands of Wills on the bus; unbounded, that overflows the stack.
+    boundEmitterDepth((broker as unknown as { mq: object }).mq);
     // Persistence failures surface here; without a listener they would crash the process.
     // (aedes' typings list no "error" event; it is an EventEmitter all the same.)
     const emitter: EventEmitter = broker;
